@@ -1,0 +1,174 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core/storage"
+)
+
+func localConfig(t *testing.T, id string, isDefault bool) storage.Config {
+	t.Helper()
+	return storage.Config{
+		ID:          id,
+		Provider:    storage.ProviderLocal,
+		Credentials: map[string]any{"basePath": t.TempDir()},
+		IsDefault:   isDefault,
+	}
+}
+
+func TestNewSetDefaultSelection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		defaults  []bool // IsDefault of backends a, b, c (len = number of backends)
+		defaultID string
+		want      string
+	}{
+		{"only one", []bool{false}, "", "a"},
+		{"first when none marked", []bool{false, false, false}, "", "a"},
+		{"isDefault entry", []bool{false, true, false}, "", "b"},
+		{"defaultID", []bool{false, false, false}, "c", "c"},
+		{"defaultID wins over isDefault", []bool{false, true, false}, "c", "c"},
+		{"defaultID naming the isDefault entry", []bool{true, false}, "a", "a"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var cfgs []storage.Config
+			for i, isDefault := range tc.defaults {
+				cfgs = append(cfgs, localConfig(t, string(rune('a'+i)), isDefault))
+			}
+			set, err := storage.NewSet(t.Context(), cfgs, tc.defaultID)
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, set.Close()) })
+
+			cfg, b := set.Default()
+			require.Equal(t, tc.want, cfg.ID)
+			_, want, ok := set.Get(tc.want)
+			require.True(t, ok)
+			require.Same(t, want, b)
+		})
+	}
+}
+
+func TestNewSetErrors(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+
+	_, err := storage.NewSet(ctx, nil, "")
+	require.ErrorContains(t, err, "no backend configured")
+
+	_, err = storage.NewSet(ctx, []storage.Config{localConfig(t, "a", false)}, "missing")
+	require.ErrorContains(t, err, `default backend "missing" is not configured`)
+	require.ErrorContains(t, err, `"a"`)
+
+	_, err = storage.NewSet(ctx, []storage.Config{localConfig(t, "a", false), localConfig(t, "a", false)}, "")
+	require.ErrorContains(t, err, `storage backend "a": duplicate id`)
+
+	_, err = storage.NewSet(ctx, []storage.Config{localConfig(t, "a", true), localConfig(t, "b", true)}, "")
+	require.ErrorContains(t, err, "isDefault")
+
+	_, err = storage.NewSet(ctx, []storage.Config{{ID: "x", Provider: storage.ProviderLocal}}, "")
+	require.ErrorContains(t, err, `storage backend "x": credentials.basePath is required`)
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = storage.NewSet(cancelled, []storage.Config{localConfig(t, "a", false)}, "")
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+// cloudConfigs are valid configurations of every provider without a backend in
+// this build yet.
+func cloudConfigs() []storage.Config {
+	return []storage.Config{
+		{
+			ID: "s3", Provider: storage.ProviderAWSS3, Bucket: "b", Region: "us-east-1",
+			Credentials: map[string]any{"accessKeyId": "AKIA", "secretAccessKey": "SECRET-s3"},
+		},
+		{
+			ID: "gcs", Provider: storage.ProviderGCS, Bucket: "b",
+			Credentials: map[string]any{"projectId": "p", "clientEmail": "e@x", "privateKey": "SECRET-gcs"},
+		},
+		{
+			ID: "minio", Provider: storage.ProviderMinIO, Endpoint: "http://localhost:9000", Bucket: "b",
+			Credentials: map[string]any{"accessKey": "minioadmin", "secretKey": "SECRET-minio"},
+		},
+	}
+}
+
+func TestOpenUnsupportedProviders(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range cloudConfigs() {
+		require.NoError(t, cfg.Validate())
+		b, err := storage.Open(t.Context(), cfg)
+		require.Nil(t, b)
+		require.ErrorIs(t, err, storage.ErrUnsupportedProvider)
+		require.EqualError(t, err, fmt.Sprintf("storage backend %q: provider %q is not supported by this build yet", cfg.ID, cfg.Provider))
+		require.NotContains(t, err.Error(), "SECRET")
+
+		_, err = storage.NewSet(t.Context(), []storage.Config{localConfig(t, "disk", true), cfg}, "")
+		require.ErrorIs(t, err, storage.ErrUnsupportedProvider)
+		require.ErrorContains(t, err, fmt.Sprintf("provider %q is not supported by this build yet", cfg.Provider))
+	}
+}
+
+func TestOpenValidates(t *testing.T) {
+	t.Parallel()
+	_, err := storage.Open(t.Context(), storage.Config{ID: "x", Provider: "ftp"})
+	require.ErrorContains(t, err, `storage backend "x": unknown provider "ftp"`)
+	_, err = storage.Open(t.Context(), storage.Config{ID: "x", Provider: storage.ProviderLocal})
+	require.ErrorContains(t, err, `storage backend "x": credentials.basePath is required`)
+}
+
+func TestSetBackendsAreSeparateAndConfigsAreCopies(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cfgs := []storage.Config{localConfig(t, "a", false), localConfig(t, "b", true)}
+	set, err := storage.NewSet(ctx, cfgs, "")
+	require.NoError(t, err)
+
+	// Changing the caller's slice or a returned copy does not change the set.
+	cfgs[0].ID = "changed"
+	cfgs[0].Credentials["basePath"] = "/elsewhere"
+	got := set.Configs()
+	require.Len(t, got, 2)
+	require.Equal(t, "a", got[0].ID)
+	require.NotEqual(t, "/elsewhere", got[0].Credentials["basePath"])
+	got[1].Credentials["basePath"] = "/elsewhere"
+	cfg, _ := set.Default()
+	require.Equal(t, "b", cfg.ID)
+	require.NotEqual(t, "/elsewhere", cfg.Credentials["basePath"])
+
+	_, a, ok := set.Get("a")
+	require.True(t, ok)
+	_, b, ok := set.Get("b")
+	require.True(t, ok)
+	_, _, ok = set.Get("c")
+	require.False(t, ok)
+
+	require.NoError(t, storage.PutBytes(ctx, a, "runs/r1/output.json", []byte(`{"from":"a"}`), ""))
+	_, err = b.Stat(ctx, "runs/r1/output.json")
+	require.ErrorIs(t, err, storage.ErrNotFound)
+	data, err := storage.ReadAll(ctx, a, "runs/r1/output.json")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"from":"a"}`, string(data))
+	require.NoError(t, set.Close())
+}
+
+func TestNewSetFromParsedConfigs(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	cfgs, err := storage.ParseConfigs(fmt.Sprintf(`[{"id":"local","provider":"local","credentials":{"basePath":%q}}]`, base))
+	require.NoError(t, err)
+	set, err := storage.NewSet(t.Context(), cfgs, "")
+	require.NoError(t, err)
+	cfg, b := set.Default()
+	require.Equal(t, "local", cfg.ID)
+	require.NoError(t, storage.PutBytes(t.Context(), b, "standalone/r1/input.json", []byte(`{}`), "application/json"))
+	require.FileExists(t, filepath.Join(base, "standalone", "r1", "input.json"))
+}
