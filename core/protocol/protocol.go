@@ -1,0 +1,180 @@
+// Package protocol holds the JSON shapes of the wire contract between the orchestrator and
+// its workers (registration, dispatch, heartbeat, progress and callback), shared by the
+// orchestrator and the Go worker SDK. Field names and meanings follow protocol.md.
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Task run states.
+const (
+	StatusWaiting     = "waiting"
+	StatusPending     = "pending"
+	StatusDispatching = "dispatching"
+	StatusRunning     = "running"
+	StatusCompleted   = "completed"
+	StatusFailed      = "failed"
+	StatusCancelled   = "cancelled"
+	StatusSkipped     = "skipped"
+)
+
+// Error codes the orchestrator records for attempts it ends itself.
+const (
+	CodeTimeout        = "TIMEOUT"
+	CodeDispatchFailed = "DISPATCH_FAILED"
+	CodeTaskRemoved    = "TASK_REMOVED"
+)
+
+// Retry backoff kinds.
+const (
+	BackoffFixed       = "fixed"
+	BackoffExponential = "exponential"
+)
+
+// TaskDefinition is one task in a registration. Every field but ID and CodeHash is optional;
+// nil means the orchestrator's default.
+type TaskDefinition struct {
+	ID                  string          `json:"id"`
+	CodeHash            string          `json:"codeHash"`
+	AllowedNext         []string        `json:"allowedNext,omitempty"`
+	Timeout             *int            `json:"timeout,omitempty"` // seconds
+	Retries             *int            `json:"retries,omitempty"`
+	RetryBackoff        string          `json:"retryBackoff,omitempty"`
+	RetryDelayMs        *int64          `json:"retryDelayMs,omitempty"`
+	MaxRetryDelayMs     *int64          `json:"maxRetryDelayMs,omitempty"`
+	HeartbeatIntervalMs *int64          `json:"heartbeatIntervalMs,omitempty"`
+	Concurrency         *int            `json:"concurrency,omitempty"`
+	Priority            *int            `json:"priority,omitempty"`
+	IdempotencyTTL      *int            `json:"idempotencyTTL,omitempty"` // seconds
+	Description         string          `json:"description,omitempty"`
+	InputSchema         json.RawMessage `json:"inputSchema,omitempty"`
+}
+
+// PipelineDefinition declares a pipeline at registration.
+type PipelineDefinition struct {
+	ID          string   `json:"id"`
+	EntryTasks  []string `json:"entryTasks"`
+	FailureMode string   `json:"failureMode,omitempty"`
+	Description string   `json:"description,omitempty"`
+}
+
+// RegisterRequest is the body of POST /api/register.
+type RegisterRequest struct {
+	ServiceID string               `json:"serviceId"`
+	Version   string               `json:"version"`
+	BaseURL   string               `json:"baseUrl"`
+	Tasks     []TaskDefinition     `json:"tasks"`
+	Pipelines []PipelineDefinition `json:"pipelines,omitempty"`
+}
+
+// CodeChange reports a task whose code hash changed at registration.
+type CodeChange struct {
+	TaskID     string `json:"taskId"`
+	OldHash    string `json:"oldHash"`
+	NewHash    string `json:"newHash"`
+	OldVersion int    `json:"oldVersion"`
+	NewVersion int    `json:"newVersion"`
+}
+
+// RegisterResponse is the answer to a registration.
+type RegisterResponse struct {
+	Success       bool         `json:"success"`
+	CodeChanges   []CodeChange `json:"codeChanges"`
+	OrphanedTasks []string     `json:"orphanedTasks"`
+}
+
+// Asset is an object a task produced, stored beside its output.
+type Asset struct {
+	Path string `json:"path"`
+	Size int64  `json:"size,omitempty"`
+	Type string `json:"type,omitempty"`
+}
+
+// UpstreamRef points a task at the output of a completed predecessor.
+type UpstreamRef struct {
+	OutputPath string           `json:"outputPath,omitempty"`
+	Assets     map[string]Asset `json:"assets,omitempty"`
+}
+
+// Attempt is one earlier, failed attempt of a task run.
+type Attempt struct {
+	Attempt   int       `json:"attempt"`
+	Error     string    `json:"error"`
+	ErrorCode string    `json:"errorCode,omitempty"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// DispatchRequest is the body the orchestrator POSTs to {baseUrl}/tasks/{taskId}.
+type DispatchRequest struct {
+	RunID               string                 `json:"runId"`
+	TaskID              string                 `json:"taskId"`
+	PipelineRunID       string                 `json:"pipelineRunId,omitempty"`
+	Attempt             int                    `json:"attempt"`
+	CodeVersion         int                    `json:"codeVersion"`
+	CodeHash            string                 `json:"codeHash"`
+	StorageToken        string                 `json:"storageToken"`
+	InputPath           string                 `json:"inputPath"`
+	UpstreamRefs        map[string]UpstreamRef `json:"upstreamRefs,omitempty"`
+	PreviousAttempts    []Attempt              `json:"previousAttempts"`
+	HeartbeatIntervalMs int64                  `json:"heartbeatIntervalMs"`
+}
+
+// HeartbeatRequest is the body of POST /api/heartbeat and POST /api/progress.
+type HeartbeatRequest struct {
+	RunID    string `json:"runId"`
+	Progress *int   `json:"progress,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// HeartbeatResponse answers a heartbeat or a progress report.
+type HeartbeatResponse struct {
+	Acknowledged bool `json:"acknowledged"`
+	ShouldCancel bool `json:"shouldCancel"`
+}
+
+// Callback statuses.
+const (
+	CallbackSuccess = "success"
+	CallbackFailed  = "failed"
+)
+
+// CallbackRequest is the body of POST /api/callback/{runId}.
+type CallbackRequest struct {
+	Status       string           `json:"status"`
+	OutputPath   string           `json:"outputPath,omitempty"`
+	OutputSize   int64            `json:"outputSize,omitempty"`
+	Assets       map[string]Asset `json:"assets,omitempty"`
+	LogsPath     string           `json:"logsPath,omitempty"`
+	SelectedNext []string         `json:"selectedNext,omitempty"`
+	Error        string           `json:"error,omitempty"`
+	ErrorCode    string           `json:"errorCode,omitempty"`
+	Retryable    *bool            `json:"retryable,omitempty"`
+}
+
+// ErrorBody is the body of every error answer.
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Code    string `json:"code"`
+	Details any    `json:"details,omitempty"`
+}
+
+// Storage paths inside the default backend.
+
+// StandaloneInputPath is where the input of a standalone run is stored.
+func StandaloneInputPath(runID string) string { return "standalone/" + runID + "/input.json" }
+
+// PipelineInputPath is where the input of a pipeline run is stored.
+func PipelineInputPath(pipelineRunID string) string {
+	return "pipelines/" + pipelineRunID + "/input.json"
+}
+
+// OutputPath is where a run's output is stored.
+func OutputPath(runID string) string { return "runs/" + runID + "/output.json" }
+
+// AssetPath is where a run's asset named key is stored.
+func AssetPath(runID, key string) string { return "runs/" + runID + "/assets/" + key }
+
+// LogsPath is where a run's logs are stored.
+func LogsPath(runID string) string { return "runs/" + runID + "/logs.jsonl" }
