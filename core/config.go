@@ -1,0 +1,146 @@
+package core
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
+)
+
+// Modes of running.
+const (
+	// ModeStandalone runs a background loop woken by LISTEN/NOTIFY and polling.
+	ModeStandalone = "standalone"
+	// ModeServerless runs no loop: /api/process does one bounded batch per call.
+	ModeServerless = "serverless"
+)
+
+// CompatNodeSDKv1 is the PIPEWEAVE_COMPAT value for unmodified @pipeweave/sdk 1.x workers.
+const CompatNodeSDKv1 = "node-sdk-v1"
+
+// Config is everything the orchestrator is configured with. ConfigFromEnv reads it from the
+// environment variables of protocol.md.
+type Config struct {
+	DatabaseURL             string           // DATABASE_URL (required)
+	StorageBackends         []storage.Config // STORAGE_BACKENDS (required, JSON array)
+	DefaultStorageBackendID string           // DEFAULT_STORAGE_BACKEND_ID
+	SecretKey               string           // PIPEWEAVE_SECRET_KEY (required, ≥ 32 bytes)
+	Mode                    string           // MODE: standalone (default) or serverless
+	MaxConcurrency          int              // MAX_CONCURRENCY (default 10; 0 = no cap)
+	PollInterval            time.Duration    // POLL_INTERVAL_MS (default 1000)
+	DLQRetention            time.Duration    // DLQ_RETENTION_DAYS (default 30)
+	IdempotencyTTL          time.Duration    // IDEMPOTENCY_TTL_SECONDS (default 86400)
+	MaxRetryDelay           time.Duration    // MAX_RETRY_DELAY_MS (default 86400000)
+	Port                    int              // PORT (default 3000)
+	APIKeys                 []string         // PIPEWEAVE_API_KEYS (comma list)
+	Compat                  string           // PIPEWEAVE_COMPAT ("" or node-sdk-v1)
+	DispatchTimeout         time.Duration    // DISPATCH_TIMEOUT_MS (default 10000)
+	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100)
+	MaxBodyBytes            int64            // MAX_BODY_BYTES (default 10 MiB)
+	DBMaxConns              int              // DB_MAX_CONNS (default 10 standalone, 4 serverless)
+}
+
+// ConfigError names the environment variable that stopped start-up.
+type ConfigError struct {
+	Var string
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return "environment variable " + e.Var + ": " + e.Msg }
+
+// ConfigFromEnv reads the configuration through getenv (os.Getenv in production). A missing or
+// malformed variable gives a *ConfigError naming it.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{}
+	var err error
+	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	required := func(name string) (string, error) {
+		v := get(name)
+		if v == "" {
+			return "", &ConfigError{name, "is required but not set"}
+		}
+		return v, nil
+	}
+	if c.DatabaseURL, err = required("DATABASE_URL"); err != nil {
+		return c, err
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return c, &ConfigError{"DATABASE_URL", "must be a postgres:// or postgresql:// URL"}
+	}
+	backends, err := required("STORAGE_BACKENDS")
+	if err != nil {
+		return c, err
+	}
+	if c.StorageBackends, err = storage.ParseConfigs(backends); err != nil {
+		return c, &ConfigError{"STORAGE_BACKENDS", err.Error()}
+	}
+	c.DefaultStorageBackendID = get("DEFAULT_STORAGE_BACKEND_ID")
+	if c.DefaultStorageBackendID != "" {
+		found := false
+		for _, b := range c.StorageBackends {
+			found = found || b.ID == c.DefaultStorageBackendID
+		}
+		if !found {
+			return c, &ConfigError{"DEFAULT_STORAGE_BACKEND_ID", fmt.Sprintf("no backend with id %q in STORAGE_BACKENDS", c.DefaultStorageBackendID)}
+		}
+	}
+	if c.SecretKey, err = required("PIPEWEAVE_SECRET_KEY"); err != nil {
+		return c, err
+	}
+	if _, err := token.SecretBytes(c.SecretKey); err != nil {
+		return c, &ConfigError{"PIPEWEAVE_SECRET_KEY", "must be at least 32 bytes (e.g. `openssl rand -hex 32`)"}
+	}
+	switch c.Mode = get("MODE"); c.Mode {
+	case "":
+		c.Mode = ModeStandalone
+	case ModeStandalone, ModeServerless:
+	default:
+		return c, &ConfigError{"MODE", fmt.Sprintf("must be %q or %q, got %q", ModeStandalone, ModeServerless, c.Mode)}
+	}
+	ints := []struct {
+		name  string
+		def   int
+		min   int
+		apply func(int)
+	}{
+		{"MAX_CONCURRENCY", 10, 0, func(n int) { c.MaxConcurrency = n }},
+		{"POLL_INTERVAL_MS", 1000, 10, func(n int) { c.PollInterval = time.Duration(n) * time.Millisecond }},
+		{"DLQ_RETENTION_DAYS", 30, 1, func(n int) { c.DLQRetention = time.Duration(n) * 24 * time.Hour }},
+		{"IDEMPOTENCY_TTL_SECONDS", 86400, 1, func(n int) { c.IdempotencyTTL = time.Duration(n) * time.Second }},
+		{"MAX_RETRY_DELAY_MS", 86400000, 0, func(n int) { c.MaxRetryDelay = time.Duration(n) * time.Millisecond }},
+		{"PORT", 3000, 1, func(n int) { c.Port = n }},
+		{"DISPATCH_TIMEOUT_MS", 10000, 100, func(n int) { c.DispatchTimeout = time.Duration(n) * time.Millisecond }},
+		{"PROCESS_BATCH_SIZE", 100, 1, func(n int) { c.ProcessBatchSize = n }},
+		{"MAX_BODY_BYTES", 10 << 20, 1024, func(n int) { c.MaxBodyBytes = int64(n) }},
+		{"DB_MAX_CONNS", 0, 1, func(n int) { c.DBMaxConns = n }},
+	}
+	for _, v := range ints {
+		raw := get(v.name)
+		if raw == "" {
+			v.apply(v.def)
+			continue
+		}
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < v.min {
+			return c, &ConfigError{v.name, fmt.Sprintf("must be an integer of at least %d, got %q", v.min, raw)}
+		}
+		v.apply(n)
+	}
+	if c.Port > 65535 {
+		return c, &ConfigError{"PORT", fmt.Sprintf("must be a port number, got %d", c.Port)}
+	}
+	for _, k := range strings.Split(get("PIPEWEAVE_API_KEYS"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.APIKeys = append(c.APIKeys, k)
+		}
+	}
+	switch c.Compat = get("PIPEWEAVE_COMPAT"); c.Compat {
+	case "", CompatNodeSDKv1:
+	default:
+		return c, &ConfigError{"PIPEWEAVE_COMPAT", fmt.Sprintf("must be empty or %q, got %q", CompatNodeSDKv1, c.Compat)}
+	}
+	return c, nil
+}

@@ -1,0 +1,415 @@
+package core_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
+	"github.com/pipeweave/pipeweave/internal/testdb"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// env is one orchestrator on a fresh database, served over real HTTP.
+type env struct {
+	t          *testing.T
+	pool       *pgxpool.Pool
+	orch       *core.Orchestrator
+	cfg        core.Config
+	srv        *httptest.Server
+	url        string
+	keys       token.Keys
+	storageDir string
+	logs       *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newEnv starts an orchestrator in serverless mode (no loop: tests drive Process themselves)
+// unless mod changes the configuration.
+func newEnv(t *testing.T, mod ...func(*core.Config)) *env {
+	t.Helper()
+	pool := testdb.New(t)
+	return newEnvOn(t, pool, mod...)
+}
+
+// newEnvOn starts another orchestrator instance on an existing database.
+func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := core.Config{
+		DatabaseURL:      pool.Config().ConnString(),
+		StorageBackends:  []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": dir}, IsDefault: true}},
+		SecretKey:        testSecret,
+		Mode:             core.ModeServerless,
+		MaxConcurrency:   0,
+		PollInterval:     50 * time.Millisecond,
+		DLQRetention:     30 * 24 * time.Hour,
+		IdempotencyTTL:   24 * time.Hour,
+		MaxRetryDelay:    24 * time.Hour,
+		DispatchTimeout:  5 * time.Second,
+		ProcessBatchSize: 100,
+		MaxBodyBytes:     1 << 20,
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	orch, err := core.New(context.Background(), cfg, core.Options{Logger: log, Pool: pool})
+	require.NoError(t, err)
+	srv := httptest.NewServer(orch.Handler())
+	keys, err := token.DeriveKeys(testSecret)
+	require.NoError(t, err)
+	e := &env{t: t, pool: pool, orch: orch, cfg: cfg, srv: srv, url: srv.URL, keys: keys, storageDir: dir, logs: logs}
+	t.Cleanup(func() {
+		srv.Close()
+		orch.Close()
+	})
+	return e
+}
+
+// runLoop runs the standalone loop until the test ends.
+func (e *env) runLoop() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.orch.Run(ctx)
+	}()
+	e.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+type response struct {
+	Status int
+	Body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(r.Body, v), "body: %s", r.Body)
+}
+
+func (r response) errorBody(t *testing.T) protocol.ErrorBody {
+	t.Helper()
+	var b protocol.ErrorBody
+	r.json(t, &b)
+	require.NotEmpty(t, b.Error, "error sentence missing: %s", r.Body)
+	require.NotEmpty(t, b.Code, "error code missing: %s", r.Body)
+	return b
+}
+
+// do sends a request with a raw body (string or []byte or a value to encode) and bearer token.
+func (e *env) do(method, path string, body any, bearer string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		require.NoError(e.t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, e.url+path, rd)
+	require.NoError(e.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	return response{Status: resp.StatusCode, Body: raw}
+}
+
+func (e *env) regToken(serviceID string) string {
+	tok, err := e.keys.SignRegistration(serviceID, time.Now())
+	require.NoError(e.t, err)
+	return tok
+}
+
+// register registers a service with the given tasks and returns the response.
+func (e *env) register(serviceID, version, baseURL string, tasks ...protocol.TaskDefinition) protocol.RegisterResponse {
+	e.t.Helper()
+	r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: serviceID, Version: version, BaseURL: baseURL, Tasks: tasks}, e.regToken(serviceID))
+	require.Equal(e.t, http.StatusOK, r.Status, "register: %s", r.Body)
+	var out protocol.RegisterResponse
+	r.json(e.t, &out)
+	return out
+}
+
+type enqueued struct {
+	RunID        string `json:"runId"`
+	Status       string `json:"status"`
+	TaskID       string `json:"taskId"`
+	InputPath    string `json:"inputPath"`
+	Deduplicated bool   `json:"deduplicated"`
+}
+
+func (e *env) enqueue(body map[string]any) enqueued {
+	e.t.Helper()
+	r := e.do("POST", "/api/queue/task", body, "")
+	require.Equal(e.t, http.StatusCreated, r.Status, "enqueue: %s", r.Body)
+	var out enqueued
+	r.json(e.t, &out)
+	return out
+}
+
+// enqueueMany queues n runs of taskID with one batch call.
+func (e *env) enqueueMany(taskID string, n int) []string {
+	e.t.Helper()
+	tasks := make([]map[string]any, n)
+	for i := range tasks {
+		tasks[i] = map[string]any{"taskId": taskID, "input": map[string]int{"i": i}}
+	}
+	r := e.do("POST", "/api/queue/batch", map[string]any{"tasks": tasks}, "")
+	require.Equal(e.t, http.StatusCreated, r.Status, "batch: %s", r.Body)
+	var out struct {
+		Queued  int        `json:"queued"`
+		Results []enqueued `json:"results"`
+	}
+	r.json(e.t, &out)
+	require.Equal(e.t, n, out.Queued)
+	ids := make([]string, n)
+	for i, x := range out.Results {
+		ids[i] = x.RunID
+	}
+	return ids
+}
+
+type run struct {
+	ID               string             `json:"id"`
+	TaskID           string             `json:"taskId"`
+	Status           string             `json:"status"`
+	Attempt          int                `json:"attempt"`
+	Priority         int                `json:"priority"`
+	Error            *string            `json:"error"`
+	ErrorCode        *string            `json:"errorCode"`
+	PreviousAttempts []protocol.Attempt `json:"previousAttempts"`
+	CodeVersion      int                `json:"codeVersion"`
+	CodeHash         string             `json:"codeHash"`
+	InputPath        string             `json:"inputPath"`
+	OutputPath       *string            `json:"outputPath"`
+	Progress         *int               `json:"progress"`
+	ProgressMessage  string             `json:"progressMessage"`
+	CreatedAt        time.Time          `json:"createdAt"`
+	CompletedAt      *time.Time         `json:"completedAt"`
+}
+
+func (e *env) run(id string) run {
+	e.t.Helper()
+	r := e.do("GET", "/api/task-runs/"+id, nil, "")
+	require.Equal(e.t, http.StatusOK, r.Status, "run: %s", r.Body)
+	var out run
+	r.json(e.t, &out)
+	return out
+}
+
+func (e *env) process() core.Summary {
+	e.t.Helper()
+	s, err := e.orch.Process(context.Background())
+	require.NoError(e.t, err)
+	return s
+}
+
+// waitFor polls cond until it holds; it fails the test after a generous limit. It checks
+// eventual state, never speed.
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (e *env) waitStatus(id, status string) run {
+	e.t.Helper()
+	var r run
+	e.waitFor(fmt.Sprintf("run %s to be %s", id, status), func() bool {
+		r = e.run(id)
+		return r.Status == status
+	})
+	return r
+}
+
+// worker is a real HTTP worker. By default it acknowledges every dispatch with 202 and, when
+// autoComplete is set, calls back success from a goroutine.
+type worker struct {
+	t    *testing.T
+	srv  *httptest.Server
+	orch string
+
+	mu         sync.Mutex
+	dispatches []protocol.DispatchRequest
+	seen       map[string]int // "run/attempt" → times dispatched
+
+	// answer picks the HTTP status for a dispatch (default 202).
+	answer func(d protocol.DispatchRequest) int
+	// after runs in a goroutine after a dispatch was acknowledged.
+	after func(d protocol.DispatchRequest)
+}
+
+func newWorker(t *testing.T, orchURL string) *worker {
+	w := &worker{t: t, orch: orchURL, seen: map[string]int{}}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var d protocol.DispatchRequest
+		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+			http.Error(rw, err.Error(), 400)
+			return
+		}
+		if r.URL.Path != "/tasks/"+d.TaskID {
+			http.Error(rw, "wrong path "+r.URL.Path, 400)
+			return
+		}
+		w.mu.Lock()
+		w.dispatches = append(w.dispatches, d)
+		w.seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
+		answer, after := w.answer, w.after
+		w.mu.Unlock()
+		status := http.StatusAccepted
+		if answer != nil {
+			status = answer(d)
+		}
+		rw.WriteHeader(status)
+		if status < 300 && after != nil {
+			go after(d)
+		}
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *worker) URL() string { return w.srv.URL }
+
+func (w *worker) all() []protocol.DispatchRequest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]protocol.DispatchRequest(nil), w.dispatches...)
+}
+
+func (w *worker) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.dispatches)
+}
+
+// post sends a worker call to the orchestrator (callback, heartbeat) with a run token.
+func post(url string, body any, tok string) (int, []byte, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return 0, nil, err
+	}
+	req, err := http.NewRequest("POST", url, bytes.NewReader(raw))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, err
+}
+
+func (w *worker) callback(d protocol.DispatchRequest, body protocol.CallbackRequest) (int, []byte) {
+	status, out, err := post(w.orch+"/api/callback/"+d.RunID, body, d.StorageToken)
+	if err != nil {
+		w.t.Errorf("callback %s: %v", d.RunID, err)
+	}
+	return status, out
+}
+
+func (w *worker) heartbeat(d protocol.DispatchRequest, progress *int, msg string) (int, protocol.HeartbeatResponse) {
+	status, out, err := post(w.orch+"/api/heartbeat", protocol.HeartbeatRequest{RunID: d.RunID, Progress: progress, Message: msg}, d.StorageToken)
+	require.NoError(w.t, err)
+	var hb protocol.HeartbeatResponse
+	require.NoError(w.t, json.Unmarshal(out, &hb), "heartbeat body: %s", out)
+	return status, hb
+}
+
+func success(d protocol.DispatchRequest) protocol.CallbackRequest {
+	return protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID), OutputSize: 2}
+}
+
+func task(id string, mods ...func(*protocol.TaskDefinition)) protocol.TaskDefinition {
+	td := protocol.TaskDefinition{ID: id, CodeHash: "hash-" + id}
+	for _, m := range mods {
+		m(&td)
+	}
+	return td
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func withRetries(n int, delayMs int64) func(*protocol.TaskDefinition) {
+	return func(td *protocol.TaskDefinition) {
+		td.Retries = ptr(n)
+		td.RetryDelayMs = ptr(delayMs)
+		td.RetryBackoff = protocol.BackoffFixed
+	}
+}
+
+func withConcurrency(n int) func(*protocol.TaskDefinition) {
+	return func(td *protocol.TaskDefinition) { td.Concurrency = ptr(n) }
+}
+
+func withHeartbeat(ms int64) func(*protocol.TaskDefinition) {
+	return func(td *protocol.TaskDefinition) { td.HeartbeatIntervalMs = ptr(ms) }
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}

@@ -1,0 +1,132 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code, msg string, details any) {
+	writeJSON(w, status, protocol.ErrorBody{Error: msg, Code: code, Details: details})
+}
+
+// fail answers err with the status its kind calls for: the engine's client errors keep their
+// code and sentence; an unreachable database is 503; anything else is a 500 whose cause is
+// logged, not shown.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *engine.Error
+	switch {
+	case errors.As(err, &e):
+		status := http.StatusBadRequest
+		switch {
+		case errors.Is(e.Kind, engine.ErrNotFound):
+			status = http.StatusNotFound
+		case errors.Is(e.Kind, engine.ErrConflict):
+			status = http.StatusConflict
+		case errors.Is(e.Kind, engine.ErrUnauthorized):
+			status = http.StatusUnauthorized
+		}
+		writeErr(w, status, e.Code, e.Msg, e.Details)
+	case Unavailable(err):
+		s.log.Warn("database unavailable", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeErr(w, http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly", nil)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeErr(w, http.StatusInternalServerError, "INTERNAL", "internal error", nil)
+	}
+}
+
+// Unavailable reports whether err means the database cannot be reached or refuses work for now.
+func Unavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "53300",                                         // too many connections
+			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03": // shutdown, cannot connect now
+			return true
+		}
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
+}
+
+// decode reads a JSON body into v. Malformed JSON, wrong types and trailing data are 400;
+// a body over the cap is 413. It answers the request itself and returns false on failure.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON value")
+	}
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		writeErr(w, http.StatusRequestEntityTooLarge, "BODY_TOO_LARGE",
+			fmt.Sprintf("request body exceeds %d bytes", tooBig.Limit), nil)
+	case errors.Is(err, io.EOF):
+		writeErr(w, http.StatusBadRequest, "MALFORMED_JSON", "request body is empty; a JSON object is required", nil)
+	case errors.As(err, &syntax):
+		writeErr(w, http.StatusBadRequest, "MALFORMED_JSON", fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, err), nil)
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "body"
+		}
+		writeErr(w, http.StatusBadRequest, "INVALID_FIELD",
+			fmt.Sprintf("%s must be %s, not a JSON %s", field, typeName(typ.Type.String()), typ.Value), map[string]string{"field": field})
+	default:
+		writeErr(w, http.StatusBadRequest, "MALFORMED_JSON", "malformed JSON: "+err.Error(), nil)
+	}
+	return false
+}
+
+func typeName(goType string) string {
+	switch {
+	case strings.Contains(goType, "int"), strings.Contains(goType, "float"):
+		return "a number"
+	case strings.Contains(goType, "string"):
+		return "a string"
+	case strings.Contains(goType, "bool"):
+		return "a boolean"
+	case strings.HasPrefix(goType, "[]"), strings.HasPrefix(goType, "*[]"):
+		return "an array"
+	default:
+		return "an object"
+	}
+}

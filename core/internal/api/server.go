@@ -1,0 +1,406 @@
+// Package api serves the orchestrator's HTTP API over the engine: the public endpoints, the
+// worker endpoints (registration, heartbeat, progress, callback) and /health.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/token"
+)
+
+// Options configure a Server.
+type Options struct {
+	// APIKeys, when not empty, are the bearer keys every non-worker endpoint requires.
+	APIKeys []string
+	// Compat accepts unauthenticated registration and worker calls (node-sdk-v1 workers).
+	Compat bool
+	// MaxBodyBytes caps request bodies (default 10 MiB).
+	MaxBodyBytes int64
+	// Mode is reported by /health.
+	Mode string
+	// Ready is called after a request made work ready (an enqueue, a callback that freed a slot,
+	// a DLQ retry). Standalone mode wakes its loop; serverless mode dispatches inline.
+	Ready func(ctx context.Context)
+	// Now is the clock for token checks (default time.Now).
+	Now func() time.Time
+}
+
+// Server is the HTTP API.
+type Server struct {
+	eng  *engine.Engine
+	keys token.Keys
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// New builds the API over eng.
+func New(eng *engine.Engine, keys token.Keys, opts Options, log *slog.Logger) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 10 << 20
+	}
+	if opts.Ready == nil {
+		opts.Ready = func(context.Context) {}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{eng: eng, keys: keys, opts: opts, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	// Open.
+	s.mux.HandleFunc("GET /health", s.health)
+	// Worker endpoints: authenticated by the registration token or the run token.
+	s.mux.HandleFunc("POST /api/register", s.register)
+	s.mux.HandleFunc("POST /api/heartbeat", s.heartbeat)
+	s.mux.HandleFunc("POST /api/progress", s.heartbeat)
+	s.mux.HandleFunc("POST /api/callback/{runId}", s.callback)
+	// Public API: API keys when configured.
+	api := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.requireKey(h)) }
+	api("GET /api/services", s.services)
+	api("GET /api/services/{id}/tasks", s.serviceTasks)
+	api("GET /api/tasks/{id}/history", s.taskHistory)
+	api("POST /api/queue/task", s.enqueueOne)
+	api("POST /api/queue/batch", s.enqueueBatch)
+	api("GET /api/queue/status", s.queueStatus)
+	api("GET /api/queue/items", s.queueItems)
+	api("GET /api/task-runs/{id}", s.taskRun)
+	api("GET /api/dlq", s.dlqList)
+	api("GET /api/dlq/{id}", s.dlqGet)
+	api("POST /api/dlq/{id}/retry", s.dlqRetry)
+	api("POST /api/process", s.process)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "ROUTE_NOT_FOUND", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+	})
+}
+
+// ServeHTTP caps the body, recovers from panics and serves the route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+			writeErr(w, http.StatusInternalServerError, "INTERNAL", "internal error", nil)
+		}
+	}()
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	s.mux.ServeHTTP(w, r)
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (s *Server) requireKey(h http.HandlerFunc) http.Handler {
+	if len(s.opts.APIKeys) == 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(bearer(r))
+		ok := false
+		for _, k := range s.opts.APIKeys {
+			if subtle.ConstantTimeCompare(got, []byte(k)) == 1 {
+				ok = true
+			}
+		}
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pipeweave"`)
+			writeErr(w, http.StatusUnauthorized, "UNAUTHORIZED", "an API key is required: Authorization: Bearer <key>", nil)
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.eng.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable", "mode": s.opts.Mode})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok", "mode": s.opts.Mode})
+}
+
+// workerCall authenticates a worker call for runID from its run token. In compat mode a call
+// without a token applies to the run's current lease.
+func (s *Server) workerCall(r *http.Request, runID string) (engine.WorkerCall, error) {
+	tok := bearer(r)
+	if tok == "" {
+		if s.opts.Compat {
+			return engine.WorkerCall{RunID: runID}, nil
+		}
+		return engine.WorkerCall{}, engine.Unauthorized("the run token is required: Authorization: Bearer <storageToken>")
+	}
+	claims, err := s.keys.VerifyRun(tok, s.opts.Now())
+	if err != nil {
+		if errors.Is(err, token.ErrExpired) {
+			return engine.WorkerCall{}, engine.Unauthorized("the run token has expired")
+		}
+		return engine.WorkerCall{}, engine.Unauthorized("the run token is not valid")
+	}
+	if claims.RunID != runID {
+		return engine.WorkerCall{}, engine.Unauthorized("the run token was issued for another run")
+	}
+	lease := claims.Lease
+	return engine.WorkerCall{RunID: runID, Lease: &lease}, nil
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	var req protocol.RegisterRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if !s.opts.Compat || bearer(r) != "" {
+		sub, err := s.keys.VerifyRegistration(bearer(r), s.opts.Now())
+		switch {
+		case bearer(r) == "":
+			s.fail(w, r, engine.Unauthorized("registration needs a token signed with the shared secret: Authorization: Bearer <jwt>"))
+			return
+		case err != nil:
+			s.fail(w, r, engine.Unauthorized("the registration token is not valid"))
+			return
+		case sub != req.ServiceID:
+			s.fail(w, r, engine.Unauthorized("the registration token was issued for another service"))
+			return
+		}
+	}
+	resp, err := s.eng.Register(r.Context(), &req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	var req protocol.HeartbeatRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if req.RunID == "" {
+		writeErr(w, http.StatusBadRequest, "INVALID_RUN_ID", "runId is required", nil)
+		return
+	}
+	call, err := s.workerCall(r, req.RunID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	resp, err := s.eng.Heartbeat(r.Context(), call, req.Progress, req.Message)
+	if errors.Is(err, engine.ErrConflict) {
+		writeJSON(w, http.StatusConflict, map[string]any{"acknowledged": false, "shouldCancel": true,
+			"error": err.Error(), "code": "STALE_LEASE"})
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	runID := r.PathValue("runId")
+	var req protocol.CallbackRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	call, err := s.workerCall(r, runID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.eng.Callback(r.Context(), call, &req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if res.Applied {
+		// The attempt is over: a concurrency slot is free, and a retry or successors may be ready.
+		s.opts.Ready(r.Context())
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true, "applied": res.Applied, "status": res.Status})
+}
+
+func (s *Server) services(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.Services(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) serviceTasks(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.ServiceTasks(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) taskHistory(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.TaskHistory(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {
+	var req engine.EnqueueRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	res, created, err := s.eng.Enqueue(r.Context(), []engine.EnqueueRequest{req})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		s.opts.Ready(r.Context())
+	}
+	writeJSON(w, status, res[0])
+}
+
+func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Tasks []engine.EnqueueRequest `json:"tasks"`
+	}
+	if !s.decode(w, r, &req) {
+		return
+	}
+	res, created, err := s.eng.Enqueue(r.Context(), req.Tasks)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	queued := 0
+	for _, x := range res {
+		if !x.Deduplicated {
+			queued++
+		}
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		s.opts.Ready(r.Context())
+	}
+	writeJSON(w, status, map[string]any{"queued": queued, "results": res})
+}
+
+func (s *Server) queueStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.eng.QueueStatus(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// limitParam reads ?limit=; a non-number is a 400.
+func limitParam(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, &engine.Error{Kind: engine.ErrInvalid, Code: "INVALID_LIMIT", Msg: "limit must be a positive integer"}
+	}
+	return n, nil
+}
+
+func (s *Server) queueItems(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	page, err := s.eng.ListRuns(r.Context(), engine.RunFilter{Status: q.Get("status"), TaskID: q.Get("taskId"), Cursor: q.Get("cursor"), Limit: limit})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) taskRun(w http.ResponseWriter, r *http.Request) {
+	run, err := s.eng.GetRun(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	page, err := s.eng.ListDLQ(r.Context(), engine.DLQFilter{TaskID: q.Get("taskId"), Cursor: q.Get("cursor"), Limit: limit})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) dlqGet(w http.ResponseWriter, r *http.Request) {
+	d, err := s.eng.GetDLQ(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
+	res, err := s.eng.RetryDLQ(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.opts.Ready(r.Context())
+	writeJSON(w, http.StatusCreated, res)
+}
+
+func (s *Server) process(w http.ResponseWriter, r *http.Request) {
+	sum, err := s.eng.Process(r.Context(), 0)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sum)
+}

@@ -1,0 +1,334 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
+)
+
+var (
+	sqlClaim        = q("claim")
+	sqlMarkRunning  = q("mark_running")
+	sqlBackOff      = q("back_off")
+	sqlFailAttempts = q("fail_attempts")
+	sqlSweep        = q("sweep")
+)
+
+// claimLock serialises claims across every instance, so that the in-flight counts a claim reads
+// include every earlier claim and concurrency limits hold ("pipeweave/claim").
+const claimLock int64 = 0x7077636c61696d
+
+// Claimed is a run taken for dispatch, with everything the dispatch needs.
+type Claimed struct {
+	RunID               string
+	TaskID              string
+	PipelineRunID       string
+	Attempt             int
+	Lease               int64
+	CodeVersion         int
+	CodeHash            string
+	InputPath           string
+	PreviousAttempts    []protocol.Attempt
+	HeartbeatIntervalMs int64
+	TimeoutSeconds      int
+	BaseURL             string
+	Priority            int
+}
+
+// Claim takes up to limit ready runs (lower priority first, then oldest), moving them to
+// dispatching under a new lease. It never exceeds MaxConcurrency or a task's concurrency, however
+// many instances claim at once.
+func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
+	if limit <= 0 {
+		limit = e.cfg.ClaimBatch
+	}
+	lease := e.cfg.DispatchTimeout + 10*time.Second
+	var out []Claimed
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
+			return fmt.Errorf("take claim lock: %w", err)
+		}
+		rows, err := tx.Query(ctx, sqlClaim, limit, e.cfg.MaxConcurrency, lease.Milliseconds())
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Claimed, error) {
+			var c Claimed
+			var prev []byte
+			if err := row.Scan(&c.RunID, &c.TaskID, &c.PipelineRunID, &c.Attempt, &c.Lease, &c.CodeVersion,
+				&c.CodeHash, &c.InputPath, &prev, &c.HeartbeatIntervalMs, &c.TimeoutSeconds, &c.BaseURL, &c.Priority); err != nil {
+				return c, err
+			}
+			return c, json.Unmarshal(prev, &c.PreviousAttempts)
+		})
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// outcome of one dispatch.
+type outcome int
+
+const (
+	acked outcome = iota
+	backPressure
+	dispatchFailed
+)
+
+type result struct {
+	c       Claimed
+	outcome outcome
+	err     string
+}
+
+// DispatchStats counts what a dispatch of a batch did.
+type DispatchStats struct {
+	Dispatched int // workers acknowledged
+	Deferred   int // workers pushed back (429/503); the runs wait and keep their attempt
+	Failed     int // dispatches that failed; the attempts were retried or failed
+}
+
+// Dispatch sends every claimed run to its worker at once and records the answers with one
+// statement per kind of answer.
+func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats, error) {
+	var stats DispatchStats
+	if len(claimed) == 0 {
+		return stats, nil
+	}
+	results := make([]result, len(claimed))
+	var wg sync.WaitGroup
+	for i := range claimed {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			results[i] = e.dispatchOne(ctx, claimed[i])
+		}(i)
+	}
+	wg.Wait()
+
+	// The answers are recorded even if ctx ended meanwhile: the workers are already working.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var okIDs, boIDs, failIDs []string
+	var okLeases, boLeases, failLeases, boDelays []int64
+	var failErrs, failCodes []string
+	var failRetry []bool
+	for _, r := range results {
+		switch r.outcome {
+		case acked:
+			okIDs, okLeases = append(okIDs, r.c.RunID), append(okLeases, r.c.Lease)
+		case backPressure:
+			boIDs, boLeases = append(boIDs, r.c.RunID), append(boLeases, r.c.Lease)
+			boDelays = append(boDelays, e.cfg.BackPressureDelay.Milliseconds())
+		case dispatchFailed:
+			failIDs, failLeases = append(failIDs, r.c.RunID), append(failLeases, r.c.Lease)
+			failErrs, failCodes = append(failErrs, r.err), append(failCodes, protocol.CodeDispatchFailed)
+			failRetry = append(failRetry, true)
+			e.log.Warn("dispatch failed", "run", r.c.RunID, "task", r.c.TaskID, "attempt", r.c.Attempt, "err", r.err)
+		}
+	}
+	stats.Dispatched, stats.Deferred, stats.Failed = len(okIDs), len(boIDs), len(failIDs)
+	batch := &pgx.Batch{}
+	if len(okIDs) > 0 {
+		batch.Queue(sqlMarkRunning, okIDs, okLeases)
+	}
+	if len(boIDs) > 0 {
+		batch.Queue(sqlBackOff, boIDs, boLeases, boDelays)
+	}
+	if len(failIDs) > 0 {
+		batch.Queue(sqlFailAttempts, failIDs, failLeases, failErrs, failCodes, failRetry, true)
+	}
+	if err := e.pool.SendBatch(rctx, batch).Close(); err != nil {
+		return stats, fmt.Errorf("record dispatch results: %w", err)
+	}
+	return stats, nil
+}
+
+func (e *Engine) dispatchOne(ctx context.Context, c Claimed) result {
+	tok, err := e.runToken(c)
+	if err != nil {
+		return result{c: c, outcome: dispatchFailed, err: "could not make the run token: " + err.Error()}
+	}
+	body, err := json.Marshal(protocol.DispatchRequest{
+		RunID:               c.RunID,
+		TaskID:              c.TaskID,
+		PipelineRunID:       c.PipelineRunID,
+		Attempt:             c.Attempt,
+		CodeVersion:         c.CodeVersion,
+		CodeHash:            c.CodeHash,
+		StorageToken:        tok,
+		InputPath:           c.InputPath,
+		PreviousAttempts:    nonNil(c.PreviousAttempts),
+		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
+	})
+	if err != nil {
+		return result{c: c, outcome: dispatchFailed, err: "encode dispatch: " + err.Error()}
+	}
+	dctx, cancel := context.WithTimeout(ctx, e.cfg.DispatchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(dctx, http.MethodPost, c.BaseURL+"/tasks/"+c.TaskID, bytes.NewReader(body))
+	if err != nil {
+		return result{c: c, outcome: dispatchFailed, err: "build dispatch request: " + err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return result{c: c, outcome: dispatchFailed, err: "dispatch to worker: " + err.Error()}
+	}
+	// Drain a little so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return result{c: c, outcome: acked}
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		return result{c: c, outcome: backPressure}
+	default:
+		return result{c: c, outcome: dispatchFailed, err: fmt.Sprintf("worker answered %s", resp.Status)}
+	}
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// backendJSON is the storage backend handed to workers, credentials included (encrypted).
+func (e *Engine) backendJSON() ([]byte, error) {
+	cfg, _ := e.storage.Default()
+	return json.Marshal(cfg)
+}
+
+// runToken makes the dispatch's storageToken for c.
+func (e *Engine) runToken(c Claimed) (string, error) {
+	backend, err := e.backendJSON()
+	if err != nil {
+		return "", err
+	}
+	if e.cfg.Compat {
+		return token.SealCompat(e.cfg.Secret, backend)
+	}
+	sto, err := e.keys.SealBackend(c.RunID, backend)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	// Valid past the task's timeout, so a worker can report even at the very end.
+	exp := now.Add(time.Duration(c.TimeoutSeconds)*time.Second + e.cfg.DispatchTimeout + 5*time.Minute)
+	return e.keys.SignRun(token.RunClaims{
+		RunID: c.RunID, TaskID: c.TaskID, Attempt: c.Attempt, Lease: c.Lease,
+		IssuedAt: now, ExpiresAt: exp, Storage: sto,
+	})
+}
+
+// Sweep ends up to limit attempts whose deadline passed (expired dispatch leases, missed
+// heartbeats, hard timeouts): they are retried or failed like any failed attempt. A callback
+// that commits first always wins.
+func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
+	if limit <= 0 {
+		limit = e.cfg.SweepBatch
+	}
+	var n int
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sqlSweep, limit)
+		if err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		var ids, errs, codes []string
+		var leases []*int64
+		var retry []bool
+		for rows.Next() {
+			var id, code, msg string
+			var lease int64
+			if err := rows.Scan(&id, &lease, &code, &msg); err != nil {
+				return fmt.Errorf("sweep: %w", err)
+			}
+			ids, leases, codes, errs, retry = append(ids, id), append(leases, &lease), append(codes, code), append(errs, msg), append(retry, true)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sweep: %w", err)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		ended, err := e.failAttempts(ctx, tx, ids, leases, errs, codes, retry, true)
+		n = len(ended)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		e.log.Info("sweep ended expired attempts", "count", n)
+	}
+	return n, nil
+}
+
+// endedAttempt is a run whose attempt failed, with what became of it.
+type endedAttempt struct {
+	RunID         string
+	Status        string // pending (retry) or failed
+	Attempt       int
+	AvailableAt   time.Time
+	PipelineRunID string
+}
+
+// failAttempts applies fail_attempts in tx; a nil lease applies to whatever lease is current
+// (compat workers send no token).
+func (e *Engine) failAttempts(ctx context.Context, tx pgx.Tx, ids []string, leases []*int64, errs, codes []string,
+	retry []bool, bump bool) ([]endedAttempt, error) {
+	rows, err := tx.Query(ctx, sqlFailAttempts, ids, leases, errs, codes, retry, bump)
+	if err != nil {
+		return nil, fmt.Errorf("fail attempts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (endedAttempt, error) {
+		var a endedAttempt
+		err := row.Scan(&a.RunID, &a.Status, &a.Attempt, &a.AvailableAt, &a.PipelineRunID)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fail attempts: %w", err)
+	}
+	return out, nil
+}
+
+// Process does one bounded batch: sweep, claim, dispatch.
+func (e *Engine) Process(ctx context.Context, limit int) (ProcessSummary, error) {
+	start := time.Now()
+	var s ProcessSummary
+	var err error
+	if s.Swept, err = e.Sweep(ctx, 0); err != nil {
+		return s, err
+	}
+	claimed, err := e.Claim(ctx, limit)
+	if err != nil {
+		return s, err
+	}
+	s.Claimed = len(claimed)
+	stats, err := e.Dispatch(ctx, claimed)
+	s.Dispatched, s.Failed = stats.Dispatched, stats.Failed
+	s.DurationMs = time.Since(start).Milliseconds()
+	return s, err
+}
+
+func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }

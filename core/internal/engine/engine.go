@@ -1,0 +1,107 @@
+// Package engine is the orchestrator's core: registration, enqueueing, claiming, dispatch,
+// worker calls, retries, the sweep and the dead letter queue, all on PostgreSQL.
+//
+// Every state change is a guarded SQL statement, every time comparison uses the database clock,
+// and nothing important lives in process memory, so any number of engines may run against one
+// database and any of them may die at any moment.
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
+)
+
+// Config holds the engine's settings. Zero values pick the defaults noted.
+type Config struct {
+	// MaxConcurrency caps runs in flight (dispatching + running) across all instances; 0 = no cap.
+	MaxConcurrency int
+	// DispatchTimeout bounds one dispatch request (default 10 s).
+	DispatchTimeout time.Duration
+	// ClaimBatch is the most runs one claim takes (default 100).
+	ClaimBatch int
+	// SweepBatch is the most expired attempts one sweep handles (default 500).
+	SweepBatch int
+	// IdempotencyTTL is the default idempotency TTL of tasks that set none (default 24 h).
+	IdempotencyTTL time.Duration
+	// MaxRetryDelay is the default maxRetryDelayMs of tasks that set none (default 24 h).
+	MaxRetryDelay time.Duration
+	// BackPressureDelay is how long a run waits after a worker answered 429/503 (default 1 s).
+	BackPressureDelay time.Duration
+	// Compat enables PIPEWEAVE_COMPAT=node-sdk-v1: compat storage tokens, unauthenticated workers.
+	Compat bool
+	// Secret is PIPEWEAVE_SECRET_KEY, needed for the compat token format.
+	Secret string
+}
+
+func (c *Config) setDefaults() {
+	if c.DispatchTimeout <= 0 {
+		c.DispatchTimeout = 10 * time.Second
+	}
+	if c.ClaimBatch <= 0 {
+		c.ClaimBatch = 100
+	}
+	if c.SweepBatch <= 0 {
+		c.SweepBatch = 500
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = 24 * time.Hour
+	}
+	if c.MaxRetryDelay <= 0 {
+		c.MaxRetryDelay = 24 * time.Hour
+	}
+	if c.BackPressureDelay <= 0 {
+		c.BackPressureDelay = time.Second
+	}
+}
+
+// Engine runs the orchestrator's work against one database.
+type Engine struct {
+	pool    *pgxpool.Pool
+	keys    token.Keys
+	storage *storage.Set
+	cfg     Config
+	client  *http.Client
+	log     *slog.Logger
+}
+
+// New builds an engine. The pool's search path must lead to the pipeweave schema.
+func New(pool *pgxpool.Pool, keys token.Keys, store *storage.Set, cfg Config, log *slog.Logger) *Engine {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	transport := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: cfg.DispatchTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Engine{
+		pool:    pool,
+		keys:    keys,
+		storage: store,
+		cfg:     cfg,
+		client:  &http.Client{Transport: transport, Timeout: cfg.DispatchTimeout},
+		log:     log,
+	}
+}
+
+// Pool returns the engine's connection pool.
+func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
+
+// Config returns the engine's settings, defaults applied.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Ping checks that the database answers.
+func (e *Engine) Ping(ctx context.Context) error { return e.pool.Ping(ctx) }
+
+// Close releases the dispatch client's idle connections.
+func (e *Engine) Close() { e.client.CloseIdleConnections() }

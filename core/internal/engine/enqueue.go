@@ -1,0 +1,313 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pipeweave/pipeweave/core/internal/ids"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/storage"
+)
+
+var (
+	sqlTasksForEnqueue    = q("tasks_for_enqueue")
+	sqlClaimIdempotency   = q("claim_idempotency_keys")
+	sqlExistingIdempotent = q("existing_idempotent_runs")
+	sqlInsertRuns         = q("insert_runs")
+	sqlNotifyReady        = q("notify_ready")
+)
+
+// maxDelayMs bounds delayMs (one year).
+const maxDelayMs = 365 * 24 * 3600 * 1000
+
+// EnqueueRequest asks for one standalone run.
+type EnqueueRequest struct {
+	TaskID         string          `json:"taskId"`
+	Input          json.RawMessage `json:"input"`
+	Priority       *int            `json:"priority"`
+	Metadata       json.RawMessage `json:"metadata"`
+	IdempotencyKey string          `json:"idempotencyKey"`
+	DelayMs        int64           `json:"delayMs"`
+}
+
+// EnqueueResult is the run an enqueue made or, for a repeated idempotency key, found.
+type EnqueueResult struct {
+	RunID        string `json:"runId"`
+	Status       string `json:"status"`
+	TaskID       string `json:"taskId"`
+	InputPath    string `json:"inputPath"`
+	Deduplicated bool   `json:"deduplicated,omitempty"`
+}
+
+type enqueueTask struct {
+	priority, ttl, codeVersion int
+	codeHash                   string
+}
+
+type enqueueItem struct {
+	req       *EnqueueRequest
+	task      enqueueTask
+	runID     string
+	inputPath string
+	firstOf   int // index of the earlier item with the same task and key, or -1
+	result    EnqueueResult
+}
+
+// Enqueue validates every request (all or nothing), stores the inputs, and inserts the new runs
+// in one transaction. A request whose idempotency key is held within its TTL returns the run that
+// holds it instead of making one. It reports whether any new run was made.
+func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) ([]EnqueueResult, bool, error) {
+	if len(reqs) == 0 {
+		return nil, false, invalid("EMPTY_BATCH", "at least one task is required")
+	}
+	items, err := e.validateEnqueue(ctx, reqs)
+	if err != nil {
+		return nil, false, err
+	}
+	_, backend := e.storage.Default()
+	if err := e.writeInputs(ctx, backend, items); err != nil {
+		return nil, false, err
+	}
+	created := false
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		owned, err := e.takeIdempotencyKeys(ctx, tx, items)
+		if err != nil {
+			return err
+		}
+		var (
+			runIDs, taskIDs, paths, hashes, keys []string
+			prios, versions                      []int
+			delays                               []int64
+			metas                                [][]byte
+		)
+		for i := range items {
+			it := &items[i]
+			if it.firstOf >= 0 || (it.req.IdempotencyKey != "" && !owned[i]) {
+				continue
+			}
+			runIDs = append(runIDs, it.runID)
+			taskIDs = append(taskIDs, it.req.TaskID)
+			prios = append(prios, orDefault(it.req.Priority, it.task.priority))
+			delays = append(delays, it.req.DelayMs)
+			paths = append(paths, it.inputPath)
+			versions = append(versions, it.task.codeVersion)
+			hashes = append(hashes, it.task.codeHash)
+			metas = append(metas, nullJSON(it.req.Metadata))
+			keys = append(keys, it.req.IdempotencyKey)
+			it.result = EnqueueResult{RunID: it.runID, Status: "queued", TaskID: it.req.TaskID, InputPath: it.inputPath}
+		}
+		if len(runIDs) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, sqlInsertRuns, runIDs, taskIDs, prios, delays, paths, versions, hashes, metas, keys); err != nil {
+			return fmt.Errorf("insert runs: %w", err)
+		}
+		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		e.removeInputs(backend, items, func(*enqueueItem) bool { return true })
+		return nil, false, err
+	}
+	// Inputs written for requests that turned out to repeat a key are not needed.
+	e.removeInputs(backend, items, func(it *enqueueItem) bool { return it.result.RunID != it.runID })
+	out := make([]EnqueueResult, len(items))
+	for i := range items {
+		if items[i].firstOf >= 0 {
+			items[i].result = items[items[i].firstOf].result
+			items[i].result.Deduplicated = true
+		}
+		out[i] = items[i].result
+	}
+	return out, created, nil
+}
+
+func nullJSON(raw json.RawMessage) []byte {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}
+
+func (e *Engine) validateEnqueue(ctx context.Context, reqs []EnqueueRequest) ([]enqueueItem, error) {
+	var taskIDs []string
+	for i := range reqs {
+		r := &reqs[i]
+		where := ""
+		if len(reqs) > 1 {
+			where = fmt.Sprintf("tasks[%d]: ", i)
+		}
+		switch {
+		case r.TaskID == "":
+			return nil, invalid("INVALID_TASK_ID", "%staskId is required", where)
+		case !idPattern.MatchString(r.TaskID):
+			return nil, invalid("INVALID_TASK_ID", "%staskId %q is not a valid task id", where, r.TaskID)
+		case r.Priority != nil && *r.Priority < 0:
+			return nil, invalid("INVALID_PRIORITY", "%spriority must not be negative", where)
+		case r.DelayMs < 0 || r.DelayMs > maxDelayMs:
+			return nil, invalid("INVALID_DELAY", "%sdelayMs must be between 0 and %d", where, int64(maxDelayMs))
+		case len(r.IdempotencyKey) > 255:
+			return nil, invalid("INVALID_IDEMPOTENCY_KEY", "%sidempotencyKey must be at most 255 bytes", where)
+		}
+		if m := nullJSON(r.Metadata); m != nil && m[0] != '{' {
+			return nil, invalid("INVALID_METADATA", "%smetadata must be a JSON object", where)
+		}
+		taskIDs = append(taskIDs, r.TaskID)
+	}
+	tasks := map[string]enqueueTask{}
+	rows, err := e.pool.Query(ctx, sqlTasksForEnqueue, taskIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read tasks: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var t enqueueTask
+		if err := rows.Scan(&id, &t.priority, &t.ttl, &t.codeVersion, &t.codeHash); err != nil {
+			return nil, fmt.Errorf("read tasks: %w", err)
+		}
+		tasks[id] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read tasks: %w", err)
+	}
+	items := make([]enqueueItem, len(reqs))
+	firstKey := map[[2]string]int{}
+	for i := range reqs {
+		t, ok := tasks[reqs[i].TaskID]
+		if !ok {
+			e := notFound("TASK_NOT_FOUND", "task %q is not registered", reqs[i].TaskID)
+			if len(reqs) > 1 {
+				e.Msg = fmt.Sprintf("tasks[%d]: %s", i, e.Msg)
+				e.Details = map[string]any{"index": i, "taskId": reqs[i].TaskID}
+			}
+			return nil, e
+		}
+		id := ids.New(ids.TaskRun)
+		items[i] = enqueueItem{req: &reqs[i], task: t, runID: id, inputPath: protocol.StandaloneInputPath(id), firstOf: -1}
+		if k := reqs[i].IdempotencyKey; k != "" {
+			if j, dup := firstKey[[2]string{reqs[i].TaskID, k}]; dup {
+				items[i].firstOf = j
+			} else {
+				firstKey[[2]string{reqs[i].TaskID, k}] = i
+			}
+		}
+	}
+	return items, nil
+}
+
+func (e *Engine) writeInputs(ctx context.Context, backend storage.Backend, items []enqueueItem) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range items {
+		it := &items[i]
+		if it.firstOf >= 0 {
+			continue
+		}
+		data := []byte(it.req.Input)
+		if len(data) == 0 {
+			data = []byte("null")
+		}
+		g.Go(func() error {
+			if err := storage.PutBytes(gctx, backend, it.inputPath, data, "application/json"); err != nil {
+				return fmt.Errorf("store input of %s: %w", it.runID, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		e.removeInputs(backend, items, func(*enqueueItem) bool { return true })
+		return err
+	}
+	return nil
+}
+
+// removeInputs deletes, best effort, the inputs written for the items pick selects.
+func (e *Engine) removeInputs(backend storage.Backend, items []enqueueItem, pick func(*enqueueItem) bool) {
+	ctx := context.Background()
+	for i := range items {
+		it := &items[i]
+		if it.firstOf >= 0 || !pick(it) {
+			continue
+		}
+		if err := backend.Delete(ctx, it.inputPath); err != nil && !isNotFound(err) {
+			e.log.Warn("could not remove an unused input", "path", it.inputPath, "err", err)
+		}
+	}
+}
+
+// takeIdempotencyKeys claims the items' keys; owned[i] reports whether item i got its key.
+// Items whose key is held by a live run get that run as their result.
+func (e *Engine) takeIdempotencyKeys(ctx context.Context, tx pgx.Tx, items []enqueueItem) (map[int]bool, error) {
+	var tids, keys, runs []string
+	var ttls []int
+	index := map[[2]string]int{}
+	for i := range items {
+		it := &items[i]
+		if it.req.IdempotencyKey == "" || it.firstOf >= 0 {
+			continue
+		}
+		tids = append(tids, it.req.TaskID)
+		keys = append(keys, it.req.IdempotencyKey)
+		runs = append(runs, it.runID)
+		ttls = append(ttls, it.task.ttl)
+		index[[2]string{it.req.TaskID, it.req.IdempotencyKey}] = i
+	}
+	owned := map[int]bool{}
+	if len(tids) == 0 {
+		return owned, nil
+	}
+	rows, err := tx.Query(ctx, sqlClaimIdempotency, tids, keys, runs, ttls)
+	if err != nil {
+		return nil, fmt.Errorf("claim idempotency keys: %w", err)
+	}
+	for rows.Next() {
+		var tid, key, run string
+		if err := rows.Scan(&tid, &key, &run); err != nil {
+			return nil, fmt.Errorf("claim idempotency keys: %w", err)
+		}
+		owned[index[[2]string{tid, key}]] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim idempotency keys: %w", err)
+	}
+	var lostT, lostK []string
+	for i := range items {
+		if items[i].req.IdempotencyKey != "" && items[i].firstOf < 0 && !owned[i] {
+			lostT = append(lostT, items[i].req.TaskID)
+			lostK = append(lostK, items[i].req.IdempotencyKey)
+		}
+	}
+	if len(lostT) == 0 {
+		return owned, nil
+	}
+	rows, err = tx.Query(ctx, sqlExistingIdempotent, lostT, lostK)
+	if err != nil {
+		return nil, fmt.Errorf("read idempotent runs: %w", err)
+	}
+	for rows.Next() {
+		var tid, key string
+		var res EnqueueResult
+		if err := rows.Scan(&tid, &key, &res.RunID, &res.Status, &res.InputPath); err != nil {
+			return nil, fmt.Errorf("read idempotent runs: %w", err)
+		}
+		res.TaskID, res.Deduplicated = tid, true
+		items[index[[2]string{tid, key}]].result = res
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read idempotent runs: %w", err)
+	}
+	for i := range items {
+		if items[i].req.IdempotencyKey != "" && items[i].firstOf < 0 && !owned[i] && items[i].result.RunID == "" {
+			return nil, conflict("IDEMPOTENCY_KEY_ORPHANED", "idempotency key %q of task %q is held by a run that no longer exists",
+				items[i].req.IdempotencyKey, items[i].req.TaskID)
+		}
+	}
+	return owned, nil
+}

@@ -1,0 +1,251 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
+
+var (
+	sqlLockService    = q("lock_service")
+	sqlServiceVersion = q("service_version")
+	sqlUpsertService  = q("upsert_service")
+	sqlTaskOwners     = q("task_owners")
+	sqlUpsertTasks    = q("upsert_tasks")
+	sqlInsertHistory  = q("insert_history")
+	sqlOrphanTasks    = q("orphan_tasks")
+)
+
+// idPattern is what service and task ids may contain: they appear in URL paths.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// taskRow is a task definition with every default applied, named like the table's columns.
+type taskRow struct {
+	ID                    string          `json:"id"`
+	CodeHash              string          `json:"code_hash"`
+	CodeVersion           int             `json:"code_version"`
+	AllowedNext           []string        `json:"allowed_next"`
+	TimeoutSeconds        int             `json:"timeout_seconds"`
+	Retries               int             `json:"retries"`
+	RetryBackoff          string          `json:"retry_backoff"`
+	RetryDelayMs          int64           `json:"retry_delay_ms"`
+	MaxRetryDelayMs       int64           `json:"max_retry_delay_ms"`
+	HeartbeatIntervalMs   int64           `json:"heartbeat_interval_ms"`
+	Concurrency           int             `json:"concurrency"`
+	Priority              int             `json:"priority"`
+	IdempotencyTTLSeconds int             `json:"idempotency_ttl_seconds"`
+	Description           string          `json:"description"`
+	InputSchema           json.RawMessage `json:"input_schema,omitempty"`
+}
+
+func orDefault[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// validateRegistration checks a registration and returns its tasks with defaults applied.
+func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow, error) {
+	if !idPattern.MatchString(req.ServiceID) {
+		return nil, invalid("INVALID_SERVICE_ID", "serviceId must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	if req.Version == "" {
+		return nil, invalid("INVALID_VERSION", "version is required")
+	}
+	u, err := url.Parse(req.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, invalid("INVALID_BASE_URL", "baseUrl must be an absolute http(s) URL")
+	}
+	rows := make([]taskRow, 0, len(req.Tasks))
+	seen := map[string]bool{}
+	for i, t := range req.Tasks {
+		bad := func(format string, args ...any) error {
+			e := invalid("INVALID_TASK", "tasks[%d] (%s): %s", i, t.ID, fmt.Sprintf(format, args...))
+			return e
+		}
+		if !idPattern.MatchString(t.ID) {
+			return nil, bad("id must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
+		}
+		if seen[t.ID] {
+			return nil, bad("task listed twice")
+		}
+		seen[t.ID] = true
+		if t.CodeHash == "" {
+			return nil, bad("codeHash is required")
+		}
+		row := taskRow{
+			ID:                    t.ID,
+			CodeHash:              t.CodeHash,
+			AllowedNext:           t.AllowedNext,
+			TimeoutSeconds:        orDefault(t.Timeout, 300),
+			Retries:               orDefault(t.Retries, 3),
+			RetryBackoff:          t.RetryBackoff,
+			RetryDelayMs:          orDefault(t.RetryDelayMs, 1000),
+			MaxRetryDelayMs:       orDefault(t.MaxRetryDelayMs, e.cfg.MaxRetryDelay.Milliseconds()),
+			HeartbeatIntervalMs:   orDefault(t.HeartbeatIntervalMs, 60000),
+			Concurrency:           orDefault(t.Concurrency, 0),
+			Priority:              orDefault(t.Priority, 100),
+			IdempotencyTTLSeconds: orDefault(t.IdempotencyTTL, int(e.cfg.IdempotencyTTL.Seconds())),
+			Description:           t.Description,
+			InputSchema:           t.InputSchema,
+		}
+		if row.AllowedNext == nil {
+			row.AllowedNext = []string{}
+		}
+		if row.RetryBackoff == "" {
+			row.RetryBackoff = protocol.BackoffExponential
+		}
+		switch {
+		case row.TimeoutSeconds <= 0:
+			return nil, bad("timeout must be a positive number of seconds")
+		case row.Retries < 0:
+			return nil, bad("retries must not be negative")
+		case row.RetryBackoff != protocol.BackoffFixed && row.RetryBackoff != protocol.BackoffExponential:
+			return nil, bad("retryBackoff must be %q or %q", protocol.BackoffFixed, protocol.BackoffExponential)
+		case row.RetryDelayMs < 0:
+			return nil, bad("retryDelayMs must not be negative")
+		case row.MaxRetryDelayMs < 0:
+			return nil, bad("maxRetryDelayMs must not be negative")
+		case row.HeartbeatIntervalMs <= 0:
+			return nil, bad("heartbeatIntervalMs must be positive")
+		case row.Concurrency < 0:
+			return nil, bad("concurrency must not be negative (0 = unlimited)")
+		case row.Priority < 0:
+			return nil, bad("priority must not be negative")
+		case row.IdempotencyTTLSeconds < 0:
+			return nil, bad("idempotencyTTL must not be negative")
+		}
+		for _, next := range row.AllowedNext {
+			if !idPattern.MatchString(next) {
+				return nil, bad("allowedNext entry %q is not a valid task id", next)
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// Register records a worker service and its tasks: code changes bump a task's code version and
+// append to its history; tasks that a new service version no longer lists are orphaned and
+// their runs that have not started are cancelled. Registrations of one service serialise.
+func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest) (*protocol.RegisterResponse, error) {
+	rows, err := e.validateRegistration(req)
+	if err != nil {
+		return nil, err
+	}
+	resp := &protocol.RegisterResponse{Success: true, CodeChanges: []protocol.CodeChange{}, OrphanedTasks: []string{}}
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlLockService, req.ServiceID); err != nil {
+			return fmt.Errorf("lock service: %w", err)
+		}
+		var oldVersion string
+		switch err := tx.QueryRow(ctx, sqlServiceVersion, req.ServiceID).Scan(&oldVersion); {
+		case err == pgx.ErrNoRows:
+		case err != nil:
+			return fmt.Errorf("read service: %w", err)
+		}
+		type existing struct {
+			service, hash string
+			version       int
+			removed       bool
+		}
+		ids := make([]string, len(rows))
+		for i, r := range rows {
+			ids[i] = r.ID
+		}
+		current := map[string]existing{}
+		qrows, err := tx.Query(ctx, sqlTaskOwners, ids, req.ServiceID)
+		if err != nil {
+			return fmt.Errorf("read tasks: %w", err)
+		}
+		for qrows.Next() {
+			var id string
+			var x existing
+			if err := qrows.Scan(&id, &x.service, &x.hash, &x.version, &x.removed); err != nil {
+				return fmt.Errorf("read tasks: %w", err)
+			}
+			current[id] = x
+		}
+		if err := qrows.Err(); err != nil {
+			return fmt.Errorf("read tasks: %w", err)
+		}
+		var histIDs, histHashes, histVersions []string
+		var histNums []int
+		for i := range rows {
+			r := &rows[i]
+			old, ok := current[r.ID]
+			switch {
+			case ok && old.service != req.ServiceID:
+				return conflict("TASK_OWNED_BY_OTHER_SERVICE", "task %q is registered by service %q", r.ID, old.service)
+			case !ok:
+				r.CodeVersion = 1
+			case old.hash != r.CodeHash:
+				r.CodeVersion = old.version + 1
+				resp.CodeChanges = append(resp.CodeChanges, protocol.CodeChange{
+					TaskID: r.ID, OldHash: old.hash, NewHash: r.CodeHash, OldVersion: old.version, NewVersion: r.CodeVersion,
+				})
+			default:
+				r.CodeVersion = old.version
+				continue
+			}
+			histIDs = append(histIDs, r.ID)
+			histNums = append(histNums, r.CodeVersion)
+			histHashes = append(histHashes, r.CodeHash)
+			histVersions = append(histVersions, req.Version)
+		}
+		if _, err := tx.Exec(ctx, sqlUpsertService, req.ServiceID, req.Version, req.BaseURL); err != nil {
+			return fmt.Errorf("save service: %w", err)
+		}
+		if len(rows) > 0 {
+			payload, err := json.Marshal(rows)
+			if err != nil {
+				return fmt.Errorf("encode tasks: %w", err)
+			}
+			if _, err := tx.Exec(ctx, sqlUpsertTasks, payload, req.ServiceID); err != nil {
+				return fmt.Errorf("save tasks: %w", err)
+			}
+		}
+		if len(histIDs) > 0 {
+			if _, err := tx.Exec(ctx, sqlInsertHistory, histIDs, histNums, histHashes, histVersions); err != nil {
+				return fmt.Errorf("save code history: %w", err)
+			}
+		}
+		if oldVersion != "" && oldVersion != req.Version {
+			for id, x := range current {
+				if x.service == req.ServiceID && !x.removed && !slices.Contains(ids, id) {
+					resp.OrphanedTasks = append(resp.OrphanedTasks, id)
+				}
+			}
+			slices.Sort(resp.OrphanedTasks)
+			if len(resp.OrphanedTasks) > 0 {
+				if _, err := tx.Exec(ctx, sqlOrphanTasks, resp.OrphanedTasks, req.Version); err != nil {
+					return fmt.Errorf("orphan tasks: %w", err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(resp.CodeChanges, func(a, b protocol.CodeChange) int {
+		if a.TaskID < b.TaskID {
+			return -1
+		}
+		if a.TaskID > b.TaskID {
+			return 1
+		}
+		return 0
+	})
+	e.log.Info("service registered", "service", req.ServiceID, "version", req.Version,
+		"tasks", len(rows), "codeChanges", len(resp.CodeChanges), "orphaned", len(resp.OrphanedTasks))
+	return resp, nil
+}

@@ -1,0 +1,39 @@
+-- Enqueueing standalone runs.
+
+-- name: tasks_for_enqueue
+-- The active tasks among $1, with what an enqueue needs.
+SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash
+FROM tasks
+WHERE id = ANY($1::text[]) AND removed_in_version IS NULL;
+
+-- name: claim_idempotency_keys
+-- Takes each (task, key) for the new run unless a live entry holds it. An expired entry is taken
+-- over. Concurrent enqueues with one key serialise on the primary key: the loser sees the
+-- winner's committed row and is not returned here.
+INSERT INTO idempotency_keys AS k (task_id, key, run_id, expires_at)
+SELECT i.task_id, i.key, i.run_id, now() + i.ttl_seconds * interval '1 second'
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int[]) AS i(task_id, key, run_id, ttl_seconds)
+ON CONFLICT (task_id, key) DO UPDATE
+    SET run_id = excluded.run_id, expires_at = excluded.expires_at, created_at = now()
+    WHERE k.expires_at <= now()
+RETURNING k.task_id, k.key, k.run_id;
+
+-- name: existing_idempotent_runs
+-- The runs holding ($1 task ids, $2 keys).
+SELECT k.task_id, k.key, tr.id, tr.status, tr.input_path
+FROM unnest($1::text[], $2::text[]) AS i(task_id, key)
+JOIN idempotency_keys k ON k.task_id = i.task_id AND k.key = i.key
+JOIN task_runs tr ON tr.id = k.run_id;
+
+-- name: insert_runs
+-- One multi-row insert of new pending runs.
+INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, code_version,
+                       code_hash, metadata, idempotency_key)
+SELECT i.id, i.task_id, 'pending', i.priority, now() + i.delay_ms * interval '1 millisecond',
+       i.input_path, i.code_version, i.code_hash, i.metadata, i.key
+FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::int[], $7::text[],
+            $8::jsonb[], $9::text[])
+    AS i(id, task_id, priority, delay_ms, input_path, code_version, code_hash, metadata, key);
+
+-- name: notify_ready
+SELECT pg_notify('pipeweave_ready', '');

@@ -1,0 +1,58 @@
+-- Read models for the API.
+
+-- name: run_get
+SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, coalesce(error, ''),
+       coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
+       coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
+       progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
+       created_at, updated_at, available_at, started_at, completed_at, deadline
+FROM task_runs WHERE id = $1;
+
+-- name: run_list
+-- $1 status ('' = all), $2 task id ('' = all), $3 cursor (id, '' = newest), $4 limit.
+SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, coalesce(error, ''),
+       coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
+       coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
+       progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
+       created_at, updated_at, available_at, started_at, completed_at, deadline
+FROM task_runs
+WHERE ($1 = '' OR status = $1) AND ($2 = '' OR task_id = $2) AND ($3 = '' OR id < $3)
+ORDER BY id DESC
+LIMIT $4;
+
+-- name: queue_live_counts
+-- Live work only, through the partial index task_runs_live.
+SELECT status, count(*) FROM task_runs
+WHERE status IN ('waiting', 'pending', 'dispatching', 'running')
+GROUP BY status;
+
+-- name: queue_final_counts
+SELECT status, sum(n)::bigint FROM run_status_counts GROUP BY status;
+
+-- name: queue_oldest_pending
+SELECT min(available_at) FROM task_runs WHERE status = 'pending';
+
+-- name: services_list
+SELECT s.id, s.version, s.base_url, s.registered_at, s.updated_at,
+       coalesce(array_agg(t.id ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL AND t.removed_in_version IS NULL), '{}')
+FROM services s
+LEFT JOIN tasks t ON t.service_id = s.id
+GROUP BY s.id
+ORDER BY s.id;
+
+-- name: service_exists
+SELECT EXISTS (SELECT 1 FROM services WHERE id = $1);
+
+-- name: service_tasks
+SELECT id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries, retry_backoff,
+       retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms, concurrency, priority,
+       idempotency_ttl_seconds, description, input_schema, coalesce(removed_in_version, ''),
+       created_at, updated_at
+FROM tasks WHERE service_id = $1 ORDER BY id;
+
+-- name: task_history
+SELECT code_version, code_hash, service_version, recorded_at
+FROM task_code_history WHERE task_id = $1 ORDER BY code_version DESC;
+
+-- name: task_exists
+SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1);

@@ -1,0 +1,156 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
+
+var (
+	sqlComplete  = q("complete")
+	sqlHeartbeat = q("heartbeat")
+	sqlRunState  = q("run_state")
+)
+
+// WorkerCall identifies the attempt a worker call speaks for: the run and the lease from its run
+// token. Lease is nil for unauthenticated compat workers, whose calls apply to the current lease.
+type WorkerCall struct {
+	RunID string
+	Lease *int64
+}
+
+// runState reads a run's status and lease after a fenced update matched nothing, to tell a
+// stale lease (409) from an unknown run (404) and from an already applied call.
+func (e *Engine) runState(ctx context.Context, db interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, runID string) (status string, lease int64, err error) {
+	err = db.QueryRow(ctx, sqlRunState, runID).Scan(&status, &lease)
+	if err == pgx.ErrNoRows {
+		return "", 0, notFound("RUN_NOT_FOUND", "task run %q not found", runID)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read run %s: %w", runID, err)
+	}
+	return status, lease, nil
+}
+
+func staleLease(runID string) *Error {
+	return conflict("STALE_LEASE", "the lease of this attempt of run %q is no longer current", runID)
+}
+
+// Heartbeat pushes the attempt's deadline to now + 2 × heartbeatIntervalMs and records progress.
+// It returns shouldCancel: true when the run was cancelled or is no longer running; a stale
+// lease gives ErrConflict (with shouldCancel true for the caller to report).
+func (e *Engine) Heartbeat(ctx context.Context, call WorkerCall, progress *int, message string) (protocol.HeartbeatResponse, error) {
+	if progress != nil && (*progress < 0 || *progress > 100) {
+		return protocol.HeartbeatResponse{}, invalid("INVALID_PROGRESS", "progress must be between 0 and 100")
+	}
+	var msg *string
+	if message != "" {
+		msg = &message
+	}
+	var status string
+	err := e.pool.QueryRow(ctx, sqlHeartbeat, call.RunID, call.Lease, progress, msg).Scan(&status)
+	if err == nil {
+		return protocol.HeartbeatResponse{Acknowledged: true}, nil
+	}
+	if err != pgx.ErrNoRows {
+		return protocol.HeartbeatResponse{}, fmt.Errorf("heartbeat %s: %w", call.RunID, err)
+	}
+	status, lease, err := e.runState(ctx, e.pool, call.RunID)
+	if err != nil {
+		return protocol.HeartbeatResponse{}, err
+	}
+	if call.Lease != nil && *call.Lease != lease {
+		return protocol.HeartbeatResponse{ShouldCancel: true}, staleLease(call.RunID)
+	}
+	// The attempt is over (cancelled, or already reported): the worker should stop.
+	return protocol.HeartbeatResponse{Acknowledged: status == protocol.StatusCancelled, ShouldCancel: true}, nil
+}
+
+// CallbackResult says what a callback did.
+type CallbackResult struct {
+	// Applied is false for a duplicate of a callback already applied.
+	Applied bool
+	// Status is the run's status after the call.
+	Status string
+}
+
+// Callback applies a worker's report of its attempt: success completes the run; failure retries
+// it or fails it into the DLQ. A duplicate of an applied callback changes nothing; a stale lease
+// gives ErrConflict; an unknown run ErrNotFound.
+func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (CallbackResult, error) {
+	switch cb.Status {
+	case protocol.CallbackSuccess, protocol.CallbackFailed:
+	default:
+		return CallbackResult{}, invalid("INVALID_STATUS", "status must be %q or %q", protocol.CallbackSuccess, protocol.CallbackFailed)
+	}
+	if cb.OutputSize < 0 {
+		return CallbackResult{}, invalid("INVALID_OUTPUT_SIZE", "outputSize must not be negative")
+	}
+	var res CallbackResult
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		applied, status, err := e.applyCallback(ctx, tx, call, cb)
+		if err != nil {
+			return err
+		}
+		if !applied {
+			st, lease, err := e.runState(ctx, tx, call.RunID)
+			if err != nil {
+				return err
+			}
+			if call.Lease != nil && *call.Lease != lease {
+				return staleLease(call.RunID)
+			}
+			res = CallbackResult{Applied: false, Status: st}
+			return nil
+		}
+		res = CallbackResult{Applied: true, Status: status}
+		return nil
+	})
+	return res, err
+}
+
+func (e *Engine) applyCallback(ctx context.Context, tx pgx.Tx, call WorkerCall, cb *protocol.CallbackRequest) (bool, string, error) {
+	if cb.Status == protocol.CallbackFailed {
+		msg := cb.Error
+		if msg == "" {
+			msg = "task failed"
+		}
+		retryable := cb.Retryable == nil || *cb.Retryable
+		ended, err := e.failAttempts(ctx, tx, []string{call.RunID}, []*int64{call.Lease}, []string{msg},
+			[]string{cb.ErrorCode}, []bool{retryable}, false)
+		if err != nil || len(ended) == 0 {
+			return false, "", err
+		}
+		return true, ended[0].Status, nil
+	}
+	var assets []byte
+	if len(cb.Assets) > 0 {
+		var err error
+		if assets, err = json.Marshal(cb.Assets); err != nil {
+			return false, "", invalid("INVALID_ASSETS", "assets: %v", err)
+		}
+	}
+	var pipelineRunID string
+	err := tx.QueryRow(ctx, sqlComplete, call.RunID, call.Lease, nonEmpty(cb.OutputPath), nilIfZero(cb.OutputSize),
+		assets, nonEmpty(cb.LogsPath), cb.SelectedNext).Scan(&pipelineRunID)
+	if err == pgx.ErrNoRows {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("complete run %s: %w", call.RunID, err)
+	}
+	return true, protocol.StatusCompleted, nil
+}
+
+func nilIfZero(n int64) *int64 {
+	if n == 0 {
+		return nil
+	}
+	return &n
+}

@@ -1,0 +1,277 @@
+// Package core is the PipeWeave orchestrator: it wires configuration, the PostgreSQL pool, the
+// storage backends and the engine into an HTTP handler, a standalone loop and the bounded batch
+// functions that serverless deployments call.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pipeweave/pipeweave/core/internal/api"
+	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
+	"github.com/pipeweave/pipeweave/internal/database"
+)
+
+// Summary says what one bounded batch did: {swept, claimed, dispatched, failed, durationMs}.
+type Summary = engine.ProcessSummary
+
+// Orchestrator is one instance of the orchestrator. Any number of instances may share one
+// database.
+type Orchestrator struct {
+	cfg     Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	ownPool bool
+	store   *storage.Set
+	eng     *engine.Engine
+	api     *api.Server
+	wake    chan struct{}
+}
+
+// Options are the parts New does not read from Config.
+type Options struct {
+	// Logger receives structured logs (default slog.Default()).
+	Logger *slog.Logger
+	// Pool, when set, is used instead of opening one from Config.DatabaseURL; the caller closes it.
+	Pool *pgxpool.Pool
+}
+
+// New builds an orchestrator. It does not wait for the database: requests made while it is
+// unreachable get 503 and the orchestrator recovers when it returns.
+func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	keys, err := token.DeriveKeys(cfg.SecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("PIPEWEAVE_SECRET_KEY: %w", err)
+	}
+	store, err := storage.NewSet(ctx, cfg.StorageBackends, cfg.DefaultStorageBackendID)
+	if err != nil {
+		return nil, fmt.Errorf("STORAGE_BACKENDS: %w", err)
+	}
+	o := &Orchestrator{cfg: cfg, log: log, store: store, wake: make(chan struct{}, 1)}
+	o.pool = opts.Pool
+	if o.pool == nil {
+		conns := int32(cfg.DBMaxConns)
+		if conns == 0 {
+			conns = 10
+			if cfg.Mode == ModeServerless {
+				conns = 4
+			}
+		}
+		if o.pool, err = database.Open(ctx, cfg.DatabaseURL, database.Options{MaxConns: conns}); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+		o.ownPool = true
+	}
+	o.eng = engine.New(o.pool, keys, store, engine.Config{
+		MaxConcurrency:  cfg.MaxConcurrency,
+		DispatchTimeout: cfg.DispatchTimeout,
+		ClaimBatch:      cfg.ProcessBatchSize,
+		IdempotencyTTL:  cfg.IdempotencyTTL,
+		MaxRetryDelay:   cfg.MaxRetryDelay,
+		Compat:          cfg.Compat == CompatNodeSDKv1,
+		Secret:          cfg.SecretKey,
+	}, log)
+	o.api = api.New(o.eng, keys, api.Options{
+		APIKeys:      cfg.APIKeys,
+		Compat:       cfg.Compat == CompatNodeSDKv1,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Mode:         cfg.Mode,
+		Ready:        o.ready,
+	}, log)
+	if cfg.Compat == CompatNodeSDKv1 {
+		log.Warn("PIPEWEAVE_COMPAT=node-sdk-v1: registration and worker calls are accepted without authentication")
+	}
+	return o, nil
+}
+
+// Handler serves the HTTP API.
+func (o *Orchestrator) Handler() http.Handler { return o.api }
+
+// Close releases the orchestrator's resources.
+func (o *Orchestrator) Close() {
+	o.eng.Close()
+	if o.ownPool {
+		o.pool.Close()
+	}
+	_ = o.store.Close()
+}
+
+// Process does one bounded batch: sweep expired attempts, claim ready runs, dispatch them.
+func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
+	return o.eng.Process(ctx, o.cfg.ProcessBatchSize)
+}
+
+// Sweep ends attempts whose heartbeat deadline, timeout or dispatch lease passed.
+func (o *Orchestrator) Sweep(ctx context.Context) (int, error) { return o.eng.Sweep(ctx, 0) }
+
+// ready is called when a request made work ready. Standalone mode wakes the loop; serverless
+// mode has no loop, so the request itself claims and dispatches one bounded batch.
+func (o *Orchestrator) ready(ctx context.Context) {
+	if o.cfg.Mode != ModeServerless {
+		o.kick()
+		return
+	}
+	claimed, err := o.eng.Claim(ctx, o.cfg.ProcessBatchSize)
+	if err != nil {
+		o.log.Warn("inline claim failed; the next /api/process will pick the work up", "err", err)
+		return
+	}
+	if _, err := o.eng.Dispatch(ctx, claimed); err != nil {
+		o.log.Warn("inline dispatch failed; the sweep will recover the runs", "err", err)
+	}
+}
+
+func (o *Orchestrator) kick() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run runs the standalone loop until ctx ends: it wakes on NOTIFY from any instance, on work
+// made ready by this instance's requests, and every PollInterval; it sweeps and claims and
+// dispatches in batches. In serverless mode it returns at once.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	if o.cfg.Mode == ModeServerless {
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.listen(ctx)
+	}()
+	// At most this many dispatch batches are in flight at once.
+	slots := make(chan struct{}, 8)
+	ticker := time.NewTicker(o.cfg.PollInterval)
+	defer ticker.Stop()
+	var lastSweep time.Time
+	o.kick()
+	for {
+		select {
+		case <-ctx.Done():
+			for range cap(slots) {
+				slots <- struct{}{}
+			}
+			wg.Wait()
+			return nil
+		case <-o.wake:
+		case <-ticker.C:
+		}
+		if time.Since(lastSweep) >= o.cfg.PollInterval {
+			lastSweep = time.Now()
+			if _, err := o.eng.Sweep(ctx, 0); err != nil && ctx.Err() == nil {
+				o.log.Warn("sweep failed", "err", err)
+			}
+		}
+		for ctx.Err() == nil {
+			claimed, err := o.eng.Claim(ctx, o.cfg.ProcessBatchSize)
+			if err != nil {
+				if ctx.Err() == nil {
+					o.log.Warn("claim failed", "err", err)
+				}
+				break
+			}
+			if len(claimed) == 0 {
+				break
+			}
+			slots <- struct{}{}
+			go func() {
+				defer func() { <-slots }()
+				// Dispatches finish even when ctx ends: the runs are already claimed.
+				if _, err := o.eng.Dispatch(context.WithoutCancel(ctx), claimed); err != nil {
+					o.log.Warn("recording dispatch results failed; the sweep will recover the runs", "err", err)
+				}
+			}()
+			if len(claimed) < o.cfg.ProcessBatchSize {
+				break
+			}
+		}
+	}
+}
+
+// listen wakes the loop on NOTIFY pipeweave_ready, reconnecting after failures.
+func (o *Orchestrator) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := o.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		o.log.Debug("listen connection lost; polling covers the gap", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (o *Orchestrator) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, o.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN pipeweave_ready"); err != nil {
+		return err
+	}
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		o.kick()
+	}
+}
+
+// ListenAndServe serves the API on addr (and, in standalone mode, runs the loop) until ctx
+// ends, then shuts down gracefully.
+func (o *Orchestrator) ListenAndServe(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return o.Serve(ctx, ln)
+}
+
+// Serve is ListenAndServe on an open listener.
+func (o *Orchestrator) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	defer stopLoop()
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- o.Run(loopCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	select {
+	case err := <-serveDone:
+		stopLoop()
+		<-loopDone
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	stopLoop()
+	<-loopDone
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package core_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/token"
+)
+
+func TestRegistrationTracksCodeVersionsAndHistory(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	res := e.register("pdf", "1.0.0", "http://127.0.0.1:9", task("download"), task("extract"))
+	require.Empty(t, res.CodeChanges, "new tasks are not changes")
+	require.Empty(t, res.OrphanedTasks)
+
+	// Same hashes: nothing changes.
+	res = e.register("pdf", "1.0.1", "http://127.0.0.1:9", task("download"), task("extract"))
+	require.Empty(t, res.CodeChanges)
+
+	res = e.register("pdf", "1.1.0", "http://127.0.0.1:9", task("download", func(td *protocol.TaskDefinition) { td.CodeHash = "new" }), task("extract"))
+	require.Equal(t, []protocol.CodeChange{{TaskID: "download", OldHash: "hash-download", NewHash: "new", OldVersion: 1, NewVersion: 2}}, res.CodeChanges)
+
+	var hist []struct {
+		CodeVersion    int       `json:"codeVersion"`
+		CodeHash       string    `json:"codeHash"`
+		ServiceVersion string    `json:"serviceVersion"`
+		RecordedAt     time.Time `json:"recordedAt"`
+	}
+	e.do("GET", "/api/tasks/download/history", nil, "").json(t, &hist)
+	require.Len(t, hist, 2)
+	require.Equal(t, 2, hist[0].CodeVersion)
+	require.Equal(t, "new", hist[0].CodeHash)
+	require.Equal(t, "1.1.0", hist[0].ServiceVersion)
+	require.Equal(t, 1, hist[1].CodeVersion)
+	require.Equal(t, "1.0.0", hist[1].ServiceVersion)
+	require.Equal(t, http.StatusNotFound, e.do("GET", "/api/tasks/nope/history", nil, "").Status)
+
+	var services []struct {
+		ID      string   `json:"id"`
+		Version string   `json:"version"`
+		BaseURL string   `json:"baseUrl"`
+		Tasks   []string `json:"tasks"`
+	}
+	e.do("GET", "/api/services", nil, "").json(t, &services)
+	require.Len(t, services, 1)
+	require.Equal(t, "1.1.0", services[0].Version)
+	require.Equal(t, []string{"download", "extract"}, services[0].Tasks)
+
+	var tasks []struct {
+		ID                  string   `json:"id"`
+		CodeVersion         int      `json:"codeVersion"`
+		Timeout             int      `json:"timeout"`
+		Retries             int      `json:"retries"`
+		RetryBackoff        string   `json:"retryBackoff"`
+		HeartbeatIntervalMs int64    `json:"heartbeatIntervalMs"`
+		Priority            int      `json:"priority"`
+		IdempotencyTTL      int      `json:"idempotencyTTL"`
+		MaxRetryDelayMs     int64    `json:"maxRetryDelayMs"`
+		AllowedNext         []string `json:"allowedNext"`
+	}
+	e.do("GET", "/api/services/pdf/tasks", nil, "").json(t, &tasks)
+	require.Len(t, tasks, 2)
+	require.Equal(t, 2, tasks[0].CodeVersion)
+	// The seed's defaults.
+	require.Equal(t, 300, tasks[1].Timeout)
+	require.Equal(t, 3, tasks[1].Retries)
+	require.Equal(t, "exponential", tasks[1].RetryBackoff)
+	require.Equal(t, int64(60000), tasks[1].HeartbeatIntervalMs)
+	require.Equal(t, 100, tasks[1].Priority)
+	require.Equal(t, 86400, tasks[1].IdempotencyTTL)
+	require.Equal(t, int64(86400000), tasks[1].MaxRetryDelayMs)
+	require.Equal(t, []string{}, tasks[1].AllowedNext)
+	require.Equal(t, http.StatusNotFound, e.do("GET", "/api/services/nope/tasks", nil, "").Status)
+}
+
+// A new service version that drops a task orphans it and cancels its runs that have not
+// started; the same version registering again cancels nothing.
+func TestOrphanCleanupOnVersionChange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1.0.0", w.URL(), task("keep"), task("upload"))
+	queued := e.enqueueManyQuiet("upload", 3)
+
+	res := e.register("svc", "1.0.0", w.URL(), task("keep"))
+	require.Empty(t, res.OrphanedTasks, "same version cancels nothing")
+	for _, id := range queued {
+		require.Equal(t, protocol.StatusPending, e.run(id).Status)
+	}
+
+	res = e.register("svc", "2.0.0", w.URL(), task("keep"))
+	require.Equal(t, []string{"upload"}, res.OrphanedTasks)
+	for _, id := range queued {
+		r := e.run(id)
+		require.Equal(t, protocol.StatusCancelled, r.Status)
+		require.Equal(t, "Task type removed in version 2.0.0", *r.Error)
+	}
+	// The orphan can no longer be queued.
+	r := e.do("POST", "/api/queue/task", map[string]any{"taskId": "upload"}, "")
+	require.Equal(t, http.StatusNotFound, r.Status, string(r.Body))
+	// Re-registering it brings it back.
+	e.register("svc", "3.0.0", w.URL(), task("keep"), task("upload"))
+	e.enqueue(map[string]any{"taskId": "upload"})
+}
+
+func TestRegistrationAuthAndValidation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	body := protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:9", Tasks: []protocol.TaskDefinition{task("a")}}
+
+	other, err := token.DeriveKeys("another secret that is long enough to be used")
+	require.NoError(t, err)
+	forged, err := other.SignRegistration("svc", time.Now())
+	require.NoError(t, err)
+	expired, err := e.keys.SignRegistration("svc", time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	runTok, err := e.keys.SignRun(token.RunClaims{RunID: "svc", TaskID: "a", Attempt: 1, Lease: 1, IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute)})
+	require.NoError(t, err)
+	for name, tok := range map[string]string{
+		"missing":       "",
+		"forged":        forged,
+		"expired":       expired,
+		"other service": e.regToken("someone-else"),
+		"run token":     runTok,
+		"garbage":       "not.a.jwt",
+	} {
+		r := e.do("POST", "/api/register", body, tok)
+		require.Equal(t, http.StatusUnauthorized, r.Status, "%s: %s", name, r.Body)
+		r.errorBody(t)
+	}
+	var n int
+	require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT count(*) FROM services").Scan(&n))
+	require.Zero(t, n, "a refused registration writes nothing")
+
+	bad := map[string]protocol.RegisterRequest{
+		"bad base url":      {ServiceID: "svc", Version: "1", BaseURL: "ftp://x"},
+		"no version":        {ServiceID: "svc", BaseURL: "http://x"},
+		"task without hash": {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{{ID: "a"}}},
+		"bad task id":       {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{{ID: "a/b", CodeHash: "h"}}},
+		"duplicate task":    {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{task("a"), task("a")}},
+		"negative retries":  {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{task("a", withRetries(-1, 0))}},
+		"bad backoff":       {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{task("a", func(td *protocol.TaskDefinition) { td.RetryBackoff = "linear" })}},
+		"zero heartbeat":    {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{task("a", withHeartbeat(0))}},
+		"negative priority": {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{task("a", func(td *protocol.TaskDefinition) { td.Priority = ptr(-1) })}},
+	}
+	for name, req := range bad {
+		r := e.do("POST", "/api/register", req, e.regToken(req.ServiceID))
+		require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", name, r.Body)
+		r.errorBody(t)
+	}
+	require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT count(*) FROM services").Scan(&n))
+	require.Zero(t, n)
+
+	// A task id belongs to one service.
+	e.register("svc", "1", "http://127.0.0.1:9", task("a"))
+	r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "thief", Version: "1", BaseURL: "http://127.0.0.1:9",
+		Tasks: []protocol.TaskDefinition{task("a")}}, e.regToken("thief"))
+	require.Equal(t, http.StatusConflict, r.Status, string(r.Body))
+	require.Equal(t, "TASK_OWNED_BY_OTHER_SERVICE", r.errorBody(t).Code)
+	require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT count(*) FROM services WHERE id = 'thief'").Scan(&n))
+	require.Zero(t, n, "the refused registration left nothing behind")
+}
