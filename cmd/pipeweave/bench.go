@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/migrate"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/pgcluster"
+)
+
+// benchCommand measures end to end: a standalone orchestrator on a private cluster, a no-op Go
+// worker over loopback HTTP, N standalone tasks enqueued with the batch API; it prints tasks/s
+// and the enqueue→completed latency percentiles (from the database's own timestamps).
+func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".pipeweave/bench", "state directory for the private cluster and storage")
+	tasks := fs.Int("tasks", 10000, "standalone tasks to run")
+	warmup := fs.Int("warmup", 1000, "tasks run (and not counted) before measuring")
+	batch := fs.Int("batch", 500, "tasks per /api/queue/batch call")
+	maxConc := fs.Int("max-concurrency", 256, "MAX_CONCURRENCY")
+	claimBatch := fs.Int("claim-batch", 100, "runs per claim (PROCESS_BATCH_SIZE)")
+	conns := fs.Int("db-conns", 16, "database connections of the orchestrator")
+	dbURL := fs.String("database-url", "", "use this database instead of a private cluster (it is reset)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	url := *dbURL
+	if url == "" {
+		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(abs, "pg"), Attached: true,
+			Settings: map[string]string{"max_connections": "200"}})
+		if err != nil {
+			return fmt.Errorf("start the private PostgreSQL cluster: %w", err)
+		}
+		defer func() { _ = cluster.Stop(context.Background()) }()
+		if err := cluster.EnsureDatabase(ctx, "pipeweave_bench"); err != nil {
+			return err
+		}
+		url = cluster.URL("pipeweave_bench")
+	}
+	pool, err := database.Open(ctx, url, database.Options{MaxConns: 4})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrate.Reset(ctx, pool, true); err != nil {
+		return err
+	}
+	var settings [2]string
+	_ = pool.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&settings[0], &settings[1])
+
+	secret := "pipeweave-bench-secret-0123456789abcdef"
+	storeDir := filepath.Join(abs, "storage")
+	_ = os.RemoveAll(storeDir)
+	cfg := core.Config{
+		DatabaseURL: url, SecretKey: secret, Mode: core.ModeStandalone,
+		StorageBackends: []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": storeDir}}},
+		MaxConcurrency:  *maxConc, PollInterval: time.Second, DLQRetention: 24 * time.Hour,
+		IdempotencyTTL: time.Hour, MaxRetryDelay: time.Hour, DispatchTimeout: 10 * time.Second,
+		ProcessBatchSize: *claimBatch, MaxBodyBytes: 64 << 20, DBMaxConns: *conns,
+	}
+	o, err := core.New(ctx, cfg, core.Options{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	orchURL := "http://" + ln.Addr().String()
+	srvCtx, stopSrv := context.WithCancel(ctx)
+	defer stopSrv()
+	go func() { _ = o.Serve(srvCtx, ln) }()
+
+	w, err := startNoopWorker(orchURL)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	keys, err := token.DeriveKeys(secret)
+	if err != nil {
+		return err
+	}
+	reg, err := keys.SignRegistration("bench", time.Now())
+	if err != nil {
+		return err
+	}
+	if err := postJSON(orchURL+"/api/register", reg, protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.url,
+		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"}}}, nil); err != nil {
+		return fmt.Errorf("register the worker: %w", err)
+	}
+
+	fmt.Fprintf(stdout, "pipeweave bench: %d tasks (after %d warm-up), batch %d, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, fsync=%s synchronous_commit=%s\n",
+		*tasks, *warmup, *batch, *maxConc, *claimBatch, *conns, settings[0], settings[1])
+	if *warmup > 0 {
+		if _, err := runBench(ctx, orchURL, w, *warmup, *batch); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	res, err := runBench(ctx, orchURL, w, *tasks, *batch)
+	if err != nil {
+		return err
+	}
+	lat, err := latencies(ctx, pool, res.runIDs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "completed %d tasks in %.2fs: %.0f tasks/s end to end\n", len(res.runIDs), res.elapsed.Seconds(),
+		float64(len(res.runIDs))/res.elapsed.Seconds())
+	fmt.Fprintf(stdout, "enqueue→completed latency: p50 %s  p90 %s  p99 %s  max %s\n",
+		pct(lat, 0.50), pct(lat, 0.90), pct(lat, 0.99), pct(lat, 1))
+	return nil
+}
+
+type benchResult struct {
+	runIDs  []string
+	elapsed time.Duration
+}
+
+func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int) (benchResult, error) {
+	w.completed.Store(0)
+	done := make(chan struct{})
+	w.setTarget(int64(n), done)
+	start := time.Now()
+	var ids []string
+	for i := 0; i < n; i += batch {
+		size := min(batch, n-i)
+		reqs := make([]map[string]any, size)
+		for j := range reqs {
+			reqs[j] = map[string]any{"taskId": "noop", "input": map[string]int{"n": i + j}}
+		}
+		var out struct {
+			Results []struct {
+				RunID string `json:"runId"`
+			} `json:"results"`
+		}
+		if err := postJSON(orchURL+"/api/queue/batch", "", map[string]any{"tasks": reqs}, &out); err != nil {
+			return benchResult{}, fmt.Errorf("enqueue: %w", err)
+		}
+		for _, r := range out.Results {
+			ids = append(ids, r.RunID)
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return benchResult{}, ctx.Err()
+	case <-time.After(10 * time.Minute):
+		return benchResult{}, fmt.Errorf("only %d of %d tasks completed after 10 minutes", w.completed.Load(), n)
+	}
+	return benchResult{runIDs: ids, elapsed: time.Since(start)}, nil
+}
+
+// latencies reads each run's enqueue→completed time from the database clock.
+func latencies(ctx context.Context, pool interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, ids []string) ([]time.Duration, error) {
+	rows, err := pool.Query(ctx, `SELECT extract(epoch FROM completed_at - created_at) FROM task_runs WHERE id = ANY($1) AND status = 'completed'`, ids)
+	if err != nil {
+		return nil, err
+	}
+	secs, err := pgx.CollectRows(rows, pgx.RowTo[float64])
+	if err != nil {
+		return nil, err
+	}
+	if len(secs) != len(ids) {
+		return nil, fmt.Errorf("%d of %d runs completed", len(secs), len(ids))
+	}
+	out := make([]time.Duration, len(secs))
+	for i, s := range secs {
+		out[i] = time.Duration(s * float64(time.Second))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func pct(sorted []time.Duration, p float64) string {
+	if len(sorted) == 0 {
+		return "-"
+	}
+	i := int(p*float64(len(sorted))+0.5) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return sorted[i].Round(100 * time.Microsecond).String()
+}
+
+var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxIdleConns: 512}, Timeout: 60 * time.Second}
+
+func postJSON(url, bearer string, body, out any) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(raw))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := benchClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s answered %s: %s", url, resp.Status, data)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// noopWorker acknowledges every dispatch with 202 and calls back success at once.
+type noopWorker struct {
+	url       string
+	srv       *http.Server
+	orch      string
+	completed atomic.Int64
+	mu        sync.Mutex
+	target    int64
+	done      chan struct{}
+}
+
+func startNoopWorker(orchURL string) (*noopWorker, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	w := &noopWorker{url: "http://" + ln.Addr().String(), orch: orchURL}
+	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve)}
+	go func() { _ = w.srv.Serve(ln) }()
+	return w, nil
+}
+
+func (w *noopWorker) setTarget(n int64, done chan struct{}) {
+	w.mu.Lock()
+	w.target, w.done = n, done
+	w.mu.Unlock()
+}
+
+func (w *noopWorker) serve(rw http.ResponseWriter, r *http.Request) {
+	var d protocol.DispatchRequest
+	if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	rw.WriteHeader(http.StatusAccepted)
+	go func() {
+		cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID)}
+		if err := postJSON(w.orch+"/api/callback/"+d.RunID, d.StorageToken, cb, nil); err != nil {
+			fmt.Fprintln(os.Stderr, "bench worker: callback:", err)
+			return
+		}
+		n := w.completed.Add(1)
+		w.mu.Lock()
+		if n == w.target && w.done != nil {
+			close(w.done)
+			w.done = nil
+		}
+		w.mu.Unlock()
+	}()
+}
+
+func (w *noopWorker) close() { _ = w.srv.Close() }
