@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -153,10 +155,13 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, _ PutOptions) 
 		return fmt.Errorf("storage: local put %q: %s: %w", key, step, err)
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail("create directory", err)
+	// Most keys put a new object in a new directory (runs/{runId}/…): one mkdir, no stats.
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail("create directory", err)
+		}
 	}
-	tmp, err := os.CreateTemp(dir, localTempPrefix+"*")
+	tmp, err := createTemp(dir)
 	if err != nil {
 		return fail("create temporary file", err)
 	}
@@ -185,6 +190,21 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader, _ PutOptions) 
 		return fail("rename into place", err)
 	}
 	return nil
+}
+
+// createTemp creates a new temporary file in dir.
+func createTemp(dir string) (*os.File, error) {
+	var b [12]byte
+	for range 10 {
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(filepath.Join(dir, localTempPrefix+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, errors.New("could not find a free temporary name")
 }
 
 // Stat implements [Backend.Stat]. The content type comes from the key's
