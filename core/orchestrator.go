@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		}
 		o.ownPool = true
 	}
-	o.eng = engine.New(o.pool, keys, store, engine.Config{
+	o.eng, err = engine.New(o.pool, keys, store, engine.Config{
 		MaxConcurrency:  cfg.MaxConcurrency,
 		DispatchTimeout: cfg.DispatchTimeout,
 		ClaimBatch:      cfg.ProcessBatchSize,
@@ -87,6 +87,13 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		Compat:          cfg.Compat == CompatNodeSDKv1,
 		Secret:          cfg.SecretKey,
 	}, log)
+	if err != nil {
+		if o.ownPool {
+			o.pool.Close()
+		}
+		_ = store.Close()
+		return nil, err
+	}
 	o.api = api.New(o.eng, keys, api.Options{
 		APIKeys:      cfg.APIKeys,
 		Compat:       cfg.Compat == CompatNodeSDKv1,
@@ -203,8 +210,18 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				break
 			}
 		}
+		// The last claim came back short: the queue or the capacity ran out. Under load every
+		// callback frees one slot and wakes the loop; pausing a moment lets one claim serve the
+		// wake-ups of many callbacks instead of one claim per callback.
+		select {
+		case <-ctx.Done():
+		case <-time.After(claimSpacing):
+		}
 	}
 }
+
+// claimSpacing is the pause after a short claim in the standalone loop.
+const claimSpacing = 2 * time.Millisecond
 
 // listen wakes the loop on NOTIFY pipeweave_ready, reconnecting after failures.
 func (o *Orchestrator) listen(ctx context.Context) {

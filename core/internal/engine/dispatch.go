@@ -213,22 +213,12 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// backendJSON is the storage backend handed to workers, credentials included (encrypted).
-func (e *Engine) backendJSON() ([]byte, error) {
-	cfg, _ := e.storage.Default()
-	return json.Marshal(cfg)
-}
-
 // runToken makes the dispatch's storageToken for c.
 func (e *Engine) runToken(c Claimed) (string, error) {
-	backend, err := e.backendJSON()
-	if err != nil {
-		return "", err
-	}
 	if e.cfg.Compat {
-		return token.SealCompat(e.cfg.Secret, backend)
+		return token.SealCompat(e.cfg.Secret, e.backend)
 	}
-	sto, err := e.keys.SealBackend(c.RunID, backend)
+	sto, err := e.keys.SealBackend(c.RunID, e.backend)
 	if err != nil {
 		return "", err
 	}
@@ -295,7 +285,7 @@ type endedAttempt struct {
 
 // failAttempts applies fail_attempts in tx; a nil lease applies to whatever lease is current
 // (compat workers send no token).
-func (e *Engine) failAttempts(ctx context.Context, tx pgx.Tx, ids []string, leases []*int64, errs, codes []string,
+func (e *Engine) failAttempts(ctx context.Context, tx dbtx, ids []string, leases []*int64, errs, codes []string,
 	retry []bool, bump bool) ([]endedAttempt, error) {
 	rows, err := tx.Query(ctx, sqlFailAttempts, ids, leases, errs, codes, retry, bump)
 	if err != nil {

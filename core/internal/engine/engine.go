@@ -8,16 +8,27 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 )
+
+// dbtx is what a statement runs on: the pool, or a transaction when several must commit together.
+type dbtx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
 
 // Config holds the engine's settings. Zero values pick the defaults noted.
 type Config struct {
@@ -64,7 +75,9 @@ func (c *Config) setDefaults() {
 
 // Engine runs the orchestrator's work against one database.
 type Engine struct {
-	pool    *pgxpool.Pool
+	pool *pgxpool.Pool
+	// backend is the default storage backend as workers receive it (sealed in the run token).
+	backend []byte
 	keys    token.Keys
 	storage *storage.Set
 	cfg     Config
@@ -73,7 +86,7 @@ type Engine struct {
 }
 
 // New builds an engine. The pool's search path must lead to the pipeweave schema.
-func New(pool *pgxpool.Pool, keys token.Keys, store *storage.Set, cfg Config, log *slog.Logger) *Engine {
+func New(pool *pgxpool.Pool, keys token.Keys, store *storage.Set, cfg Config, log *slog.Logger) (*Engine, error) {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.Default()
@@ -84,14 +97,20 @@ func New(pool *pgxpool.Pool, keys token.Keys, store *storage.Set, cfg Config, lo
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 	}
+	defaultCfg, _ := store.Default()
+	backend, err := json.Marshal(defaultCfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode the default storage backend: %w", err)
+	}
 	return &Engine{
 		pool:    pool,
+		backend: backend,
 		keys:    keys,
 		storage: store,
 		cfg:     cfg,
 		client:  &http.Client{Transport: transport, Timeout: cfg.DispatchTimeout},
 		log:     log,
-	}
+	}, nil
 }
 
 // Pool returns the engine's connection pool.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -197,6 +196,3 @@ func (e *Engine) TaskHistory(ctx context.Context, taskID string) ([]HistoryEntry
 	}
 	return nonNil(out), nil
 }
-
-// utc is a helper for tests and handlers that compare times.
-func utc(t time.Time) time.Time { return t.UTC() }

@@ -25,9 +25,7 @@ type WorkerCall struct {
 
 // runState reads a run's status and lease after a fenced update matched nothing, to tell a
 // stale lease (409) from an unknown run (404) and from an already applied call.
-func (e *Engine) runState(ctx context.Context, db interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, runID string) (status string, lease int64, err error) {
+func (e *Engine) runState(ctx context.Context, db dbtx, runID string) (status string, lease int64, err error) {
 	err = db.QueryRow(ctx, sqlRunState, runID).Scan(&status, &lease)
 	if err == pgx.ErrNoRows {
 		return "", 0, notFound("RUN_NOT_FOUND", "task run %q not found", runID)
@@ -92,30 +90,25 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	if cb.OutputSize < 0 {
 		return CallbackResult{}, invalid("INVALID_OUTPUT_SIZE", "outputSize must not be negative")
 	}
-	var res CallbackResult
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		applied, status, err := e.applyCallback(ctx, tx, call, cb)
-		if err != nil {
-			return err
-		}
-		if !applied {
-			st, lease, err := e.runState(ctx, tx, call.RunID)
-			if err != nil {
-				return err
-			}
-			if call.Lease != nil && *call.Lease != lease {
-				return staleLease(call.RunID)
-			}
-			res = CallbackResult{Applied: false, Status: st}
-			return nil
-		}
-		res = CallbackResult{Applied: true, Status: status}
-		return nil
-	})
-	return res, err
+	// A standalone run's callback is one guarded statement; it needs no transaction.
+	applied, status, err := e.applyCallback(ctx, e.pool, call, cb)
+	if err != nil {
+		return CallbackResult{}, err
+	}
+	if applied {
+		return CallbackResult{Applied: true, Status: status}, nil
+	}
+	st, lease, err := e.runState(ctx, e.pool, call.RunID)
+	if err != nil {
+		return CallbackResult{}, err
+	}
+	if call.Lease != nil && *call.Lease != lease {
+		return CallbackResult{}, staleLease(call.RunID)
+	}
+	return CallbackResult{Applied: false, Status: st}, nil
 }
 
-func (e *Engine) applyCallback(ctx context.Context, tx pgx.Tx, call WorkerCall, cb *protocol.CallbackRequest) (bool, string, error) {
+func (e *Engine) applyCallback(ctx context.Context, tx dbtx, call WorkerCall, cb *protocol.CallbackRequest) (bool, string, error) {
 	if cb.Status == protocol.CallbackFailed {
 		msg := cb.Error
 		if msg == "" {
