@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	claimBatch := fs.Int("claim-batch", 100, "runs per claim (PROCESS_BATCH_SIZE)")
 	conns := fs.Int("db-conns", 16, "database connections of the orchestrator")
 	dbURL := fs.String("database-url", "", "use this database instead of a private cluster (it is reset)")
+	storeFlag := fs.String("storage", "", "local storage directory for inputs (default DIR/storage)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,6 +78,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	secret := "pipeweave-bench-secret-0123456789abcdef"
 	storeDir := filepath.Join(abs, "storage")
+	if *storeFlag != "" {
+		storeDir = *storeFlag
+	}
 	_ = os.RemoveAll(storeDir)
 	cfg := core.Config{
 		DatabaseURL: url, SecretKey: secret, Mode: core.ModeStandalone,
@@ -122,7 +128,20 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
 	res, err := runBench(ctx, orchURL, w, *tasks, *batch)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	if err != nil {
 		return err
 	}

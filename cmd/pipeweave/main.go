@@ -5,6 +5,7 @@
 //	pipeweave db init|migrate|status|reset --url URL
 //	pipeweave pg start|stop|url --dir DIR
 //	pipeweave bench [flags]             end-to-end throughput and latency
+//	pipeweave token register --service ID
 package main
 
 import (
@@ -29,6 +30,7 @@ commands:
   db         init|migrate|status|reset --url URL   manage the database schema
   pg         start|stop|url --dir DIR              manage a private PostgreSQL cluster
   bench      measure end-to-end throughput and latency against a private cluster
+  token      register --service ID [--secret S]    print a registration token
 `
 
 func main() {
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return pgCommand(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return benchCommand(ctx, args[1:], stdout, stderr)
+	case "token":
+		return tokenCommand(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
