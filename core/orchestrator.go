@@ -124,6 +124,15 @@ func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
 	return o.eng.Process(ctx, o.cfg.ProcessBatchSize)
 }
 
+// PurgeSummary counts what a purge deleted.
+type PurgeSummary = engine.PurgeSummary
+
+// Purge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS and expired
+// idempotency keys, in bounded chunks, within budget.
+func (o *Orchestrator) Purge(ctx context.Context, budget time.Duration) (PurgeSummary, error) {
+	return o.eng.Purge(ctx, o.cfg.DLQRetention, 1000, budget)
+}
+
 // Sweep ends attempts whose heartbeat deadline, timeout or dispatch lease passed.
 func (o *Orchestrator) Sweep(ctx context.Context) (int, error) { return o.eng.Sweep(ctx, 0) }
 
@@ -168,7 +177,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	slots := make(chan struct{}, 8)
 	ticker := time.NewTicker(o.cfg.PollInterval)
 	defer ticker.Stop()
-	var lastSweep time.Time
+	var lastSweep, lastPurge time.Time
 	o.kick()
 	for {
 		select {
@@ -185,6 +194,14 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			lastSweep = time.Now()
 			if _, err := o.eng.Sweep(ctx, 0); err != nil && ctx.Err() == nil {
 				o.log.Warn("sweep failed", "err", err)
+			}
+		}
+		if time.Since(lastPurge) >= purgeInterval {
+			lastPurge = time.Now()
+			if s, err := o.Purge(ctx, 10*time.Second); err != nil && ctx.Err() == nil {
+				o.log.Warn("purge failed", "err", err)
+			} else if s.DLQ+s.Runs+s.PipelineRuns+s.IdempotencyKeys > 0 {
+				o.log.Info("purged past retention", "dlq", s.DLQ, "runs", s.Runs, "pipelineRuns", s.PipelineRuns, "idempotencyKeys", s.IdempotencyKeys)
 			}
 		}
 		for ctx.Err() == nil {
@@ -219,6 +236,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// purgeInterval is how often the standalone loop purges past retention.
+const purgeInterval = time.Hour
 
 // claimSpacing is the pause after a short claim in the standalone loop.
 const claimSpacing = 2 * time.Millisecond

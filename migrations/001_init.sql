@@ -72,6 +72,7 @@ CREATE TABLE pipeline_runs (
     completed_at timestamptz
 );
 CREATE INDEX pipeline_runs_pipeline ON pipeline_runs (pipeline_id, id DESC);
+CREATE INDEX pipeline_runs_finished ON pipeline_runs (completed_at) WHERE status <> 'running';
 
 CREATE TABLE task_runs (
     id                    text PRIMARY KEY,
@@ -121,6 +122,9 @@ CREATE INDEX task_runs_pipeline_run ON task_runs (pipeline_run_id) WHERE pipelin
 -- Listing (newest first, ids sort by creation time).
 CREATE INDEX task_runs_status_id ON task_runs (status, id);
 CREATE INDEX task_runs_task_id ON task_runs (task_id, id);
+-- Retention: finished standalone runs by completion time.
+CREATE INDEX task_runs_finished ON task_runs (completed_at)
+    WHERE pipeline_run_id IS NULL AND status IN ('completed', 'failed', 'cancelled', 'skipped');
 
 -- Runs that reached a final state, counted in slots so that concurrent commits rarely touch the
 -- same row. Kept by a trigger so that /api/queue/status never scans history.

@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+var (
+	sqlPurgeDLQ          = q("purge_dlq")
+	sqlPurgeIdempotency  = q("purge_idempotency_keys")
+	sqlPurgeRuns         = q("purge_runs")
+	sqlPurgePipelineRuns = q("purge_pipeline_runs")
+)
+
+// PurgeSummary counts what a purge deleted.
+type PurgeSummary struct {
+	DLQ             int64 `json:"dlq"`
+	IdempotencyKeys int64 `json:"idempotencyKeys"`
+	Runs            int64 `json:"runs"`
+	PipelineRuns    int64 `json:"pipelineRuns"`
+	DurationMs      int64 `json:"durationMs"`
+}
+
+// Purge deletes DLQ entries and finished runs older than retention, and expired idempotency
+// keys, in chunks of chunk rows, until nothing is left or budget has passed. Objects in storage
+// are left to the bucket's own lifecycle rules.
+func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, budget time.Duration) (PurgeSummary, error) {
+	start := time.Now()
+	if chunk <= 0 {
+		chunk = 1000
+	}
+	var s PurgeSummary
+	steps := []struct {
+		name  string
+		sql   string
+		args  []any
+		count *int64
+	}{
+		{"dlq entries", sqlPurgeDLQ, []any{retention.Milliseconds(), chunk}, &s.DLQ},
+		{"idempotency keys", sqlPurgeIdempotency, []any{chunk}, &s.IdempotencyKeys},
+		{"runs", sqlPurgeRuns, []any{retention.Milliseconds(), chunk}, &s.Runs},
+		{"pipeline runs", sqlPurgePipelineRuns, []any{retention.Milliseconds(), chunk}, &s.PipelineRuns},
+	}
+	for _, st := range steps {
+		for {
+			tag, err := e.pool.Exec(ctx, st.sql, st.args...)
+			if err != nil {
+				return s, fmt.Errorf("purge %s: %w", st.name, err)
+			}
+			*st.count += tag.RowsAffected()
+			if tag.RowsAffected() < int64(chunk) || time.Since(start) > budget {
+				break
+			}
+		}
+	}
+	s.DurationMs = time.Since(start).Milliseconds()
+	return s, nil
+}

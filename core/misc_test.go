@@ -1,0 +1,149 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/token"
+)
+
+// POST /api/process does one bounded batch and reports it.
+func TestProcessEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.ProcessBatchSize = 3 })
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("t"))
+	e.enqueueManyQuiet("t", 5)
+	var s struct {
+		Swept      *int   `json:"swept"`
+		Claimed    *int   `json:"claimed"`
+		Dispatched *int   `json:"dispatched"`
+		Failed     *int   `json:"failed"`
+		DurationMs *int64 `json:"durationMs"`
+	}
+	r := e.do("POST", "/api/process", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	r.json(t, &s)
+	require.NotNil(t, s.Swept)
+	require.NotNil(t, s.DurationMs)
+	require.NotNil(t, s.Failed)
+	require.Equal(t, 3, *s.Claimed, "bounded by the batch size")
+	require.Equal(t, 3, *s.Dispatched)
+	e.do("POST", "/api/process", nil, "").json(t, &s)
+	require.Equal(t, 2, *s.Claimed)
+	e.do("POST", "/api/process", nil, "").json(t, &s)
+	require.Equal(t, 0, *s.Claimed)
+	require.Equal(t, 5, w.count())
+}
+
+// A heartbeat for a run cancelled meanwhile answers shouldCancel.
+func TestHeartbeatOfCancelledRunSaysCancel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("t"))
+	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
+	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	_, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET status = 'cancelled' WHERE id = $1", id)
+	require.NoError(t, err)
+	status, hb := w.heartbeat(w.all()[0], nil, "")
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, hb.ShouldCancel)
+	// Its late callback changes nothing.
+	d := w.all()[0]
+	cbStatus, body := w.callback(d, success(d))
+	require.Equal(t, http.StatusOK, cbStatus, string(body))
+	require.Equal(t, protocol.StatusCancelled, e.run(id).Status)
+}
+
+// PIPEWEAVE_COMPAT=node-sdk-v1: unauthenticated registration and worker calls are accepted and
+// the storage token is the Node SDK 1.x format.
+func TestCompatNodeSDKv1(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.Compat = core.CompatNodeSDKv1 })
+	w := newWorker(t, e.url)
+	r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "node", Version: "1", BaseURL: w.URL(),
+		Tasks: []protocol.TaskDefinition{task("t")}}, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.Contains(t, e.logs.String(), "node-sdk-v1")
+
+	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
+	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	d := w.all()[0]
+	plain, err := token.OpenCompat(testSecret, d.StorageToken)
+	require.NoError(t, err)
+	var backend map[string]any
+	require.NoError(t, json.Unmarshal(plain, &backend))
+	require.Equal(t, "local", backend["provider"])
+
+	status, body, err := post(e.url+"/api/heartbeat", protocol.HeartbeatRequest{RunID: id, Progress: ptr(50)}, "")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, string(body))
+	status, body, err = post(e.url+"/api/callback/"+id, success(d), "")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Equal(t, protocol.StatusCompleted, e.run(id).Status)
+	// A token, when sent, is still checked.
+	status, _, err = post(e.url+"/api/heartbeat", protocol.HeartbeatRequest{RunID: id}, "garbage")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusUnauthorized, status)
+}
+
+// Purge deletes DLQ entries and finished runs past retention and expired idempotency keys,
+// and nothing younger or still live.
+func TestPurgePastRetention(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.DLQRetention = 30 * 24 * time.Hour })
+	w := newWorker(t, e.url)
+	w.after = func(d protocol.DispatchRequest) {
+		w.callback(d, protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: "no", Retryable: ptr(false)})
+	}
+	e.register("svc", "1", w.URL(), task("t"))
+	var failed []string
+	for i := range 4 {
+		failed = append(failed, e.enqueue(map[string]any{"taskId": "t", "idempotencyKey": string(rune('a' + i))}).RunID)
+	}
+	for _, id := range failed {
+		e.waitStatus(id, protocol.StatusFailed)
+	}
+	pending := e.enqueueManyQuiet("t", 2)
+	ctx := context.Background()
+	// Age half of everything past retention.
+	old := failed[:2]
+	_, err := e.pool.Exec(ctx, "UPDATE task_runs SET completed_at = now() - interval '31 days' WHERE id = ANY($1)", old)
+	require.NoError(t, err)
+	_, err = e.pool.Exec(ctx, "UPDATE dlq SET failed_at = now() - interval '31 days' WHERE task_run_id = ANY($1)", old)
+	require.NoError(t, err)
+	_, err = e.pool.Exec(ctx, "UPDATE idempotency_keys SET expires_at = now() - interval '1 second' WHERE run_id = ANY($1)", old)
+	require.NoError(t, err)
+	_, err = e.pool.Exec(ctx, "UPDATE task_runs SET created_at = now() - interval '60 days' WHERE id = ANY($1)", pending)
+	require.NoError(t, err)
+
+	s, err := e.orch.Purge(ctx, time.Minute)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, s.DLQ)
+	require.EqualValues(t, 2, s.Runs)
+	require.EqualValues(t, 2, s.IdempotencyKeys)
+	for _, id := range old {
+		require.Equal(t, http.StatusNotFound, e.do("GET", "/api/task-runs/"+id, nil, "").Status)
+	}
+	for _, id := range append(failed[2:], pending...) {
+		require.Equal(t, http.StatusOK, e.do("GET", "/api/task-runs/"+id, nil, "").Status)
+	}
+	var st map[string]any
+	e.do("GET", "/api/queue/status", nil, "").json(t, &st)
+	require.EqualValues(t, 2, st["failed"], "the counters follow deletions")
+	require.EqualValues(t, 2, st["dlq"])
+	require.EqualValues(t, 2, st["pending"])
+	// Nothing left to purge.
+	s, err = e.orch.Purge(ctx, time.Minute)
+	require.NoError(t, err)
+	require.Zero(t, s.DLQ+s.Runs+s.IdempotencyKeys+s.PipelineRuns)
+}
