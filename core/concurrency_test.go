@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -243,4 +244,47 @@ func TestSweepRacingCallbackKeepsOneOutcome(t *testing.T) {
 // enqueueQuiet queues one run of taskID without dispatching it.
 func (e *env) enqueueQuiet(taskID string) string {
 	return e.enqueueManyQuiet(taskID, 1)[0]
+}
+
+// Duplicate callbacks racing each other (a worker retrying on a timeout) apply exactly once.
+func TestConcurrentDuplicateCallbacksApplyOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("t", withRetries(3, 0)))
+	for round := range 15 {
+		id := e.enqueueQuiet("t")
+		e.process()
+		d := w.all()[w.count()-1]
+		require.Equal(t, id, d.RunID)
+		body := success(d)
+		if round%2 == 1 {
+			body = protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: "x", Retryable: ptr(false)}
+		}
+		const n = 6
+		var wg sync.WaitGroup
+		applied := make([]bool, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				status, raw := w.callback(d, body)
+				require.Equal(t, http.StatusOK, status, string(raw))
+				applied[i] = strings.Contains(string(raw), `"applied":true`)
+			}()
+		}
+		wg.Wait()
+		count := 0
+		for _, a := range applied {
+			if a {
+				count++
+			}
+		}
+		require.Equal(t, 1, count, "round %d", round)
+		var dlq int
+		require.NoError(t, e.pool.QueryRow(context.Background(), "SELECT count(*) FROM dlq WHERE task_run_id = $1", id).Scan(&dlq))
+		require.Equal(t, round%2, dlq)
+		r := e.run(id)
+		require.Len(t, r.PreviousAttempts, round%2)
+	}
 }
