@@ -116,11 +116,10 @@ CREATE INDEX task_runs_pending ON task_runs (task_id, priority, available_at, id
 -- Concurrency counts and the sweep: runs in flight.
 CREATE INDEX task_runs_inflight ON task_runs (task_id) WHERE status IN ('dispatching', 'running');
 CREATE INDEX task_runs_deadline ON task_runs (deadline) WHERE status IN ('dispatching', 'running');
--- Queue statistics over live work.
-CREATE INDEX task_runs_live ON task_runs (status) WHERE status IN ('waiting', 'pending', 'dispatching', 'running');
+-- Queue statistics and listings of live work (ids sort by creation time). Listings of final
+-- states walk the primary key backwards, newest first.
+CREATE INDEX task_runs_live ON task_runs (status, id) WHERE status IN ('waiting', 'pending', 'dispatching', 'running');
 CREATE INDEX task_runs_pipeline_run ON task_runs (pipeline_run_id) WHERE pipeline_run_id IS NOT NULL;
--- Listing (newest first, ids sort by creation time).
-CREATE INDEX task_runs_status_id ON task_runs (status, id);
 CREATE INDEX task_runs_task_id ON task_runs (task_id, id);
 -- Retention: finished standalone runs by completion time.
 CREATE INDEX task_runs_finished ON task_runs (completed_at)
