@@ -5,13 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/internal/database"
 )
 
-func dbCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// dbCommand implements `pipeweave db init|migrate|status|reset`; the default of --url is
+// DATABASE_URL, read through getenv.
+func dbCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: pipeweave db init|migrate|status|reset --url URL [--yes]")
 		return flag.ErrHelp
@@ -19,7 +20,7 @@ func dbCommand(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sub := args[0]
 	fs := flag.NewFlagSet("db "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
+	url := fs.String("url", getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
 	yes := fs.Bool("yes", false, "confirm reset: it drops every PipeWeave table and its data")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

@@ -24,8 +24,9 @@ import (
 
 // devCommand runs the orchestrator with zero configuration: every required variable that is
 // not set gets a local default, and without DATABASE_URL a private PostgreSQL cluster runs
-// under the state directory for as long as the command does.
-func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// under the state directory for as long as the command does. The environment is read
+// through getenv.
+func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ".pipeweave", "state directory: database cluster, storage, secret")
@@ -33,7 +34,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, true)
+	log, err := newLogger(stderr, true, getenv)
 	if err != nil {
 		return err
 	}
@@ -45,7 +46,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("create %s: %w", abs, err)
 	}
 	defaults := map[string]string{}
-	dbURL := os.Getenv("DATABASE_URL")
+	dbURL := getenv("DATABASE_URL")
 	if dbURL == "" {
 		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(abs, "pg")})
 		if err != nil {
@@ -83,16 +84,16 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *port != 0 {
 		defaults["PORT"] = strconv.Itoa(*port)
 	}
-	getenv := func(k string) string {
+	withDefaults := func(k string) string {
 		if k == "PORT" && *port != 0 {
 			return defaults[k]
 		}
-		if v := os.Getenv(k); v != "" {
+		if v := getenv(k); v != "" {
 			return v
 		}
 		return defaults[k]
 	}
-	cfg, err := core.ConfigFromEnv(getenv)
+	cfg, err := core.ConfigFromEnv(withDefaults)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ commands:
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -45,24 +45,27 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// run executes the command line args (without the program name), writing to stdout and
+// stderr and reading environment variables only through getenv (os.Getenv in main), so that
+// tests can run it in parallel with environments of their own.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return flag.ErrHelp
 	}
 	switch args[0] {
 	case "serve":
-		return serveCommand(ctx, args[1:], stderr)
+		return serveCommand(ctx, args[1:], stderr, getenv)
 	case "dev":
-		return devCommand(ctx, args[1:], stdout, stderr)
+		return devCommand(ctx, args[1:], stdout, stderr, getenv)
 	case "db":
-		return dbCommand(ctx, args[1:], stdout, stderr)
+		return dbCommand(ctx, args[1:], stdout, stderr, getenv)
 	case "pg":
 		return pgCommand(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
-		return tokenCommand(args[1:], stdout, stderr)
+		return tokenCommand(args[1:], stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -72,10 +75,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-// newLogger makes the process logger: JSON lines on w, level from LOG_LEVEL.
-func newLogger(w io.Writer, text bool) (*slog.Logger, error) {
+// newLogger makes the process logger on w: JSON lines, or text lines when text is set, at
+// the level named by LOG_LEVEL (read through getenv).
+func newLogger(w io.Writer, text bool, getenv func(string) string) (*slog.Logger, error) {
 	var level slog.Level
-	if v := strings.TrimSpace(os.Getenv("LOG_LEVEL")); v != "" {
+	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
 		if err := level.UnmarshalText([]byte(v)); err != nil {
 			return nil, fmt.Errorf("environment variable LOG_LEVEL: must be debug, info, warn or error, got %q", v)
 		}

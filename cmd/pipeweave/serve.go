@@ -5,23 +5,24 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/pipeweave/pipeweave/core"
 )
 
-func serveCommand(ctx context.Context, args []string, stderr io.Writer) error {
+// serveCommand runs the orchestrator configured from the environment variables read through
+// getenv, until ctx ends.
+func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	migrateFirst := fs.Bool("migrate", false, "apply pending schema migrations before serving")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := core.ConfigFromEnv(os.Getenv)
+	cfg, err := core.ConfigFromEnv(getenv)
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, false)
+	log, err := newLogger(stderr, false, getenv)
 	if err != nil {
 		return err
 	}

@@ -4,22 +4,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/pipeweave/pipeweave/core/token"
 )
 
 // tokenCommand prints a registration token, for trying the API by hand:
-// pipeweave token register --service ID [--secret S] (default $PIPEWEAVE_SECRET_KEY).
-func tokenCommand(args []string, stdout, stderr io.Writer) error {
+// pipeweave token register --service ID [--secret S] (default $PIPEWEAVE_SECRET_KEY, read
+// through getenv).
+func tokenCommand(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 || args[0] != "register" {
 		fmt.Fprintln(stderr, "usage: pipeweave token register --service ID [--secret S]")
 		return flag.ErrHelp
 	}
 	fs := flag.NewFlagSet("token register", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	secret := fs.String("secret", os.Getenv("PIPEWEAVE_SECRET_KEY"), "shared secret (default $PIPEWEAVE_SECRET_KEY)")
+	secret := fs.String("secret", getenv("PIPEWEAVE_SECRET_KEY"), "shared secret (default $PIPEWEAVE_SECRET_KEY)")
 	service := fs.String("service", "", "service id the token is for")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

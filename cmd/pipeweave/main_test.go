@@ -1,0 +1,469 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/token"
+	"github.com/pipeweave/pipeweave/internal/pgcluster"
+	"github.com/pipeweave/pipeweave/internal/testdb"
+)
+
+func TestMain(m *testing.M) {
+	testdb.Main(m)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use: the server goroutines of a command
+// write to it while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// envOf is a getenv over a fixed set of variables: the process environment is never read.
+func envOf(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+// runCmd runs the command line to completion and returns its output.
+func runCmd(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out, errOut syncBuffer
+	err = run(ctx, args, &out, &errOut, envOf(env))
+	return out.String(), errOut.String(), err
+}
+
+// running is a command started in the background by startCmd.
+type running struct {
+	stdout, stderr *syncBuffer
+	cancel         context.CancelFunc
+	done           chan error
+}
+
+// startCmd runs the command line in the background until stop (or the end of the test).
+func startCmd(t *testing.T, env map[string]string, args ...string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- run(ctx, args, r.stdout, r.stderr, envOf(env)) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(time.Minute):
+			t.Errorf("%v did not return within a minute of its context ending", args)
+		}
+	})
+	return r
+}
+
+// stop cancels the command's context and returns what run returned.
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup of startCmd
+		return err
+	case <-time.After(time.Minute):
+		t.Fatalf("run did not return within a minute of its context ending\nstderr:\n%s", r.stderr.String())
+		return nil
+	}
+}
+
+// waitHealthy polls GET /health on port until it answers 200.
+func (r *running) waitHealthy(t *testing.T, port int) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("run returned before serving: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout.String(), r.stderr.String())
+		default:
+		}
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: no 200 after 3 minutes (last error %v)\nstderr:\n%s", url, err, r.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	return port
+}
+
+// reachableDir returns a new directory that the unprivileged account running PostgreSQL
+// (nobody, when the tests run as root) can reach: t.TempDir's parent is mode 0700, which
+// would send a private cluster to pgcluster's fallback location.
+func reachableDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	require.NoError(t, os.Chmod(filepath.Dir(d), 0o755))
+	require.NoError(t, os.Chmod(d, 0o755))
+	return d
+}
+
+// randomSecret returns 32 random bytes in hex.
+func randomSecret(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return hex.EncodeToString(b)
+}
+
+// serveEnv is a complete, valid environment for `serve` on databaseURL and port.
+func serveEnv(t *testing.T, databaseURL string, port int) map[string]string {
+	t.Helper()
+	backends, err := json.Marshal([]map[string]any{{
+		"id": "local", "provider": "local",
+		"credentials": map[string]string{"basePath": t.TempDir()},
+	}})
+	require.NoError(t, err)
+	return map[string]string{
+		"DATABASE_URL":         databaseURL,
+		"STORAGE_BACKENDS":     string(backends),
+		"PIPEWEAVE_SECRET_KEY": randomSecret(t),
+		"PORT":                 strconv.Itoa(port),
+	}
+}
+
+func countServices(t *testing.T, ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) int {
+	t.Helper()
+	var n int
+	require.NoError(t, q.QueryRow(ctx, "SELECT count(*) FROM pipeweave.services").Scan(&n))
+	return n
+}
+
+// appliedLine matches the `db status` line of migration 001 once applied.
+var appliedLine = regexp.MustCompile(`(?m)^001 .* applied \d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$`)
+
+func TestDB(t *testing.T) {
+	t.Parallel()
+
+	t.Run("status lists 001 as applied", func(t *testing.T) {
+		t.Parallel()
+		url := testdb.NewURL(t)
+		out, _, err := runCmd(t, nil, "db", "status", "--url", url)
+		require.NoError(t, err)
+		require.Regexp(t, appliedLine, out)
+	})
+
+	t.Run("migrate on a migrated database is up to date", func(t *testing.T) {
+		t.Parallel()
+		url := testdb.NewURL(t)
+		// The URL comes from DATABASE_URL, the default of --url.
+		out, _, err := runCmd(t, map[string]string{"DATABASE_URL": url}, "db", "migrate")
+		require.NoError(t, err)
+		require.Equal(t, "schema is up to date\n", out)
+	})
+
+	t.Run("init on a database without the schema applies 001", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		pool := testdb.New(t)
+		url := pool.Config().ConnString()
+		_, err := pool.Exec(ctx, "DROP SCHEMA pipeweave CASCADE")
+		require.NoError(t, err)
+
+		out, _, err := runCmd(t, nil, "db", "status", "--url", url)
+		require.NoError(t, err)
+		require.Regexp(t, `(?m)^001 .* pending$`, out)
+
+		out, _, err = runCmd(t, nil, "db", "init", "--url", url)
+		require.NoError(t, err)
+		require.Contains(t, out, "applied migration 001\n")
+
+		out, _, err = runCmd(t, nil, "db", "status", "--url", url)
+		require.NoError(t, err)
+		require.Regexp(t, appliedLine, out)
+		require.Zero(t, countServices(t, ctx, pool))
+	})
+
+	t.Run("reset without --yes keeps the data", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		pool := testdb.New(t)
+		_, err := pool.Exec(ctx, `INSERT INTO pipeweave.services (id, version, base_url) VALUES ('svc', '1', 'http://127.0.0.1:1')`)
+		require.NoError(t, err)
+
+		out, _, err := runCmd(t, nil, "db", "reset", "--url", pool.Config().ConnString())
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "--yes")
+		require.Empty(t, out)
+		require.Equal(t, 1, countServices(t, ctx, pool))
+	})
+
+	t.Run("reset --yes empties the database", func(t *testing.T) {
+		t.Parallel()
+		ctx := t.Context()
+		pool := testdb.New(t)
+		url := pool.Config().ConnString()
+		_, err := pool.Exec(ctx, `INSERT INTO pipeweave.services (id, version, base_url) VALUES ('svc', '1', 'http://127.0.0.1:1')`)
+		require.NoError(t, err)
+
+		out, _, err := runCmd(t, nil, "db", "reset", "--yes", "--url", url)
+		require.NoError(t, err)
+		require.Equal(t, "schema dropped and re-created\n", out)
+		require.Zero(t, countServices(t, ctx, pool))
+
+		out, _, err = runCmd(t, nil, "db", "status", "--url", url)
+		require.NoError(t, err)
+		require.Regexp(t, appliedLine, out)
+	})
+
+	t.Run("no --url and no DATABASE_URL", func(t *testing.T) {
+		t.Parallel()
+		_, _, err := runCmd(t, map[string]string{"DATABASE_URL": ""}, "db", "status")
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "--url")
+	})
+
+	t.Run("unknown subcommand", func(t *testing.T) {
+		t.Parallel()
+		// Nothing connects before the subcommand is rejected: the server need not exist.
+		_, _, err := runCmd(t, nil, "db", "frobnicate", "--url", "postgres://127.0.0.1:1/none")
+		require.Error(t, err)
+		require.Contains(t, err.Error(), `unknown db command "frobnicate"`)
+	})
+
+	t.Run("no subcommand", func(t *testing.T) {
+		t.Parallel()
+		_, stderr, err := runCmd(t, nil, "db")
+		require.ErrorIs(t, err, flag.ErrHelp)
+		require.Contains(t, stderr, "usage: pipeweave db")
+	})
+}
+
+func TestServeConfigErrors(t *testing.T) {
+	t.Parallel()
+	valid := func(t *testing.T) map[string]string {
+		// Configuration is checked before anything connects: no server at this URL.
+		return serveEnv(t, "postgres://127.0.0.1:1/none", 3000)
+	}
+	for _, tc := range []struct {
+		name     string
+		variable string
+		edit     func(env map[string]string)
+	}{
+		{"DATABASE_URL unset", "DATABASE_URL", func(env map[string]string) { delete(env, "DATABASE_URL") }},
+		{"MAX_CONCURRENCY not a number", "MAX_CONCURRENCY", func(env map[string]string) { env["MAX_CONCURRENCY"] = "abc" }},
+		{"PIPEWEAVE_SECRET_KEY too short", "PIPEWEAVE_SECRET_KEY", func(env map[string]string) { env["PIPEWEAVE_SECRET_KEY"] = "too-short" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := valid(t)
+			tc.edit(env)
+			_, _, err := runCmd(t, env, "serve")
+			require.Error(t, err)
+			msg := err.Error()
+			require.NotContains(t, msg, "\n", "the error is one line")
+			require.Contains(t, msg, tc.variable)
+			var cfgErr *core.ConfigError
+			require.ErrorAs(t, err, &cfgErr)
+			require.Equal(t, tc.variable, cfgErr.Var)
+		})
+	}
+}
+
+func TestServeStandalone(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	r := startCmd(t, serveEnv(t, testdb.NewURL(t), port), "serve")
+	r.waitHealthy(t, port)
+	require.NoError(t, r.stop(t), "graceful shutdown")
+}
+
+func TestServeServerless(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	env := serveEnv(t, testdb.NewURL(t), port)
+	env["MODE"] = core.ModeServerless
+	r := startCmd(t, env, "serve")
+	r.waitHealthy(t, port)
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Post(fmt.Sprintf("http://127.0.0.1:%d/api/process", port), "application/json", nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var sum map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&sum))
+	for _, key := range []string{"swept", "claimed", "dispatched", "failed", "durationMs"} {
+		require.Contains(t, sum, key)
+	}
+
+	require.NoError(t, r.stop(t), "graceful shutdown")
+}
+
+func TestDev(t *testing.T) {
+	t.Parallel()
+	dir := reachableDir(t)
+	pgDir := filepath.Join(dir, "pg")
+	// Whatever happens, no server outlives the test: dev daemonizes it.
+	t.Cleanup(func() {
+		c, err := pgcluster.Lookup(pgDir)
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("stop the dev cluster: %v", err)
+		}
+	})
+	// No variable at all: no DATABASE_URL, so dev runs its own cluster.
+	env := map[string]string{}
+
+	var secret string
+	for i := range 2 {
+		port := freePort(t)
+		r := startCmd(t, env, "dev", "--dir", dir, "--port", strconv.Itoa(port))
+		r.waitHealthy(t, port)
+		require.Contains(t, r.stdout.String(), fmt.Sprintf("http://localhost:%d", port))
+
+		raw, err := os.ReadFile(filepath.Join(dir, "secret"))
+		require.NoError(t, err)
+		got := strings.TrimSpace(string(raw))
+		require.Regexp(t, `^[0-9a-f]{64}$`, got)
+		info, err := os.Stat(filepath.Join(dir, "secret"))
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+		if i == 0 {
+			secret = got
+		} else {
+			require.Equal(t, secret, got, "the second start keeps the secret")
+		}
+
+		c, err := pgcluster.Lookup(pgDir)
+		require.NoError(t, err)
+		require.NotZero(t, c.Port())
+		pgAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port()))
+		conn, err := net.DialTimeout("tcp", pgAddr, 5*time.Second)
+		require.NoError(t, err, "the private cluster accepts connections while dev runs")
+		require.NoError(t, conn.Close())
+
+		require.NoError(t, r.stop(t), "graceful shutdown\nstderr:\n%s", r.stderr.String())
+		_, err = net.DialTimeout("tcp", pgAddr, 5*time.Second)
+		require.Error(t, err, "the private cluster is stopped with dev")
+	}
+}
+
+func TestTokenRegister(t *testing.T) {
+	t.Parallel()
+	secret := randomSecret(t)
+	keys, err := token.DeriveKeys(secret)
+	require.NoError(t, err)
+
+	t.Run("--secret", func(t *testing.T) {
+		t.Parallel()
+		out, _, err := runCmd(t, nil, "token", "register", "--service", "svc", "--secret", secret)
+		require.NoError(t, err)
+		sub, err := keys.VerifyRegistration(strings.TrimSpace(out), time.Now())
+		require.NoError(t, err)
+		require.Equal(t, "svc", sub)
+	})
+
+	t.Run("PIPEWEAVE_SECRET_KEY", func(t *testing.T) {
+		t.Parallel()
+		out, _, err := runCmd(t, map[string]string{"PIPEWEAVE_SECRET_KEY": secret}, "token", "register", "--service", "svc")
+		require.NoError(t, err)
+		sub, err := keys.VerifyRegistration(strings.TrimSpace(out), time.Now())
+		require.NoError(t, err)
+		require.Equal(t, "svc", sub)
+	})
+
+	t.Run("missing --service", func(t *testing.T) {
+		t.Parallel()
+		out, _, err := runCmd(t, nil, "token", "register", "--secret", secret)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "--service")
+		require.Empty(t, out)
+	})
+}
+
+func TestBench(t *testing.T) {
+	t.Parallel()
+	out, stderr, err := runCmd(t, nil, "bench", "--tasks", "200", "--warmup", "0", "--dir", reachableDir(t))
+	require.NoError(t, err, "stderr:\n%s", stderr)
+	require.Regexp(t, `(?m)^completed 200 tasks in .*tasks/s end to end$`, out)
+	require.Regexp(t, `(?m)^.*latency: p50 \S+ .*p99 \S+`, out)
+}
+
+func TestHelpAndUnknownCommand(t *testing.T) {
+	t.Parallel()
+
+	t.Run("help", func(t *testing.T) {
+		t.Parallel()
+		out, _, err := runCmd(t, nil, "help")
+		require.NoError(t, err)
+		require.Equal(t, usage, out)
+	})
+
+	t.Run("no command", func(t *testing.T) {
+		t.Parallel()
+		out, stderr, err := runCmd(t, nil)
+		require.ErrorIs(t, err, flag.ErrHelp)
+		require.Empty(t, out)
+		require.Equal(t, usage, stderr)
+	})
+
+	t.Run("unknown command", func(t *testing.T) {
+		t.Parallel()
+		_, stderr, err := runCmd(t, nil, "frobnicate")
+		require.Error(t, err)
+		require.Contains(t, err.Error(), `unknown command "frobnicate"`)
+		require.Equal(t, usage, stderr)
+	})
+}
