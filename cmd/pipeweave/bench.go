@@ -39,11 +39,12 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tasks := fs.Int("tasks", 10000, "standalone tasks to run")
 	warmup := fs.Int("warmup", 1000, "tasks run (and not counted) before measuring")
 	batch := fs.Int("batch", 500, "tasks per /api/queue/batch call")
+	rate := fs.Float64("rate", 0, "enqueue one task per request at this many per second instead (latency of a lightly loaded queue)")
 	maxConc := fs.Int("max-concurrency", 256, "MAX_CONCURRENCY")
 	claimBatch := fs.Int("claim-batch", 100, "runs per claim (PROCESS_BATCH_SIZE)")
 	conns := fs.Int("db-conns", 16, "database connections of the orchestrator")
 	dbURL := fs.String("database-url", "", "use this database instead of a private cluster (it is reset)")
-	storeFlag := fs.String("storage", "", "local storage directory for inputs (default DIR/storage)")
+	storeFlag := fs.String("storage", "", "local storage directory for inputs (default DIR/storage); each run writes to a new subdirectory")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -77,11 +78,15 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	_ = pool.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&settings[0], &settings[1])
 
 	secret := "pipeweave-bench-secret-0123456789abcdef"
-	storeDir := filepath.Join(abs, "storage")
+	// Inputs go to a directory of this run's own, removed after the measurement: deleting tens of
+	// thousands of files just before measuring slows the creation of new ones on some
+	// filesystems (ext4 skips recently freed inodes), which is not what this measures.
+	parent := filepath.Join(abs, "storage")
 	if *storeFlag != "" {
-		storeDir = *storeFlag
+		parent = *storeFlag
 	}
-	_ = os.RemoveAll(storeDir)
+	storeDir := filepath.Join(parent, fmt.Sprintf("run-%d", time.Now().UnixNano()))
+	defer func() { _ = os.RemoveAll(storeDir) }()
 	cfg := core.Config{
 		DatabaseURL: url, SecretKey: secret, Mode: core.ModeStandalone,
 		StorageBackends: []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": storeDir}}},
@@ -121,10 +126,14 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("register the worker: %w", err)
 	}
 
-	fmt.Fprintf(stdout, "pipeweave bench: %d tasks (after %d warm-up), batch %d, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, fsync=%s synchronous_commit=%s\n",
-		*tasks, *warmup, *batch, *maxConc, *claimBatch, *conns, settings[0], settings[1])
+	how := fmt.Sprintf("batch %d", *batch)
+	if *rate > 0 {
+		how = fmt.Sprintf("one per request at %.0f/s", *rate)
+	}
+	fmt.Fprintf(stdout, "pipeweave bench: %d tasks (after %d warm-up), %s, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, fsync=%s synchronous_commit=%s\n",
+		*tasks, *warmup, how, *maxConc, *claimBatch, *conns, settings[0], settings[1])
 	if *warmup > 0 {
-		if _, err := runBench(ctx, orchURL, w, *warmup, *batch); err != nil {
+		if _, err := runBench(ctx, orchURL, w, *warmup, *batch, *rate); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
@@ -138,7 +147,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 	}
-	res, err := runBench(ctx, orchURL, w, *tasks, *batch)
+	res, err := runBench(ctx, orchURL, w, *tasks, *batch, *rate)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -161,13 +170,23 @@ type benchResult struct {
 	elapsed time.Duration
 }
 
-func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int) (benchResult, error) {
+// runBench enqueues n tasks, in batches of batch as fast as the API takes them or, when rate > 0,
+// one per request at rate requests per second, and waits until all have completed.
+func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int, rate float64) (benchResult, error) {
 	w.completed.Store(0)
 	done := make(chan struct{})
 	w.setTarget(int64(n), done)
 	start := time.Now()
 	var ids []string
+	if rate > 0 {
+		batch = 1
+	}
 	for i := 0; i < n; i += batch {
+		if rate > 0 {
+			if wait := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
 		size := min(batch, n-i)
 		reqs := make([]map[string]any, size)
 		for j := range reqs {
