@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipeweave/pipeweave/internal/testutil"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -38,24 +40,7 @@ type env struct {
 	url        string
 	keys       token.Keys
 	storageDir string
-	logs       *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs       *testutil.SyncBuffer
 }
 
 // newEnv starts an orchestrator in serverless mode (no loop: tests drive Process themselves)
@@ -87,7 +72,7 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env 
 	for _, m := range mod {
 		m(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	orch, err := core.New(context.Background(), cfg, core.Options{Logger: log, Pool: pool})
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -15,9 +14,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pipeweave/pipeweave/internal/testutil"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -32,25 +32,6 @@ func TestMain(m *testing.M) {
 	testdb.Main(m)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use: the server goroutines of a command
-// write to it while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // envOf is a getenv over a fixed set of variables: the process environment is never read.
 func envOf(vars map[string]string) func(string) string {
 	return func(name string) string { return vars[name] }
@@ -61,14 +42,14 @@ func runCmd(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	err = run(ctx, args, &out, &errOut, envOf(env))
 	return out.String(), errOut.String(), err
 }
 
 // running is a command started in the background by startCmd.
 type running struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.SyncBuffer
 	cancel         context.CancelFunc
 	done           chan error
 }
@@ -77,7 +58,7 @@ type running struct {
 func startCmd(t *testing.T, env map[string]string, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{stdout: &syncBuffer{}, stderr: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	r := &running{stdout: &testutil.SyncBuffer{}, stderr: &testutil.SyncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- run(ctx, args, r.stdout, r.stderr, envOf(env)) }()
 	t.Cleanup(func() {
 		cancel()
@@ -129,16 +110,6 @@ func (r *running) waitHealthy(t *testing.T, port int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	return port
 }
 
 // reachableDir returns a new directory that the unprivileged account running PostgreSQL
@@ -319,7 +290,7 @@ func TestServeConfigErrors(t *testing.T) {
 
 func TestServeStandalone(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	r := startCmd(t, serveEnv(t, testdb.NewURL(t), port), "serve")
 	r.waitHealthy(t, port)
 	require.NoError(t, r.stop(t), "graceful shutdown")
@@ -327,7 +298,7 @@ func TestServeStandalone(t *testing.T) {
 
 func TestServeServerless(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	env := serveEnv(t, testdb.NewURL(t), port)
 	env["MODE"] = core.ModeServerless
 	r := startCmd(t, env, "serve")
@@ -368,7 +339,7 @@ func TestDev(t *testing.T) {
 
 	var secret string
 	for i := range 2 {
-		port := freePort(t)
+		port := testutil.FreePort(t)
 		r := startCmd(t, env, "dev", "--dir", dir, "--port", strconv.Itoa(port))
 		r.waitHealthy(t, port)
 		require.Contains(t, r.stdout.String(), fmt.Sprintf("http://localhost:%d", port))

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/pipeweave/pipeweave/internal/testutil"
 
 	"github.com/stretchr/testify/require"
 
@@ -17,18 +18,9 @@ import (
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	return port
-}
-
 func TestServesTheAPIInServerlessMode(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	backends, err := json.Marshal([]map[string]any{{"id": "l", "provider": "local", "credentials": map[string]string{"basePath": t.TempDir()}}})
 	require.NoError(t, err)
 	env := map[string]string{

@@ -1,39 +1,21 @@
 package pgcluster
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pipeweave/pipeweave/internal/testutil"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
-
-// syncBuffer is a bytes.Buffer safe for the log tailer's goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // reachableDir returns a cluster directory that the nobody user can reach: t.TempDir's
 // parent is created with mode 0700, which would send the cluster to the fallback location.
@@ -167,7 +149,7 @@ func TestStartStopRestart(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
 	dir := reachableDir(t)
-	var log syncBuffer
+	var log testutil.SyncBuffer
 
 	c, err := Start(ctx, Options{Dir: dir, Log: &log, Settings: map[string]string{"max_connections": "42"}})
 	require.NoError(t, err)

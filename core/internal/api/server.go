@@ -105,6 +105,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// reply answers v with status, or err with the status its kind calls for.
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
 func bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
@@ -188,11 +197,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp, err := s.eng.Register(r.Context(), &req)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	s.reply(w, r, http.StatusOK, resp, err)
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
@@ -247,29 +252,17 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) services(w http.ResponseWriter, r *http.Request) {
 	out, err := s.eng.Services(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, http.StatusOK, out, err)
 }
 
 func (s *Server) serviceTasks(w http.ResponseWriter, r *http.Request) {
 	out, err := s.eng.ServiceTasks(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, http.StatusOK, out, err)
 }
 
 func (s *Server) taskHistory(w http.ResponseWriter, r *http.Request) {
 	out, err := s.eng.TaskHistory(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.reply(w, r, http.StatusOK, out, err)
 }
 
 func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {
@@ -318,11 +311,7 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) queueStatus(w http.ResponseWriter, r *http.Request) {
 	st, err := s.eng.QueueStatus(r.Context())
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	s.reply(w, r, http.StatusOK, st, err)
 }
 
 // limitParam reads ?limit=; a non-number is a 400.
@@ -346,20 +335,12 @@ func (s *Server) queueItems(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	page, err := s.eng.ListRuns(r.Context(), engine.RunFilter{Status: q.Get("status"), TaskID: q.Get("taskId"), Cursor: q.Get("cursor"), Limit: limit})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
+	s.reply(w, r, http.StatusOK, page, err)
 }
 
 func (s *Server) taskRun(w http.ResponseWriter, r *http.Request) {
 	run, err := s.eng.GetRun(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, run)
+	s.reply(w, r, http.StatusOK, run, err)
 }
 
 func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
@@ -370,20 +351,12 @@ func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	page, err := s.eng.ListDLQ(r.Context(), engine.DLQFilter{TaskID: q.Get("taskId"), Cursor: q.Get("cursor"), Limit: limit})
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
+	s.reply(w, r, http.StatusOK, page, err)
 }
 
 func (s *Server) dlqGet(w http.ResponseWriter, r *http.Request) {
 	d, err := s.eng.GetDLQ(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, d)
+	s.reply(w, r, http.StatusOK, d, err)
 }
 
 func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
@@ -398,9 +371,5 @@ func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) process(w http.ResponseWriter, r *http.Request) {
 	sum, err := s.eng.Process(r.Context(), 0)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, sum)
+	s.reply(w, r, http.StatusOK, sum, err)
 }
