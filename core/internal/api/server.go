@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -85,6 +86,14 @@ func (s *Server) routes() {
 	api("GET /api/dlq/{id}", s.dlqGet)
 	api("POST /api/dlq/{id}/retry", s.dlqRetry)
 	api("POST /api/process", s.process)
+	api("GET /api/pipelines", s.pipelines)
+	api("GET /api/pipelines/{id}", s.pipeline)
+	api("PUT /api/pipelines/{id}", s.putPipeline)
+	api("POST /api/pipelines/{id}/trigger", s.trigger)
+	api("POST /api/pipelines/{id}/dry-run", s.dryRun)
+	api("GET /api/runs", s.runs)
+	api("GET /api/runs/{id}", s.pipelineRun)
+	api("POST /api/runs/{id}/cancel", s.cancelRun)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "ROUTE_NOT_FOUND", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -372,4 +381,89 @@ func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
 func (s *Server) process(w http.ResponseWriter, r *http.Request) {
 	sum, err := s.eng.Process(r.Context(), 0)
 	s.reply(w, r, http.StatusOK, sum, err)
+}
+
+func (s *Server) pipelines(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.Pipelines(r.Context())
+	s.reply(w, r, http.StatusOK, out, err)
+}
+
+func (s *Server) pipeline(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.GetPipeline(r.Context(), r.PathValue("id"))
+	s.reply(w, r, http.StatusOK, out, err)
+}
+
+func (s *Server) putPipeline(w http.ResponseWriter, r *http.Request) {
+	var def engine.PipelineDefinition
+	if !s.decode(w, r, &def) {
+		return
+	}
+	out, err := s.eng.PutPipeline(r.Context(), r.PathValue("id"), def)
+	s.reply(w, r, http.StatusOK, out, err)
+}
+
+func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
+	// The body is {input, failureMode?, priority?, metadata?}; a body without "input" and with
+	// other fields than those is taken as the input itself (the seed's curl example).
+	var raw json.RawMessage
+	if r.ContentLength != 0 && !s.decode(w, r, &raw) {
+		return
+	}
+	var req engine.TriggerRequest
+	if len(raw) > 0 {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(raw, &fields) != nil {
+			writeErr(w, http.StatusBadRequest, "INVALID_FIELD", "the body must be a JSON object", nil)
+			return
+		}
+		structured := fields["input"] != nil
+		if !structured {
+			structured = true
+			for k := range fields {
+				if k != "failureMode" && k != "priority" && k != "metadata" {
+					structured = false
+				}
+			}
+		}
+		if !structured {
+			req.Input = raw
+		} else if err := json.Unmarshal(raw, &req); err != nil {
+			writeErr(w, http.StatusBadRequest, "INVALID_FIELD", "trigger body: "+err.Error(), nil)
+			return
+		}
+	}
+	res, err := s.eng.Trigger(r.Context(), r.PathValue("id"), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.opts.Ready(r.Context())
+	writeJSON(w, http.StatusCreated, res)
+}
+
+func (s *Server) dryRun(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.DryRunPipeline(r.Context(), r.PathValue("id"))
+	s.reply(w, r, http.StatusOK, out, err)
+}
+
+func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	page, err := s.eng.ListPipelineRuns(r.Context(), engine.RunsFilter{PipelineID: q.Get("pipelineId"), Status: q.Get("status"),
+		Cursor: q.Get("cursor"), Limit: limit})
+	s.reply(w, r, http.StatusOK, page, err)
+}
+
+func (s *Server) pipelineRun(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.GetPipelineRun(r.Context(), r.PathValue("id"))
+	s.reply(w, r, http.StatusOK, out, err)
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.CancelPipelineRun(r.Context(), r.PathValue("id"))
+	s.reply(w, r, http.StatusOK, out, err)
 }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -113,13 +115,18 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	if len(claimed) == 0 {
 		return stats, nil
 	}
+	refs, err := e.upstreamRefs(ctx, claimed)
+	if err != nil {
+		// The runs stay claimed; the sweep retries them when their dispatch lease expires.
+		return stats, err
+	}
 	results := make([]result, len(claimed))
 	var wg sync.WaitGroup
 	for i := range claimed {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i] = e.dispatchOne(ctx, claimed[i])
+			results[i] = e.dispatchOne(ctx, claimed[i], refs[claimed[i].RunID])
 		}(i)
 	}
 	wg.Wait()
@@ -127,10 +134,9 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	// The answers are recorded even if ctx ended meanwhile: the workers are already working.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	var okIDs, boIDs, failIDs []string
-	var okLeases, boLeases, failLeases, boDelays []int64
-	var failErrs, failCodes []string
-	var failRetry []bool
+	var okIDs, boIDs []string
+	var okLeases, boLeases, boDelays []int64
+	var f failures
 	for _, r := range results {
 		switch r.outcome {
 		case acked:
@@ -139,13 +145,12 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 			boIDs, boLeases = append(boIDs, r.c.RunID), append(boLeases, r.c.Lease)
 			boDelays = append(boDelays, e.cfg.BackPressureDelay.Milliseconds())
 		case dispatchFailed:
-			failIDs, failLeases = append(failIDs, r.c.RunID), append(failLeases, r.c.Lease)
-			failErrs, failCodes = append(failErrs, r.err), append(failCodes, protocol.CodeDispatchFailed)
-			failRetry = append(failRetry, true)
+			lease := r.c.Lease
+			f.add(r.c.RunID, &lease, r.c.PipelineRunID, r.err, protocol.CodeDispatchFailed, true)
 			e.log.Warn("dispatch failed", "run", r.c.RunID, "task", r.c.TaskID, "attempt", r.c.Attempt, "err", r.err)
 		}
 	}
-	stats.Dispatched, stats.Deferred, stats.Failed = len(okIDs), len(boIDs), len(failIDs)
+	stats.Dispatched, stats.Deferred, stats.Failed = len(okIDs), len(boIDs), len(f.ids)
 	batch := &pgx.Batch{}
 	if len(okIDs) > 0 {
 		batch.Queue(sqlMarkRunning, okIDs, okLeases)
@@ -153,16 +158,58 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	if len(boIDs) > 0 {
 		batch.Queue(sqlBackOff, boIDs, boLeases, boDelays)
 	}
-	if len(failIDs) > 0 {
-		batch.Queue(sqlFailAttempts, failIDs, failLeases, failErrs, failCodes, failRetry, true)
+	if batch.Len() > 0 {
+		if err := e.pool.SendBatch(rctx, batch).Close(); err != nil {
+			return stats, fmt.Errorf("record dispatch results: %w", err)
+		}
 	}
-	if err := e.pool.SendBatch(rctx, batch).Close(); err != nil {
-		return stats, fmt.Errorf("record dispatch results: %w", err)
+	if len(f.ids) > 0 {
+		if _, err := e.failAndAdvance(rctx, f, true); err != nil {
+			return stats, fmt.Errorf("record failed dispatches: %w", err)
+		}
 	}
 	return stats, nil
 }
 
-func (e *Engine) dispatchOne(ctx context.Context, c Claimed) result {
+// upstreamRefs reads, for the claimed runs that belong to a pipeline run, the outputs of their
+// completed predecessors, with one query for the batch.
+func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[string]map[string]protocol.UpstreamRef, error) {
+	var runIDs []string
+	for _, c := range claimed {
+		if c.PipelineRunID != "" {
+			runIDs = append(runIDs, c.RunID)
+		}
+	}
+	out := map[string]map[string]protocol.UpstreamRef{}
+	if len(runIDs) == 0 {
+		return out, nil
+	}
+	rows, err := e.pool.Query(ctx, sqlUpstreamRefs, runIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read upstream outputs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var runID, taskID, outputPath string
+		var assets []byte
+		if err := rows.Scan(&runID, &taskID, &outputPath, &assets); err != nil {
+			return nil, fmt.Errorf("read upstream outputs: %w", err)
+		}
+		ref := protocol.UpstreamRef{OutputPath: outputPath}
+		if len(assets) > 0 {
+			if err := json.Unmarshal(assets, &ref.Assets); err != nil {
+				return nil, fmt.Errorf("read upstream outputs: assets of %s: %w", taskID, err)
+			}
+		}
+		if out[runID] == nil {
+			out[runID] = map[string]protocol.UpstreamRef{}
+		}
+		out[runID][taskID] = ref
+	}
+	return out, rows.Err()
+}
+
+func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string]protocol.UpstreamRef) result {
 	tok, err := e.runToken(c)
 	if err != nil {
 		return result{c: c, outcome: dispatchFailed, err: "could not make the run token: " + err.Error()}
@@ -176,6 +223,7 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed) result {
 		CodeHash:            c.CodeHash,
 		StorageToken:        tok,
 		InputPath:           c.InputPath,
+		UpstreamRefs:        upstream,
 		PreviousAttempts:    nonNil(c.PreviousAttempts),
 		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
 	})
@@ -238,45 +286,90 @@ func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 	if limit <= 0 {
 		limit = e.cfg.SweepBatch
 	}
-	var n int
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, sqlSweep, limit)
-		if err != nil {
-			return fmt.Errorf("sweep: %w", err)
+	rows, err := e.pool.Query(ctx, sqlSweep, limit)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	var f failures
+	for rows.Next() {
+		var id, prun, code, msg string
+		var lease int64
+		if err := rows.Scan(&id, &lease, &prun, &code, &msg); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sweep: %w", err)
 		}
-		var ids, errs, codes []string
-		var leases []*int64
-		var retry []bool
-		for rows.Next() {
-			var id, code, msg string
-			var lease int64
-			if err := rows.Scan(&id, &lease, &code, &msg); err != nil {
-				return fmt.Errorf("sweep: %w", err)
-			}
-			ids, leases, codes, errs, retry = append(ids, id), append(leases, &lease), append(codes, code), append(errs, msg), append(retry, true)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("sweep: %w", err)
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		ended, err := e.failAttempts(ctx, tx, ids, leases, errs, codes, retry, true)
-		n = len(ended)
-		return err
-	})
+		f.add(id, &lease, prun, msg, code, true)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	if len(f.ids) == 0 {
+		return 0, nil
+	}
+	ended, err := e.failAndAdvance(ctx, f, true)
 	if err != nil {
 		return 0, err
 	}
-	if n > 0 {
-		e.log.Info("sweep ended expired attempts", "count", n)
+	if len(ended) > 0 {
+		e.log.Info("sweep ended expired attempts", "count", len(ended))
 	}
-	return n, nil
+	return len(ended), nil
+}
+
+// failures are attempts to end as failed, column by column.
+type failures struct {
+	ids, pipelineRuns, errs, codes []string
+	leases                         []*int64
+	retryable                      []bool
+}
+
+func (f *failures) add(id string, lease *int64, pipelineRun, msg, code string, retryable bool) {
+	f.ids, f.leases, f.pipelineRuns = append(f.ids, id), append(f.leases, lease), append(f.pipelineRuns, pipelineRun)
+	f.errs, f.codes, f.retryable = append(f.errs, msg), append(f.codes, code), append(f.retryable, retryable)
+}
+
+// failAndAdvance ends attempts as failed and, in the same transaction, advances the pipeline
+// runs of those that failed for good. bump moves the leases on (the orchestrator ended them).
+func (e *Engine) failAndAdvance(ctx context.Context, f failures, bump bool) ([]endedAttempt, error) {
+	var ended []endedAttempt
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		runs, err := e.lockRuns(ctx, tx, f.pipelineRuns)
+		if err != nil {
+			return err
+		}
+		if ended, err = e.failAttempts(ctx, tx, f.ids, f.leases, f.errs, f.codes, f.retryable, bump); err != nil {
+			return err
+		}
+		return e.advanceFailed(ctx, tx, runs, ended)
+	})
+	return ended, err
+}
+
+// advanceFailed advances the pipeline runs of attempts that failed for good.
+func (e *Engine) advanceFailed(ctx context.Context, tx dbtx, runs map[string]*lockedRun, ended []endedAttempt) error {
+	byRun := map[string][]resolution{}
+	for _, a := range ended {
+		if a.Status == protocol.StatusFailed && a.PipelineRunID != "" {
+			byRun[a.PipelineRunID] = append(byRun[a.PipelineRunID], resolution{taskID: a.TaskID, failed: true})
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(byRun)) {
+		run := runs[id]
+		if run == nil {
+			return fmt.Errorf("pipeline run %s was not locked before its task runs", id)
+		}
+		if err := e.advance(ctx, tx, run, byRun[id]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // endedAttempt is a run whose attempt failed, with what became of it.
 type endedAttempt struct {
 	RunID         string
+	TaskID        string
 	Status        string // pending (retry) or failed
 	Attempt       int
 	AvailableAt   time.Time
@@ -293,7 +386,7 @@ func (e *Engine) failAttempts(ctx context.Context, tx dbtx, ids []string, leases
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (endedAttempt, error) {
 		var a endedAttempt
-		err := row.Scan(&a.RunID, &a.Status, &a.Attempt, &a.AvailableAt, &a.PipelineRunID)
+		err := row.Scan(&a.RunID, &a.TaskID, &a.Status, &a.Attempt, &a.AvailableAt, &a.PipelineRunID)
 		return a, err
 	})
 	if err != nil {

@@ -3,17 +3,24 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 var (
-	sqlDLQList       = q("dlq_list")
-	sqlDLQGet        = q("dlq_get")
-	sqlDLQTake       = q("dlq_take_for_retry")
-	sqlDLQRetryState = q("dlq_retry_state")
+	sqlPipelineNodesState = q("pipeline_nodes_state")
+	sqlReopenNode         = q("reopen_node")
+	sqlSupersedeNode      = q("supersede_node")
+	sqlInsertRetryNode    = q("insert_retry_node")
+	sqlReopenPipelineRun  = q("reopen_pipeline_run")
+	sqlDLQList            = q("dlq_list")
+	sqlDLQGet             = q("dlq_get")
+	sqlDLQTake            = q("dlq_take_for_retry")
+	sqlDLQRetryState      = q("dlq_retry_state")
 )
 
 // DLQFilter selects DLQ entries.
@@ -52,15 +59,17 @@ func (e *Engine) GetDLQ(ctx context.Context, id string) (DLQEntry, error) {
 }
 
 // RetryDLQ queues a new run for a DLQ entry with the same input, at the task's current code
-// version. An entry is retried once; retrying it again is a conflict naming the retry run.
+// version. When the failed run belonged to a pipeline run, the new run takes its place in that
+// run, which re-opens and continues the DAG from there. An entry is retried once; retrying it
+// again is a conflict naming the retry run.
 func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error) {
 	runID := ids.New(ids.TaskRun)
 	var res EnqueueResult
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		var taskID, inputPath, pipelineRunID string
+		var taskID, inputPath, pipelineRunID, failedRunID string
 		var priority int
 		var metadata []byte
-		err := tx.QueryRow(ctx, sqlDLQTake, id, runID).Scan(&taskID, &inputPath, &priority, &metadata, &pipelineRunID)
+		err := tx.QueryRow(ctx, sqlDLQTake, id, runID).Scan(&taskID, &inputPath, &priority, &metadata, &pipelineRunID, &failedRunID)
 		if err == pgx.ErrNoRows {
 			var retryRun string
 			switch err := tx.QueryRow(ctx, sqlDLQRetryState, id).Scan(&retryRun); {
@@ -75,6 +84,13 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 		}
 		if err != nil {
 			return fmt.Errorf("take dlq entry %s: %w", id, err)
+		}
+		if pipelineRunID != "" {
+			if err := e.reopen(ctx, tx, pipelineRunID, failedRunID, runID); err != nil {
+				return err
+			}
+			res = EnqueueResult{RunID: runID, Status: "queued", TaskID: taskID, InputPath: inputPath}
+			return nil
 		}
 		var t enqueueTask
 		rows, err := tx.Query(ctx, sqlTasksForEnqueue, []string{taskID})
@@ -106,4 +122,104 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 		return nil
 	})
 	return res, err
+}
+
+// reopen replaces the failed node failedRunID of pipeline run prun with a new pending task run
+// newRunID and puts every node that was skipped or cancelled back to the state its
+// predecessors now call for, so the DAG continues from the retried task.
+func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRunID string) error {
+	runs, err := e.lockRuns(ctx, tx, []string{prun})
+	if err != nil {
+		return err
+	}
+	run := runs[prun]
+	switch {
+	case run == nil:
+		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
+	case run.status == RunCancelled:
+		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
+	}
+	tag, err := tx.Exec(ctx, sqlSupersedeNode, failedRunID, newRunID)
+	if err != nil {
+		return fmt.Errorf("supersede %s: %w", failedRunID, err)
+	}
+	if tag.RowsAffected() != 1 {
+		return conflict("RUN_ALREADY_REPLACED", "task run %q is no longer part of pipeline run %q", failedRunID, prun)
+	}
+	if _, err := tx.Exec(ctx, sqlInsertRetryNode, failedRunID, newRunID); err != nil {
+		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
+	}
+	type nodeState struct {
+		id, status     string
+		selectedNext   []string
+		upstreamFailed bool
+	}
+	nodes := map[string]*nodeState{}
+	rows, err := tx.Query(ctx, sqlPipelineNodesState, prun)
+	if err != nil {
+		return fmt.Errorf("read nodes of %s: %w", prun, err)
+	}
+	for rows.Next() {
+		var n nodeState
+		var taskID string
+		var preds []string
+		if err := rows.Scan(&n.id, &taskID, &n.status, &preds, &n.selectedNext, &n.upstreamFailed); err != nil {
+			rows.Close()
+			return fmt.Errorf("read nodes of %s: %w", prun, err)
+		}
+		nodes[taskID] = &n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read nodes of %s: %w", prun, err)
+	}
+	g := &Graph{EntryTasks: run.snap.EntryTasks, Tasks: run.snap.Tasks}
+	depth := g.levels()
+	order := g.sortedIDs()
+	slices.SortStableFunc(order, func(a, b string) int { return depth[a] - depth[b] })
+	for _, taskID := range order {
+		n := nodes[taskID]
+		if n == nil || (n.status != protocol.StatusSkipped && n.status != protocol.StatusCancelled) {
+			continue
+		}
+		left, selected, failed := 0, false, false
+		preds := run.snap.Tasks[taskID].Predecessors
+		for _, p := range preds {
+			pn := nodes[p]
+			switch {
+			case pn == nil:
+			case pn.status == protocol.StatusCompleted:
+				selected = selected || selects(true, pn.selectedNext, taskID)
+			case pn.status == protocol.StatusFailed:
+				failed = true
+			case pn.status == protocol.StatusSkipped || pn.status == protocol.StatusCancelled:
+				failed = failed || (pn.upstreamFailed && run.mode == Continue)
+			default:
+				left++
+			}
+		}
+		status := protocol.StatusWaiting
+		switch {
+		case left > 0:
+		case len(preds) == 0:
+			status, selected = protocol.StatusPending, true
+		case run.mode == Continue && failed:
+			status = protocol.StatusSkipped
+		case selected:
+			status = protocol.StatusPending
+		default:
+			status = protocol.StatusSkipped
+		}
+		n.status, n.upstreamFailed = status, failed
+		if _, err := tx.Exec(ctx, sqlReopenNode, n.id, status, left, selected, failed); err != nil {
+			return fmt.Errorf("re-open %s: %w", n.id, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, sqlReopenPipelineRun, prun); err != nil {
+		return fmt.Errorf("re-open %s: %w", prun, err)
+	}
+	if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	return nil
 }

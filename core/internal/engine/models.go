@@ -47,7 +47,7 @@ func nonEmpty(s string) *string {
 	return &s
 }
 
-func scanRun(row pgx.Row) (Run, error) {
+func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 	var r Run
 	var errText, errCode, outPath, logsPath string
 	var prev, assets, metadata []byte

@@ -130,6 +130,17 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 		}
 		rows = append(rows, row)
 	}
+	seenPipelines := map[string]bool{}
+	for i := range req.Pipelines {
+		p := &req.Pipelines[i]
+		if seenPipelines[p.ID] {
+			return nil, invalid("INVALID_PIPELINE", "pipeline %q is declared twice", p.ID)
+		}
+		seenPipelines[p.ID] = true
+		if err := validatePipelineDef(p.ID, p); err != nil {
+			return nil, err
+		}
+	}
 	return rows, nil
 }
 
@@ -216,6 +227,15 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest) (*
 		if len(histIDs) > 0 {
 			if _, err := tx.Exec(ctx, sqlInsertHistory, histIDs, histNums, histHashes, histVersions); err != nil {
 				return fmt.Errorf("save code history: %w", err)
+			}
+		}
+		// The service's implicit pipeline, and the pipelines it declares.
+		if _, err := tx.Exec(ctx, sqlUpsertPipeline, req.ServiceID, req.ServiceID, []string{}, FailFast, true, ""); err != nil {
+			return fmt.Errorf("save the service's pipeline: %w", err)
+		}
+		for _, p := range req.Pipelines {
+			if _, err := tx.Exec(ctx, sqlUpsertPipeline, p.ID, req.ServiceID, p.EntryTasks, p.FailureMode, false, p.Description); err != nil {
+				return fmt.Errorf("save pipeline %s: %w", p.ID, err)
 			}
 		}
 		if oldVersion != "" && oldVersion != req.Version {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -79,8 +80,9 @@ type CallbackResult struct {
 }
 
 // Callback applies a worker's report of its attempt: success completes the run; failure retries
-// it or fails it into the DLQ. A duplicate of an applied callback changes nothing; a stale lease
-// gives ErrConflict; an unknown run ErrNotFound.
+// it or fails it into the DLQ. For a task of a pipeline run, the run advances in the same
+// transaction. A duplicate of an applied callback changes nothing; a stale lease gives
+// ErrConflict; an unknown run ErrNotFound.
 func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (CallbackResult, error) {
 	switch cb.Status {
 	case protocol.CallbackSuccess, protocol.CallbackFailed:
@@ -90,15 +92,93 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	if cb.OutputSize < 0 {
 		return CallbackResult{}, invalid("INVALID_OUTPUT_SIZE", "outputSize must not be negative")
 	}
-	// A standalone run's callback is one guarded statement; it needs no transaction.
-	applied, status, err := e.applyCallback(ctx, e.pool, call, cb)
-	if err != nil {
-		return CallbackResult{}, err
+	var prun string
+	switch err := e.pool.QueryRow(ctx, sqlPipelineRunOf, call.RunID).Scan(&prun); {
+	case err == pgx.ErrNoRows:
+		return CallbackResult{}, notFound("RUN_NOT_FOUND", "task run %q not found", call.RunID)
+	case err != nil:
+		return CallbackResult{}, fmt.Errorf("read run %s: %w", call.RunID, err)
+	}
+	if prun == "" {
+		// A standalone run's callback is one guarded statement; it needs no transaction.
+		return e.callbackIn(ctx, e.pool, call, cb, nil)
+	}
+	var res CallbackResult
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		runs, err := e.lockRuns(ctx, tx, []string{prun})
+		if err != nil {
+			return err
+		}
+		res, err = e.callbackIn(ctx, tx, call, cb, runs[prun])
+		return err
+	})
+	return res, err
+}
+
+// callbackIn applies a callback on db; run is the locked pipeline run of the task run, if any.
+func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *protocol.CallbackRequest, run *lockedRun) (CallbackResult, error) {
+	if run != nil && cb.Status == protocol.CallbackSuccess && len(cb.SelectedNext) > 0 {
+		var allowed []string
+		if err := db.QueryRow(ctx, sqlAllowedNextOfRun, call.RunID).Scan(&allowed); err != nil {
+			return CallbackResult{}, fmt.Errorf("read allowedNext of %s: %w", call.RunID, err)
+		}
+		for _, name := range cb.SelectedNext {
+			if !slices.Contains(allowed, name) {
+				// The task chose a successor it may not: its attempt fails, for good.
+				cb = &protocol.CallbackRequest{Status: protocol.CallbackFailed, ErrorCode: "INVALID_SELECTED_NEXT", Retryable: new(bool),
+					Error: fmt.Sprintf("selectedNext names %q, which is not in allowedNext %v", name, allowed)}
+				break
+			}
+		}
+	}
+	var status, taskID string
+	applied := false
+	if cb.Status == protocol.CallbackFailed {
+		msg := cb.Error
+		if msg == "" {
+			msg = "task failed"
+		}
+		retryable := cb.Retryable == nil || *cb.Retryable
+		ended, err := e.failAttempts(ctx, db, []string{call.RunID}, []*int64{call.Lease}, []string{msg},
+			[]string{cb.ErrorCode}, []bool{retryable}, false)
+		if err != nil {
+			return CallbackResult{}, err
+		}
+		if len(ended) == 1 {
+			applied, status = true, ended[0].Status
+			if run != nil {
+				if err := e.advanceFailed(ctx, db, map[string]*lockedRun{run.id: run}, ended); err != nil {
+					return CallbackResult{}, err
+				}
+			}
+		}
+	} else {
+		var assets []byte
+		if len(cb.Assets) > 0 {
+			var err error
+			if assets, err = json.Marshal(cb.Assets); err != nil {
+				return CallbackResult{}, invalid("INVALID_ASSETS", "assets: %v", err)
+			}
+		}
+		err := db.QueryRow(ctx, sqlComplete, call.RunID, call.Lease, nonEmpty(cb.OutputPath), nilIfZero(cb.OutputSize),
+			assets, nonEmpty(cb.LogsPath), cb.SelectedNext).Scan(&taskID)
+		switch {
+		case err == pgx.ErrNoRows:
+		case err != nil:
+			return CallbackResult{}, fmt.Errorf("complete run %s: %w", call.RunID, err)
+		default:
+			applied, status = true, protocol.StatusCompleted
+			if run != nil {
+				if err := e.advance(ctx, db, run, []resolution{{taskID: taskID, completed: true, selected: cb.SelectedNext}}); err != nil {
+					return CallbackResult{}, err
+				}
+			}
+		}
 	}
 	if applied {
 		return CallbackResult{Applied: true, Status: status}, nil
 	}
-	st, lease, err := e.runState(ctx, e.pool, call.RunID)
+	st, lease, err := e.runState(ctx, db, call.RunID)
 	if err != nil {
 		return CallbackResult{}, err
 	}
@@ -106,39 +186,6 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		return CallbackResult{}, staleLease(call.RunID)
 	}
 	return CallbackResult{Applied: false, Status: st}, nil
-}
-
-func (e *Engine) applyCallback(ctx context.Context, tx dbtx, call WorkerCall, cb *protocol.CallbackRequest) (bool, string, error) {
-	if cb.Status == protocol.CallbackFailed {
-		msg := cb.Error
-		if msg == "" {
-			msg = "task failed"
-		}
-		retryable := cb.Retryable == nil || *cb.Retryable
-		ended, err := e.failAttempts(ctx, tx, []string{call.RunID}, []*int64{call.Lease}, []string{msg},
-			[]string{cb.ErrorCode}, []bool{retryable}, false)
-		if err != nil || len(ended) == 0 {
-			return false, "", err
-		}
-		return true, ended[0].Status, nil
-	}
-	var assets []byte
-	if len(cb.Assets) > 0 {
-		var err error
-		if assets, err = json.Marshal(cb.Assets); err != nil {
-			return false, "", invalid("INVALID_ASSETS", "assets: %v", err)
-		}
-	}
-	var pipelineRunID string
-	err := tx.QueryRow(ctx, sqlComplete, call.RunID, call.Lease, nonEmpty(cb.OutputPath), nilIfZero(cb.OutputSize),
-		assets, nonEmpty(cb.LogsPath), cb.SelectedNext).Scan(&pipelineRunID)
-	if err == pgx.ErrNoRows {
-		return false, "", nil
-	}
-	if err != nil {
-		return false, "", fmt.Errorf("complete run %s: %w", call.RunID, err)
-	}
-	return true, protocol.StatusCompleted, nil
 }
 
 func nilIfZero(n int64) *int64 {

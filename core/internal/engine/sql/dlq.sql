@@ -23,7 +23,7 @@ SELECT count(*) FROM dlq;
 -- Marks entry $1 as retried by run $2, once.
 UPDATE dlq SET retried_at = now(), retry_run_id = $2
 WHERE id = $1 AND retried_at IS NULL
-RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, '');
+RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id;
 
 -- name: dlq_retry_state
 SELECT coalesce(retry_run_id, '') FROM dlq WHERE id = $1;

@@ -126,7 +126,7 @@ dead AS (
     WHERE u.status = 'failed'
     ON CONFLICT (task_run_id) DO NOTHING
 )
-SELECT u.id, u.status, u.attempt, u.available_at, coalesce(u.pipeline_run_id, '') FROM updated u;
+SELECT u.id, u.task_id, u.status, u.attempt, u.available_at, coalesce(u.pipeline_run_id, '') FROM updated u;
 
 -- name: complete
 -- A successful callback: $1 id, $2 lease (NULL = current), $3 output path, $4 output size,
@@ -144,7 +144,7 @@ UPDATE task_runs SET
     completed_at  = now(),
     updated_at    = now()
 WHERE id = $1 AND lease = coalesce($2, lease) AND status IN ('dispatching', 'running')
-RETURNING coalesce(pipeline_run_id, '');
+RETURNING task_id;
 
 -- name: heartbeat
 -- $1 id, $2 lease (NULL = current), $3 progress (NULL keeps it), $4 message (NULL keeps it).
@@ -162,8 +162,9 @@ SELECT status, lease FROM task_runs WHERE id = $1;
 
 -- name: sweep
 -- Attempts whose deadline passed: dispatch leases that expired, silent workers, hard timeouts.
--- Locked rows are skipped: a callback holding one commits first and wins.
-SELECT id, lease,
+-- Nothing is locked here: fail_attempts re-checks state and lease under the row lock, so a
+-- callback that commits first always wins.
+SELECT id, lease, coalesce(pipeline_run_id, ''),
        CASE WHEN status = 'dispatching' THEN 'DISPATCH_FAILED' ELSE 'TIMEOUT' END,
        CASE WHEN status = 'dispatching' THEN 'dispatch lease expired before the worker answered'
             WHEN timeout_at <= now() THEN 'task exceeded its timeout'
@@ -171,5 +172,4 @@ SELECT id, lease,
 FROM task_runs
 WHERE status IN ('dispatching', 'running') AND deadline <= now()
 ORDER BY deadline
-LIMIT $1
-FOR UPDATE SKIP LOCKED;
+LIMIT $1;
