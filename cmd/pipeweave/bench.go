@@ -29,9 +29,12 @@ import (
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
 )
 
-// benchCommand measures end to end: a standalone orchestrator on a private cluster, a no-op Go
-// worker over loopback HTTP, N standalone tasks enqueued with the batch API; it prints tasks/s
-// and the enqueue→completed latency percentiles (from the database's own timestamps).
+// benchCommand measures end to end: an orchestrator on a private cluster and a no-op Go worker
+// over loopback HTTP. By default N standalone tasks are enqueued with the batch API and it prints
+// tasks/s and the enqueue→completed latency percentiles; with --pipeline it triggers diamond
+// pipelines (a → b, c → d) and prints pipelines/s and trigger→completed latency. Latencies come
+// from the database's own timestamps. In serverless mode no loop runs: a scheduler calls
+// /api/process every --process-interval, and inline dispatch must carry the work.
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -46,6 +49,11 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	dbURL := fs.String("database-url", "", "use this database instead of a private cluster (it is reset)")
 	storeFlag := fs.String("storage", "", "local storage directory for inputs (default DIR/storage); each run writes to a new subdirectory")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured run to this file")
+	pipeline := fs.Bool("pipeline", false, "run diamond pipelines (a → b, c → d) instead of standalone tasks")
+	pipelines := fs.Int("pipelines", 2000, "with --pipeline: pipeline runs to trigger")
+	clients := fs.Int("clients", 4, "with --pipeline and no --rate: concurrent triggering clients")
+	mode := fs.String("mode", core.ModeStandalone, "orchestrator mode: standalone or serverless")
+	processEvery := fs.Duration("process-interval", time.Minute, "serverless mode: how often the scheduler calls /api/process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +85,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var settings [2]string
 	_ = pool.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&settings[0], &settings[1])
 
+	if *mode != core.ModeStandalone && *mode != core.ModeServerless {
+		return fmt.Errorf("bench: --mode must be standalone or serverless")
+	}
 	secret := "pipeweave-bench-secret-0123456789abcdef"
 	// Inputs go to a directory of this run's own, removed after the measurement: deleting tens of
 	// thousands of files just before measuring slows the creation of new ones on some
@@ -88,7 +99,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	storeDir := filepath.Join(parent, fmt.Sprintf("run-%d", time.Now().UnixNano()))
 	defer func() { _ = os.RemoveAll(storeDir) }()
 	cfg := core.Config{
-		DatabaseURL: url, SecretKey: secret, Mode: core.ModeStandalone,
+		DatabaseURL: url, SecretKey: secret, Mode: *mode,
 		StorageBackends: []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": storeDir}}},
 		MaxConcurrency:  *maxConc, PollInterval: time.Second, DLQRetention: 24 * time.Hour,
 		IdempotencyTTL: time.Hour, MaxRetryDelay: time.Hour, DispatchTimeout: 10 * time.Second,
@@ -108,7 +119,26 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer stopSrv()
 	go func() { _ = o.Serve(srvCtx, ln) }()
 
-	w, err := startNoopWorker(orchURL)
+	if *mode == core.ModeServerless {
+		// The scheduler: the safety net, not the engine.
+		go func() {
+			t := time.NewTicker(*processEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-srvCtx.Done():
+					return
+				case <-t.C:
+					_ = postJSON(orchURL+"/api/process", "", nil, nil)
+				}
+			}
+		}()
+	}
+	sink := ""
+	if *pipeline {
+		sink = "d"
+	}
+	w, err := startNoopWorker(orchURL, sink)
 	if err != nil {
 		return err
 	}
@@ -122,7 +152,10 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	if err := postJSON(orchURL+"/api/register", reg, protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.url,
-		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"}}}, nil); err != nil {
+		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"},
+			{ID: "a", CodeHash: "a", AllowedNext: []string{"b", "c"}}, {ID: "b", CodeHash: "b", AllowedNext: []string{"d"}},
+			{ID: "c", CodeHash: "c", AllowedNext: []string{"d"}}, {ID: "d", CodeHash: "d"}},
+		Pipelines: []protocol.PipelineDefinition{{ID: "diamond", EntryTasks: []string{"a"}}}}, nil); err != nil {
 		return fmt.Errorf("register the worker: %w", err)
 	}
 
@@ -130,10 +163,29 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *rate > 0 {
 		how = fmt.Sprintf("one per request at %.0f/s", *rate)
 	}
-	fmt.Fprintf(stdout, "pipeweave bench: %d tasks (after %d warm-up), %s, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, fsync=%s synchronous_commit=%s\n",
-		*tasks, *warmup, how, *maxConc, *claimBatch, *conns, settings[0], settings[1])
+	if *pipeline {
+		how = fmt.Sprintf("%d diamond pipelines, %d clients", *pipelines, *clients)
+		if *rate > 0 {
+			how = fmt.Sprintf("%d diamond pipelines at %.0f/s", *pipelines, *rate)
+		}
+	}
+	if !*pipeline {
+		how = fmt.Sprintf("%d tasks (after %d warm-up), %s", *tasks, *warmup, how)
+	}
+	fmt.Fprintf(stdout, "pipeweave bench: %s mode, %s, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, fsync=%s synchronous_commit=%s\n",
+		*mode, how, *maxConc, *claimBatch, *conns, settings[0], settings[1])
+	run := func(n int) (benchResult, error) {
+		if *pipeline {
+			return runPipelines(ctx, orchURL, w, n, *clients, *rate)
+		}
+		return runBench(ctx, orchURL, w, n, *batch, *rate)
+	}
+	if *pipeline {
+		*tasks = *pipelines
+		*warmup = min(*warmup, max(*pipelines/10, 1))
+	}
 	if *warmup > 0 {
-		if _, err := runBench(ctx, orchURL, w, *warmup, *batch, *rate); err != nil {
+		if _, err := run(*warmup); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
@@ -147,22 +199,83 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 	}
-	res, err := runBench(ctx, orchURL, w, *tasks, *batch, *rate)
+	res, err := run(*tasks)
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		return err
 	}
-	lat, err := latencies(ctx, pool, res.runIDs)
+	table, unit := "task_runs", "tasks"
+	if *pipeline {
+		table, unit = "pipeline_runs", "pipelines"
+	}
+	lat, err := latencies(ctx, pool, table, res.runIDs)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "completed %d tasks in %.2fs: %.0f tasks/s end to end\n", len(res.runIDs), res.elapsed.Seconds(),
-		float64(len(res.runIDs))/res.elapsed.Seconds())
-	fmt.Fprintf(stdout, "enqueue→completed latency: p50 %s  p90 %s  p99 %s  max %s\n",
+	fmt.Fprintf(stdout, "completed %d %s in %.2fs: %.0f %s/s end to end\n", len(res.runIDs), unit, res.elapsed.Seconds(),
+		float64(len(res.runIDs))/res.elapsed.Seconds(), unit)
+	what := "enqueue"
+	if *pipeline {
+		what = "trigger"
+	}
+	fmt.Fprintf(stdout, "%s→completed latency: p50 %s  p90 %s  p99 %s  max %s\n", what,
 		pct(lat, 0.50), pct(lat, 0.90), pct(lat, 0.99), pct(lat, 1))
 	return nil
+}
+
+// runPipelines triggers n diamond pipelines, from clients concurrent clients as fast as they go
+// or, when rate > 0, at rate per second, and waits until all have completed.
+func runPipelines(ctx context.Context, orchURL string, w *noopWorker, n, clients int, rate float64) (benchResult, error) {
+	done := make(chan struct{})
+	w.setTarget(int64(n), done)
+	start := time.Now()
+	ids := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	if rate > 0 {
+		clients = max(1, int(rate/50)+1)
+	}
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if rate > 0 {
+					if wait := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
+				var out struct {
+					PipelineRunID string `json:"pipelineRunId"`
+				}
+				if err := postJSON(orchURL+"/api/pipelines/diamond/trigger", "", map[string]any{"input": map[string]int{"n": i}}, &out); err != nil {
+					errs <- fmt.Errorf("trigger: %w", err)
+					return
+				}
+				ids[i] = out.PipelineRunID
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return benchResult{}, err
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return benchResult{}, ctx.Err()
+	case <-time.After(10 * time.Minute):
+		return benchResult{}, fmt.Errorf("only %d of %d pipelines completed after 10 minutes", w.completed.Load(), n)
+	}
+	return benchResult{runIDs: ids, elapsed: time.Since(start)}, nil
 }
 
 type benchResult struct {
@@ -173,7 +286,6 @@ type benchResult struct {
 // runBench enqueues n tasks, in batches of batch as fast as the API takes them or, when rate > 0,
 // one per request at rate requests per second, and waits until all have completed.
 func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int, rate float64) (benchResult, error) {
-	w.completed.Store(0)
 	done := make(chan struct{})
 	w.setTarget(int64(n), done)
 	start := time.Now()
@@ -214,11 +326,12 @@ func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int, 
 	return benchResult{runIDs: ids, elapsed: time.Since(start)}, nil
 }
 
-// latencies reads each run's enqueue→completed time from the database clock.
+// latencies reads each run's creation→completion time from the database clock; table is
+// task_runs or pipeline_runs.
 func latencies(ctx context.Context, pool interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, ids []string) ([]time.Duration, error) {
-	rows, err := pool.Query(ctx, `SELECT extract(epoch FROM completed_at - created_at) FROM task_runs WHERE id = ANY($1) AND status = 'completed'`, ids)
+}, table string, ids []string) ([]time.Duration, error) {
+	rows, err := pool.Query(ctx, `SELECT extract(epoch FROM completed_at - created_at) FROM `+table+` WHERE id = ANY($1) AND status = 'completed'`, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -284,24 +397,27 @@ type noopWorker struct {
 	url       string
 	srv       *http.Server
 	orch      string
+	sink      string
 	completed atomic.Int64
 	mu        sync.Mutex
 	target    int64
 	done      chan struct{}
 }
 
-func startNoopWorker(orchURL string) (*noopWorker, error) {
+// startNoopWorker starts the worker; it counts completions of every task, or of sink alone.
+func startNoopWorker(orchURL, sink string) (*noopWorker, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	w := &noopWorker{url: "http://" + ln.Addr().String(), orch: orchURL}
+	w := &noopWorker{url: "http://" + ln.Addr().String(), orch: orchURL, sink: sink}
 	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve)}
 	go func() { _ = w.srv.Serve(ln) }()
 	return w, nil
 }
 
 func (w *noopWorker) setTarget(n int64, done chan struct{}) {
+	w.completed.Store(0)
 	w.mu.Lock()
 	w.target, w.done = n, done
 	w.mu.Unlock()
@@ -318,6 +434,9 @@ func (w *noopWorker) serve(rw http.ResponseWriter, r *http.Request) {
 		cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID)}
 		if err := postJSON(w.orch+"/api/callback/"+d.RunID, d.StorageToken, cb, nil); err != nil {
 			fmt.Fprintln(os.Stderr, "bench worker: callback:", err)
+			return
+		}
+		if w.sink != "" && d.TaskID != w.sink {
 			return
 		}
 		n := w.completed.Add(1)

@@ -59,7 +59,10 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	lease := e.cfg.DispatchTimeout + 10*time.Second
 	var out []Claimed
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
+		// Claims serialise on this lock until they commit, so the commit must be quick: it does
+		// not wait for the WAL flush. Should the database crash before the flush, the claim is
+		// lost with it and the run is claimed again; the worker's calls for the lost lease get 409.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)", claimLock); err != nil {
 			return fmt.Errorf("take claim lock: %w", err)
 		}
 		rows, err := tx.Query(ctx, sqlClaim, limit, e.cfg.MaxConcurrency, lease.Milliseconds())
