@@ -125,49 +125,36 @@ CREATE INDEX task_runs_task_id ON task_runs (task_id, id);
 CREATE INDEX task_runs_finished ON task_runs (completed_at)
     WHERE pipeline_run_id IS NULL AND status IN ('completed', 'failed', 'cancelled', 'skipped');
 
--- Runs that reached a final state, counted in slots so that concurrent commits rarely touch the
--- same row. Kept by a trigger so that /api/queue/status never scans history.
+-- Runs that reached a final state, counted so that /api/queue/status never scans history.
+-- Every change appends a delta (inserts never wait on each other, where one counter row would
+-- serialise every commit); the sweep folds the deltas into run_status_counts.
 CREATE TABLE run_status_counts (
+    status text PRIMARY KEY,
+    n      bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE run_status_deltas (
     status text NOT NULL,
-    slot   integer NOT NULL,
-    n      bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (status, slot)
+    n      integer NOT NULL
 );
 
 CREATE FUNCTION count_final_status() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.status IN ('completed', 'failed', 'cancelled', 'skipped')
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status IN ('completed', 'failed', 'cancelled', 'skipped')
        AND (TG_OP = 'INSERT' OR OLD.status IS DISTINCT FROM NEW.status) THEN
-        INSERT INTO run_status_counts AS c (status, slot, n)
-        VALUES (NEW.status, abs(hashtext(NEW.id)) % 16, 1)
-        ON CONFLICT (status, slot) DO UPDATE SET n = c.n + 1;
+        INSERT INTO run_status_deltas (status, n) VALUES (NEW.status, 1);
     END IF;
-    IF TG_OP = 'UPDATE' AND OLD.status IN ('completed', 'failed', 'cancelled', 'skipped')
-       AND OLD.status IS DISTINCT FROM NEW.status THEN
-        UPDATE run_status_counts SET n = n - 1
-        WHERE status = OLD.status AND slot = abs(hashtext(OLD.id)) % 16;
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status IN ('completed', 'failed', 'cancelled', 'skipped')
+       AND (TG_OP = 'DELETE' OR OLD.status IS DISTINCT FROM NEW.status) THEN
+        INSERT INTO run_status_deltas (status, n) VALUES (OLD.status, -1);
     END IF;
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER task_runs_count_final
-    AFTER INSERT OR UPDATE OF status ON task_runs
+    AFTER INSERT OR UPDATE OF status OR DELETE ON task_runs
     FOR EACH ROW EXECUTE FUNCTION count_final_status();
-
-CREATE FUNCTION uncount_final_status() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF OLD.status IN ('completed', 'failed', 'cancelled', 'skipped') THEN
-        UPDATE run_status_counts SET n = n - 1
-        WHERE status = OLD.status AND slot = abs(hashtext(OLD.id)) % 16;
-    END IF;
-    RETURN NULL;
-END;
-$$;
-
-CREATE TRIGGER task_runs_uncount_final
-    AFTER DELETE ON task_runs
-    FOR EACH ROW EXECUTE FUNCTION uncount_final_status();
 
 CREATE TABLE dlq (
     id              text PRIMARY KEY,

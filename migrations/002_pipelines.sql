@@ -19,3 +19,9 @@ CREATE UNIQUE INDEX task_runs_pipeline_node ON task_runs (pipeline_run_id, task_
 CREATE INDEX task_runs_pipeline_run ON task_runs (pipeline_run_id) WHERE pipeline_run_id IS NOT NULL;
 
 CREATE INDEX pipeline_runs_status ON pipeline_runs (status, id);
+
+-- Queue tables churn: have autovacuum analyze and vacuum them after a small share of changes,
+-- so that plans follow their size and dead tuples do not pile up.
+ALTER TABLE task_runs SET (autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE pipeline_runs SET (autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_scale_factor = 0.05);
+ALTER TABLE run_status_deltas SET (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 1000);

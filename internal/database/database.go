@@ -28,10 +28,6 @@ func Config(url string, opts Options) (*pgxpool.Config, error) {
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = migrate.Schema + ", public"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pipeweave"
-	// Plan every execution with the parameters and table sizes of the moment. A generic plan
-	// cached while a table was small (a new database, the first minutes of a deployment)
-	// would keep scanning it sequentially as it grows, until the next ANALYZE.
-	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	cfg.MaxConns = 10
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns

@@ -26,6 +26,7 @@ var (
 	sqlBackOff      = q("back_off")
 	sqlFailAttempts = q("fail_attempts")
 	sqlSweep        = q("sweep")
+	sqlFoldDeltas   = q("fold_status_deltas")
 )
 
 // claimLock serialises claims across every instance, so that the in-flight counts a claim reads
@@ -138,7 +139,7 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	var okIDs, boIDs []string
-	var okLeases, boLeases, boDelays []int64
+	var okLeases, boLeases []int64
 	var f failures
 	for _, r := range results {
 		switch r.outcome {
@@ -146,7 +147,6 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 			okIDs, okLeases = append(okIDs, r.c.RunID), append(okLeases, r.c.Lease)
 		case backPressure:
 			boIDs, boLeases = append(boIDs, r.c.RunID), append(boLeases, r.c.Lease)
-			boDelays = append(boDelays, e.cfg.BackPressureDelay.Milliseconds())
 		case dispatchFailed:
 			lease := r.c.Lease
 			f.add(r.c.RunID, &lease, r.c.PipelineRunID, r.err, protocol.CodeDispatchFailed, true)
@@ -154,15 +154,27 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		}
 	}
 	stats.Dispatched, stats.Deferred, stats.Failed = len(okIDs), len(boIDs), len(f.ids)
-	batch := &pgx.Batch{}
-	if len(okIDs) > 0 {
-		batch.Queue(sqlMarkRunning, okIDs, okLeases)
-	}
-	if len(boIDs) > 0 {
-		batch.Queue(sqlBackOff, boIDs, boLeases, boDelays)
-	}
-	if batch.Len() > 0 {
-		if err := e.pool.SendBatch(rctx, batch).Close(); err != nil {
+	if len(okIDs)+len(boIDs) > 0 {
+		// Losing these in a database crash only means the sweep treats the dispatches as failed
+		// once their lease expires, so the commit does not wait for the WAL flush and the rows
+		// are locked for as short a time as possible.
+		err := pgx.BeginFunc(rctx, e.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(rctx, "SELECT set_config('synchronous_commit', 'off', true)"); err != nil {
+				return err
+			}
+			if len(okIDs) > 0 {
+				if _, err := tx.Exec(rctx, sqlMarkRunning, okIDs, okLeases); err != nil {
+					return err
+				}
+			}
+			if len(boIDs) > 0 {
+				if _, err := tx.Exec(rctx, sqlBackOff, boIDs, boLeases, e.cfg.BackPressureDelay.Milliseconds()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			return stats, fmt.Errorf("record dispatch results: %w", err)
 		}
 	}
@@ -288,6 +300,10 @@ func (e *Engine) runToken(c Claimed) (string, error) {
 func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 	if limit <= 0 {
 		limit = e.cfg.SweepBatch
+	}
+	// Housekeeping that rides along: fold the final-state count deltas.
+	if _, err := e.pool.Exec(ctx, sqlFoldDeltas); err != nil {
+		return 0, fmt.Errorf("fold status counts: %w", err)
 	}
 	rows, err := e.pool.Query(ctx, sqlSweep, limit)
 	if err != nil {

@@ -89,12 +89,22 @@ UPDATE task_runs SET status = 'cancelled', error = $3, error_code = 'CANCELLED',
 WHERE pipeline_run_id = $1 AND superseded_by IS NULL AND status = ANY($2::text[]);
 
 -- name: upstream_refs
--- For each run in $1, its completed predecessors' outputs.
+-- For each run in $1, its completed predecessors' outputs: one probe of the node index per
+-- predecessor, whatever the size of the table. The fences (MATERIALIZED, OFFSET 0) keep the
+-- planner from starting at the other end when statistics are stale.
+WITH c AS MATERIALIZED (
+    SELECT id, pipeline_run_id, predecessors FROM task_runs
+    WHERE id = ANY($1::text[]) AND pipeline_run_id IS NOT NULL
+)
 SELECT c.id, p.task_id, coalesce(p.output_path, ''), p.assets
-FROM task_runs c
-JOIN task_runs p ON p.pipeline_run_id = c.pipeline_run_id AND p.task_id = ANY(c.predecessors)
-                AND p.status = 'completed' AND p.superseded_by IS NULL
-WHERE c.id = ANY($1::text[]);
+FROM c
+CROSS JOIN LATERAL unnest(c.predecessors) AS pred(task_id)
+CROSS JOIN LATERAL (
+    SELECT x.task_id, x.output_path, x.assets FROM task_runs x
+    WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = pred.task_id
+      AND x.superseded_by IS NULL AND x.status = 'completed'
+    OFFSET 0
+) p;
 
 -- name: allowed_next_of_run
 SELECT coalesce(pr.snapshot -> 'tasks' -> tr.task_id -> 'allowedNext', '[]'::jsonb)

@@ -27,7 +27,23 @@ WHERE status IN ('waiting', 'pending', 'dispatching', 'running')
 GROUP BY status;
 
 -- name: queue_final_counts
-SELECT status, sum(n)::bigint FROM run_status_counts GROUP BY status;
+-- Folded counts plus the deltas not folded yet.
+SELECT status, sum(n)::bigint FROM (
+    SELECT status, n FROM run_status_counts
+    UNION ALL
+    SELECT status, n FROM run_status_deltas
+) c GROUP BY status;
+
+-- name: fold_status_deltas
+-- Moves the deltas into the counts. Concurrent folds never count a delta twice: a row one
+-- DELETE removed is gone for the other.
+WITH moved AS (
+    DELETE FROM run_status_deltas RETURNING status, n
+), summed AS (
+    SELECT status, sum(n) AS n FROM moved GROUP BY status
+)
+INSERT INTO run_status_counts AS c (status, n) SELECT status, n FROM summed
+ON CONFLICT (status) DO UPDATE SET n = c.n + excluded.n;
 
 -- name: queue_oldest_pending
 SELECT min(available_at) FROM task_runs WHERE status = 'pending';

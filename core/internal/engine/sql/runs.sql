@@ -58,25 +58,32 @@ RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, ''), tr.attempt, tr.le
           t.timeout_seconds, s.base_url, tr.priority;
 
 -- name: mark_running
--- Records the workers' acknowledgements of a dispatched batch ($1 ids, $2 leases).
+-- Records the workers' acknowledgements of a dispatched batch ($1 ids, $2 their leases). The
+-- runs are found through the primary key; each one's lease sits at the same position in $2.
+-- A row locked right now belongs to the worker's own heartbeat or callback, which moves the run
+-- on by itself: it is skipped rather than waited for.
 UPDATE task_runs tr SET
     status     = 'running',
     deadline   = least(now() + 2 * tr.heartbeat_interval_ms * interval '1 millisecond', tr.timeout_at),
     updated_at = now()
-FROM unnest($1::text[], $2::bigint[]) AS a(id, lease)
-WHERE tr.id = a.id AND tr.lease = a.lease AND tr.status = 'dispatching';
+FROM (
+    SELECT id FROM task_runs
+    WHERE id = ANY($1::text[]) AND status = 'dispatching'
+    FOR UPDATE SKIP LOCKED
+) acked
+WHERE tr.id = acked.id AND tr.lease = ($2::bigint[])[array_position($1::text[], tr.id)];
 
 -- name: back_off
 -- A worker answered 429/503: the attempt did not start. Back to pending after a short, jittered
--- delay, keeping the attempt; the lease moves on so nothing from that dispatch is accepted.
+-- delay ($3 ms), keeping the attempt; the lease moves on so nothing from that dispatch is accepted.
 UPDATE task_runs tr SET
     status       = 'pending',
     lease        = tr.lease + 1,
-    available_at = now() + (a.delay_ms * (0.8 + 0.4 * random())) * interval '1 millisecond',
+    available_at = now() + ($3::bigint * (0.8 + 0.4 * random())) * interval '1 millisecond',
     deadline     = NULL,
     updated_at   = now()
-FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS a(id, lease, delay_ms)
-WHERE tr.id = a.id AND tr.lease = a.lease AND tr.status = 'dispatching';
+WHERE tr.id = ANY($1::text[]) AND tr.status = 'dispatching'
+  AND tr.lease = ($2::bigint[])[array_position($1::text[], tr.id)];
 
 -- name: fail_attempts
 -- Ends attempts as failed: $1 ids, $2 leases (NULL element = whatever lease is current),
@@ -84,18 +91,20 @@ WHERE tr.id = a.id AND tr.lease = a.lease AND tr.status = 'dispatching';
 -- orchestrator ends the attempt itself, so the worker's late calls get 409).
 -- Retryable attempts with attempts left go back to pending after the backoff; the others fail
 -- and land in the DLQ, all in this one statement.
-WITH input AS (
-    SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bool[])
-        AS i(id, lease, error, code, retryable)
+-- The runs are found through the primary key; each one's values sit at its position in $1.
+WITH located AS (
+    SELECT tr.id, array_position($1::text[], tr.id) AS i
+    FROM task_runs tr
+    WHERE tr.id = ANY($1::text[])
 ),
 target AS (
-    SELECT tr.id, i.error, i.code,
-           (i.retryable AND tr.attempt <= t.retries) AS retry,
+    SELECT tr.id, ($3::text[])[l.i] AS error, ($4::text[])[l.i] AS code,
+           (($5::bool[])[l.i] AND tr.attempt <= t.retries) AS retry,
            retry_delay_ms(t.retry_backoff, t.retry_delay_ms, t.max_retry_delay_ms, tr.attempt) AS delay_ms
-    FROM input i
-    JOIN task_runs tr ON tr.id = i.id
+    FROM located l
+    JOIN task_runs tr ON tr.id = l.id
     JOIN tasks t ON t.id = tr.task_id
-    WHERE tr.status IN ('dispatching', 'running') AND tr.lease = coalesce(i.lease, tr.lease)
+    WHERE tr.status IN ('dispatching', 'running') AND tr.lease = coalesce(($2::bigint[])[l.i], tr.lease)
     FOR UPDATE OF tr
 ),
 updated AS (
