@@ -74,26 +74,26 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/callback/{runId}", s.callback)
 	// Public API: API keys when configured.
 	api := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.requireKey(h)) }
-	api("GET /api/services", s.services)
-	api("GET /api/services/{id}/tasks", s.serviceTasks)
-	api("GET /api/tasks/{id}/history", s.taskHistory)
+	api("GET /api/services", noArg(s, s.eng.Services))
+	api("GET /api/services/{id}/tasks", byID(s, s.eng.ServiceTasks))
+	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory))
 	api("POST /api/queue/task", s.enqueueOne)
 	api("POST /api/queue/batch", s.enqueueBatch)
-	api("GET /api/queue/status", s.queueStatus)
+	api("GET /api/queue/status", noArg(s, s.eng.QueueStatus))
 	api("GET /api/queue/items", s.queueItems)
-	api("GET /api/task-runs/{id}", s.taskRun)
+	api("GET /api/task-runs/{id}", byID(s, s.eng.GetRun))
 	api("GET /api/dlq", s.dlqList)
-	api("GET /api/dlq/{id}", s.dlqGet)
+	api("GET /api/dlq/{id}", byID(s, s.eng.GetDLQ))
 	api("POST /api/dlq/{id}/retry", s.dlqRetry)
 	api("POST /api/process", s.process)
-	api("GET /api/pipelines", s.pipelines)
-	api("GET /api/pipelines/{id}", s.pipeline)
+	api("GET /api/pipelines", noArg(s, s.eng.Pipelines))
+	api("GET /api/pipelines/{id}", byID(s, s.eng.GetPipeline))
 	api("PUT /api/pipelines/{id}", s.putPipeline)
 	api("POST /api/pipelines/{id}/trigger", s.trigger)
-	api("POST /api/pipelines/{id}/dry-run", s.dryRun)
+	api("POST /api/pipelines/{id}/dry-run", byID(s, s.eng.DryRunPipeline))
 	api("GET /api/runs", s.runs)
-	api("GET /api/runs/{id}", s.pipelineRun)
-	api("POST /api/runs/{id}/cancel", s.cancelRun)
+	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun))
+	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "ROUTE_NOT_FOUND", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -112,6 +112,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 	s.mux.ServeHTTP(w, r)
+}
+
+// byID serves a read of the object named by the path's {id}.
+func byID[T any](s *Server, read func(context.Context, string) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		out, err := read(r.Context(), r.PathValue("id"))
+		s.reply(w, r, http.StatusOK, out, err)
+	}
+}
+
+// noArg serves a read that takes no argument.
+func noArg[T any](s *Server, read func(context.Context) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		out, err := read(r.Context())
+		s.reply(w, r, http.StatusOK, out, err)
+	}
 }
 
 // reply answers v with status, or err with the status its kind calls for.
@@ -259,21 +275,6 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true, "applied": res.Applied, "status": res.Status})
 }
 
-func (s *Server) services(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.Services(r.Context())
-	s.reply(w, r, http.StatusOK, out, err)
-}
-
-func (s *Server) serviceTasks(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.ServiceTasks(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
-}
-
-func (s *Server) taskHistory(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.TaskHistory(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
-}
-
 func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {
 	var req engine.EnqueueRequest
 	if !s.decode(w, r, &req) {
@@ -318,11 +319,6 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, map[string]any{"queued": queued, "results": res})
 }
 
-func (s *Server) queueStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.eng.QueueStatus(r.Context())
-	s.reply(w, r, http.StatusOK, st, err)
-}
-
 // limitParam reads ?limit=; a non-number is a 400.
 func limitParam(r *http.Request) (int, error) {
 	v := r.URL.Query().Get("limit")
@@ -347,11 +343,6 @@ func (s *Server) queueItems(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, http.StatusOK, page, err)
 }
 
-func (s *Server) taskRun(w http.ResponseWriter, r *http.Request) {
-	run, err := s.eng.GetRun(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, run, err)
-}
-
 func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
 	limit, err := limitParam(r)
 	if err != nil {
@@ -361,11 +352,6 @@ func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	page, err := s.eng.ListDLQ(r.Context(), engine.DLQFilter{TaskID: q.Get("taskId"), Cursor: q.Get("cursor"), Limit: limit})
 	s.reply(w, r, http.StatusOK, page, err)
-}
-
-func (s *Server) dlqGet(w http.ResponseWriter, r *http.Request) {
-	d, err := s.eng.GetDLQ(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, d, err)
 }
 
 func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
@@ -383,18 +369,8 @@ func (s *Server) process(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, http.StatusOK, sum, err)
 }
 
-func (s *Server) pipelines(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.Pipelines(r.Context())
-	s.reply(w, r, http.StatusOK, out, err)
-}
-
-func (s *Server) pipeline(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.GetPipeline(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
-}
-
 func (s *Server) putPipeline(w http.ResponseWriter, r *http.Request) {
-	var def engine.PipelineDefinition
+	var def protocol.PipelineDefinition
 	if !s.decode(w, r, &def) {
 		return
 	}
@@ -441,11 +417,6 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, res)
 }
 
-func (s *Server) dryRun(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.DryRunPipeline(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
-}
-
 func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
 	limit, err := limitParam(r)
 	if err != nil {
@@ -456,14 +427,4 @@ func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
 	page, err := s.eng.ListPipelineRuns(r.Context(), engine.RunsFilter{PipelineID: q.Get("pipelineId"), Status: q.Get("status"),
 		Cursor: q.Get("cursor"), Limit: limit})
 	s.reply(w, r, http.StatusOK, page, err)
-}
-
-func (s *Server) pipelineRun(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.GetPipelineRun(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
-}
-
-func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.CancelPipelineRun(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
 }

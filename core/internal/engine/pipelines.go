@@ -165,13 +165,6 @@ func (e *Engine) Pipelines(ctx context.Context) ([]Pipeline, error) {
 	return nonNil(list), nil
 }
 
-// PipelineDefinition is the body of PUT /api/pipelines/{id}.
-type PipelineDefinition struct {
-	EntryTasks  []string `json:"entryTasks"`
-	FailureMode string   `json:"failureMode"`
-	Description string   `json:"description"`
-}
-
 func validatePipelineDef(id string, def *protocol.PipelineDefinition) error {
 	if !idPattern.MatchString(id) {
 		return invalid("INVALID_PIPELINE_ID", "pipeline id %q must be 1-128 letters, digits, '.', '_' or '-'", id)
@@ -193,10 +186,10 @@ func validatePipelineDef(id string, def *protocol.PipelineDefinition) error {
 	return nil
 }
 
-// PutPipeline creates or replaces an explicit pipeline. Tasks it names need not be registered
-// yet; a cycle among the registered ones is refused.
-func (e *Engine) PutPipeline(ctx context.Context, id string, def PipelineDefinition) (Pipeline, error) {
-	d := protocol.PipelineDefinition{ID: id, EntryTasks: def.EntryTasks, FailureMode: def.FailureMode, Description: def.Description}
+// PutPipeline creates or replaces the explicit pipeline id (the id in def is ignored). Tasks it
+// names need not be registered yet; a cycle among the registered ones is refused.
+func (e *Engine) PutPipeline(ctx context.Context, id string, d protocol.PipelineDefinition) (Pipeline, error) {
+	d.ID = id
 	if err := validatePipelineDef(id, &d); err != nil {
 		return Pipeline{}, err
 	}
