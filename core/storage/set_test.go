@@ -101,22 +101,6 @@ func cloudConfigs() []storage.Config {
 	}
 }
 
-func TestOpenUnsupportedProviders(t *testing.T) {
-	t.Parallel()
-	for _, cfg := range cloudConfigs() {
-		require.NoError(t, cfg.Validate())
-		b, err := storage.Open(t.Context(), cfg)
-		require.Nil(t, b)
-		require.ErrorIs(t, err, storage.ErrUnsupportedProvider)
-		require.EqualError(t, err, fmt.Sprintf("storage backend %q: provider %q is not supported by this build yet", cfg.ID, cfg.Provider))
-		require.NotContains(t, err.Error(), "SECRET")
-
-		_, err = storage.NewSet(t.Context(), []storage.Config{localConfig(t, "disk", true), cfg}, "")
-		require.ErrorIs(t, err, storage.ErrUnsupportedProvider)
-		require.ErrorContains(t, err, fmt.Sprintf("provider %q is not supported by this build yet", cfg.Provider))
-	}
-}
-
 func TestOpenValidates(t *testing.T) {
 	t.Parallel()
 	_, err := storage.Open(t.Context(), storage.Config{ID: "x", Provider: "ftp"})
