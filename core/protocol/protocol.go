@@ -151,6 +151,27 @@ type CallbackRequest struct {
 	Error        string           `json:"error,omitempty"`
 	ErrorCode    string           `json:"errorCode,omitempty"`
 	Retryable    *bool            `json:"retryable,omitempty"`
+	// IdempotencyKey, on a success, records this run's result under the key for the task's
+	// idempotencyTTL (this project's extension; see IdempotencyCheckRequest).
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+}
+
+// IdempotencyCheckRequest is the body of POST /api/idempotency/check (this project's
+// extension), authenticated with the run token: does the run's task have a completed result
+// recorded under key within its idempotencyTTL?
+type IdempotencyCheckRequest struct {
+	RunID string `json:"runId"`
+	Key   string `json:"key"`
+}
+
+// IdempotencyCheckResponse answers an idempotency check. On a hit the worker reports the cached
+// result in its callback instead of running the task.
+type IdempotencyCheckResponse struct {
+	Hit        bool             `json:"hit"`
+	RunID      string           `json:"runId,omitempty"` // the run that produced the result
+	OutputPath string           `json:"outputPath,omitempty"`
+	OutputSize int64            `json:"outputSize,omitempty"`
+	Assets     map[string]Asset `json:"assets,omitempty"`
 }
 
 // ErrorBody is the body of every error answer.
