@@ -41,6 +41,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusConflict
 		case errors.Is(e.Kind, engine.ErrUnauthorized):
 			status = http.StatusUnauthorized
+		case errors.Is(e.Kind, engine.ErrTooLarge):
+			status = http.StatusRequestEntityTooLarge
 		}
 		writeErr(w, status, e.Code, e.Msg, e.Details)
 	case Unavailable(err):

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 )
 
@@ -72,6 +73,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/heartbeat", s.heartbeat)
 	s.mux.HandleFunc("POST /api/progress", s.heartbeat)
 	s.mux.HandleFunc("POST /api/callback/{runId}", s.callback)
+	s.mux.HandleFunc("POST /api/idempotency/check", s.idempotencyCheck)
 	// Public API: API keys when configured.
 	api := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.requireKey(h)) }
 	api("GET /api/services", noArg(s, s.eng.Services))
@@ -92,6 +94,7 @@ func (s *Server) routes() {
 	api("POST /api/pipelines/{id}/trigger", s.trigger)
 	api("POST /api/pipelines/{id}/dry-run", byID(s, s.eng.DryRunPipeline))
 	api("GET /api/runs", s.runs)
+	api("GET /api/storage/{path...}", s.object)
 	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun))
 	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +114,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	// The mux would answer a storage path with ".." or "//" by redirecting to a cleaned path;
+	// such a path is refused instead, whoever asks.
+	if key, ok := strings.CutPrefix(r.URL.Path, "/api/storage/"); ok && storage.ValidateKey(key) != nil {
+		writeErr(w, http.StatusBadRequest, "INVALID_PATH", "storage paths are relative, without '..', '.' or empty segments", nil)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -427,4 +436,27 @@ func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
 	page, err := s.eng.ListPipelineRuns(r.Context(), engine.RunsFilter{PipelineID: q.Get("pipelineId"), Status: q.Get("status"),
 		Cursor: q.Get("cursor"), Limit: limit})
 	s.reply(w, r, http.StatusOK, page, err)
+}
+
+func (s *Server) idempotencyCheck(w http.ResponseWriter, r *http.Request) {
+	var req protocol.IdempotencyCheckRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if req.RunID == "" {
+		writeErr(w, http.StatusBadRequest, "INVALID_RUN_ID", "runId is required", nil)
+		return
+	}
+	call, err := s.workerCall(r, req.RunID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.eng.CheckIdempotency(r.Context(), call, req.Key)
+	s.reply(w, r, http.StatusOK, res, err)
+}
+
+func (s *Server) object(w http.ResponseWriter, r *http.Request) {
+	obj, err := s.eng.ReadObject(r.Context(), r.URL.Query().Get("backend"), r.PathValue("path"))
+	s.reply(w, r, http.StatusOK, obj, err)
 }

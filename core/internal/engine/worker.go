@@ -92,6 +92,9 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	if cb.OutputSize < 0 {
 		return CallbackResult{}, invalid("INVALID_OUTPUT_SIZE", "outputSize must not be negative")
 	}
+	if len(cb.IdempotencyKey) > maxKeyLen {
+		return CallbackResult{}, invalid("INVALID_IDEMPOTENCY_KEY", "idempotencyKey must be at most %d bytes", maxKeyLen)
+	}
 	var prun string
 	switch err := e.pool.QueryRow(ctx, sqlPipelineRunOf, call.RunID).Scan(&prun); {
 	case err == pgx.ErrNoRows:
@@ -99,8 +102,8 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	case err != nil:
 		return CallbackResult{}, fmt.Errorf("read run %s: %w", call.RunID, err)
 	}
-	if prun == "" {
-		// A standalone run's callback is one guarded statement; it needs no transaction.
+	if prun == "" && cb.IdempotencyKey == "" {
+		// A plain standalone run's callback is one guarded statement; it needs no transaction.
 		return e.callbackIn(ctx, e.pool, call, cb, nil)
 	}
 	var res CallbackResult
@@ -168,6 +171,11 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			return CallbackResult{}, fmt.Errorf("complete run %s: %w", call.RunID, err)
 		default:
 			applied, status = true, protocol.StatusCompleted
+			if cb.IdempotencyKey != "" {
+				if err := e.recordIdempotency(ctx, db, call.RunID, cb.IdempotencyKey); err != nil {
+					return CallbackResult{}, err
+				}
+			}
 			if run != nil {
 				if err := e.advance(ctx, db, run, []resolution{{taskID: taskID, completed: true, selected: cb.SelectedNext}}); err != nil {
 					return CallbackResult{}, err

@@ -37,3 +37,23 @@ FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::int
 
 -- name: notify_ready
 SELECT pg_notify('pipeweave_ready', '');
+
+-- name: idempotency_lookup
+-- The completed run recorded under key $2 for the task of run $1, within the key's TTL.
+SELECT r.id, coalesce(r.output_path, ''), coalesce(r.output_size, 0), r.assets
+FROM task_runs me
+JOIN idempotency_keys k ON k.task_id = me.task_id AND k.key = $2 AND k.expires_at > now()
+JOIN task_runs r ON r.id = k.run_id AND r.status = 'completed'
+WHERE me.id = $1;
+
+-- name: idempotency_record
+-- Records run $1's result under key $2 for its task's idempotencyTTL, unless a live key already
+-- names a completed run.
+INSERT INTO idempotency_keys AS k (task_id, key, run_id, expires_at)
+SELECT tr.task_id, $2, tr.id, now() + t.idempotency_ttl_seconds * interval '1 second'
+FROM task_runs tr JOIN tasks t ON t.id = tr.task_id
+WHERE tr.id = $1
+ON CONFLICT (task_id, key) DO UPDATE
+    SET run_id = excluded.run_id, expires_at = excluded.expires_at, created_at = now()
+    WHERE k.expires_at <= now()
+       OR NOT EXISTS (SELECT 1 FROM task_runs x WHERE x.id = k.run_id AND x.status = 'completed');
