@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,10 @@ type Orchestrator struct {
 	eng     *engine.Engine
 	api     *api.Server
 	wake    chan struct{}
+
+	// Serverless inline dispatch: one claimer at a time per process.
+	inlineMu      sync.Mutex
+	inlinePending atomic.Bool
 }
 
 // Options are the parts New does not read from Config.
@@ -143,15 +148,40 @@ func (o *Orchestrator) ready(ctx context.Context) {
 		o.kick()
 		return
 	}
-	claimed, err := o.eng.Claim(ctx, o.cfg.ProcessBatchSize)
-	if err != nil {
-		o.log.Warn("inline claim failed; the next /api/process will pick the work up", "err", err)
-		return
-	}
-	if _, err := o.eng.Dispatch(ctx, claimed); err != nil {
-		o.log.Warn("inline dispatch failed; the sweep will recover the runs", "err", err)
+	// One request of this process claims at a time, for the work the others made ready
+	// meanwhile: concurrent callbacks then share claims instead of queueing on the claim lock one
+	// by one. A request that finds a claim in progress only flags its work. Dispatching happens
+	// outside the single flight, so the next claim does not wait for workers to answer.
+	o.inlinePending.Store(true)
+	deadline := time.Now().Add(inlineBudget)
+	for o.inlineMu.TryLock() {
+		var claimed []engine.Claimed
+		var err error
+		if o.inlinePending.Swap(false) {
+			claimed, err = o.eng.Claim(ctx, o.cfg.ProcessBatchSize)
+			if len(claimed) == o.cfg.ProcessBatchSize {
+				o.inlinePending.Store(true)
+			}
+		}
+		o.inlineMu.Unlock()
+		if err != nil {
+			o.log.Warn("inline claim failed; the next /api/process will pick the work up", "err", err)
+			return
+		}
+		if len(claimed) > 0 {
+			if _, err := o.eng.Dispatch(ctx, claimed); err != nil {
+				o.log.Warn("inline dispatch failed; the sweep will recover the runs", "err", err)
+			}
+		}
+		// Work flagged after the claim but before the unlock would have no claimer left.
+		if !o.inlinePending.Load() || time.Now().After(deadline) {
+			return
+		}
 	}
 }
+
+// inlineBudget bounds how long one request claims and dispatches for others in serverless mode.
+const inlineBudget = 2 * time.Second
 
 func (o *Orchestrator) kick() {
 	select {
