@@ -1,0 +1,343 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testutil"
+	"github.com/pipeweave/pipeweave/worker"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// env is a real orchestrator (serverless mode: requests dispatch inline) on a fresh database,
+// with a local storage backend, served over HTTP.
+type env struct {
+	t          *testing.T
+	orch       *core.Orchestrator
+	url        string
+	storageDir string
+	logs       *testutil.SyncBuffer
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	pool := testdb.New(t)
+	dir := t.TempDir()
+	cfg := core.Config{
+		DatabaseURL:      pool.Config().ConnString(),
+		StorageBackends:  []storage.Config{{ID: "local", Provider: storage.ProviderLocal, Credentials: map[string]any{"basePath": dir}, IsDefault: true}},
+		SecretKey:        testSecret,
+		Mode:             core.ModeServerless,
+		PollInterval:     50 * time.Millisecond,
+		DLQRetention:     30 * 24 * time.Hour,
+		IdempotencyTTL:   24 * time.Hour,
+		MaxRetryDelay:    24 * time.Hour,
+		DispatchTimeout:  5 * time.Second,
+		ProcessBatchSize: 100,
+		MaxBodyBytes:     1 << 20,
+	}
+	logs := &testutil.SyncBuffer{}
+	orch, err := core.New(context.Background(), cfg, core.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Pool: pool})
+	require.NoError(t, err)
+	srv := httptest.NewServer(orch.Handler())
+	e := &env{t: t, orch: orch, url: srv.URL, storageDir: dir, logs: logs}
+	t.Cleanup(func() {
+		srv.Close()
+		orch.Close()
+		if t.Failed() {
+			t.Logf("orchestrator logs:\n%s", logs.String())
+		}
+	})
+	return e
+}
+
+// testWorker is a worker served by an httptest server.
+type testWorker struct {
+	*worker.Worker
+	url     string
+	tempDir string
+	logs    *testutil.SyncBuffer
+}
+
+// newWorker makes a worker of service for the orchestrator; mod adjusts its configuration.
+// Register its tasks, then call register.
+func (e *env) newWorker(service string, mod ...func(*worker.Config)) *testWorker {
+	e.t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	logs := &testutil.SyncBuffer{}
+	cfg := worker.Config{
+		OrchestratorURL: e.url,
+		ServiceID:       service,
+		Version:         "1",
+		SecretKey:       testSecret,
+		BaseURL:         "http://" + srv.Listener.Addr().String(),
+		TempDir:         e.t.TempDir(),
+		Logger:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	w, err := worker.New(cfg)
+	require.NoError(e.t, err)
+	srv.Config.Handler = w.Handler()
+	srv.Start()
+	tw := &testWorker{Worker: w, url: cfg.BaseURL, tempDir: cfg.TempDir, logs: logs}
+	t := e.t
+	t.Cleanup(func() {
+		srv.Close()
+		if t.Failed() {
+			t.Logf("worker %s logs:\n%s", service, logs.String())
+		}
+	})
+	// Runs before the server closes: let the attempts finish.
+	t.Cleanup(func() { waitIdle(t, tw) })
+	return tw
+}
+
+// quietLogger discards everything.
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// waitIdle waits, with a generous limit, until the worker runs no attempt.
+func waitIdle(t *testing.T, w *testWorker) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		w.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("the worker still runs attempts after 30 s")
+	}
+}
+
+// register registers the worker's tasks with the orchestrator.
+func (w *testWorker) register(t *testing.T) protocol.RegisterResponse {
+	t.Helper()
+	resp, err := w.RegisterWithOrchestrator(context.Background())
+	require.NoError(t, err)
+	return resp
+}
+
+// tempEntries lists what is left in the worker's temporary directory.
+func (w *testWorker) tempEntries(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(w.tempDir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+type response struct {
+	Status int
+	Body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(r.Body, v), "body: %s", r.Body)
+}
+
+// do sends a JSON request to base+path.
+func do(t *testing.T, method, url string, body any, header http.Header) response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		require.NoError(t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return response{Status: resp.StatusCode, Body: raw}
+}
+
+func (e *env) do(method, path string, body any) response {
+	e.t.Helper()
+	return do(e.t, method, e.url+path, body, nil)
+}
+
+// enqueue queues a standalone run of taskID and returns its id.
+func (e *env) enqueue(taskID string, input any) string {
+	e.t.Helper()
+	r := e.do("POST", "/api/queue/task", map[string]any{"taskId": taskID, "input": input})
+	require.Equal(e.t, http.StatusCreated, r.Status, "enqueue: %s", r.Body)
+	var out struct {
+		RunID string `json:"runId"`
+	}
+	r.json(e.t, &out)
+	return out.RunID
+}
+
+// trigger starts a run of pipeline with input and returns its id.
+func (e *env) trigger(pipeline string, input any) string {
+	e.t.Helper()
+	r := e.do("POST", "/api/pipelines/"+pipeline+"/trigger", map[string]any{"input": input})
+	require.Equal(e.t, http.StatusCreated, r.Status, "trigger: %s", r.Body)
+	var out struct {
+		PipelineRunID string `json:"pipelineRunId"`
+	}
+	r.json(e.t, &out)
+	return out.PipelineRunID
+}
+
+// run is a task run as GET /api/task-runs/{id} shows it.
+type run struct {
+	ID               string                    `json:"id"`
+	TaskID           string                    `json:"taskId"`
+	Status           string                    `json:"status"`
+	Attempt          int                       `json:"attempt"`
+	Error            *string                   `json:"error"`
+	ErrorCode        *string                   `json:"errorCode"`
+	PreviousAttempts []protocol.Attempt        `json:"previousAttempts"`
+	CodeVersion      int                       `json:"codeVersion"`
+	CodeHash         string                    `json:"codeHash"`
+	OutputPath       *string                   `json:"outputPath"`
+	OutputSize       *int64                    `json:"outputSize"`
+	Assets           map[string]protocol.Asset `json:"assets"`
+	LogsPath         *string                   `json:"logsPath"`
+	Progress         *int                      `json:"progress"`
+	ProgressMessage  string                    `json:"progressMessage"`
+}
+
+func (e *env) run(id string) run {
+	e.t.Helper()
+	r := e.do("GET", "/api/task-runs/"+id, nil)
+	require.Equal(e.t, http.StatusOK, r.Status, "run: %s", r.Body)
+	var out run
+	r.json(e.t, &out)
+	return out
+}
+
+// pipelineRun is a pipeline run as GET /api/runs/{id} shows it.
+type pipelineRun struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Tasks  []struct {
+		ID     string `json:"id"`
+		TaskID string `json:"taskId"`
+		Status string `json:"status"`
+	} `json:"tasks"`
+}
+
+func (p pipelineRun) states() map[string]string {
+	out := map[string]string{}
+	for _, t := range p.Tasks {
+		out[t.TaskID] = t.Status
+	}
+	return out
+}
+
+func (p pipelineRun) runOf(task string) string {
+	for _, t := range p.Tasks {
+		if t.TaskID == task {
+			return t.ID
+		}
+	}
+	return ""
+}
+
+func (e *env) pipelineRun(id string) pipelineRun {
+	e.t.Helper()
+	r := e.do("GET", "/api/runs/"+id, nil)
+	require.Equal(e.t, http.StatusOK, r.Status, "run: %s", r.Body)
+	var out pipelineRun
+	r.json(e.t, &out)
+	return out
+}
+
+// waitFor polls cond until it holds, failing the test after a generous limit. Each poll also
+// runs one bounded batch, so that retries whose delay passed are dispatched.
+func (e *env) waitFor(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+		_, err := e.orch.Process(context.Background())
+		require.NoError(e.t, err)
+	}
+}
+
+// waitStatus waits until the task run id has status.
+func (e *env) waitStatus(id, status string) run {
+	e.t.Helper()
+	var r run
+	e.waitFor(fmt.Sprintf("run %s to be %s", id, status), func() bool {
+		r = e.run(id)
+		return r.Status == status
+	})
+	return r
+}
+
+// waitPipeline waits until the pipeline run id has left "running" and returns it.
+func (e *env) waitPipeline(id string) pipelineRun {
+	e.t.Helper()
+	var r pipelineRun
+	e.waitFor("pipeline run "+id+" to end", func() bool {
+		r = e.pipelineRun(id)
+		return r.Status != "running"
+	})
+	return r
+}
+
+// stored reads an object of the orchestrator's storage.
+func (e *env) stored(key string) []byte {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.storageDir, filepath.FromSlash(key)))
+	require.NoError(e.t, err, "stored object %s", key)
+	return b
+}
+
+// requireNothingStored checks that no object of run id exists.
+func (e *env) requireNothingStored(id string) {
+	e.t.Helper()
+	_, err := os.Stat(filepath.Join(e.storageDir, "runs", id))
+	require.ErrorIs(e.t, err, os.ErrNotExist, "objects of run %s were stored", id)
+}
+
+// recv waits for a value on ch.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
