@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,6 +11,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,8 +22,10 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/migrate"
+	"github.com/pipeweave/pipeweave/examples/pdf"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
+	"github.com/pipeweave/pipeweave/worker"
 )
 
 // devCommand runs the orchestrator with zero configuration: every required variable that is
@@ -31,6 +37,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ".pipeweave", "state directory: database cluster, storage, secret")
 	port := fs.Int("port", 0, "HTTP port (default $PORT or 3000)")
+	demo := fs.Bool("demo", false, "also run the example PDF worker (examples/pdf) and trigger its pipeline once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -106,8 +113,130 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	fmt.Fprintf(stdout, "  database: %s\n", redactURL(dbURL))
 	fmt.Fprintf(stdout, "  storage:  %s\n", filepath.Join(abs, "storage"))
 	fmt.Fprintf(stdout, "  secret:   %s (PIPEWEAVE_SECRET_KEY for your workers)\n", filepath.Join(abs, "secret"))
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	if !*demo {
+		fmt.Fprintln(stdout, "Press Ctrl+C to stop.")
+		return o.Serve(ctx, ln)
+	}
+	served := make(chan error, 1)
+	go func() { served <- o.Serve(ctx, ln) }()
+	if err := runDemo(ctx, fmt.Sprintf("http://127.0.0.1:%d", cfg.Port), cfg.SecretKey, filepath.Join(abs, "demo-worker"), stdout); err != nil {
+		fmt.Fprintf(stdout, "demo: %v\n", err)
+	}
 	fmt.Fprintln(stdout, "Press Ctrl+C to stop.")
-	return o.ListenAndServe(ctx, fmt.Sprintf(":%d", cfg.Port))
+	return <-served
+}
+
+// runDemo starts the example PDF worker in this process, waits for its registration, triggers
+// the pdf-processor pipeline and reports each task's state until the run ends. The worker keeps
+// serving until ctx ends.
+func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer) error {
+	w, err := worker.New(worker.Config{OrchestratorURL: orchURL, ServiceID: pdf.ServiceID, Version: "1.0.0",
+		SecretKey: secret, TempDir: tempDir, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	if err := pdf.Register(w); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := w.Serve(ctx, ln); err != nil {
+			fmt.Fprintf(out, "demo worker: %v\n", err)
+		}
+	}()
+	fmt.Fprintf(out, "demo: example PDF worker on http://%s (examples/pdf)\n", ln.Addr())
+	var trig struct {
+		PipelineRunID string `json:"pipelineRunId"`
+	}
+	input := map[string]any{"input": pdf.Input{PDFURL: "https://example.com/annual-report.pdf", ExtractTables: true}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// The pipeline exists once the worker has registered.
+		err := demoCall(ctx, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", input, &trig)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("trigger the pipeline: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(out, "demo: triggered %s run %s; follow it with: curl -s %s/api/runs/%s\n", pdf.ServiceID, trig.PipelineRunID, orchURL, trig.PipelineRunID)
+	seen := map[string]string{}
+	for ctx.Err() == nil {
+		var run struct {
+			Status string  `json:"status"`
+			Error  *string `json:"error"`
+			Tasks  []struct {
+				TaskID     string  `json:"taskId"`
+				Status     string  `json:"status"`
+				OutputPath *string `json:"outputPath"`
+			} `json:"tasks"`
+		}
+		if err := demoCall(ctx, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, nil, &run); err != nil {
+			return err
+		}
+		summary := ""
+		for _, t := range run.Tasks {
+			if seen[t.TaskID] != t.Status {
+				seen[t.TaskID] = t.Status
+				fmt.Fprintf(out, "demo:   %-15s %s\n", t.TaskID, t.Status)
+			}
+			if t.TaskID == "summarize" && t.OutputPath != nil {
+				summary = *t.OutputPath
+			}
+		}
+		if run.Status != "running" {
+			fmt.Fprintf(out, "demo: run %s %s\n", trig.PipelineRunID, run.Status)
+			if summary != "" {
+				var obj struct {
+					Content pdf.Summary `json:"content"`
+				}
+				if err := demoCall(ctx, http.MethodGet, orchURL+"/api/storage/"+summary, nil, &obj); err == nil {
+					fmt.Fprintf(out, "demo: summary: %s\n", obj.Content.Summary)
+				}
+			}
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return ctx.Err()
+}
+
+func demoCall(ctx context.Context, method, url string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(data))
+	}
+	return json.Unmarshal(data, out)
 }
 
 // devSecret reads the secret kept at path or makes one (32 random bytes, hex) and keeps it.

@@ -438,3 +438,22 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 		require.Equal(t, usage, stderr)
 	})
 }
+
+// dev --demo runs the example PDF worker and its pipeline end to end.
+func TestDevDemo(t *testing.T) {
+	t.Parallel()
+	port := testutil.FreePort(t)
+	dir := t.TempDir()
+	env := map[string]string{"DATABASE_URL": testdb.NewURL(t)}
+	r := startCmd(t, env, "dev", "--demo", "--dir", dir, "--port", strconv.Itoa(port))
+	r.waitHealthy(t, port)
+	require.Eventually(t, func() bool { return strings.Contains(r.stdout.String(), "Press Ctrl+C") }, time.Minute, 20*time.Millisecond,
+		"stdout:\n%s\nstderr:\n%s", r.stdout.String(), r.stderr.String())
+	out := r.stdout.String()
+	require.Regexp(t, `demo: run prun_\w+ completed`, out)
+	require.Contains(t, out, "demo: summary: ")
+	for _, task := range []string{"download", "extract-text", "extract-tables", "summarize"} {
+		require.Regexp(t, `demo:\s+`+task+`\s+completed`, out)
+	}
+	require.NoError(t, r.stop(t))
+}

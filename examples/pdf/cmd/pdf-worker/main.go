@@ -1,0 +1,47 @@
+// Command pdf-worker runs the example PDF worker against an orchestrator:
+//
+//	PIPEWEAVE_ORCHESTRATOR_URL=http://localhost:3000 PIPEWEAVE_SECRET_KEY=$(cat .pipeweave/secret) \
+//	    go run ./examples/pdf/cmd/pdf-worker -addr 127.0.0.1:8081
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/pipeweave/pipeweave/examples/pdf"
+	"github.com/pipeweave/pipeweave/worker"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8081", "address to serve the worker on")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	w, err := worker.New(worker.Config{
+		OrchestratorURL: envOr("PIPEWEAVE_ORCHESTRATOR_URL", "http://localhost:3000"),
+		ServiceID:       pdf.ServiceID,
+		Version:         "1.0.0",
+		SecretKey:       os.Getenv("PIPEWEAVE_SECRET_KEY"),
+	})
+	if err == nil {
+		err = pdf.Register(w)
+	}
+	if err == nil {
+		err = w.Listen(ctx, *addr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pdf-worker:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,151 @@
+package pdf_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/examples/pdf"
+	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/worker"
+)
+
+func TestMain(m *testing.M) { testdb.Main(m) }
+
+const secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.NoError(t, json.Unmarshal(body, v), string(body))
+}
+
+// The example pipeline runs end to end against a real orchestrator, with and without the
+// optional tables branch.
+func TestPDFPipelineEndToEnd(t *testing.T) {
+	t.Parallel()
+	cfg := core.Config{
+		SecretKey: secret, Mode: core.ModeServerless, PollInterval: time.Second,
+		StorageBackends: []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}}},
+		DispatchTimeout: 5 * time.Second, ProcessBatchSize: 100, IdempotencyTTL: time.Hour, MaxRetryDelay: time.Hour,
+		MaxBodyBytes: 1 << 20,
+	}
+	orch, err := core.New(context.Background(), cfg, core.Options{Pool: testdb.New(t), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	t.Cleanup(orch.Close)
+	orchSrv := httptest.NewServer(orch.Handler())
+	t.Cleanup(orchSrv.Close)
+
+	w, err := worker.New(worker.Config{OrchestratorURL: orchSrv.URL, ServiceID: pdf.ServiceID, Version: "1.0.0", SecretKey: secret,
+		TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, pdf.Register(w))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- w.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		stop()
+		require.NoError(t, <-served)
+	})
+	// Serve registers the worker; the pipeline exists once it has.
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(orchSrv.URL + "/api/pipelines/" + pdf.ServiceID)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 10*time.Millisecond)
+
+	for _, tables := range []bool{false, true} {
+		body, _ := json.Marshal(map[string]any{"input": pdf.Input{PDFURL: "https://example.com/report.pdf", ExtractTables: tables}})
+		resp, err := http.Post(orchSrv.URL+"/api/pipelines/"+pdf.ServiceID+"/trigger", "application/json", bytes.NewReader(body))
+		require.NoError(t, err)
+		var trig struct {
+			PipelineRunID string `json:"pipelineRunId"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&trig))
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, http.StatusCreated, resp.StatusCode)
+
+		var run struct {
+			Status string `json:"status"`
+			Tasks  []struct {
+				TaskID     string  `json:"taskId"`
+				Status     string  `json:"status"`
+				OutputPath *string `json:"outputPath"`
+			} `json:"tasks"`
+		}
+		require.Eventually(t, func() bool {
+			getJSON(t, orchSrv.URL+"/api/runs/"+trig.PipelineRunID, &run)
+			return run.Status != "running"
+		}, 30*time.Second, 20*time.Millisecond)
+		require.Equal(t, "completed", run.Status)
+		states := map[string]string{}
+		var summaryPath string
+		for _, task := range run.Tasks {
+			states[task.TaskID] = task.Status
+			if task.TaskID == "summarize" {
+				summaryPath = *task.OutputPath
+			}
+		}
+		want := "skipped"
+		if tables {
+			want = "completed"
+		}
+		require.Equal(t, map[string]string{"download": "completed", "extract-text": "completed", "extract-tables": want, "summarize": "completed"}, states)
+		var obj struct {
+			Content pdf.Summary `json:"content"`
+		}
+		getJSON(t, orchSrv.URL+"/api/storage/"+summaryPath, &obj)
+		require.Positive(t, obj.Content.Words)
+		if tables {
+			require.Positive(t, obj.Content.Tables)
+		} else {
+			require.Zero(t, obj.Content.Tables)
+		}
+		require.Contains(t, obj.Content.Summary, fmt.Sprintf("%d words", obj.Content.Words))
+	}
+}
+
+// The handlers run in-process with RunLocal, as in a debugger.
+func TestHandlersLocally(t *testing.T) {
+	t.Parallel()
+	w, err := worker.New(worker.Config{OrchestratorURL: "http://127.0.0.1:1", ServiceID: pdf.ServiceID, Version: "1", SecretKey: secret,
+		TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, pdf.Register(w))
+	dl, err := worker.RunLocal(w, "download", worker.LocalInput{Input: pdf.Input{PDFURL: "https://x/y.pdf", ExtractTables: true}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"extract-text", "extract-tables"}, dl.RunNext)
+	doc := dl.Assets["pdf-file"]
+	require.NotEmpty(t, doc)
+	tables, err := worker.RunLocal(w, "extract-tables", worker.LocalInput{Assets: map[string]map[string][]byte{"download": {"pdf-file": doc}}})
+	require.NoError(t, err)
+	var tb pdf.Tables
+	require.NoError(t, json.Unmarshal(tables.Output, &tb))
+	require.NotEmpty(t, tb.Tables)
+	_, err = worker.RunLocal(w, "download", worker.LocalInput{Input: map[string]any{}})
+	var te *worker.TaskError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, "BAD_INPUT", te.Code)
+}
