@@ -82,25 +82,6 @@ func TestNewSetErrors(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 }
 
-// cloudConfigs are valid configurations of every provider without a backend in
-// this build yet.
-func cloudConfigs() []storage.Config {
-	return []storage.Config{
-		{
-			ID: "s3", Provider: storage.ProviderAWSS3, Bucket: "b", Region: "us-east-1",
-			Credentials: map[string]any{"accessKeyId": "AKIA", "secretAccessKey": "SECRET-s3"},
-		},
-		{
-			ID: "gcs", Provider: storage.ProviderGCS, Bucket: "b",
-			Credentials: map[string]any{"projectId": "p", "clientEmail": "e@x", "privateKey": "SECRET-gcs"},
-		},
-		{
-			ID: "minio", Provider: storage.ProviderMinIO, Endpoint: "http://localhost:9000", Bucket: "b",
-			Credentials: map[string]any{"accessKey": "minioadmin", "secretKey": "SECRET-minio"},
-		},
-	}
-}
-
 func TestOpenValidates(t *testing.T) {
 	t.Parallel()
 	_, err := storage.Open(t.Context(), storage.Config{ID: "x", Provider: "ftp"})
