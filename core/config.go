@@ -38,7 +38,8 @@ type Config struct {
 	APIKeys                 []string         // PIPEWEAVE_API_KEYS (comma list)
 	Compat                  string           // PIPEWEAVE_COMPAT ("" or node-sdk-v1)
 	DispatchTimeout         time.Duration    // DISPATCH_TIMEOUT_MS (default 10000)
-	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100)
+	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100): most runs one /api/process claims
+	ProcessTimeBudget       time.Duration    // PROCESS_TIME_BUDGET_MS (default 20000): /api/process stops claiming after it
 	MaxBodyBytes            int64            // MAX_BODY_BYTES (default 10 MiB)
 	DBMaxConns              int              // DB_MAX_CONNS (default 10 standalone, 4 serverless)
 }
@@ -114,6 +115,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"PORT", 3000, 1, func(n int) { c.Port = n }},
 		{"DISPATCH_TIMEOUT_MS", 10000, 100, func(n int) { c.DispatchTimeout = time.Duration(n) * time.Millisecond }},
 		{"PROCESS_BATCH_SIZE", 100, 1, func(n int) { c.ProcessBatchSize = n }},
+		{"PROCESS_TIME_BUDGET_MS", 20000, 100, func(n int) { c.ProcessTimeBudget = time.Duration(n) * time.Millisecond }},
 		{"MAX_BODY_BYTES", 10 << 20, 1024, func(n int) { c.MaxBodyBytes = int64(n) }},
 		{"DB_MAX_CONNS", 0, 1, func(n int) { c.DBMaxConns = n }},
 	}

@@ -155,3 +155,24 @@ func TestPurgePastRetention(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, s.DLQ+s.Runs+s.IdempotencyKeys+s.PipelineRuns)
 }
+
+// One /api/process claims up to PROCESS_BATCH_SIZE runs in several claims, and stops early at
+// the time budget.
+func TestProcessClaimsUpToTheBatchSizeInChunks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.ProcessBatchSize = 450; c.ProcessTimeBudget = time.Minute })
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("t"))
+	e.enqueueManyQuiet("t", 500)
+	s := e.process()
+	require.Equal(t, 450, s.Claimed)
+	require.Equal(t, 450, s.Dispatched)
+	s = e.process()
+	require.Equal(t, 50, s.Claimed)
+
+	tight := newEnvOn(t, e.pool, func(c *core.Config) { c.ProcessBatchSize = 10000; c.ProcessTimeBudget = time.Nanosecond })
+	tight.enqueueManyQuiet("t", 500)
+	s, err := tight.orch.Process(context.Background())
+	require.NoError(t, err)
+	require.Less(t, s.Claimed, 500, "the budget stops claiming")
+}

@@ -105,6 +105,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		Mode:         cfg.Mode,
 		Ready:        o.ready,
+		Process:      o.Process,
 	}, log)
 	if cfg.Compat == CompatNodeSDKv1 {
 		log.Warn("PIPEWEAVE_COMPAT=node-sdk-v1: registration and worker calls are accepted without authentication")
@@ -124,9 +125,10 @@ func (o *Orchestrator) Close() {
 	_ = o.store.Close()
 }
 
-// Process does one bounded batch: sweep expired attempts, claim ready runs, dispatch them.
+// Process does one bounded batch: sweep expired attempts, then claim and dispatch up to
+// PROCESS_BATCH_SIZE runs within PROCESS_TIME_BUDGET_MS.
 func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
-	return o.eng.Process(ctx, o.cfg.ProcessBatchSize)
+	return o.eng.Process(ctx, o.cfg.ProcessBatchSize, o.cfg.ProcessTimeBudget)
 }
 
 // PurgeSummary counts what a purge deleted.

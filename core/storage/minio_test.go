@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
-	"github.com/pipeweave/pipeweave/core/storage/internal/fakes3"
+	"github.com/pipeweave/pipeweave/internal/fakes3"
 	"github.com/pipeweave/pipeweave/core/storage/storagetest"
 )
 

@@ -33,6 +33,8 @@ type Options struct {
 	// Ready is called after a request made work ready (an enqueue, a callback that freed a slot,
 	// a DLQ retry). Standalone mode wakes its loop; serverless mode dispatches inline.
 	Ready func(ctx context.Context)
+	// Process runs one bounded batch for POST /api/process.
+	Process func(ctx context.Context) (engine.ProcessSummary, error)
 	// Now is the clock for token checks (default time.Now).
 	Now func() time.Time
 }
@@ -374,7 +376,7 @@ func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) process(w http.ResponseWriter, r *http.Request) {
-	sum, err := s.eng.Process(r.Context(), 0)
+	sum, err := s.opts.Process(r.Context())
 	s.reply(w, r, http.StatusOK, sum, err)
 }
 

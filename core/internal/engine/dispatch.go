@@ -414,23 +414,42 @@ func (e *Engine) failAttempts(ctx context.Context, tx dbtx, ids []string, leases
 	return out, nil
 }
 
-// Process does one bounded batch: sweep, claim, dispatch.
-func (e *Engine) Process(ctx context.Context, limit int) (ProcessSummary, error) {
+// Process does one bounded batch: sweep, then claim and dispatch up to limit runs within budget
+// (0 = no time bound).
+func (e *Engine) Process(ctx context.Context, limit int, budget time.Duration) (ProcessSummary, error) {
 	start := time.Now()
+	if limit <= 0 {
+		limit = e.cfg.ClaimBatch
+	}
 	var s ProcessSummary
 	var err error
 	if s.Swept, err = e.Sweep(ctx, 0); err != nil {
 		return s, err
 	}
-	claimed, err := e.Claim(ctx, limit)
-	if err != nil {
-		return s, err
+	// Claim and dispatch in chunks until limit runs are claimed, the queue has nothing more
+	// ready, or the budget is spent.
+	for s.Claimed < limit && (budget <= 0 || time.Since(start) < budget) {
+		chunk := min(limit-s.Claimed, maxClaimChunk)
+		claimed, err := e.Claim(ctx, chunk)
+		if err != nil {
+			return s, err
+		}
+		s.Claimed += len(claimed)
+		stats, err := e.Dispatch(ctx, claimed)
+		s.Dispatched += stats.Dispatched
+		s.Failed += stats.Failed
+		if err != nil {
+			return s, err
+		}
+		if len(claimed) < chunk {
+			break
+		}
 	}
-	s.Claimed = len(claimed)
-	stats, err := e.Dispatch(ctx, claimed)
-	s.Dispatched, s.Failed = stats.Dispatched, stats.Failed
 	s.DurationMs = time.Since(start).Milliseconds()
-	return s, err
+	return s, nil
 }
+
+// maxClaimChunk bounds one claim of Process: larger batches are claimed in several.
+const maxClaimChunk = 200
 
 func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
