@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
-	"github.com/pipeweave/pipeweave/internal/fakes3"
 	"github.com/pipeweave/pipeweave/core/storage/storagetest"
+	"github.com/pipeweave/pipeweave/internal/fakes3"
 )
 
 // minioTestConfig is a minio config for srv's credentials and bucket, without

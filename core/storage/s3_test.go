@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
-	"github.com/pipeweave/pipeweave/internal/fakes3"
 	"github.com/pipeweave/pipeweave/core/storage/storagetest"
+	"github.com/pipeweave/pipeweave/internal/fakes3"
 )
 
 // s3TestBucket is the bucket the S3-protocol tests create on their fake server.
