@@ -1,44 +1,14 @@
-// Command api serves the PipeWeave HTTP API as a stateless function on $PORT (Cloud Run style).
-// It is configured from the environment like `pipeweave serve`, except that MODE defaults to
-// serverless: no background loop, and POST /api/process is what a scheduler calls.
+// Command api serves the PipeWeave HTTP API (every /api/* endpoint and /health) as a stateless
+// function. Under AWS Lambda it answers API Gateway proxy events (REST API and HTTP API
+// payloads); anywhere else it serves HTTP on $PORT (Cloud Run). It is configured from the
+// environment like `pipeweave serve`, except that MODE defaults to serverless: no background
+// loop, and the process function (or POST /api/process) is what a scheduler calls.
+//
+// Build the Lambda bootstrap with
+//
+//	CGO_ENABLED=0 GOOS=linux go build -tags lambda.norpc -o bootstrap ./functions/api
 package main
 
-import (
-	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
+import "github.com/pipeweave/pipeweave/functions/internal/platform"
 
-	"github.com/pipeweave/pipeweave/core"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Getenv)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "api: "+err.Error())
-		os.Exit(1)
-	}
-}
-
-func run(ctx context.Context, getenv func(string) string) error {
-	cfg, err := core.ConfigFromEnv(func(k string) string {
-		if v := getenv(k); v != "" || k != "MODE" {
-			return v
-		}
-		return core.ModeServerless
-	})
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	o, err := core.New(ctx, cfg, core.Options{Logger: log})
-	if err != nil {
-		return err
-	}
-	defer o.Close()
-	return o.ListenAndServe(ctx, fmt.Sprintf(":%d", cfg.Port))
-}
+func main() { platform.Main("api", platform.API) }

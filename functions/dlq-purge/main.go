@@ -1,0 +1,14 @@
+// Command dlq-purge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS
+// (default 30) and expired idempotency keys, in chunks, for at most PURGE_TIME_BUDGET_MS
+// (default 20000) per invocation, and answers {"dlq","idempotencyKeys","runs","pipelineRuns",
+// "durationMs"}. A scheduler calls it: an EventBridge schedule under AWS Lambda, Cloud Scheduler
+// with POST / on Cloud Run ($PORT).
+//
+// Build the Lambda bootstrap with
+//
+//	CGO_ENABLED=0 GOOS=linux go build -tags lambda.norpc -o bootstrap ./functions/dlq-purge
+package main
+
+import "github.com/pipeweave/pipeweave/functions/internal/platform"
+
+func main() { platform.Main("dlq-purge", platform.DLQPurge) }

@@ -1,0 +1,633 @@
+// Command coldstart measures the serverless functions as they are deployed: it builds the api
+// and process functions the way the Lambda bootstraps are built (static, -tags lambda.norpc,
+// -trimpath, -ldflags='-s -w'), starts a private PostgreSQL cluster, and prints
+//
+//   - the cold start of the api function as a Cloud Run server: from exec of the binary to the
+//     first 200 on GET /health (which needs a database connection);
+//   - the cold start of the api function under the AWS Lambda runtime interface emulator: from
+//     starting aws-lambda-rie to the first answered invocation (a REST API GET /health event),
+//     with the Init Duration the emulator reports for the bootstrap;
+//   - the latency of one process invocation (POST / on the process function's server) over
+//     ready tasks dispatched to a no-op worker (it answers 202 at once and calls back after the
+//     invocation), with the durationMs of its summary.
+//
+// Run it from the repository root:
+//
+//	go run ./functions/internal/coldstart -n 20 -tasks 1000 -rounds 5
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pipeweave/pipeweave/core/migrate"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/token"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/pgcluster"
+)
+
+// The AWS Lambda runtime interface emulator, built from the module proxy outside this module.
+const (
+	rieModule  = "github.com/aws/aws-lambda-runtime-interface-emulator"
+	rieVersion = "v0.0.0-20261030222936-bef5c4ba774d"
+)
+
+const secret = "pipeweave-coldstart-secret-0123456789abcdef"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "coldstart:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	n, tasks, rounds int
+	dbURL, rie       string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("coldstart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.IntVar(&o.n, "n", 20, "cold starts measured per platform (after one untimed start)")
+	fs.IntVar(&o.tasks, "tasks", 1000, "ready tasks for the process invocation (its PROCESS_BATCH_SIZE)")
+	fs.IntVar(&o.rounds, "rounds", 5, "process invocations measured, each over -tasks ready tasks")
+	fs.StringVar(&o.dbURL, "database-url", "", "use this migrated database instead of a private cluster")
+	fs.StringVar(&o.rie, "rie", "", "aws-lambda-rie binary (default: go install "+rieModule+"/cmd/aws-lambda-rie@"+rieVersion+")")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.n < 1 || o.tasks < 1 || o.rounds < 1 {
+		return errors.New("-n, -tasks and -rounds must be at least 1")
+	}
+	work, err := os.MkdirTemp("", "pipeweave-coldstart-")
+	if err != nil {
+		return fmt.Errorf("make a work directory: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+	// Reachable by the unprivileged account that runs postgres when we are root.
+	if err := os.Chmod(work, 0o755); err != nil {
+		return fmt.Errorf("open the work directory: %w", err)
+	}
+
+	fmt.Fprintln(stderr, "coldstart: building the functions and the emulator…")
+	bins, err := build(ctx, work)
+	if err != nil {
+		return err
+	}
+	if o.rie == "" {
+		if o.rie, err = buildRIE(ctx, work); err != nil {
+			return err
+		}
+	}
+	dbURL := o.dbURL
+	if dbURL == "" {
+		fmt.Fprintln(stderr, "coldstart: starting a private PostgreSQL cluster…")
+		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(work, "pg"), Attached: true,
+			Settings: map[string]string{"max_connections": "200"}})
+		if err != nil {
+			return fmt.Errorf("start the private PostgreSQL cluster: %w", err)
+		}
+		defer func() { _ = cluster.Stop(context.Background()) }()
+		if err := cluster.EnsureDatabase(ctx, "pipeweave_coldstart"); err != nil {
+			return fmt.Errorf("create the database: %w", err)
+		}
+		dbURL = cluster.URL("pipeweave_coldstart")
+	}
+	pool, err := database.Open(ctx, dbURL, database.Options{MaxConns: 4})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := migrate.Up(ctx, pool); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var pgVersion string
+	if err := pool.QueryRow(ctx, "SHOW server_version").Scan(&pgVersion); err != nil {
+		return fmt.Errorf("ask the server version: %w", err)
+	}
+	backends, err := json.Marshal([]map[string]any{{"id": "local", "provider": "local", "credentials": map[string]string{"basePath": filepath.Join(work, "storage")}}})
+	if err != nil {
+		return err
+	}
+	env := map[string]string{
+		"DATABASE_URL":         dbURL,
+		"STORAGE_BACKENDS":     string(backends),
+		"PIPEWEAVE_SECRET_KEY": secret,
+		"LOG_LEVEL":            "warn",
+	}
+	size := int64(0)
+	if fi, err := os.Stat(bins["api"]); err == nil {
+		size = fi.Size()
+	}
+	fmt.Fprintf(stdout, "pipeweave coldstart: functions built with CGO_ENABLED=0 -tags lambda.norpc -trimpath -ldflags='-s -w' (api %.1f MB), PostgreSQL %s, serverless defaults (DB_MAX_CONNS 4)\n",
+		float64(size)/1e6, pgVersion)
+
+	cloudRun, err := measure(o.n, func() (time.Duration, error) { return coldStartHTTP(ctx, bins["api"], env) })
+	if err != nil {
+		return fmt.Errorf("api as a Cloud Run server: %w", err)
+	}
+	fmt.Fprintf(stdout, "api cold start, Cloud Run style (exec → first 200 on GET /health), n=%d: %s\n", o.n, stats(cloudRun))
+
+	underRIE, err := measure(o.n, func() (time.Duration, error) { return coldStartRIE(ctx, o.rie, bins["api"], env) })
+	if err != nil {
+		return fmt.Errorf("api under the Lambda emulator: %w", err)
+	}
+	fmt.Fprintf(stdout, "api cold start, Lambda emulator (start aws-lambda-rie → first answered API Gateway GET /health), n=%d: %s\n", o.n, stats(underRIE))
+
+	lat, dur, summary, err := processLatency(ctx, bins, env, pool, o)
+	if err != nil {
+		return fmt.Errorf("process over %d ready tasks: %w", o.tasks, err)
+	}
+	fmt.Fprintf(stdout, "process, one invocation over %d ready tasks (PROCESS_BATCH_SIZE=%d, MAX_CONCURRENCY=0, no-op worker on loopback answering 202), rounds=%d:\n", o.tasks, o.tasks, o.rounds)
+	fmt.Fprintf(stdout, "    latency of POST /: %s\n    summary durationMs: %s\n    last summary: %s\n", stats(lat), stats(dur), summary)
+	fmt.Fprintf(stdout, "reproduce: go run ./functions/internal/coldstart -n %d -tasks %d -rounds %d\n", o.n, o.tasks, o.rounds)
+	return nil
+}
+
+// build builds the api and process functions as they are packaged.
+func build(ctx context.Context, work string) (map[string]string, error) {
+	dir := filepath.Join(work, "bin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", dir+string(filepath.Separator),
+		"github.com/pipeweave/pipeweave/functions/api", "github.com/pipeweave/pipeweave/functions/process")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build the functions: %w\n%s", err, out)
+	}
+	return map[string]string{"api": filepath.Join(dir, "api"), "process": filepath.Join(dir, "process")}, nil
+}
+
+// buildRIE installs aws-lambda-rie from a directory outside this module.
+func buildRIE(ctx context.Context, work string) (string, error) {
+	dir := filepath.Join(work, "rie")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "install", rieModule+"/cmd/aws-lambda-rie@"+rieVersion)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOBIN="+dir, "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build aws-lambda-rie: %w\n%s", err, out)
+	}
+	return filepath.Join(dir, "aws-lambda-rie"), nil
+}
+
+// measure runs f once untimed (page cache, first connections of the server), then n times.
+func measure(n int, f func() (time.Duration, error)) ([]time.Duration, error) {
+	if _, err := f(); err != nil {
+		return nil, err
+	}
+	out := make([]time.Duration, 0, n)
+	for range n {
+		d, err := f()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// child is a started process with its output.
+type child struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	mu   *sync.Mutex
+	done chan error
+}
+
+func start(bin string, args []string, env map[string]string) (*child, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = filepath.Dir(bin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	c := &child{cmd: cmd, out: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	w := lockedWriter{c.mu, c.out}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { c.done <- cmd.Wait() }()
+	return c, nil
+}
+
+func (c *child) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
+}
+
+// stop ends the child with SIGTERM, or SIGKILL after 15 s.
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// pollClient opens a new connection for every attempt, as a first request does.
+var pollClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+
+// coldStartHTTP starts the api binary on a free port and times the first 200 on /health.
+func coldStartHTTP(ctx context.Context, bin string, env map[string]string) (time.Duration, error) {
+	port, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	env = with(env, "PORT", strconv.Itoa(port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
+	t0 := time.Now()
+	c, err := start(bin, nil, env)
+	if err != nil {
+		return 0, err
+	}
+	defer c.stop()
+	for {
+		if resp, err := pollClient.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(t0), nil
+			}
+		}
+		if err := wait(ctx, t0, c); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// wait pauses before the next poll; it fails after 30 s or when the child has exited.
+func wait(ctx context.Context, t0 time.Time, c *child) error {
+	if time.Since(t0) > 30*time.Second {
+		return fmt.Errorf("no answer after 30 s; output:\n%s", c.output())
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-c.done:
+		c.done <- err
+		return fmt.Errorf("exited (%v); output:\n%s", err, c.output())
+	case <-time.After(500 * time.Microsecond):
+		return nil
+	}
+}
+
+// healthEvent is a REST API GET /health event.
+const healthEvent = `{"resource":"/{proxy+}","path":"/health","httpMethod":"GET","headers":{"Accept":"application/json","Host":"abcdef1234.execute-api.us-east-1.amazonaws.com"},"multiValueHeaders":{"Accept":["application/json"],"Host":["abcdef1234.execute-api.us-east-1.amazonaws.com"]},"pathParameters":{"proxy":"health"},"requestContext":{"resourcePath":"/{proxy+}","httpMethod":"GET","path":"/prod/health","accountId":"123456789012","stage":"prod","requestId":"5d2c1a7e-0f3b-4c6d-9e8f-1a2b3c4d5e6f","identity":{"sourceIp":"203.0.113.10"},"domainName":"abcdef1234.execute-api.us-east-1.amazonaws.com","apiId":"abcdef1234"},"body":null,"isBase64Encoded":false}`
+
+// coldStartRIE starts the emulator with the api bootstrap and times the first answered
+// invocation.
+func coldStartRIE(ctx context.Context, rie, bootstrap string, env map[string]string) (time.Duration, error) {
+	invokePort, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	runtimePort, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", invokePort)
+	t0 := time.Now()
+	c, err := start(rie, []string{"--runtime-interface-emulator-address", "127.0.0.1:" + strconv.Itoa(invokePort),
+		"--runtime-api-address", "127.0.0.1:" + strconv.Itoa(runtimePort), "--log-level", "error", bootstrap}, env)
+	if err != nil {
+		return 0, err
+	}
+	defer c.stop()
+	for {
+		resp, err := pollClient.Post(url, "application/json", strings.NewReader(healthEvent))
+		if err == nil {
+			raw, rerr := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			elapsed := time.Since(t0)
+			var answer struct {
+				StatusCode int `json:"statusCode"`
+			}
+			if rerr != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &answer) != nil || answer.StatusCode != http.StatusOK {
+				return 0, fmt.Errorf("invocation answered %d %s; output:\n%s", resp.StatusCode, raw, c.output())
+			}
+			return elapsed, nil
+		}
+		if err := wait(ctx, t0, c); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// processLatency serves the api and process functions over HTTP, registers a no-op worker and
+// times one process invocation over o.tasks ready tasks, o.rounds times.
+func processLatency(ctx context.Context, bins map[string]string, env map[string]string, pool *pgxpool.Pool, o options) (lat, dur []time.Duration, last string, err error) {
+	env = with(env, "MAX_CONCURRENCY", "0", "PROCESS_BATCH_SIZE", strconv.Itoa(o.tasks))
+	api, stopAPI, err := serve(ctx, bins["api"], env)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer stopAPI()
+	process, stopProcess, err := serve(ctx, bins["process"], env)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer stopProcess()
+	w, err := startWorker(api)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer w.close()
+	keys, err := token.DeriveKeys(secret)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	reg, err := keys.SignRegistration("coldstart", time.Now())
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := postJSON(api+"/api/register", reg, protocol.RegisterRequest{ServiceID: "coldstart", Version: "1", BaseURL: w.url,
+		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"}}}, nil); err != nil {
+		return nil, nil, "", fmt.Errorf("register the worker: %w", err)
+	}
+	// One invocation on the empty queue: the instance is warm, as under a scheduler.
+	if err := postJSON(process+"/", "", nil, nil); err != nil {
+		return nil, nil, "", err
+	}
+	for r := range o.rounds {
+		ids, err := enqueue(api, o.tasks)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		if err := waitCount(ctx, pool, ids, "status = 'pending' AND available_at <= now()"); err != nil {
+			return nil, nil, "", fmt.Errorf("round %d: waiting for the tasks to be ready: %w", r+1, err)
+		}
+		var s struct {
+			Claimed    int   `json:"claimed"`
+			Dispatched int   `json:"dispatched"`
+			Failed     int   `json:"failed"`
+			DurationMs int64 `json:"durationMs"`
+		}
+		t0 := time.Now()
+		if err := postJSON(process+"/", "", nil, &s); err != nil {
+			return nil, nil, "", err
+		}
+		lat = append(lat, time.Since(t0))
+		if err := w.callBack(); err != nil {
+			return nil, nil, "", fmt.Errorf("round %d: %w", r+1, err)
+		}
+		dur = append(dur, time.Duration(s.DurationMs)*time.Millisecond)
+		last = fmt.Sprintf("claimed %d, dispatched %d, failed %d, durationMs %d", s.Claimed, s.Dispatched, s.Failed, s.DurationMs)
+		if s.Claimed != o.tasks || s.Dispatched != o.tasks {
+			return nil, nil, "", fmt.Errorf("round %d: the invocation did not dispatch every ready task: %s", r+1, last)
+		}
+		if err := waitCount(ctx, pool, ids, "status = 'completed'"); err != nil {
+			return nil, nil, "", fmt.Errorf("round %d: waiting for the callbacks: %w", r+1, err)
+		}
+	}
+	return lat, dur, last, nil
+}
+
+// serve starts a function binary as an HTTP server and waits for its /health.
+func serve(ctx context.Context, bin string, env map[string]string) (string, func(), error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := start(bin, nil, with(env, "PORT", strconv.Itoa(port)))
+	if err != nil {
+		return "", nil, err
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	t0 := time.Now()
+	for {
+		if resp, err := pollClient.Get(base + "/health"); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return base, c.stop, nil
+			}
+		}
+		if err := wait(ctx, t0, c); err != nil {
+			c.stop()
+			return "", nil, err
+		}
+	}
+}
+
+// enqueue queues n no-op tasks that become ready together in half a second, so that the API
+// does not dispatch them inline.
+func enqueue(api string, n int) ([]string, error) {
+	var ids []string
+	for i := 0; i < n; i += 500 {
+		tasks := make([]map[string]any, min(500, n-i))
+		for j := range tasks {
+			tasks[j] = map[string]any{"taskId": "noop", "input": map[string]int{"i": i + j}, "delayMs": 500}
+		}
+		var out struct {
+			Results []struct {
+				RunID string `json:"runId"`
+			} `json:"results"`
+		}
+		if err := postJSON(api+"/api/queue/batch", "", map[string]any{"tasks": tasks}, &out); err != nil {
+			return nil, fmt.Errorf("enqueue: %w", err)
+		}
+		for _, r := range out.Results {
+			ids = append(ids, r.RunID)
+		}
+	}
+	return ids, nil
+}
+
+// waitCount waits until every run of ids matches cond.
+func waitCount(ctx context.Context, pool *pgxpool.Pool, ids []string, cond string) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM task_runs WHERE id = ANY($1) AND "+cond, ids).Scan(&n); err != nil {
+			return fmt.Errorf("count runs: %w", err)
+		}
+		if n == len(ids) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d runs after 2 minutes", n, len(ids))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 2 * time.Minute}
+
+func postJSON(url, bearer string, body, out any) error {
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(http.MethodPost, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s answered %s: %s", url, resp.Status, raw)
+	}
+	if out != nil {
+		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// worker acknowledges every dispatch with 202 at once. It calls back only when told, after the
+// measured invocation, so that the api function's inline dispatch (which a callback triggers)
+// does not take over the ready tasks while the invocation is running.
+type worker struct {
+	url  string
+	srv  *http.Server
+	orch string
+
+	mu      sync.Mutex
+	pending []protocol.DispatchRequest
+}
+
+func startWorker(orch string) (*worker, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen for the worker: %w", err)
+	}
+	w := &worker{url: "http://" + ln.Addr().String(), orch: orch}
+	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = w.srv.Serve(ln) }()
+	return w, nil
+}
+
+func (w *worker) serve(rw http.ResponseWriter, r *http.Request) {
+	var d protocol.DispatchRequest
+	if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.mu.Lock()
+	w.pending = append(w.pending, d)
+	w.mu.Unlock()
+	rw.WriteHeader(http.StatusAccepted)
+}
+
+// callBack sends the success callbacks of every dispatch so far, 32 at a time.
+func (w *worker) callBack() error {
+	w.mu.Lock()
+	todo := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	next := make(chan protocol.DispatchRequest)
+	errs := make(chan error, len(todo))
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range next {
+				cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID)}
+				if err := postJSON(w.orch+"/api/callback/"+d.RunID, d.StorageToken, cb, nil); err != nil {
+					errs <- fmt.Errorf("callback: %w", err)
+				}
+			}
+		}()
+	}
+	for _, d := range todo {
+		next <- d
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func (w *worker) close() { _ = w.srv.Close() }
+
+func with(env map[string]string, kv ...string) map[string]string {
+	out := make(map[string]string, len(env)+len(kv)/2)
+	for k, v := range env {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
+}
+
+// stats is min, p50, p90 and max.
+func stats(ds []time.Duration) string {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	pct := func(p float64) time.Duration {
+		i := int(p*float64(len(s))+0.5) - 1
+		return s[max(0, min(i, len(s)-1))]
+	}
+	r := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+	return fmt.Sprintf("min %s  p50 %s  p90 %s  max %s", r(s[0]), r(pct(0.5)), r(pct(0.9)), r(s[len(s)-1]))
+}
