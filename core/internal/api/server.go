@@ -213,6 +213,25 @@ func (s *Server) workerCall(r *http.Request, runID string) (engine.WorkerCall, e
 	return engine.WorkerCall{RunID: runID, Lease: &lease}, nil
 }
 
+// decodeWorkerCall decodes the body of a worker call into body and authenticates the call for
+// the run it names (*runID, a field of body). It answers the request itself and returns false
+// on failure.
+func (s *Server) decodeWorkerCall(w http.ResponseWriter, r *http.Request, body any, runID *string) (engine.WorkerCall, bool) {
+	if !s.decode(w, r, body) {
+		return engine.WorkerCall{}, false
+	}
+	if *runID == "" {
+		writeErr(w, http.StatusBadRequest, "INVALID_RUN_ID", "runId is required", nil)
+		return engine.WorkerCall{}, false
+	}
+	call, err := s.workerCall(r, *runID)
+	if err != nil {
+		s.fail(w, r, err)
+		return engine.WorkerCall{}, false
+	}
+	return call, true
+}
+
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	var req protocol.RegisterRequest
 	if !s.decode(w, r, &req) {
@@ -238,16 +257,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	var req protocol.HeartbeatRequest
-	if !s.decode(w, r, &req) {
-		return
-	}
-	if req.RunID == "" {
-		writeErr(w, http.StatusBadRequest, "INVALID_RUN_ID", "runId is required", nil)
-		return
-	}
-	call, err := s.workerCall(r, req.RunID)
-	if err != nil {
-		s.fail(w, r, err)
+	call, ok := s.decodeWorkerCall(w, r, &req, &req.RunID)
+	if !ok {
 		return
 	}
 	resp, err := s.eng.Heartbeat(r.Context(), call, req.Progress, req.Message)
@@ -442,16 +453,8 @@ func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) idempotencyCheck(w http.ResponseWriter, r *http.Request) {
 	var req protocol.IdempotencyCheckRequest
-	if !s.decode(w, r, &req) {
-		return
-	}
-	if req.RunID == "" {
-		writeErr(w, http.StatusBadRequest, "INVALID_RUN_ID", "runId is required", nil)
-		return
-	}
-	call, err := s.workerCall(r, req.RunID)
-	if err != nil {
-		s.fail(w, r, err)
+	call, ok := s.decodeWorkerCall(w, r, &req, &req.RunID)
+	if !ok {
 		return
 	}
 	res, err := s.eng.CheckIdempotency(r.Context(), call, req.Key)
