@@ -147,6 +147,7 @@ func TestIdempotencyCheckAndRecord(t *testing.T) {
 	require.False(t, res.Hit)
 	cb := success(d1)
 	cb.IdempotencyKey = "doc-42"
+	cb.SelectedNext = []string{"publish"}
 	cb.Assets = map[string]protocol.Asset{"page": {Path: protocol.AssetPath(d1.RunID, "page"), Size: 3}}
 	status, _ = w.callback(d1, cb)
 	require.Equal(t, http.StatusOK, status)
@@ -160,6 +161,7 @@ func TestIdempotencyCheckAndRecord(t *testing.T) {
 	require.Equal(t, first, res.RunID)
 	require.Equal(t, protocol.OutputPath(first), res.OutputPath)
 	require.Equal(t, int64(3), res.Assets["page"].Size)
+	require.Equal(t, []string{"publish"}, res.SelectedNext, "what the cached run selected, to select again")
 	status, res = check(d2, "other-key", d2.StorageToken)
 	require.Equal(t, http.StatusOK, status)
 	require.False(t, res.Hit)

@@ -105,7 +105,7 @@ func (w *Worker) execute(base context.Context, t *task, d *protocol.DispatchRequ
 			stopHeartbeat()
 			log.Info("reusing the result recorded under the idempotency key", "from", hit.RunID)
 			ok = a.callback(ctx, protocol.CallbackRequest{Status: protocol.CallbackSuccess,
-				OutputPath: hit.OutputPath, OutputSize: hit.OutputSize, Assets: hit.Assets})
+				OutputPath: hit.OutputPath, OutputSize: hit.OutputSize, Assets: hit.Assets, SelectedNext: hit.SelectedNext})
 			return
 		}
 	}

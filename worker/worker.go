@@ -37,6 +37,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -370,4 +371,22 @@ func (w *Worker) end(k runKey) {
 	if w.inFlight == 0 {
 		close(w.idle)
 	}
+}
+
+// Close releases the storage clients the worker opened for its attempts. Call it once the
+// worker is done serving (Listen and Serve do not, so that a worker can serve again); an
+// attempt that needs storage afterwards opens its client anew.
+func (w *Worker) Close() error {
+	w.backendsMu.Lock()
+	defer w.backendsMu.Unlock()
+	var errs []error
+	for sum, b := range w.backends {
+		if c, ok := b.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		delete(w.backends, sum)
+	}
+	return errors.Join(errs...)
 }

@@ -62,6 +62,15 @@ func TestTaskReadsInputAndReturnsOutput(t *testing.T) {
 
 	w.Wait()
 	require.Empty(t, w.tempEntries(t), "the temporary directory is removed after success")
+
+	// Close releases the storage clients; a later attempt opens its own again.
+	require.NoError(t, w.Close())
+	id = e.enqueue("greet", map[string]string{"name": "grace"})
+	e.waitStatus(id, protocol.StatusCompleted)
+	require.JSONEq(t, `{"greeting":"hello grace"}`, string(e.stored(protocol.OutputPath(id))))
+	recv(t, seen, "the handler")
+	w.Wait()
+	require.NoError(t, w.Close())
 }
 
 // diamond registers a → b, c → d in service "dia": b and c add assets (from memory and from a

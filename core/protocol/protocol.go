@@ -172,6 +172,8 @@ type IdempotencyCheckResponse struct {
 	OutputPath string           `json:"outputPath,omitempty"`
 	OutputSize int64            `json:"outputSize,omitempty"`
 	Assets     map[string]Asset `json:"assets,omitempty"`
+	// SelectedNext is what that run selected, to report again with the cached result.
+	SelectedNext []string `json:"selectedNext,omitempty"`
 }
 
 // ErrorBody is the body of every error answer.

@@ -26,7 +26,7 @@ func (e *Engine) CheckIdempotency(ctx context.Context, call WorkerCall, key stri
 	}
 	var res protocol.IdempotencyCheckResponse
 	var assets []byte
-	err := e.pool.QueryRow(ctx, sqlIdempotencyLookup, call.RunID, key).Scan(&res.RunID, &res.OutputPath, &res.OutputSize, &assets)
+	err := e.pool.QueryRow(ctx, sqlIdempotencyLookup, call.RunID, key).Scan(&res.RunID, &res.OutputPath, &res.OutputSize, &assets, &res.SelectedNext)
 	if err == pgx.ErrNoRows {
 		if _, _, err := e.runState(ctx, e.pool, call.RunID); err != nil {
 			return protocol.IdempotencyCheckResponse{}, err

@@ -40,7 +40,7 @@ SELECT pg_notify('pipeweave_ready', '');
 
 -- name: idempotency_lookup
 -- The completed run recorded under key $2 for the task of run $1, within the key's TTL.
-SELECT r.id, coalesce(r.output_path, ''), coalesce(r.output_size, 0), r.assets
+SELECT r.id, coalesce(r.output_path, ''), coalesce(r.output_size, 0), r.assets, r.selected_next
 FROM task_runs me
 JOIN idempotency_keys k ON k.task_id = me.task_id AND k.key = $2 AND k.expires_at > now()
 JOIN task_runs r ON r.id = k.run_id AND r.status = 'completed'

@@ -28,6 +28,7 @@ func main() {
 		SecretKey:       os.Getenv("PIPEWEAVE_SECRET_KEY"),
 	})
 	if err == nil {
+		defer w.Close()
 		err = pdf.Register(w)
 	}
 	if err == nil {
