@@ -46,6 +46,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	mux  *http.ServeMux
+	// patterns are the route patterns routes() registered, in order (the catch-all "/" aside).
+	patterns []string
 }
 
 // New builds the API over eng.
@@ -68,16 +70,21 @@ func New(eng *engine.Engine, keys token.Keys, opts Options, log *slog.Logger) *S
 }
 
 func (s *Server) routes() {
+	handle := func(pattern string, h http.Handler) {
+		s.patterns = append(s.patterns, pattern)
+		s.mux.Handle(pattern, h)
+	}
 	// Open.
-	s.mux.HandleFunc("GET /health", s.health)
+	handle("GET /health", http.HandlerFunc(s.health))
+	handle("GET /api/openapi.json", http.HandlerFunc(serveOpenAPI))
 	// Worker endpoints: authenticated by the registration token or the run token.
-	s.mux.HandleFunc("POST /api/register", s.register)
-	s.mux.HandleFunc("POST /api/heartbeat", s.heartbeat)
-	s.mux.HandleFunc("POST /api/progress", s.heartbeat)
-	s.mux.HandleFunc("POST /api/callback/{runId}", s.callback)
-	s.mux.HandleFunc("POST /api/idempotency/check", s.idempotencyCheck)
+	handle("POST /api/register", http.HandlerFunc(s.register))
+	handle("POST /api/heartbeat", http.HandlerFunc(s.heartbeat))
+	handle("POST /api/progress", http.HandlerFunc(s.heartbeat))
+	handle("POST /api/callback/{runId}", http.HandlerFunc(s.callback))
+	handle("POST /api/idempotency/check", http.HandlerFunc(s.idempotencyCheck))
 	// Public API: API keys when configured.
-	api := func(pattern string, h http.HandlerFunc) { s.mux.Handle(pattern, s.requireKey(h)) }
+	api := func(pattern string, h http.HandlerFunc) { handle(pattern, s.requireKey(h)) }
 	api("GET /api/services", noArg(s, s.eng.Services))
 	api("GET /api/services/{id}/tasks", byID(s, s.eng.ServiceTasks))
 	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory))
