@@ -4,9 +4,14 @@ package database
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pipeweave/pipeweave/core/migrate"
@@ -51,4 +56,31 @@ func Open(ctx context.Context, url string, opts Options) (*pgxpool.Pool, error) 
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
 	return pool, nil
+}
+
+// Unavailable reports whether err means the database cannot be reached or refuses work for
+// now (connection failures, too many connections, shutting down, starting up): the answer is
+// 503, not 500.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || // connection exception
+			pe.Code == "53300" || // too many connections
+			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" // shutting down, cannot connect now
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }

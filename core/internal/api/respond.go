@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/database"
 )
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -45,7 +43,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusRequestEntityTooLarge
 		}
 		writeErr(w, status, e.Code, e.Msg, e.Details)
-	case Unavailable(err):
+	case database.Unavailable(err):
 		s.log.Warn("database unavailable", "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeErr(w, http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly", nil)
@@ -55,32 +53,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeErr(w, http.StatusInternalServerError, "INTERNAL", "internal error", nil)
 	}
-}
-
-// Unavailable reports whether err means the database cannot be reached or refuses work for now.
-func Unavailable(err error) bool {
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		switch {
-		case strings.HasPrefix(pe.Code, "08"), // connection exception
-			pe.Code == "53300",                                         // too many connections
-			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03": // shutdown, cannot connect now
-			return true
-		}
-		return false
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return true
-	}
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }
 
 // decode reads a JSON body into v. Malformed JSON, wrong types and trailing data are 400;

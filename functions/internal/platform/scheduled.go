@@ -4,17 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/database"
 )
 
 // Job is the work of a scheduled function: one bounded invocation that returns its summary,
@@ -54,7 +51,7 @@ func (s *scheduled) run(ctx context.Context, trigger string) (any, error) {
 	start := time.Now()
 	out, err := s.job(ctx)
 	if err != nil {
-		s.opts.Logger.Warn("invocation failed", "trigger", trigger, "err", err, "unavailable", DatabaseUnavailable(err),
+		s.opts.Logger.Warn("invocation failed", "trigger", trigger, "err", err, "unavailable", database.Unavailable(err),
 			"elapsedMs", time.Since(start).Milliseconds())
 		return nil, err
 	}
@@ -91,7 +88,7 @@ func (s *scheduled) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The caller went away; nobody reads the answer.
-	case DatabaseUnavailable(err):
+	case database.Unavailable(err):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly")
 	default:
@@ -108,7 +105,7 @@ func (s *scheduled) invoke(ctx context.Context, payload []byte) ([]byte, error) 
 	}
 	out, err := s.run(ctx, trigger)
 	if err != nil {
-		if DatabaseUnavailable(err) {
+		if database.Unavailable(err) {
 			return nil, &DatabaseUnavailableError{Function: s.name, Err: err}
 		}
 		return nil, &JobError{Function: s.name, Err: err}
@@ -145,33 +142,6 @@ func (e *JobError) Error() string { return e.Function + " failed: " + e.Err.Erro
 
 // Unwrap returns the cause.
 func (e *JobError) Unwrap() error { return e.Err }
-
-// DatabaseUnavailable reports whether err means PostgreSQL cannot be reached or refuses work
-// for now (refused or lost connections, too many connections, shutting down), as opposed to a
-// failure that retrying will not cure. It matches the classification of the API's 503s.
-func DatabaseUnavailable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return strings.HasPrefix(pe.Code, "08") || // connection exception
-			pe.Code == "53300" || // too many connections
-			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" // shutting down, cannot connect now
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return true
-	}
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -136,15 +136,3 @@ func TestScheduledLambdaFace(t *testing.T) {
 	require.ErrorAs(t, err, &je)
 	require.EqualError(t, err, "tick failed: boom")
 }
-
-func TestDatabaseUnavailable(t *testing.T) {
-	t.Parallel()
-	require.True(t, DatabaseUnavailable(refusedError(t)))
-	require.True(t, DatabaseUnavailable(fmt.Errorf("x: %w", &pgconn.PgError{Code: "53300", Message: "too many connections"})))
-	require.True(t, DatabaseUnavailable(&pgconn.PgError{Code: "57P03", Message: "the database system is starting up"}))
-	require.True(t, DatabaseUnavailable(&pgconn.PgError{Code: "08006"}))
-	require.True(t, DatabaseUnavailable(fmt.Errorf("read: %w", io.ErrUnexpectedEOF)))
-	require.False(t, DatabaseUnavailable(&pgconn.PgError{Code: "23505", Message: "duplicate key"}))
-	require.False(t, DatabaseUnavailable(errors.New("boom")))
-	require.False(t, DatabaseUnavailable(nil))
-}
