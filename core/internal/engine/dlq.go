@@ -92,22 +92,11 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 			res = EnqueueResult{RunID: runID, Status: "queued", TaskID: taskID, InputPath: inputPath}
 			return nil
 		}
-		var t enqueueTask
-		rows, err := tx.Query(ctx, sqlTasksForEnqueue, []string{taskID})
+		tasks, err := e.enqueueTasks(ctx, tx, []string{taskID})
 		if err != nil {
-			return fmt.Errorf("read task: %w", err)
+			return err
 		}
-		found := false
-		for rows.Next() {
-			var tid string
-			if err := rows.Scan(&tid, &t.priority, &t.ttl, &t.codeVersion, &t.codeHash); err != nil {
-				return fmt.Errorf("read task: %w", err)
-			}
-			found = true
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read task: %w", err)
-		}
+		t, found := tasks[taskID]
 		if !found {
 			return conflict("TASK_NOT_REGISTERED", "task %q is no longer registered", taskID)
 		}
@@ -162,8 +151,7 @@ func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRu
 	for rows.Next() {
 		var n nodeState
 		var taskID string
-		var preds []string
-		if err := rows.Scan(&n.id, &taskID, &n.status, &preds, &n.selectedNext, &n.upstreamFailed); err != nil {
+		if err := rows.Scan(&n.id, &taskID, &n.status, &n.selectedNext, &n.upstreamFailed); err != nil {
 			rows.Close()
 			return fmt.Errorf("read nodes of %s: %w", prun, err)
 		}

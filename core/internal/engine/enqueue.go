@@ -161,21 +161,9 @@ func (e *Engine) validateEnqueue(ctx context.Context, reqs []EnqueueRequest) ([]
 		}
 		taskIDs = append(taskIDs, r.TaskID)
 	}
-	tasks := map[string]enqueueTask{}
-	rows, err := e.pool.Query(ctx, sqlTasksForEnqueue, taskIDs)
+	tasks, err := e.enqueueTasks(ctx, e.pool, taskIDs)
 	if err != nil {
-		return nil, fmt.Errorf("read tasks: %w", err)
-	}
-	for rows.Next() {
-		var id string
-		var t enqueueTask
-		if err := rows.Scan(&id, &t.priority, &t.ttl, &t.codeVersion, &t.codeHash); err != nil {
-			return nil, fmt.Errorf("read tasks: %w", err)
-		}
-		tasks[id] = t
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read tasks: %w", err)
+		return nil, err
 	}
 	items := make([]enqueueItem, len(reqs))
 	firstKey := map[[2]string]int{}
@@ -200,6 +188,28 @@ func (e *Engine) validateEnqueue(ctx context.Context, reqs []EnqueueRequest) ([]
 		}
 	}
 	return items, nil
+}
+
+// enqueueTasks reads what an enqueue needs of the active tasks among ids.
+func (e *Engine) enqueueTasks(ctx context.Context, db dbtx, ids []string) (map[string]enqueueTask, error) {
+	rows, err := db.Query(ctx, sqlTasksForEnqueue, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read tasks: %w", err)
+	}
+	defer rows.Close()
+	tasks := map[string]enqueueTask{}
+	for rows.Next() {
+		var id string
+		var t enqueueTask
+		if err := rows.Scan(&id, &t.priority, &t.ttl, &t.codeVersion, &t.codeHash); err != nil {
+			return nil, fmt.Errorf("read tasks: %w", err)
+		}
+		tasks[id] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read tasks: %w", err)
+	}
+	return tasks, nil
 }
 
 func (e *Engine) writeInputs(ctx context.Context, backend storage.Backend, items []enqueueItem) error {

@@ -145,7 +145,7 @@ WHERE tr.superseded_by IS NULL AND tr.pipeline_run_id = (
     ORDER BY prev.id DESC LIMIT 1);
 
 -- name: pipeline_nodes_state
-SELECT id, task_id, status, predecessors, selected_next, upstream_failed
+SELECT id, task_id, status, selected_next, upstream_failed
 FROM task_runs WHERE pipeline_run_id = $1 AND superseded_by IS NULL;
 
 -- name: reopen_node
