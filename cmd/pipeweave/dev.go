@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -159,7 +158,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// The pipeline exists once the worker has registered.
-		err := demoCall(ctx, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", input, &trig)
+		err := callJSON(ctx, http.DefaultClient, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", "", input, &trig)
 		if err == nil {
 			break
 		}
@@ -180,7 +179,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 				OutputPath *string `json:"outputPath"`
 			} `json:"tasks"`
 		}
-		if err := demoCall(ctx, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, nil, &run); err != nil {
+		if err := callJSON(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, "", nil, &run); err != nil {
 			return err
 		}
 		summary := ""
@@ -199,7 +198,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 				var obj struct {
 					Content pdf.Summary `json:"content"`
 				}
-				if err := demoCall(ctx, http.MethodGet, orchURL+"/api/storage/"+summary, nil, &obj); err == nil {
+				if err := callJSON(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/storage/"+summary, "", nil, &obj); err == nil {
 					fmt.Fprintf(out, "demo: summary: %s\n", obj.Content.Summary)
 				}
 			}
@@ -208,35 +207,6 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 		time.Sleep(200 * time.Millisecond)
 	}
 	return ctx.Err()
-}
-
-func demoCall(ctx context.Context, method, url string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(data))
-	}
-	return json.Unmarshal(data, out)
 }
 
 // devSecret reads the secret kept at path or makes one (32 random bytes, hex) and keeps it.
