@@ -53,6 +53,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"negative delay", "POST", "/api/queue/task", `{"taskId": "t", "delayMs": -5}`, 400, "INVALID_DELAY"},
 		{"metadata not an object", "POST", "/api/queue/task", `{"taskId": "t", "metadata": [1]}`, 400, "INVALID_METADATA"},
 		{"missing taskId", "POST", "/api/queue/task", `{"input": {}}`, 400, "INVALID_TASK_ID"},
+		{"idempotency key too long", "POST", "/api/queue/task", `{"taskId": "t", "idempotencyKey": "` + strings.Repeat("k", 256) + `"}`, 400, "INVALID_IDEMPOTENCY_KEY"},
 		{"unknown task", "POST", "/api/queue/task", `{"taskId": "nope"}`, 404, "TASK_NOT_FOUND"},
 		{"oversize body", "POST", "/api/queue/task", big, 413, "BODY_TOO_LARGE"},
 		{"empty batch", "POST", "/api/queue/batch", `{"tasks": []}`, 400, "EMPTY_BATCH"},
@@ -126,6 +127,14 @@ func TestWorkerTokens(t *testing.T) {
 
 	// A bad callback body is a 400 and changes nothing either.
 	status, body := w.callback(d, protocol.CallbackRequest{Status: "done"})
+	require.Equal(t, http.StatusBadRequest, status, string(body))
+	long := success(d)
+	long.IdempotencyKey = strings.Repeat("k", 256)
+	status, body = w.callback(d, long)
+	require.Equal(t, http.StatusBadRequest, status, string(body))
+	negative := success(d)
+	negative.OutputSize = -1
+	status, body = w.callback(d, negative)
 	require.Equal(t, http.StatusBadRequest, status, string(body))
 	require.Equal(t, protocol.StatusRunning, e.run(id).Status)
 
