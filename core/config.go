@@ -44,6 +44,24 @@ type Config struct {
 	DBMaxConns              int              // DB_MAX_CONNS (default 10 standalone, 4 serverless)
 }
 
+// DefaultConfig returns the configuration every optional variable defaults to (the required
+// ones, DATABASE_URL, STORAGE_BACKENDS and PIPEWEAVE_SECRET_KEY, are left empty).
+func DefaultConfig() Config {
+	return Config{
+		Mode:              ModeStandalone,
+		MaxConcurrency:    10,
+		PollInterval:      time.Second,
+		DLQRetention:      30 * 24 * time.Hour,
+		IdempotencyTTL:    24 * time.Hour,
+		MaxRetryDelay:     24 * time.Hour,
+		Port:              3000,
+		DispatchTimeout:   10 * time.Second,
+		ProcessBatchSize:  100,
+		ProcessTimeBudget: 20 * time.Second,
+		MaxBodyBytes:      10 << 20,
+	}
+}
+
 // ConfigError names the environment variable that stopped start-up.
 type ConfigError struct {
 	Var string
@@ -55,7 +73,7 @@ func (e *ConfigError) Error() string { return "environment variable " + e.Var + 
 // ConfigFromEnv reads the configuration through getenv (os.Getenv in production). A missing or
 // malformed variable gives a *ConfigError naming it.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := Config{}
+	c := DefaultConfig()
 	var err error
 	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
 	required := func(name string) (string, error) {
@@ -94,35 +112,33 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if _, err := token.SecretBytes(c.SecretKey); err != nil {
 		return c, &ConfigError{"PIPEWEAVE_SECRET_KEY", "must be at least 32 bytes (e.g. `openssl rand -hex 32`)"}
 	}
-	switch c.Mode = get("MODE"); c.Mode {
+	switch mode := get("MODE"); mode {
 	case "":
-		c.Mode = ModeStandalone
 	case ModeStandalone, ModeServerless:
+		c.Mode = mode
 	default:
-		return c, &ConfigError{"MODE", fmt.Sprintf("must be %q or %q, got %q", ModeStandalone, ModeServerless, c.Mode)}
+		return c, &ConfigError{"MODE", fmt.Sprintf("must be %q or %q, got %q", ModeStandalone, ModeServerless, mode)}
 	}
 	ints := []struct {
 		name  string
-		def   int
 		min   int
 		apply func(int)
 	}{
-		{"MAX_CONCURRENCY", 10, 0, func(n int) { c.MaxConcurrency = n }},
-		{"POLL_INTERVAL_MS", 1000, 10, func(n int) { c.PollInterval = time.Duration(n) * time.Millisecond }},
-		{"DLQ_RETENTION_DAYS", 30, 1, func(n int) { c.DLQRetention = time.Duration(n) * 24 * time.Hour }},
-		{"IDEMPOTENCY_TTL_SECONDS", 86400, 1, func(n int) { c.IdempotencyTTL = time.Duration(n) * time.Second }},
-		{"MAX_RETRY_DELAY_MS", 86400000, 0, func(n int) { c.MaxRetryDelay = time.Duration(n) * time.Millisecond }},
-		{"PORT", 3000, 1, func(n int) { c.Port = n }},
-		{"DISPATCH_TIMEOUT_MS", 10000, 100, func(n int) { c.DispatchTimeout = time.Duration(n) * time.Millisecond }},
-		{"PROCESS_BATCH_SIZE", 100, 1, func(n int) { c.ProcessBatchSize = n }},
-		{"PROCESS_TIME_BUDGET_MS", 20000, 100, func(n int) { c.ProcessTimeBudget = time.Duration(n) * time.Millisecond }},
-		{"MAX_BODY_BYTES", 10 << 20, 1024, func(n int) { c.MaxBodyBytes = int64(n) }},
-		{"DB_MAX_CONNS", 0, 1, func(n int) { c.DBMaxConns = n }},
+		{"MAX_CONCURRENCY", 0, func(n int) { c.MaxConcurrency = n }},
+		{"POLL_INTERVAL_MS", 10, func(n int) { c.PollInterval = time.Duration(n) * time.Millisecond }},
+		{"DLQ_RETENTION_DAYS", 1, func(n int) { c.DLQRetention = time.Duration(n) * 24 * time.Hour }},
+		{"IDEMPOTENCY_TTL_SECONDS", 1, func(n int) { c.IdempotencyTTL = time.Duration(n) * time.Second }},
+		{"MAX_RETRY_DELAY_MS", 0, func(n int) { c.MaxRetryDelay = time.Duration(n) * time.Millisecond }},
+		{"PORT", 1, func(n int) { c.Port = n }},
+		{"DISPATCH_TIMEOUT_MS", 100, func(n int) { c.DispatchTimeout = time.Duration(n) * time.Millisecond }},
+		{"PROCESS_BATCH_SIZE", 1, func(n int) { c.ProcessBatchSize = n }},
+		{"PROCESS_TIME_BUDGET_MS", 100, func(n int) { c.ProcessTimeBudget = time.Duration(n) * time.Millisecond }},
+		{"MAX_BODY_BYTES", 1024, func(n int) { c.MaxBodyBytes = int64(n) }},
+		{"DB_MAX_CONNS", 1, func(n int) { c.DBMaxConns = n }},
 	}
 	for _, v := range ints {
 		raw := get(v.name)
 		if raw == "" {
-			v.apply(v.def)
 			continue
 		}
 		n, err := strconv.Atoi(raw)

@@ -55,20 +55,11 @@ func newEnv(t *testing.T, mod ...func(*core.Config)) *env {
 func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := core.Config{
-		DatabaseURL:      pool.Config().ConnString(),
-		StorageBackends:  []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": dir}, IsDefault: true}},
-		SecretKey:        testSecret,
-		Mode:             core.ModeServerless,
-		MaxConcurrency:   0,
-		PollInterval:     50 * time.Millisecond,
-		DLQRetention:     30 * 24 * time.Hour,
-		IdempotencyTTL:   24 * time.Hour,
-		MaxRetryDelay:    24 * time.Hour,
-		DispatchTimeout:  5 * time.Second,
-		ProcessBatchSize: 100,
-		MaxBodyBytes:     1 << 20,
-	}
+	cfg := core.DefaultConfig()
+	cfg.DatabaseURL = pool.Config().ConnString()
+	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": dir}, IsDefault: true}}
+	cfg.SecretKey, cfg.Mode, cfg.MaxConcurrency = testSecret, core.ModeServerless, 0
+	cfg.PollInterval, cfg.DispatchTimeout, cfg.MaxBodyBytes = 50*time.Millisecond, 5*time.Second, 1<<20
 	for _, m := range mod {
 		m(&cfg)
 	}

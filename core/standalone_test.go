@@ -79,11 +79,10 @@ func TestDatabaseOutageGives503AndRecovers(t *testing.T) {
 	require.NoError(t, err)
 	pool.Close()
 
-	cfg := core.Config{
-		DatabaseURL: url, SecretKey: testSecret, Mode: core.ModeServerless, PollInterval: time.Second,
-		StorageBackends: []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}}},
-		DispatchTimeout: time.Second, ProcessBatchSize: 10, IdempotencyTTL: time.Hour, MaxRetryDelay: time.Hour,
-	}
+	cfg := core.DefaultConfig()
+	cfg.DatabaseURL, cfg.SecretKey, cfg.Mode = url, testSecret, core.ModeServerless
+	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}}}
+	cfg.DispatchTimeout, cfg.ProcessBatchSize = time.Second, 10
 	o, err := core.New(ctx, cfg, core.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(o.Close)
@@ -178,6 +177,9 @@ func TestConfigFromEnv(t *testing.T) {
 	require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
 	require.Equal(t, 24*time.Hour, cfg.MaxRetryDelay)
 	require.Equal(t, 3000, cfg.Port)
+	want := core.DefaultConfig()
+	want.DatabaseURL, want.StorageBackends, want.SecretKey = cfg.DatabaseURL, cfg.StorageBackends, cfg.SecretKey
+	require.Equal(t, want, cfg, "unset variables take DefaultConfig's values")
 
 	cfg, err = core.ConfigFromEnv(env(map[string]string{"MODE": "serverless", "MAX_CONCURRENCY": "50", "PIPEWEAVE_API_KEYS": " a, b ,,", "PIPEWEAVE_COMPAT": "node-sdk-v1"}))
 	require.NoError(t, err)

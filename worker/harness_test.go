@@ -42,19 +42,9 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := testdb.New(t)
 	dir := t.TempDir()
-	cfg := core.Config{
-		DatabaseURL:      pool.Config().ConnString(),
-		StorageBackends:  []storage.Config{{ID: "local", Provider: storage.ProviderLocal, Credentials: map[string]any{"basePath": dir}, IsDefault: true}},
-		SecretKey:        testSecret,
-		Mode:             core.ModeServerless,
-		PollInterval:     50 * time.Millisecond,
-		DLQRetention:     30 * 24 * time.Hour,
-		IdempotencyTTL:   24 * time.Hour,
-		MaxRetryDelay:    24 * time.Hour,
-		DispatchTimeout:  5 * time.Second,
-		ProcessBatchSize: 100,
-		MaxBodyBytes:     1 << 20,
-	}
+	cfg := core.DefaultConfig()
+	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: storage.ProviderLocal, Credentials: map[string]any{"basePath": dir}, IsDefault: true}}
+	cfg.SecretKey, cfg.Mode, cfg.PollInterval, cfg.DispatchTimeout = testSecret, core.ModeServerless, 50*time.Millisecond, 5*time.Second
 	logs := &testutil.SyncBuffer{}
 	orch, err := core.New(context.Background(), cfg, core.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Pool: pool})
 	require.NoError(t, err)

@@ -97,13 +97,10 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	storeDir := filepath.Join(parent, fmt.Sprintf("run-%d", time.Now().UnixNano()))
 	defer func() { _ = os.RemoveAll(storeDir) }()
-	cfg := core.Config{
-		DatabaseURL: url, SecretKey: secret, Mode: *mode,
-		StorageBackends: []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": storeDir}}},
-		MaxConcurrency:  *maxConc, PollInterval: time.Second, DLQRetention: 24 * time.Hour,
-		IdempotencyTTL: time.Hour, MaxRetryDelay: time.Hour, DispatchTimeout: 10 * time.Second,
-		ProcessBatchSize: *claimBatch, MaxBodyBytes: 64 << 20, DBMaxConns: *conns,
-	}
+	cfg := core.DefaultConfig()
+	cfg.DatabaseURL, cfg.SecretKey, cfg.Mode = url, secret, *mode
+	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": storeDir}}}
+	cfg.MaxConcurrency, cfg.ProcessBatchSize, cfg.DBMaxConns, cfg.MaxBodyBytes = *maxConc, *claimBatch, *conns, 64<<20
 	o, err := core.New(ctx, cfg, core.Options{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err

@@ -41,12 +41,9 @@ func getJSON(t *testing.T, url string, v any) {
 // optional tables branch.
 func TestPDFPipelineEndToEnd(t *testing.T) {
 	t.Parallel()
-	cfg := core.Config{
-		SecretKey: secret, Mode: core.ModeServerless, PollInterval: time.Second,
-		StorageBackends: []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}}},
-		DispatchTimeout: 5 * time.Second, ProcessBatchSize: 100, IdempotencyTTL: time.Hour, MaxRetryDelay: time.Hour,
-		MaxBodyBytes: 1 << 20,
-	}
+	cfg := core.DefaultConfig()
+	cfg.SecretKey, cfg.Mode = secret, core.ModeServerless
+	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}}}
 	orch, err := core.New(context.Background(), cfg, core.Options{Pool: testdb.New(t), Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(orch.Close)

@@ -173,18 +173,8 @@ func startStack(t *testing.T, defaultID string) *stack {
 	require.NoError(t, err)
 	s := &stack{backends: b, def: def, keys: keys, orchLogs: &testutil.SyncBuffer{}, workerLogs: &testutil.SyncBuffer{}}
 
-	cfg := core.Config{
-		StorageBackends:  cfgs,
-		SecretKey:        secretKey,
-		Mode:             core.ModeServerless,
-		PollInterval:     time.Second,
-		DLQRetention:     24 * time.Hour,
-		IdempotencyTTL:   time.Hour,
-		MaxRetryDelay:    time.Hour,
-		DispatchTimeout:  5 * time.Second,
-		ProcessBatchSize: 100,
-		MaxBodyBytes:     1 << 20,
-	}
+	cfg := core.DefaultConfig()
+	cfg.StorageBackends, cfg.SecretKey, cfg.Mode, cfg.DispatchTimeout = cfgs, secretKey, core.ModeServerless, 5*time.Second
 	orchLog := slog.New(slog.NewJSONHandler(s.orchLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	orch, err := core.New(context.Background(), cfg, core.Options{Pool: testdb.New(t), Logger: orchLog})
 	require.NoError(t, err)
