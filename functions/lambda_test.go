@@ -229,7 +229,14 @@ func TestFunctionsUnderTheLambdaEmulator(t *testing.T) {
 	require.NoError(t, json.Unmarshal(api.invokeFile(t, "eventbridge-scheduled.json"), &le))
 	require.Contains(t, le.Message, "not an API Gateway proxy event")
 
-	// EventBridge: the process function dispatches both runs once their delay has passed.
+	// EventBridge: the process function dispatches both runs once their delay has passed. It
+	// is first invoked when both are ready: were one still delayed, the first run's callback
+	// would dispatch it inline through the api function, as serverless mode should.
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM task_runs WHERE id = ANY($1) AND available_at > now()", runs).Scan(&waiting))
+		return waiting == 0
+	}, 10*time.Second, 20*time.Millisecond)
 	dispatched := 0
 	deadline := time.Now().Add(30 * time.Second)
 	for dispatched < 2 {
