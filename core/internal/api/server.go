@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -96,6 +97,8 @@ func (s *Server) routes() {
 	api("GET /api/dlq", s.dlqList)
 	api("GET /api/dlq/{id}", byID(s, s.eng.GetDLQ))
 	api("POST /api/dlq/{id}/retry", s.dlqRetry)
+	api("POST /api/dlq/retry-all", s.dlqRetryAll)
+	api("POST /api/dlq/purge", s.dlqPurge)
 	api("POST /api/process", s.process)
 	api("GET /api/pipelines", noArg(s, s.eng.Pipelines))
 	api("GET /api/pipelines/{id}", byID(s, s.eng.GetPipeline))
@@ -379,7 +382,8 @@ func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	page, err := s.eng.ListDLQ(r.Context(), engine.DLQFilter{TaskID: q.Get("taskId"), Cursor: q.Get("cursor"), Limit: limit})
+	page, err := s.eng.ListDLQ(r.Context(), engine.DLQFilter{TaskID: q.Get("taskId"), PipelineID: q.Get("pipelineId"),
+		State: q.Get("state"), Cursor: q.Get("cursor"), Limit: limit})
 	s.reply(w, r, http.StatusOK, page, err)
 }
 
@@ -391,6 +395,78 @@ func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
 	}
 	s.opts.Ready(r.Context())
 	writeJSON(w, http.StatusCreated, res)
+}
+
+// retryAllRequest narrows a bulk DLQ retry; empty fields match every entry.
+type retryAllRequest struct {
+	TaskID     string `json:"taskId"`
+	PipelineID string `json:"pipelineId"`
+	Limit      int    `json:"limit"`
+}
+
+func (s *Server) dlqRetryAll(w http.ResponseWriter, r *http.Request) {
+	var req retryAllRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	if req.Limit < 0 {
+		writeErr(w, http.StatusBadRequest, "INVALID_LIMIT", "limit must not be negative", nil)
+		return
+	}
+	res, err := s.eng.RetryAllDLQ(r.Context(), req.TaskID, req.PipelineID, req.Limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if res.Retried > 0 {
+		s.opts.Ready(r.Context())
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// purgeRequest names the age past which DLQ entries are deleted: "7d", "36h", "90m".
+type purgeRequest struct {
+	OlderThan string `json:"olderThan"`
+}
+
+func (s *Server) dlqPurge(w http.ResponseWriter, r *http.Request) {
+	var req purgeRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	age, err := ParseAge(req.OlderThan)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "INVALID_OLDER_THAN", "olderThan: "+err.Error(), nil)
+		return
+	}
+	n, err := s.eng.PurgeDLQ(r.Context(), age)
+	s.reply(w, r, http.StatusOK, map[string]any{"deleted": n, "olderThan": req.OlderThan}, err)
+}
+
+// ParseAge reads an age such as "7d", "36h", "90m" or "1h30m": a Go duration, or a whole
+// number of days with the suffix d. It must be positive.
+func ParseAge(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New(`an age is required, such as "7d", "36h" or "90m"`)
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n > 100000 {
+			return 0, fmt.Errorf("%q is not a number of days such as \"7d\"", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, fmt.Errorf("%q is not an age such as \"7d\", \"36h\" or \"90m\"", s)
+		}
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q must be a positive age", s)
+	}
+	return d, nil
 }
 
 func (s *Server) process(w http.ResponseWriter, r *http.Request) {

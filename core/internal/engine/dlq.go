@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -21,12 +23,13 @@ var (
 	sqlDLQGet             = q("dlq_get")
 	sqlDLQTake            = q("dlq_take_for_retry")
 	sqlDLQRetryState      = q("dlq_retry_state")
+	sqlDLQOpenIDs         = q("dlq_open_ids")
 )
 
-// DLQFilter selects DLQ entries.
+// DLQFilter selects DLQ entries. State is "" (all), "open" (not retried yet) or "retried".
 type DLQFilter struct {
-	TaskID, Cursor string
-	Limit          int
+	TaskID, PipelineID, State, Cursor string
+	Limit                             int
 }
 
 // ListDLQ lists dead letter entries, newest first.
@@ -35,7 +38,12 @@ func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (Page[DLQEntry], erro
 	if err != nil {
 		return Page[DLQEntry]{}, err
 	}
-	rows, err := e.pool.Query(ctx, sqlDLQList, f.TaskID, f.Cursor, limit+1)
+	switch f.State {
+	case "", "open", "retried":
+	default:
+		return Page[DLQEntry]{}, invalid("INVALID_STATE", "state must be open or retried, got %q", f.State)
+	}
+	rows, err := e.pool.Query(ctx, sqlDLQList, f.TaskID, f.Cursor, limit+1, f.PipelineID, f.State)
 	if err != nil {
 		return Page[DLQEntry]{}, fmt.Errorf("list dlq: %w", err)
 	}
@@ -111,6 +119,85 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 		return nil
 	})
 	return res, err
+}
+
+// RetryAllResult reports a bulk DLQ retry.
+type RetryAllResult struct {
+	Retried int              `json:"retried"`
+	Runs    []DLQRetried     `json:"runs"`
+	Failed  []DLQRetryFailed `json:"failed"`
+	// More is true when entries matching the filter were left for another call.
+	More bool `json:"more"`
+}
+
+// DLQRetried pairs a retried DLQ entry with the run that retries it.
+type DLQRetried struct {
+	DLQID  string `json:"dlqId"`
+	RunID  string `json:"runId"`
+	TaskID string `json:"taskId"`
+}
+
+// DLQRetryFailed is an entry a bulk retry could not retry, with the reason.
+type DLQRetryFailed struct {
+	DLQID string `json:"dlqId"`
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
+
+// RetryAllDLQ retries, oldest first, up to limit entries not retried yet of task taskID and
+// pipeline pipelineID ("" = any), each in its own transaction like RetryDLQ. An entry another
+// caller retried meanwhile is left out; one that cannot be retried (its task or pipeline run is
+// gone, say) is reported in Failed and the others go on.
+func (e *Engine) RetryAllDLQ(ctx context.Context, taskID, pipelineID string, limit int) (RetryAllResult, error) {
+	if limit <= 0 || limit > maxRetryAll {
+		limit = maxRetryAll
+	}
+	rows, err := e.pool.Query(ctx, sqlDLQOpenIDs, taskID, pipelineID, limit+1)
+	if err != nil {
+		return RetryAllResult{}, fmt.Errorf("list dlq entries to retry: %w", err)
+	}
+	idList, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return RetryAllResult{}, fmt.Errorf("list dlq entries to retry: %w", err)
+	}
+	res := RetryAllResult{Runs: []DLQRetried{}, Failed: []DLQRetryFailed{}}
+	if len(idList) > limit {
+		res.More, idList = true, idList[:limit]
+	}
+	for _, id := range idList {
+		r, err := e.RetryDLQ(ctx, id)
+		var ee *Error
+		switch {
+		case err == nil:
+			res.Retried++
+			res.Runs = append(res.Runs, DLQRetried{DLQID: id, RunID: r.RunID, TaskID: r.TaskID})
+		case errors.As(err, &ee) && ee.Code == "ALREADY_RETRIED":
+		case errors.As(err, &ee):
+			res.Failed = append(res.Failed, DLQRetryFailed{DLQID: id, Code: ee.Code, Error: ee.Msg})
+		default:
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// maxRetryAll bounds one bulk retry; callers repeat while More is true.
+const maxRetryAll = 500
+
+// PurgeDLQ deletes DLQ entries that failed more than olderThan ago, in bounded chunks.
+func (e *Engine) PurgeDLQ(ctx context.Context, olderThan time.Duration) (int64, error) {
+	const chunk = 1000
+	var n int64
+	for {
+		tag, err := e.pool.Exec(ctx, sqlPurgeDLQ, olderThan.Milliseconds(), chunk)
+		if err != nil {
+			return n, fmt.Errorf("purge dlq: %w", err)
+		}
+		n += tag.RowsAffected()
+		if tag.RowsAffected() < chunk {
+			return n, nil
+		}
+	}
 }
 
 // reopen replaces the failed node failedRunID of pipeline run prun with a new pending task run

@@ -121,6 +121,7 @@ type DLQEntry struct {
 	TaskRunID     string             `json:"taskRunId"`
 	TaskID        string             `json:"taskId"`
 	PipelineRunID string             `json:"pipelineRunId,omitempty"`
+	PipelineID    string             `json:"pipelineId,omitempty"`
 	InputPath     string             `json:"inputPath"`
 	Error         string             `json:"error"`
 	ErrorCode     string             `json:"errorCode,omitempty"`
@@ -135,7 +136,7 @@ type DLQEntry struct {
 func scanDLQ(row pgx.Row) (DLQEntry, error) {
 	var d DLQEntry
 	var attempts []byte
-	if err := row.Scan(&d.ID, &d.TaskRunID, &d.TaskID, &d.PipelineRunID, &d.InputPath, &d.Error,
+	if err := row.Scan(&d.ID, &d.TaskRunID, &d.TaskID, &d.PipelineRunID, &d.PipelineID, &d.InputPath, &d.Error,
 		&d.ErrorCode, &attempts, &d.CodeVersion, &d.CodeHash, &d.FailedAt, &d.RetriedAt, &d.RetryRunID); err != nil {
 		return DLQEntry{}, err
 	}
