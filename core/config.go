@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,15 @@ type Config struct {
 	ProcessTimeBudget       time.Duration    // PROCESS_TIME_BUDGET_MS (default 20000): /api/process stops claiming after it
 	MaxBodyBytes            int64            // MAX_BODY_BYTES (default 10 MiB)
 	DBMaxConns              int              // DB_MAX_CONNS (default 10 standalone, 4 serverless)
+	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP/HTTP collector's base URL (traces go
+	// to its /v1/traces). With it or OTLPTracesEndpoint set, spans are exported; else tracing
+	// only propagates the W3C trace context.
+	OTLPEndpoint string
+	// OTLPTracesEndpoint is OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: the full URL of the OTLP/HTTP
+	// traces endpoint; it takes precedence over OTLPEndpoint.
+	OTLPTracesEndpoint string
+	// ServiceName is OTEL_SERVICE_NAME, the service.name of exported spans (default "pipeweave").
+	ServiceName string
 }
 
 // DefaultConfig returns the configuration every optional variable defaults to (the required
@@ -59,6 +69,7 @@ func DefaultConfig() Config {
 		ProcessBatchSize:  100,
 		ProcessTimeBudget: 20 * time.Second,
 		MaxBodyBytes:      10 << 20,
+		ServiceName:       "pipeweave",
 	}
 }
 
@@ -154,6 +165,22 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		if k = strings.TrimSpace(k); k != "" {
 			c.APIKeys = append(c.APIKeys, k)
 		}
+	}
+	for _, v := range []struct {
+		name string
+		dst  *string
+	}{{"OTEL_EXPORTER_OTLP_ENDPOINT", &c.OTLPEndpoint}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &c.OTLPTracesEndpoint}} {
+		raw := get(v.name)
+		if raw == "" {
+			continue
+		}
+		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, &ConfigError{v.name, fmt.Sprintf("must be an http:// or https:// URL, got %q", raw)}
+		}
+		*v.dst = raw
+	}
+	if name := get("OTEL_SERVICE_NAME"); name != "" {
+		c.ServiceName = name
 	}
 	switch c.Compat = get("PIPEWEAVE_COMPAT"); c.Compat {
 	case "", CompatNodeSDKv1:

@@ -54,6 +54,12 @@ func newEnv(t *testing.T, mod ...func(*core.Config)) *env {
 // newEnvOn starts another orchestrator instance on an existing database.
 func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env {
 	t.Helper()
+	return newEnvWith(t, pool, core.Options{}, mod...)
+}
+
+// newEnvWith is newEnvOn with options for core.New (the harness sets their Logger and Pool).
+func newEnvWith(t *testing.T, pool *pgxpool.Pool, opts core.Options, mod ...func(*core.Config)) *env {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := core.DefaultConfig()
 	cfg.DatabaseURL = pool.Config().ConnString()
@@ -65,7 +71,8 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env 
 	}
 	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	orch, err := core.New(context.Background(), cfg, core.Options{Logger: log, Pool: pool})
+	opts.Logger, opts.Pool = log, pool
+	orch, err := core.New(context.Background(), cfg, opts)
 	require.NoError(t, err)
 	srv := httptest.NewServer(orch.Handler())
 	keys, err := token.DeriveKeys(testSecret)

@@ -16,9 +16,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pipeweave/pipeweave/core/internal/api"
 	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
@@ -38,6 +42,10 @@ type Orchestrator struct {
 	eng     *engine.Engine
 	api     *api.Server
 	wake    chan struct{}
+	metrics *telemetry.Metrics
+	// shutdownTracing flushes and stops the tracer provider New built (nil when the caller
+	// passed one, or when the exporter is off).
+	shutdownTracing func(context.Context) error
 
 	// Serverless inline dispatch: one claimer at a time per process.
 	inlineMu      sync.Mutex
@@ -50,6 +58,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Pool, when set, is used instead of opening one from Config.DatabaseURL; the caller closes it.
 	Pool *pgxpool.Pool
+	// TracerProvider makes the orchestrator's spans (trigger, enqueue, claim, dispatch, callback,
+	// heartbeat); the caller shuts it down. When nil, New builds one from the configuration: an
+	// OTLP/HTTP exporter when OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
+	// set (Close flushes and stops it), else a no-op provider that only propagates the W3C trace
+	// context of runs to workers.
+	TracerProvider trace.TracerProvider
 }
 
 // New builds an orchestrator. It does not wait for the database: requests made while it is
@@ -67,7 +81,14 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("STORAGE_BACKENDS: %w", err)
 	}
-	o := &Orchestrator{cfg: cfg, log: log, store: store, wake: make(chan struct{}, 1)}
+	o := &Orchestrator{cfg: cfg, log: log, store: store, wake: make(chan struct{}, 1), metrics: telemetry.NewMetrics()}
+	tp := opts.TracerProvider
+	if tp == nil {
+		if tp, o.shutdownTracing, err = tracerProvider(ctx, cfg); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+	}
 	o.pool = opts.Pool
 	if o.pool == nil {
 		conns := int32(cfg.DBMaxConns)
@@ -78,6 +99,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 			}
 		}
 		if o.pool, err = database.Open(ctx, cfg.DatabaseURL, database.Options{MaxConns: conns}); err != nil {
+			o.stopTracing()
 			_ = store.Close()
 			return nil, err
 		}
@@ -91,14 +113,18 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		MaxRetryDelay:   cfg.MaxRetryDelay,
 		Compat:          cfg.Compat == CompatNodeSDKv1,
 		Secret:          cfg.SecretKey,
+		Metrics:         o.metrics,
+		TracerProvider:  tp,
 	}, log)
 	if err != nil {
 		if o.ownPool {
 			o.pool.Close()
 		}
+		o.stopTracing()
 		_ = store.Close()
 		return nil, err
 	}
+	o.metrics.RegisterDatabase(o.eng.LiveCounts, o.pool)
 	o.api = api.New(o.eng, keys, api.Options{
 		APIKeys:      cfg.APIKeys,
 		Compat:       cfg.Compat == CompatNodeSDKv1,
@@ -106,6 +132,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		Mode:         cfg.Mode,
 		Ready:        o.ready,
 		Process:      o.Process,
+		Metrics: promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{
+			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ErrorHandling: promhttp.ContinueOnError,
+		}),
 	}, log)
 	if cfg.Compat == CompatNodeSDKv1 {
 		log.Warn("PIPEWEAVE_COMPAT=node-sdk-v1: registration and worker calls are accepted without authentication")
@@ -116,13 +146,46 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 // Handler serves the HTTP API.
 func (o *Orchestrator) Handler() http.Handler { return o.api }
 
-// Close releases the orchestrator's resources.
+// Close releases the orchestrator's resources; it flushes the spans of the OTLP exporter New
+// started.
 func (o *Orchestrator) Close() {
 	o.eng.Close()
 	if o.ownPool {
 		o.pool.Close()
 	}
+	o.stopTracing()
 	_ = o.store.Close()
+}
+
+// tracerProvider builds the tracer provider the configuration asks for: an OTLP/HTTP exporter
+// when an endpoint is set, else a no-op provider. stop is nil for the no-op provider.
+func tracerProvider(ctx context.Context, cfg Config) (tp trace.TracerProvider, stop func(context.Context) error, err error) {
+	url := telemetry.TracesURL(cfg.OTLPEndpoint, cfg.OTLPTracesEndpoint)
+	if url == "" {
+		return noop.NewTracerProvider(), nil, nil
+	}
+	name := cfg.ServiceName
+	if name == "" {
+		name = "pipeweave"
+	}
+	sdk, err := telemetry.OTLPProvider(ctx, url, name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
+	}
+	return sdk, sdk.Shutdown, nil
+}
+
+// stopTracing flushes and stops the tracer provider New built, if any, within a few seconds.
+func (o *Orchestrator) stopTracing() {
+	if o.shutdownTracing == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := o.shutdownTracing(ctx); err != nil {
+		o.log.Warn("flushing the trace exporter failed", "err", err)
+	}
+	o.shutdownTracing = nil
 }
 
 // Process does one bounded batch: sweep expired attempts, then claim and dispatch up to

@@ -11,8 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
+
+// traceContext reads and writes the W3C traceparent and tracestate headers, whatever the
+// global propagator is: the orchestrator speaks W3C trace context.
+var traceContext propagation.TextMapPropagator = propagation.TraceContext{}
 
 // statusError is an orchestrator's non-2xx answer.
 type statusError struct {
@@ -67,6 +73,8 @@ func (w *Worker) post(ctx context.Context, path, bearer string, body, out any) e
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	// The attempt's trace context, so the orchestrator's spans join the trace.
+	traceContext.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}

@@ -16,6 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -43,11 +48,22 @@ type attempt struct {
 }
 
 // execute runs one dispatched attempt to its end: hydration, heartbeats, the handler, the
-// uploads and the callback, and the removal of its temporary directory.
-func (w *Worker) execute(base context.Context, t *task, d *protocol.DispatchRequest, claims token.RunClaims) {
+// uploads and the callback, and the removal of its temporary directory. It runs in a "task"
+// span, a child of the dispatch's span context parent (when valid).
+func (w *Worker) execute(base context.Context, t *task, d *protocol.DispatchRequest, claims token.RunClaims, parent trace.SpanContext) {
 	log := w.log.With("run", d.RunID, "task", d.TaskID, "attempt", d.Attempt)
 	ctx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
+	if parent.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+	}
+	ctx, span := w.tracer().Start(ctx, "task", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+		attribute.String("pipeweave.task.id", d.TaskID), attribute.String("pipeweave.run.id", d.RunID),
+		attribute.Int("pipeweave.attempt", d.Attempt)))
+	defer span.End()
+	if d.PipelineRunID != "" {
+		span.SetAttributes(attribute.String("pipeweave.pipeline_run.id", d.PipelineRunID))
+	}
 	a := &attempt{w: w, t: t, d: d, log: log, cancel: cancel, every: heartbeatEvery(d, t)}
 	if d.CodeHash != "" && d.CodeHash != t.hash {
 		log.Info("the run was scheduled for other code than this worker's", "runCodeHash", d.CodeHash, "workerCodeHash", t.hash)
@@ -139,6 +155,15 @@ func (w *Worker) execute(base context.Context, t *task, d *protocol.DispatchRequ
 	body.IdempotencyKey = idemKey
 	stopHeartbeat()
 	ok = a.callback(ctx, body)
+}
+
+// tracer makes the attempts' spans: Config.TracerProvider's, or the global provider's.
+func (w *Worker) tracer() trace.Tracer {
+	tp := w.cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return tp.Tracer("github.com/pipeweave/pipeweave/worker")
 }
 
 // heartbeatEvery is the heartbeat interval of an attempt.
@@ -470,6 +495,9 @@ func (a *attempt) reportFailure(ctx context.Context, f failure) {
 	if cancelled(ctx) {
 		return
 	}
+	span := trace.SpanFromContext(ctx)
+	span.SetAttributes(attribute.String("pipeweave.error_code", f.code))
+	span.SetStatus(codes.Error, f.message)
 	a.callback(ctx, protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: f.message, ErrorCode: f.code, Retryable: &f.retryable})
 }
 

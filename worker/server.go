@@ -11,6 +11,9 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/token"
 )
@@ -71,9 +74,11 @@ func (w *Worker) serveDispatch(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if started {
+		// The dispatch's trace context (traceparent, tracestate) becomes the attempt's parent.
+		parent := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.HeaderCarrier(r.Header)))
 		go func() {
 			defer w.end(k)
-			w.execute(base, t, &d, claims)
+			w.execute(base, t, &d, claims, parent)
 		}()
 	}
 	writeJSON(rw, http.StatusAccepted, map[string]any{"accepted": true, "runId": d.RunID, "duplicate": !started})

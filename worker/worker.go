@@ -49,6 +49,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -90,6 +92,12 @@ type Config struct {
 	// context ends (default 30 s). Attempts still running then have their context cancelled
 	// and report a retryable WORKER_SHUTDOWN failure.
 	ShutdownTimeout time.Duration
+	// TracerProvider makes the "task" span of each attempt (default: the global OpenTelemetry
+	// provider, otel.GetTracerProvider(), read at each attempt). Whatever the provider, the
+	// handler's context carries the trace context of the dispatch (its W3C traceparent), and
+	// the attempt's heartbeats and callback send the traceparent of the handler's context, so
+	// that the orchestrator's spans and the handler's own spans are one trace.
+	TracerProvider trace.TracerProvider
 }
 
 // Options describe a task at registration. Zero values mean the orchestrator's defaults

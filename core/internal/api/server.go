@@ -15,7 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -38,6 +41,8 @@ type Options struct {
 	Process func(ctx context.Context) (engine.ProcessSummary, error)
 	// Now is the clock for token checks (default time.Now).
 	Now func() time.Time
+	// Metrics serves GET /metrics (Prometheus text format); nil answers 404.
+	Metrics http.Handler
 }
 
 // Server is the HTTP API.
@@ -109,6 +114,7 @@ func (s *Server) routes() {
 	api("GET /api/storage/{path...}", s.object)
 	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun))
 	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun))
+	api("GET /metrics", s.metrics)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "ROUTE_NOT_FOUND", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -126,6 +132,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	// A W3C traceparent (and tracestate) makes the request's spans children of the caller's.
+	if r.Header.Get("traceparent") != "" {
+		r = r.WithContext(telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
+	}
 	// The mux would answer a storage path with ".." or "//" by redirecting to a cleaned path;
 	// such a path is refused instead, whoever asks.
 	if key, ok := strings.CutPrefix(r.URL.Path, "/api/storage/"); ok && storage.ValidateKey(key) != nil {
@@ -187,6 +197,15 @@ func (s *Server) requireKey(h http.HandlerFunc) http.Handler {
 		}
 		h(w, r)
 	})
+}
+
+// metrics serves the Prometheus metrics.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Metrics == nil {
+		writeErr(w, http.StatusNotFound, "ROUTE_NOT_FOUND", "metrics are not enabled", nil)
+		return
+	}
+	s.opts.Metrics.ServeHTTP(w, r)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

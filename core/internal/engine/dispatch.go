@@ -8,13 +8,19 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -48,6 +54,9 @@ type Claimed struct {
 	TimeoutSeconds      int
 	BaseURL             string
 	Priority            int
+	// Traceparent is the W3C trace context the run continues ("" = none): its dispatch span is
+	// a child of it.
+	Traceparent string
 }
 
 // Claim takes up to limit ready runs (lower priority first, then oldest), moving them to
@@ -58,6 +67,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 		limit = e.cfg.ClaimBatch
 	}
 	lease := e.cfg.DispatchTimeout + 10*time.Second
+	start := time.Now()
 	var out []Claimed
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		// Claims serialise on this lock until they commit, so the commit must be quick: it does
@@ -74,7 +84,8 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 			var c Claimed
 			var prev []byte
 			if err := row.Scan(&c.RunID, &c.TaskID, &c.PipelineRunID, &c.Attempt, &c.Lease, &c.CodeVersion,
-				&c.CodeHash, &c.InputPath, &prev, &c.HeartbeatIntervalMs, &c.TimeoutSeconds, &c.BaseURL, &c.Priority); err != nil {
+				&c.CodeHash, &c.InputPath, &prev, &c.HeartbeatIntervalMs, &c.TimeoutSeconds, &c.BaseURL, &c.Priority,
+				&c.Traceparent); err != nil {
 				return c, err
 			}
 			return c, json.Unmarshal(prev, &c.PreviousAttempts)
@@ -84,10 +95,34 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 		}
 		return nil
 	})
+	e.claimSpan(ctx, start, limit, out, err)
 	if err != nil {
 		return nil, err
 	}
+	e.metrics.Claims.Add(float64(len(out)))
 	return out, nil
+}
+
+// claimSpan records a "claim" span for a claim that took runs or failed (an empty claim, which
+// an idle loop makes at every tick, leaves no span). It is a root linked to the trace of each
+// claimed run: one claim serves many traces.
+func (e *Engine) claimSpan(ctx context.Context, start time.Time, limit int, claimed []Claimed, err error) {
+	if len(claimed) == 0 && err == nil {
+		return
+	}
+	links := make([]trace.Link, 0, len(claimed))
+	for _, c := range claimed {
+		if sc := telemetry.SpanContextOf(c.Traceparent); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{telemetry.AttrRunID.String(c.RunID)}})
+		}
+	}
+	_, span := e.tracer.Start(telemetry.WithoutSpan(ctx), "claim", trace.WithNewRoot(), trace.WithTimestamp(start),
+		trace.WithLinks(links...), trace.WithAttributes(telemetry.AttrCount.Int(len(claimed)), attribute.Int("pipeweave.limit", limit)))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "claim failed")
+	}
+	span.End()
 }
 
 // outcome of one dispatch.
@@ -103,6 +138,17 @@ type result struct {
 	c       Claimed
 	outcome outcome
 	err     string
+}
+
+// name is the outcome as the metrics and spans label it.
+func (o outcome) name() string {
+	switch o {
+	case acked:
+		return telemetry.DispatchAcked
+	case backPressure:
+		return telemetry.DispatchBackPressure
+	}
+	return telemetry.DispatchFailed
 }
 
 // DispatchStats counts what a dispatch of a batch did.
@@ -224,10 +270,30 @@ func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[strin
 	return out, rows.Err()
 }
 
-func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string]protocol.UpstreamRef) result {
+// dispatchOne posts one claimed run to its worker, in a "dispatch" span that is a child of the
+// run's stored trace context and whose context the request carries (traceparent, tracestate).
+func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string]protocol.UpstreamRef) (res result) {
+	pctx, _ := telemetry.WithTraceparent(ctx, c.Traceparent)
+	attrs := []attribute.KeyValue{telemetry.AttrTaskID.String(c.TaskID), telemetry.AttrRunID.String(c.RunID),
+		telemetry.AttrAttempt.Int(c.Attempt)}
+	if c.PipelineRunID != "" {
+		attrs = append(attrs, telemetry.AttrPipelineRunID.String(c.PipelineRunID))
+	}
+	ctx, span := e.tracer.Start(pctx, "dispatch", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	defer func() {
+		span.SetAttributes(telemetry.AttrOutcome.String(res.outcome.name()))
+		if res.outcome == dispatchFailed {
+			span.SetStatus(codes.Error, res.err)
+		}
+		span.End()
+	}()
+	fail := func(reason, msg string) result {
+		e.metrics.DispatchFailures.WithLabelValues(reason).Inc()
+		return result{c: c, outcome: dispatchFailed, err: msg}
+	}
 	tok, err := e.runToken(c)
 	if err != nil {
-		return result{c: c, outcome: dispatchFailed, err: "could not make the run token: " + err.Error()}
+		return fail(telemetry.ReasonToken, "could not make the run token: "+err.Error())
 	}
 	body, err := json.Marshal(protocol.DispatchRequest{
 		RunID:               c.RunID,
@@ -243,30 +309,50 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
 	})
 	if err != nil {
-		return result{c: c, outcome: dispatchFailed, err: "encode dispatch: " + err.Error()}
+		return fail(telemetry.ReasonEncode, "encode dispatch: "+err.Error())
 	}
 	dctx, cancel := context.WithTimeout(ctx, e.cfg.DispatchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(dctx, http.MethodPost, c.BaseURL+"/tasks/"+c.TaskID, bytes.NewReader(body))
 	if err != nil {
-		return result{c: c, outcome: dispatchFailed, err: "build dispatch request: " + err.Error()}
+		return fail(telemetry.ReasonEncode, "build dispatch request: "+err.Error())
 	}
 	req.Header.Set("Content-Type", "application/json")
+	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	start := time.Now()
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return result{c: c, outcome: dispatchFailed, err: "dispatch to worker: " + err.Error()}
+		e.metrics.DispatchDuration.WithLabelValues(telemetry.DispatchFailed).Observe(time.Since(start).Seconds())
+		reason := telemetry.ReasonNetwork
+		var nerr net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+			reason = telemetry.ReasonTimeout
+		}
+		span.RecordError(err)
+		return fail(reason, "dispatch to worker: "+err.Error())
 	}
 	// Drain a little so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	var out result
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		return result{c: c, outcome: acked}
+		out = result{c: c, outcome: acked}
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		return result{c: c, outcome: backPressure}
+		out = result{c: c, outcome: backPressure}
 	default:
-		return result{c: c, outcome: dispatchFailed, err: fmt.Sprintf("worker answered %s", resp.Status)}
+		reason := telemetry.ReasonStatus
+		switch {
+		case resp.StatusCode >= 400 && resp.StatusCode < 500:
+			reason = telemetry.ReasonStatus4xx
+		case resp.StatusCode >= 500:
+			reason = telemetry.ReasonStatus5xx
+		}
+		out = fail(reason, fmt.Sprintf("worker answered %s", resp.Status))
 	}
+	e.metrics.DispatchDuration.WithLabelValues(out.outcome.name()).Observe(time.Since(start).Seconds())
+	return out
 }
 
 func nonNil[T any](s []T) []T {
@@ -301,6 +387,14 @@ func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 	if limit <= 0 {
 		limit = e.cfg.SweepBatch
 	}
+	n, err := e.sweep(ctx, limit)
+	if err != nil {
+		e.metrics.SweepResults.WithLabelValues(telemetry.SweepError).Inc()
+	}
+	return n, err
+}
+
+func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 	// Housekeeping that rides along: fold the final-state count deltas.
 	if _, err := e.pool.Exec(ctx, sqlFoldDeltas); err != nil {
 		return 0, fmt.Errorf("fold status counts: %w", err)
@@ -310,14 +404,16 @@ func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}
 	var f failures
+	kinds := map[string]string{}
 	for rows.Next() {
-		var id, prun, code, msg string
+		var id, prun, code, msg, kind string
 		var lease int64
-		if err := rows.Scan(&id, &lease, &prun, &code, &msg); err != nil {
+		if err := rows.Scan(&id, &lease, &prun, &code, &msg, &kind); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("sweep: %w", err)
 		}
 		f.add(id, &lease, prun, msg, code, true)
+		kinds[id] = kind
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -330,6 +426,15 @@ func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	for _, a := range ended {
+		e.metrics.Timeouts.WithLabelValues(a.TaskID, kinds[a.RunID]).Inc()
+		outcome := telemetry.SweepRetried
+		if a.Status == protocol.StatusFailed {
+			outcome = telemetry.SweepFailed
+		}
+		e.metrics.SweepResults.WithLabelValues(outcome).Inc()
+	}
+	e.metrics.SweepResults.WithLabelValues(telemetry.SweepSkipped).Add(float64(len(f.ids) - len(ended)))
 	if len(ended) > 0 {
 		e.log.Info("sweep ended expired attempts", "count", len(ended))
 	}
@@ -362,7 +467,23 @@ func (e *Engine) failAndAdvance(ctx context.Context, f failures, bump bool) ([]e
 		}
 		return e.advanceFailed(ctx, tx, runs, ended)
 	})
+	if err == nil {
+		e.countEnded(ended)
+	}
 	return ended, err
+}
+
+// countEnded counts, once their transaction committed, the failed attempts that were retried
+// and the runs that failed for good into the DLQ.
+func (e *Engine) countEnded(ended []endedAttempt) {
+	for _, a := range ended {
+		switch a.Status {
+		case protocol.StatusPending:
+			e.metrics.Retries.WithLabelValues(a.TaskID).Inc()
+		case protocol.StatusFailed:
+			e.metrics.DLQEntries.WithLabelValues(a.TaskID).Inc()
+		}
+	}
 }
 
 // advanceFailed advances the pipeline runs of attempts that failed for good.
@@ -393,6 +514,8 @@ type endedAttempt struct {
 	Attempt       int
 	AvailableAt   time.Time
 	PipelineRunID string
+	// Seconds is the time from the run's first claim to the end of this attempt.
+	Seconds float64
 }
 
 // failAttempts applies fail_attempts in tx; a nil lease applies to whatever lease is current
@@ -405,7 +528,7 @@ func (e *Engine) failAttempts(ctx context.Context, tx dbtx, ids []string, leases
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (endedAttempt, error) {
 		var a endedAttempt
-		err := row.Scan(&a.RunID, &a.TaskID, &a.Status, &a.Attempt, &a.AvailableAt, &a.PipelineRunID)
+		err := row.Scan(&a.RunID, &a.TaskID, &a.Status, &a.Attempt, &a.AvailableAt, &a.PipelineRunID, &a.Seconds)
 		return a, err
 	})
 	if err != nil {

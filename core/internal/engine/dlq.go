@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -109,7 +110,8 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 			return conflict("TASK_NOT_REGISTERED", "task %q is no longer registered", taskID)
 		}
 		if _, err := tx.Exec(ctx, sqlInsertRuns, []string{runID}, []string{taskID}, []int{priority}, []int64{0},
-			[]string{inputPath}, []int{t.codeVersion}, []string{t.codeHash}, [][]byte{metadata}, []string{""}); err != nil {
+			[]string{inputPath}, []int{t.codeVersion}, []string{t.codeHash}, [][]byte{metadata}, []string{""},
+			[]string{telemetry.Traceparent(ctx)}); err != nil {
 			return fmt.Errorf("insert retry run: %w", err)
 		}
 		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {

@@ -18,7 +18,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 )
@@ -50,6 +53,12 @@ type Config struct {
 	Compat bool
 	// Secret is PIPEWEAVE_SECRET_KEY, needed for the compat token format.
 	Secret string
+	// Metrics receive the engine's counts and timings (default: metrics of their own that
+	// nobody reads).
+	Metrics *telemetry.Metrics
+	// TracerProvider makes the engine's spans (default: a no-op provider, which still
+	// propagates the trace context of runs to workers).
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +80,12 @@ func (c *Config) setDefaults() {
 	if c.BackPressureDelay <= 0 {
 		c.BackPressureDelay = time.Second
 	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.NewMetrics()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
+	}
 }
 
 // Engine runs the orchestrator's work against one database.
@@ -83,6 +98,8 @@ type Engine struct {
 	cfg     Config
 	client  *http.Client
 	log     *slog.Logger
+	metrics *telemetry.Metrics
+	tracer  trace.Tracer
 }
 
 // New builds an engine. The pool's search path must lead to the pipeweave schema.
@@ -110,6 +127,8 @@ func New(pool *pgxpool.Pool, keys token.Keys, store *storage.Set, cfg Config, lo
 		cfg:     cfg,
 		client:  &http.Client{Transport: transport, Timeout: cfg.DispatchTimeout},
 		log:     log,
+		metrics: cfg.Metrics,
+		tracer:  cfg.TracerProvider.Tracer(telemetry.TracerName),
 	}, nil
 }
 

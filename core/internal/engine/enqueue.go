@@ -6,9 +6,12 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 )
@@ -60,7 +63,20 @@ type enqueueItem struct {
 // Enqueue validates every request (all or nothing), stores the inputs, and inserts the new runs
 // in one transaction. A request whose idempotency key is held within its TTL returns the run that
 // holds it instead of making one. It reports whether any new run was made.
-func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) ([]EnqueueResult, bool, error) {
+//
+// It runs in an "enqueue" span. The new runs continue the caller's trace context (in ctx, from
+// the request's traceparent) when there is one, else the enqueue span's.
+func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []EnqueueResult, _ bool, err error) {
+	traceparent := telemetry.Traceparent(ctx)
+	attrs := []attribute.KeyValue{telemetry.AttrCount.Int(len(reqs))}
+	if len(reqs) == 1 {
+		attrs = append(attrs, telemetry.AttrTaskID.String(reqs[0].TaskID))
+	}
+	ctx, span := e.tracer.Start(ctx, "enqueue", trace.WithAttributes(attrs...))
+	defer func() { endSpan(span, err) }()
+	if traceparent == "" {
+		traceparent = telemetry.Traceparent(ctx)
+	}
 	if len(reqs) == 0 {
 		return nil, false, invalid("EMPTY_BATCH", "at least one task is required")
 	}
@@ -79,10 +95,10 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) ([]EnqueueR
 			return err
 		}
 		var (
-			runIDs, taskIDs, paths, hashes, keys []string
-			prios, versions                      []int
-			delays                               []int64
-			metas                                [][]byte
+			runIDs, taskIDs, paths, hashes, keys, tps []string
+			prios, versions                           []int
+			delays                                    []int64
+			metas                                     [][]byte
 		)
 		for i := range items {
 			it := &items[i]
@@ -98,12 +114,13 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) ([]EnqueueR
 			hashes = append(hashes, it.task.codeHash)
 			metas = append(metas, nullJSON(it.req.Metadata))
 			keys = append(keys, it.req.IdempotencyKey)
+			tps = append(tps, traceparent)
 			it.result = EnqueueResult{RunID: it.runID, Status: "queued", TaskID: it.req.TaskID, InputPath: it.inputPath}
 		}
 		if len(runIDs) == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, sqlInsertRuns, runIDs, taskIDs, prios, delays, paths, versions, hashes, metas, keys); err != nil {
+		if _, err := tx.Exec(ctx, sqlInsertRuns, runIDs, taskIDs, prios, delays, paths, versions, hashes, metas, keys, tps); err != nil {
 			return fmt.Errorf("insert runs: %w", err)
 		}
 		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 )
@@ -270,7 +272,11 @@ type nodeRow struct {
 
 // Trigger starts a run of pipeline id: it stores the input, snapshots the structure, and
 // creates every node's task run (entry tasks pending, the others waiting) in one transaction.
-func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (TriggerResult, error) {
+// It runs in a "trigger" span (a child of the caller's trace context in ctx, if any), whose
+// context the run and its nodes store: every later dispatch of the run continues that trace.
+func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ TriggerResult, err error) {
+	ctx, span := e.tracer.Start(ctx, "trigger", trace.WithAttributes(telemetry.AttrPipelineID.String(id)))
+	defer func() { endSpan(span, err) }()
 	if req.Priority != nil && *req.Priority < 0 {
 		return TriggerResult{}, invalid("INVALID_PRIORITY", "priority must not be negative")
 	}
@@ -310,6 +316,8 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (Tr
 		mode = req.FailureMode
 	}
 	runID := ids.New(ids.PipelineRun)
+	span.SetAttributes(telemetry.AttrPipelineRunID.String(runID))
+	traceparent := telemetry.Traceparent(ctx)
 	inputPath := protocol.PipelineInputPath(runID)
 	snap, err := json.Marshal(snapshot{PipelineID: id, EntryTasks: g.EntryTasks, FailureMode: mode, Tasks: g.Tasks})
 	if err != nil {
@@ -338,10 +346,10 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (Tr
 		return TriggerResult{}, fmt.Errorf("store the input of %s: %w", runID, err)
 	}
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqlInsertPipelineRun, runID, id, mode, orDefault(req.Priority, 100), nullJSON(req.Metadata), inputPath, snap); err != nil {
+		if _, err := tx.Exec(ctx, sqlInsertPipelineRun, runID, id, mode, orDefault(req.Priority, 100), nullJSON(req.Metadata), inputPath, snap, traceparent); err != nil {
 			return fmt.Errorf("insert pipeline run: %w", err)
 		}
-		if _, err := tx.Exec(ctx, sqlInsertPipelineRuns, runID, inputPath, nodeJSON); err != nil {
+		if _, err := tx.Exec(ctx, sqlInsertPipelineRuns, runID, inputPath, nodeJSON, traceparent); err != nil {
 			return fmt.Errorf("insert task runs: %w", err)
 		}
 		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {

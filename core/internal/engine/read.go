@@ -126,6 +126,29 @@ func (e *Engine) QueueStatus(ctx context.Context) (QueueStatus, error) {
 	return s, nil
 }
 
+// LiveCounts counts the task runs in each live state (waiting, pending, dispatching, running)
+// with one query over a partial index; the metrics read it at scrape time.
+func (e *Engine) LiveCounts(ctx context.Context) (map[string]int64, error) {
+	rows, err := e.pool.Query(ctx, sqlQueueLive)
+	if err != nil {
+		return nil, fmt.Errorf("count live runs: %w", err)
+	}
+	defer rows.Close()
+	counts := map[string]int64{}
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("count live runs: %w", err)
+		}
+		counts[st] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count live runs: %w", err)
+	}
+	return counts, nil
+}
+
 // Services lists the registered services with their active tasks.
 func (e *Engine) Services(ctx context.Context) ([]Service, error) {
 	rows, err := e.pool.Query(ctx, sqlServicesList)

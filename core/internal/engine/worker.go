@@ -7,7 +7,10 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -44,7 +47,10 @@ func staleLease(runID string) *Error {
 // Heartbeat pushes the attempt's deadline to now + 2 × heartbeatIntervalMs and records progress.
 // It returns shouldCancel: true when the run was cancelled or is no longer running; a stale
 // lease gives ErrConflict (with shouldCancel true for the caller to report).
-func (e *Engine) Heartbeat(ctx context.Context, call WorkerCall, progress *int, message string) (protocol.HeartbeatResponse, error) {
+func (e *Engine) Heartbeat(ctx context.Context, call WorkerCall, progress *int, message string) (_ protocol.HeartbeatResponse, err error) {
+	ctx, span := e.tracer.Start(ctx, "heartbeat", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(telemetry.AttrRunID.String(call.RunID)))
+	defer func() { endSpan(span, err) }()
 	if progress != nil && (*progress < 0 || *progress > 100) {
 		return protocol.HeartbeatResponse{}, invalid("INVALID_PROGRESS", "progress must be between 0 and 100")
 	}
@@ -53,7 +59,7 @@ func (e *Engine) Heartbeat(ctx context.Context, call WorkerCall, progress *int, 
 		msg = &message
 	}
 	var status string
-	err := e.pool.QueryRow(ctx, sqlHeartbeat, call.RunID, call.Lease, progress, msg).Scan(&status)
+	err = e.pool.QueryRow(ctx, sqlHeartbeat, call.RunID, call.Lease, progress, msg).Scan(&status)
 	if err == nil {
 		return protocol.HeartbeatResponse{Acknowledged: true}, nil
 	}
@@ -77,13 +83,50 @@ type CallbackResult struct {
 	Applied bool
 	// Status is the run's status after the call.
 	Status string
+
+	// What an applied callback ended, for the metrics.
+	taskID  string
+	seconds float64
+	ended   []endedAttempt
+}
+
+// endSpan ends span, marking it failed when err is not nil.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // Callback applies a worker's report of its attempt: success completes the run; failure retries
 // it or fails it into the DLQ. For a task of a pipeline run, the run advances in the same
 // transaction. A duplicate of an applied callback changes nothing; a stale lease gives
-// ErrConflict; an unknown run ErrNotFound.
-func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (CallbackResult, error) {
+// ErrConflict; an unknown run ErrNotFound. It runs in a "callback" span, a child of the trace
+// context in ctx (the worker's traceparent).
+func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (res CallbackResult, err error) {
+	ctx, span := e.tracer.Start(ctx, "callback", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(telemetry.AttrRunID.String(call.RunID), telemetry.AttrStatus.String(cb.Status)))
+	defer func() {
+		if res.taskID != "" {
+			span.SetAttributes(telemetry.AttrTaskID.String(res.taskID))
+		}
+		span.SetAttributes(telemetry.AttrApplied.Bool(res.Applied), telemetry.AttrOutcome.String(res.Status))
+		endSpan(span, err)
+	}()
+	res, err = e.callback(ctx, call, cb)
+	if err == nil && res.Applied {
+		outcome := protocol.StatusCompleted
+		if res.Status != protocol.StatusCompleted {
+			outcome = protocol.StatusFailed
+		}
+		e.metrics.TaskDuration.WithLabelValues(res.taskID, outcome).Observe(res.seconds)
+		e.countEnded(res.ended)
+	}
+	return res, err
+}
+
+func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (CallbackResult, error) {
 	switch cb.Status {
 	case protocol.CallbackSuccess, protocol.CallbackFailed:
 	default:
@@ -135,6 +178,8 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 		}
 	}
 	var status, taskID string
+	var seconds float64
+	var endedAttempts []endedAttempt
 	applied := false
 	if cb.Status == protocol.CallbackFailed {
 		msg := cb.Error
@@ -149,6 +194,7 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 		}
 		if len(ended) == 1 {
 			applied, status = true, ended[0].Status
+			taskID, seconds, endedAttempts = ended[0].TaskID, ended[0].Seconds, ended
 			if run != nil {
 				if err := e.advanceFailed(ctx, db, map[string]*lockedRun{run.id: run}, ended); err != nil {
 					return CallbackResult{}, err
@@ -164,7 +210,7 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			}
 		}
 		err := db.QueryRow(ctx, sqlComplete, call.RunID, call.Lease, nonEmpty(cb.OutputPath), nilIfZero(cb.OutputSize),
-			assets, nonEmpty(cb.LogsPath), cb.SelectedNext).Scan(&taskID)
+			assets, nonEmpty(cb.LogsPath), cb.SelectedNext).Scan(&taskID, &seconds)
 		switch {
 		case err == pgx.ErrNoRows:
 		case err != nil:
@@ -184,7 +230,7 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 		}
 	}
 	if applied {
-		return CallbackResult{Applied: true, Status: status}, nil
+		return CallbackResult{Applied: true, Status: status, taskID: taskID, seconds: seconds, ended: endedAttempts}, nil
 	}
 	st, lease, err := e.runState(ctx, db, call.RunID)
 	if err != nil {

@@ -26,14 +26,15 @@ JOIN idempotency_keys k ON k.task_id = i.task_id AND k.key = i.key
 JOIN task_runs tr ON tr.id = k.run_id;
 
 -- name: insert_runs
--- One multi-row insert of new pending runs.
+-- One multi-row insert of new pending runs; $10 is the W3C traceparent of the trace each
+-- continues ('' = none).
 INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, code_version,
-                       code_hash, metadata, idempotency_key)
+                       code_hash, metadata, idempotency_key, traceparent)
 SELECT i.id, i.task_id, 'pending', i.priority, now() + i.delay_ms * interval '1 millisecond',
-       i.input_path, i.code_version, i.code_hash, i.metadata, i.key
+       i.input_path, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, '')
 FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::int[], $7::text[],
-            $8::jsonb[], $9::text[])
-    AS i(id, task_id, priority, delay_ms, input_path, code_version, code_hash, metadata, key);
+            $8::jsonb[], $9::text[], $10::text[])
+    AS i(id, task_id, priority, delay_ms, input_path, code_version, code_hash, metadata, key, traceparent);
 
 -- name: notify_ready
 SELECT pg_notify('pipeweave_ready', '');

@@ -24,15 +24,18 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE p.implicit OR NOT excluded.implicit;
 
 -- name: insert_pipeline_run
-INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot)
-VALUES ($1, $2, 'running', $3, $4, $5, $6, $7);
+-- $8 is the W3C traceparent of the trigger's span ('' = none).
+INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
+                           traceparent)
+VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, nullif($8, ''));
 
 -- name: insert_pipeline_task_runs
--- Every node of a new pipeline run at once: entry tasks pending, the others waiting.
+-- Every node of a new pipeline run at once: entry tasks pending, the others waiting. Each
+-- continues the trace of the run ($4, the trigger's traceparent, '' = none).
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
-                       code_hash, predecessors, preds_left, selected)
+                       code_hash, predecessors, preds_left, selected, traceparent)
 SELECT i.id, i.task_id, $1, i.status, i.priority, $2, i.code_version, i.code_hash, i.predecessors,
-       i.preds_left, i.selected
+       i.preds_left, i.selected, nullif($4, '')
 FROM jsonb_to_recordset($3::jsonb) AS i(id text, task_id text, status text, priority int,
     code_version int, code_hash text, predecessors text[], preds_left int, selected bool);
 
@@ -48,8 +51,10 @@ WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE;
 -- Resolves predecessors of waiting nodes of run $1 (failure mode $2): per successor $3, $4 of
 -- its predecessors resolved, $5 whether one of them selected it, $6 whether one failed. A node
 -- whose last predecessor resolves leaves waiting exactly once: pending when selected, skipped
--- otherwise (and, in continue mode, skipped when anything upstream failed).
+-- otherwise (and, in continue mode, skipped when anything upstream failed). A node without a
+-- trace context takes the pipeline run's.
 UPDATE task_runs tr SET
+    traceparent     = coalesce(tr.traceparent, (SELECT pr.traceparent FROM pipeline_runs pr WHERE pr.id = $1)),
     preds_left      = tr.preds_left - u.n,
     selected        = tr.selected OR u.sel,
     upstream_failed = tr.upstream_failed OR u.failed,
@@ -160,9 +165,9 @@ UPDATE task_runs SET superseded_by = $2, updated_at = now() WHERE id = $1;
 
 -- name: insert_retry_node
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
-                       code_hash, metadata, predecessors, preds_left, selected)
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent)
 SELECT $2, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, t.code_version,
-       t.code_hash, old.metadata, old.predecessors, 0, true
+       t.code_hash, old.metadata, old.predecessors, 0, true, old.traceparent
 FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = $1;
 

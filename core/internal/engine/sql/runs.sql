@@ -55,7 +55,7 @@ FROM chosen, tasks t, services s
 WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
 RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, ''), tr.attempt, tr.lease, tr.code_version,
           tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms,
-          t.timeout_seconds, s.base_url, tr.priority;
+          t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '');
 
 -- name: mark_running
 -- Records the workers' acknowledgements of a dispatched batch ($1 ids, $2 their leases). The
@@ -135,11 +135,14 @@ dead AS (
     WHERE u.status = 'failed'
     ON CONFLICT (task_run_id) DO NOTHING
 )
-SELECT u.id, u.task_id, u.status, u.attempt, u.available_at, coalesce(u.pipeline_run_id, '') FROM updated u;
+SELECT u.id, u.task_id, u.status, u.attempt, u.available_at, coalesce(u.pipeline_run_id, ''),
+       coalesce(extract(epoch FROM now() - u.started_at), 0)::float8
+FROM updated u;
 
 -- name: complete
 -- A successful callback: $1 id, $2 lease (NULL = current), $3 output path, $4 output size,
--- $5 assets, $6 logs path, $7 selected next.
+-- $5 assets, $6 logs path, $7 selected next. Returns the task and the seconds since the run was
+-- first claimed.
 UPDATE task_runs SET
     status        = 'completed',
     output_path   = $3,
@@ -153,7 +156,7 @@ UPDATE task_runs SET
     completed_at  = now(),
     updated_at    = now()
 WHERE id = $1 AND lease = coalesce($2, lease) AND status IN ('dispatching', 'running')
-RETURNING task_id;
+RETURNING task_id, coalesce(extract(epoch FROM now() - started_at), 0)::float8;
 
 -- name: heartbeat
 -- $1 id, $2 lease (NULL = current), $3 progress (NULL keeps it), $4 message (NULL keeps it).
@@ -172,12 +175,15 @@ SELECT status, lease FROM task_runs WHERE id = $1;
 -- name: sweep
 -- Attempts whose deadline passed: dispatch leases that expired, silent workers, hard timeouts.
 -- Nothing is locked here: fail_attempts re-checks state and lease under the row lock, so a
--- callback that commits first always wins.
+-- callback that commits first always wins. The last column is the kind of expiry, for metrics.
 SELECT id, lease, coalesce(pipeline_run_id, ''),
        CASE WHEN status = 'dispatching' THEN 'DISPATCH_FAILED' ELSE 'TIMEOUT' END,
        CASE WHEN status = 'dispatching' THEN 'dispatch lease expired before the worker answered'
             WHEN timeout_at <= now() THEN 'task exceeded its timeout'
-            ELSE 'no heartbeat within ' || (2 * heartbeat_interval_ms) || ' ms' END
+            ELSE 'no heartbeat within ' || (2 * heartbeat_interval_ms) || ' ms' END,
+       CASE WHEN status = 'dispatching' THEN 'lease'
+            WHEN timeout_at <= now() THEN 'timeout'
+            ELSE 'heartbeat' END
 FROM task_runs
 WHERE status IN ('dispatching', 'running') AND deadline <= now()
 ORDER BY deadline
