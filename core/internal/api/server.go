@@ -19,6 +19,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
+	"github.com/pipeweave/pipeweave/core/internal/ui"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -115,6 +116,9 @@ func (s *Server) routes() {
 	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun))
 	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun))
 	api("GET /metrics", s.metrics)
+	// The web dashboard: not part of the API (no API key for the page itself; its calls carry one).
+	s.mux.Handle("GET "+ui.Prefix, ui.Handler())
+	s.mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "ROUTE_NOT_FOUND", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})

@@ -1,0 +1,182 @@
+// Pipelines: every pipeline with its DAG; a pipeline's page adds the trigger form, a dry run
+// and its recent runs.
+
+import { get, post } from '../api.js';
+import { h, replace, badge, message, table, empty } from '../dom.js';
+import { render as renderDAG } from '../dag.js';
+import { runsTable } from './overview.js';
+
+const MODES = ['fail-fast', 'continue', 'partial-merge'];
+
+function validity(p) {
+  return p.valid
+    ? h('span', { class: 'badge state-completed', testid: 'pipeline-valid' }, 'valid')
+    : h('span', { class: 'badge state-failed', testid: 'pipeline-invalid' }, 'invalid');
+}
+
+function errorsList(p) {
+  if (!p.errors || !p.errors.length) return null;
+  return h('ul', { class: 'error-list', testid: 'pipeline-errors' }, p.errors.map((e) => h('li', {}, e)));
+}
+
+export function mount(ctx) {
+  if (ctx.params.id) return mountOne(ctx, ctx.params.id);
+  const list = h('div', { class: 'pipeline-list', testid: 'pipeline-list' }, h('p', { class: 'muted' }, 'Loading…'));
+  ctx.view.append(
+    h('div', { class: 'page-head' }, h('h1', {}, 'Pipelines'),
+      h('p', { class: 'muted' }, 'Each registered service implies a pipeline of its tasks; more can be declared.')),
+    list);
+  ctx.every(10000, async () => {
+    const ps = await get('/api/pipelines');
+    if (ctx.stopped) return false;
+    if (!ps.length) {
+      replace(list, empty('No pipelines: register a worker service first.', 'pipelines-empty'));
+      return true;
+    }
+    replace(list, ps.map((p) => h('section', { class: 'card pipeline-card', testid: 'pipeline-card', dataset: { pipelineId: p.id } },
+      h('div', { class: 'card-head' },
+        h('h2', {}, h('a', { href: '#/pipelines/' + encodeURIComponent(p.id), testid: 'pipeline-link' }, p.id)),
+        validity(p)),
+      h('p', { class: 'muted small' },
+        (p.implicit ? 'Implied by service ' + (p.serviceId || p.id) : 'Declared') + ' · ' + Object.keys(p.tasks || {}).length + ' tasks · ' +
+        'entry: ' + (p.entryTasks || []).join(', ') + ' · ' + p.failureMode),
+      p.description ? h('p', {}, p.description) : null,
+      errorsList(p),
+      h('div', { class: 'dag-wrap' }, renderDAG(p, { testid: 'pipeline-dag' })),
+      h('div', { class: 'actions' }, h('a', { class: 'button primary', href: '#/pipelines/' + encodeURIComponent(p.id), testid: 'pipeline-open' }, 'Trigger…')))));
+    return true;
+  });
+}
+
+function mountOne(ctx, id) {
+  const head = h('div', { class: 'page-head' }, h('h1', {}, 'Pipeline ', h('span', { class: 'mono' }, id)));
+  const info = h('section', { class: 'card', testid: 'pipeline-detail' }, h('p', { class: 'muted' }, 'Loading…'));
+  const runs = h('div', {});
+  ctx.view.append(
+    h('p', { class: 'crumbs' }, h('a', { href: '#/pipelines' }, '← Pipelines')),
+    head, info, triggerCard(ctx, id),
+    h('section', { class: 'card' }, h('h2', {}, 'Recent runs'), runs));
+
+  get('/api/pipelines/' + encodeURIComponent(id)).then((p) => {
+    if (ctx.stopped) return;
+    replace(info,
+      h('div', { class: 'card-head' }, h('h2', {}, 'Structure'), validity(p)),
+      h('dl', { class: 'meta' },
+        h('dt', {}, 'Source'), h('dd', {}, p.implicit ? 'implied by service ' + (p.serviceId || p.id) : 'declared'),
+        h('dt', {}, 'Entry tasks'), h('dd', { class: 'mono' }, (p.entryTasks || []).join(', ') || '—'),
+        h('dt', {}, 'Failure mode'), h('dd', { testid: 'pipeline-failure-mode' }, p.failureMode),
+        p.description ? [h('dt', {}, 'Description'), h('dd', {}, p.description)] : null),
+      errorsList(p),
+      h('div', { class: 'dag-wrap' }, renderDAG(p, { testid: 'pipeline-dag' })));
+    const sel = ctx.view.querySelector('[data-testid="trigger-failure-mode"]');
+    if (sel && sel.options[0]) sel.options[0].textContent = 'pipeline default (' + p.failureMode + ')';
+  }).catch((err) => replace(info, message('error', err.message, 'pipeline-load-error')));
+
+  ctx.every(3000, async () => {
+    const page = await get('/api/runs?limit=10&pipelineId=' + encodeURIComponent(id));
+    if (ctx.stopped) return false;
+    const items = page.items || [];
+    replace(runs, runsTable(items, 'pipeline-runs'));
+    return true;
+  });
+}
+
+// parseInput reads the textarea: empty is {}; otherwise it must be JSON.
+function parseInput(text) {
+  if (!text.trim()) return { ok: true, value: {} };
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (err) {
+    return { ok: false, error: 'The input is not valid JSON: ' + err.message };
+  }
+}
+
+function errorText(err) {
+  let t = (err.code ? err.code + ': ' : '') + err.message;
+  if (err.details !== undefined && err.details !== null) t += ' — ' + JSON.stringify(err.details);
+  return t;
+}
+
+function triggerCard(ctx, id) {
+  const input = h('textarea', { id: 'trigger-input', testid: 'trigger-input', rows: 8, spellcheck: 'false', class: 'code' });
+  input.value = '{\n  \n}';
+  const inputError = h('p', { class: 'field-error', testid: 'trigger-input-error', hidden: true });
+  const mode = h('select', { id: 'trigger-failure-mode', testid: 'trigger-failure-mode' },
+    h('option', { value: '' }, 'pipeline default'), MODES.map((m) => h('option', { value: m }, m)));
+  const priority = h('input', { id: 'trigger-priority', testid: 'trigger-priority', type: 'number', min: 0, step: 1, placeholder: 'default' });
+  const out = h('div', { testid: 'trigger-result' });
+  const submit = h('button', { type: 'submit', class: 'primary', testid: 'trigger-submit' }, 'Trigger run');
+  const dry = h('button', { type: 'button', testid: 'dry-run-button' }, 'Dry run');
+
+  const check = () => {
+    const r = parseInput(input.value);
+    inputError.hidden = r.ok;
+    inputError.textContent = r.ok ? '' : r.error;
+    input.classList.toggle('invalid', !r.ok);
+    input.setAttribute('aria-invalid', r.ok ? 'false' : 'true');
+    return r;
+  };
+  input.addEventListener('input', check);
+
+  const form = h('form', { class: 'trigger-form', testid: 'trigger-form', novalidate: true },
+    h('label', { for: 'trigger-input' }, 'Input (JSON)'), input, inputError,
+    h('div', { class: 'form-row' },
+      h('div', {}, h('label', { for: 'trigger-failure-mode' }, 'Failure mode'), mode),
+      h('div', {}, h('label', { for: 'trigger-priority' }, 'Priority'), priority)),
+    h('div', { class: 'actions' }, submit, dry), out);
+
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const r = check();
+    if (!r.ok) {
+      replace(out, message('error', r.error, 'trigger-error'));
+      return;
+    }
+    const body = { input: r.value };
+    if (mode.value) body.failureMode = mode.value;
+    if (priority.value !== '') {
+      const n = Number(priority.value);
+      if (!Number.isInteger(n) || n < 0) {
+        replace(out, message('error', 'Priority must be a whole number ≥ 0.', 'trigger-error'));
+        return;
+      }
+      body.priority = n;
+    }
+    submit.disabled = true;
+    replace(out, message('info', 'Triggering…', 'trigger-pending'));
+    try {
+      const res = await post('/api/pipelines/' + encodeURIComponent(id) + '/trigger', body);
+      if (ctx.stopped) return;
+      replace(out, message('ok', 'Started run ' + res.pipelineRunId, 'trigger-ok'));
+      location.hash = '#/runs/' + encodeURIComponent(res.pipelineRunId);
+    } catch (err) {
+      replace(out, message('error', errorText(err), 'trigger-error'));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  dry.addEventListener('click', async () => {
+    dry.disabled = true;
+    replace(out, message('info', 'Computing the plan…', 'dry-run-pending'));
+    try {
+      const plan = await post('/api/pipelines/' + encodeURIComponent(id) + '/dry-run');
+      if (ctx.stopped) return;
+      replace(out, h('div', { class: 'dry-run', testid: 'dry-run-result', dataset: { valid: String(plan.valid) } },
+        h('h3', {}, 'Execution plan ', plan.valid ? badge('valid', 'dry-run-valid') : badge('invalid', 'dry-run-invalid')),
+        (plan.executionPlan || []).length
+          ? table(['Step', 'Type', 'Tasks', 'Waits for'], plan.executionPlan.map((st) => h('tr', { testid: 'plan-step' },
+            h('td', {}, String(st.step)), h('td', {}, st.type), h('td', { class: 'mono' }, (st.tasks || []).join(', ')),
+            h('td', { class: 'mono' }, (st.waitsFor || []).join(', ') || '—'))))
+          : empty('No steps.'),
+        (plan.warnings || []).length ? h('ul', { class: 'warning-list', testid: 'dry-run-warnings' }, plan.warnings.map((w) => h('li', {}, w))) : null,
+        (plan.errors || []).length ? h('ul', { class: 'error-list', testid: 'dry-run-errors' }, plan.errors.map((w) => h('li', {}, w))) : null));
+    } catch (err) {
+      replace(out, message('error', errorText(err), 'trigger-error'));
+    } finally {
+      dry.disabled = false;
+    }
+  });
+
+  return h('section', { class: 'card' }, h('h2', {}, 'Trigger a run'), form);
+}
