@@ -6,6 +6,13 @@
 //	pipeweave pg start|stop|url --dir DIR
 //	pipeweave bench [flags]             end-to-end throughput and latency
 //	pipeweave token register --service ID
+//
+// and, as clients of a running orchestrator's HTTP API (docs/cli.md):
+//
+//	pipeweave services | pipelines | runs | status RUN | dry-run PIPELINE
+//	pipeweave trigger PIPELINE -i JSON|@file [--wait]
+//	pipeweave queue status|items
+//	pipeweave dlq list|show|retry|retry-all|purge
 package main
 
 import (
@@ -31,6 +38,20 @@ commands:
   pg         start|stop|url --dir DIR              manage a private PostgreSQL cluster
   bench      measure end-to-end throughput and latency against a private cluster
   token      register --service ID [--secret S]    print a registration token
+
+operator commands, clients of a running orchestrator's HTTP API (docs/cli.md); each takes
+--url (default $PIPEWEAVE_ORCHESTRATOR_URL, else http://localhost:3000), --token (default
+$PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
+  services   the registered worker services
+  pipelines  the pipelines, their entry tasks and whether they are valid
+  trigger    PIPELINE [-i JSON|@file] [--failure-mode M] [--priority N] [--wait]
+             start a run; --wait follows it and fails unless it completes
+  status     RUN                                   a pipeline run (prun_…) or a task run (trun_…)
+  runs       [--pipeline P] [--status S] [--limit N]   pipeline runs, newest first
+  dry-run    PIPELINE                              validate a pipeline and show its plan
+  queue      status | items [--status S] [--task T] [--limit N]
+  dlq        list [--pipeline P] [--task T] [--state open|retried] | show ID | retry ID
+             | retry-all [--pipeline P] [--task T] | purge --older-than 7d
 `
 
 func main() {
@@ -66,6 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], stdout, stderr, getenv)
+	case "services", "pipelines", "trigger", "status", "runs", "dry-run", "queue", "dlq":
+		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
