@@ -109,6 +109,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 	defer o.Close()
 	fmt.Fprintf(stdout, "PipeWeave orchestrator (dev, %s mode) on http://localhost:%d\n", cfg.Mode, cfg.Port)
+	fmt.Fprintf(stdout, "  dashboard: http://localhost:%d/ui/   metrics: http://localhost:%d/metrics\n", cfg.Port, cfg.Port)
 	fmt.Fprintf(stdout, "  database: %s\n", redactURL(dbURL))
 	fmt.Fprintf(stdout, "  storage:  %s\n", filepath.Join(abs, "storage"))
 	fmt.Fprintf(stdout, "  secret:   %s (PIPEWEAVE_SECRET_KEY for your workers)\n", filepath.Join(abs, "secret"))
@@ -167,7 +168,8 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Fprintf(out, "demo: triggered %s run %s; follow it with: curl -s %s/api/runs/%s\n", pdf.ServiceID, trig.PipelineRunID, orchURL, trig.PipelineRunID)
+	fmt.Fprintf(out, "demo: triggered %s run %s; follow it with: pipeweave status %s (or %s/ui/#/runs/%s)\n",
+		pdf.ServiceID, trig.PipelineRunID, trig.PipelineRunID, orchURL, trig.PipelineRunID)
 	seen := map[string]string{}
 	for ctx.Err() == nil {
 		var run struct {
