@@ -149,3 +149,68 @@ func TestDLQFiltersRetryAllAndPurge(t *testing.T) {
 	require.Len(t, e.dlq("").Items, 4)
 	require.Empty(t, e.dlq("?taskId=b").Items)
 }
+
+// Bulk retries race single retries of the same entries: every entry is retried exactly once,
+// the losers of a single retry get 409 ALREADY_RETRIED, and no bulk retry reports a failure.
+func TestDLQRetryAllRacesSingleRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	e.register("jobs", "1", w.URL(), task("racy"))
+	for round := range 8 {
+		w.on("racy", failWith("down", false))
+		var failed []string
+		for i := range 6 {
+			failed = append(failed, e.enqueue(map[string]any{"taskId": "racy", "input": []int{round, i}}).RunID)
+		}
+		for _, id := range failed {
+			e.waitStatus(id, protocol.StatusFailed)
+		}
+		open := e.dlq("?state=open").Items
+		require.Len(t, open, 6, "round %d", round)
+		w.on("racy", nil)
+
+		var mu sync.Mutex
+		retriedBy := map[string][]string{} // DLQ entry → runs that retried it
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				r := e.do("POST", "/api/dlq/retry-all", map[string]any{"taskId": "racy"}, "")
+				require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+				var res retryAll
+				r.json(t, &res)
+				require.Empty(t, res.Failed)
+				mu.Lock()
+				for _, x := range res.Runs {
+					retriedBy[x.DLQID] = append(retriedBy[x.DLQID], x.RunID)
+				}
+				mu.Unlock()
+			})
+		}
+		for _, entry := range open[:3] {
+			wg.Go(func() {
+				r := e.do("POST", "/api/dlq/"+entry.ID+"/retry", nil, "")
+				switch r.Status {
+				case http.StatusCreated:
+					var res enqueued
+					r.json(t, &res)
+					mu.Lock()
+					retriedBy[entry.ID] = append(retriedBy[entry.ID], res.RunID)
+					mu.Unlock()
+				case http.StatusConflict:
+					require.Equal(t, "ALREADY_RETRIED", r.errorBody(t).Code)
+				default:
+					t.Errorf("retry %s: %d %s", entry.ID, r.Status, r.Body)
+				}
+			})
+		}
+		wg.Wait()
+		require.Len(t, retriedBy, 6, "round %d: every entry was retried", round)
+		for _, entry := range e.dlq("?taskId=racy&limit=6").Items {
+			runs := retriedBy[entry.ID]
+			require.Len(t, runs, 1, "round %d: entry %s retried by %v", round, entry.ID, runs)
+			require.Equal(t, runs[0], entry.RetryRunID)
+			e.waitStatus(runs[0], protocol.StatusCompleted)
+		}
+	}
+}
