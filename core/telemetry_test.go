@@ -515,3 +515,36 @@ func TestTracingOTLPExporter(t *testing.T) {
 	require.NotEmpty(t, paths, "Close flushed the spans")
 	require.Equal(t, "POST /v1/traces application/x-protobuf", paths[0])
 }
+
+// With the exporter off (the default), no span is made, yet the caller's traceparent still
+// reaches the workers: the dispatches of a triggered pipeline run and of a standalone run carry
+// the traceparent of the request that started them, and a run started without one carries none.
+func TestTraceparentPropagatesWithTracingOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var dispatches headerLog
+	w := newPWorker(t, e)
+	w.srv.Config.Handler = dispatches.wrap(w.srv.Config.Handler)
+	e.register("quiet", "1", w.URL(), task("a", next("b")), task("b"))
+	e.register("single", "1", w.URL(), task("solo"))
+
+	const caller = "00-33333333333333333333333333333333-4444444444444444-01"
+	r := e.doWithHeader("POST", "/api/pipelines/quiet/trigger", map[string]any{"input": 1}, map[string]string{"traceparent": caller})
+	require.Equal(t, http.StatusCreated, r.Status, "trigger: %s", r.Body)
+	var trig struct {
+		PipelineRunID string `json:"pipelineRunId"`
+	}
+	r.json(t, &trig)
+	e.waitRun(trig.PipelineRunID, "completed")
+	require.Equal(t, []string{caller}, dispatches.get("/tasks/a"))
+	require.Equal(t, []string{caller}, dispatches.get("/tasks/b"), "the successor continues the run's trace")
+
+	r = e.doWithHeader("POST", "/api/queue/task", map[string]any{"taskId": "solo"}, map[string]string{"traceparent": caller})
+	require.Equal(t, http.StatusCreated, r.Status, "enqueue: %s", r.Body)
+	var q enqueued
+	r.json(t, &q)
+	e.waitStatus(q.RunID, "completed")
+	untraced := e.enqueue(map[string]any{"taskId": "solo"}).RunID
+	e.waitStatus(untraced, "completed")
+	require.Equal(t, []string{caller, ""}, dispatches.get("/tasks/solo"))
+}

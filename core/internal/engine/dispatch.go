@@ -107,7 +107,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 // an idle loop makes at every tick, leaves no span). It is a root linked to the trace of each
 // claimed run: one claim serves many traces.
 func (e *Engine) claimSpan(ctx context.Context, start time.Time, limit int, claimed []Claimed, err error) {
-	if len(claimed) == 0 && err == nil {
+	if !e.tracing || (len(claimed) == 0 && err == nil) {
 		return
 	}
 	links := make([]trace.Link, 0, len(claimed))
@@ -272,21 +272,25 @@ func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[strin
 
 // dispatchOne posts one claimed run to its worker, in a "dispatch" span that is a child of the
 // run's stored trace context and whose context the request carries (traceparent, tracestate).
+// With tracing off it starts no span and passes the stored traceparent on as it is.
 func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string]protocol.UpstreamRef) (res result) {
-	pctx, _ := telemetry.WithTraceparent(ctx, c.Traceparent)
-	attrs := []attribute.KeyValue{telemetry.AttrTaskID.String(c.TaskID), telemetry.AttrRunID.String(c.RunID),
-		telemetry.AttrAttempt.Int(c.Attempt)}
-	if c.PipelineRunID != "" {
-		attrs = append(attrs, telemetry.AttrPipelineRunID.String(c.PipelineRunID))
-	}
-	ctx, span := e.tracer.Start(pctx, "dispatch", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
-	defer func() {
-		span.SetAttributes(telemetry.AttrOutcome.String(res.outcome.name()))
-		if res.outcome == dispatchFailed {
-			span.SetStatus(codes.Error, res.err)
+	span := trace.SpanFromContext(context.Background()) // a no-op span unless tracing is on
+	if e.tracing {
+		pctx, _ := telemetry.WithTraceparent(ctx, c.Traceparent)
+		attrs := []attribute.KeyValue{telemetry.AttrTaskID.String(c.TaskID), telemetry.AttrRunID.String(c.RunID),
+			telemetry.AttrAttempt.Int(c.Attempt)}
+		if c.PipelineRunID != "" {
+			attrs = append(attrs, telemetry.AttrPipelineRunID.String(c.PipelineRunID))
 		}
-		span.End()
-	}()
+		ctx, span = e.tracer.Start(pctx, "dispatch", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+		defer func() {
+			span.SetAttributes(telemetry.AttrOutcome.String(res.outcome.name()))
+			if res.outcome == dispatchFailed {
+				span.SetStatus(codes.Error, res.err)
+			}
+			span.End()
+		}()
+	}
 	fail := func(reason, msg string) result {
 		e.metrics.DispatchFailures.WithLabelValues(reason).Inc()
 		return result{c: c, outcome: dispatchFailed, err: msg}
@@ -318,7 +322,11 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 		return fail(telemetry.ReasonEncode, "build dispatch request: "+err.Error())
 	}
 	req.Header.Set("Content-Type", "application/json")
-	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	if e.tracing {
+		telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	} else if c.Traceparent != "" {
+		req.Header.Set("traceparent", c.Traceparent)
+	}
 	start := time.Now()
 	resp, err := e.client.Do(req)
 	if err != nil {

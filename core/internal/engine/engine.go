@@ -100,6 +100,9 @@ type Engine struct {
 	log     *slog.Logger
 	metrics *telemetry.Metrics
 	tracer  trace.Tracer
+	// tracing is false when the tracer provider is a no-op one (no exporter configured): the
+	// hot paths then start no spans and only pass the stored traceparent on.
+	tracing bool
 }
 
 // New builds an engine. The pool's search path must lead to the pipeweave schema.
@@ -129,7 +132,17 @@ func New(pool *pgxpool.Pool, keys token.Keys, store *storage.Set, cfg Config, lo
 		log:     log,
 		metrics: cfg.Metrics,
 		tracer:  cfg.TracerProvider.Tracer(telemetry.TracerName),
+		tracing: !isNoop(cfg.TracerProvider),
 	}, nil
+}
+
+// isNoop reports whether tp records nothing.
+func isNoop(tp trace.TracerProvider) bool {
+	switch tp.(type) {
+	case noop.TracerProvider, *noop.TracerProvider:
+		return true
+	}
+	return false
 }
 
 // Pool returns the engine's connection pool.

@@ -48,9 +48,12 @@ func staleLease(runID string) *Error {
 // It returns shouldCancel: true when the run was cancelled or is no longer running; a stale
 // lease gives ErrConflict (with shouldCancel true for the caller to report).
 func (e *Engine) Heartbeat(ctx context.Context, call WorkerCall, progress *int, message string) (_ protocol.HeartbeatResponse, err error) {
-	ctx, span := e.tracer.Start(ctx, "heartbeat", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(telemetry.AttrRunID.String(call.RunID)))
-	defer func() { endSpan(span, err) }()
+	if e.tracing {
+		var span trace.Span
+		ctx, span = e.tracer.Start(ctx, "heartbeat", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(telemetry.AttrRunID.String(call.RunID)))
+		defer func() { endSpan(span, err) }()
+	}
 	if progress != nil && (*progress < 0 || *progress > 100) {
 		return protocol.HeartbeatResponse{}, invalid("INVALID_PROGRESS", "progress must be between 0 and 100")
 	}
@@ -105,15 +108,18 @@ func endSpan(span trace.Span, err error) {
 // ErrConflict; an unknown run ErrNotFound. It runs in a "callback" span, a child of the trace
 // context in ctx (the worker's traceparent).
 func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (res CallbackResult, err error) {
-	ctx, span := e.tracer.Start(ctx, "callback", trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(telemetry.AttrRunID.String(call.RunID), telemetry.AttrStatus.String(cb.Status)))
-	defer func() {
-		if res.taskID != "" {
-			span.SetAttributes(telemetry.AttrTaskID.String(res.taskID))
-		}
-		span.SetAttributes(telemetry.AttrApplied.Bool(res.Applied), telemetry.AttrOutcome.String(res.Status))
-		endSpan(span, err)
-	}()
+	if e.tracing {
+		var span trace.Span
+		ctx, span = e.tracer.Start(ctx, "callback", trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(telemetry.AttrRunID.String(call.RunID), telemetry.AttrStatus.String(cb.Status)))
+		defer func() {
+			if res.taskID != "" {
+				span.SetAttributes(telemetry.AttrTaskID.String(res.taskID))
+			}
+			span.SetAttributes(telemetry.AttrApplied.Bool(res.Applied), telemetry.AttrOutcome.String(res.Status))
+			endSpan(span, err)
+		}()
+	}
 	res, err = e.callback(ctx, call, cb)
 	if err == nil && res.Applied {
 		outcome := protocol.StatusCompleted
