@@ -301,108 +301,11 @@ func truncate(s string, n int) string {
 	return string(r[:n-1]) + "…"
 }
 
-// The API's shapes, as far as the commands show them (openapi.json has them all).
-type (
-	serviceView struct {
-		ID           string    `json:"id"`
-		Version      string    `json:"version"`
-		BaseURL      string    `json:"baseUrl"`
-		RegisteredAt time.Time `json:"registeredAt"`
-		UpdatedAt    time.Time `json:"updatedAt"`
-		Tasks        []string  `json:"tasks"`
-	}
-	nodeView struct {
-		ServiceID    string   `json:"serviceId"`
-		AllowedNext  []string `json:"allowedNext"`
-		Predecessors []string `json:"predecessors"`
-		CodeVersion  int      `json:"codeVersion"`
-		CodeHash     string   `json:"codeHash"`
-	}
-	pipelineView struct {
-		ID          string              `json:"id"`
-		ServiceID   string              `json:"serviceId"`
-		Implicit    bool                `json:"implicit"`
-		EntryTasks  []string            `json:"entryTasks"`
-		FailureMode string              `json:"failureMode"`
-		Description string              `json:"description"`
-		Tasks       map[string]nodeView `json:"tasks"`
-		Valid       bool                `json:"valid"`
-		Errors      []string            `json:"errors"`
-	}
-	taskRunView struct {
-		ID               string                    `json:"id"`
-		TaskID           string                    `json:"taskId"`
-		PipelineRunID    string                    `json:"pipelineRunId"`
-		Status           string                    `json:"status"`
-		Attempt          int                       `json:"attempt"`
-		Priority         int                       `json:"priority"`
-		Error            *string                   `json:"error"`
-		ErrorCode        *string                   `json:"errorCode"`
-		PreviousAttempts []protocol.Attempt        `json:"previousAttempts"`
-		CodeVersion      int                       `json:"codeVersion"`
-		CodeHash         string                    `json:"codeHash"`
-		InputPath        string                    `json:"inputPath"`
-		OutputPath       *string                   `json:"outputPath"`
-		OutputSize       *int64                    `json:"outputSize"`
-		Assets           map[string]protocol.Asset `json:"assets"`
-		LogsPath         *string                   `json:"logsPath"`
-		SelectedNext     []string                  `json:"selectedNext"`
-		Progress         *int                      `json:"progress"`
-		ProgressMessage  string                    `json:"progressMessage"`
-		IdempotencyKey   string                    `json:"idempotencyKey"`
-		CreatedAt        time.Time                 `json:"createdAt"`
-		UpdatedAt        time.Time                 `json:"updatedAt"`
-		ScheduledAt      time.Time                 `json:"scheduledAt"`
-		StartedAt        *time.Time                `json:"startedAt"`
-		CompletedAt      *time.Time                `json:"completedAt"`
-		DeadlineAt       *time.Time                `json:"deadlineAt"`
-		// In a pipeline run's detail only.
-		SupersededBy        string `json:"supersededBy"`
-		CodeChanged         bool   `json:"codeChanged"`
-		PreviousCodeVersion *int   `json:"previousCodeVersion"`
-	}
-	snapshotView struct {
-		EntryTasks []string            `json:"entryTasks"`
-		Tasks      map[string]nodeView `json:"tasks"`
-	}
-	pipelineRunView struct {
-		ID          string        `json:"id"`
-		PipelineID  string        `json:"pipelineId"`
-		Status      string        `json:"status"`
-		FailureMode string        `json:"failureMode"`
-		Priority    int           `json:"priority"`
-		InputPath   string        `json:"inputPath"`
-		Error       *string       `json:"error"`
-		CreatedAt   time.Time     `json:"createdAt"`
-		CompletedAt *time.Time    `json:"completedAt"`
-		Snapshot    *snapshotView `json:"snapshot"`
-		Tasks       []taskRunView `json:"tasks"`
-	}
-	planStepView struct {
-		Step     int      `json:"step"`
-		Tasks    []string `json:"tasks"`
-		Type     string   `json:"type"`
-		WaitsFor []string `json:"waitsFor"`
-	}
-	dryRunView struct {
-		Valid         bool           `json:"valid"`
-		ExecutionPlan []planStepView `json:"executionPlan"`
-		Warnings      []string       `json:"warnings"`
-		Errors        []string       `json:"errors"`
-	}
-	queueStatusView struct {
-		Pending       int64      `json:"pending"`
-		Dispatching   int64      `json:"dispatching"`
-		Running       int64      `json:"running"`
-		Waiting       int64      `json:"waiting"`
-		Completed     int64      `json:"completed"`
-		Failed        int64      `json:"failed"`
-		Cancelled     int64      `json:"cancelled"`
-		Skipped       int64      `json:"skipped"`
-		DLQ           int64      `json:"dlq"`
-		OldestPending *time.Time `json:"oldestPending"`
-	}
-)
+// runSnapshot is the part of a pipeline run's snapshot the commands read: its structure.
+type runSnapshot struct {
+	EntryTasks []string                         `json:"entryTasks"`
+	Tasks      map[string]protocol.PipelineNode `json:"tasks"`
+}
 
 // errorText is "CODE: message" of a task run's error.
 func errorText(code, msg *string) string {
@@ -421,7 +324,7 @@ func servicesCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if _, err := o.parse(args); err != nil {
 		return err
 	}
-	var svcs []serviceView
+	var svcs []protocol.Service
 	raw, err := o.client.get(ctx, "/api/services", nil, &svcs)
 	if err != nil {
 		return err
@@ -448,7 +351,7 @@ func pipelinesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	if _, err := o.parse(args); err != nil {
 		return err
 	}
-	var pls []pipelineView
+	var pls []protocol.Pipeline
 	raw, err := o.client.get(ctx, "/api/pipelines", nil, &pls)
 	if err != nil {
 		return err
@@ -462,7 +365,7 @@ func pipelinesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	tw := newTable(stdout)
 	row(tw, "PIPELINE", "SERVICE", "ENTRY TASKS", "TASKS", "FAILURE MODE", "VALID")
-	var invalid []pipelineView
+	var invalid []protocol.Pipeline
 	for _, p := range pls {
 		valid := "yes"
 		if !p.Valid {
@@ -500,7 +403,7 @@ func runsCommand(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	if o.json {
 		return o.printItems(items)
 	}
-	runs, err := decodeItems[pipelineRunView](items)
+	runs, err := decodeItems[protocol.PipelineRun](items)
 	if err != nil {
 		return fmt.Errorf("runs: %w", err)
 	}
@@ -526,7 +429,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	id := pos[0]
 	if strings.HasPrefix(id, "trun_") {
-		var tr taskRunView
+		var tr protocol.TaskRun
 		raw, err := o.client.get(ctx, "/api/task-runs/"+url.PathEscape(id), nil, &tr)
 		if err != nil {
 			return err
@@ -536,7 +439,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		return printTaskRun(stdout, tr, time.Now())
 	}
-	var run pipelineRunView
+	var run protocol.PipelineRun
 	raw, err := o.client.get(ctx, "/api/runs/"+url.PathEscape(id), nil, &run)
 	if err != nil {
 		return err
@@ -548,7 +451,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 }
 
 // printPipelineRun shows a run and a table of its task runs.
-func printPipelineRun(w io.Writer, run pipelineRunView, now time.Time) error {
+func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) error {
 	tw := newTable(w)
 	kv := func(k, v string) {
 		if v != "" {
@@ -587,13 +490,13 @@ func printPipelineRun(w io.Writer, run pipelineRunView, now time.Time) error {
 			status += " (retried as " + t.SupersededBy + ")"
 		}
 		row(tw, t.TaskID, status, strconv.Itoa(t.Attempt), span(t.StartedAt, t.CompletedAt, now), "v"+strconv.Itoa(t.CodeVersion),
-			changed, progressText(t), t.ID, truncate(errorText(t.ErrorCode, t.Error), 100))
+			changed, progressText(t.TaskRun), t.ID, truncate(errorText(t.ErrorCode, t.Error), 100))
 	}
 	return tw.Flush()
 }
 
 // progressText is "40% reading page 4", or "" when the task reported no progress.
-func progressText(t taskRunView) string {
+func progressText(t protocol.TaskRun) string {
 	var parts []string
 	if t.Progress != nil {
 		parts = append(parts, strconv.Itoa(*t.Progress)+"%")
@@ -606,9 +509,10 @@ func progressText(t taskRunView) string {
 
 // orderTasks orders a run's task runs by their depth in the run's snapshot, then by task id,
 // then by creation; withSuperseded keeps the task runs a DLQ retry replaced.
-func orderTasks(run pipelineRunView, withSuperseded bool) []taskRunView {
+func orderTasks(run protocol.PipelineRun, withSuperseded bool) []protocol.PipelineRunTask {
 	depth := map[string]int{}
-	if run.Snapshot != nil {
+	var snap runSnapshot
+	if json.Unmarshal(run.Snapshot, &snap) == nil {
 		var walk func(id string, seen map[string]bool) int
 		walk = func(id string, seen map[string]bool) int {
 			if d, ok := depth[id]; ok {
@@ -619,29 +523,29 @@ func orderTasks(run pipelineRunView, withSuperseded bool) []taskRunView {
 			}
 			seen[id] = true
 			d := 0
-			for _, p := range run.Snapshot.Tasks[id].Predecessors {
+			for _, p := range snap.Tasks[id].Predecessors {
 				d = max(d, walk(p, seen)+1)
 			}
 			depth[id] = d
 			return d
 		}
-		for id := range run.Snapshot.Tasks {
+		for id := range snap.Tasks {
 			walk(id, map[string]bool{})
 		}
 	}
-	level := func(t taskRunView) int {
+	level := func(t protocol.PipelineRunTask) int {
 		if d, ok := depth[t.TaskID]; ok {
 			return d
 		}
 		return len(depth) + 1
 	}
-	out := make([]taskRunView, 0, len(run.Tasks))
+	out := make([]protocol.PipelineRunTask, 0, len(run.Tasks))
 	for _, t := range run.Tasks {
 		if withSuperseded || t.SupersededBy == "" {
 			out = append(out, t)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b taskRunView) int {
+	slices.SortStableFunc(out, func(a, b protocol.PipelineRunTask) int {
 		if c := level(a) - level(b); c != 0 {
 			return c
 		}
@@ -654,7 +558,7 @@ func orderTasks(run pipelineRunView, withSuperseded bool) []taskRunView {
 }
 
 // printTaskRun shows one task run and its previous attempts.
-func printTaskRun(w io.Writer, t taskRunView, now time.Time) error {
+func printTaskRun(w io.Writer, t protocol.TaskRun, now time.Time) error {
 	tw := newTable(w)
 	kv := func(k, v string) {
 		if v != "" {
@@ -727,7 +631,7 @@ func dryRunCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	id := pos[0]
-	var plan dryRunView
+	var plan protocol.DryRun
 	raw, err := o.client.post(ctx, "/api/pipelines/"+url.PathEscape(id)+"/dry-run", nil, &plan)
 	if err != nil {
 		return err
@@ -750,7 +654,7 @@ func dryRunCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 }
 
 // printDryRun shows a dry run: validity, the plan by levels, warnings and errors.
-func printDryRun(w io.Writer, id string, plan dryRunView) {
+func printDryRun(w io.Writer, id string, plan protocol.DryRun) {
 	valid := "valid"
 	if !plan.Valid {
 		valid = "NOT valid"
@@ -804,7 +708,7 @@ func queueStatusCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	if _, err := o.parse(args); err != nil {
 		return err
 	}
-	var st queueStatusView
+	var st protocol.QueueStatus
 	raw, err := o.client.get(ctx, "/api/queue/status", nil, &st)
 	if err != nil {
 		return err
@@ -846,7 +750,7 @@ func queueItemsCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	if o.json {
 		return o.printItems(items)
 	}
-	runs, err := decodeItems[taskRunView](items)
+	runs, err := decodeItems[protocol.TaskRun](items)
 	if err != nil {
 		return fmt.Errorf("queue items: %w", err)
 	}

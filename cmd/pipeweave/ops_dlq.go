@@ -14,55 +14,6 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
-// dlqEntryView is a DLQ entry (GET /api/dlq, GET /api/dlq/{id}).
-type dlqEntryView struct {
-	ID            string             `json:"id"`
-	TaskRunID     string             `json:"taskRunId"`
-	TaskID        string             `json:"taskId"`
-	PipelineRunID string             `json:"pipelineRunId"`
-	PipelineID    string             `json:"pipelineId"`
-	InputPath     string             `json:"inputPath"`
-	Error         string             `json:"error"`
-	ErrorCode     string             `json:"errorCode"`
-	Attempts      []protocol.Attempt `json:"attempts"`
-	CodeVersion   int                `json:"codeVersion"`
-	CodeHash      string             `json:"codeHash"`
-	FailedAt      time.Time          `json:"failedAt"`
-	RetriedAt     *time.Time         `json:"retriedAt"`
-	RetryRunID    string             `json:"retryRunId"`
-}
-
-// enqueueResultView is the answer of a DLQ retry: the new run.
-type enqueueResultView struct {
-	RunID     string `json:"runId"`
-	Status    string `json:"status"`
-	TaskID    string `json:"taskId"`
-	InputPath string `json:"inputPath"`
-}
-
-// retryAllView is the answer of POST /api/dlq/retry-all, and what dlq retry-all --json prints
-// for all the calls it made.
-type retryAllView struct {
-	Retried int              `json:"retried"`
-	Runs    []dlqRetried     `json:"runs"`
-	Failed  []dlqRetryFailed `json:"failed"`
-	More    bool             `json:"more"`
-}
-
-// dlqRetried is an entry a bulk retry retried, with the new run.
-type dlqRetried struct {
-	DLQID  string `json:"dlqId"`
-	RunID  string `json:"runId"`
-	TaskID string `json:"taskId"`
-}
-
-// dlqRetryFailed is an entry a bulk retry could not retry, with the reason.
-type dlqRetryFailed struct {
-	DLQID string `json:"dlqId"`
-	Code  string `json:"code"`
-	Error string `json:"error"`
-}
-
 const dlqUsage = `usage: pipeweave dlq <command> [flags]
   list [--pipeline P] [--task T] [--state open|retried] [--limit N] [--json]
   show ID [--json]
@@ -117,7 +68,7 @@ func dlqListCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if o.json {
 		return o.printItems(items)
 	}
-	entries, err := decodeItems[dlqEntryView](items)
+	entries, err := decodeItems[protocol.DLQEntry](items)
 	if err != nil {
 		return fmt.Errorf("dlq list: %w", err)
 	}
@@ -136,7 +87,7 @@ func dlqListCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 // dlqState is "open" or "retried as trun_…".
-func dlqState(e dlqEntryView) string {
+func dlqState(e protocol.DLQEntry) string {
 	if e.RetriedAt == nil {
 		return "open"
 	}
@@ -152,7 +103,7 @@ func dlqShowCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	var e dlqEntryView
+	var e protocol.DLQEntry
 	raw, err := o.client.get(ctx, "/api/dlq/"+url.PathEscape(pos[0]), nil, &e)
 	if err != nil {
 		return err
@@ -190,7 +141,7 @@ func dlqRetryCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	var res enqueueResultView
+	var res protocol.EnqueueResult
 	raw, err := o.client.post(ctx, "/api/dlq/"+url.PathEscape(pos[0])+"/retry", nil, &res)
 	if err != nil {
 		return err
@@ -209,10 +160,10 @@ func dlqRetryAllCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	if _, err := o.parse(args); err != nil {
 		return err
 	}
-	total := retryAllView{Runs: []dlqRetried{}, Failed: []dlqRetryFailed{}}
+	total := protocol.RetryAllResult{Runs: []protocol.DLQRetried{}, Failed: []protocol.DLQRetryFailed{}}
 	failed := map[string]bool{}
 	for {
-		var res retryAllView
+		var res protocol.RetryAllResult
 		if _, err := o.client.post(ctx, "/api/dlq/retry-all", map[string]string{"taskId": *task, "pipelineId": *pipeline}, &res); err != nil {
 			if total.Retried > 0 {
 				return fmt.Errorf("%w (%d entries were retried before)", err, total.Retried)

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/testdb"
 	"github.com/pipeweave/pipeweave/internal/testutil"
@@ -184,7 +185,7 @@ func (s *cliStack) api(method, path string, body, out any) {
 // trigger starts a run of pipeline with input through the API and returns its id.
 func (s *cliStack) trigger(pipeline string, input any) string {
 	s.t.Helper()
-	var res triggerResultView
+	var res protocol.TriggerResult
 	s.api(http.MethodPost, "/api/pipelines/"+pipeline+"/trigger", map[string]any{"input": input}, &res)
 	return res.PipelineRunID
 }
@@ -202,11 +203,11 @@ func (s *cliStack) waitUntil(what string, cond func() bool) {
 }
 
 // waitRun waits until the pipeline run id has ended and returns it.
-func (s *cliStack) waitRun(id string) pipelineRunView {
+func (s *cliStack) waitRun(id string) protocol.PipelineRun {
 	s.t.Helper()
-	var run pipelineRunView
+	var run protocol.PipelineRun
 	s.waitUntil("run "+id+" to end", func() bool {
-		run = pipelineRunView{}
+		run = protocol.PipelineRun{}
 		s.api(http.MethodGet, "/api/runs/"+id, nil, &run)
 		return run.Status != "running"
 	})
@@ -214,11 +215,11 @@ func (s *cliStack) waitRun(id string) pipelineRunView {
 }
 
 // waitTaskRun waits until the task run id has ended.
-func (s *cliStack) waitTaskRun(id string) taskRunView {
+func (s *cliStack) waitTaskRun(id string) protocol.TaskRun {
 	s.t.Helper()
-	var tr taskRunView
+	var tr protocol.TaskRun
 	s.waitUntil("task run "+id+" to end", func() bool {
-		tr = taskRunView{}
+		tr = protocol.TaskRun{}
 		s.api(http.MethodGet, "/api/task-runs/"+id, nil, &tr)
 		return tr.Status == "completed" || tr.Status == "failed" || tr.Status == "cancelled"
 	})
@@ -226,17 +227,17 @@ func (s *cliStack) waitTaskRun(id string) taskRunView {
 }
 
 // dlq lists the DLQ entries with query through the API.
-func (s *cliStack) dlq(query string) []dlqEntryView {
+func (s *cliStack) dlq(query string) []protocol.DLQEntry {
 	s.t.Helper()
 	var p struct {
-		Items []dlqEntryView `json:"items"`
+		Items []protocol.DLQEntry `json:"items"`
 	}
 	s.api(http.MethodGet, "/api/dlq?limit=500&"+query, nil, &p)
 	return p.Items
 }
 
 // taskOf returns the task run of task in run.
-func taskOf(t *testing.T, run pipelineRunView, task string) taskRunView {
+func taskOf(t *testing.T, run protocol.PipelineRun, task string) protocol.PipelineRunTask {
 	t.Helper()
 	for _, tr := range run.Tasks {
 		if tr.TaskID == task && tr.SupersededBy == "" {
@@ -244,7 +245,7 @@ func taskOf(t *testing.T, run pipelineRunView, task string) taskRunView {
 		}
 	}
 	t.Fatalf("run %s has no task run of %s: %+v", run.ID, task, run.Tasks)
-	return taskRunView{}
+	return protocol.PipelineRunTask{}
 }
 
 // dataRows returns the lines of a table after its header.
@@ -274,7 +275,7 @@ func TestCLIReadCommands(t *testing.T) {
 		require.Regexp(t, `(?m)^SERVICE\s+VERSION\s+BASE URL\s+TASKS\s+LAST SEEN`, out)
 		require.Regexp(t, `(?m)^docs\s+1\s+http://127\.0\.0\.1:\d+\s+2\s+.*(extract, summarize|summarize, extract)$`, out)
 
-		var svcs []serviceView
+		var svcs []protocol.Service
 		s.cliJSON(&svcs, "services")
 		require.Len(t, svcs, 1)
 		require.Equal(t, "docs", svcs[0].ID)
@@ -288,7 +289,7 @@ func TestCLIReadCommands(t *testing.T) {
 		require.Regexp(t, `(?m)^PIPELINE\s+SERVICE\s+ENTRY TASKS\s+TASKS\s+FAILURE MODE\s+VALID$`, out)
 		require.Regexp(t, `(?m)^docs\s+docs\s+extract\s+2\s+fail-fast\s+yes$`, out)
 
-		var pls []pipelineView
+		var pls []protocol.Pipeline
 		s.cliJSON(&pls, "pipelines")
 		require.Len(t, pls, 1)
 		require.Equal(t, "docs", pls[0].ID)
@@ -310,7 +311,7 @@ func TestCLIReadCommands(t *testing.T) {
 		// extract comes first: it precedes summarize in the DAG.
 		require.Less(t, strings.Index(out, "\nextract "), strings.Index(out, "\nsummarize "))
 
-		var got pipelineRunView
+		var got protocol.PipelineRun
 		s.cliJSON(&got, "status", runID)
 		require.Equal(t, runID, got.ID)
 		require.Equal(t, "completed", got.Status)
@@ -332,7 +333,7 @@ func TestCLIReadCommands(t *testing.T) {
 		require.Regexp(t, `(?m)^progress\s+40% reading page 4$`, out)
 		require.Regexp(t, `(?m)^output\s+\S+ \(\d+ bytes\)$`, out)
 
-		var got taskRunView
+		var got protocol.TaskRun
 		s.cliJSON(&got, "status", extract.ID)
 		require.Equal(t, extract.ID, got.ID)
 		require.Equal(t, "extract", got.TaskID)
@@ -346,7 +347,7 @@ func TestCLIReadCommands(t *testing.T) {
 		require.Regexp(t, `(?m)^\s+1\s+entry\s+extract\s+-$`, out)
 		require.Regexp(t, `(?m)^\s+2\s+end\s+summarize\s+-$`, out)
 
-		var plan dryRunView
+		var plan protocol.DryRun
 		s.cliJSON(&plan, "dry-run", "docs")
 		require.True(t, plan.Valid)
 		require.Len(t, plan.ExecutionPlan, 2)
@@ -361,7 +362,7 @@ func TestCLIReadCommands(t *testing.T) {
 		require.Regexp(t, `(?m)^pending\s+0$`, out)
 		require.Regexp(t, `(?m)^oldest pending\s+-$`, out)
 
-		var st queueStatusView
+		var st protocol.QueueStatus
 		s.cliJSON(&st, "queue", "status")
 		require.EqualValues(t, 2, st.Completed)
 		require.Zero(t, st.Failed)
@@ -370,7 +371,7 @@ func TestCLIReadCommands(t *testing.T) {
 		require.Len(t, dataRows(out), 2, out)
 		require.Regexp(t, `(?m)^`+extract.ID+`\s+extract\s+completed\s+1\s+100\s+`+runID+`\s+`, out)
 
-		var items []taskRunView
+		var items []protocol.TaskRun
 		s.cliJSON(&items, "queue", "items", "--task", "extract")
 		require.Len(t, items, 1)
 		require.Equal(t, extract.ID, items[0].ID)
@@ -392,7 +393,7 @@ func TestCLIReadCommands(t *testing.T) {
 		out := s.cli("status", second)
 		require.Regexp(t, `(?m)^extract\s+completed\s+1\s+\S+\s+v2\s+yes \(was v1\)\s+`, out)
 		require.Regexp(t, `(?m)^summarize\s+completed\s+1\s+\S+\s+v2\s+yes \(was v1\)\s+`, out)
-		var got pipelineRunView
+		var got protocol.PipelineRun
 		s.cliJSON(&got, "status", second)
 		ex := taskOf(t, got, "extract")
 		require.True(t, ex.CodeChanged)
@@ -410,7 +411,7 @@ func TestCLIReadCommands(t *testing.T) {
 			require.Regexp(t, `^`+id+`\s+docs\s+completed\s+fail-fast\s+`, rows[i])
 		}
 
-		var runs []pipelineRunView
+		var runs []protocol.PipelineRun
 		s.cliJSON(&runs, "runs")
 		require.Len(t, runs, 3)
 		require.Equal(t, third, runs[0].ID)
@@ -481,14 +482,14 @@ func TestCLITriggerWait(t *testing.T) {
 	})
 
 	t.Run("--json", func(t *testing.T) {
-		var run pipelineRunView
+		var run protocol.PipelineRun
 		s.cliJSON(&run, "trigger", "docs", "-i", `{}`, "--wait", "--poll", "20ms")
 		require.Regexp(t, `^prun_\w+$`, run.ID)
 		require.Equal(t, "completed", run.Status)
 		require.Len(t, run.Tasks, 2)
 
 		// Without --wait: the trigger's answer.
-		var res triggerResultView
+		var res protocol.TriggerResult
 		s.cliJSON(&res, "trigger", "docs", "--priority", "5", "--failure-mode", "continue")
 		require.Regexp(t, `^prun_\w+$`, res.PipelineRunID)
 		require.Equal(t, "running", res.Status)
@@ -588,7 +589,7 @@ func TestCLIErrors(t *testing.T) {
 			require.Empty(t, out, "%v", tc.args)
 		}
 		// No run was created by the attempts above.
-		var runs []pipelineRunView
+		var runs []protocol.PipelineRun
 		s.cliJSON(&runs, "runs")
 		require.Empty(t, runs)
 	})
@@ -596,7 +597,7 @@ func TestCLIErrors(t *testing.T) {
 	t.Run("-i @file", func(t *testing.T) {
 		input := filepath.Join(t.TempDir(), "input.json")
 		require.NoError(t, os.WriteFile(input, []byte("{\"doc\": \"from a file\", \"pages\": [1, 2]}\n"), 0o600))
-		var res triggerResultView
+		var res protocol.TriggerResult
 		s.cliJSON(&res, "trigger", "-i", "@"+input, "docs") // flags before and after arguments
 		s.waitRun(res.PipelineRunID)
 		var obj struct {
@@ -617,7 +618,7 @@ func TestCLIErrors(t *testing.T) {
 
 		out, _, err = runCmd(t, s.env(), "dry-run", "broken", "--json")
 		require.Error(t, err)
-		var plan dryRunView
+		var plan protocol.DryRun
 		require.NoError(t, json.Unmarshal([]byte(out), &plan), out)
 		require.False(t, plan.Valid)
 		require.NotEmpty(t, plan.Errors)
@@ -685,13 +686,13 @@ func TestCLIDLQ(t *testing.T) {
 	solo := s.waitRun(s.trigger("solo", cliInput{Fail: []string{"summarize"}}))
 	var standalone []string
 	for _, task := range []string{"extract", "summarize"} {
-		var res enqueueResultView
+		var res protocol.EnqueueResult
 		s.api(http.MethodPost, "/api/queue/task", map[string]any{"taskId": task, "input": cliInput{Fail: []string{task}}}, &res)
 		s.waitTaskRun(res.RunID)
 		standalone = append(standalone, res.RunID)
 	}
 	s.waitUntil("five DLQ entries", func() bool { return len(s.dlq("")) == 5 })
-	byRun := map[string]dlqEntryView{}
+	byRun := map[string]protocol.DLQEntry{}
 	for _, e := range s.dlq("") {
 		byRun[e.TaskRunID] = e
 	}
@@ -700,11 +701,11 @@ func TestCLIDLQ(t *testing.T) {
 	entryB := byRun[taskOf(t, solo, "summarize").ID]          // summarize, solo
 	entryC := byRun[standalone[0]]                            // extract, no pipeline
 	entryD := byRun[standalone[1]]                            // summarize, no pipeline
-	for _, e := range []dlqEntryView{entryA, entryB, entryC, entryD, entryE} {
+	for _, e := range []protocol.DLQEntry{entryA, entryB, entryC, entryD, entryE} {
 		require.NotEmpty(t, e.ID)
 	}
 
-	ids := func(entries []dlqEntryView) []string {
+	ids := func(entries []protocol.DLQEntry) []string {
 		var out []string
 		for _, e := range entries {
 			out = append(out, e.ID)
@@ -719,7 +720,7 @@ func TestCLIDLQ(t *testing.T) {
 		require.Regexp(t, `(?m)^`+entryA.ID+`\s+extract\s+docs\s+`+entryA.TaskRunID+`\s+1\s+.*\s+open\s+BAD_INPUT: no pages in the document$`, out)
 		require.Regexp(t, `(?m)^`+entryC.ID+`\s+extract\s+-\s+`+entryC.TaskRunID+`\s+1\s+`, out)
 
-		var all []dlqEntryView
+		var all []protocol.DLQEntry
 		s.cliJSON(&all, "dlq", "list")
 		require.ElementsMatch(t, []string{entryA.ID, entryB.ID, entryC.ID, entryD.ID, entryE.ID}, ids(all))
 		for _, e := range all {
@@ -728,7 +729,7 @@ func TestCLIDLQ(t *testing.T) {
 			require.Nil(t, e.RetriedAt)
 		}
 
-		var got []dlqEntryView
+		var got []protocol.DLQEntry
 		s.cliJSON(&got, "dlq", "list", "--task", "extract")
 		require.ElementsMatch(t, []string{entryA.ID, entryC.ID}, ids(got))
 		s.cliJSON(&got, "dlq", "list", "--pipeline", "docs")
@@ -750,7 +751,7 @@ func TestCLIDLQ(t *testing.T) {
 		require.Regexp(t, `(?m)^error\s+BAD_INPUT: no pages in the document$`, out)
 		require.Regexp(t, `(?m)^attempts:\nATTEMPT\s+FAILED\s+CODE\s+ERROR\n1\s+.*\s+BAD_INPUT\s+no pages in the document$`, out)
 
-		var e dlqEntryView
+		var e protocol.DLQEntry
 		s.cliJSON(&e, "dlq", "show", entryA.ID)
 		require.Equal(t, entryA.ID, e.ID)
 		require.Equal(t, docsExtract.ID, e.PipelineRunID)
@@ -774,14 +775,14 @@ func TestCLIDLQ(t *testing.T) {
 		require.Error(t, err)
 		require.Regexp(t, `\(409 ALREADY_RETRIED\)$`, err.Error())
 
-		var res enqueueResultView
+		var res protocol.EnqueueResult
 		s.cliJSON(&res, "dlq", "retry", entryB.ID)
 		require.Regexp(t, `^trun_\w+$`, res.RunID)
 		require.Equal(t, "summarize", res.TaskID)
 		require.Equal(t, "queued", res.Status)
 		require.Equal(t, "completed", s.waitRun(solo.ID).Status)
 
-		var got []dlqEntryView
+		var got []protocol.DLQEntry
 		s.cliJSON(&got, "dlq", "list", "--state", "retried")
 		require.ElementsMatch(t, []string{entryA.ID, entryB.ID}, ids(got))
 		s.cliJSON(&got, "dlq", "list", "--state", "open")
@@ -792,7 +793,7 @@ func TestCLIDLQ(t *testing.T) {
 
 	t.Run("retry-all", func(t *testing.T) {
 		// --pipeline docs: only E is left open there.
-		var res retryAllView
+		var res protocol.RetryAllResult
 		s.cliJSON(&res, "dlq", "retry-all", "--pipeline", "docs")
 		require.Equal(t, 1, res.Retried)
 		require.Len(t, res.Runs, 1)
@@ -816,7 +817,7 @@ func TestCLIDLQ(t *testing.T) {
 		s.waitUntil("the new DLQ entry", func() bool { return len(s.dlq("state=open")) == 2 })
 		_, err := s.pool.Exec(ctx, `UPDATE pipeweave.pipeline_runs SET status = 'cancelled' WHERE id = $1`, cancelled.ID)
 		require.NoError(t, err)
-		var entryF dlqEntryView
+		var entryF protocol.DLQEntry
 		for _, e := range s.dlq("state=open&pipelineId=solo") {
 			entryF = e
 		}
@@ -854,7 +855,7 @@ func TestCLIDLQ(t *testing.T) {
 		require.Zero(t, deref(res.Deleted))
 		require.NotNil(t, res.Deleted)
 		require.Equal(t, "7d", res.OlderThan)
-		var left []dlqEntryView
+		var left []protocol.DLQEntry
 		s.cliJSON(&left, "dlq", "list", "--limit", "0")
 		require.NotContains(t, ids(left), entryA.ID)
 		require.NotContains(t, ids(left), entryC.ID)
@@ -868,14 +869,13 @@ func TestLiveView(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 10, 0, time.UTC)
 	created := now.Add(-10 * time.Second)
 	forty := 40
-	run := pipelineRunView{
+	run := protocol.PipelineRun{
 		ID: "prun_1", PipelineID: "docs", Status: "running", CreatedAt: created,
-		Snapshot: &snapshotView{EntryTasks: []string{"extract"}, Tasks: map[string]nodeView{
-			"extract": {AllowedNext: []string{"summarize"}}, "summarize": {Predecessors: []string{"extract"}},
-		}},
-		Tasks: []taskRunView{
-			{ID: "trun_2", TaskID: "summarize", Status: "waiting", Attempt: 1},
-			{ID: "trun_1", TaskID: "extract", Status: "running", Attempt: 1, Progress: &forty, ProgressMessage: "reading page 4"},
+		Snapshot: json.RawMessage(`{"entryTasks": ["extract"], "tasks": {
+			"extract": {"allowedNext": ["summarize"]}, "summarize": {"predecessors": ["extract"]}}}`),
+		Tasks: []protocol.PipelineRunTask{
+			{TaskRun: protocol.TaskRun{ID: "trun_2", TaskID: "summarize", Status: "waiting", Attempt: 1}},
+			{TaskRun: protocol.TaskRun{ID: "trun_1", TaskID: "extract", Status: "running", Attempt: 1, Progress: &forty, ProgressMessage: "reading page 4"}},
 		},
 	}
 	var buf strings.Builder

@@ -14,14 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// triggerResultView is the answer of POST /api/pipelines/{id}/trigger.
-type triggerResultView struct {
-	PipelineRunID string `json:"pipelineRunId"`
-	Status        string `json:"status"`
-	InputPath     string `json:"inputPath"`
-}
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
 
 func triggerCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	o := newOps(ctx, "trigger", "PIPELINE [-i JSON|@file] [--failure-mode M] [--priority N] [--wait] [--json]", stdout, stderr, getenv)
@@ -52,7 +47,7 @@ func triggerCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if set["priority"] {
 		body["priority"] = *priority
 	}
-	var res triggerResultView
+	var res protocol.TriggerResult
 	answer, err := o.client.post(ctx, "/api/pipelines/"+url.PathEscape(pos[0])+"/trigger", body, &res)
 	if err != nil {
 		return err
@@ -113,7 +108,7 @@ func readInput(s string, set bool) (json.RawMessage, error) {
 
 // waitRun polls the pipeline run id every poll until it is no longer running, showing its
 // progress (unless --json), and returns its final state, decoded and as the server sent it.
-func (o *ops) waitRun(id string, poll time.Duration) (pipelineRunView, json.RawMessage, error) {
+func (o *ops) waitRun(id string, poll time.Duration) (protocol.PipelineRun, json.RawMessage, error) {
 	var view *waitView
 	if !o.json {
 		term := isTerminal(o.stdout)
@@ -122,7 +117,7 @@ func (o *ops) waitRun(id string, poll time.Duration) (pipelineRunView, json.RawM
 	}
 	failures := 0
 	for {
-		var run pipelineRunView
+		var run protocol.PipelineRun
 		raw, err := o.client.get(o.ctx, "/api/runs/"+url.PathEscape(id), nil, &run)
 		switch {
 		case o.ctx.Err() != nil:
@@ -167,7 +162,7 @@ func transient(err error) bool {
 
 // runOutcome is nil for a completed run, else an error that says how the run ended and names
 // its failed tasks with their errors.
-func runOutcome(run pipelineRunView) error {
+func runOutcome(run protocol.PipelineRun) error {
 	if run.Status == "completed" {
 		return nil
 	}
@@ -200,13 +195,13 @@ type waitView struct {
 }
 
 // update shows run's current state.
-func (v *waitView) update(run pipelineRunView, now time.Time) {
+func (v *waitView) update(run protocol.PipelineRun, now time.Time) {
 	if v.terminal {
 		v.redraw(liveLines(run, now, v.color))
 		return
 	}
 	for _, t := range orderTasks(run, false) {
-		line := plainLine(t)
+		line := plainLine(t.TaskRun)
 		if v.seen[t.ID] == line {
 			continue
 		}
@@ -216,7 +211,7 @@ func (v *waitView) update(run pipelineRunView, now time.Time) {
 }
 
 // finish shows how the run ended.
-func (v *waitView) finish(run pipelineRunView, now time.Time) {
+func (v *waitView) finish(run protocol.PipelineRun, now time.Time) {
 	end := now
 	if run.CompletedAt != nil {
 		end = *run.CompletedAt
@@ -248,7 +243,7 @@ func (v *waitView) redraw(lines []string) {
 }
 
 // plainLine is a task run's state on one line: "extract-text running 40% reading page 4".
-func plainLine(t taskRunView) string {
+func plainLine(t protocol.TaskRun) string {
 	parts := []string{t.TaskID, t.Status}
 	if t.Attempt > 1 {
 		parts = append(parts, "attempt "+strconv.Itoa(t.Attempt))
@@ -266,7 +261,7 @@ func plainLine(t taskRunView) string {
 
 // liveLines is the terminal view of a run: a header and a line per task with its state, a
 // progress bar and the worker's message.
-func liveLines(run pipelineRunView, now time.Time, color bool) []string {
+func liveLines(run protocol.PipelineRun, now time.Time, color bool) []string {
 	end := now
 	if run.CompletedAt != nil {
 		end = *run.CompletedAt

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 // taskInfo is what the graph needs of a registered task.
@@ -16,14 +18,7 @@ type taskInfo struct {
 }
 
 // Node is one task of a pipeline's structure, as stored in a run's snapshot.
-type Node struct {
-	ServiceID    string   `json:"serviceId"`
-	AllowedNext  []string `json:"allowedNext"`
-	Predecessors []string `json:"predecessors"`
-	CodeVersion  int      `json:"codeVersion"`
-	CodeHash     string   `json:"codeHash"`
-	Concurrency  int      `json:"concurrency"`
-}
+type Node = protocol.PipelineNode
 
 // Graph is a pipeline's structure: the tasks reachable from its entry tasks through allowedNext.
 type Graph struct {
@@ -175,12 +170,7 @@ func (g *Graph) levels() map[string]int {
 }
 
 // PlanStep is one step of a dry run's execution plan.
-type PlanStep struct {
-	Step     int      `json:"step"`
-	Tasks    []string `json:"tasks"`
-	Type     string   `json:"type"` // entry, parallel, join or end
-	WaitsFor []string `json:"waitsFor,omitempty"`
-}
+type PlanStep = protocol.PlanStep
 
 // plan orders an acyclic graph into steps by depth: the entry tasks, then per depth one step for
 // the tasks that follow a single predecessor ("parallel", or "end" when the last ones have no

@@ -124,27 +124,13 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 }
 
 // RetryAllResult reports a bulk DLQ retry.
-type RetryAllResult struct {
-	Retried int              `json:"retried"`
-	Runs    []DLQRetried     `json:"runs"`
-	Failed  []DLQRetryFailed `json:"failed"`
-	// More is true when entries matching the filter were left for another call.
-	More bool `json:"more"`
-}
+type RetryAllResult = protocol.RetryAllResult
 
 // DLQRetried pairs a retried DLQ entry with the run that retries it.
-type DLQRetried struct {
-	DLQID  string `json:"dlqId"`
-	RunID  string `json:"runId"`
-	TaskID string `json:"taskId"`
-}
+type DLQRetried = protocol.DLQRetried
 
 // DLQRetryFailed is an entry a bulk retry could not retry, with the reason.
-type DLQRetryFailed struct {
-	DLQID string `json:"dlqId"`
-	Code  string `json:"code"`
-	Error string `json:"error"`
-}
+type DLQRetryFailed = protocol.DLQRetryFailed
 
 // RetryAllDLQ retries, oldest first, up to limit entries not retried yet of task taskID and
 // pipeline pipelineID ("" = any), each in its own transaction like RetryDLQ. An entry another

@@ -38,13 +38,7 @@ type EnqueueRequest struct {
 }
 
 // EnqueueResult is the run an enqueue made or, for a repeated idempotency key, found.
-type EnqueueResult struct {
-	RunID        string `json:"runId"`
-	Status       string `json:"status"`
-	TaskID       string `json:"taskId"`
-	InputPath    string `json:"inputPath"`
-	Deduplicated bool   `json:"deduplicated,omitempty"`
-}
+type EnqueueResult = protocol.EnqueueResult
 
 type enqueueTask struct {
 	priority, ttl, codeVersion int

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -10,35 +9,7 @@ import (
 )
 
 // Run is a task run as the API shows it.
-type Run struct {
-	ID               string                    `json:"id"`
-	TaskID           string                    `json:"taskId"`
-	PipelineRunID    string                    `json:"pipelineRunId,omitempty"`
-	Status           string                    `json:"status"`
-	Attempt          int                       `json:"attempt"`
-	Priority         int                       `json:"priority"`
-	Error            *string                   `json:"error"`
-	ErrorCode        *string                   `json:"errorCode"`
-	PreviousAttempts []protocol.Attempt        `json:"previousAttempts"`
-	CodeVersion      int                       `json:"codeVersion"`
-	CodeHash         string                    `json:"codeHash"`
-	InputPath        string                    `json:"inputPath"`
-	OutputPath       *string                   `json:"outputPath"`
-	OutputSize       *int64                    `json:"outputSize,omitempty"`
-	Assets           map[string]protocol.Asset `json:"assets,omitempty"`
-	LogsPath         *string                   `json:"logsPath,omitempty"`
-	SelectedNext     []string                  `json:"selectedNext,omitempty"`
-	Progress         *int                      `json:"progress,omitempty"`
-	ProgressMessage  string                    `json:"progressMessage,omitempty"`
-	Metadata         json.RawMessage           `json:"metadata,omitempty"`
-	IdempotencyKey   string                    `json:"idempotencyKey,omitempty"`
-	CreatedAt        time.Time                 `json:"createdAt"`
-	UpdatedAt        time.Time                 `json:"updatedAt"`
-	ScheduledAt      time.Time                 `json:"scheduledAt"`
-	StartedAt        *time.Time                `json:"startedAt"`
-	CompletedAt      *time.Time                `json:"completedAt"`
-	DeadlineAt       *time.Time                `json:"deadlineAt,omitempty"`
-}
+type Run = protocol.TaskRun
 
 func nonEmpty(s string) *string {
 	if s == "" {
@@ -75,63 +46,16 @@ func scanRun(row interface{ Scan(...any) error }) (Run, error) {
 }
 
 // Service is a registered worker service.
-type Service struct {
-	ID           string    `json:"id"`
-	Version      string    `json:"version"`
-	BaseURL      string    `json:"baseUrl"`
-	RegisteredAt time.Time `json:"registeredAt"`
-	UpdatedAt    time.Time `json:"updatedAt"`
-	Tasks        []string  `json:"tasks"`
-}
+type Service = protocol.Service
 
 // Task is a registered task definition with its current code version.
-type Task struct {
-	ID                  string          `json:"id"`
-	ServiceID           string          `json:"serviceId"`
-	CodeHash            string          `json:"codeHash"`
-	CodeVersion         int             `json:"codeVersion"`
-	AllowedNext         []string        `json:"allowedNext"`
-	Timeout             int             `json:"timeout"`
-	Retries             int             `json:"retries"`
-	RetryBackoff        string          `json:"retryBackoff"`
-	RetryDelayMs        int64           `json:"retryDelayMs"`
-	MaxRetryDelayMs     int64           `json:"maxRetryDelayMs"`
-	HeartbeatIntervalMs int64           `json:"heartbeatIntervalMs"`
-	Concurrency         int             `json:"concurrency"`
-	Priority            int             `json:"priority"`
-	IdempotencyTTL      int             `json:"idempotencyTTL"`
-	Description         string          `json:"description,omitempty"`
-	InputSchema         json.RawMessage `json:"inputSchema,omitempty"`
-	RemovedInVersion    string          `json:"removedInVersion,omitempty"`
-	CreatedAt           time.Time       `json:"createdAt"`
-	UpdatedAt           time.Time       `json:"updatedAt"`
-}
+type Task = protocol.Task
 
 // HistoryEntry is one code version of a task.
-type HistoryEntry struct {
-	CodeVersion    int       `json:"codeVersion"`
-	CodeHash       string    `json:"codeHash"`
-	ServiceVersion string    `json:"serviceVersion"`
-	RecordedAt     time.Time `json:"recordedAt"`
-}
+type HistoryEntry = protocol.HistoryEntry
 
 // DLQEntry is a run that failed for good.
-type DLQEntry struct {
-	ID            string             `json:"id"`
-	TaskRunID     string             `json:"taskRunId"`
-	TaskID        string             `json:"taskId"`
-	PipelineRunID string             `json:"pipelineRunId,omitempty"`
-	PipelineID    string             `json:"pipelineId,omitempty"`
-	InputPath     string             `json:"inputPath"`
-	Error         string             `json:"error"`
-	ErrorCode     string             `json:"errorCode,omitempty"`
-	Attempts      []protocol.Attempt `json:"attempts"`
-	CodeVersion   int                `json:"codeVersion"`
-	CodeHash      string             `json:"codeHash"`
-	FailedAt      time.Time          `json:"failedAt"`
-	RetriedAt     *time.Time         `json:"retriedAt"`
-	RetryRunID    string             `json:"retryRunId,omitempty"`
-}
+type DLQEntry = protocol.DLQEntry
 
 func scanDLQ(row pgx.Row) (DLQEntry, error) {
 	var d DLQEntry
@@ -148,30 +72,10 @@ func scanDLQ(row pgx.Row) (DLQEntry, error) {
 }
 
 // QueueStatus counts runs by state.
-type QueueStatus struct {
-	Pending       int64      `json:"pending"`
-	Dispatching   int64      `json:"dispatching"`
-	Running       int64      `json:"running"`
-	Waiting       int64      `json:"waiting"`
-	Completed     int64      `json:"completed"`
-	Failed        int64      `json:"failed"`
-	Cancelled     int64      `json:"cancelled"`
-	Skipped       int64      `json:"skipped"`
-	DLQ           int64      `json:"dlq"`
-	OldestPending *time.Time `json:"oldestPending"`
-}
+type QueueStatus = protocol.QueueStatus
 
 // ProcessSummary says what one bounded batch did.
-type ProcessSummary struct {
-	Swept      int   `json:"swept"`
-	Claimed    int   `json:"claimed"`
-	Dispatched int   `json:"dispatched"`
-	Failed     int   `json:"failed"`
-	DurationMs int64 `json:"durationMs"`
-}
+type ProcessSummary = protocol.ProcessSummary
 
 // Page is one page of a listing.
-type Page[T any] struct {
-	Items      []T    `json:"items"`
-	NextCursor string `json:"nextCursor,omitempty"`
-}
+type Page[T any] = protocol.Page[T]

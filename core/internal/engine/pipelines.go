@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
@@ -56,19 +55,9 @@ const (
 
 func validFailureMode(m string) bool { return m == FailFast || m == Continue || m == PartialMerge }
 
-// Pipeline is a pipeline definition with the structure it has now.
+// Pipeline is a pipeline definition with the structure it has now, and the graph behind it.
 type Pipeline struct {
-	ID          string           `json:"id"`
-	ServiceID   string           `json:"serviceId,omitempty"`
-	Implicit    bool             `json:"implicit"`
-	EntryTasks  []string         `json:"entryTasks"`
-	FailureMode string           `json:"failureMode"`
-	Description string           `json:"description,omitempty"`
-	Tasks       map[string]*Node `json:"tasks"`
-	Valid       bool             `json:"valid"`
-	Errors      []string         `json:"errors,omitempty"`
-	CreatedAt   time.Time        `json:"createdAt"`
-	UpdatedAt   time.Time        `json:"updatedAt"`
+	protocol.Pipeline
 
 	graph *Graph
 }
@@ -215,12 +204,7 @@ func cycleError(id string, cycle []string) *Error {
 }
 
 // DryRun is the answer of a dry run.
-type DryRun struct {
-	Valid         bool       `json:"valid"`
-	ExecutionPlan []PlanStep `json:"executionPlan"`
-	Warnings      []string   `json:"warnings"`
-	Errors        []string   `json:"errors"`
-}
+type DryRun = protocol.DryRun
 
 // DryRunPipeline validates a pipeline without running it and returns its plan by levels.
 func (e *Engine) DryRunPipeline(ctx context.Context, id string) (DryRun, error) {
@@ -244,11 +228,7 @@ type TriggerRequest struct {
 }
 
 // TriggerResult is the pipeline run a trigger made.
-type TriggerResult struct {
-	PipelineRunID string `json:"pipelineRunId"`
-	Status        string `json:"status"`
-	InputPath     string `json:"inputPath"`
-}
+type TriggerResult = protocol.TriggerResult
 
 // snapshot is the structure a pipeline run follows, stored with it.
 type snapshot struct {

@@ -2,10 +2,8 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -13,32 +11,11 @@ import (
 )
 
 // PipelineRun is a run of a pipeline: its state, snapshot and, in detail, its task runs.
-type PipelineRun struct {
-	ID          string          `json:"id"`
-	PipelineID  string          `json:"pipelineId"`
-	Status      string          `json:"status"`
-	FailureMode string          `json:"failureMode"`
-	Priority    int             `json:"priority"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"`
-	InputPath   string          `json:"inputPath"`
-	Error       *string         `json:"error"`
-	CreatedAt   time.Time       `json:"createdAt"`
-	CompletedAt *time.Time      `json:"completedAt"`
-	Snapshot    json.RawMessage `json:"snapshot,omitempty"`
-	Tasks       []RunTask       `json:"tasks,omitempty"`
-}
+type PipelineRun = protocol.PipelineRun
 
 // RunTask is a task run within a pipeline run, with whether its code changed since the previous
 // run of the same pipeline.
-type RunTask struct {
-	Run
-	// SupersededBy names the task run a DLQ retry replaced this failed one with.
-	SupersededBy string `json:"supersededBy,omitempty"`
-	// CodeChanged: the previous run of this pipeline ran this task at another code version.
-	CodeChanged bool `json:"codeChanged"`
-	// PreviousCodeVersion is that version (absent when there is no previous run of the task).
-	PreviousCodeVersion *int `json:"previousCodeVersion,omitempty"`
-}
+type RunTask = protocol.PipelineRunTask
 
 func scanPipelineRun(row pgx.Row) (PipelineRun, error) {
 	var r PipelineRun
@@ -103,7 +80,7 @@ func (e *Engine) GetPipelineRun(ctx context.Context, id string) (PipelineRun, er
 	run.Tasks, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RunTask, error) {
 		var t RunTask
 		r, err := scanRun(runWithExtra{row, &t.SupersededBy})
-		t.Run = r
+		t.TaskRun = r
 		return t, err
 	})
 	if err != nil {

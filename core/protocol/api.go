@@ -1,0 +1,240 @@
+package protocol
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// The answers of the operator API (docs/api.md, openapi.json): the orchestrator encodes them
+// and Go clients such as the pipeweave CLI decode them.
+
+// TaskRun is a task run as the API shows it.
+type TaskRun struct {
+	ID               string           `json:"id"`
+	TaskID           string           `json:"taskId"`
+	PipelineRunID    string           `json:"pipelineRunId,omitempty"`
+	Status           string           `json:"status"`
+	Attempt          int              `json:"attempt"`
+	Priority         int              `json:"priority"`
+	Error            *string          `json:"error"`
+	ErrorCode        *string          `json:"errorCode"`
+	PreviousAttempts []Attempt        `json:"previousAttempts"`
+	CodeVersion      int              `json:"codeVersion"`
+	CodeHash         string           `json:"codeHash"`
+	InputPath        string           `json:"inputPath"`
+	OutputPath       *string          `json:"outputPath"`
+	OutputSize       *int64           `json:"outputSize,omitempty"`
+	Assets           map[string]Asset `json:"assets,omitempty"`
+	LogsPath         *string          `json:"logsPath,omitempty"`
+	SelectedNext     []string         `json:"selectedNext,omitempty"`
+	Progress         *int             `json:"progress,omitempty"`
+	ProgressMessage  string           `json:"progressMessage,omitempty"`
+	Metadata         json.RawMessage  `json:"metadata,omitempty"`
+	IdempotencyKey   string           `json:"idempotencyKey,omitempty"`
+	CreatedAt        time.Time        `json:"createdAt"`
+	UpdatedAt        time.Time        `json:"updatedAt"`
+	ScheduledAt      time.Time        `json:"scheduledAt"`
+	StartedAt        *time.Time       `json:"startedAt"`
+	CompletedAt      *time.Time       `json:"completedAt"`
+	DeadlineAt       *time.Time       `json:"deadlineAt,omitempty"`
+}
+
+// Service is a registered worker service.
+type Service struct {
+	ID           string    `json:"id"`
+	Version      string    `json:"version"`
+	BaseURL      string    `json:"baseUrl"`
+	RegisteredAt time.Time `json:"registeredAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+	Tasks        []string  `json:"tasks"`
+}
+
+// Task is a registered task definition with its current code version.
+type Task struct {
+	ID                  string          `json:"id"`
+	ServiceID           string          `json:"serviceId"`
+	CodeHash            string          `json:"codeHash"`
+	CodeVersion         int             `json:"codeVersion"`
+	AllowedNext         []string        `json:"allowedNext"`
+	Timeout             int             `json:"timeout"`
+	Retries             int             `json:"retries"`
+	RetryBackoff        string          `json:"retryBackoff"`
+	RetryDelayMs        int64           `json:"retryDelayMs"`
+	MaxRetryDelayMs     int64           `json:"maxRetryDelayMs"`
+	HeartbeatIntervalMs int64           `json:"heartbeatIntervalMs"`
+	Concurrency         int             `json:"concurrency"`
+	Priority            int             `json:"priority"`
+	IdempotencyTTL      int             `json:"idempotencyTTL"`
+	Description         string          `json:"description,omitempty"`
+	InputSchema         json.RawMessage `json:"inputSchema,omitempty"`
+	RemovedInVersion    string          `json:"removedInVersion,omitempty"`
+	CreatedAt           time.Time       `json:"createdAt"`
+	UpdatedAt           time.Time       `json:"updatedAt"`
+}
+
+// HistoryEntry is one code version of a task.
+type HistoryEntry struct {
+	CodeVersion    int       `json:"codeVersion"`
+	CodeHash       string    `json:"codeHash"`
+	ServiceVersion string    `json:"serviceVersion"`
+	RecordedAt     time.Time `json:"recordedAt"`
+}
+
+// DLQEntry is a run that failed for good.
+type DLQEntry struct {
+	ID            string     `json:"id"`
+	TaskRunID     string     `json:"taskRunId"`
+	TaskID        string     `json:"taskId"`
+	PipelineRunID string     `json:"pipelineRunId,omitempty"`
+	PipelineID    string     `json:"pipelineId,omitempty"`
+	InputPath     string     `json:"inputPath"`
+	Error         string     `json:"error"`
+	ErrorCode     string     `json:"errorCode,omitempty"`
+	Attempts      []Attempt  `json:"attempts"`
+	CodeVersion   int        `json:"codeVersion"`
+	CodeHash      string     `json:"codeHash"`
+	FailedAt      time.Time  `json:"failedAt"`
+	RetriedAt     *time.Time `json:"retriedAt"`
+	RetryRunID    string     `json:"retryRunId,omitempty"`
+}
+
+// QueueStatus counts runs by state.
+type QueueStatus struct {
+	Pending       int64      `json:"pending"`
+	Dispatching   int64      `json:"dispatching"`
+	Running       int64      `json:"running"`
+	Waiting       int64      `json:"waiting"`
+	Completed     int64      `json:"completed"`
+	Failed        int64      `json:"failed"`
+	Cancelled     int64      `json:"cancelled"`
+	Skipped       int64      `json:"skipped"`
+	DLQ           int64      `json:"dlq"`
+	OldestPending *time.Time `json:"oldestPending"`
+}
+
+// ProcessSummary says what one bounded batch of /api/process did.
+type ProcessSummary struct {
+	Swept      int   `json:"swept"`
+	Claimed    int   `json:"claimed"`
+	Dispatched int   `json:"dispatched"`
+	Failed     int   `json:"failed"`
+	DurationMs int64 `json:"durationMs"`
+}
+
+// Page is one page of a listing; NextCursor, when set, asks for the next one.
+type Page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+// PipelineNode is one task of a pipeline's structure, as listed and as stored in a run's
+// snapshot.
+type PipelineNode struct {
+	ServiceID    string   `json:"serviceId"`
+	AllowedNext  []string `json:"allowedNext"`
+	Predecessors []string `json:"predecessors"`
+	CodeVersion  int      `json:"codeVersion"`
+	CodeHash     string   `json:"codeHash"`
+	Concurrency  int      `json:"concurrency"`
+}
+
+// Pipeline is a pipeline definition with the structure it has now.
+type Pipeline struct {
+	ID          string                   `json:"id"`
+	ServiceID   string                   `json:"serviceId,omitempty"`
+	Implicit    bool                     `json:"implicit"`
+	EntryTasks  []string                 `json:"entryTasks"`
+	FailureMode string                   `json:"failureMode"`
+	Description string                   `json:"description,omitempty"`
+	Tasks       map[string]*PipelineNode `json:"tasks"`
+	Valid       bool                     `json:"valid"`
+	Errors      []string                 `json:"errors,omitempty"`
+	CreatedAt   time.Time                `json:"createdAt"`
+	UpdatedAt   time.Time                `json:"updatedAt"`
+}
+
+// PlanStep is one step of a dry run's execution plan.
+type PlanStep struct {
+	Step     int      `json:"step"`
+	Tasks    []string `json:"tasks"`
+	Type     string   `json:"type"` // entry, parallel, join or end
+	WaitsFor []string `json:"waitsFor,omitempty"`
+}
+
+// DryRun is the answer of a dry run.
+type DryRun struct {
+	Valid         bool       `json:"valid"`
+	ExecutionPlan []PlanStep `json:"executionPlan"`
+	Warnings      []string   `json:"warnings"`
+	Errors        []string   `json:"errors"`
+}
+
+// TriggerResult is the pipeline run a trigger made.
+type TriggerResult struct {
+	PipelineRunID string `json:"pipelineRunId"`
+	Status        string `json:"status"`
+	InputPath     string `json:"inputPath"`
+}
+
+// PipelineRun is a run of a pipeline: its state, snapshot and, in detail, its task runs.
+type PipelineRun struct {
+	ID          string          `json:"id"`
+	PipelineID  string          `json:"pipelineId"`
+	Status      string          `json:"status"`
+	FailureMode string          `json:"failureMode"`
+	Priority    int             `json:"priority"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	InputPath   string          `json:"inputPath"`
+	Error       *string         `json:"error"`
+	CreatedAt   time.Time       `json:"createdAt"`
+	CompletedAt *time.Time      `json:"completedAt"`
+	// Snapshot is the structure the run follows: {pipelineId, entryTasks, failureMode, tasks}
+	// with the tasks as PipelineNodes.
+	Snapshot json.RawMessage   `json:"snapshot,omitempty"`
+	Tasks    []PipelineRunTask `json:"tasks,omitempty"`
+}
+
+// PipelineRunTask is a task run within a pipeline run, with whether its code changed since the
+// previous run of the same pipeline.
+type PipelineRunTask struct {
+	TaskRun
+	// SupersededBy names the task run a DLQ retry replaced this failed one with.
+	SupersededBy string `json:"supersededBy,omitempty"`
+	// CodeChanged: the previous run of this pipeline ran this task at another code version.
+	CodeChanged bool `json:"codeChanged"`
+	// PreviousCodeVersion is that version (absent when there is no previous run of the task).
+	PreviousCodeVersion *int `json:"previousCodeVersion,omitempty"`
+}
+
+// EnqueueResult is the run an enqueue (or a DLQ retry) made or, for a repeated idempotency
+// key, found.
+type EnqueueResult struct {
+	RunID        string `json:"runId"`
+	Status       string `json:"status"`
+	TaskID       string `json:"taskId"`
+	InputPath    string `json:"inputPath"`
+	Deduplicated bool   `json:"deduplicated,omitempty"`
+}
+
+// RetryAllResult reports a bulk DLQ retry.
+type RetryAllResult struct {
+	Retried int              `json:"retried"`
+	Runs    []DLQRetried     `json:"runs"`
+	Failed  []DLQRetryFailed `json:"failed"`
+	// More is true when entries matching the filter were left for another call.
+	More bool `json:"more"`
+}
+
+// DLQRetried pairs a retried DLQ entry with the run that retries it.
+type DLQRetried struct {
+	DLQID  string `json:"dlqId"`
+	RunID  string `json:"runId"`
+	TaskID string `json:"taskId"`
+}
+
+// DLQRetryFailed is an entry a bulk retry could not retry, with the reason.
+type DLQRetryFailed struct {
+	DLQID string `json:"dlqId"`
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
