@@ -25,6 +25,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/httpjson"
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
 )
 
@@ -359,7 +360,7 @@ var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 5
 
 // postJSON POSTs body to url with the benchmark's client.
 func postJSON(url, bearer string, body, out any) error {
-	return callJSON(context.Background(), benchClient, http.MethodPost, url, bearer, body, out)
+	return httpjson.Call(context.Background(), benchClient, http.MethodPost, url, bearer, body, out)
 }
 
 // noopWorker acknowledges every dispatch with 202 and calls back success at once.

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/httpjson"
 )
 
 // defaultOrchestratorURL is where the operator commands look for the orchestrator when neither
@@ -98,53 +97,33 @@ func (e *unreachableError) Unwrap() error { return e.Err }
 // call sends method path?query with body encoded as JSON (when not nil) and returns the answer's
 // body. An answer of 300 or more is an *apiError; a failed connection an *unreachableError.
 func (c *apiClient) call(ctx context.Context, method, path string, query url.Values, body any) (json.RawMessage, error) {
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return nil, fmt.Errorf("encode the request to %s %s: %w", method, path, err)
-		}
-		rd = bytes.NewReader(raw)
-	}
 	target := c.base + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, rd)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	data, err := httpjson.Do(ctx, c.http, method, target, c.token, body)
+	var status *httpjson.StatusError
+	switch {
+	case errors.As(err, &status):
+		return nil, c.errorOf(status.Status, status.StatusText, status.Body)
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		var uerr *url.Error
+		if !errors.As(err, &uerr) {
+			return nil, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		return nil, &unreachableError{URL: c.base, Err: err}
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read the answer: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		return nil, c.errorOf(resp, data)
-	}
 	if !json.Valid(data) {
-		return nil, fmt.Errorf("%s %s: the answer is not JSON (%s): %.200q", method, path, resp.Status, data)
+		return nil, fmt.Errorf("%s %s: the answer is not JSON: %.200q", method, path, data)
 	}
 	return data, nil
 }
 
 // errorOf turns an error answer into an *apiError.
-func (c *apiClient) errorOf(resp *http.Response, data []byte) *apiError {
-	e := &apiError{Status: resp.StatusCode}
+func (c *apiClient) errorOf(statusCode int, status string, data []byte) *apiError {
+	e := &apiError{Status: statusCode}
 	var body struct {
 		protocol.ErrorBody
 		Details json.RawMessage `json:"details"`
@@ -157,9 +136,9 @@ func (c *apiClient) errorOf(resp *http.Response, data []byte) *apiError {
 		if len(text) > 200 {
 			text = text[:200] + "…"
 		}
-		e.Message = strings.TrimSpace(resp.Status + " " + text)
+		e.Message = strings.TrimSpace(status + " " + text)
 	}
-	switch resp.StatusCode {
+	switch statusCode {
 	case http.StatusUnauthorized:
 		if c.token == "" {
 			e.hint = "the orchestrator requires an API key: set PIPEWEAVE_API_TOKEN (or --token) to one of its PIPEWEAVE_API_KEYS"

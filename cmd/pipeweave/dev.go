@@ -23,6 +23,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/examples/pdf"
 	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/httpjson"
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
 	"github.com/pipeweave/pipeweave/worker"
 )
@@ -159,7 +160,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// The pipeline exists once the worker has registered.
-		err := callJSON(ctx, http.DefaultClient, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", "", input, &trig)
+		err := httpjson.Call(ctx, http.DefaultClient, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", "", input, &trig)
 		if err == nil {
 			break
 		}
@@ -181,7 +182,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 				OutputPath *string `json:"outputPath"`
 			} `json:"tasks"`
 		}
-		if err := callJSON(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, "", nil, &run); err != nil {
+		if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, "", nil, &run); err != nil {
 			return err
 		}
 		summary := ""
@@ -200,7 +201,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 				var obj struct {
 					Content pdf.Summary `json:"content"`
 				}
-				if err := callJSON(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/storage/"+summary, "", nil, &obj); err == nil {
+				if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/storage/"+summary, "", nil, &obj); err == nil {
 					fmt.Fprintf(out, "demo: summary: %s\n", obj.Content.Summary)
 				}
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/internal/httpjson"
 	"github.com/pipeweave/pipeweave/internal/testdb"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 	"github.com/pipeweave/pipeweave/worker"
@@ -179,7 +180,7 @@ func (s *cliStack) cliJSON(v any, args ...string) {
 // api calls the API directly (setting things up, checking them).
 func (s *cliStack) api(method, path string, body, out any) {
 	s.t.Helper()
-	require.NoError(s.t, callJSON(context.Background(), http.DefaultClient, method, s.url+path, s.apiKey, body, out))
+	require.NoError(s.t, httpjson.Call(context.Background(), http.DefaultClient, method, s.url+path, s.apiKey, body, out))
 }
 
 // trigger starts a run of pipeline with input through the API and returns its id.

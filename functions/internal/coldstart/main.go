@@ -43,6 +43,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/httpjson"
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
 )
 
@@ -507,39 +508,9 @@ func waitCount(ctx context.Context, pool *pgxpool.Pool, ids []string, cond strin
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 2 * time.Minute}
 
+// postJSON POSTs body to url with the tool's client.
 func postJSON(url, bearer string, body, out any) error {
-	var rd io.Reader = http.NoBody
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(http.MethodPost, url, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s answered %s: %s", url, resp.Status, raw)
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
+	return httpjson.Call(context.Background(), client, http.MethodPost, url, bearer, body, out)
 }
 
 // worker acknowledges every dispatch with 202 at once. It calls back only when told, after the
