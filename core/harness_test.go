@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,14 +21,13 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
-	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/testdb"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const testSecret = testorch.Secret
 
 // env is one orchestrator on a fresh database, served over real HTTP.
 type env struct {
@@ -36,7 +35,6 @@ type env struct {
 	pool       *pgxpool.Pool
 	orch       *core.Orchestrator
 	cfg        core.Config
-	srv        *httptest.Server
 	url        string
 	keys       token.Keys
 	storageDir string
@@ -60,29 +58,16 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env 
 // newEnvWith is newEnvOn with options for core.New (the harness sets their Logger and Pool).
 func newEnvWith(t *testing.T, pool *pgxpool.Pool, opts core.Options, mod ...func(*core.Config)) *env {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := core.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
-	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": dir}, IsDefault: true}}
-	cfg.SecretKey, cfg.Mode, cfg.MaxConcurrency = testSecret, core.ModeServerless, 0
-	cfg.PollInterval, cfg.DispatchTimeout, cfg.MaxBodyBytes = 50*time.Millisecond, 5*time.Second, 1<<20
-	for _, m := range mod {
-		m(&cfg)
-	}
-	logs := &testutil.SyncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts.Logger, opts.Pool = log, pool
-	orch, err := core.New(context.Background(), cfg, opts)
-	require.NoError(t, err)
-	srv := httptest.NewServer(orch.Handler())
+	o := testorch.Start(t, testorch.Options{Pool: pool, Core: core.Options{TracerProvider: opts.TracerProvider},
+		Configure: func(cfg *core.Config) {
+			cfg.MaxBodyBytes = 1 << 20
+			for _, m := range mod {
+				m(cfg)
+			}
+		}})
 	keys, err := token.DeriveKeys(testSecret)
 	require.NoError(t, err)
-	e := &env{t: t, pool: pool, orch: orch, cfg: cfg, srv: srv, url: srv.URL, keys: keys, storageDir: dir, logs: logs}
-	t.Cleanup(func() {
-		srv.Close()
-		orch.Close()
-	})
-	return e
+	return &env{t: t, pool: pool, orch: o.Orchestrator, cfg: o.Config, url: o.URL, keys: keys, storageDir: o.StorageDir, logs: o.Logs}
 }
 
 // runLoop runs the standalone loop until the test ends.

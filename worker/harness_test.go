@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,46 +17,30 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
-	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const testSecret = testorch.Secret
 
 // env is a real orchestrator (serverless mode: requests dispatch inline) on a fresh database,
 // with a local storage backend, served over HTTP.
 type env struct {
 	t          *testing.T
+	o          *testorch.Orchestrator
 	orch       *core.Orchestrator
 	url        string
 	storageDir string
-	logs       *testutil.SyncBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	pool := testdb.New(t)
-	dir := t.TempDir()
-	cfg := core.DefaultConfig()
-	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: storage.ProviderLocal, Credentials: map[string]any{"basePath": dir}, IsDefault: true}}
-	cfg.SecretKey, cfg.Mode, cfg.PollInterval, cfg.DispatchTimeout = testSecret, core.ModeServerless, 50*time.Millisecond, 5*time.Second
-	logs := &testutil.SyncBuffer{}
-	orch, err := core.New(context.Background(), cfg, core.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Pool: pool})
-	require.NoError(t, err)
-	srv := httptest.NewServer(orch.Handler())
-	e := &env{t: t, orch: orch, url: srv.URL, storageDir: dir, logs: logs}
-	t.Cleanup(func() {
-		srv.Close()
-		orch.Close()
-		if t.Failed() {
-			t.Logf("orchestrator logs:\n%s", logs.String())
-		}
-	})
-	return e
+	o := testorch.Start(t, testorch.Options{})
+	return &env{t: t, o: o, orch: o.Orchestrator, url: o.URL, storageDir: o.StorageDir}
 }
 
 // testWorker is a worker served by an httptest server.
@@ -72,54 +55,12 @@ type testWorker struct {
 // Register its tasks, then call register.
 func (e *env) newWorker(service string, mod ...func(*worker.Config)) *testWorker {
 	e.t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	logs := &testutil.SyncBuffer{}
-	cfg := worker.Config{
-		OrchestratorURL: e.url,
-		ServiceID:       service,
-		Version:         "1",
-		SecretKey:       testSecret,
-		BaseURL:         "http://" + srv.Listener.Addr().String(),
-		TempDir:         e.t.TempDir(),
-		Logger:          slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
-	for _, m := range mod {
-		m(&cfg)
-	}
-	w, err := worker.New(cfg)
-	require.NoError(e.t, err)
-	srv.Config.Handler = w.Handler()
-	srv.Start()
-	tw := &testWorker{Worker: w, url: cfg.BaseURL, tempDir: cfg.TempDir, logs: logs}
-	t := e.t
-	t.Cleanup(func() {
-		srv.Close()
-		if t.Failed() {
-			t.Logf("worker %s logs:\n%s", service, logs.String())
-		}
-	})
-	// Runs before the server closes: let the attempts finish.
-	t.Cleanup(func() { waitIdle(t, tw) })
-	return tw
+	w := e.o.Worker(e.t, service, mod...)
+	return &testWorker{Worker: w.Worker, url: w.Config.BaseURL, tempDir: w.Config.TempDir, logs: w.Logs}
 }
 
 // quietLogger discards everything.
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// waitIdle waits, with a generous limit, until the worker runs no attempt.
-func waitIdle(t *testing.T, w *testWorker) {
-	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		w.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Errorf("the worker still runs attempts after 30 s")
-	}
-}
 
 // register registers the worker's tasks with the orchestrator.
 func (w *testWorker) register(t *testing.T) protocol.RegisterResponse {

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,14 +21,11 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
-	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/httpjson"
-	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 	"github.com/pipeweave/pipeweave/worker"
 )
-
-const cliSecret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 // cliStack is a real orchestrator (serverless mode: triggers, callbacks and retries dispatch
 // inline) on its own database, served over HTTP, with a real worker of service "docs" whose
@@ -41,6 +36,7 @@ const cliSecret = "00112233445566778899aabbccddeeff00112233445566778899aabbccdde
 // hold, waits for release before it completes.
 type cliStack struct {
 	t      *testing.T
+	o      *testorch.Orchestrator
 	pool   *pgxpool.Pool
 	url    string
 	apiKey string
@@ -58,28 +54,11 @@ type cliInput struct {
 
 func newCLIStack(t *testing.T, apiKeys ...string) *cliStack {
 	t.Helper()
-	pool := testdb.New(t)
-	cfg := core.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
-	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}, IsDefault: true}}
-	cfg.SecretKey, cfg.Mode, cfg.MaxConcurrency = cliSecret, core.ModeServerless, 0
-	cfg.PollInterval, cfg.DispatchTimeout = 50*time.Millisecond, 5*time.Second
-	cfg.APIKeys = apiKeys
-	logs := &testutil.SyncBuffer{}
-	orch, err := core.New(context.Background(), cfg, core.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Pool: pool})
-	require.NoError(t, err)
-	srv := httptest.NewServer(orch.Handler())
-	s := &cliStack{t: t, pool: pool, url: srv.URL, gate: make(chan struct{})}
+	o := testorch.Start(t, testorch.Options{Configure: func(cfg *core.Config) { cfg.APIKeys = apiKeys }})
+	s := &cliStack{t: t, o: o, pool: o.Pool, url: o.URL, gate: make(chan struct{})}
 	if len(apiKeys) > 0 {
 		s.apiKey = apiKeys[0]
 	}
-	t.Cleanup(func() {
-		srv.Close()
-		orch.Close()
-		if t.Failed() {
-			t.Logf("orchestrator logs:\n%s", logs.String())
-		}
-	})
 	s.startWorker("1", "hash-one")
 	return s
 }
@@ -89,18 +68,9 @@ func newCLIStack(t *testing.T, apiKeys ...string) *cliStack {
 func (s *cliStack) startWorker(version, codeHash string) {
 	t := s.t
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	w, err := worker.New(worker.Config{
-		OrchestratorURL: s.url,
-		ServiceID:       "docs",
-		Version:         version,
-		SecretKey:       cliSecret,
-		BaseURL:         "http://" + srv.Listener.Addr().String(),
-		TempDir:         t.TempDir(),
-		CodeHash:        codeHash,
-		Logger:          slog.New(slog.DiscardHandler),
-	})
-	require.NoError(t, err)
+	w := s.o.Worker(t, "docs", func(c *worker.Config) { c.Version, c.CodeHash = version, codeHash })
+	// Runs before the worker waits for its attempts: release the held ones.
+	t.Cleanup(s.release)
 	fails := func(ctx *worker.Context) (cliInput, bool) {
 		var in cliInput
 		_ = ctx.Decode(&in) // any input is fine
@@ -129,24 +99,7 @@ func (s *cliStack) startWorker(version, codeHash string) {
 		}
 		return map[string]any{"summary": "four pages"}, nil
 	}))
-	srv.Config.Handler = w.Handler()
-	srv.Start()
-	t.Cleanup(srv.Close)
-	// Runs before the server closes: release held attempts and let them finish.
-	t.Cleanup(func() {
-		s.release()
-		done := make(chan struct{})
-		go func() {
-			w.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("the worker still runs attempts after 30 s")
-		}
-	})
-	_, err = w.RegisterWithOrchestrator(context.Background())
+	_, err := w.RegisterWithOrchestrator(context.Background())
 	require.NoError(t, err)
 }
 

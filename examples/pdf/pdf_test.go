@@ -9,22 +9,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/pipeweave/pipeweave/core"
-	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/examples/pdf"
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-const secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const secret = testorch.Secret
 
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
@@ -41,14 +39,7 @@ func getJSON(t *testing.T, url string, v any) {
 // optional tables branch.
 func TestPDFPipelineEndToEnd(t *testing.T) {
 	t.Parallel()
-	cfg := core.DefaultConfig()
-	cfg.SecretKey, cfg.Mode = secret, core.ModeServerless
-	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}}}
-	orch, err := core.New(context.Background(), cfg, core.Options{Pool: testdb.New(t), Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	t.Cleanup(orch.Close)
-	orchSrv := httptest.NewServer(orch.Handler())
-	t.Cleanup(orchSrv.Close)
+	orchSrv := testorch.Start(t, testorch.Options{})
 
 	w, err := worker.New(worker.Config{OrchestratorURL: orchSrv.URL, ServiceID: pdf.ServiceID, Version: "1.0.0", SecretKey: secret,
 		TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,15 +20,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
-	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/testdb"
-	"github.com/pipeweave/pipeweave/internal/testutil"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
-
-const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 // waitLimit bounds every wait on the page: generous, since two cores run several browsers,
 // orchestrators and the race detector at once.
@@ -40,39 +35,19 @@ const waitLimit = 90 * time.Second
 // on a fresh database, served over HTTP, with the worker service "diamond": a → b, c → d.
 type stack struct {
 	t    *testing.T
+	o    *testorch.Orchestrator
 	url  string
 	keys []string
 	// failC makes task c fail without retry.
 	failC atomic.Bool
 	// gateB, when set, holds task b (after it reported 50% progress) until it is closed.
 	gateB atomic.Pointer[chan struct{}]
-	logs  *testutil.SyncBuffer
 }
 
 func newStack(t *testing.T, mod func(*core.Config)) *stack {
 	t.Helper()
-	pool := testdb.New(t)
-	cfg := core.DefaultConfig()
-	cfg.DatabaseURL = pool.Config().ConnString()
-	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: storage.ProviderLocal, Credentials: map[string]any{"basePath": t.TempDir()}, IsDefault: true}}
-	cfg.SecretKey, cfg.Mode, cfg.MaxConcurrency = testSecret, core.ModeServerless, 0
-	cfg.PollInterval, cfg.DispatchTimeout = 50*time.Millisecond, 5*time.Second
-	if mod != nil {
-		mod(&cfg)
-	}
-	logs := &testutil.SyncBuffer{}
-	orch, err := core.New(context.Background(), cfg, core.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Pool: pool})
-	require.NoError(t, err)
-	srv := httptest.NewServer(orch.Handler())
-	s := &stack{t: t, url: srv.URL, keys: cfg.APIKeys, logs: logs}
-	t.Cleanup(func() {
-		srv.Close()
-		orch.Close()
-		if t.Failed() {
-			t.Logf("orchestrator logs:\n%s", logs.String())
-		}
-	})
-	return s
+	o := testorch.Start(t, testorch.Options{Configure: mod})
+	return &stack{t: t, o: o, url: o.URL, keys: o.Config.APIKeys}
 }
 
 // startWorker starts and registers a worker of the service "diamond"; hashes overrides the
@@ -80,17 +55,7 @@ func newStack(t *testing.T, mod func(*core.Config)) *stack {
 func (s *stack) startWorker(hashes map[string]string) {
 	t := s.t
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	w, err := worker.New(worker.Config{
-		OrchestratorURL: s.url,
-		ServiceID:       "diamond",
-		Version:         fmt.Sprintf("1.%d", len(hashes)),
-		SecretKey:       testSecret,
-		BaseURL:         "http://" + srv.Listener.Addr().String(),
-		TempDir:         t.TempDir(),
-		Logger:          slog.New(slog.NewJSONHandler(s.logs, nil)),
-	})
-	require.NoError(t, err)
+	w := s.o.Worker(t, "diamond", func(c *worker.Config) { c.Version = fmt.Sprintf("1.%d", len(hashes)) })
 	next := map[string][]string{"a": {"b", "c"}, "b": {"d"}, "c": {"d"}}
 	for _, id := range []string{"a", "b", "c", "d"} {
 		hash := id + "-v1"
@@ -99,22 +64,7 @@ func (s *stack) startWorker(hashes map[string]string) {
 		}
 		require.NoError(t, w.Register(id, worker.Options{AllowedNext: next[id], CodeHash: hash, Description: "Task " + id + " of the diamond"}, s.handler(id)))
 	}
-	srv.Config.Handler = w.Handler()
-	srv.Start()
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		go func() {
-			w.Wait()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("the worker still runs attempts after 30 s")
-		}
-		srv.Close()
-	})
-	_, err = w.RegisterWithOrchestrator(context.Background())
+	_, err := w.RegisterWithOrchestrator(context.Background())
 	require.NoError(t, err)
 }
 

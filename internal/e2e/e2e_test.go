@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +26,7 @@ import (
 	"github.com/pipeweave/pipeweave/internal/fakegcs"
 	"github.com/pipeweave/pipeweave/internal/fakes3"
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 	"github.com/pipeweave/pipeweave/worker"
 )
@@ -34,7 +34,7 @@ import (
 func TestMain(m *testing.M) { testdb.Main(m) }
 
 // secretKey is PIPEWEAVE_SECRET_KEY of the orchestrator and the worker.
-const secretKey = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const secretKey = testorch.Secret
 
 // bucket is the bucket of every cloud backend.
 const bucket = "pipeweave-e2e"
@@ -171,20 +171,11 @@ func startStack(t *testing.T, defaultID string) *stack {
 	}
 	keys, err := token.DeriveKeys(secretKey)
 	require.NoError(t, err)
-	s := &stack{backends: b, def: def, keys: keys, orchLogs: &testutil.SyncBuffer{}, workerLogs: &testutil.SyncBuffer{}}
-
-	cfg := core.DefaultConfig()
-	cfg.StorageBackends, cfg.SecretKey, cfg.Mode, cfg.DispatchTimeout = cfgs, secretKey, core.ModeServerless, 5*time.Second
-	orchLog := slog.New(slog.NewJSONHandler(s.orchLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	orch, err := core.New(context.Background(), cfg, core.Options{Pool: testdb.New(t), Logger: orchLog})
-	require.NoError(t, err)
-	t.Cleanup(orch.Close)
-	srv := httptest.NewServer(orch.Handler())
-	t.Cleanup(srv.Close)
-	s.url = srv.URL
+	orch := testorch.Start(t, testorch.Options{Configure: func(cfg *core.Config) { cfg.StorageBackends = cfgs }})
+	s := &stack{backends: b, def: def, keys: keys, url: orch.URL, orchLogs: orch.Logs, workerLogs: &testutil.SyncBuffer{}}
 
 	workerLog := slog.New(slog.NewJSONHandler(s.workerLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	w, err := worker.New(worker.Config{OrchestratorURL: srv.URL, ServiceID: pdf.ServiceID, Version: "1.0.0",
+	w, err := worker.New(worker.Config{OrchestratorURL: orch.URL, ServiceID: pdf.ServiceID, Version: "1.0.0",
 		SecretKey: secretKey, TempDir: t.TempDir(), Logger: workerLog})
 	require.NoError(t, err)
 	require.NoError(t, pdf.Register(w))
@@ -205,7 +196,7 @@ func startStack(t *testing.T, defaultID string) *stack {
 
 	// Serve registers the worker; the pipeline exists once it has.
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(srv.URL + "/api/pipelines/" + pdf.ServiceID)
+		resp, err := http.Get(orch.URL + "/api/pipelines/" + pdf.ServiceID)
 		if err != nil {
 			return false
 		}
