@@ -548,3 +548,38 @@ func TestTraceparentPropagatesWithTracingOff(t *testing.T) {
 	e.waitStatus(untraced, "completed")
 	require.Equal(t, []string{caller, ""}, dispatches.get("/tasks/solo"))
 }
+
+// Failed dispatches are counted by reason, and their latency under the outcome failed; a 503
+// is back pressure, not a failure.
+func TestMetricsCountDispatchFailuresByReason(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	w.answer = func(d protocol.DispatchRequest) int {
+		switch d.TaskID {
+		case "gone":
+			return http.StatusNotFound
+		case "broken":
+			return http.StatusInternalServerError
+		}
+		return http.StatusServiceUnavailable
+	}
+	once := withRetries(0, 0) // a failed dispatch is not tried again
+	e.register("answers", "1", w.URL(), task("gone", once), task("broken", once), task("busy"))
+	e.register("nowhere", "1", "http://127.0.0.1:1", task("unreachable", once))
+	for _, id := range []string{"gone", "broken", "busy", "unreachable"} {
+		e.enqueue(map[string]any{"taskId": id})
+	}
+	e.waitFor("four dispatches", func() bool {
+		m := e.scrape("")
+		return m.sum("pipeweave_dispatch_duration_seconds_count") >= 4
+	})
+	m := e.scrape("")
+	require.Equal(t, 1.0, m.get("pipeweave_dispatch_failures_total", "reason", "status_4xx"))
+	require.Equal(t, 1.0, m.get("pipeweave_dispatch_failures_total", "reason", "status_5xx"))
+	require.Equal(t, 1.0, m.get("pipeweave_dispatch_failures_total", "reason", "network"))
+	require.Equal(t, 3.0, m.sum("pipeweave_dispatch_failures_total"))
+	require.Equal(t, 3.0, m.get("pipeweave_dispatch_duration_seconds_count", "outcome", "failed"))
+	require.GreaterOrEqual(t, m.get("pipeweave_dispatch_duration_seconds_count", "outcome", "back_pressure"), 1.0)
+	require.Equal(t, 0.0, m.get("pipeweave_dispatch_duration_seconds_count", "outcome", "acked"))
+}

@@ -195,7 +195,7 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 			boIDs, boLeases = append(boIDs, r.c.RunID), append(boLeases, r.c.Lease)
 		case dispatchFailed:
 			lease := r.c.Lease
-			f.add(r.c.RunID, &lease, r.c.PipelineRunID, r.err, protocol.CodeDispatchFailed, true)
+			f.add(r.c.RunID, &lease, r.c.PipelineRunID, r.err, protocol.CodeDispatchFailed)
 			e.log.Warn("dispatch failed", "run", r.c.RunID, "task", r.c.TaskID, "attempt", r.c.Attempt, "err", r.err)
 		}
 	}
@@ -225,7 +225,7 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		}
 	}
 	if len(f.ids) > 0 {
-		if _, err := e.failAndAdvance(rctx, f, true); err != nil {
+		if _, err := e.failAndAdvance(rctx, f); err != nil {
 			return stats, fmt.Errorf("record failed dispatches: %w", err)
 		}
 	}
@@ -291,13 +291,9 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 			span.End()
 		}()
 	}
-	fail := func(reason, msg string) result {
-		e.metrics.DispatchFailures.WithLabelValues(reason).Inc()
-		return result{c: c, outcome: dispatchFailed, err: msg}
-	}
 	tok, err := e.runToken(c)
 	if err != nil {
-		return fail(telemetry.ReasonToken, "could not make the run token: "+err.Error())
+		return e.failDispatch(c, telemetry.ReasonToken, "could not make the run token: "+err.Error())
 	}
 	body, err := json.Marshal(protocol.DispatchRequest{
 		RunID:               c.RunID,
@@ -313,13 +309,13 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
 	})
 	if err != nil {
-		return fail(telemetry.ReasonEncode, "encode dispatch: "+err.Error())
+		return e.failDispatch(c, telemetry.ReasonEncode, "encode dispatch: "+err.Error())
 	}
 	dctx, cancel := context.WithTimeout(ctx, e.cfg.DispatchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(dctx, http.MethodPost, c.BaseURL+"/tasks/"+c.TaskID, bytes.NewReader(body))
 	if err != nil {
-		return fail(telemetry.ReasonEncode, "build dispatch request: "+err.Error())
+		return e.failDispatch(c, telemetry.ReasonEncode, "build dispatch request: "+err.Error())
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if e.tracing {
@@ -328,39 +324,45 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 		req.Header.Set("traceparent", c.Traceparent)
 	}
 	start := time.Now()
+	out := e.post(req, c, span)
+	e.metrics.DispatchDuration.WithLabelValues(out.outcome.name()).Observe(time.Since(start).Seconds())
+	return out
+}
+
+// failDispatch is the result of a dispatch of c that failed for reason, counted by it.
+func (e *Engine) failDispatch(c Claimed, reason, msg string) result {
+	e.metrics.DispatchFailures.WithLabelValues(reason).Inc()
+	return result{c: c, outcome: dispatchFailed, err: msg}
+}
+
+// post sends a dispatch request and tells its outcome from the worker's answer, counting a
+// failure by its reason.
+func (e *Engine) post(req *http.Request, c Claimed, span trace.Span) result {
 	resp, err := e.client.Do(req)
 	if err != nil {
-		e.metrics.DispatchDuration.WithLabelValues(telemetry.DispatchFailed).Observe(time.Since(start).Seconds())
 		reason := telemetry.ReasonNetwork
 		var nerr net.Error
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
 			reason = telemetry.ReasonTimeout
 		}
 		span.RecordError(err)
-		return fail(reason, "dispatch to worker: "+err.Error())
+		return e.failDispatch(c, reason, "dispatch to worker: "+err.Error())
 	}
 	// Drain a little so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
-	var out result
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		out = result{c: c, outcome: acked}
+		return result{c: c, outcome: acked}
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
-		out = result{c: c, outcome: backPressure}
-	default:
-		reason := telemetry.ReasonStatus
-		switch {
-		case resp.StatusCode >= 400 && resp.StatusCode < 500:
-			reason = telemetry.ReasonStatus4xx
-		case resp.StatusCode >= 500:
-			reason = telemetry.ReasonStatus5xx
-		}
-		out = fail(reason, fmt.Sprintf("worker answered %s", resp.Status))
+		return result{c: c, outcome: backPressure}
+	case resp.StatusCode >= 400 && resp.StatusCode < 500:
+		return e.failDispatch(c, telemetry.ReasonStatus4xx, fmt.Sprintf("worker answered %s", resp.Status))
+	case resp.StatusCode >= 500:
+		return e.failDispatch(c, telemetry.ReasonStatus5xx, fmt.Sprintf("worker answered %s", resp.Status))
 	}
-	e.metrics.DispatchDuration.WithLabelValues(out.outcome.name()).Observe(time.Since(start).Seconds())
-	return out
+	return e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s", resp.Status))
 }
 
 func nonNil[T any](s []T) []T {
@@ -420,7 +422,7 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 			rows.Close()
 			return 0, fmt.Errorf("sweep: %w", err)
 		}
-		f.add(id, &lease, prun, msg, code, true)
+		f.add(id, &lease, prun, msg, code)
 		kinds[id] = kind
 	}
 	rows.Close()
@@ -430,7 +432,7 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 	if len(f.ids) == 0 {
 		return 0, nil
 	}
-	ended, err := e.failAndAdvance(ctx, f, true)
+	ended, err := e.failAndAdvance(ctx, f)
 	if err != nil {
 		return 0, err
 	}
@@ -449,28 +451,29 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 	return len(ended), nil
 }
 
-// failures are attempts to end as failed, column by column.
+// failures are attempts to end as failed (each may be retried), column by column.
 type failures struct {
 	ids, pipelineRuns, errs, codes []string
 	leases                         []*int64
-	retryable                      []bool
 }
 
-func (f *failures) add(id string, lease *int64, pipelineRun, msg, code string, retryable bool) {
+func (f *failures) add(id string, lease *int64, pipelineRun, msg, code string) {
 	f.ids, f.leases, f.pipelineRuns = append(f.ids, id), append(f.leases, lease), append(f.pipelineRuns, pipelineRun)
-	f.errs, f.codes, f.retryable = append(f.errs, msg), append(f.codes, code), append(f.retryable, retryable)
+	f.errs, f.codes = append(f.errs, msg), append(f.codes, code)
 }
 
-// failAndAdvance ends attempts as failed and, in the same transaction, advances the pipeline
-// runs of those that failed for good. bump moves the leases on (the orchestrator ended them).
-func (e *Engine) failAndAdvance(ctx context.Context, f failures, bump bool) ([]endedAttempt, error) {
+// failAndAdvance ends attempts the orchestrator gave up on (failed dispatches, expired
+// deadlines) as failed, moving their leases on so the workers' late calls get 409, and, in the
+// same transaction, advances the pipeline runs of those that failed for good.
+func (e *Engine) failAndAdvance(ctx context.Context, f failures) ([]endedAttempt, error) {
 	var ended []endedAttempt
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		runs, err := e.lockRuns(ctx, tx, f.pipelineRuns)
 		if err != nil {
 			return err
 		}
-		if ended, err = e.failAttempts(ctx, tx, f.ids, f.leases, f.errs, f.codes, f.retryable, bump); err != nil {
+		retry := slices.Repeat([]bool{true}, len(f.ids))
+		if ended, err = e.failAttempts(ctx, tx, f.ids, f.leases, f.errs, f.codes, retry, true); err != nil {
 			return err
 		}
 		return e.advanceFailed(ctx, tx, runs, ended)
