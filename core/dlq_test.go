@@ -85,12 +85,18 @@ func TestDLQFiltersRetryAllAndPurge(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, r.Status, "%v: %s", body, r.Body)
 		r.errorBody(t)
 	}
+	// A misspelt filter would retry every entry: it is refused instead.
+	r := e.do("POST", "/api/dlq/retry-all", map[string]any{"task": "a"}, "")
+	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+	eb := r.errorBody(t)
+	require.Equal(t, "UNKNOWN_FIELD", eb.Code)
+	require.Contains(t, eb.Error, `"task"`)
 	require.Len(t, e.dlq("?state=open").Items, 6)
 
 	// A limit leaves the rest for the next call.
 	w.on("a", nil)
 	var first retryAll
-	r := e.do("POST", "/api/dlq/retry-all", map[string]any{"taskId": "a", "limit": 1}, "")
+	r = e.do("POST", "/api/dlq/retry-all", map[string]any{"taskId": "a", "limit": 1}, "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	r.json(t, &first)
 	require.Equal(t, 1, first.Retried)

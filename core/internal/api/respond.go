@@ -58,7 +58,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 // decode reads a JSON body into v. Malformed JSON, wrong types and trailing data are 400;
 // a body over the cap is 413. It answers the request itself and returns false on failure.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	return s.decodeBody(w, r, v, false)
+}
+
+// decodeStrict is decode that also refuses fields v does not have: for bodies where a
+// misspelt field would silently widen what the request does (a filter of a bulk action).
+func (s *Server) decodeStrict(w http.ResponseWriter, r *http.Request, v any) bool {
+	return s.decodeBody(w, r, v, true)
+}
+
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, strict bool) bool {
 	dec := json.NewDecoder(r.Body)
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	err := dec.Decode(v)
 	if err == nil && dec.More() {
 		err = errors.New("unexpected data after the JSON value")
@@ -84,6 +97,9 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		}
 		writeErr(w, http.StatusBadRequest, "INVALID_FIELD",
 			fmt.Sprintf("%s must be %s, not a JSON %s", field, typeName(typ.Type.String()), typ.Value), map[string]string{"field": field})
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		writeErr(w, http.StatusBadRequest, "UNKNOWN_FIELD", fmt.Sprintf("unknown field %q", field), map[string]string{"field": field})
 	default:
 		writeErr(w, http.StatusBadRequest, "MALFORMED_JSON", "malformed JSON: "+err.Error(), nil)
 	}

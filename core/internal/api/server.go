@@ -429,7 +429,7 @@ type retryAllRequest struct {
 
 func (s *Server) dlqRetryAll(w http.ResponseWriter, r *http.Request) {
 	var req retryAllRequest
-	if !s.decode(w, r, &req) {
+	if !s.decodeStrict(w, r, &req) {
 		return
 	}
 	if req.Limit < 0 {
