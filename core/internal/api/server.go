@@ -457,7 +457,7 @@ func (s *Server) dlqPurge(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	age, err := ParseAge(req.OlderThan)
+	age, err := parseAge(req.OlderThan)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "INVALID_OLDER_THAN", "olderThan: "+err.Error(), nil)
 		return
@@ -466,9 +466,9 @@ func (s *Server) dlqPurge(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, http.StatusOK, map[string]any{"deleted": n, "olderThan": req.OlderThan}, err)
 }
 
-// ParseAge reads an age such as "7d", "36h", "90m" or "1h30m": a Go duration, or a whole
+// parseAge reads an age such as "7d", "36h", "90m" or "1h30m": a Go duration, or a whole
 // number of days with the suffix d. It must be positive.
-func ParseAge(s string) (time.Duration, error) {
+func parseAge(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, errors.New(`an age is required, such as "7d", "36h" or "90m"`)

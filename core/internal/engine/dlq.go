@@ -175,17 +175,7 @@ const maxRetryAll = 500
 // PurgeDLQ deletes DLQ entries that failed more than olderThan ago, in bounded chunks.
 func (e *Engine) PurgeDLQ(ctx context.Context, olderThan time.Duration) (int64, error) {
 	const chunk = 1000
-	var n int64
-	for {
-		tag, err := e.pool.Exec(ctx, sqlPurgeDLQ, olderThan.Milliseconds(), chunk)
-		if err != nil {
-			return n, fmt.Errorf("purge dlq: %w", err)
-		}
-		n += tag.RowsAffected()
-		if tag.RowsAffected() < chunk {
-			return n, nil
-		}
-	}
+	return e.deleteChunks(ctx, "dlq entries", sqlPurgeDLQ, []any{olderThan.Milliseconds(), chunk}, chunk, time.Time{})
 }
 
 // reopen replaces the failed node failedRunID of pipeline run prun with a new pending task run

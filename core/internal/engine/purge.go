@@ -22,6 +22,23 @@ type PurgeSummary struct {
 	DurationMs      int64 `json:"durationMs"`
 }
 
+// deleteChunks runs the chunked delete query (whose last argument is chunk) until it deletes
+// fewer than chunk rows or deadline has passed (zero: no deadline), and returns how many it
+// deleted.
+func (e *Engine) deleteChunks(ctx context.Context, what, query string, args []any, chunk int, deadline time.Time) (int64, error) {
+	var n int64
+	for {
+		tag, err := e.pool.Exec(ctx, query, args...)
+		if err != nil {
+			return n, fmt.Errorf("purge %s: %w", what, err)
+		}
+		n += tag.RowsAffected()
+		if tag.RowsAffected() < int64(chunk) || (!deadline.IsZero() && time.Now().After(deadline)) {
+			return n, nil
+		}
+	}
+}
+
 // Purge deletes DLQ entries and finished runs older than retention, and expired idempotency
 // keys, in chunks of chunk rows, until nothing is left or budget has passed. Objects in storage
 // are left to the bucket's own lifecycle rules.
@@ -43,15 +60,10 @@ func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, 
 		{"pipeline runs", sqlPurgePipelineRuns, []any{retention.Milliseconds(), chunk}, &s.PipelineRuns},
 	}
 	for _, st := range steps {
-		for {
-			tag, err := e.pool.Exec(ctx, st.sql, st.args...)
-			if err != nil {
-				return s, fmt.Errorf("purge %s: %w", st.name, err)
-			}
-			*st.count += tag.RowsAffected()
-			if tag.RowsAffected() < int64(chunk) || time.Since(start) > budget {
-				break
-			}
+		n, err := e.deleteChunks(ctx, st.name, st.sql, st.args, chunk, start.Add(budget))
+		*st.count += n
+		if err != nil {
+			return s, err
 		}
 	}
 	s.DurationMs = time.Since(start).Milliseconds()
