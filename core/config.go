@@ -23,7 +23,8 @@ const (
 const CompatNodeSDKv1 = "node-sdk-v1"
 
 // Config is everything the orchestrator is configured with. ConfigFromEnv reads it from the
-// environment variables of protocol.md.
+// environment variables listed in README.md (Configuration); docs/protocol.md says which of
+// them shape the worker contract.
 type Config struct {
 	DatabaseURL             string           // DATABASE_URL (required)
 	StorageBackends         []storage.Config // STORAGE_BACKENDS (required, JSON array)

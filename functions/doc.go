@@ -20,10 +20,11 @@
 //     the database is unreachable) and GET /health. POST / takes no API key: deploy them as
 //     private services that Cloud Scheduler invokes with an OIDC token.
 //
-// Configuration is the environment of protocol.md, read once per process, with MODE defaulting
-// to serverless (standalone is refused under Lambda and in functions/gcf) and DB_MAX_CONNS to
-// 4; the orchestrator, and so its pool, is opened once per process, outside the handler, and
-// reused by every warm invocation. The functions also read LOG_LEVEL (debug, info, warn, error)
+// Configuration is the environment of README.md (Configuration; docs/protocol.md for the
+// worker-facing part), read once per process, with MODE defaulting to serverless (standalone
+// is refused under Lambda and in functions/gcf) and DB_MAX_CONNS to 4; the orchestrator, and
+// so its pool, is opened once per process, outside the handler, and reused by every warm
+// invocation. The functions also read LOG_LEVEL (debug, info, warn, error)
 // and dlq-purge reads PURGE_TIME_BUDGET_MS (default 20000), the most one invocation spends
 // deleting, in chunks of 1000 rows. An invocation of process claims at most
 // PROCESS_BATCH_SIZE runs and stops claiming after PROCESS_TIME_BUDGET_MS; concurrent

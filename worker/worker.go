@@ -28,8 +28,9 @@
 //	...
 //	err = w.Listen(ctx, ":8080")
 //
-// The wire contract is the one of package protocol; the worker speaks the authenticated
-// protocol (run tokens and registration JWTs), not the Node.js SDK 1.x compatibility mode.
+// The wire contract is the one of package protocol (docs/protocol.md); the worker speaks the
+// authenticated protocol (run tokens and registration JWTs), not the Node.js SDK 1.x
+// compatibility mode.
 package worker
 
 import (
@@ -101,7 +102,7 @@ type Config struct {
 }
 
 // Options describe a task at registration. Zero values mean the orchestrator's defaults
-// (protocol.md): timeout 300 s, 3 retries, exponential backoff from 1 s up to
+// (docs/protocol.md): timeout 300 s, 3 retries, exponential backoff from 1 s up to
 // MAX_RETRY_DELAY_MS, a heartbeat every 60 s, no concurrency limit, priority 100, idempotency
 // TTL IDEMPOTENCY_TTL_SECONDS.
 type Options struct {

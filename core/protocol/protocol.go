@@ -2,7 +2,7 @@
 // its workers (registration, dispatch, heartbeat, progress and callback), shared by the
 // orchestrator and the Go worker SDK, and the answers of the operator API (api.go), shared by
 // the orchestrator and Go clients such as the pipeweave CLI. Field names and meanings follow
-// protocol.md and docs/api.md.
+// docs/protocol.md and docs/api.md.
 package protocol
 
 import (

@@ -1,8 +1,8 @@
 // Package token implements PipeWeave's shared-secret cryptography, as fixed by
-// the wire contract ("Keys, tokens and authentication"): the secret's bytes,
-// the three HKDF-SHA256 keys derived from it, the HS256 registration and run
-// JWTs, the AES-256-GCM sealed storage backend carried in a run token's "sto"
-// claim, and the Node.js SDK 1.x compatibility storage token.
+// the wire contract (docs/protocol.md, whose test vectors are checked here): the
+// secret's bytes, the three HKDF-SHA256 keys derived from it, the HS256
+// registration and run JWTs, the AES-256-GCM sealed storage backend carried in a
+// run token's "sto" claim, and the Node.js SDK 1.x compatibility storage token.
 //
 // Verification failures are reported as ErrInvalid or ErrExpired (wrapped with
 // context); both mean HTTP 401 to a caller. No error, String or fmt output of
