@@ -1,0 +1,106 @@
+package core
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/pipeweave/pipeweave/core/token"
+)
+
+// Upstream's configuration: what its README and .env.example write, accepted as it is.
+
+// deriveKeys derives the token keys from PIPEWEAVE_SECRET_KEY. In node-sdk-v1 compat mode a
+// secret shorter than 32 bytes is accepted (upstream's .env.example has one of 30 bytes), with
+// one warning line; otherwise it is refused.
+func deriveKeys(cfg Config, log *slog.Logger) (token.Keys, error) {
+	if cfg.Compat != CompatNodeSDKv1 {
+		keys, err := token.DeriveKeys(cfg.SecretKey)
+		if err != nil {
+			return token.Keys{}, fmt.Errorf("PIPEWEAVE_SECRET_KEY: %w", err)
+		}
+		return keys, nil
+	}
+	if _, err := token.SecretBytes(cfg.SecretKey); err != nil {
+		log.Warn(fmt.Sprintf("PIPEWEAVE_SECRET_KEY has %d bytes, fewer than 32: accepted only because PIPEWEAVE_COMPAT=node-sdk-v1; use a longer secret (openssl rand -hex 32)", len(cfg.SecretKey)))
+	}
+	keys, err := token.DeriveKeysAnyLength(cfg.SecretKey)
+	if err != nil {
+		return token.Keys{}, fmt.Errorf("PIPEWEAVE_SECRET_KEY: %w", err)
+	}
+	return keys, nil
+}
+
+// DatabaseURLFromEnv returns DATABASE_URL or, when it is unset, the URL made of upstream's
+// DB_HOST, DB_PORT (default 5432), DB_NAME, DB_USER, DB_PASSWORD and DB_SSL (true → sslmode
+// require, false → disable; unset leaves libpq's default). It returns "" and no error when
+// neither DATABASE_URL nor DB_HOST is set. A malformed value gives a *ConfigError naming it.
+func DatabaseURLFromEnv(getenv func(string) string) (string, error) {
+	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	if v := get("DATABASE_URL"); v != "" {
+		if !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
+			return "", &ConfigError{"DATABASE_URL", "must be a postgres:// or postgresql:// URL"}
+		}
+		return v, nil
+	}
+	host := get("DB_HOST")
+	if host == "" {
+		for _, name := range []string{"DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSL"} {
+			if get(name) != "" {
+				return "", &ConfigError{"DB_HOST", "is required when " + name + " is set and DATABASE_URL is not"}
+			}
+		}
+		return "", nil
+	}
+	port := 5432
+	if raw := get("DB_PORT"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 65535 {
+			return "", &ConfigError{"DB_PORT", fmt.Sprintf("must be a port number (1-65535), got %q", raw)}
+		}
+		port = n
+	}
+	u := url.URL{Scheme: "postgres", Host: hostPort(host, port), Path: "/" + get("DB_NAME")}
+	// The password is taken as it is: a password may begin or end with spaces.
+	if user, pass := get("DB_USER"), getenv("DB_PASSWORD"); user != "" || pass != "" {
+		if pass != "" {
+			u.User = url.UserPassword(user, pass)
+		} else {
+			u.User = url.User(user)
+		}
+	}
+	switch ssl := strings.ToLower(get("DB_SSL")); ssl {
+	case "":
+	case "true", "1", "yes":
+		u.RawQuery = "sslmode=require"
+	case "false", "0", "no":
+		u.RawQuery = "sslmode=disable"
+	default:
+		return "", &ConfigError{"DB_SSL", fmt.Sprintf("must be true or false, got %q", ssl)}
+	}
+	return u.String(), nil
+}
+
+// hostPort joins host and port, bracketing an IPv6 address.
+func hostPort(host string, port int) string {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// dbPoolMax reads upstream's DB_POOL_MAX: the pool size unless DB_MAX_CONNS is set.
+func dbPoolMax(getenv func(string) string, c *Config) error {
+	raw := strings.TrimSpace(getenv("DB_POOL_MAX"))
+	if raw == "" || strings.TrimSpace(getenv("DB_MAX_CONNS")) != "" {
+		return nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 {
+		return &ConfigError{"DB_POOL_MAX", fmt.Sprintf("must be an integer of at least 1, got %q", raw)}
+	}
+	c.DBMaxConns = n
+	return nil
+}
