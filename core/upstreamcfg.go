@@ -34,11 +34,21 @@ func deriveKeys(cfg Config, log *slog.Logger) (token.Keys, error) {
 }
 
 // DatabaseURLFromEnv returns DATABASE_URL or, when it is unset, the URL made of upstream's
-// DB_HOST, DB_PORT (default 5432), DB_NAME, DB_USER, DB_PASSWORD and DB_SSL (true → sslmode
-// require, false → disable; unset leaves libpq's default). It returns "" and no error when
-// neither DATABASE_URL nor DB_HOST is set. A malformed value gives a *ConfigError naming it.
+// variables: DB_HOST (a host name, an IP address, or a Unix socket directory such as
+// /cloudsql/PROJECT:REGION:INSTANCE), DB_PORT (default 5432), DB_NAME (or DB_DATABASE), DB_USER
+// (or DB_USERNAME), DB_PASSWORD (or DB_PASS) and DB_SSL (true → sslmode=require, false →
+// sslmode=disable; unset leaves the driver's default). Each part is escaped. It returns "" and
+// no error when neither DATABASE_URL nor DB_HOST is set. A missing or malformed value gives a
+// *ConfigError naming the variable.
 func DatabaseURLFromEnv(getenv func(string) string) (string, error) {
-	get := func(name string) string { return strings.TrimSpace(getenv(name)) }
+	get := func(names ...string) string {
+		for _, n := range names {
+			if v := strings.TrimSpace(getenv(n)); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
 	if v := get("DATABASE_URL"); v != "" {
 		if !strings.HasPrefix(v, "postgres://") && !strings.HasPrefix(v, "postgresql://") {
 			return "", &ConfigError{"DATABASE_URL", "must be a postgres:// or postgresql:// URL"}
@@ -47,12 +57,19 @@ func DatabaseURLFromEnv(getenv func(string) string) (string, error) {
 	}
 	host := get("DB_HOST")
 	if host == "" {
-		for _, name := range []string{"DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSL"} {
+		for _, name := range []string{"DB_PORT", "DB_NAME", "DB_DATABASE", "DB_USER", "DB_USERNAME", "DB_PASSWORD", "DB_PASS", "DB_SSL"} {
 			if get(name) != "" {
 				return "", &ConfigError{"DB_HOST", "is required when " + name + " is set and DATABASE_URL is not"}
 			}
 		}
 		return "", nil
+	}
+	name, user := get("DB_NAME", "DB_DATABASE"), get("DB_USER", "DB_USERNAME")
+	if name == "" {
+		return "", &ConfigError{"DB_NAME", "is required with DB_HOST (or set DATABASE_URL)"}
+	}
+	if user == "" {
+		return "", &ConfigError{"DB_USER", "is required with DB_HOST (or set DATABASE_URL)"}
 	}
 	port := 5432
 	if raw := get("DB_PORT"); raw != "" {
@@ -62,24 +79,35 @@ func DatabaseURLFromEnv(getenv func(string) string) (string, error) {
 		}
 		port = n
 	}
-	u := url.URL{Scheme: "postgres", Host: hostPort(host, port), Path: "/" + get("DB_NAME")}
+	u := url.URL{Scheme: "postgres", Path: "/" + name}
+	q := url.Values{}
+	if strings.HasPrefix(host, "/") {
+		// A Unix socket directory goes in the query, as libpq and pgx read it.
+		q.Set("host", host)
+		q.Set("port", strconv.Itoa(port))
+	} else {
+		u.Host = hostPort(host, port)
+	}
 	// The password is taken as it is: a password may begin or end with spaces.
-	if user, pass := get("DB_USER"), getenv("DB_PASSWORD"); user != "" || pass != "" {
-		if pass != "" {
-			u.User = url.UserPassword(user, pass)
-		} else {
-			u.User = url.User(user)
-		}
+	pass := getenv("DB_PASSWORD")
+	if pass == "" {
+		pass = getenv("DB_PASS")
+	}
+	if pass != "" {
+		u.User = url.UserPassword(user, pass)
+	} else {
+		u.User = url.User(user)
 	}
 	switch ssl := strings.ToLower(get("DB_SSL")); ssl {
 	case "":
 	case "true", "1", "yes":
-		u.RawQuery = "sslmode=require"
+		q.Set("sslmode", "require")
 	case "false", "0", "no":
-		u.RawQuery = "sslmode=disable"
+		q.Set("sslmode", "disable")
 	default:
 		return "", &ConfigError{"DB_SSL", fmt.Sprintf("must be true or false, got %q", ssl)}
 	}
+	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
 
