@@ -254,7 +254,7 @@ type worker struct {
 
 	mu         sync.Mutex
 	dispatches []protocol.DispatchRequest
-	bodies     [][]byte // the raw body of each dispatch, in the order of dispatches
+	bodies     [][]byte       // the raw body of each dispatch, in the order of dispatches
 	seen       map[string]int // "run/attempt" → times dispatched
 
 	// answer picks the HTTP status for a dispatch (default 202).
