@@ -26,10 +26,10 @@ const CompatNodeSDKv1 = "node-sdk-v1"
 // environment variables listed in README.md (Configuration); docs/protocol.md says which of
 // them shape the worker contract.
 type Config struct {
-	DatabaseURL             string           // DATABASE_URL (required)
+	DatabaseURL             string           // DATABASE_URL (required; or upstream's DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_SSL)
 	StorageBackends         []storage.Config // STORAGE_BACKENDS (required, JSON array)
 	DefaultStorageBackendID string           // DEFAULT_STORAGE_BACKEND_ID
-	SecretKey               string           // PIPEWEAVE_SECRET_KEY (required, ≥ 32 bytes)
+	SecretKey               string           // PIPEWEAVE_SECRET_KEY (required, ≥ 32 bytes; any length with PIPEWEAVE_COMPAT=node-sdk-v1)
 	Mode                    string           // MODE: standalone (default) or serverless
 	MaxConcurrency          int              // MAX_CONCURRENCY (default 10; 0 = no cap)
 	PollInterval            time.Duration    // POLL_INTERVAL_MS (default 1000)
@@ -43,7 +43,7 @@ type Config struct {
 	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100): most runs one /api/process claims
 	ProcessTimeBudget       time.Duration    // PROCESS_TIME_BUDGET_MS (default 20000): /api/process stops claiming after it
 	MaxBodyBytes            int64            // MAX_BODY_BYTES (default 10 MiB)
-	DBMaxConns              int              // DB_MAX_CONNS (default 10 standalone, 4 serverless)
+	DBMaxConns              int              // DB_MAX_CONNS, else upstream's DB_POOL_MAX (default 10 standalone, 4 serverless)
 	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP/HTTP collector's base URL (traces go
 	// to its /v1/traces). With it or OTLPTracesEndpoint set, spans are exported; else tracing
 	// only propagates the W3C trace context.
@@ -95,11 +95,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 		return v, nil
 	}
-	if c.DatabaseURL, err = required("DATABASE_URL"); err != nil {
+	if c.DatabaseURL, err = DatabaseURLFromEnv(getenv); err != nil {
 		return c, err
 	}
-	if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		return c, &ConfigError{"DATABASE_URL", "must be a postgres:// or postgresql:// URL"}
+	if c.DatabaseURL == "" {
+		return c, &ConfigError{"DATABASE_URL", "is required but not set (or set upstream's DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD)"}
 	}
 	backends, err := required("STORAGE_BACKENDS")
 	if err != nil {
@@ -121,9 +121,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.SecretKey, err = required("PIPEWEAVE_SECRET_KEY"); err != nil {
 		return c, err
 	}
-	if _, err := token.SecretBytes(c.SecretKey); err != nil {
-		return c, &ConfigError{"PIPEWEAVE_SECRET_KEY", "must be at least 32 bytes (e.g. `openssl rand -hex 32`)"}
-	}
+	// In node-sdk-v1 compat mode any non-empty secret is accepted (checked below, once
+	// PIPEWEAVE_COMPAT is read); core.New then logs a warning for a short one.
+	_, weak := token.SecretBytes(c.SecretKey)
 	switch mode := get("MODE"); mode {
 	case "":
 	case ModeStandalone, ModeServerless:
@@ -162,6 +162,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.Port > 65535 {
 		return c, &ConfigError{"PORT", fmt.Sprintf("must be a port number, got %d", c.Port)}
 	}
+	if err := dbPoolMax(getenv, &c); err != nil {
+		return c, err
+	}
 	for _, k := range strings.Split(get("PIPEWEAVE_API_KEYS"), ",") {
 		if k = strings.TrimSpace(k); k != "" {
 			c.APIKeys = append(c.APIKeys, k)
@@ -187,6 +190,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	case "", CompatNodeSDKv1:
 	default:
 		return c, &ConfigError{"PIPEWEAVE_COMPAT", fmt.Sprintf("must be empty or %q, got %q", CompatNodeSDKv1, c.Compat)}
+	}
+	if weak != nil && c.Compat != CompatNodeSDKv1 {
+		return c, &ConfigError{"PIPEWEAVE_SECRET_KEY", "must be at least 32 bytes (e.g. `openssl rand -hex 32`); only PIPEWEAVE_COMPAT=node-sdk-v1 accepts a shorter one"}
 	}
 	return c, nil
 }

@@ -254,6 +254,7 @@ type worker struct {
 
 	mu         sync.Mutex
 	dispatches []protocol.DispatchRequest
+	bodies     [][]byte       // the raw body of each dispatch, in the order of dispatches
 	seen       map[string]int // "run/attempt" → times dispatched
 
 	// answer picks the HTTP status for a dispatch (default 202).
@@ -266,7 +267,11 @@ func newWorker(t *testing.T, orchURL string) *worker {
 	w := &worker{t: t, orch: orchURL, seen: map[string]int{}}
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		var d protocol.DispatchRequest
-		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			err = json.Unmarshal(body, &d)
+		}
+		if err != nil {
 			http.Error(rw, err.Error(), 400)
 			return
 		}
@@ -276,6 +281,7 @@ func newWorker(t *testing.T, orchURL string) *worker {
 		}
 		w.mu.Lock()
 		w.dispatches = append(w.dispatches, d)
+		w.bodies = append(w.bodies, body)
 		w.seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
 		answer, after := w.answer, w.after
 		w.mu.Unlock()

@@ -24,7 +24,6 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/storage"
-	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
 )
 
@@ -73,9 +72,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	keys, err := token.DeriveKeys(cfg.SecretKey)
+	keys, err := deriveKeys(cfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("PIPEWEAVE_SECRET_KEY: %w", err)
+		return nil, err
 	}
 	store, err := storage.NewSet(ctx, cfg.StorageBackends, cfg.DefaultStorageBackendID)
 	if err != nil {
@@ -126,12 +125,14 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	}
 	o.metrics.RegisterDatabase(o.eng.LiveCounts, o.pool)
 	o.api = api.New(o.eng, keys, api.Options{
-		APIKeys:      cfg.APIKeys,
-		Compat:       cfg.Compat == CompatNodeSDKv1,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Mode:         cfg.Mode,
-		Ready:        o.ready,
-		Process:      o.Process,
+		APIKeys:        cfg.APIKeys,
+		Compat:         cfg.Compat == CompatNodeSDKv1,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Mode:           cfg.Mode,
+		MaxConcurrency: cfg.MaxConcurrency,
+		PollInterval:   cfg.PollInterval,
+		Ready:          o.ready,
+		Process:        o.Process,
 		Metrics: promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,

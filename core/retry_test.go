@@ -143,7 +143,8 @@ func TestRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T)
 			TaskID      string             `json:"taskId"`
 			InputPath   string             `json:"inputPath"`
 			Error       string             `json:"error"`
-			Attempts    []protocol.Attempt `json:"attempts"`
+			Attempts    int                `json:"attempts"`
+			History     []protocol.Attempt `json:"attemptHistory"`
 			CodeVersion int                `json:"codeVersion"`
 		} `json:"items"`
 	}
@@ -154,8 +155,9 @@ func TestRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T)
 	require.Equal(t, "flaky", entry.TaskID)
 	require.Equal(t, r.InputPath, entry.InputPath)
 	require.Equal(t, 1, entry.CodeVersion)
-	require.Len(t, entry.Attempts, 3)
-	for i, a := range entry.Attempts {
+	require.Equal(t, 3, entry.Attempts)
+	require.Len(t, entry.History, 3)
+	for i, a := range entry.History {
 		require.Equal(t, i+1, a.Attempt)
 		require.Equal(t, "BOOM", a.ErrorCode)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/internal/database"
 )
@@ -20,13 +21,18 @@ func dbCommand(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	sub := args[0]
 	fs := flag.NewFlagSet("db "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", getenv("DATABASE_URL"), "PostgreSQL URL (default $DATABASE_URL)")
+	// DATABASE_URL, or upstream's DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_SSL.
+	envURL, envErr := core.DatabaseURLFromEnv(getenv)
+	url := fs.String("url", envURL, "PostgreSQL URL (default $DATABASE_URL, else one made of $DB_HOST, $DB_PORT, $DB_NAME, $DB_USER, $DB_PASSWORD, $DB_SSL)")
 	yes := fs.Bool("yes", false, "confirm reset: it drops every PipeWeave table and its data")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if *url == "" {
-		return fmt.Errorf("db %s: --url (or DATABASE_URL) is required", sub)
+		if envErr != nil {
+			return fmt.Errorf("db %s: %w", sub, envErr)
+		}
+		return fmt.Errorf("db %s: --url (or DATABASE_URL, or DB_HOST) is required", sub)
 	}
 	pool, err := database.Open(ctx, *url, database.Options{MaxConns: 2})
 	if err != nil {

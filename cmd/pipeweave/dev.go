@@ -53,7 +53,10 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return fmt.Errorf("create %s: %w", abs, err)
 	}
 	defaults := map[string]string{}
-	dbURL := getenv("DATABASE_URL")
+	dbURL, err := core.DatabaseURLFromEnv(getenv) // DATABASE_URL, or upstream's DB_* variables
+	if err != nil {
+		return err
+	}
 	if dbURL == "" {
 		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(abs, "pg")})
 		if err != nil {

@@ -80,7 +80,7 @@ func dlqListCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	tw := newTable(stdout)
 	row(tw, "ID", "TASK", "PIPELINE", "TASK RUN", "ATTEMPTS", "FAILED", "STATE", "ERROR")
 	for _, e := range entries {
-		row(tw, e.ID, e.TaskID, e.PipelineID, e.TaskRunID, strconv.Itoa(len(e.Attempts)), ago(e.FailedAt, now), dlqState(e),
+		row(tw, e.ID, e.TaskID, e.PipelineID, e.TaskRunID, strconv.Itoa(e.Attempts), ago(e.FailedAt, now), dlqState(e),
 			truncate(errorText(&e.ErrorCode, &e.Error), 80))
 	}
 	return tw.Flush()
@@ -132,7 +132,7 @@ func dlqShowCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return printAttempts(stdout, "attempts", e.Attempts, now)
+	return printAttempts(stdout, "attempts", e.AttemptHistory, now)
 }
 
 func dlqRetryCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -141,7 +141,7 @@ func dlqRetryCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	var res protocol.EnqueueResult
+	var res protocol.DLQRetryResult
 	raw, err := o.client.post(ctx, "/api/dlq/"+url.PathEscape(pos[0])+"/retry", nil, &res)
 	if err != nil {
 		return err
@@ -149,7 +149,7 @@ func dlqRetryCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	if o.json {
 		return o.printJSON(raw)
 	}
-	_, err = fmt.Fprintf(stdout, "retried %s: task %s queued as run %s\n", pos[0], res.TaskID, res.RunID)
+	_, err = fmt.Fprintf(stdout, "retried %s: task %s queued as run %s at code v%d\n", pos[0], res.TaskID, res.NewRunID, res.CodeVersion)
 	return err
 }
 

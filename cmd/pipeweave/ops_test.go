@@ -678,8 +678,9 @@ func TestCLIDLQ(t *testing.T) {
 		s.cliJSON(&all, "dlq", "list")
 		require.ElementsMatch(t, []string{entryA.ID, entryB.ID, entryC.ID, entryD.ID, entryE.ID}, ids(all))
 		for _, e := range all {
-			require.Len(t, e.Attempts, 1, e.ID)
-			require.NotEmpty(t, e.Attempts[0].Error)
+			require.Len(t, e.AttemptHistory, 1, e.ID)
+			require.Equal(t, 1, e.Attempts, e.ID)
+			require.NotEmpty(t, e.AttemptHistory[0].Error)
 			require.Nil(t, e.RetriedAt)
 		}
 
@@ -709,8 +710,8 @@ func TestCLIDLQ(t *testing.T) {
 		s.cliJSON(&e, "dlq", "show", entryA.ID)
 		require.Equal(t, entryA.ID, e.ID)
 		require.Equal(t, docsExtract.ID, e.PipelineRunID)
-		require.Len(t, e.Attempts, 1)
-		require.Equal(t, "BAD_INPUT", e.Attempts[0].ErrorCode)
+		require.Len(t, e.AttemptHistory, 1)
+		require.Equal(t, "BAD_INPUT", e.AttemptHistory[0].ErrorCode)
 	})
 
 	// From here on the handlers succeed: retried runs complete.
@@ -718,7 +719,7 @@ func TestCLIDLQ(t *testing.T) {
 
 	t.Run("retry", func(t *testing.T) {
 		out := s.cli("dlq", "retry", entryA.ID)
-		m := regexp.MustCompile(`^retried ` + entryA.ID + `: task extract queued as run (trun_\w+)\n$`).FindStringSubmatch(out)
+		m := regexp.MustCompile(`^retried ` + entryA.ID + `: task extract queued as run (trun_\w+) at code v\d+\n$`).FindStringSubmatch(out)
 		require.NotNil(t, m, out)
 		// The pipeline run re-opens and goes on from the retried task.
 		run := s.waitRun(docsExtract.ID)

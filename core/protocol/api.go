@@ -80,22 +80,49 @@ type HistoryEntry struct {
 	RecordedAt     time.Time `json:"recordedAt"`
 }
 
-// DLQEntry is a run that failed for good.
+// DLQEntry is a run that failed for good. Attempts is the number of attempts made (upstream's
+// DLQItem); AttemptHistory lists them. Input is the stored input, inline when it is at most
+// [DLQInputInlineMax] bytes of JSON (absent otherwise, and in GET /api/dlq/{id}).
 type DLQEntry struct {
-	ID            string     `json:"id"`
-	TaskRunID     string     `json:"taskRunId"`
-	TaskID        string     `json:"taskId"`
-	PipelineRunID string     `json:"pipelineRunId,omitempty"`
-	PipelineID    string     `json:"pipelineId,omitempty"`
-	InputPath     string     `json:"inputPath"`
-	Error         string     `json:"error"`
-	ErrorCode     string     `json:"errorCode,omitempty"`
-	Attempts      []Attempt  `json:"attempts"`
-	CodeVersion   int        `json:"codeVersion"`
-	CodeHash      string     `json:"codeHash"`
-	FailedAt      time.Time  `json:"failedAt"`
-	RetriedAt     *time.Time `json:"retriedAt"`
-	RetryRunID    string     `json:"retryRunId,omitempty"`
+	ID             string          `json:"id"`
+	TaskRunID      string          `json:"taskRunId"`
+	TaskID         string          `json:"taskId"`
+	PipelineRunID  string          `json:"pipelineRunId,omitempty"`
+	PipelineID     string          `json:"pipelineId,omitempty"`
+	InputPath      string          `json:"inputPath"`
+	Error          string          `json:"error"`
+	ErrorCode      string          `json:"errorCode,omitempty"`
+	Attempts       int             `json:"attempts"`
+	AttemptHistory []Attempt       `json:"attemptHistory"`
+	CodeVersion    int             `json:"codeVersion"`
+	CodeHash       string          `json:"codeHash"`
+	FailedAt       time.Time       `json:"failedAt"`
+	RetriedAt      *time.Time      `json:"retriedAt"`
+	RetryRunID     string          `json:"retryRunId,omitempty"`
+	Input          json.RawMessage `json:"input,omitempty"`
+}
+
+// DLQInputInlineMax is the largest stored input, in bytes, that GET /api/dlq shows inline in an
+// entry's input field.
+const DLQInputInlineMax = 64 << 10
+
+// DLQPage is one page of GET /api/dlq: the entries, how many entries match the filter in all
+// (upstream's total) and the cursor of the next page.
+type DLQPage struct {
+	Items      []DLQEntry `json:"items"`
+	Total      int64      `json:"total"`
+	NextCursor string     `json:"nextCursor,omitempty"`
+}
+
+// DLQRetryResult is the answer of POST /api/dlq/{id}/retry: upstream's {newRunId, status,
+// codeVersion} with this project's runId (the same as newRunId), taskId and inputPath.
+type DLQRetryResult struct {
+	NewRunID    string `json:"newRunId"`
+	RunID       string `json:"runId"`
+	Status      string `json:"status"`
+	CodeVersion int    `json:"codeVersion"`
+	TaskID      string `json:"taskId"`
+	InputPath   string `json:"inputPath"`
 }
 
 // QueueStatus counts runs by state.
@@ -174,6 +201,10 @@ type TriggerResult struct {
 	PipelineRunID string `json:"pipelineRunId"`
 	Status        string `json:"status"`
 	InputPath     string `json:"inputPath"`
+	// EntryTasks are the ids of the tasks the run starts with; QueuedTasks the ids of their task
+	// runs, queued by the trigger (as upstream answers).
+	EntryTasks  []string `json:"entryTasks"`
+	QueuedTasks []string `json:"queuedTasks"`
 }
 
 // PipelineRun is a run of a pipeline: its state, snapshot and, in detail, its task runs.

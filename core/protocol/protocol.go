@@ -87,16 +87,25 @@ type RegisterResponse struct {
 	OrphanedTasks []string     `json:"orphanedTasks"`
 }
 
-// Asset is an object a task produced, stored beside its output.
+// Asset types (upstream's AssetType): what an asset holds.
+const (
+	AssetJSON   = "json"
+	AssetText   = "text"
+	AssetBinary = "binary"
+)
+
+// Asset is an object a task produced, stored beside its output. Path, size and type are always
+// present on the wire, as upstream's AssetMetadata requires.
 type Asset struct {
 	Path string `json:"path"`
-	Size int64  `json:"size,omitempty"`
-	Type string `json:"type,omitempty"`
+	Size int64  `json:"size"`
+	Type string `json:"type"`
 }
 
-// UpstreamRef points a task at the output of a completed predecessor.
+// UpstreamRef points a task at the output of a completed predecessor. OutputPath is always
+// present (a string, "" when the predecessor reported none).
 type UpstreamRef struct {
-	OutputPath string           `json:"outputPath,omitempty"`
+	OutputPath string           `json:"outputPath"`
 	Assets     map[string]Asset `json:"assets,omitempty"`
 }
 
@@ -110,15 +119,17 @@ type Attempt struct {
 
 // DispatchRequest is the body the orchestrator POSTs to {baseUrl}/tasks/{taskId}.
 type DispatchRequest struct {
-	RunID               string                 `json:"runId"`
-	TaskID              string                 `json:"taskId"`
-	PipelineRunID       string                 `json:"pipelineRunId,omitempty"`
-	Attempt             int                    `json:"attempt"`
-	CodeVersion         int                    `json:"codeVersion"`
-	CodeHash            string                 `json:"codeHash"`
-	StorageToken        string                 `json:"storageToken"`
-	InputPath           string                 `json:"inputPath"`
-	UpstreamRefs        map[string]UpstreamRef `json:"upstreamRefs,omitempty"`
+	RunID         string `json:"runId"`
+	TaskID        string `json:"taskId"`
+	PipelineRunID string `json:"pipelineRunId,omitempty"`
+	Attempt       int    `json:"attempt"`
+	CodeVersion   int    `json:"codeVersion"`
+	CodeHash      string `json:"codeHash"`
+	StorageToken  string `json:"storageToken"`
+	InputPath     string `json:"inputPath"`
+	// UpstreamRefs is always an object ({} for a run without completed predecessors): Node.js
+	// SDK 1.x workers iterate it unconditionally.
+	UpstreamRefs        map[string]UpstreamRef `json:"upstreamRefs"`
 	PreviousAttempts    []Attempt              `json:"previousAttempts"`
 	HeartbeatIntervalMs int64                  `json:"heartbeatIntervalMs"`
 }

@@ -55,9 +55,12 @@ type Config struct {
 	ID string `json:"id"`
 	// Provider is one of local, aws-s3, gcs, minio.
 	Provider string `json:"provider"`
-	// Endpoint is the service URL (required for minio, optional for aws-s3).
+	// Endpoint is the service URL (required for minio, optional for aws-s3). For local it may
+	// be a file:// URL, as upstream's README writes it, and is ignored.
 	Endpoint string `json:"endpoint,omitempty"`
-	// Bucket is the bucket holding the objects (cloud providers).
+	// Bucket is the bucket holding the objects (cloud providers). For local it is accepted and
+	// ignored: objects live at credentials.basePath/key, as upstream's Node LocalProvider keeps
+	// them.
 	Bucket string `json:"bucket,omitempty"`
 	// Region is the bucket's region (aws-s3).
 	Region string `json:"region,omitempty"`
@@ -211,7 +214,16 @@ func (c Config) Validate() error {
 		need("endpoint", c.Endpoint)
 		need("bucket", c.Bucket)
 	}
-	if c.Endpoint != "" {
+	switch {
+	case c.Endpoint == "":
+	case c.Provider == ProviderLocal:
+		// Upstream writes the local backend with endpoint "file://" and a bucket; both are
+		// accepted and ignored: objects live at credentials.basePath/key, as upstream's Node
+		// LocalProvider keeps them, so Node workers and the orchestrator agree.
+		if u, err := url.Parse(c.Endpoint); err != nil || u.Scheme != "file" {
+			errs = append(errs, fmt.Errorf("%s: endpoint must be empty or a file:// URL for provider local (it is ignored; objects live under credentials.basePath)", name))
+		}
+	default:
 		if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("%s: endpoint must be an http:// or https:// URL with a host", name))
 		}

@@ -10,8 +10,6 @@
 package token
 
 import (
-	"crypto/hkdf"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -68,16 +66,7 @@ func DeriveKeys(secret string) (Keys, error) {
 	if err != nil {
 		return Keys{}, fmt.Errorf("derive keys: %w", err)
 	}
-	var k Keys
-	for _, d := range []struct {
-		dst  *[]byte
-		info string
-	}{{&k.register, infoRegister}, {&k.run, infoRun}, {&k.storage, infoStorage}} {
-		if *d.dst, err = hkdf.Key(sha256.New, ikm, nil, d.info, keySize); err != nil {
-			return Keys{}, fmt.Errorf("derive key %q: %w", d.info, err)
-		}
-	}
-	return k, nil
+	return deriveFrom(ikm)
 }
 
 const keysString = "token.Keys{…}"

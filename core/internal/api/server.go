@@ -44,6 +44,9 @@ type Options struct {
 	Now func() time.Time
 	// Metrics serves GET /metrics (Prometheus text format); nil answers 404.
 	Metrics http.Handler
+	// MaxConcurrency and PollInterval are reported by GET /api/info.
+	MaxConcurrency int
+	PollInterval   time.Duration
 }
 
 // Server is the HTTP API.
@@ -53,6 +56,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 	mux  *http.ServeMux
+	// started is when the server was built (GET /api/info's uptime).
+	started time.Time
 	// patterns are the route patterns routes() registered, in order (the catch-all "/" aside).
 	patterns []string
 }
@@ -71,7 +76,7 @@ func New(eng *engine.Engine, keys token.Keys, opts Options, log *slog.Logger) *S
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{eng: eng, keys: keys, opts: opts, log: log, mux: http.NewServeMux()}
+	s := &Server{eng: eng, keys: keys, opts: opts, log: log, mux: http.NewServeMux(), started: time.Now()}
 	s.routes()
 	return s
 }
@@ -110,12 +115,17 @@ func (s *Server) routes() {
 	api("GET /api/pipelines/{id}", byID(s, s.eng.GetPipeline))
 	api("PUT /api/pipelines/{id}", s.putPipeline)
 	api("POST /api/pipelines/{id}/trigger", s.trigger)
-	api("POST /api/pipelines/{id}/dry-run", byID(s, s.eng.DryRunPipeline))
+	api("POST /api/pipelines/{id}/dry-run", s.dryRun)
 	api("GET /api/runs", s.runs)
 	api("GET /api/storage/{path...}", s.object)
 	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun))
 	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun))
 	api("GET /metrics", s.metrics)
+	// Upstream's routes (packages/orchestrator/src/routes), see upstream.go.
+	api("GET /api/info", s.info)
+	api("POST /api/tick", s.process)
+	api("GET /api/services/{id}", byID(s, s.eng.GetService))
+	api("GET /api/storage/backends", s.storageBackends)
 	// The web dashboard: not part of the API (no API key for the page itself; its calls carry one).
 	s.mux.Handle("GET "+ui.Prefix, ui.Handler())
 	s.mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))

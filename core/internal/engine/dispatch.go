@@ -261,6 +261,7 @@ func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[strin
 			if err := json.Unmarshal(assets, &ref.Assets); err != nil {
 				return nil, fmt.Errorf("read upstream outputs: assets of %s: %w", taskID, err)
 			}
+			wireAssets(ref.Assets)
 		}
 		if out[runID] == nil {
 			out[runID] = map[string]protocol.UpstreamRef{}
@@ -304,7 +305,7 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 		CodeHash:            c.CodeHash,
 		StorageToken:        tok,
 		InputPath:           c.InputPath,
-		UpstreamRefs:        upstream,
+		UpstreamRefs:        nonNilMap(upstream),
 		PreviousAttempts:    nonNil(c.PreviousAttempts),
 		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
 	})
@@ -363,6 +364,14 @@ func (e *Engine) post(req *http.Request, c Claimed, span trace.Span) result {
 		return e.failDispatch(c, telemetry.ReasonStatus5xx, fmt.Sprintf("worker answered %s", resp.Status))
 	}
 	return e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s", resp.Status))
+}
+
+// nonNilMap is m, or an empty map for nil (encoded {} rather than null).
+func nonNilMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return m
 }
 
 func nonNil[T any](s []T) []T {

@@ -33,29 +33,39 @@ type DLQFilter struct {
 	Limit                             int
 }
 
-// ListDLQ lists dead letter entries, newest first.
-func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (Page[DLQEntry], error) {
+// DLQPage is one page of the DLQ with the number of entries the filter matches.
+type DLQPage = protocol.DLQPage
+
+// ListDLQ lists dead letter entries, newest first, with each entry's input inline when it is
+// small (see inlineInputs) and the number of entries the filter matches.
+func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (DLQPage, error) {
 	limit, err := pageLimit(f.Limit)
 	if err != nil {
-		return Page[DLQEntry]{}, err
+		return DLQPage{}, err
 	}
 	switch f.State {
 	case "", "open", "retried":
 	default:
-		return Page[DLQEntry]{}, invalid("INVALID_STATE", "state must be open or retried, got %q", f.State)
+		return DLQPage{}, invalid("INVALID_STATE", "state must be open or retried, got %q", f.State)
 	}
 	rows, err := e.pool.Query(ctx, sqlDLQList, f.TaskID, f.Cursor, limit+1, f.PipelineID, f.State)
 	if err != nil {
-		return Page[DLQEntry]{}, fmt.Errorf("list dlq: %w", err)
+		return DLQPage{}, fmt.Errorf("list dlq: %w", err)
 	}
 	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DLQEntry, error) { return scanDLQ(row) })
 	if err != nil {
-		return Page[DLQEntry]{}, fmt.Errorf("list dlq: %w", err)
+		return DLQPage{}, fmt.Errorf("list dlq: %w", err)
 	}
-	return paginate(items, limit, func(d DLQEntry) string { return d.ID }), nil
+	page := paginate(items, limit, func(d DLQEntry) string { return d.ID })
+	out := DLQPage{Items: page.Items, NextCursor: page.NextCursor}
+	if err := e.pool.QueryRow(ctx, sqlDLQTotal, f.TaskID, f.PipelineID, f.State).Scan(&out.Total); err != nil {
+		return DLQPage{}, fmt.Errorf("count dlq: %w", err)
+	}
+	e.inlineInputs(ctx, out.Items)
+	return out, nil
 }
 
-// GetDLQ returns one DLQ entry.
+// GetDLQ returns one DLQ entry, with its input inline when it is small.
 func (e *Engine) GetDLQ(ctx context.Context, id string) (DLQEntry, error) {
 	d, err := scanDLQ(e.pool.QueryRow(ctx, sqlDLQGet, id))
 	if err == pgx.ErrNoRows {
@@ -64,16 +74,18 @@ func (e *Engine) GetDLQ(ctx context.Context, id string) (DLQEntry, error) {
 	if err != nil {
 		return DLQEntry{}, fmt.Errorf("read dlq entry %s: %w", id, err)
 	}
-	return d, nil
+	items := []DLQEntry{d}
+	e.inlineInputs(ctx, items)
+	return items[0], nil
 }
 
 // RetryDLQ queues a new run for a DLQ entry with the same input, at the task's current code
 // version. When the failed run belonged to a pipeline run, the new run takes its place in that
 // run, which re-opens and continues the DAG from there. An entry is retried once; retrying it
 // again is a conflict naming the retry run.
-func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error) {
+func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error) {
 	runID := ids.New(ids.TaskRun)
-	var res EnqueueResult
+	var res DLQRetryResult
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		var taskID, inputPath, pipelineRunID, failedRunID string
 		var priority int
@@ -98,7 +110,10 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 			if err := e.reopen(ctx, tx, pipelineRunID, failedRunID, runID); err != nil {
 				return err
 			}
-			res = EnqueueResult{RunID: runID, Status: "queued", TaskID: taskID, InputPath: inputPath}
+			if err := tx.QueryRow(ctx, sqlRunCodeVersion, runID).Scan(&res.CodeVersion); err != nil {
+				return fmt.Errorf("read the code version of %s: %w", runID, err)
+			}
+			res.RunID, res.NewRunID, res.Status, res.TaskID, res.InputPath = runID, runID, "queued", taskID, inputPath
 			return nil
 		}
 		tasks, err := e.enqueueTasks(ctx, tx, []string{taskID})
@@ -117,11 +132,14 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (EnqueueResult, error)
 		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
-		res = EnqueueResult{RunID: runID, Status: "queued", TaskID: taskID, InputPath: inputPath}
+		res = DLQRetryResult{NewRunID: runID, RunID: runID, Status: "queued", CodeVersion: t.codeVersion, TaskID: taskID, InputPath: inputPath}
 		return nil
 	})
 	return res, err
 }
+
+// DLQRetryResult is the run a DLQ retry queued.
+type DLQRetryResult = protocol.DLQRetryResult
 
 // RetryAllResult reports a bulk DLQ retry.
 type RetryAllResult = protocol.RetryAllResult

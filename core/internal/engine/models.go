@@ -64,10 +64,12 @@ func scanDLQ(row pgx.Row) (DLQEntry, error) {
 		&d.ErrorCode, &attempts, &d.CodeVersion, &d.CodeHash, &d.FailedAt, &d.RetriedAt, &d.RetryRunID); err != nil {
 		return DLQEntry{}, err
 	}
-	d.Attempts = []protocol.Attempt{}
-	if err := json.Unmarshal(attempts, &d.Attempts); err != nil {
+	d.AttemptHistory = []protocol.Attempt{}
+	if err := json.Unmarshal(attempts, &d.AttemptHistory); err != nil {
 		return DLQEntry{}, err
 	}
+	// Upstream's attempts is a positive count: an entry always stands for at least one attempt.
+	d.Attempts = max(len(d.AttemptHistory), 1)
 	return d, nil
 }
 

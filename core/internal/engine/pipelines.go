@@ -304,12 +304,14 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		return TriggerResult{}, fmt.Errorf("encode snapshot: %w", err)
 	}
 	var nodes []nodeRow
+	entryTasks, queued := []string{}, []string{}
 	for _, taskID := range g.sortedIDs() {
 		n := g.Tasks[taskID]
 		row := nodeRow{ID: ids.New(ids.TaskRun), TaskID: taskID, Status: protocol.StatusWaiting, Priority: orDefault(req.Priority, prios[taskID]),
 			CodeVersion: n.CodeVersion, CodeHash: n.CodeHash, Predecessors: n.Predecessors, PredsLeft: len(n.Predecessors)}
 		if len(n.Predecessors) == 0 {
 			row.Status, row.Selected = protocol.StatusPending, true
+			entryTasks, queued = append(entryTasks, taskID), append(queued, row.ID)
 		}
 		nodes = append(nodes, row)
 	}
@@ -343,7 +345,7 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		}
 		return TriggerResult{}, err
 	}
-	return TriggerResult{PipelineRunID: runID, Status: RunRunning, InputPath: inputPath}, nil
+	return TriggerResult{PipelineRunID: runID, Status: RunRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued}, nil
 }
 
 // lockedRun is a pipeline run locked for advancement.

@@ -77,7 +77,7 @@ export function mount(ctx) {
           h('td', { class: 'mono' }, e.taskId),
           h('td', {}, e.pipelineRunId ? [runLink(e.pipelineRunId, 'dlq-run-link'), h('div', { class: 'muted small' }, e.pipelineId || '')] : h('span', { class: 'muted' }, 'standalone')),
           h('td', { class: 'error-cell' }, h('span', { class: 'mono' }, e.errorCode || ''), ' ', e.error),
-          h('td', {}, String((e.attempts || []).length)),
+          h('td', {}, String(e.attempts)),
           h('td', {}, 'v' + e.codeVersion),
           h('td', {}, e.retriedAt
             ? h('span', {}, badge('retried', 'dlq-state'), h('div', { class: 'muted small mono' }, '→ ' + (e.retryRunId || '')))
@@ -109,7 +109,7 @@ export function mount(ctx) {
           h('dt', {}, 'Input'), h('dd', {}, objectButton(e.inputPath, e.inputPath, 'dlq-open-input')),
           e.retriedAt ? [h('dt', {}, 'Retried'), h('dd', {}, fmtTime(e.retriedAt) + ' as ', h('span', { class: 'mono' }, e.retryRunId || ''))] : null),
         h('h3', {}, 'Attempts'),
-        table(['Attempt', 'Code', 'Error', 'At'], (e.attempts || []).map((a) => h('tr', { testid: 'dlq-attempt-row', dataset: { attempt: String(a.attempt) } },
+        table(['Attempt', 'Code', 'Error', 'At'], (e.attemptHistory || []).map((a) => h('tr', { testid: 'dlq-attempt-row', dataset: { attempt: String(a.attempt) } },
           h('td', {}, String(a.attempt)), h('td', { class: 'mono' }, a.errorCode || ''),
           h('td', { class: 'error-cell', testid: 'dlq-attempt-error' }, a.error), h('td', {}, fmtTime(a.timestamp)))), { testid: 'dlq-attempts' }));
     } catch (err) {
@@ -121,7 +121,7 @@ export function mount(ctx) {
     if (!(await confirmBar(confirmSlot, `Retry ${e.taskId} (${e.id})?`))) return;
     try {
       const res = await post('/api/dlq/' + encodeURIComponent(e.id) + '/retry');
-      replace(msg, message('ok', `Retried ${e.taskId}: new task run ${res.runId}` + (e.pipelineRunId ? ` in pipeline run ${e.pipelineRunId}.` : '.'), 'dlq-retry-ok'),
+      replace(msg, message('ok', `Retried ${e.taskId}: new task run ${res.newRunId}` + (e.pipelineRunId ? ` in pipeline run ${e.pipelineRunId}.` : '.'), 'dlq-retry-ok'),
         e.pipelineRunId ? h('p', {}, runLink(e.pipelineRunId, 'dlq-retried-run')) : null);
     } catch (err) {
       replace(msg, message('error', 'Retry of ' + e.id + ' failed: ' + errorText(err), 'dlq-retry-error'));
