@@ -86,6 +86,19 @@ func TestCompatNodeSDKv1(t *testing.T) {
 	status, body, err := post(e.url+"/api/heartbeat", protocol.HeartbeatRequest{RunID: id, Progress: ptr(50)}, "")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status, string(body))
+	// The Node SDK sends whatever number the task reports: a fraction is recorded rounded, a
+	// number outside 0..100 is refused and changes nothing.
+	status, body, err = post(e.url+"/api/progress", map[string]any{"runId": id, "progress": 40.5, "message": "p"}, "")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Equal(t, 41, *e.run(id).Progress)
+	for _, bad := range []float64{100.5, -0.1} {
+		status, body, err = post(e.url+"/api/progress", map[string]any{"runId": id, "progress": bad}, "")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusBadRequest, status, string(body))
+		require.Contains(t, string(body), "INVALID_PROGRESS")
+	}
+	require.Equal(t, 41, *e.run(id).Progress)
 	status, body, err = post(e.url+"/api/callback/"+id, success(d), "")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status, string(body))

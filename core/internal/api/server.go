@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -298,13 +299,31 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, http.StatusOK, resp, err)
 }
 
+// heartbeatBody is protocol.HeartbeatRequest as it arrives: upstream's schema (and so the
+// Node.js SDK) allows a fractional progress, which is recorded rounded to a whole percent.
+type heartbeatBody struct {
+	RunID    string   `json:"runId"`
+	Progress *float64 `json:"progress,omitempty"`
+	Message  string   `json:"message,omitempty"`
+}
+
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
-	var req protocol.HeartbeatRequest
+	var req heartbeatBody
 	call, ok := s.decodeWorkerCall(w, r, &req, &req.RunID)
 	if !ok {
 		return
 	}
-	resp, err := s.eng.Heartbeat(r.Context(), call, req.Progress, req.Message)
+	var progress *int
+	if req.Progress != nil {
+		p := *req.Progress
+		if p < 0 || p > 100 {
+			writeErr(w, http.StatusBadRequest, "INVALID_PROGRESS", "progress must be between 0 and 100", nil)
+			return
+		}
+		n := int(math.Round(p))
+		progress = &n
+	}
+	resp, err := s.eng.Heartbeat(r.Context(), call, progress, req.Message)
 	if errors.Is(err, engine.ErrConflict) {
 		writeJSON(w, http.StatusConflict, map[string]any{"acknowledged": false, "shouldCancel": true,
 			"error": err.Error(), "code": "STALE_LEASE"})
