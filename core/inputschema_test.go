@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -371,4 +372,31 @@ func TestSchemaChangeIsSeenByEveryInstance(t *testing.T) {
 	a.register("svc", "1", "http://127.0.0.1:1", task("t"))
 	require.Equal(t, http.StatusCreated, strict(b, ""))
 	require.Equal(t, 1+40+1, a.count("task_runs"))
+}
+
+// Schemas stored before migration 006 (never compiled, hashed by the migration) are validated;
+// one that does not compile is not, and does not block enqueues.
+func TestSchemasStoredBeforeTheMigration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.register("svc", "1", "http://127.0.0.1:1", task("old"), task("legacy"))
+	_, err := e.pool.Exec(t.Context(), `UPDATE tasks SET input_schema = $2::jsonb, input_schema_hash = 'pre-006:' || md5($2::jsonb::text) WHERE id = $1`,
+		"old", `{"fields": [{"name": "n", "type": "number", "required": true}]}`)
+	require.NoError(t, err)
+	_, err = e.pool.Exec(t.Context(), `UPDATE tasks SET input_schema = $2::jsonb, input_schema_hash = 'pre-006:' || md5($2::jsonb::text) WHERE id = $1`,
+		"legacy", `{"type": "object", "required": ["x"]}`)
+	require.NoError(t, err)
+	strict := func(taskID string) response {
+		return e.do("POST", "/api/queue/task", map[string]any{"taskId": taskID, "input": map[string]any{}, "validationMode": "strict"}, "")
+	}
+	r := strict("old")
+	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
+	require.Contains(t, string(r.Body), `"field":"n"`)
+	for range 3 {
+		r = strict("legacy")
+		require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	}
+	require.Equal(t, 1, strings.Count(e.logs.String(), "a stored input schema does not compile"), "logged once")
+	r = e.do("POST", "/api/tasks/legacy/validate-input", `{"input": {}}`, "")
+	require.JSONEq(t, `{"valid": true, "errors": []}`, string(r.Body))
 }

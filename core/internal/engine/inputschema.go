@@ -133,7 +133,9 @@ func (e *Engine) validatorsFor(ctx context.Context, want map[string]string) (map
 			continue
 		}
 		if v := validators.get(hash); v != nil {
-			out[id] = v
+			if v.HasSchema() {
+				out[id] = v
+			}
 		} else {
 			missing = append(missing, id)
 		}
@@ -164,12 +166,16 @@ func (e *Engine) compiled(taskID string, s taskSchemas) *inputschema.Validator {
 	}
 	v, err := inputschema.Compile(s.form, s.json)
 	if err != nil {
-		// Compiled at registration: a stored schema that no longer compiles is not the
-		// caller's fault and does not block its work.
-		e.log.Error("a stored input schema does not compile; the input is not validated", "task", taskID, "err", err)
-		return nil
+		// A schema stored before migration 006 was never compiled. It is not the caller's
+		// fault and does not block its work: remembered as no schema, logged once.
+		e.log.Error("a stored input schema does not compile; inputs of this task are not validated until it registers again",
+			"task", taskID, "err", err)
+		v = &inputschema.Validator{}
 	}
 	validators.put(s.hash, v)
+	if !v.HasSchema() {
+		return nil
+	}
 	return v
 }
 
