@@ -155,4 +155,6 @@ func TestNewAndRegisterValidate(t *testing.T) {
 	require.Error(t, w.Register("u", worker.Options{AllowedNext: []string{"../x"}}, h))
 	require.Error(t, w.Register("u", worker.Options{Retries: new(-1)}, h))
 	require.Error(t, w.Register("u", worker.Options{InputSchema: json.RawMessage("{")}, h))
+	require.ErrorContains(t, w.Register("u", worker.Options{InputSchema: json.RawMessage(`{"fields": [{"name": "a", "type": "text"}]}`)}, h), `type "text"`)
+	require.ErrorContains(t, w.Register("u", worker.Options{InputJSONSchema: json.RawMessage(`{"$ref": "https://example.com/s.json"}`)}, h), "is not loaded")
 }

@@ -167,14 +167,15 @@ func (w *Worker) registration() (protocol.RegisterRequest, error) {
 func (t *task) definition() protocol.TaskDefinition {
 	o := t.opts
 	d := protocol.TaskDefinition{
-		ID:           t.id,
-		CodeHash:     t.hash,
-		AllowedNext:  o.AllowedNext,
-		Retries:      o.Retries,
-		RetryBackoff: o.RetryBackoff,
-		Priority:     o.Priority,
-		Description:  o.Description,
-		InputSchema:  o.InputSchema,
+		ID:              t.id,
+		CodeHash:        t.hash,
+		AllowedNext:     o.AllowedNext,
+		Retries:         o.Retries,
+		RetryBackoff:    o.RetryBackoff,
+		Priority:        o.Priority,
+		Description:     o.Description,
+		InputSchema:     o.InputSchema,
+		InputJSONSchema: o.InputJSONSchema,
 	}
 	if o.Timeout > 0 {
 		d.Timeout = ptr(ceilSeconds(o.Timeout))

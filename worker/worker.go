@@ -52,6 +52,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pipeweave/pipeweave/core/inputschema"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -133,8 +134,14 @@ type Options struct {
 	IdempotencyTTL time.Duration
 	// Description is shown by the orchestrator's API.
 	Description string
-	// InputSchema is a JSON Schema of the input, recorded by the orchestrator.
+	// InputSchema is the input's schema in upstream PipeWeave's field-list format
+	// ({"fields": [...], "strict": bool}, package core/inputschema), the format the Node.js
+	// SDK registers; the dashboard builds its trigger form from it.
 	InputSchema json.RawMessage
+	// InputJSONSchema is a standard JSON Schema of the input (references only inside itself).
+	// The orchestrator validates enqueued and triggered inputs against both schemas, in the
+	// request's validationMode (docs/api.md, "Input schemas").
+	InputJSONSchema json.RawMessage
 	// CodeHash identifies the task's code; a change increments the task's code version. It
 	// defaults to Config.CodeHash and then to a hash of the binary's build information (the
 	// main module, its dependencies, the VCS revision and the Go version; for a build without
@@ -308,8 +315,8 @@ func (w *Worker) Register(id string, opts Options, h Handler) error {
 		return fmt.Errorf("worker: register task %q: RetryBackoff must be %q or %q, got %q",
 			id, protocol.BackoffFixed, protocol.BackoffExponential, opts.RetryBackoff)
 	}
-	if opts.InputSchema != nil && !json.Valid(opts.InputSchema) {
-		return fmt.Errorf("worker: register task %q: InputSchema is not valid JSON", id)
+	if _, err := inputschema.Compile(opts.InputSchema, opts.InputJSONSchema); err != nil {
+		return fmt.Errorf("worker: register task %q: %w", id, err)
 	}
 	switch {
 	case opts.Timeout < 0, opts.MaxRetryDelay < 0, opts.HeartbeatInterval < 0, opts.IdempotencyTTL < 0:

@@ -67,6 +67,7 @@ type Task struct {
 	IdempotencyTTL      int             `json:"idempotencyTTL"`
 	Description         string          `json:"description,omitempty"`
 	InputSchema         json.RawMessage `json:"inputSchema,omitempty"`
+	InputJSONSchema     json.RawMessage `json:"inputJsonSchema,omitempty"`
 	RemovedInVersion    string          `json:"removedInVersion,omitempty"`
 	CreatedAt           time.Time       `json:"createdAt"`
 	UpdatedAt           time.Time       `json:"updatedAt"`
@@ -205,6 +206,9 @@ type TriggerResult struct {
 	// runs, queued by the trigger (as upstream answers).
 	EntryTasks  []string `json:"entryTasks"`
 	QueuedTasks []string `json:"queuedTasks"`
+	// ValidationWarnings are the input's violations of entry tasks' schemas, by task id, in
+	// validationMode warn (omitted when there are none).
+	ValidationWarnings ValidationErrors `json:"validationWarnings,omitempty"`
 }
 
 // PipelineRun is a run of a pipeline: its state, snapshot and, in detail, its task runs.
@@ -245,6 +249,9 @@ type EnqueueResult struct {
 	TaskID       string `json:"taskId"`
 	InputPath    string `json:"inputPath"`
 	Deduplicated bool   `json:"deduplicated,omitempty"`
+	// ValidationWarnings are the input's violations of the task's schema, by task id, in
+	// validationMode warn (omitted when there are none).
+	ValidationWarnings ValidationErrors `json:"validationWarnings,omitempty"`
 }
 
 // RetryAllResult reports a bulk DLQ retry.

@@ -51,7 +51,8 @@ type TaskDefinition struct {
 	Priority            *int            `json:"priority,omitempty"`
 	IdempotencyTTL      *int            `json:"idempotencyTTL,omitempty"` // seconds
 	Description         string          `json:"description,omitempty"`
-	InputSchema         json.RawMessage `json:"inputSchema,omitempty"`
+	InputSchema         json.RawMessage `json:"inputSchema,omitempty"`     // upstream's {fields, strict?} (core/inputschema)
+	InputJSONSchema     json.RawMessage `json:"inputJsonSchema,omitempty"` // a standard JSON Schema
 }
 
 // PipelineDefinition declares a pipeline at registration.

@@ -101,6 +101,8 @@ func (s *Server) routes() {
 	api("GET /api/services", noArg(s, s.eng.Services))
 	api("GET /api/services/{id}/tasks", byID(s, s.eng.ServiceTasks))
 	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory))
+	api("GET /api/tasks/{id}/input-schema", byID(s, s.eng.TaskInputSchema))
+	api("POST /api/tasks/{id}/validate-input", s.validateInput)
 	api("POST /api/queue/task", s.enqueueOne)
 	api("POST /api/queue/batch", s.enqueueBatch)
 	api("GET /api/queue/status", noArg(s, s.eng.QueueStatus))
@@ -366,7 +368,9 @@ func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {
 	}
 	res, created, err := s.eng.Enqueue(r.Context(), []engine.EnqueueRequest{req})
 	if err != nil {
-		s.fail(w, r, err)
+		if !validationFailed(w, err, false) {
+			s.fail(w, r, err)
+		}
 		return
 	}
 	status := http.StatusOK
@@ -380,13 +384,26 @@ func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {
 func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Tasks []engine.EnqueueRequest `json:"tasks"`
+		// ValidationMode applies to the tasks that name none.
+		ValidationMode string `json:"validationMode"`
 	}
 	if !s.decode(w, r, &req) {
 		return
 	}
+	if err := engine.CheckValidationMode(req.ValidationMode); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for i := range req.Tasks {
+		if req.Tasks[i].ValidationMode == "" {
+			req.Tasks[i].ValidationMode = req.ValidationMode
+		}
+	}
 	res, created, err := s.eng.Enqueue(r.Context(), req.Tasks)
 	if err != nil {
-		s.fail(w, r, err)
+		if !validationFailed(w, err, true) {
+			s.fail(w, r, err)
+		}
 		return
 	}
 	queued := 0
@@ -553,7 +570,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		if !structured {
 			structured = true
 			for k := range fields {
-				if k != "failureMode" && k != "priority" && k != "metadata" {
+				if k != "failureMode" && k != "priority" && k != "metadata" && k != "validationMode" {
 					structured = false
 				}
 			}
@@ -567,7 +584,9 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.eng.Trigger(r.Context(), r.PathValue("id"), req)
 	if err != nil {
-		s.fail(w, r, err)
+		if !validationFailed(w, err, false) {
+			s.fail(w, r, err)
+		}
 		return
 	}
 	s.opts.Ready(r.Context())

@@ -15,6 +15,8 @@ type taskInfo struct {
 	CodeVersion int
 	CodeHash    string
 	Concurrency int
+	// SchemaHash names the task's input schemas ("" when it has none).
+	SchemaHash string
 }
 
 // Node is one task of a pipeline's structure, as stored in a run's snapshot.

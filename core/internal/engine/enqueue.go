@@ -35,6 +35,9 @@ type EnqueueRequest struct {
 	Metadata       json.RawMessage `json:"metadata"`
 	IdempotencyKey string          `json:"idempotencyKey"`
 	DelayMs        int64           `json:"delayMs"`
+	// ValidationMode is strict, warn (the default) or none: how the input is checked against
+	// the task's input schema (inputschema.go).
+	ValidationMode string `json:"validationMode"`
 }
 
 // EnqueueResult is the run an enqueue made or, for a repeated idempotency key, found.
@@ -43,6 +46,7 @@ type EnqueueResult = protocol.EnqueueResult
 type enqueueTask struct {
 	priority, ttl, codeVersion int
 	codeHash                   string
+	schemaHash                 string
 }
 
 type enqueueItem struct {
@@ -52,6 +56,7 @@ type enqueueItem struct {
 	inputPath string
 	firstOf   int // index of the earlier item with the same task and key, or -1
 	result    EnqueueResult
+	warnings  protocol.ValidationErrors
 }
 
 // Enqueue validates every request (all or nothing), stores the inputs, and inserts the new runs
@@ -76,6 +81,9 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 	}
 	items, err := e.validateEnqueue(ctx, reqs)
 	if err != nil {
+		return nil, false, err
+	}
+	if err := e.checkEnqueueInputs(ctx, items); err != nil {
 		return nil, false, err
 	}
 	_, backend := e.storage.Default()
@@ -136,6 +144,7 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 			items[i].result.Deduplicated = true
 		}
 		out[i] = items[i].result
+		out[i].ValidationWarnings = items[i].warnings
 	}
 	return out, created, nil
 }
@@ -169,6 +178,10 @@ func (e *Engine) validateEnqueue(ctx context.Context, reqs []EnqueueRequest) ([]
 		}
 		if m := nullJSON(r.Metadata); m != nil && m[0] != '{' {
 			return nil, invalid("INVALID_METADATA", "%smetadata must be a JSON object", where)
+		}
+		if err := CheckValidationMode(r.ValidationMode); err != nil {
+			err.(*Error).Msg = where + err.Error()
+			return nil, err
 		}
 		taskIDs = append(taskIDs, r.TaskID)
 	}
@@ -212,7 +225,7 @@ func (e *Engine) enqueueTasks(ctx context.Context, db dbtx, ids []string) (map[s
 	for rows.Next() {
 		var id string
 		var t enqueueTask
-		if err := rows.Scan(&id, &t.priority, &t.ttl, &t.codeVersion, &t.codeHash); err != nil {
+		if err := rows.Scan(&id, &t.priority, &t.ttl, &t.codeVersion, &t.codeHash, &t.schemaHash); err != nil {
 			return nil, fmt.Errorf("read tasks: %w", err)
 		}
 		tasks[id] = t

@@ -73,7 +73,7 @@ func (e *Engine) activeTasks(ctx context.Context, db dbtx) (map[string]taskInfo,
 		var id string
 		var t taskInfo
 		var prio int
-		if err := rows.Scan(&id, &t.ServiceID, &t.AllowedNext, &t.CodeVersion, &t.CodeHash, &t.Concurrency, &prio); err != nil {
+		if err := rows.Scan(&id, &t.ServiceID, &t.AllowedNext, &t.CodeVersion, &t.CodeHash, &t.Concurrency, &prio, &t.SchemaHash); err != nil {
 			return nil, nil, fmt.Errorf("read tasks: %w", err)
 		}
 		tasks[id], prios[id] = t, prio
@@ -225,6 +225,9 @@ type TriggerRequest struct {
 	FailureMode string          `json:"failureMode"`
 	Priority    *int            `json:"priority"`
 	Metadata    json.RawMessage `json:"metadata"`
+	// ValidationMode is strict, warn (the default) or none: how the input is checked against
+	// every entry task's input schema (inputschema.go).
+	ValidationMode string `json:"validationMode"`
 }
 
 // TriggerResult is the pipeline run a trigger made.
@@ -266,6 +269,9 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	if m := nullJSON(req.Metadata); m != nil && m[0] != '{' {
 		return TriggerResult{}, invalid("INVALID_METADATA", "metadata must be a JSON object")
 	}
+	if err := CheckValidationMode(req.ValidationMode); err != nil {
+		return TriggerResult{}, err
+	}
 	p, err := scanPipeline(e.pool.QueryRow(ctx, sqlPipelineGet, id))
 	if err == pgx.ErrNoRows {
 		return TriggerResult{}, notFound("PIPELINE_NOT_FOUND", "pipeline %q not found", id)
@@ -289,6 +295,10 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	case !p.Valid:
 		err := invalid("PIPELINE_INVALID", "pipeline %q cannot run: %s", id, strings.Join(p.Errors, "; "))
 		err.Details = map[string]any{"errors": p.Errors}
+		return TriggerResult{}, err
+	}
+	warnings, err := e.checkTriggerInput(ctx, req.ValidationMode, req.Input, g.EntryTasks, tasks)
+	if err != nil {
 		return TriggerResult{}, err
 	}
 	mode := p.FailureMode
@@ -345,7 +355,8 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		}
 		return TriggerResult{}, err
 	}
-	return TriggerResult{PipelineRunID: runID, Status: RunRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued}, nil
+	return TriggerResult{PipelineRunID: runID, Status: RunRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
+		ValidationWarnings: warnings}, nil
 }
 
 // lockedRun is a pipeline run locked for advancement.

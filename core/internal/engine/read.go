@@ -181,12 +181,15 @@ func (e *Engine) ServiceTasks(ctx context.Context, serviceID string) ([]Task, er
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Task, error) {
 		var t Task
-		var schema []byte
+		var schema, jsonSchema []byte
 		err := row.Scan(&t.ID, &t.ServiceID, &t.CodeHash, &t.CodeVersion, &t.AllowedNext, &t.Timeout, &t.Retries,
 			&t.RetryBackoff, &t.RetryDelayMs, &t.MaxRetryDelayMs, &t.HeartbeatIntervalMs, &t.Concurrency,
-			&t.Priority, &t.IdempotencyTTL, &t.Description, &schema, &t.RemovedInVersion, &t.CreatedAt, &t.UpdatedAt)
+			&t.Priority, &t.IdempotencyTTL, &t.Description, &schema, &t.RemovedInVersion, &t.CreatedAt, &t.UpdatedAt, &jsonSchema)
 		if len(schema) > 0 {
 			t.InputSchema = schema
+		}
+		if len(jsonSchema) > 0 {
+			t.InputJSONSchema = jsonSchema
 		}
 		return t, err
 	})

@@ -43,6 +43,8 @@ type taskRow struct {
 	IdempotencyTTLSeconds int             `json:"idempotency_ttl_seconds"`
 	Description           string          `json:"description"`
 	InputSchema           json.RawMessage `json:"input_schema,omitempty"`
+	InputJSONSchema       json.RawMessage `json:"input_json_schema,omitempty"`
+	InputSchemaHash       string          `json:"input_schema_hash,omitempty"`
 }
 
 func orDefault[T any](p *T, def T) T {
@@ -95,7 +97,9 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 			Priority:              orDefault(t.Priority, 100),
 			IdempotencyTTLSeconds: orDefault(t.IdempotencyTTL, int(e.cfg.IdempotencyTTL.Seconds())),
 			Description:           t.Description,
-			InputSchema:           t.InputSchema,
+		}
+		if err := compileSchemasOf(&t, &row); err != nil {
+			return nil, err
 		}
 		if row.AllowedNext == nil {
 			row.AllowedNext = []string{}

@@ -2,7 +2,7 @@
 
 -- name: tasks_for_enqueue
 -- The active tasks among $1, with what an enqueue needs.
-SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash
+SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash, coalesce(input_schema_hash, '')
 FROM tasks
 WHERE id = ANY($1::text[]) AND removed_in_version IS NULL;
 

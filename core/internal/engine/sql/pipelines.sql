@@ -1,7 +1,8 @@
 -- Pipelines: definitions, runs, advancement.
 
 -- name: active_tasks
-SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, priority
+SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, priority,
+       coalesce(input_schema_hash, '')
 FROM tasks WHERE removed_in_version IS NULL;
 
 -- name: pipeline_get

@@ -18,14 +18,17 @@ FROM tasks WHERE id = ANY($1::text[]) OR service_id = $2;
 -- One row per task of the registration, as a JSON array of objects named like the columns.
 INSERT INTO tasks AS t (id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries,
                         retry_backoff, retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms,
-                        concurrency, priority, idempotency_ttl_seconds, description, input_schema)
+                        concurrency, priority, idempotency_ttl_seconds, description, input_schema,
+                        input_json_schema, input_schema_hash)
 SELECT r.id, $2, r.code_hash, r.code_version, r.allowed_next, r.timeout_seconds, r.retries,
        r.retry_backoff, r.retry_delay_ms, r.max_retry_delay_ms, r.heartbeat_interval_ms,
-       r.concurrency, r.priority, r.idempotency_ttl_seconds, r.description, r.input_schema
+       r.concurrency, r.priority, r.idempotency_ttl_seconds, r.description, r.input_schema,
+       r.input_json_schema, r.input_schema_hash
 FROM jsonb_to_recordset($1::jsonb) AS r(id text, code_hash text, code_version int, allowed_next text[],
     timeout_seconds int, retries int, retry_backoff text, retry_delay_ms bigint,
     max_retry_delay_ms bigint, heartbeat_interval_ms bigint, concurrency int, priority int,
-    idempotency_ttl_seconds int, description text, input_schema jsonb)
+    idempotency_ttl_seconds int, description text, input_schema jsonb, input_json_schema jsonb,
+    input_schema_hash text)
 ON CONFLICT (id) DO UPDATE SET
     code_hash = excluded.code_hash, code_version = excluded.code_version,
     allowed_next = excluded.allowed_next, timeout_seconds = excluded.timeout_seconds,
@@ -34,6 +37,7 @@ ON CONFLICT (id) DO UPDATE SET
     heartbeat_interval_ms = excluded.heartbeat_interval_ms, concurrency = excluded.concurrency,
     priority = excluded.priority, idempotency_ttl_seconds = excluded.idempotency_ttl_seconds,
     description = excluded.description, input_schema = excluded.input_schema,
+    input_json_schema = excluded.input_json_schema, input_schema_hash = excluded.input_schema_hash,
     removed_in_version = NULL, updated_at = now();
 
 -- name: insert_history

@@ -10,6 +10,7 @@ export class ApiError extends Error {
     this.status = status;
     this.code = (body && body.code) || 'HTTP_' + status;
     this.details = body ? body.details : undefined;
+    this.body = body;
   }
 }
 

@@ -5,8 +5,10 @@ import { get, post } from '../api.js';
 import { h, replace, badge, message, table, empty } from '../dom.js';
 import { render as renderDAG } from '../dag.js';
 import { runsTable } from './overview.js';
+import { schemaForm, mergeSchemas } from '../schemaform.js';
 
 const MODES = ['fail-fast', 'continue', 'partial-merge'];
+const VALIDATION_MODES = [['warn', 'warn (default)'], ['strict', 'strict'], ['none', 'none']];
 
 function validity(p) {
   return p.valid
@@ -52,9 +54,10 @@ function mountOne(ctx, id) {
   const head = h('div', { class: 'page-head' }, h('h1', {}, 'Pipeline ', h('span', { class: 'mono' }, id)));
   const info = h('section', { class: 'card', testid: 'pipeline-detail' }, h('p', { class: 'muted' }, 'Loading…'));
   const runs = h('div', {});
+  const trigger = triggerCard(ctx, id);
   ctx.view.append(
     h('p', { class: 'crumbs' }, h('a', { href: '#/pipelines' }, '← Pipelines')),
-    head, info, triggerCard(ctx, id),
+    head, info, trigger,
     h('section', { class: 'card' }, h('h2', {}, 'Recent runs'), runs));
 
   get('/api/pipelines/' + encodeURIComponent(id)).then((p) => {
@@ -70,6 +73,7 @@ function mountOne(ctx, id) {
       h('div', { class: 'dag-wrap' }, renderDAG(p, { testid: 'pipeline-dag' })));
     const sel = ctx.view.querySelector('[data-testid="trigger-failure-mode"]');
     if (sel && sel.options[0]) sel.options[0].textContent = 'pipeline default (' + p.failureMode + ')';
+    trigger.useEntryTasks(p.entryTasks || []);
   }).catch((err) => replace(info, message('error', err.message, 'pipeline-load-error')));
 
   ctx.every(3000, async () => {
@@ -97,6 +101,15 @@ function errorText(err) {
   return t;
 }
 
+// violations lists input schema violations by task: {taskId: [{field, message, code}]}.
+function violations(byTask, testid) {
+  const items = [];
+  for (const [task, errs] of Object.entries(byTask || {})) {
+    for (const e of errs) items.push(h('li', {}, h('span', { class: 'mono' }, task + (e.field ? ' · ' + e.field : '')), ': ' + e.message));
+  }
+  return h('ul', { class: 'error-list', testid }, items);
+}
+
 function triggerCard(ctx, id) {
   const input = h('textarea', { id: 'trigger-input', testid: 'trigger-input', rows: 8, spellcheck: 'false', class: 'code' });
   input.value = '{\n  \n}';
@@ -104,6 +117,21 @@ function triggerCard(ctx, id) {
   const mode = h('select', { id: 'trigger-failure-mode', testid: 'trigger-failure-mode' },
     h('option', { value: '' }, 'pipeline default'), MODES.map((m) => h('option', { value: m }, m)));
   const priority = h('input', { id: 'trigger-priority', testid: 'trigger-priority', type: 'number', min: 0, step: 1, placeholder: 'default' });
+  const validation = h('select', { id: 'trigger-validation-mode', testid: 'trigger-validation-mode' },
+    VALIDATION_MODES.map(([v, label]) => h('option', { value: v }, label)));
+  // The form generated from the entry tasks' input schemas, when they have one; the raw JSON
+  // stays available with the toggle.
+  const formHost = h('div', { testid: 'trigger-schema-form', hidden: true });
+  const rawToggle = h('input', { id: 'trigger-raw-json', testid: 'trigger-raw-json', type: 'checkbox' });
+  const rawRow = h('p', { class: 'small', hidden: true }, h('label', { for: 'trigger-raw-json' }, rawToggle, ' Edit the input as raw JSON'));
+  const inputLabel = h('label', { for: 'trigger-input' }, 'Input (JSON)');
+  let sf = null;
+  const showRaw = (raw) => {
+    formHost.hidden = raw;
+    input.hidden = !raw;
+    inputLabel.hidden = !raw;
+    if (raw) inputError.hidden = true;
+  };
   const out = h('div', { testid: 'trigger-result' });
   const submit = h('button', { type: 'submit', class: 'primary', testid: 'trigger-submit' }, 'Trigger run');
   const dry = h('button', { type: 'button', testid: 'dry-run-button' }, 'Dry run');
@@ -119,20 +147,54 @@ function triggerCard(ctx, id) {
   input.addEventListener('input', check);
 
   const form = h('form', { class: 'trigger-form', testid: 'trigger-form', novalidate: true },
-    h('label', { for: 'trigger-input' }, 'Input (JSON)'), input, inputError,
+    rawRow, formHost, inputLabel, input, inputError,
     h('div', { class: 'form-row' },
       h('div', {}, h('label', { for: 'trigger-failure-mode' }, 'Failure mode'), mode),
-      h('div', {}, h('label', { for: 'trigger-priority' }, 'Priority'), priority)),
+      h('div', {}, h('label', { for: 'trigger-priority' }, 'Priority'), priority),
+      h('div', {}, h('label', { for: 'trigger-validation-mode' }, 'Input validation'), validation)),
     h('div', { class: 'actions' }, submit, dry), out);
+
+  rawToggle.addEventListener('change', () => {
+    if (!sf) return;
+    if (rawToggle.checked) {
+      try {
+        input.value = JSON.stringify(sf.value(), null, 2);
+      } catch (err) {
+        replace(out, message('error', err.message, 'trigger-error'));
+        rawToggle.checked = false;
+        return;
+      }
+      check();
+    } else {
+      const r = check();
+      if (!r.ok) {
+        rawToggle.checked = true;
+        return;
+      }
+      sf.fill(r.value);
+    }
+    showRaw(rawToggle.checked);
+  });
 
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
-    const r = check();
-    if (!r.ok) {
-      replace(out, message('error', r.error, 'trigger-error'));
-      return;
+    let value;
+    if (sf && !rawToggle.checked) {
+      try {
+        value = sf.value();
+      } catch (err) {
+        replace(out, message('error', err.message, 'trigger-error'));
+        return;
+      }
+    } else {
+      const r = check();
+      if (!r.ok) {
+        replace(out, message('error', r.error, 'trigger-error'));
+        return;
+      }
+      value = r.value;
     }
-    const body = { input: r.value };
+    const body = { input: value, validationMode: validation.value };
     if (mode.value) body.failureMode = mode.value;
     if (priority.value !== '') {
       const n = Number(priority.value);
@@ -147,10 +209,22 @@ function triggerCard(ctx, id) {
     try {
       const res = await post('/api/pipelines/' + encodeURIComponent(id) + '/trigger', body);
       if (ctx.stopped) return;
+      if (res.validationWarnings) {
+        // Accepted in warn mode: say what the schemas found before moving on.
+        replace(out, message('ok', 'Started run ' + res.pipelineRunId + ', with input warnings:', 'trigger-ok'),
+          violations(res.validationWarnings, 'trigger-warnings'),
+          h('p', {}, h('a', { href: '#/runs/' + encodeURIComponent(res.pipelineRunId), testid: 'trigger-run-link' }, 'Open the run →')));
+        return;
+      }
       replace(out, message('ok', 'Started run ' + res.pipelineRunId, 'trigger-ok'));
       location.hash = '#/runs/' + encodeURIComponent(res.pipelineRunId);
     } catch (err) {
-      replace(out, message('error', errorText(err), 'trigger-error'));
+      if (err.body && err.body.validationErrors) {
+        replace(out, message('error', 'The input breaks the entry tasks\' schemas; nothing was started:', 'trigger-error'),
+          violations(err.body.validationErrors, 'trigger-violations'));
+      } else {
+        replace(out, message('error', errorText(err), 'trigger-error'));
+      }
     } finally {
       submit.disabled = false;
     }
@@ -178,5 +252,19 @@ function triggerCard(ctx, id) {
     }
   });
 
-  return h('section', { class: 'card' }, h('h2', {}, 'Trigger a run'), form);
+  const card = h('section', { class: 'card' }, h('h2', {}, 'Trigger a run'), form);
+  // useEntryTasks builds the form from the entry tasks' field-list schemas, if any has one.
+  card.useEntryTasks = async (entryTasks) => {
+    const infos = await Promise.all(entryTasks.map((t) =>
+      get('/api/tasks/' + encodeURIComponent(t) + '/input-schema').catch(() => null)));
+    if (ctx.stopped) return;
+    const schemas = infos.filter((i) => i && i.schema && Array.isArray(i.schema.fields)).map((i) => i.schema);
+    if (!schemas.length) return;
+    sf = schemaForm(mergeSchemas(schemas));
+    replace(formHost, sf.el);
+    rawRow.hidden = false;
+    rawToggle.checked = false;
+    showRaw(false);
+  };
+  return card;
 }
