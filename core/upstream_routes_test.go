@@ -49,8 +49,8 @@ var upstreamRoutes = []string{
 	"POST /api/progress",
 	"POST /api/callback/trun_x",
 	"GET /api/tasks/t/history",
-	// "GET /api/tasks/t/input-schema", // added with uploads/schemas
-	// "POST /api/tasks/t/validate-input", // added with uploads/schemas
+	"GET /api/tasks/t/input-schema",
+	"POST /api/tasks/t/validate-input",
 	// dlq.ts
 	"GET /api/dlq",
 	"GET /api/dlq/dlq_x",
