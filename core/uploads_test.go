@@ -429,6 +429,12 @@ func TestTempUploadBadRequests(t *testing.T) {
 	require.Equal(t, http.StatusRequestEntityTooLarge, r.Status, "%s", r.Body)
 	require.Equal(t, "UPLOAD_TOO_LARGE", r.errorBody(t).Code)
 	nothingLeft()
+	// A form field beyond the body cap (the file's cap plus 1 MiB of framing); only a little
+	// beyond, so that the client has written its body when the answer comes.
+	r = e.upload(part{field: "note", content: bytes.Repeat([]byte("n"), 1<<20+capBytes+16<<10)}, filePart("a.txt", []byte("a"), "text/plain"))
+	require.Equal(t, http.StatusRequestEntityTooLarge, r.Status, "%s", r.Body)
+	require.Equal(t, "BODY_TOO_LARGE", r.errorBody(t).Code)
+	nothingLeft()
 
 	// Exactly the cap, far above MAX_BODY_BYTES: the upload route has its own limit. Plain
 	// fields beside the file are ignored.
@@ -450,6 +456,40 @@ func TestTempUploadBadRequests(t *testing.T) {
 	}
 	require.Equal(t, uploadStats{Total: 2}, e.uploadStats())
 	require.True(t, e.objectExists(u.StoragePath))
+}
+
+// TestTempUploadBatchClaims: each item of a batch claims the uploads its input names for its own
+// run; an upload named by two items goes to the first; a request answered from its
+// idempotency key claims nothing.
+func TestTempUploadBatchClaims(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("use"))
+	a := e.uploadOK("a.txt", []byte("a"), "text/plain")
+	b := e.uploadOK("b.txt", []byte("b"), "text/plain")
+	c := e.uploadOK("c.txt", []byte("c"), "text/plain")
+	r := e.do("POST", "/api/queue/batch", map[string]any{"tasks": []map[string]any{
+		{"taskId": "use", "input": map[string]any{"x": a.UploadID}},
+		{"taskId": "use", "input": map[string]any{"x": []string{b.UploadID, a.UploadID}}},
+	}}, "")
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	var out struct {
+		Results []enqueued `json:"results"`
+	}
+	r.json(t, &out)
+	require.Len(t, out.Results, 2)
+	require.Equal(t, out.Results[0].RunID, *e.uploadInfo(a.UploadID).ClaimedByRunID)
+	require.Equal(t, out.Results[1].RunID, *e.uploadInfo(b.UploadID).ClaimedByRunID)
+
+	first := e.enqueue(map[string]any{"taskId": "use", "input": map[string]any{"x": "nothing"}, "idempotencyKey": "k"})
+	r = e.do("POST", "/api/queue/task", map[string]any{"taskId": "use", "input": map[string]any{"x": c.UploadID}, "idempotencyKey": "k"}, "")
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	var dup enqueued
+	r.json(t, &dup)
+	require.Equal(t, first.RunID, dup.RunID)
+	require.True(t, dup.Deduplicated)
+	require.False(t, e.uploadInfo(c.UploadID).Claimed, "no new run, no claim")
 }
 
 // TestTempUploadsNeedAPIKey: the upload routes take the API key like their neighbours.
