@@ -43,6 +43,7 @@ type Config struct {
 	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100): most runs one /api/process claims
 	ProcessTimeBudget       time.Duration    // PROCESS_TIME_BUDGET_MS (default 20000): /api/process stops claiming after it
 	MaxBodyBytes            int64            // MAX_BODY_BYTES (default 10 MiB)
+	MaxUploadBytes          int64            // MAX_UPLOAD_BYTES (default 100 MiB): the file of POST /api/upload/temp
 	DBMaxConns              int              // DB_MAX_CONNS, else upstream's DB_POOL_MAX (default 10 standalone, 4 serverless)
 	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP/HTTP collector's base URL (traces go
 	// to its /v1/traces). With it or OTLPTracesEndpoint set, spans are exported; else tracing
@@ -70,6 +71,7 @@ func DefaultConfig() Config {
 		ProcessBatchSize:  100,
 		ProcessTimeBudget: 20 * time.Second,
 		MaxBodyBytes:      10 << 20,
+		MaxUploadBytes:    100 << 20,
 		ServiceName:       "pipeweave",
 	}
 }
@@ -146,6 +148,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"PROCESS_BATCH_SIZE", 1, func(n int) { c.ProcessBatchSize = n }},
 		{"PROCESS_TIME_BUDGET_MS", 100, func(n int) { c.ProcessTimeBudget = time.Duration(n) * time.Millisecond }},
 		{"MAX_BODY_BYTES", 1024, func(n int) { c.MaxBodyBytes = int64(n) }},
+		{"MAX_UPLOAD_BYTES", 1, func(n int) { c.MaxUploadBytes = int64(n) }},
 		{"DB_MAX_CONNS", 1, func(n int) { c.DBMaxConns = n }},
 	}
 	for _, v := range ints {

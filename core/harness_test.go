@@ -387,3 +387,11 @@ func readFile(t *testing.T, path string) []byte {
 	require.NoError(t, err)
 	return b
 }
+
+// count runs a SELECT count(*) … query on the test database.
+func (e *env) count(query string, args ...any) int {
+	e.t.Helper()
+	var n int
+	require.NoError(e.t, e.pool.QueryRow(context.Background(), query, args...).Scan(&n))
+	return n
+}

@@ -34,13 +34,6 @@ func withSchemas(form, jsonSchema string) func(*protocol.TaskDefinition) {
 	}
 }
 
-func (e *env) count(table string) int {
-	e.t.Helper()
-	var n int
-	require.NoError(e.t, e.pool.QueryRow(e.t.Context(), "SELECT count(*) FROM "+table).Scan(&n))
-	return n
-}
-
 type validationBody struct {
 	Error              string                                `json:"error"`
 	Code               string                                `json:"code"`
@@ -73,8 +66,8 @@ func TestRegistrationRefusesSchemasThatDoNotCompile(t *testing.T) {
 		require.Contains(t, string(r.Body), c.want, c.name)
 		require.Equal(t, "broken", body.Details.(map[string]any)["taskId"], c.name)
 	}
-	require.Zero(t, e.count("services"))
-	require.Zero(t, e.count("tasks"))
+	require.Zero(t, e.count("SELECT count(*) FROM services"))
+	require.Zero(t, e.count("SELECT count(*) FROM tasks"))
 }
 
 // GET /api/tasks/{id}/input-schema and POST /api/tasks/{id}/validate-input answer as upstream.
@@ -167,7 +160,7 @@ func TestEnqueueValidationModes(t *testing.T) {
 		{Field: "email", Message: "Required", Code: "invalid_type"},
 		{Field: "pages", Message: "Maximum value is 100", Code: "too_big"},
 	}}, vb.ValidationErrors)
-	require.Zero(t, e.count("task_runs"))
+	require.Zero(t, e.count("SELECT count(*) FROM task_runs"))
 	require.Zero(t, countFiles(t, e.storageDir), "no input was stored")
 
 	// Both schemas of a task: every violation of each.
@@ -197,12 +190,12 @@ func TestEnqueueValidationModes(t *testing.T) {
 	r = e.do("POST", "/api/queue/task", map[string]any{"taskId": "order", "input": map[string]any{"email": "a@example.com"}, "validationMode": "strict"}, "")
 	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
 	require.NotContains(t, string(r.Body), "validationWarnings", "a valid input has no warnings")
-	require.Equal(t, 4, e.count("task_runs"))
+	require.Equal(t, 4, e.count("SELECT count(*) FROM task_runs"))
 
 	r = e.do("POST", "/api/queue/task", map[string]any{"taskId": "order", "input": bad, "validationMode": "STRICT"}, "")
 	require.Equal(t, http.StatusBadRequest, r.Status)
 	require.Equal(t, "INVALID_VALIDATION_MODE", r.errorBody(t).Code)
-	require.Equal(t, 4, e.count("task_runs"))
+	require.Equal(t, 4, e.count("SELECT count(*) FROM task_runs"))
 }
 
 // Batch: each request's validationMode, else the batch's; strict refusals list every refused
@@ -230,7 +223,7 @@ func TestBatchValidationModes(t *testing.T) {
 		"1": {"order": {{Field: "email", Message: "Invalid email address", Code: "invalid_string"}}},
 		"4": {"order": {{Field: "email", Message: "Required", Code: "invalid_type"}}},
 	}, refused.ValidationErrors)
-	require.Zero(t, e.count("task_runs"))
+	require.Zero(t, e.count("SELECT count(*) FROM task_runs"))
 	require.Zero(t, countFiles(t, e.storageDir))
 
 	// A request's own mode wins over the batch's.
@@ -265,7 +258,7 @@ func TestBatchValidationModes(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", body, r.Body)
 	}
 	require.Contains(t, string(batch(`{"tasks": [{"taskId": "order"}, {"taskId": "order", "validationMode": "all"}]}`).Body), "tasks[1]")
-	require.Equal(t, 4, e.count("task_runs"))
+	require.Equal(t, 4, e.count("SELECT count(*) FROM task_runs"))
 }
 
 // Trigger validates the input against every entry task's schema.
@@ -288,8 +281,8 @@ func TestTriggerValidatesEveryEntryTask(t *testing.T) {
 	require.Equal(t, []string{"a", "b"}, sortedKeys(vb.ValidationErrors), "%s", r.Body)
 	require.Equal(t, "unrecognized_keys", vb.ValidationErrors["a"][0].Code)
 	require.Equal(t, "json_schema_maximum", vb.ValidationErrors["b"][0].Code)
-	require.Zero(t, e.count("pipeline_runs"))
-	require.Zero(t, e.count("task_runs"))
+	require.Zero(t, e.count("SELECT count(*) FROM pipeline_runs"))
+	require.Zero(t, e.count("SELECT count(*) FROM task_runs"))
 	require.Zero(t, countFiles(t, e.storageDir))
 
 	r = e.do("POST", "/api/pipelines/svc/trigger", map[string]any{"input": bad}, "")
@@ -315,7 +308,7 @@ func TestTriggerValidatesEveryEntryTask(t *testing.T) {
 	r = e.do("POST", "/api/pipelines/svc/trigger", map[string]any{"validationMode": "strict"}, "")
 	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
 	require.Contains(t, string(r.Body), `"Required"`)
-	require.Equal(t, 3, e.count("pipeline_runs"))
+	require.Equal(t, 3, e.count("SELECT count(*) FROM pipeline_runs"))
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -371,7 +364,7 @@ func TestSchemaChangeIsSeenByEveryInstance(t *testing.T) {
 	// Dropping the schema drops validation.
 	a.register("svc", "1", "http://127.0.0.1:1", task("t"))
 	require.Equal(t, http.StatusCreated, strict(b, ""))
-	require.Equal(t, 1+40+1, a.count("task_runs"))
+	require.Equal(t, 1+40+1, a.count("SELECT count(*) FROM task_runs"))
 }
 
 // Schemas stored before migration 006 (never compiled, hashed by the migration) are validated;

@@ -137,6 +137,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
+		MaxUploadBytes: cfg.MaxUploadBytes,
 	}, log)
 	if cfg.Compat == CompatNodeSDKv1 {
 		log.Warn("PIPEWEAVE_COMPAT=node-sdk-v1: registration and worker calls are accepted without authentication")
@@ -198,8 +199,9 @@ func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
 // PurgeSummary counts what a purge deleted.
 type PurgeSummary = engine.PurgeSummary
 
-// Purge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS and expired
-// idempotency keys, in bounded chunks, within budget.
+// Purge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS, expired
+// idempotency keys, and expired temporary uploads that no run claimed (object and record), in
+// bounded chunks, within budget.
 func (o *Orchestrator) Purge(ctx context.Context, budget time.Duration) (PurgeSummary, error) {
 	return o.eng.Purge(ctx, o.cfg.DLQRetention, 1000, budget)
 }
@@ -296,8 +298,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			lastPurge = time.Now()
 			if s, err := o.Purge(ctx, 10*time.Second); err != nil && ctx.Err() == nil {
 				o.log.Warn("purge failed", "err", err)
-			} else if s.DLQ+s.Runs+s.PipelineRuns+s.IdempotencyKeys > 0 {
-				o.log.Info("purged past retention", "dlq", s.DLQ, "runs", s.Runs, "pipelineRuns", s.PipelineRuns, "idempotencyKeys", s.IdempotencyKeys)
+			} else if s.DLQ+s.Runs+s.PipelineRuns+s.IdempotencyKeys+s.TempUploads > 0 {
+				o.log.Info("purged past retention", "dlq", s.DLQ, "runs", s.Runs, "pipelineRuns", s.PipelineRuns, "idempotencyKeys", s.IdempotencyKeys,
+					"tempUploads", s.TempUploads)
 			}
 		}
 		for ctx.Err() == nil {

@@ -1,7 +1,7 @@
 // Command dlq-purge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS
-// (default 30) and expired idempotency keys, in chunks, for at most PURGE_TIME_BUDGET_MS
-// (default 20000) per invocation, and answers {"dlq","idempotencyKeys","runs","pipelineRuns",
-// "durationMs"}. A scheduler calls it: an EventBridge schedule under AWS Lambda, Cloud Scheduler
+// (default 30), expired idempotency keys and expired, unclaimed temporary uploads, in chunks,
+// for at most PURGE_TIME_BUDGET_MS (default 20000) per invocation, and answers {"dlq",
+// "idempotencyKeys","runs","pipelineRuns","tempUploads","durationMs"}. A scheduler calls it: an EventBridge schedule under AWS Lambda, Cloud Scheduler
 // with POST / on Cloud Run ($PORT).
 //
 // Build the Lambda bootstrap with

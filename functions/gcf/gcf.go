@@ -4,7 +4,7 @@
 //	API             the HTTP API (every /api/* endpoint and /health)
 //	Process         POST / → one bounded batch, {"swept","claimed","dispatched","failed","durationMs"}
 //	HeartbeatSweep  POST / → {"swept","durationMs"}
-//	DLQPurge        POST / → {"dlq","idempotencyKeys","runs","pipelineRuns","durationMs"}
+//	DLQPurge        POST / → {"dlq","idempotencyKeys","runs","pipelineRuns","tempUploads","durationMs"}
 //
 // Each has the signature func(http.ResponseWriter, *http.Request) that
 // funcframework.RegisterHTTPFunctionContext takes. An instance opens one orchestrator on its

@@ -80,7 +80,7 @@ func TestSetServesTheFourFunctions(t *testing.T) {
 	for path, keys := range map[string][]string{
 		"/process":         {"swept", "claimed", "dispatched", "failed", "durationMs"},
 		"/heartbeat-sweep": {"swept", "durationMs"},
-		"/dlq-purge":       {"dlq", "idempotencyKeys", "runs", "pipelineRuns", "durationMs"},
+		"/dlq-purge":       {"dlq", "idempotencyKeys", "runs", "pipelineRuns", "tempUploads", "durationMs"},
 	} {
 		status, summary := call(t, "POST", base+path)
 		require.Equal(t, http.StatusOK, status, "%s: %v", path, summary)

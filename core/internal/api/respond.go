@@ -41,6 +41,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusUnauthorized
 		case errors.Is(e.Kind, engine.ErrTooLarge):
 			status = http.StatusRequestEntityTooLarge
+		case errors.Is(e.Kind, engine.ErrGone):
+			status = http.StatusGone
 		}
 		writeErr(w, status, e.Code, e.Msg, e.Details)
 	case database.Unavailable(err):

@@ -34,6 +34,9 @@ type Options struct {
 	Compat bool
 	// MaxBodyBytes caps request bodies (default 10 MiB).
 	MaxBodyBytes int64
+	// MaxUploadBytes caps the file of POST /api/upload/temp (default 100 MiB); that route's body
+	// is not held to MaxBodyBytes.
+	MaxUploadBytes int64
 	// Mode is reported by /health.
 	Mode string
 	// Ready is called after a request made work ready (an enqueue, a callback that freed a slot,
@@ -67,6 +70,9 @@ type Server struct {
 func New(eng *engine.Engine, keys token.Keys, opts Options, log *slog.Logger) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 10 << 20
+	}
+	if opts.MaxUploadBytes <= 0 {
+		opts.MaxUploadBytes = 100 << 20
 	}
 	if opts.Ready == nil {
 		opts.Ready = func(context.Context) {}
@@ -123,6 +129,10 @@ func (s *Server) routes() {
 	api("GET /api/storage/{path...}", s.object)
 	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun))
 	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun))
+	api("POST "+uploadPath, s.uploadTemp)
+	api("GET "+uploadPath+"/{id}", byID(s, s.eng.GetTempUpload))
+	api("DELETE "+uploadPath+"/{id}", s.deleteTempUpload)
+	api("GET /api/upload/stats", noArg(s, s.eng.TempUploadStats))
 	api("GET /metrics", s.metrics)
 	// Upstream's routes (packages/orchestrator/src/routes), see upstream.go.
 	api("GET /api/info", s.info)
@@ -148,7 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, http.StatusInternalServerError, "INTERNAL", "internal error", nil)
 		}
 	}()
-	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+	r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
 	// A W3C traceparent (and tracestate) makes the request's spans children of the caller's.
 	if r.Header.Get("traceparent") != "" {
 		r = r.WithContext(telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))

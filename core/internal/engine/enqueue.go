@@ -86,6 +86,7 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 	if err := e.checkEnqueueInputs(ctx, items); err != nil {
 		return nil, false, err
 	}
+	uploads := enqueueUploadRefs(items)
 	_, backend := e.storage.Default()
 	if err := e.writeInputs(ctx, backend, items); err != nil {
 		return nil, false, err
@@ -124,6 +125,9 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 		}
 		if _, err := tx.Exec(ctx, sqlInsertRuns, runIDs, taskIDs, prios, delays, paths, versions, hashes, metas, keys, tps); err != nil {
 			return fmt.Errorf("insert runs: %w", err)
+		}
+		if err := e.claimTempUploads(ctx, tx, enqueueClaims(items, uploads), false); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
 			return fmt.Errorf("notify: %w", err)

@@ -333,6 +333,7 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	if len(input) == 0 {
 		input = []byte("null")
 	}
+	uploads := TempUploadRefs(req.Input)
 	_, backend := e.storage.Default()
 	if err := storage.PutBytes(ctx, backend, inputPath, input, "application/json"); err != nil {
 		return TriggerResult{}, fmt.Errorf("store the input of %s: %w", runID, err)
@@ -343,6 +344,9 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		}
 		if _, err := tx.Exec(ctx, sqlInsertPipelineRuns, runID, inputPath, nodeJSON, traceparent); err != nil {
 			return fmt.Errorf("insert task runs: %w", err)
+		}
+		if err := e.claimTempUploads(ctx, tx, triggerClaims(runID, uploads), true); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
 			return fmt.Errorf("notify: %w", err)

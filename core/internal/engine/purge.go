@@ -19,6 +19,7 @@ type PurgeSummary struct {
 	IdempotencyKeys int64 `json:"idempotencyKeys"`
 	Runs            int64 `json:"runs"`
 	PipelineRuns    int64 `json:"pipelineRuns"`
+	TempUploads     int64 `json:"tempUploads"` // expired, unclaimed temporary uploads deleted
 	DurationMs      int64 `json:"durationMs"`
 }
 
@@ -40,8 +41,9 @@ func (e *Engine) deleteChunks(ctx context.Context, what, query string, args []an
 }
 
 // Purge deletes DLQ entries and finished runs older than retention, and expired idempotency
-// keys, in chunks of chunk rows, until nothing is left or budget has passed. Objects in storage
-// are left to the bucket's own lifecycle rules.
+// keys, in chunks of chunk rows, then expired, unclaimed temporary uploads (their objects too)
+// and the tombstones of uploads deleted longer ago than retention, until nothing is left or
+// budget has passed. Other objects in storage are left to the bucket's own lifecycle rules.
 func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, budget time.Duration) (PurgeSummary, error) {
 	start := time.Now()
 	if chunk <= 0 {
@@ -65,6 +67,11 @@ func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, 
 		if err != nil {
 			return s, err
 		}
+	}
+	n, err := e.cleanupTempUploads(ctx, retention, chunk, start.Add(budget))
+	s.TempUploads += n
+	if err != nil {
+		return s, err
 	}
 	s.DurationMs = time.Since(start).Milliseconds()
 	return s, nil

@@ -15,6 +15,7 @@ import (
 const (
 	TaskRun     = "trun_"
 	PipelineRun = "prun_"
+	TempUpload  = "tmp_"
 )
 
 var (

@@ -59,9 +59,10 @@ func HeartbeatSweep(e Env) (*Function, error) {
 // PURGE_TIME_BUDGET_MS says otherwise.
 const DefaultPurgeBudget = 20 * time.Second
 
-// DLQPurge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS and expired
-// idempotency keys, in chunks, within PURGE_TIME_BUDGET_MS (default 20000). Its summary is
-// {"dlq","idempotencyKeys","runs","pipelineRuns","durationMs"}.
+// DLQPurge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS, expired
+// idempotency keys and expired, unclaimed temporary uploads, in chunks, within
+// PURGE_TIME_BUDGET_MS (default 20000). Its summary is
+// {"dlq","idempotencyKeys","runs","pipelineRuns","tempUploads","durationMs"}.
 func DLQPurge(e Env) (*Function, error) {
 	budget := DefaultPurgeBudget
 	if raw := strings.TrimSpace(e.Getenv("PURGE_TIME_BUDGET_MS")); raw != "" {

@@ -101,7 +101,7 @@ func TestScheduledFunctionsServeHTTP(t *testing.T) {
 	}{
 		"process":         {Process, []string{"swept", "claimed", "dispatched", "failed", "durationMs"}},
 		"heartbeat-sweep": {HeartbeatSweep, []string{"swept", "durationMs"}},
-		"dlq-purge":       {DLQPurge, []string{"dlq", "idempotencyKeys", "runs", "pipelineRuns", "durationMs"}},
+		"dlq-purge":       {DLQPurge, []string{"dlq", "idempotencyKeys", "runs", "pipelineRuns", "tempUploads", "durationMs"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
