@@ -85,7 +85,7 @@ func maintenanceMessage(s MaintenanceStatus) string {
 // commits: the change takes the claim lock, and every claim reads the mode under it. Entering
 // from another mode is a conflict (409 MAINTENANCE_STATE) that names the current mode.
 func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error) {
-	err := e.changeMode(ctx, func(mode string, inflight int64) (string, error) {
+	to, err := e.changeMode(ctx, func(mode string, inflight int64) (string, error) {
 		if mode != ModeRunning {
 			return "", maintenanceConflict(mode, "cannot enter maintenance: the orchestrator is already %s", mode)
 		}
@@ -97,7 +97,7 @@ func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error
 	if err != nil {
 		return MaintenanceStatus{}, err
 	}
-	e.log.Info("maintenance requested: no new claims", "by", "api")
+	e.log.Info("maintenance requested: no new claims", "mode", to)
 	return e.Maintenance(ctx)
 }
 
@@ -105,7 +105,7 @@ func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error
 // standalone loops of every instance. Exiting while running is a conflict (409
 // MAINTENANCE_STATE).
 func (e *Engine) ExitMaintenance(ctx context.Context) (MaintenanceStatus, error) {
-	err := e.changeMode(ctx, func(mode string, _ int64) (string, error) {
+	_, err := e.changeMode(ctx, func(mode string, _ int64) (string, error) {
 		if mode == ModeRunning {
 			return "", maintenanceConflict(mode, "cannot exit maintenance: the orchestrator is running")
 		}
@@ -125,8 +125,8 @@ func maintenanceConflict(mode, format string, args ...any) *Error {
 }
 
 // changeMode sets the mode next picks from the current mode and the runs in flight, under the
-// claim lock, and notifies the loops.
-func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight int64) (string, error)) error {
+// claim lock, notifies the loops when claiming resumes, and returns the new mode.
+func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight int64) (string, error)) (string, error) {
 	var to string
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
@@ -157,10 +157,10 @@ func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight
 		return nil
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	e.seeMode(to)
-	return nil
+	return to, nil
 }
 
 // SettleMaintenance reads the mode and, in waiting_for_maintenance with nothing in flight,
