@@ -59,5 +59,9 @@ func (s *Server) healthMaintenance(ctx context.Context) map[string]any {
 		s.log.Warn("health: reading the maintenance mode failed", "err", err)
 		return map[string]any{"mode": "unknown"}
 	}
-	return map[string]any{"mode": m.Mode, "modeChangedAt": m.ModeChangedAt.Format(time.RFC3339Nano)}
+	out := map[string]any{"mode": m.Mode}
+	if !m.ModeChangedAt.IsZero() {
+		out["modeChangedAt"] = m.ModeChangedAt.Format(time.RFC3339Nano)
+	}
+	return out
 }
