@@ -124,6 +124,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		return nil, err
 	}
 	o.metrics.RegisterDatabase(o.eng.LiveCounts, o.pool)
+	o.metrics.RegisterMaintenance(func(ctx context.Context) (string, error) {
+		m, err := o.eng.SettleMaintenance(ctx)
+		return m.Mode, err
+	})
 	o.api = api.New(o.eng, keys, api.Options{
 		APIKeys:        cfg.APIKeys,
 		Compat:         cfg.Compat == CompatNodeSDKv1,

@@ -60,10 +60,10 @@ var upstreamRoutes = []string{
 	"GET /api/storage/backends",
 	"GET /api/storage/runs/trun_x/output.json",
 	// upload.ts
-	// "POST /api/upload/temp", // added with uploads/schemas
-	// "GET /api/upload/temp/tmp_x", // added with uploads/schemas
-	// "DELETE /api/upload/temp/tmp_x", // added with uploads/schemas
-	// "GET /api/upload/stats", // added with uploads/schemas
+	"POST /api/upload/temp",
+	"GET /api/upload/temp/tmp_x",
+	"DELETE /api/upload/temp/tmp_x",
+	"GET /api/upload/stats",
 }
 
 // newUpstreamEnv starts an orchestrator configured the way upstream's README writes it: the

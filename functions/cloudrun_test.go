@@ -68,7 +68,7 @@ func TestCloudRunFunctionsDriveAPipeline(t *testing.T) {
 	sweeper := serveHTTP(t, "heartbeat-sweep", bins["heartbeat-sweep"], env)
 	purger := serveHTTP(t, "dlq-purge", bins["dlq-purge"], env)
 
-	var health map[string]string
+	var health map[string]any
 	doJSON(t, "GET", api+"/health", nil, http.StatusOK, &health)
 	require.Equal(t, "serverless", health["mode"], "MODE defaults to serverless")
 

@@ -153,10 +153,14 @@ func TestFunctionsUnderTheLambdaEmulator(t *testing.T) {
 	purge := emulate(t, rie, "dlq-purge", bins["dlq-purge"], env)
 
 	// REST API: GET /health.
-	var health map[string]string
+	var health map[string]any
 	resp := restResponse(t, api.invokeFile(t, "apigw-rest-get-health.json"), &health)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Equal(t, map[string]string{"status": "ok", "database": "ok", "mode": "serverless"}, health)
+	maintenance, ok := health["maintenance"].(map[string]any)
+	require.True(t, ok, "health reports the maintenance mode: %v", health)
+	require.Equal(t, "running", maintenance["mode"])
+	delete(health, "maintenance")
+	require.Equal(t, map[string]any{"status": "ok", "database": "ok", "mode": "serverless"}, health)
 	require.Equal(t, []string{"application/json"}, resp.MultiValueHeaders["Content-Type"])
 
 	// Warm invocations reuse the pool the instance opened once: twenty more open no connection.

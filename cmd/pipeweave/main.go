@@ -13,6 +13,7 @@
 //	pipeweave trigger PIPELINE -i JSON|@file [--wait]
 //	pipeweave queue status|items
 //	pipeweave dlq list|show|retry|retry-all|purge
+//	pipeweave maintenance status|enter [--wait]|exit
 package main
 
 import (
@@ -52,6 +53,7 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   queue      status | items [--status S] [--task T] [--limit N]
   dlq        list [--pipeline P] [--task T] [--state open|retried] | show ID | retry ID
              | retry-all [--pipeline P] [--task T] | purge --older-than 7d
+  maintenance status | enter [--wait] | exit   stop claiming around a schema migration
 `
 
 func main() {
@@ -87,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], stdout, stderr, getenv)
-	case "services", "pipelines", "trigger", "status", "runs", "dry-run", "queue", "dlq":
+	case "services", "pipelines", "trigger", "status", "runs", "dry-run", "queue", "dlq", "maintenance":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -619,4 +619,15 @@ func TestServicesAndTaskHistory(t *testing.T) {
 	b.wait(`[data-testid="history-row"][data-version="1"]`)
 	require.Contains(t, b.text(`[data-testid="history-row"][data-version="2"]`), "b-v2")
 	b.screenshot("services")
+
+	// Maintenance shows as a banner on every page, and goes away when it ends.
+	b.gone(`[data-testid="maintenance-banner"]`)
+	require.Equal(t, http.StatusOK, s.api("POST", "/api/maintenance/enter", nil, nil))
+	b.route("/dlq")
+	b.wait(`[data-testid="maintenance-banner"][data-mode="maintenance"]`)
+	require.Contains(t, b.text(`[data-testid="maintenance-banner"]`), "Maintenance mode")
+	b.screenshot("maintenance")
+	require.Equal(t, http.StatusOK, s.api("POST", "/api/maintenance/exit", nil, nil))
+	b.route("/")
+	b.gone(`[data-testid="maintenance-banner"]`)
 }

@@ -120,6 +120,9 @@ func (s *Server) routes() {
 	api("POST /api/dlq/retry-all", s.dlqRetryAll)
 	api("POST /api/dlq/purge", s.dlqPurge)
 	api("POST /api/process", s.process)
+	api("GET /api/maintenance", noArg(s, s.eng.Maintenance))
+	api("POST /api/maintenance/enter", s.maintenanceEnter)
+	api("POST /api/maintenance/exit", s.maintenanceExit)
 	api("GET /api/pipelines", noArg(s, s.eng.Pipelines))
 	api("GET /api/pipelines/{id}", byID(s, s.eng.GetPipeline))
 	api("PUT /api/pipelines/{id}", s.putPipeline)
@@ -242,7 +245,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable", "mode": s.opts.Mode})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok", "mode": s.opts.Mode})
+	// Maintenance is an operator's choice, not a failure: health stays 200 and says so.
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "database": "ok", "mode": s.opts.Mode,
+		"maintenance": s.healthMaintenance(ctx)})
 }
 
 // workerCall authenticates a worker call for runID from its run token. In compat mode a call

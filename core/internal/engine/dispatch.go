@@ -229,6 +229,10 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 			return stats, fmt.Errorf("record failed dispatches: %w", err)
 		}
 	}
+	if len(boIDs)+len(f.ids) > 0 {
+		// Runs left the in-flight states: that may end waiting_for_maintenance.
+		e.settleIfWaiting(rctx)
+	}
 	return stats, nil
 }
 
@@ -409,8 +413,14 @@ func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 	n, err := e.sweep(ctx, limit)
 	if err != nil {
 		e.metrics.SweepResults.WithLabelValues(telemetry.SweepError).Inc()
+		return n, err
 	}
-	return n, err
+	// Each sweep looks at the maintenance mode: waiting_for_maintenance ends here once the
+	// last run in flight ended, whichever instance ended it.
+	if _, err := e.SettleMaintenance(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("checking the maintenance mode failed", "err", err)
+	}
+	return n, nil
 }
 
 func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {

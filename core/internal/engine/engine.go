@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -103,6 +104,10 @@ type Engine struct {
 	// tracing is false when the tracer provider is a no-op one (no exporter configured): the
 	// hot paths then start no spans and only pass the stored traceparent on.
 	tracing bool
+	// notRunning is true when the maintenance mode this engine last read was not running: the
+	// hint that makes callbacks and dispatch results check whether waiting_for_maintenance
+	// can end (maintenance.go).
+	notRunning atomic.Bool
 }
 
 // New builds an engine. The pool's search path must lead to the pipeweave schema.

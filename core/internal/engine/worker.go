@@ -128,6 +128,8 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		}
 		e.metrics.TaskDuration.WithLabelValues(res.taskID, outcome).Observe(res.seconds)
 		e.countEnded(res.ended)
+		// The attempt is over: it may have been the last in flight before maintenance.
+		e.settleIfWaiting(ctx)
 	}
 	return res, err
 }

@@ -4,7 +4,8 @@
 -- Claims up to $1 ready runs, honouring MAX_CONCURRENCY ($2, 0 = none) across every instance and
 -- each task's own concurrency. Callers run it right after pg_advisory_xact_lock(claim lock) in
 -- the same transaction, so the in-flight counts below include every earlier claim.
--- $3 is the dispatch lease in milliseconds.
+-- $3 is the dispatch lease in milliseconds. Outside maintenance mode 'running' it claims
+-- nothing: the mode is read here, after the lock, which mode changes take too.
 WITH inflight AS (
     SELECT task_id, count(*)::int AS n
     FROM task_runs
@@ -12,7 +13,8 @@ WITH inflight AS (
     GROUP BY task_id
 ),
 room AS (
-    SELECT CASE WHEN $2::int = 0 THEN $1::int
+    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+                WHEN $2::int = 0 THEN $1::int
                 ELSE least($1::int, $2::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
 capacity AS (

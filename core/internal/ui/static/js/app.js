@@ -2,6 +2,7 @@
 // stops the page's refresh timers when another page is shown.
 
 import { initKeyControls } from './api.js';
+import { startMaintenanceBanner, refreshMaintenance } from './maintenance.js';
 import { h, replace, message } from './dom.js';
 import * as overview from './pages/overview.js';
 import * as pipelines from './pages/pipelines.js';
@@ -139,5 +140,9 @@ function show() {
 }
 
 initKeyControls(() => show());
-window.addEventListener('hashchange', show);
+window.addEventListener('hashchange', () => {
+  show();
+  refreshMaintenance();
+});
 show();
+startMaintenanceBanner();

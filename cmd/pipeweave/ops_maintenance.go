@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+)
+
+const maintenanceUsage = `usage: pipeweave maintenance <command> [flags]
+  status [--json]                 the mode, the runs pending and in flight
+  enter [--wait] [--poll D] [--json]
+                                  stop claiming; running tasks finish. --wait follows until the
+                                  mode is maintenance (nothing in flight)
+  exit [--json]                   resume claiming; the work that waited is dispatched`
+
+// maintenanceStatus is GET /api/maintenance (upstream's MaintenanceStatus).
+type maintenanceStatus struct {
+	Mode                string    `json:"mode"`
+	CanEnterMaintenance bool      `json:"canEnterMaintenance"`
+	PendingTasks        int64     `json:"pendingTasks"`
+	RunningTasks        int64     `json:"runningTasks"`
+	ModeChangedAt       time.Time `json:"modeChangedAt"`
+	Message             string    `json:"message"`
+}
+
+func maintenanceCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, maintenanceUsage)
+		return flag.ErrHelp
+	}
+	rest := args[1:]
+	switch args[0] {
+	case "status":
+		o := newOps(ctx, "maintenance status", "[--json]", stdout, stderr, getenv)
+		if _, err := o.parse(rest); err != nil {
+			return err
+		}
+		var st maintenanceStatus
+		raw, err := o.client.get(ctx, "/api/maintenance", nil, &st)
+		if err != nil {
+			return err
+		}
+		return o.printMaintenance(raw, st)
+	case "enter":
+		return maintenanceEnterCommand(ctx, rest, stdout, stderr, getenv)
+	case "exit":
+		o := newOps(ctx, "maintenance exit", "[--json]", stdout, stderr, getenv)
+		if _, err := o.parse(rest); err != nil {
+			return err
+		}
+		var st maintenanceStatus
+		raw, err := o.client.post(ctx, "/api/maintenance/exit", nil, &st)
+		if err != nil {
+			return err
+		}
+		return o.printMaintenance(raw, st)
+	case "-h", "--help", "help":
+		fmt.Fprintln(stdout, maintenanceUsage)
+		return nil
+	}
+	fmt.Fprintln(stderr, maintenanceUsage)
+	return fmt.Errorf("unknown maintenance command %q", args[0])
+}
+
+func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	o := newOps(ctx, "maintenance enter", "[--wait] [--poll D] [--json]", stdout, stderr, getenv)
+	wait := o.fs.Bool("wait", false, "poll until the mode is maintenance (nothing in flight), printing progress")
+	poll := o.fs.Duration("poll", time.Second, "with --wait: how often to ask for the status")
+	if _, err := o.parse(args); err != nil {
+		return err
+	}
+	if *poll <= 0 {
+		return fmt.Errorf("maintenance enter: --poll must be positive, got %s", *poll)
+	}
+	var st maintenanceStatus
+	raw, err := o.client.post(ctx, "/api/maintenance/enter", nil, &st)
+	if err != nil {
+		return err
+	}
+	if !*wait || st.Mode == "maintenance" {
+		return o.printMaintenance(raw, st)
+	}
+	if !o.json {
+		fmt.Fprintf(stdout, "%s: waiting for %d %s in flight to finish (%d pending wait)\n", st.Mode, st.RunningTasks,
+			plural(int(st.RunningTasks), "run", "runs"), st.PendingTasks)
+	}
+	last := st.RunningTasks
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped waiting; the orchestrator stays %s (see pipeweave maintenance status)", st.Mode)
+		case <-time.After(*poll):
+		}
+		st = maintenanceStatus{}
+		raw, err = o.client.get(ctx, "/api/maintenance", nil, &st)
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("stopped waiting; see pipeweave maintenance status")
+		case err != nil && transient(err) && failures < 20:
+			failures++
+			continue
+		case err != nil:
+			return err
+		}
+		failures = 0
+		switch st.Mode {
+		case "maintenance":
+			if o.json {
+				return o.printJSON(raw)
+			}
+			fmt.Fprintln(stdout, "maintenance: nothing in flight; no task is claimed until pipeweave maintenance exit")
+			return nil
+		case "running":
+			return fmt.Errorf("maintenance enter: the orchestrator is running again: someone exited maintenance while this waited")
+		}
+		if !o.json && st.RunningTasks != last {
+			fmt.Fprintf(stdout, "%s: %d %s in flight (%d pending wait)\n", st.Mode, st.RunningTasks,
+				plural(int(st.RunningTasks), "run", "runs"), st.PendingTasks)
+			last = st.RunningTasks
+		}
+	}
+}
+
+// printMaintenance prints a maintenance status: the server's JSON, or a few lines.
+func (o *ops) printMaintenance(raw json.RawMessage, st maintenanceStatus) error {
+	if o.json {
+		return o.printJSON(raw)
+	}
+	tw := newTable(o.stdout)
+	fmt.Fprintf(tw, "mode\t%s\n", st.Mode)
+	fmt.Fprintf(tw, "since\t%s\n", stamp(&st.ModeChangedAt, time.Now()))
+	fmt.Fprintf(tw, "in flight\t%d\n", st.RunningTasks)
+	fmt.Fprintf(tw, "pending\t%d\n", st.PendingTasks)
+	fmt.Fprintf(tw, "message\t%s\n", oneLine(st.Message))
+	return tw.Flush()
+}

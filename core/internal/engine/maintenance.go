@@ -1,0 +1,222 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Maintenance modes (upstream's OrchestratorMode), kept in the one row of orchestrator_state.
+const (
+	// ModeRunning claims and dispatches as usual.
+	ModeRunning = "running"
+	// ModeWaitingForMaintenance claims nothing new; the runs in flight finish.
+	ModeWaitingForMaintenance = "waiting_for_maintenance"
+	// ModeMaintenance claims nothing, and nothing is in flight.
+	ModeMaintenance = "maintenance"
+)
+
+var (
+	sqlMaintenanceMode   = q("maintenance_mode")
+	sqlMaintenanceLock   = q("maintenance_lock_state")
+	sqlMaintenanceSet    = q("maintenance_set_mode")
+	sqlMaintenanceSettle = q("maintenance_settle")
+	sqlMaintenanceStatus = q("maintenance_status")
+	sqlMaintenanceNotify = q("maintenance_notify")
+)
+
+// MaintenanceStatus is upstream's MaintenanceStatus: the mode, whether maintenance can be (or
+// has been) reached, the runs waiting and in flight, and a sentence.
+type MaintenanceStatus struct {
+	Mode string `json:"mode"`
+	// CanEnterMaintenance: nothing is in flight (pending runs wait and do not hold maintenance
+	// back).
+	CanEnterMaintenance bool `json:"canEnterMaintenance"`
+	// PendingTasks are runs ready or delayed that wait to be claimed.
+	PendingTasks int64 `json:"pendingTasks"`
+	// RunningTasks are runs in flight: dispatching or running.
+	RunningTasks  int64     `json:"runningTasks"`
+	ModeChangedAt time.Time `json:"modeChangedAt"`
+	Message       string    `json:"message"`
+}
+
+// MaintenanceMode is the mode and when it last changed, as /health reports it.
+type MaintenanceMode struct {
+	Mode          string    `json:"mode"`
+	ModeChangedAt time.Time `json:"modeChangedAt"`
+}
+
+// Maintenance reads the maintenance status. Reading it moves waiting_for_maintenance on to
+// maintenance when nothing is in flight any more.
+func (e *Engine) Maintenance(ctx context.Context) (MaintenanceStatus, error) {
+	if _, err := e.SettleMaintenance(ctx); err != nil {
+		return MaintenanceStatus{}, err
+	}
+	var s MaintenanceStatus
+	err := e.pool.QueryRow(ctx, sqlMaintenanceStatus).Scan(&s.Mode, &s.ModeChangedAt, &s.PendingTasks, &s.RunningTasks)
+	if err != nil {
+		return s, fmt.Errorf("read maintenance status: %w", err)
+	}
+	e.seeMode(s.Mode)
+	s.ModeChangedAt = s.ModeChangedAt.UTC()
+	s.CanEnterMaintenance = s.RunningTasks == 0
+	s.Message = maintenanceMessage(s)
+	return s, nil
+}
+
+func maintenanceMessage(s MaintenanceStatus) string {
+	switch s.Mode {
+	case ModeWaitingForMaintenance:
+		if s.RunningTasks == 0 {
+			return "Ready to enter maintenance mode"
+		}
+		return fmt.Sprintf("Waiting for %d tasks to complete; no new tasks are claimed", s.RunningTasks)
+	case ModeMaintenance:
+		return "Maintenance mode active: no tasks are claimed; new work is accepted and waits"
+	}
+	return "Orchestrator is running normally"
+}
+
+// EnterMaintenance stops all claiming: running becomes waiting_for_maintenance, or
+// maintenance at once when nothing is in flight. Once it returns, no claim of any instance
+// commits: the change takes the claim lock, and every claim reads the mode under it. Entering
+// from another mode is a conflict (409 MAINTENANCE_STATE) that names the current mode.
+func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error) {
+	to, err := e.changeMode(ctx, func(mode string, inflight int64) (string, error) {
+		if mode != ModeRunning {
+			return "", maintenanceConflict(mode, "cannot enter maintenance: the orchestrator is already %s", mode)
+		}
+		if inflight == 0 {
+			return ModeMaintenance, nil
+		}
+		return ModeWaitingForMaintenance, nil
+	})
+	if err != nil {
+		return MaintenanceStatus{}, err
+	}
+	e.log.Info("maintenance requested: no new claims", "mode", to)
+	return e.Maintenance(ctx)
+}
+
+// ExitMaintenance resumes claiming from waiting_for_maintenance or maintenance and wakes the
+// standalone loops of every instance. Exiting while running is a conflict (409
+// MAINTENANCE_STATE).
+func (e *Engine) ExitMaintenance(ctx context.Context) (MaintenanceStatus, error) {
+	_, err := e.changeMode(ctx, func(mode string, _ int64) (string, error) {
+		if mode == ModeRunning {
+			return "", maintenanceConflict(mode, "cannot exit maintenance: the orchestrator is running")
+		}
+		return ModeRunning, nil
+	})
+	if err != nil {
+		return MaintenanceStatus{}, err
+	}
+	e.log.Info("maintenance ended: claiming resumes")
+	return e.Maintenance(ctx)
+}
+
+func maintenanceConflict(mode, format string, args ...any) *Error {
+	err := conflict("MAINTENANCE_STATE", format, args...)
+	err.Details = map[string]string{"mode": mode}
+	return err
+}
+
+// changeMode sets the mode next picks from the current mode and the runs in flight, under the
+// claim lock, notifies the loops when claiming resumes, and returns the new mode.
+func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight int64) (string, error)) (string, error) {
+	var to string
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
+			return fmt.Errorf("take claim lock: %w", err)
+		}
+		var mode string
+		var changed time.Time
+		var inflight int64
+		if err := tx.QueryRow(ctx, sqlMaintenanceLock).Scan(&mode, &changed, &inflight); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errors.New("read maintenance mode: orchestrator_state has no row; run the migrations (pipeweave db migrate)")
+			}
+			return fmt.Errorf("read maintenance mode: %w", err)
+		}
+		e.seeMode(mode)
+		var err error
+		if to, err = next(mode, inflight); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sqlMaintenanceSet, to); err != nil {
+			return fmt.Errorf("set maintenance mode: %w", err)
+		}
+		if to == ModeRunning {
+			if _, err := tx.Exec(ctx, sqlMaintenanceNotify); err != nil {
+				return fmt.Errorf("notify: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	e.seeMode(to)
+	return to, nil
+}
+
+// SettleMaintenance reads the mode and, in waiting_for_maintenance with nothing in flight,
+// moves it on to maintenance. It returns the mode then. While running it costs one read of
+// the state row.
+func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error) {
+	var m MaintenanceMode
+	err := e.pool.QueryRow(ctx, sqlMaintenanceMode).Scan(&m.Mode, &m.ModeChangedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return MaintenanceMode{Mode: ModeRunning}, nil
+	case err != nil:
+		return m, fmt.Errorf("read maintenance mode: %w", err)
+	}
+	e.seeMode(m.Mode)
+	if m.Mode == ModeWaitingForMaintenance {
+		// Under the claim lock, so that no mode change interleaves with the check.
+		err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
+				return fmt.Errorf("take claim lock: %w", err)
+			}
+			var mode string
+			var changed time.Time
+			switch err := tx.QueryRow(ctx, sqlMaintenanceSettle).Scan(&mode, &changed); {
+			case errors.Is(err, pgx.ErrNoRows):
+				return nil
+			case err != nil:
+				return fmt.Errorf("enter maintenance: %w", err)
+			}
+			m = MaintenanceMode{Mode: mode, ModeChangedAt: changed}
+			return nil
+		})
+		if err != nil {
+			return m, err
+		}
+		if m.Mode == ModeMaintenance {
+			e.seeMode(m.Mode)
+			e.log.Info("maintenance mode entered: nothing is in flight")
+		}
+	}
+	m.ModeChangedAt = m.ModeChangedAt.UTC()
+	return m, nil
+}
+
+// seeMode records the last mode this engine read, the hint that tells the hot paths
+// (callbacks, dispatch results) whether to check for the end of waiting_for_maintenance.
+func (e *Engine) seeMode(mode string) { e.notRunning.Store(mode != ModeRunning) }
+
+// settleIfWaiting is SettleMaintenance after something ended attempts, when this engine last
+// saw a mode other than running: while running it costs nothing. A failure only waits for the
+// next sweep or status read.
+func (e *Engine) settleIfWaiting(ctx context.Context) {
+	if !e.notRunning.Load() {
+		return
+	}
+	if _, err := e.SettleMaintenance(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("checking for the end of waiting_for_maintenance failed; the next sweep checks again", "err", err)
+	}
+}
