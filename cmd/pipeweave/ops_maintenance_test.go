@@ -39,7 +39,7 @@ func TestCLIMaintenance(t *testing.T) {
 	// Work is still accepted while waiting, and waits.
 	waiting := s.trigger("docs", map[string]any{})
 	_, _, err = runCmd(t, s.env(), "maintenance", "enter")
-	require.EqualError(t, err, "cannot enter maintenance: the orchestrator is already waiting_for_maintenance (409 MAINTENANCE_STATE)")
+	require.EqualError(t, err, "cannot enter maintenance: the orchestrator is already in mode waiting_for_maintenance (409 MAINTENANCE_STATE)")
 
 	s.release()
 	select {
@@ -65,7 +65,7 @@ func TestCLIMaintenance(t *testing.T) {
 	}
 	// enter --wait when already in maintenance: the 409, nothing to wait for.
 	_, _, err = runCmd(t, s.env(), "maintenance", "enter", "--wait")
-	require.ErrorContains(t, err, "already maintenance (409 MAINTENANCE_STATE)")
+	require.ErrorContains(t, err, "already in mode maintenance (409 MAINTENANCE_STATE)")
 
 	out = s.cli("maintenance", "exit")
 	require.Regexp(t, `(?m)^mode\s+running$`, out)

@@ -87,7 +87,7 @@ func maintenanceMessage(s MaintenanceStatus) string {
 func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error) {
 	to, err := e.changeMode(ctx, func(mode string, inflight int64) (string, error) {
 		if mode != ModeRunning {
-			return "", maintenanceConflict(mode, "cannot enter maintenance: the orchestrator is already %s", mode)
+			return "", maintenanceConflict(mode, "cannot enter maintenance: the orchestrator is already in mode %s", mode)
 		}
 		if inflight == 0 {
 			return ModeMaintenance, nil
