@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/fakes3"
 )
@@ -103,23 +104,7 @@ func mapKeys(m map[string]any) []string {
 	return out
 }
 
-type uploadInfo struct {
-	UploadID         string     `json:"uploadId"`
-	StoragePath      string     `json:"storagePath"`
-	StorageBackendID string     `json:"storageBackendId"`
-	UploadedAt       time.Time  `json:"uploadedAt"`
-	ExpiresAt        time.Time  `json:"expiresAt"`
-	ClaimedByRunID   *string    `json:"claimedByRunId"`
-	DeletedAt        *time.Time `json:"deletedAt"`
-	Filename         string     `json:"filename"`
-	MimeType         string     `json:"mimeType"`
-	Size             int64      `json:"size"`
-	Expired          bool       `json:"expired"`
-	Claimed          bool       `json:"claimed"`
-	Deleted          bool       `json:"deleted"`
-}
-
-func (e *env) uploadInfo(id string) uploadInfo {
+func (e *env) uploadInfo(id string) protocol.TempUploadInfo {
 	e.t.Helper()
 	r := e.do("GET", "/api/upload/temp/"+id, nil, "")
 	require.Equal(e.t, http.StatusOK, r.Status, "get upload: %s", r.Body)
@@ -127,7 +112,7 @@ func (e *env) uploadInfo(id string) uploadInfo {
 	r.json(e.t, &keys)
 	require.ElementsMatch(e.t, []string{"uploadId", "storagePath", "storageBackendId", "uploadedAt", "expiresAt", "claimedByRunId",
 		"deletedAt", "filename", "mimeType", "size", "expired", "claimed", "deleted"}, mapKeys(keys))
-	var u uploadInfo
+	var u protocol.TempUploadInfo
 	r.json(e.t, &u)
 	return u
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"io"
 	"net/http"
 	"regexp"
@@ -66,41 +67,14 @@ type UploadFile struct {
 }
 
 // TempUpload is the answer to a stored upload (upstream's POST /api/upload/temp shape).
-type TempUpload struct {
-	UploadID    string    `json:"uploadId"`
-	StoragePath string    `json:"storagePath"`
-	Filename    string    `json:"filename"`
-	Size        int64     `json:"size"`
-	MimeType    string    `json:"mimeType"`
-	ExpiresAt   time.Time `json:"expiresAt"`
-}
+type TempUpload = protocol.TempUpload
 
 // TempUploadInfo is one upload as GET /api/upload/temp/{id} shows it (upstream's shape).
-type TempUploadInfo struct {
-	UploadID         string     `json:"uploadId"`
-	StoragePath      string     `json:"storagePath"`
-	StorageBackendID string     `json:"storageBackendId"`
-	UploadedAt       time.Time  `json:"uploadedAt"`
-	ExpiresAt        time.Time  `json:"expiresAt"`
-	ClaimedByRunID   *string    `json:"claimedByRunId"`
-	DeletedAt        *time.Time `json:"deletedAt"`
-	Filename         string     `json:"filename"`
-	MimeType         string     `json:"mimeType"`
-	Size             int64      `json:"size"`
-	// Expired: past its expiry and not claimed (a claimed upload no longer expires).
-	Expired bool `json:"expired"`
-	Claimed bool `json:"claimed"`
-	Deleted bool `json:"deleted"`
-}
+type TempUploadInfo = protocol.TempUploadInfo
 
 // TempUploadStats counts the uploads (GET /api/upload/stats). Expired counts the expired,
 // unclaimed uploads that the next cleanup deletes.
-type TempUploadStats struct {
-	Total   int64 `json:"total"`
-	Expired int64 `json:"expired"`
-	Claimed int64 `json:"claimed"`
-	Deleted int64 `json:"deleted"`
-}
+type TempUploadStats = protocol.TempUploadStats
 
 // capReader counts what it reads, fails once more than max bytes came, and remembers the
 // first error of the reader below (whatever the storage backend makes of it).
