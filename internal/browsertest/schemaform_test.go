@@ -5,11 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
@@ -92,4 +97,132 @@ func TestTriggerFormFromInputSchema(t *testing.T) {
 	require.Equal(t, http.StatusOK, s.api("GET", "/api/storage/"+run.InputPath, nil, &obj))
 	require.Equal(t, map[string]any{"title": "Quarterly", "format": "a4", "pages": float64(2), "urgent": false}, obj.Content,
 		fmt.Sprintf("the input sent: %v", obj.Content))
+}
+
+// uploadSchema has a file field that takes text files up to 8 KiB.
+const uploadSchema = `{"fields": [
+	{"name": "title", "type": "string", "label": "Title"},
+	{"name": "document", "type": "file", "label": "Document", "required": true,
+	 "accept": ".txt,text/plain", "maxSize": 8192}
+]}`
+
+// A file field of the trigger form is a file picker: a file over the field's maxSize is refused
+// before anything is sent, the server's refusal (413 over MAX_UPLOAD_BYTES) is shown, and a
+// file that fits is uploaded at once with the stored API key; its upload id fills the field,
+// goes out with the trigger and is claimed by the pipeline run.
+func TestTriggerFormFileUpload(t *testing.T) {
+	t.Parallel()
+	const key = "upload-test-key"
+	s := newStack(t, func(c *core.Config) {
+		c.APIKeys = []string{key}
+		c.MaxUploadBytes = 4096
+	})
+	w := s.o.Worker(t, "docs")
+	require.NoError(t, w.Register("ingest", worker.Options{InputSchema: json.RawMessage(uploadSchema)},
+		func(ctx *worker.Context) (any, error) { return map[string]any{"input": ctx.Input}, nil }))
+	_, err := w.RegisterWithOrchestrator(context.Background())
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	write := func(name string, size int) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(strings.Repeat("x", size)), 0o600))
+		return p
+	}
+	small := write("notes.txt", 300)
+	overServer := write("medium.txt", 6000) // under the field's maxSize, over MAX_UPLOAD_BYTES
+	overField := write("big.txt", 10000)
+	wrongType := write("table.csv", 10)
+	uploads := func() int64 {
+		var st protocol.TempUploadStats
+		require.Equal(t, http.StatusOK, s.api("GET", "/api/upload/stats", nil, &st))
+		return st.Total
+	}
+
+	b := newBrowser(t, s.url)
+	b.open("/pipelines/docs")
+	b.wait(`[data-testid="key-prompt"]`)
+	b.fill(`[data-testid="key-input"]`, key)
+	b.click(`[data-testid="key-submit"]`)
+	b.wait(`[data-testid="schema-form"]`)
+	picker := `[data-testid="file-picker-document"]`
+	status := `[data-testid="file-status-document"]`
+	require.Equal(t, ".txt,text/plain", b.evalString(`document.querySelector(`+js(picker)+`).accept`))
+	require.Contains(t, b.text(`[data-testid="field-document"]`), "at most 8.0 KiB")
+	state := func(want string) {
+		t.Helper()
+		b.waitJS("file state "+want, `document.querySelector(`+js(status)+`).dataset.state === `+js(want))
+	}
+
+	// Over the field's maxSize: refused in the page, nothing sent.
+	b.do("choose big.txt", chromedp.SetUploadFiles(chromedp.CSS(picker), []string{overField}))
+	state("refused")
+	require.Contains(t, b.text(status), "big.txt is 9.8 KiB, more than the 8.0 KiB this field allows")
+	require.Equal(t, "", b.evalString(`document.querySelector('[data-field="document"]').value`))
+	require.Zero(t, uploads())
+
+	// Not of an accepted type (the picker's "all files" choice lets it through): refused too.
+	b.do("choose table.csv", chromedp.SetUploadFiles(chromedp.CSS(picker), []string{wrongType}))
+	state("refused")
+	require.Contains(t, b.text(status), "table.csv is not an accepted file type (.txt,text/plain)")
+	require.Zero(t, uploads())
+
+	// Over the server's cap: its 413 is shown and nothing is stored.
+	b.do("choose medium.txt", chromedp.SetUploadFiles(chromedp.CSS(picker), []string{overServer}))
+	state("error")
+	require.Contains(t, b.text(status), "413 UPLOAD_TOO_LARGE")
+	require.Equal(t, "", b.evalString(`document.querySelector('[data-field="document"]').value`))
+	require.Zero(t, uploads())
+
+	// A file that fits: uploaded at once, its id in the (editable) field.
+	b.fill(`[data-field="title"]`, "Minutes")
+	b.do("choose notes.txt", chromedp.SetUploadFiles(chromedp.CSS(picker), []string{small}))
+	state("done")
+	uploadID := b.evalString(`document.querySelector('[data-field="document"]').value`)
+	require.Regexp(t, `^tmp_[0-9a-z]{26}$`, uploadID)
+	require.Equal(t, "notes.txt", b.text(`[data-testid="file-name"]`))
+	require.Contains(t, b.text(status), "300 B")
+	require.Equal(t, "text", b.evalString(`document.querySelector('[data-field="document"]').type`))
+	require.Equal(t, int64(1), uploads())
+	var info protocol.TempUploadInfo
+	require.Equal(t, http.StatusOK, s.api("GET", "/api/upload/temp/"+uploadID, nil, &info))
+	require.Equal(t, "notes.txt", info.Filename)
+	require.Equal(t, int64(300), info.Size)
+	require.False(t, info.Claimed)
+	b.screenshot("trigger-file-upload")
+
+	// The id stays editable: typing another clears the picker's state; pasting an existing id
+	// is as good as choosing the file.
+	b.fill(`[data-field="document"]`, "tmp_typed")
+	state("idle")
+	require.Equal(t, "", b.evalString(`document.querySelector(`+js(picker)+`).value`))
+	b.fill(`[data-field="document"]`, uploadID)
+
+	// The raw JSON holds the id as the field's value.
+	b.eval(`document.querySelector('[data-testid="trigger-raw-json"]').click()`)
+	b.wait(`[data-testid="trigger-input"]`)
+	require.Equal(t, uploadID, b.evalString(`JSON.parse(document.querySelector('[data-testid="trigger-input"]').value).document`))
+	b.eval(`document.querySelector('[data-testid="trigger-raw-json"]').click()`)
+	b.wait(`[data-testid="schema-form"]`)
+	require.Equal(t, uploadID, b.evalString(`document.querySelector('[data-field="document"]').value`))
+
+	b.click(`[data-testid="trigger-submit"]`)
+	b.waitJS("the run detail page", `location.hash.startsWith('#/runs/prun_')`)
+	runID := strings.TrimPrefix(b.evalString(`location.hash`), "#/runs/")
+	s.waitRun(runID, "completed")
+	var run struct {
+		InputPath string `json:"inputPath"`
+	}
+	require.Equal(t, http.StatusOK, s.api("GET", "/api/runs/"+runID, nil, &run))
+	var obj struct {
+		Content map[string]any `json:"content"`
+	}
+	require.Equal(t, http.StatusOK, s.api("GET", "/api/storage/"+run.InputPath, nil, &obj))
+	require.Equal(t, map[string]any{"title": "Minutes", "document": uploadID}, obj.Content)
+	info = protocol.TempUploadInfo{}
+	require.Equal(t, http.StatusOK, s.api("GET", "/api/upload/temp/"+uploadID, nil, &info))
+	require.True(t, info.Claimed)
+	require.NotNil(t, info.ClaimedByRunID)
+	require.Equal(t, runID, *info.ClaimedByRunID)
+	require.Equal(t, int64(1), uploads())
 }

@@ -74,14 +74,18 @@ function askForKey(refused) {
   return pendingPrompt;
 }
 
-// request calls the API and returns the decoded JSON body; error answers throw ApiError.
+// request calls the API and returns the decoded JSON body; error answers throw ApiError. A
+// FormData body is sent as multipart/form-data (the browser sets the boundary); any other
+// body as JSON.
 export async function request(method, path, body) {
   for (;;) {
     const key = memoryKey;
     const headers = { Accept: 'application/json' };
     if (key) headers.Authorization = 'Bearer ' + key;
     const init = { method, headers, cache: 'no-store' };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body;
+    } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
@@ -110,6 +114,14 @@ export async function request(method, path, body) {
 
 export const get = (path) => request('GET', path);
 export const post = (path, body) => request('POST', path, body);
+
+// uploadTemp stores a file as a temporary upload (POST /api/upload/temp, field "file") and
+// returns {uploadId, storagePath, filename, size, mimeType, expiresAt}.
+export function uploadTemp(file) {
+  const form = new FormData();
+  form.append('file', file, file.name);
+  return request('POST', '/api/upload/temp', form);
+}
 
 // query builds "?a=1&b=2" from the non-empty values of params.
 export function query(params) {

@@ -88,6 +88,14 @@ export function fmtDuration(ms) {
   return Math.floor(ms / 3600000) + ' h ' + Math.floor((ms % 3600000) / 60000) + ' min';
 }
 
+// fmtBytes formats a size in bytes: "512 B", "3.4 KiB", "12.0 MiB".
+export function fmtBytes(n) {
+  if (n < 1024) return n + ' B';
+  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+  if (n < 1024 * 1024 * 1024) return (n / 1024 / 1024).toFixed(1) + ' MiB';
+  return (n / 1024 / 1024 / 1024).toFixed(1) + ' GiB';
+}
+
 // badge is a coloured state label.
 export function badge(state, testid) {
   return h('span', { class: 'badge state-' + String(state).replace(/[^a-z-]/g, ''), testid: testid || 'state-badge', dataset: { state } }, state);

@@ -4,6 +4,7 @@
 // Hidden fields are left out of the value, as the orchestrator's validator expects.
 
 import { h } from './dom.js';
+import { fileControl } from './fileinput.js';
 
 // evaluateCondition is upstream's: === and !==, numeric comparisons, membership in an array.
 export function evaluateCondition(value, cond) {
@@ -51,11 +52,8 @@ function control(field, path, onChange) {
     case 'url': return textLike('url');
     case 'date': return textLike('date');
     case 'datetime': return textLike('datetime-local');
-    case 'file': {
-      const c = textLike('text');
-      if (!field.placeholder) c.el.placeholder = 'temporary upload id (tmp_…)';
-      return c;
-    }
+    case 'file':
+      return fileControl(field, attrs, onChange);
     case 'textarea': {
       const el = h('textarea', { ...attrs, rows: 4 });
       el.addEventListener('input', onChange);
@@ -153,7 +151,7 @@ function fieldset(fields, prefix, onChange) {
       ? h('div', { class: 'schema-field schema-field-boolean', testid: 'field-' + path },
         h('label', { for: c.el.id }, c.el, ' ', label, mark), help)
       : h(field.type === 'object' && c.input === null ? 'fieldset' : 'div', { class: 'schema-field', testid: 'field-' + path },
-        field.type === 'object' && c.input === null ? h('legend', {}, label, mark) : h('label', { for: c.el.id }, label, mark),
+        field.type === 'object' && c.input === null ? h('legend', {}, label, mark) : h('label', { for: (c.input || c.el).id }, label, mark),
         help, c.el);
     if (field.default !== undefined) c.set(field.default);
     rows.push({ field, c, el });

@@ -3,7 +3,7 @@
 // binary offered as a download.
 
 import { get } from './api.js';
-import { h, replace, encodePath, message } from './dom.js';
+import { h, replace, encodePath, message, fmtBytes } from './dom.js';
 
 let panel = null;
 let objectURL = null;
@@ -26,12 +26,6 @@ export function closeObject() {
   objectURL = null;
 }
 
-function humanSize(n) {
-  if (n < 1024) return n + ' B';
-  if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
-  return (n / 1024 / 1024).toFixed(1) + ' MiB';
-}
-
 // openObject fetches the object at path and shows it.
 export async function openObject(path, title) {
   const p = ensurePanel();
@@ -49,7 +43,7 @@ export async function openObject(path, title) {
       h('dt', {}, 'Path'), h('dd', { class: 'mono', testid: 'storage-path' }, obj.path),
       h('dt', {}, 'Backend'), h('dd', {}, obj.backend),
       h('dt', {}, 'Type'), h('dd', {}, obj.contentType + ' (' + obj.encoding + ')'),
-      h('dt', {}, 'Size'), h('dd', {}, humanSize(obj.size)));
+      h('dt', {}, 'Size'), h('dd', {}, fmtBytes(obj.size)));
     let content;
     if (obj.encoding === 'base64') {
       const bin = atob(obj.content || '');
