@@ -126,10 +126,19 @@ func (c *apiClient) errorOf(statusCode int, status string, data []byte) *apiErro
 	e := &apiError{Status: statusCode}
 	var body struct {
 		protocol.ErrorBody
-		Details json.RawMessage `json:"details"`
+		Details          json.RawMessage `json:"details"`
+		ValidationErrors json.RawMessage `json:"validationErrors"`
 	}
 	if json.Unmarshal(data, &body) == nil && (body.Error != "" || body.Code != "") {
 		e.Code, e.Message, e.Details = body.Code, body.Error, body.Details
+		// A strict input check lists every violation by task (a trigger's or a single
+		// enqueue's shape); they make the message say what to fix.
+		var violations protocol.ValidationErrors
+		if json.Unmarshal(body.ValidationErrors, &violations) == nil {
+			if lines := validationLines(violations); len(lines) > 0 {
+				e.Message += ": " + strings.Join(lines, "; ")
+			}
+		}
 	} else {
 		// Not the API's error body (a proxy's page, say): show the start of it.
 		text := oneLine(string(data))

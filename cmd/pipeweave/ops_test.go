@@ -76,7 +76,10 @@ func (s *cliStack) startWorker(version, codeHash string) {
 		_ = ctx.Decode(&in) // any input is fine
 		return in, !s.healed.Load() && slices.Contains(in.Fail, ctx.TaskID)
 	}
-	require.NoError(t, w.Register("extract", worker.Options{AllowedNext: []string{"summarize"}}, func(ctx *worker.Context) (any, error) {
+	// The input schema accepts every input the tests send; TestCLITriggerValidation breaks it.
+	schema := json.RawMessage(`{"fields": [{"name": "hold", "type": "boolean", "label": "Hold"},
+		{"name": "fail", "type": "array", "label": "Fail", "items": {"name": "task", "type": "string", "label": "Task"}}]}`)
+	require.NoError(t, w.Register("extract", worker.Options{AllowedNext: []string{"summarize"}, InputSchema: schema}, func(ctx *worker.Context) (any, error) {
 		in, fail := fails(ctx)
 		if fail {
 			return nil, worker.Fail("BAD_INPUT", "no pages in the document")
@@ -385,6 +388,32 @@ func TestCLIReadCommands(t *testing.T) {
 		require.Empty(t, runs)
 		require.Equal(t, "no runs\n", s.cli("runs", "--pipeline", "other"))
 	})
+}
+
+// trigger --validation-mode: strict refuses an input that breaks the entry task's schema and
+// says what to fix, starting nothing; warn starts the run and prints the violations on stderr.
+func TestCLITriggerValidation(t *testing.T) {
+	t.Parallel()
+	s := newCLIStack(t)
+	runs := func() int {
+		var p protocol.Page[protocol.PipelineRun]
+		s.api(http.MethodGet, "/api/runs", nil, &p)
+		return len(p.Items)
+	}
+	before := runs()
+	_, _, err := runCmd(t, s.env(), "trigger", "docs", "-i", `{"hold": "yes", "fail": [1]}`, "--validation-mode", "strict")
+	require.EqualError(t, err, `Input validation failed: task "extract": hold: Expected boolean, received string (invalid_type); `+
+		`task "extract": fail.0: Expected string, received number (invalid_type) (400 INPUT_VALIDATION_FAILED)`)
+	require.Equal(t, before, runs(), "a refused trigger starts no run")
+
+	stdout, stderr, err := runCmd(t, s.env(), "trigger", "docs", "-i", `{"hold": "yes"}`, "--validation-mode", "warn")
+	require.NoError(t, err)
+	require.Regexp(t, `^prun_\w+\n$`, stdout)
+	require.Equal(t, "warning: input task \"extract\": hold: Expected boolean, received string (invalid_type)\n", stderr)
+	s.waitRun(strings.TrimSpace(stdout))
+
+	_, _, err = runCmd(t, s.env(), "trigger", "docs", "--validation-mode", "loose")
+	require.ErrorContains(t, err, "(400 INVALID_VALIDATION_MODE)")
 }
 
 // trigger --wait follows a run: plain lines with the worker's progress when stdout is not a

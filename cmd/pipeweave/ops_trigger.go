@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -19,12 +20,13 @@ import (
 )
 
 func triggerCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	o := newOps(ctx, "trigger", "PIPELINE [-i JSON|@file] [--failure-mode M] [--priority N] [--wait] [--json]", stdout, stderr, getenv)
+	o := newOps(ctx, "trigger", "PIPELINE [-i JSON|@file] [--failure-mode M] [--priority N] [--validation-mode M] [--wait] [--json]", stdout, stderr, getenv)
 	var input string
 	o.fs.StringVar(&input, "i", "", "the run's input: JSON text, or @file to read it from a file (default {})")
 	o.fs.StringVar(&input, "input", "", "same as -i")
 	failureMode := o.fs.String("failure-mode", "", "fail-fast, continue or partial-merge (default: the pipeline's)")
 	priority := o.fs.Int("priority", 0, "priority of the run's tasks, lower first (default: each task's)")
+	validationMode := o.fs.String("validation-mode", "", "strict, warn or none: how the input is checked against the entry tasks' input schemas (default: the server's, warn)")
 	wait := o.fs.Bool("wait", false, "follow the run until it ends; the exit status says whether it completed")
 	poll := o.fs.Duration("poll", 300*time.Millisecond, "with --wait: how often to ask for the run's state")
 	pos, err := o.parse(args, "PIPELINE")
@@ -47,10 +49,18 @@ func triggerCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if set["priority"] {
 		body["priority"] = *priority
 	}
+	if *validationMode != "" {
+		body["validationMode"] = *validationMode
+	}
 	var res protocol.TriggerResult
 	answer, err := o.client.post(ctx, "/api/pipelines/"+url.PathEscape(pos[0])+"/trigger", body, &res)
 	if err != nil {
 		return err
+	}
+	if !o.json {
+		for _, line := range validationLines(res.ValidationWarnings) {
+			fmt.Fprintln(stderr, "warning: input "+line)
+		}
 	}
 	if !*wait {
 		if o.json {
@@ -342,4 +352,25 @@ func paint(color bool, status, s string) string {
 		return s
 	}
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+// validationLines lists input-schema violations one per line, ordered by task id:
+// `task "t": title: Minimum length is 3 (too_small)`.
+func validationLines(v protocol.ValidationErrors) []string {
+	tasks := make([]string, 0, len(v))
+	for t := range v {
+		tasks = append(tasks, t)
+	}
+	sort.Strings(tasks)
+	var lines []string
+	for _, t := range tasks {
+		for _, e := range v[t] {
+			field := e.Field
+			if field == "" {
+				field = "(input)"
+			}
+			lines = append(lines, fmt.Sprintf("task %q: %s: %s (%s)", t, field, e.Message, e.Code))
+		}
+	}
+	return lines
 }
