@@ -60,6 +60,9 @@ func NewLocal(basePath string) (*Local, error) {
 // BasePath returns the absolute directory holding the objects.
 func (l *Local) BasePath() string { return l.base }
 
+// localMaxSegment is the longest file name most file systems accept (NAME_MAX).
+const localMaxSegment = 255
+
 // path validates key and returns its file path, which is lexically under the
 // base directory.
 func (l *Local) path(key string) (string, error) {
@@ -67,6 +70,9 @@ func (l *Local) path(key string) (string, error) {
 		return "", err
 	}
 	for seg := range strings.SplitSeq(key, "/") {
+		if len(seg) > localMaxSegment {
+			return "", fmt.Errorf("%w %q: a segment is %d bytes long, the local backend's limit is %d", ErrInvalidKey, key, len(seg), localMaxSegment)
+		}
 		if strings.HasPrefix(seg, localTempPrefix) {
 			return "", fmt.Errorf("%w %q: segments starting with %q are reserved by the local backend", ErrInvalidKey, key, localTempPrefix)
 		}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -74,6 +76,13 @@ func Unavailable(err error) bool {
 		return strings.HasPrefix(pe.Code, "08") || // connection exception
 			pe.Code == "53300" || // too many connections
 			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" // shutting down, cannot connect now
+	}
+	// A file system error (an os error wraps a syscall.Errno, which satisfies net.Error) is
+	// never the database's: object storage on a local disk fails that way.
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	if errors.As(err, &pathErr) || errors.As(err, &linkErr) {
+		return false
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,5 +31,8 @@ func TestUnavailable(t *testing.T) {
 	require.True(t, database.Unavailable(fmt.Errorf("read: %w", io.ErrUnexpectedEOF)))
 	require.False(t, database.Unavailable(&pgconn.PgError{Code: "23505", Message: "duplicate key"}))
 	require.False(t, database.Unavailable(errors.New("boom")))
+	// An os error wraps a syscall.Errno, which satisfies net.Error: it is still not the database's.
+	require.False(t, database.Unavailable(fmt.Errorf("stat: %w", &fs.PathError{Op: "open", Path: "x", Err: syscall.ENAMETOOLONG})))
+	require.False(t, database.Unavailable(&fs.PathError{Op: "open", Path: "x", Err: syscall.ELOOP}))
 	require.False(t, database.Unavailable(nil))
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,6 +46,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusGone
 		}
 		writeErr(w, status, e.Code, e.Msg, e.Details)
+	case errors.Is(err, engine.ErrStorage) && r.Context().Err() == nil:
+		// Object storage failed: the database is fine, and the request may succeed later.
+		s.log.Warn("storage unavailable", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeErr(w, http.StatusServiceUnavailable, "STORAGE_UNAVAILABLE", "object storage failed; try again shortly", nil)
 	case database.Unavailable(err):
 		s.log.Warn("database unavailable", "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
@@ -70,16 +76,29 @@ func (s *Server) decodeStrict(w http.ResponseWriter, r *http.Request, v any) boo
 }
 
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, strict bool) bool {
-	dec := json.NewDecoder(r.Body)
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("unexpected data after the JSON value")
-	}
+	data, err := io.ReadAll(r.Body)
 	if err == nil {
-		return true
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if strict {
+			dec.DisallowUnknownFields()
+		}
+		err = dec.Decode(v)
+		if err == nil && dec.More() {
+			err = errors.New("unexpected data after the JSON value")
+		}
+		if err == nil {
+			// The input rules (inputcheck.go): no NUL, invalid UTF-8 or out-of-range number
+			// reaches the database.
+			if p := checkJSON(data); p != nil {
+				p.write(w)
+				return false
+			}
+			return true
+		}
+	} else if errors.Is(err, io.ErrUnexpectedEOF) {
+		writeErr(w, http.StatusBadRequest, "TRUNCATED_BODY",
+			fmt.Sprintf("the request body ended after %d of its %d bytes (Content-Length)", len(data), r.ContentLength), nil)
+		return false
 	}
 	var tooBig *http.MaxBytesError
 	var syntax *json.SyntaxError
@@ -92,6 +111,9 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 		writeErr(w, http.StatusBadRequest, "MALFORMED_JSON", "request body is empty; a JSON object is required", nil)
 	case errors.As(err, &syntax):
 		writeErr(w, http.StatusBadRequest, "MALFORMED_JSON", fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, err), nil)
+	case errors.As(err, &typ) && checkJSON(data) != nil:
+		// A number out of range for a number field (1e999 for an int) reads as one.
+		checkJSON(data).write(w)
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {

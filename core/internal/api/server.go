@@ -166,6 +166,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("traceparent") != "" {
 		r = r.WithContext(telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
 	}
+	// No NUL or invalid UTF-8 in the path or the query reaches a handler (inputcheck.go).
+	if p := checkURL(r.URL); p != nil {
+		p.write(w)
+		return
+	}
 	// The mux would answer a storage path with ".." or "//" by redirecting to a cleaned path;
 	// such a path is refused instead, whoever asks.
 	if key, ok := strings.CutPrefix(r.URL.Path, "/api/storage/"); ok && storage.ValidateKey(key) != nil {

@@ -48,6 +48,9 @@ func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (DLQPage, error) {
 	default:
 		return DLQPage{}, invalid("INVALID_STATE", "state must be open or retried, got %q", f.State)
 	}
+	if err := checkCursor(f.Cursor); err != nil {
+		return DLQPage{}, err
+	}
 	rows, err := e.pool.Query(ctx, sqlDLQList, f.TaskID, f.Cursor, limit+1, f.PipelineID, f.State)
 	if err != nil {
 		return DLQPage{}, fmt.Errorf("list dlq: %w", err)

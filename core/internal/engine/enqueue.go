@@ -175,6 +175,8 @@ func (e *Engine) validateEnqueue(ctx context.Context, reqs []EnqueueRequest) ([]
 			return nil, invalid("INVALID_TASK_ID", "%staskId %q is not a valid task id", where, r.TaskID)
 		case r.Priority != nil && *r.Priority < 0:
 			return nil, invalid("INVALID_PRIORITY", "%spriority must not be negative", where)
+		case r.Priority != nil && *r.Priority > MaxInt4:
+			return nil, invalid("INVALID_NUMBER", "%spriority must be at most %d", where, MaxInt4)
 		case r.DelayMs < 0 || r.DelayMs > maxDelayMs:
 			return nil, invalid("INVALID_DELAY", "%sdelayMs must be between 0 and %d", where, int64(maxDelayMs))
 		case len(r.IdempotencyKey) > 255:
@@ -254,7 +256,7 @@ func (e *Engine) writeInputs(ctx context.Context, backend storage.Backend, items
 		}
 		g.Go(func() error {
 			if err := storage.PutBytes(gctx, backend, it.inputPath, data, "application/json"); err != nil {
-				return fmt.Errorf("store input of %s: %w", it.runID, err)
+				return storageFailed(fmt.Errorf("store input of %s: %w", it.runID, err))
 			}
 			return nil
 		})

@@ -31,6 +31,25 @@ func (e *Error) Error() string { return e.Msg }
 // Unwrap lets errors.Is match the kind.
 func (e *Error) Unwrap() error { return e.Kind }
 
+// ErrStorage marks a failure of object storage (not of the database, not of the request): the
+// HTTP layer answers 503 STORAGE_UNAVAILABLE.
+var ErrStorage = errors.New("storage failure")
+
+// storageError is a storage failure: its message is the cause's, errors.Is matches ErrStorage
+// and the cause.
+type storageError struct{ err error }
+
+func (e *storageError) Error() string   { return e.err.Error() }
+func (e *storageError) Unwrap() []error { return []error{ErrStorage, e.err} }
+
+// storageFailed marks err (a storage backend's failure) as ErrStorage; nil stays nil.
+func storageFailed(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storageError{err: err}
+}
+
 func invalid(code, format string, args ...any) *Error {
 	return &Error{Kind: ErrInvalid, Code: code, Msg: fmt.Sprintf(format, args...)}
 }

@@ -46,8 +46,11 @@ func (e *Engine) ReadObject(ctx context.Context, backendID, path string) (Object
 	if errors.Is(err, storage.ErrNotFound) {
 		return Object{}, notFound("OBJECT_NOT_FOUND", "no object at %q", path)
 	}
+	if errors.Is(err, storage.ErrInvalidKey) {
+		return Object{}, invalid("INVALID_PATH", "path is not a valid key for backend %q: %v", cfg.ID, err)
+	}
 	if err != nil {
-		return Object{}, fmt.Errorf("stat %s: %w", path, err)
+		return Object{}, storageFailed(fmt.Errorf("stat %s: %w", path, err))
 	}
 	if attrs.Size > MaxObjectView {
 		return Object{}, &Error{Kind: ErrTooLarge, Code: "OBJECT_TOO_LARGE",
@@ -58,12 +61,12 @@ func (e *Engine) ReadObject(ctx context.Context, backendID, path string) (Object
 		return Object{}, notFound("OBJECT_NOT_FOUND", "no object at %q", path)
 	}
 	if err != nil {
-		return Object{}, fmt.Errorf("read %s: %w", path, err)
+		return Object{}, storageFailed(fmt.Errorf("read %s: %w", path, err))
 	}
 	defer r.Close()
 	data, err := io.ReadAll(io.LimitReader(r, MaxObjectView+1))
 	if err != nil {
-		return Object{}, fmt.Errorf("read %s: %w", path, err)
+		return Object{}, storageFailed(fmt.Errorf("read %s: %w", path, err))
 	}
 	obj := Object{Path: path, Backend: cfg.ID, ContentType: attrs.ContentType, Size: int64(len(data))}
 	textual := strings.HasPrefix(attrs.ContentType, "text/") || strings.Contains(attrs.ContentType, "json") ||

@@ -263,6 +263,9 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	if req.Priority != nil && *req.Priority < 0 {
 		return TriggerResult{}, invalid("INVALID_PRIORITY", "priority must not be negative")
 	}
+	if req.Priority != nil && *req.Priority > MaxInt4 {
+		return TriggerResult{}, invalid("INVALID_NUMBER", "priority must be at most %d", MaxInt4)
+	}
 	if req.FailureMode != "" && !validFailureMode(req.FailureMode) {
 		return TriggerResult{}, invalid("INVALID_FAILURE_MODE", "failureMode must be %s, %s or %s", FailFast, Continue, PartialMerge)
 	}
@@ -336,7 +339,7 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	uploads := TempUploadRefs(req.Input)
 	_, backend := e.storage.Default()
 	if err := storage.PutBytes(ctx, backend, inputPath, input, "application/json"); err != nil {
-		return TriggerResult{}, fmt.Errorf("store the input of %s: %w", runID, err)
+		return TriggerResult{}, storageFailed(fmt.Errorf("store the input of %s: %w", runID, err))
 	}
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, sqlInsertPipelineRun, runID, id, mode, orDefault(req.Priority, 100), nullJSON(req.Metadata), inputPath, snap, traceparent); err != nil {

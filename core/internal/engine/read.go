@@ -59,6 +59,9 @@ func (e *Engine) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
 	if err != nil {
 		return Page[Run]{}, err
 	}
+	if err := checkCursor(f.Cursor); err != nil {
+		return Page[Run]{}, err
+	}
 	rows, err := e.pool.Query(ctx, sqlRunList, f.Status, f.TaskID, f.Cursor, limit+1)
 	if err != nil {
 		return Page[Run]{}, fmt.Errorf("list runs: %w", err)

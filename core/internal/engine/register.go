@@ -127,6 +127,19 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 		case row.IdempotencyTTLSeconds < 0:
 			return nil, bad("idempotencyTTL must not be negative")
 		}
+		// Integer columns (int4) hold at most MaxInt4.
+		for _, f := range []struct {
+			name string
+			v    int
+		}{{"timeout", row.TimeoutSeconds}, {"retries", row.Retries}, {"concurrency", row.Concurrency},
+			{"priority", row.Priority}, {"idempotencyTTL", row.IdempotencyTTLSeconds}} {
+			if f.v > MaxInt4 {
+				e := bad("%s must be at most %d", f.name, MaxInt4)
+				e.(*Error).Code = "INVALID_NUMBER"
+				e.(*Error).Details = map[string]string{"field": fmt.Sprintf("tasks[%d].%s", i, f.name)}
+				return nil, e
+			}
+		}
 		for _, next := range row.AllowedNext {
 			if !idPattern.MatchString(next) {
 				return nil, bad("allowedNext entry %q is not a valid task id", next)

@@ -52,6 +52,9 @@ func (e *Engine) ListPipelineRuns(ctx context.Context, f RunsFilter) (Page[Pipel
 	if err != nil {
 		return Page[PipelineRun]{}, err
 	}
+	if err := checkCursor(f.Cursor); err != nil {
+		return Page[PipelineRun]{}, err
+	}
 	rows, err := e.pool.Query(ctx, sqlPipelineRunList, f.PipelineID, f.Status, f.Cursor, limit+1)
 	if err != nil {
 		return Page[PipelineRun]{}, fmt.Errorf("list pipeline runs: %w", err)

@@ -166,7 +166,7 @@ func (e *Engine) StoreTempUpload(ctx context.Context, f UploadFile) (TempUpload,
 		case body.err != nil && ctx.Err() == nil:
 			return TempUpload{}, invalid("UPLOAD_INCOMPLETE", "the file could not be read to its end: %v", body.err)
 		}
-		return TempUpload{}, fmt.Errorf("store upload %s: %w", id, err)
+		return TempUpload{}, storageFailed(fmt.Errorf("store upload %s: %w", id, err))
 	}
 	discard := func() {
 		if err := backend.Delete(context.WithoutCancel(ctx), key); err != nil && !isNotFound(err) {

@@ -1,0 +1,240 @@
+package core_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
+
+// postRaw sends a worker call whose body is exactly raw (json.Marshal would repair invalid
+// UTF-8).
+func postRaw(t *testing.T, url string, raw []byte, tok string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, bytes.NewReader(raw))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, out
+}
+
+// Hostile input (issue 10, finding 6): NUL, invalid UTF-8, unpaired surrogates, numbers out of
+// a column's or a double's range, malformed ids and cursors. Each is a 400 naming the field
+// (or a 404 for a well-formed unknown id), never a 500; nothing is written; the server keeps
+// serving.
+func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("t"))
+	reg := e.regToken("svc2")
+	regBody := func(taskJSON string) string {
+		return `{"serviceId":"svc2","version":"1","baseUrl":"` + w.URL() + `","tasks":[` + taskJSON + `]}`
+	}
+	huge := "2147483648"
+	cases := []struct {
+		name, method, path, body, bearer string
+		status                           int
+		code, field                      string
+	}{
+		{"NUL in metadata", "POST", "/api/queue/task", `{"taskId":"t","input":{},"metadata":{"s":"a\u0000b"}}`, "", 400, "INVALID_TEXT", "metadata.s"},
+		{"NUL in a metadata key", "POST", "/api/queue/task", `{"taskId":"t","metadata":{"a\u0000":1}}`, "", 400, "INVALID_TEXT", "metadata"},
+		{"NUL in input", "POST", "/api/queue/task", `{"taskId":"t","input":{"x":["ok","\u0000"]}}`, "", 400, "INVALID_TEXT", "input.x[1]"},
+		{"invalid UTF-8 in metadata", "POST", "/api/queue/task", "{\"taskId\":\"t\",\"metadata\":{\"s\":\"\xff\xfe\"}}", "", 400, "INVALID_TEXT", "metadata.s"},
+		{"invalid UTF-8 in input", "POST", "/api/queue/task", "{\"taskId\":\"t\",\"input\":\"\xc3\"}", "", 400, "INVALID_TEXT", "input"},
+		{"lone high surrogate", "POST", "/api/queue/task", `{"taskId":"t","metadata":{"s":"\ud800"}}`, "", 400, "INVALID_TEXT", "metadata.s"},
+		{"lone low surrogate", "POST", "/api/queue/task", `{"taskId":"t","metadata":{"s":"x\udc00y"}}`, "", 400, "INVALID_TEXT", "metadata.s"},
+		{"huge number in metadata", "POST", "/api/queue/task", `{"taskId":"t","metadata":{"n":1e999999}}`, "", 400, "INVALID_NUMBER", "metadata.n"},
+		{"tiny number in metadata", "POST", "/api/queue/task", `{"taskId":"t","metadata":{"n":-1e-999999}}`, "", 400, "INVALID_NUMBER", "metadata.n"},
+		{"huge number in input", "POST", "/api/queue/task", `{"taskId":"t","input":[1,2,1E400]}`, "", 400, "INVALID_NUMBER", "input[2]"},
+		{"long digit run", "POST", "/api/queue/task", `{"taskId":"t","input":` + strings.Repeat("9", 400) + `}`, "", 400, "INVALID_NUMBER", "input"},
+		{"priority past int4", "POST", "/api/queue/task", `{"taskId":"t","priority":` + huge + `}`, "", 400, "INVALID_NUMBER", ""},
+		{"NUL in idempotency key", "POST", "/api/queue/task", `{"taskId":"t","idempotencyKey":"k\u0000"}`, "", 400, "INVALID_TEXT", "idempotencyKey"},
+		{"NUL in taskId", "POST", "/api/queue/task", `{"taskId":"t\u0000"}`, "", 400, "INVALID_TEXT", "taskId"},
+		{"NUL in a batch", "POST", "/api/queue/batch", `{"tasks":[{"taskId":"t"},{"taskId":"t","metadata":{"s":"\u0000"}}]}`, "", 400, "INVALID_TEXT", "tasks[1].metadata.s"},
+		{"priority past int4 in a batch", "POST", "/api/queue/batch", `{"tasks":[{"taskId":"t"},{"taskId":"t","priority":` + huge + `}]}`, "", 400, "INVALID_NUMBER", ""},
+		{"NUL in a run id", "GET", "/api/task-runs/%00", "", "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a run id", "GET", "/api/task-runs/%ff", "", "", 400, "INVALID_TEXT", "path"},
+		{"unknown well-formed run id", "GET", "/api/task-runs/trun_01jbx9k3m4n5p6q7r8s9t0v1w2", "", "", 404, "RUN_NOT_FOUND", ""},
+		{"invalid UTF-8 in a DLQ filter", "GET", "/api/dlq?taskId=%ff", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
+		{"NUL in a DLQ filter", "GET", "/api/dlq?pipelineId=%00", "", "", 400, "INVALID_TEXT", "query parameter pipelineId"},
+		{"NUL in a queue filter", "GET", "/api/queue/items?taskId=a%00", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
+		{"NUL in a DLQ id", "GET", "/api/dlq/%00", "", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a DLQ retry", "POST", "/api/dlq/x%00/retry", "", "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a pipeline run id", "GET", "/api/runs/%c3", "", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a pipeline id", "GET", "/api/pipelines/%00", "", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a cancel", "POST", "/api/runs/prun_%00/cancel", "", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a task history", "GET", "/api/tasks/%00/history", "", "", 400, "INVALID_TEXT", "path"},
+		{"garbage queue cursor", "GET", "/api/queue/items?cursor=garbage", "", "", 400, "INVALID_CURSOR", ""},
+		{"garbage DLQ cursor", "GET", "/api/dlq?cursor=%27%3B--", "", "", 400, "INVALID_CURSOR", ""},
+		{"garbage runs cursor", "GET", "/api/runs?cursor=zzz", "", "", 400, "INVALID_CURSOR", ""},
+		{"storage key too long for the disk", "GET", "/api/storage/" + strings.Repeat("a", 300), "", "", 400, "INVALID_PATH", ""},
+		{"trigger priority past int4", "POST", "/api/pipelines/t/trigger", `{"input":{},"priority":` + huge + `}`, "", 400, "INVALID_NUMBER", ""},
+		{"NUL in trigger metadata", "POST", "/api/pipelines/t/trigger", `{"input":{},"metadata":{"m":"\u0000"}}`, "", 400, "INVALID_TEXT", "metadata.m"},
+		{"NUL in trigger input", "POST", "/api/pipelines/t/trigger", `{"input":"\u0000"}`, "", 400, "INVALID_TEXT", "input"},
+		{"NUL in a pipeline description", "PUT", "/api/pipelines/p", `{"entryTasks":["t"],"description":"d\u0000"}`, "", 400, "INVALID_TEXT", "description"},
+		{"NUL in a retry-all filter", "POST", "/api/dlq/retry-all", `{"taskId":"\u0000"}`, "", 400, "INVALID_TEXT", "taskId"},
+		{"registration timeout past int4", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","timeout":` + huge + `}`), reg, 400, "INVALID_NUMBER", "tasks[0].timeout"},
+		{"registration retries past int4", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","retries":` + huge + `}`), reg, 400, "INVALID_NUMBER", "tasks[0].retries"},
+		{"registration concurrency past int4", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","concurrency":` + huge + `}`), reg, 400, "INVALID_NUMBER", "tasks[0].concurrency"},
+		{"registration priority past int4", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","priority":` + huge + `}`), reg, 400, "INVALID_NUMBER", "tasks[0].priority"},
+		{"registration idempotency TTL past int4", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","idempotencyTTL":` + huge + `}`), reg, 400, "INVALID_NUMBER", "tasks[0].idempotencyTTL"},
+		{"NUL in a registration description", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","description":"\u0000"}`), reg, 400, "INVALID_TEXT", "tasks[0].description"},
+		{"invalid UTF-8 in a code hash", "POST", "/api/register", regBody("{\"id\":\"u\",\"codeHash\":\"\xff\"}"), reg, 400, "INVALID_TEXT", "tasks[0].codeHash"},
+		{"NUL in a registration version", "POST", "/api/register", `{"serviceId":"svc2","version":"1\u0000","baseUrl":"` + w.URL() + `","tasks":[]}`, reg, 400, "INVALID_TEXT", "version"},
+	}
+	for _, c := range cases {
+		var body any
+		if c.body != "" {
+			body = c.body
+		}
+		r := e.do(c.method, c.path, body, c.bearer)
+		require.Equal(t, c.status, r.Status, "%s: %s", c.name, r.Body)
+		b := r.errorBody(t)
+		require.Equal(t, c.code, b.Code, "%s: %s", c.name, r.Body)
+		if c.field != "" {
+			require.Equal(t, map[string]any{"field": c.field}, b.Details, "%s: %s", c.name, r.Body)
+		}
+	}
+	require.Zero(t, e.count("SELECT count(*) FROM pipelines WHERE NOT implicit"), "no pipeline was stored")
+	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads"} {
+		require.Zero(t, e.count("SELECT count(*) FROM "+table), "nothing written to %s", table)
+	}
+	require.Equal(t, 1, e.count("SELECT count(*) FROM services"), "svc2 was not registered")
+	require.Equal(t, 1, e.count("SELECT count(*) FROM tasks"))
+	require.Zero(t, countFiles(t, e.storageDir), "no input was stored")
+	require.Equal(t, http.StatusOK, e.do("GET", "/health", nil, "").Status)
+	e.enqueue(map[string]any{"taskId": "t", "metadata": map[string]any{"s": "ok \\u0000 as text"}, "priority": 2147483647})
+	// A well-formed cursor still pages.
+	r := e.do("GET", "/api/queue/items?cursor=trun_01jbx9k3m4n5p6q7r8s9t0v1w2", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+}
+
+// A worker call with a value PostgreSQL refuses (a NUL in the error, the heartbeat message or
+// an asset path; invalid UTF-8) gets 400 and leaves the attempt as it was: the worker can
+// still heartbeat and complete it with a correct call.
+func TestWorkerCallWithBadTextLeavesTheRunUsable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("t", withRetries(0, 0)))
+	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
+	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	d := w.all()[0]
+	cb := e.url + "/api/callback/" + id
+	bad := []struct {
+		name, url, body, code string
+	}{
+		{"NUL in a failure's error", cb, `{"status":"failed","error":"bad\u0000"}`, "INVALID_TEXT"},
+		{"NUL in an error code", cb, `{"status":"failed","error":"bad","errorCode":"E\u0000"}`, "INVALID_TEXT"},
+		{"invalid UTF-8 in an error", cb, "{\"status\":\"failed\",\"error\":\"bad \xff\"}", "INVALID_TEXT"},
+		{"NUL in an asset path", cb, `{"status":"success","outputPath":"` + protocol.OutputPath(id) + `","assets":{"a":{"path":"x\u0000","size":1,"type":"binary"}}}`, "INVALID_TEXT"},
+		{"NUL in an asset name", cb, `{"status":"success","assets":{"a\u0000":{"path":"x","size":1,"type":"binary"}}}`, "INVALID_TEXT"},
+		{"NUL in an output path", cb, `{"status":"success","outputPath":"runs/\u0000"}`, "INVALID_TEXT"},
+		{"NUL in a heartbeat message", e.url + "/api/heartbeat", `{"runId":"` + id + `","progress":5,"message":"m\u0000"}`, "INVALID_TEXT"},
+		{"invalid UTF-8 in a heartbeat message", e.url + "/api/progress", "{\"runId\":\"" + id + "\",\"message\":\"\xc0\xaf\"}", "INVALID_TEXT"},
+		{"huge progress", e.url + "/api/heartbeat", `{"runId":"` + id + `","progress":1e999}`, "INVALID_NUMBER"},
+	}
+	for _, c := range bad {
+		status, out := postRaw(t, c.url, []byte(c.body), d.StorageToken)
+		require.Equal(t, http.StatusBadRequest, status, "%s: %s", c.name, out)
+		require.Contains(t, string(out), `"code":"`+c.code+`"`, c.name)
+		r := e.run(id)
+		require.Equal(t, protocol.StatusRunning, r.Status, c.name)
+		require.Empty(t, r.PreviousAttempts, c.name)
+	}
+	require.Zero(t, e.count("SELECT count(*) FROM dlq"))
+	status, hb := w.heartbeat(d, ptr(50), "fine")
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, hb.Acknowledged)
+	status, out := w.callback(d, success(d))
+	require.Equal(t, http.StatusOK, status, string(out))
+	require.Equal(t, protocol.StatusCompleted, e.run(id).Status)
+}
+
+// rawRequest sends head (a request line and headers, without the blank line) and body over
+// one connection, closes the writing side and returns the response.
+func rawRequest(t *testing.T, base, head, body string) *http.Response {
+	t.Helper()
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	conn, err := net.Dial("tcp", u.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = io.WriteString(conn, head+"\r\nHost: "+u.Host+"\r\nConnection: close\r\n\r\n"+body)
+	require.NoError(t, err)
+	require.NoError(t, conn.(*net.TCPConn).CloseWrite())
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+// A body shorter than its Content-Length is a 400 TRUNCATED_BODY, not an empty valid body.
+func TestTruncatedBodyIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("t"))
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/api/queue/task", `{"taskId":"t"}`},
+		{"POST", "/api/queue/task", ``},
+		{"POST", "/api/queue/batch", `{"tasks":[{"taskId":"t"}]}`},
+		{"POST", "/api/dlq/purge", `{"olderThan":"1d"}`},
+		{"POST", "/api/dlq/retry-all", `{}`},
+		{"POST", "/api/dlq/retry-all", ``},
+		{"POST", "/api/maintenance/enter", ``},
+		{"POST", "/api/pipelines/t/trigger", `{"input":{}}`},
+		{"POST", "/api/pipelines/t/trigger", ``},
+		{"PUT", "/api/pipelines/p", `{"entryTasks":["t"]}`},
+		{"POST", "/api/callback/trun_x", `{"status":"success"}`},
+		{"POST", "/api/heartbeat", `{"runId":"trun_x"}`},
+	} {
+		head := fmt.Sprintf("%s %s HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d", c.method, c.path, len(c.body)+10)
+		resp := rawRequest(t, e.url, head, c.body)
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s %s %q: %s", c.method, c.path, c.body, out)
+		require.Contains(t, string(out), `"code":"TRUNCATED_BODY"`, "%s %s %q", c.method, c.path, c.body)
+	}
+	require.Zero(t, e.count("SELECT count(*) FROM task_runs"))
+	require.Zero(t, e.count("SELECT count(*) FROM pipelines WHERE NOT implicit"))
+	var m struct{ Mode string }
+	e.do("GET", "/api/maintenance", nil, "").json(t, &m)
+	require.Equal(t, "running", m.Mode)
+}
+
+// A storage failure is a storage error (503 STORAGE_UNAVAILABLE), never a database outage; a
+// key the backend cannot hold is a 400.
+func TestStorageErrorsAreNotDatabaseErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// A symbolic link to itself: opening it fails with ELOOP, an os error.
+	require.NoError(t, os.Symlink("loop", filepath.Join(e.storageDir, "loop")))
+	r := e.do("GET", "/api/storage/loop", nil, "")
+	require.Equal(t, http.StatusServiceUnavailable, r.Status, string(r.Body))
+	require.Equal(t, "STORAGE_UNAVAILABLE", r.errorBody(t).Code)
+
+	r = e.do("GET", "/api/storage/runs/"+strings.Repeat("a", 256)+"/x.json", nil, "")
+	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+	require.Equal(t, "INVALID_PATH", r.errorBody(t).Code)
+	require.Equal(t, http.StatusOK, e.do("GET", "/health", nil, "").Status)
+}
