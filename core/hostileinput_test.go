@@ -238,3 +238,30 @@ func TestStorageErrorsAreNotDatabaseErrors(t *testing.T) {
 	require.Equal(t, "INVALID_PATH", r.errorBody(t).Code)
 	require.Equal(t, http.StatusOK, e.do("GET", "/health", nil, "").Status)
 }
+
+// An uploaded file's name and type are stored as text: a NUL or invalid UTF-8 in them is a
+// 400 INVALID_TEXT, and nothing is stored.
+func TestUploadWithBadTextIsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for name, head := range map[string]string{
+		"NUL in the file name (RFC 2231)":  "Content-Disposition: form-data; name=\"file\"; filename*=utf-8''a%00b.txt\r\nContent-Type: text/plain",
+		"invalid UTF-8 in the file name":   "Content-Disposition: form-data; name=\"file\"; filename=\"a\xff.txt\"\r\nContent-Type: text/plain",
+		"invalid UTF-8 in the file's type": "Content-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/\xc3",
+	} {
+		body := "--XB\r\n" + head + "\r\n\r\nhello\r\n--XB--\r\n"
+		req, err := http.NewRequest("POST", e.url+"/api/upload/temp", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=XB")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s: %s", name, out)
+		require.Contains(t, string(out), `"code":"INVALID_TEXT"`, name)
+	}
+	require.Zero(t, e.count("SELECT count(*) FROM temp_uploads"))
+	require.Zero(t, countFiles(t, e.storageDir))
+	require.Equal(t, http.StatusOK, e.do("GET", "/health", nil, "").Status)
+}

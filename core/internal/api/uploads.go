@@ -95,6 +95,13 @@ func (s *Server) uploadTemp(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	// The file name and type are stored as text: the input rules apply (inputcheck.go).
+	for field, v := range map[string]string{"filename": file.FileName(), "file Content-Type": file.Header.Get("Content-Type")} {
+		if why := checkText(v); why != "" {
+			(&inputProblem{"INVALID_TEXT", field, why}).write(w)
+			return
+		}
+	}
 	res, err := s.eng.StoreTempUpload(r.Context(), engine.UploadFile{Filename: file.FileName(), MimeType: file.Header.Get("Content-Type"),
 		Body: file, MaxBytes: s.opts.MaxUploadBytes, Rest: rest})
 	s.reply(w, r, http.StatusCreated, res, err)
