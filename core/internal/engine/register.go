@@ -140,6 +140,19 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 				return nil, e
 			}
 		}
+		// Durations in ms (bigint) take part in timestamp arithmetic (now() + 2 × the heartbeat
+		// interval, now() + the retry delay): past a year they would overflow it at dispatch.
+		for _, f := range []struct {
+			name string
+			v    int64
+		}{{"retryDelayMs", row.RetryDelayMs}, {"maxRetryDelayMs", row.MaxRetryDelayMs}, {"heartbeatIntervalMs", row.HeartbeatIntervalMs}} {
+			if f.v > maxDelayMs {
+				e := bad("%s must be at most %d (a year)", f.name, int64(maxDelayMs))
+				e.(*Error).Code = "INVALID_NUMBER"
+				e.(*Error).Details = map[string]string{"field": fmt.Sprintf("tasks[%d].%s", i, f.name)}
+				return nil, e
+			}
+		}
 		for _, next := range row.AllowedNext {
 			if !idPattern.MatchString(next) {
 				return nil, bad("allowedNext entry %q is not a valid task id", next)
