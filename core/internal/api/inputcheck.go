@@ -104,19 +104,38 @@ func hasEscapeOrBigNumber(data []byte) bool {
 type jsonChecker struct {
 	data    []byte
 	pos     int
-	path    []string
+	path    []pathSeg
 	problem *inputProblem
 }
 
+// pathSeg is one step of the path: an object key (data[start:end]) or an array index
+// (start < 0, index in end). The path is spelt out only on failure.
+type pathSeg struct{ start, end int }
+
 func (c *jsonChecker) fail(code, reason string) {
-	if c.problem == nil {
-		field := strings.Join(c.path, "")
-		field = strings.TrimPrefix(field, ".")
-		if field == "" {
-			field = "body"
-		}
-		c.problem = &inputProblem{code, field, reason}
+	if c.problem != nil {
+		return
 	}
+	var b strings.Builder
+	for _, seg := range c.path {
+		if seg.start < 0 {
+			b.WriteString("[" + strconv.Itoa(seg.end) + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		key := string(c.data[seg.start:seg.end])
+		if len(key) > 64 {
+			key = key[:64] + "…"
+		}
+		b.WriteString(strings.ToValidUTF8(key, "\uFFFD"))
+	}
+	field := b.String()
+	if field == "" {
+		field = "body"
+	}
+	c.problem = &inputProblem{code, field, reason}
 }
 
 func (c *jsonChecker) skipSpace() {
@@ -145,8 +164,9 @@ func (c *jsonChecker) value() {
 		}
 		for c.problem == nil && c.pos < len(c.data) {
 			c.skipSpace()
-			key := c.str()
-			c.path = append(c.path, "."+key)
+			start := c.pos + 1
+			end := c.str()
+			c.path = append(c.path, pathSeg{start, end})
 			c.skipSpace()
 			c.pos++ // ':'
 			c.value()
@@ -166,7 +186,7 @@ func (c *jsonChecker) value() {
 			return
 		}
 		for i := 0; c.problem == nil && c.pos < len(c.data); i++ {
-			c.path = append(c.path, "["+strconv.Itoa(i)+"]")
+			c.path = append(c.path, pathSeg{-1, i})
 			c.value()
 			c.path = c.path[:len(c.path)-1]
 			c.skipSpace()
@@ -187,23 +207,20 @@ func (c *jsonChecker) value() {
 	}
 }
 
-// str checks the string at pos and returns its raw content (for a key, shortened).
-func (c *jsonChecker) str() string {
+// str checks the string at pos and returns the end of its raw content (the closing quote).
+func (c *jsonChecker) str() int {
 	c.pos++ // opening quote
 	start := c.pos
 	for c.pos < len(c.data) {
 		b := c.data[c.pos]
 		switch {
 		case b == '"':
-			raw := string(c.data[start:c.pos])
+			end := c.pos
 			c.pos++
-			if !utf8.ValidString(raw) {
+			if !utf8.Valid(c.data[start:end]) {
 				c.fail("INVALID_TEXT", "a string is not valid UTF-8")
 			}
-			if len(raw) > 64 {
-				raw = raw[:64] + "…"
-			}
-			return strings.ToValidUTF8(raw, "\uFFFD")
+			return end
 		case b == '\\':
 			if c.pos+1 < len(c.data) && c.data[c.pos+1] == 'u' {
 				r := hex4(c.data, c.pos+2)
@@ -230,7 +247,7 @@ func (c *jsonChecker) str() string {
 			c.pos++
 		}
 	}
-	return ""
+	return c.pos
 }
 
 // hex4 reads the 4 hex digits at data[i:], or -1.

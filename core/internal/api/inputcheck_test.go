@@ -70,3 +70,20 @@ func TestCheckURL(t *testing.T) {
 		require.Equal(t, field, p.field, in)
 	}
 }
+
+// BenchmarkCheckJSON measures the input rules on a 1 MiB body: the common case (no escape, no
+// exponent) and the slow path (every number with an exponent).
+func BenchmarkCheckJSON(b *testing.B) {
+	plain := []byte(`{"taskId":"t","input":[` + strings.Repeat(`{"name":"a plain string","n":12345},`, 29000) + `1]}`)
+	exps := []byte(`{"taskId":"t","input":[` + strings.Repeat(`{"name":"a plain string","n":1.5e10},`, 29000) + `1]}`)
+	for name, data := range map[string][]byte{"plain": plain, "exponents": exps} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if checkJSON(data) != nil {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
