@@ -117,7 +117,7 @@ func TestCallbackPathsOfCachedResult(t *testing.T) {
 
 	for name, cb := range map[string]protocol.CallbackRequest{
 		"another path under the cached run's prefix": {OutputPath: "runs/" + src.RunID + "/other.json"},
-		"a run not recorded under a key":            {OutputPath: protocol.OutputPath(plain.RunID)},
+		"a run not recorded under a key":             {OutputPath: protocol.OutputPath(plain.RunID)},
 		"a run of another task recorded under a key": {OutputPath: protocol.OutputPath(foreign.RunID)},
 		"a cached asset path that was not stored":    {OutputPath: hit.OutputPath, Assets: map[string]protocol.Asset{"x": {Path: protocol.AssetPath(src.RunID, "x")}}},
 	} {
