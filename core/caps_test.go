@@ -158,6 +158,10 @@ func TestCapsWorkerBody(t *testing.T) {
 		r = e.do("POST", path, strings.Repeat("x", 1<<19), "")
 		require.Equal(t, http.StatusUnauthorized, r.Status, "%s: %s", path, r.Body)
 	}
+	// With a valid token the body is read: a missing runId is 400.
+	r = e.do("POST", "/api/heartbeat", `{}`, d.StorageToken)
+	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
+	require.Equal(t, "INVALID_RUN_ID", r.errorBody(t).Code)
 	// With a valid token, a big callback is 413 and the run stays running (the worker resends).
 	cb := fmt.Sprintf(`{"status":"failed","error":%q}`, strings.Repeat("e", limit))
 	r = e.do("POST", "/api/callback/"+d.RunID, cb, d.StorageToken)
