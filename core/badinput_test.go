@@ -68,7 +68,7 @@ func TestBadInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"unknown route", "GET", "/api/nothing", nil, 404, "ROUTE_NOT_FOUND"},
 		{"callback without token", "POST", "/api/callback/trun_x", `{"status":"success"}`, 401, "UNAUTHORIZED"},
 		{"heartbeat without token", "POST", "/api/heartbeat", `{"runId":"trun_x"}`, 401, "UNAUTHORIZED"},
-		{"heartbeat without runId", "POST", "/api/heartbeat", `{}`, 400, "INVALID_RUN_ID"},
+		{"heartbeat without runId nor token (the token is checked before the body is read)", "POST", "/api/heartbeat", `{}`, 401, "UNAUTHORIZED"},
 	}
 	for _, c := range cases {
 		r := e.do(c.method, c.path, c.body, "")

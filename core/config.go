@@ -45,6 +45,11 @@ type Config struct {
 	MaxBodyBytes            int64            // MAX_BODY_BYTES (default 10 MiB)
 	MaxUploadBytes          int64            // MAX_UPLOAD_BYTES (default 100 MiB): the file of POST /api/upload/temp
 	DBMaxConns              int              // DB_MAX_CONNS, else upstream's DB_POOL_MAX (default 10 standalone, 4 serverless)
+	MaxBatchSize            int              // MAX_BATCH_SIZE (default 1000): tasks per POST /api/queue/batch
+	MaxTasksPerRegistration int              // MAX_TASKS_PER_REGISTRATION (default 500): tasks per POST /api/register
+	MaxWorkerBodyBytes      int64            // MAX_WORKER_BODY_BYTES (default 64 KiB): bodies of heartbeat, progress, callback, idempotency check
+	HTTPReadTimeout         time.Duration    // HTTP_READ_TIMEOUT_MS (default 30000): a request's headers and body must arrive within it
+	HTTPIdleTimeout         time.Duration    // HTTP_IDLE_TIMEOUT_MS (default 120000): an idle keep-alive connection is closed after it
 	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP/HTTP collector's base URL (traces go
 	// to its /v1/traces). With it or OTLPTracesEndpoint set, spans are exported; else tracing
 	// only propagates the W3C trace context.
@@ -73,6 +78,12 @@ func DefaultConfig() Config {
 		MaxBodyBytes:      10 << 20,
 		MaxUploadBytes:    100 << 20,
 		ServiceName:       "pipeweave",
+
+		MaxBatchSize:            1000,
+		MaxTasksPerRegistration: 500,
+		MaxWorkerBodyBytes:      64 << 10,
+		HTTPReadTimeout:         30 * time.Second,
+		HTTPIdleTimeout:         120 * time.Second,
 	}
 }
 
@@ -150,6 +161,11 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"MAX_BODY_BYTES", 1024, func(n int) { c.MaxBodyBytes = int64(n) }},
 		{"MAX_UPLOAD_BYTES", 1, func(n int) { c.MaxUploadBytes = int64(n) }},
 		{"DB_MAX_CONNS", 1, func(n int) { c.DBMaxConns = n }},
+		{"MAX_BATCH_SIZE", 1, func(n int) { c.MaxBatchSize = n }},
+		{"MAX_TASKS_PER_REGISTRATION", 1, func(n int) { c.MaxTasksPerRegistration = n }},
+		{"MAX_WORKER_BODY_BYTES", 1024, func(n int) { c.MaxWorkerBodyBytes = int64(n) }},
+		{"HTTP_READ_TIMEOUT_MS", 100, func(n int) { c.HTTPReadTimeout = time.Duration(n) * time.Millisecond }},
+		{"HTTP_IDLE_TIMEOUT_MS", 100, func(n int) { c.HTTPIdleTimeout = time.Duration(n) * time.Millisecond }},
 	}
 	for _, v := range ints {
 		raw := get(v.name)

@@ -129,14 +129,17 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		return m.Mode, err
 	})
 	o.api = api.New(o.eng, keys, api.Options{
-		APIKeys:        cfg.APIKeys,
-		Compat:         cfg.Compat == CompatNodeSDKv1,
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		Mode:           cfg.Mode,
-		MaxConcurrency: cfg.MaxConcurrency,
-		PollInterval:   cfg.PollInterval,
-		Ready:          o.ready,
-		Process:        o.Process,
+		APIKeys:                 cfg.APIKeys,
+		Compat:                  cfg.Compat == CompatNodeSDKv1,
+		MaxBodyBytes:            cfg.MaxBodyBytes,
+		MaxBatchSize:            cfg.MaxBatchSize,
+		MaxTasksPerRegistration: cfg.MaxTasksPerRegistration,
+		MaxWorkerBodyBytes:      cfg.MaxWorkerBodyBytes,
+		Mode:                    cfg.Mode,
+		MaxConcurrency:          cfg.MaxConcurrency,
+		PollInterval:            cfg.PollInterval,
+		Ready:                   o.ready,
+		Process:                 o.Process,
 		Metrics: promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,
@@ -391,7 +394,7 @@ func (o *Orchestrator) ListenAndServe(ctx context.Context, addr string) error {
 
 // Serve is ListenAndServe on an open listener.
 func (o *Orchestrator) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: o.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv := o.cfg.HTTPServer(o.Handler())
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
 	loopDone := make(chan error, 1)

@@ -48,6 +48,13 @@ type Options struct {
 	Now func() time.Time
 	// Metrics serves GET /metrics (Prometheus text format); nil answers 404.
 	Metrics http.Handler
+	// MaxBatchSize caps the tasks of POST /api/queue/batch (default 1000).
+	MaxBatchSize int
+	// MaxTasksPerRegistration caps the tasks of POST /api/register (default 500).
+	MaxTasksPerRegistration int
+	// MaxWorkerBodyBytes caps the bodies of heartbeat, progress, callback and idempotency
+	// check (default 64 KiB).
+	MaxWorkerBodyBytes int64
 	// MaxConcurrency and PollInterval are reported by GET /api/info.
 	MaxConcurrency int
 	PollInterval   time.Duration
@@ -73,6 +80,15 @@ func New(eng *engine.Engine, keys token.Keys, opts Options, log *slog.Logger) *S
 	}
 	if opts.MaxUploadBytes <= 0 {
 		opts.MaxUploadBytes = 100 << 20
+	}
+	if opts.MaxBatchSize <= 0 {
+		opts.MaxBatchSize = defaultMaxBatchSize
+	}
+	if opts.MaxTasksPerRegistration <= 0 {
+		opts.MaxTasksPerRegistration = defaultMaxTasksPerRegistration
+	}
+	if opts.MaxWorkerBodyBytes <= 0 {
+		opts.MaxWorkerBodyBytes = defaultMaxWorkerBodyBytes
 	}
 	if opts.Ready == nil {
 		opts.Ready = func(context.Context) {}
@@ -283,6 +299,15 @@ func (s *Server) workerCall(r *http.Request, runID string) (engine.WorkerCall, e
 // the run it names (*runID, a field of body). It answers the request itself and returns false
 // on failure.
 func (s *Server) decodeWorkerCall(w http.ResponseWriter, r *http.Request, body any, runID *string) (engine.WorkerCall, bool) {
+	// The token's signature and expiry are checked before the body is read (the run it names
+	// is compared with the body's runId after).
+	if tok := bearer(r); tok != "" || !s.opts.Compat {
+		if _, err := s.keys.VerifyRun(tok, s.opts.Now()); err != nil {
+			_, err = s.workerCall(r, "")
+			s.fail(w, r, err)
+			return engine.WorkerCall{}, false
+		}
+	}
 	if !s.decode(w, r, body) {
 		return engine.WorkerCall{}, false
 	}
@@ -300,7 +325,7 @@ func (s *Server) decodeWorkerCall(w http.ResponseWriter, r *http.Request, body a
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	var req protocol.RegisterRequest
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req) || s.registrationTooBig(w, &req) {
 		return
 	}
 	if !s.opts.Compat || bearer(r) != "" {
@@ -335,6 +360,9 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if tooLong(w, "MESSAGE_TOO_LONG", "message", req.Message, MaxMessageBytes) {
+		return
+	}
 	var progress *int
 	if req.Progress != nil {
 		p := *req.Progress
@@ -360,15 +388,17 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	runID := r.PathValue("runId")
-	var req protocol.CallbackRequest
-	if !s.decode(w, r, &req) {
-		return
-	}
+	// The token names the run in the path: it is checked before the body is read.
 	call, err := s.workerCall(r, runID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	var req protocol.CallbackRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	capCallbackError(&req)
 	res, err := s.eng.Callback(r.Context(), call, &req)
 	if err != nil {
 		s.fail(w, r, err)
@@ -407,7 +437,7 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 		// ValidationMode applies to the tasks that name none.
 		ValidationMode string `json:"validationMode"`
 	}
-	if !s.decode(w, r, &req) {
+	if !s.decode(w, r, &req) || s.batchTooBig(w, len(req.Tasks)) {
 		return
 	}
 	if err := engine.CheckValidationMode(req.ValidationMode); err != nil {
@@ -565,7 +595,7 @@ func (s *Server) process(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) putPipeline(w http.ResponseWriter, r *http.Request) {
 	var def protocol.PipelineDefinition
-	if !s.decode(w, r, &def) {
+	if !s.decode(w, r, &def) || tooLong(w, "DESCRIPTION_TOO_LONG", "description", def.Description, MaxDescriptionBytes) {
 		return
 	}
 	out, err := s.eng.PutPipeline(r.Context(), r.PathValue("id"), def)

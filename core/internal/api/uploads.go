@@ -24,6 +24,9 @@ func (s *Server) bodyLimit(r *http.Request) int64 {
 	if r.Method == http.MethodPost && r.URL.Path == uploadPath {
 		return s.opts.MaxUploadBytes + uploadOverhead
 	}
+	if isWorkerBodyRoute(r) {
+		return s.opts.MaxWorkerBodyBytes
+	}
 	return s.opts.MaxBodyBytes
 }
 

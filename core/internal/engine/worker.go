@@ -153,6 +153,11 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	case err != nil:
 		return CallbackResult{}, fmt.Errorf("read run %s: %w", call.RunID, err)
 	}
+	if cb.Status == protocol.CallbackSuccess {
+		if err := e.checkCallbackPaths(ctx, call.RunID, cb); err != nil {
+			return CallbackResult{}, err
+		}
+	}
 	if prun == "" && cb.IdempotencyKey == "" {
 		// A plain standalone run's callback is one guarded statement; it needs no transaction.
 		return e.callbackIn(ctx, e.pool, call, cb, nil)

@@ -50,6 +50,8 @@ type Function struct {
 	loop func(ctx context.Context) error
 	// port is $PORT, where Run serves HTTP outside Lambda (set by Open).
 	port int
+	// cfg is the configuration Open read; Serve takes the HTTP server's timeouts from it.
+	cfg core.Config
 }
 
 // Name is the function's name, such as "process".
@@ -104,6 +106,7 @@ func Open(ctx context.Context, name string, getenv func(string) string, log *slo
 		return nil, nil, fmt.Errorf("build the %s function: %w", name, err)
 	}
 	f.port = cfg.Port
+	f.cfg = cfg
 	return f, o.Close, nil
 }
 
@@ -162,12 +165,8 @@ const shutdownGrace = 8 * time.Second
 
 // Serve serves f's HTTP face on ln until ctx ends, then shuts down gracefully.
 func Serve(ctx context.Context, ln net.Listener, f *Function, log *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           f,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := f.cfg.HTTPServer(f)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	defer stopLoop()
 	loopDone := make(chan error, 1)

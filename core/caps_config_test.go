@@ -1,0 +1,58 @@
+package core_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+)
+
+// TestConfigCaps reads the caps of issue 10 (batch size, tasks per registration, worker body
+// cap, HTTP read and idle timeouts): their defaults, a set value, and a refused one.
+func TestConfigCaps(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{
+		"DATABASE_URL":         "postgres://u@localhost/db",
+		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
+		"PIPEWEAVE_SECRET_KEY": testSecret,
+	}
+	env := func(over map[string]string) func(string) string {
+		return func(k string) string {
+			if v, ok := over[k]; ok {
+				return v
+			}
+			return base[k]
+		}
+	}
+	cfg, err := core.ConfigFromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, 1000, cfg.MaxBatchSize)
+	require.Equal(t, 500, cfg.MaxTasksPerRegistration)
+	require.Equal(t, int64(64<<10), cfg.MaxWorkerBodyBytes)
+	require.Equal(t, 30*time.Second, cfg.HTTPReadTimeout)
+	require.Equal(t, 120*time.Second, cfg.HTTPIdleTimeout)
+
+	cfg, err = core.ConfigFromEnv(env(map[string]string{"MAX_BATCH_SIZE": "5", "MAX_TASKS_PER_REGISTRATION": "7",
+		"MAX_WORKER_BODY_BYTES": "2048", "HTTP_READ_TIMEOUT_MS": "1500", "HTTP_IDLE_TIMEOUT_MS": "2500"}))
+	require.NoError(t, err)
+	require.Equal(t, 5, cfg.MaxBatchSize)
+	require.Equal(t, 7, cfg.MaxTasksPerRegistration)
+	require.Equal(t, int64(2048), cfg.MaxWorkerBodyBytes)
+	require.Equal(t, 1500*time.Millisecond, cfg.HTTPReadTimeout)
+	require.Equal(t, 2500*time.Millisecond, cfg.HTTPIdleTimeout)
+	srv := cfg.HTTPServer(nil)
+	require.Equal(t, 1500*time.Millisecond, srv.ReadTimeout)
+	require.Equal(t, 2500*time.Millisecond, srv.IdleTimeout)
+	require.NotZero(t, srv.ReadHeaderTimeout)
+	require.NotZero(t, srv.MaxHeaderBytes)
+
+	for name, v := range map[string]string{"MAX_BATCH_SIZE": "0", "MAX_TASKS_PER_REGISTRATION": "x",
+		"MAX_WORKER_BODY_BYTES": "1023", "HTTP_READ_TIMEOUT_MS": "99", "HTTP_IDLE_TIMEOUT_MS": "-1"} {
+		_, err := core.ConfigFromEnv(env(map[string]string{name: v}))
+		var ce *core.ConfigError
+		require.ErrorAs(t, err, &ce, name)
+		require.Equal(t, name, ce.Var)
+	}
+}
