@@ -24,7 +24,7 @@ var hostileTokens = []string{
 	"\x00",
 	"\xff\xfe\xfd",
 	"e30.e30.",
-	"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",                     // alg none
+	"eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", // alg none
 	"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4IiwiZXhwIjoxZTMwOH0.AAAA", // exp 1e308
 	"eyJhbGciOiJIUzI1NiJ9." + strings.Repeat("W", 4096) + ".x",
 	strings.Repeat("A", 10000),
