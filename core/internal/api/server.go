@@ -273,20 +273,31 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 
 // workerCall authenticates a worker call for runID from its run token. In compat mode a call
 // without a token applies to the run's current lease.
-func (s *Server) workerCall(r *http.Request, runID string) (engine.WorkerCall, error) {
+// runToken verifies the run token of r once. ok is false for a call without a token, which
+// only compat mode accepts.
+func (s *Server) runToken(r *http.Request) (claims token.RunClaims, ok bool, err error) {
 	tok := bearer(r)
 	if tok == "" {
 		if s.opts.Compat {
-			return engine.WorkerCall{RunID: runID}, nil
+			return token.RunClaims{}, false, nil
 		}
-		return engine.WorkerCall{}, engine.Unauthorized("the run token is required: Authorization: Bearer <storageToken>")
+		return token.RunClaims{}, false, engine.Unauthorized("the run token is required: Authorization: Bearer <storageToken>")
 	}
-	claims, err := s.keys.VerifyRun(tok, s.opts.Now())
+	claims, err = s.keys.VerifyRun(tok, s.opts.Now())
 	if err != nil {
 		if errors.Is(err, token.ErrExpired) {
-			return engine.WorkerCall{}, engine.Unauthorized("the run token has expired")
+			return token.RunClaims{}, false, engine.Unauthorized("the run token has expired")
 		}
-		return engine.WorkerCall{}, engine.Unauthorized("the run token is not valid")
+		return token.RunClaims{}, false, engine.Unauthorized("the run token is not valid")
+	}
+	return claims, true, nil
+}
+
+// bindCall makes the call of a verified token (or of none, in compat mode) for runID: the
+// token must have been issued for that run.
+func bindCall(claims token.RunClaims, ok bool, runID string) (engine.WorkerCall, error) {
+	if !ok {
+		return engine.WorkerCall{RunID: runID}, nil
 	}
 	if claims.RunID != runID {
 		return engine.WorkerCall{}, engine.Unauthorized("the run token was issued for another run")
@@ -295,18 +306,24 @@ func (s *Server) workerCall(r *http.Request, runID string) (engine.WorkerCall, e
 	return engine.WorkerCall{RunID: runID, Lease: &lease}, nil
 }
 
+// workerCall authenticates a worker call for runID with the run token of r.
+func (s *Server) workerCall(r *http.Request, runID string) (engine.WorkerCall, error) {
+	claims, ok, err := s.runToken(r)
+	if err != nil {
+		return engine.WorkerCall{}, err
+	}
+	return bindCall(claims, ok, runID)
+}
+
 // decodeWorkerCall decodes the body of a worker call into body and authenticates the call for
-// the run it names (*runID, a field of body). It answers the request itself and returns false
-// on failure.
+// the run it names (*runID, a field of body). The token is verified before the body is read, so
+// a call without a valid one is refused unread; the run it names is compared with the body's
+// runId after. It answers the request itself and returns false on failure.
 func (s *Server) decodeWorkerCall(w http.ResponseWriter, r *http.Request, body any, runID *string) (engine.WorkerCall, bool) {
-	// The token's signature and expiry are checked before the body is read (the run it names
-	// is compared with the body's runId after).
-	if tok := bearer(r); tok != "" || !s.opts.Compat {
-		if _, err := s.keys.VerifyRun(tok, s.opts.Now()); err != nil {
-			_, err = s.workerCall(r, "")
-			s.fail(w, r, err)
-			return engine.WorkerCall{}, false
-		}
+	claims, ok, err := s.runToken(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return engine.WorkerCall{}, false
 	}
 	if !s.decode(w, r, body) {
 		return engine.WorkerCall{}, false
@@ -315,7 +332,7 @@ func (s *Server) decodeWorkerCall(w http.ResponseWriter, r *http.Request, body a
 		writeErr(w, http.StatusBadRequest, "INVALID_RUN_ID", "runId is required", nil)
 		return engine.WorkerCall{}, false
 	}
-	call, err := s.workerCall(r, *runID)
+	call, err := bindCall(claims, ok, *runID)
 	if err != nil {
 		s.fail(w, r, err)
 		return engine.WorkerCall{}, false
