@@ -197,36 +197,33 @@ func TestTruncatedBodyIsRefused(t *testing.T) {
 	e := newEnv(t)
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("t"))
-	for _, c := range []struct{ method, path, body string }{
-		{"POST", "/api/queue/task", `{"taskId":"t"}`},
-		{"POST", "/api/queue/task", ``},
-		{"POST", "/api/queue/batch", `{"tasks":[{"taskId":"t"}]}`},
-		{"POST", "/api/dlq/purge", `{"olderThan":"1d"}`},
-		{"POST", "/api/dlq/retry-all", `{}`},
-		{"POST", "/api/dlq/retry-all", ``},
-		{"POST", "/api/maintenance/enter", ``},
-		{"POST", "/api/pipelines/t/trigger", `{"input":{}}`},
-		{"POST", "/api/pipelines/t/trigger", ``},
-		{"PUT", "/api/pipelines/p", `{"entryTasks":["t"]}`},
+	// Worker routes check the run token before they read a body: without one the truncated
+	// body is never read, and the answer is 401.
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/api/queue/task", `{"taskId":"t"}`, http.StatusBadRequest},
+		{"POST", "/api/queue/task", ``, http.StatusBadRequest},
+		{"POST", "/api/queue/batch", `{"tasks":[{"taskId":"t"}]}`, http.StatusBadRequest},
+		{"POST", "/api/dlq/purge", `{"olderThan":"1d"}`, http.StatusBadRequest},
+		{"POST", "/api/dlq/retry-all", `{}`, http.StatusBadRequest},
+		{"POST", "/api/dlq/retry-all", ``, http.StatusBadRequest},
+		{"POST", "/api/maintenance/enter", ``, http.StatusBadRequest},
+		{"POST", "/api/pipelines/t/trigger", `{"input":{}}`, http.StatusBadRequest},
+		{"POST", "/api/pipelines/t/trigger", ``, http.StatusBadRequest},
+		{"PUT", "/api/pipelines/p", `{"entryTasks":["t"]}`, http.StatusBadRequest},
+		{"POST", "/api/callback/trun_x", `{"status":"success"}`, http.StatusUnauthorized},
+		{"POST", "/api/heartbeat", `{"runId":"trun_x"}`, http.StatusUnauthorized},
 	} {
 		head := fmt.Sprintf("%s %s HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d", c.method, c.path, len(c.body)+10)
 		resp := rawRequest(t, e.url, head, c.body)
 		out, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
-		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s %s %q: %s", c.method, c.path, c.body, out)
-		require.Contains(t, string(out), `"code":"TRUNCATED_BODY"`, "%s %s %q", c.method, c.path, c.body)
-	}
-	// Worker routes check the run token before they read a body: without one the truncated body
-	// is never read, and the answer is 401.
-	for _, c := range []struct{ path, body string }{
-		{"/api/callback/trun_x", `{"status":"success"}`},
-		{"/api/heartbeat", `{"runId":"trun_x"}`},
-	} {
-		head := fmt.Sprintf("POST %s HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d", c.path, len(c.body)+10)
-		resp := rawRequest(t, e.url, head, c.body)
-		out, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s %q: %s", c.path, c.body, out)
+		require.Equal(t, c.status, resp.StatusCode, "%s %s %q: %s", c.method, c.path, c.body, out)
+		if c.status == http.StatusBadRequest {
+			require.Contains(t, string(out), `"code":"TRUNCATED_BODY"`, "%s %s %q", c.method, c.path, c.body)
+		}
 	}
 	require.Zero(t, e.count("SELECT count(*) FROM task_runs"))
 	require.Zero(t, e.count("SELECT count(*) FROM pipelines WHERE NOT implicit"))

@@ -117,18 +117,11 @@ func (e *env) uploadInfo(id string) protocol.TempUploadInfo {
 	return u
 }
 
-type uploadStats struct {
-	Total   int `json:"total"`
-	Expired int `json:"expired"`
-	Claimed int `json:"claimed"`
-	Deleted int `json:"deleted"`
-}
-
-func (e *env) uploadStats() uploadStats {
+func (e *env) uploadStats() protocol.TempUploadStats {
 	e.t.Helper()
 	r := e.do("GET", "/api/upload/stats", nil, "")
 	require.Equal(e.t, http.StatusOK, r.Status, "stats: %s", r.Body)
-	var s uploadStats
+	var s protocol.TempUploadStats
 	r.json(e.t, &s)
 	return s
 }
@@ -224,7 +217,7 @@ func TestTempUploadLifeCycle(t *testing.T) {
 			require.Nil(t, info.ClaimedByRunID)
 			require.Nil(t, info.DeletedAt)
 			require.False(t, info.Expired || info.Claimed || info.Deleted)
-			require.Equal(t, uploadStats{Total: 1}, e.uploadStats())
+			require.Equal(t, protocol.TempUploadStats{Total: 1}, e.uploadStats())
 
 			// An enqueue whose input names it (anywhere, as a string value) claims it for the run.
 			run := e.enqueue(map[string]any{"taskId": "ingest", "input": map[string]any{"doc": map[string]any{"files": []string{a.UploadID}}}})
@@ -318,7 +311,7 @@ func TestTempUploadLifeCycle(t *testing.T) {
 			r.json(t, &trig)
 			require.Equal(t, trig.PipelineRunID, *e.uploadInfo(c.UploadID).ClaimedByRunID)
 
-			require.Equal(t, uploadStats{Total: 4, Expired: 1, Claimed: 2, Deleted: 1}, e.uploadStats())
+			require.Equal(t, protocol.TempUploadStats{Total: 4, Expired: 1, Claimed: 2, Deleted: 1}, e.uploadStats())
 
 			// Cleanup: expired, unclaimed uploads go (object and row as a tombstone); a claimed
 			// upload past its expiry stays.
@@ -337,7 +330,7 @@ func TestTempUploadLifeCycle(t *testing.T) {
 				info := e.uploadInfo(u.UploadID)
 				require.True(t, info.Claimed && !info.Deleted && !info.Expired, u.UploadID)
 			}
-			require.Equal(t, uploadStats{Total: 5, Expired: 0, Claimed: 2, Deleted: 3}, e.uploadStats())
+			require.Equal(t, protocol.TempUploadStats{Total: 5, Expired: 0, Claimed: 2, Deleted: 3}, e.uploadStats())
 			s, err = e.orch.Purge(context.Background(), time.Minute)
 			require.NoError(t, err)
 			require.Zero(t, s.TempUploads, "nothing left to clean")
@@ -432,7 +425,7 @@ func TestTempUploadBadRequests(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, r.Status, "%s", r.Body)
 		require.Equal(t, "UPLOAD_NOT_FOUND", r.errorBody(t).Code)
 	}
-	require.Equal(t, uploadStats{Total: 2}, e.uploadStats())
+	require.Equal(t, protocol.TempUploadStats{Total: 2}, e.uploadStats())
 	require.True(t, e.objectExists(u.StoragePath))
 }
 

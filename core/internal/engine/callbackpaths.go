@@ -34,9 +34,8 @@ func (e *Engine) checkCallbackPaths(ctx context.Context, runID string, cb *proto
 	for _, k := range keys {
 		fields = append(fields, field{"assets." + k + ".path", cb.Assets[k].Path})
 	}
-	own := protocol.OutputPath(runID)
-	own = own[:len(own)-len("output.json")] // runs/{runId}/
-	sources := map[string][]string{}        // run id → the paths it stored (nil: not a cache source)
+	own := "runs/" + runID + "/"     // where protocol.OutputPath, AssetPath and LogsPath put them
+	sources := map[string][]string{} // run id → the paths it stored (nil: not a cache source)
 	for _, f := range fields {
 		if f.path == "" && f.name != "outputPath" && f.name != "logsPath" {
 			return badPath(f.name, "an asset needs a path")
