@@ -171,7 +171,7 @@ func TestStartStopRestart(t *testing.T) {
 	port := c.Port()
 	require.NoError(t, c.Stop(ctx))
 	require.NoFileExists(t, filepath.Join(dir, "postmaster.pid"))
-	require.Eventually(t, func() bool { return strings.Contains(log.String(), "database system is shut down") },
+	require.Eventually(t, func() bool { return strings.Contains(log.String(), "received fast shutdown request") },
 		5*time.Second, 50*time.Millisecond, "the server log reaches Options.Log: %s", log.String())
 	require.NoError(t, c.Stop(ctx), "stopping a stopped cluster is fine")
 
