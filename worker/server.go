@@ -49,7 +49,9 @@ func (w *Worker) serveDispatch(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the dispatch carries no storageToken")
 		return
 	}
-	claims, err := w.keys.VerifyRun(d.StorageToken, time.Now())
+	// The worker has no run-token key: it reads the claims unverified and authenticates the
+	// dispatch by opening the storage backend sealed for its service (run id as additional data).
+	claims, err := token.ReadRun(d.StorageToken, time.Now())
 	switch {
 	case errors.Is(err, token.ErrExpired):
 		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token has expired")
@@ -59,6 +61,10 @@ func (w *Worker) serveDispatch(rw http.ResponseWriter, r *http.Request) {
 		return
 	case claims.RunID != d.RunID || claims.TaskID != d.TaskID || claims.TaskID != id || claims.Attempt != d.Attempt:
 		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token was issued for another run, task or attempt")
+		return
+	}
+	if _, err := w.keys.OpenBackend(claims.RunID, claims.Storage); err != nil {
+		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token's storage credentials were not sealed for this service (forged, or for another service or service key)")
 		return
 	}
 	t := w.task(id)
@@ -120,12 +126,17 @@ func (w *Worker) RegisterWithOrchestrator(ctx context.Context) (protocol.Registe
 	if err != nil {
 		return protocol.RegisterResponse{}, err
 	}
-	tok, err := w.keys.SignRegistration(w.cfg.ServiceID, time.Now())
+	// The token is bound to these exact body bytes (its bsh claim).
+	body, err := json.Marshal(req)
+	if err != nil {
+		return protocol.RegisterResponse{}, fmt.Errorf("worker: register: encode body: %w", err)
+	}
+	tok, err := w.keys.SignRegistration(w.cfg.ServiceID, body, time.Now())
 	if err != nil {
 		return protocol.RegisterResponse{}, fmt.Errorf("worker: register: %w", err)
 	}
 	var resp protocol.RegisterResponse
-	if err := w.post(ctx, "/api/register", tok, req, &resp); err != nil {
+	if err := w.post(ctx, "/api/register", tok, rawBody(body), &resp); err != nil {
 		return protocol.RegisterResponse{}, fmt.Errorf("worker: register service %q: %w", w.cfg.ServiceID, err)
 	}
 	for _, c := range resp.CodeChanges {

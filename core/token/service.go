@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Info labels of the per-service derivations (protocol v2).
@@ -100,4 +101,19 @@ func keyIDFrom(ikm []byte) (string, error) {
 func BodyHash(body []byte) string {
 	sum := sha256.Sum256(body)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// SignServiceRegistration signs the registration of service serviceID with request body body
+// under the service key derived from the master secret: what a worker holding that service's
+// key sends, for tools and tests that hold the master secret.
+func SignServiceRegistration(secret, serviceID string, body []byte, now time.Time) (string, error) {
+	svc, err := ServiceKey(secret, serviceID)
+	if err != nil {
+		return "", err
+	}
+	k, err := ServiceKeys(svc)
+	if err != nil {
+		return "", err
+	}
+	return k.SignRegistration(serviceID, body, now)
 }

@@ -7,6 +7,7 @@ package testorch
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/testdb"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 	"github.com/pipeweave/pipeweave/worker"
@@ -108,17 +110,23 @@ func (o *Orchestrator) Worker(t testing.TB, service string, mod ...func(*worker.
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	tw := &Worker{Logs: &testutil.SyncBuffer{}}
+	// The worker holds its service's key, as in production, not the master secret.
+	svcKey, err := token.ServiceKey(o.Config.SecretKey, service)
+	require.NoError(t, err)
 	tw.Config = worker.Config{
 		OrchestratorURL: o.URL,
 		ServiceID:       service,
 		Version:         "1",
-		SecretKey:       o.Config.SecretKey,
+		ServiceKey:      hex.EncodeToString(svcKey),
 		BaseURL:         "http://" + srv.Listener.Addr().String(),
 		TempDir:         t.TempDir(),
 		Logger:          slog.New(slog.NewJSONHandler(tw.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mod {
 		m(&tw.Config)
+	}
+	if tw.Config.SecretKey != "" && tw.Config.ServiceKey == hex.EncodeToString(svcKey) {
+		tw.Config.ServiceKey = "" // mod chose the (deprecated) master secret instead
 	}
 	w, err := worker.New(tw.Config)
 	require.NoError(t, err)
