@@ -79,7 +79,7 @@ type Config struct {
 	// hex characters are taken as hex), from which the worker derives its service key itself.
 	//
 	// Deprecated: a worker holding the master secret can impersonate every service; use
-	// ServiceKey. SecretKey is accepted for one more release, with a warning logged once.
+	// ServiceKey. SecretKey is accepted for one more release; New logs a warning.
 	SecretKey string
 	// BaseURL is the URL at which the orchestrator reaches this worker. When empty, Listen and
 	// Serve derive it from the listening address (an unspecified host becomes "localhost"),
@@ -186,9 +186,6 @@ type Result struct {
 // orchestrator cancelled the run or gave its attempt to someone else. Nothing is uploaded and
 // no callback is made for such an attempt.
 var ErrCancelled = errors.New("worker: the orchestrator cancelled this attempt")
-
-// deprecatedSecretOnce logs the SecretKey deprecation once per process.
-var deprecatedSecretOnce sync.Once
 
 // serviceKeys derives the worker's keys from cfg's ServiceKey, or from the service key it
 // derives from the deprecated SecretKey (fromMaster).
@@ -309,11 +306,9 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w.log = w.log.With("service", cfg.ServiceID)
 	if fromMaster {
-		deprecatedSecretOnce.Do(func() {
-			w.log.Warn("worker: Config.SecretKey (the master PIPEWEAVE_SECRET_KEY) is deprecated and will be removed in the next release: " +
-				"a worker holding it can impersonate every service. Give the worker its service key instead: " +
-				"Config.ServiceKey = $PIPEWEAVE_SERVICE_KEY, from `pipeweave token service --service " + cfg.ServiceID + "`")
-		})
+		w.log.Warn("worker: Config.SecretKey (the master PIPEWEAVE_SECRET_KEY) is deprecated and will be removed in the next release: " +
+			"a worker holding it can impersonate every service. Give the worker its service key instead: " +
+			"Config.ServiceKey = $PIPEWEAVE_SERVICE_KEY, from `pipeweave token service --service " + cfg.ServiceID + "`")
 	}
 	if w.tempDir == "" {
 		w.tempDir = filepath.Join(os.TempDir(), "pipeweave-worker")

@@ -102,6 +102,15 @@ type Worker struct {
 	Logs *testutil.SyncBuffer
 }
 
+// ServiceKey is the service key (64 hex, what `pipeweave token service` prints) of service
+// under the master secret.
+func ServiceKey(t testing.TB, secret, service string) string {
+	t.Helper()
+	k, err := token.ServiceKey(secret, service)
+	require.NoError(t, err)
+	return hex.EncodeToString(k)
+}
+
 // Worker makes a Go SDK worker of service for o, served by httptest; mod adjusts its
 // configuration. Register its tasks, then call RegisterWithOrchestrator. When the test ends it
 // waits (up to 30 s) for the attempts it runs to finish, then stops serving, and prints its
@@ -111,13 +120,12 @@ func (o *Orchestrator) Worker(t testing.TB, service string, mod ...func(*worker.
 	srv := httptest.NewUnstartedServer(nil)
 	tw := &Worker{Logs: &testutil.SyncBuffer{}}
 	// The worker holds its service's key, as in production, not the master secret.
-	svcKey, err := token.ServiceKey(o.Config.SecretKey, service)
-	require.NoError(t, err)
+	svcKey := ServiceKey(t, o.Config.SecretKey, service)
 	tw.Config = worker.Config{
 		OrchestratorURL: o.URL,
 		ServiceID:       service,
 		Version:         "1",
-		ServiceKey:      hex.EncodeToString(svcKey),
+		ServiceKey:      svcKey,
 		BaseURL:         "http://" + srv.Listener.Addr().String(),
 		TempDir:         t.TempDir(),
 		Logger:          slog.New(slog.NewJSONHandler(tw.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -125,7 +133,8 @@ func (o *Orchestrator) Worker(t testing.TB, service string, mod ...func(*worker.
 	for _, m := range mod {
 		m(&tw.Config)
 	}
-	if tw.Config.SecretKey != "" && tw.Config.ServiceKey == hex.EncodeToString(svcKey) {
+	//lint:ignore SA1019 a test may give a worker the deprecated master secret instead
+	if tw.Config.SecretKey != "" && tw.Config.ServiceKey == svcKey {
 		tw.Config.ServiceKey = "" // mod chose the (deprecated) master secret instead
 	}
 	w, err := worker.New(tw.Config)
