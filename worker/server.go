@@ -23,7 +23,8 @@ const maxDispatchBytes = 8 << 20
 
 // Handler returns the worker's HTTP handler, to serve it on any server or platform:
 // POST /tasks/{id} accepts a dispatch (202 at once, the attempt runs in the background; 401 for
-// a missing, forged, expired or mismatched run token; 404 for an unknown task; 503 while
+// a missing, expired or mismatched run token, or one whose sealed storage backend this service's
+// key does not open (forged, or for another service); 404 for an unknown task; 503 while
 // shutting down) and GET /health reports the worker's state. The attempts need the process
 // to keep running after the answer: on a platform that freezes it between requests (Lambda,
 // Cloud Run with request-based billing), keep CPU allocated.
