@@ -108,7 +108,7 @@ func TestWorkerTokens(t *testing.T) {
 	otherRun.RunID = "trun_other"
 	wrongRun, err := e.keys.SignRun(otherRun)
 	require.NoError(t, err)
-	reg := e.regToken("svc")
+	reg := e.regToken("svc", nil)
 	tampered := d.StorageToken[:len(d.StorageToken)-3] + "abc"
 
 	fail := protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: "forged"}

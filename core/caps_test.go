@@ -51,8 +51,8 @@ func TestCapsTasksPerRegistration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *core.Config) { c.MaxTasksPerRegistration = 2 })
 	reg := func(tasks ...protocol.TaskDefinition) response {
-		return e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "svc", Version: "1",
-			BaseURL: "http://127.0.0.1:1", Tasks: tasks}, e.regToken("svc"))
+		return e.postReg("svc", protocol.RegisterRequest{ServiceID: "svc", Version: "1",
+			BaseURL: "http://127.0.0.1:1", Tasks: tasks})
 	}
 	r := reg(task("a"), task("b"), task("c"))
 	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
@@ -67,13 +67,13 @@ func TestCapsDescriptions(t *testing.T) {
 	desc := func(n int) func(*protocol.TaskDefinition) {
 		return func(td *protocol.TaskDefinition) { td.Description = strings.Repeat("d", n) }
 	}
-	r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:1",
-		Tasks: []protocol.TaskDefinition{task("a", desc(4097))}}, e.regToken("svc"))
+	r := e.postReg("svc", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:1",
+		Tasks: []protocol.TaskDefinition{task("a", desc(4097))}})
 	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
 	require.Equal(t, "DESCRIPTION_TOO_LONG", r.errorBody(t).Code)
-	r = e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:1",
+	r = e.postReg("svc", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:1",
 		Tasks:     []protocol.TaskDefinition{task("a")},
-		Pipelines: []protocol.PipelineDefinition{{ID: "p", EntryTasks: []string{"a"}, Description: strings.Repeat("d", 4097)}}}, e.regToken("svc"))
+		Pipelines: []protocol.PipelineDefinition{{ID: "p", EntryTasks: []string{"a"}, Description: strings.Repeat("d", 4097)}}})
 	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
 	require.Equal(t, "DESCRIPTION_TOO_LONG", r.errorBody(t).Code)
 	require.Zero(t, e.count("SELECT count(*) FROM tasks"))

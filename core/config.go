@@ -30,6 +30,7 @@ type Config struct {
 	StorageBackends         []storage.Config // STORAGE_BACKENDS (required, JSON array)
 	DefaultStorageBackendID string           // DEFAULT_STORAGE_BACKEND_ID
 	SecretKey               string           // PIPEWEAVE_SECRET_KEY (required, ≥ 32 bytes; any length with PIPEWEAVE_COMPAT=node-sdk-v1)
+	PreviousSecretKey       string           // PIPEWEAVE_SECRET_KEY_PREVIOUS: the secret being rotated out; its tokens and service keys stay valid
 	Mode                    string           // MODE: standalone (default) or serverless
 	MaxConcurrency          int              // MAX_CONCURRENCY (default 10; 0 = no cap)
 	PollInterval            time.Duration    // POLL_INTERVAL_MS (default 1000)
@@ -212,6 +213,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if weak != nil && c.Compat != CompatNodeSDKv1 {
 		return c, &ConfigError{"PIPEWEAVE_SECRET_KEY", "must be at least 32 bytes (e.g. `openssl rand -hex 32`); only PIPEWEAVE_COMPAT=node-sdk-v1 accepts a shorter one"}
+	}
+	if c.PreviousSecretKey = get("PIPEWEAVE_SECRET_KEY_PREVIOUS"); c.PreviousSecretKey != "" {
+		if _, err := token.SecretBytes(c.PreviousSecretKey); err != nil && c.Compat != CompatNodeSDKv1 {
+			return c, &ConfigError{"PIPEWEAVE_SECRET_KEY_PREVIOUS", "must be at least 32 bytes, like PIPEWEAVE_SECRET_KEY"}
+		}
+		if c.PreviousSecretKey == c.SecretKey {
+			return c, &ConfigError{"PIPEWEAVE_SECRET_KEY_PREVIOUS", "is the same as PIPEWEAVE_SECRET_KEY; set it to the secret being rotated out"}
+		}
 	}
 	return c, nil
 }

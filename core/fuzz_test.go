@@ -60,7 +60,7 @@ func FuzzAPIBodies(f *testing.F) {
 		req.Header.Set("Content-Type", "application/json")
 		switch rt.auth {
 		case "reg":
-			tok, err := keys.SignRegistration("fuzz-svc", time.Now())
+			tok, err := token.SignServiceRegistration(testorch.Secret, "fuzz-svc", body, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -132,16 +132,46 @@ func (e *env) do(method, path string, body any, bearer string) response {
 	return response{Status: resp.StatusCode, Body: raw}
 }
 
-func (e *env) regToken(serviceID string) string {
-	tok, err := e.keys.SignRegistration(serviceID, time.Now())
+// regToken signs a registration of serviceID with body (the exact bytes sent) under the
+// service's key, as the service's worker does.
+func (e *env) regToken(serviceID string, body []byte) string {
+	tok, err := e.serviceKeys(serviceID).SignRegistration(serviceID, body, time.Now())
 	require.NoError(e.t, err)
 	return tok
+}
+
+// serviceKeys are the keys of a worker of serviceID (from testSecret's service key).
+func (e *env) serviceKeys(serviceID string) token.Keys {
+	e.t.Helper()
+	svc, err := token.ServiceKey(testSecret, serviceID)
+	require.NoError(e.t, err)
+	k, err := token.ServiceKeys(svc)
+	require.NoError(e.t, err)
+	return k
+}
+
+// postReg posts a registration (a value to encode, or raw string or []byte) signed for
+// serviceID and bound to its body.
+func (e *env) postReg(serviceID string, body any) response {
+	e.t.Helper()
+	var raw []byte
+	switch b := body.(type) {
+	case string:
+		raw = []byte(b)
+	case []byte:
+		raw = b
+	default:
+		var err error
+		raw, err = json.Marshal(b)
+		require.NoError(e.t, err)
+	}
+	return e.do("POST", "/api/register", raw, e.regToken(serviceID, raw))
 }
 
 // register registers a service with the given tasks and returns the response.
 func (e *env) register(serviceID, version, baseURL string, tasks ...protocol.TaskDefinition) protocol.RegisterResponse {
 	e.t.Helper()
-	r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: serviceID, Version: version, BaseURL: baseURL, Tasks: tasks}, e.regToken(serviceID))
+	r := e.postReg(serviceID, protocol.RegisterRequest{ServiceID: serviceID, Version: version, BaseURL: baseURL, Tasks: tasks})
 	require.Equal(e.t, http.StatusOK, r.Status, "register: %s", r.Body)
 	var out protocol.RegisterResponse
 	r.json(e.t, &out)

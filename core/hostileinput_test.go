@@ -45,7 +45,7 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 	e := newEnv(t)
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("t"))
-	reg := e.regToken("svc2")
+	reg := "sign the body" // replaced by a token bound to each case's body
 	regBody := func(taskJSON string) string {
 		return `{"serviceId":"svc2","version":"1","baseUrl":"` + w.URL() + `","tasks":[` + taskJSON + `]}`
 	}
@@ -109,7 +109,11 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		if c.body != "" {
 			body = c.body
 		}
-		r := e.do(c.method, c.path, body, c.bearer)
+		bearer := c.bearer
+		if bearer == reg {
+			bearer = e.regToken("svc2", []byte(c.body))
+		}
+		r := e.do(c.method, c.path, body, bearer)
 		require.Equal(t, c.status, r.Status, "%s: %s", c.name, r.Body)
 		b := r.errorBody(t)
 		require.Equal(t, c.code, b.Code, "%s: %s", c.name, r.Body)

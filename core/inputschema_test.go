@@ -57,8 +57,8 @@ func TestRegistrationRefusesSchemasThatDoNotCompile(t *testing.T) {
 	for _, c := range cases {
 		good := task("fine", withSchemas(orderSchema, ""))
 		bad := task("broken", withSchemas(c.form, c.jsonSchema))
-		r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:1",
-			Tasks: []protocol.TaskDefinition{good, bad}}, e.regToken("svc"))
+		r := e.postReg("svc", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:1",
+			Tasks: []protocol.TaskDefinition{good, bad}})
 		require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", c.name, r.Body)
 		body := r.errorBody(t)
 		require.Equal(t, "INVALID_INPUT_SCHEMA", body.Code, c.name)

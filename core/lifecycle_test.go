@@ -50,7 +50,7 @@ func TestHappyPathStandaloneTask(t *testing.T) {
 	require.Equal(t, q.RunID, claims.RunID)
 	require.Equal(t, "echo", claims.TaskID)
 	require.Equal(t, 1, claims.Attempt)
-	backend, err := e.keys.OpenBackend(q.RunID, claims.Storage)
+	backend, err := e.serviceKeys("svc").OpenBackend(q.RunID, claims.Storage)
 	require.NoError(t, err)
 	var b map[string]any
 	require.NoError(t, json.Unmarshal(backend, &b))

@@ -591,9 +591,9 @@ func TestPipelineBadInput(t *testing.T) {
 func TestPipelineDefinitions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "pdf", Version: "1", BaseURL: "http://127.0.0.1:9",
+	r := e.postReg("pdf", protocol.RegisterRequest{ServiceID: "pdf", Version: "1", BaseURL: "http://127.0.0.1:9",
 		Tasks:     []protocol.TaskDefinition{task("download", next("text")), task("text"), task("thumb")},
-		Pipelines: []protocol.PipelineDefinition{{ID: "text-only", EntryTasks: []string{"download"}, FailureMode: "continue"}}}, e.regToken("pdf"))
+		Pipelines: []protocol.PipelineDefinition{{ID: "text-only", EntryTasks: []string{"download"}, FailureMode: "continue"}}})
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	var list []struct {
 		ID          string             `json:"id"`

@@ -1,10 +1,15 @@
 package core_test
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
@@ -113,23 +118,30 @@ func TestRegistrationAuthAndValidation(t *testing.T) {
 	e := newEnv(t)
 	body := protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: "http://127.0.0.1:9", Tasks: []protocol.TaskDefinition{task("a")}}
 
-	other, err := token.DeriveKeys("another secret that is long enough to be used")
+	raw, err := json.Marshal(body)
 	require.NoError(t, err)
-	forged, err := other.SignRegistration("svc", time.Now())
+	forged, err := token.SignServiceRegistration("another secret that is long enough to be used", "svc", raw, time.Now())
 	require.NoError(t, err)
-	expired, err := e.keys.SignRegistration("svc", time.Now().Add(-time.Hour))
+	expired, err := e.serviceKeys("svc").SignRegistration("svc", raw, time.Now().Add(-time.Hour))
 	require.NoError(t, err)
 	runTok, err := e.keys.SignRun(token.RunClaims{RunID: "svc", TaskID: "a", Attempt: 1, Lease: 1, IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute)})
 	require.NoError(t, err)
+	// Protocol v1: signed with the master-derived K_reg, without bsh; and with bsh.
+	v1, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "svc", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()}).SignedString(masterRegKey(t))
+	require.NoError(t, err)
+	masterBsh, err := e.keys.SignRegistration("svc", raw, time.Now())
+	require.NoError(t, err)
 	for name, tok := range map[string]string{
-		"missing":       "",
-		"forged":        forged,
-		"expired":       expired,
-		"other service": e.regToken("someone-else"),
-		"run token":     runTok,
-		"garbage":       "not.a.jwt",
+		"missing":            "",
+		"forged":             forged,
+		"expired":            expired,
+		"other service":      e.regToken("someone-else", raw),
+		"run token":          runTok,
+		"garbage":            "not.a.jwt",
+		"v1 master, no bsh":  v1,
+		"master K_reg + bsh": masterBsh,
 	} {
-		r := e.do("POST", "/api/register", body, tok)
+		r := e.do("POST", "/api/register", raw, tok)
 		require.Equal(t, http.StatusUnauthorized, r.Status, "%s: %s", name, r.Body)
 		r.errorBody(t)
 	}
@@ -149,7 +161,7 @@ func TestRegistrationAuthAndValidation(t *testing.T) {
 		"negative priority": {ServiceID: "svc", Version: "1", BaseURL: "http://x", Tasks: []protocol.TaskDefinition{task("a", func(td *protocol.TaskDefinition) { td.Priority = ptr(-1) })}},
 	}
 	for name, req := range bad {
-		r := e.do("POST", "/api/register", req, e.regToken(req.ServiceID))
+		r := e.postReg(req.ServiceID, req)
 		require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", name, r.Body)
 		r.errorBody(t)
 	}
@@ -158,10 +170,20 @@ func TestRegistrationAuthAndValidation(t *testing.T) {
 
 	// A task id belongs to one service.
 	e.register("svc", "1", "http://127.0.0.1:9", task("a"))
-	r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "thief", Version: "1", BaseURL: "http://127.0.0.1:9",
-		Tasks: []protocol.TaskDefinition{task("a")}}, e.regToken("thief"))
+	r := e.postReg("thief", protocol.RegisterRequest{ServiceID: "thief", Version: "1", BaseURL: "http://127.0.0.1:9",
+		Tasks: []protocol.TaskDefinition{task("a")}})
 	require.Equal(t, http.StatusConflict, r.Status, string(r.Body))
 	require.Equal(t, "TASK_OWNED_BY_OTHER_SERVICE", r.errorBody(t).Code)
 	require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT count(*) FROM services WHERE id = 'thief'").Scan(&n))
 	require.Zero(t, n, "the refused registration left nothing behind")
+}
+
+// masterRegKey is K_reg derived from the master secret (protocol v1's registration key).
+func masterRegKey(t *testing.T) []byte {
+	t.Helper()
+	s, err := hex.DecodeString(testSecret)
+	require.NoError(t, err)
+	k, err := hkdf.Key(sha256.New, s, nil, "pipeweave/v1/register", 32)
+	require.NoError(t, err)
+	return k
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	sdk "github.com/pipeweave/pipeweave/worker"
 )
 
@@ -287,7 +288,7 @@ func TestTracingAPipelineRunIsOneTrace(t *testing.T) {
 
 	var dispatches headerLog
 	srv := httptest.NewUnstartedServer(nil)
-	w, err := sdk.New(sdk.Config{OrchestratorURL: e.url, ServiceID: "traced", Version: "1", SecretKey: testSecret,
+	w, err := sdk.New(sdk.Config{OrchestratorURL: e.url, ServiceID: "traced", Version: "1", ServiceKey: testorch.ServiceKey(t, testSecret, "traced"),
 		BaseURL: "http://" + srv.Listener.Addr().String(), TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler),
 		TracerProvider: tp})
 	require.NoError(t, err)

@@ -439,7 +439,7 @@ func testUpstreamShapes(t *testing.T, s *shapes) {
 		requireUpstream(t, "RegisterServiceRequest", raw)
 		tok := ""
 		if !s.compat {
-			tok = s.regToken(body["serviceId"].(string))
+			tok = s.regToken(body["serviceId"].(string), raw)
 		}
 		r := s.do("POST", "/api/register", raw, tok)
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))

@@ -12,25 +12,25 @@ import (
 
 // Upstream's configuration: what its README and .env.example write, accepted as it is.
 
-// deriveKeys derives the token keys from PIPEWEAVE_SECRET_KEY. In node-sdk-v1 compat mode a
-// secret shorter than 32 bytes is accepted (upstream's .env.example has one of 30 bytes), with
-// one warning line; otherwise it is refused.
-func deriveKeys(cfg Config, log *slog.Logger) (token.Keys, error) {
-	if cfg.Compat != CompatNodeSDKv1 {
-		keys, err := token.DeriveKeys(cfg.SecretKey)
-		if err != nil {
-			return token.Keys{}, fmt.Errorf("PIPEWEAVE_SECRET_KEY: %w", err)
+// deriveKeys builds the keyring of PIPEWEAVE_SECRET_KEY and PIPEWEAVE_SECRET_KEY_PREVIOUS. In
+// node-sdk-v1 compat mode a secret shorter than 32 bytes is accepted (upstream's .env.example
+// has one of 30 bytes), with one warning line; otherwise it is refused.
+func deriveKeys(cfg Config, log *slog.Logger) (*token.Keyring, error) {
+	newRing := token.NewKeyring
+	if cfg.Compat == CompatNodeSDKv1 {
+		if _, err := token.SecretBytes(cfg.SecretKey); err != nil {
+			log.Warn(fmt.Sprintf("PIPEWEAVE_SECRET_KEY has %d bytes, fewer than 32: accepted only because PIPEWEAVE_COMPAT=node-sdk-v1; use a longer secret (openssl rand -hex 32)", len(cfg.SecretKey)))
 		}
-		return keys, nil
+		newRing = token.NewKeyringAnyLength
 	}
-	if _, err := token.SecretBytes(cfg.SecretKey); err != nil {
-		log.Warn(fmt.Sprintf("PIPEWEAVE_SECRET_KEY has %d bytes, fewer than 32: accepted only because PIPEWEAVE_COMPAT=node-sdk-v1; use a longer secret (openssl rand -hex 32)", len(cfg.SecretKey)))
-	}
-	keys, err := token.DeriveKeysAnyLength(cfg.SecretKey)
+	ring, err := newRing(cfg.SecretKey, cfg.PreviousSecretKey)
 	if err != nil {
-		return token.Keys{}, fmt.Errorf("PIPEWEAVE_SECRET_KEY: %w", err)
+		return nil, fmt.Errorf("PIPEWEAVE_SECRET_KEY: %w", err)
 	}
-	return keys, nil
+	if cfg.PreviousSecretKey != "" {
+		log.Info("secret rotation: registrations and run tokens made with PIPEWEAVE_SECRET_KEY_PREVIOUS are still accepted until they expire")
+	}
+	return ring, nil
 }
 
 // DatabaseURLFromEnv returns DATABASE_URL or, when it is unset, the URL made of upstream's

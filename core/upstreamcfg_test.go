@@ -1,6 +1,8 @@
 package core_test
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -194,17 +196,19 @@ func TestCompatShortSecret(t *testing.T) {
 	e := newEnv(t, func(c *core.Config) { c.Compat, c.SecretKey = core.CompatNodeSDKv1, short })
 	require.Equal(t, 1, strings.Count(e.logs.String(), "fewer than 32"), e.logs.String())
 
-	keys, err := token.DeriveKeysAnyLength(short)
+	// The service key of the short secret (HKDF over its UTF-8 bytes, however few).
+	svc, err := hkdf.Key(sha256.New, []byte(short), nil, "pipeweave/v1/service/node", 32)
 	require.NoError(t, err)
-	tok, err := keys.SignRegistration("node", time.Now())
+	keys, err := token.ServiceKeys(svc)
 	require.NoError(t, err)
 	w := newWorker(t, e.url)
-	reg := protocol.RegisterRequest{ServiceID: "node", Version: "1", BaseURL: w.URL(), Tasks: []protocol.TaskDefinition{task("t")}}
+	reg, err := json.Marshal(protocol.RegisterRequest{ServiceID: "node", Version: "1", BaseURL: w.URL(), Tasks: []protocol.TaskDefinition{task("t")}})
+	require.NoError(t, err)
+	tok, err := keys.SignRegistration("node", reg, time.Now())
+	require.NoError(t, err)
 	r := e.do("POST", "/api/register", reg, tok)
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
-	other, err := token.DeriveKeys(testSecret)
-	require.NoError(t, err)
-	bad, err := other.SignRegistration("node", time.Now())
+	bad, err := token.SignServiceRegistration(testSecret, "node", reg, time.Now())
 	require.NoError(t, err)
 	r = e.do("POST", "/api/register", reg, bad)
 	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))

@@ -245,11 +245,11 @@ func doJSON(t *testing.T, method, url string, body any, status int, out any) {
 // register registers the worker's service with the tasks and pipelines through the API.
 func register(t *testing.T, apiURL string, req protocol.RegisterRequest) {
 	t.Helper()
-	keys, err := token.DeriveKeys(testSecret)
+	body, err := json.Marshal(req)
 	require.NoError(t, err)
-	tok, err := keys.SignRegistration(req.ServiceID, time.Now())
+	tok, err := token.SignServiceRegistration(testSecret, req.ServiceID, body, time.Now())
 	require.NoError(t, err)
-	status, _, raw := do(t, "POST", apiURL+"/api/register", req, tok)
+	status, _, raw := do(t, "POST", apiURL+"/api/register", json.RawMessage(body), tok)
 	require.Equal(t, http.StatusOK, status, "register: %s", raw)
 }
 

@@ -59,13 +59,19 @@ func statusOf(err error) int {
 	return 0
 }
 
-// post sends body as JSON to the orchestrator's path with bearer, and decodes a 2xx answer into
-// out (when not nil). A non-2xx answer is a *statusError; for it, out is still filled when the
-// body decodes into it (heartbeats answer 409 with a HeartbeatResponse).
+// rawBody is a request body already encoded: post sends its bytes as they are.
+type rawBody []byte
+
+// post sends body as JSON (a rawBody as it is) to the orchestrator's path with bearer, and
+// decodes a 2xx answer into out (when not nil). A non-2xx answer is a *statusError; for it, out
+// is still filled when the body decodes into it (heartbeats answer 409 with a HeartbeatResponse).
 func (w *Worker) post(ctx context.Context, path, bearer string, body, out any) error {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("POST %s: encode body: %w", path, err)
+	raw, ok := body.(rawBody)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return fmt.Errorf("POST %s: encode body: %w", path, err)
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.orchURL+path, bytes.NewReader(raw))
 	if err != nil {

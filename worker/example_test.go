@@ -15,7 +15,7 @@ func ExampleRunLocal() {
 		OrchestratorURL: "http://localhost:3000",
 		ServiceID:       "text-tools",
 		Version:         "1.0.0",
-		SecretKey:       strings.Repeat("s", 32),
+		ServiceKey:      strings.Repeat("5e", 32), // in production: os.Getenv("PIPEWEAVE_SERVICE_KEY")
 		TempDir:         os.TempDir(),
 		Logger:          slog.New(slog.DiscardHandler),
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -130,14 +131,19 @@ func TestRunLocalErrors(t *testing.T) {
 // New validates its configuration; Register refuses duplicates and bad options.
 func TestNewAndRegisterValidate(t *testing.T) {
 	t.Parallel()
-	good := worker.Config{OrchestratorURL: "http://o:3000", ServiceID: "s", Version: "1", SecretKey: testSecret, TempDir: t.TempDir()}
+	good := worker.Config{OrchestratorURL: "http://o:3000", ServiceID: "s", Version: "1", ServiceKey: strings.Repeat("ab", 32), TempDir: t.TempDir()}
 	for name, mod := range map[string]func(*worker.Config){
-		"no url":       func(c *worker.Config) { c.OrchestratorURL = "" },
-		"relative url": func(c *worker.Config) { c.OrchestratorURL = "orchestrator:3000/x" },
-		"no service":   func(c *worker.Config) { c.ServiceID = " " },
-		"no version":   func(c *worker.Config) { c.Version = "" },
-		"short secret": func(c *worker.Config) { c.SecretKey = "too short" },
-		"bad base url": func(c *worker.Config) { c.BaseURL = "ftp://x" },
+		"no key":                func(c *worker.Config) { c.ServiceKey = "" },
+		"both keys":             func(c *worker.Config) { c.SecretKey = testSecret },
+		"short service key":     func(c *worker.Config) { c.ServiceKey = "abcd" },
+		"non-hex service key":   func(c *worker.Config) { c.ServiceKey = strings.Repeat("zz", 32) },
+		"master as service key": func(c *worker.Config) { c.ServiceKey = "a secret that is long enough but not hex" },
+		"no url":                func(c *worker.Config) { c.OrchestratorURL = "" },
+		"relative url":          func(c *worker.Config) { c.OrchestratorURL = "orchestrator:3000/x" },
+		"no service":            func(c *worker.Config) { c.ServiceID = " " },
+		"no version":            func(c *worker.Config) { c.Version = "" },
+		"short secret":          func(c *worker.Config) { c.ServiceKey, c.SecretKey = "", "too short" },
+		"bad base url":          func(c *worker.Config) { c.BaseURL = "ftp://x" },
 	} {
 		cfg := good
 		mod(&cfg)

@@ -23,7 +23,8 @@ const maxDispatchBytes = 8 << 20
 
 // Handler returns the worker's HTTP handler, to serve it on any server or platform:
 // POST /tasks/{id} accepts a dispatch (202 at once, the attempt runs in the background; 401 for
-// a missing, forged, expired or mismatched run token; 404 for an unknown task; 503 while
+// a missing, expired or mismatched run token, or one whose sealed storage backend this service's
+// key does not open (forged, or for another service); 404 for an unknown task; 503 while
 // shutting down) and GET /health reports the worker's state. The attempts need the process
 // to keep running after the answer: on a platform that freezes it between requests (Lambda,
 // Cloud Run with request-based billing), keep CPU allocated.
@@ -49,7 +50,9 @@ func (w *Worker) serveDispatch(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the dispatch carries no storageToken")
 		return
 	}
-	claims, err := w.keys.VerifyRun(d.StorageToken, time.Now())
+	// The worker has no run-token key: it reads the claims unverified and authenticates the
+	// dispatch by opening the storage backend sealed for its service (run id as additional data).
+	claims, err := token.ReadRun(d.StorageToken, time.Now())
 	switch {
 	case errors.Is(err, token.ErrExpired):
 		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token has expired")
@@ -59,6 +62,10 @@ func (w *Worker) serveDispatch(rw http.ResponseWriter, r *http.Request) {
 		return
 	case claims.RunID != d.RunID || claims.TaskID != d.TaskID || claims.TaskID != id || claims.Attempt != d.Attempt:
 		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token was issued for another run, task or attempt")
+		return
+	}
+	if _, err := w.keys.OpenBackend(claims.RunID, claims.Storage); err != nil {
+		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token's storage credentials were not sealed for this service (forged, or for another service or service key)")
 		return
 	}
 	t := w.task(id)
@@ -120,12 +127,17 @@ func (w *Worker) RegisterWithOrchestrator(ctx context.Context) (protocol.Registe
 	if err != nil {
 		return protocol.RegisterResponse{}, err
 	}
-	tok, err := w.keys.SignRegistration(w.cfg.ServiceID, time.Now())
+	// The token is bound to these exact body bytes (its bsh claim).
+	body, err := json.Marshal(req)
+	if err != nil {
+		return protocol.RegisterResponse{}, fmt.Errorf("worker: register: encode body: %w", err)
+	}
+	tok, err := w.keys.SignRegistration(w.cfg.ServiceID, body, time.Now())
 	if err != nil {
 		return protocol.RegisterResponse{}, fmt.Errorf("worker: register: %w", err)
 	}
 	var resp protocol.RegisterResponse
-	if err := w.post(ctx, "/api/register", tok, req, &resp); err != nil {
+	if err := w.post(ctx, "/api/register", tok, rawBody(body), &resp); err != nil {
 		return protocol.RegisterResponse{}, fmt.Errorf("worker: register service %q: %w", w.cfg.ServiceID, err)
 	}
 	for _, c := range resp.CodeChanges {

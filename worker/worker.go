@@ -2,8 +2,9 @@
 // steps of PipeWeave tasks and pipelines.
 //
 // A worker registers task handlers, serves the orchestrator's dispatches on POST /tasks/{id},
-// registers itself with the orchestrator, and runs each dispatch asynchronously: it verifies the
-// run token, hydrates the input and upstream outputs straight from storage with the credentials
+// registers itself with the orchestrator, and runs each dispatch asynchronously: it opens the
+// storage credentials sealed in the run token with its service key (which authenticates the
+// dispatch: only the orchestrator seals them for this service), hydrates the input and upstream outputs straight from storage with the credentials
 // sealed in the token, heartbeats at the task's interval, stops the handler's context when the
 // orchestrator says the run was cancelled, and on success uploads the output, the assets and the
 // logs before it calls back. A failed attempt uploads nothing. Each attempt works in its own
@@ -13,7 +14,7 @@
 //		OrchestratorURL: "http://orchestrator:3000",
 //		ServiceID:       "pdf-processor",
 //		Version:         "1.1.0",
-//		SecretKey:       os.Getenv("PIPEWEAVE_SECRET_KEY"),
+//		ServiceKey:      os.Getenv("PIPEWEAVE_SERVICE_KEY"), // pipeweave token service --service pdf-processor
 //	})
 //	...
 //	err = w.Register("download", worker.Options{AllowedNext: []string{"extract-text"}},
@@ -69,8 +70,16 @@ type Config struct {
 	// Version is the service's version (required). Registering a new version that no longer
 	// lists a task cancels that task's pending runs.
 	Version string
-	// SecretKey is the shared secret PIPEWEAVE_SECRET_KEY (required, at least 32 bytes: 64 hex
-	// characters are taken as hex).
+	// ServiceKey is the service's key, 64 hexadecimal characters: what `pipeweave token service
+	// --service ID` prints for this ServiceID (conventionally PIPEWEAVE_SERVICE_KEY). With it the
+	// worker can register only its own service and open only its own runs' storage credentials.
+	// Exactly one of ServiceKey and SecretKey is required.
+	ServiceKey string
+	// SecretKey is the orchestrator's master secret PIPEWEAVE_SECRET_KEY (at least 32 bytes: 64
+	// hex characters are taken as hex), from which the worker derives its service key itself.
+	//
+	// Deprecated: a worker holding the master secret can impersonate every service; use
+	// ServiceKey. SecretKey is accepted for one more release; New logs a warning.
 	SecretKey string
 	// BaseURL is the URL at which the orchestrator reaches this worker. When empty, Listen and
 	// Serve derive it from the listening address (an unspecified host becomes "localhost"),
@@ -178,6 +187,32 @@ type Result struct {
 // no callback is made for such an attempt.
 var ErrCancelled = errors.New("worker: the orchestrator cancelled this attempt")
 
+// serviceKeys derives the worker's keys from cfg's ServiceKey, or from the service key it
+// derives from the deprecated SecretKey (fromMaster).
+func serviceKeys(cfg Config) (keys token.Keys, fromMaster bool, err error) {
+	var svc []byte
+	switch {
+	case cfg.ServiceKey != "" && cfg.SecretKey != "":
+		return token.Keys{}, false, errors.New("worker: set ServiceKey or SecretKey, not both")
+	case cfg.ServiceKey != "":
+		if svc, err = token.ParseServiceKey(cfg.ServiceKey); err != nil {
+			return token.Keys{}, false, fmt.Errorf("worker: ServiceKey: %w (`pipeweave token service --service %s` prints it)", err, cfg.ServiceID)
+		}
+	case cfg.SecretKey != "":
+		if svc, err = token.ServiceKey(cfg.SecretKey, cfg.ServiceID); err != nil {
+			return token.Keys{}, false, fmt.Errorf("worker: SecretKey: %w", err)
+		}
+		fromMaster = true
+	default:
+		return token.Keys{}, false, errors.New("worker: ServiceKey is required (`pipeweave token service --service " + cfg.ServiceID + "` prints it)")
+	}
+	keys, err = token.ServiceKeys(svc)
+	if err != nil {
+		return token.Keys{}, false, fmt.Errorf("worker: %w", err)
+	}
+	return keys, fromMaster, nil
+}
+
 // errShutdown is the cause of handler contexts cancelled by a shutdown that ran out of time.
 var errShutdown = errors.New("worker: shutting down")
 
@@ -238,12 +273,9 @@ func New(cfg Config) (*Worker, error) {
 	if strings.TrimSpace(cfg.Version) == "" {
 		return nil, errors.New("worker: Version is required")
 	}
-	if _, err := token.SecretBytes(cfg.SecretKey); err != nil {
-		return nil, fmt.Errorf("worker: SecretKey: %w", err)
-	}
-	keys, err := token.DeriveKeys(cfg.SecretKey)
+	keys, fromMaster, err := serviceKeys(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("worker: SecretKey: %w", err)
+		return nil, err
 	}
 	if cfg.BaseURL != "" {
 		if b, err := url.Parse(cfg.BaseURL); err != nil || (b.Scheme != "http" && b.Scheme != "https") || b.Host == "" {
@@ -273,6 +305,11 @@ func New(cfg Config) (*Worker, error) {
 		w.log = slog.Default()
 	}
 	w.log = w.log.With("service", cfg.ServiceID)
+	if fromMaster {
+		w.log.Warn("worker: Config.SecretKey (the master PIPEWEAVE_SECRET_KEY) is deprecated and will be removed in the next release: " +
+			"a worker holding it can impersonate every service. Give the worker its service key instead: " +
+			"Config.ServiceKey = $PIPEWEAVE_SERVICE_KEY, from `pipeweave token service --service " + cfg.ServiceID + "`")
+	}
 	if w.tempDir == "" {
 		w.tempDir = filepath.Join(os.TempDir(), "pipeweave-worker")
 	}

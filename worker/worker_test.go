@@ -441,19 +441,37 @@ func TestForgedDispatchIsRefused(t *testing.T) {
 		calls.Add(1)
 		return nil, nil
 	}))
-	keys, err := token.DeriveKeys(testSecret)
+	// Run tokens as the orchestrator makes them: signed under the master's K_run, with the
+	// backend sealed for a service. The worker does not check the signature (it has no K_run):
+	// it opens sto with its own service key, which authenticates the dispatch.
+	ring, err := token.NewKeyring(testSecret, "")
 	require.NoError(t, err)
-	other, err := token.DeriveKeys(strings.Repeat("z", 40))
+	other, err := token.NewKeyring(strings.Repeat("z", 40), "")
 	require.NoError(t, err)
 	now := time.Now()
-	sign := func(k token.Keys, runID, taskID string, attempt int) string {
-		tok, err := k.SignRun(token.RunClaims{RunID: runID, TaskID: taskID, Attempt: attempt, Lease: 1,
-			IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+	backend := []byte(`{"id":"local","provider":"local","credentials":{"basePath":"/nonexistent"}}`)
+	signFor := func(r *token.Keyring, service, runID, taskID string, attempt int) string {
+		sto, err := r.SealBackend("", service, runID, backend)
+		require.NoError(t, err)
+		tok, err := r.SignRun(token.RunClaims{RunID: runID, TaskID: taskID, Attempt: attempt, Lease: 1,
+			IssuedAt: now, ExpiresAt: now.Add(time.Hour), Storage: sto})
 		require.NoError(t, err)
 		return tok
 	}
-	expired, err := keys.SignRun(token.RunClaims{RunID: "trun_1", TaskID: "guarded", Attempt: 1, Lease: 1,
+	sign := func(r *token.Keyring, runID, taskID string, attempt int) string {
+		return signFor(r, "svc", runID, taskID, attempt)
+	}
+	keys := ring
+	expired, err := ring.SignRun(token.RunClaims{RunID: "trun_1", TaskID: "guarded", Attempt: 1, Lease: 1,
 		IssuedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)})
+	require.NoError(t, err)
+	masterSto, err := ring.Current().SealBackend("trun_1", backend)
+	require.NoError(t, err)
+	v1, err := ring.SignRun(token.RunClaims{RunID: "trun_1", TaskID: "guarded", Attempt: 1, Lease: 1,
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour), Storage: masterSto})
+	require.NoError(t, err)
+	noSto, err := ring.SignRun(token.RunClaims{RunID: "trun_1", TaskID: "guarded", Attempt: 1, Lease: 1,
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
 	require.NoError(t, err)
 	dispatch := func(taskID, runID, tok string) protocol.DispatchRequest {
 		return protocol.DispatchRequest{RunID: runID, TaskID: taskID, Attempt: 1, StorageToken: tok,
@@ -464,15 +482,18 @@ func TestForgedDispatchIsRefused(t *testing.T) {
 		body   protocol.DispatchRequest
 		status int
 	}{
-		"no token":           {"guarded", dispatch("guarded", "trun_1", ""), http.StatusUnauthorized},
-		"garbage":            {"guarded", dispatch("guarded", "trun_1", "not.a.jwt"), http.StatusUnauthorized},
-		"other secret":       {"guarded", dispatch("guarded", "trun_1", sign(other, "trun_1", "guarded", 1)), http.StatusUnauthorized},
-		"expired":            {"guarded", dispatch("guarded", "trun_1", expired), http.StatusUnauthorized},
-		"another run":        {"guarded", dispatch("guarded", "trun_1", sign(keys, "trun_2", "guarded", 1)), http.StatusUnauthorized},
-		"another task":       {"guarded", dispatch("guarded", "trun_1", sign(keys, "trun_1", "other", 1)), http.StatusUnauthorized},
-		"another attempt":    {"guarded", dispatch("guarded", "trun_1", sign(keys, "trun_1", "guarded", 2)), http.StatusUnauthorized},
-		"path of other task": {"other", dispatch("guarded", "trun_1", sign(keys, "trun_1", "guarded", 1)), http.StatusUnauthorized},
-		"unknown task":       {"ghost", dispatch("ghost", "trun_1", sign(keys, "trun_1", "ghost", 1)), http.StatusNotFound},
+		"no token":                      {"guarded", dispatch("guarded", "trun_1", ""), http.StatusUnauthorized},
+		"garbage":                       {"guarded", dispatch("guarded", "trun_1", "not.a.jwt"), http.StatusUnauthorized},
+		"other secret":                  {"guarded", dispatch("guarded", "trun_1", sign(other, "trun_1", "guarded", 1)), http.StatusUnauthorized},
+		"sealed for another service":    {"guarded", dispatch("guarded", "trun_1", signFor(ring, "svc-b", "trun_1", "guarded", 1)), http.StatusUnauthorized},
+		"sealed with master K_enc (v1)": {"guarded", dispatch("guarded", "trun_1", v1), http.StatusUnauthorized},
+		"no sto":                        {"guarded", dispatch("guarded", "trun_1", noSto), http.StatusUnauthorized},
+		"expired":                       {"guarded", dispatch("guarded", "trun_1", expired), http.StatusUnauthorized},
+		"another run":                   {"guarded", dispatch("guarded", "trun_1", sign(keys, "trun_2", "guarded", 1)), http.StatusUnauthorized},
+		"another task":                  {"guarded", dispatch("guarded", "trun_1", sign(keys, "trun_1", "other", 1)), http.StatusUnauthorized},
+		"another attempt":               {"guarded", dispatch("guarded", "trun_1", sign(keys, "trun_1", "guarded", 2)), http.StatusUnauthorized},
+		"path of other task":            {"other", dispatch("guarded", "trun_1", sign(keys, "trun_1", "guarded", 1)), http.StatusUnauthorized},
+		"unknown task":                  {"ghost", dispatch("ghost", "trun_1", sign(keys, "trun_1", "ghost", 1)), http.StatusNotFound},
 	} {
 		r := do(t, "POST", w.url+"/tasks/"+tc.path, tc.body, nil)
 		require.Equal(t, tc.status, r.Status, "%s: %s", name, r.Body)

@@ -140,19 +140,20 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer w.close()
-	keys, err := token.DeriveKeys(secret)
-	if err != nil {
-		return err
-	}
-	reg, err := keys.SignRegistration("bench", time.Now())
-	if err != nil {
-		return err
-	}
-	if err := postJSON(orchURL+"/api/register", reg, protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.url,
+	// The registration token is bound to the exact body bytes (protocol v2).
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.url,
 		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"},
 			{ID: "a", CodeHash: "a", AllowedNext: []string{"b", "c"}}, {ID: "b", CodeHash: "b", AllowedNext: []string{"d"}},
 			{ID: "c", CodeHash: "c", AllowedNext: []string{"d"}}, {ID: "d", CodeHash: "d"}},
-		Pipelines: []protocol.PipelineDefinition{{ID: "diamond", EntryTasks: []string{"a"}}}}, nil); err != nil {
+		Pipelines: []protocol.PipelineDefinition{{ID: "diamond", EntryTasks: []string{"a"}}}})
+	if err != nil {
+		return err
+	}
+	reg, err := token.SignServiceRegistration(secret, "bench", regBody, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := postJSON(orchURL+"/api/register", reg, json.RawMessage(regBody), nil); err != nil {
 		return fmt.Errorf("register the worker: %w", err)
 	}
 

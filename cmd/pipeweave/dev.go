@@ -21,6 +21,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/migrate"
+	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/examples/pdf"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/httpjson"
@@ -138,8 +139,13 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 // the pdf-processor pipeline and reports each task's state until the run ends. The worker keeps
 // serving until ctx ends.
 func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer) error {
+	// The worker gets its service's key, as a deployed worker would, not the master secret.
+	svcKey, err := token.ServiceKey(secret, pdf.ServiceID)
+	if err != nil {
+		return err
+	}
 	w, err := worker.New(worker.Config{OrchestratorURL: orchURL, ServiceID: pdf.ServiceID, Version: "1.0.0",
-		SecretKey: secret, TempDir: tempDir, Logger: slog.New(slog.DiscardHandler)})
+		ServiceKey: hex.EncodeToString(svcKey), TempDir: tempDir, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,8 @@
 //	pipeweave db init|migrate|status|reset --url URL
 //	pipeweave pg start|stop|url --dir DIR
 //	pipeweave bench [flags]             end-to-end throughput and latency
-//	pipeweave token register --service ID
+//	pipeweave token service --service ID
+//	pipeweave token register --service ID --body FILE
 //
 // and, as clients of a running orchestrator's HTTP API (docs/cli.md):
 //
@@ -38,7 +39,8 @@ commands:
   db         init|migrate|status|reset --url URL   manage the database schema
   pg         start|stop|url --dir DIR              manage a private PostgreSQL cluster
   bench      measure end-to-end throughput and latency against a private cluster
-  token      register --service ID [--secret S]    print a registration token
+  token      service --service ID [--secret S]     print a service's key (PIPEWEAVE_SERVICE_KEY)
+  token      register --service ID --body FILE|-   print a registration token for that body
 
 operator commands, clients of a running orchestrator's HTTP API (docs/cli.md); each takes
 --url (default $PIPEWEAVE_ORCHESTRATOR_URL, else http://localhost:3000), --token (default
@@ -88,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "bench":
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
-		return tokenCommand(args[1:], stdout, stderr, getenv)
+		return tokenCommand(args[1:], os.Stdin, stdout, stderr, getenv)
 	case "services", "pipelines", "trigger", "status", "runs", "dry-run", "queue", "dlq", "maintenance":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help", "-h", "--help":

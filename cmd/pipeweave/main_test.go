@@ -374,34 +374,79 @@ func TestDev(t *testing.T) {
 func TestTokenRegister(t *testing.T) {
 	t.Parallel()
 	secret := randomSecret(t)
-	keys, err := token.DeriveKeys(secret)
+	ring, err := token.NewKeyring(secret, "")
 	require.NoError(t, err)
+	body := []byte(`{"serviceId":"svc","version":"1","baseUrl":"http://127.0.0.1:9","tasks":[]}`)
+	bodyFile := filepath.Join(t.TempDir(), "register.json")
+	require.NoError(t, os.WriteFile(bodyFile, body, 0o600))
+	svcKey, err := token.ServiceKey(secret, "svc")
+	require.NoError(t, err)
+	// verified checks a printed token as the orchestrator does: the service's key, the body.
+	verified := func(t *testing.T, out string) {
+		t.Helper()
+		c, err := ring.VerifyRegistration(strings.TrimSpace(out), time.Now())
+		require.NoError(t, err)
+		require.Equal(t, "svc", c.ServiceID)
+		require.NoError(t, c.CheckBody(body))
+		require.ErrorIs(t, c.CheckBody([]byte(`{"serviceId":"svc","baseUrl":"http://elsewhere"}`)), token.ErrBodyMismatch)
+	}
 
 	t.Run("--secret", func(t *testing.T) {
 		t.Parallel()
-		out, _, err := runCmd(t, nil, "token", "register", "--service", "svc", "--secret", secret)
+		out, _, err := runCmd(t, nil, "token", "register", "--service", "svc", "--secret", secret, "--body", bodyFile)
 		require.NoError(t, err)
-		sub, err := keys.VerifyRegistration(strings.TrimSpace(out), time.Now())
-		require.NoError(t, err)
-		require.Equal(t, "svc", sub)
+		verified(t, out)
 	})
 
 	t.Run("PIPEWEAVE_SECRET_KEY", func(t *testing.T) {
 		t.Parallel()
-		out, _, err := runCmd(t, map[string]string{"PIPEWEAVE_SECRET_KEY": secret}, "token", "register", "--service", "svc")
+		out, _, err := runCmd(t, map[string]string{"PIPEWEAVE_SECRET_KEY": secret}, "token", "register", "--service", "svc", "--body", bodyFile)
 		require.NoError(t, err)
-		sub, err := keys.VerifyRegistration(strings.TrimSpace(out), time.Now())
-		require.NoError(t, err)
-		require.Equal(t, "svc", sub)
+		verified(t, out)
 	})
 
-	t.Run("missing --service", func(t *testing.T) {
+	t.Run("--service-key and PIPEWEAVE_SERVICE_KEY", func(t *testing.T) {
 		t.Parallel()
-		out, _, err := runCmd(t, nil, "token", "register", "--secret", secret)
-		require.Error(t, err)
-		require.Contains(t, err.Error(), "--service")
-		require.Empty(t, out)
+		out, _, err := runCmd(t, nil, "token", "register", "--service", "svc", "--service-key", hex.EncodeToString(svcKey), "--body", bodyFile)
+		require.NoError(t, err)
+		verified(t, out)
+		out, _, err = runCmd(t, map[string]string{"PIPEWEAVE_SERVICE_KEY": hex.EncodeToString(svcKey), "PIPEWEAVE_SECRET_KEY": "ignored when the service key is set"},
+			"token", "register", "--service", "svc", "--body", bodyFile)
+		require.NoError(t, err)
+		verified(t, out)
 	})
+
+	t.Run("token service", func(t *testing.T) {
+		t.Parallel()
+		out, _, err := runCmd(t, nil, "token", "service", "--service", "svc", "--secret", secret)
+		require.NoError(t, err)
+		require.Equal(t, hex.EncodeToString(svcKey)+"\n", out)
+		out, _, err = runCmd(t, map[string]string{"PIPEWEAVE_SECRET_KEY": secret}, "token", "service", "--service", "svc")
+		require.NoError(t, err)
+		require.Equal(t, hex.EncodeToString(svcKey)+"\n", out)
+		// The known-answer vector of docs/protocol.md.
+		out, _, err = runCmd(t, nil, "token", "service", "--service", "pdf-processor", "--secret", "correct-horse-battery-staple-pipeweave")
+		require.NoError(t, err)
+		require.Equal(t, "ac6141ca892a3fdcf33ff046db7efe90e2c3007b94990c1049c6468ba7486803\n", out)
+	})
+
+	for name, args := range map[string][]string{
+		"missing --service":         {"token", "register", "--secret", secret, "--body", bodyFile},
+		"missing --body":            {"token", "register", "--service", "svc", "--secret", secret},
+		"unreadable --body":         {"token", "register", "--service", "svc", "--secret", secret, "--body", filepath.Join(t.TempDir(), "nope.json")},
+		"both keys":                 {"token", "register", "--service", "svc", "--secret", secret, "--service-key", hex.EncodeToString(svcKey), "--body", bodyFile},
+		"bad service key":           {"token", "register", "--service", "svc", "--service-key", "abc", "--body", bodyFile},
+		"short secret":              {"token", "register", "--service", "svc", "--secret", "short", "--body", bodyFile},
+		"service without --service": {"token", "service", "--secret", secret},
+		"service with short secret": {"token", "service", "--service", "svc", "--secret", "short"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out, _, err := runCmd(t, nil, args...)
+			require.Error(t, err)
+			require.Empty(t, out)
+		})
+	}
 }
 
 func TestBench(t *testing.T) {

@@ -20,11 +20,11 @@ func TestDeriveKeysAnyLength(t *testing.T) {
 		require.NoError(t, err)
 		lenient, err := token.DeriveKeysAnyLength(secret)
 		require.NoError(t, err)
-		tok, err := strict.SignRegistration("svc", now)
+		tok, err := strict.SignRegistration("svc", nil, now)
 		require.NoError(t, err)
-		sub, err := lenient.VerifyRegistration(tok, now)
+		c, err := lenient.VerifyRegistration(tok, now)
 		require.NoError(t, err, secret)
-		require.Equal(t, "svc", sub)
+		require.Equal(t, "svc", c.ServiceID)
 	}
 
 	const short = "dev-secret-key-32-bytes-long!!"
@@ -32,11 +32,11 @@ func TestDeriveKeysAnyLength(t *testing.T) {
 	require.ErrorIs(t, err, token.ErrWeakSecret)
 	keys, err := token.DeriveKeysAnyLength(short)
 	require.NoError(t, err)
-	tok, err := keys.SignRegistration("svc", now)
+	tok, err := keys.SignRegistration("svc", nil, now)
 	require.NoError(t, err)
-	sub, err := keys.VerifyRegistration(tok, now)
+	c, err := keys.VerifyRegistration(tok, now)
 	require.NoError(t, err)
-	require.Equal(t, "svc", sub)
+	require.Equal(t, "svc", c.ServiceID)
 	// Another short secret makes other keys.
 	other, err := token.DeriveKeysAnyLength("dev-secret-key-32-bytes-long!?")
 	require.NoError(t, err)

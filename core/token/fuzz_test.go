@@ -73,8 +73,12 @@ func FuzzVerifyRun(f *testing.F) {
 }
 
 func FuzzVerifyRegistration(f *testing.F) {
-	keys := fuzzKeys(f)
+	ring, err := token.NewKeyring(asciiSecret, hexSecret)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(vecRegTok, int64(60))
+	f.Add(vecV1RegTok, int64(60))
 	f.Add(vecRegTok, int64(100000))
 	f.Add(vecRunTok, int64(60))
 	for _, s := range hostileTokens {
@@ -82,14 +86,14 @@ func FuzzVerifyRegistration(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, tok string, offset int64) {
 		now := vecIat.Add(time.Duration(offset) * time.Second)
-		sub, err := keys.VerifyRegistration(tok, now)
+		c, err := ring.VerifyRegistration(tok, now)
 		if err != nil {
 			if !refusedProperly(err) {
 				t.Fatalf("VerifyRegistration(%q): error %v wraps neither ErrInvalid nor ErrExpired", tok, err)
 			}
 			return
 		}
-		if sub == "" {
+		if c.ServiceID == "" || c.BodyHash == "" || c.KeyID == "" {
 			t.Fatalf("VerifyRegistration(%q) accepted an empty subject", tok)
 		}
 	})

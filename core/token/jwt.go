@@ -1,6 +1,7 @@
 package token
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -56,6 +57,7 @@ func (w window) validate(sub string) error {
 type regClaims struct {
 	Subject string `json:"sub"`
 	window
+	BodyHash string `json:"bsh"`
 }
 
 func (c regClaims) GetSubject() (string, error) { return c.Subject, nil }
@@ -67,6 +69,30 @@ func (c regClaims) Validate() error {
 	}
 	if c.ExpiresAt.Sub(c.IssuedAt.Time) > RegistrationLifetime {
 		return fmt.Errorf("exp is more than %v after iat", RegistrationLifetime)
+	}
+	// A SHA-256 in unpadded base64url is 43 characters.
+	if len(c.BodyHash) != 43 {
+		return errors.New("missing or malformed bsh (the body hash)")
+	}
+	return nil
+}
+
+// RegistrationClaims are the claims of a verified registration token.
+type RegistrationClaims struct {
+	ServiceID string    // "sub"
+	BodyHash  string    // "bsh", BodyHash of the request body the token was signed for
+	IssuedAt  time.Time // "iat", UTC
+	ExpiresAt time.Time // "exp", UTC
+	// KeyID is the key id of the master secret whose service key signed the token (set by
+	// Keyring.VerifyRegistration; empty from Keys.VerifyRegistration).
+	KeyID string
+}
+
+// CheckBody reports whether body is the request body the token was signed for: its BodyHash
+// must equal the "bsh" claim, else ErrBodyMismatch.
+func (c RegistrationClaims) CheckBody(body []byte) error {
+	if subtle.ConstantTimeCompare([]byte(BodyHash(body)), []byte(c.BodyHash)) != 1 {
+		return ErrBodyMismatch
 	}
 	return nil
 }
@@ -87,10 +113,11 @@ func (c runClaims) GetSubject() (string, error) { return c.Subject, nil }
 func (c runClaims) Validate() error { return c.validate(c.Subject) }
 
 // SignRegistration returns the registration JWT a worker of service serviceID
-// sends on POST /api/register: HS256 under the registration key, iat = now,
-// exp = now + RegistrationLifetime.
-func (k Keys) SignRegistration(serviceID string, now time.Time) (string, error) {
-	c := regClaims{serviceID, window{jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(RegistrationLifetime))}}
+// sends on POST /api/register with the request body body (the exact bytes): HS256
+// under the registration key (a worker's, from ServiceKeys), iat = now, exp = now +
+// RegistrationLifetime, bsh = BodyHash(body).
+func (k Keys) SignRegistration(serviceID string, body []byte, now time.Time) (string, error) {
+	c := regClaims{serviceID, window{jwt.NewNumericDate(now), jwt.NewNumericDate(now.Add(RegistrationLifetime))}, BodyHash(body)}
 	tok, err := sign(k.register, "registration", &c)
 	if err != nil {
 		return "", fmt.Errorf("sign registration token: %w", err)
@@ -98,16 +125,58 @@ func (k Keys) SignRegistration(serviceID string, now time.Time) (string, error) 
 	return tok, nil
 }
 
-// VerifyRegistration checks a registration JWT at time now and returns its
-// service id. It refuses any algorithm but HS256, a bad signature, a missing
-// sub, iat or exp, an iat in the future or exp in the past (beyond Leeway), and
-// exp more than RegistrationLifetime after iat.
-func (k Keys) VerifyRegistration(tok string, now time.Time) (serviceID string, err error) {
+// VerifyRegistration checks a registration JWT at time now under k's registration
+// key and returns its claims. It refuses any algorithm but HS256, a bad signature,
+// a missing sub, iat, exp or bsh, an iat in the future or exp in the past (beyond
+// Leeway), and exp more than RegistrationLifetime after iat. The caller still
+// checks the body (RegistrationClaims.CheckBody) and the service id.
+func (k Keys) VerifyRegistration(tok string, now time.Time) (RegistrationClaims, error) {
 	var c regClaims
 	if err := verify(k.register, "registration", tok, now, &c); err != nil {
-		return "", fmt.Errorf("verify registration token: %w", err)
+		return RegistrationClaims{}, fmt.Errorf("verify registration token: %w", err)
+	}
+	return RegistrationClaims{ServiceID: c.Subject, BodyHash: c.BodyHash,
+		IssuedAt: c.IssuedAt.UTC(), ExpiresAt: c.ExpiresAt.UTC()}, nil
+}
+
+// registrationSubject reads the sub claim of a registration JWT without verifying
+// anything: it only picks the service key to verify the token with.
+func registrationSubject(tok string) (string, error) {
+	var c regClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, &c); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if c.Subject == "" {
+		return "", fmt.Errorf("%w: missing sub", ErrInvalid)
 	}
 	return c.Subject, nil
+}
+
+// ReadRun reads the claims of a run token at time now WITHOUT verifying its
+// signature: workers do not hold the run-token key. They authenticate a dispatch
+// by opening its "sto" with their own storage key (OpenBackend), which only the
+// orchestrator (or their own service) can have sealed. It refuses a token that is
+// not a well-formed HS256 JWT, that misses sub, iat or exp, or whose exp has passed
+// (beyond Leeway; ErrExpired).
+func ReadRun(tok string, now time.Time) (RunClaims, error) {
+	var c runClaims
+	t, _, err := jwt.NewParser().ParseUnverified(tok, &c)
+	switch {
+	case err != nil:
+		return RunClaims{}, fmt.Errorf("read run token: %w: %v", ErrInvalid, err)
+	case t.Method.Alg() != jwt.SigningMethodHS256.Alg():
+		return RunClaims{}, fmt.Errorf("read run token: %w: algorithm %s", ErrInvalid, t.Method.Alg())
+	}
+	if err := c.Validate(); err != nil {
+		return RunClaims{}, fmt.Errorf("read run token: %w: %v", ErrInvalid, err)
+	}
+	if !now.Before(c.ExpiresAt.Add(Leeway)) {
+		return RunClaims{}, fmt.Errorf("read run token: %w", ErrExpired)
+	}
+	return RunClaims{
+		RunID: c.Subject, TaskID: c.TaskID, Attempt: c.Attempt, Lease: c.Lease,
+		IssuedAt: c.IssuedAt.UTC(), ExpiresAt: c.ExpiresAt.UTC(), Storage: c.Storage,
+	}, nil
 }
 
 // SignRun returns the run token for c: HS256 under the run-token key. RunID,

@@ -1,8 +1,15 @@
 // Package token implements PipeWeave's shared-secret cryptography, as fixed by
 // the wire contract (docs/protocol.md, whose test vectors are checked here): the
-// secret's bytes, the three HKDF-SHA256 keys derived from it, the HS256
-// registration and run JWTs, the AES-256-GCM sealed storage backend carried in a
-// run token's "sto" claim, and the Node.js SDK 1.x compatibility storage token.
+// secret's bytes, the HKDF-SHA256 keys derived from it, the HS256 registration
+// and run JWTs, the AES-256-GCM sealed storage backend carried in a run token's
+// "sto" claim, and the Node.js SDK 1.x compatibility storage token.
+//
+// Protocol v2 (service.go, keyring.go): each worker service holds only its
+// service key, ServiceKey(secret, serviceID), from which ServiceKeys derives its
+// registration and storage keys; the orchestrator's Keyring holds the current
+// and previous master secrets, signs and verifies run tokens, verifies
+// registrations under the service key their sub names, and seals each run's
+// backend for the task's service.
 //
 // Verification failures are reported as ErrInvalid or ErrExpired (wrapped with
 // context); both mean HTTP 401 to a caller. No error, String or fmt output of

@@ -43,7 +43,25 @@ import (
 //	  return m + '.' + c.createHmac('sha256', key).update(m).digest('base64url'); };
 //	const sto = process.argv[2];
 //	console.log(jwt(k('run-token'), {sub: 'run_01HX', tid: 'extract-text', att: 2, lse: 7, iat: 1700000000, exp: 1700000600, sto}));
-//	console.log(jwt(k('register'), {sub: 'pdf-processor', iat: 1700000000, exp: 1700000300}));
+//
+// service.js — protocol v2 per-service keys, key id, and a registration token bound to its body:
+//
+//	const c = require('crypto');
+//	const bytes = s => /^[0-9a-fA-F]{64}$/.test(s) ? Buffer.from(s, 'hex') : Buffer.from(s, 'utf8');
+//	const hk = (ikm, info, n) => Buffer.from(c.hkdfSync('sha256', ikm, Buffer.alloc(0), info, n || 32));
+//	for (const s of ['correct-horse-battery-staple-pipeweave', '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef']) {
+//	  const svc = hk(bytes(s), 'pipeweave/v1/service/pdf-processor');
+//	  console.log(svc.toString('hex'), hk(svc, 'pipeweave/v1/register').toString('hex'), hk(svc, 'pipeweave/v1/storage').toString('hex'),
+//	    hk(bytes(s), 'pipeweave/v1/key-id', 8).toString('hex'));
+//	}
+//	const svc = hk(bytes('correct-horse-battery-staple-pipeweave'), 'pipeweave/v1/service/pdf-processor');
+//	const body = '{"serviceId":"pdf-processor","version":"1.1.0","baseUrl":"http://10.0.0.5:8080","tasks":[{"id":"download","codeHash":"a3f8b2c1d4e5f6a7"}]}';
+//	const bsh = c.createHash('sha256').update(body).digest('base64url');
+//	const b64 = o => Buffer.from(JSON.stringify(o)).toString('base64url');
+//	const jwt = (key, claims) => { const m = b64({alg: 'HS256', typ: 'JWT'}) + '.' + b64(claims);
+//	  return m + '.' + c.createHmac('sha256', key).update(m).digest('base64url'); };
+//	console.log(bsh, jwt(hk(svc, 'pipeweave/v1/register'), {sub: 'pdf-processor', iat: 1700000000, exp: 1700000300, bsh}));
+//	// the sto of sto.js, sealed under K_enc' instead of K_enc
 //
 // compat.js — Node SDK 1.x storage tokens with a fixed IV:
 //
@@ -63,7 +81,14 @@ const (
 	vecBackend = `{"id":"default","provider":"s3","endpoint":"http://minio:9000","bucket":"pipeweave","region":"us-east-1","credentials":{"accessKeyId":"ak","secretAccessKey":"sk"}}`
 	vecSto     = "AAECAwQFBgcICQoLyj7hh4OFym7asyCIFTXtb42CorMoxY7TfuIbuWw4pIDstI_cozum3PDhJl-a3EJ8RFDqg3hAPloBu_v1UuCHidUxH5CkoCwzJve3En6qWq1OClqJf4-PvHYiYW5M9LXUCQVKRvuY2zZhzxJF0rpqIocQnhBc39KWfca2k_kpN1zFNMS4aSSbNfDiJRwZpxzo5Ipy7euzoVPYfNudzjU1YPLa64eKoJQxcdYnwUyZd1V0UmQ"
 	vecRunTok  = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJydW5fMDFIWCIsInRpZCI6ImV4dHJhY3QtdGV4dCIsImF0dCI6MiwibHNlIjo3LCJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMDYwMCwic3RvIjoiQUFFQ0F3UUZCZ2NJQ1FvTHlqN2hoNE9GeW03YXN5Q0lGVFh0YjQyQ29yTW94WTdUZnVJYnVXdzRwSURzdElfY296dW0zUERoSmwtYTNFSjhSRkRxZzNoQVBsb0J1X3YxVXVDSGlkVXhINUNrb0N3ekp2ZTNFbjZxV3ExT0NscUpmNC1QdkhZaVlXNU05TFhVQ1FWS1J2dVkyelpoenhKRjBycHFJb2NRbmhCYzM5S1dmY2Eya19rcE4xekZOTVM0YVNTYk5mRGlKUndacHh6bzVJcHk3ZXV6b1ZQWWZOdWR6alUxWVBMYTY0ZUtvSlF4Y2RZbndVeVpkMVYwVW1RIn0.PWXvUIp-1Xfh1iPiFsd0unDNpBTBkIi7wk4kYJDp1UM"
-	vecRegTok  = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwZGYtcHJvY2Vzc29yIiwiaWF0IjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDAzMDB9.vgK2hZML3FfRxiIjjLQWHaVROzZBLBQng4TKKd1pIlI"
+	// vecV1RegTok is a protocol v1 registration token (master K_reg, no bsh): refused since v2.
+	vecV1RegTok = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwZGYtcHJvY2Vzc29yIiwiaWF0IjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDAzMDB9.vgK2hZML3FfRxiIjjLQWHaVROzZBLBQng4TKKd1pIlI"
+	// vecRegBody, vecBsh and vecRegTok: a v2 registration of pdf-processor under asciiSecret.
+	vecRegBody = `{"serviceId":"pdf-processor","version":"1.1.0","baseUrl":"http://10.0.0.5:8080","tasks":[{"id":"download","codeHash":"a3f8b2c1d4e5f6a7"}]}`
+	vecBsh     = "dA4ychH1nFbkXvDD4dl7OBN1NOi71eGeJaKy90_soPU"
+	vecRegTok  = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwZGYtcHJvY2Vzc29yIiwiaWF0IjoxNzAwMDAwMDAwLCJleHAiOjE3MDAwMDAzMDAsImJzaCI6ImRBNHljaEgxbkZia1h2REQ0ZGw3T0JOMU5PaTcxZUdlSmFLeTkwX3NvUFUifQ.0D0DSeK7WFjxK4BXPsELF4_UHKBVj6vJAwZ_z4CNLp4"
+	// vecSvcSto is the sto of vecSto's plaintext and nonce sealed under pdf-processor's K_enc'.
+	vecSvcSto = "AAECAwQFBgcICQoLBeQwxi_l6CPbnELwaMtdFd-tRB0c5M17T968ZYf0pkDJH8uF3O4grrdzvVOs00lcTThib0GVlkaDUKpz8MbQGwILM0a6EpJVGrUWgqgDNQBB-ZWm520TWltZOaZxbEVQkqXJGE1aDWHCBNPcTb82JCXurR0M6uxkdHtz0etkr-iJ_Y2sb4O0pomUmJlQtrfZA15sHU7Syn_rnytXEoFWRTh2vQ8kM4S7S7x09eemJ1LSzbE"
 
 	vecCompatPlain = `{"id":"default","provider":"s3","bucket":"pipeweave"}`
 )
@@ -153,14 +178,33 @@ func TestRunTokenNodeVector(t *testing.T) {
 
 func TestRegistrationNodeVector(t *testing.T) {
 	t.Parallel()
-	k := mustKeys(t, asciiSecret)
-	sub, err := k.VerifyRegistration(vecRegTok, vecIat.Add(time.Minute))
+	k := mustSvcKeys(t, asciiSecret, "pdf-processor")
+	require.Equal(t, vecBsh, token.BodyHash([]byte(vecRegBody)))
+	c, err := k.VerifyRegistration(vecRegTok, vecIat.Add(time.Minute))
 	require.NoError(t, err)
-	require.Equal(t, "pdf-processor", sub)
+	require.Equal(t, "pdf-processor", c.ServiceID)
+	require.Equal(t, vecBsh, c.BodyHash)
+	require.NoError(t, c.CheckBody([]byte(vecRegBody)))
+	require.ErrorIs(t, c.CheckBody([]byte(vecRegBody+" ")), token.ErrBodyMismatch)
 
-	signed, err := k.SignRegistration("pdf-processor", vecIat.Add(999*time.Millisecond))
+	signed, err := k.SignRegistration("pdf-processor", []byte(vecRegBody), vecIat.Add(999*time.Millisecond))
 	require.NoError(t, err)
 	require.Equal(t, vecRegTok, signed)
+
+	// The v1 token (master K_reg, no bsh) verifies under no key any more.
+	_, err = k.VerifyRegistration(vecV1RegTok, vecIat.Add(time.Minute))
+	require.ErrorIs(t, err, token.ErrInvalid)
+	_, err = mustKeys(t, asciiSecret).VerifyRegistration(vecV1RegTok, vecIat.Add(time.Minute))
+	require.ErrorIs(t, err, token.ErrInvalid, "no bsh")
+}
+
+func mustSvcKeys(t *testing.T, secret, serviceID string) token.Keys {
+	t.Helper()
+	svc, err := token.ServiceKey(secret, serviceID)
+	require.NoError(t, err)
+	k, err := token.ServiceKeys(svc)
+	require.NoError(t, err)
+	return k
 }
 
 func TestOpenBackendNodeVector(t *testing.T) {
@@ -205,11 +249,12 @@ func TestRoundTrips(t *testing.T) {
 	k := mustKeys(t, hexSecret)
 	now := time.Now()
 
-	reg, err := k.SignRegistration("svc", now)
+	reg, err := k.SignRegistration("svc", []byte("{}"), now)
 	require.NoError(t, err)
-	sub, err := k.VerifyRegistration(reg, now.Add(4*time.Minute))
+	rc, err := k.VerifyRegistration(reg, now.Add(4*time.Minute))
 	require.NoError(t, err)
-	require.Equal(t, "svc", sub)
+	require.Equal(t, "svc", rc.ServiceID)
+	require.NoError(t, rc.CheckBody([]byte("{}")))
 
 	sto, err := k.SealBackend("run-1", []byte(vecBackend))
 	require.NoError(t, err)
@@ -279,7 +324,7 @@ func TestVerifyRefusals(t *testing.T) {
 	sig[5] ^= 1
 	otherRun, err := other.SignRun(vecRun)
 	require.NoError(t, err)
-	regAsRun, err := k.SignRegistration(vecRunID, now)
+	regAsRun, err := k.SignRegistration(vecRunID, nil, now)
 	require.NoError(t, err)
 
 	for name, tok := range map[string]string{
@@ -313,24 +358,28 @@ func TestVerifyRefusals(t *testing.T) {
 
 	runAsReg, err := k.SignRun(vecRun)
 	require.NoError(t, err)
-	otherReg, err := other.SignRegistration("svc", now)
+	otherReg, err := other.SignRegistration("svc", nil, now)
 	require.NoError(t, err)
-	regClaims := jwt.MapClaims{"sub": "svc", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix()}
+	bsh := token.BodyHash(nil)
+	regClaims := jwt.MapClaims{"sub": "svc", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "bsh": bsh}
 	for name, tok := range map[string]string{
 		"run key":         runAsReg,
 		"other secret":    otherReg,
 		"alg none":        signWith(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, regClaims),
 		"HS512 right key": signWith(t, jwt.SigningMethodHS512, regKey, regClaims),
-		"lifetime 10 min": signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "svc", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix()}),
-		"empty sub":       signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}),
-		"missing iat":     signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "svc", "exp": now.Add(time.Minute).Unix()}),
+		"lifetime 10 min": signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "svc", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "bsh": bsh}),
+		"empty sub":       signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "bsh": bsh}),
+		"missing iat":     signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "svc", "exp": now.Add(time.Minute).Unix(), "bsh": bsh}),
+		"missing bsh":     signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "svc", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}),
+		"short bsh":       signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "svc", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "bsh": bsh[:42]}),
+		"numeric bsh":     signWith(t, jwt.SigningMethodHS256, regKey, jwt.MapClaims{"sub": "svc", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "bsh": 1}),
 	} {
 		_, err := k.VerifyRegistration(tok, now)
 		require.ErrorIs(t, err, token.ErrInvalid, name)
 	}
-	sub, err := k.VerifyRegistration(signWith(t, jwt.SigningMethodHS256, regKey, regClaims), now)
+	rc, err := k.VerifyRegistration(signWith(t, jwt.SigningMethodHS256, regKey, regClaims), now)
 	require.NoError(t, err)
-	require.Equal(t, "svc", sub)
+	require.Equal(t, "svc", rc.ServiceID)
 }
 
 func TestExpired(t *testing.T) {
@@ -344,7 +393,7 @@ func TestExpired(t *testing.T) {
 	require.ErrorIs(t, err, token.ErrExpired)
 	require.NotErrorIs(t, err, token.ErrInvalid)
 
-	_, err = k.VerifyRegistration(vecRegTok, vecIat.Add(5*time.Minute+31*time.Second))
+	_, err = mustSvcKeys(t, asciiSecret, "pdf-processor").VerifyRegistration(vecRegTok, vecIat.Add(5*time.Minute+31*time.Second))
 	require.ErrorIs(t, err, token.ErrExpired)
 	require.NotErrorIs(t, err, token.ErrInvalid)
 
@@ -413,7 +462,7 @@ func TestZeroKeysFail(t *testing.T) {
 	var k token.Keys
 	_, err := k.SignRun(vecRun)
 	require.Error(t, err)
-	_, err = k.SignRegistration("svc", vecIat)
+	_, err = k.SignRegistration("svc", nil, vecIat)
 	require.Error(t, err)
 	_, err = k.VerifyRun(vecRunTok, vecIat)
 	require.Error(t, err)
@@ -429,7 +478,7 @@ func TestZeroKeysFail(t *testing.T) {
 	require.Error(t, err, "empty run id")
 	_, err = k.SignRun(token.RunClaims{RunID: "r"})
 	require.Error(t, err, "no times")
-	_, err = k.SignRegistration("", vecIat)
+	_, err = k.SignRegistration("", nil, vecIat)
 	require.Error(t, err, "empty service id")
 }
 

@@ -41,7 +41,7 @@ func TestPDFPipelineEndToEnd(t *testing.T) {
 	t.Parallel()
 	orchSrv := testorch.Start(t, testorch.Options{})
 
-	w, err := worker.New(worker.Config{OrchestratorURL: orchSrv.URL, ServiceID: pdf.ServiceID, Version: "1.0.0", SecretKey: secret,
+	w, err := worker.New(worker.Config{OrchestratorURL: orchSrv.URL, ServiceID: pdf.ServiceID, Version: "1.0.0", ServiceKey: testorch.ServiceKey(t, secret, pdf.ServiceID),
 		TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	require.NoError(t, pdf.Register(w))
@@ -118,7 +118,7 @@ func TestPDFPipelineEndToEnd(t *testing.T) {
 // The handlers run in-process with RunLocal, as in a debugger.
 func TestHandlersLocally(t *testing.T) {
 	t.Parallel()
-	w, err := worker.New(worker.Config{OrchestratorURL: "http://127.0.0.1:1", ServiceID: pdf.ServiceID, Version: "1", SecretKey: secret,
+	w, err := worker.New(worker.Config{OrchestratorURL: "http://127.0.0.1:1", ServiceID: pdf.ServiceID, Version: "1", ServiceKey: testorch.ServiceKey(t, secret, pdf.ServiceID),
 		TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	require.NoError(t, pdf.Register(w))

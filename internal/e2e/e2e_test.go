@@ -176,7 +176,7 @@ func startStack(t *testing.T, defaultID string) *stack {
 
 	workerLog := slog.New(slog.NewJSONHandler(s.workerLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := worker.New(worker.Config{OrchestratorURL: orch.URL, ServiceID: pdf.ServiceID, Version: "1.0.0",
-		SecretKey: secretKey, TempDir: t.TempDir(), Logger: workerLog})
+		ServiceKey: testorch.ServiceKey(t, secretKey, pdf.ServiceID), TempDir: t.TempDir(), Logger: workerLog})
 	require.NoError(t, err)
 	require.NoError(t, pdf.Register(w))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/examples/pdf"
 )
 
@@ -123,7 +124,14 @@ func TestCredentialsStayOutOfAPIAndDispatches(t *testing.T) {
 				require.True(t, found, "the run token's claims were not decoded")
 				// ... and it does carry the default backend, credentials and
 				// all, sealed.
-				plain, err := s.keys.OpenBackend(req.RunID, claims.Storage)
+				// Sealed for the pdf service: its key opens it, the master-derived K_enc does not.
+				_, err = s.keys.OpenBackend(req.RunID, claims.Storage)
+				require.ErrorIs(t, err, token.ErrInvalid)
+				svc, err := token.ServiceKey(secretKey, pdf.ServiceID)
+				require.NoError(t, err)
+				svcKeys, err := token.ServiceKeys(svc)
+				require.NoError(t, err)
+				plain, err := svcKeys.OpenBackend(req.RunID, claims.Storage)
 				require.NoError(t, err)
 				var sealed storage.Config
 				require.NoError(t, json.Unmarshal(plain, &sealed))

@@ -7,6 +7,7 @@ package testorch
 
 import (
 	"context"
+	"encoding/hex"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/testdb"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 	"github.com/pipeweave/pipeweave/worker"
@@ -100,6 +102,15 @@ type Worker struct {
 	Logs *testutil.SyncBuffer
 }
 
+// ServiceKey is the service key (64 hex, what `pipeweave token service` prints) of service
+// under the master secret.
+func ServiceKey(t testing.TB, secret, service string) string {
+	t.Helper()
+	k, err := token.ServiceKey(secret, service)
+	require.NoError(t, err)
+	return hex.EncodeToString(k)
+}
+
 // Worker makes a Go SDK worker of service for o, served by httptest; mod adjusts its
 // configuration. Register its tasks, then call RegisterWithOrchestrator. When the test ends it
 // waits (up to 30 s) for the attempts it runs to finish, then stops serving, and prints its
@@ -108,17 +119,23 @@ func (o *Orchestrator) Worker(t testing.TB, service string, mod ...func(*worker.
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
 	tw := &Worker{Logs: &testutil.SyncBuffer{}}
+	// The worker holds its service's key, as in production, not the master secret.
+	svcKey := ServiceKey(t, o.Config.SecretKey, service)
 	tw.Config = worker.Config{
 		OrchestratorURL: o.URL,
 		ServiceID:       service,
 		Version:         "1",
-		SecretKey:       o.Config.SecretKey,
+		ServiceKey:      svcKey,
 		BaseURL:         "http://" + srv.Listener.Addr().String(),
 		TempDir:         t.TempDir(),
 		Logger:          slog.New(slog.NewJSONHandler(tw.Logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, m := range mod {
 		m(&tw.Config)
+	}
+	//lint:ignore SA1019 a test may give a worker the deprecated master secret instead
+	if tw.Config.SecretKey != "" && tw.Config.ServiceKey == svcKey {
+		tw.Config.ServiceKey = "" // mod chose the (deprecated) master secret instead
 	}
 	w, err := worker.New(tw.Config)
 	require.NoError(t, err)

@@ -11,14 +11,12 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/pipeweave/pipeweave/core/token"
 )
 
 // newRoutesServer builds a Server without an engine: enough to list its routes and to serve
 // the endpoints that do not touch the engine.
 func newRoutesServer() *Server {
-	return New(nil, token.Keys{}, Options{}, nil)
+	return New(nil, nil, Options{}, nil)
 }
 
 func loadOpenAPI(t *testing.T) map[string]any {
@@ -156,7 +154,7 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 func TestServeOpenAPI(t *testing.T) {
 	t.Parallel()
 	// Open even when API keys are configured.
-	s := New(nil, token.Keys{}, Options{APIKeys: []string{"k"}}, nil)
+	s := New(nil, nil, Options{APIKeys: []string{"k"}}, nil)
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
 

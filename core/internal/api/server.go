@@ -63,7 +63,7 @@ type Options struct {
 // Server is the HTTP API.
 type Server struct {
 	eng  *engine.Engine
-	keys token.Keys
+	keys *token.Keyring
 	opts Options
 	log  *slog.Logger
 	mux  *http.ServeMux
@@ -74,7 +74,7 @@ type Server struct {
 }
 
 // New builds the API over eng.
-func New(eng *engine.Engine, keys token.Keys, opts Options, log *slog.Logger) *Server {
+func New(eng *engine.Engine, keys *token.Keyring, opts Options, log *slog.Logger) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 10 << 20
 	}
@@ -338,29 +338,6 @@ func (s *Server) decodeWorkerCall(w http.ResponseWriter, r *http.Request, body a
 		return engine.WorkerCall{}, false
 	}
 	return call, true
-}
-
-func (s *Server) register(w http.ResponseWriter, r *http.Request) {
-	var req protocol.RegisterRequest
-	if !s.decode(w, r, &req) || s.registrationTooBig(w, &req) {
-		return
-	}
-	if !s.opts.Compat || bearer(r) != "" {
-		sub, err := s.keys.VerifyRegistration(bearer(r), s.opts.Now())
-		switch {
-		case bearer(r) == "":
-			s.fail(w, r, engine.Unauthorized("registration needs a token signed with the shared secret: Authorization: Bearer <jwt>"))
-			return
-		case err != nil:
-			s.fail(w, r, engine.Unauthorized("the registration token is not valid"))
-			return
-		case sub != req.ServiceID:
-			s.fail(w, r, engine.Unauthorized("the registration token was issued for another service"))
-			return
-		}
-	}
-	resp, err := s.eng.Register(r.Context(), &req)
-	s.reply(w, r, http.StatusOK, resp, err)
 }
 
 // heartbeatBody is protocol.HeartbeatRequest as it arrives: upstream's schema (and so the

@@ -54,6 +54,10 @@ type Claimed struct {
 	TimeoutSeconds      int
 	BaseURL             string
 	Priority            int
+	// ServiceID is the service that registered the task, and KeyID the key id of the master
+	// secret it registered with ("" if unknown): its dispatches are sealed for that service.
+	ServiceID string
+	KeyID     string
 	// Traceparent is the W3C trace context the run continues ("" = none): its dispatch span is
 	// a child of it.
 	Traceparent string
@@ -85,7 +89,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 			var prev []byte
 			if err := row.Scan(&c.RunID, &c.TaskID, &c.PipelineRunID, &c.Attempt, &c.Lease, &c.CodeVersion,
 				&c.CodeHash, &c.InputPath, &prev, &c.HeartbeatIntervalMs, &c.TimeoutSeconds, &c.BaseURL, &c.Priority,
-				&c.Traceparent); err != nil {
+				&c.Traceparent, &c.ServiceID, &c.KeyID); err != nil {
 				return c, err
 			}
 			return c, json.Unmarshal(prev, &c.PreviousAttempts)
@@ -385,12 +389,14 @@ func nonNil[T any](s []T) []T {
 	return s
 }
 
-// runToken makes the dispatch's storageToken for c.
+// runToken makes the dispatch's storageToken for c: signed under the current secret's run-token
+// key, which no worker holds, with the backend sealed for the task's service (its key under the
+// secret it registered with while that one is configured, else under the current one).
 func (e *Engine) runToken(c Claimed) (string, error) {
 	if e.cfg.Compat {
 		return token.SealCompat(e.cfg.Secret, e.backend)
 	}
-	sto, err := e.keys.SealBackend(c.RunID, e.backend)
+	sto, err := e.keys.SealBackend(c.KeyID, c.ServiceID, c.RunID, e.backend)
 	if err != nil {
 		return "", err
 	}

@@ -94,7 +94,7 @@ type Engine struct {
 	pool *pgxpool.Pool
 	// backend is the default storage backend as workers receive it (sealed in the run token).
 	backend []byte
-	keys    token.Keys
+	keys    *token.Keyring
 	storage *storage.Set
 	cfg     Config
 	client  *http.Client
@@ -111,7 +111,7 @@ type Engine struct {
 }
 
 // New builds an engine. The pool's search path must lead to the pipeweave schema.
-func New(pool *pgxpool.Pool, keys token.Keys, store *storage.Set, cfg Config, log *slog.Logger) (*Engine, error) {
+func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config, log *slog.Logger) (*Engine, error) {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.Default()

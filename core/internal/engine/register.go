@@ -177,7 +177,9 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 // Register records a worker service and its tasks: code changes bump a task's code version and
 // append to its history; tasks that a new service version no longer lists are orphaned and
 // their runs that have not started are cancelled. Registrations of one service serialise.
-func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest) (*protocol.RegisterResponse, error) {
+// keyID is the key id of the master secret whose service key signed the registration ("" for
+// an unauthenticated compat-mode one); the service's dispatches are sealed under it from now on.
+func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, keyID string) (*protocol.RegisterResponse, error) {
 	rows, err := e.validateRegistration(req)
 	if err != nil {
 		return nil, err
@@ -242,7 +244,11 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest) (*
 			histHashes = append(histHashes, r.CodeHash)
 			histVersions = append(histVersions, req.Version)
 		}
-		if _, err := tx.Exec(ctx, sqlUpsertService, req.ServiceID, req.Version, req.BaseURL); err != nil {
+		var kid *string
+		if keyID != "" {
+			kid = &keyID
+		}
+		if _, err := tx.Exec(ctx, sqlUpsertService, req.ServiceID, req.Version, req.BaseURL, kid); err != nil {
 			return fmt.Errorf("save service: %w", err)
 		}
 		if len(rows) > 0 {

@@ -384,16 +384,17 @@ func processLatency(ctx context.Context, bins map[string]string, env map[string]
 		return nil, nil, "", err
 	}
 	defer w.close()
-	keys, err := token.DeriveKeys(secret)
+	// The registration token is bound to the exact body bytes (protocol v2).
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "coldstart", Version: "1", BaseURL: w.url,
+		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"}}})
 	if err != nil {
 		return nil, nil, "", err
 	}
-	reg, err := keys.SignRegistration("coldstart", time.Now())
+	reg, err := token.SignServiceRegistration(secret, "coldstart", regBody, time.Now())
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if err := postJSON(api+"/api/register", reg, protocol.RegisterRequest{ServiceID: "coldstart", Version: "1", BaseURL: w.url,
-		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"}}}, nil); err != nil {
+	if err := postJSON(api+"/api/register", reg, json.RawMessage(regBody), nil); err != nil {
 		return nil, nil, "", fmt.Errorf("register the worker: %w", err)
 	}
 	// One invocation on the empty queue: the instance is warm, as under a scheduler.

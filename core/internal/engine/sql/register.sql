@@ -7,8 +7,11 @@ SELECT pg_advisory_xact_lock(hashtext('pipeweave/service/' || $1));
 SELECT version FROM services WHERE id = $1;
 
 -- name: upsert_service
-INSERT INTO services (id, version, base_url) VALUES ($1, $2, $3)
-ON CONFLICT (id) DO UPDATE SET version = excluded.version, base_url = excluded.base_url, updated_at = now();
+-- $4 is the key id of the master secret whose service key signed the registration (NULL for an
+-- unauthenticated compat-mode registration): later dispatches are sealed under it.
+INSERT INTO services (id, version, base_url, key_id) VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE SET version = excluded.version, base_url = excluded.base_url,
+    key_id = excluded.key_id, updated_at = now();
 
 -- name: task_owners
 SELECT id, service_id, code_hash, code_version, removed_in_version IS NOT NULL

@@ -57,7 +57,8 @@ FROM chosen, tasks t, services s
 WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
 RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, ''), tr.attempt, tr.lease, tr.code_version,
           tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms,
-          t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '');
+          t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, ''),
+          s.id, coalesce(s.key_id, '');
 
 -- name: mark_running
 -- Records the workers' acknowledgements of a dispatched batch ($1 ids, $2 their leases). The

@@ -1,6 +1,7 @@
 // Command pdf-worker runs the example PDF worker against an orchestrator:
 //
-//	PIPEWEAVE_ORCHESTRATOR_URL=http://localhost:3000 PIPEWEAVE_SECRET_KEY=$(cat .pipeweave/secret) \
+//	PIPEWEAVE_ORCHESTRATOR_URL=http://localhost:3000 \
+//	PIPEWEAVE_SERVICE_KEY=$(go run ./cmd/pipeweave token service --service pdf-processor --secret "$(cat .pipeweave/secret)") \
 //	    go run ./examples/pdf/cmd/pdf-worker -addr 127.0.0.1:8081
 package main
 
@@ -25,7 +26,8 @@ func main() {
 		OrchestratorURL: envOr("PIPEWEAVE_ORCHESTRATOR_URL", "http://localhost:3000"),
 		ServiceID:       pdf.ServiceID,
 		Version:         "1.0.0",
-		SecretKey:       os.Getenv("PIPEWEAVE_SECRET_KEY"),
+		// The service's key: `pipeweave token service --service pdf-processor` prints it.
+		ServiceKey: os.Getenv("PIPEWEAVE_SERVICE_KEY"),
 	})
 	if err == nil {
 		defer w.Close()

@@ -1,0 +1,196 @@
+package token
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Keyring is the orchestrator's view of the master secrets: the current one
+// (PIPEWEAVE_SECRET_KEY) and, while a rotation is under way, the previous one
+// (PIPEWEAVE_SECRET_KEY_PREVIOUS). New run tokens are signed under the current
+// secret; run tokens and registrations made under either are accepted until they
+// expire. Each service's dispatches are sealed under the service key of the secret
+// it registered with, while that secret is configured. A Keyring formats as
+// "token.Keyring{…}" with every fmt verb; it never prints a key.
+type Keyring struct {
+	secrets []ringSecret // [0] current, then previous
+}
+
+// ringSecret is one master secret: its key id, bytes and master-derived keys.
+type ringSecret struct {
+	id   string
+	ikm  []byte
+	keys Keys
+}
+
+// NewKeyring builds the keyring of the current and (optional, "" for none) previous
+// master secret; each must have at least 32 bytes (SecretBytes).
+func NewKeyring(current, previous string) (*Keyring, error) {
+	return newKeyring(current, previous, SecretBytes)
+}
+
+// NewKeyringAnyLength is NewKeyring over SecretBytesAnyLength, for
+// PIPEWEAVE_COMPAT=node-sdk-v1.
+func NewKeyringAnyLength(current, previous string) (*Keyring, error) {
+	return newKeyring(current, previous, SecretBytesAnyLength)
+}
+
+func newKeyring(current, previous string, bytesOf func(string) ([]byte, error)) (*Keyring, error) {
+	r := &Keyring{}
+	for i, s := range []string{current, previous} {
+		if i == 1 && s == "" {
+			break
+		}
+		name := []string{"current", "previous"}[i]
+		ikm, err := bytesOf(s)
+		if err != nil {
+			return nil, fmt.Errorf("keyring: %s secret: %w", name, err)
+		}
+		keys, err := deriveFrom(ikm)
+		if err != nil {
+			return nil, fmt.Errorf("keyring: %s secret: %w", name, err)
+		}
+		id, err := keyIDFrom(ikm)
+		if err != nil {
+			return nil, fmt.Errorf("keyring: %s secret: %w", name, err)
+		}
+		if i == 1 && id == r.secrets[0].id {
+			return nil, errors.New("keyring: the previous secret is the current one")
+		}
+		r.secrets = append(r.secrets, ringSecret{id: id, ikm: ikm, keys: keys})
+	}
+	return r, nil
+}
+
+const keyringString = "token.Keyring{…}"
+
+// String returns "token.Keyring{…}", never a key.
+func (r *Keyring) String() string { return keyringString }
+
+// GoString returns "token.Keyring{…}", never a key.
+func (r *Keyring) GoString() string { return keyringString }
+
+// Format writes "token.Keyring{…}" for every verb.
+func (r *Keyring) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(keyringString)) }
+
+// usable reports an error for a nil or empty keyring.
+func (r *Keyring) usable() error {
+	if r == nil || len(r.secrets) == 0 {
+		return errors.New("keyring has no secret (use NewKeyring)")
+	}
+	return nil
+}
+
+// CurrentKeyID is the key id (KeyID) of the current secret.
+func (r *Keyring) CurrentKeyID() string {
+	if r.usable() != nil {
+		return ""
+	}
+	return r.secrets[0].id
+}
+
+// Current returns the keys derived from the current secret (K_reg, K_run, K_enc).
+func (r *Keyring) Current() Keys {
+	if r.usable() != nil {
+		return Keys{}
+	}
+	return r.secrets[0].keys
+}
+
+// SignRun signs a run token under the current secret's run-token key.
+func (r *Keyring) SignRun(c RunClaims) (string, error) {
+	if err := r.usable(); err != nil {
+		return "", fmt.Errorf("sign run token: %w", err)
+	}
+	return r.secrets[0].keys.SignRun(c)
+}
+
+// VerifyRun checks a run token under the run-token key of the current secret, then of the
+// previous one. A token expired under one of them (so genuinely signed) gives ErrExpired.
+func (r *Keyring) VerifyRun(tok string, now time.Time) (RunClaims, error) {
+	if err := r.usable(); err != nil {
+		return RunClaims{}, fmt.Errorf("verify run token: %w", err)
+	}
+	var firstErr error
+	for _, s := range r.secrets {
+		c, err := s.keys.VerifyRun(tok, now)
+		if err == nil || errors.Is(err, ErrExpired) {
+			return c, err
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return RunClaims{}, firstErr
+}
+
+// ServiceKeys returns the keys of service serviceID (ServiceKeys of its ServiceKey) under the
+// secret named keyID, or under the current secret when keyID names none of them. It also
+// returns the key id it used.
+func (r *Keyring) ServiceKeys(keyID, serviceID string) (Keys, string, error) {
+	if err := r.usable(); err != nil {
+		return Keys{}, "", err
+	}
+	s := r.secrets[0]
+	for _, x := range r.secrets {
+		if x.id == keyID {
+			s = x
+		}
+	}
+	svc, err := serviceKeyFrom(s.ikm, serviceID)
+	if err != nil {
+		return Keys{}, "", err
+	}
+	k, err := ServiceKeys(svc)
+	return k, s.id, err
+}
+
+// SealBackend seals the storage backend JSON for run runID of service serviceID (the service
+// that registered the run's task) under that service's storage key K_enc', derived from the
+// secret named keyID (the one the service registered with) while it is configured, else from
+// the current secret. Only a worker holding that service's key can open it.
+func (r *Keyring) SealBackend(keyID, serviceID, runID string, backendJSON []byte) (string, error) {
+	k, _, err := r.ServiceKeys(keyID, serviceID)
+	if err != nil {
+		return "", fmt.Errorf("seal backend: %w", err)
+	}
+	return k.SealBackend(runID, backendJSON)
+}
+
+// VerifyRegistration checks a registration token from its header alone: it reads the sub
+// claim unverified to pick the service, then verifies the token under that service's
+// registration key K_reg' derived from the current secret, then from the previous one. The
+// returned claims name the secret that verified it (KeyID). A token signed with a
+// master-derived K_reg (protocol v1), or under any other service's key, is ErrInvalid; a
+// genuine but expired one ErrExpired. The caller then checks the body (CheckBody) and that
+// the body's serviceId is ServiceID.
+func (r *Keyring) VerifyRegistration(tok string, now time.Time) (RegistrationClaims, error) {
+	if err := r.usable(); err != nil {
+		return RegistrationClaims{}, fmt.Errorf("verify registration token: %w", err)
+	}
+	sub, err := registrationSubject(tok)
+	if err != nil {
+		return RegistrationClaims{}, fmt.Errorf("verify registration token: %w", err)
+	}
+	var firstErr error
+	for _, s := range r.secrets {
+		svc, err := serviceKeyFrom(s.ikm, sub)
+		if err != nil {
+			return RegistrationClaims{}, fmt.Errorf("verify registration token: %w: %v", ErrInvalid, err)
+		}
+		k, err := ServiceKeys(svc)
+		if err != nil {
+			return RegistrationClaims{}, fmt.Errorf("verify registration token: %w", err)
+		}
+		c, err := k.VerifyRegistration(tok, now)
+		if err == nil || errors.Is(err, ErrExpired) {
+			c.KeyID = s.id
+			return c, err
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return RegistrationClaims{}, firstErr
+}
