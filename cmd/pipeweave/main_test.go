@@ -145,6 +145,8 @@ func serveEnv(t *testing.T, databaseURL string, port int) map[string]string {
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": randomSecret(t),
 		"PORT":                 strconv.Itoa(port),
+
+		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
 	}
 }
 

@@ -96,7 +96,10 @@ func Open(ctx context.Context, name string, getenv func(string) string, log *slo
 	if err != nil {
 		return nil, nil, err
 	}
-	o, err := core.New(ctx, cfg, core.Options{Logger: log})
+	// The scheduled functions serve only /health and POST /, which their platform
+	// authenticates: they start without PIPEWEAVE_API_KEYS (Cloud Run's private services get
+	// none). The api function serves the operator API and needs them.
+	o, err := core.New(ctx, cfg, core.Options{Logger: log, NoAPI: name != "api"})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open the orchestrator: %w", err)
 	}
