@@ -127,7 +127,7 @@ func TestSetWhileTheDatabaseRefusesConnections(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, status)
 	require.Equal(t, "DATABASE_UNAVAILABLE", body["code"])
 	status, body = call(t, "POST", base+"/api/queue/task")
-	require.Equal(t, http.StatusBadRequest, status, "a client mistake is still a 400: %v", body)
+	require.Equal(t, http.StatusUnsupportedMediaType, status, "a client mistake is still a 4xx: %v", body)
 }
 
 func TestPackageEntryPointsReadTheEnvironment(t *testing.T) {
