@@ -249,6 +249,9 @@ func TestUnsupportedMediaType(t *testing.T) {
 	// No body, no type: allowed with a valid key only.
 	r := keyed.guarded(guardRequest{method: "POST", path: "/api/maintenance/enter", bearer: key})
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	// A scheduler's or curl's bodiless POST /api/process with the key (deploy/*/README.md).
+	r = keyed.guarded(guardRequest{method: "POST", path: "/api/process", bearer: key})
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	r = keyed.guarded(guardRequest{method: "POST", path: "/api/maintenance/exit", bearer: "wrong"})
 	require.Equal(t, http.StatusUnsupportedMediaType, r.Status, string(r.Body))
 	r = open.guarded(guardRequest{method: "POST", path: "/api/maintenance/enter"})
