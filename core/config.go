@@ -38,7 +38,7 @@ type Config struct {
 	IdempotencyTTL          time.Duration    // IDEMPOTENCY_TTL_SECONDS (default 86400)
 	MaxRetryDelay           time.Duration    // MAX_RETRY_DELAY_MS (default 86400000)
 	Port                    int              // PORT (default 3000)
-	APIKeys                 []string         // PIPEWEAVE_API_KEYS (comma list)
+	APIKeys                 []string         // PIPEWEAVE_API_KEYS (comma list; required unless InsecureNoAuth)
 	Compat                  string           // PIPEWEAVE_COMPAT ("" or node-sdk-v1)
 	DispatchTimeout         time.Duration    // DISPATCH_TIMEOUT_MS (default 10000)
 	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100): most runs one /api/process claims
@@ -60,6 +60,13 @@ type Config struct {
 	OTLPTracesEndpoint string
 	// ServiceName is OTEL_SERVICE_NAME, the service.name of exported spans (default "pipeweave").
 	ServiceName string
+	// InsecureNoAuth is PIPEWEAVE_INSECURE_NO_AUTH (1 or true): serve the operator API without
+	// API keys. Without it (or keys), New refuses to start. See auth.go.
+	InsecureNoAuth bool
+	// AllowedHosts is PIPEWEAVE_ALLOWED_HOSTS (comma list of host names without a port; "*"
+	// allows any): a request whose Host is not listed gets 421, /health excepted. When nil, any
+	// host is allowed with API keys, and only localhost, 127.0.0.1 and ::1 with InsecureNoAuth.
+	AllowedHosts []string
 }
 
 // DefaultConfig returns the configuration every optional variable defaults to (the required
@@ -189,6 +196,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		if k = strings.TrimSpace(k); k != "" {
 			c.APIKeys = append(c.APIKeys, k)
 		}
+	}
+	if err := authFromEnv(get, &c); err != nil {
+		return c, err
 	}
 	for _, v := range []struct {
 		name string

@@ -49,6 +49,9 @@ type Orchestrator struct {
 	// Serverless inline dispatch: one claimer at a time per process.
 	inlineMu      sync.Mutex
 	inlinePending atomic.Bool
+
+	// healthOnly: Handler serves only GET /health (Options.NoAPI without API keys).
+	healthOnly bool
 }
 
 // Options are the parts New does not read from Config.
@@ -63,6 +66,11 @@ type Options struct {
 	// set (Close flushes and stops it), else a no-op provider that only propagates the W3C trace
 	// context of runs to workers.
 	TracerProvider trace.TracerProvider
+	// NoAPI says that the caller serves nothing of Handler but GET /health: a scheduled
+	// function, whose trigger its platform authenticates (a private Cloud Run service, an
+	// EventBridge schedule). New then starts without PIPEWEAVE_API_KEYS, and Handler answers
+	// every other route 404 when no key is configured.
+	NoAPI bool
 }
 
 // New builds an orchestrator. It does not wait for the database: requests made while it is
@@ -76,11 +84,15 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkAuth(cfg, opts.NoAPI, log); err != nil {
+		return nil, err
+	}
 	store, err := storage.NewSet(ctx, cfg.StorageBackends, cfg.DefaultStorageBackendID)
 	if err != nil {
 		return nil, fmt.Errorf("STORAGE_BACKENDS: %w", err)
 	}
-	o := &Orchestrator{cfg: cfg, log: log, store: store, wake: make(chan struct{}, 1), metrics: telemetry.NewMetrics()}
+	o := &Orchestrator{cfg: cfg, log: log, store: store, wake: make(chan struct{}, 1), metrics: telemetry.NewMetrics(),
+		healthOnly: opts.NoAPI && len(cfg.APIKeys) == 0 && !cfg.InsecureNoAuth}
 	tp := opts.TracerProvider
 	if tp == nil {
 		if tp, o.shutdownTracing, err = tracerProvider(ctx, cfg); err != nil {
@@ -145,6 +157,8 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
 		MaxUploadBytes: cfg.MaxUploadBytes,
+		InsecureNoAuth: cfg.insecure(),
+		AllowedHosts:   cfg.allowedHosts(),
 	}, log)
 	if cfg.Compat == CompatNodeSDKv1 {
 		log.Warn("PIPEWEAVE_COMPAT=node-sdk-v1: registration and worker calls are accepted without authentication")
@@ -152,8 +166,13 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	return o, nil
 }
 
-// Handler serves the HTTP API.
-func (o *Orchestrator) Handler() http.Handler { return o.api }
+// Handler serves the HTTP API (only GET /health under Options.NoAPI without API keys).
+func (o *Orchestrator) Handler() http.Handler {
+	if o.healthOnly {
+		return healthOnly(o.api)
+	}
+	return o.api
+}
 
 // Close releases the orchestrator's resources; it flushes the spans of the OTLP exporter New
 // started.

@@ -83,6 +83,7 @@ func TestDatabaseOutageGives503AndRecovers(t *testing.T) {
 	cfg.DatabaseURL, cfg.SecretKey, cfg.Mode = url, testSecret, core.ModeServerless
 	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": t.TempDir()}}}
 	cfg.DispatchTimeout, cfg.ProcessBatchSize = time.Second, 10
+	cfg.InsecureNoAuth = true
 	o, err := core.New(ctx, cfg, core.Options{Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(o.Close)

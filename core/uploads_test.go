@@ -376,10 +376,10 @@ func TestTempUploadBadRequests(t *testing.T) {
 		}
 	}
 
-	// Not multipart.
+	// Not multipart: refused before the body is read (guard.go).
 	r := e.do("POST", "/api/upload/temp", `{"file": "x"}`, "")
-	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
-	require.Equal(t, "NOT_MULTIPART", r.errorBody(t).Code)
+	require.Equal(t, http.StatusUnsupportedMediaType, r.Status, "%s", r.Body)
+	require.Equal(t, "UNSUPPORTED_MEDIA_TYPE", r.errorBody(t).Code)
 	// Multipart without a file.
 	r = e.upload(part{field: "note", content: []byte("hello")})
 	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
@@ -470,7 +470,11 @@ func TestTempUploadsNeedAPIKey(t *testing.T) {
 	for _, c := range []struct{ method, path string }{
 		{"POST", "/api/upload/temp"}, {"GET", "/api/upload/temp/tmp_x"}, {"DELETE", "/api/upload/temp/tmp_x"}, {"GET", "/api/upload/stats"},
 	} {
-		r := e.do(c.method, c.path, nil, "")
+		ct := "application/json"
+		if c.method == "POST" {
+			ct = "multipart/form-data; boundary=x" // else 415 comes first
+		}
+		r := e.guarded(guardRequest{method: c.method, path: c.path, contentType: ct})
 		require.Equal(t, http.StatusUnauthorized, r.Status, "%s %s", c.method, c.path)
 	}
 	r := e.do("GET", "/api/upload/stats", nil, "key-1")

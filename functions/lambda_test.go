@@ -160,7 +160,7 @@ func TestFunctionsUnderTheLambdaEmulator(t *testing.T) {
 	require.True(t, ok, "health reports the maintenance mode: %v", health)
 	require.Equal(t, "running", maintenance["mode"])
 	delete(health, "maintenance")
-	require.Equal(t, map[string]any{"status": "ok", "database": "ok", "mode": "serverless"}, health)
+	require.Equal(t, map[string]any{"status": "ok", "database": "ok", "mode": "serverless", "auth": "none"}, health)
 	require.Equal(t, []string{"application/json"}, resp.MultiValueHeaders["Content-Type"])
 
 	// Warm invocations reuse the pool the instance opened once: twenty more open no connection.

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,13 +32,17 @@ import (
 
 // devCommand runs the orchestrator with zero configuration: every required variable that is
 // not set gets a local default, and without DATABASE_URL a private PostgreSQL cluster runs
-// under the state directory for as long as the command does. The environment is read
-// through getenv.
+// under the state directory for as long as the command does. Without PIPEWEAVE_API_KEYS it
+// generates an API key, kept in the state directory like the secret, and prints it with a
+// dashboard URL that logs in with it. It listens on 127.0.0.1 unless --listen names another
+// address, and answers only to local host names unless PIPEWEAVE_ALLOWED_HOSTS says otherwise.
+// The environment is read through getenv.
 func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", ".pipeweave", "state directory: database cluster, storage, secret")
+	dir := fs.String("dir", devDir(getenv), "state directory: database cluster, storage, secret, API key (default $PIPEWEAVE_DEV_DIR or .pipeweave)")
 	port := fs.Int("port", 0, "HTTP port (default $PORT or 3000)")
+	listen := fs.String("listen", "127.0.0.1", "address to listen on, without the port (0.0.0.0 for every interface; then also set PIPEWEAVE_ALLOWED_HOSTS)")
 	demo := fs.Bool("demo", false, "also run the example PDF worker (examples/pdf) and trigger its pipeline once")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -84,6 +89,15 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return err
 	}
 	defaults["PIPEWEAVE_SECRET_KEY"] = secret
+	// The operator API needs a key, even on this machine: any web page the developer visits
+	// can send requests to localhost.
+	apiKey := ""
+	if getenv("PIPEWEAVE_API_KEYS") == "" {
+		if apiKey, err = devSecret(filepath.Join(abs, devKeyFile)); err != nil {
+			return err
+		}
+		defaults["PIPEWEAVE_API_KEYS"] = apiKey
+	}
 	backends, err := json.Marshal([]map[string]any{{
 		"id": "local", "provider": "local", "isDefault": true,
 		"credentials": map[string]string{"basePath": filepath.Join(abs, "storage")},
@@ -108,19 +122,35 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
+	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(*listen), "["), "]")
+	if host == "" {
+		return fmt.Errorf("dev: --listen must name an address, such as 127.0.0.1 or 0.0.0.0")
+	}
+	if cfg.AllowedHosts == nil {
+		cfg.AllowedHosts = devAllowedHosts(host)
+	}
 	o, err := core.New(ctx, cfg, core.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	fmt.Fprintf(stdout, "PipeWeave orchestrator (dev, %s mode) on http://localhost:%d\n", cfg.Mode, cfg.Port)
-	fmt.Fprintf(stdout, "  dashboard: http://localhost:%d/ui/   metrics: http://localhost:%d/metrics\n", cfg.Port, cfg.Port)
+	base := "http://" + net.JoinHostPort(browseHost(host), strconv.Itoa(cfg.Port))
+	fmt.Fprintf(stdout, "PipeWeave orchestrator (dev, %s mode) on %s\n", cfg.Mode, base)
+	if apiKey != "" {
+		fmt.Fprintf(stdout, "  dashboard: %s/ui/#key=%s   (this URL logs in; keep it to yourself)\n", base, apiKey)
+		fmt.Fprintf(stdout, "  API key:   %s (in %s; the CLI reads it there; curl -H \"Authorization: Bearer $(cat %s)\")\n",
+			apiKey, filepath.Join(abs, devKeyFile), filepath.Join(*dir, devKeyFile))
+	} else {
+		fmt.Fprintf(stdout, "  dashboard: %s/ui/   (API key: one of PIPEWEAVE_API_KEYS)\n", base)
+	}
+	fmt.Fprintf(stdout, "  metrics:   %s/metrics\n", base)
 	fmt.Fprintf(stdout, "  database: %s\n", redactURL(dbURL))
 	fmt.Fprintf(stdout, "  storage:  %s\n", filepath.Join(abs, "storage"))
 	fmt.Fprintf(stdout, "  secret:   %s (PIPEWEAVE_SECRET_KEY for your workers)\n", filepath.Join(abs, "secret"))
-	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+	addr := net.JoinHostPort(host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	if !*demo {
 		fmt.Fprintln(stdout, "Press Ctrl+C to stop.")
@@ -128,7 +158,11 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	}
 	served := make(chan error, 1)
 	go func() { served <- o.Serve(ctx, ln) }()
-	if err := runDemo(ctx, fmt.Sprintf("http://127.0.0.1:%d", cfg.Port), cfg.SecretKey, filepath.Join(abs, "demo-worker"), stdout); err != nil {
+	demoKey := apiKey
+	if demoKey == "" {
+		demoKey = cfg.APIKeys[0]
+	}
+	if err := runDemo(ctx, "http://"+net.JoinHostPort(browseHost(host), strconv.Itoa(cfg.Port)), cfg.SecretKey, demoKey, filepath.Join(abs, "demo-worker"), stdout); err != nil {
 		fmt.Fprintf(stdout, "demo: %v\n", err)
 	}
 	fmt.Fprintln(stdout, "Press Ctrl+C to stop.")
@@ -138,7 +172,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 // runDemo starts the example PDF worker in this process, waits for its registration, triggers
 // the pdf-processor pipeline and reports each task's state until the run ends. The worker keeps
 // serving until ctx ends.
-func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer) error {
+func runDemo(ctx context.Context, orchURL, secret, apiKey, tempDir string, out io.Writer) error {
 	// The worker gets its service's key, as a deployed worker would, not the master secret.
 	svcKey, err := token.ServiceKey(secret, pdf.ServiceID)
 	if err != nil {
@@ -169,7 +203,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// The pipeline exists once the worker has registered.
-		err := httpjson.Call(ctx, http.DefaultClient, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", "", input, &trig)
+		err := httpjson.Call(ctx, http.DefaultClient, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", apiKey, input, &trig)
 		if err == nil {
 			break
 		}
@@ -191,7 +225,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 				OutputPath *string `json:"outputPath"`
 			} `json:"tasks"`
 		}
-		if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, "", nil, &run); err != nil {
+		if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, apiKey, nil, &run); err != nil {
 			return err
 		}
 		summary := ""
@@ -210,7 +244,7 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 				var obj struct {
 					Content pdf.Summary `json:"content"`
 				}
-				if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/storage/"+summary, "", nil, &obj); err == nil {
+				if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/storage/"+summary, apiKey, nil, &obj); err == nil {
 					fmt.Fprintf(out, "demo: summary: %s\n", obj.Content.Summary)
 				}
 			}
@@ -219,6 +253,39 @@ func runDemo(ctx context.Context, orchURL, secret, tempDir string, out io.Writer
 		time.Sleep(200 * time.Millisecond)
 	}
 	return ctx.Err()
+}
+
+// devKeyFile is the file under the dev state directory that keeps the generated API key.
+const devKeyFile = "api-key"
+
+// devDir is the dev state directory: $PIPEWEAVE_DEV_DIR, else .pipeweave (of the working
+// directory).
+func devDir(getenv func(string) string) string {
+	if d := strings.TrimSpace(getenv("PIPEWEAVE_DEV_DIR")); d != "" {
+		return d
+	}
+	return ".pipeweave"
+}
+
+// devAllowedHosts are the Host names dev answers to when listening on host: the local names,
+// and host itself when it is a specific address or name (not 0.0.0.0 or ::, where the names
+// the machine is reached by are not known: PIPEWEAVE_ALLOWED_HOSTS lists them).
+func devAllowedHosts(host string) []string {
+	hosts := append([]string(nil), core.LocalHosts...)
+	h := strings.ToLower(host)
+	if ip := net.ParseIP(h); (ip == nil || !ip.IsUnspecified()) && !slices.Contains(hosts, h) {
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+// browseHost is the host to print in URLs for a server listening on host: 127.0.0.1 for every
+// interface.
+func browseHost(host string) string {
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return host
 }
 
 // devSecret reads the secret kept at path or makes one (32 random bytes, hex) and keeps it.

@@ -35,7 +35,8 @@ const usage = `usage: pipeweave <command> [flags]
 commands:
   serve      run the orchestrator configured from environment variables (MODE=standalone|serverless)
   dev        run the orchestrator with zero configuration: a private PostgreSQL cluster,
-             local storage and a generated secret under ./.pipeweave/
+             local storage, a generated secret and API key under ./.pipeweave/, on
+             127.0.0.1 (--listen ADDR for another address)
   db         init|migrate|status|reset --url URL   manage the database schema
   pg         start|stop|url --dir DIR              manage a private PostgreSQL cluster
   bench      measure end-to-end throughput and latency against a private cluster

@@ -145,6 +145,8 @@ func serveEnv(t *testing.T, databaseURL string, port int) map[string]string {
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": randomSecret(t),
 		"PORT":                 strconv.Itoa(port),
+
+		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
 	}
 }
 
@@ -337,18 +339,45 @@ func TestDev(t *testing.T) {
 	// No variable at all: no DATABASE_URL, so dev runs its own cluster.
 	env := map[string]string{}
 
-	var secret string
+	var secret, apiKey string
 	for i := range 2 {
 		port := testutil.FreePort(t)
 		r := startCmd(t, env, "dev", "--dir", dir, "--port", strconv.Itoa(port))
 		r.waitHealthy(t, port)
-		require.Contains(t, r.stdout.String(), fmt.Sprintf("http://localhost:%d", port))
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		require.Contains(t, r.stdout.String(), base)
 
-		raw, err := os.ReadFile(filepath.Join(dir, "secret"))
+		// The generated API key: kept 0600, reused, printed with a URL that logs in.
+		keyFile := filepath.Join(dir, "api-key")
+		raw, err := os.ReadFile(keyFile)
+		require.NoError(t, err)
+		key := strings.TrimSpace(string(raw))
+		require.Regexp(t, `^[0-9a-f]{64}$`, key)
+		info, err := os.Stat(keyFile)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+		if i == 0 {
+			apiKey = key
+		} else {
+			require.Equal(t, apiKey, key, "the second start keeps the API key")
+		}
+		require.Contains(t, r.stdout.String(), base+"/ui/#key="+key)
+		require.Equal(t, http.StatusUnauthorized, devGet(t, base+"/api/queue/status", "", ""), "the API needs the key")
+		require.Equal(t, http.StatusOK, devGet(t, base+"/api/queue/status", "", key))
+		require.Equal(t, http.StatusMisdirectedRequest, devGet(t, base+"/api/queue/status", "rebound.attacker.example", key),
+			"dev answers only to local host names")
+		// The CLI finds the key by itself (PIPEWEAVE_DEV_DIR here; .pipeweave by default).
+		out, stderr, err := runCmd(t, map[string]string{"PIPEWEAVE_DEV_DIR": dir}, "queue", "status", "--url", base)
+		require.NoError(t, err, "stderr:\n%s", stderr)
+		require.Contains(t, out, "pending")
+		_, _, err = runCmd(t, map[string]string{"PIPEWEAVE_DEV_DIR": t.TempDir()}, "queue", "status", "--url", base)
+		require.ErrorContains(t, err, "401")
+
+		raw, err = os.ReadFile(filepath.Join(dir, "secret"))
 		require.NoError(t, err)
 		got := strings.TrimSpace(string(raw))
 		require.Regexp(t, `^[0-9a-f]{64}$`, got)
-		info, err := os.Stat(filepath.Join(dir, "secret"))
+		info, err = os.Stat(filepath.Join(dir, "secret"))
 		require.NoError(t, err)
 		require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 		if i == 0 {
@@ -369,6 +398,23 @@ func TestDev(t *testing.T) {
 		_, err = net.DialTimeout("tcp", pgAddr, 5*time.Second)
 		require.Error(t, err, "the private cluster is stopped with dev")
 	}
+}
+
+// devGet sends GET url with an optional Host and bearer key and returns the status.
+func devGet(t *testing.T, url, host, key string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if host != "" {
+		req.Host = host
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func TestTokenRegister(t *testing.T) {

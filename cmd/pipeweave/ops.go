@@ -124,6 +124,9 @@ func (o *ops) parse(args []string, want ...string) ([]string, error) {
 	if o.token == "" {
 		o.token = o.getenv("PIPEWEAVE_API_TOKEN")
 	}
+	if o.token == "" {
+		o.token = devAPIKey(o.url, o.getenv)
+	}
 	c, err := newAPIClient(o.url, o.token)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.name, err)

@@ -29,6 +29,8 @@ func envOf(t *testing.T, dbURL string, kv ...string) func(string) string {
 		"DATABASE_URL":         dbURL,
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+
+		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		env[kv[i]] = kv[i+1]
@@ -125,7 +127,7 @@ func TestSetWhileTheDatabaseRefusesConnections(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, status)
 	require.Equal(t, "DATABASE_UNAVAILABLE", body["code"])
 	status, body = call(t, "POST", base+"/api/queue/task")
-	require.Equal(t, http.StatusBadRequest, status, "a client mistake is still a 400: %v", body)
+	require.Equal(t, http.StatusUnsupportedMediaType, status, "a client mistake is still a 4xx: %v", body)
 }
 
 func TestPackageEntryPointsReadTheEnvironment(t *testing.T) {

@@ -41,7 +41,9 @@ func Do(ctx context.Context, client *http.Client, method, url, bearer string, bo
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	// Every request that may change something says JSON, with or without a body: the
+	// orchestrator answers 415 to a mutating request of another (or no) type.
+	if body != nil || (method != http.MethodGet && method != http.MethodHead) {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if bearer != "" {

@@ -21,6 +21,9 @@ func TestCall(t *testing.T) {
 		case "/echo":
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"auth":"` + r.Header.Get("Authorization") + `","type":"` + r.Header.Get("Content-Type") + `","body":` + string(body) + `}`))
+		case "/type":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"type":"` + r.Header.Get("Content-Type") + `"}`))
 		default:
 			http.Error(w, `{"error":"no such thing","code":"NOPE"}`, http.StatusNotFound)
 		}
@@ -43,6 +46,14 @@ func TestCall(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, status.Status)
 	require.JSONEq(t, `{"error":"no such thing","code":"NOPE"}`, string(status.Body))
 	require.Contains(t, err.Error(), "GET "+srv.URL+"/missing answered 404 Not Found")
+
+	// A mutating request says JSON even without a body (the orchestrator answers 415 otherwise);
+	// a read does not.
+	for method, want := range map[string]string{http.MethodPost: "application/json", http.MethodDelete: "application/json", http.MethodGet: ""} {
+		var got struct{ Type string }
+		require.NoError(t, httpjson.Call(ctx, srv.Client(), method, srv.URL+"/type", "", nil, &got))
+		require.Equal(t, want, got.Type, method)
+	}
 
 	// An answer that does not decode into out is an error naming the request.
 	var wrong []string

@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +57,12 @@ type Options struct {
 	// MaxConcurrency and PollInterval are reported by GET /api/info.
 	MaxConcurrency int
 	PollInterval   time.Duration
+	// InsecureNoAuth says the API is served without keys on purpose: /health reports
+	// "auth": "none" and every mutating request needs its Content-Type (guard.go).
+	InsecureNoAuth bool
+	// AllowedHosts, when not empty, are the Host names (without port) the server answers; any
+	// other gets 421, /health excepted (guard.go).
+	AllowedHosts []string
 }
 
 // Server is the HTTP API.
@@ -178,6 +183,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
+	// The Host and Content-Type checks come before any body is read (guard.go).
+	if !s.guard(w, r) {
+		return
+	}
 	// A W3C traceparent (and tracestate) makes the request's spans children of the caller's.
 	if r.Header.Get("traceparent") != "" {
 		r = r.WithContext(telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
@@ -234,14 +243,7 @@ func (s *Server) requireKey(h http.HandlerFunc) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(bearer(r))
-		ok := false
-		for _, k := range s.opts.APIKeys {
-			if subtle.ConstantTimeCompare(got, []byte(k)) == 1 {
-				ok = true
-			}
-		}
-		if !ok {
+		if !s.validKey(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipeweave"`)
 			writeErr(w, http.StatusUnauthorized, "UNAUTHORIZED", "an API key is required: Authorization: Bearer <key>", nil)
 			return
@@ -268,7 +270,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	}
 	// Maintenance is an operator's choice, not a failure: health stays 200 and says so.
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "database": "ok", "mode": s.opts.Mode,
-		"maintenance": s.healthMaintenance(ctx)})
+		"maintenance": s.healthMaintenance(ctx), "auth": s.authMode()})
 }
 
 // workerCall authenticates a worker call for runID from its run token. In compat mode a call

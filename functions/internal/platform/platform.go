@@ -89,6 +89,12 @@ func Config(getenv func(string) string) (core.Config, error) {
 	return cfg, nil
 }
 
+// scheduledFunctions are the functions that serve only /health and POST /, which their platform
+// authenticates (an EventBridge schedule; a private Cloud Run service invoked with Cloud
+// Scheduler's OIDC token): they start without PIPEWEAVE_API_KEYS, which cloudbuild.yaml does
+// not give them. Any other function (api) serves the operator API and needs the keys.
+var scheduledFunctions = map[string]bool{"process": true, "heartbeat-sweep": true, "dlq-purge": true}
+
 // Open reads the configuration, opens the orchestrator (its pool connects lazily, so a database
 // that is down does not stop start-up) and builds the function. release closes the orchestrator.
 func Open(ctx context.Context, name string, getenv func(string) string, log *slog.Logger, build Builder) (f *Function, release func(), err error) {
@@ -96,7 +102,7 @@ func Open(ctx context.Context, name string, getenv func(string) string, log *slo
 	if err != nil {
 		return nil, nil, err
 	}
-	o, err := core.New(ctx, cfg, core.Options{Logger: log})
+	o, err := core.New(ctx, cfg, core.Options{Logger: log, NoAPI: scheduledFunctions[name]})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open the orchestrator: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"testing"
@@ -42,6 +43,7 @@ func serve(t *testing.T, env map[string]string, build Builder) string {
 	t.Helper()
 	port := testutil.FreePort(t)
 	env["PORT"] = strconv.Itoa(port)
+	env["PIPEWEAVE_INSECURE_NO_AUTH"] = "1" // "test" is not a scheduled function: it needs keys or this
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &testutil.SyncBuffer{}
@@ -71,6 +73,7 @@ func get(t *testing.T, method, url string) (int, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json") // else a POST under /api/ is 415
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -159,4 +162,31 @@ func TestRunFailsWhenThePortIsTaken(t *testing.T) {
 	env["PORT"] = port
 	err = Run(context.Background(), "heartbeat-sweep", envOf(env), slog.Default(), HeartbeatSweep)
 	require.ErrorContains(t, err, "listen on port "+port)
+}
+
+// The api function needs PIPEWEAVE_API_KEYS (or PIPEWEAVE_INSECURE_NO_AUTH); the scheduled
+// functions, which serve only /health and their platform-authenticated trigger, do not, and
+// serve nothing of the API.
+func TestAPIKeysRequiredByTheAPIFunctionOnly(t *testing.T) {
+	t.Parallel()
+	env := baseEnv(t, testdb.NewURL(t))
+	log := slog.New(slog.DiscardHandler)
+	_, _, err := Open(t.Context(), "api", envOf(env), log, API)
+	var cfgErr *core.ConfigError
+	require.ErrorAs(t, err, &cfgErr)
+	require.Equal(t, "PIPEWEAVE_API_KEYS", cfgErr.Var)
+
+	for name, build := range map[string]Builder{"process": Process, "heartbeat-sweep": HeartbeatSweep, "dlq-purge": DLQPurge} {
+		f, release, err := Open(t.Context(), name, envOf(env), log, build)
+		require.NoError(t, err, name)
+		t.Cleanup(release)
+		rec := httptest.NewRecorder()
+		f.ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
+		require.Equal(t, http.StatusOK, rec.Code, "%s: %s", name, rec.Body)
+	}
+
+	env["PIPEWEAVE_API_KEYS"] = "k"
+	_, release, err := Open(t.Context(), "api", envOf(env), log, API)
+	require.NoError(t, err)
+	release()
 }

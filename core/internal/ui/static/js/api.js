@@ -36,6 +36,23 @@ function storeKey(key) {
 let memoryKey = storedKey();
 let pendingPrompt = null;
 
+// A login URL (`pipeweave dev` prints http://127.0.0.1:3000/ui/#key=<key>, as Jupyter does with
+// its token) carries the key in the fragment, which the browser never sends to a server: store
+// it and take it out of the address bar and the history at once.
+function keyFromHash() {
+  const m = /^#key=([^&]*)/.exec(location.hash);
+  if (!m) return;
+  let key = '';
+  try {
+    key = decodeURIComponent(m[1]).trim();
+  } catch {
+    // A malformed escape: ignore the key.
+  }
+  history.replaceState(history.state, '', location.pathname + location.search);
+  if (key) storeKey(key);
+}
+keyFromHash();
+
 function updateForgetButton() {
   const b = document.querySelector('[data-testid="forget-key"]');
   if (b) b.hidden = !memoryKey;
@@ -88,6 +105,9 @@ export async function request(method, path, body) {
     } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
+    } else if (method !== 'GET' && method !== 'HEAD') {
+      // The orchestrator refuses a mutating request that is not JSON (415), even an empty one.
+      headers['Content-Type'] = 'application/json';
     }
     const resp = await fetch(path, init);
     if (resp.status === 401) {
