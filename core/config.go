@@ -2,11 +2,13 @@ package core
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/internal/netguard"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 )
@@ -59,6 +61,11 @@ type Config struct {
 	OTLPTracesEndpoint string
 	// ServiceName is OTEL_SERVICE_NAME, the service.name of exported spans (default "pipeweave").
 	ServiceName string
+	// WorkerAllowedNetworks is WORKER_ALLOWED_NETWORKS (comma list of CIDRs, default none): the
+	// loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7) and shared (100.64/10) networks
+	// dispatches may connect to. Public addresses are always allowed; link-local and cloud
+	// metadata addresses never, even inside a listed network. `pipeweave dev` allows loopback.
+	WorkerAllowedNetworks []netip.Prefix
 }
 
 // DefaultConfig returns the configuration every optional variable defaults to (the required
@@ -201,6 +208,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, &ConfigError{v.name, fmt.Sprintf("must be an http:// or https:// URL, got %q", raw)}
 		}
 		*v.dst = raw
+	}
+	if c.WorkerAllowedNetworks, err = netguard.ParseNetworks(get("WORKER_ALLOWED_NETWORKS")); err != nil {
+		return c, &ConfigError{"WORKER_ALLOWED_NETWORKS", err.Error()}
 	}
 	if name := get("OTEL_SERVICE_NAME"); name != "" {
 		c.ServiceName = name

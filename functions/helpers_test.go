@@ -116,6 +116,8 @@ func functionEnv(t *testing.T, dbURL string) map[string]string {
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": testSecret,
 		"DISPATCH_TIMEOUT_MS":  "5000",
+
+		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // the test workers listen on loopback
 	}
 }
 

@@ -145,6 +145,8 @@ func serveEnv(t *testing.T, databaseURL string, port int) map[string]string {
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": randomSecret(t),
 		"PORT":                 strconv.Itoa(port),
+
+		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // the test workers listen on loopback
 	}
 }
 

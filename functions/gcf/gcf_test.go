@@ -29,6 +29,8 @@ func envOf(t *testing.T, dbURL string, kv ...string) func(string) string {
 		"DATABASE_URL":         dbURL,
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+
+		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // the test workers listen on loopback
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		env[kv[i]] = kv[i+1]

@@ -140,6 +140,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": secret,
 		"LOG_LEVEL":            "warn",
+
+		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // its workers listen on loopback
 	}
 	size := int64(0)
 	if fi, err := os.Stat(bins["api"]); err == nil {
