@@ -6,9 +6,9 @@
 //
 // Some addresses are always refused: link-local (169.254.0.0/16, where cloud instance metadata
 // lives, and fe80::/10), the unspecified and "this network" addresses (0.0.0.0/8, ::),
-// multicast, broadcast, the IPv6 instance metadata of AWS (fd00:ec2::254), the metadata of
-// Alibaba Cloud (100.100.100.200), Azure's host endpoint (168.63.129.16) and deprecated
-// IPv4-compatible IPv6 addresses. Loopback, private (RFC 1918, fc00::/7, fec0::/10) and shared
+// multicast, broadcast, the IPv6 instance metadata of AWS (fd00:ec2::254) and Google Cloud
+// (fd20:ce::254), the metadata of Alibaba Cloud (100.100.100.200), Azure's host endpoint
+// (168.63.129.16) and deprecated IPv4-compatible IPv6 addresses. Loopback, private (RFC 1918, fc00::/7, fec0::/10) and shared
 // (CGNAT, 100.64.0.0/10) addresses are refused unless an allowed network covers them; a listed
 // network never opens an always-refused address, even 0.0.0.0/0. Every other address (the
 // public internet) is allowed. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) and the NAT64
@@ -68,6 +68,7 @@ var always = rules(
 	"fe80::/10", "link-local",
 	"ff00::/8", "multicast",
 	"fd00:ec2::254/128", "cloud instance metadata (AWS, IPv6)",
+	"fd20:ce::254/128", "cloud instance metadata (Google Cloud, IPv6)",
 )
 
 // restricted are refused unless an allowed network covers them.

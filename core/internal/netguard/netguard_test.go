@@ -61,6 +61,7 @@ func TestCheck(t *testing.T) {
 		{"fe80::1%eth0", refused, refused, refused, "link-local"},
 		{"febf:ffff::1", refused, refused, refused, "link-local"},
 		{"fd00:ec2::254", refused, refused, refused, "AWS"},
+		{"fd20:ce::254", refused, refused, refused, "Google"},
 		{"100.100.100.200", refused, refused, refused, "Alibaba"},
 		{"::ffff:100.100.100.200", refused, refused, refused, "Alibaba"},
 		{"168.63.129.16", refused, refused, refused, "Azure"},
