@@ -2,11 +2,13 @@ package core
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/internal/netguard"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 )
@@ -67,6 +69,11 @@ type Config struct {
 	// allows any): a request whose Host is not listed gets 421, /health excepted. When nil, any
 	// host is allowed with API keys, and only localhost, 127.0.0.1 and ::1 with InsecureNoAuth.
 	AllowedHosts []string
+	// WorkerAllowedNetworks is WORKER_ALLOWED_NETWORKS (comma list of CIDRs, default none): the
+	// loopback, private (10/8, 172.16/12, 192.168/16, fc00::/7) and shared (100.64/10) networks
+	// dispatches may connect to. Public addresses are always allowed; link-local and cloud
+	// metadata addresses never, even inside a listed network. `pipeweave dev` allows loopback.
+	WorkerAllowedNetworks []netip.Prefix
 }
 
 // DefaultConfig returns the configuration every optional variable defaults to (the required
@@ -212,6 +219,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, &ConfigError{v.name, fmt.Sprintf("must be an http:// or https:// URL, got %q", raw)}
 		}
 		*v.dst = raw
+	}
+	if c.WorkerAllowedNetworks, err = netguard.ParseNetworks(get("WORKER_ALLOWED_NETWORKS")); err != nil {
+		return c, &ConfigError{"WORKER_ALLOWED_NETWORKS", err.Error()}
 	}
 	if name := get("OTEL_SERVICE_NAME"); name != "" {
 		c.ServiceName = name

@@ -126,6 +126,8 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		Secret:          cfg.SecretKey,
 		Metrics:         o.metrics,
 		TracerProvider:  tp,
+
+		WorkerAllowedNetworks: cfg.WorkerAllowedNetworks,
 	}, log)
 	if err != nil {
 		if o.ownPool {

@@ -106,6 +106,9 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return err
 	}
 	defaults["STORAGE_BACKENDS"] = string(backends)
+	// Workers of a dev setup run on this machine: dispatches may go to loopback (the variable,
+	// when set, replaces this list).
+	defaults["WORKER_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
 	if *port != 0 {
 		defaults["PORT"] = strconv.Itoa(*port)
 	}

@@ -26,7 +26,10 @@ const (
 const (
 	CodeTimeout        = "TIMEOUT"
 	CodeDispatchFailed = "DISPATCH_FAILED"
-	CodeTaskRemoved    = "TASK_REMOVED"
+	// CodeDispatchRefused: the dispatch guard refused the worker's address (or its baseUrl);
+	// the attempt is not retried (WORKER_ALLOWED_NETWORKS).
+	CodeDispatchRefused = "DISPATCH_REFUSED"
+	CodeTaskRemoved     = "TASK_REMOVED"
 )
 
 // Retry backoff kinds.

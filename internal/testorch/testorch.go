@@ -70,6 +70,7 @@ func Start(t testing.TB, opts Options) *Orchestrator {
 	cfg.SecretKey, cfg.Mode, cfg.MaxConcurrency = Secret, core.ModeServerless, 0
 	cfg.PollInterval, cfg.DispatchTimeout = 50*time.Millisecond, 5*time.Second
 	cfg.InsecureNoAuth = true // tests that need API keys set them in Configure
+	cfg.WorkerAllowedNetworks = testutil.Loopback // the test workers listen on loopback
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}

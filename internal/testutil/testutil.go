@@ -4,6 +4,7 @@ package testutil
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 )
@@ -42,3 +43,8 @@ func FreePort(t testing.TB) int {
 	}
 	return port
 }
+
+// Loopback lists the loopback networks (127.0.0.0/8, ::1/128): the WORKER_ALLOWED_NETWORKS
+// (core.Config.WorkerAllowedNetworks) of test orchestrators whose workers listen on loopback.
+// Do not modify it.
+var Loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -141,7 +140,12 @@ const (
 type result struct {
 	c       Claimed
 	outcome outcome
-	err     string
+	err     string // the stored error of a failed dispatch
+	// code is the error code of a failed dispatch ("" = DISPATCH_FAILED), final whether its
+	// attempt must not be retried, detail the cause for the log (never stored).
+	code   string
+	final  bool
+	detail string
 }
 
 // name is the outcome as the metrics and spans label it.
@@ -199,8 +203,16 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 			boIDs, boLeases = append(boIDs, r.c.RunID), append(boLeases, r.c.Lease)
 		case dispatchFailed:
 			lease := r.c.Lease
-			f.add(r.c.RunID, &lease, r.c.PipelineRunID, r.err, protocol.CodeDispatchFailed)
-			e.log.Warn("dispatch failed", "run", r.c.RunID, "task", r.c.TaskID, "attempt", r.c.Attempt, "err", r.err)
+			code := r.code
+			if code == "" {
+				code = protocol.CodeDispatchFailed
+			}
+			f.addFinal(r.c.RunID, &lease, r.c.PipelineRunID, r.err, code, r.final)
+			detail := r.detail
+			if detail == "" {
+				detail = r.err
+			}
+			e.log.Warn("dispatch failed", "run", r.c.RunID, "task", r.c.TaskID, "attempt", r.c.Attempt, "code", code, "err", detail)
 		}
 	}
 	stats.Dispatched, stats.Deferred, stats.Failed = len(okIDs), len(boIDs), len(f.ids)
@@ -320,6 +332,9 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 	if err != nil {
 		return e.failDispatch(c, telemetry.ReasonEncode, "encode dispatch: "+err.Error())
 	}
+	if err := checkBaseURL(c.BaseURL); err != nil {
+		return e.badBaseURL(c, err)
+	}
 	dctx, cancel := context.WithTimeout(ctx, e.cfg.DispatchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(dctx, http.MethodPost, c.BaseURL+"/tasks/"+c.TaskID, bytes.NewReader(body))
@@ -349,13 +364,8 @@ func (e *Engine) failDispatch(c Claimed, reason, msg string) result {
 func (e *Engine) post(req *http.Request, c Claimed, span trace.Span) result {
 	resp, err := e.client.Do(req)
 	if err != nil {
-		reason := telemetry.ReasonNetwork
-		var nerr net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
-			reason = telemetry.ReasonTimeout
-		}
 		span.RecordError(err)
-		return e.failDispatch(c, reason, "dispatch to worker: "+err.Error())
+		return e.transportFailure(c, err)
 	}
 	// Drain a little so the connection can be reused.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -370,6 +380,10 @@ func (e *Engine) post(req *http.Request, c Claimed, span trace.Span) result {
 		return e.failDispatch(c, telemetry.ReasonStatus4xx, fmt.Sprintf("worker answered %s", resp.Status))
 	case resp.StatusCode >= 500:
 		return e.failDispatch(c, telemetry.ReasonStatus5xx, fmt.Sprintf("worker answered %s", resp.Status))
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		r := e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s; redirects are not followed", resp.Status))
+		r.detail = r.err + " (Location: " + resp.Header.Get("Location") + ")"
+		return r
 	}
 	return e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s", resp.Status))
 }
@@ -480,11 +494,18 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 type failures struct {
 	ids, pipelineRuns, errs, codes []string
 	leases                         []*int64
+	retry                          []bool
 }
 
+// add adds an attempt that is retried if it has retries left.
 func (f *failures) add(id string, lease *int64, pipelineRun, msg, code string) {
+	f.addFinal(id, lease, pipelineRun, msg, code, false)
+}
+
+// addFinal adds an attempt that, if final, fails for good whatever retries are left.
+func (f *failures) addFinal(id string, lease *int64, pipelineRun, msg, code string, final bool) {
 	f.ids, f.leases, f.pipelineRuns = append(f.ids, id), append(f.leases, lease), append(f.pipelineRuns, pipelineRun)
-	f.errs, f.codes = append(f.errs, msg), append(f.codes, code)
+	f.errs, f.codes, f.retry = append(f.errs, msg), append(f.codes, code), append(f.retry, !final)
 }
 
 // failAndAdvance ends attempts the orchestrator gave up on (failed dispatches, expired
@@ -497,8 +518,7 @@ func (e *Engine) failAndAdvance(ctx context.Context, f failures) ([]endedAttempt
 		if err != nil {
 			return err
 		}
-		retry := slices.Repeat([]bool{true}, len(f.ids))
-		if ended, err = e.failAttempts(ctx, tx, f.ids, f.leases, f.errs, f.codes, retry, true); err != nil {
+		if ended, err = e.failAttempts(ctx, tx, f.ids, f.leases, f.errs, f.codes, f.retry, true); err != nil {
 			return err
 		}
 		return e.advanceFailed(ctx, tx, runs, ended)

@@ -11,8 +11,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pipeweave/pipeweave/core/internal/netguard"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -60,6 +61,10 @@ type Config struct {
 	// TracerProvider makes the engine's spans (default: a no-op provider, which still
 	// propagates the trace context of runs to workers).
 	TracerProvider trace.TracerProvider
+	// WorkerAllowedNetworks are the loopback, private and shared (CGNAT) networks dispatches
+	// may connect to (WORKER_ALLOWED_NETWORKS); public addresses are always allowed, link-local
+	// and metadata addresses never (package netguard).
+	WorkerAllowedNetworks []netip.Prefix
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +103,8 @@ type Engine struct {
 	storage *storage.Set
 	cfg     Config
 	client  *http.Client
+	// guard is the dispatch address policy the client's dialer applies.
+	guard   *netguard.Policy
 	log     *slog.Logger
 	metrics *telemetry.Metrics
 	tracer  trace.Tracer
@@ -116,12 +123,7 @@ func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config
 	if log == nil {
 		log = slog.Default()
 	}
-	transport := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: cfg.DispatchTimeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        512,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-	}
+	guard := netguard.New(cfg.WorkerAllowedNetworks)
 	defaultCfg, _ := store.Default()
 	backend, err := json.Marshal(defaultCfg)
 	if err != nil {
@@ -133,7 +135,8 @@ func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config
 		keys:    keys,
 		storage: store,
 		cfg:     cfg,
-		client:  &http.Client{Transport: transport, Timeout: cfg.DispatchTimeout},
+		client:  newDispatchClient(cfg, guard),
+		guard:   guard,
 		log:     log,
 		metrics: cfg.Metrics,
 		tracer:  cfg.TracerProvider.Tracer(telemetry.TracerName),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 
@@ -62,9 +61,8 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 	if req.Version == "" {
 		return nil, invalid("INVALID_VERSION", "version is required")
 	}
-	u, err := url.Parse(req.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, invalid("INVALID_BASE_URL", "baseUrl must be an absolute http(s) URL")
+	if err := checkBaseURL(req.BaseURL); err != nil {
+		return nil, err
 	}
 	rows := make([]taskRow, 0, len(req.Tasks))
 	seen := map[string]bool{}
@@ -303,5 +301,6 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 	})
 	e.log.Info("service registered", "service", req.ServiceID, "version", req.Version,
 		"tasks", len(rows), "codeChanges", len(resp.CodeChanges), "orphaned", len(resp.OrphanedTasks))
+	e.warnIfRefused(req.ServiceID, req.BaseURL)
 	return resp, nil
 }

@@ -29,6 +29,7 @@ const (
 	ReasonToken     = "token"      // the run token could not be made
 	ReasonEncode    = "encode"     // the dispatch body could not be encoded or the request built
 	ReasonNetwork   = "network"    // the worker could not be reached (refused, reset, DNS…)
+	ReasonRefused   = "refused"    // the dispatch guard refused the worker's address or baseUrl
 	ReasonTimeout   = "timeout"    // the worker did not answer within DISPATCH_TIMEOUT_MS
 	ReasonStatus4xx = "status_4xx" // the worker answered 4xx (other than 429)
 	ReasonStatus5xx = "status_5xx" // the worker answered 5xx (other than 503)
@@ -91,7 +92,7 @@ func NewMetrics() *Metrics {
 			Help:    "Time a worker took to answer a dispatch request, by outcome (acked, back_pressure, failed).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"outcome"}),
 		DispatchFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "dispatch_failures_total",
-			Help: "Dispatches that failed, by reason (token, encode, network, timeout, status_4xx, status_5xx, status)."}, []string{"reason"}),
+			Help: "Dispatches that failed, by reason (token, encode, refused, network, timeout, status_4xx, status_5xx, status)."}, []string{"reason"}),
 		TaskDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "task_duration_seconds",
 			Help:    "Time from a run's first claim to the callback that completed or failed an attempt, by task and outcome.",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600}}, []string{"task", "outcome"}),

@@ -35,6 +35,8 @@ func baseEnv(t *testing.T, dbURL string) map[string]string {
 		"DATABASE_URL":         dbURL,
 		"STORAGE_BACKENDS":     string(backends),
 		"PIPEWEAVE_SECRET_KEY": testSecret,
+
+		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // the test workers listen on loopback
 	}
 }
 
