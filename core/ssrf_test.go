@@ -199,8 +199,8 @@ func TestRegistrationRefusesUnsafeBaseURL(t *testing.T) {
 		"http:///path", "http://:8080", "//worker/x", "worker:8080", "/tasks", "", "http://worker:99999", "http://worker:0",
 		"http://wor ker", "http://worker\n/x", "HTTP:worker",
 	} {
-		r := e.do("POST", "/api/register", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: u,
-			Tasks: []protocol.TaskDefinition{task("t")}}, e.regToken("svc"))
+		r := e.postReg("svc", protocol.RegisterRequest{ServiceID: "svc", Version: "1", BaseURL: u,
+			Tasks: []protocol.TaskDefinition{task("t")}})
 		require.Equal(t, http.StatusBadRequest, r.Status, "%q: %s", u, r.Body)
 		b := r.errorBody(t)
 		require.Equal(t, "INVALID_BASE_URL", b.Code, u)

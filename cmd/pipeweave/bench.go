@@ -103,7 +103,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg.DatabaseURL, cfg.SecretKey, cfg.Mode = url, secret, *mode
 	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": storeDir}}}
 	cfg.MaxConcurrency, cfg.ProcessBatchSize, cfg.DBMaxConns, cfg.MaxBodyBytes = *maxConc, *claimBatch, *conns, 64<<20
-	cfg.InsecureNoAuth = true // on 127.0.0.1, for the length of the measurement
+	cfg.InsecureNoAuth = true                                                        // on 127.0.0.1, for the length of the measurement
 	cfg.WorkerAllowedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // its workers listen on 127.0.0.1
 	o, err := core.New(ctx, cfg, core.Options{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {

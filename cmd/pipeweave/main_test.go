@@ -147,7 +147,7 @@ func serveEnv(t *testing.T, databaseURL string, port int) map[string]string {
 		"PORT":                 strconv.Itoa(port),
 
 		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
-		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // the test workers listen on loopback
+		"WORKER_ALLOWED_NETWORKS":    "127.0.0.0/8,::1/128", // the test workers listen on loopback
 	}
 }
 

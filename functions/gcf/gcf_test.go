@@ -31,7 +31,7 @@ func envOf(t *testing.T, dbURL string, kv ...string) func(string) string {
 		"PIPEWEAVE_SECRET_KEY": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 
 		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
-		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // the test workers listen on loopback
+		"WORKER_ALLOWED_NETWORKS":    "127.0.0.0/8,::1/128", // the test workers listen on loopback
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		env[kv[i]] = kv[i+1]

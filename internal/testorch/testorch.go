@@ -69,7 +69,7 @@ func Start(t testing.TB, opts Options) *Orchestrator {
 		Credentials: map[string]any{"basePath": o.StorageDir}, IsDefault: true}}
 	cfg.SecretKey, cfg.Mode, cfg.MaxConcurrency = Secret, core.ModeServerless, 0
 	cfg.PollInterval, cfg.DispatchTimeout = 50*time.Millisecond, 5*time.Second
-	cfg.InsecureNoAuth = true // tests that need API keys set them in Configure
+	cfg.InsecureNoAuth = true                     // tests that need API keys set them in Configure
 	cfg.WorkerAllowedNetworks = testutil.Loopback // the test workers listen on loopback
 	if opts.Configure != nil {
 		opts.Configure(&cfg)

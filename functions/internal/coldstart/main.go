@@ -142,7 +142,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"LOG_LEVEL":            "warn",
 
 		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
-		"WORKER_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128", // its workers listen on loopback
+		"WORKER_ALLOWED_NETWORKS":    "127.0.0.0/8,::1/128", // its workers listen on loopback
 	}
 	size := int64(0)
 	if fi, err := os.Stat(bins["api"]); err == nil {
