@@ -163,6 +163,7 @@ func TestSecretRotation(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	_, kid := serviceRow(after, "svc")
 	require.Equal(t, oldID, kid)
+	require.Equal(t, "previous", serviceSecret(t, after, "svc"), "GET /api/services tells the operator who still has to move")
 	r = registerWith(after, svcKeysFor(t, stranger, "svc"), "svc", reg)
 	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
 	strangerRing, err := token.NewKeyring(stranger, "")
@@ -178,6 +179,7 @@ func TestSecretRotation(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	_, kid = serviceRow(after, "svc")
 	require.Equal(t, newID, kid)
+	require.Equal(t, "current", serviceSecret(t, after, "svc"))
 	id = after.enqueue(map[string]any{"taskId": "t"}).RunID
 	after.waitFor("dispatch after re-registering", func() bool { return w.count() == 3 })
 	d2 := w.all()[2]
@@ -238,4 +240,20 @@ func TestPreviousSecretConfig(t *testing.T) {
 		require.ErrorAs(t, err, &ce, bad)
 		require.Contains(t, err.Error(), "PIPEWEAVE_SECRET_KEY_PREVIOUS")
 	}
+}
+
+// serviceSecret is the secret field of service id in GET /api/services on e.
+func serviceSecret(t *testing.T, e *env, id string) string {
+	t.Helper()
+	r := e.do("GET", "/api/services", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var list []protocol.Service
+	require.NoError(t, json.Unmarshal(r.Body, &list), string(r.Body))
+	for _, s := range list {
+		if s.ID == id {
+			return s.Secret
+		}
+	}
+	t.Fatalf("service %q not listed: %s", id, r.Body)
+	return ""
 }

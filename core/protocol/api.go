@@ -47,6 +47,11 @@ type Service struct {
 	RegisteredAt time.Time `json:"registeredAt"`
 	UpdatedAt    time.Time `json:"updatedAt"`
 	Tasks        []string  `json:"tasks"`
+	// Secret says which master secret the service last registered with: "current",
+	// "previous" (PIPEWEAVE_SECRET_KEY_PREVIOUS; re-register it with the new service key
+	// before removing that variable), or "unknown" (a secret no longer configured, a
+	// registration from before service keys, or an unauthenticated compat-mode one).
+	Secret string `json:"secret"`
 }
 
 // Task is a registered task definition with its current code version.

@@ -125,6 +125,17 @@ func (r *Keyring) VerifyRun(tok string, now time.Time) (RunClaims, error) {
 	return RunClaims{}, firstErr
 }
 
+// Generation names the configured secret whose key id is keyID: "current", "previous", or
+// "unknown" when it is neither (or keyID is empty).
+func (r *Keyring) Generation(keyID string) string {
+	for i, s := range r.secrets {
+		if keyID != "" && s.id == keyID {
+			return []string{"current", "previous"}[i]
+		}
+	}
+	return "unknown"
+}
+
 // ServiceKeys returns the keys of service serviceID (ServiceKeys of its ServiceKey) under the
 // secret named keyID, or under the current secret when keyID names none of them. It also
 // returns the key id it used.

@@ -160,7 +160,9 @@ func (e *Engine) Services(ctx context.Context) ([]Service, error) {
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Service, error) {
 		var s Service
-		err := row.Scan(&s.ID, &s.Version, &s.BaseURL, &s.RegisteredAt, &s.UpdatedAt, &s.Tasks)
+		var keyID string
+		err := row.Scan(&s.ID, &s.Version, &s.BaseURL, &s.RegisteredAt, &s.UpdatedAt, &keyID, &s.Tasks)
+		s.Secret = e.keys.Generation(keyID)
 		return s, err
 	})
 	if err != nil {

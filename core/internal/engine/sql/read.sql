@@ -49,7 +49,7 @@ ON CONFLICT (status) DO UPDATE SET n = c.n + excluded.n;
 SELECT min(available_at) FROM task_runs WHERE status = 'pending';
 
 -- name: services_list
-SELECT s.id, s.version, s.base_url, s.registered_at, s.updated_at,
+SELECT s.id, s.version, s.base_url, s.registered_at, s.updated_at, coalesce(s.key_id, ''),
        coalesce(array_agg(t.id ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL AND t.removed_in_version IS NULL), '{}')
 FROM services s
 LEFT JOIN tasks t ON t.service_id = s.id
