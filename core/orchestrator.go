@@ -129,24 +129,25 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		return m.Mode, err
 	})
 	o.api = api.New(o.eng, keys, api.Options{
-		APIKeys:                  cfg.APIKeys,
-		Compat:                   cfg.Compat == CompatNodeSDKv1,
-		MaxBodyBytes:             cfg.MaxBodyBytes,
-		MaxBatchSize:             cfg.MaxBatchSize,
-		MaxTasksPerRegistration:  cfg.MaxTasksPerRegistration,
-		MaxWorkerBodyBytes:       cfg.MaxWorkerBodyBytes,
-		MaxConcurrentBodies:      cfg.MaxConcurrentBodies,
-		MaxUnauthenticatedBodies: cfg.MaxUnauthenticatedBodies,
-		Mode:                     cfg.Mode,
-		MaxConcurrency:           cfg.MaxConcurrency,
-		PollInterval:             cfg.PollInterval,
-		Ready:                    o.ready,
-		Process:                  o.Process,
+		APIKeys:                 cfg.APIKeys,
+		Compat:                  cfg.Compat == CompatNodeSDKv1,
+		MaxBodyBytes:            cfg.MaxBodyBytes,
+		MaxBatchSize:            cfg.MaxBatchSize,
+		MaxTasksPerRegistration: cfg.MaxTasksPerRegistration,
+		MaxWorkerBodyBytes:      cfg.MaxWorkerBodyBytes,
+		Mode:                    cfg.Mode,
+		MaxConcurrency:          cfg.MaxConcurrency,
+		PollInterval:            cfg.PollInterval,
+		Ready:                   o.ready,
+		Process:                 o.Process,
 		Metrics: promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
 		MaxUploadBytes: cfg.MaxUploadBytes,
+
+		MaxConcurrentBodies:      cfg.MaxConcurrentBodies,
+		MaxUnauthenticatedBodies: cfg.MaxUnauthenticatedBodies,
 	}, log)
 	if cfg.Compat == CompatNodeSDKv1 {
 		log.Warn("PIPEWEAVE_COMPAT=node-sdk-v1: registration and worker calls are accepted without authentication")

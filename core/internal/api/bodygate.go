@@ -17,6 +17,9 @@ const (
 	defaultMaxConcurrentBodies      = 128
 	defaultMaxUnauthenticatedBodies = 16
 	defaultBodySlotWait             = time.Second
+	// bodyDrainWait is how long the unread rest of a body refused unread (or cut short) may
+	// take to arrive before the connection is closed.
+	bodyDrainWait = 500 * time.Millisecond
 )
 
 // BodyBusyRetryAfter is the Retry-After, in seconds, of a 503 BODY_SLOTS_BUSY.
@@ -181,9 +184,8 @@ func (g *bodyGate) Header() http.Header { return g.w.Header() }
 
 // WriteHeader writes the response's header. A request refused a body slot is answered
 // 503 BODY_SLOTS_BUSY instead of what the handler made of the failed read. A response sent
-// before the body was read to its end closes the connection: net/http would otherwise read
-// up to 256 KiB of the rest before answering, which a slow client makes last until the read
-// timeout.
+// before the body was read to its end waits at most bodyDrainWait for the rest (which net/http
+// discards), then the connection is closed.
 func (g *bodyGate) WriteHeader(status int) {
 	g.mu.Lock()
 	if g.wrote {
@@ -194,7 +196,10 @@ func (g *bodyGate) WriteHeader(status int) {
 	busy, sawEOF := g.busy, g.sawEOF
 	g.mu.Unlock()
 	if !sawEOF {
-		g.w.Header().Set("Connection", "close")
+		// net/http reads up to 256 KiB of what is left before it answers (then closes the
+		// connection if more remains); a slow client would make that last until the read
+		// timeout. The rest must arrive within bodyDrainWait.
+		_ = http.NewResponseController(g.w).SetReadDeadline(time.Now().Add(bodyDrainWait))
 	}
 	if !busy {
 		g.w.WriteHeader(status)
