@@ -53,6 +53,19 @@ type Config struct {
 	MaxWorkerBodyBytes      int64            // MAX_WORKER_BODY_BYTES (default 64 KiB): bodies of heartbeat, progress, callback, idempotency check
 	HTTPReadTimeout         time.Duration    // HTTP_READ_TIMEOUT_MS (default 30000): a request's headers and body must arrive within it
 	HTTPIdleTimeout         time.Duration    // HTTP_IDLE_TIMEOUT_MS (default 120000): an idle keep-alive connection is closed after it
+	// HTTPReadHeaderTimeout is HTTP_READ_HEADER_TIMEOUT_MS (default 10000): a request's headers
+	// must arrive within it (and within HTTPReadTimeout).
+	HTTPReadHeaderTimeout time.Duration
+	// MaxConnections is MAX_CONNECTIONS: the open connections of the process's HTTP server
+	// (0, the default: DefaultMaxConnections, half the open-file limit, at most 4096).
+	MaxConnections int
+	// MaxConcurrentBodies is MAX_CONCURRENT_BODIES (default 128): request bodies of
+	// authenticated requests (a valid API key or run token) read at once.
+	MaxConcurrentBodies int
+	// MaxUnauthenticatedBodies is MAX_UNAUTHENTICATED_BODIES (default 16): request bodies of
+	// requests without a valid credential (registrations, compat-mode worker calls) read at
+	// once, in a pool separate from MaxConcurrentBodies.
+	MaxUnauthenticatedBodies int
 	// OTLPEndpoint is OTEL_EXPORTER_OTLP_ENDPOINT: the OTLP/HTTP collector's base URL (traces go
 	// to its /v1/traces). With it or OTLPTracesEndpoint set, spans are exported; else tracing
 	// only propagates the W3C trace context.
@@ -99,6 +112,10 @@ func DefaultConfig() Config {
 		MaxWorkerBodyBytes:      64 << 10,
 		HTTPReadTimeout:         30 * time.Second,
 		HTTPIdleTimeout:         120 * time.Second,
+
+		HTTPReadHeaderTimeout:    10 * time.Second,
+		MaxConcurrentBodies:      128,
+		MaxUnauthenticatedBodies: 16,
 	}
 }
 
@@ -181,6 +198,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"MAX_WORKER_BODY_BYTES", 1024, func(n int) { c.MaxWorkerBodyBytes = int64(n) }},
 		{"HTTP_READ_TIMEOUT_MS", 100, func(n int) { c.HTTPReadTimeout = time.Duration(n) * time.Millisecond }},
 		{"HTTP_IDLE_TIMEOUT_MS", 100, func(n int) { c.HTTPIdleTimeout = time.Duration(n) * time.Millisecond }},
+		{"HTTP_READ_HEADER_TIMEOUT_MS", 100, func(n int) { c.HTTPReadHeaderTimeout = time.Duration(n) * time.Millisecond }},
+		{"MAX_CONNECTIONS", 0, func(n int) { c.MaxConnections = n }},
+		{"MAX_CONCURRENT_BODIES", 1, func(n int) { c.MaxConcurrentBodies = n }},
+		{"MAX_UNAUTHENTICATED_BODIES", 1, func(n int) { c.MaxUnauthenticatedBodies = n }},
 	}
 	for _, v := range ints {
 		raw := get(v.name)
@@ -192,6 +213,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, &ConfigError{v.name, fmt.Sprintf("must be an integer of at least %d, got %q", v.min, raw)}
 		}
 		v.apply(n)
+	}
+	if err := checkConnectionCaps(c); err != nil {
+		return c, err
 	}
 	if c.Port > 65535 {
 		return c, &ConfigError{"PORT", fmt.Sprintf("must be a port number, got %d", c.Port)}
@@ -243,4 +267,17 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// checkConnectionCaps refuses a MAX_CONNECTIONS that the body pools could fill on their own:
+// then every connection could be in a request and a new one (a /health probe) would be closed.
+func checkConnectionCaps(c Config) error {
+	if c.MaxConnections == 0 {
+		return nil
+	}
+	if need := c.MaxConcurrentBodies + c.MaxUnauthenticatedBodies + minConnections; c.MaxConnections < need {
+		return &ConfigError{"MAX_CONNECTIONS", fmt.Sprintf("must be 0 (automatic) or at least MAX_CONCURRENT_BODIES + MAX_UNAUTHENTICATED_BODIES + %d = %d, got %d",
+			minConnections, need, c.MaxConnections)}
+	}
+	return nil
 }

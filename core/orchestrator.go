@@ -161,6 +161,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		MaxUploadBytes: cfg.MaxUploadBytes,
 		InsecureNoAuth: cfg.insecure(),
 		AllowedHosts:   cfg.allowedHosts(),
+
+		MaxConcurrentBodies:      cfg.MaxConcurrentBodies,
+		MaxUnauthenticatedBodies: cfg.MaxUnauthenticatedBodies,
 	}, log)
 	if cfg.Compat == CompatNodeSDKv1 {
 		log.Warn("PIPEWEAVE_COMPAT=node-sdk-v1: registration and worker calls are accepted without authentication")

@@ -36,7 +36,13 @@ import (
 // pipelines (a → b, c → d) and prints pipelines/s and trigger→completed latency. Latencies come
 // from the database's own timestamps. In serverless mode no loop runs: a scheduler calls
 // /api/process every --process-interval, and inline dispatch must carry the work.
+//
+// `bench slowloris` measures a running orchestrator under slow connections instead
+// (bench_slowloris.go).
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "slowloris" {
+		return slowlorisCommand(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", ".pipeweave/bench", "state directory for the private cluster and storage")

@@ -5,6 +5,7 @@
 //	pipeweave db init|migrate|status|reset --url URL
 //	pipeweave pg start|stop|url --dir DIR
 //	pipeweave bench [flags]             end-to-end throughput and latency
+//	pipeweave bench slowloris --url URL /health and memory of a running orchestrator under slow connections
 //	pipeweave token service --service ID
 //	pipeweave token register --service ID --body FILE
 //
@@ -40,6 +41,7 @@ commands:
   db         init|migrate|status|reset --url URL   manage the database schema
   pg         start|stop|url --dir DIR              manage a private PostgreSQL cluster
   bench      measure end-to-end throughput and latency against a private cluster
+             (bench slowloris --url URL --pid PID: a running orchestrator under 5,000 slow connections)
   token      service --service ID [--secret S]     print a service's key (PIPEWEAVE_SERVICE_KEY)
   token      register --service ID --body FILE|-   print a registration token for that body
 

@@ -40,6 +40,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, engine.Unauthorized("the registration token is not valid: it must be signed with the registration key of the service it names (protocol v2)"))
 		return
 	}
+	// A valid token: the body is read in the authenticated pool (bodygate.go), so slow
+	// unauthenticated registrations cannot hold up a real worker's.
+	markAuthenticated(r)
 	// The body, read whole (within the body cap) to check the bytes the token was signed for.
 	data, readErr := io.ReadAll(r.Body)
 	if readErr != nil {

@@ -54,6 +54,13 @@ type Options struct {
 	// MaxWorkerBodyBytes caps the bodies of heartbeat, progress, callback and idempotency
 	// check (default 64 KiB).
 	MaxWorkerBodyBytes int64
+	// MaxConcurrentBodies caps the request bodies of authenticated requests read at once
+	// (default 128); MaxUnauthenticatedBodies those of requests without a valid credential
+	// (default 16), in a pool of their own (bodygate.go). BodySlotWait is how long a request
+	// waits for a slot before it is answered 503 (default 1 s).
+	MaxConcurrentBodies      int
+	MaxUnauthenticatedBodies int
+	BodySlotWait             time.Duration
 	// MaxConcurrency and PollInterval are reported by GET /api/info.
 	MaxConcurrency int
 	PollInterval   time.Duration
@@ -76,6 +83,8 @@ type Server struct {
 	started time.Time
 	// patterns are the route patterns routes() registered, in order (the catch-all "/" aside).
 	patterns []string
+	// bodies bounds the request bodies read at once (bodygate.go).
+	bodies *bodyPools
 }
 
 // New builds the API over eng.
@@ -104,7 +113,8 @@ func New(eng *engine.Engine, keys *token.Keyring, opts Options, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{eng: eng, keys: keys, opts: opts, log: log, mux: http.NewServeMux(), started: time.Now()}
+	s := &Server{eng: eng, keys: keys, opts: opts, log: log, mux: http.NewServeMux(), started: time.Now(),
+		bodies: newBodyPools(opts.MaxConcurrentBodies, opts.MaxUnauthenticatedBodies, opts.BodySlotWait)}
 	s.routes()
 	return s
 }
@@ -124,7 +134,7 @@ func (s *Server) routes() {
 	handle("POST /api/callback/{runId}", http.HandlerFunc(s.callback))
 	handle("POST /api/idempotency/check", http.HandlerFunc(s.idempotencyCheck))
 	// Public API: API keys when configured.
-	api := func(pattern string, h http.HandlerFunc) { handle(pattern, s.requireKey(h)) }
+	api := func(pattern string, h http.HandlerFunc) { handle(pattern, s.requireKey(authenticated(h))) }
 	api("GET /api/services", noArg(s, s.eng.Services))
 	api("GET /api/services/{id}/tasks", byID(s, s.eng.ServiceTasks))
 	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory))
@@ -187,6 +197,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.guard(w, r) {
 		return
 	}
+	// Bodies are read a bounded number at a time, unauthenticated ones in a pool of their own.
+	w, r, finish := s.bodies.admit(w, r)
+	defer finish()
 	// A W3C traceparent (and tracestate) makes the request's spans children of the caller's.
 	if r.Header.Get("traceparent") != "" {
 		r = r.WithContext(telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header)))
@@ -292,6 +305,7 @@ func (s *Server) runToken(r *http.Request) (claims token.RunClaims, ok bool, err
 		}
 		return token.RunClaims{}, false, engine.Unauthorized("the run token is not valid")
 	}
+	markAuthenticated(r)
 	return claims, true, nil
 }
 
