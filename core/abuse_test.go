@@ -213,9 +213,13 @@ func TestBodyPoolsKeepUnauthenticatedBodiesApart(t *testing.T) {
 		c.MaxUnauthenticatedBodies = anon
 		c.MaxConcurrentBodies = authed
 		c.HTTPReadTimeout = 4 * time.Second
+		// Node SDK 1.x workers register without a token: in compat mode such a registration's
+		// body is read without any credential (elsewhere a tokenless one is refused unread).
+		c.Compat = core.CompatNodeSDKv1
 	})
 
-	// Registrations are read before their token can be checked: the unauthenticated pool.
+	// Tokenless registrations (compat mode) are read without a credential: the
+	// unauthenticated pool.
 	var regs []*slowBody
 	for range 4 * anon {
 		regs = append(regs, startSlowBody(t, addr, "/api/register", ""))
