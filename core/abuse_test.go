@@ -289,19 +289,7 @@ func TestBodyPoolsKeepUnauthenticatedBodiesApart(t *testing.T) {
 // MAX_UNAUTHENTICATED_BODIES and HTTP_READ_HEADER_TIMEOUT_MS: defaults, set values, refused ones.
 func TestConfigAbuseLimits(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{
-		"DATABASE_URL":         "postgres://u@localhost/db",
-		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
-		"PIPEWEAVE_SECRET_KEY": testSecret,
-	}
-	env := func(over map[string]string) func(string) string {
-		return func(k string) string {
-			if v, ok := over[k]; ok {
-				return v
-			}
-			return base[k]
-		}
-	}
+	env := configEnv
 	cfg, err := core.ConfigFromEnv(env(nil))
 	require.NoError(t, err)
 	require.Zero(t, cfg.MaxConnections, "automatic")

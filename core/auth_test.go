@@ -107,20 +107,12 @@ func TestInsecureNoAuthIsVisible(t *testing.T) {
 
 func TestConfigFromEnvAuth(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{
-		"DATABASE_URL":         "postgres://u@localhost/db",
-		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
-		"PIPEWEAVE_SECRET_KEY": testSecret,
-	}
 	env := func(kv ...string) func(string) string {
-		m := map[string]string{}
-		for k, v := range base {
-			m[k] = v
-		}
+		over := map[string]string{}
 		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
+			over[kv[i]] = kv[i+1]
 		}
-		return func(k string) string { return m[k] }
+		return configEnv(over)
 	}
 	cfg, err := core.ConfigFromEnv(env())
 	require.NoError(t, err)

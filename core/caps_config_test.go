@@ -13,19 +13,7 @@ import (
 // cap, HTTP read and idle timeouts): their defaults, a set value, and a refused one.
 func TestConfigCaps(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{
-		"DATABASE_URL":         "postgres://u@localhost/db",
-		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
-		"PIPEWEAVE_SECRET_KEY": testSecret,
-	}
-	env := func(over map[string]string) func(string) string {
-		return func(k string) string {
-			if v, ok := over[k]; ok {
-				return v
-			}
-			return base[k]
-		}
-	}
+	env := configEnv
 	cfg, err := core.ConfigFromEnv(env(nil))
 	require.NoError(t, err)
 	require.Equal(t, 1000, cfg.MaxBatchSize)

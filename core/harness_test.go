@@ -425,3 +425,19 @@ func (e *env) count(query string, args ...any) int {
 	require.NoError(e.t, e.pool.QueryRow(context.Background(), query, args...).Scan(&n))
 	return n
 }
+
+// configEnv is a getenv for core.ConfigFromEnv: the required variables with valid values,
+// with over's entries on top (an entry "" unsets one).
+func configEnv(over map[string]string) func(string) string {
+	base := map[string]string{
+		"DATABASE_URL":         "postgres://u@localhost/db",
+		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
+		"PIPEWEAVE_SECRET_KEY": testSecret,
+	}
+	return func(k string) string {
+		if v, ok := over[k]; ok {
+			return v
+		}
+		return base[k]
+	}
+}

@@ -215,18 +215,8 @@ func TestSecretRotation(t *testing.T) {
 // PIPEWEAVE_SECRET_KEY_PREVIOUS is read, checked like the current secret, and may not repeat it.
 func TestPreviousSecretConfig(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{
-		"DATABASE_URL":         "postgres://x@127.0.0.1/db",
-		"STORAGE_BACKENDS":     `[{"id":"local","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
-		"PIPEWEAVE_SECRET_KEY": testSecret,
-	}
-	with := func(prev string) func(string) string {
-		return func(k string) string {
-			if k == "PIPEWEAVE_SECRET_KEY_PREVIOUS" {
-				return prev
-			}
-			return base[k]
-		}
+	with := func(v string) func(string) string {
+		return configEnv(map[string]string{"PIPEWEAVE_SECRET_KEY_PREVIOUS": v})
 	}
 	cfg, err := core.ConfigFromEnv(with(""))
 	require.NoError(t, err)

@@ -220,19 +220,7 @@ func TestRegistrationRefusesUnsafeBaseURL(t *testing.T) {
 
 func TestConfigWorkerAllowedNetworks(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{
-		"DATABASE_URL":         "postgres://u@localhost/db",
-		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
-		"PIPEWEAVE_SECRET_KEY": testSecret,
-	}
-	env := func(v string) func(string) string {
-		return func(k string) string {
-			if k == "WORKER_ALLOWED_NETWORKS" {
-				return v
-			}
-			return base[k]
-		}
-	}
+	env := func(v string) func(string) string { return configEnv(map[string]string{"WORKER_ALLOWED_NETWORKS": v}) }
 	cfg, err := core.ConfigFromEnv(env(""))
 	require.NoError(t, err)
 	require.Empty(t, cfg.WorkerAllowedNetworks, "nothing but public addresses by default")

@@ -467,19 +467,7 @@ func (e *env) doWithHeader(method, path string, body any, header map[string]stri
 // variable); Close flushes the spans to it.
 func TestTracingOTLPExporter(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{
-		"DATABASE_URL":         "postgres://u@localhost/db",
-		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
-		"PIPEWEAVE_SECRET_KEY": testSecret,
-	}
-	env := func(over map[string]string) func(string) string {
-		return func(k string) string {
-			if v, ok := over[k]; ok {
-				return v
-			}
-			return base[k]
-		}
-	}
+	env := configEnv
 	cfg, err := core.ConfigFromEnv(env(nil))
 	require.NoError(t, err)
 	require.Empty(t, cfg.OTLPEndpoint+cfg.OTLPTracesEndpoint, "the exporter is off by default")

@@ -540,19 +540,7 @@ func TestTempUploadDeleteRacesEnqueue(t *testing.T) {
 
 func TestConfigMaxUploadBytes(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{
-		"DATABASE_URL":         "postgres://u@localhost/db",
-		"STORAGE_BACKENDS":     `[{"id":"l","provider":"local","credentials":{"basePath":"/tmp/x"}}]`,
-		"PIPEWEAVE_SECRET_KEY": testSecret,
-	}
-	env := func(v string) func(string) string {
-		return func(k string) string {
-			if k == "MAX_UPLOAD_BYTES" {
-				return v
-			}
-			return base[k]
-		}
-	}
+	env := func(v string) func(string) string { return configEnv(map[string]string{"MAX_UPLOAD_BYTES": v}) }
 	require.Equal(t, int64(100<<20), core.DefaultConfig().MaxUploadBytes)
 	cfg, err := core.ConfigFromEnv(env(""))
 	require.NoError(t, err)
