@@ -35,6 +35,13 @@ func serveAbuse(t *testing.T, configure func(*core.Config)) (*testorch.Orchestra
 	require.NoError(t, w.Register("noop", sdk.Options{}, func(*sdk.Context) (any, error) { return nil, nil }))
 	_, err := w.RegisterWithOrchestrator(context.Background())
 	require.NoError(t, err)
+	return o, serveHTTP(t, o)
+}
+
+// serveHTTP serves o through core's own HTTP server (Config.HTTPServer) on a loopback port
+// until the test ends, and returns the address.
+func serveHTTP(t *testing.T, o *testorch.Orchestrator) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -44,7 +51,7 @@ func serveAbuse(t *testing.T, configure func(*core.Config)) (*testorch.Orchestra
 		cancel()
 		require.NoError(t, <-served)
 	})
-	return o, ln.Addr().String()
+	return ln.Addr().String()
 }
 
 // freshRequest sends one request on a new connection and returns its status, headers and body.

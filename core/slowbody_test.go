@@ -21,18 +21,10 @@ import (
 func TestSlowBodyIsCutOff(t *testing.T) {
 	t.Parallel()
 	o := testorch.Start(t, testorch.Options{Configure: func(c *core.Config) { c.HTTPReadTimeout = 300 * time.Millisecond }})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- o.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-served)
-	})
+	addr := serveHTTP(t, o)
 
 	for _, path := range []string{"/api/queue/task", "/api/callback/run-x", "/api/heartbeat"} {
-		conn, err := net.Dial("tcp", ln.Addr().String())
+		conn, err := net.Dial("tcp", addr)
 		require.NoError(t, err)
 		const size = 2000 // far more bytes than the timeout lets through at this pace
 		_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", path, size)
@@ -71,7 +63,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	require.NoError(t, o.Pool.QueryRow(context.Background(), "SELECT count(*) FROM task_runs").Scan(&runs))
 	require.Zero(t, runs)
 	// The server still serves.
-	resp, err := http.Get("http://" + ln.Addr().String() + "/health")
+	resp, err := http.Get("http://" + addr + "/health")
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
