@@ -45,6 +45,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	withHelp(fs)
 	dir := fs.String("dir", ".pipeweave/bench", "state directory for the private cluster and storage")
 	tasks := fs.Int("tasks", 10000, "standalone tasks to run")
 	warmup := fs.Int("warmup", 1000, "tasks run (and not counted) before measuring")

@@ -29,6 +29,7 @@ import (
 func slowlorisCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench slowloris", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	withHelp(fs)
 	target := fs.String("url", "http://127.0.0.1:3000", "the orchestrator's base URL")
 	pid := fs.Int("pid", 0, "the orchestrator's process id, to sample its memory (VmRSS) and open descriptors; 0: not sampled")
 	conns := fs.Int("connections", 5000, "slow connections to hold")

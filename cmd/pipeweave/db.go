@@ -21,12 +21,18 @@ func dbCommand(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	sub := args[0]
 	fs := flag.NewFlagSet("db "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	withHelp(fs)
 	// DATABASE_URL, or upstream's DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_SSL.
 	envURL, envErr := core.DatabaseURLFromEnv(getenv)
-	url := fs.String("url", envURL, "PostgreSQL URL (default $DATABASE_URL, else one made of $DB_HOST, $DB_PORT, $DB_NAME, $DB_USER, $DB_PASSWORD, $DB_SSL)")
+	// The default is applied after parsing, so that a usage message never shows the URL (and
+	// its password).
+	url := fs.String("url", "", "PostgreSQL URL (default $DATABASE_URL, else one made of $DB_HOST, $DB_PORT, $DB_NAME, $DB_USER, $DB_PASSWORD, $DB_SSL)")
 	yes := fs.Bool("yes", false, "confirm reset: it drops every PipeWeave table and its data")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *url == "" {
+		*url = envURL
 	}
 	if *url == "" {
 		if envErr != nil {

@@ -40,6 +40,7 @@ import (
 func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	withHelp(fs)
 	dir := fs.String("dir", devDir(getenv), "state directory: database cluster, storage, secret, API key (default $PIPEWEAVE_DEV_DIR or .pipeweave)")
 	port := fs.Int("port", 0, "HTTP port (default $PORT or 3000)")
 	listen := fs.String("listen", "127.0.0.1", "address to listen on, without the port (0.0.0.0 for every interface; then also set PIPEWEAVE_ALLOWED_HOSTS)")

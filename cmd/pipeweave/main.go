@@ -16,6 +16,9 @@
 //	pipeweave queue status|items
 //	pipeweave dlq list|show|retry|retry-all|purge
 //	pipeweave maintenance status|enter [--wait]|exit
+//
+// pipeweave help COMMAND [SUBCOMMAND] (or COMMAND [SUBCOMMAND] --help) shows a command's flags,
+// the environment variables it reads and an example (help.go).
 package main
 
 import (
@@ -59,28 +62,34 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   dlq        list [--pipeline P] [--task T] [--state open|retried] | show ID | retry ID
              | retry-all [--pipeline P] [--task T] | purge --older-than 7d
   maintenance status | enter [--wait] | exit   stop claiming around a schema migration
+
+pipeweave help COMMAND [SUBCOMMAND] (or COMMAND [SUBCOMMAND] --help) shows a command's flags,
+the environment variables it reads and an example.
 `
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "pipeweave: "+err.Error())
-		}
-		os.Exit(1)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "pipeweave: "+err.Error())
 	}
+	os.Exit(exitCode(err))
 }
 
 // run executes the command line args (without the program name), writing to stdout and
 // stderr and reading environment variables only through getenv (os.Getenv in main), so that
 // tests can run it in parallel with environments of their own.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+	if handled, err := route(ctx, args, stdout, stderr); handled { // help.go
+		return err
 	}
+	return dispatch(ctx, args, stdout, stderr, getenv)
+}
+
+// dispatch runs the command args[0]; run has checked it and its subcommand against the
+// command table of help.go.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	switch args[0] {
 	case "serve":
 		return serveCommand(ctx, args[1:], stderr, getenv)
@@ -96,12 +105,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return tokenCommand(args[1:], os.Stdin, stdout, stderr, getenv)
 	case "services", "pipelines", "trigger", "status", "runs", "dry-run", "queue", "dlq", "maintenance":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+	case "help":
+		return helpCommand(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+		return &usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
 }
 

@@ -70,15 +70,12 @@ func newOps(ctx context.Context, name, usage string, stdout, stderr io.Writer, g
 	o := &ops{ctx: ctx, name: name, usage: usage, stdout: stdout, stderr: stderr, getenv: getenv,
 		fs: flag.NewFlagSet(name, flag.ContinueOnError)}
 	o.fs.SetOutput(stderr)
+	withHelp(o.fs)
 	// The defaults from the environment are applied after parsing so that -h never prints a
 	// token.
 	o.fs.StringVar(&o.url, "url", "", "orchestrator URL (default $PIPEWEAVE_ORCHESTRATOR_URL, else "+defaultOrchestratorURL+")")
 	o.fs.StringVar(&o.token, "token", "", "API key sent as Authorization: Bearer (default $PIPEWEAVE_API_TOKEN)")
 	o.fs.BoolVar(&o.json, "json", false, "print the server's JSON and nothing else")
-	o.fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: pipeweave %s %s\n\nflags:\n", name, usage)
-		o.fs.PrintDefaults()
-	}
 	return o
 }
 

@@ -63,6 +63,7 @@ func pgCommand(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fs := flag.NewFlagSet("pg "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	withHelp(fs)
 	dir := fs.String("dir", "", "directory of the cluster (required)")
 	port := new(int)
 	settings := settingsFlag{}

@@ -14,6 +14,7 @@ import (
 func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	withHelp(fs)
 	migrateFirst := fs.Bool("migrate", false, "apply pending schema migrations before serving")
 	if err := fs.Parse(args); err != nil {
 		return err

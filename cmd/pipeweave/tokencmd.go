@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pipeweave/pipeweave/core/token"
@@ -30,6 +31,7 @@ func tokenCommand(args []string, stdin io.Reader, stdout, stderr io.Writer, gete
 	}
 	fs := flag.NewFlagSet("token "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	withHelp(fs)
 	secret := fs.String("secret", "", "master secret (default $PIPEWEAVE_SECRET_KEY)")
 	service := fs.String("service", "", "service id")
 	var serviceKey, bodyPath *string
@@ -50,6 +52,9 @@ func tokenCommand(args []string, stdin io.Reader, stdout, stderr io.Writer, gete
 		if *secret == "" {
 			*secret = getenv("PIPEWEAVE_SECRET_KEY")
 		}
+		if *secret == "" {
+			return fmt.Errorf("token service: no secret: give --secret or set PIPEWEAVE_SECRET_KEY to the orchestrator's master secret (%s)", devSecretHint(getenv))
+		}
 		key, err := token.ServiceKey(*secret, *service)
 		if err != nil {
 			return fmt.Errorf("token service: --secret: %w", err)
@@ -67,6 +72,10 @@ func tokenCommand(args []string, stdin io.Reader, stdout, stderr io.Writer, gete
 		if *serviceKey = getenv("PIPEWEAVE_SERVICE_KEY"); *serviceKey == "" {
 			*secret = getenv("PIPEWEAVE_SECRET_KEY")
 		}
+	}
+	if *serviceKey == "" && *secret == "" {
+		return fmt.Errorf("token register: no key to sign with: give --service-key or set PIPEWEAVE_SERVICE_KEY (the service's key, "+
+			"from pipeweave token service), or give --secret or set PIPEWEAVE_SECRET_KEY (the orchestrator's master secret; %s)", devSecretHint(getenv))
 	}
 	var svc []byte
 	var err error
@@ -99,4 +108,11 @@ func tokenCommand(args []string, stdin io.Reader, stdout, stderr io.Writer, gete
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// devSecretHint says where `pipeweave dev` keeps the master secret, for the error of a token
+// command given none.
+func devSecretHint(getenv func(string) string) string {
+	path := filepath.Join(devDir(getenv), "secret")
+	return fmt.Sprintf("pipeweave dev keeps it in %s: --secret \"$(cat %s)\"", path, path)
 }
