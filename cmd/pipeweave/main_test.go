@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	runMainIfAsked() // help_test.go
 	testdb.Main(m)
 }
 
@@ -255,8 +255,8 @@ func TestDB(t *testing.T) {
 	t.Run("no subcommand", func(t *testing.T) {
 		t.Parallel()
 		_, stderr, err := runCmd(t, nil, "db")
-		require.ErrorIs(t, err, flag.ErrHelp)
-		require.Contains(t, stderr, "usage: pipeweave db")
+		require.Equal(t, 2, exitCode(err))
+		require.Contains(t, stderr, "Usage:\n  pipeweave db")
 	})
 }
 
@@ -517,7 +517,7 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 	t.Run("no command", func(t *testing.T) {
 		t.Parallel()
 		out, stderr, err := runCmd(t, nil)
-		require.ErrorIs(t, err, flag.ErrHelp)
+		require.Equal(t, 2, exitCode(err))
 		require.Empty(t, out)
 		require.Equal(t, usage, stderr)
 	})
@@ -527,6 +527,7 @@ func TestHelpAndUnknownCommand(t *testing.T) {
 		_, stderr, err := runCmd(t, nil, "frobnicate")
 		require.Error(t, err)
 		require.Contains(t, err.Error(), `unknown command "frobnicate"`)
+		require.Equal(t, 2, exitCode(err))
 		require.Equal(t, usage, stderr)
 	})
 }
