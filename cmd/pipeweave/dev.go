@@ -36,7 +36,9 @@ import (
 // generates an API key, kept in the state directory like the secret, and prints it with a
 // dashboard URL that logs in with it. It listens on 127.0.0.1 unless --listen names another
 // address, and answers only to local host names unless PIPEWEAVE_ALLOWED_HOSTS says otherwise.
-// The environment is read through getenv.
+// Before it touches the cluster or prints anything it takes the lock of the state directory
+// (another dev there is named with its URL) and binds the port. It stops the cluster only if
+// it started it. The environment is read through getenv.
 func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
