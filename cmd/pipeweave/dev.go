@@ -36,7 +36,9 @@ import (
 // generates an API key, kept in the state directory like the secret, and prints it with a
 // dashboard URL that logs in with it. It listens on 127.0.0.1 unless --listen names another
 // address, and answers only to local host names unless PIPEWEAVE_ALLOWED_HOSTS says otherwise.
-// The environment is read through getenv.
+// Before it touches the cluster or prints anything it takes the lock of the state directory
+// (another dev there is named with its URL) and binds the port. It stops the cluster only if
+// it started it. The environment is read through getenv.
 func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -56,33 +58,89 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", abs, err)
+	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(*listen), "["), "]")
+	if host == "" {
+		return fmt.Errorf("dev: --listen must name an address, such as 127.0.0.1 or 0.0.0.0")
 	}
+	httpPort, err := devPort(*port, getenv)
+	if err != nil {
+		return err
+	}
+	// Start-up checks, before the cluster is touched, anything is created or printed: no
+	// other dev runs from this directory (checked first, so that a second dev says how to
+	// reach the first rather than that the port is taken), and the port is free.
+	var lock *devLock
+	if _, err := os.Stat(abs); err == nil {
+		if lock, err = lockDevDir(abs); err != nil {
+			return err
+		}
+		defer lock.release()
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(httpPort))
+	ln, err := listenPort(addr, "pass --port N for another one")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if lock == nil {
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", abs, err)
+		}
+		if lock, err = lockDevDir(abs); err != nil {
+			return err
+		}
+		defer lock.release()
+	}
+	base := "http://" + net.JoinHostPort(browseHost(host), strconv.Itoa(httpPort))
 	defaults := map[string]string{}
 	dbURL, err := core.DatabaseURLFromEnv(getenv) // DATABASE_URL, or upstream's DB_* variables
 	if err != nil {
 		return err
 	}
+	var afterServe []string // lines printed once the server has stopped
+	defer func() {
+		for _, line := range afterServe {
+			fmt.Fprintln(stdout, line)
+		}
+	}()
 	if dbURL == "" {
-		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(abs, "pg")})
+		pgDir := filepath.Join(abs, "pg")
+		wasRunning := clusterRunning(ctx, pgDir)
+		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: pgDir})
 		if err != nil {
+			if !wasRunning {
+				stopUnreadyCluster(pgDir, stderr)
+			}
 			return fmt.Errorf("start the private PostgreSQL cluster: %w", err)
 		}
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if err := cluster.Stop(stopCtx); err != nil {
-				fmt.Fprintf(stderr, "pipeweave: stop the private PostgreSQL cluster: %v\n", err)
-			}
-		}()
+		if cluster.Reused() {
+			// Someone else started it (`pipeweave pg start`, an earlier dev that crashed):
+			// it is theirs to stop.
+			afterServe = append(afterServe, fmt.Sprintf("pipeweave dev: left the running PostgreSQL cluster running (%s; `pipeweave pg stop --dir %s` stops it)",
+				pgDir, filepath.Join(*dir, "pg")))
+		} else {
+			defer func() {
+				stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := cluster.Stop(stopCtx); err != nil {
+					fmt.Fprintf(stderr, "pipeweave: stop the private PostgreSQL cluster: %v\n", err)
+					return
+				}
+				fmt.Fprintf(stdout, "pipeweave dev: stopped the PostgreSQL cluster it started (%s)\n", pgDir)
+			}()
+		}
 		if err := cluster.EnsureDatabase(ctx, "pipeweave"); err != nil {
 			return err
 		}
 		dbURL = cluster.URL("pipeweave")
 		defaults["DATABASE_URL"] = dbURL
+	} else if err := waitForDatabase(ctx, dbURL, 30*time.Second); err != nil {
+		return err
 	}
 	if err := migrateURL(ctx, dbURL); err != nil {
+		return err
+	}
+	if err := checkSchema(ctx, dbURL); err != nil {
 		return err
 	}
 	secret, err := devSecret(filepath.Join(abs, "secret"))
@@ -110,11 +168,9 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	// Workers of a dev setup run on this machine: dispatches may go to loopback (the variable,
 	// when set, replaces this list).
 	defaults["WORKER_ALLOWED_NETWORKS"] = "127.0.0.0/8,::1/128"
-	if *port != 0 {
-		defaults["PORT"] = strconv.Itoa(*port)
-	}
+	defaults["PORT"] = strconv.Itoa(httpPort)
 	withDefaults := func(k string) string {
-		if k == "PORT" && *port != 0 {
+		if k == "PORT" {
 			return defaults[k]
 		}
 		if v := getenv(k); v != "" {
@@ -126,10 +182,6 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	host := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(*listen), "["), "]")
-	if host == "" {
-		return fmt.Errorf("dev: --listen must name an address, such as 127.0.0.1 or 0.0.0.0")
-	}
 	if cfg.AllowedHosts == nil {
 		cfg.AllowedHosts = devAllowedHosts(host)
 	}
@@ -138,8 +190,14 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return err
 	}
 	defer o.Close()
-	base := "http://" + net.JoinHostPort(browseHost(host), strconv.Itoa(cfg.Port))
-	fmt.Fprintf(stdout, "PipeWeave orchestrator (dev, %s mode) on %s\n", cfg.Mode, base)
+	keyFile := ""
+	if apiKey != "" {
+		keyFile = filepath.Join(abs, devKeyFile)
+	}
+	if err := lock.write(devLockInfo{PID: os.Getpid(), URL: base, KeyFile: keyFile}); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "PipeWeave orchestrator (dev, %s mode) on %s (pid %d)\n", cfg.Mode, base, os.Getpid())
 	if apiKey != "" {
 		fmt.Fprintf(stdout, "  dashboard: %s/ui/#key=%s   (this URL logs in; keep it to yourself)\n", base, apiKey)
 		fmt.Fprintf(stdout, "  API key:   %s (in %s; the CLI reads it there; curl -H \"Authorization: Bearer $(cat %s)\")\n",
@@ -151,13 +209,9 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	fmt.Fprintf(stdout, "  database: %s\n", redactURL(dbURL))
 	fmt.Fprintf(stdout, "  storage:  %s\n", filepath.Join(abs, "storage"))
 	fmt.Fprintf(stdout, "  secret:   %s (PIPEWEAVE_SECRET_KEY for your workers)\n", filepath.Join(abs, "secret"))
-	addr := net.JoinHostPort(host, strconv.Itoa(cfg.Port))
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
+	defer fmt.Fprintf(stdout, "pipeweave dev: stopped serving on %s\n", base)
 	if !*demo {
-		fmt.Fprintln(stdout, "Press Ctrl+C to stop.")
+		fmt.Fprintf(stdout, "Press Ctrl+C (or kill -TERM %d) to stop.\n", os.Getpid())
 		return o.Serve(ctx, ln)
 	}
 	served := make(chan error, 1)
@@ -166,10 +220,10 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if demoKey == "" {
 		demoKey = cfg.APIKeys[0]
 	}
-	if err := runDemo(ctx, "http://"+net.JoinHostPort(browseHost(host), strconv.Itoa(cfg.Port)), cfg.SecretKey, demoKey, filepath.Join(abs, "demo-worker"), stdout); err != nil {
+	if err := runDemo(ctx, base, cfg.SecretKey, demoKey, filepath.Join(abs, "demo-worker"), stdout); err != nil {
 		fmt.Fprintf(stdout, "demo: %v\n", err)
 	}
-	fmt.Fprintln(stdout, "Press Ctrl+C to stop.")
+	fmt.Fprintf(stdout, "Press Ctrl+C (or kill -TERM %d) to stop.\n", os.Getpid())
 	return <-served
 }
 
@@ -257,6 +311,51 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, tempDir string, out i
 		time.Sleep(200 * time.Millisecond)
 	}
 	return ctx.Err()
+}
+
+// devPort is the HTTP port of dev: --port, else $PORT, else 3000.
+func devPort(flagPort int, getenv func(string) string) (int, error) {
+	if flagPort != 0 {
+		if flagPort < 0 || flagPort > 65535 {
+			return 0, fmt.Errorf("dev: --port must be between 1 and 65535, got %d", flagPort)
+		}
+		return flagPort, nil
+	}
+	v := strings.TrimSpace(getenv("PORT"))
+	if v == "" {
+		return 3000, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, fmt.Errorf("environment variable PORT: must be a port number (1-65535), got %q", v)
+	}
+	return p, nil
+}
+
+// clusterRunning reports whether a server runs from the cluster in pgDir (false when there
+// is no cluster or it cannot tell).
+func clusterRunning(ctx context.Context, pgDir string) bool {
+	c, err := pgcluster.Lookup(pgDir)
+	if err != nil {
+		return false
+	}
+	running, err := c.Running(ctx)
+	return err == nil && running
+}
+
+// stopUnreadyCluster stops the cluster in pgDir after a start that failed or was interrupted
+// (pg_ctl may have launched the server before it was killed). The caller checked that it was
+// not running before: it is this start's to stop.
+func stopUnreadyCluster(pgDir string, stderr io.Writer) {
+	c, err := pgcluster.Lookup(pgDir)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		fmt.Fprintf(stderr, "pipeweave: stop the private PostgreSQL cluster: %v\n", err)
+	}
 }
 
 // devKeyFile is the file under the dev state directory that keeps the generated API key.

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/pipeweave/pipeweave/core"
 )
@@ -16,6 +18,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	fs.SetOutput(stderr)
 	withHelp(fs)
 	migrateFirst := fs.Bool("migrate", false, "apply pending schema migrations before serving")
+	dbWait := fs.Duration("db-wait", 30*time.Second, "how long to wait for the database to answer at start-up before giving up (exit 1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -27,17 +30,33 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	if err != nil {
 		return err
 	}
+	// Start-up checks, in this order and before anything is created or announced: the port,
+	// the database, its schema.
+	addr := fmt.Sprintf(":%d", cfg.Port)
+	ln, err := listenPort(addr, "stop the process that holds it or set PORT")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if err := waitForDatabase(ctx, cfg.DatabaseURL, *dbWait); err != nil {
+		return err
+	}
 	if *migrateFirst {
 		if err := migrateURL(ctx, cfg.DatabaseURL); err != nil {
-			return err
+			return errors.New(errLine(err))
 		}
+	}
+	if err := checkSchema(ctx, cfg.DatabaseURL); err != nil {
+		return err
 	}
 	o, err := core.New(ctx, cfg, core.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer o.Close()
-	addr := fmt.Sprintf(":%d", cfg.Port)
-	log.Info("orchestrator listening", "addr", addr, "mode", cfg.Mode, "maxConcurrency", cfg.MaxConcurrency)
-	return o.ListenAndServe(ctx, addr)
+	// The listener is bound and Serve accepts from it right away: the server is serving.
+	log.Info("orchestrator listening", "addr", ln.Addr().String(), "mode", cfg.Mode, "maxConcurrency", cfg.MaxConcurrency)
+	err = o.Serve(ctx, ln)
+	log.Info("orchestrator stopped")
+	return err
 }

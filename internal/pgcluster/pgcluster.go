@@ -90,6 +90,8 @@ type Cluster struct {
 	logPath string
 	acct    *account
 	port    int
+	// reused is set by Start when the server was already running from the data directory.
+	reused bool
 
 	mu      sync.Mutex
 	tail    *tailer
@@ -168,6 +170,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, conf string) error {
 	}
 	if running {
 		c.port = port
+		c.reused = true
 		if err := c.waitReady(ctx); err != nil {
 			return fmt.Errorf("reuse PostgreSQL already running from %s: %w", c.dataDir, err)
 		}
@@ -349,6 +352,17 @@ func (c *Cluster) URL(dbname string) string {
 		RawQuery: "sslmode=disable",
 	}
 	return u.String()
+}
+
+// Reused reports whether Start found the server already running from the data directory
+// (and reused it) rather than starting it: the caller did not start it, so it should leave
+// it running.
+func (c *Cluster) Reused() bool { return c.reused }
+
+// Running reports whether a server is running from the cluster's data directory.
+func (c *Cluster) Running(ctx context.Context) (bool, error) {
+	_, running, err := c.runningServer(ctx)
+	return running, err
 }
 
 // Port returns the TCP port the server listens on, on 127.0.0.1.

@@ -224,11 +224,16 @@ func TestStartReusesRunningAndSurvivesKill(t *testing.T) {
 	c, err := Start(ctx, Options{Dir: dir})
 	require.NoError(t, err)
 	stopOnCleanup(t, c)
+	require.False(t, c.Reused(), "this start started the server")
+	running, err := c.Running(ctx)
+	require.NoError(t, err)
+	require.True(t, running)
 
 	// Already running from this data directory: reused.
 	same, err := Start(ctx, Options{Dir: dir})
 	require.NoError(t, err)
 	require.Equal(t, c.Port(), same.Port())
+	require.True(t, same.Reused(), "the second start found the server running")
 
 	// Killed: postmaster.pid stays behind, and the next start recovers.
 	pid, _, err := readPidFile(c.DataDir())
@@ -241,8 +246,12 @@ func TestStartReusesRunningAndSurvivesKill(t *testing.T) {
 	require.NoError(t, err)
 	stopOnCleanup(t, restarted)
 	require.Equal(t, c.Port(), restarted.Port())
+	require.False(t, restarted.Reused(), "a killed server's postmaster.pid is not a running server")
 	require.Equal(t, 1, queryInt(t, ctx, restarted.URL("postgres"), "SELECT 1"))
 	require.NoError(t, restarted.Stop(ctx))
+	running, err = restarted.Running(ctx)
+	require.NoError(t, err)
+	require.False(t, running)
 }
 
 func TestStartIgnoresReusedPid(t *testing.T) {

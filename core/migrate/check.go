@@ -1,0 +1,77 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// State compares the schema of a database with the migrations of this binary.
+type State struct {
+	// Exists is false when the database has no PipeWeave schema at all (no
+	// schema_migrations table).
+	Exists bool
+	// Applied is the highest version recorded in the database (0 when none is).
+	Applied int
+	// Latest is the highest version this binary knows.
+	Latest int
+	// Pending are the versions this binary knows that the database has not applied.
+	Pending []int
+	// Unknown are the versions the database has applied that this binary does not know: a
+	// newer binary migrated it.
+	Unknown []int
+}
+
+// Current reports whether the schema is exactly the one this binary expects: present,
+// nothing pending and nothing unknown.
+func (s State) Current() bool {
+	return s.Exists && len(s.Pending) == 0 && len(s.Unknown) == 0
+}
+
+// Querier is what Inspect reads through: a pool, a connection or a transaction.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Inspect reads which migrations the database has applied and compares them with the
+// migrations embedded in this binary. It only reads: it neither creates nor locks anything.
+func Inspect(ctx context.Context, q Querier) (State, error) {
+	files, err := load()
+	if err != nil {
+		return State{}, err
+	}
+	var st State
+	known := make([]int, 0, len(files))
+	for _, f := range files {
+		known = append(known, f.Version)
+		st.Latest = max(st.Latest, f.Version)
+	}
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, Schema+".schema_migrations").Scan(&st.Exists); err != nil {
+		return State{}, fmt.Errorf("look for %s.schema_migrations: %w", Schema, err)
+	}
+	var applied []int
+	if st.Exists {
+		rows, err := q.Query(ctx, `SELECT version FROM `+Schema+`.schema_migrations ORDER BY version`)
+		if err != nil {
+			return State{}, fmt.Errorf("read schema_migrations: %w", err)
+		}
+		if applied, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil {
+			return State{}, fmt.Errorf("read schema_migrations: %w", err)
+		}
+	}
+	for _, v := range applied {
+		st.Applied = max(st.Applied, v)
+		if !slices.Contains(known, v) {
+			st.Unknown = append(st.Unknown, v)
+		}
+	}
+	for _, v := range known {
+		if !slices.Contains(applied, v) {
+			st.Pending = append(st.Pending, v)
+		}
+	}
+	return st, nil
+}
