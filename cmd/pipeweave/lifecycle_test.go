@@ -59,11 +59,11 @@ func runBin(t *testing.T, bin string, env map[string]string, args ...string) (co
 	t.Helper()
 	p := startBin(t, bin, env, args...)
 	<-p.done
-	return exitCode(t, p.err), p.stdout.String(), p.stderr.String()
+	return processExitStatus(t, p.err), p.stdout.String(), p.stderr.String()
 }
 
-// exitCode is the exit status of a process that ended with err (from Wait).
-func exitCode(t *testing.T, err error) int {
+// processExitStatus is the exit status of a process that ended with err (from Wait).
+func processExitStatus(t *testing.T, err error) int {
 	t.Helper()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -130,7 +130,7 @@ func (p *proc) terminate(t *testing.T) int {
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("%v still runs 2 minutes after SIGTERM\nstderr:\n%s", p.cmd.Args, p.stderr.String())
 	}
-	return exitCode(t, p.err)
+	return processExitStatus(t, p.err)
 }
 
 // requireOneLine checks that stderr is exactly one line, starting with "pipeweave: ".
