@@ -146,7 +146,7 @@ func TestConcurrentEnqueuesWithOneIdempotencyKeyMakeOneRun(t *testing.T) {
 	e := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone })
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("charge"))
-	for round := range 20 {
+	for round := range rounds(20) {
 		key := "order-" + string(rune('a'+round))
 		const n = 8
 		var wg sync.WaitGroup
@@ -191,7 +191,7 @@ func TestSweepRacingCallbackKeepsOneOutcome(t *testing.T) {
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("slow", withRetries(3, 60000)))
 	callbackWon, sweepWon := 0, 0
-	for range 40 {
+	for range rounds(40) {
 		q := e.enqueueQuiet("slow")
 		s := e.process()
 		require.Equal(t, 1, s.Dispatched)
@@ -252,7 +252,7 @@ func TestConcurrentDuplicateCallbacksApplyOnce(t *testing.T) {
 	e := newEnv(t)
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("t", withRetries(3, 0)))
-	for round := range 15 {
+	for round := range rounds(15) {
 		id := e.enqueueQuiet("t")
 		e.process()
 		d := w.all()[w.count()-1]

@@ -241,7 +241,7 @@ func TestMaintenanceEnterRacingClaims(t *testing.T) {
 		require.NoError(t, e.pool.QueryRow(context.Background(), "SELECT count(*) FROM task_runs WHERE lease > 0").Scan(&n))
 		return n
 	}
-	for round := range 10 {
+	for round := range rounds(10) {
 		if round > 0 {
 			require.Equal(t, "running", e.maintenance("exit").Mode)
 		}

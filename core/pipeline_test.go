@@ -93,6 +93,7 @@ type runTask struct {
 	PreviousCodeVersion *int    `json:"previousCodeVersion"`
 	SupersededBy        string  `json:"supersededBy"`
 	Error               *string `json:"error"`
+	ErrorCode           *string `json:"errorCode"`
 }
 
 type pipelineRun struct {
@@ -284,7 +285,7 @@ func TestJoinPredecessorsCallingBackTogetherEnableItOnce(t *testing.T) {
 	e := newEnv(t)
 	w := newWorker(t, e.url)
 	diamond(e, w.URL())
-	for round := range 20 {
+	for round := range rounds(20) {
 		w.mu.Lock()
 		w.after = nil
 		w.mu.Unlock()
@@ -344,6 +345,9 @@ func TestFailureModes(t *testing.T) {
 		require.Equal(t, "fail-fast", r.FailureMode)
 		require.Equal(t, "failed", r.node("b").Status)
 		require.Equal(t, "cancelled", r.node("d").Status)
+		// Status and code say "cancelled"; the text says why, without saying it a third time.
+		require.Equal(t, "CANCELLED", *r.node("d").ErrorCode)
+		require.Equal(t, "task b failed (fail-fast)", *r.node("d").Error)
 		require.Contains(t, *r.Error, "b")
 		require.Contains(t, []string{"dispatching", "running"}, r.node("c").Status, "c had started and goes on")
 		releaseC()
@@ -416,6 +420,8 @@ func TestCancelRunWithRunningTask(t *testing.T) {
 	r.json(t, &run)
 	require.Equal(t, "cancelled", run.Status)
 	require.Equal(t, map[string]string{"a": "cancelled", "b": "cancelled", "c": "cancelled", "d": "cancelled"}, run.states())
+	require.Equal(t, "CANCELLED", *run.node("b").ErrorCode)
+	require.Equal(t, "the pipeline run was cancelled", *run.node("b").Error)
 
 	a := w.dispatchesOf("a")[0]
 	status, hb := w.heartbeat(a, ptr(10), "")

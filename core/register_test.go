@@ -143,7 +143,15 @@ func TestRegistrationAuthAndValidation(t *testing.T) {
 	} {
 		r := e.do("POST", "/api/register", raw, tok)
 		require.Equal(t, http.StatusUnauthorized, r.Status, "%s: %s", name, r.Body)
-		r.errorBody(t)
+		msg := r.errorBody(t).Error
+		// A token signed with another key says so: the worker's key and the orchestrator's
+		// secret differ. Other refusals do not claim that.
+		if name == "forged" || name == "run token" || name == "v1 master, no bsh" || name == "master K_reg + bsh" {
+			require.Contains(t, msg, `the worker's service key does not match the key this orchestrator derives from its secret (PIPEWEAVE_SECRET_KEY) for service "svc"`, name)
+			require.Contains(t, msg, "pipeweave token service --service \"svc\"", name)
+		} else {
+			require.NotContains(t, msg, "does not match", name)
+		}
 	}
 	var n int
 	require.NoError(t, e.pool.QueryRow(t.Context(), "SELECT count(*) FROM services").Scan(&n))

@@ -36,6 +36,8 @@ func TestSilentWorkerIsTimedOutAndRetried(t *testing.T) {
 	require.Len(t, r.PreviousAttempts, 1)
 	require.Equal(t, protocol.CodeTimeout, r.PreviousAttempts[0].ErrorCode)
 	require.Equal(t, 1, r.PreviousAttempts[0].Attempt)
+	require.Nil(t, r.Error, "a pending retry has no error of its own: attempt 1's is in previousAttempts")
+	require.Nil(t, r.ErrorCode)
 
 	// The late callback and heartbeat of the silent attempt are refused as stale.
 	status, body := w.callback(first, success(first))

@@ -491,7 +491,7 @@ func TestTempUploadDeleteRacesEnqueue(t *testing.T) {
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("use"))
 	wins := map[string]int{}
-	for i := range 30 {
+	for i := range rounds(30) {
 		u := e.uploadOK(fmt.Sprintf("f%d.txt", i), []byte("data"), "text/plain")
 		var wg sync.WaitGroup
 		var del, enq response

@@ -19,6 +19,7 @@ import (
 // would run them.
 func TestFunctionsFramework(t *testing.T) {
 	t.Parallel()
+	skipShort(t)
 	bin := filepath.Join(t.TempDir(), "gcf-local")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/pipeweave/pipeweave/functions/gcf/cmd/gcf-local").CombinedOutput()
 	require.NoError(t, err, "%s", out)

@@ -39,6 +39,7 @@ var functionNames = []string{"api", "process", "heartbeat-sweep", "dlq-purge"}
 // Run server. It returns the binaries by name; the tests running at the same time share them.
 func buildFunctions(t *testing.T) map[string]string {
 	t.Helper()
+	skipShort(t)
 	dir := shared(t, "functions", func(dir string) error {
 		args := []string{"build", "-tags", "lambda.norpc", "-o", dir + string(filepath.Separator)}
 		for _, n := range functionNames {
@@ -379,4 +380,14 @@ func (w *worker) dispatchesOf(task string) []protocol.DispatchRequest {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]protocol.DispatchRequest(nil), w.byTask[task]...)
+}
+
+// skipShort skips a test that builds the function binaries (and the Lambda emulator) and runs
+// them as processes: the longest tests of the repository, left to the full run (scripts/test
+// without --short, CI), as functions/internal/coldstart does.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: not building and running the function binaries")
+	}
 }

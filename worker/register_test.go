@@ -114,6 +114,7 @@ func TestRegistrationErrors(t *testing.T) {
 	require.NoError(t, w.Register("t", worker.Options{}, noop))
 	_, err := w.RegisterWithOrchestrator(context.Background())
 	require.ErrorContains(t, err, "401")
+	require.ErrorContains(t, err, "service key does not match the key this orchestrator derives from its secret")
 	// Listen stops at a refused registration instead of retrying it.
 	err = w.Listen(context.Background(), "127.0.0.1:0")
 	require.ErrorContains(t, err, "401")

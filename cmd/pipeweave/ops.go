@@ -310,6 +310,15 @@ type runSnapshot struct {
 }
 
 // errorText is "CODE: message" of a task run's error.
+// runErrorText is errorText for a run's row: a code that only repeats the run's status (a
+// cancelled run's CANCELLED) is left out, so that the row says "cancelled" once.
+func runErrorText(status string, code, msg *string) string {
+	if deref(msg) != "" && strings.EqualFold(deref(code), status) {
+		return *msg
+	}
+	return errorText(code, msg)
+}
+
 func errorText(code, msg *string) string {
 	switch {
 	case deref(code) == "":
@@ -492,7 +501,7 @@ func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) erro
 			status += " (retried as " + t.SupersededBy + ")"
 		}
 		row(tw, t.TaskID, status, strconv.Itoa(t.Attempt), span(t.StartedAt, t.CompletedAt, now), "v"+strconv.Itoa(t.CodeVersion),
-			changed, progressText(t.TaskRun), t.ID, truncate(errorText(t.ErrorCode, t.Error), 100))
+			changed, progressText(t.TaskRun), t.ID, truncate(runErrorText(t.Status, t.ErrorCode, t.Error), 100))
 	}
 	return tw.Flush()
 }
@@ -765,7 +774,7 @@ func queueItemsCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	row(tw, "TASK RUN", "TASK", "STATUS", "ATTEMPT", "PRIORITY", "PIPELINE RUN", "CREATED", "PROGRESS", "ERROR")
 	for _, r := range runs {
 		row(tw, r.ID, r.TaskID, r.Status, strconv.Itoa(r.Attempt), strconv.Itoa(r.Priority), r.PipelineRunID, ago(r.CreatedAt, now),
-			progressText(r), truncate(errorText(r.ErrorCode, r.Error), 80))
+			progressText(r), truncate(runErrorText(r.Status, r.ErrorCode, r.Error), 80))
 	}
 	return tw.Flush()
 }

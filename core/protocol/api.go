@@ -249,7 +249,9 @@ type PipelineRunTask struct {
 // EnqueueResult is the run an enqueue (or a DLQ retry) made or, for a repeated idempotency
 // key, found.
 type EnqueueResult struct {
-	RunID        string `json:"runId"`
+	RunID string `json:"runId"`
+	// Status is the run's status: "pending" for a new run (as upstream's queue manager answers),
+	// the first run's current status for a repeated idempotency key.
 	Status       string `json:"status"`
 	TaskID       string `json:"taskId"`
 	InputPath    string `json:"inputPath"`

@@ -244,6 +244,8 @@ func verify(key []byte, name string, tok string, now time.Time, claims jwt.Claim
 	case errors.Is(err, jwt.ErrTokenExpired):
 		// The signature was checked before the claims, so it is genuine.
 		return fmt.Errorf("%w: %v", ErrExpired, err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return fmt.Errorf("%w: %w", ErrInvalid, ErrWrongKey)
 	default:
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

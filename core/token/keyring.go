@@ -174,8 +174,9 @@ func (r *Keyring) SealBackend(keyID, serviceID, runID string, backendJSON []byte
 // registration key K_reg' derived from the current secret, then from the previous one. The
 // returned claims name the secret that verified it (KeyID). A token signed with a
 // master-derived K_reg (protocol v1), or under any other service's key, is ErrInvalid; a
-// genuine but expired one ErrExpired. The caller then checks the body (CheckBody) and that
-// the body's serviceId is ServiceID.
+// genuine but expired one ErrExpired; a well-formed one that no secret's key verifies also
+// ErrWrongKey, with the (unverified) ServiceID set in the claims for the error message alone.
+// The caller then checks the body (CheckBody) and that the body's serviceId is ServiceID.
 func (r *Keyring) VerifyRegistration(tok string, now time.Time) (RegistrationClaims, error) {
 	if err := r.usable(); err != nil {
 		return RegistrationClaims{}, fmt.Errorf("verify registration token: %w", err)
@@ -203,5 +204,6 @@ func (r *Keyring) VerifyRegistration(tok string, now time.Time) (RegistrationCla
 			firstErr = err
 		}
 	}
-	return RegistrationClaims{}, firstErr
+	// The unverified service id goes with the error only so that the caller can name it.
+	return RegistrationClaims{ServiceID: sub}, firstErr
 }

@@ -32,6 +32,10 @@ var (
 	// ErrExpired reports a correctly signed token whose exp has passed. It is
 	// distinct from ErrInvalid but, like it, means HTTP 401.
 	ErrExpired = errors.New("token: expired")
+	// ErrWrongKey reports a well-formed token whose signature does not verify: it was signed
+	// with another key (for a registration: a service key that does not match this
+	// orchestrator's secret). Errors that wrap it wrap ErrInvalid too.
+	ErrWrongKey = errors.New("token: signed with another key")
 )
 
 // Info labels of the HKDF-SHA256 derivations.

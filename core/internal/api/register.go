@@ -36,6 +36,14 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, token.ErrExpired):
 		s.fail(w, r, engine.Unauthorized("the registration token has expired"))
 		return
+	case errors.Is(err, token.ErrWrongKey):
+		// The usual cause: the worker's key was made from another secret than the
+		// orchestrator's (or for another service).
+		s.fail(w, r, engine.Unauthorized("the registration token is not valid: the worker's service key "+
+			"does not match the key this orchestrator derives from its secret (PIPEWEAVE_SECRET_KEY) for service %q; "+
+			"give the worker (PIPEWEAVE_SERVICE_KEY) what `pipeweave token service --service %q` prints "+
+			"with the orchestrator's secret", claims.ServiceID, claims.ServiceID))
+		return
 	case err != nil:
 		s.fail(w, r, engine.Unauthorized("the registration token is not valid: it must be signed with the registration key of the service it names (protocol v2)"))
 		return

@@ -176,6 +176,8 @@ func (s *Server) routes() {
 	// The web dashboard: not part of the API (no API key for the page itself; its calls carry one).
 	s.mux.Handle("GET "+ui.Prefix, ui.Handler())
 	s.mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
+	// The root points a browser at the dashboard (302: the root may mean something else later).
+	s.mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusFound))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "ROUTE_NOT_FOUND", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})

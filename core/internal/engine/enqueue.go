@@ -118,7 +118,8 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 			metas = append(metas, nullJSON(it.req.Metadata))
 			keys = append(keys, it.req.IdempotencyKey)
 			tps = append(tps, traceparent)
-			it.result = EnqueueResult{RunID: it.runID, Status: "queued", TaskID: it.req.TaskID, InputPath: it.inputPath}
+			// The run's status, as GET /api/runs/{id} and a repeated idempotency key report it.
+			it.result = EnqueueResult{RunID: it.runID, Status: "pending", TaskID: it.req.TaskID, InputPath: it.inputPath}
 		}
 		if len(runIDs) == 0 {
 			return nil

@@ -429,7 +429,8 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 			}
 		}
 		if len(failed) > 0 {
-			reason := "cancelled: task " + strings.Join(failed, ", ") + " failed (fail-fast)"
+			// The status (cancelled) and code (CANCELLED) say what happened; the text says why.
+			reason := "task " + strings.Join(failed, ", ") + " failed (fail-fast)"
 			if _, err := tx.Exec(ctx, sqlCancelNodes, run.id, []string{protocol.StatusWaiting, protocol.StatusPending}, reason); err != nil {
 				return fmt.Errorf("fail-fast %s: %w", run.id, err)
 			}

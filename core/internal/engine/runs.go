@@ -140,7 +140,7 @@ func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun,
 			return conflict("PIPELINE_RUN_FINISHED", "pipeline run %q is already %s", id, run.status)
 		}
 		if _, err := tx.Exec(ctx, sqlCancelNodes, id, []string{protocol.StatusWaiting, protocol.StatusPending,
-			protocol.StatusDispatching, protocol.StatusRunning}, "cancelled: the pipeline run was cancelled"); err != nil {
+			protocol.StatusDispatching, protocol.StatusRunning}, "the pipeline run was cancelled"); err != nil {
 			return fmt.Errorf("cancel %s: %w", id, err)
 		}
 		if _, err := tx.Exec(ctx, sqlFinishPipelineRun, id, RunCancelled, "cancelled by request"); err != nil {

@@ -92,8 +92,8 @@ WHERE tr.id = ANY($1::text[]) AND tr.status = 'dispatching'
 -- Ends attempts as failed: $1 ids, $2 leases (NULL element = whatever lease is current),
 -- $3 errors, $4 error codes, $5 retryable flags, $6 whether to move the lease on (true when the
 -- orchestrator ends the attempt itself, so the worker's late calls get 409).
--- Retryable attempts with attempts left go back to pending after the backoff; the others fail
--- and land in the DLQ, all in this one statement.
+-- Retryable attempts with attempts left go back to pending after the backoff (their error only in
+-- previous_attempts); the others fail and land in the DLQ, all in this one statement.
 -- The runs are found through the primary key; each one's values sit at its position in $1.
 WITH located AS (
     SELECT tr.id, array_position($1::text[], tr.id) AS i
@@ -117,8 +117,10 @@ updated AS (
         available_at      = CASE WHEN x.retry THEN now() + x.delay_ms * interval '1 millisecond'
                                  ELSE tr.available_at END,
         lease             = tr.lease + CASE WHEN $6::bool THEN 1 ELSE 0 END,
-        error             = x.error,
-        error_code        = x.code,
+        -- A retry clears the run's error (as upstream does): it belongs to the attempt that
+        -- failed, which previous_attempts records; a pending run has no error of its own.
+        error             = CASE WHEN x.retry THEN NULL ELSE x.error END,
+        error_code        = CASE WHEN x.retry THEN NULL ELSE x.code END,
         previous_attempts = tr.previous_attempts || jsonb_build_array(jsonb_build_object(
                                 'attempt', tr.attempt, 'error', x.error, 'errorCode', x.code,
                                 'timestamp', now())),

@@ -3,6 +3,9 @@
 //	PIPEWEAVE_ORCHESTRATOR_URL=http://localhost:3000 \
 //	PIPEWEAVE_SERVICE_KEY=$(go run ./cmd/pipeweave token service --service pdf-processor --secret "$(cat .pipeweave/secret)") \
 //	    go run ./examples/pdf/cmd/pdf-worker -addr 127.0.0.1:8081
+//
+// Deployed apart from the orchestrator, set PIPEWEAVE_WORKER_URL to the URL the orchestrator
+// reaches it at (docs/worker.md, "Config.BaseURL").
 package main
 
 import (
@@ -24,8 +27,10 @@ func main() {
 	defer stop()
 	w, err := worker.New(worker.Config{
 		OrchestratorURL: envOr("PIPEWEAVE_ORCHESTRATOR_URL", "http://localhost:3000"),
-		ServiceID:       pdf.ServiceID,
-		Version:         "1.0.0",
+		// Where the orchestrator dispatches to; empty: derived from -addr (local use only).
+		BaseURL:   os.Getenv("PIPEWEAVE_WORKER_URL"),
+		ServiceID: pdf.ServiceID,
+		Version:   "1.0.0",
 		// The service's key: `pipeweave token service --service pdf-processor` prints it.
 		ServiceKey: os.Getenv("PIPEWEAVE_SERVICE_KEY"),
 	})
