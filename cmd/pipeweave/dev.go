@@ -270,8 +270,8 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, tempDir string, out i
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Fprintf(out, "demo: triggered %s run %s; follow it with: pipeweave status %s (or %s/ui/#/runs/%s)\n",
-		pdf.ServiceID, trig.PipelineRunID, trig.PipelineRunID, orchURL, trig.PipelineRunID)
+	fmt.Fprintf(out, "demo: triggered %s run %s; follow it with: %s status %s (or %s/ui/#/runs/%s)\n",
+		pdf.ServiceID, trig.PipelineRunID, selfCommand(), trig.PipelineRunID, orchURL, trig.PipelineRunID)
 	seen := map[string]string{}
 	for ctx.Err() == nil {
 		var run struct {
@@ -436,4 +436,20 @@ func redactURL(u string) string {
 		return u[:scheme+3] + user + ":xxxxx" + u[at:]
 	}
 	return u
+}
+
+// selfCommand is how the user can run this binary again from the current directory: its path
+// relative to it (scripts/dev runs .pipeweave/bin/pipeweave, which is not on the PATH), its
+// absolute path, or "go run ./cmd/pipeweave" when it runs from go run's temporary build.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil || strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		return "go run ./cmd/pipeweave"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && filepath.IsLocal(rel) {
+			return "./" + filepath.ToSlash(rel)
+		}
+	}
+	return exe
 }

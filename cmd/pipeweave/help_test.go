@@ -396,3 +396,14 @@ func TestTokenWithoutSecret(t *testing.T) {
 	}
 	require.NotContains(t, err.Error(), "0 bytes")
 }
+
+// The demo's "follow it with" line names a command that runs: this binary by a path that
+// exists (relative to the working directory when inside it), or go run from a checkout.
+func TestSelfCommand(t *testing.T) {
+	t.Parallel()
+	cmd := selfCommand()
+	if cmd == "go run ./cmd/pipeweave" {
+		return
+	}
+	require.FileExists(t, cmd)
+}
