@@ -323,17 +323,7 @@ func TestStartupAndLifecycle(t *testing.T) {
 		t.Parallel()
 		dir := reachableDir(t)
 		pgDir := filepath.Join(dir, "pg")
-		t.Cleanup(func() {
-			c, err := pgcluster.Lookup(pgDir)
-			if err != nil {
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := c.Stop(ctx); err != nil {
-				t.Errorf("stop the dev cluster: %v", err)
-			}
-		})
+		stopClusterOnCleanup(t, pgDir)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		running := func() bool {

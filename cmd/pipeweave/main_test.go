@@ -326,17 +326,7 @@ func TestDev(t *testing.T) {
 	dir := reachableDir(t)
 	pgDir := filepath.Join(dir, "pg")
 	// Whatever happens, no server outlives the test: dev daemonizes it.
-	t.Cleanup(func() {
-		c, err := pgcluster.Lookup(pgDir)
-		if err != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := c.Stop(ctx); err != nil {
-			t.Errorf("stop the dev cluster: %v", err)
-		}
-	})
+	stopClusterOnCleanup(t, pgDir)
 	// No variable at all: no DATABASE_URL, so dev runs its own cluster.
 	env := map[string]string{}
 
@@ -549,4 +539,21 @@ func TestDevDemo(t *testing.T) {
 		require.Regexp(t, `demo:\s+`+task+`\s+completed`, out)
 	}
 	require.NoError(t, r.stop(t))
+}
+
+// stopClusterOnCleanup stops the PostgreSQL cluster in pgDir, if one runs there, when the test
+// ends: whatever happens, no server a dev started outlives the test.
+func stopClusterOnCleanup(t *testing.T, pgDir string) {
+	t.Helper()
+	t.Cleanup(func() {
+		c, err := pgcluster.Lookup(pgDir)
+		if err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := c.Stop(ctx); err != nil {
+			t.Errorf("stop the dev cluster: %v", err)
+		}
+	})
 }
