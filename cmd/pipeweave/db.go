@@ -15,8 +15,7 @@ import (
 // DATABASE_URL, read through getenv.
 func dbCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: pipeweave db init|migrate|status|reset --url URL [--yes]")
-		return flag.ErrHelp
+		return unknownSubcommand("db", args)
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("db "+sub, flag.ContinueOnError)

@@ -307,6 +307,16 @@ func resolve(args []string, help bool, stderr io.Writer) (*command, []string, er
 	return c, rest, nil
 }
 
+// unknownSubcommand is the error of a group command (db, pg, token, queue, dlq, maintenance)
+// called without one of its subcommands. route refuses such a command line before the group
+// runs (with the group's help and exit status 2), so this only guards a direct call.
+func unknownSubcommand(group string, args []string) error {
+	if len(args) == 0 {
+		return &usageError{fmt.Sprintf("%s: give a command first: %s", group, subNames(group))}
+	}
+	return &usageError{fmt.Sprintf("unknown %s command %q", group, args[0])}
+}
+
 // route checks the command line against the command table before anything runs: no command,
 // an unknown command or subcommand is a usage error (exit status 2), and a command line asking
 // for help (-h or --help anywhere before "--") prints that command's help on stdout and runs

@@ -407,3 +407,32 @@ func TestSelfCommand(t *testing.T) {
 	}
 	require.FileExists(t, cmd)
 }
+
+// A group called directly without a known subcommand answers a usage error (route refuses
+// such command lines first, with exit status 2).
+func TestGroupsRefuseAMissingOrUnknownSubcommand(t *testing.T) {
+	t.Parallel()
+	getenv := func(string) string { return "" }
+	var out, errOut bytes.Buffer
+	ctx := context.Background()
+	for name, call := range map[string]func([]string) error{
+		"db":          func(a []string) error { return dbCommand(ctx, a, &out, &errOut, getenv) },
+		"pg":          func(a []string) error { return pgCommand(ctx, a, &out, &errOut) },
+		"token":       func(a []string) error { return tokenCommand(a, nil, &out, &errOut, getenv) },
+		"queue":       func(a []string) error { return queueCommand(ctx, a, &out, &errOut, getenv) },
+		"dlq":         func(a []string) error { return dlqCommand(ctx, a, &out, &errOut, getenv) },
+		"maintenance": func(a []string) error { return maintenanceCommand(ctx, a, &out, &errOut, getenv) },
+	} {
+		var ue *usageError
+		err := call(nil)
+		require.ErrorAs(t, err, &ue, name)
+		require.Contains(t, err.Error(), "give a command first", name)
+		require.Equal(t, 2, exitCode(err), name)
+		if name == "db" {
+			continue // db reads its subcommand after the flags: an unknown one fails there
+		}
+		err = call([]string{"frobnicate"})
+		require.ErrorAs(t, err, &ue, name)
+		require.Contains(t, err.Error(), `unknown `+name+` command "frobnicate"`)
+	}
+}

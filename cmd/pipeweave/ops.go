@@ -694,24 +694,17 @@ func printDryRun(w io.Writer, id string, plan protocol.DryRun) {
 	}
 }
 
-const queueUsage = "usage: pipeweave queue status [--json] | queue items [--status S] [--task T] [--limit N] [--json]"
-
 func queueCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, queueUsage)
-		return flag.ErrHelp
+		return unknownSubcommand("queue", args)
 	}
 	switch args[0] {
 	case "status":
 		return queueStatusCommand(ctx, args[1:], stdout, stderr, getenv)
 	case "items":
 		return queueItemsCommand(ctx, args[1:], stdout, stderr, getenv)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, queueUsage)
-		return nil
 	}
-	fmt.Fprintln(stderr, queueUsage)
-	return fmt.Errorf("unknown queue command %q", args[0])
+	return unknownSubcommand("queue", args)
 }
 
 func queueStatusCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {

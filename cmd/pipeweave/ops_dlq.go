@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -14,17 +13,9 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
-const dlqUsage = `usage: pipeweave dlq <command> [flags]
-  list [--pipeline P] [--task T] [--state open|retried] [--limit N] [--json]
-  show ID [--json]
-  retry ID [--json]
-  retry-all [--pipeline P] [--task T] [--json]
-  purge --older-than AGE [--json]     AGE: 7d, 36h, 90m…`
-
 func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, dlqUsage)
-		return flag.ErrHelp
+		return unknownSubcommand("dlq", args)
 	}
 	rest := args[1:]
 	switch args[0] {
@@ -38,12 +29,8 @@ func dlqCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return dlqRetryAllCommand(ctx, rest, stdout, stderr, getenv)
 	case "purge":
 		return dlqPurgeCommand(ctx, rest, stdout, stderr, getenv)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, dlqUsage)
-		return nil
 	}
-	fmt.Fprintln(stderr, dlqUsage)
-	return fmt.Errorf("unknown dlq command %q", args[0])
+	return unknownSubcommand("dlq", args)
 }
 
 func dlqListCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {

@@ -3,18 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
 )
-
-const maintenanceUsage = `usage: pipeweave maintenance <command> [flags]
-  status [--json]                 the mode, the runs pending and in flight
-  enter [--wait] [--poll D] [--json]
-                                  stop claiming; running tasks finish. --wait follows until the
-                                  mode is maintenance (nothing in flight)
-  exit [--json]                   resume claiming; the work that waited is dispatched`
 
 // maintenanceStatus is GET /api/maintenance (upstream's MaintenanceStatus).
 type maintenanceStatus struct {
@@ -28,8 +20,7 @@ type maintenanceStatus struct {
 
 func maintenanceCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, maintenanceUsage)
-		return flag.ErrHelp
+		return unknownSubcommand("maintenance", args)
 	}
 	rest := args[1:]
 	switch args[0] {
@@ -57,12 +48,8 @@ func maintenanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 			return err
 		}
 		return o.printMaintenance(raw, st)
-	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, maintenanceUsage)
-		return nil
 	}
-	fmt.Fprintln(stderr, maintenanceUsage)
-	return fmt.Errorf("unknown maintenance command %q", args[0])
+	return unknownSubcommand("maintenance", args)
 }
 
 func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {

@@ -12,16 +12,6 @@ import (
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
 )
 
-const pgUsage = `usage: pipeweave pg start --dir DIR [--port N] [--set name=value]...
-       pipeweave pg stop --dir DIR
-       pipeweave pg url --dir DIR
-
-start  initializes the cluster in DIR if needed, starts it (or finds it running), prints
-       the URL of its postgres database as the only line on stdout and leaves it running
-stop   stops the cluster of DIR (nothing to do when it is not running)
-url    prints the URL of the postgres database of the cluster in DIR
-`
-
 // settingsFlag collects repeated --set name=value flags.
 type settingsFlag map[string]string
 
@@ -50,17 +40,10 @@ func (s settingsFlag) Set(v string) error {
 // pgCommand implements `pipeweave pg start|stop|url`: a private PostgreSQL cluster in a
 // directory, for development and the test suite.
 func pgCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, pgUsage)
-		return flag.ErrHelp
+	if len(args) == 0 || (args[0] != "start" && args[0] != "stop" && args[0] != "url") {
+		return unknownSubcommand("pg", args)
 	}
 	sub := args[0]
-	switch sub {
-	case "start", "stop", "url":
-	default:
-		fmt.Fprint(stderr, pgUsage)
-		return fmt.Errorf("unknown pg command %q (start, stop, url)", sub)
-	}
 	fs := flag.NewFlagSet("pg "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	withHelp(fs)

@@ -13,21 +13,13 @@ import (
 	"github.com/pipeweave/pipeweave/core/token"
 )
 
-const tokenUsage = `usage:
-  pipeweave token service --service ID [--secret S]
-      print the service's key (64 hex): give it to that service's workers as PIPEWEAVE_SERVICE_KEY
-  pipeweave token register --service ID --body FILE|- [--service-key K | --secret S]
-      print a registration token for that exact body (to try POST /api/register by hand)
---secret defaults to $PIPEWEAVE_SECRET_KEY, --service-key to $PIPEWEAVE_SERVICE_KEY.`
-
 // tokenCommand prints a service key or a registration token (docs/protocol.md, "Keys"):
 // pipeweave token service --service ID [--secret S] and pipeweave token register --service ID
 // --body FILE|- [--service-key K | --secret S]. Defaults are read through getenv; "-" reads the
 // body from stdin.
 func tokenCommand(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 || (args[0] != "register" && args[0] != "service") {
-		fmt.Fprintln(stderr, tokenUsage)
-		return flag.ErrHelp
+		return unknownSubcommand("token", args)
 	}
 	fs := flag.NewFlagSet("token "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
