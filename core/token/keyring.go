@@ -1,8 +1,10 @@
 package token
 
 import (
+	"crypto/cipher"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -15,6 +17,10 @@ import (
 // "token.Keyring{…}" with every fmt verb; it never prints a key.
 type Keyring struct {
 	secrets []ringSecret // [0] current, then previous
+	// sealers caches the storage AEAD of each (secret, service) pair SealBackend used: the
+	// derivation (four HKDFs and an AES key schedule) is the same for every dispatch of a
+	// service. Keys are key id + "\x00" + service id; registered services bound it.
+	sealers sync.Map
 }
 
 // ringSecret is one master secret: its key id, bytes and master-derived keys.
@@ -143,12 +149,7 @@ func (r *Keyring) ServiceKeys(keyID, serviceID string) (Keys, string, error) {
 	if err := r.usable(); err != nil {
 		return Keys{}, "", err
 	}
-	s := r.secrets[0]
-	for _, x := range r.secrets {
-		if x.id == keyID {
-			s = x
-		}
-	}
+	s := r.pick(keyID)
 	svc, err := serviceKeyFrom(s.ikm, serviceID)
 	if err != nil {
 		return Keys{}, "", err
@@ -162,11 +163,44 @@ func (r *Keyring) ServiceKeys(keyID, serviceID string) (Keys, string, error) {
 // secret named keyID (the one the service registered with) while it is configured, else from
 // the current secret. Only a worker holding that service's key can open it.
 func (r *Keyring) SealBackend(keyID, serviceID, runID string, backendJSON []byte) (string, error) {
-	k, _, err := r.ServiceKeys(keyID, serviceID)
+	aead, err := r.sealer(keyID, serviceID)
 	if err != nil {
 		return "", fmt.Errorf("seal backend: %w", err)
 	}
-	return k.SealBackend(runID, backendJSON)
+	return sealWith(aead, runID, backendJSON), nil
+}
+
+// pick is the configured secret named keyID, else the current one. r must be usable.
+func (r *Keyring) pick(keyID string) ringSecret {
+	for _, s := range r.secrets {
+		if s.id == keyID {
+			return s
+		}
+	}
+	return r.secrets[0]
+}
+
+// sealer is the storage AEAD of service serviceID under the secret ServiceKeys picks for
+// keyID, derived once per pair.
+func (r *Keyring) sealer(keyID, serviceID string) (cipher.AEAD, error) {
+	if err := r.usable(); err != nil {
+		return nil, err
+	}
+	id := r.pick(keyID).id
+	cacheKey := id + "\x00" + serviceID
+	if a, ok := r.sealers.Load(cacheKey); ok {
+		return a.(cipher.AEAD), nil
+	}
+	k, _, err := r.ServiceKeys(id, serviceID)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := k.stoAEAD()
+	if err != nil {
+		return nil, err
+	}
+	r.sealers.Store(cacheKey, aead)
+	return aead, nil
 }
 
 // VerifyRegistration checks a registration token from its header alone: it reads the sub

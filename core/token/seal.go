@@ -18,7 +18,12 @@ func (k Keys) SealBackend(runID string, backendJSON []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("seal backend: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(aead.Seal(nil, nil, backendJSON, []byte(runID))), nil
+	return sealWith(aead, runID, backendJSON), nil
+}
+
+// sealWith seals backendJSON for runID with aead (a stoAEAD): the "sto" claim's format.
+func sealWith(aead cipher.AEAD, runID string, backendJSON []byte) string {
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nil, nil, backendJSON, []byte(runID)))
 }
 
 // OpenBackend decrypts a "sto" value made by SealBackend for runID (padded

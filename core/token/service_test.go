@@ -202,6 +202,20 @@ func TestKeyringRunTokens(t *testing.T) {
 	require.NoError(t, err)
 	_, err = svcKeys(t, hexSecret, "a").OpenBackend("run-1", cur)
 	require.NoError(t, err)
+	// Sealers are kept per secret and service: B's, made after A's, opens only with B's key,
+	// and A's again (from the cache) still only with A's.
+	forB, err := ring.SealBackend(ring.CurrentKeyID(), "b", "run-1", []byte(vecBackend))
+	require.NoError(t, err)
+	_, err = svcKeys(t, hexSecret, "b").OpenBackend("run-1", forB)
+	require.NoError(t, err)
+	_, err = svcKeys(t, hexSecret, "a").OpenBackend("run-1", forB)
+	require.ErrorIs(t, err, token.ErrInvalid)
+	again, err := ring.SealBackend(ring.CurrentKeyID(), "a", "run-1", []byte(vecBackend))
+	require.NoError(t, err)
+	_, err = svcKeys(t, hexSecret, "a").OpenBackend("run-1", again)
+	require.NoError(t, err)
+	_, err = svcKeys(t, hexSecret, "b").OpenBackend("run-1", again)
+	require.ErrorIs(t, err, token.ErrInvalid)
 
 	// Workers cannot sign or verify run tokens.
 	w := svcKeys(t, hexSecret, "a")
