@@ -83,20 +83,9 @@ func TestTriggerFormFromInputSchema(t *testing.T) {
 	require.Equal(t, "2", b.evalString(`document.querySelector('[data-field="pages"]').value`))
 	b.gone(`[data-testid="field-notes"]`)
 
-	b.click(`[data-testid="trigger-submit"]`)
-	b.waitJS("the run detail page", `location.hash.startsWith('#/runs/prun_')`)
-	runID := strings.TrimPrefix(b.evalString(`location.hash`), "#/runs/")
-	s.waitRun(runID, "completed")
-	var run struct {
-		InputPath string `json:"inputPath"`
-	}
-	require.Equal(t, http.StatusOK, s.api("GET", "/api/runs/"+runID, nil, &run))
-	var obj struct {
-		Content map[string]any `json:"content"`
-	}
-	require.Equal(t, http.StatusOK, s.api("GET", "/api/storage/"+run.InputPath, nil, &obj))
-	require.Equal(t, map[string]any{"title": "Quarterly", "format": "a4", "pages": float64(2), "urgent": false}, obj.Content,
-		fmt.Sprintf("the input sent: %v", obj.Content))
+	_, input := submitAndReadInput(t, b, s)
+	require.Equal(t, map[string]any{"title": "Quarterly", "format": "a4", "pages": float64(2), "urgent": false}, input,
+		fmt.Sprintf("the input sent: %v", input))
 }
 
 // uploadSchema has a file field that takes text files up to 8 KiB.
@@ -206,6 +195,20 @@ func TestTriggerFormFileUpload(t *testing.T) {
 	b.wait(`[data-testid="schema-form"]`)
 	require.Equal(t, uploadID, b.evalString(`document.querySelector('[data-field="document"]').value`))
 
+	runID, input := submitAndReadInput(t, b, s)
+	require.Equal(t, map[string]any{"title": "Minutes", "document": uploadID}, input)
+	info = protocol.TempUploadInfo{}
+	require.Equal(t, http.StatusOK, s.api("GET", "/api/upload/temp/"+uploadID, nil, &info))
+	require.True(t, info.Claimed)
+	require.NotNil(t, info.ClaimedByRunID)
+	require.Equal(t, runID, *info.ClaimedByRunID)
+	require.Equal(t, int64(1), uploads())
+}
+
+// submitAndReadInput submits the trigger form, waits on the run page until the run completed
+// and returns its id and the input the orchestrator stored for it.
+func submitAndReadInput(t *testing.T, b *browser, s *stack) (string, map[string]any) {
+	t.Helper()
 	b.click(`[data-testid="trigger-submit"]`)
 	b.waitJS("the run detail page", `location.hash.startsWith('#/runs/prun_')`)
 	runID := strings.TrimPrefix(b.evalString(`location.hash`), "#/runs/")
@@ -218,11 +221,5 @@ func TestTriggerFormFileUpload(t *testing.T) {
 		Content map[string]any `json:"content"`
 	}
 	require.Equal(t, http.StatusOK, s.api("GET", "/api/storage/"+run.InputPath, nil, &obj))
-	require.Equal(t, map[string]any{"title": "Minutes", "document": uploadID}, obj.Content)
-	info = protocol.TempUploadInfo{}
-	require.Equal(t, http.StatusOK, s.api("GET", "/api/upload/temp/"+uploadID, nil, &info))
-	require.True(t, info.Claimed)
-	require.NotNil(t, info.ClaimedByRunID)
-	require.Equal(t, runID, *info.ClaimedByRunID)
-	require.Equal(t, int64(1), uploads())
+	return runID, obj.Content
 }
