@@ -23,6 +23,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/api"
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
+	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/database"
 )
@@ -52,6 +53,9 @@ type Orchestrator struct {
 
 	// healthOnly: Handler serves only GET /health (Options.NoAPI without API keys).
 	healthOnly bool
+	// schemaOK remembers that CheckSchema found the schema current, so that later checks cost
+	// an atomic load.
+	schemaOK atomic.Bool
 }
 
 // Options are the parts New does not read from Config.
@@ -154,6 +158,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		PollInterval:            cfg.PollInterval,
 		Ready:                   o.ready,
 		Process:                 o.Process,
+		Schema:                  o.CheckSchema,
 		Metrics: promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,
@@ -221,9 +226,34 @@ func (o *Orchestrator) stopTracing() {
 	o.shutdownTracing = nil
 }
 
+// CheckSchema compares the database's schema with this binary's migrations. It returns nil
+// when the schema is current (remembered for the life of the orchestrator, so that it is read
+// once), an error wrapping [migrate.ErrSchema] that names the fix when the schema is missing,
+// older or newer, or the error of reaching the database. The API answers 503 SCHEMA_MISMATCH
+// and /health 503 while the schema does not match, and Process, Sweep and Purge refuse to
+// work, so that a serverless function deployed before `pipeweave db migrate` says so instead
+// of failing every statement.
+func (o *Orchestrator) CheckSchema(ctx context.Context) error {
+	if o.schemaOK.Load() {
+		return nil
+	}
+	st, err := migrate.Inspect(ctx, o.pool)
+	if err != nil {
+		return fmt.Errorf("check the schema: %w", err)
+	}
+	if err := st.Check(); err != nil {
+		return fmt.Errorf("the database %w", err)
+	}
+	o.schemaOK.Store(true)
+	return nil
+}
+
 // Process does one bounded batch: sweep expired attempts, then claim and dispatch up to
 // PROCESS_BATCH_SIZE runs within PROCESS_TIME_BUDGET_MS.
 func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
+	if err := o.CheckSchema(ctx); err != nil {
+		return Summary{}, err
+	}
 	return o.eng.Process(ctx, o.cfg.ProcessBatchSize, o.cfg.ProcessTimeBudget)
 }
 
@@ -234,11 +264,19 @@ type PurgeSummary = engine.PurgeSummary
 // idempotency keys, and expired temporary uploads that no run claimed (object and record), in
 // bounded chunks, within budget.
 func (o *Orchestrator) Purge(ctx context.Context, budget time.Duration) (PurgeSummary, error) {
+	if err := o.CheckSchema(ctx); err != nil {
+		return PurgeSummary{}, err
+	}
 	return o.eng.Purge(ctx, o.cfg.DLQRetention, 1000, budget)
 }
 
 // Sweep ends attempts whose heartbeat deadline, timeout or dispatch lease passed.
-func (o *Orchestrator) Sweep(ctx context.Context) (int, error) { return o.eng.Sweep(ctx, 0) }
+func (o *Orchestrator) Sweep(ctx context.Context) (int, error) {
+	if err := o.CheckSchema(ctx); err != nil {
+		return 0, err
+	}
+	return o.eng.Sweep(ctx, 0)
+}
 
 // ready is called when a request made work ready. Standalone mode wakes the loop; serverless
 // mode has no loop, so the request itself claims and dispatches one bounded batch.

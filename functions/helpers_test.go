@@ -34,14 +34,15 @@ const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab
 // functionNames are the four commands under functions/.
 var functionNames = []string{"api", "process", "heartbeat-sweep", "dlq-purge"}
 
-// buildFunctions builds the four functions the way they are packaged for Lambda (static,
-// -tags lambda.norpc): the same binary is the Lambda bootstrap and, outside Lambda, the Cloud
-// Run server. It returns the binaries by name; the tests running at the same time share them.
+// buildFunctions builds the four functions the way they are packaged for Lambda, with the
+// Makefile's flags (CGO_ENABLED=0, -tags lambda.norpc, -trimpath, -ldflags=-s -w; the same as
+// functions/internal/coldstart, so that a cold build cache compiles the dependencies once for
+// all three): the same binary is the Lambda bootstrap and, outside Lambda, the Cloud Run server. It returns the binaries by name; the tests running at the same time share them.
 func buildFunctions(t *testing.T) map[string]string {
 	t.Helper()
 	skipShort(t)
 	dir := shared(t, "functions", func(dir string) error {
-		args := []string{"build", "-tags", "lambda.norpc", "-o", dir + string(filepath.Separator)}
+		args := []string{"build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", dir + string(filepath.Separator)}
 		for _, n := range functionNames {
 			args = append(args, "github.com/pipeweave/pipeweave/functions/"+n)
 		}

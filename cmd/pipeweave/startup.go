@@ -100,19 +100,8 @@ func checkSchema(ctx context.Context, url string) error {
 	if err != nil {
 		return fmt.Errorf("check the schema of the database at %s: %s", dbHost(url), errLine(err))
 	}
-	const fix = "run `pipeweave db migrate` (it reads DATABASE_URL) or start with `pipeweave serve --migrate`"
-	switch {
-	case st.Applied > st.Latest:
-		return fmt.Errorf("the database at %s has schema version %d, newer than this binary's %d: refusing to serve it; run a pipeweave that knows version %d",
-			dbHost(url), st.Applied, st.Latest, st.Applied)
-	case len(st.Unknown) > 0:
-		return fmt.Errorf("the database at %s has schema versions this binary does not know (%v; it knows up to %d): refusing to serve it",
-			dbHost(url), st.Unknown, st.Latest)
-	case !st.Exists || st.Applied == 0:
-		return fmt.Errorf("the database at %s has no PipeWeave schema: %s", dbHost(url), fix)
-	case len(st.Pending) > 0:
-		return fmt.Errorf("the database at %s has schema version %d, this binary needs %d (%d migration(s) pending): %s",
-			dbHost(url), st.Applied, st.Latest, len(st.Pending), fix)
+	if err := st.Check(); err != nil {
+		return fmt.Errorf("the database at %s %w", dbHost(url), err)
 	}
 	return nil
 }

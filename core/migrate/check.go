@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -29,6 +30,39 @@ type State struct {
 func (s State) Current() bool {
 	return s.Exists && len(s.Pending) == 0 && len(s.Unknown) == 0
 }
+
+// ErrSchema is wrapped by the error [State.Check] returns when the database's schema is not
+// the one this binary expects (missing, older or newer).
+var ErrSchema = errors.New("the schema does not match this binary")
+
+// Fix is what an operator runs to bring a missing or older schema up to date.
+const Fix = "run `pipeweave db migrate` (it reads DATABASE_URL) or start with `pipeweave serve --migrate`"
+
+// Check returns nil when the schema is current, else an error wrapping [ErrSchema] that says,
+// on one line, what is wrong and what to do (a newer schema is refused, not migrated down).
+func (s State) Check() error {
+	var msg string
+	switch {
+	case s.Applied > s.Latest:
+		msg = fmt.Sprintf("has schema version %d, newer than this binary's %d: refusing to serve it; run a pipeweave that knows version %d",
+			s.Applied, s.Latest, s.Applied)
+	case len(s.Unknown) > 0:
+		msg = fmt.Sprintf("has schema versions this binary does not know (%v; it knows up to %d): refusing to serve it", s.Unknown, s.Latest)
+	case !s.Exists || s.Applied == 0:
+		msg = "has no PipeWeave schema: " + Fix
+	case len(s.Pending) > 0:
+		msg = fmt.Sprintf("has schema version %d, this binary needs %d (%d migration(s) pending): %s", s.Applied, s.Latest, len(s.Pending), Fix)
+	default:
+		return nil
+	}
+	return &schemaError{msg: msg}
+}
+
+// schemaError is the error of [State.Check]; its message reads after "the database …".
+type schemaError struct{ msg string }
+
+func (e *schemaError) Error() string        { return e.msg }
+func (e *schemaError) Is(target error) bool { return target == ErrSchema }
 
 // Querier is what Inspect reads through: a pool, a connection or a transaction.
 type Querier interface {

@@ -20,6 +20,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/internal/ui"
+	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
@@ -43,6 +44,10 @@ type Options struct {
 	Ready func(ctx context.Context)
 	// Process runs one bounded batch for POST /api/process.
 	Process func(ctx context.Context) (engine.ProcessSummary, error)
+	// Schema checks the database's schema (nil when current; remembered by the caller). While
+	// it returns an error wrapping migrate.ErrSchema, /api/ requests get 503 SCHEMA_MISMATCH
+	// and /health 503 with the error. Nil skips the check.
+	Schema func(ctx context.Context) error
 	// Now is the clock for token checks (default time.Now).
 	Now func() time.Time
 	// Metrics serves GET /metrics (Prometheus text format); nil answers 404.
@@ -217,7 +222,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "INVALID_PATH", "storage paths are relative, without '..', '.' or empty segments", nil)
 		return
 	}
+	if strings.HasPrefix(r.URL.Path, "/api/") && !s.schemaMatches(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// schemaMatches answers 503 SCHEMA_MISMATCH and returns false when the database's schema is
+// missing, older or newer than this binary's. Any other error of the check (an unreachable
+// database) lets the request through, to fail or succeed on its own.
+func (s *Server) schemaMatches(w http.ResponseWriter, r *http.Request) bool {
+	if s.opts.Schema == nil {
+		return true
+	}
+	err := s.opts.Schema(r.Context())
+	if !errors.Is(err, migrate.ErrSchema) {
+		return true
+	}
+	writeErr(w, http.StatusServiceUnavailable, "SCHEMA_MISMATCH", err.Error(), nil)
+	return false
 }
 
 // byID serves a read of the object named by the path's {id}.
@@ -282,6 +305,13 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if err := s.eng.Ping(ctx); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable", "mode": s.opts.Mode})
 		return
+	}
+	if s.opts.Schema != nil {
+		if err := s.opts.Schema(ctx); errors.Is(err, migrate.ErrSchema) {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "ok",
+				"schema": err.Error(), "mode": s.opts.Mode})
+			return
+		}
 	}
 	// Maintenance is an operator's choice, not a failure: health stays 200 and says so.
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "database": "ok", "mode": s.opts.Mode,

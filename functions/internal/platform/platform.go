@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/migrate"
 )
 
 // Env is what a Builder gets: the orchestrator of the process and its configuration.
@@ -95,8 +96,16 @@ func Config(getenv func(string) string) (core.Config, error) {
 // not give them. Any other function (api) serves the operator API and needs the keys.
 var scheduledFunctions = map[string]bool{"process": true, "heartbeat-sweep": true, "dlq-purge": true}
 
-// Open reads the configuration, opens the orchestrator (its pool connects lazily, so a database
-// that is down does not stop start-up) and builds the function. release closes the orchestrator.
+// schemaCheckWait bounds the start-up check of the schema: a database that does not answer
+// within it is checked again on first use instead.
+const schemaCheckWait = 3 * time.Second
+
+// Open reads the configuration, opens the orchestrator and builds the function. release closes
+// the orchestrator. It checks the database's schema first: a missing, older or newer schema
+// stops start-up with one line naming the fix (Cloud Run then keeps the previous revision; a
+// Lambda init fails with that line in its log). A database that is down does not stop
+// start-up: the pool connects lazily, and the schema is checked on first use (the API answers
+// 503 SCHEMA_MISMATCH, /health 503, a scheduled invocation fails with the reason).
 func Open(ctx context.Context, name string, getenv func(string) string, log *slog.Logger, build Builder) (f *Function, release func(), err error) {
 	cfg, err := Config(getenv)
 	if err != nil {
@@ -105,6 +114,16 @@ func Open(ctx context.Context, name string, getenv func(string) string, log *slo
 	o, err := core.New(ctx, cfg, core.Options{Logger: log, NoAPI: scheduledFunctions[name]})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open the orchestrator: %w", err)
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, schemaCheckWait)
+	err = o.CheckSchema(checkCtx)
+	cancel()
+	if errors.Is(err, migrate.ErrSchema) {
+		o.Close()
+		return nil, nil, err
+	}
+	if err != nil {
+		log.Warn("the database did not answer at start-up; its schema is checked on first use", "error", err.Error())
 	}
 	f, err = build(Env{Orchestrator: o, Config: cfg, Getenv: getenv, Log: log})
 	if err != nil {
