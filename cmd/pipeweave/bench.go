@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,7 +40,7 @@ import (
 //
 // `bench slowloris` measures a running orchestrator under slow connections instead
 // (bench_slowloris.go).
-func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	if len(args) > 0 && args[0] == "slowloris" {
 		return slowlorisCommand(ctx, args[1:], stdout, stderr)
 	}
@@ -69,14 +70,27 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	// Interrupted (SIGINT, SIGTERM): one line instead of the error of whatever was under way.
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = errors.New("bench interrupted: no figures")
+		}
+	}()
 	url := *dbURL
 	if url == "" {
-		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(abs, "pg"), Attached: true,
+		pgDir := filepath.Join(abs, "pg")
+		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: pgDir, Attached: true,
 			Settings: map[string]string{"max_connections": "200"}})
 		if err != nil {
 			return fmt.Errorf("start the private PostgreSQL cluster: %w", err)
 		}
-		defer func() { _ = cluster.Stop(context.Background()) }()
+		defer func() {
+			if err := cluster.Stop(context.Background()); err != nil {
+				fmt.Fprintf(stderr, "pipeweave bench: could not stop the PostgreSQL cluster it started (%s): %v\n", pgDir, err)
+				return
+			}
+			fmt.Fprintf(stderr, "pipeweave bench: stopped the PostgreSQL cluster it started (%s)\n", pgDir)
+		}()
 		if err := cluster.EnsureDatabase(ctx, "pipeweave_bench"); err != nil {
 			return err
 		}

@@ -319,6 +319,33 @@ func TestStartupAndLifecycle(t *testing.T) {
 		require.NoDirExists(t, dir, "no state directory, no cluster")
 	})
 
+	t.Run("bench stops on SIGTERM the cluster it started", func(t *testing.T) {
+		t.Parallel()
+		dir := reachableDir(t)
+		pgDir := filepath.Join(dir, "pg")
+		stopClusterOnCleanup(t, pgDir)
+		p := startBin(t, bin, nil, "bench", "--dir", dir, "--tasks", "1000000", "--warmup", "1000000")
+		// The cluster is up once bench prints its set-up line (after the migration).
+		deadline := time.Now().Add(3 * time.Minute)
+		for !strings.Contains(p.stdout.String(), "pipeweave bench: standalone mode") {
+			select {
+			case <-p.done:
+				t.Fatalf("bench ended before measuring: %v\nstderr:\n%s", p.err, p.stderr.String())
+			default:
+			}
+			require.True(t, time.Now().Before(deadline), "bench did not start in 3 minutes; stderr:\n%s", p.stderr.String())
+			time.Sleep(50 * time.Millisecond)
+		}
+		require.Equal(t, 1, p.terminate(t), "an interrupted bench reports no figures; stderr:\n%s", p.stderr.String())
+		require.Contains(t, p.stderr.String(), "pipeweave bench: stopped the PostgreSQL cluster it started ("+pgDir+")")
+		require.True(t, strings.HasSuffix(p.stderr.String(), "pipeweave: bench interrupted: no figures\n"), "stderr:\n%s", p.stderr.String())
+		c, err := pgcluster.Lookup(pgDir)
+		require.NoError(t, err)
+		up, err := c.Running(t.Context())
+		require.NoError(t, err)
+		require.False(t, up, "no cluster left running")
+	})
+
 	t.Run("dev stops on SIGTERM the cluster it started and only that one", func(t *testing.T) {
 		t.Parallel()
 		dir := reachableDir(t)

@@ -46,6 +46,7 @@ type stack struct {
 
 func newStack(t *testing.T, mod func(*core.Config)) *stack {
 	t.Helper()
+	skipShort(t)
 	o := testorch.Start(t, testorch.Options{Configure: mod})
 	return &stack{t: t, o: o, url: o.URL, keys: o.Config.APIKeys}
 }
@@ -150,9 +151,19 @@ func (s *stack) waitRun(id, want string) {
 	s.t.Fatalf("pipeline run %s is %s after %s, want %s", id, run.Status, waitLimit, want)
 }
 
-// chromiumPath finds chromium, or fails the test: the dashboard tests never skip.
+// skipShort skips a dashboard test under -short (scripts/test --short, the inner loop), which
+// leaves the browser to the full run; otherwise the dashboard tests never skip.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the dashboard is driven in a browser by the full run (scripts/test)")
+	}
+}
+
+// chromiumPath finds chromium, or fails the test.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
+	skipShort(t)
 	if p, err := exec.LookPath("chromium"); err == nil {
 		return p
 	}
