@@ -39,7 +39,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -244,7 +243,7 @@ type Worker struct {
 	idle     chan struct{} // closed while inFlight == 0
 
 	backendsMu sync.Mutex
-	backends   map[[32]byte]storage.Backend // opened backends by the digest of their config
+	backends   map[[32]byte]*storage.Backend // opened backends by the digest of their config
 }
 
 // task is one registered task.
@@ -295,7 +294,7 @@ func New(cfg Config) (*Worker, error) {
 		baseURL:          strings.TrimRight(cfg.BaseURL, "/"),
 		running:          map[runKey]struct{}{},
 		idle:             make(chan struct{}),
-		backends:         map[[32]byte]storage.Backend{},
+		backends:         map[[32]byte]*storage.Backend{},
 	}
 	close(w.idle)
 	if w.client == nil {
@@ -434,10 +433,8 @@ func (w *Worker) Close() error {
 	defer w.backendsMu.Unlock()
 	var errs []error
 	for sum, b := range w.backends {
-		if c, ok := b.(io.Closer); ok {
-			if err := c.Close(); err != nil {
-				errs = append(errs, err)
-			}
+		if err := b.Close(); err != nil {
+			errs = append(errs, err)
 		}
 		delete(w.backends, sum)
 	}

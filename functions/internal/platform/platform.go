@@ -95,6 +95,11 @@ func Config(getenv func(string) string) (core.Config, error) {
 // not give them. Any other function (api) serves the operator API and needs the keys.
 var scheduledFunctions = map[string]bool{"process": true, "heartbeat-sweep": true, "dlq-purge": true}
 
+// storageFreeFunctions are the functions that never read or write an object: they open no
+// storage backend (core.Options.NoStorage), so their binaries link no storage driver. The
+// other functions' main packages import core/storage/drivers.
+var storageFreeFunctions = map[string]bool{"heartbeat-sweep": true}
+
 // Open reads the configuration, opens the orchestrator (its pool connects lazily, so a database
 // that is down does not stop start-up) and builds the function. release closes the orchestrator.
 func Open(ctx context.Context, name string, getenv func(string) string, log *slog.Logger, build Builder) (f *Function, release func(), err error) {
@@ -102,7 +107,7 @@ func Open(ctx context.Context, name string, getenv func(string) string, log *slo
 	if err != nil {
 		return nil, nil, err
 	}
-	o, err := core.New(ctx, cfg, core.Options{Logger: log, NoAPI: scheduledFunctions[name]})
+	o, err := core.New(ctx, cfg, core.Options{Logger: log, NoAPI: scheduledFunctions[name], NoStorage: storageFreeFunctions[name]})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open the orchestrator: %w", err)
 	}
