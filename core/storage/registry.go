@@ -15,8 +15,9 @@ import (
 // imported. The message names the import to add.
 var ErrUnsupportedProvider = errors.New("storage: provider not supported by this build")
 
-// DriverPackages maps each provider to the import path of its driver package.
-var DriverPackages = map[string]string{
+// driverPackages maps each provider to the import path of its driver package, for the
+// message of an unsupported provider.
+var driverPackages = map[string]string{
 	ProviderLocal: "github.com/pipeweave/pipeweave/core/storage/local",
 	ProviderAWSS3: "github.com/pipeweave/pipeweave/core/storage/s3",
 	ProviderGCS:   "github.com/pipeweave/pipeweave/core/storage/gcs",
@@ -28,7 +29,7 @@ type unsupportedProviderError struct{ id, provider string }
 
 func (e unsupportedProviderError) Error() string {
 	return fmt.Sprintf("storage backend %q: provider %q is not linked into this binary: add import _ %q "+
-		"(or github.com/pipeweave/pipeweave/core/storage/drivers for every provider)", e.id, e.provider, DriverPackages[e.provider])
+		"(or github.com/pipeweave/pipeweave/core/storage/drivers for every provider)", e.id, e.provider, driverPackages[e.provider])
 }
 
 // Is makes errors.Is(err, ErrUnsupportedProvider) true.
