@@ -85,7 +85,7 @@ func RequireHidesSecrets(t *testing.T, secrets []string, b *storage.Backend, err
 	t.Helper()
 	require.NotEmpty(t, secrets)
 	texts := []string{
-		fmt.Sprint(b), fmt.Sprintf("%+v", b), fmt.Sprintf("%#v", b), fmt.Sprintf("%s", b),
+		fmt.Sprint(b), fmt.Sprintf("%+v", b), fmt.Sprintf("%#v", b), b.String(),
 	}
 	for _, err := range errs {
 		require.Error(t, err)
