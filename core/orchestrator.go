@@ -72,8 +72,8 @@ type Options struct {
 	// every other route 404 when no key is configured.
 	NoAPI bool
 	// NoStorage says that the caller never reads or writes an object (the heartbeat-sweep
-	// function): New validates STORAGE_BACKENDS but opens no backend, so the binary needs
-	// link no storage driver. Calls that would touch an object fail.
+	// function): New validates STORAGE_BACKENDS but opens no backend, so the binary need not
+	// link any storage driver. Calls that would touch an object fail.
 	NoStorage bool
 }
 

@@ -10,6 +10,12 @@
 // logs before it calls back. A failed attempt uploads nothing. Each attempt works in its own
 // temporary directory, which is removed when the attempt ends.
 //
+// The SDK links the local storage driver only. A worker whose orchestrator stores objects in a
+// cloud provider imports that provider's driver for its side effect (core/storage/s3 for
+// aws-s3, core/storage/gcs, core/storage/minio, or core/storage/drivers for all four), so
+// that its binary carries only the SDKs it uses; an attempt whose backend's driver is not
+// linked fails with an error naming the import to add.
+//
 //	w, err := worker.New(worker.Config{
 //		OrchestratorURL: "http://orchestrator:3000",
 //		ServiceID:       "pdf-processor",
