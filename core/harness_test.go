@@ -21,6 +21,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	_ "github.com/pipeweave/pipeweave/core/storage/drivers" // the tests configure every provider
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/testdb"
 )

@@ -75,6 +75,10 @@ type Options struct {
 	// EventBridge schedule). New then starts without PIPEWEAVE_API_KEYS, and Handler answers
 	// every other route 404 when no key is configured.
 	NoAPI bool
+	// NoStorage says that the caller never reads or writes an object (the heartbeat-sweep
+	// function): New validates STORAGE_BACKENDS but opens no backend, so the binary need not
+	// link any storage driver. Calls that would touch an object fail.
+	NoStorage bool
 }
 
 // New builds an orchestrator. It does not wait for the database: requests made while it is
@@ -91,7 +95,12 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	if err := checkAuth(cfg, opts.NoAPI, log); err != nil {
 		return nil, err
 	}
-	store, err := storage.NewSet(ctx, cfg.StorageBackends, cfg.DefaultStorageBackendID)
+	var store *storage.Set
+	if opts.NoStorage {
+		store, err = storage.NewUnopenedSet(cfg.StorageBackends, cfg.DefaultStorageBackendID)
+	} else {
+		store, err = storage.NewSet(ctx, cfg.StorageBackends, cfg.DefaultStorageBackendID)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("STORAGE_BACKENDS: %w", err)
 	}

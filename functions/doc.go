@@ -35,6 +35,10 @@
 //
 //	CGO_ENABLED=0 GOOS=linux go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./functions/api
 //
+// api, process, dlq-purge and gcf link the storage drivers of core/storage/drivers (all four
+// providers by default; build tags pipeweave_no_<driver>, set by the Makefile's
+// STORAGE_DRIVERS, leave some out); heartbeat-sweep reads and writes no object and links none.
+//
 // The same binary serves HTTP outside Lambda, so one build serves both platforms. The tests of
 // this package run each built binary as a Cloud Run server and under the AWS Lambda runtime
 // interface emulator, with the recorded events of testdata/; functions/internal/coldstart

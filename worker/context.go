@@ -80,8 +80,8 @@ func (u Upstream) Decode(v any) error {
 
 // runEnv is the machinery behind a Context: its directory, storage, assets and logs.
 type runEnv struct {
-	dir     string          // the attempt's temporary directory
-	backend storage.Backend // nil for RunLocal
+	dir     string           // the attempt's temporary directory
+	backend *storage.Backend // nil for RunLocal
 	local   map[string]map[string][]byte
 	logger  *slog.Logger // writes to logs.jsonl and to the worker's logger
 	logFile *os.File
@@ -381,7 +381,7 @@ func copyAtomic(path string, r io.Reader) error {
 }
 
 // download copies the object key of b to the file dst.
-func download(ctx context.Context, b storage.Backend, key, dst string) error {
+func download(ctx context.Context, b *storage.Backend, key, dst string) error {
 	rc, err := b.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("read %q: %w", key, err)

@@ -23,6 +23,9 @@ import (
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
+	// The SDK links the local driver (standard library only); a worker adds the cloud
+	// providers its orchestrator's STORAGE_BACKENDS uses by importing their drivers.
+	_ "github.com/pipeweave/pipeweave/core/storage/local"
 	"github.com/pipeweave/pipeweave/core/token"
 )
 
@@ -229,7 +232,7 @@ func (a *attempt) hydrate(ctx context.Context, env *runEnv, claims token.RunClai
 }
 
 // backendFor opens (once per configuration) the storage backend sealed in a run token.
-func (w *Worker) backendFor(ctx context.Context, runID, sealed string) (storage.Backend, error) {
+func (w *Worker) backendFor(ctx context.Context, runID, sealed string) (*storage.Backend, error) {
 	if sealed == "" {
 		return nil, errors.New("the run token carries no storage backend")
 	}
@@ -381,7 +384,7 @@ func (a *attempt) upload(ctx context.Context, env *runEnv, out any) (protocol.Ca
 func (r *runEnv) logFilePath() string { return filepath.Join(r.dir, logsFile) }
 
 // putFile uploads the file at file to key and returns its size.
-func putFile(ctx context.Context, b storage.Backend, key, file, contentType string) (int64, error) {
+func putFile(ctx context.Context, b *storage.Backend, key, file, contentType string) (int64, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return 0, err

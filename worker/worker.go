@@ -10,6 +10,12 @@
 // logs before it calls back. A failed attempt uploads nothing. Each attempt works in its own
 // temporary directory, which is removed when the attempt ends.
 //
+// The SDK links the local storage driver only. A worker whose orchestrator stores objects in a
+// cloud provider imports that provider's driver for its side effect (core/storage/s3 for
+// aws-s3, core/storage/gcs, core/storage/minio, or core/storage/drivers for all four), so
+// that its binary carries only the SDKs it uses; an attempt whose backend's driver is not
+// linked fails with an error naming the import to add.
+//
 //	w, err := worker.New(worker.Config{
 //		OrchestratorURL: "http://orchestrator:3000",
 //		ServiceID:       "pdf-processor",
@@ -39,7 +45,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -244,7 +249,7 @@ type Worker struct {
 	idle     chan struct{} // closed while inFlight == 0
 
 	backendsMu sync.Mutex
-	backends   map[[32]byte]storage.Backend // opened backends by the digest of their config
+	backends   map[[32]byte]*storage.Backend // opened backends by the digest of their config
 }
 
 // task is one registered task.
@@ -295,7 +300,7 @@ func New(cfg Config) (*Worker, error) {
 		baseURL:          strings.TrimRight(cfg.BaseURL, "/"),
 		running:          map[runKey]struct{}{},
 		idle:             make(chan struct{}),
-		backends:         map[[32]byte]storage.Backend{},
+		backends:         map[[32]byte]*storage.Backend{},
 	}
 	close(w.idle)
 	if w.client == nil {
@@ -434,10 +439,8 @@ func (w *Worker) Close() error {
 	defer w.backendsMu.Unlock()
 	var errs []error
 	for sum, b := range w.backends {
-		if c, ok := b.(io.Closer); ok {
-			if err := c.Close(); err != nil {
-				errs = append(errs, err)
-			}
+		if err := b.Close(); err != nil {
+			errs = append(errs, err)
 		}
 		delete(w.backends, sum)
 	}

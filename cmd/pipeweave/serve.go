@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pipeweave/pipeweave/core"
+	// serve, dev and bench open whichever providers STORAGE_BACKENDS names: link them all.
+	_ "github.com/pipeweave/pipeweave/core/storage/drivers"
 )
 
 // serveCommand runs the orchestrator configured from the environment variables read through

@@ -240,9 +240,9 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// credential returns credentials[field] as a string ("" when absent or not a
+// Credential returns credentials[field] as a string ("" when absent or not a
 // string).
-func (c Config) credential(field string) string {
+func (c Config) Credential(field string) string {
 	s, _ := c.Credentials[field].(string)
 	return s
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/storage/driver"
+	_ "github.com/pipeweave/pipeweave/core/storage/local" // the only driver these tests link
 )
 
 func localConfig(t *testing.T, id string, isDefault bool) storage.Config {
@@ -136,4 +139,53 @@ func TestNewSetFromParsedConfigs(t *testing.T) {
 	require.Equal(t, "local", cfg.ID)
 	require.NoError(t, storage.PutBytes(t.Context(), b, "standalone/r1/input.json", []byte(`{}`), "application/json"))
 	require.FileExists(t, filepath.Join(base, "standalone", "r1", "input.json"))
+}
+
+// This package's tests link only the local driver: the other providers are valid but
+// unsupported, and the error names the package to import.
+func TestOpenUnlinkedProvider(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []string{storage.ProviderLocal}, storage.Providers())
+	minio := storage.Config{ID: "m", Provider: storage.ProviderMinIO, Endpoint: "http://localhost:9000", Bucket: "b",
+		Credentials: map[string]any{"accessKey": "a", "secretKey": "unlinked-secret"}}
+	_, err := storage.Open(t.Context(), minio)
+	require.ErrorIs(t, err, storage.ErrUnsupportedProvider)
+	require.ErrorContains(t, err, `storage backend "m": provider "minio" is not linked into this binary`)
+	require.ErrorContains(t, err, `import _ "github.com/pipeweave/pipeweave/core/storage/minio"`)
+	require.NotContains(t, err.Error(), "unlinked-secret")
+
+	_, err = storage.NewSet(t.Context(), []storage.Config{localConfig(t, "a", true), minio}, "")
+	require.ErrorIs(t, err, storage.ErrUnsupportedProvider)
+}
+
+func TestRegisterRefusesUnknownAndDuplicateProviders(t *testing.T) {
+	t.Parallel()
+	open := func(context.Context, storage.Config) (driver.Backend, error) { return nil, nil }
+	require.PanicsWithValue(t, `storage: Register of unknown provider "ftp"`, func() { storage.Register("ftp", open) })
+	require.PanicsWithValue(t, `storage: Register called twice for provider "local"`, func() { storage.Register(storage.ProviderLocal, open) })
+	require.PanicsWithValue(t, `storage: Register of provider "gcs" with a nil opener`, func() { storage.Register(storage.ProviderGCS, nil) })
+}
+
+// An unopened set knows its configurations, needs no driver, and refuses every object call.
+func TestNewUnopenedSet(t *testing.T) {
+	t.Parallel()
+	gcs := storage.Config{ID: "g", Provider: storage.ProviderGCS, Bucket: "b",
+		Credentials: map[string]any{"projectId": "p", "clientEmail": "e", "privateKey": "k"}, IsDefault: true}
+	s, err := storage.NewUnopenedSet([]storage.Config{localConfig(t, "a", false), gcs}, "")
+	require.NoError(t, err)
+	cfg, b := s.Default()
+	require.Equal(t, "g", cfg.ID)
+	require.Equal(t, storage.ProviderGCS, b.Provider())
+	ctx := t.Context()
+	_, err = b.Get(ctx, "k")
+	require.ErrorContains(t, err, `storage: gcs get "k": storage backend "g": the backend is not opened in this process`)
+	require.NotErrorIs(t, err, storage.ErrNotFound)
+	require.Error(t, b.Put(ctx, "k", strings.NewReader("x"), storage.PutOptions{}))
+	_, err = b.Stat(ctx, "k")
+	require.Error(t, err)
+	require.Error(t, b.Delete(ctx, "k"))
+	require.NoError(t, s.Close())
+
+	_, err = storage.NewUnopenedSet(nil, "")
+	require.ErrorContains(t, err, "no backend configured")
 }

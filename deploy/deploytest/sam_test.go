@@ -5,11 +5,11 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -279,51 +279,48 @@ func TestTemplateOutputsTheApiUrl(t *testing.T) {
 	require.Equal(t, map[string]any{"Ref": "AWS::NoValue"}, cond[2])
 }
 
-// makefile is the root Makefile: its simple variables and its rules' recipes.
-type makefile struct {
-	vars  map[string]string
-	rules map[string][]string
+// makeDryRun returns the command lines `make -n` prints for args in the repository root
+// (ARTIFACTS_DIR is /ARTIFACTS_DIR unless args set it). It skips the test when GNU make is
+// not on PATH.
+func makeDryRun(t *testing.T, args ...string) ([]string, error) {
+	t.Helper()
+	makePath, env := lookMake(t)
+	cmd := exec.Command(makePath, append([]string{"-n", "--no-print-directory", "ARTIFACTS_DIR=/ARTIFACTS_DIR"}, args...)...)
+	cmd.Dir, cmd.Env = repoRoot(t), env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("make %v: %w\n%s", args, err, out)
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n"), nil
 }
 
-var (
-	makeVar  = regexp.MustCompile(`^([A-Za-z_][A-Za-z0-9_]*)\s*(?::=|\?=|=)\s*(.*)$`)
-	makeRule = regexp.MustCompile(`^([A-Za-z0-9_.%-]+)\s*:([^=].*)?$`)
-	makeRef  = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
-)
-
-func parseMakefile(t *testing.T) makefile {
+// lookMake returns GNU make and the environment to run it in: this one without the
+// variables that would change what the Makefile builds. It skips the test when make is not
+// on PATH.
+func lookMake(t *testing.T) (string, []string) {
 	t.Helper()
-	m := makefile{vars: map[string]string{}, rules: map[string][]string{}}
-	var current string
-	for line := range strings.SplitSeq(readRepoFile(t, "Makefile"), "\n") {
-		switch {
-		case strings.HasPrefix(line, "\t"):
-			if current != "" {
-				m.rules[current] = append(m.rules[current], strings.TrimSpace(line))
-			}
-		case strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#"):
-		case makeVar.MatchString(line):
-			sm := makeVar.FindStringSubmatch(line)
-			m.vars[sm[1]] = strings.TrimSpace(sm[2])
-			current = ""
-		case makeRule.MatchString(line):
-			current = makeRule.FindStringSubmatch(line)[1]
-			m.rules[current] = m.rules[current][:0:0]
-		default:
-			current = ""
+	makePath, err := exec.LookPath("make")
+	if err != nil {
+		t.Skip("make is not on PATH: cannot evaluate the Makefile (install GNU make)")
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ARTIFACTS_DIR=") && !strings.HasPrefix(kv, "MAKEFLAGS=") && !strings.HasPrefix(kv, "STORAGE_DRIVERS=") {
+			env = append(env, kv)
 		}
 	}
-	return m
+	return makePath, env
 }
 
-// expand replaces $(VAR) by the Makefile's value of VAR, leaving unknown variables as they are.
-func (m makefile) expand(s string) string {
-	return makeRef.ReplaceAllStringFunc(s, func(ref string) string {
-		if v, ok := m.vars[makeRef.FindStringSubmatch(ref)[1]]; ok {
-			return v
+// goBuilds returns the go build commands among lines.
+func goBuilds(lines []string) []goBuild {
+	var builds []goBuild
+	for _, line := range lines {
+		if b, ok := parseGoBuild(line); ok {
+			builds = append(builds, b)
 		}
-		return ref
-	})
+	}
+	return builds
 }
 
 // goBuild is one `go build` command line of a recipe: its environment assignments, flags and
@@ -366,30 +363,42 @@ func parseGoBuild(line string) (goBuild, bool) {
 
 func TestMakefileBuildsEachFunctionFromItsMainPackage(t *testing.T) {
 	t.Parallel()
-	m := parseMakefile(t)
 	arch := goarch[templateArch(t, openTemplate(t))]
 	for _, f := range functions {
 		t.Run(f.logicalID, func(t *testing.T) {
 			t.Parallel()
-			recipe, ok := m.rules["build-"+f.logicalID]
-			require.True(t, ok, "sam build calls make build-%s: the Makefile has no such target", f.logicalID)
-			var builds []goBuild
-			for _, line := range recipe {
-				if b, ok := parseGoBuild(m.expand(line)); ok {
-					builds = append(builds, b)
-				}
-			}
+			lines, err := makeDryRun(t, "build-"+f.logicalID)
+			require.NoError(t, err, "sam build calls make build-%s", f.logicalID)
+			builds := goBuilds(lines)
 			require.Len(t, builds, 1, "build-%s must run one go build", f.logicalID)
 			b := builds[0]
 			require.Equal(t, "linux", b.env["GOOS"])
 			require.Equal(t, arch, b.env["GOARCH"], "GOARCH must match the template's architecture")
 			require.Equal(t, "0", b.env["CGO_ENABLED"], "provided.al2023 wants a static binary")
-			require.Equal(t, "lambda.norpc", b.tags)
-			require.Equal(t, "$(ARTIFACTS_DIR)/bootstrap", b.output, "the runtime runs the file bootstrap")
+			require.Equal(t, "lambda.norpc", b.tags, "every storage driver by default")
+			require.Equal(t, "/ARTIFACTS_DIR/bootstrap", b.output, "the runtime runs the file bootstrap")
 			require.Equal(t, []string{"./functions/" + f.dir}, b.packages)
 			requireMainPackage(t, b.packages[0], arch)
 		})
 	}
+}
+
+// STORAGE_DRIVERS leaves the other providers' drivers out of the functions with build tags.
+func TestMakefileStorageDrivers(t *testing.T) {
+	t.Parallel()
+	for drivers, want := range map[string]string{
+		"local,aws-s3,gcs,minio": "lambda.norpc",
+		"local,aws-s3":           "lambda.norpc,pipeweave_no_gcs,pipeweave_no_minio",
+		"minio":                  "lambda.norpc,pipeweave_no_local,pipeweave_no_s3,pipeweave_no_gcs",
+	} {
+		lines, err := makeDryRun(t, "build-ProcessFunction", "STORAGE_DRIVERS="+drivers)
+		require.NoError(t, err)
+		builds := goBuilds(lines)
+		require.Len(t, builds, 1)
+		require.Equal(t, want, builds[0].tags, "STORAGE_DRIVERS=%s", drivers)
+	}
+	_, err := makeDryRun(t, "build-ApiFunction", "STORAGE_DRIVERS=local,s3")
+	require.ErrorContains(t, err, "STORAGE_DRIVERS: unknown provider(s) s3")
 }
 
 func TestMakeBuildsALinuxBootstrap(t *testing.T) {
@@ -397,17 +406,8 @@ func TestMakeBuildsALinuxBootstrap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: not building the Lambda bootstrap")
 	}
-	makePath, err := exec.LookPath("make")
-	if err != nil {
-		t.Skip("make is not on PATH: cannot check that `make build-ApiFunction` builds a bootstrap (install GNU make)")
-	}
+	makePath, env := lookMake(t)
 	root := repoRoot(t)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ARTIFACTS_DIR=") && !strings.HasPrefix(kv, "MAKEFLAGS=") {
-			env = append(env, kv)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 

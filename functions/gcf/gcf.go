@@ -63,6 +63,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	_ "github.com/pipeweave/pipeweave/core/storage/drivers" // one orchestrator serves every function
 	"github.com/pipeweave/pipeweave/functions/internal/platform"
 )
 

@@ -7,8 +7,14 @@
 // Build the Lambda bootstrap with
 //
 //	CGO_ENABLED=0 GOOS=linux go build -tags lambda.norpc -o bootstrap ./functions/process
+//
+// It links the storage drivers of core/storage/drivers: all four providers, or those the
+// build tags leave in (make build-ProcessFunction STORAGE_DRIVERS=local,aws-s3; see deploy/README.md).
 package main
 
-import "github.com/pipeweave/pipeweave/functions/internal/platform"
+import (
+	_ "github.com/pipeweave/pipeweave/core/storage/drivers"
+	"github.com/pipeweave/pipeweave/functions/internal/platform"
+)
 
 func main() { platform.Main("process", platform.Process) }

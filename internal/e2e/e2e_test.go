@@ -21,6 +21,7 @@ import (
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
+	_ "github.com/pipeweave/pipeweave/core/storage/drivers" // the tests run every provider
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/examples/pdf"
 	"github.com/pipeweave/pipeweave/internal/fakegcs"
@@ -296,13 +297,11 @@ func (s *stack) runPDF(t *testing.T) (pipelineRun, map[string]taskRun) {
 
 // open opens cfg with storage.Open, as a worker or the orchestrator would,
 // and closes it when the test ends.
-func open(t *testing.T, cfg storage.Config) storage.Backend {
+func open(t *testing.T, cfg storage.Config) *storage.Backend {
 	t.Helper()
 	b, err := storage.Open(t.Context(), cfg)
 	require.NoError(t, err)
-	if c, ok := b.(io.Closer); ok {
-		t.Cleanup(func() { require.NoError(t, c.Close()) })
-	}
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
 	return b
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
+	_ "github.com/pipeweave/pipeweave/core/storage/gcs"
 	"github.com/pipeweave/pipeweave/internal/fakegcs"
 )
 
@@ -77,7 +78,7 @@ func TestConfigAuthenticatesThroughTheTokenEndpoint(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	b, err := storage.Open(t.Context(), cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, b.(io.Closer).Close()) })
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
 
 	require.NoError(t, storage.PutBytes(t.Context(), b, "k/v.txt", []byte("hello"), ""))
 	obj, err := srv.Emulator().GetObject("data", "k/v.txt")
@@ -95,7 +96,7 @@ func TestConfigAuthenticatesThroughTheTokenEndpoint(t *testing.T) {
 	srv.SetTokenStatus(http.StatusForbidden)
 	other, err := storage.Open(t.Context(), cfg)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, other.(io.Closer).Close()) })
+	t.Cleanup(func() { require.NoError(t, other.Close()) })
 	before := srv.Authorized()
 	_, err = storage.ReadAll(t.Context(), other, "k/v.txt")
 	require.Error(t, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/storage"
+	_ "github.com/pipeweave/pipeweave/core/storage/local" // the fixture's storage backend
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/testdb"
 	"github.com/pipeweave/pipeweave/internal/testutil"

@@ -243,7 +243,7 @@ func (e *Engine) enqueueTasks(ctx context.Context, db dbtx, ids []string) (map[s
 	return tasks, nil
 }
 
-func (e *Engine) writeInputs(ctx context.Context, backend storage.Backend, items []enqueueItem) error {
+func (e *Engine) writeInputs(ctx context.Context, backend *storage.Backend, items []enqueueItem) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for i := range items {
@@ -270,7 +270,7 @@ func (e *Engine) writeInputs(ctx context.Context, backend storage.Backend, items
 }
 
 // removeInputs deletes, best effort, the inputs written for the items pick selects.
-func (e *Engine) removeInputs(backend storage.Backend, items []enqueueItem, pick func(*enqueueItem) bool) {
+func (e *Engine) removeInputs(backend *storage.Backend, items []enqueueItem, pick func(*enqueueItem) bool) {
 	ctx := context.Background()
 	for i := range items {
 		it := &items[i]

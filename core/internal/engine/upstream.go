@@ -52,7 +52,7 @@ func (e *Engine) inlineInputs(ctx context.Context, items []DLQEntry) {
 var errTooBig = errors.New("object over the size cap")
 
 // readSmall reads the object at key when it has at most limit bytes, else errTooBig.
-func readSmall(ctx context.Context, b storage.Backend, key string, limit int64) ([]byte, error) {
+func readSmall(ctx context.Context, b *storage.Backend, key string, limit int64) ([]byte, error) {
 	if key == "" {
 		return nil, storage.ErrNotFound
 	}

@@ -1,11 +1,12 @@
-// Package storagetest is the conformance suite every storage.Backend must pass.
+// Package storagetest is the conformance suite every storage driver must pass.
 //
-// A backend's test calls [Run] with a function that opens a fresh backend:
+// Each driver package's test calls [Run] with a function that opens a fresh
+// backend of its provider:
 //
-//	func TestLocal(t *testing.T) {
+//	func TestConformance(t *testing.T) {
 //		t.Parallel()
-//		storagetest.Run(t, func(t *testing.T) storage.Backend {
-//			b, err := storage.NewLocal(t.TempDir())
+//		storagetest.Run(t, func(t *testing.T) *storage.Backend {
+//			b, err := local.New(t.TempDir())
 //			require.NoError(t, err)
 //			return b
 //		})
@@ -41,7 +42,7 @@ var InvalidKeys = []string{"", "/abs", "../x", "a/../b", "a//b", "a\\b", "a\x00b
 
 // Run runs the conformance suite against the backends open returns. open is
 // called once per subtest, with that subtest's t.
-func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
+func Run(t *testing.T, open func(t *testing.T) *storage.Backend) {
 	t.Helper()
 	runPrefix := "storagetest-" + randomHex(t, 8) + "/"
 
@@ -83,7 +84,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Backend) {
 // harness is one subtest's backend and key prefix.
 type harness struct {
 	t      *testing.T
-	b      storage.Backend
+	b      *storage.Backend
 	prefix string
 }
 

@@ -96,6 +96,11 @@ func Config(getenv func(string) string) (core.Config, error) {
 // not give them. Any other function (api) serves the operator API and needs the keys.
 var scheduledFunctions = map[string]bool{"process": true, "heartbeat-sweep": true, "dlq-purge": true}
 
+// storageFreeFunctions are the functions that never read or write an object: they open no
+// storage backend (core.Options.NoStorage), so their binaries link no storage driver. The
+// other functions' main packages import core/storage/drivers.
+var storageFreeFunctions = map[string]bool{"heartbeat-sweep": true}
+
 // schemaCheckWait bounds the start-up check of the schema: a database that does not answer
 // within it is checked again on first use instead.
 const schemaCheckWait = 3 * time.Second
@@ -111,7 +116,7 @@ func Open(ctx context.Context, name string, getenv func(string) string, log *slo
 	if err != nil {
 		return nil, nil, err
 	}
-	o, err := core.New(ctx, cfg, core.Options{Logger: log, NoAPI: scheduledFunctions[name]})
+	o, err := core.New(ctx, cfg, core.Options{Logger: log, NoAPI: scheduledFunctions[name], NoStorage: storageFreeFunctions[name]})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open the orchestrator: %w", err)
 	}

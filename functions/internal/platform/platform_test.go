@@ -16,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/storage"
+	_ "github.com/pipeweave/pipeweave/core/storage/local" // the tests' storage backend
 	"github.com/pipeweave/pipeweave/internal/testdb"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 )
@@ -191,4 +193,29 @@ func TestAPIKeysRequiredByTheAPIFunctionOnly(t *testing.T) {
 	_, release, err := Open(t.Context(), "api", envOf(env), log, API)
 	require.NoError(t, err)
 	release()
+}
+
+// heartbeat-sweep opens no storage backend, so its binary needs no driver: with a provider
+// this test binary does not link (it links only local), heartbeat-sweep starts and sweeps
+// while process refuses to start, naming the driver package to import.
+func TestHeartbeatSweepNeedsNoStorageDriver(t *testing.T) {
+	t.Parallel()
+	env := baseEnv(t, testdb.NewURL(t))
+	backends, err := json.Marshal([]map[string]any{{"id": "g", "provider": "gcs", "bucket": "b",
+		"credentials": map[string]string{"projectId": "p", "clientEmail": "sa@p.iam.gserviceaccount.com", "privateKey": "unused"}}})
+	require.NoError(t, err)
+	env["STORAGE_BACKENDS"] = string(backends)
+	log := slog.New(slog.DiscardHandler)
+
+	f, release, err := Open(t.Context(), "heartbeat-sweep", envOf(env), log, HeartbeatSweep)
+	require.NoError(t, err)
+	t.Cleanup(release)
+	rec := httptest.NewRecorder()
+	f.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", nil))
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), `"swept":0`)
+
+	_, _, err = Open(t.Context(), "process", envOf(env), log, Process)
+	require.ErrorIs(t, err, storage.ErrUnsupportedProvider)
+	require.ErrorContains(t, err, "github.com/pipeweave/pipeweave/core/storage/gcs")
 }

@@ -1,4 +1,4 @@
-package storage_test
+package local_test
 
 import (
 	"context"
@@ -10,21 +10,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/storage/local"
 	"github.com/pipeweave/pipeweave/core/storage/storagetest"
 )
 
-func TestLocalConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Parallel()
-	storagetest.Run(t, func(t *testing.T) storage.Backend {
-		b, err := storage.NewLocal(t.TempDir())
+	storagetest.Run(t, func(t *testing.T) *storage.Backend {
+		b, err := local.New(t.TempDir())
 		require.NoError(t, err)
 		return b
 	})
 }
 
-func TestLocalConformanceThroughOpen(t *testing.T) {
+func TestConformanceThroughOpen(t *testing.T) {
 	t.Parallel()
-	storagetest.Run(t, func(t *testing.T) storage.Backend {
+	storagetest.Run(t, func(t *testing.T) *storage.Backend {
 		b, err := storage.Open(t.Context(), storage.Config{
 			ID:          "local",
 			Provider:    storage.ProviderLocal,
@@ -35,40 +36,33 @@ func TestLocalConformanceThroughOpen(t *testing.T) {
 	})
 }
 
-func TestNewLocalCreatesDirectory(t *testing.T) {
+func TestNewCreatesDirectory(t *testing.T) {
 	t.Parallel()
 	base := filepath.Join(t.TempDir(), "nested", "storage")
-	b, err := storage.NewLocal(base)
+	b, err := local.New(base)
 	require.NoError(t, err)
-	require.Equal(t, base, b.BasePath())
 	fi, err := os.Stat(base)
 	require.NoError(t, err)
 	require.True(t, fi.IsDir())
+	require.NoError(t, storage.PutBytes(t.Context(), b, "k", []byte("x"), ""))
+	require.FileExists(t, filepath.Join(base, "k"))
 }
 
-func TestNewLocalRefusesBadBase(t *testing.T) {
+func TestNewRefusesBadBase(t *testing.T) {
 	t.Parallel()
-	_, err := storage.NewLocal("")
+	_, err := local.New("")
 	require.ErrorContains(t, err, "base path is empty")
 
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, []byte("x"), 0o644))
-	_, err = storage.NewLocal(file)
+	_, err = local.New(file)
 	require.Error(t, err)
 }
 
-func TestLocalRelativeBaseIsMadeAbsolute(t *testing.T) {
-	t.Parallel()
-	b, err := storage.NewLocal(filepath.Join(t.TempDir(), ".", "x", "..", "y"))
-	require.NoError(t, err)
-	require.True(t, filepath.IsAbs(b.BasePath()))
-	require.Equal(t, "y", filepath.Base(b.BasePath()))
-}
-
-func TestLocalLayoutAndModes(t *testing.T) {
+func TestLayoutAndModes(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	b, err := storage.NewLocal(base)
+	b, err := local.New(base)
 	require.NoError(t, err)
 	ctx := t.Context()
 
@@ -92,10 +86,10 @@ func TestLocalLayoutAndModes(t *testing.T) {
 	require.Equal(t, "image/png", attrs.ContentType)
 }
 
-func TestLocalLeavesNoTemporaryFiles(t *testing.T) {
+func TestLeavesNoTemporaryFiles(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	b, err := storage.NewLocal(base)
+	b, err := local.New(base)
 	require.NoError(t, err)
 	ctx := t.Context()
 
@@ -127,10 +121,10 @@ type failAfter struct{}
 
 func (failAfter) Read([]byte) (int, error) { return 0, os.ErrDeadlineExceeded }
 
-func TestLocalDirectoriesAreNotObjects(t *testing.T) {
+func TestDirectoriesAreNotObjects(t *testing.T) {
 	t.Parallel()
 	base := t.TempDir()
-	b, err := storage.NewLocal(base)
+	b, err := local.New(base)
 	require.NoError(t, err)
 	ctx := t.Context()
 	require.NoError(t, storage.PutBytes(ctx, b, "runs/r1/logs.jsonl", []byte("{}\n"), ""))
@@ -151,9 +145,9 @@ func TestLocalDirectoriesAreNotObjects(t *testing.T) {
 	require.ErrorIs(t, b.Delete(ctx, "runs/r1/logs.jsonl/child"), storage.ErrNotFound)
 }
 
-func TestLocalRefusesReservedTempNames(t *testing.T) {
+func TestRefusesReservedTempNames(t *testing.T) {
 	t.Parallel()
-	b, err := storage.NewLocal(t.TempDir())
+	b, err := local.New(t.TempDir())
 	require.NoError(t, err)
 	err = storage.PutBytes(t.Context(), b, "runs/.pipeweave-tmp-123", []byte("x"), "")
 	require.ErrorIs(t, err, storage.ErrInvalidKey)
@@ -161,9 +155,9 @@ func TestLocalRefusesReservedTempNames(t *testing.T) {
 	require.ErrorIs(t, err, storage.ErrInvalidKey)
 }
 
-func TestLocalStatSniffsContentWithoutKnownExtension(t *testing.T) {
+func TestStatSniffsContentWithoutKnownExtension(t *testing.T) {
 	t.Parallel()
-	b, err := storage.NewLocal(t.TempDir())
+	b, err := local.New(t.TempDir())
 	require.NoError(t, err)
 	ctx := t.Context()
 	require.NoError(t, storage.PutBytes(ctx, b, "notes", []byte("plain words\n"), ""))
@@ -175,4 +169,30 @@ func TestLocalStatSniffsContentWithoutKnownExtension(t *testing.T) {
 	attrs, err = b.Stat(ctx, "UPPER.JSON")
 	require.NoError(t, err)
 	require.Equal(t, "application/json", attrs.ContentType)
+}
+
+// The local backend as upstream's README and .env.example write it: endpoint file:// and a
+// bucket, both accepted and ignored (objects live at basePath/key).
+func TestLocalBackendUpstreamForm(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, endpoint := range []string{"", "file://", "file:///var/lib/pipeweave"} {
+		cfgs, err := storage.ParseConfigs(`[{"id":"primary","provider":"local","endpoint":"` + endpoint +
+			`","bucket":"data","credentials":{"basePath":"` + dir + `"},"isDefault":true}]`)
+		require.NoError(t, err, endpoint)
+		require.Equal(t, "data", cfgs[0].Bucket)
+		b, err := storage.Open(t.Context(), cfgs[0])
+		require.NoError(t, err)
+		require.NoError(t, storage.PutBytes(t.Context(), b, "runs/x/output.json", []byte(`{}`), "application/json"))
+		require.FileExists(t, dir+"/runs/x/output.json")
+		require.NoDirExists(t, dir+"/data")
+	}
+	for _, endpoint := range []string{"http://localhost:9000", "s3://bucket", "./storage", "::"} {
+		_, err := storage.ParseConfigs(`[{"id":"primary","provider":"local","endpoint":"` + endpoint +
+			`","credentials":{"basePath":"` + dir + `"}}]`)
+		require.ErrorContains(t, err, `storage backend "primary": endpoint must be empty or a file:// URL for provider local`, endpoint)
+	}
+	// Other providers keep the http(s) rule.
+	_, err := storage.ParseConfigs(`[{"id":"m","provider":"minio","endpoint":"file://","bucket":"b","credentials":{"accessKey":"a","secretKey":"s"}}]`)
+	require.ErrorContains(t, err, "endpoint must be an http:// or https:// URL")
 }

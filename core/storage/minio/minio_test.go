@@ -1,4 +1,4 @@
-package storage_test
+package minio_test
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/storage/internal/s3test"
+	_ "github.com/pipeweave/pipeweave/core/storage/minio"
 	"github.com/pipeweave/pipeweave/core/storage/storagetest"
 	"github.com/pipeweave/pipeweave/internal/fakes3"
 )
@@ -30,39 +32,39 @@ func minioTestConfig(srv *fakes3.Server, bucket string) storage.Config {
 // isLocationLookup reports whether r is a GetBucketLocation request.
 func isLocationLookup(r fakes3.Request) bool { return r.Query.Has("location") }
 
-func TestMinIOConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Parallel()
 	t.Run("region configured", func(t *testing.T) {
 		t.Parallel()
 		srv := fakes3.Start(t, fakes3.Options{Region: "eu-central-1"})
-		srv.CreateBucket(t, s3TestBucket)
-		requireNoRefusedRequests(t, srv)
+		srv.CreateBucket(t, s3test.Bucket)
+		s3test.RequireNoRefusedRequests(t, srv)
 		t.Cleanup(func() {
 			require.Zero(t, srv.Count(isLocationLookup), "a configured region needs no location lookup")
 		})
-		storagetest.Run(t, func(t *testing.T) storage.Backend {
-			cfg := minioTestConfig(srv, s3TestBucket)
+		storagetest.Run(t, func(t *testing.T) *storage.Backend {
+			cfg := minioTestConfig(srv, s3test.Bucket)
 			cfg.Region = srv.Region
-			return openS3Protocol(t, cfg)
+			return s3test.Open(t, cfg)
 		})
 	})
 	t.Run("region looked up", func(t *testing.T) {
 		t.Parallel()
 		// gofakes3 reports the empty location constraint, which means us-east-1.
 		srv := fakes3.Start(t, fakes3.Options{Region: "us-east-1"})
-		srv.CreateBucket(t, s3TestBucket)
-		requireNoRefusedRequests(t, srv)
-		storagetest.Run(t, func(t *testing.T) storage.Backend {
-			return openS3Protocol(t, minioTestConfig(srv, s3TestBucket))
+		srv.CreateBucket(t, s3test.Bucket)
+		s3test.RequireNoRefusedRequests(t, srv)
+		storagetest.Run(t, func(t *testing.T) *storage.Backend {
+			return s3test.Open(t, minioTestConfig(srv, s3test.Bucket))
 		})
 	})
 }
 
-func TestMinIOWrongCredentials(t *testing.T) {
+func TestWrongCredentials(t *testing.T) {
 	t.Parallel()
 	srv := fakes3.Start(t, fakes3.Options{})
-	srv.CreateBucket(t, s3TestBucket)
-	good := openS3Protocol(t, minioTestConfig(srv, s3TestBucket))
+	srv.CreateBucket(t, s3test.Bucket)
+	good := s3test.Open(t, minioTestConfig(srv, s3test.Bucket))
 	require.NoError(t, storage.PutBytes(t.Context(), good, "exists.txt", []byte("x"), ""))
 
 	tests := []struct {
@@ -76,36 +78,36 @@ func TestMinIOWrongCredentials(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := minioTestConfig(srv, s3TestBucket)
+			cfg := minioTestConfig(srv, s3test.Bucket)
 			cfg.Region = srv.Region
 			tc.change(&cfg)
-			b := openS3Protocol(t, cfg)
+			b := s3test.Open(t, cfg)
 			ctx := t.Context()
 
 			err := b.Put(ctx, "new.txt", strings.NewReader("x"), storage.PutOptions{})
-			requireS3Refused(t, err)
+			s3test.RequireRefused(t, err)
 			var resp minio.ErrorResponse
 			require.ErrorAs(t, err, &resp)
 			require.Equal(t, tc.code, resp.Code)
 
 			_, err = b.Get(ctx, "exists.txt")
-			requireS3Refused(t, err)
+			s3test.RequireRefused(t, err)
 			require.ErrorAs(t, err, &resp)
 			require.Equal(t, tc.code, resp.Code)
 			// HEAD responses carry no error body: minio-go reports AccessDenied.
 			_, err = b.Stat(ctx, "exists.txt")
-			requireS3Refused(t, err)
+			s3test.RequireRefused(t, err)
 			err = b.Delete(ctx, "exists.txt")
-			requireS3Refused(t, err)
+			s3test.RequireRefused(t, err)
 		})
 	}
 	t.Run("without region", func(t *testing.T) {
 		t.Parallel()
 		// The location lookup itself is refused.
-		cfg := minioTestConfig(srv, s3TestBucket)
+		cfg := minioTestConfig(srv, s3test.Bucket)
 		cfg.Credentials["secretKey"] = "not-the-secret"
-		_, err := openS3Protocol(t, cfg).Get(t.Context(), "exists.txt")
-		requireS3Refused(t, err)
+		_, err := s3test.Open(t, cfg).Get(t.Context(), "exists.txt")
+		s3test.RequireRefused(t, err)
 	})
 	t.Cleanup(func() {
 		data, err := storage.ReadAll(context.Background(), good, "exists.txt")
@@ -114,43 +116,43 @@ func TestMinIOWrongCredentials(t *testing.T) {
 	})
 }
 
-func TestMinIOMissingBucket(t *testing.T) {
+func TestMissingBucket(t *testing.T) {
 	t.Parallel()
 	srv := fakes3.Start(t, fakes3.Options{})
-	srv.CreateBucket(t, s3TestBucket)
+	srv.CreateBucket(t, s3test.Bucket)
 	for _, region := range []string{"", srv.Region} {
 		t.Run(fmt.Sprintf("region=%q", region), func(t *testing.T) {
 			t.Parallel()
 			cfg := minioTestConfig(srv, "no-such-bucket")
 			cfg.Region = region
-			b := openS3Protocol(t, cfg)
+			b := s3test.Open(t, cfg)
 			ctx := t.Context()
 
 			err := b.Put(ctx, "a.txt", strings.NewReader("x"), storage.PutOptions{})
-			requireS3NoSuchBucket(t, err, "no-such-bucket")
+			s3test.RequireNoSuchBucket(t, err, "no-such-bucket")
 			_, err = b.Get(ctx, "a.txt")
-			requireS3NoSuchBucket(t, err, "no-such-bucket")
+			s3test.RequireNoSuchBucket(t, err, "no-such-bucket")
 			_, err = b.Stat(ctx, "a.txt")
-			requireS3NoSuchBucket(t, err, "no-such-bucket")
+			s3test.RequireNoSuchBucket(t, err, "no-such-bucket")
 			err = b.Delete(ctx, "a.txt")
-			requireS3NoSuchBucket(t, err, "no-such-bucket")
+			s3test.RequireNoSuchBucket(t, err, "no-such-bucket")
 		})
 	}
 }
 
-func TestMinIOErrorsHideCredentials(t *testing.T) {
+func TestErrorsHideCredentials(t *testing.T) {
 	t.Parallel()
 	srv := fakes3.Start(t, fakes3.Options{AccessKey: "minio-hide-test", SecretKey: "minio-secret-never-printed-Kp4"})
-	srv.CreateBucket(t, s3TestBucket)
-	cfg := minioTestConfig(srv, s3TestBucket)
-	open := func(cfg storage.Config) storage.Backend { return openS3Protocol(t, cfg) }
-	errs := s3ErrorScenarios(t, cfg, open, func(cfg *storage.Config) {
+	srv.CreateBucket(t, s3test.Bucket)
+	cfg := minioTestConfig(srv, s3test.Bucket)
+	open := func(cfg storage.Config) *storage.Backend { return s3test.Open(t, cfg) }
+	errs := s3test.ErrorScenarios(t, cfg, open, func(cfg *storage.Config) {
 		cfg.Credentials["secretKey"] = "wrong-" + srv.SecretKey
 	})
-	requireS3HidesSecrets(t, append(s3SecretsOf(cfg, "secretKey"), "wrong-"+srv.SecretKey), open(cfg), errs)
+	s3test.RequireHidesSecrets(t, append(s3test.SecretsOf(cfg, "secretKey"), "wrong-"+srv.SecretKey), open(cfg), errs)
 }
 
-func TestMinIOOpenRefusesBadEndpoints(t *testing.T) {
+func TestOpenRefusesBadEndpoints(t *testing.T) {
 	t.Parallel()
 	for endpoint, want := range map[string]string{
 		"http://user:endpoint-password@localhost:9000": "user information",
@@ -175,21 +177,21 @@ func TestMinIOOpenRefusesBadEndpoints(t *testing.T) {
 	}
 }
 
-func TestMinIOPutBodies(t *testing.T) {
+func TestPutBodies(t *testing.T) {
 	t.Parallel()
 	srv := fakes3.Start(t, fakes3.Options{})
-	srv.CreateBucket(t, s3TestBucket)
-	cfg := minioTestConfig(srv, s3TestBucket)
+	srv.CreateBucket(t, s3test.Bucket)
+	cfg := minioTestConfig(srv, s3test.Bucket)
 	cfg.Region = srv.Region
-	b := openS3Protocol(t, cfg)
-	testS3PutBodies(t, b)
+	b := s3test.Open(t, cfg)
+	s3test.TestPutBodies(t, b)
 	if testing.Short() {
 		t.Log("-short: not uploading the 17 MiB multipart object")
 		return
 	}
 
 	// Above 16 MiB minio-go uploads in parts; the object appears whole.
-	big := s3Pattern(17 << 20)
+	big := s3test.Pattern(17 << 20)
 	require.NoError(t, storage.PutBytes(t.Context(), b, "bodies/multipart.bin", big, ""))
 	got, err := storage.ReadAll(t.Context(), b, "bodies/multipart.bin")
 	require.NoError(t, err)

@@ -1,4 +1,4 @@
-package storage_test
+package gcs_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/storage"
+	_ "github.com/pipeweave/pipeweave/core/storage/gcs"
 	"github.com/pipeweave/pipeweave/core/storage/storagetest"
 	"github.com/pipeweave/pipeweave/internal/fakegcs"
 )
@@ -39,13 +40,11 @@ func gcsTestConfig(env *fakegcs.Server) storage.Config {
 }
 
 // openGCSBackend opens cfg with storage.Open and closes it at cleanup.
-func openGCSBackend(t *testing.T, cfg storage.Config) storage.Backend {
+func openGCSBackend(t *testing.T, cfg storage.Config) *storage.Backend {
 	t.Helper()
 	b, err := storage.Open(t.Context(), cfg)
 	require.NoError(t, err)
-	c, ok := b.(io.Closer)
-	require.True(t, ok, "the gcs backend must implement io.Closer")
-	t.Cleanup(func() { require.NoError(t, c.Close()) })
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
 	return b
 }
 
@@ -61,12 +60,12 @@ func requireNoGCSSecrets(t *testing.T, env *fakegcs.Server, msg string) {
 	}
 }
 
-func TestGCSConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	cfg := gcsTestConfig(env)
 	t.Run("suite", func(t *testing.T) {
-		storagetest.Run(t, func(t *testing.T) storage.Backend { return openGCSBackend(t, cfg) })
+		storagetest.Run(t, func(t *testing.T) *storage.Backend { return openGCSBackend(t, cfg) })
 	})
 
 	// Every backend of the suite authenticated through the JWT-bearer
@@ -81,7 +80,7 @@ func TestGCSConformance(t *testing.T) {
 	require.Positive(t, env.Authorized())
 }
 
-func TestGCSAuthenticatesAsTheServiceAccount(t *testing.T) {
+func TestAuthenticatesAsTheServiceAccount(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	b := openGCSBackend(t, gcsTestConfig(env))
@@ -117,7 +116,7 @@ func TestGCSAuthenticatesAsTheServiceAccount(t *testing.T) {
 	require.Equal(t, "application/json", obj.ContentType)
 }
 
-func TestGCSTokenRefusedLeaksNoCredentials(t *testing.T) {
+func TestTokenRefusedLeaksNoCredentials(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	env.SetTokenStatus(http.StatusUnauthorized)
@@ -146,7 +145,7 @@ func TestGCSTokenRefusedLeaksNoCredentials(t *testing.T) {
 	require.Error(t, err, "nothing was stored")
 }
 
-func TestGCSOpenErrorsLeakNoCredentials(t *testing.T) {
+func TestOpenErrorsLeakNoCredentials(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -214,7 +213,7 @@ func TestGCSOpenErrorsLeakNoCredentials(t *testing.T) {
 	require.Empty(t, bad)
 }
 
-func TestGCSOperationErrorsLeakNoCredentials(t *testing.T) {
+func TestOperationErrorsLeakNoCredentials(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	b := openGCSBackend(t, gcsTestConfig(env))
@@ -262,7 +261,7 @@ type iotestErrReader struct{}
 
 func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("source broke") }
 
-func TestGCSContentTypes(t *testing.T) {
+func TestContentTypes(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	b := openGCSBackend(t, gcsTestConfig(env))
@@ -291,7 +290,7 @@ func TestGCSContentTypes(t *testing.T) {
 	require.Equal(t, "application/pdf", attrs.ContentType)
 }
 
-func TestGCSEndpointForms(t *testing.T) {
+func TestEndpointForms(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	for _, endpoint := range []string{env.URL, env.URL + "/", env.URL + "/storage/v1", env.URL + "/storage/v1/"} {
@@ -319,7 +318,7 @@ func TestGCSEndpointForms(t *testing.T) {
 	openGCSBackend(t, cfg)
 }
 
-func TestGCSClose(t *testing.T) {
+func TestClose(t *testing.T) {
 	t.Parallel()
 	env := newGCSEnv(t)
 	cfg := gcsTestConfig(env)
@@ -334,5 +333,5 @@ func TestGCSClose(t *testing.T) {
 	require.ErrorContains(t, err, "closed")
 	err = b.Put(t.Context(), "k", bytes.NewReader(nil), storage.PutOptions{})
 	require.ErrorContains(t, err, "closed")
-	require.NoError(t, b.(io.Closer).Close())
+	require.NoError(t, b.Close())
 }

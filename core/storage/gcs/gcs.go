@@ -1,4 +1,9 @@
-package storage
+// Package gcs is the storage driver of provider "gcs": objects in a Google
+// Cloud Storage bucket, with cloud.google.com/go/storage. Importing it
+// registers the provider with package storage:
+//
+//	import _ "github.com/pipeweave/pipeweave/core/storage/gcs"
+package gcs
 
 import (
 	"context"
@@ -13,23 +18,28 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync/atomic"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/auth/credentials"
 	gcs "cloud.google.com/go/storage"
 	"google.golang.org/api/option"
+
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/core/storage/driver"
 )
 
 // Defaults of the gcs provider.
 const (
-	// GCSDefaultEndpoint is the Google Cloud Storage endpoint used when
-	// [Config.Endpoint] is empty.
-	GCSDefaultEndpoint = "https://storage.googleapis.com"
-	// GCSDefaultTokenURI is the OAuth 2.0 token endpoint used when
+	// DefaultEndpoint is the Google Cloud Storage endpoint used when
+	// storage.Config.Endpoint is empty.
+	DefaultEndpoint = "https://storage.googleapis.com"
+	// DefaultTokenURI is the OAuth 2.0 token endpoint used when
 	// credentials.tokenUri is absent.
-	GCSDefaultTokenURI = "https://oauth2.googleapis.com/token"
+	DefaultTokenURI = "https://oauth2.googleapis.com/token"
 )
+
+// redacted replaces credential values in error messages.
+const redacted = "[redacted]"
 
 // gcsAPIPath is the path of the GCS JSON API under an endpoint's base URL.
 const gcsAPIPath = "/storage/v1/"
@@ -41,20 +51,16 @@ const gcsReservedPrefix = ".well-known/acme-challenge/"
 // write and delete objects).
 const gcsScope = "https://www.googleapis.com/auth/devstorage.read_write"
 
-// errGCSClosed is returned by the methods of a closed [GCS] backend.
-var errGCSClosed = errors.New("backend is closed")
-
-func init() { openers[ProviderGCS] = openGCS }
-
-// openGCS is the opener of the gcs provider.
-func openGCS(ctx context.Context, cfg Config) (Backend, error) {
-	return NewGCS(ctx, cfg)
+func init() {
+	storage.Register(storage.ProviderGCS, func(ctx context.Context, cfg storage.Config) (driver.Backend, error) {
+		return open(ctx, cfg)
+	})
 }
 
-// GCS keeps objects in a Google Cloud Storage bucket: key
-// "runs/r1/output.json" is the object of that name in [Config.Bucket]. Keys
-// starting with ".well-known/acme-challenge/", which GCS refuses, fail with
-// [ErrInvalidKey].
+// gcsDriver keeps objects in a Google Cloud Storage bucket: key
+// "runs/r1/output.json" is the object of that name in the config's bucket.
+// Keys starting with ".well-known/acme-challenge/", which GCS refuses, fail
+// with storage.ErrInvalidKey.
 //
 // It authenticates as the service account of the config's credentials:
 // projectId, clientEmail, privateKey (the PEM RSA key of the service
@@ -67,7 +73,7 @@ func openGCS(ctx context.Context, cfg Config) (Backend, error) {
 // GOOGLE_CLOUD_UNIVERSE_DOMAIN has any effect. (HTTP(S)_PROXY and NO_PROXY
 // are honoured, as by any Go HTTP client.)
 //
-// [Config.Endpoint] is the base URL of the service, scheme, host and port
+// The config's endpoint is the base URL of the service, scheme, host and port
 // only: empty or "https://storage.googleapis.com" for Google Cloud Storage,
 // or an emulator's base URL, such as "http://127.0.0.1:4443" for
 // fake-gcs-server. The backend appends the JSON API path "/storage/v1/"
@@ -77,33 +83,23 @@ func openGCS(ctx context.Context, cfg Config) (Backend, error) {
 // so an emulator needs no public-host (XML API) set-up.
 //
 // Uploads are atomic: GCS creates or replaces the object only when the upload
-// completes, and a failed or cancelled [GCS.Put] abandons the upload. GCS is
-// safe for concurrent use. Opening it makes no network request; the first
-// call fetches an access token, which is cached and refreshed before it
-// expires. Error messages never contain the private key or the client email.
-type GCS struct {
+// completes, and a failed or cancelled Put abandons the upload. Opening it
+// makes no network request; the first call fetches an access token, which is
+// cached and refreshed before it expires. Error messages never contain the
+// private key or the client email.
+type gcsDriver struct {
 	client    *gcs.Client
 	bucket    *gcs.BucketHandle
 	transport *http.Transport
 	secrets   []string // credential values no error message may contain
-	closed    atomic.Bool
 }
 
-var (
-	_ Backend   = (*GCS)(nil)
-	_ io.Closer = (*GCS)(nil)
-)
+var _ driver.Backend = (*gcsDriver)(nil)
 
-// NewGCS validates cfg (whose provider must be gcs) and returns its backend.
-// See [GCS] for how the endpoint and the credentials are used. Errors never
-// contain a credential value.
-func NewGCS(ctx context.Context, cfg Config) (*GCS, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if cfg.Provider != ProviderGCS {
-		return nil, fmt.Errorf("storage: gcs: config %q has provider %q, want %q", cfg.ID, cfg.Provider, ProviderGCS)
-	}
+// open returns the driver of cfg, which has been validated. See [gcsDriver]
+// for how the endpoint and the credentials are used. Errors never contain a
+// credential value.
+func open(ctx context.Context, cfg storage.Config) (*gcsDriver, error) {
 	endpoint, err := gcsEndpoint(cfg.Endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("storage: gcs: %w", err)
@@ -138,7 +134,7 @@ func NewGCS(ctx context.Context, cfg Config) (*GCS, error) {
 		transport.CloseIdleConnections()
 		return nil, fmt.Errorf("storage: gcs: create client: %w", redactError(err, secrets))
 	}
-	return &GCS{client: client, bucket: client.Bucket(cfg.Bucket), transport: transport, secrets: secrets}, nil
+	return &gcsDriver{client: client, bucket: client.Bucket(cfg.Bucket), transport: transport, secrets: secrets}, nil
 }
 
 // newGCSTransport returns a fresh HTTP transport with the defaults of
@@ -178,10 +174,10 @@ func (t *gcsAuthTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 }
 
 // gcsEndpoint returns the JSON API endpoint ("<base>/storage/v1/") of the
-// configured endpoint (see [GCS]).
+// configured endpoint (see [gcsDriver]).
 func gcsEndpoint(endpoint string) (string, error) {
 	if strings.TrimSpace(endpoint) == "" {
-		endpoint = GCSDefaultEndpoint
+		endpoint = DefaultEndpoint
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -203,10 +199,10 @@ func gcsEndpoint(endpoint string) (string, error) {
 // gcsSecrets returns the credential values of cfg that error messages must
 // not contain: the client email and the private key (as configured and with
 // literal "\n" escapes decoded), longest first.
-func gcsSecrets(cfg Config) []string {
+func gcsSecrets(cfg storage.Config) []string {
 	var secrets []string
-	key := cfg.credential("privateKey")
-	for _, s := range []string{key, strings.ReplaceAll(key, `\n`, "\n"), strings.TrimSpace(key), cfg.credential("clientEmail"), strings.TrimSpace(cfg.credential("clientEmail"))} {
+	key := cfg.Credential("privateKey")
+	for _, s := range []string{key, strings.ReplaceAll(key, `\n`, "\n"), strings.TrimSpace(key), cfg.Credential("clientEmail"), strings.TrimSpace(cfg.Credential("clientEmail"))} {
 		if s != "" && !slices.Contains(secrets, s) {
 			secrets = append(secrets, s)
 		}
@@ -259,8 +255,8 @@ type gcsServiceAccount struct {
 // gcsCredentialsJSON builds the service account key file of cfg's
 // credentials, checking the private key and the token URI. Errors never
 // contain a credential value.
-func gcsCredentialsJSON(cfg Config) ([]byte, error) {
-	key := cfg.credential("privateKey")
+func gcsCredentialsJSON(cfg storage.Config) ([]byte, error) {
+	key := cfg.Credential("privateKey")
 	// A PEM key pasted into JSON by hand often keeps its "\n" escapes literally.
 	if !strings.Contains(key, "\n") && strings.Contains(key, `\n`) {
 		key = strings.ReplaceAll(key, `\n`, "\n")
@@ -268,7 +264,7 @@ func gcsCredentialsJSON(cfg Config) ([]byte, error) {
 	if err := checkRSAPrivateKey(key); err != nil {
 		return nil, err
 	}
-	tokenURI := GCSDefaultTokenURI
+	tokenURI := DefaultTokenURI
 	if v, ok := cfg.Credentials["tokenUri"]; ok && v != nil {
 		s, isString := v.(string)
 		if !isString {
@@ -284,8 +280,8 @@ func gcsCredentialsJSON(cfg Config) ([]byte, error) {
 	}
 	data, err := json.Marshal(gcsServiceAccount{
 		Type:        string(credentials.ServiceAccount),
-		ProjectID:   strings.TrimSpace(cfg.credential("projectId")),
-		ClientEmail: strings.TrimSpace(cfg.credential("clientEmail")),
+		ProjectID:   strings.TrimSpace(cfg.Credential("projectId")),
+		ClientEmail: strings.TrimSpace(cfg.Credential("clientEmail")),
 		PrivateKey:  key,
 		TokenURI:    tokenURI,
 	})
@@ -314,70 +310,48 @@ func checkRSAPrivateKey(key string) error {
 	return nil
 }
 
-// begin checks that g is open, ctx and key, the common start of every method.
-func (g *GCS) begin(ctx context.Context, op, key string) error {
-	if g.closed.Load() {
-		return fmt.Errorf("storage: gcs %s %q: %w", op, key, errGCSClosed)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("storage: gcs %s %q: %w", op, key, err)
-	}
-	if err := ValidateKey(key); err != nil {
-		return fmt.Errorf("storage: gcs %s: %w", op, err)
-	}
+// KeyProblem implements [driver.Backend.KeyProblem]: GCS refuses names
+// starting with ".well-known/acme-challenge/".
+func (g *gcsDriver) KeyProblem(key string) string {
 	if strings.HasPrefix(key, gcsReservedPrefix) {
-		return fmt.Errorf("storage: gcs %s: %w %q: GCS refuses names starting with %q", op, ErrInvalidKey, key, gcsReservedPrefix)
+		return fmt.Sprintf("GCS refuses names starting with %q", gcsReservedPrefix)
 	}
-	return nil
+	return ""
 }
 
-// fail wraps err, the failure of op on key: a missing object becomes
-// [ErrNotFound], and when ctx is done the error also wraps ctx.Err() (the
-// client library does not always keep it in the chain).
-func (g *GCS) fail(ctx context.Context, op, key string, err error) error {
-	if errors.Is(err, gcs.ErrObjectNotExist) {
-		return fmt.Errorf("storage: gcs %s %q: %w", op, key, ErrNotFound)
-	}
-	// A token endpoint's error response may quote the service account.
-	err = redactError(err, g.secrets)
-	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-		return fmt.Errorf("storage: gcs %s %q: %w: %w", op, key, ctxErr, err)
-	}
-	return fmt.Errorf("storage: gcs %s %q: %w", op, key, err)
-}
+// IsNotFound implements [driver.Backend.IsNotFound].
+func (g *gcsDriver) IsNotFound(err error) bool { return errors.Is(err, gcs.ErrObjectNotExist) }
 
-// Get implements [Backend.Get]. The reader reads the object's generation
-// current when Get was called, even if the object is replaced meanwhile.
-func (g *GCS) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if err := g.begin(ctx, "get", key); err != nil {
-		return nil, err
-	}
+// redact removes the credential values from err's message: a token
+// endpoint's error response may quote the service account.
+func (g *gcsDriver) redact(err error) error { return redactError(err, g.secrets) }
+
+// Get implements [driver.Backend.Get]. The reader reads the object's
+// generation current when Get was called, even if the object is replaced
+// meanwhile.
+func (g *gcsDriver) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	r, err := g.bucket.Object(key).NewReader(ctx)
 	if err != nil {
-		return nil, g.fail(ctx, "get", key, err)
+		return nil, g.redact(err)
 	}
 	return r, nil
 }
 
-// Put implements [Backend.Put]. The object's content type is opts.ContentType
-// or, when empty, the one derived from the key and the first 512 bytes. The
-// content is streamed to GCS; the object is created or replaced only when the
-// whole of r has been uploaded. If r fails or ctx is done, the upload is
-// cancelled and the previous object, if any, stays.
-func (g *GCS) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) error {
-	if err := g.begin(ctx, "put", key); err != nil {
-		return err
-	}
-	src := ctxReader{ctx: ctx, r: r}
-	head := make([]byte, sniffLen)
+// Put implements [driver.Backend.Put]. The object's content type is
+// contentType or, when empty, the one derived from the key and the first 512
+// bytes. The content is streamed to GCS; the object is created or replaced
+// only when the whole of r has been uploaded. If r fails or ctx is done, the
+// upload is cancelled and the previous object, if any, stays.
+func (g *gcsDriver) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
+	src := driver.ContextReader(ctx, r)
+	head := make([]byte, driver.SniffLen)
 	n, err := io.ReadFull(src, head)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return g.fail(ctx, "put", key, fmt.Errorf("read: %w", err))
+		return fmt.Errorf("read: %w", err)
 	}
 	head = head[:n]
-	contentType := opts.ContentType
 	if contentType == "" {
-		contentType = detectContentType(key, head)
+		contentType = driver.DetectContentType(key, head)
 	}
 
 	// Cancelling the writer's context is the only way to abandon an upload:
@@ -389,7 +363,7 @@ func (g *GCS) Put(ctx context.Context, key string, r io.Reader, opts PutOptions)
 	abort := func(err error) error {
 		cancel()
 		_ = w.Close() // Returns the cancellation; waits for the upload to stop.
-		return g.fail(ctx, "put", key, err)
+		return g.redact(err)
 	}
 	if _, err := w.Write(head); err != nil {
 		return abort(fmt.Errorf("write: %w", err))
@@ -401,21 +375,18 @@ func (g *GCS) Put(ctx context.Context, key string, r io.Reader, opts PutOptions)
 		return abort(err)
 	}
 	if err := w.Close(); err != nil {
-		return g.fail(ctx, "put", key, fmt.Errorf("commit: %w", err))
+		return g.redact(fmt.Errorf("commit: %w", err))
 	}
 	return nil
 }
 
-// Stat implements [Backend.Stat]. ContentType is the type recorded at Put;
-// for an object stored without one (written by another tool), it is derived
-// from the key and the object's first 512 bytes.
-func (g *GCS) Stat(ctx context.Context, key string) (Attributes, error) {
-	if err := g.begin(ctx, "stat", key); err != nil {
-		return Attributes{}, err
-	}
+// Stat implements [driver.Backend.Stat]. ContentType is the type recorded at
+// Put; for an object stored without one (written by another tool), it is
+// derived from the key and the object's first 512 bytes.
+func (g *gcsDriver) Stat(ctx context.Context, key string) (driver.Attributes, error) {
 	attrs, err := g.bucket.Object(key).Attrs(ctx)
 	if err != nil {
-		return Attributes{}, g.fail(ctx, "stat", key, err)
+		return driver.Attributes{}, g.redact(err)
 	}
 	contentType := attrs.ContentType
 	if contentType == "" {
@@ -423,12 +394,12 @@ func (g *GCS) Stat(ctx context.Context, key string) (Attributes, error) {
 		if attrs.Size > 0 {
 			head, err = g.readHead(ctx, key, attrs.Generation)
 			if err != nil {
-				return Attributes{}, g.fail(ctx, "stat", key, fmt.Errorf("read head: %w", err))
+				return driver.Attributes{}, g.redact(fmt.Errorf("read head: %w", err))
 			}
 		}
-		contentType = detectContentType(key, head)
+		contentType = driver.DetectContentType(key, head)
 	}
-	return Attributes{
+	return driver.Attributes{
 		Size:        attrs.Size,
 		ContentType: contentType,
 		ModTime:     attrs.Updated,
@@ -436,8 +407,8 @@ func (g *GCS) Stat(ctx context.Context, key string) (Attributes, error) {
 }
 
 // readHead returns the first bytes (at most 512) of generation gen of key.
-func (g *GCS) readHead(ctx context.Context, key string, gen int64) ([]byte, error) {
-	r, err := g.bucket.Object(key).Generation(gen).NewRangeReader(ctx, 0, sniffLen)
+func (g *gcsDriver) readHead(ctx context.Context, key string, gen int64) ([]byte, error) {
+	r, err := g.bucket.Object(key).Generation(gen).NewRangeReader(ctx, 0, driver.SniffLen)
 	if err != nil {
 		return nil, err
 	}
@@ -448,27 +419,21 @@ func (g *GCS) readHead(ctx context.Context, key string, gen int64) ([]byte, erro
 	return head, err
 }
 
-// Delete implements [Backend.Delete].
-func (g *GCS) Delete(ctx context.Context, key string) error {
-	if err := g.begin(ctx, "delete", key); err != nil {
-		return err
-	}
+// Delete implements [driver.Backend.Delete].
+func (g *gcsDriver) Delete(ctx context.Context, key string) error {
 	if err := g.bucket.Object(key).Delete(ctx); err != nil {
-		return g.fail(ctx, "delete", key, err)
+		return g.redact(err)
 	}
 	return nil
 }
 
-// Close releases the client and its connections. It must not be called while
-// other calls are in progress; calls made afterwards fail.
-func (g *GCS) Close() error {
-	if g.closed.Swap(true) {
-		return nil
-	}
+// Close implements [driver.Backend.Close]: it releases the client and its
+// connections.
+func (g *gcsDriver) Close() error {
 	err := g.client.Close()
 	g.transport.CloseIdleConnections()
 	if err != nil {
-		return fmt.Errorf("storage: gcs: close client: %w", err)
+		return fmt.Errorf("close client: %w", g.redact(err))
 	}
 	return nil
 }
