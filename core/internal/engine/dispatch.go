@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -23,15 +22,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
-)
-
-var (
-	sqlClaim        = q("claim")
-	sqlMarkRunning  = q("mark_running")
-	sqlBackOff      = q("back_off")
-	sqlFailAttempts = q("fail_attempts")
-	sqlSweep        = q("sweep")
-	sqlFoldDeltas   = q("fold_status_deltas")
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // claimLock serialises claims across every instance, so that the in-flight counts a claim reads
@@ -72,29 +63,27 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	lease := e.cfg.DispatchTimeout + 10*time.Second
 	start := time.Now()
 	var out []Claimed
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err := e.db.InTx(ctx, func(tx dbtx) error {
 		// Claims serialise on this lock until they commit, so the commit must be quick: it does
 		// not wait for the WAL flush. Should the database crash before the flush, the claim is
 		// lost with it and the run is claimed again; the worker's calls for the lost lease get 409.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)", claimLock); err != nil {
+		if err := queries.LockClaimsAsyncCommit(ctx, tx, claimLock); err != nil {
 			return fmt.Errorf("take claim lock: %w", err)
 		}
-		rows, err := tx.Query(ctx, sqlClaim, limit, e.cfg.MaxConcurrency, lease.Milliseconds())
+		rows, err := queries.Claim(ctx, tx, dbsqlc.ClaimParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
+			LeaseMs: lease.Milliseconds()})
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
-		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Claimed, error) {
-			var c Claimed
-			var prev []byte
-			if err := row.Scan(&c.RunID, &c.TaskID, &c.PipelineRunID, &c.Attempt, &c.Lease, &c.CodeVersion,
-				&c.CodeHash, &c.InputPath, &prev, &c.HeartbeatIntervalMs, &c.TimeoutSeconds, &c.BaseURL, &c.Priority,
-				&c.Traceparent, &c.ServiceID, &c.KeyID); err != nil {
-				return c, err
+		out = make([]Claimed, len(rows))
+		for i, r := range rows {
+			out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
+				Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
+				HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
+				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
+			if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
+				return fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
 			}
-			return c, json.Unmarshal(prev, &c.PreviousAttempts)
-		})
-		if err != nil {
-			return fmt.Errorf("claim: %w", err)
 		}
 		return nil
 	})
@@ -202,12 +191,11 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		case backPressure:
 			boIDs, boLeases = append(boIDs, r.c.RunID), append(boLeases, r.c.Lease)
 		case dispatchFailed:
-			lease := r.c.Lease
 			code := r.code
 			if code == "" {
 				code = protocol.CodeDispatchFailed
 			}
-			f.addFinal(r.c.RunID, &lease, r.c.PipelineRunID, r.err, code, r.final)
+			f.addFinal(r.c.RunID, r.c.Lease, r.c.PipelineRunID, r.err, code, r.final)
 			detail := r.detail
 			if detail == "" {
 				detail = r.err
@@ -220,17 +208,18 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		// Losing these in a database crash only means the sweep treats the dispatches as failed
 		// once their lease expires, so the commit does not wait for the WAL flush and the rows
 		// are locked for as short a time as possible.
-		err := pgx.BeginFunc(rctx, e.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(rctx, "SELECT set_config('synchronous_commit', 'off', true)"); err != nil {
+		err := e.db.InTx(rctx, func(tx dbtx) error {
+			if err := queries.AsyncCommit(rctx, tx); err != nil {
 				return err
 			}
 			if len(okIDs) > 0 {
-				if _, err := tx.Exec(rctx, sqlMarkRunning, okIDs, okLeases); err != nil {
+				if err := queries.MarkRunning(rctx, tx, dbsqlc.MarkRunningParams{IDs: okIDs, Leases: okLeases}); err != nil {
 					return err
 				}
 			}
 			if len(boIDs) > 0 {
-				if _, err := tx.Exec(rctx, sqlBackOff, boIDs, boLeases, e.cfg.BackPressureDelay.Milliseconds()); err != nil {
+				if err := queries.BackOff(rctx, tx, dbsqlc.BackOffParams{IDs: boIDs, Leases: boLeases,
+					DelayMs: e.cfg.BackPressureDelay.Milliseconds()}); err != nil {
 					return err
 				}
 			}
@@ -265,30 +254,24 @@ func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[strin
 	if len(runIDs) == 0 {
 		return out, nil
 	}
-	rows, err := e.pool.Query(ctx, sqlUpstreamRefs, runIDs)
+	rows, err := queries.UpstreamRefs(ctx, e.db, runIDs)
 	if err != nil {
 		return nil, fmt.Errorf("read upstream outputs: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var runID, taskID, outputPath string
-		var assets []byte
-		if err := rows.Scan(&runID, &taskID, &outputPath, &assets); err != nil {
-			return nil, fmt.Errorf("read upstream outputs: %w", err)
-		}
-		ref := protocol.UpstreamRef{OutputPath: outputPath}
-		if len(assets) > 0 {
-			if err := json.Unmarshal(assets, &ref.Assets); err != nil {
-				return nil, fmt.Errorf("read upstream outputs: assets of %s: %w", taskID, err)
+	for _, r := range rows {
+		ref := protocol.UpstreamRef{OutputPath: r.OutputPath}
+		if len(r.Assets) > 0 {
+			if err := json.Unmarshal(r.Assets, &ref.Assets); err != nil {
+				return nil, fmt.Errorf("read upstream outputs: assets of %s: %w", r.TaskID, err)
 			}
 			wireAssets(ref.Assets)
 		}
-		if out[runID] == nil {
-			out[runID] = map[string]protocol.UpstreamRef{}
+		if out[r.ID] == nil {
+			out[r.ID] = map[string]protocol.UpstreamRef{}
 		}
-		out[runID][taskID] = ref
+		out[r.ID][r.TaskID] = ref
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // dispatchOne posts one claimed run to its worker, in a "dispatch" span that is a child of the
@@ -445,28 +428,18 @@ func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 
 func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 	// Housekeeping that rides along: fold the final-state count deltas.
-	if _, err := e.pool.Exec(ctx, sqlFoldDeltas); err != nil {
+	if err := queries.FoldStatusDeltas(ctx, e.db); err != nil {
 		return 0, fmt.Errorf("fold status counts: %w", err)
 	}
-	rows, err := e.pool.Query(ctx, sqlSweep, limit)
+	rows, err := queries.Sweep(ctx, e.db, dbsqlc.SweepParams{Max: limit})
 	if err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}
 	var f failures
 	kinds := map[string]string{}
-	for rows.Next() {
-		var id, prun, code, msg, kind string
-		var lease int64
-		if err := rows.Scan(&id, &lease, &prun, &code, &msg, &kind); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("sweep: %w", err)
-		}
-		f.add(id, &lease, prun, msg, code)
-		kinds[id] = kind
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("sweep: %w", err)
+	for _, r := range rows {
+		f.add(r.ID, r.Lease, r.PipelineRunID, r.Message, r.Code)
+		kinds[r.ID] = r.Kind
 	}
 	if len(f.ids) == 0 {
 		return 0, nil
@@ -476,7 +449,7 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	for _, a := range ended {
-		e.metrics.Timeouts.WithLabelValues(a.TaskID, kinds[a.RunID]).Inc()
+		e.metrics.Timeouts.WithLabelValues(a.TaskID, kinds[a.ID]).Inc()
 		outcome := telemetry.SweepRetried
 		if a.Status == protocol.StatusFailed {
 			outcome = telemetry.SweepFailed
@@ -493,17 +466,21 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 // failures are attempts to end as failed (each may be retried), column by column.
 type failures struct {
 	ids, pipelineRuns, errs, codes []string
-	leases                         []*int64
+	leases                         []int64
 	retry                          []bool
 }
 
+// anyLease in failures.leases applies the failure to whatever lease is current (compat workers
+// send no token).
+const anyLease int64 = -1
+
 // add adds an attempt that is retried if it has retries left.
-func (f *failures) add(id string, lease *int64, pipelineRun, msg, code string) {
+func (f *failures) add(id string, lease int64, pipelineRun, msg, code string) {
 	f.addFinal(id, lease, pipelineRun, msg, code, false)
 }
 
 // addFinal adds an attempt that, if final, fails for good whatever retries are left.
-func (f *failures) addFinal(id string, lease *int64, pipelineRun, msg, code string, final bool) {
+func (f *failures) addFinal(id string, lease int64, pipelineRun, msg, code string, final bool) {
 	f.ids, f.leases, f.pipelineRuns = append(f.ids, id), append(f.leases, lease), append(f.pipelineRuns, pipelineRun)
 	f.errs, f.codes, f.retry = append(f.errs, msg), append(f.codes, code), append(f.retry, !final)
 }
@@ -513,12 +490,12 @@ func (f *failures) addFinal(id string, lease *int64, pipelineRun, msg, code stri
 // same transaction, advances the pipeline runs of those that failed for good.
 func (e *Engine) failAndAdvance(ctx context.Context, f failures) ([]endedAttempt, error) {
 	var ended []endedAttempt
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err := e.db.InTx(ctx, func(tx dbtx) error {
 		runs, err := e.lockRuns(ctx, tx, f.pipelineRuns)
 		if err != nil {
 			return err
 		}
-		if ended, err = e.failAttempts(ctx, tx, f.ids, f.leases, f.errs, f.codes, f.retry, true); err != nil {
+		if ended, err = e.failAttempts(ctx, tx, f, true); err != nil {
 			return err
 		}
 		return e.advanceFailed(ctx, tx, runs, ended)
@@ -562,9 +539,9 @@ func (e *Engine) advanceFailed(ctx context.Context, tx dbtx, runs map[string]*lo
 	return nil
 }
 
-// endedAttempt is a run whose attempt failed, with what became of it.
+// endedAttempt is a run whose attempt failed, with what became of it (a FailAttempts row).
 type endedAttempt struct {
-	RunID         string
+	ID            string
 	TaskID        string
 	Status        string // pending (retry) or failed
 	Attempt       int
@@ -574,21 +551,16 @@ type endedAttempt struct {
 	Seconds float64
 }
 
-// failAttempts applies fail_attempts in tx; a nil lease applies to whatever lease is current
-// (compat workers send no token).
-func (e *Engine) failAttempts(ctx context.Context, tx dbtx, ids []string, leases []*int64, errs, codes []string,
-	retry []bool, bump bool) ([]endedAttempt, error) {
-	rows, err := tx.Query(ctx, sqlFailAttempts, ids, leases, errs, codes, retry, bump)
+// failAttempts applies FailAttempts to f in tx, moving the leases on when bump is true.
+func (e *Engine) failAttempts(ctx context.Context, tx dbtx, f failures, bump bool) ([]endedAttempt, error) {
+	rows, err := queries.FailAttempts(ctx, tx, dbsqlc.FailAttemptsParams{IDs: f.ids, Leases: f.leases, Errors: f.errs,
+		Codes: f.codes, Retryable: f.retry, Bump: bump})
 	if err != nil {
 		return nil, fmt.Errorf("fail attempts: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (endedAttempt, error) {
-		var a endedAttempt
-		err := row.Scan(&a.RunID, &a.TaskID, &a.Status, &a.Attempt, &a.AvailableAt, &a.PipelineRunID, &a.Seconds)
-		return a, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fail attempts: %w", err)
+	out := make([]endedAttempt, len(rows))
+	for i, r := range rows {
+		out[i] = endedAttempt(r)
 	}
 	return out, nil
 }
@@ -632,3 +604,12 @@ func (e *Engine) Process(ctx context.Context, limit int, budget time.Duration) (
 const maxClaimChunk = 200
 
 func isNotFound(err error) bool { return errors.Is(err, storage.ErrNotFound) }
+
+// deref is *p, or the zero value for nil.
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
