@@ -220,8 +220,9 @@ type newRuns dbsqlc.InsertRunsParams
 // add adds a run.
 func (n *newRuns) add(id, taskID string, priority int, delayMs int64, inputPath string, codeVersion int, codeHash string,
 	metadata []byte, key, traceparent string) {
-	n.IDs, n.TaskIDs, n.Priorities, n.DelaysMs = append(n.IDs, id), append(n.TaskIDs, taskID), append(n.Priorities, priority), append(n.DelaysMs, delayMs)
-	n.InputPaths, n.CodeVersions, n.CodeHashes = append(n.InputPaths, inputPath), append(n.CodeVersions, codeVersion), append(n.CodeHashes, codeHash)
+	n.IDs, n.TaskIDs, n.Priorities = append(n.IDs, id), append(n.TaskIDs, taskID), append(n.Priorities, priority)
+	n.DelaysMs, n.InputPaths = append(n.DelaysMs, delayMs), append(n.InputPaths, inputPath)
+	n.CodeVersions, n.CodeHashes = append(n.CodeVersions, codeVersion), append(n.CodeHashes, codeHash)
 	n.Metadata, n.Keys, n.Traceparents = append(n.Metadata, metadata), append(n.Keys, key), append(n.Traceparents, traceparent)
 }
 

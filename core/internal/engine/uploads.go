@@ -175,11 +175,11 @@ func (e *Engine) StoreTempUpload(ctx context.Context, f UploadFile) (TempUpload,
 	up := TempUpload{UploadID: id, StoragePath: key, Filename: filename, Size: body.n, MimeType: mimeType}
 	rec, err := queries.InsertTempUpload(ctx, e.db, dbsqlc.InsertTempUploadParams{ID: id, StoragePath: key, StorageBackendID: cfg.ID,
 		OriginalFilename: filename, MimeType: mimeType, SizeBytes: body.n, TtlMs: TempUploadTTL.Milliseconds()})
-	up.ExpiresAt = rec.ExpiresAt
 	if err != nil {
 		discard()
 		return TempUpload{}, fmt.Errorf("record upload %s: %w", id, err)
 	}
+	up.ExpiresAt = rec.ExpiresAt
 	return up, nil
 }
 
