@@ -3,8 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
-	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 	"time"
+
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // PurgeSummary counts what a purge deleted.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pipeweave/pipeweave/core/protocol"
 	"io"
 	"net/http"
 	"regexp"
@@ -15,6 +14,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 
 	"golang.org/x/sync/errgroup"
 
