@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
@@ -423,7 +422,7 @@ const claimSpacing = 2 * time.Millisecond
 // listen wakes the loop on NOTIFY pipeweave_ready, reconnecting after failures.
 func (o *Orchestrator) listen(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := o.listenOnce(ctx)
+		err := database.ListenReady(ctx, o.pool, o.kick)
 		if ctx.Err() != nil {
 			return
 		}
@@ -433,23 +432,6 @@ func (o *Orchestrator) listen(ctx context.Context) {
 			return
 		case <-time.After(time.Second):
 		}
-	}
-}
-
-func (o *Orchestrator) listenOnce(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, o.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN pipeweave_ready"); err != nil {
-		return err
-	}
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return err
-		}
-		o.kick()
 	}
 }
 

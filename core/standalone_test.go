@@ -32,7 +32,7 @@ func TestStandaloneLoopWakesOnNotify(t *testing.T) {
 	b.waitFor("the loop to listen", func() bool {
 		var n int
 		require.NoError(t, a.pool.QueryRow(t.Context(),
-			"SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN pipeweave_ready'").Scan(&n))
+			"SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE '%LISTEN pipeweave_ready%'").Scan(&n))
 		return n == 1
 	})
 	ids := a.enqueueMany("t", 30)

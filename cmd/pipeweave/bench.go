@@ -14,12 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/migrate"
@@ -105,7 +102,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	var settings [2]string
-	_ = pool.QueryRow(ctx, "SELECT current_setting('fsync'), current_setting('synchronous_commit')").Scan(&settings[0], &settings[1])
+	settings[0], settings[1], _ = database.DurabilitySettings(ctx, pool)
 
 	if *mode != core.ModeStandalone && *mode != core.ModeServerless {
 		return fmt.Errorf("bench: --mode must be standalone or serverless")
@@ -228,11 +225,11 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	table, unit := "task_runs", "tasks"
+	unit := "tasks"
 	if *pipeline {
-		table, unit = "pipeline_runs", "pipelines"
+		unit = "pipelines"
 	}
-	lat, err := latencies(ctx, pool, table, res.runIDs)
+	lat, err := database.RunLatencies(ctx, pool, *pipeline, res.runIDs)
 	if err != nil {
 		return err
 	}
@@ -346,30 +343,6 @@ func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int, 
 		return benchResult{}, fmt.Errorf("only %d of %d tasks completed after 10 minutes", w.completed.Load(), n)
 	}
 	return benchResult{runIDs: ids, elapsed: time.Since(start)}, nil
-}
-
-// latencies reads each run's creation→completion time from the database clock; table is
-// task_runs or pipeline_runs.
-func latencies(ctx context.Context, pool interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, table string, ids []string) ([]time.Duration, error) {
-	rows, err := pool.Query(ctx, `SELECT extract(epoch FROM completed_at - created_at) FROM `+table+` WHERE id = ANY($1) AND status = 'completed'`, ids)
-	if err != nil {
-		return nil, err
-	}
-	secs, err := pgx.CollectRows(rows, pgx.RowTo[float64])
-	if err != nil {
-		return nil, err
-	}
-	if len(secs) != len(ids) {
-		return nil, fmt.Errorf("%d of %d runs completed", len(secs), len(ids))
-	}
-	out := make([]time.Duration, len(secs))
-	for i, s := range secs {
-		out[i] = time.Duration(s * float64(time.Second))
-	}
-	slices.Sort(out)
-	return out, nil
 }
 
 func pct(sorted []time.Duration, p float64) string {

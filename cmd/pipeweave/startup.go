@@ -73,7 +73,7 @@ func waitForDatabase(ctx context.Context, url string, wait time.Duration) error 
 		if ctx.Err() != nil {
 			return fmt.Errorf("stopped while waiting for the database at %s", dbHost(url))
 		}
-		if !database.Unavailable(err) {
+		if !errors.Is(database.Interpret(err), database.ErrUnavailable) {
 			return fmt.Errorf("cannot use the database at %s: %s", dbHost(url), errLine(err))
 		}
 		if time.Until(deadline) <= 0 {

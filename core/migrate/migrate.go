@@ -18,11 +18,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/migrations"
 )
 
-// Schema is the PostgreSQL schema that holds every PipeWeave table and function.
-const Schema = "pipeweave"
+// Schema is the PostgreSQL schema that holds every PipeWeave table and function (the data
+// layer's, package internal/database, whose pools put it first on the search path).
+const Schema = database.Schema
 
 // lockKey is the advisory lock taken while migrating ("pipeweave" as a 64-bit number).
 const lockKey int64 = 0x706970657765617

@@ -1,23 +1,21 @@
-// Package database opens pgx connection pools configured for PipeWeave: the pipeweave
-// schema first on the search path and a pool size chosen by the caller.
+// Package database is the data layer's hand-written half: it opens pgx connection pools
+// configured for PipeWeave (the pipeweave schema first on the search path, a pool size chosen
+// by the caller), runs statements on a pool or in a transaction through an [Executor] that
+// reports failures as a few sentinel errors, and gives the tools their read-only queries. The
+// statements themselves, and the code sqlc generates from them, are package internal/dbsqlc.
 package database
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"net"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/pipeweave/pipeweave/core/migrate"
 )
+
+// Schema is the PostgreSQL schema that holds every PipeWeave table and function: first on the
+// search path of every pool, created and filled by core/migrate.
+const Schema = "pipeweave"
 
 // Options tune a pool. Zero values pick the defaults.
 type Options struct {
@@ -33,7 +31,7 @@ func Config(url string, opts Options) (*pgxpool.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = migrate.Schema + ", public"
+	cfg.ConnConfig.RuntimeParams["search_path"] = Schema + ", public"
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pipeweave"
 	cfg.MaxConns = 10
 	if opts.MaxConns > 0 {
@@ -58,38 +56,4 @@ func Open(ctx context.Context, url string, opts Options) (*pgxpool.Pool, error) 
 		return nil, fmt.Errorf("open database pool: %w", err)
 	}
 	return pool, nil
-}
-
-// Unavailable reports whether err means the database cannot be reached or refuses work for
-// now (connection failures, too many connections, shutting down, starting up): the answer is
-// 503, not 500.
-func Unavailable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return strings.HasPrefix(pe.Code, "08") || // connection exception
-			pe.Code == "53300" || // too many connections
-			pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" // shutting down, cannot connect now
-	}
-	// A file system error (an os error wraps a syscall.Errno, which satisfies net.Error) is
-	// never the database's: object storage on a local disk fails that way.
-	var pathErr *fs.PathError
-	var linkErr *os.LinkError
-	if errors.As(err, &pathErr) || errors.As(err, &linkErr) {
-		return false
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-		return true
-	}
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
 }

@@ -51,7 +51,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Warn("storage unavailable", "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeErr(w, http.StatusServiceUnavailable, "STORAGE_UNAVAILABLE", "object storage failed; try again shortly", nil)
-	case database.Unavailable(err):
+	case errors.Is(err, database.ErrUnavailable):
 		s.log.Warn("database unavailable", "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeErr(w, http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly", nil)

@@ -3,18 +3,17 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
-
-var sqlIdempotencySourcePaths = q("idempotency_source_paths")
 
 // checkCallbackPaths refuses a successful callback whose outputPath, logsPath or an asset path
 // is not a valid storage key under the run's own prefix runs/{runId}/ (400
@@ -71,24 +70,22 @@ func (e *Engine) checkCallbackPaths(ctx context.Context, runID string, cb *proto
 // idempotencySourcePaths returns the paths stored by run other when it is a cached result
 // run runID may reuse, else nil.
 func (e *Engine) idempotencySourcePaths(ctx context.Context, runID, other string) ([]string, error) {
-	var output, logs string
-	var assets []byte
-	err := e.pool.QueryRow(ctx, sqlIdempotencySourcePaths, runID, other).Scan(&output, &logs, &assets)
-	if err == pgx.ErrNoRows {
+	src, err := queries.IdempotencySourcePaths(ctx, e.db, dbsqlc.IdempotencySourcePathsParams{RunID: runID, SourceID: other})
+	if errors.Is(err, database.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read the cached result %s for run %s: %w", other, runID, err)
 	}
 	paths := []string{}
-	for _, p := range []string{output, logs} {
+	for _, p := range []string{src.OutputPath, src.LogsPath} {
 		if p != "" {
 			paths = append(paths, p)
 		}
 	}
-	if len(assets) > 0 {
+	if len(src.Assets) > 0 {
 		var m map[string]protocol.Asset
-		if err := json.Unmarshal(assets, &m); err != nil {
+		if err := json.Unmarshal(src.Assets, &m); err != nil {
 			return nil, fmt.Errorf("read the cached result %s for run %s: assets: %w", other, runID, err)
 		}
 		for _, a := range m {

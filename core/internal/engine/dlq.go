@@ -7,24 +7,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pipeweave/pipeweave/core/internal/ids"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
-)
-
-var (
-	sqlPipelineNodesState = q("pipeline_nodes_state")
-	sqlReopenNode         = q("reopen_node")
-	sqlSupersedeNode      = q("supersede_node")
-	sqlInsertRetryNode    = q("insert_retry_node")
-	sqlReopenPipelineRun  = q("reopen_pipeline_run")
-	sqlDLQList            = q("dlq_list")
-	sqlDLQGet             = q("dlq_get")
-	sqlDLQTake            = q("dlq_take_for_retry")
-	sqlDLQRetryState      = q("dlq_retry_state")
-	sqlDLQOpenIDs         = q("dlq_open_ids")
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // DLQFilter selects DLQ entries. State is "" (all), "open" (not retried yet) or "retried".
@@ -51,17 +38,21 @@ func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (DLQPage, error) {
 	if err := checkCursor(f.Cursor); err != nil {
 		return DLQPage{}, err
 	}
-	rows, err := e.pool.Query(ctx, sqlDLQList, f.TaskID, f.Cursor, limit+1, f.PipelineID, f.State)
+	rows, err := queries.DLQList(ctx, e.db, dbsqlc.DLQListParams{TaskID: f.TaskID, Cursor: f.Cursor, Max: limit + 1,
+		PipelineID: f.PipelineID, State: f.State})
 	if err != nil {
 		return DLQPage{}, fmt.Errorf("list dlq: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DLQEntry, error) { return scanDLQ(row) })
-	if err != nil {
-		return DLQPage{}, fmt.Errorf("list dlq: %w", err)
+	items := make([]DLQEntry, len(rows))
+	for i, r := range rows {
+		if items[i], err = dlqEntryOf(dbsqlc.DLQGetRow(r)); err != nil {
+			return DLQPage{}, fmt.Errorf("list dlq: %w", err)
+		}
 	}
 	page := paginate(items, limit, func(d DLQEntry) string { return d.ID })
 	out := DLQPage{Items: page.Items, NextCursor: page.NextCursor}
-	if err := e.pool.QueryRow(ctx, sqlDLQTotal, f.TaskID, f.PipelineID, f.State).Scan(&out.Total); err != nil {
+	if out.Total, err = queries.DLQTotal(ctx, e.db, dbsqlc.DLQTotalParams{TaskID: f.TaskID, PipelineID: f.PipelineID,
+		State: f.State}); err != nil {
 		return DLQPage{}, fmt.Errorf("count dlq: %w", err)
 	}
 	e.inlineInputs(ctx, out.Items)
@@ -70,9 +61,13 @@ func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (DLQPage, error) {
 
 // GetDLQ returns one DLQ entry, with its input inline when it is small.
 func (e *Engine) GetDLQ(ctx context.Context, id string) (DLQEntry, error) {
-	d, err := scanDLQ(e.pool.QueryRow(ctx, sqlDLQGet, id))
-	if err == pgx.ErrNoRows {
+	r, err := queries.DLQGet(ctx, e.db, id)
+	if errors.Is(err, database.ErrNotFound) {
 		return DLQEntry{}, notFound("DLQ_ENTRY_NOT_FOUND", "DLQ entry %q not found", id)
+	}
+	var d DLQEntry
+	if err == nil {
+		d, err = dlqEntryOf(r)
 	}
 	if err != nil {
 		return DLQEntry{}, fmt.Errorf("read dlq entry %s: %w", id, err)
@@ -89,15 +84,12 @@ func (e *Engine) GetDLQ(ctx context.Context, id string) (DLQEntry, error) {
 func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error) {
 	runID := ids.New(ids.TaskRun)
 	var res DLQRetryResult
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		var taskID, inputPath, pipelineRunID, failedRunID string
-		var priority int
-		var metadata []byte
-		err := tx.QueryRow(ctx, sqlDLQTake, id, runID).Scan(&taskID, &inputPath, &priority, &metadata, &pipelineRunID, &failedRunID)
-		if err == pgx.ErrNoRows {
-			var retryRun string
-			switch err := tx.QueryRow(ctx, sqlDLQRetryState, id).Scan(&retryRun); {
-			case err == pgx.ErrNoRows:
+	err := e.db.InTx(ctx, func(tx dbtx) error {
+		taken, err := queries.DLQTakeForRetry(ctx, tx, dbsqlc.DLQTakeForRetryParams{ID: id, RetryRunID: runID})
+		if errors.Is(err, database.ErrNotFound) {
+			retryRun, err := queries.DLQRetryState(ctx, tx, id)
+			switch {
+			case errors.Is(err, database.ErrNotFound):
 				return notFound("DLQ_ENTRY_NOT_FOUND", "DLQ entry %q not found", id)
 			case err != nil:
 				return fmt.Errorf("read dlq entry %s: %w", id, err)
@@ -109,11 +101,12 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 		if err != nil {
 			return fmt.Errorf("take dlq entry %s: %w", id, err)
 		}
-		if pipelineRunID != "" {
-			if err := e.reopen(ctx, tx, pipelineRunID, failedRunID, runID); err != nil {
+		taskID, inputPath := taken.TaskID, taken.InputPath
+		if taken.PipelineRunID != "" {
+			if err := e.reopen(ctx, tx, taken.PipelineRunID, taken.TaskRunID, runID); err != nil {
 				return err
 			}
-			if err := tx.QueryRow(ctx, sqlRunCodeVersion, runID).Scan(&res.CodeVersion); err != nil {
+			if res.CodeVersion, err = queries.RunCodeVersion(ctx, tx, runID); err != nil {
 				return fmt.Errorf("read the code version of %s: %w", runID, err)
 			}
 			res.RunID, res.NewRunID, res.Status, res.TaskID, res.InputPath = runID, runID, "queued", taskID, inputPath
@@ -127,12 +120,12 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 		if !found {
 			return conflict("TASK_NOT_REGISTERED", "task %q is no longer registered", taskID)
 		}
-		if _, err := tx.Exec(ctx, sqlInsertRuns, []string{runID}, []string{taskID}, []int{priority}, []int64{0},
-			[]string{inputPath}, []int{t.codeVersion}, []string{t.codeHash}, [][]byte{metadata}, []string{""},
-			[]string{telemetry.Traceparent(ctx)}); err != nil {
+		var run newRuns
+		run.add(runID, taskID, taken.Priority, 0, inputPath, t.codeVersion, t.codeHash, taken.Metadata, "", telemetry.Traceparent(ctx))
+		if err := queries.InsertRuns(ctx, tx, dbsqlc.InsertRunsParams(run)); err != nil {
 			return fmt.Errorf("insert retry run: %w", err)
 		}
-		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
+		if err := queries.NotifyReady(ctx, tx); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
 		res = DLQRetryResult{NewRunID: runID, RunID: runID, Status: "queued", CodeVersion: t.codeVersion, TaskID: taskID, InputPath: inputPath}
@@ -161,11 +154,7 @@ func (e *Engine) RetryAllDLQ(ctx context.Context, taskID, pipelineID string, lim
 	if limit <= 0 || limit > maxRetryAll {
 		limit = maxRetryAll
 	}
-	rows, err := e.pool.Query(ctx, sqlDLQOpenIDs, taskID, pipelineID, limit+1)
-	if err != nil {
-		return RetryAllResult{}, fmt.Errorf("list dlq entries to retry: %w", err)
-	}
-	idList, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	idList, err := queries.DLQOpenIDs(ctx, e.db, dbsqlc.DLQOpenIDsParams{TaskID: taskID, PipelineID: pipelineID, Max: limit + 1})
 	if err != nil {
 		return RetryAllResult{}, fmt.Errorf("list dlq entries to retry: %w", err)
 	}
@@ -196,13 +185,15 @@ const maxRetryAll = 500
 // PurgeDLQ deletes DLQ entries that failed more than olderThan ago, in bounded chunks.
 func (e *Engine) PurgeDLQ(ctx context.Context, olderThan time.Duration) (int64, error) {
 	const chunk = 1000
-	return e.deleteChunks(ctx, "dlq entries", sqlPurgeDLQ, []any{olderThan.Milliseconds(), chunk}, chunk, time.Time{})
+	return e.deleteChunks(ctx, "dlq entries", func(ctx context.Context) (int64, error) {
+		return queries.PurgeDLQ(ctx, e.db, dbsqlc.PurgeDLQParams{OlderThanMs: olderThan.Milliseconds(), Max: chunk})
+	}, chunk, time.Time{})
 }
 
 // reopen replaces the failed node failedRunID of pipeline run prun with a new pending task run
 // newRunID and puts every node that was skipped or cancelled back to the state its
 // predecessors now call for, so the DAG continues from the retried task.
-func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRunID string) error {
+func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunID string) error {
 	runs, err := e.lockRuns(ctx, tx, []string{prun})
 	if err != nil {
 		return err
@@ -214,14 +205,14 @@ func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRu
 	case run.status == RunCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
 	}
-	tag, err := tx.Exec(ctx, sqlSupersedeNode, failedRunID, newRunID)
+	n, err := queries.SupersedeNode(ctx, tx, dbsqlc.SupersedeNodeParams{ID: failedRunID, SupersededBy: newRunID})
 	if err != nil {
 		return fmt.Errorf("supersede %s: %w", failedRunID, err)
 	}
-	if tag.RowsAffected() != 1 {
+	if n != 1 {
 		return conflict("RUN_ALREADY_REPLACED", "task run %q is no longer part of pipeline run %q", failedRunID, prun)
 	}
-	if _, err := tx.Exec(ctx, sqlInsertRetryNode, failedRunID, newRunID); err != nil {
+	if err := queries.InsertRetryNode(ctx, tx, dbsqlc.InsertRetryNodeParams{OldID: failedRunID, ID: newRunID}); err != nil {
 		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
 	}
 	type nodeState struct {
@@ -230,22 +221,12 @@ func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRu
 		upstreamFailed bool
 	}
 	nodes := map[string]*nodeState{}
-	rows, err := tx.Query(ctx, sqlPipelineNodesState, prun)
+	rows, err := queries.PipelineNodesState(ctx, tx, prun)
 	if err != nil {
 		return fmt.Errorf("read nodes of %s: %w", prun, err)
 	}
-	for rows.Next() {
-		var n nodeState
-		var taskID string
-		if err := rows.Scan(&n.id, &taskID, &n.status, &n.selectedNext, &n.upstreamFailed); err != nil {
-			rows.Close()
-			return fmt.Errorf("read nodes of %s: %w", prun, err)
-		}
-		nodes[taskID] = &n
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read nodes of %s: %w", prun, err)
+	for _, r := range rows {
+		nodes[r.TaskID] = &nodeState{id: r.ID, status: r.Status, selectedNext: r.SelectedNext, upstreamFailed: r.UpstreamFailed}
 	}
 	g := &Graph{EntryTasks: run.snap.EntryTasks, Tasks: run.snap.Tasks}
 	depth := g.levels()
@@ -285,14 +266,15 @@ func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRu
 			status = protocol.StatusSkipped
 		}
 		n.status, n.upstreamFailed = status, failed
-		if _, err := tx.Exec(ctx, sqlReopenNode, n.id, status, left, selected, failed); err != nil {
+		if err := queries.ReopenNode(ctx, tx, dbsqlc.ReopenNodeParams{ID: n.id, Status: status, PredsLeft: left, Selected: selected,
+			UpstreamFailed: failed}); err != nil {
 			return fmt.Errorf("re-open %s: %w", n.id, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, sqlReopenPipelineRun, prun); err != nil {
+	if err := queries.ReopenPipelineRun(ctx, tx, prun); err != nil {
 		return fmt.Errorf("re-open %s: %w", prun, err)
 	}
-	if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
+	if err := queries.NotifyReady(ctx, tx); err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
 	return nil

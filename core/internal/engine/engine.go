@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -26,14 +24,15 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // dbtx is what a statement runs on: the pool, or a transaction when several must commit together.
-type dbtx interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type dbtx = database.Executor
+
+// queries are the engine's statements (package dbsqlc); each call names the executor it runs on.
+var queries = dbsqlc.New()
 
 // Config holds the engine's settings. Zero values pick the defaults noted.
 type Config struct {
@@ -96,7 +95,8 @@ func (c *Config) setDefaults() {
 
 // Engine runs the orchestrator's work against one database.
 type Engine struct {
-	pool *pgxpool.Pool
+	// db runs the statements; its errors match the sentinels of package database.
+	db *database.DB
 	// backend is the default storage backend as workers receive it (sealed in the run token).
 	backend []byte
 	keys    *token.Keyring
@@ -130,7 +130,7 @@ func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config
 		return nil, fmt.Errorf("encode the default storage backend: %w", err)
 	}
 	return &Engine{
-		pool:    pool,
+		db:      database.New(pool),
 		backend: backend,
 		keys:    keys,
 		storage: store,
@@ -154,13 +154,13 @@ func isNoop(tp trace.TracerProvider) bool {
 }
 
 // Pool returns the engine's connection pool.
-func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
+func (e *Engine) Pool() *pgxpool.Pool { return e.db.Pool() }
 
 // Config returns the engine's settings, defaults applied.
 func (e *Engine) Config() Config { return e.cfg }
 
 // Ping checks that the database answers.
-func (e *Engine) Ping(ctx context.Context) error { return e.pool.Ping(ctx) }
+func (e *Engine) Ping(ctx context.Context) error { return e.db.Ping(ctx) }
 
 // Close releases the dispatch client's idle connections.
 func (e *Engine) Close() { e.client.CloseIdleConnections() }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
@@ -14,14 +13,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
-)
-
-var (
-	sqlTasksForEnqueue    = q("tasks_for_enqueue")
-	sqlClaimIdempotency   = q("claim_idempotency_keys")
-	sqlExistingIdempotent = q("existing_idempotent_runs")
-	sqlInsertRuns         = q("insert_runs")
-	sqlNotifyReady        = q("notify_ready")
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // maxDelayMs bounds delayMs (one year).
@@ -92,45 +84,32 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 		return nil, false, err
 	}
 	created := false
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err = e.db.InTx(ctx, func(tx dbtx) error {
 		owned, err := e.takeIdempotencyKeys(ctx, tx, items)
 		if err != nil {
 			return err
 		}
-		var (
-			runIDs, taskIDs, paths, hashes, keys, tps []string
-			prios, versions                           []int
-			delays                                    []int64
-			metas                                     [][]byte
-		)
+		var runs newRuns
 		for i := range items {
 			it := &items[i]
 			if it.firstOf >= 0 || (it.req.IdempotencyKey != "" && !owned[i]) {
 				continue
 			}
-			runIDs = append(runIDs, it.runID)
-			taskIDs = append(taskIDs, it.req.TaskID)
-			prios = append(prios, orDefault(it.req.Priority, it.task.priority))
-			delays = append(delays, it.req.DelayMs)
-			paths = append(paths, it.inputPath)
-			versions = append(versions, it.task.codeVersion)
-			hashes = append(hashes, it.task.codeHash)
-			metas = append(metas, nullJSON(it.req.Metadata))
-			keys = append(keys, it.req.IdempotencyKey)
-			tps = append(tps, traceparent)
+			runs.add(it.runID, it.req.TaskID, orDefault(it.req.Priority, it.task.priority), it.req.DelayMs, it.inputPath,
+				it.task.codeVersion, it.task.codeHash, nullJSON(it.req.Metadata), it.req.IdempotencyKey, traceparent)
 			// The run's status, as GET /api/runs/{id} and a repeated idempotency key report it.
 			it.result = EnqueueResult{RunID: it.runID, Status: "pending", TaskID: it.req.TaskID, InputPath: it.inputPath}
 		}
-		if len(runIDs) == 0 {
+		if len(runs.IDs) == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, sqlInsertRuns, runIDs, taskIDs, prios, delays, paths, versions, hashes, metas, keys, tps); err != nil {
+		if err := queries.InsertRuns(ctx, tx, dbsqlc.InsertRunsParams(runs)); err != nil {
 			return fmt.Errorf("insert runs: %w", err)
 		}
 		if err := e.claimTempUploads(ctx, tx, enqueueClaims(items, uploads), false); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
+		if err := queries.NotifyReady(ctx, tx); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
 		created = true
@@ -192,7 +171,7 @@ func (e *Engine) validateEnqueue(ctx context.Context, reqs []EnqueueRequest) ([]
 		}
 		taskIDs = append(taskIDs, r.TaskID)
 	}
-	tasks, err := e.enqueueTasks(ctx, e.pool, taskIDs)
+	tasks, err := e.enqueueTasks(ctx, e.db, taskIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -223,24 +202,28 @@ func (e *Engine) validateEnqueue(ctx context.Context, reqs []EnqueueRequest) ([]
 
 // enqueueTasks reads what an enqueue needs of the active tasks among ids.
 func (e *Engine) enqueueTasks(ctx context.Context, db dbtx, ids []string) (map[string]enqueueTask, error) {
-	rows, err := db.Query(ctx, sqlTasksForEnqueue, ids)
+	rows, err := queries.TasksForEnqueue(ctx, db, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read tasks: %w", err)
 	}
-	defer rows.Close()
 	tasks := map[string]enqueueTask{}
-	for rows.Next() {
-		var id string
-		var t enqueueTask
-		if err := rows.Scan(&id, &t.priority, &t.ttl, &t.codeVersion, &t.codeHash, &t.schemaHash); err != nil {
-			return nil, fmt.Errorf("read tasks: %w", err)
-		}
-		tasks[id] = t
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read tasks: %w", err)
+	for _, r := range rows {
+		tasks[r.ID] = enqueueTask{priority: r.Priority, ttl: r.IdempotencyTtlSeconds, codeVersion: r.CodeVersion,
+			codeHash: r.CodeHash, schemaHash: r.InputSchemaHash}
 	}
 	return tasks, nil
+}
+
+// newRuns are standalone runs to insert with InsertRuns, column by column.
+type newRuns dbsqlc.InsertRunsParams
+
+// add adds a run.
+func (n *newRuns) add(id, taskID string, priority int, delayMs int64, inputPath string, codeVersion int, codeHash string,
+	metadata []byte, key, traceparent string) {
+	n.IDs, n.TaskIDs, n.Priorities = append(n.IDs, id), append(n.TaskIDs, taskID), append(n.Priorities, priority)
+	n.DelaysMs, n.InputPaths = append(n.DelaysMs, delayMs), append(n.InputPaths, inputPath)
+	n.CodeVersions, n.CodeHashes = append(n.CodeVersions, codeVersion), append(n.CodeHashes, codeHash)
+	n.Metadata, n.Keys, n.Traceparents = append(n.Metadata, metadata), append(n.Keys, key), append(n.Traceparents, traceparent)
 }
 
 func (e *Engine) writeInputs(ctx context.Context, backend *storage.Backend, items []enqueueItem) error {
@@ -285,7 +268,7 @@ func (e *Engine) removeInputs(backend *storage.Backend, items []enqueueItem, pic
 
 // takeIdempotencyKeys claims the items' keys; owned[i] reports whether item i got its key.
 // Items whose key is held by a live run get that run as their result.
-func (e *Engine) takeIdempotencyKeys(ctx context.Context, tx pgx.Tx, items []enqueueItem) (map[int]bool, error) {
+func (e *Engine) takeIdempotencyKeys(ctx context.Context, tx dbtx, items []enqueueItem) (map[int]bool, error) {
 	var tids, keys, runs []string
 	var ttls []int
 	index := map[[2]string]int{}
@@ -304,19 +287,13 @@ func (e *Engine) takeIdempotencyKeys(ctx context.Context, tx pgx.Tx, items []enq
 	if len(tids) == 0 {
 		return owned, nil
 	}
-	rows, err := tx.Query(ctx, sqlClaimIdempotency, tids, keys, runs, ttls)
+	taken, err := queries.ClaimIdempotencyKeys(ctx, tx, dbsqlc.ClaimIdempotencyKeysParams{TaskIDs: tids, Keys: keys, RunIDs: runs,
+		TtlSeconds: ttls})
 	if err != nil {
 		return nil, fmt.Errorf("claim idempotency keys: %w", err)
 	}
-	for rows.Next() {
-		var tid, key, run string
-		if err := rows.Scan(&tid, &key, &run); err != nil {
-			return nil, fmt.Errorf("claim idempotency keys: %w", err)
-		}
-		owned[index[[2]string{tid, key}]] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("claim idempotency keys: %w", err)
+	for _, k := range taken {
+		owned[index[[2]string{k.TaskID, k.Key}]] = true
 	}
 	var lostT, lostK []string
 	for i := range items {
@@ -328,21 +305,13 @@ func (e *Engine) takeIdempotencyKeys(ctx context.Context, tx pgx.Tx, items []enq
 	if len(lostT) == 0 {
 		return owned, nil
 	}
-	rows, err = tx.Query(ctx, sqlExistingIdempotent, lostT, lostK)
+	existing, err := queries.ExistingIdempotentRuns(ctx, tx, dbsqlc.ExistingIdempotentRunsParams{TaskIDs: lostT, Keys: lostK})
 	if err != nil {
 		return nil, fmt.Errorf("read idempotent runs: %w", err)
 	}
-	for rows.Next() {
-		var tid, key string
-		var res EnqueueResult
-		if err := rows.Scan(&tid, &key, &res.RunID, &res.Status, &res.InputPath); err != nil {
-			return nil, fmt.Errorf("read idempotent runs: %w", err)
-		}
-		res.TaskID, res.Deduplicated = tid, true
-		items[index[[2]string{tid, key}]].result = res
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read idempotent runs: %w", err)
+	for _, r := range existing {
+		items[index[[2]string{r.TaskID, r.Key}]].result = EnqueueResult{RunID: r.ID, Status: r.Status, InputPath: r.InputPath,
+			TaskID: r.TaskID, Deduplicated: true}
 	}
 	for i := range items {
 		if items[i].req.IdempotencyKey != "" && items[i].firstOf < 0 && !owned[i] && items[i].result.RunID == "" {

@@ -3,16 +3,12 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pipeweave/pipeweave/core/protocol"
-)
-
-var (
-	sqlIdempotencyLookup = q("idempotency_lookup")
-	sqlIdempotencyRecord = q("idempotency_record")
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // maxKeyLen bounds idempotency keys.
@@ -24,11 +20,9 @@ func (e *Engine) CheckIdempotency(ctx context.Context, call WorkerCall, key stri
 	if key == "" || len(key) > maxKeyLen {
 		return protocol.IdempotencyCheckResponse{}, invalid("INVALID_IDEMPOTENCY_KEY", "key must be 1 to %d bytes", maxKeyLen)
 	}
-	var res protocol.IdempotencyCheckResponse
-	var assets []byte
-	err := e.pool.QueryRow(ctx, sqlIdempotencyLookup, call.RunID, key).Scan(&res.RunID, &res.OutputPath, &res.OutputSize, &assets, &res.SelectedNext)
-	if err == pgx.ErrNoRows {
-		if _, _, err := e.runState(ctx, e.pool, call.RunID); err != nil {
+	hit, err := queries.IdempotencyLookup(ctx, e.db, dbsqlc.IdempotencyLookupParams{RunID: call.RunID, Key: key})
+	if errors.Is(err, database.ErrNotFound) {
+		if _, _, err := e.runState(ctx, e.db, call.RunID); err != nil {
 			return protocol.IdempotencyCheckResponse{}, err
 		}
 		return protocol.IdempotencyCheckResponse{Hit: false}, nil
@@ -36,18 +30,19 @@ func (e *Engine) CheckIdempotency(ctx context.Context, call WorkerCall, key stri
 	if err != nil {
 		return protocol.IdempotencyCheckResponse{}, fmt.Errorf("idempotency lookup for %s: %w", call.RunID, err)
 	}
-	if len(assets) > 0 {
-		if err := json.Unmarshal(assets, &res.Assets); err != nil {
+	res := protocol.IdempotencyCheckResponse{Hit: true, RunID: hit.ID, OutputPath: hit.OutputPath, OutputSize: hit.OutputSize,
+		SelectedNext: hit.SelectedNext}
+	if len(hit.Assets) > 0 {
+		if err := json.Unmarshal(hit.Assets, &res.Assets); err != nil {
 			return protocol.IdempotencyCheckResponse{}, fmt.Errorf("idempotency lookup for %s: assets: %w", call.RunID, err)
 		}
 	}
-	res.Hit = true
 	return res, nil
 }
 
 // recordIdempotency records a completed run's result under key.
 func (e *Engine) recordIdempotency(ctx context.Context, db dbtx, runID, key string) error {
-	if _, err := db.Exec(ctx, sqlIdempotencyRecord, runID, key); err != nil {
+	if err := queries.IdempotencyRecord(ctx, db, dbsqlc.IdempotencyRecordParams{RunID: runID, Key: key}); err != nil {
 		return fmt.Errorf("record idempotency key of %s: %w", runID, err)
 	}
 	return nil

@@ -11,8 +11,6 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
-var sqlTaskInputSchemas = q("task_input_schemas")
-
 // InputValidationError refuses an input that breaks its task's schema in strict mode. Errors
 // are the violations by task id; for an enqueue, Items has them per request index.
 type InputValidationError struct {
@@ -102,22 +100,13 @@ type taskSchemas struct {
 
 // readTaskSchemas reads the schemas of the tasks among ids (in one query).
 func (e *Engine) readTaskSchemas(ctx context.Context, ids []string) (map[string]taskSchemas, error) {
-	rows, err := e.pool.Query(ctx, sqlTaskInputSchemas, ids)
+	rows, err := queries.TaskInputSchemas(ctx, e.db, ids)
 	if err != nil {
 		return nil, fmt.Errorf("read input schemas: %w", err)
 	}
-	defer rows.Close()
 	out := map[string]taskSchemas{}
-	for rows.Next() {
-		var id string
-		var s taskSchemas
-		if err := rows.Scan(&id, &s.form, &s.json, &s.hash); err != nil {
-			return nil, fmt.Errorf("read input schemas: %w", err)
-		}
-		out[id] = s
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read input schemas: %w", err)
+	for _, r := range rows {
+		out[r.ID] = taskSchemas{form: r.InputSchema, json: r.InputJsonSchema, hash: r.InputSchemaHash}
 	}
 	return out, nil
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pipeweave/pipeweave/internal/database"
 )
 
 // Maintenance modes (upstream's OrchestratorMode), kept in the one row of orchestrator_state.
@@ -17,15 +17,6 @@ const (
 	ModeWaitingForMaintenance = "waiting_for_maintenance"
 	// ModeMaintenance claims nothing, and nothing is in flight.
 	ModeMaintenance = "maintenance"
-)
-
-var (
-	sqlMaintenanceMode   = q("maintenance_mode")
-	sqlMaintenanceLock   = q("maintenance_lock_state")
-	sqlMaintenanceSet    = q("maintenance_set_mode")
-	sqlMaintenanceSettle = q("maintenance_settle")
-	sqlMaintenanceStatus = q("maintenance_status")
-	sqlMaintenanceNotify = q("maintenance_notify")
 )
 
 // MaintenanceStatus is upstream's MaintenanceStatus: the mode, whether maintenance can be (or
@@ -55,11 +46,11 @@ func (e *Engine) Maintenance(ctx context.Context) (MaintenanceStatus, error) {
 	if _, err := e.SettleMaintenance(ctx); err != nil {
 		return MaintenanceStatus{}, err
 	}
-	var s MaintenanceStatus
-	err := e.pool.QueryRow(ctx, sqlMaintenanceStatus).Scan(&s.Mode, &s.ModeChangedAt, &s.PendingTasks, &s.RunningTasks)
+	row, err := queries.MaintenanceStatus(ctx, e.db)
 	if err != nil {
-		return s, fmt.Errorf("read maintenance status: %w", err)
+		return MaintenanceStatus{}, fmt.Errorf("read maintenance status: %w", err)
 	}
+	s := MaintenanceStatus{Mode: row.Mode, ModeChangedAt: row.ModeChangedAt, PendingTasks: row.Pending, RunningTasks: row.InFlight}
 	e.seeMode(s.Mode)
 	s.ModeChangedAt = s.ModeChangedAt.UTC()
 	s.CanEnterMaintenance = s.RunningTasks == 0
@@ -128,29 +119,26 @@ func maintenanceConflict(mode, format string, args ...any) *Error {
 // claim lock, notifies the loops when claiming resumes, and returns the new mode.
 func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight int64) (string, error)) (string, error) {
 	var to string
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
+	err := e.db.InTx(ctx, func(tx dbtx) error {
+		if err := queries.LockClaims(ctx, tx, claimLock); err != nil {
 			return fmt.Errorf("take claim lock: %w", err)
 		}
-		var mode string
-		var changed time.Time
-		var inflight int64
-		if err := tx.QueryRow(ctx, sqlMaintenanceLock).Scan(&mode, &changed, &inflight); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
+		state, err := queries.MaintenanceLockState(ctx, tx)
+		if err != nil {
+			if errors.Is(err, database.ErrNotFound) {
 				return errors.New("read maintenance mode: orchestrator_state has no row; run the migrations (pipeweave db migrate)")
 			}
 			return fmt.Errorf("read maintenance mode: %w", err)
 		}
-		e.seeMode(mode)
-		var err error
-		if to, err = next(mode, inflight); err != nil {
+		e.seeMode(state.Mode)
+		if to, err = next(state.Mode, state.InFlight); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, sqlMaintenanceSet, to); err != nil {
+		if err := queries.MaintenanceSetMode(ctx, tx, to); err != nil {
 			return fmt.Errorf("set maintenance mode: %w", err)
 		}
 		if to == ModeRunning {
-			if _, err := tx.Exec(ctx, sqlMaintenanceNotify); err != nil {
+			if err := queries.NotifyReady(ctx, tx); err != nil {
 				return fmt.Errorf("notify: %w", err)
 			}
 		}
@@ -167,30 +155,29 @@ func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight
 // moves it on to maintenance. It returns the mode then. While running it costs one read of
 // the state row.
 func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error) {
-	var m MaintenanceMode
-	err := e.pool.QueryRow(ctx, sqlMaintenanceMode).Scan(&m.Mode, &m.ModeChangedAt)
+	row, err := queries.MaintenanceMode(ctx, e.db)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
+	case errors.Is(err, database.ErrNotFound):
 		return MaintenanceMode{Mode: ModeRunning}, nil
 	case err != nil:
-		return m, fmt.Errorf("read maintenance mode: %w", err)
+		return MaintenanceMode{}, fmt.Errorf("read maintenance mode: %w", err)
 	}
+	m := MaintenanceMode(row)
 	e.seeMode(m.Mode)
 	if m.Mode == ModeWaitingForMaintenance {
 		// Under the claim lock, so that no mode change interleaves with the check.
-		err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
+		err = e.db.InTx(ctx, func(tx dbtx) error {
+			if err := queries.LockClaims(ctx, tx, claimLock); err != nil {
 				return fmt.Errorf("take claim lock: %w", err)
 			}
-			var mode string
-			var changed time.Time
-			switch err := tx.QueryRow(ctx, sqlMaintenanceSettle).Scan(&mode, &changed); {
-			case errors.Is(err, pgx.ErrNoRows):
+			settled, err := queries.MaintenanceSettle(ctx, tx)
+			switch {
+			case errors.Is(err, database.ErrNotFound):
 				return nil
 			case err != nil:
 				return fmt.Errorf("enter maintenance: %w", err)
 			}
-			m = MaintenanceMode{Mode: mode, ModeChangedAt: changed}
+			m = MaintenanceMode(settled)
 			return nil
 		})
 		if err != nil {

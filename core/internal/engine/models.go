@@ -2,10 +2,10 @@ package engine
 
 import (
 	"encoding/json"
-
-	"github.com/jackc/pgx/v5"
+	"fmt"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // Run is a task run as the API shows it.
@@ -18,29 +18,26 @@ func nonEmpty(s string) *string {
 	return &s
 }
 
-func scanRun(row interface{ Scan(...any) error }) (Run, error) {
-	var r Run
-	var errText, errCode, outPath, logsPath string
-	var prev, assets, metadata []byte
-	err := row.Scan(&r.ID, &r.TaskID, &r.PipelineRunID, &r.Status, &r.Attempt, &r.Priority, &errText,
-		&errCode, &prev, &r.CodeVersion, &r.CodeHash, &r.InputPath, &outPath, &r.OutputSize, &assets,
-		&logsPath, &r.SelectedNext, &r.Progress, &r.ProgressMessage, &metadata, &r.IdempotencyKey,
-		&r.CreatedAt, &r.UpdatedAt, &r.ScheduledAt, &r.StartedAt, &r.CompletedAt, &r.DeadlineAt)
-	if err != nil {
-		return Run{}, err
-	}
-	r.Error, r.ErrorCode, r.OutputPath, r.LogsPath = nonEmpty(errText), nonEmpty(errCode), nonEmpty(outPath), nonEmpty(logsPath)
+// runOf is the run a RunGet row (or a RunList or PipelineRunTaskRuns one) stores.
+func runOf(row dbsqlc.RunGetRow) (Run, error) {
+	r := Run{ID: row.ID, TaskID: row.TaskID, PipelineRunID: row.PipelineRunID, Status: row.Status, Attempt: row.Attempt,
+		Priority: row.Priority, Error: nonEmpty(row.Error), ErrorCode: nonEmpty(row.ErrorCode), CodeVersion: row.CodeVersion,
+		CodeHash: row.CodeHash, InputPath: row.InputPath, OutputPath: nonEmpty(row.OutputPath), OutputSize: row.OutputSize,
+		LogsPath: nonEmpty(row.LogsPath), SelectedNext: row.SelectedNext, Progress: row.Progress,
+		ProgressMessage: row.ProgressMessage, IdempotencyKey: row.IdempotencyKey, CreatedAt: row.CreatedAt,
+		UpdatedAt: row.UpdatedAt, ScheduledAt: row.AvailableAt, StartedAt: row.StartedAt, CompletedAt: row.CompletedAt,
+		DeadlineAt: row.Deadline}
 	r.PreviousAttempts = []protocol.Attempt{}
-	if err := json.Unmarshal(prev, &r.PreviousAttempts); err != nil {
-		return Run{}, err
+	if err := json.Unmarshal(row.PreviousAttempts, &r.PreviousAttempts); err != nil {
+		return Run{}, fmt.Errorf("previous attempts of %s: %w", row.ID, err)
 	}
-	if len(assets) > 0 {
-		if err := json.Unmarshal(assets, &r.Assets); err != nil {
-			return Run{}, err
+	if len(row.Assets) > 0 {
+		if err := json.Unmarshal(row.Assets, &r.Assets); err != nil {
+			return Run{}, fmt.Errorf("assets of %s: %w", row.ID, err)
 		}
 	}
-	if len(metadata) > 0 {
-		r.Metadata = metadata
+	if len(row.Metadata) > 0 {
+		r.Metadata = row.Metadata
 	}
 	return r, nil
 }
@@ -57,16 +54,14 @@ type HistoryEntry = protocol.HistoryEntry
 // DLQEntry is a run that failed for good.
 type DLQEntry = protocol.DLQEntry
 
-func scanDLQ(row pgx.Row) (DLQEntry, error) {
-	var d DLQEntry
-	var attempts []byte
-	if err := row.Scan(&d.ID, &d.TaskRunID, &d.TaskID, &d.PipelineRunID, &d.PipelineID, &d.InputPath, &d.Error,
-		&d.ErrorCode, &attempts, &d.CodeVersion, &d.CodeHash, &d.FailedAt, &d.RetriedAt, &d.RetryRunID); err != nil {
-		return DLQEntry{}, err
-	}
+// dlqEntryOf is the entry a DLQGet row (or a DLQList one) stores.
+func dlqEntryOf(r dbsqlc.DLQGetRow) (DLQEntry, error) {
+	d := DLQEntry{ID: r.ID, TaskRunID: r.TaskRunID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, PipelineID: r.PipelineID,
+		InputPath: r.InputPath, Error: r.Error, ErrorCode: r.ErrorCode, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash,
+		FailedAt: r.FailedAt, RetriedAt: r.RetriedAt, RetryRunID: r.RetryRunID}
 	d.AttemptHistory = []protocol.Attempt{}
-	if err := json.Unmarshal(attempts, &d.AttemptHistory); err != nil {
-		return DLQEntry{}, err
+	if err := json.Unmarshal(r.Attempts, &d.AttemptHistory); err != nil {
+		return DLQEntry{}, fmt.Errorf("attempts of %s: %w", r.ID, err)
 	}
 	// Upstream's attempts is a positive count: an entry always stands for at least one attempt.
 	d.Attempts = max(len(d.AttemptHistory), 1)

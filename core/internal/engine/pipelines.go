@@ -3,38 +3,19 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
-)
-
-var (
-	sqlActiveTasks        = q("active_tasks")
-	sqlPipelineGet        = q("pipeline_get")
-	sqlPipelineList       = q("pipeline_list")
-	sqlUpsertPipeline     = q("upsert_pipeline")
-	sqlInsertPipelineRun  = q("insert_pipeline_run")
-	sqlInsertPipelineRuns = q("insert_pipeline_task_runs")
-	sqlPipelineRunOf      = q("pipeline_run_of_task_run")
-	sqlLockPipelineRuns   = q("lock_pipeline_runs")
-	sqlAdvanceSuccessors  = q("advance_successors")
-	sqlPipelineRunTally   = q("pipeline_run_tally")
-	sqlFinishPipelineRun  = q("finish_pipeline_run")
-	sqlCancelNodes        = q("cancel_pipeline_nodes")
-	sqlUpstreamRefs       = q("upstream_refs")
-	sqlAllowedNextOfRun   = q("allowed_next_of_run")
-	sqlPipelineRunGet     = q("pipeline_run_get")
-	sqlPipelineRunList    = q("pipeline_run_list")
-	sqlPipelineRunTasks   = q("pipeline_run_task_runs")
-	sqlPreviousVersions   = q("previous_code_versions")
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // Failure modes of a pipeline run.
@@ -63,28 +44,35 @@ type Pipeline struct {
 }
 
 func (e *Engine) activeTasks(ctx context.Context, db dbtx) (map[string]taskInfo, map[string]int, error) {
-	rows, err := db.Query(ctx, sqlActiveTasks)
+	rows, err := queries.ActiveTasks(ctx, db)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read tasks: %w", err)
 	}
-	defer rows.Close()
 	tasks, prios := map[string]taskInfo{}, map[string]int{}
-	for rows.Next() {
-		var id string
-		var t taskInfo
-		var prio int
-		if err := rows.Scan(&id, &t.ServiceID, &t.AllowedNext, &t.CodeVersion, &t.CodeHash, &t.Concurrency, &prio, &t.SchemaHash); err != nil {
-			return nil, nil, fmt.Errorf("read tasks: %w", err)
-		}
-		tasks[id], prios[id] = t, prio
+	for _, r := range rows {
+		tasks[r.ID] = taskInfo{ServiceID: r.ServiceID, AllowedNext: r.AllowedNext, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash,
+			Concurrency: r.Concurrency, SchemaHash: r.InputSchemaHash}
+		prios[r.ID] = r.Priority
 	}
-	return tasks, prios, rows.Err()
+	return tasks, prios, nil
 }
 
-func scanPipeline(row pgx.Row) (Pipeline, error) {
-	var p Pipeline
-	err := row.Scan(&p.ID, &p.ServiceID, &p.EntryTasks, &p.FailureMode, &p.Implicit, &p.Description, &p.CreatedAt, &p.UpdatedAt)
-	return p, err
+// pipelineOf is the pipeline a PipelineGet (or PipelineList) row stores.
+func pipelineOf(r dbsqlc.PipelineGetRow) Pipeline {
+	return Pipeline{Pipeline: protocol.Pipeline{ID: r.ID, ServiceID: r.ServiceID, EntryTasks: r.EntryTasks, FailureMode: r.FailureMode,
+		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}}
+}
+
+// readPipeline reads the pipeline id as stored, without its structure.
+func (e *Engine) readPipeline(ctx context.Context, id string) (Pipeline, error) {
+	r, err := queries.PipelineGet(ctx, e.db, id)
+	if errors.Is(err, database.ErrNotFound) {
+		return Pipeline{}, notFound("PIPELINE_NOT_FOUND", "pipeline %q not found", id)
+	}
+	if err != nil {
+		return Pipeline{}, fmt.Errorf("read pipeline %s: %w", id, err)
+	}
+	return pipelineOf(r), nil
 }
 
 // resolve computes the pipeline's structure from the registered tasks. A service's implicit
@@ -121,14 +109,11 @@ func (p *Pipeline) resolve(tasks map[string]taskInfo) {
 
 // GetPipeline returns a pipeline and its current structure.
 func (e *Engine) GetPipeline(ctx context.Context, id string) (Pipeline, error) {
-	p, err := scanPipeline(e.pool.QueryRow(ctx, sqlPipelineGet, id))
-	if err == pgx.ErrNoRows {
-		return Pipeline{}, notFound("PIPELINE_NOT_FOUND", "pipeline %q not found", id)
-	}
+	p, err := e.readPipeline(ctx, id)
 	if err != nil {
-		return Pipeline{}, fmt.Errorf("read pipeline %s: %w", id, err)
+		return Pipeline{}, err
 	}
-	tasks, _, err := e.activeTasks(ctx, e.pool)
+	tasks, _, err := e.activeTasks(ctx, e.db)
 	if err != nil {
 		return Pipeline{}, err
 	}
@@ -138,15 +123,15 @@ func (e *Engine) GetPipeline(ctx context.Context, id string) (Pipeline, error) {
 
 // Pipelines lists every pipeline with its current structure.
 func (e *Engine) Pipelines(ctx context.Context) ([]Pipeline, error) {
-	rows, err := e.pool.Query(ctx, sqlPipelineList)
+	rows, err := queries.PipelineList(ctx, e.db)
 	if err != nil {
 		return nil, fmt.Errorf("list pipelines: %w", err)
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Pipeline, error) { return scanPipeline(row) })
-	if err != nil {
-		return nil, fmt.Errorf("list pipelines: %w", err)
+	list := make([]Pipeline, len(rows))
+	for i, r := range rows {
+		list[i] = pipelineOf(dbsqlc.PipelineGetRow(r))
 	}
-	tasks, _, err := e.activeTasks(ctx, e.pool)
+	tasks, _, err := e.activeTasks(ctx, e.db)
 	if err != nil {
 		return nil, err
 	}
@@ -184,14 +169,15 @@ func (e *Engine) PutPipeline(ctx context.Context, id string, d protocol.Pipeline
 	if err := validatePipelineDef(id, &d); err != nil {
 		return Pipeline{}, err
 	}
-	tasks, _, err := e.activeTasks(ctx, e.pool)
+	tasks, _, err := e.activeTasks(ctx, e.db)
 	if err != nil {
 		return Pipeline{}, err
 	}
 	if g := buildGraph(d.EntryTasks, tasks); g.Cycle != nil {
 		return Pipeline{}, cycleError(id, g.Cycle)
 	}
-	if _, err := e.pool.Exec(ctx, sqlUpsertPipeline, id, nil, d.EntryTasks, d.FailureMode, false, d.Description); err != nil {
+	if err := queries.UpsertPipeline(ctx, e.db, dbsqlc.UpsertPipelineParams{ID: id, EntryTasks: d.EntryTasks,
+		FailureMode: d.FailureMode, Description: d.Description}); err != nil {
 		return Pipeline{}, fmt.Errorf("save pipeline %s: %w", id, err)
 	}
 	return e.GetPipeline(ctx, id)
@@ -275,14 +261,11 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	if err := CheckValidationMode(req.ValidationMode); err != nil {
 		return TriggerResult{}, err
 	}
-	p, err := scanPipeline(e.pool.QueryRow(ctx, sqlPipelineGet, id))
-	if err == pgx.ErrNoRows {
-		return TriggerResult{}, notFound("PIPELINE_NOT_FOUND", "pipeline %q not found", id)
-	}
+	p, err := e.readPipeline(ctx, id)
 	if err != nil {
-		return TriggerResult{}, fmt.Errorf("read pipeline %s: %w", id, err)
+		return TriggerResult{}, err
 	}
-	tasks, prios, err := e.activeTasks(ctx, e.pool)
+	tasks, prios, err := e.activeTasks(ctx, e.db)
 	if err != nil {
 		return TriggerResult{}, err
 	}
@@ -341,17 +324,20 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	if err := storage.PutBytes(ctx, backend, inputPath, input, "application/json"); err != nil {
 		return TriggerResult{}, storageFailed(fmt.Errorf("store the input of %s: %w", runID, err))
 	}
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqlInsertPipelineRun, runID, id, mode, orDefault(req.Priority, 100), nullJSON(req.Metadata), inputPath, snap, traceparent); err != nil {
+	err = e.db.InTx(ctx, func(tx dbtx) error {
+		if err := queries.InsertPipelineRun(ctx, tx, dbsqlc.InsertPipelineRunParams{ID: runID, PipelineID: id, FailureMode: mode,
+			Priority: orDefault(req.Priority, 100), Metadata: nullJSON(req.Metadata), InputPath: inputPath, Snapshot: snap,
+			Traceparent: traceparent}); err != nil {
 			return fmt.Errorf("insert pipeline run: %w", err)
 		}
-		if _, err := tx.Exec(ctx, sqlInsertPipelineRuns, runID, inputPath, nodeJSON, traceparent); err != nil {
+		if err := queries.InsertPipelineTaskRuns(ctx, tx, dbsqlc.InsertPipelineTaskRunsParams{PipelineRunID: runID,
+			InputPath: inputPath, Nodes: nodeJSON, Traceparent: traceparent}); err != nil {
 			return fmt.Errorf("insert task runs: %w", err)
 		}
 		if err := e.claimTempUploads(ctx, tx, triggerClaims(runID, uploads), true); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, sqlNotifyReady); err != nil {
+		if err := queries.NotifyReady(ctx, tx); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
 		return nil
@@ -364,158 +350,4 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	}
 	return TriggerResult{PipelineRunID: runID, Status: RunRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
 		ValidationWarnings: warnings}, nil
-}
-
-// lockedRun is a pipeline run locked for advancement.
-type lockedRun struct {
-	id, status, mode string
-	snap             snapshot
-}
-
-// lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
-// pipeline run before its task runs, so advancement of one run is serialised and nothing
-// deadlocks.
-func (e *Engine) lockRuns(ctx context.Context, tx dbtx, runIDs []string) (map[string]*lockedRun, error) {
-	var want []string
-	for _, id := range runIDs {
-		if id != "" && !slices.Contains(want, id) {
-			want = append(want, id)
-		}
-	}
-	out := map[string]*lockedRun{}
-	if len(want) == 0 {
-		return out, nil
-	}
-	rows, err := tx.Query(ctx, sqlLockPipelineRuns, want)
-	if err != nil {
-		return nil, fmt.Errorf("lock pipeline runs: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		r := &lockedRun{}
-		var snap []byte
-		if err := rows.Scan(&r.id, &r.status, &r.mode, &snap); err != nil {
-			return nil, fmt.Errorf("lock pipeline runs: %w", err)
-		}
-		if err := json.Unmarshal(snap, &r.snap); err != nil {
-			return nil, fmt.Errorf("pipeline run %s: snapshot: %w", r.id, err)
-		}
-		out[r.id] = r
-	}
-	return out, rows.Err()
-}
-
-// resolution is a node that reached a final state.
-type resolution struct {
-	taskID    string
-	completed bool
-	failed    bool // failed itself, or skipped because something upstream failed
-	selected  []string
-}
-
-// advance moves a locked pipeline run on after nodes resolved, in the caller's transaction:
-// successors are enabled or skipped with one multi-row statement per wave (skips propagate),
-// a failure in fail-fast mode cancels what has not started, and the run is finished when no
-// node is left open.
-func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution) error {
-	if run.status != RunRunning {
-		return nil
-	}
-	if run.mode == FailFast {
-		var failed []string
-		for _, r := range resolved {
-			if r.failed {
-				failed = append(failed, r.taskID)
-			}
-		}
-		if len(failed) > 0 {
-			// The status (cancelled) and code (CANCELLED) say what happened; the text says why.
-			reason := "task " + strings.Join(failed, ", ") + " failed (fail-fast)"
-			if _, err := tx.Exec(ctx, sqlCancelNodes, run.id, []string{protocol.StatusWaiting, protocol.StatusPending}, reason); err != nil {
-				return fmt.Errorf("fail-fast %s: %w", run.id, err)
-			}
-			resolved = nil
-		}
-	}
-	for len(resolved) > 0 {
-		type effect struct {
-			n           int
-			sel, failed bool
-		}
-		effects := map[string]*effect{}
-		var order []string
-		for _, r := range resolved {
-			node := run.snap.Tasks[r.taskID]
-			if node == nil {
-				continue
-			}
-			for _, next := range node.AllowedNext {
-				if slices.Contains(run.snap.EntryTasks, next) {
-					continue
-				}
-				ef := effects[next]
-				if ef == nil {
-					ef = &effect{}
-					effects[next] = ef
-					order = append(order, next)
-				}
-				ef.n++
-				ef.sel = ef.sel || selects(r.completed, r.selected, next)
-				ef.failed = ef.failed || r.failed
-			}
-		}
-		if len(order) == 0 {
-			break
-		}
-		ns, sels, fails := make([]int, len(order)), make([]bool, len(order)), make([]bool, len(order))
-		for i, id := range order {
-			ns[i], sels[i], fails[i] = effects[id].n, effects[id].sel, effects[id].failed
-		}
-		rows, err := tx.Query(ctx, sqlAdvanceSuccessors, run.id, run.mode, order, ns, sels, fails)
-		if err != nil {
-			return fmt.Errorf("advance %s: %w", run.id, err)
-		}
-		next := []resolution{}
-		for rows.Next() {
-			var taskID, status string
-			var upstreamFailed bool
-			if err := rows.Scan(&taskID, &status, &upstreamFailed); err != nil {
-				rows.Close()
-				return fmt.Errorf("advance %s: %w", run.id, err)
-			}
-			if status == protocol.StatusSkipped {
-				next = append(next, resolution{taskID: taskID, failed: upstreamFailed && run.mode == Continue})
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("advance %s: %w", run.id, err)
-		}
-		resolved = next
-	}
-	return e.finishIfDone(ctx, tx, run)
-}
-
-// finishIfDone ends a running pipeline run whose nodes are all resolved.
-func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) error {
-	var open, failed, completed int
-	var failedTasks string
-	if err := tx.QueryRow(ctx, sqlPipelineRunTally, run.id).Scan(&open, &failed, &completed, &failedTasks); err != nil {
-		return fmt.Errorf("tally %s: %w", run.id, err)
-	}
-	if open > 0 && !(run.mode == FailFast && failed > 0) {
-		return nil
-	}
-	status, reason := RunCompleted, ""
-	if failed > 0 {
-		status, reason = RunFailed, "task "+failedTasks+" failed"
-		if run.mode == PartialMerge && completed > 0 {
-			status = RunPartial
-		}
-	}
-	if _, err := tx.Exec(ctx, sqlFinishPipelineRun, run.id, status, reason); err != nil {
-		return fmt.Errorf("finish %s: %w", run.id, err)
-	}
-	run.status = status
-	return nil
 }

@@ -4,13 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
-)
 
-var (
-	sqlPurgeDLQ          = q("purge_dlq")
-	sqlPurgeIdempotency  = q("purge_idempotency_keys")
-	sqlPurgeRuns         = q("purge_runs")
-	sqlPurgePipelineRuns = q("purge_pipeline_runs")
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // PurgeSummary counts what a purge deleted.
@@ -23,18 +18,18 @@ type PurgeSummary struct {
 	DurationMs      int64 `json:"durationMs"`
 }
 
-// deleteChunks runs the chunked delete query (whose last argument is chunk) until it deletes
-// fewer than chunk rows or deadline has passed (zero: no deadline), and returns how many it
-// deleted.
-func (e *Engine) deleteChunks(ctx context.Context, what, query string, args []any, chunk int, deadline time.Time) (int64, error) {
+// deleteChunks runs del, a delete of at most chunk rows, until it deletes fewer than chunk
+// rows or deadline has passed (zero: no deadline), and returns how many it deleted.
+func (e *Engine) deleteChunks(ctx context.Context, what string, del func(context.Context) (int64, error), chunk int,
+	deadline time.Time) (int64, error) {
 	var n int64
 	for {
-		tag, err := e.pool.Exec(ctx, query, args...)
+		deleted, err := del(ctx)
 		if err != nil {
 			return n, fmt.Errorf("purge %s: %w", what, err)
 		}
-		n += tag.RowsAffected()
-		if tag.RowsAffected() < int64(chunk) || (!deadline.IsZero() && time.Now().After(deadline)) {
+		n += deleted
+		if deleted < int64(chunk) || (!deadline.IsZero() && time.Now().After(deadline)) {
 			return n, nil
 		}
 	}
@@ -50,19 +45,27 @@ func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, 
 		chunk = 1000
 	}
 	var s PurgeSummary
+	older := retention.Milliseconds()
 	steps := []struct {
 		name  string
-		sql   string
-		args  []any
+		del   func(context.Context) (int64, error)
 		count *int64
 	}{
-		{"dlq entries", sqlPurgeDLQ, []any{retention.Milliseconds(), chunk}, &s.DLQ},
-		{"idempotency keys", sqlPurgeIdempotency, []any{chunk}, &s.IdempotencyKeys},
-		{"runs", sqlPurgeRuns, []any{retention.Milliseconds(), chunk}, &s.Runs},
-		{"pipeline runs", sqlPurgePipelineRuns, []any{retention.Milliseconds(), chunk}, &s.PipelineRuns},
+		{"dlq entries", func(ctx context.Context) (int64, error) {
+			return queries.PurgeDLQ(ctx, e.db, dbsqlc.PurgeDLQParams{OlderThanMs: older, Max: chunk})
+		}, &s.DLQ},
+		{"idempotency keys", func(ctx context.Context) (int64, error) {
+			return queries.PurgeIdempotencyKeys(ctx, e.db, dbsqlc.PurgeIdempotencyKeysParams{Max: chunk})
+		}, &s.IdempotencyKeys},
+		{"runs", func(ctx context.Context) (int64, error) {
+			return queries.PurgeRuns(ctx, e.db, dbsqlc.PurgeRunsParams{OlderThanMs: older, Max: chunk})
+		}, &s.Runs},
+		{"pipeline runs", func(ctx context.Context) (int64, error) {
+			return queries.PurgePipelineRuns(ctx, e.db, dbsqlc.PurgePipelineRunsParams{OlderThanMs: older, Max: chunk})
+		}, &s.PipelineRuns},
 	}
 	for _, st := range steps {
-		n, err := e.deleteChunks(ctx, st.name, st.sql, st.args, chunk, start.Add(budget))
+		n, err := e.deleteChunks(ctx, st.name, st.del, chunk, start.Add(budget))
 		*st.count += n
 		if err != nil {
 			return s, err

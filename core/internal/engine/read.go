@@ -2,26 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pipeweave/pipeweave/core/protocol"
-)
-
-var (
-	sqlRunGet        = q("run_get")
-	sqlRunList       = q("run_list")
-	sqlQueueLive     = q("queue_live_counts")
-	sqlQueueFinal    = q("queue_final_counts")
-	sqlQueueOldest   = q("queue_oldest_pending")
-	sqlDLQCount      = q("dlq_count")
-	sqlServicesList  = q("services_list")
-	sqlServiceExists = q("service_exists")
-	sqlServiceTasks  = q("service_tasks")
-	sqlTaskHistory   = q("task_history")
-	sqlTaskExists    = q("task_exists")
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // MaxPageSize bounds every listing.
@@ -34,9 +21,13 @@ var runStatuses = []string{
 
 // GetRun returns one task run.
 func (e *Engine) GetRun(ctx context.Context, id string) (Run, error) {
-	r, err := scanRun(e.pool.QueryRow(ctx, sqlRunGet, id))
-	if err == pgx.ErrNoRows {
+	row, err := queries.RunGet(ctx, e.db, id)
+	if errors.Is(err, database.ErrNotFound) {
 		return Run{}, notFound("RUN_NOT_FOUND", "task run %q not found", id)
+	}
+	var r Run
+	if err == nil {
+		r, err = runOf(row)
 	}
 	if err != nil {
 		return Run{}, fmt.Errorf("read run %s: %w", id, err)
@@ -62,13 +53,15 @@ func (e *Engine) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
 	if err := checkCursor(f.Cursor); err != nil {
 		return Page[Run]{}, err
 	}
-	rows, err := e.pool.Query(ctx, sqlRunList, f.Status, f.TaskID, f.Cursor, limit+1)
+	rows, err := queries.RunList(ctx, e.db, dbsqlc.RunListParams{Status: f.Status, TaskID: f.TaskID, Cursor: f.Cursor, Max: limit + 1})
 	if err != nil {
 		return Page[Run]{}, fmt.Errorf("list runs: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Run, error) { return scanRun(row) })
-	if err != nil {
-		return Page[Run]{}, fmt.Errorf("list runs: %w", err)
+	items := make([]Run, len(rows))
+	for i, row := range rows {
+		if items[i], err = runOf(dbsqlc.RunGetRow(row)); err != nil {
+			return Page[Run]{}, fmt.Errorf("list runs: %w", err)
+		}
 	}
 	return paginate(items, limit, func(r Run) string { return r.ID }), nil
 }
@@ -99,27 +92,12 @@ func paginate[T any](items []T, limit int, id func(T) string) Page[T] {
 // QueueStatus counts runs by state. Live states are counted over a partial index; final states
 // come from counters kept by a trigger, so the cost does not grow with history.
 func (e *Engine) QueueStatus(ctx context.Context) (QueueStatus, error) {
-	var s QueueStatus
-	counts := map[string]int64{}
-	batch := &pgx.Batch{}
-	collect := func(rows pgx.Rows) error {
-		for rows.Next() {
-			var st string
-			var n int64
-			if err := rows.Scan(&st, &n); err != nil {
-				return err
-			}
-			counts[st] += n
-		}
-		return rows.Err()
+	q, err := queries.QueueStatus(ctx, e.db)
+	if err != nil {
+		return QueueStatus{}, fmt.Errorf("queue status: %w", err)
 	}
-	batch.Queue(sqlQueueLive).Query(collect)
-	batch.Queue(sqlQueueFinal).Query(collect)
-	batch.Queue(sqlQueueOldest).QueryRow(func(row pgx.Row) error { return row.Scan(&s.OldestPending) })
-	batch.Queue(sqlDLQCount).QueryRow(func(row pgx.Row) error { return row.Scan(&s.DLQ) })
-	if err := e.pool.SendBatch(ctx, batch).Close(); err != nil {
-		return s, fmt.Errorf("queue status: %w", err)
-	}
+	s := QueueStatus{OldestPending: q.OldestPending, DLQ: q.DLQ}
+	counts := q.ByStatus
 	s.Pending, s.Dispatching, s.Running, s.Waiting = counts["pending"], counts["dispatching"], counts["running"], counts["waiting"]
 	s.Completed, s.Failed, s.Cancelled, s.Skipped = counts["completed"], counts["failed"], counts["cancelled"], counts["skipped"]
 	if s.OldestPending != nil {
@@ -132,98 +110,77 @@ func (e *Engine) QueueStatus(ctx context.Context) (QueueStatus, error) {
 // LiveCounts counts the task runs in each live state (waiting, pending, dispatching, running)
 // with one query over a partial index; the metrics read it at scrape time.
 func (e *Engine) LiveCounts(ctx context.Context) (map[string]int64, error) {
-	rows, err := e.pool.Query(ctx, sqlQueueLive)
+	rows, err := queries.QueueLiveCounts(ctx, e.db)
 	if err != nil {
 		return nil, fmt.Errorf("count live runs: %w", err)
 	}
-	defer rows.Close()
 	counts := map[string]int64{}
-	for rows.Next() {
-		var st string
-		var n int64
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, fmt.Errorf("count live runs: %w", err)
-		}
-		counts[st] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("count live runs: %w", err)
+	for _, r := range rows {
+		counts[r.Status] = r.Count
 	}
 	return counts, nil
 }
 
 // Services lists the registered services with their active tasks.
 func (e *Engine) Services(ctx context.Context) ([]Service, error) {
-	rows, err := e.pool.Query(ctx, sqlServicesList)
+	rows, err := queries.ServicesList(ctx, e.db)
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Service, error) {
-		var s Service
-		var keyID string
-		err := row.Scan(&s.ID, &s.Version, &s.BaseURL, &s.RegisteredAt, &s.UpdatedAt, &keyID, &s.Tasks)
-		s.Secret = e.keys.Generation(keyID)
-		return s, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list services: %w", err)
+	out := make([]Service, len(rows))
+	for i, r := range rows {
+		out[i] = Service{ID: r.ID, Version: r.Version, BaseURL: r.BaseURL, RegisteredAt: r.RegisteredAt, UpdatedAt: r.UpdatedAt,
+			Tasks: r.TaskIDs, Secret: e.keys.Generation(r.KeyID)}
 	}
-	return nonNil(out), nil
+	return out, nil
 }
 
 // ServiceTasks lists a service's tasks, orphaned ones included.
 func (e *Engine) ServiceTasks(ctx context.Context, serviceID string) ([]Task, error) {
-	var exists bool
-	if err := e.pool.QueryRow(ctx, sqlServiceExists, serviceID).Scan(&exists); err != nil {
+	exists, err := queries.ServiceExists(ctx, e.db, serviceID)
+	if err != nil {
 		return nil, fmt.Errorf("read service: %w", err)
 	}
 	if !exists {
 		return nil, notFound("SERVICE_NOT_FOUND", "service %q is not registered", serviceID)
 	}
-	rows, err := e.pool.Query(ctx, sqlServiceTasks, serviceID)
+	rows, err := queries.ServiceTasks(ctx, e.db, serviceID)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Task, error) {
-		var t Task
-		var schema, jsonSchema []byte
-		err := row.Scan(&t.ID, &t.ServiceID, &t.CodeHash, &t.CodeVersion, &t.AllowedNext, &t.Timeout, &t.Retries,
-			&t.RetryBackoff, &t.RetryDelayMs, &t.MaxRetryDelayMs, &t.HeartbeatIntervalMs, &t.Concurrency,
-			&t.Priority, &t.IdempotencyTTL, &t.Description, &schema, &t.RemovedInVersion, &t.CreatedAt, &t.UpdatedAt, &jsonSchema)
-		if len(schema) > 0 {
-			t.InputSchema = schema
+	out := make([]Task, len(rows))
+	for i, r := range rows {
+		out[i] = Task{ID: r.ID, ServiceID: r.ServiceID, CodeHash: r.CodeHash, CodeVersion: r.CodeVersion, AllowedNext: r.AllowedNext,
+			Timeout: r.TimeoutSeconds, Retries: r.Retries, RetryBackoff: r.RetryBackoff, RetryDelayMs: r.RetryDelayMs,
+			MaxRetryDelayMs: r.MaxRetryDelayMs, HeartbeatIntervalMs: r.HeartbeatIntervalMs, Concurrency: r.Concurrency,
+			Priority: r.Priority, IdempotencyTTL: r.IdempotencyTtlSeconds, Description: r.Description,
+			RemovedInVersion: r.RemovedInVersion, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		if len(r.InputSchema) > 0 {
+			out[i].InputSchema = r.InputSchema
 		}
-		if len(jsonSchema) > 0 {
-			t.InputJSONSchema = jsonSchema
+		if len(r.InputJsonSchema) > 0 {
+			out[i].InputJSONSchema = r.InputJsonSchema
 		}
-		return t, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
 	}
-	return nonNil(out), nil
+	return out, nil
 }
 
 // TaskHistory lists a task's code versions, newest first.
 func (e *Engine) TaskHistory(ctx context.Context, taskID string) ([]HistoryEntry, error) {
-	var exists bool
-	if err := e.pool.QueryRow(ctx, sqlTaskExists, taskID).Scan(&exists); err != nil {
+	exists, err := queries.TaskExists(ctx, e.db, taskID)
+	if err != nil {
 		return nil, fmt.Errorf("read task: %w", err)
 	}
 	if !exists {
 		return nil, notFound("TASK_NOT_FOUND", "task %q is not registered", taskID)
 	}
-	rows, err := e.pool.Query(ctx, sqlTaskHistory, taskID)
+	rows, err := queries.TaskHistory(ctx, e.db, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("task history: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (HistoryEntry, error) {
-		var h HistoryEntry
-		err := row.Scan(&h.CodeVersion, &h.CodeHash, &h.ServiceVersion, &h.RecordedAt)
-		return h, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("task history: %w", err)
+	out := make([]HistoryEntry, len(rows))
+	for i, r := range rows {
+		out[i] = HistoryEntry(r)
 	}
-	return nonNil(out), nil
+	return out, nil
 }

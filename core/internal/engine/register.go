@@ -3,23 +3,14 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pipeweave/pipeweave/core/protocol"
-)
-
-var (
-	sqlLockService    = q("lock_service")
-	sqlServiceVersion = q("service_version")
-	sqlUpsertService  = q("upsert_service")
-	sqlTaskOwners     = q("task_owners")
-	sqlUpsertTasks    = q("upsert_tasks")
-	sqlInsertHistory  = q("insert_history")
-	sqlOrphanTasks    = q("orphan_tasks")
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // idPattern is what service and task ids may contain: they appear in URL paths.
@@ -183,13 +174,13 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 		return nil, err
 	}
 	resp := &protocol.RegisterResponse{Success: true, CodeChanges: []protocol.CodeChange{}, OrphanedTasks: []string{}}
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, sqlLockService, req.ServiceID); err != nil {
+	err = e.db.InTx(ctx, func(tx dbtx) error {
+		if err := queries.LockService(ctx, tx, req.ServiceID); err != nil {
 			return fmt.Errorf("lock service: %w", err)
 		}
-		var oldVersion string
-		switch err := tx.QueryRow(ctx, sqlServiceVersion, req.ServiceID).Scan(&oldVersion); {
-		case err == pgx.ErrNoRows:
+		oldVersion, err := queries.ServiceVersion(ctx, tx, req.ServiceID)
+		switch {
+		case errors.Is(err, database.ErrNotFound):
 		case err != nil:
 			return fmt.Errorf("read service: %w", err)
 		}
@@ -203,20 +194,12 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 			ids[i] = r.ID
 		}
 		current := map[string]existing{}
-		qrows, err := tx.Query(ctx, sqlTaskOwners, ids, req.ServiceID)
+		owners, err := queries.TaskOwners(ctx, tx, dbsqlc.TaskOwnersParams{IDs: ids, ServiceID: req.ServiceID})
 		if err != nil {
 			return fmt.Errorf("read tasks: %w", err)
 		}
-		for qrows.Next() {
-			var id string
-			var x existing
-			if err := qrows.Scan(&id, &x.service, &x.hash, &x.version, &x.removed); err != nil {
-				return fmt.Errorf("read tasks: %w", err)
-			}
-			current[id] = x
-		}
-		if err := qrows.Err(); err != nil {
-			return fmt.Errorf("read tasks: %w", err)
+		for _, o := range owners {
+			current[o.ID] = existing{service: o.ServiceID, hash: o.CodeHash, version: o.CodeVersion, removed: o.Removed}
 		}
 		var histIDs, histHashes, histVersions []string
 		var histNums []int
@@ -246,7 +229,8 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 		if keyID != "" {
 			kid = &keyID
 		}
-		if _, err := tx.Exec(ctx, sqlUpsertService, req.ServiceID, req.Version, req.BaseURL, kid); err != nil {
+		if err := queries.UpsertService(ctx, tx, dbsqlc.UpsertServiceParams{ID: req.ServiceID, Version: req.Version, BaseURL: req.BaseURL,
+			KeyID: kid}); err != nil {
 			return fmt.Errorf("save service: %w", err)
 		}
 		if len(rows) > 0 {
@@ -254,21 +238,24 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 			if err != nil {
 				return fmt.Errorf("encode tasks: %w", err)
 			}
-			if _, err := tx.Exec(ctx, sqlUpsertTasks, payload, req.ServiceID); err != nil {
+			if err := queries.UpsertTasks(ctx, tx, dbsqlc.UpsertTasksParams{Tasks: payload, ServiceID: req.ServiceID}); err != nil {
 				return fmt.Errorf("save tasks: %w", err)
 			}
 		}
 		if len(histIDs) > 0 {
-			if _, err := tx.Exec(ctx, sqlInsertHistory, histIDs, histNums, histHashes, histVersions); err != nil {
+			if err := queries.InsertHistory(ctx, tx, dbsqlc.InsertHistoryParams{TaskIDs: histIDs, CodeVersions: histNums,
+				CodeHashes: histHashes, ServiceVersions: histVersions}); err != nil {
 				return fmt.Errorf("save code history: %w", err)
 			}
 		}
 		// The service's implicit pipeline, and the pipelines it declares.
-		if _, err := tx.Exec(ctx, sqlUpsertPipeline, req.ServiceID, req.ServiceID, []string{}, FailFast, true, ""); err != nil {
+		if err := queries.UpsertPipeline(ctx, tx, dbsqlc.UpsertPipelineParams{ID: req.ServiceID, ServiceID: &req.ServiceID,
+			EntryTasks: []string{}, FailureMode: FailFast, Implicit: true}); err != nil {
 			return fmt.Errorf("save the service's pipeline: %w", err)
 		}
 		for _, p := range req.Pipelines {
-			if _, err := tx.Exec(ctx, sqlUpsertPipeline, p.ID, req.ServiceID, p.EntryTasks, p.FailureMode, false, p.Description); err != nil {
+			if err := queries.UpsertPipeline(ctx, tx, dbsqlc.UpsertPipelineParams{ID: p.ID, ServiceID: &req.ServiceID,
+				EntryTasks: p.EntryTasks, FailureMode: p.FailureMode, Description: p.Description}); err != nil {
 				return fmt.Errorf("save pipeline %s: %w", p.ID, err)
 			}
 		}
@@ -280,7 +267,7 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 			}
 			slices.Sort(resp.OrphanedTasks)
 			if len(resp.OrphanedTasks) > 0 {
-				if _, err := tx.Exec(ctx, sqlOrphanTasks, resp.OrphanedTasks, req.Version); err != nil {
+				if err := queries.OrphanTasks(ctx, tx, dbsqlc.OrphanTasksParams{IDs: resp.OrphanedTasks, Version: req.Version}); err != nil {
 					return fmt.Errorf("orphan tasks: %w", err)
 				}
 			}

@@ -2,12 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // PipelineRun is a run of a pipeline: its state, snapshot and, in detail, its task runs.
@@ -17,22 +18,18 @@ type PipelineRun = protocol.PipelineRun
 // run of the same pipeline.
 type RunTask = protocol.PipelineRunTask
 
-func scanPipelineRun(row pgx.Row) (PipelineRun, error) {
-	var r PipelineRun
-	var metadata, snap []byte
-	var errText string
-	if err := row.Scan(&r.ID, &r.PipelineID, &r.Status, &r.FailureMode, &r.Priority, &metadata, &r.InputPath, &snap,
-		&errText, &r.CreatedAt, &r.CompletedAt); err != nil {
-		return PipelineRun{}, err
+// pipelineRunOf is the pipeline run a PipelineRunGet row (or a PipelineRunList one) stores.
+func pipelineRunOf(row dbsqlc.PipelineRunGetRow) PipelineRun {
+	r := PipelineRun{ID: row.ID, PipelineID: row.PipelineID, Status: row.Status, FailureMode: row.FailureMode,
+		Priority: row.Priority, InputPath: row.InputPath, Error: nonEmpty(row.Error), CreatedAt: row.CreatedAt,
+		CompletedAt: row.CompletedAt}
+	if len(row.Metadata) > 0 {
+		r.Metadata = row.Metadata
 	}
-	if len(metadata) > 0 {
-		r.Metadata = metadata
+	if len(row.Snapshot) > 0 {
+		r.Snapshot = row.Snapshot
 	}
-	if len(snap) > 0 {
-		r.Snapshot = snap
-	}
-	r.Error = nonEmpty(errText)
-	return r, nil
+	return r
 }
 
 var pipelineRunStatuses = []string{RunRunning, RunCompleted, RunFailed, RunPartial, RunCancelled}
@@ -55,13 +52,14 @@ func (e *Engine) ListPipelineRuns(ctx context.Context, f RunsFilter) (Page[Pipel
 	if err := checkCursor(f.Cursor); err != nil {
 		return Page[PipelineRun]{}, err
 	}
-	rows, err := e.pool.Query(ctx, sqlPipelineRunList, f.PipelineID, f.Status, f.Cursor, limit+1)
+	rows, err := queries.PipelineRunList(ctx, e.db, dbsqlc.PipelineRunListParams{PipelineID: f.PipelineID, Status: f.Status,
+		Cursor: f.Cursor, Max: limit + 1})
 	if err != nil {
 		return Page[PipelineRun]{}, fmt.Errorf("list pipeline runs: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (PipelineRun, error) { return scanPipelineRun(row) })
-	if err != nil {
-		return Page[PipelineRun]{}, fmt.Errorf("list pipeline runs: %w", err)
+	items := make([]PipelineRun, len(rows))
+	for i, r := range rows {
+		items[i] = pipelineRunOf(dbsqlc.PipelineRunGetRow(r))
 	}
 	return paginate(items, limit, func(r PipelineRun) string { return r.ID }), nil
 }
@@ -69,43 +67,33 @@ func (e *Engine) ListPipelineRuns(ctx context.Context, f RunsFilter) (Page[Pipel
 // GetPipelineRun returns a pipeline run with its snapshot and every task run, each flagged when
 // its code version differs from the previous run of the same pipeline.
 func (e *Engine) GetPipelineRun(ctx context.Context, id string) (PipelineRun, error) {
-	run, err := scanPipelineRun(e.pool.QueryRow(ctx, sqlPipelineRunGet, id))
-	if err == pgx.ErrNoRows {
+	row, err := queries.PipelineRunGet(ctx, e.db, id)
+	if errors.Is(err, database.ErrNotFound) {
 		return PipelineRun{}, notFound("PIPELINE_RUN_NOT_FOUND", "pipeline run %q not found", id)
 	}
 	if err != nil {
 		return PipelineRun{}, fmt.Errorf("read pipeline run %s: %w", id, err)
 	}
-	rows, err := e.pool.Query(ctx, sqlPipelineRunTasks, id)
+	run := pipelineRunOf(row)
+	rows, err := queries.PipelineRunTaskRuns(ctx, e.db, id)
 	if err != nil {
 		return PipelineRun{}, fmt.Errorf("read task runs of %s: %w", id, err)
 	}
-	run.Tasks, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (RunTask, error) {
-		var t RunTask
-		r, err := scanRun(runWithExtra{row, &t.SupersededBy})
-		t.TaskRun = r
-		return t, err
-	})
-	if err != nil {
-		return PipelineRun{}, fmt.Errorf("read task runs of %s: %w", id, err)
+	run.Tasks = make([]RunTask, len(rows))
+	for i, r := range rows {
+		t, err := runOf(dbsqlc.RunGetRow(r))
+		if err != nil {
+			return PipelineRun{}, fmt.Errorf("read task runs of %s: %w", id, err)
+		}
+		run.Tasks[i] = RunTask{TaskRun: t, SupersededBy: r.SupersededBy}
 	}
 	prev := map[string]int{}
-	rows, err = e.pool.Query(ctx, sqlPreviousVersions, id)
+	versions, err := queries.PreviousCodeVersions(ctx, e.db, id)
 	if err != nil {
 		return PipelineRun{}, fmt.Errorf("read the previous run of %s: %w", id, err)
 	}
-	for rows.Next() {
-		var task string
-		var v int
-		if err := rows.Scan(&task, &v); err != nil {
-			rows.Close()
-			return PipelineRun{}, fmt.Errorf("read the previous run of %s: %w", id, err)
-		}
-		prev[task] = v
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return PipelineRun{}, fmt.Errorf("read the previous run of %s: %w", id, err)
+	for _, v := range versions {
+		prev[v.TaskID] = v.CodeVersion
 	}
 	for i := range run.Tasks {
 		if v, ok := prev[run.Tasks[i].TaskID]; ok {
@@ -116,18 +104,10 @@ func (e *Engine) GetPipelineRun(ctx context.Context, id string) (PipelineRun, er
 	return run, nil
 }
 
-// runWithExtra scans a run row followed by one extra column.
-type runWithExtra struct {
-	row   pgx.Row
-	extra any
-}
-
-func (r runWithExtra) Scan(dest ...any) error { return r.row.Scan(append(dest, r.extra)...) }
-
 // CancelPipelineRun cancels a running pipeline run: what has not started is cancelled, running
 // workers learn it from shouldCancel on their next heartbeat, and late callbacks change nothing.
 func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun, error) {
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err := e.db.InTx(ctx, func(tx dbtx) error {
 		runs, err := e.lockRuns(ctx, tx, []string{id})
 		if err != nil {
 			return err
@@ -139,11 +119,13 @@ func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun,
 		if run.status != RunRunning {
 			return conflict("PIPELINE_RUN_FINISHED", "pipeline run %q is already %s", id, run.status)
 		}
-		if _, err := tx.Exec(ctx, sqlCancelNodes, id, []string{protocol.StatusWaiting, protocol.StatusPending,
-			protocol.StatusDispatching, protocol.StatusRunning}, "the pipeline run was cancelled"); err != nil {
+		if err := queries.CancelPipelineNodes(ctx, tx, dbsqlc.CancelPipelineNodesParams{PipelineRunID: id,
+			Statuses: []string{protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning},
+			Reason:   "the pipeline run was cancelled"}); err != nil {
 			return fmt.Errorf("cancel %s: %w", id, err)
 		}
-		if _, err := tx.Exec(ctx, sqlFinishPipelineRun, id, RunCancelled, "cancelled by request"); err != nil {
+		if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: id, Status: RunCancelled,
+			Error: "cancelled by request"}); err != nil {
 			return fmt.Errorf("cancel %s: %w", id, err)
 		}
 		return nil

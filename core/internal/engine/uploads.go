@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pipeweave/pipeweave/core/protocol"
 	"io"
 	"net/http"
 	"regexp"
@@ -16,23 +15,14 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pipeweave/pipeweave/core/protocol"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
 	"github.com/pipeweave/pipeweave/core/storage"
-)
-
-var (
-	sqlInsertTempUpload    = q("insert_temp_upload")
-	sqlTempUploadGet       = q("temp_upload_get")
-	sqlTempUploadStats     = q("temp_upload_stats")
-	sqlTempUploadDelete    = q("temp_upload_delete")
-	sqlTempUploadRestore   = q("temp_upload_restore")
-	sqlLockTempUploads     = q("lock_temp_uploads")
-	sqlClaimTempUploads    = q("claim_temp_uploads")
-	sqlExpireTempUploads   = q("expire_temp_uploads")
-	sqlPurgeTempTombstones = q("purge_temp_upload_tombstones")
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // TempUploadTTL is how long an upload that no run claimed is kept.
@@ -184,38 +174,37 @@ func (e *Engine) StoreTempUpload(ctx context.Context, f UploadFile) (TempUpload,
 		filename = UploadName("")
 	}
 	up := TempUpload{UploadID: id, StoragePath: key, Filename: filename, Size: body.n, MimeType: mimeType}
-	var uploadedAt time.Time
-	err := e.pool.QueryRow(ctx, sqlInsertTempUpload, id, key, cfg.ID, filename, mimeType, body.n, TempUploadTTL.Milliseconds()).
-		Scan(&uploadedAt, &up.ExpiresAt)
+	rec, err := queries.InsertTempUpload(ctx, e.db, dbsqlc.InsertTempUploadParams{ID: id, StoragePath: key, StorageBackendID: cfg.ID,
+		OriginalFilename: filename, MimeType: mimeType, SizeBytes: body.n, TtlMs: TempUploadTTL.Milliseconds()})
 	if err != nil {
 		discard()
 		return TempUpload{}, fmt.Errorf("record upload %s: %w", id, err)
 	}
+	up.ExpiresAt = rec.ExpiresAt
 	return up, nil
 }
 
 // GetTempUpload returns upload id.
 func (e *Engine) GetTempUpload(ctx context.Context, id string) (TempUploadInfo, error) {
-	var u TempUploadInfo
-	err := e.pool.QueryRow(ctx, sqlTempUploadGet, id).Scan(&u.UploadID, &u.StoragePath, &u.StorageBackendID, &u.UploadedAt,
-		&u.ExpiresAt, &u.ClaimedByRunID, &u.DeletedAt, &u.Filename, &u.MimeType, &u.Size, &u.Expired)
-	if err == pgx.ErrNoRows {
-		return u, notFound("UPLOAD_NOT_FOUND", "temporary upload %q not found", id)
+	r, err := queries.TempUploadGet(ctx, e.db, id)
+	if errors.Is(err, database.ErrNotFound) {
+		return TempUploadInfo{}, notFound("UPLOAD_NOT_FOUND", "temporary upload %q not found", id)
 	}
 	if err != nil {
-		return u, fmt.Errorf("read upload %s: %w", id, err)
+		return TempUploadInfo{}, fmt.Errorf("read upload %s: %w", id, err)
 	}
-	u.Claimed, u.Deleted = u.ClaimedByRunID != nil, u.DeletedAt != nil
-	return u, nil
+	return TempUploadInfo{UploadID: r.ID, StoragePath: r.StoragePath, StorageBackendID: r.StorageBackendID, UploadedAt: r.UploadedAt,
+		ExpiresAt: r.ExpiresAt, ClaimedByRunID: r.ClaimedBy, DeletedAt: r.DeletedAt, Filename: r.OriginalFilename,
+		MimeType: r.MimeType, Size: r.SizeBytes, Expired: r.Expired, Claimed: r.ClaimedBy != nil, Deleted: r.DeletedAt != nil}, nil
 }
 
 // TempUploadStats counts the uploads.
 func (e *Engine) TempUploadStats(ctx context.Context) (TempUploadStats, error) {
-	var s TempUploadStats
-	if err := e.pool.QueryRow(ctx, sqlTempUploadStats).Scan(&s.Total, &s.Expired, &s.Claimed, &s.Deleted); err != nil {
-		return s, fmt.Errorf("count uploads: %w", err)
+	s, err := queries.TempUploadStats(ctx, e.db)
+	if err != nil {
+		return TempUploadStats{}, fmt.Errorf("count uploads: %w", err)
 	}
-	return s, nil
+	return TempUploadStats(s), nil
 }
 
 // DeleteTempUpload deletes upload id: its object, and its row is kept as a tombstone (GET shows
@@ -223,9 +212,8 @@ func (e *Engine) TempUploadStats(ctx context.Context) (TempUploadStats, error) {
 // already deleted 410 UPLOAD_DELETED. It races safely with an enqueue that claims the upload:
 // exactly one of them wins.
 func (e *Engine) DeleteTempUpload(ctx context.Context, id string) error {
-	var key, backendID string
-	err := e.pool.QueryRow(ctx, sqlTempUploadDelete, id).Scan(&key, &backendID)
-	if err == pgx.ErrNoRows {
+	del, err := queries.TempUploadDelete(ctx, e.db, id)
+	if errors.Is(err, database.ErrNotFound) {
 		u, gerr := e.GetTempUpload(ctx, id)
 		switch {
 		case gerr != nil:
@@ -242,8 +230,8 @@ func (e *Engine) DeleteTempUpload(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("delete upload %s: %w", id, err)
 	}
-	if err := e.removeUploadObject(ctx, backendID, key); err != nil {
-		if _, rerr := e.pool.Exec(context.WithoutCancel(ctx), sqlTempUploadRestore, []string{id}); rerr != nil {
+	if err := e.removeUploadObject(ctx, del.StorageBackendID, del.StoragePath); err != nil {
+		if rerr := queries.TempUploadRestore(context.WithoutCancel(ctx), e.db, []string{id}); rerr != nil {
 			e.log.Warn("could not undo the deletion mark of an upload whose object remains", "uploadId", id, "err", rerr)
 		}
 		return fmt.Errorf("delete upload %s: %w", id, err)
@@ -272,15 +260,7 @@ func (e *Engine) removeUploadObject(ctx context.Context, backendID, key string) 
 func (e *Engine) cleanupTempUploads(ctx context.Context, retention time.Duration, chunk int, deadline time.Time) (int64, error) {
 	var n int64
 	for {
-		rows, err := e.pool.Query(ctx, sqlExpireTempUploads, tempCleanupBatch)
-		if err != nil {
-			return n, fmt.Errorf("expire uploads: %w", err)
-		}
-		type obj struct{ id, key, backend string }
-		objs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (obj, error) {
-			var o obj
-			return o, r.Scan(&o.id, &o.key, &o.backend)
-		})
+		objs, err := queries.ExpireTempUploads(ctx, e.db, tempCleanupBatch)
 		if err != nil {
 			return n, fmt.Errorf("expire uploads: %w", err)
 		}
@@ -290,10 +270,10 @@ func (e *Engine) cleanupTempUploads(ctx context.Context, retention time.Duration
 		g.SetLimit(8)
 		for _, o := range objs {
 			g.Go(func() error {
-				if err := e.removeUploadObject(gctx, o.backend, o.key); err != nil {
-					e.log.Warn("could not delete an expired upload; the next cleanup tries again", "uploadId", o.id, "err", err)
+				if err := e.removeUploadObject(gctx, o.StorageBackendID, o.StoragePath); err != nil {
+					e.log.Warn("could not delete an expired upload; the next cleanup tries again", "uploadId", o.ID, "err", err)
 					mu.Lock()
-					failed = append(failed, o.id)
+					failed = append(failed, o.ID)
 					mu.Unlock()
 				}
 				return nil
@@ -301,7 +281,7 @@ func (e *Engine) cleanupTempUploads(ctx context.Context, retention time.Duration
 		}
 		_ = g.Wait()
 		if len(failed) > 0 {
-			if _, err := e.pool.Exec(context.WithoutCancel(ctx), sqlTempUploadRestore, failed); err != nil {
+			if err := queries.TempUploadRestore(context.WithoutCancel(ctx), e.db, failed); err != nil {
 				return n, fmt.Errorf("restore uploads whose objects remain: %w", err)
 			}
 		}
@@ -310,7 +290,10 @@ func (e *Engine) cleanupTempUploads(ctx context.Context, retention time.Duration
 			break
 		}
 	}
-	_, err := e.deleteChunks(ctx, "upload tombstones", sqlPurgeTempTombstones, []any{retention.Milliseconds(), chunk}, chunk, deadline)
+	_, err := e.deleteChunks(ctx, "upload tombstones", func(ctx context.Context) (int64, error) {
+		return queries.PurgeTempUploadTombstones(ctx, e.db, dbsqlc.PurgeTempUploadTombstonesParams{OlderThanMs: retention.Milliseconds(),
+			Max: chunk})
+	}, chunk, deadline)
 	return n, err
 }
 
@@ -373,7 +356,7 @@ type badUpload struct {
 // naming each) when one does not exist, expired unclaimed or was deleted, and claims those no
 // run claimed yet (the first claim of an upload wins; naming it again is allowed). With no
 // claims it does nothing, so an input without upload ids costs no query.
-func (e *Engine) claimTempUploads(ctx context.Context, tx pgx.Tx, claims []uploadClaim, pipeline bool) error {
+func (e *Engine) claimTempUploads(ctx context.Context, tx dbtx, claims []uploadClaim, pipeline bool) error {
 	if len(claims) == 0 {
 		return nil
 	}
@@ -387,23 +370,13 @@ func (e *Engine) claimTempUploads(ctx context.Context, tx pgx.Tx, claims []uploa
 		uploadIDs = append(uploadIDs, c.uploadID)
 		runIDs = append(runIDs, c.runID)
 	}
-	rows, err := tx.Query(ctx, sqlLockTempUploads, uploadIDs)
+	rows, err := queries.LockTempUploads(ctx, tx, uploadIDs)
 	if err != nil {
 		return fmt.Errorf("lock uploads: %w", err)
 	}
-	type state struct{ deleted, claimed, expired bool }
-	found := map[string]state{}
-	for rows.Next() {
-		var id string
-		var s state
-		if err := rows.Scan(&id, &s.deleted, &s.claimed, &s.expired); err != nil {
-			rows.Close()
-			return fmt.Errorf("lock uploads: %w", err)
-		}
-		found[id] = s
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("lock uploads: %w", err)
+	found := map[string]dbsqlc.LockTempUploadsRow{}
+	for _, r := range rows {
+		found[r.ID] = r
 	}
 	var bad []badUpload
 	var msgs []string
@@ -413,9 +386,9 @@ func (e *Engine) claimTempUploads(ctx context.Context, tx pgx.Tx, claims []uploa
 		switch {
 		case !ok:
 			reason = "not_found"
-		case s.deleted:
+		case s.Deleted:
 			reason = "deleted"
-		case s.expired && !s.claimed:
+		case s.Expired && !s.Claimed:
 			reason = "expired"
 		default:
 			continue
@@ -435,7 +408,7 @@ func (e *Engine) claimTempUploads(ctx context.Context, tx pgx.Tx, claims []uploa
 		err.Details = map[string]any{"uploads": bad}
 		return err
 	}
-	if _, err := tx.Exec(ctx, sqlClaimTempUploads, uploadIDs, runIDs, pipeline); err != nil {
+	if err := queries.ClaimTempUploads(ctx, tx, dbsqlc.ClaimTempUploadsParams{IDs: uploadIDs, RunIDs: runIDs, Pipeline: pipeline}); err != nil {
 		return fmt.Errorf("claim uploads: %w", err)
 	}
 	return nil

@@ -7,21 +7,15 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/internal/database"
 )
 
 // What the engine adds for the shapes of upstream's API (packages/shared/src/types/api.ts):
 // DLQ inputs inline, a service with its tasks, the storage backends without credentials.
-
-var (
-	sqlDLQTotal       = q("dlq_total")
-	sqlRunCodeVersion = q("run_code_version")
-	sqlServiceGet     = q("service_get")
-)
 
 // inlineReads bounds the storage reads one DLQ page makes at once.
 const inlineReads = 8
@@ -77,14 +71,14 @@ type ServiceDetail = protocol.ServiceDetail
 // GetService returns a registered service with its tasks (orphaned ones included, with
 // removedInVersion).
 func (e *Engine) GetService(ctx context.Context, id string) (ServiceDetail, error) {
-	var s ServiceDetail
-	err := e.pool.QueryRow(ctx, sqlServiceGet, id).Scan(&s.ID, &s.Version, &s.BaseURL, &s.RegisteredAt, &s.UpdatedAt)
-	if err == pgx.ErrNoRows {
+	r, err := queries.ServiceGet(ctx, e.db, id)
+	if errors.Is(err, database.ErrNotFound) {
 		return ServiceDetail{}, notFound("SERVICE_NOT_FOUND", "service %q is not registered", id)
 	}
 	if err != nil {
 		return ServiceDetail{}, fmt.Errorf("read service %s: %w", id, err)
 	}
+	s := ServiceDetail{ID: r.ID, Version: r.Version, BaseURL: r.BaseURL, RegisteredAt: r.RegisteredAt, UpdatedAt: r.UpdatedAt}
 	if s.Tasks, err = e.ServiceTasks(ctx, id); err != nil {
 		return ServiceDetail{}, err
 	}

@@ -127,9 +127,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := migrate.Up(ctx, pool); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	var pgVersion string
-	if err := pool.QueryRow(ctx, "SHOW server_version").Scan(&pgVersion); err != nil {
-		return fmt.Errorf("ask the server version: %w", err)
+	pgVersion, err := database.ServerVersion(ctx, pool)
+	if err != nil {
+		return err
 	}
 	backends, err := json.Marshal([]map[string]any{{"id": "local", "provider": "local", "credentials": map[string]string{"basePath": filepath.Join(work, "storage")}}})
 	if err != nil {
@@ -409,7 +409,7 @@ func processLatency(ctx context.Context, bins map[string]string, env map[string]
 		if err != nil {
 			return nil, nil, "", err
 		}
-		if err := waitCount(ctx, pool, ids, "status = 'pending' AND available_at <= now()"); err != nil {
+		if err := waitCount(ctx, pool, ids, database.CountReadyRuns); err != nil {
 			return nil, nil, "", fmt.Errorf("round %d: waiting for the tasks to be ready: %w", r+1, err)
 		}
 		var s struct {
@@ -431,7 +431,7 @@ func processLatency(ctx context.Context, bins map[string]string, env map[string]
 		if s.Claimed != o.tasks || s.Dispatched != o.tasks {
 			return nil, nil, "", fmt.Errorf("round %d: the invocation did not dispatch every ready task: %s", r+1, last)
 		}
-		if err := waitCount(ctx, pool, ids, "status = 'completed'"); err != nil {
+		if err := waitCount(ctx, pool, ids, database.CountCompletedRuns); err != nil {
 			return nil, nil, "", fmt.Errorf("round %d: waiting for the callbacks: %w", r+1, err)
 		}
 	}
@@ -488,15 +488,16 @@ func enqueue(api string, n int) ([]string, error) {
 	return ids, nil
 }
 
-// waitCount waits until every run of ids matches cond.
-func waitCount(ctx context.Context, pool *pgxpool.Pool, ids []string, cond string) error {
+// waitCount waits until count, one of the database's counts of runs, counts every run of ids.
+func waitCount(ctx context.Context, pool *pgxpool.Pool, ids []string,
+	count func(context.Context, database.Executor, []string) (int64, error)) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		var n int
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM task_runs WHERE id = ANY($1) AND "+cond, ids).Scan(&n); err != nil {
-			return fmt.Errorf("count runs: %w", err)
+		n, err := count(ctx, pool, ids)
+		if err != nil {
+			return err
 		}
-		if n == len(ids) {
+		if n == int64(len(ids)) {
 			return nil
 		}
 		if time.Now().After(deadline) {

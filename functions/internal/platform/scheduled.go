@@ -51,7 +51,10 @@ func (s *scheduled) run(ctx context.Context, trigger string) (any, error) {
 	start := time.Now()
 	out, err := s.job(ctx)
 	if err != nil {
-		s.opts.Logger.Warn("invocation failed", "trigger", trigger, "err", err, "unavailable", database.Unavailable(err),
+		// A job's error may come from a statement of its own: it is classified here as the
+		// data layer classifies its statements' errors.
+		err = database.Interpret(err)
+		s.opts.Logger.Warn("invocation failed", "trigger", trigger, "err", err, "unavailable", errors.Is(err, database.ErrUnavailable),
 			"elapsedMs", time.Since(start).Milliseconds())
 		return nil, err
 	}
@@ -88,7 +91,7 @@ func (s *scheduled) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The caller went away; nobody reads the answer.
-	case database.Unavailable(err):
+	case errors.Is(err, database.ErrUnavailable):
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly")
 	default:
@@ -105,7 +108,7 @@ func (s *scheduled) invoke(ctx context.Context, payload []byte) ([]byte, error) 
 	}
 	out, err := s.run(ctx, trigger)
 	if err != nil {
-		if database.Unavailable(err) {
+		if errors.Is(err, database.ErrUnavailable) {
 			return nil, &DatabaseUnavailableError{Function: s.name, Err: err}
 		}
 		return nil, &JobError{Function: s.name, Err: err}

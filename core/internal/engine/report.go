@@ -3,21 +3,17 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
-)
-
-var (
-	sqlComplete  = q("complete")
-	sqlHeartbeat = q("heartbeat")
-	sqlRunState  = q("run_state")
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // WorkerCall identifies the attempt a worker call speaks for: the run and the lease from its run
@@ -30,14 +26,14 @@ type WorkerCall struct {
 // runState reads a run's status and lease after a fenced update matched nothing, to tell a
 // stale lease (409) from an unknown run (404) and from an already applied call.
 func (e *Engine) runState(ctx context.Context, db dbtx, runID string) (status string, lease int64, err error) {
-	err = db.QueryRow(ctx, sqlRunState, runID).Scan(&status, &lease)
-	if err == pgx.ErrNoRows {
+	st, err := queries.RunState(ctx, db, runID)
+	if errors.Is(err, database.ErrNotFound) {
 		return "", 0, notFound("RUN_NOT_FOUND", "task run %q not found", runID)
 	}
 	if err != nil {
 		return "", 0, fmt.Errorf("read run %s: %w", runID, err)
 	}
-	return status, lease, nil
+	return st.Status, st.Lease, nil
 }
 
 func staleLease(runID string) *Error {
@@ -61,15 +57,14 @@ func (e *Engine) Heartbeat(ctx context.Context, call WorkerCall, progress *int, 
 	if message != "" {
 		msg = &message
 	}
-	var status string
-	err = e.pool.QueryRow(ctx, sqlHeartbeat, call.RunID, call.Lease, progress, msg).Scan(&status)
+	_, err = queries.Heartbeat(ctx, e.db, dbsqlc.HeartbeatParams{ID: call.RunID, Lease: call.Lease, Progress: progress, Message: msg})
 	if err == nil {
 		return protocol.HeartbeatResponse{Acknowledged: true}, nil
 	}
-	if err != pgx.ErrNoRows {
+	if !errors.Is(err, database.ErrNotFound) {
 		return protocol.HeartbeatResponse{}, fmt.Errorf("heartbeat %s: %w", call.RunID, err)
 	}
-	status, lease, err := e.runState(ctx, e.pool, call.RunID)
+	status, lease, err := e.runState(ctx, e.db, call.RunID)
 	if err != nil {
 		return protocol.HeartbeatResponse{}, err
 	}
@@ -146,9 +141,9 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	if len(cb.IdempotencyKey) > maxKeyLen {
 		return CallbackResult{}, invalid("INVALID_IDEMPOTENCY_KEY", "idempotencyKey must be at most %d bytes", maxKeyLen)
 	}
-	var prun string
-	switch err := e.pool.QueryRow(ctx, sqlPipelineRunOf, call.RunID).Scan(&prun); {
-	case err == pgx.ErrNoRows:
+	prun, err := queries.PipelineRunOfTaskRun(ctx, e.db, call.RunID)
+	switch {
+	case errors.Is(err, database.ErrNotFound):
 		return CallbackResult{}, notFound("RUN_NOT_FOUND", "task run %q not found", call.RunID)
 	case err != nil:
 		return CallbackResult{}, fmt.Errorf("read run %s: %w", call.RunID, err)
@@ -160,10 +155,10 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	}
 	if prun == "" && cb.IdempotencyKey == "" {
 		// A plain standalone run's callback is one guarded statement; it needs no transaction.
-		return e.callbackIn(ctx, e.pool, call, cb, nil)
+		return e.callbackIn(ctx, e.db, call, cb, nil)
 	}
 	var res CallbackResult
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+	err = e.db.InTx(ctx, func(tx dbtx) error {
 		runs, err := e.lockRuns(ctx, tx, []string{prun})
 		if err != nil {
 			return err
@@ -178,7 +173,11 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *protocol.CallbackRequest, run *lockedRun) (CallbackResult, error) {
 	if run != nil && cb.Status == protocol.CallbackSuccess && len(cb.SelectedNext) > 0 {
 		var allowed []string
-		if err := db.QueryRow(ctx, sqlAllowedNextOfRun, call.RunID).Scan(&allowed); err != nil {
+		raw, err := queries.AllowedNextOfRun(ctx, db, call.RunID)
+		if err == nil {
+			err = json.Unmarshal(raw, &allowed)
+		}
+		if err != nil {
 			return CallbackResult{}, fmt.Errorf("read allowedNext of %s: %w", call.RunID, err)
 		}
 		for _, name := range cb.SelectedNext {
@@ -200,8 +199,13 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			msg = "task failed"
 		}
 		retryable := cb.Retryable == nil || *cb.Retryable
-		ended, err := e.failAttempts(ctx, db, []string{call.RunID}, []*int64{call.Lease}, []string{msg},
-			[]string{cb.ErrorCode}, []bool{retryable}, false)
+		lease := anyLease
+		if call.Lease != nil {
+			lease = *call.Lease
+		}
+		var f failures
+		f.addFinal(call.RunID, lease, "", msg, cb.ErrorCode, !retryable)
+		ended, err := e.failAttempts(ctx, db, f, false)
 		if err != nil {
 			return CallbackResult{}, err
 		}
@@ -222,14 +226,15 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 				return CallbackResult{}, invalid("INVALID_ASSETS", "assets: %v", err)
 			}
 		}
-		err := db.QueryRow(ctx, sqlComplete, call.RunID, call.Lease, nonEmpty(cb.OutputPath), nilIfZero(cb.OutputSize),
-			assets, nonEmpty(cb.LogsPath), cb.SelectedNext).Scan(&taskID, &seconds)
+		done, err := queries.Complete(ctx, db, dbsqlc.CompleteParams{ID: call.RunID, Lease: call.Lease,
+			OutputPath: nonEmpty(cb.OutputPath), OutputSize: nilIfZero(cb.OutputSize), Assets: assets,
+			LogsPath: nonEmpty(cb.LogsPath), SelectedNext: cb.SelectedNext})
 		switch {
-		case err == pgx.ErrNoRows:
+		case errors.Is(err, database.ErrNotFound):
 		case err != nil:
 			return CallbackResult{}, fmt.Errorf("complete run %s: %w", call.RunID, err)
 		default:
-			applied, status = true, protocol.StatusCompleted
+			applied, status, taskID, seconds = true, protocol.StatusCompleted, done.TaskID, done.Seconds
 			if cb.IdempotencyKey != "" {
 				if err := e.recordIdempotency(ctx, db, call.RunID, cb.IdempotencyKey); err != nil {
 					return CallbackResult{}, err

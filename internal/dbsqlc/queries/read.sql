@@ -1,40 +1,42 @@
 -- Read models for the API.
 
--- name: run_get
+-- name: RunGet :one
 SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, coalesce(error, ''),
        coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
-       created_at, updated_at, available_at, started_at, completed_at, deadline
-FROM task_runs WHERE id = $1;
+       created_at, updated_at, available_at, started_at, completed_at, deadline,
+       coalesce(superseded_by, '') AS superseded_by
+FROM task_runs WHERE id = sqlc.arg('id');
 
--- name: run_list
--- $1 status ('' = all), $2 task id ('' = all), $3 cursor (id, '' = newest), $4 limit.
+-- name: RunList :many
+-- Filters status and task_id ('' = all); cursor is an id ('' = newest), max the limit.
 SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, coalesce(error, ''),
        coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
-       created_at, updated_at, available_at, started_at, completed_at, deadline
+       created_at, updated_at, available_at, started_at, completed_at, deadline,
+       coalesce(superseded_by, '') AS superseded_by
 FROM task_runs
-WHERE ($1 = '' OR status = $1) AND ($2 = '' OR task_id = $2) AND ($3 = '' OR id < $3)
+WHERE (sqlc.arg('status')::text = '' OR status = sqlc.arg('status')::text) AND (sqlc.arg('task_id')::text = '' OR task_id = sqlc.arg('task_id')::text) AND (sqlc.arg('cursor')::text = '' OR id < sqlc.arg('cursor')::text)
 ORDER BY id DESC
-LIMIT $4;
+LIMIT sqlc.arg('max')::int;
 
--- name: queue_live_counts
+-- name: QueueLiveCounts :many
 -- Live work only, through the partial index task_runs_live.
 SELECT status, count(*) FROM task_runs
 WHERE status IN ('waiting', 'pending', 'dispatching', 'running')
 GROUP BY status;
 
--- name: queue_final_counts
+-- name: QueueFinalCounts :many
 -- Folded counts plus the deltas not folded yet.
-SELECT status, sum(n)::bigint FROM (
+SELECT status, sum(n)::bigint AS count FROM (
     SELECT status, n FROM run_status_counts
     UNION ALL
     SELECT status, n FROM run_status_deltas
 ) c GROUP BY status;
 
--- name: fold_status_deltas
+-- name: FoldStatusDeltas :exec
 -- Moves the deltas into the counts. Concurrent folds never count a delta twice: a row one
 -- DELETE removed is gone for the other.
 WITH moved AS (
@@ -45,30 +47,30 @@ WITH moved AS (
 INSERT INTO run_status_counts AS c (status, n) SELECT status, n FROM summed
 ON CONFLICT (status) DO UPDATE SET n = c.n + excluded.n;
 
--- name: queue_oldest_pending
-SELECT min(available_at) FROM task_runs WHERE status = 'pending';
+-- name: QueueOldestPending :one
+SELECT min(available_at) AS oldest FROM task_runs WHERE status = 'pending';
 
--- name: services_list
+-- name: ServicesList :many
 SELECT s.id, s.version, s.base_url, s.registered_at, s.updated_at, coalesce(s.key_id, ''),
-       coalesce(array_agg(t.id ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL AND t.removed_in_version IS NULL), '{}')
+       coalesce(array_agg(t.id ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL AND t.removed_in_version IS NULL), '{}')::text[] AS task_ids
 FROM services s
 LEFT JOIN tasks t ON t.service_id = s.id
 GROUP BY s.id
 ORDER BY s.id;
 
--- name: service_exists
-SELECT EXISTS (SELECT 1 FROM services WHERE id = $1);
+-- name: ServiceExists :one
+SELECT EXISTS (SELECT 1 FROM services WHERE id = sqlc.arg('id'));
 
--- name: service_tasks
+-- name: ServiceTasks :many
 SELECT id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries, retry_backoff,
        retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms, concurrency, priority,
        idempotency_ttl_seconds, description, input_schema, coalesce(removed_in_version, ''),
        created_at, updated_at, input_json_schema
-FROM tasks WHERE service_id = $1 ORDER BY id;
+FROM tasks WHERE service_id = sqlc.arg('service_id') ORDER BY id;
 
--- name: task_history
+-- name: TaskHistory :many
 SELECT code_version, code_hash, service_version, recorded_at
-FROM task_code_history WHERE task_id = $1 ORDER BY code_version DESC;
+FROM task_code_history WHERE task_id = sqlc.arg('task_id') ORDER BY code_version DESC;
 
--- name: task_exists
-SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1);
+-- name: TaskExists :one
+SELECT EXISTS (SELECT 1 FROM tasks WHERE id = sqlc.arg('id'));

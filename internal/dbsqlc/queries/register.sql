@@ -1,33 +1,33 @@
 -- Worker registration.
 
--- name: lock_service
-SELECT pg_advisory_xact_lock(hashtext('pipeweave/service/' || $1));
+-- name: LockService :exec
+SELECT pg_advisory_xact_lock(hashtext('pipeweave/service/' || sqlc.arg('service_id')::text));
 
--- name: service_version
-SELECT version FROM services WHERE id = $1;
+-- name: ServiceVersion :one
+SELECT version FROM services WHERE id = sqlc.arg('id');
 
--- name: upsert_service
--- $4 is the key id of the master secret whose service key signed the registration (NULL for an
+-- name: UpsertService :exec
+-- key_id is the key id of the master secret whose service key signed the registration (NULL for an
 -- unauthenticated compat-mode registration): later dispatches are sealed under it.
-INSERT INTO services (id, version, base_url, key_id) VALUES ($1, $2, $3, $4)
+INSERT INTO services (id, version, base_url, key_id) VALUES (sqlc.arg('id'), sqlc.arg('version'), sqlc.arg('base_url'), sqlc.narg('key_id'))
 ON CONFLICT (id) DO UPDATE SET version = excluded.version, base_url = excluded.base_url,
     key_id = excluded.key_id, updated_at = now();
 
--- name: task_owners
-SELECT id, service_id, code_hash, code_version, removed_in_version IS NOT NULL
-FROM tasks WHERE id = ANY($1::text[]) OR service_id = $2;
+-- name: TaskOwners :many
+SELECT id, service_id, code_hash, code_version, (removed_in_version IS NOT NULL)::bool AS removed
+FROM tasks WHERE id = ANY(sqlc.arg('ids')::text[]) OR service_id = sqlc.arg('service_id');
 
--- name: upsert_tasks
+-- name: UpsertTasks :exec
 -- One row per task of the registration, as a JSON array of objects named like the columns.
 INSERT INTO tasks AS t (id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries,
                         retry_backoff, retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms,
                         concurrency, priority, idempotency_ttl_seconds, description, input_schema,
                         input_json_schema, input_schema_hash)
-SELECT r.id, $2, r.code_hash, r.code_version, r.allowed_next, r.timeout_seconds, r.retries,
+SELECT r.id, sqlc.arg('service_id')::text, r.code_hash, r.code_version, r.allowed_next, r.timeout_seconds, r.retries,
        r.retry_backoff, r.retry_delay_ms, r.max_retry_delay_ms, r.heartbeat_interval_ms,
        r.concurrency, r.priority, r.idempotency_ttl_seconds, r.description, r.input_schema,
        r.input_json_schema, r.input_schema_hash
-FROM jsonb_to_recordset($1::jsonb) AS r(id text, code_hash text, code_version int, allowed_next text[],
+FROM jsonb_to_recordset(sqlc.arg('tasks')::jsonb) AS r(id text, code_hash text, code_version int, allowed_next text[],
     timeout_seconds int, retries int, retry_backoff text, retry_delay_ms bigint,
     max_retry_delay_ms bigint, heartbeat_interval_ms bigint, concurrency int, priority int,
     idempotency_ttl_seconds int, description text, input_schema jsonb, input_json_schema jsonb,
@@ -43,21 +43,22 @@ ON CONFLICT (id) DO UPDATE SET
     input_json_schema = excluded.input_json_schema, input_schema_hash = excluded.input_schema_hash,
     removed_in_version = NULL, updated_at = now();
 
--- name: insert_history
+-- name: InsertHistory :exec
 INSERT INTO task_code_history (task_id, code_version, code_hash, service_version)
-SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[])
+SELECT unnest(sqlc.arg('task_ids')::text[]), unnest(sqlc.arg('code_versions')::int[]),
+       unnest(sqlc.arg('code_hashes')::text[]), unnest(sqlc.arg('service_versions')::text[])
 ON CONFLICT (task_id, code_version) DO NOTHING;
 
--- name: orphan_tasks
--- Marks tasks $1 as removed in version $2 and cancels their runs that have not started.
+-- name: OrphanTasks :exec
+-- Marks tasks ids as removed in version and cancels their runs that have not started.
 WITH removed AS (
-    UPDATE tasks SET removed_in_version = $2, updated_at = now()
-    WHERE id = ANY($1::text[])
+    UPDATE tasks SET removed_in_version = sqlc.arg('version')::text, updated_at = now()
+    WHERE id = ANY(sqlc.arg('ids')::text[])
     RETURNING id
 )
 UPDATE task_runs SET
     status       = 'cancelled',
-    error        = 'Task type removed in version ' || $2,
+    error        = 'Task type removed in version ' || sqlc.arg('version')::text,
     error_code   = 'TASK_REMOVED',
     completed_at = now(),
     updated_at   = now()

@@ -1,0 +1,173 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
+)
+
+// advanceFailed advances the pipeline runs of attempts that failed for good.
+func (e *Engine) advanceFailed(ctx context.Context, tx dbtx, runs map[string]*lockedRun, ended []endedAttempt) error {
+	byRun := map[string][]resolution{}
+	for _, a := range ended {
+		if a.Status == protocol.StatusFailed && a.PipelineRunID != "" {
+			byRun[a.PipelineRunID] = append(byRun[a.PipelineRunID], resolution{taskID: a.TaskID, failed: true})
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(byRun)) {
+		run := runs[id]
+		if run == nil {
+			return fmt.Errorf("pipeline run %s was not locked before its task runs", id)
+		}
+		if err := e.advance(ctx, tx, run, byRun[id]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockedRun is a pipeline run locked for advancement.
+type lockedRun struct {
+	id, status, mode string
+	snap             snapshot
+}
+
+// lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
+// pipeline run before its task runs, so advancement of one run is serialised and nothing
+// deadlocks.
+func (e *Engine) lockRuns(ctx context.Context, tx dbtx, runIDs []string) (map[string]*lockedRun, error) {
+	var want []string
+	for _, id := range runIDs {
+		if id != "" && !slices.Contains(want, id) {
+			want = append(want, id)
+		}
+	}
+	out := map[string]*lockedRun{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	rows, err := queries.LockPipelineRuns(ctx, tx, want)
+	if err != nil {
+		return nil, fmt.Errorf("lock pipeline runs: %w", err)
+	}
+	for _, row := range rows {
+		r := &lockedRun{id: row.ID, status: row.Status, mode: row.FailureMode}
+		if err := json.Unmarshal(row.Snapshot, &r.snap); err != nil {
+			return nil, fmt.Errorf("pipeline run %s: snapshot: %w", r.id, err)
+		}
+		out[r.id] = r
+	}
+	return out, nil
+}
+
+// resolution is a node that reached a final state.
+type resolution struct {
+	taskID    string
+	completed bool
+	failed    bool // failed itself, or skipped because something upstream failed
+	selected  []string
+}
+
+// advance moves a locked pipeline run on after nodes resolved, in the caller's transaction:
+// successors are enabled or skipped with one multi-row statement per wave (skips propagate),
+// a failure in fail-fast mode cancels what has not started, and the run is finished when no
+// node is left open.
+func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution) error {
+	if run.status != RunRunning {
+		return nil
+	}
+	if run.mode == FailFast {
+		var failed []string
+		for _, r := range resolved {
+			if r.failed {
+				failed = append(failed, r.taskID)
+			}
+		}
+		if len(failed) > 0 {
+			// The status (cancelled) and code (CANCELLED) say what happened; the text says why.
+			reason := "task " + strings.Join(failed, ", ") + " failed (fail-fast)"
+			if err := queries.CancelPipelineNodes(ctx, tx, dbsqlc.CancelPipelineNodesParams{PipelineRunID: run.id,
+				Statuses: []string{protocol.StatusWaiting, protocol.StatusPending}, Reason: reason}); err != nil {
+				return fmt.Errorf("fail-fast %s: %w", run.id, err)
+			}
+			resolved = nil
+		}
+	}
+	for len(resolved) > 0 {
+		type effect struct {
+			n           int
+			sel, failed bool
+		}
+		effects := map[string]*effect{}
+		var order []string
+		for _, r := range resolved {
+			node := run.snap.Tasks[r.taskID]
+			if node == nil {
+				continue
+			}
+			for _, next := range node.AllowedNext {
+				if slices.Contains(run.snap.EntryTasks, next) {
+					continue
+				}
+				ef := effects[next]
+				if ef == nil {
+					ef = &effect{}
+					effects[next] = ef
+					order = append(order, next)
+				}
+				ef.n++
+				ef.sel = ef.sel || selects(r.completed, r.selected, next)
+				ef.failed = ef.failed || r.failed
+			}
+		}
+		if len(order) == 0 {
+			break
+		}
+		ns, sels, fails := make([]int, len(order)), make([]bool, len(order)), make([]bool, len(order))
+		for i, id := range order {
+			ns[i], sels[i], fails[i] = effects[id].n, effects[id].sel, effects[id].failed
+		}
+		rows, err := queries.AdvanceSuccessors(ctx, tx, dbsqlc.AdvanceSuccessorsParams{PipelineRunID: run.id, FailureMode: run.mode,
+			TaskIDs: order, Resolved: ns, Selected: sels, Failed: fails})
+		if err != nil {
+			return fmt.Errorf("advance %s: %w", run.id, err)
+		}
+		next := []resolution{}
+		for _, r := range rows {
+			if r.Status == protocol.StatusSkipped {
+				next = append(next, resolution{taskID: r.TaskID, failed: r.UpstreamFailed && run.mode == Continue})
+			}
+		}
+		resolved = next
+	}
+	return e.finishIfDone(ctx, tx, run)
+}
+
+// finishIfDone ends a running pipeline run whose nodes are all resolved.
+func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) error {
+	tally, err := queries.PipelineRunTally(ctx, tx, run.id)
+	if err != nil {
+		return fmt.Errorf("tally %s: %w", run.id, err)
+	}
+	if tally.Open > 0 && !(run.mode == FailFast && tally.Failed > 0) {
+		return nil
+	}
+	status, reason := RunCompleted, ""
+	if tally.Failed > 0 {
+		status, reason = RunFailed, "task "+tally.FailedTasks+" failed"
+		if run.mode == PartialMerge && tally.Completed > 0 {
+			status = RunPartial
+		}
+	}
+	if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: run.id, Status: status, Error: reason}); err != nil {
+		return fmt.Errorf("finish %s: %w", run.id, err)
+	}
+	run.status = status
+	return nil
+}

@@ -1,0 +1,108 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
+)
+
+// claimLock serialises claims across every instance, so that the in-flight counts a claim reads
+// include every earlier claim and concurrency limits hold ("pipeweave/claim").
+const claimLock int64 = 0x7077636c61696d
+
+// Claimed is a run taken for dispatch, with everything the dispatch needs.
+type Claimed struct {
+	RunID               string
+	TaskID              string
+	PipelineRunID       string
+	Attempt             int
+	Lease               int64
+	CodeVersion         int
+	CodeHash            string
+	InputPath           string
+	PreviousAttempts    []protocol.Attempt
+	HeartbeatIntervalMs int64
+	TimeoutSeconds      int
+	BaseURL             string
+	Priority            int
+	// ServiceID is the service that registered the task, and KeyID the key id of the master
+	// secret it registered with ("" if unknown): its dispatches are sealed for that service.
+	ServiceID string
+	KeyID     string
+	// Traceparent is the W3C trace context the run continues ("" = none): its dispatch span is
+	// a child of it.
+	Traceparent string
+}
+
+// Claim takes up to limit ready runs (lower priority first, then oldest), moving them to
+// dispatching under a new lease. It never exceeds MaxConcurrency or a task's concurrency, however
+// many instances claim at once.
+func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
+	if limit <= 0 {
+		limit = e.cfg.ClaimBatch
+	}
+	lease := e.cfg.DispatchTimeout + 10*time.Second
+	start := time.Now()
+	var out []Claimed
+	err := e.db.InTx(ctx, func(tx dbtx) error {
+		// Claims serialise on this lock until they commit, so the commit must be quick: it does
+		// not wait for the WAL flush. Should the database crash before the flush, the claim is
+		// lost with it and the run is claimed again; the worker's calls for the lost lease get 409.
+		if err := queries.LockClaimsAsyncCommit(ctx, tx, claimLock); err != nil {
+			return fmt.Errorf("take claim lock: %w", err)
+		}
+		rows, err := queries.Claim(ctx, tx, dbsqlc.ClaimParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
+			LeaseMs: lease.Milliseconds()})
+		if err != nil {
+			return fmt.Errorf("claim: %w", err)
+		}
+		out = make([]Claimed, len(rows))
+		for i, r := range rows {
+			out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
+				Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
+				HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
+				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
+			if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
+				return fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
+			}
+		}
+		return nil
+	})
+	e.claimSpan(ctx, start, limit, out, err)
+	if err != nil {
+		return nil, err
+	}
+	e.metrics.Claims.Add(float64(len(out)))
+	return out, nil
+}
+
+// claimSpan records a "claim" span for a claim that took runs or failed (an empty claim, which
+// an idle loop makes at every tick, leaves no span). It is a root linked to the trace of each
+// claimed run: one claim serves many traces.
+func (e *Engine) claimSpan(ctx context.Context, start time.Time, limit int, claimed []Claimed, err error) {
+	if !e.tracing || (len(claimed) == 0 && err == nil) {
+		return
+	}
+	links := make([]trace.Link, 0, len(claimed))
+	for _, c := range claimed {
+		if sc := telemetry.SpanContextOf(c.Traceparent); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{telemetry.AttrRunID.String(c.RunID)}})
+		}
+	}
+	_, span := e.tracer.Start(telemetry.WithoutSpan(ctx), "claim", trace.WithNewRoot(), trace.WithTimestamp(start),
+		trace.WithLinks(links...), trace.WithAttributes(telemetry.AttrCount.Int(len(claimed)), attribute.Int("pipeweave.limit", limit)))
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "claim failed")
+	}
+	span.End()
+}

@@ -1,0 +1,180 @@
+-- Pipelines: definitions, runs, advancement.
+
+-- name: ActiveTasks :many
+SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, priority,
+       coalesce(input_schema_hash, '')
+FROM tasks WHERE removed_in_version IS NULL;
+
+-- name: PipelineGet :one
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at
+FROM pipelines WHERE id = sqlc.arg('id');
+
+-- name: PipelineList :many
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at
+FROM pipelines ORDER BY id;
+
+-- name: UpsertPipeline :exec
+-- service_id is NULL for PUT.
+-- An implicit (per-service) definition never replaces an explicit one.
+INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description)
+VALUES (sqlc.arg('id'), sqlc.narg('service_id'), sqlc.arg('entry_tasks'), sqlc.arg('failure_mode'), sqlc.arg('implicit'), sqlc.arg('description'))
+ON CONFLICT (id) DO UPDATE SET
+    service_id = excluded.service_id, entry_tasks = excluded.entry_tasks,
+    failure_mode = excluded.failure_mode, implicit = excluded.implicit,
+    description = excluded.description, updated_at = now()
+WHERE p.implicit OR NOT excluded.implicit;
+
+-- name: InsertPipelineRun :exec
+-- traceparent is the W3C traceparent of the trigger's span ('' = none).
+INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
+                           traceparent)
+VALUES (sqlc.arg('id'), sqlc.arg('pipeline_id'), 'running', sqlc.arg('failure_mode'), sqlc.arg('priority'), sqlc.arg('metadata'), sqlc.arg('input_path'), sqlc.arg('snapshot'), nullif(sqlc.arg('traceparent')::text, ''));
+
+-- name: InsertPipelineTaskRuns :exec
+-- Every node of a new pipeline run at once: entry tasks pending, the others waiting. Each
+-- continues the trace of the run (traceparent, the trigger's traceparent, '' = none).
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
+                       code_hash, predecessors, preds_left, selected, traceparent)
+SELECT i.id, i.task_id, sqlc.arg('pipeline_run_id')::text, i.status, i.priority, sqlc.arg('input_path')::text, i.code_version, i.code_hash, i.predecessors,
+       i.preds_left, i.selected, nullif(sqlc.arg('traceparent')::text, '')
+FROM jsonb_to_recordset(sqlc.arg('nodes')::jsonb) AS i(id text, task_id text, status text, priority int,
+    code_version int, code_hash text, predecessors text[], preds_left int, selected bool);
+
+-- name: PipelineRunOfTaskRun :one
+SELECT coalesce(pipeline_run_id, '') FROM task_runs WHERE id = sqlc.arg('id');
+
+-- name: LockPipelineRuns :many
+-- Locks pipeline runs in id order (every writer locks a pipeline run before its task runs).
+SELECT id, status, failure_mode, snapshot FROM pipeline_runs
+WHERE id = ANY(sqlc.arg('ids')::text[]) ORDER BY id FOR UPDATE;
+
+-- name: AdvanceSuccessors :many
+-- Resolves predecessors of waiting nodes of run pipeline_run_id (failure mode failure_mode): per
+-- successor task_ids[i], resolved[i] of its predecessors resolved, selected[i] whether one of them
+-- selected it, failed[i] whether one failed. A node
+-- whose last predecessor resolves leaves waiting exactly once: pending when selected, skipped
+-- otherwise (and, in continue mode, skipped when anything upstream failed). A node without a
+-- trace context takes the pipeline run's.
+UPDATE task_runs tr SET
+    traceparent     = coalesce(tr.traceparent, (SELECT pr.traceparent FROM pipeline_runs pr WHERE pr.id = sqlc.arg('pipeline_run_id')::text)),
+    preds_left      = tr.preds_left - u.n,
+    selected        = tr.selected OR u.sel,
+    upstream_failed = tr.upstream_failed OR u.failed,
+    status          = CASE WHEN tr.preds_left - u.n > 0 THEN 'waiting'
+                           WHEN sqlc.arg('failure_mode')::text = 'continue' AND (tr.upstream_failed OR u.failed) THEN 'skipped'
+                           WHEN tr.selected OR u.sel THEN 'pending'
+                           ELSE 'skipped' END,
+    error           = CASE WHEN tr.preds_left - u.n = 0 AND sqlc.arg('failure_mode')::text = 'continue' AND (tr.upstream_failed OR u.failed)
+                           THEN 'skipped: an upstream task failed' END,
+    available_at    = now(),
+    completed_at    = CASE WHEN tr.preds_left - u.n > 0 THEN NULL
+                           WHEN sqlc.arg('failure_mode')::text = 'continue' AND (tr.upstream_failed OR u.failed) THEN now()
+                           WHEN tr.selected OR u.sel THEN NULL
+                           ELSE now() END,
+    updated_at      = now()
+FROM (SELECT unnest(sqlc.arg('task_ids')::text[]) AS task_id,
+             unnest(sqlc.arg('resolved')::int[]) AS n,
+             unnest(sqlc.arg('selected')::bool[]) AS sel,
+             unnest(sqlc.arg('failed')::bool[]) AS failed) AS u
+WHERE tr.pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND tr.task_id = u.task_id AND tr.status = 'waiting'
+  AND tr.superseded_by IS NULL
+RETURNING tr.task_id, tr.status, tr.upstream_failed;
+
+-- name: PipelineRunTally :one
+SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'completed') AS completed,
+       coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
+FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL;
+
+-- name: FinishPipelineRun :exec
+UPDATE pipeline_runs SET status = sqlc.arg('status'), error = nullif(sqlc.arg('error')::text, ''), completed_at = now()
+WHERE id = sqlc.arg('id') AND status = 'running';
+
+-- name: CancelPipelineNodes :exec
+-- Cancels run pipeline_run_id's nodes in states statuses with reason. Workers of running ones learn it from
+-- shouldCancel; their late callbacks change nothing.
+UPDATE task_runs SET status = 'cancelled', error = sqlc.arg('reason')::text, error_code = 'CANCELLED', deadline = NULL,
+                     completed_at = now(), updated_at = now()
+WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL AND status = ANY(sqlc.arg('statuses')::text[]);
+
+-- name: UpstreamRefs :many
+-- For each run in run_ids, its completed predecessors' outputs: one probe of the node index per
+-- predecessor, whatever the size of the table. The fences (MATERIALIZED, OFFSET 0) keep the
+-- planner from starting at the other end when statistics are stale.
+WITH c AS MATERIALIZED (
+    SELECT id, pipeline_run_id, predecessors FROM task_runs
+    WHERE id = ANY(sqlc.arg('run_ids')::text[]) AND pipeline_run_id IS NOT NULL
+)
+SELECT c.id, p.task_id, coalesce(p.output_path, ''), p.assets
+FROM c
+CROSS JOIN LATERAL unnest(c.predecessors) AS pred(task_id)
+CROSS JOIN LATERAL (
+    SELECT x.task_id, x.output_path, x.assets FROM task_runs x
+    WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = pred.task_id
+      AND x.superseded_by IS NULL AND x.status = 'completed'
+    OFFSET 0
+) p;
+
+-- name: AllowedNextOfRun :one
+SELECT coalesce(pr.snapshot -> 'tasks' -> tr.task_id -> 'allowedNext', '[]'::jsonb)::jsonb AS allowed_next
+FROM task_runs tr JOIN pipeline_runs pr ON pr.id = tr.pipeline_run_id
+WHERE tr.id = sqlc.arg('id');
+
+-- name: PipelineRunGet :one
+SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
+       coalesce(error, ''), created_at, completed_at
+FROM pipeline_runs WHERE id = sqlc.arg('id');
+
+-- name: PipelineRunList :many
+-- Filters pipeline_id and status ('' = all); cursor is an id ('' = newest), max the limit.
+SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, NULL::jsonb AS snapshot,
+       coalesce(error, ''), created_at, completed_at
+FROM pipeline_runs
+WHERE (sqlc.arg('pipeline_id')::text = '' OR pipeline_id = sqlc.arg('pipeline_id')::text) AND (sqlc.arg('status')::text = '' OR status = sqlc.arg('status')::text) AND (sqlc.arg('cursor')::text = '' OR id < sqlc.arg('cursor')::text)
+ORDER BY id DESC
+LIMIT sqlc.arg('max')::int;
+
+-- name: PipelineRunTaskRuns :many
+SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, coalesce(error, ''),
+       coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
+       coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
+       progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
+       created_at, updated_at, available_at, started_at, completed_at, deadline,
+       coalesce(superseded_by, '')
+FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text
+ORDER BY id;
+
+-- name: PreviousCodeVersions :many
+-- Code versions of the task runs of the run of the same pipeline before pipeline_run_id.
+SELECT tr.task_id, tr.code_version
+FROM task_runs tr
+WHERE tr.superseded_by IS NULL AND tr.pipeline_run_id = (
+    SELECT prev.id FROM pipeline_runs prev, pipeline_runs cur
+    WHERE cur.id = sqlc.arg('pipeline_run_id')::text AND prev.pipeline_id = cur.pipeline_id AND prev.id < cur.id
+    ORDER BY prev.id DESC LIMIT 1);
+
+-- name: PipelineNodesState :many
+SELECT id, task_id, status, selected_next, upstream_failed
+FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL;
+
+-- name: ReopenNode :exec
+-- Puts a node of a re-opened run back to waiting (or pending/skipped when nothing is left to wait for).
+UPDATE task_runs SET status = sqlc.arg('status')::text, preds_left = sqlc.arg('preds_left'), selected = sqlc.arg('selected'), upstream_failed = sqlc.arg('upstream_failed'),
+                     error = NULL, error_code = NULL, completed_at = CASE WHEN sqlc.arg('status')::text = 'skipped' THEN now() END,
+                     available_at = now(), updated_at = now()
+WHERE id = sqlc.arg('id');
+
+-- name: SupersedeNode :execrows
+UPDATE task_runs SET superseded_by = sqlc.arg('superseded_by')::text, updated_at = now() WHERE id = sqlc.arg('id');
+
+-- name: InsertRetryNode :exec
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent)
+SELECT sqlc.arg('id')::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, t.code_version,
+       t.code_hash, old.metadata, old.predecessors, 0, true, old.traceparent
+FROM task_runs old JOIN tasks t ON t.id = old.task_id
+WHERE old.id = sqlc.arg('old_id')::text;
+
+-- name: ReopenPipelineRun :exec
+UPDATE pipeline_runs SET status = 'running', error = NULL, completed_at = NULL WHERE id = sqlc.arg('id');

@@ -1,0 +1,196 @@
+-- Task run life cycle: claim, dispatch results, worker calls, failures, sweep.
+
+-- name: Claim :many
+-- Claims up to max ready runs, honouring MAX_CONCURRENCY (max_concurrency, 0 = none) across
+-- every instance and each task's own concurrency. Callers run it right after LockClaimsAsyncCommit
+-- in the same transaction, so the in-flight counts below include every earlier claim.
+-- lease_ms is the dispatch lease in milliseconds; now is the time (NULL = the database clock).
+-- Outside maintenance mode 'running' it claims nothing: the mode is read here, after the lock,
+-- which mode changes take too.
+WITH inflight AS (
+    SELECT task_id, count(*)::int AS n
+    FROM task_runs
+    WHERE status IN ('dispatching', 'running')
+    GROUP BY task_id
+),
+room AS (
+    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+                WHEN sqlc.arg('max_concurrency')::int = 0 THEN sqlc.arg('max')::int
+                ELSE least(sqlc.arg('max')::int, sqlc.arg('max_concurrency')::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
+),
+capacity AS (
+    SELECT t.id AS task_id,
+           CASE WHEN t.concurrency = 0 THEN (SELECT n FROM room)
+                ELSE least((SELECT n FROM room), t.concurrency - coalesce(i.n, 0)) END AS free
+    FROM tasks t
+    LEFT JOIN inflight i ON i.task_id = t.id
+    WHERE t.removed_in_version IS NULL
+),
+candidates AS (
+    SELECT r.id, r.priority, r.available_at
+    FROM capacity c
+    CROSS JOIN LATERAL (
+        SELECT tr.id, tr.priority, tr.available_at
+        FROM task_runs tr
+        WHERE tr.task_id = c.task_id AND tr.status = 'pending' AND tr.available_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+        ORDER BY tr.priority, tr.available_at, tr.id
+        LIMIT greatest(c.free, 0)
+        FOR UPDATE SKIP LOCKED
+    ) r
+    WHERE c.free > 0
+),
+chosen AS (
+    SELECT id FROM candidates
+    ORDER BY priority, available_at, id
+    LIMIT greatest((SELECT n FROM room), 0)
+)
+UPDATE task_runs tr SET
+    status                = 'dispatching',
+    lease                 = tr.lease + 1,
+    deadline              = coalesce(sqlc.narg('now')::timestamptz, now()) + sqlc.arg('lease_ms')::bigint * interval '1 millisecond',
+    timeout_at            = coalesce(sqlc.narg('now')::timestamptz, now()) + t.timeout_seconds * interval '1 second',
+    heartbeat_interval_ms = t.heartbeat_interval_ms,
+    code_version          = t.code_version,
+    code_hash             = t.code_hash,
+    started_at            = coalesce(tr.started_at, coalesce(sqlc.narg('now')::timestamptz, now())),
+    updated_at            = coalesce(sqlc.narg('now')::timestamptz, now())
+FROM chosen, tasks t, services s
+WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
+RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, '') AS pipeline_run_id, tr.attempt, tr.lease, tr.code_version,
+          tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms,
+          t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '') AS traceparent,
+          s.id AS service_id, coalesce(s.key_id, '') AS key_id;
+
+-- name: MarkRunning :exec
+-- Records the workers' acknowledgements of a dispatched batch (ids, and leases[i] the lease of ids[i]). The
+-- runs are found through the primary key; each one's lease sits at the same position in leases.
+-- A row locked right now belongs to the worker's own heartbeat or callback, which moves the run
+-- on by itself: it is skipped rather than waited for.
+UPDATE task_runs tr SET
+    status     = 'running',
+    deadline   = least(now() + 2 * tr.heartbeat_interval_ms * interval '1 millisecond', tr.timeout_at),
+    updated_at = now()
+FROM (
+    SELECT id FROM task_runs
+    WHERE id = ANY(sqlc.arg('ids')::text[]) AND status = 'dispatching'
+    FOR UPDATE SKIP LOCKED
+) acked
+WHERE tr.id = acked.id AND tr.lease = (sqlc.arg('leases')::bigint[])[array_position(sqlc.arg('ids')::text[], tr.id)];
+
+-- name: BackOff :exec
+-- A worker answered 429/503: the attempt did not start. Back to pending after a short, jittered
+-- delay (delay_ms), keeping the attempt; the lease moves on so nothing from that dispatch is accepted.
+UPDATE task_runs tr SET
+    status       = 'pending',
+    lease        = tr.lease + 1,
+    available_at = now() + (sqlc.arg('delay_ms')::bigint * (0.8 + 0.4 * random())) * interval '1 millisecond',
+    deadline     = NULL,
+    updated_at   = now()
+WHERE tr.id = ANY(sqlc.arg('ids')::text[]) AND tr.status = 'dispatching'
+  AND tr.lease = (sqlc.arg('leases')::bigint[])[array_position(sqlc.arg('ids')::text[], tr.id)];
+
+-- name: FailAttempts :many
+-- Ends attempts as failed: ids, leases (-1 = whatever lease is current), errors, error codes,
+-- retryable flags, and bump: whether to move the lease on (true when the orchestrator ends the
+-- attempt itself, so the worker's late calls get 409). now is the time (NULL = the database clock).
+-- Retryable attempts with attempts left go back to pending after the backoff (their error only in
+-- previous_attempts); the others fail and land in the DLQ, all in this one statement.
+-- The runs are found through the primary key; each one's values sit at its position in ids.
+WITH located AS (
+    SELECT tr.id, array_position(sqlc.arg('ids')::text[], tr.id) AS i
+    FROM task_runs tr
+    WHERE tr.id = ANY(sqlc.arg('ids')::text[])
+),
+target AS (
+    SELECT tr.id, (sqlc.arg('errors')::text[])[l.i] AS error, (sqlc.arg('codes')::text[])[l.i] AS code,
+           ((sqlc.arg('retryable')::bool[])[l.i] AND tr.attempt <= t.retries) AS retry,
+           retry_delay_ms(t.retry_backoff, t.retry_delay_ms, t.max_retry_delay_ms, tr.attempt) AS delay_ms
+    FROM located l
+    JOIN task_runs tr ON tr.id = l.id
+    JOIN tasks t ON t.id = tr.task_id
+    WHERE tr.status IN ('dispatching', 'running') AND tr.lease = coalesce(nullif((sqlc.arg('leases')::bigint[])[l.i], -1), tr.lease)
+    FOR UPDATE OF tr
+),
+updated AS (
+    UPDATE task_runs tr SET
+        status            = CASE WHEN x.retry THEN 'pending' ELSE 'failed' END,
+        attempt           = tr.attempt + CASE WHEN x.retry THEN 1 ELSE 0 END,
+        available_at      = CASE WHEN x.retry THEN coalesce(sqlc.narg('now')::timestamptz, now()) + x.delay_ms * interval '1 millisecond'
+                                 ELSE tr.available_at END,
+        lease             = tr.lease + CASE WHEN sqlc.arg('bump')::bool THEN 1 ELSE 0 END,
+        -- A retry clears the run's error (as upstream does): it belongs to the attempt that
+        -- failed, which previous_attempts records; a pending run has no error of its own.
+        error             = CASE WHEN x.retry THEN NULL ELSE x.error END,
+        error_code        = CASE WHEN x.retry THEN NULL ELSE x.code END,
+        previous_attempts = tr.previous_attempts || jsonb_build_array(jsonb_build_object(
+                                'attempt', tr.attempt, 'error', x.error, 'errorCode', x.code,
+                                'timestamp', coalesce(sqlc.narg('now')::timestamptz, now()))),
+        deadline          = NULL,
+        completed_at      = CASE WHEN x.retry THEN NULL ELSE coalesce(sqlc.narg('now')::timestamptz, now()) END,
+        updated_at        = coalesce(sqlc.narg('now')::timestamptz, now())
+    FROM target x
+    WHERE tr.id = x.id
+    RETURNING tr.*
+),
+dead AS (
+    INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, error, error_code,
+                     attempts, code_version, code_hash, priority, metadata)
+    SELECT 'dlq_' || substr(u.id, 6), u.id, u.task_id, u.pipeline_run_id, u.input_path, u.error,
+           u.error_code, u.previous_attempts, u.code_version, u.code_hash, u.priority, u.metadata
+    FROM updated u
+    WHERE u.status = 'failed'
+    ON CONFLICT (task_run_id) DO NOTHING
+)
+SELECT u.id, u.task_id, u.status, u.attempt, u.available_at, coalesce(u.pipeline_run_id, '') AS pipeline_run_id,
+       coalesce(extract(epoch FROM coalesce(sqlc.narg('now')::timestamptz, now()) - u.started_at), 0)::float8 AS seconds
+FROM updated u;
+
+-- name: Complete :one
+-- A successful callback of run id under lease (NULL = the current one). Returns the task and the
+-- seconds since the run was first claimed.
+UPDATE task_runs SET
+    status        = 'completed',
+    output_path   = sqlc.narg('output_path'),
+    output_size   = sqlc.narg('output_size'),
+    assets        = sqlc.narg('assets'),
+    logs_path     = sqlc.narg('logs_path'),
+    selected_next = sqlc.narg('selected_next'),
+    error         = NULL,
+    error_code    = NULL,
+    deadline      = NULL,
+    completed_at  = now(),
+    updated_at    = now()
+WHERE id = sqlc.arg('id') AND lease = coalesce(sqlc.narg('lease')::bigint, lease) AND status IN ('dispatching', 'running')
+RETURNING task_id, coalesce(extract(epoch FROM now() - started_at), 0)::float8 AS seconds;
+
+-- name: Heartbeat :one
+-- Run id under lease (NULL = the current one); a NULL progress or message keeps the one stored.
+UPDATE task_runs SET
+    status           = 'running',
+    deadline         = least(now() + 2 * heartbeat_interval_ms * interval '1 millisecond', timeout_at),
+    progress         = coalesce(sqlc.narg('progress')::int, progress),
+    progress_message = coalesce(sqlc.narg('message')::text, progress_message),
+    updated_at       = now()
+WHERE id = sqlc.arg('id') AND lease = coalesce(sqlc.narg('lease')::bigint, lease) AND status IN ('dispatching', 'running')
+RETURNING status;
+
+-- name: RunState :one
+SELECT status, lease FROM task_runs WHERE id = $1;
+
+-- name: Sweep :many
+-- Attempts whose deadline passed: dispatch leases that expired, silent workers, hard timeouts.
+-- Nothing is locked here: FailAttempts re-checks state and lease under the row lock, so a
+-- callback that commits first always wins. kind is the kind of expiry, for metrics; now is the
+-- time (NULL = the database clock).
+SELECT id, lease, coalesce(pipeline_run_id, '') AS pipeline_run_id,
+       CASE WHEN status = 'dispatching' THEN 'DISPATCH_FAILED' ELSE 'TIMEOUT' END::text AS code,
+       CASE WHEN status = 'dispatching' THEN 'dispatch lease expired before the worker answered'
+            WHEN timeout_at <= coalesce(sqlc.narg('now')::timestamptz, now()) THEN 'task exceeded its timeout'
+            ELSE 'no heartbeat within ' || (2 * heartbeat_interval_ms) || ' ms' END::text AS message,
+       CASE WHEN status = 'dispatching' THEN 'lease'
+            WHEN timeout_at <= coalesce(sqlc.narg('now')::timestamptz, now()) THEN 'timeout'
+            ELSE 'heartbeat' END::text AS kind
+FROM task_runs
+WHERE status IN ('dispatching', 'running') AND deadline <= coalesce(sqlc.narg('now')::timestamptz, now())
+ORDER BY deadline
+LIMIT sqlc.arg('max')::int;
