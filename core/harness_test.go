@@ -179,11 +179,11 @@ func (e *env) register(serviceID, version, baseURL string, tasks ...protocol.Tas
 }
 
 type enqueued struct {
-	RunID        string `json:"runId"`
-	Status       string `json:"status"`
-	TaskID       string `json:"taskId"`
-	InputPath    string `json:"inputPath"`
-	Deduplicated bool   `json:"deduplicated"`
+	RunID        string                 `json:"runId"`
+	Status       protocol.TaskRunStatus `json:"status"`
+	TaskID       string                 `json:"taskId"`
+	InputPath    string                 `json:"inputPath"`
+	Deduplicated bool                   `json:"deduplicated"`
 }
 
 func (e *env) enqueue(body map[string]any) enqueued {
@@ -218,22 +218,22 @@ func (e *env) enqueueMany(taskID string, n int) []string {
 }
 
 type run struct {
-	ID               string             `json:"id"`
-	TaskID           string             `json:"taskId"`
-	Status           string             `json:"status"`
-	Attempt          int                `json:"attempt"`
-	Priority         int                `json:"priority"`
-	Error            *string            `json:"error"`
-	ErrorCode        *string            `json:"errorCode"`
-	PreviousAttempts []protocol.Attempt `json:"previousAttempts"`
-	CodeVersion      int                `json:"codeVersion"`
-	CodeHash         string             `json:"codeHash"`
-	InputPath        string             `json:"inputPath"`
-	OutputPath       *string            `json:"outputPath"`
-	Progress         *int               `json:"progress"`
-	ProgressMessage  string             `json:"progressMessage"`
-	CreatedAt        time.Time          `json:"createdAt"`
-	CompletedAt      *time.Time         `json:"completedAt"`
+	ID               string                 `json:"id"`
+	TaskID           string                 `json:"taskId"`
+	Status           protocol.TaskRunStatus `json:"status"`
+	Attempt          int                    `json:"attempt"`
+	Priority         int                    `json:"priority"`
+	Error            *string                `json:"error"`
+	ErrorCode        *string                `json:"errorCode"`
+	PreviousAttempts []protocol.Attempt     `json:"previousAttempts"`
+	CodeVersion      int                    `json:"codeVersion"`
+	CodeHash         string                 `json:"codeHash"`
+	InputPath        string                 `json:"inputPath"`
+	OutputPath       *string                `json:"outputPath"`
+	Progress         *int                   `json:"progress"`
+	ProgressMessage  string                 `json:"progressMessage"`
+	CreatedAt        time.Time              `json:"createdAt"`
+	CompletedAt      *time.Time             `json:"completedAt"`
 }
 
 func (e *env) run(id string) run {
@@ -265,7 +265,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
-func (e *env) waitStatus(id, status string) run {
+func (e *env) waitStatus(id string, status protocol.TaskRunStatus) run {
 	e.t.Helper()
 	var r run
 	e.waitFor(fmt.Sprintf("run %s to be %s", id, status), func() bool {

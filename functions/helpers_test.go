@@ -24,12 +24,13 @@ import (
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const testSecret = testorch.Secret
 
 // functionNames are the four commands under functions/.
 var functionNames = []string{"api", "process", "heartbeat-sweep", "dlq-purge"}

@@ -566,7 +566,7 @@ func (e *Engine) advanceFailed(ctx context.Context, tx dbtx, runs map[string]*lo
 type endedAttempt struct {
 	RunID         string
 	TaskID        string
-	Status        string // pending (retry) or failed
+	Status        protocol.TaskRunStatus // pending (retry) or failed
 	Attempt       int
 	AvailableAt   time.Time
 	PipelineRunID string

@@ -211,7 +211,7 @@ func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRu
 	switch {
 	case run == nil:
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
-	case run.status == RunCancelled:
+	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
 	}
 	tag, err := tx.Exec(ctx, sqlSupersedeNode, failedRunID, newRunID)
@@ -225,7 +225,8 @@ func (e *Engine) reopen(ctx context.Context, tx pgx.Tx, prun, failedRunID, newRu
 		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
 	}
 	type nodeState struct {
-		id, status     string
+		id             string
+		status         protocol.TaskRunStatus
 		selectedNext   []string
 		upstreamFailed bool
 	}

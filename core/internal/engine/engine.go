@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pipeweave/pipeweave/core/internal/defaults"
 	"github.com/pipeweave/pipeweave/core/internal/netguard"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/storage"
@@ -69,7 +70,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.DispatchTimeout <= 0 {
-		c.DispatchTimeout = 10 * time.Second
+		c.DispatchTimeout = defaults.DispatchTimeout
 	}
 	if c.ClaimBatch <= 0 {
 		c.ClaimBatch = 100
@@ -78,10 +79,10 @@ func (c *Config) setDefaults() {
 		c.SweepBatch = 500
 	}
 	if c.IdempotencyTTL <= 0 {
-		c.IdempotencyTTL = 24 * time.Hour
+		c.IdempotencyTTL = defaults.IdempotencyTTL
 	}
 	if c.MaxRetryDelay <= 0 {
-		c.MaxRetryDelay = 24 * time.Hour
+		c.MaxRetryDelay = defaults.MaxRetryDelay
 	}
 	if c.BackPressureDelay <= 0 {
 		c.BackPressureDelay = time.Second
@@ -152,12 +153,6 @@ func isNoop(tp trace.TracerProvider) bool {
 	}
 	return false
 }
-
-// Pool returns the engine's connection pool.
-func (e *Engine) Pool() *pgxpool.Pool { return e.pool }
-
-// Config returns the engine's settings, defaults applied.
-func (e *Engine) Config() Config { return e.cfg }
 
 // Ping checks that the database answers.
 func (e *Engine) Ping(ctx context.Context) error { return e.pool.Ping(ctx) }

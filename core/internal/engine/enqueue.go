@@ -119,7 +119,7 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 			keys = append(keys, it.req.IdempotencyKey)
 			tps = append(tps, traceparent)
 			// The run's status, as GET /api/runs/{id} and a repeated idempotency key report it.
-			it.result = EnqueueResult{RunID: it.runID, Status: "pending", TaskID: it.req.TaskID, InputPath: it.inputPath}
+			it.result = EnqueueResult{RunID: it.runID, Status: protocol.StatusPending, TaskID: it.req.TaskID, InputPath: it.inputPath}
 		}
 		if len(runIDs) == 0 {
 			return nil

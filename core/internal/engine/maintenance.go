@@ -7,16 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// Maintenance modes (upstream's OrchestratorMode), kept in the one row of orchestrator_state.
-const (
-	// ModeRunning claims and dispatches as usual.
-	ModeRunning = "running"
-	// ModeWaitingForMaintenance claims nothing new; the runs in flight finish.
-	ModeWaitingForMaintenance = "waiting_for_maintenance"
-	// ModeMaintenance claims nothing, and nothing is in flight.
-	ModeMaintenance = "maintenance"
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 var (
@@ -31,7 +23,7 @@ var (
 // MaintenanceStatus is upstream's MaintenanceStatus: the mode, whether maintenance can be (or
 // has been) reached, the runs waiting and in flight, and a sentence.
 type MaintenanceStatus struct {
-	Mode string `json:"mode"`
+	Mode protocol.MaintenanceMode `json:"mode"`
 	// CanEnterMaintenance: nothing is in flight (pending runs wait and do not hold maintenance
 	// back).
 	CanEnterMaintenance bool `json:"canEnterMaintenance"`
@@ -45,8 +37,8 @@ type MaintenanceStatus struct {
 
 // MaintenanceMode is the mode and when it last changed, as /health reports it.
 type MaintenanceMode struct {
-	Mode          string    `json:"mode"`
-	ModeChangedAt time.Time `json:"modeChangedAt"`
+	Mode          protocol.MaintenanceMode `json:"mode"`
+	ModeChangedAt time.Time                `json:"modeChangedAt"`
 }
 
 // Maintenance reads the maintenance status. Reading it moves waiting_for_maintenance on to
@@ -69,12 +61,12 @@ func (e *Engine) Maintenance(ctx context.Context) (MaintenanceStatus, error) {
 
 func maintenanceMessage(s MaintenanceStatus) string {
 	switch s.Mode {
-	case ModeWaitingForMaintenance:
+	case protocol.MaintenanceWaiting:
 		if s.RunningTasks == 0 {
 			return "Ready to enter maintenance mode"
 		}
 		return fmt.Sprintf("Waiting for %d tasks to complete; no new tasks are claimed", s.RunningTasks)
-	case ModeMaintenance:
+	case protocol.MaintenanceOn:
 		return "Maintenance mode active: no tasks are claimed; new work is accepted and waits"
 	}
 	return "Orchestrator is running normally"
@@ -85,14 +77,14 @@ func maintenanceMessage(s MaintenanceStatus) string {
 // commits: the change takes the claim lock, and every claim reads the mode under it. Entering
 // from another mode is a conflict (409 MAINTENANCE_STATE) that names the current mode.
 func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error) {
-	to, err := e.changeMode(ctx, func(mode string, inflight int64) (string, error) {
-		if mode != ModeRunning {
+	to, err := e.changeMode(ctx, func(mode protocol.MaintenanceMode, inflight int64) (protocol.MaintenanceMode, error) {
+		if mode != protocol.MaintenanceOff {
 			return "", maintenanceConflict(mode, "cannot enter maintenance: the orchestrator is already in mode %s", mode)
 		}
 		if inflight == 0 {
-			return ModeMaintenance, nil
+			return protocol.MaintenanceOn, nil
 		}
-		return ModeWaitingForMaintenance, nil
+		return protocol.MaintenanceWaiting, nil
 	})
 	if err != nil {
 		return MaintenanceStatus{}, err
@@ -105,11 +97,11 @@ func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error
 // standalone loops of every instance. Exiting while running is a conflict (409
 // MAINTENANCE_STATE).
 func (e *Engine) ExitMaintenance(ctx context.Context) (MaintenanceStatus, error) {
-	_, err := e.changeMode(ctx, func(mode string, _ int64) (string, error) {
-		if mode == ModeRunning {
+	_, err := e.changeMode(ctx, func(mode protocol.MaintenanceMode, _ int64) (protocol.MaintenanceMode, error) {
+		if mode == protocol.MaintenanceOff {
 			return "", maintenanceConflict(mode, "cannot exit maintenance: the orchestrator is running")
 		}
-		return ModeRunning, nil
+		return protocol.MaintenanceOff, nil
 	})
 	if err != nil {
 		return MaintenanceStatus{}, err
@@ -118,21 +110,21 @@ func (e *Engine) ExitMaintenance(ctx context.Context) (MaintenanceStatus, error)
 	return e.Maintenance(ctx)
 }
 
-func maintenanceConflict(mode, format string, args ...any) *Error {
+func maintenanceConflict(mode protocol.MaintenanceMode, format string, args ...any) *Error {
 	err := conflict("MAINTENANCE_STATE", format, args...)
-	err.Details = map[string]string{"mode": mode}
+	err.Details = map[string]string{"mode": string(mode)}
 	return err
 }
 
 // changeMode sets the mode next picks from the current mode and the runs in flight, under the
 // claim lock, notifies the loops when claiming resumes, and returns the new mode.
-func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight int64) (string, error)) (string, error) {
-	var to string
+func (e *Engine) changeMode(ctx context.Context, next func(mode protocol.MaintenanceMode, inflight int64) (protocol.MaintenanceMode, error)) (protocol.MaintenanceMode, error) {
+	var to protocol.MaintenanceMode
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
 			return fmt.Errorf("take claim lock: %w", err)
 		}
-		var mode string
+		var mode protocol.MaintenanceMode
 		var changed time.Time
 		var inflight int64
 		if err := tx.QueryRow(ctx, sqlMaintenanceLock).Scan(&mode, &changed, &inflight); err != nil {
@@ -149,7 +141,7 @@ func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight
 		if _, err := tx.Exec(ctx, sqlMaintenanceSet, to); err != nil {
 			return fmt.Errorf("set maintenance mode: %w", err)
 		}
-		if to == ModeRunning {
+		if to == protocol.MaintenanceOff {
 			if _, err := tx.Exec(ctx, sqlMaintenanceNotify); err != nil {
 				return fmt.Errorf("notify: %w", err)
 			}
@@ -171,18 +163,18 @@ func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error)
 	err := e.pool.QueryRow(ctx, sqlMaintenanceMode).Scan(&m.Mode, &m.ModeChangedAt)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return MaintenanceMode{Mode: ModeRunning}, nil
+		return MaintenanceMode{Mode: protocol.MaintenanceOff}, nil
 	case err != nil:
 		return m, fmt.Errorf("read maintenance mode: %w", err)
 	}
 	e.seeMode(m.Mode)
-	if m.Mode == ModeWaitingForMaintenance {
+	if m.Mode == protocol.MaintenanceWaiting {
 		// Under the claim lock, so that no mode change interleaves with the check.
 		err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", claimLock); err != nil {
 				return fmt.Errorf("take claim lock: %w", err)
 			}
-			var mode string
+			var mode protocol.MaintenanceMode
 			var changed time.Time
 			switch err := tx.QueryRow(ctx, sqlMaintenanceSettle).Scan(&mode, &changed); {
 			case errors.Is(err, pgx.ErrNoRows):
@@ -196,7 +188,7 @@ func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error)
 		if err != nil {
 			return m, err
 		}
-		if m.Mode == ModeMaintenance {
+		if m.Mode == protocol.MaintenanceOn {
 			e.seeMode(m.Mode)
 			e.log.Info("maintenance mode entered: nothing is in flight")
 		}
@@ -207,7 +199,9 @@ func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error)
 
 // seeMode records the last mode this engine read, the hint that tells the hot paths
 // (callbacks, dispatch results) whether to check for the end of waiting_for_maintenance.
-func (e *Engine) seeMode(mode string) { e.notRunning.Store(mode != ModeRunning) }
+func (e *Engine) seeMode(mode protocol.MaintenanceMode) {
+	e.notRunning.Store(mode != protocol.MaintenanceOff)
+}
 
 // settleIfWaiting is SettleMaintenance after something ended attempts, when this engine last
 // saw a mode other than running: while running it costs nothing. A failure only waits for the

@@ -44,15 +44,6 @@ const (
 	PartialMerge = "partial-merge"
 )
 
-// Pipeline run states.
-const (
-	RunRunning   = "running"
-	RunCompleted = "completed"
-	RunFailed    = "failed"
-	RunPartial   = "partial"
-	RunCancelled = "cancelled"
-)
-
 func validFailureMode(m string) bool { return m == FailFast || m == Continue || m == PartialMerge }
 
 // Pipeline is a pipeline definition with the structure it has now, and the graph behind it.
@@ -242,15 +233,15 @@ type snapshot struct {
 }
 
 type nodeRow struct {
-	ID           string   `json:"id"`
-	TaskID       string   `json:"task_id"`
-	Status       string   `json:"status"`
-	Priority     int      `json:"priority"`
-	CodeVersion  int      `json:"code_version"`
-	CodeHash     string   `json:"code_hash"`
-	Predecessors []string `json:"predecessors"`
-	PredsLeft    int      `json:"preds_left"`
-	Selected     bool     `json:"selected"`
+	ID           string                 `json:"id"`
+	TaskID       string                 `json:"task_id"`
+	Status       protocol.TaskRunStatus `json:"status"`
+	Priority     int                    `json:"priority"`
+	CodeVersion  int                    `json:"code_version"`
+	CodeHash     string                 `json:"code_hash"`
+	Predecessors []string               `json:"predecessors"`
+	PredsLeft    int                    `json:"preds_left"`
+	Selected     bool                   `json:"selected"`
 }
 
 // Trigger starts a run of pipeline id: it stores the input, snapshots the structure, and
@@ -362,14 +353,15 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		}
 		return TriggerResult{}, err
 	}
-	return TriggerResult{PipelineRunID: runID, Status: RunRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
+	return TriggerResult{PipelineRunID: runID, Status: protocol.PipelineRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
 		ValidationWarnings: warnings}, nil
 }
 
 // lockedRun is a pipeline run locked for advancement.
 type lockedRun struct {
-	id, status, mode string
-	snap             snapshot
+	id, mode string
+	status   protocol.PipelineRunStatus
+	snap     snapshot
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
@@ -418,7 +410,7 @@ type resolution struct {
 // a failure in fail-fast mode cancels what has not started, and the run is finished when no
 // node is left open.
 func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution) error {
-	if run.status != RunRunning {
+	if run.status != protocol.PipelineRunning {
 		return nil
 	}
 	if run.mode == FailFast {
@@ -431,7 +423,7 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		if len(failed) > 0 {
 			// The status (cancelled) and code (CANCELLED) say what happened; the text says why.
 			reason := "task " + strings.Join(failed, ", ") + " failed (fail-fast)"
-			if _, err := tx.Exec(ctx, sqlCancelNodes, run.id, []string{protocol.StatusWaiting, protocol.StatusPending}, reason); err != nil {
+			if _, err := tx.Exec(ctx, sqlCancelNodes, run.id, []protocol.TaskRunStatus{protocol.StatusWaiting, protocol.StatusPending}, reason); err != nil {
 				return fmt.Errorf("fail-fast %s: %w", run.id, err)
 			}
 			resolved = nil
@@ -477,7 +469,8 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		}
 		next := []resolution{}
 		for rows.Next() {
-			var taskID, status string
+			var taskID string
+			var status protocol.TaskRunStatus
 			var upstreamFailed bool
 			if err := rows.Scan(&taskID, &status, &upstreamFailed); err != nil {
 				rows.Close()
@@ -506,11 +499,11 @@ func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) erro
 	if open > 0 && !(run.mode == FailFast && failed > 0) {
 		return nil
 	}
-	status, reason := RunCompleted, ""
+	status, reason := protocol.PipelineCompleted, ""
 	if failed > 0 {
-		status, reason = RunFailed, "task "+failedTasks+" failed"
+		status, reason = protocol.PipelineFailed, "task "+failedTasks+" failed"
 		if run.mode == PartialMerge && completed > 0 {
-			status = RunPartial
+			status = protocol.PipelinePartial
 		}
 	}
 	if _, err := tx.Exec(ctx, sqlFinishPipelineRun, run.id, status, reason); err != nil {

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,14 +22,6 @@ var (
 	sqlTaskHistory   = q("task_history")
 	sqlTaskExists    = q("task_exists")
 )
-
-// MaxPageSize bounds every listing.
-const MaxPageSize = 500
-
-var runStatuses = []string{
-	protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning,
-	protocol.StatusCompleted, protocol.StatusFailed, protocol.StatusCancelled, protocol.StatusSkipped,
-}
 
 // GetRun returns one task run.
 func (e *Engine) GetRun(ctx context.Context, id string) (Run, error) {
@@ -52,8 +43,8 @@ type RunFilter struct {
 
 // ListRuns lists task runs, newest first, a page at a time.
 func (e *Engine) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
-	if f.Status != "" && !slices.Contains(runStatuses, f.Status) {
-		return Page[Run]{}, invalid("INVALID_STATUS", "status must be one of %v", runStatuses)
+	if f.Status != "" && !protocol.TaskRunStatus(f.Status).Valid() {
+		return Page[Run]{}, invalid("INVALID_STATUS", "status must be one of %v", protocol.TaskRunStatuses)
 	}
 	limit, err := pageLimit(f.Limit)
 	if err != nil {
@@ -77,8 +68,8 @@ func pageLimit(n int) (int, error) {
 	switch {
 	case n == 0:
 		return 50, nil
-	case n < 0 || n > MaxPageSize:
-		return 0, invalid("INVALID_LIMIT", "limit must be between 1 and %d", MaxPageSize)
+	case n < 0 || n > protocol.MaxPageSize:
+		return 0, invalid("INVALID_LIMIT", "limit must be between 1 and %d", protocol.MaxPageSize)
 	}
 	return n, nil
 }

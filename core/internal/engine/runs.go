@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -35,8 +34,6 @@ func scanPipelineRun(row pgx.Row) (PipelineRun, error) {
 	return r, nil
 }
 
-var pipelineRunStatuses = []string{RunRunning, RunCompleted, RunFailed, RunPartial, RunCancelled}
-
 // RunsFilter selects pipeline runs.
 type RunsFilter struct {
 	PipelineID, Status, Cursor string
@@ -45,8 +42,8 @@ type RunsFilter struct {
 
 // ListPipelineRuns lists pipeline runs, newest first, a page at a time.
 func (e *Engine) ListPipelineRuns(ctx context.Context, f RunsFilter) (Page[PipelineRun], error) {
-	if f.Status != "" && !slices.Contains(pipelineRunStatuses, f.Status) {
-		return Page[PipelineRun]{}, invalid("INVALID_STATUS", "status must be one of %v", pipelineRunStatuses)
+	if f.Status != "" && !protocol.PipelineRunStatus(f.Status).Valid() {
+		return Page[PipelineRun]{}, invalid("INVALID_STATUS", "status must be one of %v", protocol.PipelineRunStatuses)
 	}
 	limit, err := pageLimit(f.Limit)
 	if err != nil {
@@ -136,14 +133,14 @@ func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun,
 		if run == nil {
 			return notFound("PIPELINE_RUN_NOT_FOUND", "pipeline run %q not found", id)
 		}
-		if run.status != RunRunning {
+		if run.status != protocol.PipelineRunning {
 			return conflict("PIPELINE_RUN_FINISHED", "pipeline run %q is already %s", id, run.status)
 		}
-		if _, err := tx.Exec(ctx, sqlCancelNodes, id, []string{protocol.StatusWaiting, protocol.StatusPending,
+		if _, err := tx.Exec(ctx, sqlCancelNodes, id, []protocol.TaskRunStatus{protocol.StatusWaiting, protocol.StatusPending,
 			protocol.StatusDispatching, protocol.StatusRunning}, "the pipeline run was cancelled"); err != nil {
 			return fmt.Errorf("cancel %s: %w", id, err)
 		}
-		if _, err := tx.Exec(ctx, sqlFinishPipelineRun, id, RunCancelled, "cancelled by request"); err != nil {
+		if _, err := tx.Exec(ctx, sqlFinishPipelineRun, id, protocol.PipelineCancelled, "cancelled by request"); err != nil {
 			return fmt.Errorf("cancel %s: %w", id, err)
 		}
 		return nil

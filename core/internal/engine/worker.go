@@ -29,7 +29,7 @@ type WorkerCall struct {
 
 // runState reads a run's status and lease after a fenced update matched nothing, to tell a
 // stale lease (409) from an unknown run (404) and from an already applied call.
-func (e *Engine) runState(ctx context.Context, db dbtx, runID string) (status string, lease int64, err error) {
+func (e *Engine) runState(ctx context.Context, db dbtx, runID string) (status protocol.TaskRunStatus, lease int64, err error) {
 	err = db.QueryRow(ctx, sqlRunState, runID).Scan(&status, &lease)
 	if err == pgx.ErrNoRows {
 		return "", 0, notFound("RUN_NOT_FOUND", "task run %q not found", runID)
@@ -61,7 +61,7 @@ func (e *Engine) Heartbeat(ctx context.Context, call WorkerCall, progress *int, 
 	if message != "" {
 		msg = &message
 	}
-	var status string
+	var status protocol.TaskRunStatus
 	err = e.pool.QueryRow(ctx, sqlHeartbeat, call.RunID, call.Lease, progress, msg).Scan(&status)
 	if err == nil {
 		return protocol.HeartbeatResponse{Acknowledged: true}, nil
@@ -85,7 +85,7 @@ type CallbackResult struct {
 	// Applied is false for a duplicate of a callback already applied.
 	Applied bool
 	// Status is the run's status after the call.
-	Status string
+	Status protocol.TaskRunStatus
 
 	// What an applied callback ended, for the metrics.
 	taskID  string
@@ -116,7 +116,7 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 			if res.taskID != "" {
 				span.SetAttributes(telemetry.AttrTaskID.String(res.taskID))
 			}
-			span.SetAttributes(telemetry.AttrApplied.Bool(res.Applied), telemetry.AttrOutcome.String(res.Status))
+			span.SetAttributes(telemetry.AttrApplied.Bool(res.Applied), telemetry.AttrOutcome.String(string(res.Status)))
 			endSpan(span, err)
 		}()
 	}
@@ -126,7 +126,7 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		if res.Status != protocol.StatusCompleted {
 			outcome = protocol.StatusFailed
 		}
-		e.metrics.TaskDuration.WithLabelValues(res.taskID, outcome).Observe(res.seconds)
+		e.metrics.TaskDuration.WithLabelValues(res.taskID, string(outcome)).Observe(res.seconds)
 		e.countEnded(res.ended)
 		// The attempt is over: it may have been the last in flight before maintenance.
 		e.settleIfWaiting(ctx)
@@ -190,7 +190,8 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			}
 		}
 	}
-	var status, taskID string
+	var taskID string
+	var status protocol.TaskRunStatus
 	var seconds float64
 	var endedAttempts []endedAttempt
 	applied := false
