@@ -155,7 +155,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer w.Close()
 	// The registration token is bound to the exact body bytes (protocol v2).
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL,
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL(),
 		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"},
 			{ID: "a", CodeHash: "a", AllowedNext: []string{"b", "c"}}, {ID: "b", CodeHash: "b", AllowedNext: []string{"d"}},
 			{ID: "c", CodeHash: "c", AllowedNext: []string{"d"}}, {ID: "d", CodeHash: "d"}},

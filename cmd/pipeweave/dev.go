@@ -46,7 +46,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	dir := fs.String("dir", devDir(getenv), "state directory: database cluster, storage, secret, API key (default $PIPEWEAVE_DEV_DIR or .pipeweave)")
 	port := fs.Int("port", 0, "HTTP port (default $PORT or 3000)")
 	listen := fs.String("listen", "127.0.0.1", "address to listen on, without the port (0.0.0.0 for every interface; then also set PIPEWEAVE_ALLOWED_HOSTS)")
-	demo := fs.Bool("demo", false, "also run the example PDF worker (examples/pdf) and trigger its pipeline once")
+	demo := fs.Bool("demo", false, "also build and run the example PDF worker (examples/pdf/cmd/pdf-worker, from this checkout) and trigger its pipeline once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

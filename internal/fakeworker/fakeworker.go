@@ -31,8 +31,7 @@ type Options struct {
 
 // Worker is a running fake worker.
 type Worker struct {
-	// URL is its base URL, the baseUrl to register.
-	URL  string
+	url  string
 	orch *apiclient.Client
 	srv  *http.Server
 	opts Options
@@ -49,11 +48,14 @@ func Start(orch *apiclient.Client, opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for the fake worker: %w", err)
 	}
-	w := &Worker{URL: "http://" + ln.Addr().String(), orch: orch, opts: opts}
+	w := &Worker{url: "http://" + ln.Addr().String(), orch: orch, opts: opts}
 	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = w.srv.Serve(ln) }()
 	return w, nil
 }
+
+// URL is the worker's base URL, the baseUrl to register.
+func (w *Worker) URL() string { return w.url }
 
 func (w *Worker) serve(rw http.ResponseWriter, r *http.Request) {
 	var d protocol.DispatchRequest

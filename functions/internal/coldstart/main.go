@@ -391,7 +391,7 @@ func processLatency(ctx context.Context, bins map[string]string, env map[string]
 	}
 	defer w.Close()
 	// The registration token is bound to the exact body bytes (protocol v2).
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "coldstart", Version: "1", BaseURL: w.URL,
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "coldstart", Version: "1", BaseURL: w.URL(),
 		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"}}})
 	if err != nil {
 		return nil, nil, "", err
