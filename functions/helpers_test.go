@@ -291,7 +291,10 @@ func newWorker(t *testing.T, orchURL string) *worker {
 	require.NoError(t, err)
 	w.Worker, err = fakeworker.Start(orch, fakeworker.Options{Answer: w.answer, After: w.callback})
 	require.NoError(t, err)
-	t.Cleanup(w.Close)
+	t.Cleanup(func() {
+		w.Wait()
+		w.Close()
+	})
 	return w
 }
 

@@ -42,19 +42,28 @@ type Worker struct {
 	after      sync.WaitGroup
 }
 
+// New makes a fake worker that calls back to orch, to serve with Handler (Start serves it).
+func New(orch *apiclient.Client, opts Options) *Worker {
+	return &Worker{orch: orch, opts: opts}
+}
+
 // Start serves a fake worker on a free port of 127.0.0.1 that calls back to orch.
 func Start(orch *apiclient.Client, opts Options) (*Worker, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen for the fake worker: %w", err)
 	}
-	w := &Worker{url: "http://" + ln.Addr().String(), orch: orch, opts: opts}
-	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve), ReadHeaderTimeout: 10 * time.Second}
+	w := New(orch, opts)
+	w.url = "http://" + ln.Addr().String()
+	w.srv = &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = w.srv.Serve(ln) }()
 	return w, nil
 }
 
-// URL is the worker's base URL, the baseUrl to register.
+// Handler serves the dispatches: POST /tasks/{taskId}.
+func (w *Worker) Handler() http.Handler { return http.HandlerFunc(w.serve) }
+
+// URL is the base URL, the baseUrl to register, of a worker made by Start.
 func (w *Worker) URL() string { return w.url }
 
 func (w *Worker) serve(rw http.ResponseWriter, r *http.Request) {
@@ -71,20 +80,20 @@ func (w *Worker) serve(rw http.ResponseWriter, r *http.Request) {
 		http.Error(rw, "wrong path "+r.URL.Path, http.StatusBadRequest)
 		return
 	}
+	if w.opts.Record {
+		w.mu.Lock()
+		w.dispatches = append(w.dispatches, d)
+		w.bodies = append(w.bodies, body)
+		w.mu.Unlock()
+	}
 	status := http.StatusAccepted
 	if w.opts.Answer != nil {
 		status = w.opts.Answer(d)
-	}
-	w.mu.Lock()
-	if w.opts.Record {
-		w.dispatches = append(w.dispatches, d)
-		w.bodies = append(w.bodies, body)
 	}
 	after := w.opts.After != nil && status < 300
 	if after {
 		w.after.Add(1)
 	}
-	w.mu.Unlock()
 	rw.WriteHeader(status)
 	if after {
 		go func() {
@@ -128,8 +137,13 @@ func Success(d protocol.DispatchRequest) protocol.CallbackRequest {
 	return protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID), OutputSize: 2}
 }
 
-// Close stops serving and waits for the After hooks that run.
+// Wait waits for the After hooks that run.
+func (w *Worker) Wait() { w.after.Wait() }
+
+// Close stops serving a worker made by Start; After hooks that run go on (Wait waits for
+// them).
 func (w *Worker) Close() {
-	_ = w.srv.Close()
-	w.after.Wait()
+	if w.srv != nil {
+		_ = w.srv.Close()
+	}
 }

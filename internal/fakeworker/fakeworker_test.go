@@ -70,7 +70,8 @@ func TestWorker(t *testing.T) {
 	require.Len(t, w.Take(), 2)
 	require.Empty(t, w.Dispatches(), "Take forgets what it returned")
 
-	w.Close() // waits for the After hooks
+	w.Wait()
+	w.Close()
 	require.Equal(t, []string{"trun_1"}, after, "After runs only for a 2xx answer")
 	require.Equal(t, map[string]string{"/api/callback/trun_1": `Bearer tok1 {"status":"success","outputPath":"runs/trun_1/output.json","outputSize":2}`}, callbacks)
 }
