@@ -234,8 +234,9 @@ func (w *Worker) Listen(ctx context.Context, addr string) error {
 }
 
 // Serve serves the worker's Handler on ln until ctx ends. Once it is serving, it registers with
-// the orchestrator, retrying while the orchestrator is unreachable or answers 5xx; a refused
-// registration (a 4xx: wrong secret, invalid task options) stops it with that error. When ctx
+// the orchestrator, retrying while the orchestrator is unreachable or answers 429 or 5xx
+// (apiclient.Retry); a refused registration (another 4xx: wrong secret, invalid task options)
+// stops it with that error. When ctx
 // ends it stops accepting dispatches (503, which the orchestrator retries later without using
 // up an attempt), waits up to Config.ShutdownTimeout for the running attempts, then cancels
 // the rest (they report a retryable WORKER_SHUTDOWN failure) and returns nil. If BaseURL is
