@@ -8,21 +8,28 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/internal/defaults"
 	"github.com/pipeweave/pipeweave/core/internal/netguard"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 )
 
+// Mode is how the orchestrator runs (MODE).
+type Mode string
+
 // Modes of running.
 const (
 	// ModeStandalone runs a background loop woken by LISTEN/NOTIFY and polling.
-	ModeStandalone = "standalone"
+	ModeStandalone Mode = "standalone"
 	// ModeServerless runs no loop: /api/process does one bounded batch per call.
-	ModeServerless = "serverless"
+	ModeServerless Mode = "serverless"
 )
 
+// Compat is the compatibility mode with upstream's workers (PIPEWEAVE_COMPAT).
+type Compat string
+
 // CompatNodeSDKv1 is the PIPEWEAVE_COMPAT value for unmodified @pipeweave/sdk 1.x workers.
-const CompatNodeSDKv1 = "node-sdk-v1"
+const CompatNodeSDKv1 Compat = "node-sdk-v1"
 
 // Config is everything the orchestrator is configured with. ConfigFromEnv reads it from the
 // environment variables listed in README.md (Configuration); docs/protocol.md says which of
@@ -33,7 +40,7 @@ type Config struct {
 	DefaultStorageBackendID string           // DEFAULT_STORAGE_BACKEND_ID
 	SecretKey               string           // PIPEWEAVE_SECRET_KEY (required, ≥ 32 bytes; any length with PIPEWEAVE_COMPAT=node-sdk-v1)
 	PreviousSecretKey       string           // PIPEWEAVE_SECRET_KEY_PREVIOUS: the secret being rotated out; its tokens and service keys stay valid
-	Mode                    string           // MODE: standalone (default) or serverless
+	Mode                    Mode             // MODE: standalone (default) or serverless
 	MaxConcurrency          int              // MAX_CONCURRENCY (default 10; 0 = no cap)
 	PollInterval            time.Duration    // POLL_INTERVAL_MS (default 1000)
 	DLQRetention            time.Duration    // DLQ_RETENTION_DAYS (default 30)
@@ -41,7 +48,7 @@ type Config struct {
 	MaxRetryDelay           time.Duration    // MAX_RETRY_DELAY_MS (default 86400000)
 	Port                    int              // PORT (default 3000)
 	APIKeys                 []string         // PIPEWEAVE_API_KEYS (comma list; required unless InsecureNoAuth)
-	Compat                  string           // PIPEWEAVE_COMPAT ("" or node-sdk-v1)
+	Compat                  Compat           // PIPEWEAVE_COMPAT ("" or node-sdk-v1)
 	DispatchTimeout         time.Duration    // DISPATCH_TIMEOUT_MS (default 10000)
 	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100): most runs one /api/process claims
 	ProcessTimeBudget       time.Duration    // PROCESS_TIME_BUDGET_MS (default 20000): /api/process stops claiming after it
@@ -94,28 +101,28 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Mode:              ModeStandalone,
-		MaxConcurrency:    10,
-		PollInterval:      time.Second,
-		DLQRetention:      30 * 24 * time.Hour,
-		IdempotencyTTL:    24 * time.Hour,
-		MaxRetryDelay:     24 * time.Hour,
+		MaxConcurrency:    defaults.MaxConcurrency,
+		PollInterval:      defaults.PollInterval,
+		DLQRetention:      defaults.DLQRetention,
+		IdempotencyTTL:    defaults.IdempotencyTTL,
+		MaxRetryDelay:     defaults.MaxRetryDelay,
 		Port:              3000,
-		DispatchTimeout:   10 * time.Second,
-		ProcessBatchSize:  100,
-		ProcessTimeBudget: 20 * time.Second,
-		MaxBodyBytes:      10 << 20,
-		MaxUploadBytes:    100 << 20,
+		DispatchTimeout:   defaults.DispatchTimeout,
+		ProcessBatchSize:  defaults.ProcessBatchSize,
+		ProcessTimeBudget: defaults.ProcessTimeBudget,
+		MaxBodyBytes:      defaults.MaxBodyBytes,
+		MaxUploadBytes:    defaults.MaxUploadBytes,
 		ServiceName:       "pipeweave",
 
-		MaxBatchSize:            1000,
-		MaxTasksPerRegistration: 500,
-		MaxWorkerBodyBytes:      64 << 10,
+		MaxBatchSize:            defaults.MaxBatchSize,
+		MaxTasksPerRegistration: defaults.MaxTasksPerRegistration,
+		MaxWorkerBodyBytes:      defaults.MaxWorkerBodyBytes,
 		HTTPReadTimeout:         30 * time.Second,
 		HTTPIdleTimeout:         120 * time.Second,
 
 		HTTPReadHeaderTimeout:    10 * time.Second,
-		MaxConcurrentBodies:      128,
-		MaxUnauthenticatedBodies: 16,
+		MaxConcurrentBodies:      defaults.MaxConcurrentBodies,
+		MaxUnauthenticatedBodies: defaults.MaxUnauthenticatedBodies,
 	}
 }
 
@@ -169,7 +176,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	// In node-sdk-v1 compat mode any non-empty secret is accepted (checked below, once
 	// PIPEWEAVE_COMPAT is read); core.New then logs a warning for a short one.
 	_, weak := token.SecretBytes(c.SecretKey)
-	switch mode := get("MODE"); mode {
+	switch mode := Mode(get("MODE")); mode {
 	case "":
 	case ModeStandalone, ModeServerless:
 		c.Mode = mode
@@ -250,7 +257,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if name := get("OTEL_SERVICE_NAME"); name != "" {
 		c.ServiceName = name
 	}
-	switch c.Compat = get("PIPEWEAVE_COMPAT"); c.Compat {
+	switch c.Compat = Compat(get("PIPEWEAVE_COMPAT")); c.Compat {
 	case "", CompatNodeSDKv1:
 	default:
 		return c, &ConfigError{"PIPEWEAVE_COMPAT", fmt.Sprintf("must be empty or %q, got %q", CompatNodeSDKv1, c.Compat)}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipeweave/pipeweave/internal/fakeworker"
 	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	_ "github.com/pipeweave/pipeweave/core/storage/drivers" // the tests configure every provider
 	"github.com/pipeweave/pipeweave/core/token"
@@ -180,11 +182,11 @@ func (e *env) register(serviceID, version, baseURL string, tasks ...protocol.Tas
 }
 
 type enqueued struct {
-	RunID        string `json:"runId"`
-	Status       string `json:"status"`
-	TaskID       string `json:"taskId"`
-	InputPath    string `json:"inputPath"`
-	Deduplicated bool   `json:"deduplicated"`
+	RunID        string                 `json:"runId"`
+	Status       protocol.TaskRunStatus `json:"status"`
+	TaskID       string                 `json:"taskId"`
+	InputPath    string                 `json:"inputPath"`
+	Deduplicated bool                   `json:"deduplicated"`
 }
 
 func (e *env) enqueue(body map[string]any) enqueued {
@@ -219,22 +221,22 @@ func (e *env) enqueueMany(taskID string, n int) []string {
 }
 
 type run struct {
-	ID               string             `json:"id"`
-	TaskID           string             `json:"taskId"`
-	Status           string             `json:"status"`
-	Attempt          int                `json:"attempt"`
-	Priority         int                `json:"priority"`
-	Error            *string            `json:"error"`
-	ErrorCode        *string            `json:"errorCode"`
-	PreviousAttempts []protocol.Attempt `json:"previousAttempts"`
-	CodeVersion      int                `json:"codeVersion"`
-	CodeHash         string             `json:"codeHash"`
-	InputPath        string             `json:"inputPath"`
-	OutputPath       *string            `json:"outputPath"`
-	Progress         *int               `json:"progress"`
-	ProgressMessage  string             `json:"progressMessage"`
-	CreatedAt        time.Time          `json:"createdAt"`
-	CompletedAt      *time.Time         `json:"completedAt"`
+	ID               string                 `json:"id"`
+	TaskID           string                 `json:"taskId"`
+	Status           protocol.TaskRunStatus `json:"status"`
+	Attempt          int                    `json:"attempt"`
+	Priority         int                    `json:"priority"`
+	Error            *string                `json:"error"`
+	ErrorCode        *string                `json:"errorCode"`
+	PreviousAttempts []protocol.Attempt     `json:"previousAttempts"`
+	CodeVersion      int                    `json:"codeVersion"`
+	CodeHash         string                 `json:"codeHash"`
+	InputPath        string                 `json:"inputPath"`
+	OutputPath       *string                `json:"outputPath"`
+	Progress         *int                   `json:"progress"`
+	ProgressMessage  string                 `json:"progressMessage"`
+	CreatedAt        time.Time              `json:"createdAt"`
+	CompletedAt      *time.Time             `json:"completedAt"`
 }
 
 func (e *env) run(id string) run {
@@ -266,7 +268,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
-func (e *env) waitStatus(id, status string) run {
+func (e *env) waitStatus(id string, status protocol.TaskRunStatus) run {
 	e.t.Helper()
 	var r run
 	e.waitFor(fmt.Sprintf("run %s to be %s", id, status), func() bool {
@@ -279,14 +281,13 @@ func (e *env) waitStatus(id, status string) run {
 // worker is a real HTTP worker. By default it acknowledges every dispatch with 202 and, when
 // autoComplete is set, calls back success from a goroutine.
 type worker struct {
+	*fakeworker.Worker
 	t    *testing.T
 	srv  *httptest.Server
 	orch string
 
-	mu         sync.Mutex
-	dispatches []protocol.DispatchRequest
-	bodies     [][]byte       // the raw body of each dispatch, in the order of dispatches
-	seen       map[string]int // "run/attempt" → times dispatched
+	mu   sync.Mutex
+	seen map[string]int // "run/attempt" → times dispatched
 
 	// answer picks the HTTP status for a dispatch (default 202).
 	answer func(d protocol.DispatchRequest) int
@@ -294,54 +295,43 @@ type worker struct {
 	after func(d protocol.DispatchRequest)
 }
 
+// newWorker serves a fakeworker that records every dispatch and answers it with w.answer and
+// w.after.
 func newWorker(t *testing.T, orchURL string) *worker {
 	w := &worker{t: t, orch: orchURL, seen: map[string]int{}}
-	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var d protocol.DispatchRequest
-		body, err := io.ReadAll(r.Body)
-		if err == nil {
-			err = json.Unmarshal(body, &d)
-		}
-		if err != nil {
-			http.Error(rw, err.Error(), 400)
-			return
-		}
-		if r.URL.Path != "/tasks/"+d.TaskID {
-			http.Error(rw, "wrong path "+r.URL.Path, 400)
-			return
-		}
-		w.mu.Lock()
-		w.dispatches = append(w.dispatches, d)
-		w.bodies = append(w.bodies, body)
-		w.seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
-		answer, after := w.answer, w.after
-		w.mu.Unlock()
-		status := http.StatusAccepted
-		if answer != nil {
-			status = answer(d)
-		}
-		rw.WriteHeader(status)
-		if status < 300 && after != nil {
-			go after(d)
-		}
-	}))
+	api, err := apiclient.New(orchURL, "")
+	require.NoError(t, err)
+	w.Worker = fakeworker.New(api, fakeworker.Options{
+		Record: true,
+		Answer: func(d protocol.DispatchRequest) int {
+			w.mu.Lock()
+			w.seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
+			answer := w.answer
+			w.mu.Unlock()
+			if answer == nil {
+				return http.StatusAccepted
+			}
+			return answer(d)
+		},
+		After: func(d protocol.DispatchRequest) {
+			w.mu.Lock()
+			after := w.after
+			w.mu.Unlock()
+			if after != nil {
+				after(d)
+			}
+		},
+	})
+	w.srv = httptest.NewServer(w.Handler())
 	t.Cleanup(w.srv.Close)
 	return w
 }
 
 func (w *worker) URL() string { return w.srv.URL }
 
-func (w *worker) all() []protocol.DispatchRequest {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]protocol.DispatchRequest(nil), w.dispatches...)
-}
+func (w *worker) all() []protocol.DispatchRequest { return w.Dispatches() }
 
-func (w *worker) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.dispatches)
-}
+func (w *worker) count() int { return len(w.Dispatches()) }
 
 // post sends a worker call to the orchestrator (callback, heartbeat) with a run token.
 func post(url string, body any, tok string) (int, []byte, error) {

@@ -20,7 +20,7 @@ func TestHappyPathStandaloneTask(t *testing.T) {
 	e.register("svc", "1.0.0", w.URL(), task("echo"))
 
 	q := e.enqueue(map[string]any{"taskId": "echo", "input": map[string]any{"hello": "world"}, "priority": 5})
-	require.Equal(t, "pending", q.Status, "the run's status, as GET /api/runs/{id} reports it")
+	require.Equal(t, protocol.StatusPending, q.Status, "the run's status, as GET /api/runs/{id} reports it")
 	require.Equal(t, "standalone/"+q.RunID+"/input.json", q.InputPath)
 	require.JSONEq(t, `{"hello":"world"}`, string(readFile(t, filepath.Join(e.storageDir, q.InputPath))))
 

@@ -136,7 +136,7 @@ func TestMaintenanceAcrossInstances(t *testing.T) {
 	for _, id := range []string{quick, fromA} {
 		require.Equal(t, protocol.StatusPending, b.run(id).Status)
 	}
-	require.Equal(t, protocol.StatusPending, b.pipelineRun(prun).node("p1").Status)
+	require.EqualValues(t, protocol.StatusPending, b.pipelineRun(prun).node("p1").Status)
 	require.Equal(t, 1, w.count(), "only the run in flight was ever dispatched")
 	st = b.maintenance("")
 	require.Equal(t, "waiting_for_maintenance", st.Mode)

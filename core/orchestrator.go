@@ -152,7 +152,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	o.metrics.RegisterDatabase(o.eng.LiveCounts, o.pool)
 	o.metrics.RegisterMaintenance(func(ctx context.Context) (string, error) {
 		m, err := o.eng.SettleMaintenance(ctx)
-		return m.Mode, err
+		return string(m.Mode), err
 	})
 	o.api = api.New(o.eng, keys, api.Options{
 		APIKeys:                 cfg.APIKeys,
@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		MaxBatchSize:            cfg.MaxBatchSize,
 		MaxTasksPerRegistration: cfg.MaxTasksPerRegistration,
 		MaxWorkerBodyBytes:      cfg.MaxWorkerBodyBytes,
-		Mode:                    cfg.Mode,
+		Mode:                    string(cfg.Mode),
 		MaxConcurrency:          cfg.MaxConcurrency,
 		PollInterval:            cfg.PollInterval,
 		Ready:                   o.ready,

@@ -274,7 +274,7 @@ func TestSelectedNextOutsideAllowedNextFailsTheTask(t *testing.T) {
 	})
 	r := e.waitRun(e.trigger("sel", nil), "failed")
 	first := e.run(r.node("first").ID)
-	require.Equal(t, "failed", first.Status)
+	require.Equal(t, protocol.StatusFailed, first.Status)
 	require.Equal(t, "INVALID_SELECTED_NEXT", *first.ErrorCode)
 	require.Len(t, w.dispatchesOf("first"), 1)
 }

@@ -431,7 +431,7 @@ func TestTracingStandaloneRunAndForeignTraceparent(t *testing.T) {
 		map[string]string{"traceparent": foreign})
 	require.Equal(t, http.StatusOK, status, "callback: %s", body)
 	require.Contains(t, string(body), `"applied":true`)
-	require.Equal(t, "completed", e.run(d.RunID).Status)
+	require.Equal(t, protocol.StatusCompleted, e.run(d.RunID).Status)
 
 	spans = exp.GetSpans()
 	cb := spansNamed(spans, "callback")

@@ -135,7 +135,7 @@ func TestUpstreamRoutes(t *testing.T) {
 	var info protocol.Info
 	r.json(t, &info)
 	require.NotEmpty(t, info.Version)
-	require.Equal(t, core.ModeServerless, info.Mode)
+	require.Equal(t, string(core.ModeServerless), info.Mode)
 	require.Equal(t, e.cfg.MaxConcurrency, info.MaxConcurrency)
 	require.Equal(t, e.cfg.PollInterval.Milliseconds(), info.PollIntervalMs)
 	require.Equal(t, []string{"primary", "archive"}, info.StorageBackends)

@@ -363,13 +363,12 @@ func (s *shapes) dispatch(runID string, attempt int) (protocol.DispatchRequest, 
 	var d protocol.DispatchRequest
 	var raw []byte
 	s.waitFor(fmt.Sprintf("dispatch of %s attempt %d", runID, attempt), func() bool {
-		s.w.mu.Lock()
-		for i, x := range s.w.dispatches {
+		dispatches, bodies := s.w.Dispatches(), s.w.Bodies() // bodies has at least as many
+		for i, x := range dispatches {
 			if x.RunID == runID && x.Attempt == attempt {
-				d, raw = x, s.w.bodies[i]
+				d, raw = x, bodies[i]
 			}
 		}
-		s.w.mu.Unlock()
 		if raw == nil {
 			_, _ = s.orch.Process(s.t.Context())
 		}

@@ -69,7 +69,7 @@ func TestConfigUpstreamEnvExample(t *testing.T) {
 	require.Contains(t, ce.Msg, "at least 32 bytes")
 	require.Contains(t, ce.Msg, "node-sdk-v1")
 
-	cfg, err := core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", core.CompatNodeSDKv1))
+	cfg, err := core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", string(core.CompatNodeSDKv1)))
 	require.NoError(t, err)
 	require.Equal(t, "postgres://user:password@localhost:5432/pipeweave", cfg.DatabaseURL)
 	require.Equal(t, "dev-secret-key-32-bytes-long!!", cfg.SecretKey)
@@ -87,9 +87,9 @@ func TestConfigUpstreamEnvExample(t *testing.T) {
 	require.Equal(t, 30*24*time.Hour, cfg.DLQRetention)
 
 	// A secret of any non-empty length in compat mode; an empty one is still missing.
-	_, err = core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", core.CompatNodeSDKv1, "PIPEWEAVE_SECRET_KEY", "x"))
+	_, err = core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", string(core.CompatNodeSDKv1), "PIPEWEAVE_SECRET_KEY", "x"))
 	require.NoError(t, err)
-	_, err = core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", core.CompatNodeSDKv1, "PIPEWEAVE_SECRET_KEY", ""))
+	_, err = core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", string(core.CompatNodeSDKv1), "PIPEWEAVE_SECRET_KEY", ""))
 	configErr(t, err, "PIPEWEAVE_SECRET_KEY")
 	// Default mode keeps the rule: 31 bytes refused, 32 accepted.
 	_, err = core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_SECRET_KEY", strings.Repeat("s", 31)))
@@ -98,7 +98,7 @@ func TestConfigUpstreamEnvExample(t *testing.T) {
 	require.NoError(t, err)
 
 	// The local endpoint must be a file:// URL when it is set.
-	_, err = core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", core.CompatNodeSDKv1, "STORAGE_BACKENDS",
+	_, err = core.ConfigFromEnv(envOf(upstreamEnvExample, "PIPEWEAVE_COMPAT", string(core.CompatNodeSDKv1), "STORAGE_BACKENDS",
 		`[{"id":"primary","provider":"local","endpoint":"http://example.com","credentials":{"basePath":"./storage"}}]`))
 	ce = configErr(t, err, "STORAGE_BACKENDS")
 	require.Contains(t, ce.Msg, "file://")
@@ -109,7 +109,7 @@ var upstreamDB = map[string]string{
 	"DB_HOST": "localhost", "DB_PORT": "5432", "DB_NAME": "pipeweave", "DB_USER": "pipeweave",
 	"DB_PASSWORD": "pipeweave", "DB_SSL": "false", "DB_POOL_MAX": "10",
 	"STORAGE_BACKENDS":     `[{"id":"primary","provider":"local","endpoint":"file://","bucket":"data","credentials":{"basePath":"./storage"},"isDefault":true}]`,
-	"PIPEWEAVE_SECRET_KEY": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	"PIPEWEAVE_SECRET_KEY": testSecret,
 }
 
 // Upstream's DB_* variables make the database URL when DATABASE_URL is unset.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,16 +19,19 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/fakeworker"
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const testSecret = testorch.Secret
 
 // functionNames are the four commands under functions/.
 var functionNames = []string{"api", "process", "heartbeat-sweep", "dlq-purge"}
@@ -266,13 +268,13 @@ func openPool(t *testing.T, dbURL string) *pgxpool.Pool {
 	return pool
 }
 
-// worker is a real HTTP worker. It answers 503 (back-pressure, the worker is busy) to the first
-// dispatch of each run of the busy tasks, never calls back for the silent tasks, and otherwise
-// acknowledges with 202 and calls back success to the orchestrator from a goroutine.
+// worker is a real HTTP worker (a fakeworker). It answers 503 (back-pressure, the worker is
+// busy) to the first dispatch of each run of the busy tasks, never calls back for the silent
+// tasks, and otherwise acknowledges with 202 and calls back success to the orchestrator from a
+// goroutine.
 type worker struct {
-	t    *testing.T
-	srv  *httptest.Server
-	orch string
+	*fakeworker.Worker
+	t *testing.T
 
 	mu        sync.Mutex
 	busy      map[string]bool
@@ -281,73 +283,52 @@ type worker struct {
 	accepted  map[string]int // "run/attempt" → dispatches answered 202
 	byTask    map[string][]protocol.DispatchRequest
 	callbacks []int
-	wg        sync.WaitGroup
 }
 
 func newWorker(t *testing.T, orchURL string) *worker {
-	w := &worker{t: t, orch: orchURL, busy: map[string]bool{}, silent: map[string]bool{}, requests: map[string]int{},
+	w := &worker{t: t, busy: map[string]bool{}, silent: map[string]bool{}, requests: map[string]int{},
 		accepted: map[string]int{}, byTask: map[string][]protocol.DispatchRequest{}}
-	w.srv = httptest.NewServer(http.HandlerFunc(w.serve))
+	orch, err := apiclient.New(orchURL, "")
+	require.NoError(t, err)
+	w.Worker, err = fakeworker.Start(orch, fakeworker.Options{Answer: w.answer, After: w.callback})
+	require.NoError(t, err)
 	t.Cleanup(func() {
-		w.wg.Wait()
-		w.srv.Close()
+		w.Wait()
+		w.Close()
 	})
 	return w
 }
 
-func (w *worker) URL() string { return w.srv.URL }
-
-func (w *worker) serve(rw http.ResponseWriter, r *http.Request) {
-	var d protocol.DispatchRequest
-	if err := json.NewDecoder(r.Body).Decode(&d); err != nil || r.URL.Path != "/tasks/"+d.TaskID {
-		w.t.Errorf("bad dispatch to %s: %v", r.URL.Path, err)
-		http.Error(rw, "bad dispatch", http.StatusBadRequest)
-		return
-	}
+func (w *worker) answer(d protocol.DispatchRequest) int {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.requests[d.RunID]++
 	if w.busy[d.TaskID] && w.requests[d.RunID] == 1 {
-		w.mu.Unlock()
-		rw.WriteHeader(http.StatusServiceUnavailable)
-		return
+		return http.StatusServiceUnavailable
 	}
 	w.accepted[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
 	w.byTask[d.TaskID] = append(w.byTask[d.TaskID], d)
-	silent := w.silent[d.TaskID]
-	if !silent {
-		w.wg.Add(1)
-	}
-	w.mu.Unlock()
-	rw.WriteHeader(http.StatusAccepted)
-	if !silent {
-		go w.callback(d)
-	}
+	return http.StatusAccepted
 }
 
 func (w *worker) callback(d protocol.DispatchRequest) {
-	defer w.wg.Done()
-	body := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID), OutputSize: 2}
-	raw, err := json.Marshal(body)
-	if err != nil {
-		w.t.Errorf("callback: %v", err)
+	w.mu.Lock()
+	silent := w.silent[d.TaskID]
+	w.mu.Unlock()
+	if silent {
 		return
 	}
-	req, err := http.NewRequest("POST", w.orch+"/api/callback/"+d.RunID, bytes.NewReader(raw))
-	if err != nil {
-		w.t.Errorf("callback: %v", err)
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+d.StorageToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	_, err := w.Callback(context.Background(), d, fakeworker.Success(d))
+	status := apiclient.StatusOf(err)
+	switch {
+	case err == nil:
+		status = http.StatusOK
+	case status == 0:
 		w.t.Errorf("callback %s: %v", d.RunID, err)
 		return
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
 	w.mu.Lock()
-	w.callbacks = append(w.callbacks, resp.StatusCode)
+	w.callbacks = append(w.callbacks, status)
 	w.mu.Unlock()
 }
 

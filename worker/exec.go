@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	// The SDK links the local driver (standard library only); a worker adds the cloud
@@ -281,7 +282,7 @@ func (a *attempt) checkIdempotency(ctx context.Context, input json.RawMessage) (
 	defer cancel()
 	var res protocol.IdempotencyCheckResponse
 	err = a.w.post(cctx, "/api/idempotency/check", a.d.StorageToken, protocol.IdempotencyCheckRequest{RunID: a.d.RunID, Key: key}, &res)
-	switch status := statusOf(err); {
+	switch status := apiclient.StatusOf(err); {
 	case err == nil && res.Hit:
 		return key, &res, nil
 	case err == nil:
@@ -297,8 +298,8 @@ func (a *attempt) checkIdempotency(ctx context.Context, input json.RawMessage) (
 
 // routeMissing reports whether err is the orchestrator's answer to an unknown endpoint.
 func routeMissing(err error) bool {
-	var se *statusError
-	return errors.As(err, &se) && se.body.Code == "ROUTE_NOT_FOUND"
+	var e *apiclient.Error
+	return errors.As(err, &e) && e.Code == "ROUTE_NOT_FOUND"
 }
 
 // panicError is a recovered panic.
@@ -484,7 +485,7 @@ func (a *attempt) beat(ctx context.Context, path string, progress *int, message 
 	defer cancel()
 	var resp protocol.HeartbeatResponse
 	err := a.w.post(rctx, path, a.d.StorageToken, protocol.HeartbeatRequest{RunID: a.d.RunID, Progress: progress, Message: message}, &resp)
-	status := statusOf(err)
+	status := apiclient.StatusOf(err)
 	if (err == nil && resp.ShouldCancel) || status == 409 || (status == 404 && !routeMissing(err)) {
 		a.log.Info("the orchestrator says the attempt is over; cancelling it", "status", status)
 		a.cancel(ErrCancelled)
@@ -518,7 +519,7 @@ func (a *attempt) callback(ctx context.Context, body protocol.CallbackRequest) b
 	case err == nil:
 		a.log.Debug("called back", "status", body.Status, "applied", resp.Applied, "runStatus", resp.Status)
 		return body.Status == protocol.CallbackSuccess
-	case statusOf(err) == 409:
+	case apiclient.StatusOf(err) == 409:
 		a.log.Info("the callback was refused: the attempt's lease is no longer current", "err", err)
 	default:
 		a.log.Error("the callback failed", "status", body.Status, "err", err)

@@ -148,7 +148,7 @@ func (e *env) trigger(pipeline string, input any) string {
 type run struct {
 	ID               string                    `json:"id"`
 	TaskID           string                    `json:"taskId"`
-	Status           string                    `json:"status"`
+	Status           protocol.TaskRunStatus    `json:"status"`
 	Attempt          int                       `json:"attempt"`
 	Error            *string                   `json:"error"`
 	ErrorCode        *string                   `json:"errorCode"`
@@ -225,7 +225,7 @@ func (e *env) waitFor(what string, cond func() bool) {
 }
 
 // waitStatus waits until the task run id has status.
-func (e *env) waitStatus(id, status string) run {
+func (e *env) waitStatus(id string, status protocol.TaskRunStatus) run {
 	e.t.Helper()
 	var r run
 	e.waitFor(fmt.Sprintf("run %s to be %s", id, status), func() bool {

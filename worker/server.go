@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/token"
 )
@@ -137,7 +138,7 @@ func (w *Worker) RegisterWithOrchestrator(ctx context.Context) (protocol.Registe
 		return protocol.RegisterResponse{}, fmt.Errorf("worker: register: %w", err)
 	}
 	var resp protocol.RegisterResponse
-	if err := w.post(ctx, "/api/register", tok, rawBody(body), &resp); err != nil {
+	if err := w.post(ctx, "/api/register", tok, json.RawMessage(body), &resp); err != nil {
 		return protocol.RegisterResponse{}, fmt.Errorf("worker: register service %q: %w", w.cfg.ServiceID, err)
 	}
 	for _, c := range resp.CodeChanges {
@@ -233,8 +234,9 @@ func (w *Worker) Listen(ctx context.Context, addr string) error {
 }
 
 // Serve serves the worker's Handler on ln until ctx ends. Once it is serving, it registers with
-// the orchestrator, retrying while the orchestrator is unreachable or answers 5xx; a refused
-// registration (a 4xx: wrong secret, invalid task options) stops it with that error. When ctx
+// the orchestrator, retrying while the orchestrator is unreachable or answers 429 or 5xx
+// (apiclient.Retry); a refused registration (another 4xx: wrong secret, invalid task options)
+// stops it with that error. When ctx
 // ends it stops accepting dispatches (503, which the orchestrator retries later without using
 // up an attempt), waits up to Config.ShutdownTimeout for the running attempts, then cancels
 // the rest (they report a retryable WORKER_SHUTDOWN failure) and returns nil. If BaseURL is
@@ -281,26 +283,18 @@ func (w *Worker) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// registerUntilDone registers, retrying transient failures with backoff until ctx ends.
+// registerUntilDone registers, retrying transient failures (apiclient.Retry) until ctx ends.
 func (w *Worker) registerUntilDone(ctx context.Context) error {
-	delay := 500 * time.Millisecond
-	for {
+	err := apiclient.Retry(ctx, 0, func(ctx context.Context) error {
 		_, err := w.RegisterWithOrchestrator(ctx)
-		if err == nil {
-			w.log.Info("registered with the orchestrator", "orchestrator", w.orchURL, "baseUrl", w.baseURL)
-			return nil
-		}
-		if !transient(err) || ctx.Err() != nil {
-			return err
-		}
-		w.log.Warn("registration failed; retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
+		return err
+	}, func(_ int, err error, wait time.Duration) {
+		w.log.Warn("registration failed; retrying", "err", err, "in", wait)
+	})
+	if err == nil {
+		w.log.Info("registered with the orchestrator", "orchestrator", w.api.URL(), "baseUrl", w.baseURL)
 	}
+	return err
 }
 
 // shutdown stops srv and waits for the running attempts, cancelling them when the shutdown

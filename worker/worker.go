@@ -56,8 +56,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/inputschema"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
@@ -228,9 +230,8 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 // Serve or Handler. Its methods are safe for concurrent use.
 type Worker struct {
 	cfg              Config
-	orchURL          string
+	api              *apiclient.Client // the orchestrator
 	keys             token.Keys
-	client           *http.Client
 	log              *slog.Logger
 	tempDir          string
 	cleanupOnFailure bool
@@ -289,9 +290,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg:              cfg,
-		orchURL:          strings.TrimRight(cfg.OrchestratorURL, "/"),
 		keys:             keys,
-		client:           cfg.HTTPClient,
 		log:              cfg.Logger,
 		tempDir:          cfg.TempDir,
 		cleanupOnFailure: cfg.TempCleanupOnFailure == nil || *cfg.TempCleanupOnFailure,
@@ -303,8 +302,14 @@ func New(cfg Config) (*Worker, error) {
 		backends:         map[[32]byte]*storage.Backend{},
 	}
 	close(w.idle)
-	if w.client == nil {
-		w.client = &http.Client{Timeout: 60 * time.Second}
+	apiOpts := []apiclient.Option{apiclient.WithAnswerLimit(4 << 20),
+		// The attempt's trace context, so the orchestrator's spans join the trace.
+		apiclient.WithHeader(func(ctx context.Context, h http.Header) { traceContext.Inject(ctx, propagation.HeaderCarrier(h)) })}
+	if cfg.HTTPClient != nil {
+		apiOpts = append(apiOpts, apiclient.WithHTTPClient(cfg.HTTPClient))
+	}
+	if w.api, err = apiclient.New(cfg.OrchestratorURL, "", apiOpts...); err != nil {
+		return nil, fmt.Errorf("worker: OrchestratorURL: %w", err)
 	}
 	if w.log == nil {
 		w.log = slog.Default()

@@ -19,12 +19,13 @@ import (
 	"time"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
-	"github.com/pipeweave/pipeweave/internal/httpjson"
+	"github.com/pipeweave/pipeweave/internal/fakeworker"
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
 )
 
@@ -58,7 +59,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	pipeline := fs.Bool("pipeline", false, "run diamond pipelines (a → b, c → d) instead of standalone tasks")
 	pipelines := fs.Int("pipelines", 2000, "with --pipeline: pipeline runs to trigger")
 	clients := fs.Int("clients", 4, "with --pipeline and no --rate: concurrent triggering clients")
-	mode := fs.String("mode", core.ModeStandalone, "orchestrator mode: standalone or serverless")
+	mode := fs.String("mode", string(core.ModeStandalone), "orchestrator mode: standalone or serverless")
 	processEvery := fs.Duration("process-interval", time.Minute, "serverless mode: how often the scheduler calls /api/process")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -104,7 +105,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var settings [2]string
 	settings[0], settings[1], _ = database.DurabilitySettings(ctx, pool)
 
-	if *mode != core.ModeStandalone && *mode != core.ModeServerless {
+	if m := core.Mode(*mode); m != core.ModeStandalone && m != core.ModeServerless {
 		return fmt.Errorf("bench: --mode must be standalone or serverless")
 	}
 	secret := "pipeweave-bench-secret-0123456789abcdef"
@@ -118,7 +119,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	storeDir := filepath.Join(parent, fmt.Sprintf("run-%d", time.Now().UnixNano()))
 	defer func() { _ = os.RemoveAll(storeDir) }()
 	cfg := core.DefaultConfig()
-	cfg.DatabaseURL, cfg.SecretKey, cfg.Mode = url, secret, *mode
+	cfg.DatabaseURL, cfg.SecretKey, cfg.Mode = url, secret, core.Mode(*mode)
 	cfg.StorageBackends = []storage.Config{{ID: "local", Provider: "local", Credentials: map[string]any{"basePath": storeDir}}}
 	cfg.MaxConcurrency, cfg.ProcessBatchSize, cfg.DBMaxConns, cfg.MaxBodyBytes = *maxConc, *claimBatch, *conns, 64<<20
 	cfg.InsecureNoAuth = true                                                        // on 127.0.0.1, for the length of the measurement
@@ -132,12 +133,15 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	orchURL := "http://" + ln.Addr().String()
+	api, err := apiclient.New("http://"+ln.Addr().String(), "", apiclient.WithHTTPClient(benchClient))
+	if err != nil {
+		return err
+	}
 	srvCtx, stopSrv := context.WithCancel(ctx)
 	defer stopSrv()
 	go func() { _ = o.Serve(srvCtx, ln) }()
 
-	if *mode == core.ModeServerless {
+	if cfg.Mode == core.ModeServerless {
 		// The scheduler: the safety net, not the engine.
 		go func() {
 			t := time.NewTicker(*processEvery)
@@ -147,7 +151,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				case <-srvCtx.Done():
 					return
 				case <-t.C:
-					_ = postJSON(orchURL+"/api/process", "", nil, nil)
+					_, _ = api.Post(srvCtx, "/api/process", nil, nil)
 				}
 			}
 		}()
@@ -156,13 +160,13 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *pipeline {
 		sink = "d"
 	}
-	w, err := startNoopWorker(orchURL, sink)
+	w, err := startNoopWorker(api, sink)
 	if err != nil {
 		return err
 	}
-	defer w.close()
+	defer w.Close()
 	// The registration token is bound to the exact body bytes (protocol v2).
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.url,
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL(),
 		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"},
 			{ID: "a", CodeHash: "a", AllowedNext: []string{"b", "c"}}, {ID: "b", CodeHash: "b", AllowedNext: []string{"d"}},
 			{ID: "c", CodeHash: "c", AllowedNext: []string{"d"}}, {ID: "d", CodeHash: "d"}},
@@ -174,7 +178,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if err := postJSON(orchURL+"/api/register", reg, json.RawMessage(regBody), nil); err != nil {
+	if _, err := api.WithToken(reg).Post(ctx, "/api/register", json.RawMessage(regBody), nil); err != nil {
 		return fmt.Errorf("register the worker: %w", err)
 	}
 
@@ -195,9 +199,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		*mode, how, *maxConc, *claimBatch, *conns, settings[0], settings[1])
 	run := func(n int) (benchResult, error) {
 		if *pipeline {
-			return runPipelines(ctx, orchURL, w, n, *clients, *rate)
+			return runPipelines(ctx, api, w, n, *clients, *rate)
 		}
-		return runBench(ctx, orchURL, w, n, *batch, *rate)
+		return runBench(ctx, api, w, n, *batch, *rate)
 	}
 	if *pipeline {
 		*tasks = *pipelines
@@ -246,7 +250,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // runPipelines triggers n diamond pipelines, from clients concurrent clients as fast as they go
 // or, when rate > 0, at rate per second, and waits until all have completed.
-func runPipelines(ctx context.Context, orchURL string, w *noopWorker, n, clients int, rate float64) (benchResult, error) {
+func runPipelines(ctx context.Context, api *apiclient.Client, w *noopWorker, n, clients int, rate float64) (benchResult, error) {
 	done := make(chan struct{})
 	w.setTarget(int64(n), done)
 	start := time.Now()
@@ -274,7 +278,7 @@ func runPipelines(ctx context.Context, orchURL string, w *noopWorker, n, clients
 				var out struct {
 					PipelineRunID string `json:"pipelineRunId"`
 				}
-				if err := postJSON(orchURL+"/api/pipelines/diamond/trigger", "", map[string]any{"input": map[string]int{"n": i}}, &out); err != nil {
+				if _, err := api.Post(ctx, "/api/pipelines/diamond/trigger", map[string]any{"input": map[string]int{"n": i}}, &out); err != nil {
 					errs <- fmt.Errorf("trigger: %w", err)
 					return
 				}
@@ -304,7 +308,7 @@ type benchResult struct {
 
 // runBench enqueues n tasks, in batches of batch as fast as the API takes them or, when rate > 0,
 // one per request at rate requests per second, and waits until all have completed.
-func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int, rate float64) (benchResult, error) {
+func runBench(ctx context.Context, api *apiclient.Client, w *noopWorker, n, batch int, rate float64) (benchResult, error) {
 	done := make(chan struct{})
 	w.setTarget(int64(n), done)
 	start := time.Now()
@@ -328,7 +332,7 @@ func runBench(ctx context.Context, orchURL string, w *noopWorker, n, batch int, 
 				RunID string `json:"runId"`
 			} `json:"results"`
 		}
-		if err := postJSON(orchURL+"/api/queue/batch", "", map[string]any{"tasks": reqs}, &out); err != nil {
+		if _, err := api.Post(ctx, "/api/queue/batch", map[string]any{"tasks": reqs}, &out); err != nil {
 			return benchResult{}, fmt.Errorf("enqueue: %w", err)
 		}
 		for _, r := range out.Results {
@@ -356,16 +360,10 @@ func pct(sorted []time.Duration, p float64) string {
 
 var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxIdleConns: 512}, Timeout: 60 * time.Second}
 
-// postJSON POSTs body to url with the benchmark's client.
-func postJSON(url, bearer string, body, out any) error {
-	return httpjson.Call(context.Background(), benchClient, http.MethodPost, url, bearer, body, out)
-}
-
-// noopWorker acknowledges every dispatch with 202 and calls back success at once.
+// noopWorker is a fakeworker that calls back success to every dispatch at once and counts the
+// completions of every task, or of sink alone.
 type noopWorker struct {
-	url       string
-	srv       *http.Server
-	orch      string
+	*fakeworker.Worker
 	sink      string
 	completed atomic.Int64
 	mu        sync.Mutex
@@ -374,14 +372,13 @@ type noopWorker struct {
 }
 
 // startNoopWorker starts the worker; it counts completions of every task, or of sink alone.
-func startNoopWorker(orchURL, sink string) (*noopWorker, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func startNoopWorker(orch *apiclient.Client, sink string) (*noopWorker, error) {
+	w := &noopWorker{sink: sink}
+	fw, err := fakeworker.Start(orch, fakeworker.Options{After: w.callBack})
 	if err != nil {
 		return nil, err
 	}
-	w := &noopWorker{url: "http://" + ln.Addr().String(), orch: orchURL, sink: sink}
-	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve)}
-	go func() { _ = w.srv.Serve(ln) }()
+	w.Worker = fw
 	return w, nil
 }
 
@@ -392,30 +389,21 @@ func (w *noopWorker) setTarget(n int64, done chan struct{}) {
 	w.mu.Unlock()
 }
 
-func (w *noopWorker) serve(rw http.ResponseWriter, r *http.Request) {
-	var d protocol.DispatchRequest
-	if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
-		http.Error(rw, err.Error(), http.StatusBadRequest)
+// callBack reports d's success and counts it.
+func (w *noopWorker) callBack(d protocol.DispatchRequest) {
+	cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID)}
+	if _, err := w.Callback(context.Background(), d, cb); err != nil {
+		fmt.Fprintln(os.Stderr, "bench worker: callback:", err)
 		return
 	}
-	rw.WriteHeader(http.StatusAccepted)
-	go func() {
-		cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID)}
-		if err := postJSON(w.orch+"/api/callback/"+d.RunID, d.StorageToken, cb, nil); err != nil {
-			fmt.Fprintln(os.Stderr, "bench worker: callback:", err)
-			return
-		}
-		if w.sink != "" && d.TaskID != w.sink {
-			return
-		}
-		n := w.completed.Add(1)
-		w.mu.Lock()
-		if n == w.target && w.done != nil {
-			close(w.done)
-			w.done = nil
-		}
-		w.mu.Unlock()
-	}()
+	if w.sink != "" && d.TaskID != w.sink {
+		return
+	}
+	n := w.completed.Add(1)
+	w.mu.Lock()
+	if n == w.target && w.done != nil {
+		close(w.done)
+		w.done = nil
+	}
+	w.mu.Unlock()
 }
-
-func (w *noopWorker) close() { _ = w.srv.Close() }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,24 +11,23 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/migrate"
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/token"
-	"github.com/pipeweave/pipeweave/examples/pdf"
 	"github.com/pipeweave/pipeweave/internal/database"
-	"github.com/pipeweave/pipeweave/internal/httpjson"
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
-	"github.com/pipeweave/pipeweave/worker"
 )
 
 // devCommand runs the orchestrator with zero configuration: every required variable that is
@@ -46,7 +46,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	dir := fs.String("dir", devDir(getenv), "state directory: database cluster, storage, secret, API key (default $PIPEWEAVE_DEV_DIR or .pipeweave)")
 	port := fs.Int("port", 0, "HTTP port (default $PORT or 3000)")
 	listen := fs.String("listen", "127.0.0.1", "address to listen on, without the port (0.0.0.0 for every interface; then also set PIPEWEAVE_ALLOWED_HOSTS)")
-	demo := fs.Bool("demo", false, "also run the example PDF worker (examples/pdf) and trigger its pipeline once")
+	demo := fs.Bool("demo", false, "also build and run the example PDF worker (examples/pdf/cmd/pdf-worker, from this checkout) and trigger its pipeline once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -227,43 +227,63 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	return <-served
 }
 
-// runDemo starts the example PDF worker in this process, waits for its registration, triggers
-// the pdf-processor pipeline and reports each task's state until the run ends. The worker keeps
-// serving until ctx ends.
-func runDemo(ctx context.Context, orchURL, secret, apiKey, tempDir string, out io.Writer) error {
+// demoService is the service id of the example PDF worker (examples/pdf), whose pipeline the
+// demo triggers.
+const demoService = "pdf-processor"
+
+// demoWorkerPackage is the example worker's command, which the demo builds and runs as its own
+// process: the CLI does not link it.
+const demoWorkerPackage = "./examples/pdf/cmd/pdf-worker"
+
+// runDemo builds the example PDF worker from the checkout the command runs in and starts it as
+// a process of its own, waits for its registration, triggers the pdf-processor pipeline and
+// reports each task's state until the run ends. The worker keeps serving until ctx ends.
+func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Writer) error {
 	// The worker gets its service's key, as a deployed worker would, not the master secret.
-	svcKey, err := token.ServiceKey(secret, pdf.ServiceID)
+	svcKey, err := token.ServiceKey(secret, demoService)
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(worker.Config{OrchestratorURL: orchURL, ServiceID: pdf.ServiceID, Version: "1.0.0",
-		ServiceKey: hex.EncodeToString(svcKey), TempDir: tempDir, Logger: slog.New(slog.DiscardHandler)})
+	bin, err := buildDemoWorker(ctx, dir)
 	if err != nil {
 		return err
 	}
-	if err := pdf.Register(w); err != nil {
-		return err
+	worker := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0")
+	worker.Env = append(os.Environ(), "PIPEWEAVE_ORCHESTRATOR_URL="+orchURL, "PIPEWEAVE_SERVICE_KEY="+hex.EncodeToString(svcKey),
+		"PIPEWEAVE_WORKER_URL=", "TMPDIR="+dir)
+	var werr bytes.Buffer
+	worker.Stderr = &werr
+	// When dev stops, the worker drains like a deployed one: SIGTERM, then a kill after 10 s.
+	worker.Cancel = func() error { return worker.Process.Signal(syscall.SIGTERM) }
+	worker.WaitDelay = 10 * time.Second
+	if err := worker.Start(); err != nil {
+		return fmt.Errorf("start the example worker: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
+	exited := make(chan struct{})
 	go func() {
-		if err := w.Serve(ctx, ln); err != nil {
-			fmt.Fprintf(out, "demo worker: %v\n", err)
+		if err := worker.Wait(); err != nil && ctx.Err() == nil {
+			fmt.Fprintf(out, "demo worker: %v: %s\n", err, bytes.TrimSpace(werr.Bytes()))
 		}
+		close(exited)
 	}()
-	fmt.Fprintf(out, "demo: example PDF worker on http://%s (examples/pdf)\n", ln.Addr())
-	var trig struct {
-		PipelineRunID string `json:"pipelineRunId"`
+	fmt.Fprintf(out, "demo: example PDF worker running as pid %d (%s)\n", worker.Process.Pid, demoWorkerPackage)
+	client, err := apiclient.New(orchURL, apiKey)
+	if err != nil {
+		return err
 	}
-	input := map[string]any{"input": pdf.Input{PDFURL: "https://example.com/annual-report.pdf", ExtractTables: true}}
+	var trig protocol.TriggerResult
+	input := map[string]any{"input": map[string]any{"pdfUrl": "https://example.com/annual-report.pdf", "extractTables": true}}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// The pipeline exists once the worker has registered.
-		err := httpjson.Call(ctx, http.DefaultClient, http.MethodPost, orchURL+"/api/pipelines/"+pdf.ServiceID+"/trigger", apiKey, input, &trig)
+		_, err := client.Post(ctx, "/api/pipelines/"+demoService+"/trigger", input, &trig)
 		if err == nil {
 			break
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the example worker stopped before its pipeline could be triggered: %w", err)
+		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("trigger the pipeline: %w", err)
@@ -271,19 +291,11 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, tempDir string, out i
 		time.Sleep(100 * time.Millisecond)
 	}
 	fmt.Fprintf(out, "demo: triggered %s run %s; follow it with: %s status %s (or %s/ui/#/runs/%s)\n",
-		pdf.ServiceID, trig.PipelineRunID, selfCommand(), trig.PipelineRunID, orchURL, trig.PipelineRunID)
-	seen := map[string]string{}
+		demoService, trig.PipelineRunID, selfCommand(), trig.PipelineRunID, orchURL, trig.PipelineRunID)
+	seen := map[string]protocol.TaskRunStatus{}
 	for ctx.Err() == nil {
-		var run struct {
-			Status string  `json:"status"`
-			Error  *string `json:"error"`
-			Tasks  []struct {
-				TaskID     string  `json:"taskId"`
-				Status     string  `json:"status"`
-				OutputPath *string `json:"outputPath"`
-			} `json:"tasks"`
-		}
-		if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/runs/"+trig.PipelineRunID, apiKey, nil, &run); err != nil {
+		var run protocol.PipelineRun
+		if _, err := client.Get(ctx, "/api/runs/"+trig.PipelineRunID, nil, &run); err != nil {
 			return err
 		}
 		summary := ""
@@ -296,13 +308,15 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, tempDir string, out i
 				summary = *t.OutputPath
 			}
 		}
-		if run.Status != "running" {
+		if run.Status != protocol.PipelineRunning {
 			fmt.Fprintf(out, "demo: run %s %s\n", trig.PipelineRunID, run.Status)
 			if summary != "" {
 				var obj struct {
-					Content pdf.Summary `json:"content"`
+					Content struct {
+						Summary string `json:"summary"`
+					} `json:"content"`
 				}
-				if err := httpjson.Call(ctx, http.DefaultClient, http.MethodGet, orchURL+"/api/storage/"+summary, apiKey, nil, &obj); err == nil {
+				if _, err := client.Get(ctx, "/api/storage/"+summary, nil, &obj); err == nil {
 					fmt.Fprintf(out, "demo: summary: %s\n", obj.Content.Summary)
 				}
 			}
@@ -311,6 +325,54 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, tempDir string, out i
 		time.Sleep(200 * time.Millisecond)
 	}
 	return ctx.Err()
+}
+
+// buildDemoWorker builds the example worker into dir with the go command, from the checkout of
+// this module that the working directory is in, and returns the binary's path.
+func buildDemoWorker(ctx context.Context, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+	bin := filepath.Join(dir, "pdf-worker")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, demoWorkerPackage)
+	build.Dir = root
+	if msg, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the example worker (go build %s in %s): %w: %s", demoWorkerPackage, root, err, bytes.TrimSpace(msg))
+	}
+	return bin, nil
+}
+
+// moduleRoot finds the checkout of github.com/pipeweave/pipeweave that holds the working
+// directory: the nearest directory upwards whose go.mod declares that module.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if mod, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(mod) == "github.com/pipeweave/pipeweave" {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("--demo builds the example worker from the source: run it inside a checkout of github.com/pipeweave/pipeweave (or start examples/pdf/cmd/pdf-worker yourself)")
+		}
+		dir = parent
+	}
+}
+
+// modulePath is the module path a go.mod declares, or "".
+func modulePath(gomod []byte) string {
+	for line := range strings.Lines(string(gomod)) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
 }
 
 // devPort is the HTTP port of dev: --port, else $PORT, else 3000.

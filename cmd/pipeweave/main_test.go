@@ -303,7 +303,7 @@ func TestServeServerless(t *testing.T) {
 	t.Parallel()
 	port := testutil.FreePort(t)
 	env := serveEnv(t, testdb.NewURL(t), port)
-	env["MODE"] = core.ModeServerless
+	env["MODE"] = string(core.ModeServerless)
 	r := startCmd(t, env, "serve")
 	r.waitHealthy(t, port)
 

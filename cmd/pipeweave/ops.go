@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -144,8 +145,8 @@ func (o *ops) checkLimits(limit, pageSize int) error {
 	if limit < 0 {
 		return fmt.Errorf("%s: --limit must be 0 (all) or more, got %d", o.name, limit)
 	}
-	if pageSize < 1 || pageSize > maxPageSize {
-		return fmt.Errorf("%s: --page-size must be between 1 and %d, got %d", o.name, maxPageSize, pageSize)
+	if pageSize < 1 || pageSize > protocol.MaxPageSize {
+		return fmt.Errorf("%s: --page-size must be between 1 and %d, got %d", o.name, protocol.MaxPageSize, pageSize)
 	}
 	return nil
 }
@@ -295,7 +296,7 @@ func deref[T any](p *T) T {
 
 // truncate shortens s to at most n runes.
 func truncate(s string, n int) string {
-	s = oneLine(s)
+	s = apiclient.OneLine(s)
 	r := []rune(s)
 	if len(r) <= n {
 		return s
@@ -312,8 +313,8 @@ type runSnapshot struct {
 // errorText is "CODE: message" of a task run's error.
 // runErrorText is errorText for a run's row: a code that only repeats the run's status (a
 // cancelled run's CANCELLED) is left out, so that the row says "cancelled" once.
-func runErrorText(status string, code, msg *string) string {
-	if deref(msg) != "" && strings.EqualFold(deref(code), status) {
+func runErrorText(status protocol.TaskRunStatus, code, msg *string) string {
+	if deref(msg) != "" && strings.EqualFold(deref(code), string(status)) {
 		return *msg
 	}
 	return errorText(code, msg)
@@ -390,7 +391,7 @@ func pipelinesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	for _, p := range invalid {
 		for _, e := range p.Errors {
-			fmt.Fprintf(stdout, "%s: %s\n", p.ID, oneLine(e))
+			fmt.Fprintf(stdout, "%s: %s\n", p.ID, apiclient.OneLine(e))
 		}
 	}
 	return nil
@@ -426,7 +427,7 @@ func runsCommand(ctx context.Context, args []string, stdout, stderr io.Writer, g
 	tw := newTable(stdout)
 	row(tw, "RUN", "PIPELINE", "STATUS", "FAILURE MODE", "CREATED", "DURATION", "ERROR")
 	for _, r := range runs {
-		row(tw, r.ID, r.PipelineID, r.Status, r.FailureMode, ago(r.CreatedAt, now), span(&r.CreatedAt, r.CompletedAt, now),
+		row(tw, r.ID, r.PipelineID, string(r.Status), r.FailureMode, ago(r.CreatedAt, now), span(&r.CreatedAt, r.CompletedAt, now),
 			truncate(deref(r.Error), 80))
 	}
 	return tw.Flush()
@@ -466,12 +467,12 @@ func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) erro
 	tw := newTable(w)
 	kv := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s\t%s\n", k, oneLine(v))
+			fmt.Fprintf(tw, "%s\t%s\n", k, apiclient.OneLine(v))
 		}
 	}
 	kv("run", run.ID)
 	kv("pipeline", run.PipelineID)
-	kv("status", run.Status)
+	kv("status", string(run.Status))
 	kv("failure mode", run.FailureMode)
 	kv("priority", strconv.Itoa(run.Priority))
 	kv("created", stamp(&run.CreatedAt, now))
@@ -496,7 +497,7 @@ func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) erro
 				changed = fmt.Sprintf("yes (was v%d)", *t.PreviousCodeVersion)
 			}
 		}
-		status := t.Status
+		status := string(t.Status)
 		if t.SupersededBy != "" {
 			status += " (retried as " + t.SupersededBy + ")"
 		}
@@ -573,13 +574,13 @@ func printTaskRun(w io.Writer, t protocol.TaskRun, now time.Time) error {
 	tw := newTable(w)
 	kv := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s\t%s\n", k, oneLine(v))
+			fmt.Fprintf(tw, "%s\t%s\n", k, apiclient.OneLine(v))
 		}
 	}
 	kv("task run", t.ID)
 	kv("task", t.TaskID)
 	kv("pipeline run", t.PipelineRunID)
-	kv("status", t.Status)
+	kv("status", string(t.Status))
 	kv("attempt", strconv.Itoa(t.Attempt))
 	kv("priority", strconv.Itoa(t.Priority))
 	kv("code", fmt.Sprintf("v%d (%s)", t.CodeVersion, t.CodeHash))
@@ -657,7 +658,7 @@ func dryRunCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if !plan.Valid {
 		msg := fmt.Sprintf("pipeline %q is not valid", id)
 		if len(plan.Errors) > 0 {
-			msg += ": " + oneLine(strings.Join(plan.Errors, "; "))
+			msg += ": " + apiclient.OneLine(strings.Join(plan.Errors, "; "))
 		}
 		return errors.New(msg)
 	}
@@ -689,7 +690,7 @@ func printDryRun(w io.Writer, id string, plan protocol.DryRun) {
 		}
 		fmt.Fprintf(w, "\n%s:\n", list.title)
 		for _, s := range list.items {
-			fmt.Fprintf(w, "  - %s\n", oneLine(s))
+			fmt.Fprintf(w, "  - %s\n", apiclient.OneLine(s))
 		}
 	}
 }
@@ -722,10 +723,11 @@ func queueStatusCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	tw := newTable(stdout)
 	for _, c := range []struct {
-		name string
+		name protocol.TaskRunStatus // or "dlq"
 		n    int64
-	}{{"pending", st.Pending}, {"dispatching", st.Dispatching}, {"running", st.Running}, {"waiting", st.Waiting},
-		{"completed", st.Completed}, {"failed", st.Failed}, {"cancelled", st.Cancelled}, {"skipped", st.Skipped}, {"dlq", st.DLQ}} {
+	}{{protocol.StatusPending, st.Pending}, {protocol.StatusDispatching, st.Dispatching}, {protocol.StatusRunning, st.Running},
+		{protocol.StatusWaiting, st.Waiting}, {protocol.StatusCompleted, st.Completed}, {protocol.StatusFailed, st.Failed},
+		{protocol.StatusCancelled, st.Cancelled}, {protocol.StatusSkipped, st.Skipped}, {"dlq", st.DLQ}} {
 		fmt.Fprintf(tw, "%s\t%d\n", c.name, c.n)
 	}
 	oldest := stamp(st.OldestPending, time.Now())
@@ -766,7 +768,7 @@ func queueItemsCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 	tw := newTable(stdout)
 	row(tw, "TASK RUN", "TASK", "STATUS", "ATTEMPT", "PRIORITY", "PIPELINE RUN", "CREATED", "PROGRESS", "ERROR")
 	for _, r := range runs {
-		row(tw, r.ID, r.TaskID, r.Status, strconv.Itoa(r.Attempt), strconv.Itoa(r.Priority), r.PipelineRunID, ago(r.CreatedAt, now),
+		row(tw, r.ID, r.TaskID, string(r.Status), strconv.Itoa(r.Attempt), strconv.Itoa(r.Priority), r.PipelineRunID, ago(r.CreatedAt, now),
 			progressText(r), truncate(runErrorText(r.Status, r.ErrorCode, r.Error), 80))
 	}
 	return tw.Flush()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -102,7 +103,7 @@ func dlqShowCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	tw := newTable(stdout)
 	kv := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s\t%s\n", k, oneLine(v))
+			fmt.Fprintf(tw, "%s\t%s\n", k, apiclient.OneLine(v))
 		}
 	}
 	kv("dlq entry", e.ID)
@@ -186,7 +187,7 @@ func dlqRetryAllCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 			fmt.Fprintf(stdout, "  %s: task %s queued as run %s\n", r.DLQID, r.TaskID, r.RunID)
 		}
 		for _, f := range total.Failed {
-			fmt.Fprintf(stdout, "could not retry %s: %s (%s)\n", f.DLQID, oneLine(f.Error), f.Code)
+			fmt.Fprintf(stdout, "could not retry %s: %s (%s)\n", f.DLQID, apiclient.OneLine(f.Error), f.Code)
 		}
 		if total.More {
 			fmt.Fprintln(stdout, "more entries are left: run dlq retry-all again")

@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/pipeweave/pipeweave/core/apiclient"
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 // maintenanceStatus is GET /api/maintenance (upstream's MaintenanceStatus).
 type maintenanceStatus struct {
-	Mode                string    `json:"mode"`
-	CanEnterMaintenance bool      `json:"canEnterMaintenance"`
-	PendingTasks        int64     `json:"pendingTasks"`
-	RunningTasks        int64     `json:"runningTasks"`
-	ModeChangedAt       time.Time `json:"modeChangedAt"`
-	Message             string    `json:"message"`
+	Mode                protocol.MaintenanceMode `json:"mode"`
+	CanEnterMaintenance bool                     `json:"canEnterMaintenance"`
+	PendingTasks        int64                    `json:"pendingTasks"`
+	RunningTasks        int64                    `json:"runningTasks"`
+	ModeChangedAt       time.Time                `json:"modeChangedAt"`
+	Message             string                   `json:"message"`
 }
 
 func maintenanceCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -67,7 +70,7 @@ func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	if !*wait || st.Mode == "maintenance" {
+	if !*wait || st.Mode == protocol.MaintenanceOn {
 		return o.printMaintenance(raw, st)
 	}
 	if !o.json {
@@ -87,7 +90,7 @@ func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr 
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("stopped waiting; see pipeweave maintenance status")
-		case err != nil && transient(err) && failures < 20:
+		case err != nil && apiclient.Transient(err) && failures < 20:
 			failures++
 			continue
 		case err != nil:
@@ -95,13 +98,13 @@ func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr 
 		}
 		failures = 0
 		switch st.Mode {
-		case "maintenance":
+		case protocol.MaintenanceOn:
 			if o.json {
 				return o.printJSON(raw)
 			}
 			fmt.Fprintln(stdout, "maintenance: nothing in flight; no task is claimed until pipeweave maintenance exit")
 			return nil
-		case "running":
+		case protocol.MaintenanceOff:
 			return fmt.Errorf("maintenance enter: the orchestrator is running again: someone exited maintenance while this waited")
 		}
 		if !o.json && st.RunningTasks != last {
@@ -122,6 +125,6 @@ func (o *ops) printMaintenance(raw json.RawMessage, st maintenanceStatus) error 
 	fmt.Fprintf(tw, "since\t%s\n", stamp(&st.ModeChangedAt, time.Now()))
 	fmt.Fprintf(tw, "in flight\t%d\n", st.RunningTasks)
 	fmt.Fprintf(tw, "pending\t%d\n", st.PendingTasks)
-	fmt.Fprintf(tw, "message\t%s\n", oneLine(st.Message))
+	fmt.Fprintf(tw, "message\t%s\n", apiclient.OneLine(st.Message))
 	return tw.Flush()
 }

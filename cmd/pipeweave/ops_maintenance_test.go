@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 // maintenance status | enter --wait | exit against a real orchestrator: enter waits for the
@@ -53,7 +55,7 @@ func TestCLIMaintenance(t *testing.T) {
 
 	var st maintenanceStatus
 	s.cliJSON(&st, "maintenance", "status")
-	require.Equal(t, "maintenance", st.Mode)
+	require.Equal(t, protocol.MaintenanceOn, st.Mode)
 	require.True(t, st.CanEnterMaintenance)
 	require.Zero(t, st.RunningTasks)
 	require.EqualValues(t, 2, st.PendingTasks, "the held run's summarize and the new run's extract wait")
@@ -69,14 +71,14 @@ func TestCLIMaintenance(t *testing.T) {
 
 	out = s.cli("maintenance", "exit")
 	require.Regexp(t, `(?m)^mode\s+running$`, out)
-	require.Equal(t, "completed", s.waitRun(held).Status)
-	require.Equal(t, "completed", s.waitRun(waiting).Status)
+	require.Equal(t, protocol.PipelineCompleted, s.waitRun(held).Status)
+	require.Equal(t, protocol.PipelineCompleted, s.waitRun(waiting).Status)
 
 	// Straight to maintenance when nothing is in flight; --json prints the status.
 	s.cliJSON(&st, "maintenance", "enter", "--wait")
-	require.Equal(t, "maintenance", st.Mode)
+	require.Equal(t, protocol.MaintenanceOn, st.Mode)
 	s.cliJSON(&st, "maintenance", "exit")
-	require.Equal(t, "running", st.Mode)
+	require.Equal(t, protocol.MaintenanceOff, st.Mode)
 
 	// Usage errors send nothing.
 	_, _, err = runCmd(t, s.env(), "maintenance", "enter", "--poll", "0s", "--wait")

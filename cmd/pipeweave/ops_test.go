@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
-	"github.com/pipeweave/pipeweave/internal/httpjson"
 	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 	"github.com/pipeweave/pipeweave/worker"
@@ -135,7 +135,10 @@ func (s *cliStack) cliJSON(v any, args ...string) {
 // api calls the API directly (setting things up, checking them).
 func (s *cliStack) api(method, path string, body, out any) {
 	s.t.Helper()
-	require.NoError(s.t, httpjson.Call(context.Background(), http.DefaultClient, method, s.url+path, s.apiKey, body, out))
+	c, err := apiclient.New(s.url, s.apiKey)
+	require.NoError(s.t, err)
+	_, err = c.Do(context.Background(), method, path, nil, body, out)
+	require.NoError(s.t, err)
 }
 
 // trigger starts a run of pipeline with input through the API and returns its id.
@@ -223,7 +226,7 @@ func TestCLIReadCommands(t *testing.T) {
 	runID := strings.TrimSpace(out)
 	require.Regexp(t, `^prun_\w+$`, runID)
 	run := s.waitRun(runID)
-	require.Equal(t, "completed", run.Status)
+	require.Equal(t, protocol.PipelineCompleted, run.Status)
 	extract := taskOf(t, run, "extract")
 
 	t.Run("services", func(t *testing.T) {
@@ -270,7 +273,7 @@ func TestCLIReadCommands(t *testing.T) {
 		var got protocol.PipelineRun
 		s.cliJSON(&got, "status", runID)
 		require.Equal(t, runID, got.ID)
-		require.Equal(t, "completed", got.Status)
+		require.Equal(t, protocol.PipelineCompleted, got.Status)
 		require.Len(t, got.Tasks, 2)
 		ex := taskOf(t, got, "extract")
 		require.Equal(t, 40, deref(ex.Progress))
@@ -341,9 +344,9 @@ func TestCLIReadCommands(t *testing.T) {
 	// A new code hash for the tasks: the next run flags them as changed.
 	s.startWorker("2", "hash-two")
 	second := s.trigger("docs", map[string]any{"doc": "b"})
-	require.Equal(t, "completed", s.waitRun(second).Status)
+	require.Equal(t, protocol.PipelineCompleted, s.waitRun(second).Status)
 	third := s.trigger("docs", map[string]any{"doc": "c"})
-	require.Equal(t, "completed", s.waitRun(third).Status)
+	require.Equal(t, protocol.PipelineCompleted, s.waitRun(third).Status)
 
 	t.Run("code changes", func(t *testing.T) {
 		out := s.cli("status", second)
@@ -371,7 +374,7 @@ func TestCLIReadCommands(t *testing.T) {
 		s.cliJSON(&runs, "runs")
 		require.Len(t, runs, 3)
 		require.Equal(t, third, runs[0].ID)
-		require.Equal(t, "completed", runs[0].Status)
+		require.Equal(t, protocol.PipelineCompleted, runs[0].Status)
 		require.NotNil(t, runs[0].CompletedAt)
 
 		// --limit across pages of one: the cursor is followed.
@@ -467,14 +470,14 @@ func TestCLITriggerWait(t *testing.T) {
 		var run protocol.PipelineRun
 		s.cliJSON(&run, "trigger", "docs", "-i", `{}`, "--wait", "--poll", "20ms")
 		require.Regexp(t, `^prun_\w+$`, run.ID)
-		require.Equal(t, "completed", run.Status)
+		require.Equal(t, protocol.PipelineCompleted, run.Status)
 		require.Len(t, run.Tasks, 2)
 
 		// Without --wait: the trigger's answer.
 		var res protocol.TriggerResult
 		s.cliJSON(&res, "trigger", "docs", "--priority", "5", "--failure-mode", "continue")
 		require.Regexp(t, `^prun_\w+$`, res.PipelineRunID)
-		require.Equal(t, "running", res.Status)
+		require.Equal(t, protocol.PipelineRunning, res.Status)
 		require.NotEmpty(t, res.InputPath)
 		got := s.waitRun(res.PipelineRunID)
 		require.Equal(t, "continue", got.FailureMode)
@@ -484,8 +487,8 @@ func TestCLITriggerWait(t *testing.T) {
 		out, _, err := runCmd(t, s.env(), "trigger", "docs", "-i", `{"fail": ["summarize"]}`, "--wait", "--poll", "20ms", "--json")
 		require.ErrorContains(t, err, "ended failed; failed tasks: summarize (NOTHING_TO_SUMMARIZE: the document is empty)")
 		require.NoError(t, json.Unmarshal([]byte(out), &run), out)
-		require.Equal(t, "failed", run.Status)
-		require.Equal(t, "completed", taskOf(t, run, "extract").Status)
+		require.Equal(t, protocol.PipelineFailed, run.Status)
+		require.Equal(t, protocol.StatusCompleted, taskOf(t, run, "extract").Status)
 	})
 }
 
@@ -751,19 +754,19 @@ func TestCLIDLQ(t *testing.T) {
 		require.NotNil(t, m, out)
 		// The pipeline run re-opens and goes on from the retried task.
 		run := s.waitRun(docsExtract.ID)
-		require.Equal(t, "completed", run.Status)
+		require.Equal(t, protocol.PipelineCompleted, run.Status)
 		require.Equal(t, m[1], taskOf(t, run, "extract").ID)
 
 		_, _, err := runCmd(t, s.env(), "dlq", "retry", entryA.ID)
 		require.Error(t, err)
 		require.Regexp(t, `\(409 ALREADY_RETRIED\)$`, err.Error())
 
-		var res protocol.EnqueueResult
+		var res protocol.DLQRetryResult
 		s.cliJSON(&res, "dlq", "retry", entryB.ID)
 		require.Regexp(t, `^trun_\w+$`, res.RunID)
 		require.Equal(t, "summarize", res.TaskID)
 		require.Equal(t, "queued", res.Status)
-		require.Equal(t, "completed", s.waitRun(solo.ID).Status)
+		require.Equal(t, protocol.PipelineCompleted, s.waitRun(solo.ID).Status)
 
 		var got []protocol.DLQEntry
 		s.cliJSON(&got, "dlq", "list", "--state", "retried")
@@ -784,19 +787,19 @@ func TestCLIDLQ(t *testing.T) {
 		require.Equal(t, "summarize", res.Runs[0].TaskID)
 		require.Empty(t, res.Failed)
 		require.False(t, res.More)
-		require.Equal(t, "completed", s.waitRun(docsSummarize.ID).Status)
+		require.Equal(t, protocol.PipelineCompleted, s.waitRun(docsSummarize.ID).Status)
 
 		// --task extract: C.
 		out := s.cli("dlq", "retry-all", "--task", "extract")
 		m := regexp.MustCompile(`^retried 1 DLQ entry\n  ` + entryC.ID + `: task extract queued as run (trun_\w+)\n$`).FindStringSubmatch(out)
 		require.NotNil(t, m, out)
-		require.Equal(t, "completed", s.waitTaskRun(m[1]).Status)
+		require.Equal(t, protocol.StatusCompleted, s.waitTaskRun(m[1]).Status)
 
 		// An entry that cannot be retried: its pipeline run was cancelled meanwhile.
 		s.healed.Store(false)
 		cancelled := s.waitRun(s.trigger("solo", cliInput{Fail: []string{"summarize"}}))
 		s.healed.Store(true)
-		require.Equal(t, "failed", cancelled.Status)
+		require.Equal(t, protocol.PipelineFailed, cancelled.Status)
 		s.waitUntil("the new DLQ entry", func() bool { return len(s.dlq("state=open")) == 2 })
 		_, err := s.pool.Exec(ctx, `UPDATE pipeweave.pipeline_runs SET status = 'cancelled' WHERE id = $1`, cancelled.ID)
 		require.NoError(t, err)
@@ -902,5 +905,5 @@ func TestDurationsAndTimes(t *testing.T) {
 	require.Equal(t, "4.1s", duration(4140*time.Millisecond))
 	require.Equal(t, "3m12s", duration(3*time.Minute+12*time.Second+300*time.Millisecond))
 	require.Equal(t, "[#####.....]", bar(50, 10))
-	require.Equal(t, "a b", oneLine("a\nb"))
+	require.Equal(t, "a b", apiclient.OneLine("a\nb"))
 }

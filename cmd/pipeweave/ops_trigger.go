@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -132,7 +132,7 @@ func (o *ops) waitRun(id string, poll time.Duration) (protocol.PipelineRun, json
 		switch {
 		case o.ctx.Err() != nil:
 			return run, nil, fmt.Errorf("stopped waiting for run %s, which goes on: follow it with pipeweave status %s", id, id)
-		case err != nil && transient(err) && failures < 20:
+		case err != nil && apiclient.Transient(err) && failures < 20:
 			// The orchestrator restarts or its database is away for a moment: keep asking.
 			failures++
 		case err != nil:
@@ -142,7 +142,7 @@ func (o *ops) waitRun(id string, poll time.Duration) (protocol.PipelineRun, json
 			if view != nil {
 				view.update(run, time.Now())
 			}
-			if run.Status != "running" {
+			if run.Status != protocol.PipelineRunning {
 				if view != nil {
 					view.finish(run, time.Now())
 				}
@@ -156,30 +156,16 @@ func (o *ops) waitRun(id string, poll time.Duration) (protocol.PipelineRun, json
 	}
 }
 
-// transient says whether err may go away by itself: the orchestrator unreachable or answering
-// 502, 503 or 504.
-func transient(err error) bool {
-	var unreachable *unreachableError
-	var api *apiError
-	switch {
-	case errors.As(err, &unreachable):
-		return true
-	case errors.As(err, &api):
-		return api.Status == http.StatusBadGateway || api.Status == http.StatusServiceUnavailable || api.Status == http.StatusGatewayTimeout
-	}
-	return false
-}
-
 // runOutcome is nil for a completed run, else an error that says how the run ended and names
 // its failed tasks with their errors.
 func runOutcome(run protocol.PipelineRun) error {
-	if run.Status == "completed" {
+	if run.Status == protocol.PipelineCompleted {
 		return nil
 	}
 	msg := fmt.Sprintf("run %s of pipeline %s ended %s", run.ID, run.PipelineID, run.Status)
 	var failed []string
 	for _, t := range orderTasks(run, false) {
-		if t.Status == "failed" {
+		if t.Status == protocol.StatusFailed {
 			failed = append(failed, fmt.Sprintf("%s (%s)", t.TaskID, errorText(t.ErrorCode, t.Error)))
 		}
 	}
@@ -189,7 +175,7 @@ func runOutcome(run protocol.PipelineRun) error {
 	case deref(run.Error) != "":
 		msg += ": " + *run.Error
 	}
-	return errors.New(oneLine(msg))
+	return errors.New(apiclient.OneLine(msg))
 }
 
 // waitView shows a run's progress while trigger --wait follows it: on a terminal, a block of
@@ -228,7 +214,7 @@ func (v *waitView) finish(run protocol.PipelineRun, now time.Time) {
 	}
 	line := fmt.Sprintf("run %s %s in %s", run.ID, run.Status, duration(end.Sub(run.CreatedAt)))
 	if v.terminal {
-		fmt.Fprintln(v.w, paint(v.color, run.Status, line))
+		fmt.Fprintln(v.w, paint(v.color, string(run.Status), line))
 		return
 	}
 	fmt.Fprintf(v.w, "%s %s\n", now.Format("15:04:05"), line)
@@ -254,19 +240,19 @@ func (v *waitView) redraw(lines []string) {
 
 // plainLine is a task run's state on one line: "extract-text running 40% reading page 4".
 func plainLine(t protocol.TaskRun) string {
-	parts := []string{t.TaskID, t.Status}
+	parts := []string{t.TaskID, string(t.Status)}
 	if t.Attempt > 1 {
 		parts = append(parts, "attempt "+strconv.Itoa(t.Attempt))
 	}
-	if t.Status == "running" {
+	if t.Status == protocol.StatusRunning {
 		if p := progressText(t); p != "" {
 			parts = append(parts, p)
 		}
 	}
-	if e := errorText(t.ErrorCode, t.Error); e != "" && t.Status != "completed" {
+	if e := errorText(t.ErrorCode, t.Error); e != "" && t.Status != protocol.StatusCompleted {
 		parts = append(parts, e)
 	}
-	return oneLine(strings.Join(parts, " "))
+	return apiclient.OneLine(strings.Join(parts, " "))
 }
 
 // liveLines is the terminal view of a run: a header and a line per task with its state, a
@@ -277,7 +263,7 @@ func liveLines(run protocol.PipelineRun, now time.Time, color bool) []string {
 		end = *run.CompletedAt
 	}
 	lines := []string{fmt.Sprintf("run %s  pipeline %s  %s  %s", run.ID, run.PipelineID,
-		paint(color, run.Status, run.Status), duration(end.Sub(run.CreatedAt).Truncate(time.Second)))}
+		paint(color, string(run.Status), string(run.Status)), duration(end.Sub(run.CreatedAt).Truncate(time.Second)))}
 	tasks := orderTasks(run, false)
 	width := 4
 	for _, t := range tasks {
@@ -285,23 +271,23 @@ func liveLines(run protocol.PipelineRun, now time.Time, color bool) []string {
 	}
 	for _, t := range tasks {
 		status := fmt.Sprintf("%-11s", t.Status)
-		line := fmt.Sprintf("  %s %-*s  %s", paint(color, t.Status, symbol(t.Status)), width, t.TaskID, paint(color, t.Status, status))
+		line := fmt.Sprintf("  %s %-*s  %s", paint(color, string(t.Status), symbol(t.Status)), width, t.TaskID, paint(color, string(t.Status), status))
 		if t.Attempt > 1 {
 			line += fmt.Sprintf("  attempt %d", t.Attempt)
 		}
 		switch {
-		case t.Status == "failed":
+		case t.Status == protocol.StatusFailed:
 			line += "  " + truncate(errorText(t.ErrorCode, t.Error), 70)
-		case t.Status == "running" || t.Progress != nil:
+		case t.Status == protocol.StatusRunning || t.Progress != nil:
 			pct := 0
 			if t.Progress != nil {
 				pct = *t.Progress
 			}
-			if t.Status == "completed" {
+			if t.Status == protocol.StatusCompleted {
 				pct = 100
 			}
 			line += "  " + bar(pct, 20) + fmt.Sprintf(" %3d%%", pct)
-			if t.ProgressMessage != "" && t.Status != "completed" {
+			if t.ProgressMessage != "" && t.Status != protocol.StatusCompleted {
 				line += "  " + truncate(t.ProgressMessage, 50)
 			}
 		}
@@ -318,35 +304,36 @@ func bar(pct, width int) string {
 }
 
 // symbol marks a state in the live view.
-func symbol(status string) string {
+func symbol(status protocol.TaskRunStatus) string {
 	switch status {
-	case "completed":
+	case protocol.StatusCompleted:
 		return "✓"
-	case "failed":
+	case protocol.StatusFailed:
 		return "✗"
-	case "running", "dispatching":
+	case protocol.StatusRunning, protocol.StatusDispatching:
 		return "▶"
-	case "skipped", "cancelled":
+	case protocol.StatusSkipped, protocol.StatusCancelled:
 		return "-"
 	default:
 		return "·"
 	}
 }
 
-// paint colours s for status when color is set: green done, red failed, yellow in progress.
+// paint colours s for status, a task or pipeline run state, when color is set: green done,
+// red failed, yellow in progress.
 func paint(color bool, status, s string) string {
 	if !color {
 		return s
 	}
 	code := ""
 	switch status {
-	case "completed":
+	case string(protocol.StatusCompleted): // and protocol.PipelineCompleted
 		code = "32"
-	case "failed", "partial":
+	case string(protocol.StatusFailed), string(protocol.PipelinePartial):
 		code = "31"
-	case "running", "dispatching":
+	case string(protocol.StatusRunning), string(protocol.StatusDispatching):
 		code = "33"
-	case "skipped", "cancelled":
+	case string(protocol.StatusSkipped), string(protocol.StatusCancelled):
 		code = "90"
 	default:
 		return s

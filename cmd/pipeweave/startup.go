@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/internal/database"
 )
@@ -107,4 +108,4 @@ func checkSchema(ctx context.Context, url string) error {
 }
 
 // errLine is err's message on one line, so that a start-up failure stays one line.
-func errLine(err error) string { return oneLine(err.Error()) }
+func errLine(err error) string { return apiclient.OneLine(err.Error()) }

@@ -13,7 +13,7 @@ type TaskRun struct {
 	ID               string           `json:"id"`
 	TaskID           string           `json:"taskId"`
 	PipelineRunID    string           `json:"pipelineRunId,omitempty"`
-	Status           string           `json:"status"`
+	Status           TaskRunStatus    `json:"status"`
 	Attempt          int              `json:"attempt"`
 	Priority         int              `json:"priority"`
 	Error            *string          `json:"error"`
@@ -125,7 +125,7 @@ type DLQPage struct {
 type DLQRetryResult struct {
 	NewRunID    string `json:"newRunId"`
 	RunID       string `json:"runId"`
-	Status      string `json:"status"`
+	Status      string `json:"status"` // "queued", as upstream answers
 	CodeVersion int    `json:"codeVersion"`
 	TaskID      string `json:"taskId"`
 	InputPath   string `json:"inputPath"`
@@ -204,9 +204,9 @@ type DryRun struct {
 
 // TriggerResult is the pipeline run a trigger made.
 type TriggerResult struct {
-	PipelineRunID string `json:"pipelineRunId"`
-	Status        string `json:"status"`
-	InputPath     string `json:"inputPath"`
+	PipelineRunID string            `json:"pipelineRunId"`
+	Status        PipelineRunStatus `json:"status"`
+	InputPath     string            `json:"inputPath"`
 	// EntryTasks are the ids of the tasks the run starts with; QueuedTasks the ids of their task
 	// runs, queued by the trigger (as upstream answers).
 	EntryTasks  []string `json:"entryTasks"`
@@ -218,16 +218,16 @@ type TriggerResult struct {
 
 // PipelineRun is a run of a pipeline: its state, snapshot and, in detail, its task runs.
 type PipelineRun struct {
-	ID          string          `json:"id"`
-	PipelineID  string          `json:"pipelineId"`
-	Status      string          `json:"status"`
-	FailureMode string          `json:"failureMode"`
-	Priority    int             `json:"priority"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"`
-	InputPath   string          `json:"inputPath"`
-	Error       *string         `json:"error"`
-	CreatedAt   time.Time       `json:"createdAt"`
-	CompletedAt *time.Time      `json:"completedAt"`
+	ID          string            `json:"id"`
+	PipelineID  string            `json:"pipelineId"`
+	Status      PipelineRunStatus `json:"status"`
+	FailureMode string            `json:"failureMode"`
+	Priority    int               `json:"priority"`
+	Metadata    json.RawMessage   `json:"metadata,omitempty"`
+	InputPath   string            `json:"inputPath"`
+	Error       *string           `json:"error"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	CompletedAt *time.Time        `json:"completedAt"`
 	// Snapshot is the structure the run follows: {pipelineId, entryTasks, failureMode, tasks}
 	// with the tasks as PipelineNodes.
 	Snapshot json.RawMessage   `json:"snapshot,omitempty"`
@@ -252,10 +252,10 @@ type EnqueueResult struct {
 	RunID string `json:"runId"`
 	// Status is the run's status: "pending" for a new run (as upstream's queue manager answers),
 	// the first run's current status for a repeated idempotency key.
-	Status       string `json:"status"`
-	TaskID       string `json:"taskId"`
-	InputPath    string `json:"inputPath"`
-	Deduplicated bool   `json:"deduplicated,omitempty"`
+	Status       TaskRunStatus `json:"status"`
+	TaskID       string        `json:"taskId"`
+	InputPath    string        `json:"inputPath"`
+	Deduplicated bool          `json:"deduplicated,omitempty"`
 	// ValidationWarnings are the input's violations of the task's schema, by task id, in
 	// validationMode warn (omitted when there are none).
 	ValidationWarnings ValidationErrors `json:"validationWarnings,omitempty"`

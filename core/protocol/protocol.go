@@ -1,25 +1,14 @@
-// Package protocol holds the JSON shapes of the wire contract between the orchestrator and
-// its workers (registration, dispatch, heartbeat, progress and callback), shared by the
-// orchestrator and the Go worker SDK, and the answers of the operator API (api.go), shared by
-// the orchestrator and Go clients such as the pipeweave CLI. Field names and meanings follow
+// Package protocol is the project's shared vocabulary: the JSON shapes of the wire contract
+// between the orchestrator and its workers (registration, dispatch, heartbeat, progress and
+// callback), shared by the orchestrator and the Go worker SDK; the answers of the operator API
+// (api.go), shared by the orchestrator and Go clients such as the pipeweave CLI; and the typed
+// states, modes and limits both sides name (vocab.go). Field names and meanings follow
 // docs/protocol.md and docs/api.md.
 package protocol
 
 import (
 	"encoding/json"
 	"time"
-)
-
-// Task run states.
-const (
-	StatusWaiting     = "waiting"
-	StatusPending     = "pending"
-	StatusDispatching = "dispatching"
-	StatusRunning     = "running"
-	StatusCompleted   = "completed"
-	StatusFailed      = "failed"
-	StatusCancelled   = "cancelled"
-	StatusSkipped     = "skipped"
 )
 
 // Error codes the orchestrator records for attempts it ends itself.

@@ -14,6 +14,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/functions/gcf"
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 )
 
@@ -28,7 +29,7 @@ func envOf(t *testing.T, dbURL string, kv ...string) func(string) string {
 	env := map[string]string{
 		"DATABASE_URL":         dbURL,
 		"STORAGE_BACKENDS":     string(backends),
-		"PIPEWEAVE_SECRET_KEY": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"PIPEWEAVE_SECRET_KEY": testorch.Secret,
 
 		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
 		"WORKER_ALLOWED_NETWORKS":    "127.0.0.0/8,::1/128", // the test workers listen on loopback

@@ -7,6 +7,8 @@ package dbsqlc
 
 import (
 	"context"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 const claimIdempotencyKeys = `-- name: ClaimIdempotencyKeys :many
@@ -80,7 +82,7 @@ type ExistingIdempotentRunsRow struct {
 	TaskID    string
 	Key       string
 	ID        string
-	Status    string
+	Status    protocol.TaskRunStatus
 	InputPath string
 }
 

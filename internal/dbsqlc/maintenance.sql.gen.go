@@ -8,6 +8,8 @@ package dbsqlc
 import (
 	"context"
 	"time"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 const maintenanceLockState = `-- name: MaintenanceLockState :one
@@ -18,7 +20,7 @@ FOR UPDATE
 `
 
 type MaintenanceLockStateRow struct {
-	Mode          string
+	Mode          protocol.MaintenanceMode
 	ModeChangedAt time.Time
 	InFlight      int64
 }
@@ -38,7 +40,7 @@ SELECT mode, mode_changed_at FROM orchestrator_state WHERE id = 'singleton'
 `
 
 type MaintenanceModeRow struct {
-	Mode          string
+	Mode          protocol.MaintenanceMode
 	ModeChangedAt time.Time
 }
 
@@ -57,7 +59,7 @@ WHERE id = 'singleton'
 RETURNING mode, mode_changed_at
 `
 
-func (q *Queries) MaintenanceSetMode(ctx context.Context, db DBTX, mode string) error {
+func (q *Queries) MaintenanceSetMode(ctx context.Context, db DBTX, mode protocol.MaintenanceMode) error {
 	_, err := db.Exec(ctx, maintenanceSetMode, mode)
 	return err
 }
@@ -70,7 +72,7 @@ RETURNING mode, mode_changed_at
 `
 
 type MaintenanceSettleRow struct {
-	Mode          string
+	Mode          protocol.MaintenanceMode
 	ModeChangedAt time.Time
 }
 
@@ -90,7 +92,7 @@ FROM orchestrator_state s WHERE s.id = 'singleton'
 `
 
 type MaintenanceStatusRow struct {
-	Mode          string
+	Mode          protocol.MaintenanceMode
 	ModeChangedAt time.Time
 	Pending       int64
 	InFlight      int64

@@ -6,6 +6,8 @@ package dbsqlc
 
 import (
 	"time"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 type DLQ struct {
@@ -36,7 +38,7 @@ type IdempotencyKey struct {
 
 type OrchestratorState struct {
 	ID            string
-	Mode          string
+	Mode          protocol.MaintenanceMode
 	ModeChangedAt time.Time
 }
 
@@ -54,7 +56,7 @@ type Pipeline struct {
 type PipelineRun struct {
 	ID          string
 	PipelineID  string
-	Status      string
+	Status      protocol.PipelineRunStatus
 	FailureMode string
 	Priority    int
 	Metadata    []byte
@@ -122,7 +124,7 @@ type TaskRun struct {
 	ID                  string
 	TaskID              string
 	PipelineRunID       *string
-	Status              string
+	Status              protocol.TaskRunStatus
 	Attempt             int
 	Priority            int
 	Lease               int64

@@ -8,6 +8,8 @@ package dbsqlc
 import (
 	"context"
 	"time"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 const activeTasks = `-- name: ActiveTasks :many
@@ -96,7 +98,7 @@ type AdvanceSuccessorsParams struct {
 
 type AdvanceSuccessorsRow struct {
 	TaskID         string
-	Status         string
+	Status         protocol.TaskRunStatus
 	UpstreamFailed bool
 }
 
@@ -171,7 +173,7 @@ WHERE id = $3 AND status = 'running'
 `
 
 type FinishPipelineRunParams struct {
-	Status string
+	Status protocol.PipelineRunStatus
 	Error  string
 	ID     string
 }
@@ -267,7 +269,7 @@ WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
 
 type LockPipelineRunsRow struct {
 	ID          string
-	Status      string
+	Status      protocol.PipelineRunStatus
 	FailureMode string
 	Snapshot    []byte
 }
@@ -383,7 +385,7 @@ FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL
 type PipelineNodesStateRow struct {
 	ID             string
 	TaskID         string
-	Status         string
+	Status         protocol.TaskRunStatus
 	SelectedNext   []string
 	UpstreamFailed bool
 }
@@ -423,7 +425,7 @@ FROM pipeline_runs WHERE id = $1
 type PipelineRunGetRow struct {
 	ID          string
 	PipelineID  string
-	Status      string
+	Status      protocol.PipelineRunStatus
 	FailureMode string
 	Priority    int
 	Metadata    []byte
@@ -472,7 +474,7 @@ type PipelineRunListParams struct {
 type PipelineRunListRow struct {
 	ID          string
 	PipelineID  string
-	Status      string
+	Status      protocol.PipelineRunStatus
 	FailureMode string
 	Priority    int
 	Metadata    []byte
@@ -574,7 +576,7 @@ type PipelineRunTaskRunsRow struct {
 	ID               string
 	TaskID           string
 	PipelineRunID    string
-	Status           string
+	Status           protocol.TaskRunStatus
 	Attempt          int
 	Priority         int
 	Error            string

@@ -8,6 +8,8 @@ package dbsqlc
 import (
 	"context"
 	"time"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 const foldStatusDeltas = `-- name: FoldStatusDeltas :exec
@@ -68,7 +70,7 @@ GROUP BY status
 `
 
 type QueueLiveCountsRow struct {
-	Status string
+	Status protocol.TaskRunStatus
 	Count  int64
 }
 
@@ -119,7 +121,7 @@ type RunGetRow struct {
 	ID               string
 	TaskID           string
 	PipelineRunID    string
-	Status           string
+	Status           protocol.TaskRunStatus
 	Attempt          int
 	Priority         int
 	Error            string
@@ -207,7 +209,7 @@ type RunListRow struct {
 	ID               string
 	TaskID           string
 	PipelineRunID    string
-	Status           string
+	Status           protocol.TaskRunStatus
 	Attempt          int
 	Priority         int
 	Error            string

@@ -8,6 +8,8 @@ package dbsqlc
 import (
 	"context"
 	"time"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 const backOff = `-- name: BackOff :exec
@@ -347,14 +349,14 @@ type HeartbeatParams struct {
 }
 
 // Run id under lease (NULL = the current one); a NULL progress or message keeps the one stored.
-func (q *Queries) Heartbeat(ctx context.Context, db DBTX, arg HeartbeatParams) (string, error) {
+func (q *Queries) Heartbeat(ctx context.Context, db DBTX, arg HeartbeatParams) (protocol.TaskRunStatus, error) {
 	row := db.QueryRow(ctx, heartbeat,
 		arg.Progress,
 		arg.Message,
 		arg.ID,
 		arg.Lease,
 	)
-	var status string
+	var status protocol.TaskRunStatus
 	err := row.Scan(&status)
 	return status, err
 }
@@ -391,7 +393,7 @@ SELECT status, lease FROM task_runs WHERE id = $1
 `
 
 type RunStateRow struct {
-	Status string
+	Status protocol.TaskRunStatus
 	Lease  int64
 }
 

@@ -35,6 +35,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pipeweave/pipeweave/internal/freeport"
 )
 
 // Files that PipeWeave keeps next to PostgreSQL's own.
@@ -183,7 +185,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, conf string) error {
 		port = readPortFile(c.dir)
 	}
 	if port == 0 || (!pinned && !portFree(port)) {
-		if port, err = freePort(); err != nil {
+		if port, err = freeport.Get(); err != nil {
 			return err
 		}
 	}
@@ -208,7 +210,7 @@ func (c *Cluster) start(ctx context.Context, opts Options, conf string) error {
 		switch {
 		case ctx.Err() != nil:
 		case !pinned && attempt < 5 && bindFailed(log):
-			if port, err = freePort(); err != nil {
+			if port, err = freeport.Get(); err != nil {
 				return err
 			}
 			continue
@@ -816,15 +818,6 @@ func sameDir(a, b string) bool {
 		return false
 	}
 	return os.SameFile(fa, fb)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func portFree(port int) bool {

@@ -3,10 +3,11 @@ package testutil
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
+
+	"github.com/pipeweave/pipeweave/internal/freeport"
 )
 
 // SyncBuffer is a bytes.Buffer safe for concurrent use, for output written by server goroutines
@@ -30,16 +31,12 @@ func (b *SyncBuffer) String() string {
 	return b.buf.String()
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago (freeport.Get).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
-		t.Fatalf("find a free port: %v", err)
+		t.Fatal(err)
 	}
 	return port
 }

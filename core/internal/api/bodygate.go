@@ -9,14 +9,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/internal/defaults"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
-// Defaults of the body-reading pools (core.DefaultConfig has the same values).
+// Waits of the body-reading pools.
 const (
-	defaultMaxConcurrentBodies      = 128
-	defaultMaxUnauthenticatedBodies = 16
-	defaultBodySlotWait             = time.Second
+	defaultBodySlotWait = time.Second
 	// bodyDrainWait is how long the unread rest of a body refused unread (or cut short) may
 	// take to arrive before the connection is closed.
 	bodyDrainWait = 500 * time.Millisecond
@@ -42,10 +41,10 @@ type bodyPools struct {
 
 func newBodyPools(authenticated, anonymous int, wait time.Duration) *bodyPools {
 	if authenticated <= 0 {
-		authenticated = defaultMaxConcurrentBodies
+		authenticated = defaults.MaxConcurrentBodies
 	}
 	if anonymous <= 0 {
-		anonymous = defaultMaxUnauthenticatedBodies
+		anonymous = defaults.MaxUnauthenticatedBodies
 	}
 	if wait <= 0 {
 		wait = defaultBodySlotWait

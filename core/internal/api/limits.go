@@ -23,13 +23,6 @@ const (
 	TruncatedMarker = "… [truncated]"
 )
 
-// Defaults of the configurable caps (core.DefaultConfig has the same values).
-const (
-	defaultMaxBatchSize            = 1000
-	defaultMaxTasksPerRegistration = 500
-	defaultMaxWorkerBodyBytes      = 64 << 10
-)
-
 // isWorkerBodyRoute reports whether r is a worker call held to MaxWorkerBodyBytes.
 func isWorkerBodyRoute(r *http.Request) bool {
 	if r.Method != http.MethodPost {

@@ -17,6 +17,7 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/pipeweave/pipeweave/core/internal/defaults"
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/internal/ui"
@@ -95,19 +96,19 @@ type Server struct {
 // New builds the API over eng.
 func New(eng *engine.Engine, keys *token.Keyring, opts Options, log *slog.Logger) *Server {
 	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = 10 << 20
+		opts.MaxBodyBytes = defaults.MaxBodyBytes
 	}
 	if opts.MaxUploadBytes <= 0 {
-		opts.MaxUploadBytes = 100 << 20
+		opts.MaxUploadBytes = defaults.MaxUploadBytes
 	}
 	if opts.MaxBatchSize <= 0 {
-		opts.MaxBatchSize = defaultMaxBatchSize
+		opts.MaxBatchSize = defaults.MaxBatchSize
 	}
 	if opts.MaxTasksPerRegistration <= 0 {
-		opts.MaxTasksPerRegistration = defaultMaxTasksPerRegistration
+		opts.MaxTasksPerRegistration = defaults.MaxTasksPerRegistration
 	}
 	if opts.MaxWorkerBodyBytes <= 0 {
-		opts.MaxWorkerBodyBytes = defaultMaxWorkerBodyBytes
+		opts.MaxWorkerBodyBytes = defaults.MaxWorkerBodyBytes
 	}
 	if opts.Ready == nil {
 		opts.Ready = func(context.Context) {}

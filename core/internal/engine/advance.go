@@ -34,8 +34,9 @@ func (e *Engine) advanceFailed(ctx context.Context, tx dbtx, runs map[string]*lo
 
 // lockedRun is a pipeline run locked for advancement.
 type lockedRun struct {
-	id, status, mode string
-	snap             snapshot
+	id, mode string
+	status   protocol.PipelineRunStatus
+	snap     snapshot
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
@@ -79,7 +80,7 @@ type resolution struct {
 // a failure in fail-fast mode cancels what has not started, and the run is finished when no
 // node is left open.
 func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution) error {
-	if run.status != RunRunning {
+	if run.status != protocol.PipelineRunning {
 		return nil
 	}
 	if run.mode == FailFast {
@@ -93,7 +94,7 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 			// The status (cancelled) and code (CANCELLED) say what happened; the text says why.
 			reason := "task " + strings.Join(failed, ", ") + " failed (fail-fast)"
 			if err := queries.CancelPipelineNodes(ctx, tx, dbsqlc.CancelPipelineNodesParams{PipelineRunID: run.id,
-				Statuses: []string{protocol.StatusWaiting, protocol.StatusPending}, Reason: reason}); err != nil {
+				Statuses: statusTexts(protocol.StatusWaiting, protocol.StatusPending), Reason: reason}); err != nil {
 				return fmt.Errorf("fail-fast %s: %w", run.id, err)
 			}
 			resolved = nil
@@ -158,11 +159,11 @@ func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) erro
 	if tally.Open > 0 && !(run.mode == FailFast && tally.Failed > 0) {
 		return nil
 	}
-	status, reason := RunCompleted, ""
+	status, reason := protocol.PipelineCompleted, ""
 	if tally.Failed > 0 {
-		status, reason = RunFailed, "task "+tally.FailedTasks+" failed"
+		status, reason = protocol.PipelineFailed, "task "+tally.FailedTasks+" failed"
 		if run.mode == PartialMerge && tally.Completed > 0 {
-			status = RunPartial
+			status = protocol.PipelinePartial
 		}
 	}
 	if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: run.id, Status: status, Error: reason}); err != nil {

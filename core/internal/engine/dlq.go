@@ -202,7 +202,7 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunI
 	switch {
 	case run == nil:
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
-	case run.status == RunCancelled:
+	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
 	}
 	n, err := queries.SupersedeNode(ctx, tx, dbsqlc.SupersedeNodeParams{ID: failedRunID, SupersededBy: newRunID})
@@ -216,7 +216,8 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunI
 		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
 	}
 	type nodeState struct {
-		id, status     string
+		id             string
+		status         protocol.TaskRunStatus
 		selectedNext   []string
 		upstreamFailed bool
 	}
@@ -266,7 +267,7 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunI
 			status = protocol.StatusSkipped
 		}
 		n.status, n.upstreamFailed = status, failed
-		if err := queries.ReopenNode(ctx, tx, dbsqlc.ReopenNodeParams{ID: n.id, Status: status, PredsLeft: left, Selected: selected,
+		if err := queries.ReopenNode(ctx, tx, dbsqlc.ReopenNodeParams{ID: n.id, Status: string(status), PredsLeft: left, Selected: selected,
 			UpstreamFailed: failed}); err != nil {
 			return fmt.Errorf("re-open %s: %w", n.id, err)
 		}

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/pipeweave/pipeweave/core/internal/defaults"
 	"github.com/pipeweave/pipeweave/core/internal/netguard"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/storage"
@@ -68,7 +69,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.DispatchTimeout <= 0 {
-		c.DispatchTimeout = 10 * time.Second
+		c.DispatchTimeout = defaults.DispatchTimeout
 	}
 	if c.ClaimBatch <= 0 {
 		c.ClaimBatch = 100
@@ -77,10 +78,10 @@ func (c *Config) setDefaults() {
 		c.SweepBatch = 500
 	}
 	if c.IdempotencyTTL <= 0 {
-		c.IdempotencyTTL = 24 * time.Hour
+		c.IdempotencyTTL = defaults.IdempotencyTTL
 	}
 	if c.MaxRetryDelay <= 0 {
-		c.MaxRetryDelay = 24 * time.Hour
+		c.MaxRetryDelay = defaults.MaxRetryDelay
 	}
 	if c.BackPressureDelay <= 0 {
 		c.BackPressureDelay = time.Second
@@ -152,12 +153,6 @@ func isNoop(tp trace.TracerProvider) bool {
 	}
 	return false
 }
-
-// Pool returns the engine's connection pool.
-func (e *Engine) Pool() *pgxpool.Pool { return e.db.Pool() }
-
-// Config returns the engine's settings, defaults applied.
-func (e *Engine) Config() Config { return e.cfg }
 
 // Ping checks that the database answers.
 func (e *Engine) Ping(ctx context.Context) error { return e.db.Ping(ctx) }

@@ -98,7 +98,7 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 			runs.add(it.runID, it.req.TaskID, orDefault(it.req.Priority, it.task.priority), it.req.DelayMs, it.inputPath,
 				it.task.codeVersion, it.task.codeHash, nullJSON(it.req.Metadata), it.req.IdempotencyKey, traceparent)
 			// The run's status, as GET /api/runs/{id} and a repeated idempotency key report it.
-			it.result = EnqueueResult{RunID: it.runID, Status: "pending", TaskID: it.req.TaskID, InputPath: it.inputPath}
+			it.result = EnqueueResult{RunID: it.runID, Status: protocol.StatusPending, TaskID: it.req.TaskID, InputPath: it.inputPath}
 		}
 		if len(runs.IDs) == 0 {
 			return nil

@@ -6,23 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
-)
-
-// Maintenance modes (upstream's OrchestratorMode), kept in the one row of orchestrator_state.
-const (
-	// ModeRunning claims and dispatches as usual.
-	ModeRunning = "running"
-	// ModeWaitingForMaintenance claims nothing new; the runs in flight finish.
-	ModeWaitingForMaintenance = "waiting_for_maintenance"
-	// ModeMaintenance claims nothing, and nothing is in flight.
-	ModeMaintenance = "maintenance"
 )
 
 // MaintenanceStatus is upstream's MaintenanceStatus: the mode, whether maintenance can be (or
 // has been) reached, the runs waiting and in flight, and a sentence.
 type MaintenanceStatus struct {
-	Mode string `json:"mode"`
+	Mode protocol.MaintenanceMode `json:"mode"`
 	// CanEnterMaintenance: nothing is in flight (pending runs wait and do not hold maintenance
 	// back).
 	CanEnterMaintenance bool `json:"canEnterMaintenance"`
@@ -36,8 +27,8 @@ type MaintenanceStatus struct {
 
 // MaintenanceMode is the mode and when it last changed, as /health reports it.
 type MaintenanceMode struct {
-	Mode          string    `json:"mode"`
-	ModeChangedAt time.Time `json:"modeChangedAt"`
+	Mode          protocol.MaintenanceMode `json:"mode"`
+	ModeChangedAt time.Time                `json:"modeChangedAt"`
 }
 
 // Maintenance reads the maintenance status. Reading it moves waiting_for_maintenance on to
@@ -60,12 +51,12 @@ func (e *Engine) Maintenance(ctx context.Context) (MaintenanceStatus, error) {
 
 func maintenanceMessage(s MaintenanceStatus) string {
 	switch s.Mode {
-	case ModeWaitingForMaintenance:
+	case protocol.MaintenanceWaiting:
 		if s.RunningTasks == 0 {
 			return "Ready to enter maintenance mode"
 		}
 		return fmt.Sprintf("Waiting for %d tasks to complete; no new tasks are claimed", s.RunningTasks)
-	case ModeMaintenance:
+	case protocol.MaintenanceOn:
 		return "Maintenance mode active: no tasks are claimed; new work is accepted and waits"
 	}
 	return "Orchestrator is running normally"
@@ -76,14 +67,14 @@ func maintenanceMessage(s MaintenanceStatus) string {
 // commits: the change takes the claim lock, and every claim reads the mode under it. Entering
 // from another mode is a conflict (409 MAINTENANCE_STATE) that names the current mode.
 func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error) {
-	to, err := e.changeMode(ctx, func(mode string, inflight int64) (string, error) {
-		if mode != ModeRunning {
+	to, err := e.changeMode(ctx, func(mode protocol.MaintenanceMode, inflight int64) (protocol.MaintenanceMode, error) {
+		if mode != protocol.MaintenanceOff {
 			return "", maintenanceConflict(mode, "cannot enter maintenance: the orchestrator is already in mode %s", mode)
 		}
 		if inflight == 0 {
-			return ModeMaintenance, nil
+			return protocol.MaintenanceOn, nil
 		}
-		return ModeWaitingForMaintenance, nil
+		return protocol.MaintenanceWaiting, nil
 	})
 	if err != nil {
 		return MaintenanceStatus{}, err
@@ -96,11 +87,11 @@ func (e *Engine) EnterMaintenance(ctx context.Context) (MaintenanceStatus, error
 // standalone loops of every instance. Exiting while running is a conflict (409
 // MAINTENANCE_STATE).
 func (e *Engine) ExitMaintenance(ctx context.Context) (MaintenanceStatus, error) {
-	_, err := e.changeMode(ctx, func(mode string, _ int64) (string, error) {
-		if mode == ModeRunning {
+	_, err := e.changeMode(ctx, func(mode protocol.MaintenanceMode, _ int64) (protocol.MaintenanceMode, error) {
+		if mode == protocol.MaintenanceOff {
 			return "", maintenanceConflict(mode, "cannot exit maintenance: the orchestrator is running")
 		}
-		return ModeRunning, nil
+		return protocol.MaintenanceOff, nil
 	})
 	if err != nil {
 		return MaintenanceStatus{}, err
@@ -109,16 +100,16 @@ func (e *Engine) ExitMaintenance(ctx context.Context) (MaintenanceStatus, error)
 	return e.Maintenance(ctx)
 }
 
-func maintenanceConflict(mode, format string, args ...any) *Error {
+func maintenanceConflict(mode protocol.MaintenanceMode, format string, args ...any) *Error {
 	err := conflict("MAINTENANCE_STATE", format, args...)
-	err.Details = map[string]string{"mode": mode}
+	err.Details = map[string]string{"mode": string(mode)}
 	return err
 }
 
 // changeMode sets the mode next picks from the current mode and the runs in flight, under the
 // claim lock, notifies the loops when claiming resumes, and returns the new mode.
-func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight int64) (string, error)) (string, error) {
-	var to string
+func (e *Engine) changeMode(ctx context.Context, next func(mode protocol.MaintenanceMode, inflight int64) (protocol.MaintenanceMode, error)) (protocol.MaintenanceMode, error) {
+	var to protocol.MaintenanceMode
 	err := e.db.InTx(ctx, func(tx dbtx) error {
 		if err := queries.LockClaims(ctx, tx, claimLock); err != nil {
 			return fmt.Errorf("take claim lock: %w", err)
@@ -137,7 +128,7 @@ func (e *Engine) changeMode(ctx context.Context, next func(mode string, inflight
 		if err := queries.MaintenanceSetMode(ctx, tx, to); err != nil {
 			return fmt.Errorf("set maintenance mode: %w", err)
 		}
-		if to == ModeRunning {
+		if to == protocol.MaintenanceOff {
 			if err := queries.NotifyReady(ctx, tx); err != nil {
 				return fmt.Errorf("notify: %w", err)
 			}
@@ -158,13 +149,13 @@ func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error)
 	row, err := queries.MaintenanceMode(ctx, e.db)
 	switch {
 	case errors.Is(err, database.ErrNotFound):
-		return MaintenanceMode{Mode: ModeRunning}, nil
+		return MaintenanceMode{Mode: protocol.MaintenanceOff}, nil
 	case err != nil:
 		return MaintenanceMode{}, fmt.Errorf("read maintenance mode: %w", err)
 	}
 	m := MaintenanceMode(row)
 	e.seeMode(m.Mode)
-	if m.Mode == ModeWaitingForMaintenance {
+	if m.Mode == protocol.MaintenanceWaiting {
 		// Under the claim lock, so that no mode change interleaves with the check.
 		err = e.db.InTx(ctx, func(tx dbtx) error {
 			if err := queries.LockClaims(ctx, tx, claimLock); err != nil {
@@ -183,7 +174,7 @@ func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error)
 		if err != nil {
 			return m, err
 		}
-		if m.Mode == ModeMaintenance {
+		if m.Mode == protocol.MaintenanceOn {
 			e.seeMode(m.Mode)
 			e.log.Info("maintenance mode entered: nothing is in flight")
 		}
@@ -194,7 +185,9 @@ func (e *Engine) SettleMaintenance(ctx context.Context) (MaintenanceMode, error)
 
 // seeMode records the last mode this engine read, the hint that tells the hot paths
 // (callbacks, dispatch results) whether to check for the end of waiting_for_maintenance.
-func (e *Engine) seeMode(mode string) { e.notRunning.Store(mode != ModeRunning) }
+func (e *Engine) seeMode(mode protocol.MaintenanceMode) {
+	e.notRunning.Store(mode != protocol.MaintenanceOff)
+}
 
 // settleIfWaiting is SettleMaintenance after something ended attempts, when this engine last
 // saw a mode other than running: while running it costs nothing. A failure only waits for the

@@ -76,3 +76,12 @@ type ProcessSummary = protocol.ProcessSummary
 
 // Page is one page of a listing.
 type Page[T any] = protocol.Page[T]
+
+// statusTexts are states as the text[] a statement takes.
+func statusTexts(states ...protocol.TaskRunStatus) []string {
+	out := make([]string, len(states))
+	for i, s := range states {
+		out[i] = string(s)
+	}
+	return out
+}

@@ -25,15 +25,6 @@ const (
 	PartialMerge = "partial-merge"
 )
 
-// Pipeline run states.
-const (
-	RunRunning   = "running"
-	RunCompleted = "completed"
-	RunFailed    = "failed"
-	RunPartial   = "partial"
-	RunCancelled = "cancelled"
-)
-
 func validFailureMode(m string) bool { return m == FailFast || m == Continue || m == PartialMerge }
 
 // Pipeline is a pipeline definition with the structure it has now, and the graph behind it.
@@ -228,15 +219,15 @@ type snapshot struct {
 }
 
 type nodeRow struct {
-	ID           string   `json:"id"`
-	TaskID       string   `json:"task_id"`
-	Status       string   `json:"status"`
-	Priority     int      `json:"priority"`
-	CodeVersion  int      `json:"code_version"`
-	CodeHash     string   `json:"code_hash"`
-	Predecessors []string `json:"predecessors"`
-	PredsLeft    int      `json:"preds_left"`
-	Selected     bool     `json:"selected"`
+	ID           string                 `json:"id"`
+	TaskID       string                 `json:"task_id"`
+	Status       protocol.TaskRunStatus `json:"status"`
+	Priority     int                    `json:"priority"`
+	CodeVersion  int                    `json:"code_version"`
+	CodeHash     string                 `json:"code_hash"`
+	Predecessors []string               `json:"predecessors"`
+	PredsLeft    int                    `json:"preds_left"`
+	Selected     bool                   `json:"selected"`
 }
 
 // Trigger starts a run of pipeline id: it stores the input, snapshots the structure, and
@@ -348,6 +339,6 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		}
 		return TriggerResult{}, err
 	}
-	return TriggerResult{PipelineRunID: runID, Status: RunRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
+	return TriggerResult{PipelineRunID: runID, Status: protocol.PipelineRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
 		ValidationWarnings: warnings}, nil
 }

@@ -4,20 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
-
-// MaxPageSize bounds every listing.
-const MaxPageSize = 500
-
-var runStatuses = []string{
-	protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning,
-	protocol.StatusCompleted, protocol.StatusFailed, protocol.StatusCancelled, protocol.StatusSkipped,
-}
 
 // GetRun returns one task run.
 func (e *Engine) GetRun(ctx context.Context, id string) (Run, error) {
@@ -43,8 +34,8 @@ type RunFilter struct {
 
 // ListRuns lists task runs, newest first, a page at a time.
 func (e *Engine) ListRuns(ctx context.Context, f RunFilter) (Page[Run], error) {
-	if f.Status != "" && !slices.Contains(runStatuses, f.Status) {
-		return Page[Run]{}, invalid("INVALID_STATUS", "status must be one of %v", runStatuses)
+	if f.Status != "" && !protocol.TaskRunStatus(f.Status).Valid() {
+		return Page[Run]{}, invalid("INVALID_STATUS", "status must be one of %v", protocol.TaskRunStatuses)
 	}
 	limit, err := pageLimit(f.Limit)
 	if err != nil {
@@ -70,8 +61,8 @@ func pageLimit(n int) (int, error) {
 	switch {
 	case n == 0:
 		return 50, nil
-	case n < 0 || n > MaxPageSize:
-		return 0, invalid("INVALID_LIMIT", "limit must be between 1 and %d", MaxPageSize)
+	case n < 0 || n > protocol.MaxPageSize:
+		return 0, invalid("INVALID_LIMIT", "limit must be between 1 and %d", protocol.MaxPageSize)
 	}
 	return n, nil
 }
@@ -116,7 +107,7 @@ func (e *Engine) LiveCounts(ctx context.Context) (map[string]int64, error) {
 	}
 	counts := map[string]int64{}
 	for _, r := range rows {
-		counts[r.Status] = r.Count
+		counts[string(r.Status)] = r.Count
 	}
 	return counts, nil
 }

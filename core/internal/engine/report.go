@@ -25,7 +25,7 @@ type WorkerCall struct {
 
 // runState reads a run's status and lease after a fenced update matched nothing, to tell a
 // stale lease (409) from an unknown run (404) and from an already applied call.
-func (e *Engine) runState(ctx context.Context, db dbtx, runID string) (status string, lease int64, err error) {
+func (e *Engine) runState(ctx context.Context, db dbtx, runID string) (status protocol.TaskRunStatus, lease int64, err error) {
 	st, err := queries.RunState(ctx, db, runID)
 	if errors.Is(err, database.ErrNotFound) {
 		return "", 0, notFound("RUN_NOT_FOUND", "task run %q not found", runID)
@@ -80,7 +80,7 @@ type CallbackResult struct {
 	// Applied is false for a duplicate of a callback already applied.
 	Applied bool
 	// Status is the run's status after the call.
-	Status string
+	Status protocol.TaskRunStatus
 
 	// What an applied callback ended, for the metrics.
 	taskID  string
@@ -111,7 +111,7 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 			if res.taskID != "" {
 				span.SetAttributes(telemetry.AttrTaskID.String(res.taskID))
 			}
-			span.SetAttributes(telemetry.AttrApplied.Bool(res.Applied), telemetry.AttrOutcome.String(res.Status))
+			span.SetAttributes(telemetry.AttrApplied.Bool(res.Applied), telemetry.AttrOutcome.String(string(res.Status)))
 			endSpan(span, err)
 		}()
 	}
@@ -121,7 +121,7 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		if res.Status != protocol.StatusCompleted {
 			outcome = protocol.StatusFailed
 		}
-		e.metrics.TaskDuration.WithLabelValues(res.taskID, outcome).Observe(res.seconds)
+		e.metrics.TaskDuration.WithLabelValues(res.taskID, string(outcome)).Observe(res.seconds)
 		e.countEnded(res.ended)
 		// The attempt is over: it may have been the last in flight before maintenance.
 		e.settleIfWaiting(ctx)
@@ -189,7 +189,8 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			}
 		}
 	}
-	var status, taskID string
+	var taskID string
+	var status protocol.TaskRunStatus
 	var seconds float64
 	var endedAttempts []endedAttempt
 	applied := false

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
@@ -32,8 +31,6 @@ func pipelineRunOf(row dbsqlc.PipelineRunGetRow) PipelineRun {
 	return r
 }
 
-var pipelineRunStatuses = []string{RunRunning, RunCompleted, RunFailed, RunPartial, RunCancelled}
-
 // RunsFilter selects pipeline runs.
 type RunsFilter struct {
 	PipelineID, Status, Cursor string
@@ -42,8 +39,8 @@ type RunsFilter struct {
 
 // ListPipelineRuns lists pipeline runs, newest first, a page at a time.
 func (e *Engine) ListPipelineRuns(ctx context.Context, f RunsFilter) (Page[PipelineRun], error) {
-	if f.Status != "" && !slices.Contains(pipelineRunStatuses, f.Status) {
-		return Page[PipelineRun]{}, invalid("INVALID_STATUS", "status must be one of %v", pipelineRunStatuses)
+	if f.Status != "" && !protocol.PipelineRunStatus(f.Status).Valid() {
+		return Page[PipelineRun]{}, invalid("INVALID_STATUS", "status must be one of %v", protocol.PipelineRunStatuses)
 	}
 	limit, err := pageLimit(f.Limit)
 	if err != nil {
@@ -116,15 +113,15 @@ func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun,
 		if run == nil {
 			return notFound("PIPELINE_RUN_NOT_FOUND", "pipeline run %q not found", id)
 		}
-		if run.status != RunRunning {
+		if run.status != protocol.PipelineRunning {
 			return conflict("PIPELINE_RUN_FINISHED", "pipeline run %q is already %s", id, run.status)
 		}
 		if err := queries.CancelPipelineNodes(ctx, tx, dbsqlc.CancelPipelineNodesParams{PipelineRunID: id,
-			Statuses: []string{protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning},
+			Statuses: statusTexts(protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning),
 			Reason:   "the pipeline run was cancelled"}); err != nil {
 			return fmt.Errorf("cancel %s: %w", id, err)
 		}
-		if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: id, Status: RunCancelled,
+		if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: id, Status: protocol.PipelineCancelled,
 			Error: "cancelled by request"}); err != nil {
 			return fmt.Errorf("cancel %s: %w", id, err)
 		}

@@ -61,16 +61,17 @@ func (e *Engine) failAttempts(ctx context.Context, tx dbtx, f failures, bump boo
 	}
 	out := make([]endedAttempt, len(rows))
 	for i, r := range rows {
-		out[i] = endedAttempt(r)
+		out[i] = endedAttempt{ID: r.ID, TaskID: r.TaskID, Status: protocol.TaskRunStatus(r.Status), Attempt: r.Attempt,
+			AvailableAt: r.AvailableAt, PipelineRunID: r.PipelineRunID, Seconds: r.Seconds}
 	}
 	return out, nil
 }
 
-// endedAttempt is a run whose attempt failed, with what became of it (a FailAttempts row).
+// endedAttempt is a run whose attempt failed, with what became of it (a FailAttempts row, its state typed).
 type endedAttempt struct {
 	ID            string
 	TaskID        string
-	Status        string // pending (retry) or failed
+	Status        protocol.TaskRunStatus // pending (retry) or failed
 	Attempt       int
 	AvailableAt   time.Time
 	PipelineRunID string

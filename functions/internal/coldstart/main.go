@@ -24,7 +24,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,11 +38,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/token"
 	"github.com/pipeweave/pipeweave/internal/database"
-	"github.com/pipeweave/pipeweave/internal/httpjson"
+	"github.com/pipeweave/pipeweave/internal/fakeworker"
+	"github.com/pipeweave/pipeweave/internal/freeport"
 	"github.com/pipeweave/pipeweave/internal/pgcluster"
 )
 
@@ -270,21 +271,12 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // pollClient opens a new connection for every attempt, as a first request does.
 var pollClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
 
 // coldStartHTTP starts the api binary on a free port and times the first 200 on /health.
 func coldStartHTTP(ctx context.Context, bin string, env map[string]string) (time.Duration, error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return 0, err
 	}
@@ -332,11 +324,11 @@ const healthEvent = `{"resource":"/{proxy+}","path":"/health","httpMethod":"GET"
 // coldStartRIE starts the emulator with the api bootstrap and times the first answered
 // invocation.
 func coldStartRIE(ctx context.Context, rie, bootstrap string, env map[string]string) (time.Duration, error) {
-	invokePort, err := freePort()
+	invokePort, err := freeport.Get()
 	if err != nil {
 		return 0, err
 	}
-	runtimePort, err := freePort()
+	runtimePort, err := freeport.Get()
 	if err != nil {
 		return 0, err
 	}
@@ -372,23 +364,34 @@ func coldStartRIE(ctx context.Context, rie, bootstrap string, env map[string]str
 // times one process invocation over o.tasks ready tasks, o.rounds times.
 func processLatency(ctx context.Context, bins map[string]string, env map[string]string, pool *pgxpool.Pool, o options) (lat, dur []time.Duration, last string, err error) {
 	env = with(env, "MAX_CONCURRENCY", "0", "PROCESS_BATCH_SIZE", strconv.Itoa(o.tasks))
-	api, stopAPI, err := serve(ctx, bins["api"], env)
+	apiURL, stopAPI, err := serve(ctx, bins["api"], env)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	defer stopAPI()
-	process, stopProcess, err := serve(ctx, bins["process"], env)
+	processURL, stopProcess, err := serve(ctx, bins["process"], env)
 	if err != nil {
 		return nil, nil, "", err
 	}
 	defer stopProcess()
-	w, err := startWorker(api)
+	api, err := apiclient.New(apiURL, "", apiclient.WithHTTPClient(client))
 	if err != nil {
 		return nil, nil, "", err
 	}
-	defer w.close()
+	process, err := apiclient.New(processURL, "", apiclient.WithHTTPClient(client))
+	if err != nil {
+		return nil, nil, "", err
+	}
+	// A worker that acknowledges every dispatch with 202 at once and calls back only when told,
+	// after the measured invocation, so that the api function's inline dispatch (which a
+	// callback triggers) does not take over the ready tasks while the invocation is running.
+	w, err := fakeworker.Start(api, fakeworker.Options{Record: true})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	defer w.Close()
 	// The registration token is bound to the exact body bytes (protocol v2).
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "coldstart", Version: "1", BaseURL: w.url,
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "coldstart", Version: "1", BaseURL: w.URL(),
 		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"}}})
 	if err != nil {
 		return nil, nil, "", err
@@ -397,33 +400,28 @@ func processLatency(ctx context.Context, bins map[string]string, env map[string]
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if err := postJSON(api+"/api/register", reg, json.RawMessage(regBody), nil); err != nil {
+	if _, err := api.WithToken(reg).Post(ctx, "/api/register", json.RawMessage(regBody), nil); err != nil {
 		return nil, nil, "", fmt.Errorf("register the worker: %w", err)
 	}
 	// One invocation on the empty queue: the instance is warm, as under a scheduler.
-	if err := postJSON(process+"/", "", nil, nil); err != nil {
+	if _, err := process.Post(ctx, "/", nil, nil); err != nil {
 		return nil, nil, "", err
 	}
 	for r := range o.rounds {
-		ids, err := enqueue(api, o.tasks)
+		ids, err := enqueue(ctx, api, o.tasks)
 		if err != nil {
 			return nil, nil, "", err
 		}
 		if err := waitCount(ctx, pool, ids, database.CountReadyRuns); err != nil {
 			return nil, nil, "", fmt.Errorf("round %d: waiting for the tasks to be ready: %w", r+1, err)
 		}
-		var s struct {
-			Claimed    int   `json:"claimed"`
-			Dispatched int   `json:"dispatched"`
-			Failed     int   `json:"failed"`
-			DurationMs int64 `json:"durationMs"`
-		}
+		var s protocol.ProcessSummary
 		t0 := time.Now()
-		if err := postJSON(process+"/", "", nil, &s); err != nil {
+		if _, err := process.Post(ctx, "/", nil, &s); err != nil {
 			return nil, nil, "", err
 		}
 		lat = append(lat, time.Since(t0))
-		if err := w.callBack(); err != nil {
+		if err := callBack(w); err != nil {
 			return nil, nil, "", fmt.Errorf("round %d: %w", r+1, err)
 		}
 		dur = append(dur, time.Duration(s.DurationMs)*time.Millisecond)
@@ -440,7 +438,7 @@ func processLatency(ctx context.Context, bins map[string]string, env map[string]
 
 // serve starts a function binary as an HTTP server and waits for its /health.
 func serve(ctx context.Context, bin string, env map[string]string) (string, func(), error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return "", nil, err
 	}
@@ -466,7 +464,7 @@ func serve(ctx context.Context, bin string, env map[string]string) (string, func
 
 // enqueue queues n no-op tasks that become ready together in half a second, so that the API
 // does not dispatch them inline.
-func enqueue(api string, n int) ([]string, error) {
+func enqueue(ctx context.Context, api *apiclient.Client, n int) ([]string, error) {
 	var ids []string
 	for i := 0; i < n; i += 500 {
 		tasks := make([]map[string]any, min(500, n-i))
@@ -478,7 +476,7 @@ func enqueue(api string, n int) ([]string, error) {
 				RunID string `json:"runId"`
 			} `json:"results"`
 		}
-		if err := postJSON(api+"/api/queue/batch", "", map[string]any{"tasks": tasks}, &out); err != nil {
+		if _, err := api.Post(ctx, "/api/queue/batch", map[string]any{"tasks": tasks}, &out); err != nil {
 			return nil, fmt.Errorf("enqueue: %w", err)
 		}
 		for _, r := range out.Results {
@@ -513,52 +511,9 @@ func waitCount(ctx context.Context, pool *pgxpool.Pool, ids []string,
 
 var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 2 * time.Minute}
 
-// postJSON POSTs body to url with the tool's client.
-func postJSON(url, bearer string, body, out any) error {
-	return httpjson.Call(context.Background(), client, http.MethodPost, url, bearer, body, out)
-}
-
-// worker acknowledges every dispatch with 202 at once. It calls back only when told, after the
-// measured invocation, so that the api function's inline dispatch (which a callback triggers)
-// does not take over the ready tasks while the invocation is running.
-type worker struct {
-	url  string
-	srv  *http.Server
-	orch string
-
-	mu      sync.Mutex
-	pending []protocol.DispatchRequest
-}
-
-func startWorker(orch string) (*worker, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("listen for the worker: %w", err)
-	}
-	w := &worker{url: "http://" + ln.Addr().String(), orch: orch}
-	w.srv = &http.Server{Handler: http.HandlerFunc(w.serve), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = w.srv.Serve(ln) }()
-	return w, nil
-}
-
-func (w *worker) serve(rw http.ResponseWriter, r *http.Request) {
-	var d protocol.DispatchRequest
-	if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
-		http.Error(rw, err.Error(), http.StatusBadRequest)
-		return
-	}
-	w.mu.Lock()
-	w.pending = append(w.pending, d)
-	w.mu.Unlock()
-	rw.WriteHeader(http.StatusAccepted)
-}
-
-// callBack sends the success callbacks of every dispatch so far, 32 at a time.
-func (w *worker) callBack() error {
-	w.mu.Lock()
-	todo := w.pending
-	w.pending = nil
-	w.mu.Unlock()
+// callBack sends the success callbacks of every dispatch w recorded so far, 32 at a time.
+func callBack(w *fakeworker.Worker) error {
+	todo := w.Take()
 	next := make(chan protocol.DispatchRequest)
 	errs := make(chan error, len(todo))
 	var wg sync.WaitGroup
@@ -568,7 +523,7 @@ func (w *worker) callBack() error {
 			defer wg.Done()
 			for d := range next {
 				cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID)}
-				if err := postJSON(w.orch+"/api/callback/"+d.RunID, d.StorageToken, cb, nil); err != nil {
+				if _, err := w.Callback(context.Background(), d, cb); err != nil {
 					errs <- fmt.Errorf("callback: %w", err)
 				}
 			}
@@ -582,8 +537,6 @@ func (w *worker) callBack() error {
 	close(errs)
 	return <-errs
 }
-
-func (w *worker) close() { _ = w.srv.Close() }
 
 func with(env map[string]string, kv ...string) map[string]string {
 	out := make(map[string]string, len(env)+len(kv)/2)

@@ -78,7 +78,7 @@ func Config(getenv func(string) string) (core.Config, error) {
 		if v := getenv(k); v != "" || k != "MODE" {
 			return v
 		}
-		return core.ModeServerless
+		return string(core.ModeServerless)
 	})
 	if err != nil {
 		return cfg, fmt.Errorf("configuration: %w", err)

@@ -19,12 +19,13 @@ import (
 	"github.com/pipeweave/pipeweave/core/storage"
 	_ "github.com/pipeweave/pipeweave/core/storage/local" // the tests' storage backend
 	"github.com/pipeweave/pipeweave/internal/testdb"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-const testSecret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+const testSecret = testorch.Secret
 
 func envOf(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
@@ -135,7 +136,7 @@ func TestConfiguration(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, core.ModeServerless, cfg.Mode)
 
-	env["MODE"] = core.ModeStandalone
+	env["MODE"] = string(core.ModeStandalone)
 	cfg, err = Config(envOf(env))
 	require.NoError(t, err)
 	require.Equal(t, core.ModeStandalone, cfg.Mode, "outside Lambda standalone is allowed")
