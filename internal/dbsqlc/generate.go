@@ -5,3 +5,4 @@
 package dbsqlc
 
 //go:generate go tool sqlc generate
+//go:generate sh -c "../../scripts/sqlc-stamp > sqlc.stamp"
