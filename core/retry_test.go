@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -14,22 +13,27 @@ import (
 
 // A worker that acknowledges and then goes silent is timed out by the heartbeat deadline, the
 // run is retried with TIMEOUT in previousAttempts, and the silent attempt's late calls get 409.
+// The deadline is moved into the past in the database rather than waited for.
 func TestSilentWorkerIsTimedOutAndRetried(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newWorker(t, e.url)
-	e.register("svc", "1", w.URL(), task("quiet", withHeartbeat(100), withRetries(2, 0)))
+	e.register("svc", "1", w.URL(), task("quiet", withHeartbeat(60000), withRetries(2, 0)))
 	id := e.enqueue(map[string]any{"taskId": "quiet", "input": 1}).RunID
 	e.waitFor("the first dispatch", func() bool { return w.count() == 1 })
 	first := w.all()[0]
 	e.waitStatus(id, protocol.StatusRunning)
 
-	// Sweep until the 200 ms deadline (2 × heartbeat) has passed in the database's clock.
-	e.waitFor("the sweep to time the attempt out", func() bool {
-		n, err := e.orch.Sweep(context.Background())
-		require.NoError(t, err)
-		return n == 1
-	})
+	// The acknowledgement set the deadline two heartbeat intervals ahead: nothing to sweep yet.
+	require.Equal(t, 120000, e.count("SELECT (extract(epoch FROM deadline - updated_at) * 1000)::int FROM task_runs WHERE id = $1", id))
+	n, err := e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n, "the deadline has not passed")
+	// The worker stays silent past its deadline.
+	e.pastDeadline(id)
+	n, err = e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
 	r := e.run(id)
 	require.Equal(t, protocol.StatusPending, r.Status)
 	require.Equal(t, 2, r.Attempt)
@@ -60,21 +64,22 @@ func TestSilentWorkerIsTimedOutAndRetried(t *testing.T) {
 }
 
 // A heartbeat pushes the deadline and records progress; a worker that keeps beating is not
-// timed out.
+// timed out. Each round moves the deadline into the past in the database, as if the worker had
+// been quiet that long, before the heartbeat.
 func TestHeartbeatKeepsAttemptAlive(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newWorker(t, e.url)
-	e.register("svc", "1", w.URL(), task("beating", withHeartbeat(300)))
+	e.register("svc", "1", w.URL(), task("beating", withHeartbeat(60000)))
 	id := e.enqueue(map[string]any{"taskId": "beating"}).RunID
 	e.waitFor("dispatch", func() bool { return w.count() == 1 })
 	d := w.all()[0]
 	for i := range 5 {
+		e.pastDeadline(id)
 		status, hb := w.heartbeat(d, ptr(i*20), "page")
 		require.Equal(t, http.StatusOK, status)
 		require.True(t, hb.Acknowledged)
 		require.False(t, hb.ShouldCancel)
-		time.Sleep(150 * time.Millisecond)
 		n, err := e.orch.Sweep(context.Background())
 		require.NoError(t, err)
 		require.Equal(t, 0, n, "a beating worker must not be swept")
@@ -95,22 +100,32 @@ func TestHeartbeatKeepsAttemptAlive(t *testing.T) {
 	require.Equal(t, 90, *e.run(id).Progress)
 }
 
-// The hard timeout ends an attempt even when the worker keeps beating.
+// The hard timeout ends an attempt even when the worker keeps beating. The timeout is moved
+// into the past in the database rather than waited for.
 func TestHardTimeout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("long", withHeartbeat(60000), withRetries(0, 0),
-		func(td *protocol.TaskDefinition) { td.Timeout = ptr(1) }))
+		func(td *protocol.TaskDefinition) { td.Timeout = ptr(300) }))
 	id := e.enqueue(map[string]any{"taskId": "long"}).RunID
 	e.waitFor("dispatch", func() bool { return w.count() == 1 })
 	d := w.all()[0]
-	e.waitFor("the hard timeout", func() bool {
-		w.heartbeat(d, nil, "")
-		n, err := e.orch.Sweep(context.Background())
-		require.NoError(t, err)
-		return n == 1
-	})
+	require.Equal(t, 300, e.count("SELECT extract(epoch FROM timeout_at - started_at)::int FROM task_runs WHERE id = $1", id),
+		"the claim sets the timeout from the task's")
+	status, _ := w.heartbeat(d, nil, "")
+	require.Equal(t, http.StatusOK, status)
+	n, err := e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n, "within its timeout")
+
+	_, err = e.pool.Exec(context.Background(), "UPDATE task_runs SET timeout_at = now() - interval '1 millisecond' WHERE id = $1", id)
+	require.NoError(t, err)
+	status, _ = w.heartbeat(d, nil, "")
+	require.Equal(t, http.StatusOK, status)
+	n, err = e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a heartbeat does not outlive the timeout")
 	r := e.run(id)
 	require.Equal(t, protocol.StatusFailed, r.Status)
 	require.Equal(t, protocol.CodeTimeout, *r.ErrorCode)
@@ -307,4 +322,13 @@ func TestClaimOrderIsPriorityThenAge(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 	}
 	require.Equal(t, want, got)
+}
+
+// pastDeadline moves the deadline of run id into the past, as if its worker had been silent for
+// longer than it: the next sweep ends the attempt unless something pushes the deadline first.
+func (e *env) pastDeadline(id string) {
+	e.t.Helper()
+	tag, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET deadline = now() - interval '1 millisecond' WHERE id = $1 AND deadline IS NOT NULL", id)
+	require.NoError(e.t, err)
+	require.EqualValues(e.t, 1, tag.RowsAffected(), "run %s has no deadline", id)
 }

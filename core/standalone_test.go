@@ -29,11 +29,9 @@ func TestStandaloneLoopWakesOnNotify(t *testing.T) {
 	a.register("svc", "1", w.URL(), task("t"))
 	b.runLoop()
 	// Give the loop's first pass and its LISTEN a moment; the run must then come from NOTIFY.
+	// Only this test's database counts: the loops of other tests listen on the same cluster.
 	b.waitFor("the loop to listen", func() bool {
-		var n int
-		require.NoError(t, a.pool.QueryRow(t.Context(),
-			"SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN pipeweave_ready'").Scan(&n))
-		return n == 1
+		return a.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN pipeweave_ready'") == 1
 	})
 	ids := a.enqueueMany("t", 30)
 	for _, id := range ids {
