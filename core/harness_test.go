@@ -441,3 +441,16 @@ func configEnv(over map[string]string) func(string) string {
 		return base[k]
 	}
 }
+
+// recv waits for a value on ch; it fails the test after a generous limit. It checks that
+// something happens, never how fast.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}

@@ -2,8 +2,10 @@ package core_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -331,4 +333,48 @@ func (e *env) pastDeadline(id string) {
 	tag, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET deadline = now() - interval '1 millisecond' WHERE id = $1 AND deadline IS NOT NULL", id)
 	require.NoError(e.t, err)
 	require.EqualValues(e.t, 1, tag.RowsAffected(), "run %s has no deadline", id)
+}
+
+// A failed attempt's retry waits its backoff: available_at lies in the jittered window (±20%)
+// of the task's delay, doubling per attempt under exponential backoff up to the cap
+// (MAX_RETRY_DELAY_MS here, as the task sets none), and Process does not dispatch the run
+// before then. The clock is moved on by moving available_at into the past. (Attempt 4's
+// uncapped window lies wholly above the cap.)
+func TestRetryWaitsItsBackoff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.MaxRetryDelay = 200 * time.Second })
+	w := newWorker(t, e.url)
+	failed := make(chan int, 5)
+	w.after = func(d protocol.DispatchRequest) {
+		w.callback(d, protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: "boom", ErrorCode: "BOOM"})
+		failed <- d.Attempt
+	}
+	e.register("svc", "1", w.URL(), task("flaky", func(td *protocol.TaskDefinition) {
+		td.Retries, td.RetryDelayMs, td.RetryBackoff = ptr(4), ptr(int64(60000)), protocol.BackoffExponential
+	}))
+	id := e.enqueue(map[string]any{"taskId": "flaky"}).RunID
+	// 60 s × 2^(attempt-1), capped at 200 s, each ±20% and never above the cap.
+	windows := []struct{ lo, hi int }{{48000, 72000}, {96000, 144000}, {160000, 200000}, {160000, 200000}}
+	for i, win := range windows {
+		attempt := i + 1
+		require.Equal(t, attempt, recv(t, failed, fmt.Sprintf("attempt %d to fail", attempt)))
+		r := e.run(id)
+		require.Equal(t, protocol.StatusPending, r.Status)
+		require.Equal(t, attempt+1, r.Attempt)
+		// fail_attempts stamps the failure and sets available_at with one now().
+		delay := e.count(`SELECT (extract(epoch FROM available_at - (previous_attempts->-1->>'timestamp')::timestamptz) * 1000)::int
+			FROM task_runs WHERE id = $1`, id)
+		require.GreaterOrEqual(t, delay, win.lo, "attempt %d", attempt)
+		require.LessOrEqual(t, delay, win.hi, "attempt %d", attempt)
+
+		s := e.process()
+		require.Zero(t, s.Claimed, "attempt %d's retry was claimed before its backoff ran out", attempt)
+		require.Equal(t, attempt, w.count())
+		_, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET available_at = now() - interval '1 millisecond' WHERE id = $1", id)
+		require.NoError(t, err)
+		s = e.process()
+		require.Equal(t, 1, s.Dispatched, "the retry is due")
+	}
+	require.Equal(t, 5, recv(t, failed, "the last attempt to fail"))
+	require.Equal(t, protocol.StatusFailed, e.run(id).Status)
 }
