@@ -106,6 +106,13 @@ func (r response) errorBody(t *testing.T) protocol.ErrorBody {
 // do sends a request with a raw body (string or []byte or a value to encode) and bearer token.
 func (e *env) do(method, path string, body any, bearer string) response {
 	e.t.Helper()
+	r, err := e.send(method, path, body, bearer)
+	require.NoError(e.t, err)
+	return r
+}
+
+// send is do for goroutines, which must not call require: it returns what went wrong.
+func (e *env) send(method, path string, body any, bearer string) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -115,21 +122,29 @@ func (e *env) do(method, path string, body any, bearer string) response {
 		rd = bytes.NewReader(b)
 	default:
 		raw, err := json.Marshal(b)
-		require.NoError(e.t, err)
+		if err != nil {
+			return response{}, err
+		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, e.url+path, rd)
-	require.NoError(e.t, err)
+	if err != nil {
+		return response{}, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(e.t, err)
+	if err != nil {
+		return response{}, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return response{Status: resp.StatusCode, Body: raw}
+	if err != nil {
+		return response{}, fmt.Errorf("read the answer to %s %s: %w", method, path, err)
+	}
+	return response{Status: resp.StatusCode, Body: raw}, nil
 }
 
 // regToken signs a registration of serviceID with body (the exact bytes sent) under the
