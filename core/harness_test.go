@@ -301,6 +301,8 @@ type worker struct {
 	dispatches []protocol.DispatchRequest
 	bodies     [][]byte       // the raw body of each dispatch, in the order of dispatches
 	seen       map[string]int // "run/attempt" → times dispatched
+	// arrived is closed, and replaced, when a dispatch arrives: waitDispatches waits on it.
+	arrived chan struct{}
 
 	// answer picks the HTTP status for a dispatch (default 202).
 	answer func(d protocol.DispatchRequest) int
@@ -309,7 +311,7 @@ type worker struct {
 }
 
 func newWorker(t *testing.T, orchURL string) *worker {
-	w := &worker{t: t, orch: orchURL, seen: map[string]int{}}
+	w := &worker{t: t, orch: orchURL, seen: map[string]int{}, arrived: make(chan struct{})}
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		var d protocol.DispatchRequest
 		body, err := io.ReadAll(r.Body)
@@ -328,6 +330,8 @@ func newWorker(t *testing.T, orchURL string) *worker {
 		w.dispatches = append(w.dispatches, d)
 		w.bodies = append(w.bodies, body)
 		w.seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
+		close(w.arrived)
+		w.arrived = make(chan struct{})
 		answer, after := w.answer, w.after
 		w.mu.Unlock()
 		status := http.StatusAccepted
@@ -349,6 +353,27 @@ func (w *worker) all() []protocol.DispatchRequest {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]protocol.DispatchRequest(nil), w.dispatches...)
+}
+
+// waitDispatches waits until the worker has received n dispatches in all (woken by each
+// arrival, not polling); it fails the test if more arrived, or none after a generous limit.
+func (w *worker) waitDispatches(n int) {
+	w.t.Helper()
+	limit := time.After(30 * time.Second)
+	for {
+		w.mu.Lock()
+		got, arrived := len(w.dispatches), w.arrived
+		w.mu.Unlock()
+		if got >= n {
+			require.Equal(w.t, n, got, "dispatches received")
+			return
+		}
+		select {
+		case <-arrived:
+		case <-limit:
+			w.t.Fatalf("timed out waiting for %d dispatches (%d arrived)", n, got)
+		}
+	}
 }
 
 func (w *worker) count() int {

@@ -51,7 +51,7 @@ func TestHeartbeatOfCancelledRunSaysCancel(t *testing.T) {
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("t"))
 	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	_, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET status = 'cancelled' WHERE id = $1", id)
 	require.NoError(t, err)
 	status, hb := w.heartbeat(w.all()[0], nil, "")
@@ -76,7 +76,7 @@ func TestCompatNodeSDKv1(t *testing.T) {
 	require.Contains(t, e.logs.String(), "node-sdk-v1")
 
 	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
 	plain, err := token.OpenCompat(testSecret, d.StorageToken)
 	require.NoError(t, err)

@@ -22,7 +22,7 @@ func TestSilentWorkerIsTimedOutAndRetried(t *testing.T) {
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("quiet", withHeartbeat(60000), withRetries(2, 0)))
 	id := e.enqueue(map[string]any{"taskId": "quiet", "input": 1}).RunID
-	e.waitFor("the first dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	first := w.all()[0]
 	e.waitStatus(id, protocol.StatusRunning)
 
@@ -74,7 +74,7 @@ func TestHeartbeatKeepsAttemptAlive(t *testing.T) {
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("beating", withHeartbeat(60000)))
 	id := e.enqueue(map[string]any{"taskId": "beating"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
 	for i := range 5 {
 		e.pastDeadline(id)
@@ -111,7 +111,7 @@ func TestHardTimeout(t *testing.T) {
 	e.register("svc", "1", w.URL(), task("long", withHeartbeat(60000), withRetries(0, 0),
 		func(td *protocol.TaskDefinition) { td.Timeout = ptr(300) }))
 	id := e.enqueue(map[string]any{"taskId": "long"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
 	require.Equal(t, 300, e.count("SELECT extract(epoch FROM timeout_at - started_at)::int FROM task_runs WHERE id = $1", id),
 		"the claim sets the timeout from the task's")
@@ -317,7 +317,7 @@ func TestClaimOrderIsPriorityThenAge(t *testing.T) {
 	var got []string
 	e.process()
 	for i := range want {
-		e.waitFor("the next dispatch", func() bool { return w.count() == i+1 })
+		w.waitDispatches(i + 1)
 		d := w.all()[i]
 		got = append(got, d.RunID)
 		status, _ := w.callback(d, success(d))
