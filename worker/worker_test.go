@@ -314,14 +314,14 @@ func TestPanicFailsAttemptAndWorkerSurvives(t *testing.T) {
 
 // A long task is never swept while it runs: its heartbeats keep pushing the deadline. Each
 // round moves the deadline into the past in the database, as if the worker had been quiet that
-// long, and waits for the next heartbeat to push it ahead again (by twice the 500 ms interval,
-// which leaves the sweep that follows a second to spare). Its progress shows on the run.
+// long, and waits for the next heartbeat to push it ahead again (by twice the 1 s interval,
+// which leaves the sweep that follows two seconds to spare). Its progress shows on the run.
 func TestHeartbeatsKeepLongTaskAlive(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.newWorker("svc")
 	release := make(chan struct{})
-	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 500 * time.Millisecond}, func(ctx *worker.Context) (any, error) {
+	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: time.Second}, func(ctx *worker.Context) (any, error) {
 		if err := ctx.Progress(40, "page 4/10"); err != nil {
 			return nil, err
 		}
