@@ -91,7 +91,7 @@ func TestWorkerTokens(t *testing.T) {
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("t", withRetries(0, 0)))
 	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
 	claims, err := e.keys.VerifyRun(d.StorageToken, time.Now())
 	require.NoError(t, err)

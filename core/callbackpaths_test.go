@@ -20,7 +20,7 @@ func TestCallbackPathsUnderRunPrefix(t *testing.T) {
 	first := e.enqueue(map[string]any{"taskId": "t", "input": map[string]any{"n": 1}})
 	second := e.enqueue(map[string]any{"taskId": "t", "input": map[string]any{"n": 2}})
 	e.process()
-	e.waitFor("two dispatches", func() bool { return w.count() == 2 })
+	w.waitDispatches(2)
 	var d, other protocol.DispatchRequest
 	for _, x := range w.all() {
 		if x.RunID == first.RunID {
@@ -82,7 +82,7 @@ func TestCallbackPathsOfCachedResult(t *testing.T) {
 	plain := e.enqueue(map[string]any{"taskId": "t", "input": map[string]any{"n": 2}})
 	foreign := e.enqueue(map[string]any{"taskId": "u", "input": map[string]any{"n": 3}})
 	e.process()
-	e.waitFor("three dispatches", func() bool { return w.count() == 3 })
+	w.waitDispatches(3)
 	byID := map[string]protocol.DispatchRequest{}
 	for _, x := range w.all() {
 		byID[x.RunID] = x
@@ -100,7 +100,7 @@ func TestCallbackPathsOfCachedResult(t *testing.T) {
 
 	reuse := e.enqueue(map[string]any{"taskId": "t", "input": map[string]any{"n": 4}})
 	e.process()
-	e.waitFor("the fourth dispatch", func() bool { return w.count() == 4 })
+	w.waitDispatches(4)
 	var d protocol.DispatchRequest
 	for _, x := range w.all() {
 		if x.RunID == reuse.RunID {

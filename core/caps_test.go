@@ -20,7 +20,7 @@ func dispatched(t *testing.T, e *env) (*worker, protocol.DispatchRequest) {
 	e.register("svc", "1", w.URL(), task("t"))
 	e.enqueue(map[string]any{"taskId": "t", "input": map[string]any{}})
 	e.process()
-	e.waitFor("a dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	return w, w.all()[0]
 }
 

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -151,14 +152,16 @@ func TestConcurrentEnqueuesWithOneIdempotencyKeyMakeOneRun(t *testing.T) {
 		const n = 8
 		var wg sync.WaitGroup
 		results := make([]response, n)
+		errs := make([]error, n)
 		for i := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i] = e.do("POST", "/api/queue/task", map[string]any{"taskId": "charge", "input": i, "idempotencyKey": key}, "")
+				results[i], errs[i] = e.send("POST", "/api/queue/task", map[string]any{"taskId": "charge", "input": i, "idempotencyKey": key}, "")
 			}()
 		}
 		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
 		created := 0
 		runIDs := map[string]bool{}
 		for _, r := range results {
@@ -204,6 +207,7 @@ func TestSweepRacingCallbackKeepsOneOutcome(t *testing.T) {
 		var wg sync.WaitGroup
 		var cbStatus int
 		var swept int
+		var sweepErr error
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -211,11 +215,10 @@ func TestSweepRacingCallbackKeepsOneOutcome(t *testing.T) {
 		}()
 		go func() {
 			defer wg.Done()
-			var err error
-			swept, err = e.orch.Sweep(context.Background())
-			require.NoError(t, err)
+			swept, sweepErr = e.orch.Sweep(context.Background())
 		}()
 		wg.Wait()
+		require.NoError(t, sweepErr)
 		r := e.run(q)
 		switch cbStatus {
 		case http.StatusOK:
@@ -263,20 +266,20 @@ func TestConcurrentDuplicateCallbacksApplyOnce(t *testing.T) {
 		}
 		const n = 6
 		var wg sync.WaitGroup
-		applied := make([]bool, n)
+		statuses := make([]int, n)
+		answers := make([][]byte, n)
 		for i := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				status, raw := w.callback(d, body)
-				require.Equal(t, http.StatusOK, status, string(raw))
-				applied[i] = strings.Contains(string(raw), `"applied":true`)
+				statuses[i], answers[i] = w.callback(d, body)
 			}()
 		}
 		wg.Wait()
 		count := 0
-		for _, a := range applied {
-			if a {
+		for i, raw := range answers {
+			require.Equal(t, http.StatusOK, statuses[i], string(raw))
+			if strings.Contains(string(raw), `"applied":true`) {
 				count++
 			}
 		}

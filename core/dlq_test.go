@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"errors"
 	"net/http"
 	"sync"
 	"testing"
@@ -104,15 +105,18 @@ func TestDLQFiltersRetryAllAndPurge(t *testing.T) {
 
 	// Two operators retry the rest of a's entries at the same time: each entry is retried once.
 	var wg sync.WaitGroup
-	results := make([]retryAll, 2)
-	for i := range results {
-		wg.Go(func() {
-			r := e.do("POST", "/api/dlq/retry-all", map[string]any{"taskId": "a"}, "")
-			require.Equal(t, http.StatusOK, r.Status, string(r.Body))
-			r.json(t, &results[i])
-		})
+	answers := make([]response, 2)
+	errs := make([]error, 2)
+	for i := range answers {
+		wg.Go(func() { answers[i], errs[i] = e.send("POST", "/api/dlq/retry-all", map[string]any{"taskId": "a"}, "") })
 	}
 	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	results := make([]retryAll, 2)
+	for i, r := range answers {
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		r.json(t, &results[i])
+	}
 	require.Equal(t, 2, results[0].Retried+results[1].Retried)
 	require.Empty(t, results[0].Failed)
 	require.Empty(t, results[1].Failed)
@@ -176,41 +180,48 @@ func TestDLQRetryAllRacesSingleRetries(t *testing.T) {
 		require.Len(t, open, 6, "round %d", round)
 		w.on("racy", nil)
 
-		var mu sync.Mutex
-		retriedBy := map[string][]string{} // DLQ entry → runs that retried it
-		var wg sync.WaitGroup
-		for range 2 {
-			wg.Go(func() {
-				r := e.do("POST", "/api/dlq/retry-all", map[string]any{"taskId": "racy"}, "")
-				require.Equal(t, http.StatusOK, r.Status, string(r.Body))
-				var res retryAll
-				r.json(t, &res)
-				require.Empty(t, res.Failed)
-				mu.Lock()
-				for _, x := range res.Runs {
-					retriedBy[x.DLQID] = append(retriedBy[x.DLQID], x.RunID)
-				}
-				mu.Unlock()
-			})
-		}
+		// Two retry-alls and three single retries at once; the answers are read after Wait.
+		calls := []string{"/api/dlq/retry-all", "/api/dlq/retry-all"}
 		for _, entry := range open[:3] {
+			calls = append(calls, "/api/dlq/"+entry.ID+"/retry")
+		}
+		answers := make([]response, len(calls))
+		errs := make([]error, len(calls))
+		var wg sync.WaitGroup
+		for i, path := range calls {
 			wg.Go(func() {
-				r := e.do("POST", "/api/dlq/"+entry.ID+"/retry", nil, "")
-				switch r.Status {
-				case http.StatusCreated:
-					var res enqueued
-					r.json(t, &res)
-					mu.Lock()
-					retriedBy[entry.ID] = append(retriedBy[entry.ID], res.RunID)
-					mu.Unlock()
-				case http.StatusConflict:
-					require.Equal(t, "ALREADY_RETRIED", r.errorBody(t).Code)
-				default:
-					t.Errorf("retry %s: %d %s", entry.ID, r.Status, r.Body)
+				var body any
+				if i < 2 {
+					body = map[string]any{"taskId": "racy"}
 				}
+				answers[i], errs[i] = e.send("POST", path, body, "")
 			})
 		}
 		wg.Wait()
+		require.NoError(t, errors.Join(errs...))
+		retriedBy := map[string][]string{} // DLQ entry → runs that retried it
+		for _, r := range answers[:2] {
+			require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+			var res retryAll
+			r.json(t, &res)
+			require.Empty(t, res.Failed)
+			for _, x := range res.Runs {
+				retriedBy[x.DLQID] = append(retriedBy[x.DLQID], x.RunID)
+			}
+		}
+		for i, entry := range open[:3] {
+			r := answers[2+i]
+			switch r.Status {
+			case http.StatusCreated:
+				var res enqueued
+				r.json(t, &res)
+				retriedBy[entry.ID] = append(retriedBy[entry.ID], res.RunID)
+			case http.StatusConflict:
+				require.Equal(t, "ALREADY_RETRIED", r.errorBody(t).Code)
+			default:
+				t.Fatalf("retry %s: %d %s", entry.ID, r.Status, r.Body)
+			}
+		}
 		require.Len(t, retriedBy, 6, "round %d: every entry was retried", round)
 		for _, entry := range e.dlq("?taskId=racy&limit=6").Items {
 			runs := retriedBy[entry.ID]

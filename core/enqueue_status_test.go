@@ -55,3 +55,86 @@ func TestEnqueueStatusIsTheRunsStatusForNewAndRepeatedKeys(t *testing.T) {
 	r.json(t, &again)
 	require.Equal(t, protocol.StatusCompleted, again.Status)
 }
+
+// An idempotency key whose TTL has passed no longer deduplicates: the next enqueue with it,
+// alone or in a batch, makes a new run and takes the key over for the task's TTL.
+func TestExpiredIdempotencyKeyIsTakenOverByANewEnqueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("charge", func(td *protocol.TaskDefinition) { td.IdempotencyTTL = ptr(3600) }))
+	body := map[string]any{"taskId": "charge", "input": 1, "idempotencyKey": "order-1"}
+	first := e.enqueue(body)
+	holder := func() string {
+		var runID string
+		require.NoError(t, e.pool.QueryRow(t.Context(), `SELECT run_id FROM idempotency_keys
+			WHERE task_id = 'charge' AND key = 'order-1' AND expires_at - created_at = interval '1 hour'`).Scan(&runID))
+		return runID
+	}
+	require.Equal(t, first.RunID, holder())
+	expire := func() {
+		_, err := e.pool.Exec(t.Context(), "UPDATE idempotency_keys SET expires_at = now() - interval '1 millisecond' WHERE key = 'order-1'")
+		require.NoError(t, err)
+	}
+
+	expire()
+	second := e.enqueue(body)
+	require.False(t, second.Deduplicated)
+	require.NotEqual(t, first.RunID, second.RunID)
+	require.Equal(t, second.RunID, holder(), "the new run holds the key for the task's TTL")
+	// The key is live again: a repeat finds the new run.
+	r := e.do("POST", "/api/queue/task", body, "")
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	var again enqueued
+	r.json(t, &again)
+	require.True(t, again.Deduplicated)
+	require.Equal(t, second.RunID, again.RunID)
+
+	// A batch takes an expired key over the same way.
+	expire()
+	r = e.do("POST", "/api/queue/batch", map[string]any{"tasks": []any{body}}, "")
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	var batch struct {
+		Results []enqueued `json:"results"`
+	}
+	r.json(t, &batch)
+	require.Len(t, batch.Results, 1)
+	third := batch.Results[0]
+	require.False(t, third.Deduplicated)
+	require.NotContains(t, []string{first.RunID, second.RunID}, third.RunID)
+	require.Equal(t, third.RunID, holder())
+	require.Equal(t, 3, e.count("SELECT count(*) FROM task_runs WHERE idempotency_key = 'order-1'"), "the earlier runs are kept")
+}
+
+// POST /api/idempotency/check finds a result recorded under a key only while the key lives.
+func TestIdempotencyCheckIgnoresAnExpiredKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	dispatched := make(chan protocol.DispatchRequest, 2)
+	w.after = func(d protocol.DispatchRequest) { dispatched <- d }
+	e.register("svc", "1", w.URL(), task("render"))
+	e.enqueue(map[string]any{"taskId": "render", "input": 1})
+	src := recv(t, dispatched, "the first dispatch")
+	status, body := w.callback(src, protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(src.RunID),
+		OutputSize: 2, IdempotencyKey: "k"})
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	e.enqueue(map[string]any{"taskId": "render", "input": 2})
+	d := recv(t, dispatched, "the second dispatch")
+
+	check := func() protocol.IdempotencyCheckResponse {
+		status, body, err := post(e.url+"/api/idempotency/check", protocol.IdempotencyCheckRequest{RunID: d.RunID, Key: "k"}, d.StorageToken)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status, "%s", body)
+		var res protocol.IdempotencyCheckResponse
+		response{Status: status, Body: body}.json(t, &res)
+		return res
+	}
+	hit := check()
+	require.True(t, hit.Hit)
+	require.Equal(t, src.RunID, hit.RunID)
+
+	_, err := e.pool.Exec(t.Context(), "UPDATE idempotency_keys SET expires_at = now() - interval '1 millisecond' WHERE key = 'k'")
+	require.NoError(t, err)
+	require.False(t, check().Hit, "an expired key is no hit")
+}

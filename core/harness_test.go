@@ -109,6 +109,13 @@ func (r response) errorBody(t *testing.T) protocol.ErrorBody {
 // do sends a request with a raw body (string or []byte or a value to encode) and bearer token.
 func (e *env) do(method, path string, body any, bearer string) response {
 	e.t.Helper()
+	r, err := e.send(method, path, body, bearer)
+	require.NoError(e.t, err)
+	return r
+}
+
+// send is do for goroutines, which must not call require: it returns what went wrong.
+func (e *env) send(method, path string, body any, bearer string) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -118,21 +125,29 @@ func (e *env) do(method, path string, body any, bearer string) response {
 		rd = bytes.NewReader(b)
 	default:
 		raw, err := json.Marshal(b)
-		require.NoError(e.t, err)
+		if err != nil {
+			return response{}, err
+		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, e.url+path, rd)
-	require.NoError(e.t, err)
+	if err != nil {
+		return response{}, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(e.t, err)
+	if err != nil {
+		return response{}, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(e.t, err)
-	return response{Status: resp.StatusCode, Body: raw}
+	if err != nil {
+		return response{}, fmt.Errorf("read the answer to %s %s: %w", method, path, err)
+	}
+	return response{Status: resp.StatusCode, Body: raw}, nil
 }
 
 // regToken signs a registration of serviceID with body (the exact bytes sent) under the
@@ -288,6 +303,8 @@ type worker struct {
 
 	mu   sync.Mutex
 	seen map[string]int // "run/attempt" → times dispatched
+	// arrived is closed, and replaced, when a dispatch arrives: waitDispatches waits on it.
+	arrived chan struct{}
 
 	// answer picks the HTTP status for a dispatch (default 202).
 	answer func(d protocol.DispatchRequest) int
@@ -298,7 +315,7 @@ type worker struct {
 // newWorker serves a fakeworker that records every dispatch and answers it with w.answer and
 // w.after.
 func newWorker(t *testing.T, orchURL string) *worker {
-	w := &worker{t: t, orch: orchURL, seen: map[string]int{}}
+	w := &worker{t: t, orch: orchURL, seen: map[string]int{}, arrived: make(chan struct{})}
 	api, err := apiclient.New(orchURL, "")
 	require.NoError(t, err)
 	w.Worker = fakeworker.New(api, fakeworker.Options{
@@ -306,6 +323,8 @@ func newWorker(t *testing.T, orchURL string) *worker {
 		Answer: func(d protocol.DispatchRequest) int {
 			w.mu.Lock()
 			w.seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
+			close(w.arrived) // the dispatch is recorded already
+			w.arrived = make(chan struct{})
 			answer := w.answer
 			w.mu.Unlock()
 			if answer == nil {
@@ -330,6 +349,28 @@ func newWorker(t *testing.T, orchURL string) *worker {
 func (w *worker) URL() string { return w.srv.URL }
 
 func (w *worker) all() []protocol.DispatchRequest { return w.Dispatches() }
+
+// waitDispatches waits until the worker has received n dispatches in all (woken by each
+// arrival, not polling); it fails the test if more arrived, or none after a generous limit.
+func (w *worker) waitDispatches(n int) {
+	w.t.Helper()
+	limit := time.After(30 * time.Second)
+	for {
+		w.mu.Lock()
+		arrived := w.arrived
+		w.mu.Unlock()
+		got := w.count()
+		if got >= n {
+			require.Equal(w.t, n, got, "dispatches received")
+			return
+		}
+		select {
+		case <-arrived:
+		case <-limit:
+			w.t.Fatalf("timed out waiting for %d dispatches (%d arrived)", n, got)
+		}
+	}
+}
 
 func (w *worker) count() int { return len(w.Dispatches()) }
 
@@ -430,5 +471,18 @@ func configEnv(over map[string]string) func(string) string {
 			return v
 		}
 		return base[k]
+	}
+}
+
+// recv waits for a value on ch; it fails the test after a generous limit. It checks that
+// something happens, never how fast.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
 	}
 }

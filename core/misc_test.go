@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func TestHeartbeatOfCancelledRunSaysCancel(t *testing.T) {
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("t"))
 	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	_, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET status = 'cancelled' WHERE id = $1", id)
 	require.NoError(t, err)
 	status, hb := w.heartbeat(w.all()[0], nil, "")
@@ -75,7 +76,7 @@ func TestCompatNodeSDKv1(t *testing.T) {
 	require.Contains(t, e.logs.String(), "node-sdk-v1")
 
 	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
 	plain, err := token.OpenCompat(testSecret, d.StorageToken)
 	require.NoError(t, err)
@@ -188,4 +189,33 @@ func TestProcessClaimsUpToTheBatchSizeInChunks(t *testing.T) {
 	s, err := tight.orch.Process(context.Background())
 	require.NoError(t, err)
 	require.Less(t, s.Claimed, 500, "the budget stops claiming")
+}
+
+// PROCESS_TIME_BUDGET_MS ends a batch part-way: the worker answers each dispatch only once the
+// budget has passed since the first dispatch arrived, so the first claim is dispatched and no
+// further claim starts. The runs not claimed stay pending for the next batch.
+func TestProcessBudgetRunsOutPartWay(t *testing.T) {
+	t.Parallel()
+	// Generous, so that the sweep before the first claim fits in it however loaded the machine.
+	const budget = 2 * time.Second
+	e := newEnv(t, func(c *core.Config) {
+		c.ProcessBatchSize, c.ProcessTimeBudget, c.DispatchTimeout = 10000, budget, time.Minute
+	})
+	w := newWorker(t, e.url)
+	var once sync.Once
+	var firstArrival time.Time
+	w.answer = func(protocol.DispatchRequest) int {
+		once.Do(func() { firstArrival = time.Now() })
+		time.Sleep(time.Until(firstArrival.Add(budget)))
+		return http.StatusAccepted
+	}
+	e.register("svc", "1", w.URL(), task("t"))
+	const queued = 450
+	e.enqueueManyQuiet("t", queued)
+	s := e.process()
+	require.Positive(t, s.Claimed, "the first claim starts within the budget")
+	require.Less(t, s.Claimed, queued, "the budget stops claiming")
+	require.Equal(t, s.Claimed, s.Dispatched)
+	require.Equal(t, s.Claimed, w.count())
+	require.Equal(t, queued-s.Claimed, e.count("SELECT count(*) FROM task_runs WHERE status = 'pending'"))
 }

@@ -140,7 +140,7 @@ func TestIdempotencyCheckAndRecord(t *testing.T) {
 		return status, res
 	}
 	first := e.enqueue(map[string]any{"taskId": "idem", "input": 1}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d1 := w.all()[0]
 	status, res := check(d1, "doc-42", d1.StorageToken)
 	require.Equal(t, http.StatusOK, status)
@@ -153,7 +153,7 @@ func TestIdempotencyCheckAndRecord(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 
 	e.enqueue(map[string]any{"taskId": "idem", "input": 1})
-	e.waitFor("dispatch", func() bool { return w.count() == 2 })
+	w.waitDispatches(2)
 	d2 := w.all()[1]
 	status, res = check(d2, "doc-42", d2.StorageToken)
 	require.Equal(t, http.StatusOK, status)

@@ -298,17 +298,21 @@ func TestJoinPredecessorsCallingBackTogetherEnableItOnce(t *testing.T) {
 		b, c := dispatchesFor(w, id, "b")[0], dispatchesFor(w, id, "c")[0]
 		var wg sync.WaitGroup
 		start := make(chan struct{})
-		for _, d := range []protocol.DispatchRequest{b, c} {
+		statuses := make([]int, 2)
+		answers := make([][]byte, 2)
+		for i, d := range []protocol.DispatchRequest{b, c} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				<-start
-				status, body := w.callback(d, success(d))
-				require.Equal(t, http.StatusOK, status, string(body))
+				statuses[i], answers[i] = w.callback(d, success(d))
 			}()
 		}
 		close(start)
 		wg.Wait()
+		for i := range statuses {
+			require.Equal(t, http.StatusOK, statuses[i], string(answers[i]))
+		}
 		e.waitFor("d", func() bool { return len(dispatchesFor(w, id, "d")) >= 1 })
 		dd := dispatchesFor(w, id, "d")
 		require.Len(t, dd, 1, "round %d: the join ran more than once", round)

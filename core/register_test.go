@@ -195,3 +195,40 @@ func masterRegKey(t *testing.T) []byte {
 	require.NoError(t, err)
 	return k
 }
+
+// Orphan cleanup cancels only the runs that have not started: the orphaned task's runs in
+// flight stay running and their workers still report them to the end.
+func TestOrphanCleanupLeavesRunsInFlightAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newWorker(t, e.url)
+	e.register("svc", "1.0.0", w.URL(), task("keep"), task("upload", withConcurrency(2)))
+	ids := e.enqueueManyQuiet("upload", 3)
+	require.Equal(t, 2, e.process().Dispatched)
+	inFlight := w.all()
+	require.Len(t, inFlight, 2)
+	for _, d := range inFlight {
+		require.Equal(t, protocol.StatusRunning, e.run(d.RunID).Status)
+	}
+
+	res := e.register("svc", "2.0.0", w.URL(), task("keep"))
+	require.Equal(t, []string{"upload"}, res.OrphanedTasks)
+	cancelled := 0
+	for _, id := range ids {
+		r := e.run(id)
+		if r.Status == protocol.StatusCancelled {
+			cancelled++
+			continue
+		}
+		require.Equal(t, protocol.StatusRunning, r.Status, "run %s", id)
+	}
+	require.Equal(t, 1, cancelled, "only the run that had not started")
+	for _, d := range inFlight {
+		status, hb := w.heartbeat(d, ptr(50), "")
+		require.Equal(t, http.StatusOK, status)
+		require.False(t, hb.ShouldCancel)
+		status, body := w.callback(d, success(d))
+		require.Equal(t, http.StatusOK, status, "%s", body)
+		require.Equal(t, protocol.StatusCompleted, e.run(d.RunID).Status)
+	}
+}

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -14,22 +15,27 @@ import (
 
 // A worker that acknowledges and then goes silent is timed out by the heartbeat deadline, the
 // run is retried with TIMEOUT in previousAttempts, and the silent attempt's late calls get 409.
+// The deadline is moved into the past in the database rather than waited for.
 func TestSilentWorkerIsTimedOutAndRetried(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newWorker(t, e.url)
-	e.register("svc", "1", w.URL(), task("quiet", withHeartbeat(100), withRetries(2, 0)))
+	e.register("svc", "1", w.URL(), task("quiet", withHeartbeat(60000), withRetries(2, 0)))
 	id := e.enqueue(map[string]any{"taskId": "quiet", "input": 1}).RunID
-	e.waitFor("the first dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	first := w.all()[0]
 	e.waitStatus(id, protocol.StatusRunning)
 
-	// Sweep until the 200 ms deadline (2 × heartbeat) has passed in the database's clock.
-	e.waitFor("the sweep to time the attempt out", func() bool {
-		n, err := e.orch.Sweep(context.Background())
-		require.NoError(t, err)
-		return n == 1
-	})
+	// The acknowledgement set the deadline two heartbeat intervals ahead: nothing to sweep yet.
+	require.Equal(t, 120000, e.count("SELECT (extract(epoch FROM deadline - updated_at) * 1000)::int FROM task_runs WHERE id = $1", id))
+	n, err := e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n, "the deadline has not passed")
+	// The worker stays silent past its deadline.
+	e.pastDeadline(id)
+	n, err = e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
 	r := e.run(id)
 	require.Equal(t, protocol.StatusPending, r.Status)
 	require.Equal(t, 2, r.Attempt)
@@ -60,21 +66,22 @@ func TestSilentWorkerIsTimedOutAndRetried(t *testing.T) {
 }
 
 // A heartbeat pushes the deadline and records progress; a worker that keeps beating is not
-// timed out.
+// timed out. Each round moves the deadline into the past in the database, as if the worker had
+// been quiet that long, before the heartbeat.
 func TestHeartbeatKeepsAttemptAlive(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newWorker(t, e.url)
-	e.register("svc", "1", w.URL(), task("beating", withHeartbeat(300)))
+	e.register("svc", "1", w.URL(), task("beating", withHeartbeat(60000)))
 	id := e.enqueue(map[string]any{"taskId": "beating"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
 	for i := range 5 {
+		e.pastDeadline(id)
 		status, hb := w.heartbeat(d, ptr(i*20), "page")
 		require.Equal(t, http.StatusOK, status)
 		require.True(t, hb.Acknowledged)
 		require.False(t, hb.ShouldCancel)
-		time.Sleep(150 * time.Millisecond)
 		n, err := e.orch.Sweep(context.Background())
 		require.NoError(t, err)
 		require.Equal(t, 0, n, "a beating worker must not be swept")
@@ -95,22 +102,32 @@ func TestHeartbeatKeepsAttemptAlive(t *testing.T) {
 	require.Equal(t, 90, *e.run(id).Progress)
 }
 
-// The hard timeout ends an attempt even when the worker keeps beating.
+// The hard timeout ends an attempt even when the worker keeps beating. The timeout is moved
+// into the past in the database rather than waited for.
 func TestHardTimeout(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newWorker(t, e.url)
 	e.register("svc", "1", w.URL(), task("long", withHeartbeat(60000), withRetries(0, 0),
-		func(td *protocol.TaskDefinition) { td.Timeout = ptr(1) }))
+		func(td *protocol.TaskDefinition) { td.Timeout = ptr(300) }))
 	id := e.enqueue(map[string]any{"taskId": "long"}).RunID
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
-	e.waitFor("the hard timeout", func() bool {
-		w.heartbeat(d, nil, "")
-		n, err := e.orch.Sweep(context.Background())
-		require.NoError(t, err)
-		return n == 1
-	})
+	require.Equal(t, 300, e.count("SELECT extract(epoch FROM timeout_at - started_at)::int FROM task_runs WHERE id = $1", id),
+		"the claim sets the timeout from the task's")
+	status, _ := w.heartbeat(d, nil, "")
+	require.Equal(t, http.StatusOK, status)
+	n, err := e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n, "within its timeout")
+
+	_, err = e.pool.Exec(context.Background(), "UPDATE task_runs SET timeout_at = now() - interval '1 millisecond' WHERE id = $1", id)
+	require.NoError(t, err)
+	status, _ = w.heartbeat(d, nil, "")
+	require.Equal(t, http.StatusOK, status)
+	n, err = e.orch.Sweep(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a heartbeat does not outlive the timeout")
 	r := e.run(id)
 	require.Equal(t, protocol.StatusFailed, r.Status)
 	require.Equal(t, protocol.CodeTimeout, *r.ErrorCode)
@@ -300,11 +317,64 @@ func TestClaimOrderIsPriorityThenAge(t *testing.T) {
 	var got []string
 	e.process()
 	for i := range want {
-		e.waitFor("the next dispatch", func() bool { return w.count() == i+1 })
+		w.waitDispatches(i + 1)
 		d := w.all()[i]
 		got = append(got, d.RunID)
 		status, _ := w.callback(d, success(d))
 		require.Equal(t, http.StatusOK, status)
 	}
 	require.Equal(t, want, got)
+}
+
+// pastDeadline moves the deadline of run id into the past, as if its worker had been silent for
+// longer than it: the next sweep ends the attempt unless something pushes the deadline first.
+func (e *env) pastDeadline(id string) {
+	e.t.Helper()
+	tag, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET deadline = now() - interval '1 millisecond' WHERE id = $1 AND deadline IS NOT NULL", id)
+	require.NoError(e.t, err)
+	require.EqualValues(e.t, 1, tag.RowsAffected(), "run %s has no deadline", id)
+}
+
+// A failed attempt's retry waits its backoff: available_at lies in the jittered window (±20%)
+// of the task's delay, doubling per attempt under exponential backoff up to the cap
+// (MAX_RETRY_DELAY_MS here, as the task sets none), and Process does not dispatch the run
+// before then. The clock is moved on by moving available_at into the past. (Attempt 4's
+// uncapped window lies wholly above the cap.)
+func TestRetryWaitsItsBackoff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.MaxRetryDelay = 200 * time.Second })
+	w := newWorker(t, e.url)
+	failed := make(chan int, 5)
+	w.after = func(d protocol.DispatchRequest) {
+		w.callback(d, protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: "boom", ErrorCode: "BOOM"})
+		failed <- d.Attempt
+	}
+	e.register("svc", "1", w.URL(), task("flaky", func(td *protocol.TaskDefinition) {
+		td.Retries, td.RetryDelayMs, td.RetryBackoff = ptr(4), ptr(int64(60000)), protocol.BackoffExponential
+	}))
+	id := e.enqueue(map[string]any{"taskId": "flaky"}).RunID
+	// 60 s × 2^(attempt-1), capped at 200 s, each ±20% and never above the cap.
+	windows := []struct{ lo, hi int }{{48000, 72000}, {96000, 144000}, {160000, 200000}, {160000, 200000}}
+	for i, win := range windows {
+		attempt := i + 1
+		require.Equal(t, attempt, recv(t, failed, fmt.Sprintf("attempt %d to fail", attempt)))
+		r := e.run(id)
+		require.Equal(t, protocol.StatusPending, r.Status)
+		require.Equal(t, attempt+1, r.Attempt)
+		// fail_attempts stamps the failure and sets available_at with one now().
+		delay := e.count(`SELECT (extract(epoch FROM available_at - (previous_attempts->-1->>'timestamp')::timestamptz) * 1000)::int
+			FROM task_runs WHERE id = $1`, id)
+		require.GreaterOrEqual(t, delay, win.lo, "attempt %d", attempt)
+		require.LessOrEqual(t, delay, win.hi, "attempt %d", attempt)
+
+		s := e.process()
+		require.Zero(t, s.Claimed, "attempt %d's retry was claimed before its backoff ran out", attempt)
+		require.Equal(t, attempt, w.count())
+		_, err := e.pool.Exec(context.Background(), "UPDATE task_runs SET available_at = now() - interval '1 millisecond' WHERE id = $1", id)
+		require.NoError(t, err)
+		s = e.process()
+		require.Equal(t, 1, s.Dispatched, "the retry is due")
+	}
+	require.Equal(t, 5, recv(t, failed, "the last attempt to fail"))
+	require.Equal(t, protocol.StatusFailed, e.run(id).Status)
 }

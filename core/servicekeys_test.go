@@ -86,7 +86,7 @@ func TestServiceKeyConfinesAWorker(t *testing.T) {
 
 	// A real dispatch to B: B's key opens its storage credentials, A's does not.
 	id := e.enqueue(map[string]any{"taskId": "tb"}).RunID
-	e.waitFor("dispatch to B", func() bool { return wb.count() == 1 })
+	wb.waitDispatches(1)
 	d := wb.all()[0]
 	claims, err := token.ReadRun(d.StorageToken, time.Now())
 	require.NoError(t, err)
@@ -123,7 +123,7 @@ func TestSecretRotation(t *testing.T) {
 	w := newWorker(t, before.url)
 	before.register("svc", "1", w.URL(), task("t", withRetries(0, 0)))
 	inflight := before.enqueue(map[string]any{"taskId": "t"}).RunID
-	before.waitFor("dispatch before the rotation", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d0 := w.all()[0]
 
 	// The rotated orchestrator, on the same database; the worker calls it from now on.
@@ -142,7 +142,7 @@ func TestSecretRotation(t *testing.T) {
 	// New dispatches of the service registered under the old secret: sealed with its old
 	// service key, signed with the new K_run.
 	id := after.enqueue(map[string]any{"taskId": "t"}).RunID
-	after.waitFor("dispatch after the rotation", func() bool { return w.count() == 2 })
+	w.waitDispatches(2)
 	d1 := w.all()[1]
 	claims, err := token.ReadRun(d1.StorageToken, time.Now())
 	require.NoError(t, err)
@@ -181,7 +181,7 @@ func TestSecretRotation(t *testing.T) {
 	require.Equal(t, newID, kid)
 	require.Equal(t, "current", serviceSecret(t, after, "svc"))
 	id = after.enqueue(map[string]any{"taskId": "t"}).RunID
-	after.waitFor("dispatch after re-registering", func() bool { return w.count() == 3 })
+	w.waitDispatches(3)
 	d2 := w.all()[2]
 	claims, err = token.ReadRun(d2.StorageToken, time.Now())
 	require.NoError(t, err)
@@ -204,7 +204,7 @@ func TestSecretRotation(t *testing.T) {
 	require.NoError(t, err)
 	w.orch = done.url
 	id = done.enqueue(map[string]any{"taskId": "t"}).RunID
-	done.waitFor("dispatch without the previous secret", func() bool { return w.count() == 4 })
+	w.waitDispatches(4)
 	d3 := w.all()[3]
 	claims, err = token.ReadRun(d3.StorageToken, time.Now())
 	require.NoError(t, err)

@@ -29,11 +29,10 @@ func TestStandaloneLoopWakesOnNotify(t *testing.T) {
 	a.register("svc", "1", w.URL(), task("t"))
 	b.runLoop()
 	// Give the loop's first pass and its LISTEN a moment; the run must then come from NOTIFY.
+	// Only this test's database counts: the loops of other tests listen on the same cluster.
 	b.waitFor("the loop to listen", func() bool {
-		var n int
-		require.NoError(t, a.pool.QueryRow(t.Context(),
-			"SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND query LIKE '%LISTEN pipeweave_ready%'").Scan(&n))
-		return n == 1
+		return a.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"+
+			" AND query LIKE '%LISTEN pipeweave_ready%'") == 1
 	})
 	ids := a.enqueueMany("t", 30)
 	for _, id := range ids {

@@ -220,7 +220,7 @@ func TestMetricsNeedTheAPIKey(t *testing.T) {
 	other := newEnvOn(t, e.pool)
 	other.register("solo", "1", w.URL(), task("one"))
 	other.enqueue(map[string]any{"taskId": "one"})
-	other.waitFor("the dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	require.Equal(t, 1.0, other.scrape("").get("pipeweave_claims_total"))
 	require.Equal(t, 0.0, e.scrape("metrics-key").get("pipeweave_claims_total"))
 }
@@ -407,7 +407,7 @@ func TestTracingStandaloneRunAndForeignTraceparent(t *testing.T) {
 	require.Equal(t, http.StatusCreated, r.Status, "enqueue: %s", r.Body)
 	var q enqueued
 	r.json(t, &q)
-	e.waitFor("the dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	d := w.all()[0]
 	e.waitStatus(d.RunID, "running") // the dispatch span ended before the answer was recorded
 

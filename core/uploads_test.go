@@ -495,6 +495,7 @@ func TestTempUploadDeleteRacesEnqueue(t *testing.T) {
 		u := e.uploadOK(fmt.Sprintf("f%d.txt", i), []byte("data"), "text/plain")
 		var wg sync.WaitGroup
 		var del, enq response
+		var delErr, enqErr error
 		start := make(chan struct{})
 		wg.Add(2)
 		go func() {
@@ -503,15 +504,17 @@ func TestTempUploadDeleteRacesEnqueue(t *testing.T) {
 			// Staggered starts, so that both orders happen: the enqueue does more work before
 			// it reaches the upload than the delete does.
 			time.Sleep(time.Duration(i%8) * time.Millisecond)
-			del = e.do("DELETE", "/api/upload/temp/"+u.UploadID, nil, "")
+			del, delErr = e.send("DELETE", "/api/upload/temp/"+u.UploadID, nil, "")
 		}()
 		go func() {
 			defer wg.Done()
 			<-start
-			enq = e.do("POST", "/api/queue/task", map[string]any{"taskId": "use", "input": map[string]any{"f": u.UploadID}}, "")
+			enq, enqErr = e.send("POST", "/api/queue/task", map[string]any{"taskId": "use", "input": map[string]any{"f": u.UploadID}}, "")
 		}()
 		close(start)
 		wg.Wait()
+		require.NoError(t, delErr)
+		require.NoError(t, enqErr)
 		info := e.uploadInfo(u.UploadID)
 		switch {
 		case del.Status == http.StatusOK:

@@ -214,7 +214,7 @@ func TestCompatShortSecret(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
 
 	e.enqueue(map[string]any{"taskId": "t"})
-	e.waitFor("dispatch", func() bool { return w.count() == 1 })
+	w.waitDispatches(1)
 	plain, err := token.OpenCompat(short, w.all()[0].StorageToken)
 	require.NoError(t, err)
 	var backend map[string]any

@@ -35,9 +35,9 @@ func TestFunctionsFramework(t *testing.T) {
 		}
 		var status int
 		var body []byte
+		req, err := http.NewRequest(method, base+path, nil)
+		require.NoError(t, err)
 		require.Eventually(t, func() bool {
-			req, err := http.NewRequest(method, base+path, nil)
-			require.NoError(t, err)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return false

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
@@ -236,10 +237,10 @@ func TestFunctionsUnderTheLambdaEmulator(t *testing.T) {
 	// EventBridge: the process function dispatches both runs once their delay has passed. It
 	// is first invoked when both are ready: were one still delayed, the first run's callback
 	// would dispatch it inline through the api function, as serverless mode should.
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var waiting int
-		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM task_runs WHERE id = ANY($1) AND available_at > now()", runs).Scan(&waiting))
-		return waiting == 0
+		require.NoError(c, pool.QueryRow(ctx, "SELECT count(*) FROM task_runs WHERE id = ANY($1) AND available_at > now()", runs).Scan(&waiting))
+		assert.Zero(c, waiting)
 	}, 10*time.Second, 20*time.Millisecond)
 	dispatched := 0
 	deadline := time.Now().Add(30 * time.Second)
@@ -254,10 +255,10 @@ func TestFunctionsUnderTheLambdaEmulator(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	require.Equal(t, 2, dispatched)
-	require.Eventually(t, func() bool {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		var n int
-		require.NoError(t, pool.QueryRow(ctx, "SELECT count(*) FROM task_runs WHERE id = ANY($1) AND status = 'completed'", runs).Scan(&n))
-		return n == 2
+		require.NoError(c, pool.QueryRow(ctx, "SELECT count(*) FROM task_runs WHERE id = ANY($1) AND status = 'completed'", runs).Scan(&n))
+		assert.Equal(c, 2, n)
 	}, 30*time.Second, 20*time.Millisecond, "the worker's callbacks completed the runs")
 	w.requireEachRunAcceptedOnce(t, runs, 1)
 	// Any payload will do for a scheduled function: an empty object, nothing at all.

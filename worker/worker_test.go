@@ -312,14 +312,16 @@ func TestPanicFailsAttemptAndWorkerSurvives(t *testing.T) {
 	require.Contains(t, w.logs.String(), "the handler panicked")
 }
 
-// A long task with a short heartbeat interval is never swept while it runs; its progress
-// shows on the run.
+// A long task is never swept while it runs: its heartbeats keep pushing the deadline. Each
+// round moves the deadline into the past in the database, as if the worker had been quiet that
+// long, and waits for the next heartbeat to push it ahead again (by twice the 1 s interval,
+// which leaves the sweep that follows two seconds to spare). Its progress shows on the run.
 func TestHeartbeatsKeepLongTaskAlive(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.newWorker("svc")
 	release := make(chan struct{})
-	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 200 * time.Millisecond}, func(ctx *worker.Context) (any, error) {
+	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: time.Second}, func(ctx *worker.Context) (any, error) {
 		if err := ctx.Progress(40, "page 4/10"); err != nil {
 			return nil, err
 		}
@@ -340,12 +342,20 @@ func TestHeartbeatsKeepLongTaskAlive(t *testing.T) {
 	r := e.run(id)
 	require.Equal(t, protocol.StatusRunning, r.Status)
 	require.Equal(t, "page 4/10", r.ProgressMessage)
-	// Six times the 400 ms deadline without a callback: only heartbeats keep it alive.
-	for end := time.Now().Add(2400 * time.Millisecond); time.Now().Before(end); {
-		n, err := e.orch.Sweep(context.Background())
+	ctx := context.Background()
+	for range 2 {
+		tag, err := e.o.Pool.Exec(ctx, "UPDATE task_runs SET deadline = now() - interval '1 millisecond' WHERE id = $1 AND status = 'running'", id)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, tag.RowsAffected())
+		// Not e.waitFor: its Process would sweep the run while the deadline is in the past.
+		require.Eventually(t, func() bool {
+			var ahead bool
+			err := e.o.Pool.QueryRow(ctx, "SELECT deadline > now() FROM task_runs WHERE id = $1", id).Scan(&ahead)
+			return err == nil && ahead
+		}, 30*time.Second, 10*time.Millisecond, "the next heartbeat to push the deadline")
+		n, err := e.orch.Sweep(ctx)
 		require.NoError(t, err)
 		require.Zero(t, n, "a heartbeating attempt must not be swept")
-		time.Sleep(50 * time.Millisecond)
 	}
 	close(release)
 	r = e.waitStatus(id, protocol.StatusCompleted)

@@ -23,6 +23,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/internal/testutil"
+	"github.com/pipeweave/pipeweave/internal/wiretest"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
@@ -339,6 +340,16 @@ func TestCLIReadCommands(t *testing.T) {
 		s.cliJSON(&items, "queue", "items", "--status", "failed")
 		require.Empty(t, items)
 		require.Equal(t, "no task runs\n", s.cli("queue", "items", "--status", "failed"))
+	})
+
+	// --json prints the server's JSON: pinned to the literal fixtures of testdata/wire, so a
+	// renamed field fails here whichever side renamed it.
+	t.Run("--json fixtures", func(t *testing.T) {
+		summarize := taskOf(t, run, "summarize")
+		ids := wiretest.Subst{runID: "<pipelineRunId>", extract.ID: "<extractRunId>", summarize.ID: "<summarizeRunId>"}
+		wiretest.Require(t, "status-pipeline-run.json", []byte(s.cli("status", runID, "--json")), ids)
+		wiretest.Require(t, "status-task-run.json", []byte(s.cli("status", extract.ID, "--json")), ids)
+		wiretest.Require(t, "queue-status.json", []byte(s.cli("queue", "status", "--json")), ids)
 	})
 
 	// A new code hash for the tasks: the next run flags them as changed.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/examples/pdf"
@@ -24,8 +25,10 @@ func TestMain(m *testing.M) { testdb.Main(m) }
 
 const secret = testorch.Secret
 
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
+func getJSON(t require.TestingT, url string, v any) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
 	resp, err := http.Get(url)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -83,9 +86,9 @@ func TestPDFPipelineEndToEnd(t *testing.T) {
 				OutputPath *string `json:"outputPath"`
 			} `json:"tasks"`
 		}
-		require.Eventually(t, func() bool {
-			getJSON(t, orchSrv.URL+"/api/runs/"+trig.PipelineRunID, &run)
-			return run.Status != "running"
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			getJSON(c, orchSrv.URL+"/api/runs/"+trig.PipelineRunID, &run)
+			assert.NotEqual(c, "running", run.Status)
 		}, 30*time.Second, 20*time.Millisecond)
 		require.Equal(t, "completed", run.Status)
 		states := map[string]string{}

@@ -283,10 +283,15 @@ func (s *stack) runPDF(t *testing.T) (pipelineRun, map[string]taskRun) {
 	require.NotEmpty(t, trig.PipelineRunID)
 
 	var run pipelineRun
-	require.Eventually(t, func() bool {
+	// Polled here rather than in require.Eventually, whose condition runs in another goroutine,
+	// where getJSON's require must not fail the test.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		s.getJSON(t, "/api/runs/"+trig.PipelineRunID, &run)
-		return run.Status != "running"
-	}, 60*time.Second, 20*time.Millisecond, "the pipeline run did not finish")
+		if run.Status != "running" {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the pipeline run did not finish")
+	}
 	tasks := map[string]taskRun{}
 	for _, tr := range run.Tasks {
 		tasks[tr.TaskID] = tr
