@@ -220,11 +220,18 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if demoKey == "" {
 		demoKey = cfg.APIKeys[0]
 	}
-	if err := runDemo(ctx, base, cfg.SecretKey, demoKey, filepath.Join(abs, "demo-worker"), stdout); err != nil {
+	workerExited, err := runDemo(ctx, base, cfg.SecretKey, demoKey, filepath.Join(abs, "demo-worker"), stdout)
+	if err != nil {
 		fmt.Fprintf(stdout, "demo: %v\n", err)
 	}
 	fmt.Fprintf(stdout, "Press Ctrl+C (or kill -TERM %d) to stop.\n", os.Getpid())
-	return <-served
+	err = <-served
+	if workerExited != nil {
+		// The worker got SIGTERM when ctx ended; dev ends after it, so nothing it started outlives it.
+		<-workerExited
+		fmt.Fprintln(stdout, "pipeweave dev: stopped the demo worker")
+	}
+	return err
 }
 
 // demoService is the service id of the example PDF worker (examples/pdf), whose pipeline the
@@ -237,16 +244,18 @@ const demoWorkerPackage = "./examples/pdf/cmd/pdf-worker"
 
 // runDemo builds the example PDF worker from the checkout the command runs in and starts it as
 // a process of its own, waits for its registration, triggers the pdf-processor pipeline and
-// reports each task's state until the run ends. The worker keeps serving until ctx ends.
-func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Writer) error {
+// reports each task's state until the run ends. The worker keeps serving until ctx ends, when
+// it gets SIGTERM (a kill 10 s later); exited, non-nil once the worker started, is closed when
+// it has ended.
+func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Writer) (exited <-chan struct{}, err error) {
 	// The worker gets its service's key, as a deployed worker would, not the master secret.
 	svcKey, err := token.ServiceKey(secret, demoService)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bin, err := buildDemoWorker(ctx, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	worker := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0")
 	worker.Env = append(os.Environ(), "PIPEWEAVE_ORCHESTRATOR_URL="+orchURL, "PIPEWEAVE_SERVICE_KEY="+hex.EncodeToString(svcKey),
@@ -257,19 +266,19 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Wr
 	worker.Cancel = func() error { return worker.Process.Signal(syscall.SIGTERM) }
 	worker.WaitDelay = 10 * time.Second
 	if err := worker.Start(); err != nil {
-		return fmt.Errorf("start the example worker: %w", err)
+		return nil, fmt.Errorf("start the example worker: %w", err)
 	}
-	exited := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
 		if err := worker.Wait(); err != nil && ctx.Err() == nil {
 			fmt.Fprintf(out, "demo worker: %v: %s\n", err, bytes.TrimSpace(werr.Bytes()))
 		}
-		close(exited)
+		close(done)
 	}()
 	fmt.Fprintf(out, "demo: example PDF worker running as pid %d (%s)\n", worker.Process.Pid, demoWorkerPackage)
 	client, err := apiclient.New(orchURL, apiKey)
 	if err != nil {
-		return err
+		return done, err
 	}
 	var trig protocol.TriggerResult
 	input := map[string]any{"input": map[string]any{"pdfUrl": "https://example.com/annual-report.pdf", "extractTables": true}}
@@ -281,12 +290,12 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Wr
 			break
 		}
 		select {
-		case <-exited:
-			return fmt.Errorf("the example worker stopped before its pipeline could be triggered: %w", err)
+		case <-done:
+			return done, fmt.Errorf("the example worker stopped before its pipeline could be triggered: %w", err)
 		default:
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("trigger the pipeline: %w", err)
+			return done, fmt.Errorf("trigger the pipeline: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -296,7 +305,7 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Wr
 	for ctx.Err() == nil {
 		var run protocol.PipelineRun
 		if _, err := client.Get(ctx, "/api/runs/"+trig.PipelineRunID, nil, &run); err != nil {
-			return err
+			return done, err
 		}
 		summary := ""
 		for _, t := range run.Tasks {
@@ -320,11 +329,11 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Wr
 					fmt.Fprintf(out, "demo: summary: %s\n", obj.Content.Summary)
 				}
 			}
-			return nil
+			return done, nil
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return ctx.Err()
+	return done, ctx.Err()
 }
 
 // buildDemoWorker builds the example worker into dir with the go command, from the checkout of

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -538,7 +539,15 @@ func TestDevDemo(t *testing.T) {
 	for _, task := range []string{"download", "extract-text", "extract-tables", "summarize"} {
 		require.Regexp(t, `demo:\s+`+task+`\s+completed`, out)
 	}
+	// The worker is a process of its own, and dev ends only after it.
+	m := regexp.MustCompile(`demo: example PDF worker running as pid (\d+)`).FindStringSubmatch(out)
+	require.NotNil(t, m, "stdout:\n%s", out)
+	pid, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, 0), "the demo worker runs")
 	require.NoError(t, r.stop(t))
+	require.Contains(t, r.stdout.String(), "pipeweave dev: stopped the demo worker")
+	require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "no demo worker left once dev returned")
 }
 
 // stopClusterOnCleanup stops the PostgreSQL cluster in pgDir, if one runs there, when the test
