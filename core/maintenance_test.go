@@ -85,6 +85,7 @@ func (e *env) healthMaintenance() map[string]any {
 func TestMaintenanceAcrossInstances(t *testing.T) {
 	t.Parallel()
 	a := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone })
+	aLoop := a.orch.LoopSignals()
 	a.runLoop()
 	b := newEnvOn(t, a.pool) // serverless: dispatches inline after enqueue and callbacks
 	proc := newEnvOn(t, a.pool)
@@ -131,8 +132,13 @@ func TestMaintenanceAcrossInstances(t *testing.T) {
 	var sum core.Summary
 	r.json(t, &sum)
 	require.Zero(t, sum.Claimed)
-	// Give A's loop (50 ms poll interval) many ticks to do what it must not.
-	time.Sleep(500 * time.Millisecond)
+	// A's loop (50 ms poll interval) makes several passes, each claiming nothing (the pass in
+	// progress when the signals are drained may have begun before maintenance was entered).
+	aLoop.DrainPasses()
+	aLoop.Pass(t)
+	for range 5 {
+		require.Zero(t, aLoop.Pass(t))
+	}
 	for _, id := range []string{quick, fromA} {
 		require.Equal(t, protocol.StatusPending, b.run(id).Status)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/testsignal"
 )
 
 // Summary says what one bounded batch did: {swept, claimed, dispatched, failed, durationMs}.
@@ -55,6 +56,18 @@ type Orchestrator struct {
 	// schemaOK remembers that CheckSchema found the schema current, so that later checks cost
 	// an atomic load.
 	schemaOK atomic.Bool
+
+	// signals tell tests what the standalone loop did; off (nil channels) outside tests.
+	signals loopSignals
+}
+
+// loopSignals are the steps of the standalone loop a test can wait for (export_test.go turns
+// them on).
+type loopSignals struct {
+	// listening: the loop's LISTEN connection is in place.
+	listening testsignal.Signal[struct{}]
+	// pass: a pass of the loop ended, having claimed this many runs.
+	pass testsignal.Signal[int]
 }
 
 // Options are the parts New does not read from Config.
@@ -380,6 +393,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 					"tempUploads", s.TempUploads)
 			}
 		}
+		total := 0
 		for ctx.Err() == nil {
 			claimed, err := o.eng.Claim(ctx, o.cfg.ProcessBatchSize)
 			if err != nil {
@@ -391,6 +405,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			if len(claimed) == 0 {
 				break
 			}
+			total += len(claimed)
 			slots <- struct{}{}
 			go func() {
 				defer func() { <-slots }()
@@ -403,6 +418,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				break
 			}
 		}
+		o.signals.pass.Send(total)
 		// The last claim came back short: the queue or the capacity ran out. Under load every
 		// callback frees one slot and wakes the loop; pausing a moment lets one claim serve the
 		// wake-ups of many callbacks instead of one claim per callback.
@@ -422,7 +438,7 @@ const claimSpacing = 2 * time.Millisecond
 // listen wakes the loop on NOTIFY pipeweave_ready, reconnecting after failures.
 func (o *Orchestrator) listen(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := database.ListenReady(ctx, o.pool, o.kick)
+		err := database.ListenReady(ctx, o.pool, func() { o.signals.listening.Send(struct{}{}) }, o.kick)
 		if ctx.Err() != nil {
 			return
 		}

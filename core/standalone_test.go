@@ -19,7 +19,7 @@ import (
 )
 
 // In standalone mode the loop wakes on NOTIFY from another instance: with polling set to an
-// hour, a run enqueued through instance A is dispatched by instance B's loop.
+// hour, a run enqueued through instance A is claimed by instance B's loop.
 func TestStandaloneLoopWakesOnNotify(t *testing.T) {
 	t.Parallel()
 	a := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone })
@@ -27,14 +27,16 @@ func TestStandaloneLoopWakesOnNotify(t *testing.T) {
 	w := newWorker(t, a.url)
 	w.after = func(d protocol.DispatchRequest) { w.callback(d, success(d)) }
 	a.register("svc", "1", w.URL(), task("t"))
+	signals := b.orch.LoopSignals()
 	b.runLoop()
-	// Give the loop's first pass and its LISTEN a moment; the run must then come from NOTIFY.
-	// Only this test's database counts: the loops of other tests listen on the same cluster.
-	b.waitFor("the loop to listen", func() bool {
-		return a.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"+
-			" AND query LIKE '%LISTEN pipeweave_ready%'") == 1
-	})
+	// The loop's first pass (nothing to claim yet) and its LISTEN are done: from now on only a
+	// NOTIFY wakes it. A's loop does not run.
+	signals.Listening(t)
+	require.Zero(t, signals.Pass(t))
 	ids := a.enqueueMany("t", 30)
+	for claimed := 0; claimed < len(ids); {
+		claimed += signals.Pass(t)
+	}
 	for _, id := range ids {
 		a.waitStatus(id, protocol.StatusCompleted)
 	}

@@ -74,3 +74,23 @@ func (w *worker) body(runID string, attempt int) []byte {
 	}
 	return nil
 }
+
+// TestWireFormatOfMaintenance pins GET /api/maintenance and POST /api/maintenance/enter (also
+// what `pipeweave maintenance status --json` prints) to the fixtures of testdata/wire.
+func TestWireFormatOfMaintenance(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, c := range []struct{ method, path, fixture string }{
+		{"GET", "/api/maintenance", "maintenance-status.json"},
+		{"POST", "/api/maintenance/enter", "maintenance-enter.json"},
+	} {
+		r := e.do(c.method, c.path, nil, "")
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+		var st struct {
+			ModeChangedAt string `json:"modeChangedAt"`
+		}
+		r.json(t, &st)
+		require.NotEmpty(t, st.ModeChangedAt)
+		wiretest.Require(t, c.fixture, r.Body, wiretest.Subst{st.ModeChangedAt: "<modeChangedAt>"})
+	}
+}

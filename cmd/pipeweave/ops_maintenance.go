@@ -11,16 +11,6 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
-// maintenanceStatus is GET /api/maintenance (upstream's MaintenanceStatus).
-type maintenanceStatus struct {
-	Mode                protocol.MaintenanceMode `json:"mode"`
-	CanEnterMaintenance bool                     `json:"canEnterMaintenance"`
-	PendingTasks        int64                    `json:"pendingTasks"`
-	RunningTasks        int64                    `json:"runningTasks"`
-	ModeChangedAt       time.Time                `json:"modeChangedAt"`
-	Message             string                   `json:"message"`
-}
-
 func maintenanceCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
 		return unknownSubcommand("maintenance", args)
@@ -32,7 +22,7 @@ func maintenanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 		if _, err := o.parse(rest); err != nil {
 			return err
 		}
-		var st maintenanceStatus
+		var st protocol.MaintenanceStatus
 		raw, err := o.client.get(ctx, "/api/maintenance", nil, &st)
 		if err != nil {
 			return err
@@ -45,7 +35,7 @@ func maintenanceCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 		if _, err := o.parse(rest); err != nil {
 			return err
 		}
-		var st maintenanceStatus
+		var st protocol.MaintenanceStatus
 		raw, err := o.client.post(ctx, "/api/maintenance/exit", nil, &st)
 		if err != nil {
 			return err
@@ -65,7 +55,7 @@ func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr 
 	if *poll <= 0 {
 		return fmt.Errorf("maintenance enter: --poll must be positive, got %s", *poll)
 	}
-	var st maintenanceStatus
+	var st protocol.MaintenanceStatus
 	raw, err := o.client.post(ctx, "/api/maintenance/enter", nil, &st)
 	if err != nil {
 		return err
@@ -85,7 +75,7 @@ func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr 
 			return fmt.Errorf("stopped waiting; the orchestrator stays %s (see pipeweave maintenance status)", st.Mode)
 		case <-time.After(*poll):
 		}
-		st = maintenanceStatus{}
+		st = protocol.MaintenanceStatus{}
 		raw, err = o.client.get(ctx, "/api/maintenance", nil, &st)
 		switch {
 		case ctx.Err() != nil:
@@ -116,7 +106,7 @@ func maintenanceEnterCommand(ctx context.Context, args []string, stdout, stderr 
 }
 
 // printMaintenance prints a maintenance status: the server's JSON, or a few lines.
-func (o *ops) printMaintenance(raw json.RawMessage, st maintenanceStatus) error {
+func (o *ops) printMaintenance(raw json.RawMessage, st protocol.MaintenanceStatus) error {
 	if o.json {
 		return o.printJSON(raw)
 	}

@@ -30,7 +30,7 @@ func TestCLIMaintenance(t *testing.T) {
 	// A run whose extract holds: it is in flight when maintenance is requested.
 	held := s.trigger("docs", map[string]any{"hold": true})
 	s.waitUntil("extract to run", func() bool {
-		var st maintenanceStatus
+		var st protocol.MaintenanceStatus
 		s.api(http.MethodGet, "/api/maintenance", nil, &st)
 		return st.RunningTasks == 1
 	})
@@ -53,7 +53,7 @@ func TestCLIMaintenance(t *testing.T) {
 	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", r.stdout.String(), r.stderr.String())
 	require.Contains(t, r.stdout.String(), "maintenance: nothing in flight")
 
-	var st maintenanceStatus
+	var st protocol.MaintenanceStatus
 	s.cliJSON(&st, "maintenance", "status")
 	require.Equal(t, protocol.MaintenanceOn, st.Mode)
 	require.True(t, st.CanEnterMaintenance)

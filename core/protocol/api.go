@@ -145,6 +145,22 @@ type QueueStatus struct {
 	OldestPending *time.Time `json:"oldestPending"`
 }
 
+// MaintenanceStatus is the answer of GET /api/maintenance and of POST /api/maintenance/enter
+// and /exit (upstream's MaintenanceStatus): the mode, whether maintenance can be (or has been)
+// reached, the runs waiting and in flight, and a sentence.
+type MaintenanceStatus struct {
+	Mode MaintenanceMode `json:"mode"`
+	// CanEnterMaintenance: nothing is in flight (pending runs wait and do not hold maintenance
+	// back).
+	CanEnterMaintenance bool `json:"canEnterMaintenance"`
+	// PendingTasks are runs ready or delayed that wait to be claimed.
+	PendingTasks int64 `json:"pendingTasks"`
+	// RunningTasks are runs in flight: dispatching or running.
+	RunningTasks  int64     `json:"runningTasks"`
+	ModeChangedAt time.Time `json:"modeChangedAt"`
+	Message       string    `json:"message"`
+}
+
 // ProcessSummary says what one bounded batch of /api/process did.
 type ProcessSummary struct {
 	Swept      int   `json:"swept"`

@@ -76,8 +76,8 @@ func CountCompletedRuns(ctx context.Context, db Executor, ids []string) (int64, 
 
 // ListenReady listens, on a connection of its own to pool's database, for the notifications
 // that runs are ready (NotifyReady) and calls onReady for each, until ctx ends or the
-// connection fails.
-func ListenReady(ctx context.Context, pool *pgxpool.Pool, onReady func()) error {
+// connection fails. It calls onListening once the LISTEN is in place.
+func ListenReady(ctx context.Context, pool *pgxpool.Pool, onListening, onReady func()) error {
 	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return interpretError(err)
@@ -86,6 +86,7 @@ func ListenReady(ctx context.Context, pool *pgxpool.Pool, onReady func()) error 
 	if err := queries.ListenReady(ctx, conn); err != nil {
 		return interpretError(err)
 	}
+	onListening()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return interpretError(err)

@@ -157,7 +157,7 @@ func (s *Server) routes() {
 	api("POST /api/dlq/retry-all", s.dlqRetryAll)
 	api("POST /api/dlq/purge", s.dlqPurge)
 	api("POST /api/process", s.process)
-	api("GET /api/maintenance", noArg(s, s.eng.Maintenance))
+	api("GET /api/maintenance", s.maintenance)
 	api("POST /api/maintenance/enter", s.maintenanceEnter)
 	api("POST /api/maintenance/exit", s.maintenanceExit)
 	api("GET /api/pipelines", noArg(s, s.eng.Pipelines))

@@ -10,25 +10,26 @@ import (
 	"github.com/pipeweave/pipeweave/internal/database"
 )
 
-// MaintenanceStatus is upstream's MaintenanceStatus: the mode, whether maintenance can be (or
-// has been) reached, the runs waiting and in flight, and a sentence.
+// MaintenanceStatus is the maintenance status: the mode, whether maintenance can be (or has
+// been) reached, the runs waiting and in flight, and a sentence. The API answers it as
+// protocol.MaintenanceStatus.
 type MaintenanceStatus struct {
-	Mode protocol.MaintenanceMode `json:"mode"`
+	Mode protocol.MaintenanceMode
 	// CanEnterMaintenance: nothing is in flight (pending runs wait and do not hold maintenance
 	// back).
-	CanEnterMaintenance bool `json:"canEnterMaintenance"`
+	CanEnterMaintenance bool
 	// PendingTasks are runs ready or delayed that wait to be claimed.
-	PendingTasks int64 `json:"pendingTasks"`
+	PendingTasks int64
 	// RunningTasks are runs in flight: dispatching or running.
-	RunningTasks  int64     `json:"runningTasks"`
-	ModeChangedAt time.Time `json:"modeChangedAt"`
-	Message       string    `json:"message"`
+	RunningTasks  int64
+	ModeChangedAt time.Time
+	Message       string
 }
 
 // MaintenanceMode is the mode and when it last changed, as /health reports it.
 type MaintenanceMode struct {
-	Mode          protocol.MaintenanceMode `json:"mode"`
-	ModeChangedAt time.Time                `json:"modeChangedAt"`
+	Mode          protocol.MaintenanceMode
+	ModeChangedAt time.Time
 }
 
 // Maintenance reads the maintenance status. Reading it moves waiting_for_maintenance on to

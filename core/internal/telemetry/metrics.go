@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
 // Namespace prefixes every metric name.
@@ -121,7 +123,7 @@ func NewMetrics() *Metrics {
 type LiveCounts func(ctx context.Context) (map[string]int64, error)
 
 // LiveStates are the states the queue depth gauge reports, each one even when it counts 0.
-var LiveStates = []string{"waiting", "pending", "dispatching", "running"}
+var LiveStates = []protocol.TaskRunStatus{protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning}
 
 // scrapeTimeout bounds the query a scrape runs.
 const scrapeTimeout = 2 * time.Second
@@ -152,7 +154,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, st := range LiveStates {
-		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(counts[st]), st)
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(counts[string(st)]), string(st))
 	}
 }
 
