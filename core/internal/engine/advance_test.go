@@ -19,6 +19,18 @@ func TestJoinIsEnabledOnce(t *testing.T) {
 	h.register(t, []protocol.TaskDefinition{{ID: "a", AllowedNext: []string{"b", "c"}}, {ID: "b", AllowedNext: []string{"d"}},
 		{ID: "c", AllowedNext: []string{"d"}}, {ID: "d"}}, protocol.PipelineDefinition{ID: "diamond", EntryTasks: []string{"a"}})
 	ctx := context.Background()
+
+	// One after the other first: d stays waiting until its second predecessor completed.
+	tr, err := h.eng.Trigger(ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	h.succeed(t, h.claimOne(t))
+	h.succeed(t, h.claimOne(t))
+	waiting := `SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND task_id = 'd' AND status = 'waiting'`
+	require.Equal(t, 1, h.count(t, waiting, tr.PipelineRunID), "one predecessor of two does not enable d")
+	h.succeed(t, h.claimOne(t))
+	require.Equal(t, "d", h.claimOne(t).TaskID)
+	h.exec(t, `UPDATE task_runs SET status = 'cancelled', completed_at = now() WHERE task_id = 'd'`)
+
 	for round := range 8 {
 		tr, err := h.eng.Trigger(ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)})
 		require.NoError(t, err)
@@ -27,7 +39,7 @@ func TestJoinIsEnabledOnce(t *testing.T) {
 		branches, err := h.eng.Claim(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, branches, 2, "round %d: b and c", round)
-		require.Equal(t, 1, h.count(t, `SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND task_id = 'd' AND status = 'waiting'`, prun),
+		require.Equal(t, 1, h.count(t, waiting, prun),
 			"round %d: d waits for both", round)
 
 		var wg sync.WaitGroup

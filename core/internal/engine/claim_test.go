@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -14,10 +15,11 @@ import (
 func TestClaimOrdersByPriorityThenAge(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Config{})
-	h.register(t, []protocol.TaskDefinition{{ID: "t"}})
+	h.register(t, []protocol.TaskDefinition{{ID: "t"}, {ID: "u"}})
+	// Spread over two tasks: the order holds across tasks, not only within one.
 	oldLow := h.enqueue(t, "t", 5, 1)[0]
-	newLow := h.enqueue(t, "t", 5, 1)[0]
-	newestHigh := h.enqueue(t, "t", 1, 1)[0]
+	newLow := h.enqueue(t, "u", 5, 1)[0]
+	newestHigh := h.enqueue(t, "u", 1, 1)[0]
 	oldestLast := h.enqueue(t, "t", 9, 1)[0]
 	// Ages set in the database, so that the order does not hang on the enqueue's timing.
 	for id, age := range map[string]string{oldLow: "3 minutes", newLow: "2 minutes", newestHigh: "1 minute", oldestLast: "1 hour"} {
@@ -88,51 +90,60 @@ func TestClaimHonoursMaxConcurrency(t *testing.T) {
 	require.Len(t, again, 1)
 }
 
-// TestConcurrentClaimsNeverShareARun races claimers (as many engine instances would) over one
-// queue, round after round: every run is claimed exactly once, and MAX_CONCURRENCY holds for
-// all of them together.
+// TestConcurrentClaimsNeverShareARun races claimers of two engines (as two instances would) over
+// one queue, round after round: no run is claimed twice, and MAX_CONCURRENCY, when set, holds
+// for all of them together.
 func TestConcurrentClaimsNeverShareARun(t *testing.T) {
 	t.Parallel()
-	const claimers, runs, maxConcurrency = 6, 30, 12
-	h := newHarness(t, Config{MaxConcurrency: maxConcurrency})
-	other, err := New(h.pool, h.eng.keys, h.eng.storage, Config{MaxConcurrency: maxConcurrency}, h.eng.log)
-	require.NoError(t, err)
-	h.register(t, []protocol.TaskDefinition{{ID: "t"}})
-	ctx := context.Background()
-	for round := range 5 {
-		queued := h.enqueue(t, "t", 0, runs)
-		var (
-			mu      sync.Mutex
-			claimed []string
-			errs    []error
-			wg      sync.WaitGroup
-		)
-		for i := range claimers {
-			eng := h.eng
-			if i%2 == 1 {
-				eng = other
+	const claimers, batch, runs = 6, 5, 30
+	for _, maxConcurrency := range []int{0, 12} {
+		t.Run(fmt.Sprintf("max %d", maxConcurrency), func(t *testing.T) {
+			t.Parallel()
+			want := runs // claimers × batch: together they can take every run
+			if maxConcurrency > 0 {
+				want = maxConcurrency
 			}
-			wg.Go(func() {
-				c, err := eng.Claim(ctx, 5)
-				mu.Lock()
-				defer mu.Unlock()
-				errs = append(errs, err)
-				claimed = append(claimed, runIDs(c)...)
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
+			h := newHarness(t, Config{MaxConcurrency: maxConcurrency})
+			other, err := New(h.pool, h.eng.keys, h.eng.storage, Config{MaxConcurrency: maxConcurrency}, h.eng.log)
 			require.NoError(t, err)
-		}
-		require.Len(t, claimed, maxConcurrency, "round %d: the claimers together take MAX_CONCURRENCY runs", round)
-		seen := map[string]bool{}
-		for _, id := range claimed {
-			require.False(t, seen[id], "round %d: run %s claimed twice", round, id)
-			seen[id] = true
-			require.Contains(t, queued, id)
-		}
-		require.Equal(t, maxConcurrency, h.count(t, `SELECT count(*) FROM task_runs WHERE status = 'dispatching'`))
-		// End this round's runs so that the next round starts from nothing in flight.
-		h.exec(t, `UPDATE task_runs SET status = 'cancelled', completed_at = now(), deadline = NULL`)
+			h.register(t, []protocol.TaskDefinition{{ID: "t"}})
+			ctx := context.Background()
+			for round := range 5 {
+				queued := h.enqueue(t, "t", 0, runs)
+				var (
+					mu      sync.Mutex
+					claimed []string
+					errs    []error
+					wg      sync.WaitGroup
+				)
+				for i := range claimers {
+					eng := h.eng
+					if i%2 == 1 {
+						eng = other
+					}
+					wg.Go(func() {
+						c, err := eng.Claim(ctx, batch)
+						mu.Lock()
+						defer mu.Unlock()
+						errs = append(errs, err)
+						claimed = append(claimed, runIDs(c)...)
+					})
+				}
+				wg.Wait()
+				for _, err := range errs {
+					require.NoError(t, err)
+				}
+				seen := map[string]bool{}
+				for _, id := range claimed {
+					require.False(t, seen[id], "round %d: run %s claimed twice", round, id)
+					seen[id] = true
+					require.Contains(t, queued, id)
+				}
+				require.Len(t, claimed, want, "round %d", round)
+				require.Equal(t, want, h.count(t, `SELECT count(*) FROM task_runs WHERE status = 'dispatching'`), "round %d", round)
+				// End this round's runs so that the next round starts from nothing in flight.
+				h.exec(t, `UPDATE task_runs SET status = 'cancelled', completed_at = now(), deadline = NULL`)
+			}
+		})
 	}
 }
