@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -53,4 +54,25 @@ func TestDLQRetryRequeuesOnce(t *testing.T) {
 		require.Equal(t, newRun, h.claimOne(t).RunID)
 		h.succeed(t, Claimed{RunID: newRun, Lease: h.run(t, newRun).Lease})
 	}
+}
+
+// TestPurgeDLQKeepsEntriesUntilTheyAreOld: the retention is measured against Config.Now.
+func TestPurgeDLQKeepsEntriesUntilTheyAreOld(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "t", Retries: ptr(0)}})
+	ctx := context.Background()
+	h.enqueue(t, "t", 0, 1)
+	c := h.claimOne(t)
+	_, err := h.eng.Callback(ctx, WorkerCall{RunID: c.RunID, Lease: &c.Lease}, &protocol.CallbackRequest{Status: protocol.CallbackFailed})
+	require.NoError(t, err)
+
+	n, err := h.eng.PurgeDLQ(ctx, time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n, "an entry younger than the retention stays")
+	h.clock.Advance(2 * time.Hour)
+	n, err = h.eng.PurgeDLQ(ctx, time.Hour)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	require.Zero(t, h.count(t, `SELECT count(*) FROM dlq`))
 }

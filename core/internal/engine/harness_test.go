@@ -32,11 +32,14 @@ func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // harness is an engine on a database of its own, built as the orchestrator builds it, with a
 // local storage backend in a temporary directory and a settable clock. No worker listens at
-// the registered base URL: the tests claim runs and speak for the worker themselves.
+// the registered base URL unless a test sets one: the tests claim runs and speak for the
+// worker themselves.
 type harness struct {
 	eng   *Engine
 	pool  *pgxpool.Pool
 	clock *clock
+	// baseURL is where the registered service's worker listens (default: nowhere).
+	baseURL string
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -53,7 +56,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	eng, err := New(pool, keys, store, cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(eng.Close)
-	return &harness{eng: eng, pool: pool, clock: c}
+	return &harness{eng: eng, pool: pool, clock: c, baseURL: "http://127.0.0.1:9"}
 }
 
 // register registers tasks (and pipelines) of one service.
@@ -65,7 +68,7 @@ func (h *harness) register(t *testing.T, tasks []protocol.TaskDefinition, pipeli
 		}
 	}
 	_, err := h.eng.Register(context.Background(), &protocol.RegisterRequest{ServiceID: "svc", Version: "1",
-		BaseURL: "http://127.0.0.1:9", Tasks: tasks, Pipelines: pipelines}, "")
+		BaseURL: h.baseURL, Tasks: tasks, Pipelines: pipelines}, "")
 	require.NoError(t, err)
 }
 
