@@ -61,7 +61,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 			return fmt.Errorf("take claim lock: %w", err)
 		}
 		rows, err := queries.Claim(ctx, tx, dbsqlc.ClaimParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
-			LeaseMs: lease.Milliseconds()})
+			LeaseMs: lease.Milliseconds(), Now: e.now()})
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}

@@ -186,7 +186,7 @@ const maxRetryAll = 500
 func (e *Engine) PurgeDLQ(ctx context.Context, olderThan time.Duration) (int64, error) {
 	const chunk = 1000
 	return e.deleteChunks(ctx, "dlq entries", func(ctx context.Context) (int64, error) {
-		return queries.PurgeDLQ(ctx, e.db, dbsqlc.PurgeDLQParams{OlderThanMs: olderThan.Milliseconds(), Max: chunk})
+		return queries.PurgeDLQ(ctx, e.db, dbsqlc.PurgeDLQParams{OlderThanMs: olderThan.Milliseconds(), Max: chunk, Now: e.now()})
 	}, chunk, time.Time{})
 }
 

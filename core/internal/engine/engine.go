@@ -65,6 +65,10 @@ type Config struct {
 	// may connect to (WORKER_ALLOWED_NETWORKS); public addresses are always allowed, link-local
 	// and metadata addresses never (package netguard).
 	WorkerAllowedNetworks []netip.Prefix
+	// Now is the time the statements that take one compare deadlines with: claims, the sweep,
+	// failed attempts and the purges (default nil: the database clock). Tests set it to move
+	// time without sleeping.
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -152,6 +156,16 @@ func isNoop(tp trace.TracerProvider) bool {
 		return true
 	}
 	return false
+}
+
+// now is the time for the statements that take one: nil (the database clock) unless Config.Now
+// is set.
+func (e *Engine) now() *time.Time {
+	if e.cfg.Now == nil {
+		return nil
+	}
+	t := e.cfg.Now()
+	return &t
 }
 
 // Ping checks that the database answers.

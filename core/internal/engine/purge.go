@@ -52,16 +52,16 @@ func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, 
 		count *int64
 	}{
 		{"dlq entries", func(ctx context.Context) (int64, error) {
-			return queries.PurgeDLQ(ctx, e.db, dbsqlc.PurgeDLQParams{OlderThanMs: older, Max: chunk})
+			return queries.PurgeDLQ(ctx, e.db, dbsqlc.PurgeDLQParams{OlderThanMs: older, Max: chunk, Now: e.now()})
 		}, &s.DLQ},
 		{"idempotency keys", func(ctx context.Context) (int64, error) {
-			return queries.PurgeIdempotencyKeys(ctx, e.db, dbsqlc.PurgeIdempotencyKeysParams{Max: chunk})
+			return queries.PurgeIdempotencyKeys(ctx, e.db, dbsqlc.PurgeIdempotencyKeysParams{Max: chunk, Now: e.now()})
 		}, &s.IdempotencyKeys},
 		{"runs", func(ctx context.Context) (int64, error) {
-			return queries.PurgeRuns(ctx, e.db, dbsqlc.PurgeRunsParams{OlderThanMs: older, Max: chunk})
+			return queries.PurgeRuns(ctx, e.db, dbsqlc.PurgeRunsParams{OlderThanMs: older, Max: chunk, Now: e.now()})
 		}, &s.Runs},
 		{"pipeline runs", func(ctx context.Context) (int64, error) {
-			return queries.PurgePipelineRuns(ctx, e.db, dbsqlc.PurgePipelineRunsParams{OlderThanMs: older, Max: chunk})
+			return queries.PurgePipelineRuns(ctx, e.db, dbsqlc.PurgePipelineRunsParams{OlderThanMs: older, Max: chunk, Now: e.now()})
 		}, &s.PipelineRuns},
 	}
 	for _, st := range steps {

@@ -55,7 +55,7 @@ func (e *Engine) failAndAdvance(ctx context.Context, f failures) ([]endedAttempt
 // failAttempts applies FailAttempts to f in tx, moving the leases on when bump is true.
 func (e *Engine) failAttempts(ctx context.Context, tx dbtx, f failures, bump bool) ([]endedAttempt, error) {
 	rows, err := queries.FailAttempts(ctx, tx, dbsqlc.FailAttemptsParams{IDs: f.ids, Leases: f.leases, Errors: f.errs,
-		Codes: f.codes, Retryable: f.retry, Bump: bump})
+		Codes: f.codes, Retryable: f.retry, Bump: bump, Now: e.now()})
 	if err != nil {
 		return nil, fmt.Errorf("fail attempts: %w", err)
 	}

@@ -34,7 +34,7 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 	if err := queries.FoldStatusDeltas(ctx, e.db); err != nil {
 		return 0, fmt.Errorf("fold status counts: %w", err)
 	}
-	rows, err := queries.Sweep(ctx, e.db, dbsqlc.SweepParams{Max: limit})
+	rows, err := queries.Sweep(ctx, e.db, dbsqlc.SweepParams{Max: limit, Now: e.now()})
 	if err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}

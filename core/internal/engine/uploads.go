@@ -292,7 +292,7 @@ func (e *Engine) cleanupTempUploads(ctx context.Context, retention time.Duration
 	}
 	_, err := e.deleteChunks(ctx, "upload tombstones", func(ctx context.Context) (int64, error) {
 		return queries.PurgeTempUploadTombstones(ctx, e.db, dbsqlc.PurgeTempUploadTombstonesParams{OlderThanMs: retention.Milliseconds(),
-			Max: chunk})
+			Max: chunk, Now: e.now()})
 	}, chunk, deadline)
 	return n, err
 }
