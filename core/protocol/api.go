@@ -299,3 +299,49 @@ type DLQRetryFailed struct {
 	Code  string `json:"code"`
 	Error string `json:"error"`
 }
+
+// EnqueueRequest is the body of POST /api/queue/task and each item of POST /api/queue/batch:
+// one standalone run.
+type EnqueueRequest struct {
+	TaskID         string          `json:"taskId"`
+	Input          json.RawMessage `json:"input"`
+	Priority       *int            `json:"priority"`
+	Metadata       json.RawMessage `json:"metadata"`
+	IdempotencyKey string          `json:"idempotencyKey"`
+	DelayMs        int64           `json:"delayMs"`
+	// ValidationMode is strict, warn (the default) or none: how the input is checked against
+	// the task's input schema (docs/api.md, Input schemas).
+	ValidationMode string `json:"validationMode"`
+}
+
+// TriggerRequest is the body of POST /api/pipelines/{id}/trigger.
+type TriggerRequest struct {
+	Input       json.RawMessage `json:"input"`
+	FailureMode string          `json:"failureMode"`
+	Priority    *int            `json:"priority"`
+	Metadata    json.RawMessage `json:"metadata"`
+	// ValidationMode is strict, warn (the default) or none: how the input is checked against
+	// every entry task's input schema (docs/api.md, Input schemas).
+	ValidationMode string `json:"validationMode"`
+}
+
+// StoredObject is a stored object as GET /api/storage/{path} shows it: JSON parsed, text as a
+// string, anything else base64 with its content type.
+type StoredObject struct {
+	Path        string `json:"path"`
+	Backend     string `json:"backend"`
+	Content     any    `json:"content"`
+	ContentType string `json:"contentType"`
+	Size        int64  `json:"size"`
+	Encoding    string `json:"encoding"` // json, text or base64
+}
+
+// PurgeSummary counts what one purge deleted: the summary of a dlq-purge invocation.
+type PurgeSummary struct {
+	DLQ             int64 `json:"dlq"`
+	IdempotencyKeys int64 `json:"idempotencyKeys"`
+	Runs            int64 `json:"runs"`
+	PipelineRuns    int64 `json:"pipelineRuns"`
+	TempUploads     int64 `json:"tempUploads"` // expired, unclaimed temporary uploads deleted
+	DurationMs      int64 `json:"durationMs"`
+}

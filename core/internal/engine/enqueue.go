@@ -19,18 +19,8 @@ import (
 // maxDelayMs bounds delayMs (one year).
 const maxDelayMs = 365 * 24 * 3600 * 1000
 
-// EnqueueRequest asks for one standalone run.
-type EnqueueRequest struct {
-	TaskID         string          `json:"taskId"`
-	Input          json.RawMessage `json:"input"`
-	Priority       *int            `json:"priority"`
-	Metadata       json.RawMessage `json:"metadata"`
-	IdempotencyKey string          `json:"idempotencyKey"`
-	DelayMs        int64           `json:"delayMs"`
-	// ValidationMode is strict, warn (the default) or none: how the input is checked against
-	// the task's input schema (inputschema.go).
-	ValidationMode string `json:"validationMode"`
-}
+// EnqueueRequest asks for one standalone run (the wire shape, protocol.EnqueueRequest).
+type EnqueueRequest = protocol.EnqueueRequest
 
 // EnqueueResult is the run an enqueue made or, for a repeated idempotency key, found.
 type EnqueueResult = protocol.EnqueueResult

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 )
 
@@ -19,16 +20,8 @@ const MaxObjectView = 16 << 20
 // ErrTooLarge marks an object too large to return through the API.
 var ErrTooLarge = errors.New("object too large")
 
-// Object is a stored object as the API shows it: JSON parsed, text as a string, anything else
-// base64 with its content type.
-type Object struct {
-	Path        string `json:"path"`
-	Backend     string `json:"backend"`
-	Content     any    `json:"content"`
-	ContentType string `json:"contentType"`
-	Size        int64  `json:"size"`
-	Encoding    string `json:"encoding"` // json, text or base64
-}
+// Object is a stored object as the API shows it (the wire shape, protocol.StoredObject).
+type Object = protocol.StoredObject
 
 // ReadObject reads path from the backend with id backendID (the default one when empty).
 func (e *Engine) ReadObject(ctx context.Context, backendID, path string) (Object, error) {

@@ -196,16 +196,8 @@ func (e *Engine) DryRunPipeline(ctx context.Context, id string) (DryRun, error) 
 	return out, nil
 }
 
-// TriggerRequest is the body of POST /api/pipelines/{id}/trigger.
-type TriggerRequest struct {
-	Input       json.RawMessage `json:"input"`
-	FailureMode string          `json:"failureMode"`
-	Priority    *int            `json:"priority"`
-	Metadata    json.RawMessage `json:"metadata"`
-	// ValidationMode is strict, warn (the default) or none: how the input is checked against
-	// every entry task's input schema (inputschema.go).
-	ValidationMode string `json:"validationMode"`
-}
+// TriggerRequest is the body of a trigger (the wire shape, protocol.TriggerRequest).
+type TriggerRequest = protocol.TriggerRequest
 
 // TriggerResult is the pipeline run a trigger made.
 type TriggerResult = protocol.TriggerResult

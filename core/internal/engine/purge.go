@@ -5,18 +5,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
-// PurgeSummary counts what a purge deleted.
-type PurgeSummary struct {
-	DLQ             int64 `json:"dlq"`
-	IdempotencyKeys int64 `json:"idempotencyKeys"`
-	Runs            int64 `json:"runs"`
-	PipelineRuns    int64 `json:"pipelineRuns"`
-	TempUploads     int64 `json:"tempUploads"` // expired, unclaimed temporary uploads deleted
-	DurationMs      int64 `json:"durationMs"`
-}
+// PurgeSummary counts what a purge deleted (the wire shape, protocol.PurgeSummary).
+type PurgeSummary = protocol.PurgeSummary
 
 // deleteChunks runs del, a delete of at most chunk rows, until it deletes fewer than chunk
 // rows or deadline has passed (zero: no deadline), and returns how many it deleted.
