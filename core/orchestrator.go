@@ -258,12 +258,11 @@ func (o *Orchestrator) CheckSchema(ctx context.Context) error {
 	if o.schemaOK.Load() {
 		return nil
 	}
-	st, err := migrate.Inspect(ctx, o.pool)
-	if err != nil {
-		return fmt.Errorf("check the schema: %w", err)
-	}
-	if err := st.Check(); err != nil {
+	switch err := migrate.Verify(ctx, o.pool); {
+	case errors.Is(err, migrate.ErrSchema):
 		return fmt.Errorf("the database %w", err)
+	case err != nil:
+		return fmt.Errorf("check the schema: %w", err)
 	}
 	o.schemaOK.Store(true)
 	return nil

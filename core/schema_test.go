@@ -59,9 +59,9 @@ func TestSchemaMismatchIsAnsweredUntilMigrated(t *testing.T) {
 	}
 
 	requireRefused("has no PipeWeave schema: run `pipeweave db migrate`")
-	var exists bool
-	require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, migrate.Schema+".schema_migrations").Scan(&exists))
-	require.False(t, exists, "refusing created nothing")
+	st, err = migrate.Inspect(ctx, pool)
+	require.NoError(t, err)
+	require.False(t, st.Exists, "refusing created nothing")
 
 	// A newer binary migrated the database further: refused too, with the version.
 	_, err = migrate.Up(ctx, pool)

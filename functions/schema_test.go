@@ -47,7 +47,7 @@ func TestFunctionsRefuseToStartOnAMissingSchema(t *testing.T) {
 			require.Equal(t, name+": the database has no PipeWeave schema: "+migrate.Fix, out, "one line, and nothing before it")
 		})
 	}
-	var exists bool
-	require.NoError(t, pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, migrate.Schema+".schema_migrations").Scan(&exists))
-	require.False(t, exists, "refusing created nothing")
+	st, err := migrate.Inspect(ctx, pool)
+	require.NoError(t, err)
+	require.False(t, st.Exists, "refusing created nothing")
 }

@@ -97,12 +97,11 @@ func checkSchema(ctx context.Context, url string) error {
 		return err
 	}
 	defer pool.Close()
-	st, err := migrate.Inspect(ctx, pool)
-	if err != nil {
-		return fmt.Errorf("check the schema of the database at %s: %s", dbHost(url), errLine(err))
-	}
-	if err := st.Check(); err != nil {
+	switch err := migrate.Verify(ctx, pool); {
+	case errors.Is(err, migrate.ErrSchema):
 		return fmt.Errorf("the database at %s %w", dbHost(url), err)
+	case err != nil:
+		return fmt.Errorf("check the schema of the database at %s: %s", dbHost(url), errLine(err))
 	}
 	return nil
 }

@@ -58,6 +58,16 @@ func (s State) Check() error {
 	return &schemaError{msg: msg}
 }
 
+// Verify inspects the database's schema and returns nil when it is current, an error wrapping
+// [ErrSchema] when it is not ([State.Check]), or the error of reading it.
+func Verify(ctx context.Context, q Querier) error {
+	st, err := Inspect(ctx, q)
+	if err != nil {
+		return err
+	}
+	return st.Check()
+}
+
 // schemaError is the error of [State.Check]; its message reads after "the database …".
 type schemaError struct{ msg string }
 
