@@ -5,8 +5,9 @@
 //   - the cold start of the api function as a Cloud Run server: from exec of the binary to the
 //     first 200 on GET /health (which needs a database connection);
 //   - the cold start of the api function under the AWS Lambda runtime interface emulator: from
-//     starting aws-lambda-rie to the first answered invocation (a REST API GET /health event),
-//     with the Init Duration the emulator reports for the bootstrap;
+//     starting aws-lambda-rie to the first answered invocation (a REST API GET /health event);
+//   - the same for the heartbeat-sweep function, invoked with an EventBridge scheduled event
+//     (the function links no storage driver);
 //   - the latency of one process invocation (POST / on the process function's server) over
 //     ready tasks dispatched to a no-op worker (it answers 202 at once and calls back after the
 //     invocation), with the durationMs of its summary.
@@ -14,6 +15,9 @@
 // Run it from the repository root:
 //
 //	go run ./functions/internal/coldstart -n 20 -tasks 1000 -rounds 5
+//
+// -bootstraps DIR measures bootstraps built elsewhere (DIR/api, DIR/process,
+// DIR/heartbeat-sweep), for example from an older commit, instead of building this tree's.
 package main
 
 import (
@@ -67,8 +71,8 @@ func main() {
 }
 
 type options struct {
-	n, tasks, rounds int
-	dbURL, rie       string
+	n, tasks, rounds       int
+	dbURL, rie, bootstraps string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -79,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.tasks, "tasks", 1000, "ready tasks for the process invocation (its PROCESS_BATCH_SIZE)")
 	fs.IntVar(&o.rounds, "rounds", 5, "process invocations measured, each over -tasks ready tasks")
 	fs.StringVar(&o.dbURL, "database-url", "", "use this migrated database instead of a private cluster")
+	fs.StringVar(&o.bootstraps, "bootstraps", "", "measure the bootstraps api, process and heartbeat-sweep of this directory instead of building them")
 	fs.StringVar(&o.rie, "rie", "", "aws-lambda-rie binary (default: go install "+rieModule+"/cmd/aws-lambda-rie@"+rieVersion+")")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	fmt.Fprintln(stderr, "coldstart: building the functions and the emulator…")
-	bins, err := build(ctx, work)
+	bins, err := bootstraps(ctx, work, o.bootstraps)
 	if err != nil {
 		return err
 	}
@@ -145,12 +150,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"PIPEWEAVE_INSECURE_NO_AUTH": "1",
 		"WORKER_ALLOWED_NETWORKS":    "127.0.0.0/8,::1/128", // its workers listen on loopback
 	}
-	size := int64(0)
-	if fi, err := os.Stat(bins["api"]); err == nil {
-		size = fi.Size()
+	built := "functions built with CGO_ENABLED=0 -tags lambda.norpc -trimpath -ldflags='-s -w'"
+	if o.bootstraps != "" {
+		built = "bootstraps of " + o.bootstraps
 	}
-	fmt.Fprintf(stdout, "pipeweave coldstart: functions built with CGO_ENABLED=0 -tags lambda.norpc -trimpath -ldflags='-s -w' (api %.1f MB), PostgreSQL %s, serverless defaults (DB_MAX_CONNS 4)\n",
-		float64(size)/1e6, pgVersion)
+	fmt.Fprintf(stdout, "pipeweave coldstart: %s (api %.1f MB, heartbeat-sweep %.1f MB), PostgreSQL %s, serverless defaults (DB_MAX_CONNS 4)\n",
+		built, fileMB(bins["api"]), fileMB(bins["heartbeat-sweep"]), pgVersion)
 
 	cloudRun, err := measure(o.n, func() (time.Duration, error) { return coldStartHTTP(ctx, bins["api"], env) })
 	if err != nil {
@@ -158,11 +163,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "api cold start, Cloud Run style (exec → first 200 on GET /health), n=%d: %s\n", o.n, stats(cloudRun))
 
-	underRIE, err := measure(o.n, func() (time.Duration, error) { return coldStartRIE(ctx, o.rie, bins["api"], env) })
+	underRIE, err := measure(o.n, func() (time.Duration, error) {
+		return coldStartRIE(ctx, o.rie, bins["api"], env, healthEvent, answeredHealth)
+	})
 	if err != nil {
 		return fmt.Errorf("api under the Lambda emulator: %w", err)
 	}
 	fmt.Fprintf(stdout, "api cold start, Lambda emulator (start aws-lambda-rie → first answered API Gateway GET /health), n=%d: %s\n", o.n, stats(underRIE))
+
+	sweep, err := measure(o.n, func() (time.Duration, error) {
+		return coldStartRIE(ctx, o.rie, bins["heartbeat-sweep"], env, scheduledEvent, answeredSweep)
+	})
+	if err != nil {
+		return fmt.Errorf("heartbeat-sweep under the Lambda emulator: %w", err)
+	}
+	fmt.Fprintf(stdout, "heartbeat-sweep cold start, Lambda emulator (start aws-lambda-rie → first answered EventBridge scheduled event), n=%d: %s\n", o.n, stats(sweep))
 
 	lat, dur, summary, err := processLatency(ctx, bins, env, pool, o)
 	if err != nil {
@@ -170,20 +185,53 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "process, one invocation over %d ready tasks (PROCESS_BATCH_SIZE=%d, MAX_CONCURRENCY=0, no-op worker on loopback answering 202), rounds=%d:\n", o.tasks, o.tasks, o.rounds)
 	fmt.Fprintf(stdout, "    latency of POST /: %s\n    summary durationMs: %s\n    last summary: %s\n", stats(lat), stats(dur), summary)
-	fmt.Fprintf(stdout, "reproduce: go run ./functions/internal/coldstart -n %d -tasks %d -rounds %d\n", o.n, o.tasks, o.rounds)
+	reproduce := fmt.Sprintf("go run ./functions/internal/coldstart -n %d -tasks %d -rounds %d", o.n, o.tasks, o.rounds)
+	if o.bootstraps != "" {
+		reproduce += " -bootstraps " + o.bootstraps
+	}
+	fmt.Fprintf(stdout, "reproduce: %s\n", reproduce)
 	return nil
 }
 
-// build builds the api and process functions as they are packaged.
-func build(ctx context.Context, work string) (map[string]string, error) {
-	dir := filepath.Join(work, "bin")
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", dir+string(filepath.Separator),
-		"github.com/pipeweave/pipeweave/functions/api", "github.com/pipeweave/pipeweave/functions/process")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build the functions: %w\n%s", err, out)
+// measured are the functions whose bootstraps are measured.
+var measured = []string{"api", "process", "heartbeat-sweep"}
+
+// bootstraps builds the measured functions as they are packaged, or finds them in from.
+func bootstraps(ctx context.Context, work, from string) (map[string]string, error) {
+	dir := from
+	if dir == "" {
+		dir = filepath.Join(work, "bin")
+		args := []string{"build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", dir + string(filepath.Separator)}
+		for _, f := range measured {
+			args = append(args, "github.com/pipeweave/pipeweave/functions/"+f)
+		}
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build the functions: %w\n%s", err, out)
+		}
 	}
-	return map[string]string{"api": filepath.Join(dir, "api"), "process": filepath.Join(dir, "process")}, nil
+	bins := make(map[string]string, len(measured))
+	for _, f := range measured {
+		abs, err := filepath.Abs(filepath.Join(dir, f))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return nil, fmt.Errorf("bootstrap of %s: %w", f, err)
+		}
+		bins[f] = abs
+	}
+	return bins, nil
+}
+
+// fileMB is the size of a file in MB, 0 when it cannot be read.
+func fileMB(path string) float64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return float64(fi.Size()) / 1e6
 }
 
 // buildRIE installs aws-lambda-rie from a directory outside this module.
@@ -321,9 +369,28 @@ func wait(ctx context.Context, t0 time.Time, c *child) error {
 // healthEvent is a REST API GET /health event.
 const healthEvent = `{"resource":"/{proxy+}","path":"/health","httpMethod":"GET","headers":{"Accept":"application/json","Host":"abcdef1234.execute-api.us-east-1.amazonaws.com"},"multiValueHeaders":{"Accept":["application/json"],"Host":["abcdef1234.execute-api.us-east-1.amazonaws.com"]},"pathParameters":{"proxy":"health"},"requestContext":{"resourcePath":"/{proxy+}","httpMethod":"GET","path":"/prod/health","accountId":"123456789012","stage":"prod","requestId":"5d2c1a7e-0f3b-4c6d-9e8f-1a2b3c4d5e6f","identity":{"sourceIp":"203.0.113.10"},"domainName":"abcdef1234.execute-api.us-east-1.amazonaws.com","apiId":"abcdef1234"},"body":null,"isBase64Encoded":false}`
 
-// coldStartRIE starts the emulator with the api bootstrap and times the first answered
-// invocation.
-func coldStartRIE(ctx context.Context, rie, bootstrap string, env map[string]string) (time.Duration, error) {
+// scheduledEvent is an EventBridge scheduled event, as a schedule invokes heartbeat-sweep.
+const scheduledEvent = `{"version":"0","id":"89d1a02d-5ec7-412e-82f5-13505f849b41","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-02-03T10:17:00Z","region":"us-east-1","resources":["arn:aws:events:us-east-1:123456789012:rule/pipeweave-HeartbeatSweepEveryMinute"],"detail":{}}`
+
+// answeredHealth says whether an invocation's answer is the API Gateway response of a 200.
+func answeredHealth(raw []byte) bool {
+	var answer struct {
+		StatusCode int `json:"statusCode"`
+	}
+	return json.Unmarshal(raw, &answer) == nil && answer.StatusCode == http.StatusOK
+}
+
+// answeredSweep says whether an invocation's answer is a sweep summary.
+func answeredSweep(raw []byte) bool {
+	var answer struct {
+		Swept *int `json:"swept"`
+	}
+	return json.Unmarshal(raw, &answer) == nil && answer.Swept != nil
+}
+
+// coldStartRIE starts the emulator with a bootstrap and times the first invocation with event
+// that answers as ok says.
+func coldStartRIE(ctx context.Context, rie, bootstrap string, env map[string]string, event string, ok func([]byte) bool) (time.Duration, error) {
 	invokePort, err := freeport.Get()
 	if err != nil {
 		return 0, err
@@ -341,15 +408,12 @@ func coldStartRIE(ctx context.Context, rie, bootstrap string, env map[string]str
 	}
 	defer c.stop()
 	for {
-		resp, err := pollClient.Post(url, "application/json", strings.NewReader(healthEvent))
+		resp, err := pollClient.Post(url, "application/json", strings.NewReader(event))
 		if err == nil {
 			raw, rerr := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
 			elapsed := time.Since(t0)
-			var answer struct {
-				StatusCode int `json:"statusCode"`
-			}
-			if rerr != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &answer) != nil || answer.StatusCode != http.StatusOK {
+			if rerr != nil || resp.StatusCode != http.StatusOK || !ok(raw) {
 				return 0, fmt.Errorf("invocation answered %d %s; output:\n%s", resp.StatusCode, raw, c.output())
 			}
 			return elapsed, nil

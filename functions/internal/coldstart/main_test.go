@@ -27,6 +27,7 @@ func TestColdstartRuns(t *testing.T) {
 	for _, want := range []string{
 		"api cold start, Cloud Run style",
 		"api cold start, Lambda emulator",
+		"heartbeat-sweep cold start, Lambda emulator",
 		"process, one invocation over 30 ready tasks",
 		"last summary: claimed 30, dispatched 30, failed 0",
 		"reproduce: go run ./functions/internal/coldstart -n 1 -tasks 30 -rounds 1",
@@ -40,4 +41,5 @@ func TestColdstartRefusesBadFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
 	require.ErrorContains(t, run(context.Background(), []string{"-n", "0"}, &out, &errOut), "at least 1")
 	require.Error(t, run(context.Background(), []string{"-nope"}, &out, &errOut))
+	require.ErrorContains(t, run(context.Background(), []string{"-bootstraps", t.TempDir()}, &out, &errOut), "bootstrap of api")
 }
