@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/internal/wire"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -71,5 +72,5 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.eng.DryRunPipeline(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
+	answer(s, w, r, http.StatusOK, out, err, wire.DryRun)
 }

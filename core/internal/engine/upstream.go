@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -66,7 +67,14 @@ func readSmall(ctx context.Context, b *storage.Backend, key string, limit int64)
 }
 
 // ServiceDetail is a registered service with its task definitions.
-type ServiceDetail = protocol.ServiceDetail
+type ServiceDetail struct {
+	ID           string
+	Version      string
+	BaseURL      string
+	RegisteredAt time.Time
+	UpdatedAt    time.Time
+	Tasks        []Task
+}
 
 // GetService returns a registered service with its tasks (orphaned ones included, with
 // removedInVersion).
