@@ -145,7 +145,7 @@ func (s *Server) routes() {
 	api("GET /api/services", noArg(s, s.eng.Services, wire.Services))
 	api("GET /api/services/{id}/tasks", byID(s, s.eng.ServiceTasks, wire.Tasks))
 	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory, wire.History))
-	api("GET /api/tasks/{id}/input-schema", byID(s, s.eng.TaskInputSchema, same))
+	api("GET /api/tasks/{id}/input-schema", byID(s, s.eng.TaskInputSchema, wire.InputSchemaInfo))
 	api("POST /api/tasks/{id}/validate-input", s.validateInput)
 	api("POST /api/queue/task", s.enqueueOne)
 	api("POST /api/queue/batch", s.enqueueBatch)
@@ -261,9 +261,6 @@ func noArg[T, W any](s *Server, read func(context.Context) (T, error), toWire fu
 		answer(s, w, r, http.StatusOK, out, err, toWire)
 	}
 }
-
-// same is the wire shape of an answer the engine already gives in it.
-func same[T any](v T) T { return v }
 
 // answer answers toWire(v) with status, or err with the status its kind calls for.
 func answer[T, W any](s *Server, w http.ResponseWriter, r *http.Request, status int, v T, err error, toWire func(T) W) {

@@ -46,7 +46,7 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 // storageBackends lists the storage backends: ids, providers, endpoints, buckets, regions,
 // never credentials.
 func (s *Server) storageBackends(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.eng.StorageBackends())
+	writeJSON(w, http.StatusOK, wire.StorageBackends(s.eng.StorageBackends()))
 }
 
 // dryRunRequest is upstream's DryRunRequest: {input}, where input may be anything. The plan

@@ -9,6 +9,8 @@
 package wire
 
 import (
+	"encoding/json"
+
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
@@ -151,6 +153,30 @@ func TempUploadInfo(u engine.TempUploadInfo) protocol.TempUploadInfo {
 // TempUploadStats is the upload counts' wire shape.
 func TempUploadStats(s engine.TempUploadStats) protocol.TempUploadStats {
 	return protocol.TempUploadStats(s)
+}
+
+// InputSchemaInfo is a task's input schemas' wire shape: each null when the task has none.
+func InputSchemaInfo(i engine.InputSchemaInfo) protocol.InputSchemaInfo {
+	out := protocol.InputSchemaInfo{TaskID: i.TaskID, HasSchema: i.Schema != nil || i.JSONSchema != nil,
+		Schema: i.Schema, JSONSchema: i.JSONSchema}
+	if out.Schema == nil {
+		out.Schema = json.RawMessage("null")
+	}
+	if out.JSONSchema == nil {
+		out.JSONSchema = json.RawMessage("null")
+	}
+	return out
+}
+
+// ValidateInputResult is an input validation's wire shape.
+func ValidateInputResult(r engine.ValidateInputResult) protocol.ValidateInputResult {
+	return protocol.ValidateInputResult(r)
+}
+
+// StorageBackends are the storage backends' wire shape.
+func StorageBackends(b engine.StorageBackends) protocol.StorageBackends {
+	return protocol.StorageBackends{Default: b.Default,
+		Backends: list(b.Backends, func(b engine.StorageBackend) protocol.StorageBackend { return protocol.StorageBackend(b) })}
 }
 
 // The requests of the API.

@@ -124,6 +124,9 @@ func TestConvertersCarryEveryField(t *testing.T) {
 		"TempUpload":          converts(wire.TempUpload),
 		"TempUploadInfo":      converts(wire.TempUploadInfo),
 		"TempUploadStats":     converts(wire.TempUploadStats),
+		"InputSchemaInfo":     converts(wire.InputSchemaInfo),
+		"ValidateInputResult": converts(wire.ValidateInputResult),
+		"StorageBackends":     converts(wire.StorageBackends),
 		"FromEnqueueRequests": converts(wire.FromEnqueueRequests),
 		"FromTriggerRequest":  converts(wire.FromTriggerRequest),
 	} {
