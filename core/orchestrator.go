@@ -22,14 +22,16 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/api"
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
+	"github.com/pipeweave/pipeweave/core/internal/wire"
 	"github.com/pipeweave/pipeweave/core/migrate"
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/testsignal"
 )
 
 // Summary says what one bounded batch did: {swept, claimed, dispatched, failed, durationMs}.
-type Summary = engine.ProcessSummary
+type Summary = protocol.ProcessSummary
 
 // Orchestrator is one instance of the orchestrator. Any number of instances may share one
 // database.
@@ -274,11 +276,12 @@ func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
 	if err := o.CheckSchema(ctx); err != nil {
 		return Summary{}, err
 	}
-	return o.eng.Process(ctx, o.cfg.ProcessBatchSize, o.cfg.ProcessTimeBudget)
+	s, err := o.eng.Process(ctx, o.cfg.ProcessBatchSize, o.cfg.ProcessTimeBudget)
+	return wire.ProcessSummary(s), err
 }
 
 // PurgeSummary counts what a purge deleted.
-type PurgeSummary = engine.PurgeSummary
+type PurgeSummary = protocol.PurgeSummary
 
 // Purge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS, expired
 // idempotency keys, and expired temporary uploads that no run claimed (object and record), in
@@ -287,7 +290,8 @@ func (o *Orchestrator) Purge(ctx context.Context, budget time.Duration) (PurgeSu
 	if err := o.CheckSchema(ctx); err != nil {
 		return PurgeSummary{}, err
 	}
-	return o.eng.Purge(ctx, o.cfg.DLQRetention, 1000, budget)
+	s, err := o.eng.Purge(ctx, o.cfg.DLQRetention, 1000, budget)
+	return wire.PurgeSummary(s), err
 }
 
 // Sweep ends attempts whose heartbeat deadline, timeout or dispatch lease passed.

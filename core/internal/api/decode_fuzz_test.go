@@ -10,7 +10,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -30,16 +29,16 @@ var decoderCases = []decoderCase{
 		caps: func(s *Server, w http.ResponseWriter, v any) bool {
 			return s.registrationTooBig(w, v.(*protocol.RegisterRequest))
 		}},
-	{name: "queue/task", value: func() any { return new(engine.EnqueueRequest) }},
+	{name: "queue/task", value: func() any { return new(protocol.EnqueueRequest) }},
 	{name: "queue/batch", value: func() any {
 		return new(struct {
-			Tasks          []engine.EnqueueRequest `json:"tasks"`
-			ValidationMode string                  `json:"validationMode"`
+			Tasks          []protocol.EnqueueRequest `json:"tasks"`
+			ValidationMode string                    `json:"validationMode"`
 		})
 	}, caps: func(s *Server, w http.ResponseWriter, v any) bool {
 		b := v.(*struct {
-			Tasks          []engine.EnqueueRequest `json:"tasks"`
-			ValidationMode string                  `json:"validationMode"`
+			Tasks          []protocol.EnqueueRequest `json:"tasks"`
+			ValidationMode string                    `json:"validationMode"`
 		})
 		return s.batchTooBig(w, len(b.Tasks))
 	}},
@@ -57,7 +56,7 @@ var decoderCases = []decoderCase{
 		caps: func(_ *Server, w http.ResponseWriter, v any) bool {
 			return tooLong(w, "DESCRIPTION_TOO_LONG", "description", v.(*protocol.PipelineDefinition).Description, MaxDescriptionBytes)
 		}},
-	{name: "pipelines/trigger", value: func() any { return new(engine.TriggerRequest) }},
+	{name: "pipelines/trigger", value: func() any { return new(protocol.TriggerRequest) }},
 	{name: "pipelines/dry-run", value: func() any { return new(dryRunRequest) }},
 	{name: "maintenance", strict: true, value: func() any { return new(maintenanceCommand) }},
 	{name: "validate-input", value: func() any {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"github.com/pipeweave/pipeweave/core/internal/wire"
 )
 
 // validationFailed answers an input refused in validationMode strict, as upstream does:
@@ -47,5 +48,5 @@ func (s *Server) validateInput(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.eng.ValidateTaskInput(r.Context(), r.PathValue("id"), req.Input)
-	s.reply(w, r, http.StatusOK, res, err)
+	answer(s, w, r, http.StatusOK, res, err, wire.ValidateInputResult)
 }

@@ -8,24 +8,16 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pipeweave/pipeweave/core/internal/engine"
-	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/internal/wire"
 )
 
 // maintenanceCommand is the body of POST /api/maintenance/enter and /exit: nothing, or {}.
 type maintenanceCommand struct{}
 
-// maintenanceStatus is the one conversion of the engine's maintenance status into its wire
-// shape.
-func maintenanceStatus(st engine.MaintenanceStatus) protocol.MaintenanceStatus {
-	return protocol.MaintenanceStatus{Mode: st.Mode, CanEnterMaintenance: st.CanEnterMaintenance, PendingTasks: st.PendingTasks,
-		RunningTasks: st.RunningTasks, ModeChangedAt: st.ModeChangedAt, Message: st.Message}
-}
-
 // maintenance serves GET /api/maintenance.
 func (s *Server) maintenance(w http.ResponseWriter, r *http.Request) {
 	st, err := s.eng.Maintenance(r.Context())
-	s.reply(w, r, http.StatusOK, maintenanceStatus(st), err)
+	answer(s, w, r, http.StatusOK, st, err, wire.MaintenanceStatus)
 }
 
 // maintenanceEnter serves POST /api/maintenance/enter: running → waiting_for_maintenance (or
@@ -35,7 +27,7 @@ func (s *Server) maintenanceEnter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.eng.EnterMaintenance(r.Context())
-	s.reply(w, r, http.StatusOK, maintenanceStatus(st), err)
+	answer(s, w, r, http.StatusOK, st, err, wire.MaintenanceStatus)
 }
 
 // maintenanceExit serves POST /api/maintenance/exit: waiting_for_maintenance or maintenance →
@@ -50,7 +42,7 @@ func (s *Server) maintenanceExit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Ready(r.Context())
-	writeJSON(w, http.StatusOK, maintenanceStatus(st))
+	writeJSON(w, http.StatusOK, wire.MaintenanceStatus(st))
 }
 
 // decodeOptional accepts an empty body or an empty JSON object; anything else is a 400.

@@ -21,6 +21,7 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/internal/ui"
+	"github.com/pipeweave/pipeweave/core/internal/wire"
 	"github.com/pipeweave/pipeweave/core/migrate"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
@@ -44,7 +45,7 @@ type Options struct {
 	// a DLQ retry). Standalone mode wakes its loop; serverless mode dispatches inline.
 	Ready func(ctx context.Context)
 	// Process runs one bounded batch for POST /api/process.
-	Process func(ctx context.Context) (engine.ProcessSummary, error)
+	Process func(ctx context.Context) (protocol.ProcessSummary, error)
 	// Schema checks the database's schema (nil when current; remembered by the caller). While
 	// it returns an error wrapping migrate.ErrSchema, /api/ requests get 503 SCHEMA_MISMATCH
 	// and /health 503 with the error. Nil skips the check.
@@ -141,18 +142,18 @@ func (s *Server) routes() {
 	handle("POST /api/idempotency/check", http.HandlerFunc(s.idempotencyCheck))
 	// Public API: API keys when configured.
 	api := func(pattern string, h http.HandlerFunc) { handle(pattern, s.requireKey(authenticated(h))) }
-	api("GET /api/services", noArg(s, s.eng.Services))
-	api("GET /api/services/{id}/tasks", byID(s, s.eng.ServiceTasks))
-	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory))
-	api("GET /api/tasks/{id}/input-schema", byID(s, s.eng.TaskInputSchema))
+	api("GET /api/services", noArg(s, s.eng.Services, wire.Services))
+	api("GET /api/services/{id}/tasks", byID(s, s.eng.ServiceTasks, wire.Tasks))
+	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory, wire.History))
+	api("GET /api/tasks/{id}/input-schema", byID(s, s.eng.TaskInputSchema, wire.InputSchemaInfo))
 	api("POST /api/tasks/{id}/validate-input", s.validateInput)
 	api("POST /api/queue/task", s.enqueueOne)
 	api("POST /api/queue/batch", s.enqueueBatch)
-	api("GET /api/queue/status", noArg(s, s.eng.QueueStatus))
+	api("GET /api/queue/status", noArg(s, s.eng.QueueStatus, wire.QueueStatus))
 	api("GET /api/queue/items", s.queueItems)
-	api("GET /api/task-runs/{id}", byID(s, s.eng.GetRun))
+	api("GET /api/task-runs/{id}", byID(s, s.eng.GetRun, wire.Run))
 	api("GET /api/dlq", s.dlqList)
-	api("GET /api/dlq/{id}", byID(s, s.eng.GetDLQ))
+	api("GET /api/dlq/{id}", byID(s, s.eng.GetDLQ, wire.DLQEntry))
 	api("POST /api/dlq/{id}/retry", s.dlqRetry)
 	api("POST /api/dlq/retry-all", s.dlqRetryAll)
 	api("POST /api/dlq/purge", s.dlqPurge)
@@ -160,24 +161,24 @@ func (s *Server) routes() {
 	api("GET /api/maintenance", s.maintenance)
 	api("POST /api/maintenance/enter", s.maintenanceEnter)
 	api("POST /api/maintenance/exit", s.maintenanceExit)
-	api("GET /api/pipelines", noArg(s, s.eng.Pipelines))
-	api("GET /api/pipelines/{id}", byID(s, s.eng.GetPipeline))
+	api("GET /api/pipelines", noArg(s, s.eng.Pipelines, wire.Pipelines))
+	api("GET /api/pipelines/{id}", byID(s, s.eng.GetPipeline, wire.Pipeline))
 	api("PUT /api/pipelines/{id}", s.putPipeline)
 	api("POST /api/pipelines/{id}/trigger", s.trigger)
 	api("POST /api/pipelines/{id}/dry-run", s.dryRun)
 	api("GET /api/runs", s.runs)
 	api("GET /api/storage/{path...}", s.object)
-	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun))
-	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun))
+	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun, wire.PipelineRun))
+	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun, wire.PipelineRun))
 	api("POST "+uploadPath, s.uploadTemp)
-	api("GET "+uploadPath+"/{id}", byID(s, s.eng.GetTempUpload))
+	api("GET "+uploadPath+"/{id}", byID(s, s.eng.GetTempUpload, wire.TempUploadInfo))
 	api("DELETE "+uploadPath+"/{id}", s.deleteTempUpload)
-	api("GET /api/upload/stats", noArg(s, s.eng.TempUploadStats))
+	api("GET /api/upload/stats", noArg(s, s.eng.TempUploadStats, wire.TempUploadStats))
 	api("GET /metrics", s.metrics)
 	// Upstream's routes (packages/orchestrator/src/routes), see upstream.go.
 	api("GET /api/info", s.info)
 	api("POST /api/tick", s.process)
-	api("GET /api/services/{id}", byID(s, s.eng.GetService))
+	api("GET /api/services/{id}", byID(s, s.eng.GetService, wire.ServiceDetail))
 	api("GET /api/storage/backends", s.storageBackends)
 	// The web dashboard: not part of the API (no API key for the page itself; its calls carry one).
 	s.mux.Handle("GET "+ui.Prefix, ui.Handler())
@@ -244,20 +245,30 @@ func (s *Server) schemaMatches(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// byID serves a read of the object named by the path's {id}.
-func byID[T any](s *Server, read func(context.Context, string) (T, error)) http.HandlerFunc {
+// byID serves a read of the object named by the path's {id}, answered in its wire shape
+// (toWire, from package wire).
+func byID[T, W any](s *Server, read func(context.Context, string) (T, error), toWire func(T) W) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		out, err := read(r.Context(), r.PathValue("id"))
-		s.reply(w, r, http.StatusOK, out, err)
+		answer(s, w, r, http.StatusOK, out, err, toWire)
 	}
 }
 
-// noArg serves a read that takes no argument.
-func noArg[T any](s *Server, read func(context.Context) (T, error)) http.HandlerFunc {
+// noArg serves a read that takes no argument, answered in its wire shape.
+func noArg[T, W any](s *Server, read func(context.Context) (T, error), toWire func(T) W) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		out, err := read(r.Context())
-		s.reply(w, r, http.StatusOK, out, err)
+		answer(s, w, r, http.StatusOK, out, err, toWire)
 	}
+}
+
+// answer answers toWire(v) with status, or err with the status its kind calls for.
+func answer[T, W any](s *Server, w http.ResponseWriter, r *http.Request, status int, v T, err error, toWire func(T) W) {
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, status, toWire(v))
 }
 
 // reply answers v with status, or err with the status its kind calls for.
@@ -455,11 +466,11 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {
-	var req engine.EnqueueRequest
+	var req protocol.EnqueueRequest
 	if !s.decode(w, r, &req) {
 		return
 	}
-	res, created, err := s.eng.Enqueue(r.Context(), []engine.EnqueueRequest{req})
+	res, created, err := s.eng.Enqueue(r.Context(), []engine.EnqueueRequest{wire.FromEnqueueRequest(req)})
 	if err != nil {
 		if !validationFailed(w, err, false) {
 			s.fail(w, r, err)
@@ -471,12 +482,12 @@ func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 		s.opts.Ready(r.Context())
 	}
-	writeJSON(w, status, res[0])
+	writeJSON(w, status, wire.EnqueueResults(res)[0])
 }
 
 func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Tasks []engine.EnqueueRequest `json:"tasks"`
+		Tasks []protocol.EnqueueRequest `json:"tasks"`
 		// ValidationMode applies to the tasks that name none.
 		ValidationMode string `json:"validationMode"`
 	}
@@ -492,7 +503,7 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 			req.Tasks[i].ValidationMode = req.ValidationMode
 		}
 	}
-	res, created, err := s.eng.Enqueue(r.Context(), req.Tasks)
+	res, created, err := s.eng.Enqueue(r.Context(), wire.FromEnqueueRequests(req.Tasks))
 	if err != nil {
 		if !validationFailed(w, err, true) {
 			s.fail(w, r, err)
@@ -510,7 +521,7 @@ func (s *Server) enqueueBatch(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 		s.opts.Ready(r.Context())
 	}
-	writeJSON(w, status, map[string]any{"queued": queued, "results": res})
+	writeJSON(w, status, map[string]any{"queued": queued, "results": wire.EnqueueResults(res)})
 }
 
 // limitParam reads ?limit=; a non-number is a 400.
@@ -534,7 +545,7 @@ func (s *Server) queueItems(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	page, err := s.eng.ListRuns(r.Context(), engine.RunFilter{Status: q.Get("status"), TaskID: q.Get("taskId"), Cursor: q.Get("cursor"), Limit: limit})
-	s.reply(w, r, http.StatusOK, page, err)
+	answer(s, w, r, http.StatusOK, page, err, wire.RunPage)
 }
 
 func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
@@ -546,7 +557,7 @@ func (s *Server) dlqList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	page, err := s.eng.ListDLQ(r.Context(), engine.DLQFilter{TaskID: q.Get("taskId"), PipelineID: q.Get("pipelineId"),
 		State: q.Get("state"), Cursor: q.Get("cursor"), Limit: limit})
-	s.reply(w, r, http.StatusOK, page, err)
+	answer(s, w, r, http.StatusOK, page, err, wire.DLQPage)
 }
 
 func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
@@ -556,7 +567,7 @@ func (s *Server) dlqRetry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Ready(r.Context())
-	writeJSON(w, http.StatusCreated, res)
+	writeJSON(w, http.StatusCreated, wire.DLQRetryResult(res))
 }
 
 // retryAllRequest narrows a bulk DLQ retry; empty fields match every entry.
@@ -583,7 +594,7 @@ func (s *Server) dlqRetryAll(w http.ResponseWriter, r *http.Request) {
 	if res.Retried > 0 {
 		s.opts.Ready(r.Context())
 	}
-	writeJSON(w, http.StatusOK, res)
+	writeJSON(w, http.StatusOK, wire.RetryAllResult(res))
 }
 
 // purgeRequest names the age past which DLQ entries are deleted: "7d", "36h", "90m".
@@ -642,7 +653,7 @@ func (s *Server) putPipeline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.eng.PutPipeline(r.Context(), r.PathValue("id"), def)
-	s.reply(w, r, http.StatusOK, out, err)
+	answer(s, w, r, http.StatusOK, out, err, wire.Pipeline)
 }
 
 func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
@@ -652,7 +663,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !s.decode(w, r, &raw) {
 		return
 	}
-	var req engine.TriggerRequest
+	var req protocol.TriggerRequest
 	if len(raw) > 0 {
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(raw, &fields) != nil {
@@ -675,7 +686,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res, err := s.eng.Trigger(r.Context(), r.PathValue("id"), req)
+	res, err := s.eng.Trigger(r.Context(), r.PathValue("id"), wire.FromTriggerRequest(req))
 	if err != nil {
 		if !validationFailed(w, err, false) {
 			s.fail(w, r, err)
@@ -683,7 +694,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Ready(r.Context())
-	writeJSON(w, http.StatusCreated, res)
+	writeJSON(w, http.StatusCreated, wire.TriggerResult(res))
 }
 
 func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
@@ -695,7 +706,7 @@ func (s *Server) runs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	page, err := s.eng.ListPipelineRuns(r.Context(), engine.RunsFilter{PipelineID: q.Get("pipelineId"), Status: q.Get("status"),
 		Cursor: q.Get("cursor"), Limit: limit})
-	s.reply(w, r, http.StatusOK, page, err)
+	answer(s, w, r, http.StatusOK, page, err, wire.PipelineRunPage)
 }
 
 func (s *Server) idempotencyCheck(w http.ResponseWriter, r *http.Request) {
@@ -710,5 +721,5 @@ func (s *Server) idempotencyCheck(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) object(w http.ResponseWriter, r *http.Request) {
 	obj, err := s.eng.ReadObject(r.Context(), r.URL.Query().Get("backend"), r.PathValue("path"))
-	s.reply(w, r, http.StatusOK, obj, err)
+	answer(s, w, r, http.StatusOK, obj, err, wire.Object)
 }

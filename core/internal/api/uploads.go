@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"github.com/pipeweave/pipeweave/core/internal/wire"
 )
 
 // uploadPath is the route of temporary uploads, whose body cap is MaxUploadBytes (plus
@@ -107,7 +108,7 @@ func (s *Server) uploadTemp(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.eng.StoreTempUpload(r.Context(), engine.UploadFile{Filename: file.FileName(), MimeType: file.Header.Get("Content-Type"),
 		Body: file, MaxBytes: s.opts.MaxUploadBytes, Rest: rest})
-	s.reply(w, r, http.StatusCreated, res, err)
+	answer(s, w, r, http.StatusCreated, res, err, wire.TempUpload)
 }
 
 func (s *Server) deleteTempUpload(w http.ResponseWriter, r *http.Request) {

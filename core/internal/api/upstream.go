@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/pipeweave/pipeweave/core/internal/wire"
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
@@ -45,7 +46,7 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 // storageBackends lists the storage backends: ids, providers, endpoints, buckets, regions,
 // never credentials.
 func (s *Server) storageBackends(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.eng.StorageBackends())
+	writeJSON(w, http.StatusOK, wire.StorageBackends(s.eng.StorageBackends()))
 }
 
 // dryRunRequest is upstream's DryRunRequest: {input}, where input may be anything. The plan
@@ -71,5 +72,5 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.eng.DryRunPipeline(r.Context(), r.PathValue("id"))
-	s.reply(w, r, http.StatusOK, out, err)
+	answer(s, w, r, http.StatusOK, out, err, wire.DryRun)
 }

@@ -19,17 +19,19 @@ type taskInfo struct {
 	SchemaHash string
 }
 
-// Node is one task of a pipeline's structure, as stored in a run's snapshot.
+// Node is one task of a pipeline's structure, as stored in a run's snapshot. It is the wire
+// shape on purpose: the snapshot is stored as JSON in that shape and GET /api/runs/{id} serves
+// it as stored, so the engine writes and reads nodes as the API shows them.
 type Node = protocol.PipelineNode
 
 // Graph is a pipeline's structure: the tasks reachable from its entry tasks through allowedNext.
 type Graph struct {
-	EntryTasks []string         `json:"entryTasks"`
-	Tasks      map[string]*Node `json:"tasks"`
+	EntryTasks []string
+	Tasks      map[string]*Node
 	// Missing lists the tasks named (as entries or in allowedNext) that are not registered.
-	Missing []string `json:"-"`
+	Missing []string
 	// Cycle is one cycle, its first task repeated at the end; nil when there is none.
-	Cycle []string `json:"-"`
+	Cycle []string
 }
 
 // buildGraph walks from entries through the registered tasks. Edges into an entry task do not
@@ -172,7 +174,12 @@ func (g *Graph) levels() map[string]int {
 }
 
 // PlanStep is one step of a dry run's execution plan.
-type PlanStep = protocol.PlanStep
+type PlanStep struct {
+	Step     int
+	Tasks    []string
+	Type     string // entry, parallel, join or end
+	WaitsFor []string
+}
 
 // plan orders an acyclic graph into steps by depth: the entry tasks, then per depth one step for
 // the tasks that follow a single predecessor ("parallel", or "end" when the last ones have no

@@ -21,7 +21,11 @@ type DLQFilter struct {
 }
 
 // DLQPage is one page of the DLQ with the number of entries the filter matches.
-type DLQPage = protocol.DLQPage
+type DLQPage struct {
+	Items      []DLQEntry
+	Total      int64
+	NextCursor string
+}
 
 // ListDLQ lists dead letter entries, newest first, with each entry's input inline when it is
 // small (see inlineInputs) and the number of entries the filter matches.
@@ -135,16 +139,37 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 }
 
 // DLQRetryResult is the run a DLQ retry queued.
-type DLQRetryResult = protocol.DLQRetryResult
+type DLQRetryResult struct {
+	NewRunID    string
+	RunID       string
+	Status      string // "queued", as upstream answers
+	CodeVersion int
+	TaskID      string
+	InputPath   string
+}
 
 // RetryAllResult reports a bulk DLQ retry.
-type RetryAllResult = protocol.RetryAllResult
+type RetryAllResult struct {
+	Retried int
+	Runs    []DLQRetried
+	Failed  []DLQRetryFailed
+	// More is true when entries matching the filter were left for another call.
+	More bool
+}
 
 // DLQRetried pairs a retried DLQ entry with the run that retries it.
-type DLQRetried = protocol.DLQRetried
+type DLQRetried struct {
+	DLQID  string
+	RunID  string
+	TaskID string
+}
 
 // DLQRetryFailed is an entry a bulk retry could not retry, with the reason.
-type DLQRetryFailed = protocol.DLQRetryFailed
+type DLQRetryFailed struct {
+	DLQID string
+	Code  string
+	Error string
+}
 
 // RetryAllDLQ retries, oldest first, up to limit entries not retried yet of task taskID and
 // pipeline pipelineID ("" = any), each in its own transaction like RetryDLQ. An entry another

@@ -19,11 +19,32 @@ import (
 // maxDelayMs bounds delayMs (one year).
 const maxDelayMs = 365 * 24 * 3600 * 1000
 
-// EnqueueRequest asks for one standalone run (the wire shape, protocol.EnqueueRequest).
-type EnqueueRequest = protocol.EnqueueRequest
+// EnqueueRequest asks for one standalone run (the API decodes it from protocol.EnqueueRequest).
+type EnqueueRequest struct {
+	TaskID         string
+	Input          json.RawMessage
+	Priority       *int
+	Metadata       json.RawMessage
+	IdempotencyKey string
+	DelayMs        int64
+	// ValidationMode is strict, warn (the default) or none: how the input is checked against
+	// the task's input schema (docs/api.md, Input schemas).
+	ValidationMode string
+}
 
 // EnqueueResult is the run an enqueue made or, for a repeated idempotency key, found.
-type EnqueueResult = protocol.EnqueueResult
+type EnqueueResult struct {
+	RunID string
+	// Status is the run's status: "pending" for a new run (as upstream's queue manager answers),
+	// the first run's current status for a repeated idempotency key.
+	Status       protocol.TaskRunStatus
+	TaskID       string
+	InputPath    string
+	Deduplicated bool
+	// ValidationWarnings are the input's violations of the task's schema, by task id, in
+	// validationMode warn (nil when there are none).
+	ValidationWarnings protocol.ValidationErrors
+}
 
 type enqueueTask struct {
 	priority, ttl, codeVersion int

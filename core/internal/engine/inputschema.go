@@ -254,39 +254,52 @@ func (e *Engine) checkTriggerInput(ctx context.Context, mode string, input json.
 	return found, nil
 }
 
+// InputSchemaInfo is what a task registered of input schemas: the field-list schema and the
+// JSON Schema, each nil when the task has none.
+type InputSchemaInfo struct {
+	TaskID     string
+	Schema     json.RawMessage
+	JSONSchema json.RawMessage
+}
+
 // TaskInputSchema returns the schemas a task registered.
-func (e *Engine) TaskInputSchema(ctx context.Context, taskID string) (protocol.InputSchemaInfo, error) {
+func (e *Engine) TaskInputSchema(ctx context.Context, taskID string) (InputSchemaInfo, error) {
 	found, err := e.readTaskSchemas(ctx, []string{taskID})
 	if err != nil {
-		return protocol.InputSchemaInfo{}, err
+		return InputSchemaInfo{}, err
 	}
 	s, ok := found[taskID]
 	if !ok {
-		return protocol.InputSchemaInfo{}, notFound("TASK_NOT_FOUND", "task %q is not registered", taskID)
+		return InputSchemaInfo{}, notFound("TASK_NOT_FOUND", "task %q is not registered", taskID)
 	}
-	info := protocol.InputSchemaInfo{TaskID: taskID, Schema: s.form, JSONSchema: s.json}
-	info.HasSchema = !inputschema.Empty(s.form) || !inputschema.Empty(s.json)
-	if inputschema.Empty(s.form) {
-		info.Schema = json.RawMessage("null")
+	info := InputSchemaInfo{TaskID: taskID}
+	if !inputschema.Empty(s.form) {
+		info.Schema = s.form
 	}
-	if inputschema.Empty(s.json) {
-		info.JSONSchema = json.RawMessage("null")
+	if !inputschema.Empty(s.json) {
+		info.JSONSchema = s.json
 	}
 	return info, nil
 }
 
+// ValidateInputResult says whether an input satisfies a task's schemas, and if not how not.
+type ValidateInputResult struct {
+	Valid  bool
+	Errors []protocol.ValidationError
+}
+
 // ValidateTaskInput checks an input against a task's schemas without running anything; a
 // task without a schema accepts every input.
-func (e *Engine) ValidateTaskInput(ctx context.Context, taskID string, input json.RawMessage) (protocol.ValidateInputResult, error) {
+func (e *Engine) ValidateTaskInput(ctx context.Context, taskID string, input json.RawMessage) (ValidateInputResult, error) {
 	found, err := e.readTaskSchemas(ctx, []string{taskID})
 	if err != nil {
-		return protocol.ValidateInputResult{}, err
+		return ValidateInputResult{}, err
 	}
 	s, ok := found[taskID]
 	if !ok {
-		return protocol.ValidateInputResult{}, notFound("TASK_NOT_FOUND", "task %q is not registered", taskID)
+		return ValidateInputResult{}, notFound("TASK_NOT_FOUND", "task %q is not registered", taskID)
 	}
-	res := protocol.ValidateInputResult{Valid: true, Errors: []protocol.ValidationError{}}
+	res := ValidateInputResult{Valid: true, Errors: []protocol.ValidationError{}}
 	if v := e.compiled(taskID, s); v != nil {
 		if errs := v.Validate(input); len(errs) > 0 {
 			res.Valid, res.Errors = false, errs

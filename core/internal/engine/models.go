@@ -3,13 +3,42 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
-// Run is a task run as the API shows it.
-type Run = protocol.TaskRun
+// Run is a task run (the API answers it as protocol.TaskRun).
+type Run struct {
+	ID               string
+	TaskID           string
+	PipelineRunID    string
+	Status           protocol.TaskRunStatus
+	Attempt          int
+	Priority         int
+	Error            *string
+	ErrorCode        *string
+	PreviousAttempts []protocol.Attempt
+	CodeVersion      int
+	CodeHash         string
+	InputPath        string
+	OutputPath       *string
+	OutputSize       *int64
+	Assets           map[string]protocol.Asset
+	LogsPath         *string
+	SelectedNext     []string
+	Progress         *int
+	ProgressMessage  string
+	Metadata         json.RawMessage
+	IdempotencyKey   string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+	ScheduledAt      time.Time
+	StartedAt        *time.Time
+	CompletedAt      *time.Time
+	DeadlineAt       *time.Time
+}
 
 func nonEmpty(s string) *string {
 	if s == "" {
@@ -43,16 +72,71 @@ func runOf(row dbsqlc.RunGetRow) (Run, error) {
 }
 
 // Service is a registered worker service.
-type Service = protocol.Service
+type Service struct {
+	ID           string
+	Version      string
+	BaseURL      string
+	RegisteredAt time.Time
+	UpdatedAt    time.Time
+	Tasks        []string
+	// Secret says which master secret the service last registered with: "current",
+	// "previous" (PIPEWEAVE_SECRET_KEY_PREVIOUS; re-register it with the new service key
+	// before removing that variable), or "unknown" (a secret no longer configured, a
+	// registration from before service keys, or an unauthenticated compat-mode one).
+	Secret string
+}
 
 // Task is a registered task definition with its current code version.
-type Task = protocol.Task
+type Task struct {
+	ID                  string
+	ServiceID           string
+	CodeHash            string
+	CodeVersion         int
+	AllowedNext         []string
+	Timeout             int
+	Retries             int
+	RetryBackoff        string
+	RetryDelayMs        int64
+	MaxRetryDelayMs     int64
+	HeartbeatIntervalMs int64
+	Concurrency         int
+	Priority            int
+	IdempotencyTTL      int
+	Description         string
+	InputSchema         json.RawMessage
+	InputJSONSchema     json.RawMessage
+	RemovedInVersion    string
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
 
 // HistoryEntry is one code version of a task.
-type HistoryEntry = protocol.HistoryEntry
+type HistoryEntry struct {
+	CodeVersion    int
+	CodeHash       string
+	ServiceVersion string
+	RecordedAt     time.Time
+}
 
 // DLQEntry is a run that failed for good.
-type DLQEntry = protocol.DLQEntry
+type DLQEntry struct {
+	ID             string
+	TaskRunID      string
+	TaskID         string
+	PipelineRunID  string
+	PipelineID     string
+	InputPath      string
+	Error          string
+	ErrorCode      string
+	Attempts       int
+	AttemptHistory []protocol.Attempt
+	CodeVersion    int
+	CodeHash       string
+	FailedAt       time.Time
+	RetriedAt      *time.Time
+	RetryRunID     string
+	Input          json.RawMessage
+}
 
 // dlqEntryOf is the entry a DLQGet row (or a DLQList one) stores.
 func dlqEntryOf(r dbsqlc.DLQGetRow) (DLQEntry, error) {
@@ -69,13 +153,33 @@ func dlqEntryOf(r dbsqlc.DLQGetRow) (DLQEntry, error) {
 }
 
 // QueueStatus counts runs by state.
-type QueueStatus = protocol.QueueStatus
+type QueueStatus struct {
+	Pending       int64
+	Dispatching   int64
+	Running       int64
+	Waiting       int64
+	Completed     int64
+	Failed        int64
+	Cancelled     int64
+	Skipped       int64
+	DLQ           int64
+	OldestPending *time.Time
+}
 
 // ProcessSummary says what one bounded batch did.
-type ProcessSummary = protocol.ProcessSummary
+type ProcessSummary struct {
+	Swept      int
+	Claimed    int
+	Dispatched int
+	Failed     int
+	DurationMs int64
+}
 
 // Page is one page of a listing.
-type Page[T any] = protocol.Page[T]
+type Page[T any] struct {
+	Items      []T
+	NextCursor string
+}
 
 // statusTexts are states as the text[] a statement takes.
 func statusTexts(states ...protocol.TaskRunStatus) []string {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 )
 
@@ -20,8 +19,16 @@ const MaxObjectView = 16 << 20
 // ErrTooLarge marks an object too large to return through the API.
 var ErrTooLarge = errors.New("object too large")
 
-// Object is a stored object as the API shows it (the wire shape, protocol.StoredObject).
-type Object = protocol.StoredObject
+// Object is a stored object for the API: JSON parsed, text as a string, anything else base64
+// with its content type (the API answers it as protocol.StoredObject).
+type Object struct {
+	Path        string
+	Backend     string
+	Content     any
+	ContentType string
+	Size        int64
+	Encoding    string // json, text or base64
+}
 
 // ReadObject reads path from the backend with id backendID (the default one when empty).
 func (e *Engine) ReadObject(ctx context.Context, backendID, path string) (Object, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -29,7 +30,17 @@ func validFailureMode(m string) bool { return m == FailFast || m == Continue || 
 
 // Pipeline is a pipeline definition with the structure it has now, and the graph behind it.
 type Pipeline struct {
-	protocol.Pipeline
+	ID          string
+	ServiceID   string
+	Implicit    bool
+	EntryTasks  []string
+	FailureMode string
+	Description string
+	Tasks       map[string]*Node
+	Valid       bool
+	Errors      []string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 
 	graph *Graph
 }
@@ -50,8 +61,8 @@ func (e *Engine) activeTasks(ctx context.Context, db dbtx) (map[string]taskInfo,
 
 // pipelineOf is the pipeline a PipelineGet (or PipelineList) row stores.
 func pipelineOf(r dbsqlc.PipelineGetRow) Pipeline {
-	return Pipeline{Pipeline: protocol.Pipeline{ID: r.ID, ServiceID: r.ServiceID, EntryTasks: r.EntryTasks, FailureMode: r.FailureMode,
-		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}}
+	return Pipeline{ID: r.ID, ServiceID: r.ServiceID, EntryTasks: r.EntryTasks, FailureMode: r.FailureMode,
+		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 }
 
 // readPipeline reads the pipeline id as stored, without its structure.
@@ -181,7 +192,12 @@ func cycleError(id string, cycle []string) *Error {
 }
 
 // DryRun is the answer of a dry run.
-type DryRun = protocol.DryRun
+type DryRun struct {
+	Valid         bool
+	ExecutionPlan []PlanStep
+	Warnings      []string
+	Errors        []string
+}
 
 // DryRunPipeline validates a pipeline without running it and returns its plan by levels.
 func (e *Engine) DryRunPipeline(ctx context.Context, id string) (DryRun, error) {
@@ -196,11 +212,30 @@ func (e *Engine) DryRunPipeline(ctx context.Context, id string) (DryRun, error) 
 	return out, nil
 }
 
-// TriggerRequest is the body of a trigger (the wire shape, protocol.TriggerRequest).
-type TriggerRequest = protocol.TriggerRequest
+// TriggerRequest asks for a pipeline run (the API decodes it from protocol.TriggerRequest).
+type TriggerRequest struct {
+	Input       json.RawMessage
+	FailureMode string
+	Priority    *int
+	Metadata    json.RawMessage
+	// ValidationMode is strict, warn (the default) or none: how the input is checked against
+	// every entry task's input schema (docs/api.md, Input schemas).
+	ValidationMode string
+}
 
 // TriggerResult is the pipeline run a trigger made.
-type TriggerResult = protocol.TriggerResult
+type TriggerResult struct {
+	PipelineRunID string
+	Status        protocol.PipelineRunStatus
+	InputPath     string
+	// EntryTasks are the ids of the tasks the run starts with; QueuedTasks the ids of their task
+	// runs, queued by the trigger (as upstream answers).
+	EntryTasks  []string
+	QueuedTasks []string
+	// ValidationWarnings are the input's violations of entry tasks' schemas, by task id, in
+	// validationMode warn (nil when there are none).
+	ValidationWarnings protocol.ValidationErrors
+}
 
 // snapshot is the structure a pipeline run follows, stored with it.
 type snapshot struct {

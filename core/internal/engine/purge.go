@@ -5,12 +5,18 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
-// PurgeSummary counts what a purge deleted (the wire shape, protocol.PurgeSummary).
-type PurgeSummary = protocol.PurgeSummary
+// PurgeSummary counts what a purge deleted.
+type PurgeSummary struct {
+	DLQ             int64
+	IdempotencyKeys int64
+	Runs            int64
+	PipelineRuns    int64
+	TempUploads     int64 // expired, unclaimed temporary uploads deleted
+	DurationMs      int64
+}
 
 // deleteChunks runs del, a delete of at most chunk rows, until it deletes fewer than chunk
 // rows or deadline has passed (zero: no deadline), and returns how many it deleted.

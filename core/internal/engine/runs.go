@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
@@ -11,11 +13,34 @@ import (
 )
 
 // PipelineRun is a run of a pipeline: its state, snapshot and, in detail, its task runs.
-type PipelineRun = protocol.PipelineRun
+type PipelineRun struct {
+	ID          string
+	PipelineID  string
+	Status      protocol.PipelineRunStatus
+	FailureMode string
+	Priority    int
+	Metadata    json.RawMessage
+	InputPath   string
+	Error       *string
+	CreatedAt   time.Time
+	CompletedAt *time.Time
+	// Snapshot is the structure the run follows: {pipelineId, entryTasks, failureMode, tasks}
+	// with the tasks as PipelineNodes.
+	Snapshot json.RawMessage
+	Tasks    []RunTask
+}
 
 // RunTask is a task run within a pipeline run, with whether its code changed since the previous
 // run of the same pipeline.
-type RunTask = protocol.PipelineRunTask
+type RunTask struct {
+	Run
+	// SupersededBy names the task run a DLQ retry replaced this failed one with.
+	SupersededBy string
+	// CodeChanged: the previous run of this pipeline ran this task at another code version.
+	CodeChanged bool
+	// PreviousCodeVersion is that version (nil when there is no previous run of the task).
+	PreviousCodeVersion *int
+}
 
 // pipelineRunOf is the pipeline run a PipelineRunGet row (or a PipelineRunList one) stores.
 func pipelineRunOf(row dbsqlc.PipelineRunGetRow) PipelineRun {
@@ -82,7 +107,7 @@ func (e *Engine) GetPipelineRun(ctx context.Context, id string) (PipelineRun, er
 		if err != nil {
 			return PipelineRun{}, fmt.Errorf("read task runs of %s: %w", id, err)
 		}
-		run.Tasks[i] = RunTask{TaskRun: t, SupersededBy: r.SupersededBy}
+		run.Tasks[i] = RunTask{Run: t, SupersededBy: r.SupersededBy}
 	}
 	prev := map[string]int{}
 	versions, err := queries.PreviousCodeVersions(ctx, e.db, id)

@@ -15,8 +15,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/pipeweave/pipeweave/core/protocol"
-
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
@@ -57,14 +55,41 @@ type UploadFile struct {
 }
 
 // TempUpload is the answer to a stored upload (upstream's POST /api/upload/temp shape).
-type TempUpload = protocol.TempUpload
+type TempUpload struct {
+	UploadID    string
+	StoragePath string
+	Filename    string
+	Size        int64
+	MimeType    string
+	ExpiresAt   time.Time
+}
 
 // TempUploadInfo is one upload as GET /api/upload/temp/{id} shows it (upstream's shape).
-type TempUploadInfo = protocol.TempUploadInfo
+type TempUploadInfo struct {
+	UploadID         string
+	StoragePath      string
+	StorageBackendID string
+	UploadedAt       time.Time
+	ExpiresAt        time.Time
+	ClaimedByRunID   *string
+	DeletedAt        *time.Time
+	Filename         string
+	MimeType         string
+	Size             int64
+	// Expired: past its expiry and not claimed (a claimed upload no longer expires).
+	Expired bool
+	Claimed bool
+	Deleted bool
+}
 
 // TempUploadStats counts the uploads (GET /api/upload/stats). Expired counts the expired,
 // unclaimed uploads that the next cleanup deletes.
-type TempUploadStats = protocol.TempUploadStats
+type TempUploadStats struct {
+	Total   int64
+	Expired int64
+	Claimed int64
+	Deleted int64
+}
 
 // capReader counts what it reads, fails once more than max bytes came, and remembers the
 // first error of the reader below (whatever the storage backend makes of it).

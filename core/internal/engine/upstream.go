@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -66,7 +67,14 @@ func readSmall(ctx context.Context, b *storage.Backend, key string, limit int64)
 }
 
 // ServiceDetail is a registered service with its task definitions.
-type ServiceDetail = protocol.ServiceDetail
+type ServiceDetail struct {
+	ID           string
+	Version      string
+	BaseURL      string
+	RegisteredAt time.Time
+	UpdatedAt    time.Time
+	Tasks        []Task
+}
 
 // GetService returns a registered service with its tasks (orphaned ones included, with
 // removedInVersion).
@@ -85,13 +93,29 @@ func (e *Engine) GetService(ctx context.Context, id string) (ServiceDetail, erro
 	return s, nil
 }
 
+// StorageBackend is a configured storage backend without its credentials.
+type StorageBackend struct {
+	ID        string
+	Provider  string
+	Endpoint  string
+	Bucket    string
+	Region    string
+	IsDefault bool
+}
+
+// StorageBackends are the configured storage backends and the id of the default one.
+type StorageBackends struct {
+	Backends []StorageBackend
+	Default  string
+}
+
 // StorageBackends lists the configured storage backends without their credentials, and the id
 // of the default one.
-func (e *Engine) StorageBackends() protocol.StorageBackends {
+func (e *Engine) StorageBackends() StorageBackends {
 	def, _ := e.storage.Default()
-	out := protocol.StorageBackends{Backends: []protocol.StorageBackend{}, Default: def.ID}
+	out := StorageBackends{Backends: []StorageBackend{}, Default: def.ID}
 	for _, c := range e.storage.Configs() {
-		out.Backends = append(out.Backends, protocol.StorageBackend{ID: c.ID, Provider: c.Provider, Endpoint: c.RedactedEndpoint(),
+		out.Backends = append(out.Backends, StorageBackend{ID: c.ID, Provider: c.Provider, Endpoint: c.RedactedEndpoint(),
 			Bucket: c.Bucket, Region: c.Region, IsDefault: c.ID == def.ID})
 	}
 	return out
