@@ -14,25 +14,6 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
-// The statements of the benchmark's measurement of the database (pipeweave bench). They read
-// the cumulative statistics views, which sqlc's catalog does not know, so they are written here
-// rather than in internal/dbsqlc.
-const (
-	// forceStatsFlush makes this session report its statistics at the end of the statement
-	// instead of up to a second later.
-	forceStatsFlush = `SELECT pg_stat_force_next_flush()`
-	// databaseTransactions reads the transactions committed and rolled back in this database,
-	// as every session has reported them so far (a busy session reports at most once a second,
-	// an idle one within 10 s, one that disconnects as it ends).
-	databaseTransactions = `SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()`
-	// olderSessions counts the client sessions on this database besides this one that started
-	// before $1, not counting those whose last statement was the LISTEN of ListenReady (the
-	// standalone loops' notification connections, which run no transactions while they wait).
-	olderSessions = `SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-  AND backend_start < $1 AND query NOT LIKE '%LISTEN pipeweave_ready%'`
-)
-
 // Transactions returns how many transactions have been committed or rolled back in pool's
 // database so far (pg_stat_database's xact_commit + xact_rollback). The statistics are
 // reported by each session on its own schedule (a busy one at most once a second, an idle one
@@ -51,7 +32,7 @@ func Transactions(ctx context.Context, pool *pgxpool.Pool, since time.Time, wait
 	deadline := time.Now().Add(wait)
 	for {
 		var older int64
-		if err := conn.QueryRow(ctx, olderSessions, since).Scan(&older); err != nil {
+		if older, err = queries.OlderSessions(ctx, conn, since); err != nil {
 			return 0, false, fmt.Errorf("count the sessions still open: %w", interpretError(err))
 		}
 		if older == 0 {
@@ -67,10 +48,10 @@ func Transactions(ctx context.Context, pool *pgxpool.Pool, since time.Time, wait
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if _, err := conn.Exec(ctx, forceStatsFlush); err != nil {
+	if err := queries.ForceStatsFlush(ctx, conn); err != nil {
 		return 0, false, fmt.Errorf("flush the statistics: %w", interpretError(err))
 	}
-	if err := conn.QueryRow(ctx, databaseTransactions).Scan(&n); err != nil {
+	if n, err = queries.DatabaseTransactions(ctx, conn); err != nil {
 		return 0, false, fmt.Errorf("read the transaction count: %w", interpretError(err))
 	}
 	return n, settled, nil
@@ -91,8 +72,7 @@ func InsertFutureRuns(ctx context.Context, pool *pgxpool.Pool, taskID string, co
 		id := "trun_" + strings.ToLower(ulid.MustNew(now, entropy).String())
 		return []any{id, taskID, "pending", 100, availableAt, protocol.StandaloneInputPath(id), codeVersion, codeHash}, nil
 	})
-	cols := []string{"id", "task_id", "status", "priority", "available_at", "input_path", "code_version", "code_hash"}
-	copied, err := pool.CopyFrom(ctx, pgx.Identifier{"task_runs"}, cols, src)
+	copied, err := queries.CopyPendingRuns(ctx, pool, src)
 	if err != nil {
 		return fmt.Errorf("copy %d pending runs: %w", n, interpretError(err))
 	}
