@@ -134,7 +134,7 @@ pipeweave serve --migrate`,
 		example: "pipeweave bench slowloris --url http://127.0.0.1:3000 --pid 4242 --connections 5000"},
 	{path: "bench worker", summary: "the no-op Go SDK worker that bench --worker-process runs as a process of its own (bench starts it; it prints its base URL and serves until SIGTERM)",
 		usage: "pipeweave bench worker --orchestrators URL[,URL...] [--sink TASK] [--temp-dir DIR]", flags: true,
-		env:     []envVar{serviceEnv},
+		env:     []envVar{{"PIPEWEAVE_SERVICE_KEY", "the key of the service bench (bench passes it)"}},
 		example: "pipeweave bench --worker-process --tasks 20000"},
 
 	{path: "token", summary: "print a service's key or a registration token",

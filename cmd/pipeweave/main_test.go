@@ -513,9 +513,13 @@ func checkBenchSummary(t *testing.T, out, stderr string) {
 	require.NotContains(t, stderr, "did not end within", "the transaction count waited for every session")
 }
 
+// smallBench is a bench command line of a few tasks.
+var smallBench = []string{"bench", "--tasks", "100", "--warmup", "20", "--batch", "50"}
+
+// TestBenchFlags runs bench in this process; --worker-process needs the built binary
+// (TestStartupAndLifecycle).
 func TestBenchFlags(t *testing.T) {
 	t.Parallel()
-	small := []string{"bench", "--tasks", "100", "--warmup", "20", "--batch", "50"}
 	for name, c := range map[string]struct {
 		flags  []string
 		header string // what the set-up line says of the flag
@@ -525,30 +529,13 @@ func TestBenchFlags(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			args := append(append([]string(nil), small...), "--database-url", testdb.NewURL(t), "--dir", t.TempDir())
+			args := append(append([]string(nil), smallBench...), "--database-url", testdb.NewURL(t), "--dir", t.TempDir())
 			out, stderr, err := runCmd(t, nil, append(args, c.flags...)...)
 			require.NoError(t, err, "stderr:\n%s", stderr)
 			require.Contains(t, out, c.header)
 			checkBenchSummary(t, out, stderr)
 		})
 	}
-	t.Run("worker process", func(t *testing.T) {
-		t.Parallel()
-		if testing.Short() {
-			t.Skip("builds the binary: the worker process is the binary's bench worker")
-		}
-		bin := buildBinary(t)
-		args := append(append([]string(nil), small...), "--database-url", testdb.NewURL(t), "--dir", t.TempDir(), "--worker-process")
-		code, out, stderr := runBin(t, bin, nil, args...)
-		require.Equal(t, 0, code, "stderr:\n%s", stderr)
-		require.Contains(t, out, "worker in its own process")
-		checkBenchSummary(t, out, stderr)
-		m := regexp.MustCompile(`stopped the worker process \(pid (\d+)\)`).FindStringSubmatch(stderr)
-		require.NotNil(t, m, "stderr:\n%s", stderr)
-		pid, err := strconv.Atoi(m[1])
-		require.NoError(t, err)
-		require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "no worker process left once bench returned")
-	})
 }
 
 func TestHelpAndUnknownCommand(t *testing.T) {
