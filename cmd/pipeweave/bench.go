@@ -195,7 +195,11 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	var w benchWorker
 	if *workerProcess {
-		tmp := filepath.Join(storeDir, "worker-tmp")
+		tmp, err := os.MkdirTemp(abs, "worker-tmp-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(tmp) }()
 		pw, err := startProcessWorker(ctx, secret, urls, sink, tmp, stderr)
 		if err != nil {
 			return err
@@ -508,6 +512,7 @@ func startNoopWorker(orch *apiclient.Client, sink string) (*noopWorker, error) {
 	return w, nil
 }
 
+// stats returns the worker's counts.
 func (w *noopWorker) stats(context.Context) (workerStats, error) {
 	d, dup := w.counter.counts()
 	// Its process is the bench's, whose objects the bench counts with the orchestrators'.

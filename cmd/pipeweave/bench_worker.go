@@ -53,17 +53,24 @@ type benchWorker interface {
 // dispatchCounter counts dispatches and those of a (run, attempt) already seen.
 type dispatchCounter struct {
 	mu         sync.Mutex
-	seen       map[string]struct{}
+	seen       map[runAttempt]struct{}
 	dispatches int64
 	duplicates int64
 }
 
+// runAttempt is one attempt of a run: what is dispatched at most once.
+type runAttempt struct {
+	runID   string
+	attempt int
+}
+
+// saw counts a dispatch of the attempt of runID.
 func (c *dispatchCounter) saw(runID string, attempt int) {
-	k := fmt.Sprintf("%s/%d", runID, attempt)
+	k := runAttempt{runID, attempt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen == nil {
-		c.seen = map[string]struct{}{}
+		c.seen = map[runAttempt]struct{}{}
 	}
 	c.dispatches++
 	if _, dup := c.seen[k]; dup {
@@ -72,6 +79,7 @@ func (c *dispatchCounter) saw(runID string, attempt int) {
 	c.seen[k] = struct{}{}
 }
 
+// counts returns the dispatches counted and how many of them were of an attempt seen before.
 func (c *dispatchCounter) counts() (dispatches, duplicates int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -87,6 +95,7 @@ type roundRobin struct {
 	observe func(*http.Request, *http.Response)
 }
 
+// RoundTrip implements http.RoundTripper.
 func (rr *roundRobin) RoundTrip(r *http.Request) (*http.Response, error) {
 	if len(rr.hosts) > 1 {
 		r = r.Clone(r.Context())
@@ -235,8 +244,10 @@ func startProcessWorker(ctx context.Context, secret string, orchURLs []string, s
 // Pid is the worker process's id.
 func (p *processWorker) Pid() int { return p.cmd.Process.Pid }
 
+// URL is the worker's base URL.
 func (p *processWorker) URL() string { return p.url }
 
+// stats asks the worker process for its counts.
 func (p *processWorker) stats(ctx context.Context) (workerStats, error) {
 	var s workerStats
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+"/bench/stats", nil)
