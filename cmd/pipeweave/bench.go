@@ -14,9 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/apiclient"
@@ -36,11 +39,21 @@ import (
 // from the database's own timestamps. In serverless mode no loop runs: a scheduler calls
 // /api/process every --process-interval, and inline dispatch must carry the work.
 //
+// --worker-process runs the worker as a process of its own (the Go SDK: bench_worker.go),
+// --replicas N runs N orchestrators on the one database, --pending N fills the queue with N
+// runs that are not ready before measuring. The last line, "summary: …", gives the rate, the
+// enqueue (or trigger) rate alone, p50 and p99, and per task (or pipeline) the database's
+// transactions (pg_stat_database) and the objects stored, and the dispatches of a (run,
+// attempt) the worker had already seen.
+//
 // `bench slowloris` measures a running orchestrator under slow connections instead
 // (bench_slowloris.go).
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	if len(args) > 0 && args[0] == "slowloris" {
 		return slowlorisCommand(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "worker" {
+		return benchWorkerCommand(ctx, args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -61,8 +74,14 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	clients := fs.Int("clients", 4, "with --pipeline and no --rate: concurrent triggering clients")
 	mode := fs.String("mode", string(core.ModeStandalone), "orchestrator mode: standalone or serverless")
 	processEvery := fs.Duration("process-interval", time.Minute, "serverless mode: how often the scheduler calls /api/process")
+	workerProcess := fs.Bool("worker-process", false, "run the no-op worker in a process of its own (this binary run as bench worker: the Go SDK with a no-op handler, which reads each input and stores each output itself) instead of in the bench's process")
+	replicas := fs.Int("replicas", 1, "orchestrator instances on the one database, each with its own pool, listener and loop; enqueues and the worker's calls go to each in turn")
+	pending := fs.Int("pending", 0, "before measuring, fill the queue with this many pending runs of the measured task (COPY) that become ready only in 100 years: never dispatched, they sit in the index range the claim scans, after every ready run, so a claim that finds fewer ready runs than it has room for reads through them as through a real queue's delayed runs (README, Performance)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *replicas < 1 || *pending < 0 {
+		return fmt.Errorf("bench: --replicas must be at least 1 and --pending not negative")
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -94,7 +113,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		url = cluster.URL("pipeweave_bench")
 	}
-	pool, err := database.Open(ctx, url, database.Options{MaxConns: 4})
+	// One connection: Transactions waits for the sessions of the orchestrators to end, not for
+	// idle ones of this pool.
+	pool, err := database.Open(ctx, url, database.Options{MaxConns: 1})
 	if err != nil {
 		return err
 	}
@@ -124,22 +145,34 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	cfg.MaxConcurrency, cfg.ProcessBatchSize, cfg.DBMaxConns, cfg.MaxBodyBytes = *maxConc, *claimBatch, *conns, 64<<20
 	cfg.InsecureNoAuth = true                                                        // on 127.0.0.1, for the length of the measurement
 	cfg.WorkerAllowedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} // its workers listen on 127.0.0.1
-	o, err := core.New(ctx, cfg, core.Options{Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		return err
-	}
-	defer o.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	api, err := apiclient.New("http://"+ln.Addr().String(), "", apiclient.WithHTTPClient(benchClient))
-	if err != nil {
-		return err
-	}
 	srvCtx, stopSrv := context.WithCancel(ctx)
 	defer stopSrv()
-	go func() { _ = o.Serve(srvCtx, ln) }()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var apis []*apiclient.Client
+	var pools []*pgxpool.Pool
+	var urls []string
+	for range *replicas {
+		rpool, err := database.Open(ctx, url, database.Options{MaxConns: int32(*conns)})
+		if err != nil {
+			return err
+		}
+		defer rpool.Close()
+		o, err := core.New(ctx, cfg, core.Options{Logger: log, Pool: rpool})
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		api, err := apiclient.New("http://"+ln.Addr().String(), "", apiclient.WithHTTPClient(benchClient))
+		if err != nil {
+			return err
+		}
+		go func() { _ = o.Serve(srvCtx, ln) }()
+		apis, pools, urls = append(apis, api), append(pools, rpool), append(urls, api.URL())
+	}
 
 	if cfg.Mode == core.ModeServerless {
 		// The scheduler: the safety net, not the engine.
@@ -151,7 +184,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				case <-srvCtx.Done():
 					return
 				case <-t.C:
-					_, _ = api.Post(srvCtx, "/api/process", nil, nil)
+					_, _ = apis[0].Post(srvCtx, "/api/process", nil, nil)
 				}
 			}
 		}()
@@ -160,16 +193,42 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *pipeline {
 		sink = "d"
 	}
-	w, err := startNoopWorker(api, sink)
-	if err != nil {
-		return err
+	var w benchWorker
+	if *workerProcess {
+		tmp, err := os.MkdirTemp(abs, "worker-tmp-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(tmp) }()
+		pw, err := startProcessWorker(ctx, secret, urls, sink, tmp, stderr)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			pw.Close()
+			fmt.Fprintf(stderr, "pipeweave bench: stopped the worker process (pid %d)\n", pw.Pid())
+		}()
+		w = pw
+	} else {
+		hosts, err := hostsOf(urls)
+		if err != nil {
+			return err
+		}
+		// The worker's callbacks go to each replica in turn.
+		callbacks, err := apiclient.New(urls[0], "", apiclient.WithHTTPClient(&http.Client{
+			Transport: &roundRobin{base: benchClient.Transport, hosts: hosts}, Timeout: benchClient.Timeout}))
+		if err != nil {
+			return err
+		}
+		iw, err := startNoopWorker(callbacks, sink)
+		if err != nil {
+			return err
+		}
+		defer iw.Close()
+		w = iw
 	}
-	defer w.Close()
 	// The registration token is bound to the exact body bytes (protocol v2).
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL(),
-		Tasks: []protocol.TaskDefinition{{ID: "noop", CodeHash: "noop"},
-			{ID: "a", CodeHash: "a", AllowedNext: []string{"b", "c"}}, {ID: "b", CodeHash: "b", AllowedNext: []string{"d"}},
-			{ID: "c", CodeHash: "c", AllowedNext: []string{"d"}}, {ID: "d", CodeHash: "d"}},
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL(), Tasks: benchTasks,
 		Pipelines: []protocol.PipelineDefinition{{ID: "diamond", EntryTasks: []string{"a"}}}})
 	if err != nil {
 		return err
@@ -178,8 +237,13 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if _, err := api.WithToken(reg).Post(ctx, "/api/register", json.RawMessage(regBody), nil); err != nil {
+	if _, err := apis[0].WithToken(reg).Post(ctx, "/api/register", json.RawMessage(regBody), nil); err != nil {
 		return fmt.Errorf("register the worker: %w", err)
+	}
+	if *pending > 0 {
+		if err := database.InsertFutureRuns(ctx, pool, "noop", 1, "noop", time.Now().AddDate(100, 0, 0), *pending); err != nil {
+			return err
+		}
 	}
 
 	how := fmt.Sprintf("batch %d", *batch)
@@ -195,13 +259,17 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if !*pipeline {
 		how = fmt.Sprintf("%d tasks (after %d warm-up), %s", *tasks, *warmup, how)
 	}
-	fmt.Fprintf(stdout, "pipeweave bench: %s mode, %s, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, fsync=%s synchronous_commit=%s\n",
-		*mode, how, *maxConc, *claimBatch, *conns, settings[0], settings[1])
+	where := "in process"
+	if *workerProcess {
+		where = "in its own process"
+	}
+	fmt.Fprintf(stdout, "pipeweave bench: %s mode, %s, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, %d replica(s), %d runs pending, worker %s, fsync=%s synchronous_commit=%s\n",
+		*mode, how, *maxConc, *claimBatch, *conns, *replicas, *pending, where, settings[0], settings[1])
 	run := func(n int) (benchResult, error) {
 		if *pipeline {
-			return runPipelines(ctx, api, w, n, *clients, *rate)
+			return runPipelines(ctx, apis, w, n, *clients, *rate)
 		}
-		return runBench(ctx, api, w, n, *batch, *rate)
+		return runBench(ctx, apis, w, n, *batch, *rate)
 	}
 	if *pipeline {
 		*tasks = *pipelines
@@ -212,6 +280,17 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	// The transactions of the measured phase: the sessions of the warm-up report theirs as
+	// they end (database.Transactions).
+	xacts0, err := settledTransactions(ctx, pool, pools, stderr)
+	if err != nil {
+		return err
+	}
+	ws0, err := w.stats(ctx)
+	if err != nil {
+		return err
+	}
+	puts0 := storage.Puts() + ws0.Puts
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -229,6 +308,15 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	xacts1, err := settledTransactions(ctx, pool, pools, stderr)
+	if err != nil {
+		return err
+	}
+	ws1, err := w.stats(ctx)
+	if err != nil {
+		return err
+	}
+	puts1 := storage.Puts() + ws1.Puts
 	unit := "tasks"
 	if *pipeline {
 		unit = "pipelines"
@@ -245,14 +333,39 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fmt.Fprintf(stdout, "%s→completed latency: p50 %s  p90 %s  p99 %s  max %s\n", what,
 		pct(lat, 0.50), pct(lat, 0.90), pct(lat, 0.99), pct(lat, 1))
+	n := float64(len(res.runIDs))
+	per := strings.TrimSuffix(unit, "s")
+	fmt.Fprintf(stdout, "summary: %s/s=%.0f %s/s=%.0f p50=%s p99=%s xacts/%s=%.2f puts/%s=%.2f duplicates=%d\n",
+		unit, n/res.elapsed.Seconds(), what, n/res.submitted.Seconds(), pct(lat, 0.50), pct(lat, 0.99),
+		per, float64(xacts1-xacts0)/n, per, float64(puts1-puts0)/n, ws1.Duplicates)
 	return nil
+}
+
+// settledTransactions closes the connections of the orchestrators' pools (they open new ones
+// as they need them) and returns the database's transaction count once the sessions they had
+// have ended and reported their statistics.
+func settledTransactions(ctx context.Context, pool *pgxpool.Pool, pools []*pgxpool.Pool, stderr io.Writer) (int64, error) {
+	since := time.Now()
+	for _, p := range pools {
+		p.Reset()
+	}
+	n, settled, err := database.Transactions(ctx, pool, since, 10*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	if !settled {
+		fmt.Fprintln(stderr, "pipeweave bench: some sessions did not end within 10 s: the transaction count may miss some of theirs")
+	}
+	return n, nil
 }
 
 // runPipelines triggers n diamond pipelines, from clients concurrent clients as fast as they go
 // or, when rate > 0, at rate per second, and waits until all have completed.
-func runPipelines(ctx context.Context, api *apiclient.Client, w *noopWorker, n, clients int, rate float64) (benchResult, error) {
-	done := make(chan struct{})
-	w.setTarget(int64(n), done)
+func runPipelines(ctx context.Context, apis []*apiclient.Client, w benchWorker, n, clients int, rate float64) (benchResult, error) {
+	before, err := w.stats(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
 	start := time.Now()
 	ids := make([]string, n)
 	var next atomic.Int64
@@ -278,7 +391,7 @@ func runPipelines(ctx context.Context, api *apiclient.Client, w *noopWorker, n, 
 				var out struct {
 					PipelineRunID string `json:"pipelineRunId"`
 				}
-				if _, err := api.Post(ctx, "/api/pipelines/diamond/trigger", map[string]any{"input": map[string]int{"n": i}}, &out); err != nil {
+				if _, err := apis[i%len(apis)].Post(ctx, "/api/pipelines/diamond/trigger", map[string]any{"input": map[string]int{"n": i}}, &out); err != nil {
 					errs <- fmt.Errorf("trigger: %w", err)
 					return
 				}
@@ -291,26 +404,48 @@ func runPipelines(ctx context.Context, api *apiclient.Client, w *noopWorker, n, 
 	if err := <-errs; err != nil {
 		return benchResult{}, err
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return benchResult{}, ctx.Err()
-	case <-time.After(10 * time.Minute):
-		return benchResult{}, fmt.Errorf("only %d of %d pipelines completed after 10 minutes", w.completed.Load(), n)
+	submitted := time.Since(start)
+	if err := waitCompleted(ctx, w, before.Completed+int64(n), "pipelines"); err != nil {
+		return benchResult{}, err
 	}
-	return benchResult{runIDs: ids, elapsed: time.Since(start)}, nil
+	return benchResult{runIDs: ids, elapsed: time.Since(start), submitted: submitted}, nil
+}
+
+// waitCompleted waits until w has counted target completions, for at most 10 minutes.
+func waitCompleted(ctx context.Context, w benchWorker, target int64, unit string) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		s, err := w.stats(ctx)
+		if err != nil {
+			return err
+		}
+		if s.Completed >= target {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d %s left to complete after 10 minutes", target-s.Completed, unit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 type benchResult struct {
-	runIDs  []string
-	elapsed time.Duration
+	runIDs []string
+	// elapsed runs to the last completion, submitted to the last enqueue or trigger answered.
+	elapsed, submitted time.Duration
 }
 
 // runBench enqueues n tasks, in batches of batch as fast as the API takes them or, when rate > 0,
 // one per request at rate requests per second, and waits until all have completed.
-func runBench(ctx context.Context, api *apiclient.Client, w *noopWorker, n, batch int, rate float64) (benchResult, error) {
-	done := make(chan struct{})
-	w.setTarget(int64(n), done)
+func runBench(ctx context.Context, apis []*apiclient.Client, w benchWorker, n, batch int, rate float64) (benchResult, error) {
+	before, err := w.stats(ctx)
+	if err != nil {
+		return benchResult{}, err
+	}
 	start := time.Now()
 	var ids []string
 	if rate > 0 {
@@ -332,21 +467,18 @@ func runBench(ctx context.Context, api *apiclient.Client, w *noopWorker, n, batc
 				RunID string `json:"runId"`
 			} `json:"results"`
 		}
-		if _, err := api.Post(ctx, "/api/queue/batch", map[string]any{"tasks": reqs}, &out); err != nil {
+		if _, err := apis[(i/batch)%len(apis)].Post(ctx, "/api/queue/batch", map[string]any{"tasks": reqs}, &out); err != nil {
 			return benchResult{}, fmt.Errorf("enqueue: %w", err)
 		}
 		for _, r := range out.Results {
 			ids = append(ids, r.RunID)
 		}
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return benchResult{}, ctx.Err()
-	case <-time.After(10 * time.Minute):
-		return benchResult{}, fmt.Errorf("only %d of %d tasks completed after 10 minutes", w.completed.Load(), n)
+	submitted := time.Since(start)
+	if err := waitCompleted(ctx, w, before.Completed+int64(n), "tasks"); err != nil {
+		return benchResult{}, err
 	}
-	return benchResult{runIDs: ids, elapsed: time.Since(start)}, nil
+	return benchResult{runIDs: ids, elapsed: time.Since(start), submitted: submitted}, nil
 }
 
 func pct(sorted []time.Duration, p float64) string {
@@ -360,18 +492,16 @@ func pct(sorted []time.Duration, p float64) string {
 
 var benchClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxIdleConns: 512}, Timeout: 60 * time.Second}
 
-// noopWorker is a fakeworker that calls back success to every dispatch at once and counts the
-// completions of every task, or of sink alone.
+// noopWorker is the bench's default worker: a fakeworker in the bench's process that calls back
+// success to every dispatch at once and counts the completions of every task, or of sink alone.
 type noopWorker struct {
 	*fakeworker.Worker
 	sink      string
+	counter   dispatchCounter
 	completed atomic.Int64
-	mu        sync.Mutex
-	target    int64
-	done      chan struct{}
 }
 
-// startNoopWorker starts the worker; it counts completions of every task, or of sink alone.
+// startNoopWorker starts the worker, which calls back through orch.
 func startNoopWorker(orch *apiclient.Client, sink string) (*noopWorker, error) {
 	w := &noopWorker{sink: sink}
 	fw, err := fakeworker.Start(orch, fakeworker.Options{After: w.callBack})
@@ -382,28 +512,22 @@ func startNoopWorker(orch *apiclient.Client, sink string) (*noopWorker, error) {
 	return w, nil
 }
 
-func (w *noopWorker) setTarget(n int64, done chan struct{}) {
-	w.completed.Store(0)
-	w.mu.Lock()
-	w.target, w.done = n, done
-	w.mu.Unlock()
+// stats returns the worker's counts.
+func (w *noopWorker) stats(context.Context) (workerStats, error) {
+	d, dup := w.counter.counts()
+	// Its process is the bench's, whose objects the bench counts with the orchestrators'.
+	return workerStats{Completed: w.completed.Load(), Dispatches: d, Duplicates: dup}, nil
 }
 
 // callBack reports d's success and counts it.
 func (w *noopWorker) callBack(d protocol.DispatchRequest) {
+	w.counter.saw(d.RunID, d.Attempt)
 	cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID)}
 	if _, err := w.Callback(context.Background(), d, cb); err != nil {
 		fmt.Fprintln(os.Stderr, "bench worker: callback:", err)
 		return
 	}
-	if w.sink != "" && d.TaskID != w.sink {
-		return
+	if w.sink == "" || d.TaskID == w.sink {
+		w.completed.Add(1)
 	}
-	n := w.completed.Add(1)
-	w.mu.Lock()
-	if n == w.target && w.done != nil {
-		close(w.done)
-		w.done = nil
-	}
-	w.mu.Unlock()
 }

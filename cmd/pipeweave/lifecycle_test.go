@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -319,6 +320,35 @@ func TestStartupAndLifecycle(t *testing.T) {
 		require.NoDirExists(t, dir, "no state directory, no cluster")
 	})
 
+	t.Run("bench --worker-process runs its worker as a process it stops", func(t *testing.T) {
+		t.Parallel()
+		args := append(append([]string(nil), smallBench...), "--database-url", testdb.NewURL(t), "--dir", t.TempDir(), "--worker-process")
+		code, out, stderr := runBin(t, bin, nil, args...)
+		require.Equal(t, 0, code, "stderr:\n%s", stderr)
+		require.Contains(t, out, "worker in its own process")
+		checkBenchSummary(t, out, stderr)
+		requireWorkerProcessGone(t, stderr)
+	})
+
+	t.Run("bench stops on SIGTERM the worker process it started", func(t *testing.T) {
+		t.Parallel()
+		p := startBin(t, bin, nil, "bench", "--database-url", testdb.NewURL(t), "--dir", t.TempDir(), "--worker-process",
+			"--tasks", "1000000", "--warmup", "1000000")
+		deadline := time.Now().Add(3 * time.Minute)
+		for !strings.Contains(p.stdout.String(), "pipeweave bench: standalone mode") {
+			select {
+			case <-p.done:
+				t.Fatalf("bench ended before measuring: %v\nstderr:\n%s", p.err, p.stderr.String())
+			default:
+			}
+			require.True(t, time.Now().Before(deadline), "bench did not start in 3 minutes; stderr:\n%s", p.stderr.String())
+			time.Sleep(50 * time.Millisecond)
+		}
+		require.Equal(t, 1, p.terminate(t), "an interrupted bench reports no figures; stderr:\n%s", p.stderr.String())
+		requireWorkerProcessGone(t, p.stderr.String())
+		require.True(t, strings.HasSuffix(p.stderr.String(), "pipeweave: bench interrupted: no figures\n"), "stderr:\n%s", p.stderr.String())
+	})
+
 	t.Run("bench stops on SIGTERM the cluster it started", func(t *testing.T) {
 		t.Parallel()
 		dir := reachableDir(t)
@@ -382,4 +412,15 @@ func TestStartupAndLifecycle(t *testing.T) {
 		require.True(t, running(), "the cluster dev did not start is still running")
 		require.NoError(t, c.Stop(ctx))
 	})
+}
+
+// requireWorkerProcessGone checks that bench said it stopped its worker process (on stderr) and
+// that no such process is left.
+func requireWorkerProcessGone(t *testing.T, stderr string) {
+	t.Helper()
+	m := regexp.MustCompile(`pipeweave bench: stopped the worker process \(pid (\d+)\)`).FindStringSubmatch(stderr)
+	require.NotNil(t, m, "stderr:\n%s", stderr)
+	pid, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "no worker process left once bench returned")
 }

@@ -495,6 +495,49 @@ func TestBench(t *testing.T) {
 	require.Regexp(t, `(?m)^.*latency: p50 \S+ .*p99 \S+`, out)
 }
 
+// benchSummary matches bench's summary line of standalone tasks.
+var benchSummary = regexp.MustCompile(`(?m)^summary: tasks/s=(\d+) enqueue/s=(\d+) p50=\S+ p99=\S+ xacts/task=([\d.]+) puts/task=([\d.]+) duplicates=(\d+)$`)
+
+// checkBenchSummary checks that out has a summary line with no duplicate dispatch and some
+// transactions counted.
+func checkBenchSummary(t *testing.T, out, stderr string) {
+	t.Helper()
+	m := benchSummary.FindStringSubmatch(out)
+	require.NotNil(t, m, "stdout:\n%s\nstderr:\n%s", out, stderr)
+	require.Equal(t, "0", m[5], "no (run, attempt) is dispatched twice")
+	xacts, err := strconv.ParseFloat(m[3], 64)
+	require.NoError(t, err)
+	require.Positive(t, xacts, "every task costs transactions")
+	_, err = strconv.ParseFloat(m[4], 64)
+	require.NoError(t, err)
+	require.NotContains(t, stderr, "did not end within", "the transaction count waited for every session")
+}
+
+// smallBench is a bench command line of a few tasks.
+var smallBench = []string{"bench", "--tasks", "100", "--warmup", "20", "--batch", "50"}
+
+// TestBenchFlags runs bench in this process; --worker-process needs the built binary
+// (TestStartupAndLifecycle).
+func TestBenchFlags(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		flags  []string
+		header string // what the set-up line says of the flag
+	}{
+		"replicas": {[]string{"--replicas", "2"}, " 2 replica(s),"},
+		"pending":  {[]string{"--pending", "100"}, " 100 runs pending,"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			args := append(append([]string(nil), smallBench...), "--database-url", testdb.NewURL(t), "--dir", t.TempDir())
+			out, stderr, err := runCmd(t, nil, append(args, c.flags...)...)
+			require.NoError(t, err, "stderr:\n%s", stderr)
+			require.Contains(t, out, c.header)
+			checkBenchSummary(t, out, stderr)
+		})
+	}
+}
+
 func TestHelpAndUnknownCommand(t *testing.T) {
 	t.Parallel()
 

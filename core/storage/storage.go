@@ -238,8 +238,17 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, opts PutOpti
 	if err := b.drv.Put(ctx, key, r, opts.ContentType); err != nil {
 		return b.fail(ctx, "put", key, err)
 	}
+	puts.Add(1)
 	return nil
 }
+
+// puts counts the objects stored by every Backend of the process (see [Puts]).
+var puts atomic.Int64
+
+// Puts returns how many objects the Backends of this process have stored so far (successful
+// [Backend.Put] calls, whatever the provider): `pipeweave bench` reads it before and after its
+// measurement to report object-store writes per task. It costs one atomic addition per Put.
+func Puts() int64 { return puts.Load() }
 
 // Stat returns the object's attributes. ContentType is the type recorded at
 // Put, or else the one derived from the key's extension (".json" is

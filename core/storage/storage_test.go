@@ -206,3 +206,11 @@ func TestGetReaderHonoursCancellation(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.NoError(t, rc.Close())
 }
+
+func TestPutsCountsStoredObjects(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	before := storage.Puts()
+	require.NoError(t, storage.NewBackend("stub", &stubDriver{}).Put(ctx, "k", strings.NewReader("x"), storage.PutOptions{}))
+	require.Greater(t, storage.Puts(), before, "a stored object is counted")
+}
