@@ -58,3 +58,10 @@ func (s EngineSignals) PipelineEnded(tb testsignal.TB) (string, protocol.Pipelin
 	v := s.o.signals.engine.PipelineEnded.Wait(tb)
 	return v.ID, v.Status
 }
+
+// Drain forgets the commits signalled so far, so that a wait that reads the state after it
+// waits only for later commits (and the signals a test never read cannot fill the buffer).
+func (s EngineSignals) Drain() {
+	s.o.signals.engine.RunStatus.Drain()
+	s.o.signals.engine.PipelineEnded.Drain()
+}

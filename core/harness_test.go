@@ -275,7 +275,8 @@ func (e *env) process() core.Summary {
 }
 
 // waitFor polls cond until it holds; it fails the test after a generous limit. It checks
-// eventual state, never speed.
+// eventual state, never speed. It is for what no commit signals (waitMoved) and the worker does
+// not record (worker.waitUntil): time passing, an outage ending, the test's own goroutines.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -288,12 +289,13 @@ func (e *env) waitFor(what string, cond func() bool) {
 }
 
 // waitStatus waits until task run id is in status: it reads the run, and again after each
-// commit that moved the run on (a callback, a dispatch, the sweep); a commit made before the
-// wait began is seen by the first read. It fails the test if no such commit comes within a
-// generous limit.
+// commit that moved the run on (a callback, a dispatch, the sweep); a commit made before a read
+// is seen by it, one made after it is signalled. It fails the test if no such commit comes
+// within a generous limit.
 func (e *env) waitStatus(id string, status protocol.TaskRunStatus) run {
 	e.t.Helper()
 	for {
+		e.sig.Drain()
 		r := e.run(id)
 		if r.Status == status {
 			return r
@@ -310,7 +312,11 @@ func (e *env) waitStatus(id string, status protocol.TaskRunStatus) run {
 // when no such commit came for a generous limit, so cond must not wait for time to pass.
 func (e *env) waitMoved(what string, cond func() bool) {
 	e.t.Helper()
-	for !cond() {
+	for {
+		e.sig.Drain()
+		if cond() {
+			return
+		}
 		e.sig.RunStatus(waiting{e.t, what})
 	}
 }

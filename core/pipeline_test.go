@@ -164,6 +164,7 @@ func (e *env) pipelineRun(id string) pipelineRun {
 func (e *env) waitRun(id, status string) pipelineRun {
 	e.t.Helper()
 	for {
+		e.sig.Drain()
 		r := e.pipelineRun(id)
 		if r.Status != "running" {
 			if r.Status != status {
