@@ -40,6 +40,14 @@ func (o *Orchestrator) EngineSignals() EngineSignals {
 	return EngineSignals{o}
 }
 
+// ShareEngineSignals makes o signal its engine's commits to the EngineSignals of first, an
+// instance on the same database (any instance may commit what a test waits for); call it
+// before o serves a request or runs its loop.
+func (o *Orchestrator) ShareEngineSignals(first *Orchestrator) EngineSignals {
+	o.signals.engine = first.signals.engine // the channels are shared
+	return EngineSignals{first}
+}
+
 // EngineSignals waits for an orchestrator's engine commits.
 type EngineSignals struct{ o *Orchestrator }
 

@@ -60,6 +60,10 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env 
 	return newEnvWith(t, pool, core.Options{}, mod...)
 }
 
+// signalsOf holds, for each test database, the first orchestrator on it, whose engine
+// signals the other instances on it share.
+var signalsOf sync.Map // *pgxpool.Pool → *core.Orchestrator
+
 // newEnvWith is newEnvOn with options for core.New (the harness sets their Logger and Pool).
 func newEnvWith(t *testing.T, pool *pgxpool.Pool, opts core.Options, mod ...func(*core.Config)) *env {
 	t.Helper()
@@ -71,7 +75,16 @@ func newEnvWith(t *testing.T, pool *pgxpool.Pool, opts core.Options, mod ...func
 				m(cfg)
 			}
 		},
-		BeforeServe: func(o *core.Orchestrator) { sig = o.EngineSignals() }})
+		BeforeServe: func(o *core.Orchestrator) {
+			// The instances of one database share one set of signals.
+			first, shared := signalsOf.LoadOrStore(pool, o)
+			if shared {
+				sig = o.ShareEngineSignals(first.(*core.Orchestrator))
+				return
+			}
+			t.Cleanup(func() { signalsOf.Delete(pool) })
+			sig = o.EngineSignals()
+		}})
 	keys, err := token.DeriveKeys(testSecret)
 	require.NoError(t, err)
 	return &env{t: t, pool: pool, orch: o.Orchestrator, cfg: o.Config, url: o.URL, keys: keys, storageDir: o.StorageDir, logs: o.Logs, sig: sig}
