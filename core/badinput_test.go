@@ -176,7 +176,7 @@ func TestAPIKeys(t *testing.T) {
 	var q enqueued
 	r.json(t, &q)
 	// The worker's callback needs no API key, only its run token.
-	e.waitFor("completion", func() bool {
+	e.waitMoved("completion", func() bool {
 		r := e.do("GET", "/api/task-runs/"+q.RunID, nil, "key-one")
 		return strings.Contains(string(r.Body), `"status":"completed"`)
 	})

@@ -1,6 +1,9 @@
 package core
 
-import "github.com/pipeweave/pipeweave/internal/testsignal"
+import (
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/testsignal"
+)
 
 // LoopSignals turns on o's loop signals; call it before Run. Listening waits until the loop's
 // LISTEN connection is in place; Pass returns how many runs the next pass of the loop claimed;
@@ -28,3 +31,45 @@ func (s LoopSignals) Pass(tb testsignal.TB) int {
 
 // DrainPasses forgets the passes signalled so far.
 func (s LoopSignals) DrainPasses() { s.o.signals.pass.Drain() }
+
+// EngineSignals turns on the signals of o's engine commits; call it before o serves a request
+// or runs its loop.
+func (o *Orchestrator) EngineSignals() EngineSignals {
+	o.signals.engine.RunStatus.Init()
+	o.signals.engine.PipelineEnded.Init()
+	return EngineSignals{o}
+}
+
+// ShareEngineSignals makes o signal its engine's commits to the EngineSignals of first, an
+// instance on the same database (any instance may commit what a test waits for); call it
+// before o serves a request or runs its loop.
+func (o *Orchestrator) ShareEngineSignals(first *Orchestrator) EngineSignals {
+	o.signals.engine = first.signals.engine // the channels are shared
+	return EngineSignals{first}
+}
+
+// EngineSignals waits for an orchestrator's engine commits.
+type EngineSignals struct{ o *Orchestrator }
+
+// RunStatus waits for the next commit that moved a task run on (a callback, a dispatch, the
+// sweep) and returns the run and the status it left it in.
+func (s EngineSignals) RunStatus(tb testsignal.TB) (string, protocol.TaskRunStatus) {
+	tb.Helper()
+	v := s.o.signals.engine.RunStatus.Wait(tb)
+	return v.ID, v.Status
+}
+
+// PipelineEnded waits for the next commit that ended a pipeline run and returns the run and
+// its final status.
+func (s EngineSignals) PipelineEnded(tb testsignal.TB) (string, protocol.PipelineRunStatus) {
+	tb.Helper()
+	v := s.o.signals.engine.PipelineEnded.Wait(tb)
+	return v.ID, v.Status
+}
+
+// Drain forgets the commits signalled so far, so that a wait that reads the state after it
+// waits only for later commits (and the signals a test never read cannot fill the buffer).
+func (s EngineSignals) Drain() {
+	s.o.signals.engine.RunStatus.Drain()
+	s.o.signals.engine.PipelineEnded.Drain()
+}

@@ -42,6 +42,8 @@ type env struct {
 	keys       token.Keys
 	storageDir string
 	logs       *testutil.SyncBuffer
+	// sig waits for the engine's commits (waitStatus, waitRun).
+	sig core.EngineSignals
 }
 
 // newEnv starts an orchestrator in serverless mode (no loop: tests drive Process themselves)
@@ -58,19 +60,34 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, mod ...func(*core.Config)) *env 
 	return newEnvWith(t, pool, core.Options{}, mod...)
 }
 
+// signalsOf holds, for each test database, the first orchestrator on it, whose engine
+// signals the other instances on it share.
+var signalsOf sync.Map // *pgxpool.Pool → *core.Orchestrator
+
 // newEnvWith is newEnvOn with options for core.New (the harness sets their Logger and Pool).
 func newEnvWith(t *testing.T, pool *pgxpool.Pool, opts core.Options, mod ...func(*core.Config)) *env {
 	t.Helper()
+	var sig core.EngineSignals
 	o := testorch.Start(t, testorch.Options{Pool: pool, Core: core.Options{TracerProvider: opts.TracerProvider},
 		Configure: func(cfg *core.Config) {
 			cfg.MaxBodyBytes = 1 << 20
 			for _, m := range mod {
 				m(cfg)
 			}
+		},
+		BeforeServe: func(o *core.Orchestrator) {
+			// The instances of one database share one set of signals.
+			first, shared := signalsOf.LoadOrStore(pool, o)
+			if shared {
+				sig = o.ShareEngineSignals(first.(*core.Orchestrator))
+				return
+			}
+			t.Cleanup(func() { signalsOf.Delete(pool) })
+			sig = o.EngineSignals()
 		}})
 	keys, err := token.DeriveKeys(testSecret)
 	require.NoError(t, err)
-	return &env{t: t, pool: pool, orch: o.Orchestrator, cfg: o.Config, url: o.URL, keys: keys, storageDir: o.StorageDir, logs: o.Logs}
+	return &env{t: t, pool: pool, orch: o.Orchestrator, cfg: o.Config, url: o.URL, keys: keys, storageDir: o.StorageDir, logs: o.Logs, sig: sig}
 }
 
 // runLoop runs the standalone loop until the test ends.
@@ -271,7 +288,8 @@ func (e *env) process() core.Summary {
 }
 
 // waitFor polls cond until it holds; it fails the test after a generous limit. It checks
-// eventual state, never speed.
+// eventual state, never speed. It is for what no commit signals (waitMoved) and the worker does
+// not record (worker.waitUntil): time passing, an outage ending, the test's own goroutines.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -283,14 +301,49 @@ func (e *env) waitFor(what string, cond func() bool) {
 	}
 }
 
+// waitStatus waits until task run id is in status: it reads the run, and again after each
+// commit that moved the run on (a callback, a dispatch, the sweep); a commit made before a read
+// is seen by it, one made after it is signalled. It fails the test if no such commit comes
+// within a generous limit.
 func (e *env) waitStatus(id string, status protocol.TaskRunStatus) run {
 	e.t.Helper()
-	var r run
-	e.waitFor(fmt.Sprintf("run %s to be %s", id, status), func() bool {
-		r = e.run(id)
-		return r.Status == status
-	})
-	return r
+	for {
+		e.sig.Drain()
+		r := e.run(id)
+		if r.Status == status {
+			return r
+		}
+		what := waiting{e.t, fmt.Sprintf("run %s to be %s (it is %s)", id, status, r.Status)}
+		for moved := ""; moved != id; {
+			moved, _ = e.sig.RunStatus(what)
+		}
+	}
+}
+
+// waitMoved waits until cond holds: it evaluates cond, and again after each commit that moved
+// any task run on (a callback, a dispatch, the sweep). It fails the test if cond still fails
+// when no such commit came for a generous limit, so cond must not wait for time to pass.
+func (e *env) waitMoved(what string, cond func() bool) {
+	e.t.Helper()
+	for {
+		e.sig.Drain()
+		if cond() {
+			return
+		}
+		e.sig.RunStatus(waiting{e.t, what})
+	}
+}
+
+// waiting is a test whose failures say what it was waiting for.
+type waiting struct {
+	*testing.T
+	what string
+}
+
+// Fatalf fails the test, naming what it waited for.
+func (w waiting) Fatalf(format string, args ...any) {
+	w.T.Helper()
+	w.T.Fatalf("waiting for %s: "+format, append([]any{w.what}, args...)...)
 }
 
 // worker is a real HTTP worker. By default it acknowledges every dispatch with 202 and, when
@@ -303,8 +356,9 @@ type worker struct {
 
 	mu   sync.Mutex
 	seen map[string]int // "run/attempt" → times dispatched
-	// arrived is closed, and replaced, when a dispatch arrives: waitDispatches waits on it.
-	arrived chan struct{}
+	// changed is closed, and replaced, when the worker recorded something (a dispatch; a
+	// pworker's answer to a callback): waitUntil waits on it.
+	changed chan struct{}
 
 	// answer picks the HTTP status for a dispatch (default 202).
 	answer func(d protocol.DispatchRequest) int
@@ -315,7 +369,7 @@ type worker struct {
 // newWorker serves a fakeworker that records every dispatch and answers it with w.answer and
 // w.after.
 func newWorker(t *testing.T, orchURL string) *worker {
-	w := &worker{t: t, orch: orchURL, seen: map[string]int{}, arrived: make(chan struct{})}
+	w := &worker{t: t, orch: orchURL, seen: map[string]int{}, changed: make(chan struct{})}
 	api, err := apiclient.New(orchURL, "")
 	require.NoError(t, err)
 	w.Worker = fakeworker.New(api, fakeworker.Options{
@@ -323,8 +377,7 @@ func newWorker(t *testing.T, orchURL string) *worker {
 		Answer: func(d protocol.DispatchRequest) int {
 			w.mu.Lock()
 			w.seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
-			close(w.arrived) // the dispatch is recorded already
-			w.arrived = make(chan struct{})
+			w.notifyLocked() // the dispatch is recorded already
 			answer := w.answer
 			w.mu.Unlock()
 			if answer == nil {
@@ -350,26 +403,45 @@ func (w *worker) URL() string { return w.srv.URL }
 
 func (w *worker) all() []protocol.DispatchRequest { return w.Dispatches() }
 
-// waitDispatches waits until the worker has received n dispatches in all (woken by each
-// arrival, not polling); it fails the test if more arrived, or none after a generous limit.
-func (w *worker) waitDispatches(n int) {
+// notify wakes waitUntil after the worker recorded something.
+func (w *worker) notify() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.notifyLocked()
+}
+
+// notifyLocked is notify for a caller that holds w.mu.
+func (w *worker) notifyLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// waitUntil waits until cond holds: it evaluates cond, and again each time the worker recorded
+// something (woken, not polling). It fails the test when cond still fails after a generous limit.
+func (w *worker) waitUntil(what string, cond func() bool) {
 	w.t.Helper()
 	limit := time.After(30 * time.Second)
 	for {
 		w.mu.Lock()
-		arrived := w.arrived
+		changed := w.changed
 		w.mu.Unlock()
-		got := w.count()
-		if got >= n {
-			require.Equal(w.t, n, got, "dispatches received")
+		if cond() {
 			return
 		}
 		select {
-		case <-arrived:
+		case <-changed:
 		case <-limit:
-			w.t.Fatalf("timed out waiting for %d dispatches (%d arrived)", n, got)
+			w.t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// waitDispatches waits until the worker has received n dispatches in all; it fails the test if
+// more arrived, or too few after a generous limit.
+func (w *worker) waitDispatches(n int) {
+	w.t.Helper()
+	w.waitUntil(fmt.Sprintf("%d dispatches", n), func() bool { return w.count() >= n })
+	require.Equal(w.t, n, w.count(), "dispatches received")
 }
 
 func (w *worker) count() int { return len(w.Dispatches()) }

@@ -270,7 +270,8 @@ func TestMaintenanceEnterRacingClaims(t *testing.T) {
 			}()
 		}
 		// Enter while the claims are going on.
-		e.waitFor("claims to start", func() bool { return claimed() > before })
+		// A claim commits before its dispatch reaches the worker.
+		w.waitUntil("claims to start", func() bool { return claimed() > before })
 		st := e.maintenance("enter")
 		require.Equal(t, "waiting_for_maintenance", st.Mode, "round %d", round)
 		after := leases()

@@ -59,13 +59,16 @@ type Orchestrator struct {
 	// an atomic load.
 	schemaOK atomic.Bool
 
-	// signals tell tests what the standalone loop did; off (nil channels) outside tests.
+	// signals tell tests what the standalone loop and the engine did; off (nil channels)
+	// outside tests.
 	signals loopSignals
 }
 
-// loopSignals are the steps of the standalone loop a test can wait for (export_test.go turns
-// them on).
+// loopSignals are the steps of the standalone loop, and the engine's commits, a test can wait
+// for (export_test.go turns them on).
 type loopSignals struct {
+	// engine: the engine's commits (its Config.Signals).
+	engine engine.Signals
 	// listening: the loop's LISTEN connection is in place.
 	listening testsignal.Signal[struct{}]
 	// pass: a pass of the loop ended, having claimed this many runs.
@@ -153,6 +156,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		Secret:          cfg.SecretKey,
 		Metrics:         o.metrics,
 		TracerProvider:  tp,
+		Signals:         &o.signals.engine,
 
 		WorkerAllowedNetworks: cfg.WorkerAllowedNetworks,
 	}, log)

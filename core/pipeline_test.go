@@ -44,6 +44,7 @@ func newPWorker(t *testing.T, e *env) *pworker {
 		p.mu.Lock()
 		p.statuses[d.TaskID] = append(p.statuses[d.TaskID], status)
 		p.mu.Unlock()
+		p.notify()
 	}
 	return p
 }
@@ -158,17 +159,24 @@ func (e *env) pipelineRun(id string) pipelineRun {
 	return out
 }
 
+// waitRun waits until pipeline run id ends, and fails the test unless it ended in status. The
+// run is read, and read again after the commit that ends it (the first read sees an earlier one).
 func (e *env) waitRun(id, status string) pipelineRun {
 	e.t.Helper()
-	var r pipelineRun
-	e.waitFor(fmt.Sprintf("pipeline run %s to be %s", id, status), func() bool {
-		r = e.pipelineRun(id)
-		if r.Status != "running" && r.Status != status {
-			e.t.Fatalf("pipeline run %s ended %s, want %s: %+v", id, r.Status, status, r.states())
+	for {
+		e.sig.Drain()
+		r := e.pipelineRun(id)
+		if r.Status != "running" {
+			if r.Status != status {
+				e.t.Fatalf("pipeline run %s ended %s, want %s: %+v", id, r.Status, status, r.states())
+			}
+			return r
 		}
-		return r.Status == status
-	})
-	return r
+		what := waiting{e.t, fmt.Sprintf("pipeline run %s to be %s", id, status)}
+		for ended := ""; ended != id; {
+			ended, _ = e.sig.PipelineEnded(what)
+		}
+	}
 }
 
 // diamond registers a → b, c → d in service "dia".
@@ -290,11 +298,11 @@ func TestJoinPredecessorsCallingBackTogetherEnableItOnce(t *testing.T) {
 		w.after = nil
 		w.mu.Unlock()
 		id := e.trigger("dia", map[string]any{"input": round})
-		e.waitFor("a", func() bool { return len(dispatchesFor(w, id, "a")) == 1 })
+		w.waitUntil("a", func() bool { return len(dispatchesFor(w, id, "a")) == 1 })
 		a := dispatchesFor(w, id, "a")[0]
 		status, _ := w.callback(a, success(a))
 		require.Equal(t, http.StatusOK, status)
-		e.waitFor("b and c", func() bool { return len(dispatchesFor(w, id, "b")) == 1 && len(dispatchesFor(w, id, "c")) == 1 })
+		w.waitUntil("b and c", func() bool { return len(dispatchesFor(w, id, "b")) == 1 && len(dispatchesFor(w, id, "c")) == 1 })
 		b, c := dispatchesFor(w, id, "b")[0], dispatchesFor(w, id, "c")[0]
 		var wg sync.WaitGroup
 		start := make(chan struct{})
@@ -313,7 +321,7 @@ func TestJoinPredecessorsCallingBackTogetherEnableItOnce(t *testing.T) {
 		for i := range statuses {
 			require.Equal(t, http.StatusOK, statuses[i], string(answers[i]))
 		}
-		e.waitFor("d", func() bool { return len(dispatchesFor(w, id, "d")) >= 1 })
+		w.waitUntil("d", func() bool { return len(dispatchesFor(w, id, "d")) >= 1 })
 		dd := dispatchesFor(w, id, "d")
 		require.Len(t, dd, 1, "round %d: the join ran more than once", round)
 		require.Equal(t, []string{"b", "c"}, upstreamKeys(dd[0]))
@@ -355,7 +363,7 @@ func TestFailureModes(t *testing.T) {
 		require.Contains(t, *r.Error, "b")
 		require.Contains(t, []string{"dispatching", "running"}, r.node("c").Status, "c had started and goes on")
 		releaseC()
-		e.waitFor("c's callback", func() bool { return e.pipelineRun(id).node("c").Status == "completed" })
+		e.waitStatus(r.node("c").ID, protocol.StatusCompleted)
 		r = e.pipelineRun(id)
 		require.Equal(t, "failed", r.Status, "a late success does not revive the run")
 		require.Equal(t, "cancelled", r.node("d").Status)
@@ -399,7 +407,7 @@ func TestFailureModes(t *testing.T) {
 			return success(d)
 		})
 		id := e.trigger("dia", nil)
-		e.waitFor("the retry", func() bool {
+		e.waitMoved("the retry", func() bool {
 			e.process()
 			return e.pipelineRun(id).Status == "completed"
 		})
@@ -417,7 +425,7 @@ func TestCancelRunWithRunningTask(t *testing.T) {
 	diamond(e, w.URL())
 	release := w.holdTask("a")
 	id := e.trigger("dia", nil)
-	e.waitFor("a to run", func() bool { return len(w.dispatchesOf("a")) == 1 })
+	w.waitUntil("a to run", func() bool { return len(w.dispatchesOf("a")) == 1 })
 	r := e.do("POST", "/api/runs/"+id+"/cancel", nil, "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	var run pipelineRun
@@ -432,7 +440,7 @@ func TestCancelRunWithRunningTask(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	require.True(t, hb.ShouldCancel)
 	release()
-	e.waitFor("a's late callback", func() bool {
+	w.waitUntil("a's late callback", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.statuses["a"]) == 1
@@ -457,7 +465,7 @@ func TestStructureChangeDuringRun(t *testing.T) {
 	diamond(e, w.URL())
 	release := w.holdTask("a")
 	first := e.trigger("dia", nil)
-	e.waitFor("a to run", func() bool { return len(w.dispatchesOf("a")) == 1 })
+	w.waitUntil("a to run", func() bool { return len(w.dispatchesOf("a")) == 1 })
 	// The new version drops c from a's successors and d's fan-in.
 	e.register("dia", "2", w.URL(), task("a", next("b")), task("b", next("d")), task("c"), task("d"))
 	release()

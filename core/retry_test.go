@@ -145,7 +145,7 @@ func TestRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T)
 	}
 	e.register("svc", "1", w.URL(), task("flaky", withRetries(2, 0)))
 	id := e.enqueue(map[string]any{"taskId": "flaky", "input": "x"}).RunID
-	e.waitFor("three attempts", func() bool {
+	e.waitMoved("three attempts", func() bool {
 		e.process()
 		return e.run(id).Status == protocol.StatusFailed
 	})

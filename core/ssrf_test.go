@@ -131,7 +131,7 @@ func TestDispatchDoesNotFollowRedirects(t *testing.T) {
 	t.Cleanup(redirector.Close)
 	e.register("svc", "1", redirector.URL, task("moved", withRetries(1, 0)))
 	id := e.enqueue(map[string]any{"taskId": "moved"}).RunID
-	e.waitFor("both attempts", func() bool {
+	e.waitMoved("both attempts", func() bool {
 		e.process()
 		return e.run(id).Status == protocol.StatusFailed
 	})
@@ -156,7 +156,7 @@ func TestDispatchConnectionErrorIsGeneric(t *testing.T) {
 	require.NoError(t, ln.Close()) // nothing listens there now
 	e.register("gone", "1", "http://"+addr, task("unreachable", withRetries(1, 0)))
 	id := e.enqueue(map[string]any{"taskId": "unreachable"}).RunID
-	e.waitFor("both attempts", func() bool {
+	e.waitMoved("both attempts", func() bool {
 		e.process()
 		return e.run(id).Status == protocol.StatusFailed
 	})

@@ -148,7 +148,7 @@ func TestMetricsFollowAPipelineRun(t *testing.T) {
 	id := e.trigger("dia", map[string]any{"input": 1, "failureMode": "partial-merge"})
 	// d's first attempt is held: no heartbeat comes, the sweep ends it, and its retry is
 	// dispatched (and held too).
-	e.waitFor("d's first dispatch", func() bool { return len(w.dispatchesOf("d")) == 1 })
+	w.waitUntil("d's first dispatch", func() bool { return len(w.dispatchesOf("d")) == 1 })
 	e.waitFor("d's retry to be dispatched", func() bool {
 		e.process()
 		return len(w.dispatchesOf("d")) == 2
@@ -162,7 +162,7 @@ func TestMetricsFollowAPipelineRun(t *testing.T) {
 	require.Equal(t, map[string]string{"a": "completed", "b": "completed", "c": "failed", "d": "completed"}, r.states())
 	// Every callback was answered (d's silent attempt's with 409), so every dispatch that led
 	// to one was recorded too.
-	e.waitFor("the callbacks", func() bool {
+	w.waitUntil("the callbacks", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.statuses["a"]) == 1 && len(w.statuses["b"]) == 2 && len(w.statuses["c"]) == 1 && len(w.statuses["d"]) == 2
@@ -559,7 +559,7 @@ func TestMetricsCountDispatchFailuresByReason(t *testing.T) {
 	for _, id := range []string{"gone", "broken", "busy", "unreachable"} {
 		e.enqueue(map[string]any{"taskId": id})
 	}
-	e.waitFor("four dispatches", func() bool {
+	e.waitMoved("four dispatches", func() bool {
 		m := e.scrape("")
 		return m.sum("pipeweave_dispatch_duration_seconds_count") >= 4
 	})

@@ -382,7 +382,7 @@ func (s *shapes) dispatch(runID string, attempt int) (protocol.DispatchRequest, 
 func (s *shapes) taskRunOf(prun, taskID string) string {
 	s.t.Helper()
 	var id string
-	s.waitFor("task run of "+taskID, func() bool {
+	s.waitMoved("task run of "+taskID, func() bool {
 		var run struct {
 			Tasks []struct {
 				ID     string `json:"id"`
@@ -623,7 +623,7 @@ func testUpstreamShapes(t *testing.T, s *shapes) {
 	jr := s.workerCall("/api/callback/"+join.RunID, join, `{"status":"failed","error":"join failed"}`)
 	require.Equal(t, http.StatusOK, jr.Status, string(jr.Body))
 	var joinEntry protocol.DLQEntry
-	s.waitFor("join in the DLQ", func() bool {
+	s.waitMoved("join in the DLQ", func() bool {
 		var p protocol.DLQPage
 		r := s.do("GET", "/api/dlq?taskId=join", nil, "")
 		requireUpstream(t, "DLQListResponse", r.Body)

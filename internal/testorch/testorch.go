@@ -39,6 +39,9 @@ type Options struct {
 	// Core are the orchestrator's options; Pool is set from Pool, and Logger, when nil, writes
 	// JSON lines at debug level to Logs.
 	Core core.Options
+	// BeforeServe, when set, runs between core.New and the first request served (a test turns
+	// the orchestrator's signals on there).
+	BeforeServe func(*core.Orchestrator)
 }
 
 // Orchestrator is a running test orchestrator.
@@ -84,6 +87,9 @@ func Start(t testing.TB, opts Options) *Orchestrator {
 	orch, err := core.New(context.Background(), cfg, copts)
 	require.NoError(t, err)
 	o.Orchestrator = orch
+	if opts.BeforeServe != nil {
+		opts.BeforeServe(orch)
+	}
 	srv := httptest.NewServer(orch.Handler())
 	o.URL = srv.URL
 	t.Cleanup(func() {

@@ -37,6 +37,8 @@ type lockedRun struct {
 	id, mode string
 	status   protocol.PipelineRunStatus
 	snap     snapshot
+	// ended: this transaction ended the run (finishIfDone).
+	ended bool
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
@@ -169,6 +171,7 @@ func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) erro
 	if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: run.id, Status: status, Error: reason}); err != nil {
 		return fmt.Errorf("finish %s: %w", run.id, err)
 	}
+	run.ended = run.ended || run.status == protocol.PipelineRunning
 	run.status = status
 	return nil
 }

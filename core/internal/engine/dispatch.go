@@ -134,6 +134,12 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		if err != nil {
 			return stats, fmt.Errorf("record dispatch results: %w", err)
 		}
+		for _, id := range okIDs {
+			e.cfg.Signals.RunStatus.Send(RunStatus{ID: id, Status: protocol.StatusRunning})
+		}
+		for _, id := range boIDs {
+			e.cfg.Signals.RunStatus.Send(RunStatus{ID: id, Status: protocol.StatusPending})
+		}
 	}
 	if len(f.ids) > 0 {
 		if _, err := e.failAndAdvance(rctx, f); err != nil {

@@ -69,6 +69,8 @@ type Config struct {
 	// failed attempts and the purges (default nil: the database clock). Tests set it to move
 	// time without sleeping.
 	Now func() time.Time
+	// Signals, when set, tell tests what the engine committed (default: off).
+	Signals *Signals
 }
 
 func (c *Config) setDefaults() {
@@ -95,6 +97,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = noop.NewTracerProvider()
+	}
+	if c.Signals == nil {
+		c.Signals = &Signals{}
 	}
 }
 

@@ -123,6 +123,7 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		}
 		e.metrics.TaskDuration.WithLabelValues(res.taskID, string(outcome)).Observe(res.seconds)
 		e.countEnded(res.ended)
+		e.cfg.Signals.RunStatus.Send(RunStatus{ID: call.RunID, Status: res.Status})
 		// The attempt is over: it may have been the last in flight before maintenance.
 		e.settleIfWaiting(ctx)
 	}
@@ -158,14 +159,18 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		return e.callbackIn(ctx, e.db, call, cb, nil)
 	}
 	var res CallbackResult
+	var runs map[string]*lockedRun
 	err = e.db.InTx(ctx, func(tx dbtx) error {
-		runs, err := e.lockRuns(ctx, tx, []string{prun})
-		if err != nil {
+		var err error
+		if runs, err = e.lockRuns(ctx, tx, []string{prun}); err != nil {
 			return err
 		}
 		res, err = e.callbackIn(ctx, tx, call, cb, runs[prun])
 		return err
 	})
+	if err == nil {
+		e.cfg.Signals.signalEnded(runs)
+	}
 	return res, err
 }
 

@@ -36,9 +36,10 @@ func (f *failures) addFinal(id string, lease int64, pipelineRun, msg, code strin
 // same transaction, advances the pipeline runs of those that failed for good.
 func (e *Engine) failAndAdvance(ctx context.Context, f failures) ([]endedAttempt, error) {
 	var ended []endedAttempt
+	var runs map[string]*lockedRun
 	err := e.db.InTx(ctx, func(tx dbtx) error {
-		runs, err := e.lockRuns(ctx, tx, f.pipelineRuns)
-		if err != nil {
+		var err error
+		if runs, err = e.lockRuns(ctx, tx, f.pipelineRuns); err != nil {
 			return err
 		}
 		if ended, err = e.failAttempts(ctx, tx, f, true); err != nil {
@@ -48,6 +49,10 @@ func (e *Engine) failAndAdvance(ctx context.Context, f failures) ([]endedAttempt
 	})
 	if err == nil {
 		e.countEnded(ended)
+		for _, a := range ended {
+			e.cfg.Signals.RunStatus.Send(RunStatus{ID: a.ID, Status: a.Status})
+		}
+		e.cfg.Signals.signalEnded(runs)
 	}
 	return ended, err
 }
