@@ -38,7 +38,7 @@ func (q *Queries) BackOff(ctx context.Context, db DBTX, arg BackOffParams) error
 
 const claim = `-- name: Claim :many
 
-WITH inflight AS (
+WITH RECURSIVE inflight AS (
     SELECT task_id, count(*)::int AS n
     FROM task_runs
     WHERE status IN ('dispatching', 'running')
@@ -57,21 +57,45 @@ capacity AS (
     LEFT JOIN inflight i ON i.task_id = t.id
     WHERE t.removed_in_version IS NULL
 ),
+groups AS (
+    (SELECT tr.task_id, tr.priority FROM task_runs tr
+     WHERE tr.status = 'pending'
+     ORDER BY tr.task_id, tr.priority
+     LIMIT 1)
+    UNION ALL
+    SELECT nxt.task_id, nxt.priority
+    FROM groups g
+    CROSS JOIN LATERAL (
+        SELECT tr.task_id, tr.priority FROM task_runs tr
+        WHERE tr.status = 'pending' AND (tr.task_id, tr.priority) > (g.task_id, g.priority)
+        ORDER BY tr.task_id, tr.priority
+        LIMIT 1
+    ) nxt
+),
 candidates AS (
-    SELECT r.id, r.priority, r.available_at
+    SELECT r.id, r.priority, r.available_at, c.task_id, c.free
     FROM capacity c
+    JOIN groups g ON g.task_id = c.task_id
     CROSS JOIN LATERAL (
         SELECT tr.id, tr.priority, tr.available_at
         FROM task_runs tr
-        WHERE tr.task_id = c.task_id AND tr.status = 'pending' AND tr.available_at <= coalesce($1::timestamptz, now())
-        ORDER BY tr.priority, tr.available_at, tr.id
+        WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
+          AND tr.available_at <= coalesce($1::timestamptz, now())
+        ORDER BY tr.available_at, tr.id
         LIMIT greatest(c.free, 0)
         FOR UPDATE SKIP LOCKED
     ) r
     WHERE c.free > 0
 ),
+ranked AS (
+    -- A task's runs of several priorities together stay within its free places.
+    SELECT id, priority, available_at, free,
+           row_number() OVER (PARTITION BY task_id ORDER BY priority, available_at, id) AS place
+    FROM candidates
+),
 chosen AS (
-    SELECT id FROM candidates
+    SELECT id FROM ranked
+    WHERE place <= free
     ORDER BY priority, available_at, id
     LIMIT greatest((SELECT n FROM room), 0)
 )
@@ -126,6 +150,11 @@ type ClaimRow struct {
 // lease_ms is the dispatch lease in milliseconds; now is the time (NULL = the database clock).
 // Outside maintenance mode 'running' it claims nothing: the mode is read here, after the lock,
 // which mode changes take too.
+// The pending index is ordered (task_id, priority, available_at, id), so "available_at <= now"
+// bounds a scan only within one (task, priority): groups lists the (task, priority) pairs that
+// have pending runs by skipping through the index (one descent per pair), and each pair's ready
+// runs are read from the front of its range. A deep queue of runs that are not ready yet (delayed
+// or backing off) thus costs a claim nothing; without groups the scan read every one of them.
 func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimRow, error) {
 	rows, err := db.Query(ctx, claim,
 		arg.Now,

@@ -147,3 +147,38 @@ func TestConcurrentClaimsNeverShareARun(t *testing.T) {
 		})
 	}
 }
+
+func TestClaimCapsATaskAcrossPriorities(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "capped", Concurrency: ptr(3)}})
+	// Ready runs of one task at three priorities: each priority is read on its own, and the
+	// task's places are shared between them, most urgent first.
+	low := h.enqueue(t, "capped", 9, 2)
+	mid := h.enqueue(t, "capped", 5, 2)
+	high := h.enqueue(t, "capped", 1, 2)
+
+	claimed, err := h.eng.Claim(context.Background(), 100)
+	require.NoError(t, err)
+	var got []string
+	for _, c := range claimed {
+		got = append(got, c.RunID)
+	}
+	require.ElementsMatch(t, append(append([]string{}, high...), mid[0]), got, "three places: both of priority 1, the older of priority 5")
+	require.NotContains(t, got, low[0])
+}
+
+func TestClaimFindsReadyRunsBehindDelayedOnes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "t"}})
+	// Many runs not ready yet, at the most urgent priority, ahead in the index of a ready one.
+	delayed := h.enqueue(t, "t", 0, 50)
+	h.exec(t, `UPDATE task_runs SET available_at = now() + interval '1 day' WHERE id = ANY($1)`, delayed)
+	ready := h.enqueue(t, "t", 7, 1)[0]
+
+	claimed, err := h.eng.Claim(context.Background(), 10)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	require.Equal(t, ready, claimed[0].RunID)
+}
