@@ -59,7 +59,8 @@ func Transactions(ctx context.Context, pool *pgxpool.Pool, since time.Time, wait
 
 // InsertFutureRuns inserts n pending runs of taskID (its code version and hash as given, the
 // default priority 100) that become ready only at availableAt, with COPY: the benchmark's
-// pre-filled queue. Their inputs are not stored (a run reads its input only when dispatched).
+// pre-filled queue, vacuumed and analyzed. Their inputs are not stored (a run reads its input
+// only when dispatched).
 func InsertFutureRuns(ctx context.Context, pool *pgxpool.Pool, taskID string, codeVersion int, codeHash string, availableAt time.Time, n int) error {
 	entropy := ulid.Monotonic(rand.Reader, 0)
 	now := ulid.Timestamp(time.Now())
@@ -78,6 +79,11 @@ func InsertFutureRuns(ctx context.Context, pool *pgxpool.Pool, taskID string, co
 	}
 	if copied != int64(n) {
 		return fmt.Errorf("copy %d pending runs: %d copied", n, copied)
+	}
+	// The queue is measured as it stands once autovacuum has seen the load, not while it
+	// vacuums and analyzes a million new rows in the middle of the measurement.
+	if err := queries.VacuumRuns(ctx, pool); err != nil {
+		return fmt.Errorf("vacuum the copied runs: %w", interpretError(err))
 	}
 	return nil
 }

@@ -8,7 +8,7 @@ import (
 )
 
 // The statements of the benchmark (pipeweave bench) that sqlc cannot generate: three read the
-// cumulative statistics views, which its catalog does not know, and one is a COPY, which as a
+// cumulative statistics views, which its catalog does not know, one is a VACUUM, and one is a COPY, which as a
 // generated :copyfrom query would add CopyFrom to DBTX and so to every executor.
 
 // ForceStatsFlush makes this session report its statistics at the end of the statement instead
@@ -37,6 +37,12 @@ func (q *Queries) OlderSessions(ctx context.Context, db DBTX, since time.Time) (
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
   AND backend_start < $1 AND query NOT LIKE '%LISTEN pipeweave_ready%'`, since).Scan(&n)
 	return n, err
+}
+
+// VacuumRuns vacuums and analyzes task_runs, as autovacuum would some time after a bulk load.
+func (q *Queries) VacuumRuns(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, `VACUUM (ANALYZE) task_runs`)
+	return err
 }
 
 // CopyDBTX is what runs a COPY: a pool, a connection or a transaction.
