@@ -163,7 +163,8 @@ func TestCapsWorkerBody(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
 	require.Equal(t, "INVALID_RUN_ID", r.errorBody(t).Code)
 	// With a valid token, a big callback is 413 and the run stays running (the worker resends).
-	cb := fmt.Sprintf(`{"status":"failed","error":%q}`, strings.Repeat("e", limit))
+	// A callback may be longer by the largest inline output (INLINE_PAYLOAD_MAX_BYTES).
+	cb := fmt.Sprintf(`{"status":"failed","error":%q}`, strings.Repeat("e", limit+int(e.cfg.InlinePayloadMaxBytes)))
 	r = e.do("POST", "/api/callback/"+d.RunID, cb, d.StorageToken)
 	require.Equal(t, http.StatusRequestEntityTooLarge, r.Status, "%s", r.Body)
 	require.Equal(t, protocol.StatusRunning, e.run(d.RunID).Status)

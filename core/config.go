@@ -58,8 +58,13 @@ type Config struct {
 	MaxBatchSize            int              // MAX_BATCH_SIZE (default 1000): tasks per POST /api/queue/batch
 	MaxTasksPerRegistration int              // MAX_TASKS_PER_REGISTRATION (default 500): tasks per POST /api/register
 	MaxWorkerBodyBytes      int64            // MAX_WORKER_BODY_BYTES (default 64 KiB): bodies of heartbeat, progress, callback, idempotency check
-	HTTPReadTimeout         time.Duration    // HTTP_READ_TIMEOUT_MS (default 30000): a request's headers and body must arrive within it
-	HTTPIdleTimeout         time.Duration    // HTTP_IDLE_TIMEOUT_MS (default 120000): an idle keep-alive connection is closed after it
+	// InlinePayloadMaxBytes is INLINE_PAYLOAD_MAX_BYTES (default 64 KiB, at most 1 MiB; 0 =
+	// off): inputs and outputs of at most this many bytes are kept in PostgreSQL and travel
+	// inline in dispatches and callbacks instead of going through the storage backend (the
+	// claim-check pattern; docs/storage.md). Node SDK compat mode keeps every payload in storage.
+	InlinePayloadMaxBytes int64
+	HTTPReadTimeout       time.Duration // HTTP_READ_TIMEOUT_MS (default 30000): a request's headers and body must arrive within it
+	HTTPIdleTimeout       time.Duration // HTTP_IDLE_TIMEOUT_MS (default 120000): an idle keep-alive connection is closed after it
 	// HTTPReadHeaderTimeout is HTTP_READ_HEADER_TIMEOUT_MS (default 10000): a request's headers
 	// must arrive within it (and within HTTPReadTimeout).
 	HTTPReadHeaderTimeout time.Duration
@@ -117,6 +122,7 @@ func DefaultConfig() Config {
 		MaxBatchSize:            defaults.MaxBatchSize,
 		MaxTasksPerRegistration: defaults.MaxTasksPerRegistration,
 		MaxWorkerBodyBytes:      defaults.MaxWorkerBodyBytes,
+		InlinePayloadMaxBytes:   defaults.InlinePayloadMaxBytes,
 		HTTPReadTimeout:         30 * time.Second,
 		HTTPIdleTimeout:         120 * time.Second,
 
@@ -208,6 +214,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"HTTP_READ_HEADER_TIMEOUT_MS", 100, func(n int) { c.HTTPReadHeaderTimeout = time.Duration(n) * time.Millisecond }},
 		{"MAX_CONNECTIONS", 0, func(n int) { c.MaxConnections = n }},
 		{"MAX_CONCURRENT_BODIES", 1, func(n int) { c.MaxConcurrentBodies = n }},
+		{"INLINE_PAYLOAD_MAX_BYTES", 0, func(n int) { c.InlinePayloadMaxBytes = int64(n) }},
 		{"MAX_UNAUTHENTICATED_BODIES", 1, func(n int) { c.MaxUnauthenticatedBodies = n }},
 	}
 	for _, v := range ints {
@@ -223,6 +230,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	if err := checkConnectionCaps(c); err != nil {
 		return c, err
+	}
+	if c.InlinePayloadMaxBytes > defaults.MaxInlinePayloadMaxBytes {
+		return c, &ConfigError{"INLINE_PAYLOAD_MAX_BYTES", fmt.Sprintf("must be at most %d (1 MiB; larger payloads belong in the storage backend), got %d",
+			defaults.MaxInlinePayloadMaxBytes, c.InlinePayloadMaxBytes)}
 	}
 	if c.Port > 65535 {
 		return c, &ConfigError{"PORT", fmt.Sprintf("must be a port number, got %d", c.Port)}
@@ -274,6 +285,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// inlineMax is the inline payload threshold in effect: InlinePayloadMaxBytes, or 0 in Node SDK
+// compat mode, whose workers read every input and upstream output from storage.
+func (c Config) inlineMax() int64 {
+	if c.Compat == CompatNodeSDKv1 {
+		return 0
+	}
+	return max(c.InlinePayloadMaxBytes, 0)
 }
 
 // checkConnectionCaps refuses a MAX_CONNECTIONS that the body pools could fill on their own:

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -485,6 +488,24 @@ func (w *worker) heartbeat(d protocol.DispatchRequest, progress *int, msg string
 	return status, hb
 }
 
+// result is the success callback of a worker whose output is output, as the Go SDK makes it:
+// inline when the dispatch allows that size, else written to the local backend first. It runs
+// in the worker's goroutines: a failed write is reported with Errorf.
+func (e *env) result(d protocol.DispatchRequest, output string) protocol.CallbackRequest {
+	cb := protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID), OutputSize: int64(len(output))}
+	if cb.OutputSize <= d.OutputInlineMax {
+		cb.Output = json.RawMessage(output)
+		return cb
+	}
+	p := filepath.Join(e.storageDir, filepath.FromSlash(cb.OutputPath))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		e.t.Errorf("store the output of %s: %v", d.RunID, err)
+	} else if err := os.WriteFile(p, []byte(output), 0o644); err != nil {
+		e.t.Errorf("store the output of %s: %v", d.RunID, err)
+	}
+	return cb
+}
+
 func success(d protocol.DispatchRequest) protocol.CallbackRequest {
 	return protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(d.RunID), OutputSize: 2}
 }
@@ -513,6 +534,44 @@ func withConcurrency(n int) func(*protocol.TaskDefinition) {
 
 func withHeartbeat(ms int64) func(*protocol.TaskDefinition) {
 	return func(td *protocol.TaskDefinition) { td.HeartbeatIntervalMs = ptr(ms) }
+}
+
+// storedObject is the answer of GET /api/storage/{path}.
+type storedObject struct {
+	Path        string          `json:"path"`
+	Backend     string          `json:"backend"`
+	ContentType string          `json:"contentType"`
+	Encoding    string          `json:"encoding"`
+	Size        int64           `json:"size"`
+	Content     json.RawMessage `json:"content"`
+}
+
+// object reads path as every reader does, through GET /api/storage/{path} (inline payloads
+// and objects in the backend alike); it requires a JSON object of the default backend "local".
+func (e *env) object(path string) storedObject {
+	e.t.Helper()
+	r := e.do("GET", "/api/storage/"+path, nil, "")
+	require.Equal(e.t, http.StatusOK, r.Status, "GET /api/storage/%s: %s", path, r.Body)
+	var o storedObject
+	r.json(e.t, &o)
+	require.Equal(e.t, path, o.Path)
+	require.Equal(e.t, "local", o.Backend)
+	require.Equal(e.t, "application/json", o.ContentType)
+	require.Equal(e.t, "json", o.Encoding)
+	require.Equal(e.t, int64(len(o.Content)), o.Size)
+	return o
+}
+
+// inStorage reports whether path is a file of the local backend: with inline payloads on, a
+// small input or output never is.
+func (e *env) inStorage(path string) bool {
+	e.t.Helper()
+	_, err := os.Stat(filepath.Join(e.storageDir, filepath.FromSlash(path)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	require.NoError(e.t, err)
+	return true
 }
 
 func readFile(t *testing.T, path string) []byte {

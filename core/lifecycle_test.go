@@ -3,18 +3,23 @@ package core_test
 import (
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 )
 
 func TestHappyPathStandaloneTask(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	testorch.EachInlineThreshold(t, testHappyPathStandaloneTask)
+}
+
+func testHappyPathStandaloneTask(t *testing.T, inline func(*core.Config)) {
+	e := newEnv(t, inline)
 	w := newWorker(t, e.url)
 	w.after = func(d protocol.DispatchRequest) { w.callback(d, success(d)) }
 	e.register("svc", "1.0.0", w.URL(), task("echo"))
@@ -22,7 +27,9 @@ func TestHappyPathStandaloneTask(t *testing.T) {
 	q := e.enqueue(map[string]any{"taskId": "echo", "input": map[string]any{"hello": "world"}, "priority": 5})
 	require.Equal(t, protocol.StatusPending, q.Status, "the run's status, as GET /api/runs/{id} reports it")
 	require.Equal(t, "standalone/"+q.RunID+"/input.json", q.InputPath)
-	require.JSONEq(t, `{"hello":"world"}`, string(readFile(t, filepath.Join(e.storageDir, q.InputPath))))
+	require.JSONEq(t, `{"hello":"world"}`, string(e.object(q.InputPath).Content))
+	// A small input is kept in PostgreSQL, not also written to storage.
+	require.Equal(t, e.cfg.InlinePayloadMaxBytes == 0, e.inStorage(q.InputPath))
 
 	// Serverless mode dispatches inline from the enqueue handler.
 	r := e.waitStatus(q.RunID, protocol.StatusCompleted)
@@ -42,6 +49,13 @@ func TestHappyPathStandaloneTask(t *testing.T) {
 	require.Equal(t, "echo", d.TaskID)
 	require.Equal(t, 1, d.Attempt)
 	require.Equal(t, q.InputPath, d.InputPath)
+	if e.cfg.InlinePayloadMaxBytes > 0 {
+		require.JSONEq(t, `{"hello":"world"}`, string(d.Input), "the dispatch carries the inline input")
+		require.Equal(t, e.cfg.InlinePayloadMaxBytes, d.OutputInlineMax)
+	} else {
+		require.Nil(t, d.Input)
+		require.Zero(t, d.OutputInlineMax)
+	}
 	require.Equal(t, int64(60000), d.HeartbeatIntervalMs)
 
 	// The storage token is a run token for this run whose sto opens to the default backend.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 )
 
 // pworker is a worker for pipeline tests: each task answers success unless its behaviour says
@@ -199,21 +200,45 @@ func upstreamKeys(d protocol.DispatchRequest) []string {
 
 func TestLinearPipeline(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	testorch.EachInlineThreshold(t, testLinearPipeline)
+}
+
+func testLinearPipeline(t *testing.T, inline func(*core.Config)) {
+	e := newEnv(t, inline)
 	w := newPWorker(t, e)
 	e.register("lin", "1", w.URL(), task("one", next("two")), task("two", next("three")), task("three"))
+	w.on("one", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"pages":3}`) })
 	id := e.trigger("lin", map[string]any{"input": map[string]string{"doc": "x"}})
 	r := e.waitRun(id, "completed")
 	require.Equal(t, map[string]string{"one": "completed", "two": "completed", "three": "completed"}, r.states())
 	require.NotNil(t, r.CompletedAt)
-	require.JSONEq(t, `{"doc":"x"}`, string(readFile(t, e.storageDir+"/"+r.InputPath)))
-	two := w.dispatchesOf("two")[0]
+	require.JSONEq(t, `{"doc":"x"}`, string(e.object(r.InputPath).Content))
+	inlineOn := e.cfg.InlinePayloadMaxBytes > 0
+	require.Equal(t, !inlineOn, e.inStorage(r.InputPath), "a small input is stored in one place")
+	one, two := w.dispatchesOf("one")[0], w.dispatchesOf("two")[0]
 	require.Equal(t, id, two.PipelineRunID)
 	require.Equal(t, r.InputPath, two.InputPath)
+	for _, d := range []protocol.DispatchRequest{one, two} {
+		if inlineOn {
+			require.JSONEq(t, `{"doc":"x"}`, string(d.Input), "every node gets the pipeline run's inline input")
+		} else {
+			require.Nil(t, d.Input)
+		}
+	}
 	require.Equal(t, []string{"one"}, upstreamKeys(two))
-	require.Equal(t, "runs/"+r.node("one").ID+"/output.json", two.UpstreamRefs["one"].OutputPath)
+	outPath := "runs/" + r.node("one").ID + "/output.json"
+	require.Equal(t, outPath, two.UpstreamRefs["one"].OutputPath)
+	// The output reads the same through the API, stored or inline; inline, the successor's
+	// dispatch carries it.
+	require.JSONEq(t, `{"pages":3}`, string(e.object(outPath).Content))
+	require.Equal(t, !inlineOn, e.inStorage(outPath))
+	if inlineOn {
+		require.JSONEq(t, `{"pages":3}`, string(two.UpstreamRefs["one"].Output))
+	} else {
+		require.Nil(t, two.UpstreamRefs["one"].Output)
+	}
 	require.Equal(t, []string{"two"}, upstreamKeys(w.dispatchesOf("three")[0]))
-	require.Empty(t, w.dispatchesOf("one")[0].UpstreamRefs)
+	require.Empty(t, one.UpstreamRefs)
 }
 
 func TestFanOutAndFanIn(t *testing.T) {
@@ -256,7 +281,7 @@ func TestPDFPipelineWithOptionalBranchSkipped(t *testing.T) {
 	text := w.dispatchesOf("extract-text")[0]
 	require.Equal(t, "binary", text.UpstreamRefs["download"].Assets["pdf-file"].Type)
 	require.Equal(t, []string{"extract-text"}, upstreamKeys(w.dispatchesOf("summarize")[0]))
-	require.JSONEq(t, `{"pdfUrl":"https://example.com/doc.pdf","extractTables":false}`, string(readFile(t, e.storageDir+"/"+r.InputPath)))
+	require.JSONEq(t, `{"pdfUrl":"https://example.com/doc.pdf","extractTables":false}`, string(e.object(r.InputPath).Content))
 
 	// A node no predecessor selected is skipped, and the skip propagates.
 	e.register("skipper", "1", w.URL(), task("root", next("x", "y")), task("x", next("x2")), task("x2"), task("y"))

@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 )
 
 // A worker that acknowledges and then goes silent is timed out by the heartbeat deadline, the
@@ -138,7 +140,11 @@ func TestHardTimeout(t *testing.T) {
 // the code version; a DLQ retry queues a new run at the task's current code version.
 func TestRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	testorch.EachInlineThreshold(t, testRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion)
+}
+
+func testRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T, inline func(*core.Config)) {
+	e := newEnv(t, inline)
 	w := newWorker(t, e.url)
 	w.after = func(d protocol.DispatchRequest) {
 		w.callback(d, protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: "boom " + string(rune('0'+d.Attempt)), ErrorCode: "BOOM"})
@@ -165,6 +171,7 @@ func TestRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T)
 			Attempts    int                `json:"attempts"`
 			History     []protocol.Attempt `json:"attemptHistory"`
 			CodeVersion int                `json:"codeVersion"`
+			Input       json.RawMessage    `json:"input"`
 		} `json:"items"`
 	}
 	e.do("GET", "/api/dlq", nil, "").json(t, &page)
@@ -173,6 +180,7 @@ func TestRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T)
 	require.Equal(t, id, entry.TaskRunID)
 	require.Equal(t, "flaky", entry.TaskID)
 	require.Equal(t, r.InputPath, entry.InputPath)
+	require.JSONEq(t, `"x"`, string(entry.Input), "the entry shows its input, stored or inline")
 	require.Equal(t, 1, entry.CodeVersion)
 	require.Equal(t, 3, entry.Attempts)
 	require.Len(t, entry.History, 3)
@@ -197,6 +205,20 @@ func TestRetriesExhaustedLandOneDLQEntryAndRetryUsesCurrentVersion(t *testing.T)
 	require.NotEqual(t, id, retried.RunID)
 	require.Equal(t, r.InputPath, retried.InputPath)
 	rr := e.waitStatus(retried.RunID, protocol.StatusCompleted)
+	// The retry runs with the same input, read the same way as the failed run's.
+	var rd protocol.DispatchRequest
+	for _, d := range w.all() {
+		if d.RunID == retried.RunID {
+			rd = d
+		}
+	}
+	require.Equal(t, r.InputPath, rd.InputPath)
+	if e.cfg.InlinePayloadMaxBytes > 0 {
+		require.JSONEq(t, `"x"`, string(rd.Input))
+	} else {
+		require.Nil(t, rd.Input)
+	}
+	require.JSONEq(t, `"x"`, string(e.object(retried.InputPath).Content))
 	require.Equal(t, 2, rr.CodeVersion)
 	require.Equal(t, "v2", rr.CodeHash)
 

@@ -83,6 +83,7 @@ func newUpstreamEnv(t *testing.T) (*env, *fakes3.Server, string) {
 	e := newEnv(t, func(c *core.Config) {
 		c.StorageBackends = backends
 		c.APIKeys = []string{"route-key"}
+		c.InlinePayloadMaxBytes = 0 // every input is written to the backend, whose layout is checked
 	})
 	return e, s3, base
 }

@@ -185,7 +185,8 @@ func heartbeatEvery(d *protocol.DispatchRequest, t *task) time.Duration {
 // cancelled reports whether the orchestrator cancelled the attempt.
 func cancelled(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrCancelled) }
 
-// hydrate opens the run's storage and loads its input and its predecessors' outputs.
+// hydrate opens the run's storage and loads its input and its predecessors' outputs: from the
+// dispatch when the orchestrator sent them inline, else from storage at their paths.
 func (a *attempt) hydrate(ctx context.Context, env *runEnv, claims token.RunClaims) (*Context, *failure) {
 	d := a.d
 	storageFailure := func(err error) *failure {
@@ -198,15 +199,18 @@ func (a *attempt) hydrate(ctx context.Context, env *runEnv, claims token.RunClai
 	env.backend = backend
 	env.progress = a.progress
 	input := json.RawMessage("null")
-	if d.InputPath != "" {
+	switch {
+	case d.Input != nil:
+		input = d.Input
+	case d.InputPath != "":
 		if input, err = storage.ReadAll(ctx, backend, d.InputPath); err != nil {
 			return nil, storageFailure(fmt.Errorf("read the input: %w", err))
 		}
 	}
 	upstream := make(map[string]Upstream, len(d.UpstreamRefs))
 	for taskID, ref := range d.UpstreamRefs {
-		up := Upstream{OutputPath: ref.OutputPath, Assets: ref.Assets}
-		if ref.OutputPath != "" {
+		up := Upstream{OutputPath: ref.OutputPath, Assets: ref.Assets, Output: ref.Output}
+		if up.Output == nil && ref.OutputPath != "" {
 			if up.Output, err = storage.ReadAll(ctx, backend, ref.OutputPath); err != nil {
 				return nil, storageFailure(fmt.Errorf("read the output of upstream task %q: %w", taskID, err))
 			}
@@ -337,7 +341,8 @@ func callHandler(h Handler, c *Context, log *slog.Logger) (any, error) {
 }
 
 // upload stores the output, the assets and the logs of a successful attempt and returns the
-// success callback.
+// success callback. An output of at most the dispatch's outputInlineMax bytes is not stored:
+// the callback carries it.
 func (a *attempt) upload(ctx context.Context, env *runEnv, out any) (protocol.CallbackRequest, *failure) {
 	output, next, err := encodeResult(out)
 	if err != nil {
@@ -374,10 +379,14 @@ func (a *attempt) upload(ctx context.Context, env *runEnv, out any) (protocol.Ca
 		}
 		body.LogsPath = protocol.LogsPath(runID)
 	}
+	body.OutputPath, body.OutputSize = protocol.OutputPath(runID), int64(len(output))
+	if body.OutputSize <= a.d.OutputInlineMax {
+		body.Output = output
+		return body, nil
+	}
 	if err := storage.PutBytes(ctx, env.backend, protocol.OutputPath(runID), output, "application/json"); err != nil {
 		return body, storageFailure(fmt.Errorf("upload the output: %w", err))
 	}
-	body.OutputPath, body.OutputSize = protocol.OutputPath(runID), int64(len(output))
 	return body, nil
 }
 

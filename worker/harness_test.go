@@ -3,7 +3,9 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,9 +39,15 @@ type env struct {
 	storageDir string
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the orchestrator; mod changes its configuration (testorch.EachInlineThreshold
+// passes the inline payload threshold).
+func newEnv(t *testing.T, mod ...func(*core.Config)) *env {
 	t.Helper()
-	o := testorch.Start(t, testorch.Options{})
+	o := testorch.Start(t, testorch.Options{Configure: func(c *core.Config) {
+		for _, m := range mod {
+			m(c)
+		}
+	}})
 	return &env{t: t, o: o, orch: o.Orchestrator, url: o.URL, storageDir: o.StorageDir}
 }
 
@@ -246,12 +254,43 @@ func (e *env) waitPipeline(id string) pipelineRun {
 	return r
 }
 
-// stored reads an object of the orchestrator's storage.
+// stored reads an object of the orchestrator's storage as every reader does, through GET
+// /api/storage/{key}: inline payloads and objects in the backend alike.
 func (e *env) stored(key string) []byte {
 	e.t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.storageDir, filepath.FromSlash(key)))
-	require.NoError(e.t, err, "stored object %s", key)
-	return b
+	r := e.do("GET", "/api/storage/"+key, nil)
+	require.Equal(e.t, http.StatusOK, r.Status, "stored object %s: %s", key, r.Body)
+	var obj struct {
+		Encoding string          `json:"encoding"`
+		Content  json.RawMessage `json:"content"`
+		Size     int             `json:"size"`
+	}
+	require.NoError(e.t, json.Unmarshal(r.Body, &obj))
+	data := []byte(obj.Content)
+	if obj.Encoding != "json" {
+		var s string
+		require.NoError(e.t, json.Unmarshal(obj.Content, &s))
+		data = []byte(s)
+		if obj.Encoding == "base64" {
+			var err error
+			data, err = base64.StdEncoding.DecodeString(s)
+			require.NoError(e.t, err)
+		}
+	}
+	require.Len(e.t, data, obj.Size, "stored object %s", key)
+	return data
+}
+
+// inStorage reports whether key is a file of the local backend (a small output kept inline
+// never is).
+func (e *env) inStorage(key string) bool {
+	e.t.Helper()
+	_, err := os.Stat(filepath.Join(e.storageDir, filepath.FromSlash(key)))
+	if errors.Is(err, os.ErrNotExist) {
+		return false
+	}
+	require.NoError(e.t, err)
+	return true
 }
 
 // requireNothingStored checks that no object of run id exists.

@@ -8,7 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
@@ -21,7 +23,11 @@ func inputKey(input json.RawMessage, codeVersion int) string {
 // the recorded result instead of running; another input runs.
 func TestIdempotentTaskReusesResult(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	testorch.EachInlineThreshold(t, testIdempotentTaskReusesResult)
+}
+
+func testIdempotentTaskReusesResult(t *testing.T, inline func(*core.Config)) {
+	e := newEnv(t, inline)
 	w := e.newWorker("idem")
 	var calls atomic.Int32
 	require.NoError(t, w.Register("render", worker.Options{IdempotencyKey: inputKey}, func(ctx *worker.Context) (any, error) {
@@ -39,6 +45,7 @@ func TestIdempotentTaskReusesResult(t *testing.T) {
 	require.EqualValues(t, 1, calls.Load(), "the second run reused the first's result")
 	require.Equal(t, *first.OutputPath, *second.OutputPath)
 	require.Equal(t, first.Assets, second.Assets)
+	require.JSONEq(t, `{"call":1}`, string(e.stored(*second.OutputPath)), "the reused output reads the same, stored or inline")
 	e.requireNothingStored(second.ID)
 
 	other := e.waitStatus(e.enqueue("render", map[string]string{"doc": "b"}), protocol.StatusCompleted)
@@ -49,7 +56,11 @@ func TestIdempotentTaskReusesResult(t *testing.T) {
 // In a pipeline, a reused result still feeds the successors.
 func TestIdempotentTaskFeedsSuccessors(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	testorch.EachInlineThreshold(t, testIdempotentTaskFeedsSuccessors)
+}
+
+func testIdempotentTaskFeedsSuccessors(t *testing.T, inline func(*core.Config)) {
+	e := newEnv(t, inline)
 	w := e.newWorker("idp")
 	var calls atomic.Int32
 	require.NoError(t, w.Register("fetch", worker.Options{AllowedNext: []string{"use"}, IdempotencyKey: inputKey},

@@ -15,8 +15,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/token"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
@@ -24,7 +26,11 @@ import (
 // the handler saw the attempt's metadata; its log lines are uploaded.
 func TestTaskReadsInputAndReturnsOutput(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	testorch.EachInlineThreshold(t, testTaskReadsInputAndReturnsOutput)
+}
+
+func testTaskReadsInputAndReturnsOutput(t *testing.T, inline func(*core.Config)) {
+	e := newEnv(t, inline)
 	w := e.newWorker("greeter")
 	seen := make(chan *worker.Context, 1)
 	require.NoError(t, w.Register("greet", worker.Options{}, func(ctx *worker.Context) (any, error) {
@@ -44,6 +50,11 @@ func TestTaskReadsInputAndReturnsOutput(t *testing.T) {
 	require.Equal(t, protocol.OutputPath(id), *r.OutputPath)
 	require.JSONEq(t, `{"greeting":"hello ada"}`, string(e.stored(protocol.OutputPath(id))))
 	require.EqualValues(t, len(e.stored(protocol.OutputPath(id))), *r.OutputSize)
+	// A small input and output are kept in PostgreSQL: the worker read the one from the
+	// dispatch and sent the other in its callback; neither is in storage.
+	stored := e.o.Config.InlinePayloadMaxBytes == 0
+	require.Equal(t, stored, e.inStorage(protocol.StandaloneInputPath(id)))
+	require.Equal(t, stored, e.inStorage(protocol.OutputPath(id)))
 
 	c := recv(t, seen, "the handler")
 	require.Equal(t, id, c.RunID)
@@ -164,7 +175,11 @@ func diamond(t *testing.T, e *env) (*testWorker, *atomic.Int32) {
 // AddAssetFromPath reach d through GetAsset and GetAssetPath, with the upstream outputs.
 func TestDiamondPipelineWithAssets(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	testorch.EachInlineThreshold(t, testDiamondPipelineWithAssets)
+}
+
+func testDiamondPipelineWithAssets(t *testing.T, inline func(*core.Config)) {
+	e := newEnv(t, inline)
 	w, dRuns := diamond(t, e)
 
 	id := e.trigger("dia", map[string]int{"n": 1})
@@ -188,6 +203,8 @@ func TestDiamondPipelineWithAssets(t *testing.T) {
 	require.Equal(t, "b saw 2", out.Note)
 	require.Equal(t, []byte{0, 1, 2, 3, 255}, out.Image)
 	require.True(t, out.Same)
+	require.Equal(t, e.o.Config.InlinePayloadMaxBytes == 0, e.inStorage(protocol.OutputPath(r.runOf("b"))),
+		"an upstream output is stored in one place")
 
 	// The assets were uploaded and recorded.
 	b := e.run(r.runOf("b"))

@@ -96,10 +96,13 @@ type Asset struct {
 }
 
 // UpstreamRef points a task at the output of a completed predecessor. OutputPath is always
-// present (a string, "" when the predecessor reported none).
+// present (a string, "" when the predecessor reported none). Output is the output itself when
+// the orchestrator keeps it inline (INLINE_PAYLOAD_MAX_BYTES): it is then not in storage, and a
+// worker reads it here instead of at OutputPath (this project's extension; absent otherwise).
 type UpstreamRef struct {
 	OutputPath string           `json:"outputPath"`
 	Assets     map[string]Asset `json:"assets,omitempty"`
+	Output     json.RawMessage  `json:"output,omitempty"`
 }
 
 // Attempt is one earlier, failed attempt of a task run.
@@ -125,6 +128,13 @@ type DispatchRequest struct {
 	UpstreamRefs        map[string]UpstreamRef `json:"upstreamRefs"`
 	PreviousAttempts    []Attempt              `json:"previousAttempts"`
 	HeartbeatIntervalMs int64                  `json:"heartbeatIntervalMs"`
+	// Input is the run's input when the orchestrator keeps it inline (INLINE_PAYLOAD_MAX_BYTES):
+	// it is then not in storage, and a worker reads it here instead of at InputPath (this
+	// project's extension; absent otherwise).
+	Input json.RawMessage `json:"input,omitempty"`
+	// OutputInlineMax is the largest output, in bytes, the worker may send inline in its callback
+	// (CallbackRequest.Output) instead of writing it to storage; absent (0): none.
+	OutputInlineMax int64 `json:"outputInlineMax,omitempty"`
 }
 
 // HeartbeatRequest is the body of POST /api/heartbeat and POST /api/progress.
@@ -148,9 +158,13 @@ const (
 
 // CallbackRequest is the body of POST /api/callback/{runId}.
 type CallbackRequest struct {
-	Status       string           `json:"status"`
-	OutputPath   string           `json:"outputPath,omitempty"`
-	OutputSize   int64            `json:"outputSize,omitempty"`
+	Status     string `json:"status"`
+	OutputPath string `json:"outputPath,omitempty"`
+	OutputSize int64  `json:"outputSize,omitempty"`
+	// Output, on a success, is the output itself, of at most the dispatch's outputInlineMax
+	// bytes, sent instead of writing it to storage; OutputPath is then still the run's own
+	// protocol.OutputPath, under which the orchestrator serves it (this project's extension).
+	Output       json.RawMessage  `json:"output,omitempty"`
 	Assets       map[string]Asset `json:"assets,omitempty"`
 	LogsPath     string           `json:"logsPath,omitempty"`
 	SelectedNext []string         `json:"selectedNext,omitempty"`

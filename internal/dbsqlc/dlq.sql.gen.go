@@ -24,7 +24,7 @@ func (q *Queries) DLQCount(ctx context.Context, db DBTX) (int64, error) {
 const dLQGet = `-- name: DLQGet :one
 SELECT d.id, d.task_run_id, d.task_id, coalesce(d.pipeline_run_id, ''), coalesce(pr.pipeline_id, ''),
        d.input_path, coalesce(d.error, ''), coalesce(d.error_code, ''), d.attempts, d.code_version,
-       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, '')
+       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, ''), coalesce(d.input, pr.input) AS input
 FROM dlq d
 LEFT JOIN pipeline_runs pr ON pr.id = d.pipeline_run_id
 WHERE d.id = $1
@@ -45,8 +45,11 @@ type DLQGetRow struct {
 	FailedAt      time.Time
 	RetriedAt     *time.Time
 	RetryRunID    string
+	Input         []byte
 }
 
+// One entry, as DLQList lists it: input is the inline input (the entry's copy, or its pipeline
+// run's), NULL when it is stored at input_path.
 func (q *Queries) DLQGet(ctx context.Context, db DBTX, id string) (DLQGetRow, error) {
 	row := db.QueryRow(ctx, dLQGet, id)
 	var i DLQGetRow
@@ -65,6 +68,7 @@ func (q *Queries) DLQGet(ctx context.Context, db DBTX, id string) (DLQGetRow, er
 		&i.FailedAt,
 		&i.RetriedAt,
 		&i.RetryRunID,
+		&i.Input,
 	)
 	return i, err
 }
@@ -73,7 +77,7 @@ const dLQList = `-- name: DLQList :many
 
 SELECT d.id, d.task_run_id, d.task_id, coalesce(d.pipeline_run_id, ''), coalesce(pr.pipeline_id, ''),
        d.input_path, coalesce(d.error, ''), coalesce(d.error_code, ''), d.attempts, d.code_version,
-       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, '')
+       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, ''), coalesce(d.input, pr.input) AS input
 FROM dlq d
 LEFT JOIN pipeline_runs pr ON pr.id = d.pipeline_run_id
 WHERE ($1::text = '' OR d.task_id = $1::text) AND ($2::text = '' OR d.id < $2::text)
@@ -106,6 +110,7 @@ type DLQListRow struct {
 	FailedAt      time.Time
 	RetriedAt     *time.Time
 	RetryRunID    string
+	Input         []byte
 }
 
 // Dead letter queue.
@@ -141,6 +146,7 @@ func (q *Queries) DLQList(ctx context.Context, db DBTX, arg DLQListParams) ([]DL
 			&i.FailedAt,
 			&i.RetriedAt,
 			&i.RetryRunID,
+			&i.Input,
 		); err != nil {
 			return nil, err
 		}
@@ -202,7 +208,7 @@ func (q *Queries) DLQRetryState(ctx context.Context, db DBTX, id string) (string
 const dLQTakeForRetry = `-- name: DLQTakeForRetry :one
 UPDATE dlq SET retried_at = now(), retry_run_id = $1::text
 WHERE id = $2 AND retried_at IS NULL
-RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id
+RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id, input
 `
 
 type DLQTakeForRetryParams struct {
@@ -217,6 +223,7 @@ type DLQTakeForRetryRow struct {
 	Metadata      []byte
 	PipelineRunID string
 	TaskRunID     string
+	Input         []byte
 }
 
 // Marks entry id as retried by run retry_run_id, once.
@@ -230,6 +237,7 @@ func (q *Queries) DLQTakeForRetry(ctx context.Context, db DBTX, arg DLQTakeForRe
 		&i.Metadata,
 		&i.PipelineRunID,
 		&i.TaskRunID,
+		&i.Input,
 	)
 	return i, err
 }

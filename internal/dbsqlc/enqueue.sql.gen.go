@@ -172,20 +172,21 @@ func (q *Queries) IdempotencyRecord(ctx context.Context, db DBTX, arg Idempotenc
 }
 
 const insertRuns = `-- name: InsertRuns :exec
-INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, code_version,
+INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, input, code_version,
                        code_hash, metadata, idempotency_key, traceparent)
 SELECT i.id, i.task_id, 'pending', i.priority, now() + i.delay_ms * interval '1 millisecond',
-       i.input_path, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, '')
+       i.input_path, i.input, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, '')
 FROM (SELECT unnest($1::text[]) AS id,
              unnest($2::text[]) AS task_id,
              unnest($3::int[]) AS priority,
              unnest($4::bigint[]) AS delay_ms,
              unnest($5::text[]) AS input_path,
-             unnest($6::int[]) AS code_version,
-             unnest($7::text[]) AS code_hash,
-             unnest($8::jsonb[]) AS metadata,
-             unnest($9::text[]) AS key,
-             unnest($10::text[]) AS traceparent) AS i
+             unnest($6::bytea[]) AS input,
+             unnest($7::int[]) AS code_version,
+             unnest($8::text[]) AS code_hash,
+             unnest($9::jsonb[]) AS metadata,
+             unnest($10::text[]) AS key,
+             unnest($11::text[]) AS traceparent) AS i
 `
 
 type InsertRunsParams struct {
@@ -194,6 +195,7 @@ type InsertRunsParams struct {
 	Priorities   []int
 	DelaysMs     []int64
 	InputPaths   []string
+	Inputs       [][]byte
 	CodeVersions []int
 	CodeHashes   []string
 	Metadata     [][]byte
@@ -202,7 +204,7 @@ type InsertRunsParams struct {
 }
 
 // One multi-row insert of new pending runs; traceparents is the W3C traceparent of the trace each
-// continues (” = none).
+// continues (” = none), inputs the input each keeps inline (NULL = stored at its input path).
 func (q *Queries) InsertRuns(ctx context.Context, db DBTX, arg InsertRunsParams) error {
 	_, err := db.Exec(ctx, insertRuns,
 		arg.IDs,
@@ -210,6 +212,7 @@ func (q *Queries) InsertRuns(ctx context.Context, db DBTX, arg InsertRunsParams)
 		arg.Priorities,
 		arg.DelaysMs,
 		arg.InputPaths,
+		arg.Inputs,
 		arg.CodeVersions,
 		arg.CodeHashes,
 		arg.Metadata,

@@ -26,6 +26,7 @@ type DLQ struct {
 	FailedAt      time.Time
 	RetriedAt     *time.Time
 	RetryRunID    *string
+	Input         []byte
 }
 
 type IdempotencyKey struct {
@@ -66,6 +67,7 @@ type PipelineRun struct {
 	CreatedAt   time.Time
 	CompletedAt *time.Time
 	Traceparent *string
+	Input       []byte
 }
 
 type RunStatusCount struct {
@@ -157,6 +159,8 @@ type TaskRun struct {
 	UpstreamFailed      bool
 	SupersededBy        *string
 	Traceparent         *string
+	Input               []byte
+	Output              []byte
 }
 
 type TempUpload struct {

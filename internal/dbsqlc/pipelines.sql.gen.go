@@ -184,9 +184,9 @@ func (q *Queries) FinishPipelineRun(ctx context.Context, db DBTX, arg FinishPipe
 }
 
 const insertPipelineRun = `-- name: InsertPipelineRun :exec
-INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
+INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, input, snapshot,
                            traceparent)
-VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, nullif($8::text, ''))
+VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, nullif($9::text, ''))
 `
 
 type InsertPipelineRunParams struct {
@@ -196,11 +196,13 @@ type InsertPipelineRunParams struct {
 	Priority    int
 	Metadata    []byte
 	InputPath   string
+	Input       []byte
 	Snapshot    []byte
 	Traceparent string
 }
 
-// traceparent is the W3C traceparent of the trigger's span (” = none).
+// traceparent is the W3C traceparent of the trigger's span (” = none); input the input the run
+// keeps inline (NULL = stored at input_path).
 func (q *Queries) InsertPipelineRun(ctx context.Context, db DBTX, arg InsertPipelineRunParams) error {
 	_, err := db.Exec(ctx, insertPipelineRun,
 		arg.ID,
@@ -209,6 +211,7 @@ func (q *Queries) InsertPipelineRun(ctx context.Context, db DBTX, arg InsertPipe
 		arg.Priority,
 		arg.Metadata,
 		arg.InputPath,
+		arg.Input,
 		arg.Snapshot,
 		arg.Traceparent,
 	)
@@ -778,11 +781,11 @@ WITH c AS MATERIALIZED (
     SELECT id, pipeline_run_id, predecessors FROM task_runs
     WHERE id = ANY($1::text[]) AND pipeline_run_id IS NOT NULL
 )
-SELECT c.id, p.task_id, coalesce(p.output_path, ''), p.assets
+SELECT c.id, p.task_id, coalesce(p.output_path, ''), p.assets, p.output
 FROM c
 CROSS JOIN LATERAL unnest(c.predecessors) AS pred(task_id)
 CROSS JOIN LATERAL (
-    SELECT x.task_id, x.output_path, x.assets FROM task_runs x
+    SELECT x.task_id, x.output_path, x.assets, x.output FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = pred.task_id
       AND x.superseded_by IS NULL AND x.status = 'completed'
     OFFSET 0
@@ -794,10 +797,11 @@ type UpstreamRefsRow struct {
 	TaskID     string
 	OutputPath string
 	Assets     []byte
+	Output     []byte
 }
 
-// For each run in run_ids, its completed predecessors' outputs: one probe of the node index per
-// predecessor, whatever the size of the table. The fences (MATERIALIZED, OFFSET 0) keep the
+// For each run in run_ids, its completed predecessors' outputs (the output itself when it is
+// inline): one probe of the node index per predecessor, whatever the size of the table. The fences (MATERIALIZED, OFFSET 0) keep the
 // planner from starting at the other end when statistics are stale.
 func (q *Queries) UpstreamRefs(ctx context.Context, db DBTX, runIds []string) ([]UpstreamRefsRow, error) {
 	rows, err := db.Query(ctx, upstreamRefs, runIds)
@@ -813,6 +817,7 @@ func (q *Queries) UpstreamRefs(ctx context.Context, db DBTX, runIds []string) ([
 			&i.TaskID,
 			&i.OutputPath,
 			&i.Assets,
+			&i.Output,
 		); err != nil {
 			return nil, err
 		}

@@ -113,6 +113,8 @@ FROM chosen, tasks t, services s
 WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
 RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, '') AS pipeline_run_id, tr.attempt, tr.lease, tr.code_version,
           tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms,
+          -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
+          coalesce(tr.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = tr.pipeline_run_id)) AS input,
           t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '') AS traceparent,
           s.id AS service_id, coalesce(s.key_id, '') AS key_id
 `
@@ -135,6 +137,7 @@ type ClaimRow struct {
 	InputPath           string
 	PreviousAttempts    []byte
 	HeartbeatIntervalMs *int64
+	Input               []byte
 	TimeoutSeconds      int
 	BaseURL             string
 	Priority            int
@@ -180,6 +183,7 @@ func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimR
 			&i.InputPath,
 			&i.PreviousAttempts,
 			&i.HeartbeatIntervalMs,
+			&i.Input,
 			&i.TimeoutSeconds,
 			&i.BaseURL,
 			&i.Priority,
@@ -201,26 +205,31 @@ const complete = `-- name: Complete :one
 UPDATE task_runs SET
     status        = 'completed',
     output_path   = $1,
-    output_size   = $2,
-    assets        = $3,
-    logs_path     = $4,
-    selected_next = $5,
+    output        = coalesce($2::bytea, (
+                        SELECT src.output FROM task_runs src
+                        WHERE src.id = split_part($1::text, '/', 2) AND src.id <> $3
+                          AND src.output_path = $1::text)),
+    output_size   = $4,
+    assets        = $5,
+    logs_path     = $6,
+    selected_next = $7,
     error         = NULL,
     error_code    = NULL,
     deadline      = NULL,
     completed_at  = now(),
     updated_at    = now()
-WHERE id = $6 AND lease = coalesce($7::bigint, lease) AND status IN ('dispatching', 'running')
+WHERE id = $3 AND lease = coalesce($8::bigint, lease) AND status IN ('dispatching', 'running')
 RETURNING task_id, coalesce(extract(epoch FROM now() - started_at), 0)::float8 AS seconds
 `
 
 type CompleteParams struct {
 	OutputPath   *string
+	Output       []byte
+	ID           string
 	OutputSize   *int64
 	Assets       []byte
 	LogsPath     *string
 	SelectedNext []string
-	ID           string
 	Lease        *int64
 }
 
@@ -230,15 +239,18 @@ type CompleteRow struct {
 }
 
 // A successful callback of run id under lease (NULL = the current one). Returns the task and the
-// seconds since the run was first claimed.
+// seconds since the run was first claimed. output is the output sent inline; without it, a
+// callback that names the output of another run (a result reused through the idempotency check)
+// takes a copy of that run's inline output, if it has one.
 func (q *Queries) Complete(ctx context.Context, db DBTX, arg CompleteParams) (CompleteRow, error) {
 	row := db.QueryRow(ctx, complete,
 		arg.OutputPath,
+		arg.Output,
+		arg.ID,
 		arg.OutputSize,
 		arg.Assets,
 		arg.LogsPath,
 		arg.SelectedNext,
-		arg.ID,
 		arg.Lease,
 	)
 	var i CompleteRow
@@ -281,12 +293,12 @@ updated AS (
         updated_at        = coalesce($1::timestamptz, now())
     FROM target x
     WHERE tr.id = x.id
-    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output
 ),
 dead AS (
-    INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, error, error_code,
+    INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, input, error, error_code,
                      attempts, code_version, code_hash, priority, metadata)
-    SELECT 'dlq_' || substr(u.id, 6), u.id, u.task_id, u.pipeline_run_id, u.input_path, u.error,
+    SELECT 'dlq_' || substr(u.id, 6), u.id, u.task_id, u.pipeline_run_id, u.input_path, u.input, u.error,
            u.error_code, u.previous_attempts, u.code_version, u.code_hash, u.priority, u.metadata
     FROM updated u
     WHERE u.status = 'failed'

@@ -8,6 +8,7 @@ package testorch
 import (
 	"context"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
@@ -42,6 +43,23 @@ type Options struct {
 	// BeforeServe, when set, runs between core.New and the first request served (a test turns
 	// the orchestrator's signals on there).
 	BeforeServe func(*core.Orchestrator)
+}
+
+// InlineThresholds are the INLINE_PAYLOAD_MAX_BYTES values the tests of readers run over:
+// 0 (every payload in the storage backend) and the default (small ones in PostgreSQL). Inline
+// and stored payloads must look the same to every reader.
+var InlineThresholds = []int64{0, core.DefaultConfig().InlinePayloadMaxBytes}
+
+// EachInlineThreshold runs test once per InlineThresholds value, as parallel subtests named
+// "inline=N"; inline sets the threshold on a configuration (pass it to Configure).
+func EachInlineThreshold(t *testing.T, test func(t *testing.T, inline func(*core.Config))) {
+	t.Helper()
+	for _, n := range InlineThresholds {
+		t.Run(fmt.Sprintf("inline=%d", n), func(t *testing.T) {
+			t.Parallel()
+			test(t, func(c *core.Config) { c.InlinePayloadMaxBytes = n })
+		})
+	}
 }
 
 // Orchestrator is a running test orchestrator.

@@ -61,6 +61,9 @@ type Options struct {
 	// MaxWorkerBodyBytes caps the bodies of heartbeat, progress, callback and idempotency
 	// check (default 64 KiB).
 	MaxWorkerBodyBytes int64
+	// MaxInlineOutputBytes is the largest output a callback may carry inline (the engine's
+	// InlineMax, 0 = none): a callback's body may be that much longer than MaxWorkerBodyBytes.
+	MaxInlineOutputBytes int64
 	// MaxConcurrentBodies caps the request bodies of authenticated requests read at once
 	// (default 128); MaxUnauthenticatedBodies those of requests without a valid credential
 	// (default 16), in a pool of their own (bodygate.go). BodySlotWait is how long a request

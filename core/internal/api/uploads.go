@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"strings"
 
 	"github.com/pipeweave/pipeweave/core/internal/engine"
 	"github.com/pipeweave/pipeweave/core/internal/wire"
@@ -26,6 +27,10 @@ func (s *Server) bodyLimit(r *http.Request) int64 {
 		return s.opts.MaxUploadBytes + uploadOverhead
 	}
 	if isWorkerBodyRoute(r) {
+		if strings.HasPrefix(r.URL.Path, "/api/callback/") {
+			// Room for an inline output; the engine refuses one over the cap with 413.
+			return s.opts.MaxWorkerBodyBytes + s.opts.MaxInlineOutputBytes
+		}
 		return s.opts.MaxWorkerBodyBytes
 	}
 	return s.opts.MaxBodyBytes

@@ -39,6 +39,12 @@ const (
 	// MaxWorkerBodyBytes caps the body of a worker's heartbeat, progress or callback
 	// (MAX_WORKER_BODY_BYTES).
 	MaxWorkerBodyBytes = 64 << 10
+	// InlinePayloadMaxBytes is the largest input or output kept in PostgreSQL rather than in
+	// the storage backend (INLINE_PAYLOAD_MAX_BYTES).
+	InlinePayloadMaxBytes = 64 << 10
+	// MaxInlinePayloadMaxBytes bounds INLINE_PAYLOAD_MAX_BYTES: the claim-check pattern is for
+	// small payloads, and a join's dispatch carries every predecessor's inline output.
+	MaxInlinePayloadMaxBytes = 1 << 20
 	// MaxConcurrentBodies bounds the request bodies read at once (MAX_CONCURRENT_BODIES).
 	MaxConcurrentBodies = 128
 	// MaxUnauthenticatedBodies bounds the bodies read at once before the caller is

@@ -21,14 +21,17 @@ const claimLock int64 = 0x7077636c61696d
 
 // Claimed is a run taken for dispatch, with everything the dispatch needs.
 type Claimed struct {
-	RunID               string
-	TaskID              string
-	PipelineRunID       string
-	Attempt             int
-	Lease               int64
-	CodeVersion         int
-	CodeHash            string
-	InputPath           string
+	RunID         string
+	TaskID        string
+	PipelineRunID string
+	Attempt       int
+	Lease         int64
+	CodeVersion   int
+	CodeHash      string
+	InputPath     string
+	// Input is the input kept inline (the run's own or its pipeline run's); nil: it is in
+	// storage at InputPath.
+	Input               []byte
 	PreviousAttempts    []protocol.Attempt
 	HeartbeatIntervalMs int64
 	TimeoutSeconds      int
@@ -69,7 +72,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 		for i, r := range rows {
 			out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
 				Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
-				HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
+				Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
 				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
 			if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
 				return fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)

@@ -154,7 +154,7 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 }
 
 // upstreamRefs reads, for the claimed runs that belong to a pipeline run, the outputs of their
-// completed predecessors, with one query for the batch.
+// completed predecessors (inline ones with their bytes), with one query for the batch.
 func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[string]map[string]protocol.UpstreamRef, error) {
 	var runIDs []string
 	for _, c := range claimed {
@@ -171,7 +171,7 @@ func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[strin
 		return nil, fmt.Errorf("read upstream outputs: %w", err)
 	}
 	for _, r := range rows {
-		ref := protocol.UpstreamRef{OutputPath: r.OutputPath}
+		ref := protocol.UpstreamRef{OutputPath: r.OutputPath, Output: r.Output}
 		if len(r.Assets) > 0 {
 			if err := json.Unmarshal(r.Assets, &ref.Assets); err != nil {
 				return nil, fmt.Errorf("read upstream outputs: assets of %s: %w", r.TaskID, err)
@@ -223,6 +223,8 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 		UpstreamRefs:        nonNilMap(upstream),
 		PreviousAttempts:    nonNil(c.PreviousAttempts),
 		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
+		Input:               c.Input,
+		OutputInlineMax:     e.cfg.InlineMax,
 	})
 	if err != nil {
 		return e.failDispatch(c, telemetry.ReasonEncode, "encode dispatch: "+err.Error())

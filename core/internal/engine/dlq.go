@@ -48,10 +48,12 @@ func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (DLQPage, error) {
 		return DLQPage{}, fmt.Errorf("list dlq: %w", err)
 	}
 	items := make([]DLQEntry, len(rows))
+	inline := make([][]byte, len(rows))
 	for i, r := range rows {
 		if items[i], err = dlqEntryOf(dbsqlc.DLQGetRow(r)); err != nil {
 			return DLQPage{}, fmt.Errorf("list dlq: %w", err)
 		}
+		inline[i] = r.Input
 	}
 	page := paginate(items, limit, func(d DLQEntry) string { return d.ID })
 	out := DLQPage{Items: page.Items, NextCursor: page.NextCursor}
@@ -59,7 +61,7 @@ func (e *Engine) ListDLQ(ctx context.Context, f DLQFilter) (DLQPage, error) {
 		State: f.State}); err != nil {
 		return DLQPage{}, fmt.Errorf("count dlq: %w", err)
 	}
-	e.inlineInputs(ctx, out.Items)
+	e.inlineInputs(ctx, out.Items, inline)
 	return out, nil
 }
 
@@ -77,12 +79,12 @@ func (e *Engine) GetDLQ(ctx context.Context, id string) (DLQEntry, error) {
 		return DLQEntry{}, fmt.Errorf("read dlq entry %s: %w", id, err)
 	}
 	items := []DLQEntry{d}
-	e.inlineInputs(ctx, items)
+	e.inlineInputs(ctx, items, [][]byte{r.Input})
 	return items[0], nil
 }
 
 // RetryDLQ queues a new run for a DLQ entry with the same input, at the task's current code
-// version. When the failed run belonged to a pipeline run, the new run takes its place in that
+// version: the same input path, and a copy of the entry's inline input when it has one. When the failed run belonged to a pipeline run, the new run takes its place in that
 // run, which re-opens and continues the DAG from there. An entry is retried once; retrying it
 // again is a conflict naming the retry run.
 func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error) {
@@ -125,7 +127,7 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 			return conflict("TASK_NOT_REGISTERED", "task %q is no longer registered", taskID)
 		}
 		var run newRuns
-		run.add(runID, taskID, taken.Priority, 0, inputPath, t.codeVersion, t.codeHash, taken.Metadata, "", telemetry.Traceparent(ctx))
+		run.add(runID, taskID, taken.Priority, 0, inputPath, taken.Input, t.codeVersion, t.codeHash, taken.Metadata, "", telemetry.Traceparent(ctx))
 		if err := queries.InsertRuns(ctx, tx, dbsqlc.InsertRunsParams(run)); err != nil {
 			return fmt.Errorf("insert retry run: %w", err)
 		}

@@ -55,6 +55,9 @@ type Config struct {
 	Compat bool
 	// Secret is PIPEWEAVE_SECRET_KEY, needed for the compat token format.
 	Secret string
+	// InlineMax is the largest input or output, in bytes, kept in PostgreSQL rather than in the
+	// storage backend (INLINE_PAYLOAD_MAX_BYTES; 0 = none: every payload goes to storage).
+	InlineMax int64
 	// Metrics receive the engine's counts and timings (default: metrics of their own that
 	// nobody reads).
 	Metrics *telemetry.Metrics

@@ -57,9 +57,11 @@ type enqueueItem struct {
 	task      enqueueTask
 	runID     string
 	inputPath string
-	firstOf   int // index of the earlier item with the same task and key, or -1
-	result    EnqueueResult
-	warnings  protocol.ValidationErrors
+	// inline is the input kept in the run's row (nil: written to storage at inputPath).
+	inline   []byte
+	firstOf  int // index of the earlier item with the same task and key, or -1
+	result   EnqueueResult
+	warnings protocol.ValidationErrors
 }
 
 // Enqueue validates every request (all or nothing), stores the inputs, and inserts the new runs
@@ -106,7 +108,7 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 			if it.firstOf >= 0 || (it.req.IdempotencyKey != "" && !owned[i]) {
 				continue
 			}
-			runs.add(it.runID, it.req.TaskID, orDefault(it.req.Priority, it.task.priority), it.req.DelayMs, it.inputPath,
+			runs.add(it.runID, it.req.TaskID, orDefault(it.req.Priority, it.task.priority), it.req.DelayMs, it.inputPath, it.inline,
 				it.task.codeVersion, it.task.codeHash, nullJSON(it.req.Metadata), it.req.IdempotencyKey, traceparent)
 			// The run's status, as GET /api/runs/{id} and a repeated idempotency key report it.
 			it.result = EnqueueResult{RunID: it.runID, Status: protocol.StatusPending, TaskID: it.req.TaskID, InputPath: it.inputPath}
@@ -228,15 +230,27 @@ func (e *Engine) enqueueTasks(ctx context.Context, db dbtx, ids []string) (map[s
 // newRuns are standalone runs to insert with InsertRuns, column by column.
 type newRuns dbsqlc.InsertRunsParams
 
-// add adds a run.
-func (n *newRuns) add(id, taskID string, priority int, delayMs int64, inputPath string, codeVersion int, codeHash string,
+// add adds a run; input is the input it keeps inline (nil: stored at inputPath).
+func (n *newRuns) add(id, taskID string, priority int, delayMs int64, inputPath string, input []byte, codeVersion int, codeHash string,
 	metadata []byte, key, traceparent string) {
 	n.IDs, n.TaskIDs, n.Priorities = append(n.IDs, id), append(n.TaskIDs, taskID), append(n.Priorities, priority)
-	n.DelaysMs, n.InputPaths = append(n.DelaysMs, delayMs), append(n.InputPaths, inputPath)
+	n.DelaysMs, n.InputPaths, n.Inputs = append(n.DelaysMs, delayMs), append(n.InputPaths, inputPath), append(n.Inputs, input)
 	n.CodeVersions, n.CodeHashes = append(n.CodeVersions, codeVersion), append(n.CodeHashes, codeHash)
 	n.Metadata, n.Keys, n.Traceparents = append(n.Metadata, metadata), append(n.Keys, key), append(n.Traceparents, traceparent)
 }
 
+// inlineInput is the stored form of an input (JSON null when there is none), and whether it is
+// small enough to keep in PostgreSQL.
+func (e *Engine) inlineInput(input json.RawMessage) ([]byte, bool) {
+	data := []byte(input)
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	return data, int64(len(data)) <= e.cfg.InlineMax
+}
+
+// writeInputs keeps each item's input inline when it is small enough and writes the others to
+// the backend.
 func (e *Engine) writeInputs(ctx context.Context, backend *storage.Backend, items []enqueueItem) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
@@ -245,9 +259,10 @@ func (e *Engine) writeInputs(ctx context.Context, backend *storage.Backend, item
 		if it.firstOf >= 0 {
 			continue
 		}
-		data := []byte(it.req.Input)
-		if len(data) == 0 {
-			data = []byte("null")
+		data, inline := e.inlineInput(it.req.Input)
+		if inline {
+			it.inline = data
+			continue
 		}
 		g.Go(func() error {
 			if err := storage.PutBytes(gctx, backend, it.inputPath, data, "application/json"); err != nil {
@@ -263,12 +278,12 @@ func (e *Engine) writeInputs(ctx context.Context, backend *storage.Backend, item
 	return nil
 }
 
-// removeInputs deletes, best effort, the inputs written for the items pick selects.
+// removeInputs deletes, best effort, the inputs written to storage for the items pick selects.
 func (e *Engine) removeInputs(backend *storage.Backend, items []enqueueItem, pick func(*enqueueItem) bool) {
 	ctx := context.Background()
 	for i := range items {
 		it := &items[i]
-		if it.firstOf >= 0 || !pick(it) {
+		if it.firstOf >= 0 || it.inline != nil || !pick(it) {
 			continue
 		}
 		if err := backend.Delete(ctx, it.inputPath); err != nil && !isNotFound(err) {

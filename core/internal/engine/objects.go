@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // MaxObjectView bounds the objects GET /api/storage returns (larger ones are 413).
@@ -30,17 +32,23 @@ type Object struct {
 	Encoding    string // json, text or base64
 }
 
-// ReadObject reads path from the backend with id backendID (the default one when empty).
+// ReadObject reads path from the backend with id backendID (the default one when empty). A
+// payload kept inline in PostgreSQL (an input or output of at most INLINE_PAYLOAD_MAX_BYTES)
+// is read from there, as if it were in the default backend.
 func (e *Engine) ReadObject(ctx context.Context, backendID, path string) (Object, error) {
 	if err := storage.ValidateKey(path); err != nil {
 		return Object{}, invalid("INVALID_PATH", "path %q is not a valid storage key: relative, without '..', '.' or empty segments", path)
 	}
 	cfg, backend := e.storage.Default()
-	if backendID != "" {
+	if backendID != "" && backendID != cfg.ID {
 		var ok bool
 		if cfg, backend, ok = e.storage.Get(backendID); !ok {
 			return Object{}, notFound("BACKEND_NOT_FOUND", "no storage backend %q", backendID)
 		}
+	} else if data, found, err := e.inlineObject(ctx, path); err != nil {
+		return Object{}, err
+	} else if found {
+		return objectOf(path, cfg.ID, inlineContentType, data), nil
 	}
 	attrs, err := backend.Stat(ctx, path)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -68,16 +76,49 @@ func (e *Engine) ReadObject(ctx context.Context, backendID, path string) (Object
 	if err != nil {
 		return Object{}, storageFailed(fmt.Errorf("read %s: %w", path, err))
 	}
-	obj := Object{Path: path, Backend: cfg.ID, ContentType: attrs.ContentType, Size: int64(len(data))}
-	textual := strings.HasPrefix(attrs.ContentType, "text/") || strings.Contains(attrs.ContentType, "json") ||
+	return objectOf(path, cfg.ID, attrs.ContentType, data), nil
+}
+
+// objectOf is the object at path of backend with its content type and bytes, as the API shows
+// it: JSON inline, text as a string, anything else in base64.
+func objectOf(path, backend, contentType string, data []byte) Object {
+	obj := Object{Path: path, Backend: backend, ContentType: contentType, Size: int64(len(data))}
+	textual := strings.HasPrefix(contentType, "text/") || strings.Contains(contentType, "json") ||
 		strings.HasSuffix(path, ".jsonl") || strings.HasSuffix(path, ".txt") || strings.HasSuffix(path, ".log")
 	switch {
-	case strings.Contains(attrs.ContentType, "application/json") && json.Valid(data):
+	case strings.Contains(contentType, "application/json") && json.Valid(data):
 		obj.Content, obj.Encoding = json.RawMessage(data), "json"
 	case textual && utf8.Valid(data):
 		obj.Content, obj.Encoding = string(data), "text"
 	default:
 		obj.Content, obj.Encoding = base64.StdEncoding.EncodeToString(data), "base64"
 	}
-	return obj, nil
+	return obj
+}
+
+// inlineContentType is the content type of inline payloads: inputs and outputs are JSON, stored
+// in a backend with this type too.
+const inlineContentType = "application/json"
+
+// inlineObject reads the payload kept inline under path, if any. Only the paths of inputs and
+// outputs (standalone/{runId}/input.json, pipelines/{id}/input.json, runs/{runId}/output.json)
+// can be inline; any other path is not looked up.
+func (e *Engine) inlineObject(ctx context.Context, path string) ([]byte, bool, error) {
+	parts := strings.Split(path, "/")
+	if len(parts) != 3 {
+		return nil, false, nil
+	}
+	switch parts[0] + "/" + parts[2] {
+	case "standalone/input.json", "pipelines/input.json", "runs/output.json":
+	default:
+		return nil, false, nil
+	}
+	data, err := queries.InlineObject(ctx, e.db, dbsqlc.InlineObjectParams{RunID: parts[1], Path: path})
+	switch {
+	case errors.Is(err, database.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("read the inline object %s: %w", path, err)
+	}
+	return data, true, nil
 }

@@ -333,19 +333,19 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	if err != nil {
 		return TriggerResult{}, fmt.Errorf("encode task runs: %w", err)
 	}
-	input := []byte(req.Input)
-	if len(input) == 0 {
-		input = []byte("null")
-	}
+	input, inline := e.inlineInput(req.Input)
 	uploads := TempUploadRefs(req.Input)
 	_, backend := e.storage.Default()
-	if err := storage.PutBytes(ctx, backend, inputPath, input, "application/json"); err != nil {
+	var inlineInput []byte
+	if inline {
+		inlineInput = input
+	} else if err := storage.PutBytes(ctx, backend, inputPath, input, "application/json"); err != nil {
 		return TriggerResult{}, storageFailed(fmt.Errorf("store the input of %s: %w", runID, err))
 	}
 	err = e.db.InTx(ctx, func(tx dbtx) error {
 		if err := queries.InsertPipelineRun(ctx, tx, dbsqlc.InsertPipelineRunParams{ID: runID, PipelineID: id, FailureMode: mode,
-			Priority: orDefault(req.Priority, 100), Metadata: nullJSON(req.Metadata), InputPath: inputPath, Snapshot: snap,
-			Traceparent: traceparent}); err != nil {
+			Priority: orDefault(req.Priority, 100), Metadata: nullJSON(req.Metadata), InputPath: inputPath, Input: inlineInput,
+			Snapshot: snap, Traceparent: traceparent}); err != nil {
 			return fmt.Errorf("insert pipeline run: %w", err)
 		}
 		if err := queries.InsertPipelineTaskRuns(ctx, tx, dbsqlc.InsertPipelineTaskRunsParams{PipelineRunID: runID,
@@ -361,6 +361,9 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		return nil
 	})
 	if err != nil {
+		if inline {
+			return TriggerResult{}, err
+		}
 		if derr := backend.Delete(context.WithoutCancel(ctx), inputPath); derr != nil && !isNotFound(derr) {
 			e.log.Warn("could not remove an unused input", "path", inputPath, "err", derr)
 		}

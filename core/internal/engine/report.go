@@ -150,6 +150,9 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		return CallbackResult{}, fmt.Errorf("read run %s: %w", call.RunID, err)
 	}
 	if cb.Status == protocol.CallbackSuccess {
+		if err := e.checkInlineOutput(call.RunID, cb); err != nil {
+			return CallbackResult{}, err
+		}
 		if err := e.checkCallbackPaths(ctx, call.RunID, cb); err != nil {
 			return CallbackResult{}, err
 		}
@@ -233,7 +236,7 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			}
 		}
 		done, err := queries.Complete(ctx, db, dbsqlc.CompleteParams{ID: call.RunID, Lease: call.Lease,
-			OutputPath: nonEmpty(cb.OutputPath), OutputSize: nilIfZero(cb.OutputSize), Assets: assets,
+			OutputPath: nonEmpty(cb.OutputPath), Output: cb.Output, OutputSize: nilIfZero(cb.OutputSize), Assets: assets,
 			LogsPath: nonEmpty(cb.LogsPath), SelectedNext: cb.SelectedNext})
 		switch {
 		case errors.Is(err, database.ErrNotFound):
@@ -264,6 +267,29 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 		return CallbackResult{}, staleLease(call.RunID)
 	}
 	return CallbackResult{Applied: false, Status: st}, nil
+}
+
+// checkInlineOutput checks the output a success callback of run runID sends inline: at most
+// InlineMax bytes (413 OUTPUT_TOO_LARGE; with inline payloads off, any is too large), under the
+// run's own output path, and outputSize, when given, its length (400). A success without an
+// inline output passes; a failure's output is dropped.
+func (e *Engine) checkInlineOutput(runID string, cb *protocol.CallbackRequest) error {
+	if cb.Output == nil {
+		return nil
+	}
+	n := int64(len(cb.Output))
+	switch own := protocol.OutputPath(runID); {
+	case n > e.cfg.InlineMax:
+		return &Error{Kind: ErrTooLarge, Code: "OUTPUT_TOO_LARGE", Msg: fmt.Sprintf(
+			"the inline output has %d bytes; at most %d (the dispatch's outputInlineMax) are accepted inline: write it to storage at %s and send its outputPath",
+			n, e.cfg.InlineMax, own), Details: map[string]any{"field": "output", "limit": e.cfg.InlineMax}}
+	case cb.OutputPath != own:
+		return badPath("outputPath", fmt.Sprintf("an inline output is sent with the run's own outputPath %q, got %q", own, cb.OutputPath))
+	case cb.OutputSize != 0 && cb.OutputSize != n:
+		return invalid("INVALID_OUTPUT_SIZE", "outputSize is %d but the inline output has %d bytes", cb.OutputSize, n)
+	}
+	cb.OutputSize = n
+	return nil
 }
 
 func nilIfZero(n int64) *int64 {

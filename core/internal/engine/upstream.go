@@ -22,13 +22,20 @@ import (
 const inlineReads = 8
 
 // inlineInputs sets each entry's Input to its stored input when that is JSON of at most
-// protocol.DLQInputInlineMax bytes. An input that is larger, missing, unreadable or not JSON is
+// protocol.DLQInputInlineMax bytes: inline[i] when items[i]'s input is kept in PostgreSQL,
+// else the object at its inputPath. An input that is larger, missing, unreadable or not JSON is
 // left out: the entry still lists, with its inputPath.
-func (e *Engine) inlineInputs(ctx context.Context, items []DLQEntry) {
+func (e *Engine) inlineInputs(ctx context.Context, items []DLQEntry, inline [][]byte) {
 	_, backend := e.storage.Default()
 	var g errgroup.Group
 	g.SetLimit(inlineReads)
 	for i := range items {
+		if inline[i] != nil {
+			if len(inline[i]) <= protocol.DLQInputInlineMax && json.Valid(inline[i]) {
+				items[i].Input = inline[i]
+			}
+			continue
+		}
 		g.Go(func() error {
 			data, err := readSmall(ctx, backend, items[i].InputPath, protocol.DLQInputInlineMax)
 			switch {

@@ -5,7 +5,7 @@
 -- 'retried'); cursor is an id ('' = from the newest), max the limit.
 SELECT d.id, d.task_run_id, d.task_id, coalesce(d.pipeline_run_id, ''), coalesce(pr.pipeline_id, ''),
        d.input_path, coalesce(d.error, ''), coalesce(d.error_code, ''), d.attempts, d.code_version,
-       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, '')
+       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, ''), coalesce(d.input, pr.input) AS input
 FROM dlq d
 LEFT JOIN pipeline_runs pr ON pr.id = d.pipeline_run_id
 WHERE (sqlc.arg('task_id')::text = '' OR d.task_id = sqlc.arg('task_id')::text) AND (sqlc.arg('cursor')::text = '' OR d.id < sqlc.arg('cursor')::text)
@@ -15,9 +15,11 @@ ORDER BY d.id DESC
 LIMIT sqlc.arg('max')::int;
 
 -- name: DLQGet :one
+-- One entry, as DLQList lists it: input is the inline input (the entry's copy, or its pipeline
+-- run's), NULL when it is stored at input_path.
 SELECT d.id, d.task_run_id, d.task_id, coalesce(d.pipeline_run_id, ''), coalesce(pr.pipeline_id, ''),
        d.input_path, coalesce(d.error, ''), coalesce(d.error_code, ''), d.attempts, d.code_version,
-       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, '')
+       d.code_hash, d.failed_at, d.retried_at, coalesce(d.retry_run_id, ''), coalesce(d.input, pr.input) AS input
 FROM dlq d
 LEFT JOIN pipeline_runs pr ON pr.id = d.pipeline_run_id
 WHERE d.id = sqlc.arg('id');
@@ -38,7 +40,7 @@ SELECT count(*) FROM dlq;
 -- Marks entry id as retried by run retry_run_id, once.
 UPDATE dlq SET retried_at = now(), retry_run_id = sqlc.arg('retry_run_id')::text
 WHERE id = sqlc.arg('id') AND retried_at IS NULL
-RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id;
+RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id, input;
 
 -- name: DLQRetryState :one
 SELECT coalesce(retry_run_id, '') FROM dlq WHERE id = sqlc.arg('id');

@@ -31,16 +31,17 @@ JOIN task_runs tr ON tr.id = k.run_id;
 
 -- name: InsertRuns :exec
 -- One multi-row insert of new pending runs; traceparents is the W3C traceparent of the trace each
--- continues ('' = none).
-INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, code_version,
+-- continues ('' = none), inputs the input each keeps inline (NULL = stored at its input path).
+INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, input, code_version,
                        code_hash, metadata, idempotency_key, traceparent)
 SELECT i.id, i.task_id, 'pending', i.priority, now() + i.delay_ms * interval '1 millisecond',
-       i.input_path, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, '')
+       i.input_path, i.input, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, '')
 FROM (SELECT unnest(sqlc.arg('ids')::text[]) AS id,
              unnest(sqlc.arg('task_ids')::text[]) AS task_id,
              unnest(sqlc.arg('priorities')::int[]) AS priority,
              unnest(sqlc.arg('delays_ms')::bigint[]) AS delay_ms,
              unnest(sqlc.arg('input_paths')::text[]) AS input_path,
+             unnest(sqlc.arg('inputs')::bytea[]) AS input,
              unnest(sqlc.arg('code_versions')::int[]) AS code_version,
              unnest(sqlc.arg('code_hashes')::text[]) AS code_hash,
              unnest(sqlc.arg('metadata')::jsonb[]) AS metadata,

@@ -25,10 +25,11 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE p.implicit OR NOT excluded.implicit;
 
 -- name: InsertPipelineRun :exec
--- traceparent is the W3C traceparent of the trigger's span ('' = none).
-INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
+-- traceparent is the W3C traceparent of the trigger's span ('' = none); input the input the run
+-- keeps inline (NULL = stored at input_path).
+INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, input, snapshot,
                            traceparent)
-VALUES (sqlc.arg('id'), sqlc.arg('pipeline_id'), 'running', sqlc.arg('failure_mode'), sqlc.arg('priority'), sqlc.arg('metadata'), sqlc.arg('input_path'), sqlc.arg('snapshot'), nullif(sqlc.arg('traceparent')::text, ''));
+VALUES (sqlc.arg('id'), sqlc.arg('pipeline_id'), 'running', sqlc.arg('failure_mode'), sqlc.arg('priority'), sqlc.arg('metadata'), sqlc.arg('input_path'), sqlc.narg('input'), sqlc.arg('snapshot'), nullif(sqlc.arg('traceparent')::text, ''));
 
 -- name: InsertPipelineTaskRuns :exec
 -- Every node of a new pipeline run at once: entry tasks pending, the others waiting. Each
@@ -99,18 +100,18 @@ UPDATE task_runs SET status = 'cancelled', error = sqlc.arg('reason')::text, err
 WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL AND status = ANY(sqlc.arg('statuses')::text[]);
 
 -- name: UpstreamRefs :many
--- For each run in run_ids, its completed predecessors' outputs: one probe of the node index per
--- predecessor, whatever the size of the table. The fences (MATERIALIZED, OFFSET 0) keep the
+-- For each run in run_ids, its completed predecessors' outputs (the output itself when it is
+-- inline): one probe of the node index per predecessor, whatever the size of the table. The fences (MATERIALIZED, OFFSET 0) keep the
 -- planner from starting at the other end when statistics are stale.
 WITH c AS MATERIALIZED (
     SELECT id, pipeline_run_id, predecessors FROM task_runs
     WHERE id = ANY(sqlc.arg('run_ids')::text[]) AND pipeline_run_id IS NOT NULL
 )
-SELECT c.id, p.task_id, coalesce(p.output_path, ''), p.assets
+SELECT c.id, p.task_id, coalesce(p.output_path, ''), p.assets, p.output
 FROM c
 CROSS JOIN LATERAL unnest(c.predecessors) AS pred(task_id)
 CROSS JOIN LATERAL (
-    SELECT x.task_id, x.output_path, x.assets FROM task_runs x
+    SELECT x.task_id, x.output_path, x.assets, x.output FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = pred.task_id
       AND x.superseded_by IS NULL AND x.status = 'completed'
     OFFSET 0

@@ -87,6 +87,8 @@ FROM chosen, tasks t, services s
 WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
 RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, '') AS pipeline_run_id, tr.attempt, tr.lease, tr.code_version,
           tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms,
+          -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
+          coalesce(tr.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = tr.pipeline_run_id)) AS input,
           t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '') AS traceparent,
           s.id AS service_id, coalesce(s.key_id, '') AS key_id;
 
@@ -162,9 +164,9 @@ updated AS (
     RETURNING tr.*
 ),
 dead AS (
-    INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, error, error_code,
+    INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, input, error, error_code,
                      attempts, code_version, code_hash, priority, metadata)
-    SELECT 'dlq_' || substr(u.id, 6), u.id, u.task_id, u.pipeline_run_id, u.input_path, u.error,
+    SELECT 'dlq_' || substr(u.id, 6), u.id, u.task_id, u.pipeline_run_id, u.input_path, u.input, u.error,
            u.error_code, u.previous_attempts, u.code_version, u.code_hash, u.priority, u.metadata
     FROM updated u
     WHERE u.status = 'failed'
@@ -176,10 +178,16 @@ FROM updated u;
 
 -- name: Complete :one
 -- A successful callback of run id under lease (NULL = the current one). Returns the task and the
--- seconds since the run was first claimed.
+-- seconds since the run was first claimed. output is the output sent inline; without it, a
+-- callback that names the output of another run (a result reused through the idempotency check)
+-- takes a copy of that run's inline output, if it has one.
 UPDATE task_runs SET
     status        = 'completed',
     output_path   = sqlc.narg('output_path'),
+    output        = coalesce(sqlc.narg('output')::bytea, (
+                        SELECT src.output FROM task_runs src
+                        WHERE src.id = split_part(sqlc.narg('output_path')::text, '/', 2) AND src.id <> sqlc.arg('id')
+                          AND src.output_path = sqlc.narg('output_path')::text)),
     output_size   = sqlc.narg('output_size'),
     assets        = sqlc.narg('assets'),
     logs_path     = sqlc.narg('logs_path'),
