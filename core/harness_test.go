@@ -268,6 +268,7 @@ type run struct {
 	CodeHash         string                 `json:"codeHash"`
 	InputPath        string                 `json:"inputPath"`
 	OutputPath       *string                `json:"outputPath"`
+	OutputSize       *int64                 `json:"outputSize"`
 	Progress         *int                   `json:"progress"`
 	ProgressMessage  string                 `json:"progressMessage"`
 	CreatedAt        time.Time              `json:"createdAt"`

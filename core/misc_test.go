@@ -75,9 +75,15 @@ func TestCompatNodeSDKv1(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	require.Contains(t, e.logs.String(), "node-sdk-v1")
 
-	id := e.enqueue(map[string]any{"taskId": "t"}).RunID
+	q := e.enqueue(map[string]any{"taskId": "t"})
+	id := q.RunID
 	w.waitDispatches(1)
 	d := w.all()[0]
+	// The Node SDK reads inputs and upstream outputs from storage: nothing is kept inline, and
+	// the dispatch has no field upstream's schema lacks.
+	require.True(t, e.inStorage(q.InputPath))
+	require.NotContains(t, string(w.Bodies()[0]), `"input"`)
+	require.NotContains(t, string(w.Bodies()[0]), `"outputInlineMax"`)
 	plain, err := token.OpenCompat(testSecret, d.StorageToken)
 	require.NoError(t, err)
 	var backend map[string]any
