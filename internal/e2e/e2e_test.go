@@ -136,6 +136,9 @@ type stack struct {
 	def  storage.Config
 	url  string
 	keys token.Keys
+	// inline says small inputs and outputs are kept in PostgreSQL (INLINE_PAYLOAD_MAX_BYTES),
+	// not in the default backend.
+	inline bool
 
 	tap        *tapListener
 	orchLogs   *testutil.SyncBuffer
@@ -155,8 +158,9 @@ type answer struct {
 
 // startStack starts the backends, an orchestrator (serverless mode, on a
 // fresh database) whose default backend is defaultID and the PDF worker, and
-// waits until the worker has registered.
-func startStack(t *testing.T, defaultID string) *stack {
+// waits until the worker has registered; mod changes the orchestrator's
+// configuration.
+func startStack(t *testing.T, defaultID string, mod ...func(*core.Config)) *stack {
 	t.Helper()
 	b := startBackends(t)
 	def, ok := b.configs[defaultID]
@@ -172,8 +176,14 @@ func startStack(t *testing.T, defaultID string) *stack {
 	}
 	keys, err := token.DeriveKeys(secretKey)
 	require.NoError(t, err)
-	orch := testorch.Start(t, testorch.Options{Configure: func(cfg *core.Config) { cfg.StorageBackends = cfgs }})
-	s := &stack{backends: b, def: def, keys: keys, url: orch.URL, orchLogs: orch.Logs, workerLogs: &testutil.SyncBuffer{}}
+	orch := testorch.Start(t, testorch.Options{Configure: func(cfg *core.Config) {
+		cfg.StorageBackends = cfgs
+		for _, m := range mod {
+			m(cfg)
+		}
+	}})
+	s := &stack{backends: b, def: def, keys: keys, url: orch.URL, orchLogs: orch.Logs, workerLogs: &testutil.SyncBuffer{},
+		inline: orch.Config.InlinePayloadMaxBytes > 0}
 
 	workerLog := slog.New(slog.NewJSONHandler(s.workerLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := worker.New(worker.Config{OrchestratorURL: orch.URL, ServiceID: pdf.ServiceID, Version: "1.0.0",
