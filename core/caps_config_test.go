@@ -44,3 +44,22 @@ func TestConfigCaps(t *testing.T) {
 		require.Equal(t, name, ce.Var)
 	}
 }
+
+// INLINE_PAYLOAD_MAX_BYTES: 64 KiB by default, 0 turns inline payloads off, at most 1 MiB.
+func TestConfigInlinePayloadMax(t *testing.T) {
+	t.Parallel()
+	cfg, err := core.ConfigFromEnv(configEnv(nil))
+	require.NoError(t, err)
+	require.Equal(t, int64(64<<10), cfg.InlinePayloadMaxBytes)
+	for v, want := range map[string]int64{"0": 0, "1024": 1024, "1048576": 1 << 20} {
+		cfg, err := core.ConfigFromEnv(configEnv(map[string]string{"INLINE_PAYLOAD_MAX_BYTES": v}))
+		require.NoError(t, err, v)
+		require.Equal(t, want, cfg.InlinePayloadMaxBytes)
+	}
+	for _, v := range []string{"-1", "1048577", "64k"} {
+		_, err := core.ConfigFromEnv(configEnv(map[string]string{"INLINE_PAYLOAD_MAX_BYTES": v}))
+		var ce *core.ConfigError
+		require.ErrorAs(t, err, &ce, v)
+		require.Equal(t, "INLINE_PAYLOAD_MAX_BYTES", ce.Var)
+	}
+}
