@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -79,12 +80,19 @@ func (u Upstream) Decode(v any) error {
 }
 
 // runEnv is the machinery behind a Context: its directory, storage, assets and logs.
+//
+// The attempt's temporary directory is made when first needed (TempDir, an asset, a
+// downloaded asset, a first log line): most tasks need none, and making and removing a
+// directory per attempt cost a no-op worker most of its time.
 type runEnv struct {
-	dir     string           // the attempt's temporary directory
-	backend *storage.Backend // nil for RunLocal
-	local   map[string]map[string][]byte
-	logger  *slog.Logger // writes to logs.jsonl and to the worker's logger
-	logFile *os.File
+	parent, prefix string           // where the directory is made, and its name's prefix
+	backend        *storage.Backend // nil for RunLocal
+	local          map[string]map[string][]byte
+	logger         *slog.Logger // writes to logs.jsonl (once there is a line) and to the worker's logger
+	logs           *lazyLog
+
+	dirMu sync.Mutex
+	dir   string // the attempt's temporary directory, "" until made
 	// progress reports progress (nil: only logged).
 	progress func(ctx context.Context, percent int, message string) error
 
@@ -108,40 +116,102 @@ const (
 	logsFile    = "logs.jsonl"
 )
 
-// newRunEnv creates the attempt's temporary directory under parent and its logs.
-func newRunEnv(parent, prefix string, log *slog.Logger) (*runEnv, error) {
-	dir, err := os.MkdirTemp(parent, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("create the attempt's temporary directory: %w", err)
-	}
-	for _, sub := range []string{workDir, assetsDir, upstreamDir} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
-			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("create the attempt's temporary directory: %w", err)
-		}
-	}
-	f, err := os.OpenFile(filepath.Join(dir, logsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("create the attempt's log file: %w", err)
-	}
-	file := slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})
-	return &runEnv{
-		dir:     dir,
-		logger:  slog.New(teeHandler{file, log.Handler()}),
-		logFile: f,
+// newRunEnv prepares the attempt's environment; its temporary directory under parent is made
+// when first needed.
+func newRunEnv(parent, prefix string, log *slog.Logger) *runEnv {
+	r := &runEnv{
+		parent:  parent,
+		prefix:  prefix,
 		assets:  map[string]producedAsset{},
 		fetched: map[string]string{},
-	}, nil
+	}
+	r.logs = &lazyLog{env: r}
+	file := slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})
+	r.logger = slog.New(teeHandler{file, log.Handler()})
+	return r
+}
+
+// ensureDir makes the attempt's temporary directory, once, and returns it with sub (one of
+// workDir, assetsDir, upstreamDir; "" for the directory itself) made inside it.
+func (r *runEnv) ensureDir(sub string) (string, error) {
+	r.dirMu.Lock()
+	defer r.dirMu.Unlock()
+	if r.dir == "" {
+		dir, err := os.MkdirTemp(r.parent, r.prefix)
+		if err != nil {
+			return "", fmt.Errorf("create the attempt's temporary directory: %w", err)
+		}
+		r.dir = dir
+	}
+	if sub == "" {
+		return r.dir, nil
+	}
+	path := filepath.Join(r.dir, sub)
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return "", fmt.Errorf("create the attempt's temporary directory: %w", err)
+	}
+	return path, nil
+}
+
+// madeDir is the attempt's temporary directory, "" if it was never made.
+func (r *runEnv) madeDir() string {
+	r.dirMu.Lock()
+	defer r.dirMu.Unlock()
+	return r.dir
 }
 
 // close closes the log file (idempotent).
-func (r *runEnv) close() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.logFile != nil {
-		_ = r.logFile.Close()
-		r.logFile = nil
+func (r *runEnv) close() { r.logs.close() }
+
+// readLogs returns what the attempt logged to its file (nothing if it logged nothing).
+func (r *runEnv) readLogs() ([]byte, error) {
+	dir := r.madeDir()
+	if dir == "" {
+		return nil, nil
+	}
+	logs, err := os.ReadFile(filepath.Join(dir, logsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return logs, err
+}
+
+// lazyLog is the attempt's logs.jsonl, made with the directory at the first line.
+type lazyLog struct {
+	env    *runEnv
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+}
+
+// Write appends p to the file, making it first if need be.
+func (l *lazyLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, os.ErrClosed
+	}
+	if l.f == nil {
+		dir, err := l.env.ensureDir("")
+		if err != nil {
+			return 0, err
+		}
+		if l.f, err = os.OpenFile(filepath.Join(dir, logsFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+			return 0, fmt.Errorf("create the attempt's log file: %w", err)
+		}
+	}
+	return l.f.Write(p)
+}
+
+// close closes the file, if any; lines logged later reach only the worker's logger
+// (idempotent).
+func (l *lazyLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	if l.f != nil {
+		_ = l.f.Close()
+		l.f = nil
 	}
 }
 
@@ -153,9 +223,18 @@ func (c *Context) Decode(v any) error {
 	return nil
 }
 
-// TempDir returns a scratch directory of the attempt, removed when the attempt ends. Files
-// made there can become assets with AddAssetFromPath.
-func (c *Context) TempDir() string { return filepath.Join(c.r.dir, workDir) }
+// TempDir returns a scratch directory of the attempt, removed when the attempt ends, made at
+// the first call. Files made there can become assets with AddAssetFromPath. Should the
+// directory not be made, the error is logged and a path that does not exist is returned: the
+// handler's first use of it fails.
+func (c *Context) TempDir() string {
+	dir, err := c.r.ensureDir(workDir)
+	if err != nil {
+		c.Logger().Error("worker: no temporary directory for the attempt", "err", err)
+		return filepath.Join(c.r.parent, c.r.prefix+"unmade", workDir)
+	}
+	return dir
+}
 
 // Logger returns the attempt's logger: its records go to the run's logs (uploaded with a
 // successful attempt to runs/{runId}/logs.jsonl) and to the worker's logger.
@@ -195,7 +274,11 @@ func (c *Context) AddAsset(key string, data []byte, typ string) error {
 	if typ == "" {
 		typ = AssetBinary
 	}
-	dst := filepath.Join(c.r.dir, assetsDir, key)
+	dir, err := c.r.ensureDir(assetsDir)
+	if err != nil {
+		return fmt.Errorf("worker: add asset %q: %w", key, err)
+	}
+	dst := filepath.Join(dir, key)
 	if err := writeFileAtomic(dst, data); err != nil {
 		return fmt.Errorf("worker: add asset %q: %w", key, err)
 	}
@@ -220,7 +303,11 @@ func (c *Context) AddAssetFromPath(key, path string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("worker: add asset %q from %s: not a regular file", key, path)
 	}
-	dst := filepath.Join(c.r.dir, assetsDir, key)
+	dir, err := c.r.ensureDir(assetsDir)
+	if err != nil {
+		return fmt.Errorf("worker: add asset %q from %s: %w", key, path, err)
+	}
+	dst := filepath.Join(dir, key)
 	if err := linkOrCopy(path, dst); err != nil {
 		return fmt.Errorf("worker: add asset %q from %s: %w", key, path, err)
 	}
@@ -269,7 +356,11 @@ func (c *Context) GetAssetPath(task, key string) (string, error) {
 	if p, ok := c.r.fetched[task+"\x00"+key]; ok {
 		return p, nil
 	}
-	dir := filepath.Join(c.r.dir, upstreamDir, fileName(task))
+	up, err := c.r.ensureDir(upstreamDir)
+	if err != nil {
+		return "", fmt.Errorf("worker: get asset %q of %q: %w", key, task, err)
+	}
+	dir := filepath.Join(up, fileName(task))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("worker: get asset %q of %q: %w", key, task, err)
 	}

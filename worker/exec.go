@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -73,20 +72,19 @@ func (w *Worker) execute(base context.Context, t *task, d *protocol.DispatchRequ
 		log.Info("the run was scheduled for other code than this worker's", "runCodeHash", d.CodeHash, "workerCodeHash", t.hash)
 	}
 
-	env, err := newRunEnv(w.tempDir, d.RunID+"-", log)
-	if err != nil {
-		a.reportFailure(ctx, failure{code: CodeStorage, message: err.Error(), retryable: true})
-		return
-	}
+	env := newRunEnv(w.tempDir, d.RunID+"-", log)
 	ok := false
 	defer func() {
 		env.close()
-		if ok || w.cleanupOnFailure {
-			if err := os.RemoveAll(env.dir); err != nil {
-				log.Warn("could not remove the attempt's temporary directory", "dir", env.dir, "err", err)
+		dir := env.madeDir()
+		switch {
+		case dir == "":
+		case ok || w.cleanupOnFailure:
+			if err := os.RemoveAll(dir); err != nil {
+				log.Warn("could not remove the attempt's temporary directory", "dir", dir, "err", err)
 			}
-		} else {
-			log.Info("kept the failed attempt's temporary directory", "dir", env.dir)
+		default:
+			log.Info("kept the failed attempt's temporary directory", "dir", dir)
 		}
 	}()
 
@@ -369,7 +367,7 @@ func (a *attempt) upload(ctx context.Context, env *runEnv, out any) (protocol.Ca
 		body.Assets[key] = protocol.Asset{Path: path, Size: size, Type: pa.typ}
 	}
 	env.close()
-	logs, err := os.ReadFile(env.logFilePath())
+	logs, err := env.readLogs()
 	if err != nil {
 		return body, storageFailure(fmt.Errorf("read the logs: %w", err))
 	}
@@ -389,9 +387,6 @@ func (a *attempt) upload(ctx context.Context, env *runEnv, out any) (protocol.Ca
 	}
 	return body, nil
 }
-
-// logFilePath is the path of the attempt's logs.
-func (r *runEnv) logFilePath() string { return filepath.Join(r.dir, logsFile) }
 
 // putFile uploads the file at file to key and returns its size.
 func putFile(ctx context.Context, b *storage.Backend, key, file, contentType string) (int64, error) {

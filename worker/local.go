@@ -57,13 +57,12 @@ func RunLocal(w *Worker, taskID string, in LocalInput) (LocalResult, error) {
 	}
 	runID := "trun_local_" + rand.Text()[:12]
 	log := w.log.With("run", runID, "task", taskID, "local", true)
-	env, err := newRunEnv(w.tempDir, runID+"-", log)
-	if err != nil {
-		return LocalResult{}, fmt.Errorf("worker: run %q locally: %w", taskID, err)
-	}
+	env := newRunEnv(w.tempDir, runID+"-", log)
 	defer func() {
 		env.close()
-		_ = os.RemoveAll(env.dir)
+		if dir := env.madeDir(); dir != "" {
+			_ = os.RemoveAll(dir)
+		}
 	}()
 	env.local = in.Assets
 
@@ -115,7 +114,7 @@ func RunLocal(w *Worker, taskID string, in LocalInput) (LocalResult, error) {
 	out, herr := callHandler(t.handler, c, log)
 	env.close()
 	var res LocalResult
-	logs, err := os.ReadFile(env.logFilePath())
+	logs, err := env.readLogs()
 	if err != nil {
 		return res, fmt.Errorf("worker: run %q locally: read the logs: %w", taskID, err)
 	}

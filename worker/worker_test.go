@@ -538,3 +538,39 @@ func TestForgedDispatchIsRefused(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status)
 	require.JSONEq(t, `{"status":"ok","serviceId":"svc","version":"1","tasks":["guarded"],"running":0}`, string(r.Body))
 }
+
+// An attempt that needs no scratch space makes no temporary directory: a handler that neither
+// asks for TempDir, adds an asset nor logs leaves the worker's TempDir untouched while it runs.
+// One that logs gets its directory (and its logs uploaded) and leaves nothing behind.
+func TestTempDirMadeOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.newWorker("svc")
+	var seen []string
+	require.NoError(t, w.Register("quiet", worker.Options{}, func(*worker.Context) (any, error) {
+		entries, err := os.ReadDir(w.tempDir)
+		for _, de := range entries {
+			seen = append(seen, de.Name())
+		}
+		return nil, err
+	}))
+	require.NoError(t, w.Register("chatty", worker.Options{}, func(ctx *worker.Context) (any, error) {
+		ctx.Logger().Info("working")
+		return nil, nil
+	}))
+	w.register(t)
+
+	quiet := e.enqueue("quiet", nil)
+	e.waitStatus(quiet, protocol.StatusCompleted)
+	w.Wait()
+	require.Empty(t, seen, "no directory was made for the quiet attempt")
+	require.Nil(t, e.run(quiet).LogsPath, "nothing logged, no logs stored")
+
+	chatty := e.enqueue("chatty", nil)
+	e.waitStatus(chatty, protocol.StatusCompleted)
+	w.Wait()
+	logsPath := e.run(chatty).LogsPath
+	require.NotNil(t, logsPath)
+	require.Contains(t, string(e.stored(*logsPath)), `"msg":"working"`)
+	require.Empty(t, w.tempEntries(t))
+}
