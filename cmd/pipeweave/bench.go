@@ -74,6 +74,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	clients := fs.Int("clients", 4, "with --pipeline and no --rate: concurrent triggering clients")
 	mode := fs.String("mode", string(core.ModeStandalone), "orchestrator mode: standalone or serverless")
 	processEvery := fs.Duration("process-interval", time.Minute, "serverless mode: how often the scheduler calls /api/process")
+	workerProfile := fs.String("worker-cpuprofile", "", "with --worker-process: write a CPU profile of the worker process (its whole life) to this file")
 	workerProcess := fs.Bool("worker-process", false, "run the no-op worker in a process of its own (this binary run as bench worker: the Go SDK with a no-op handler, which reads each input and stores each output itself) instead of in the bench's process")
 	replicas := fs.Int("replicas", 1, "orchestrator instances on the one database, each with its own pool, listener and loop; enqueues and the worker's calls go to each in turn")
 	pending := fs.Int("pending", 0, "before measuring, fill the queue with this many pending runs of the measured task (COPY) that become ready only in 100 years: never dispatched, they sit in the index range the claim scans, after every ready run, so a claim that finds fewer ready runs than it has room for reads through them as through a real queue's delayed runs (README, Performance)")
@@ -200,7 +201,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 		defer func() { _ = os.RemoveAll(tmp) }()
-		pw, err := startProcessWorker(ctx, secret, urls, sink, tmp, stderr)
+		pw, err := startProcessWorker(ctx, secret, urls, sink, tmp, *workerProfile, stderr)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -134,8 +135,23 @@ func benchWorkerCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	orchs := fs.String("orchestrators", "", "comma list of the orchestrators' base URLs")
 	sink := fs.String("sink", "", "count the callbacks of this task alone (default: of every task)")
 	tmp := fs.String("temp-dir", "", "the attempts' temporary directories (default: the SDK's)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
 	}
 	urls := strings.Split(*orchs, ",")
 	hosts, err := hostsOf(urls)
@@ -203,7 +219,7 @@ type processWorker struct {
 
 // startProcessWorker runs `bench worker` from this binary with the service key of the bench
 // service. It stops when ctx ends or Close is called: SIGTERM, then a kill after 10 s.
-func startProcessWorker(ctx context.Context, secret string, orchURLs []string, sink, tmp string, stderr io.Writer) (*processWorker, error) {
+func startProcessWorker(ctx context.Context, secret string, orchURLs []string, sink, tmp, cpuProfile string, stderr io.Writer) (*processWorker, error) {
 	key, err := token.ServiceKey(secret, "bench")
 	if err != nil {
 		return nil, err
@@ -213,7 +229,11 @@ func startProcessWorker(ctx context.Context, secret string, orchURLs []string, s
 		return nil, fmt.Errorf("find the bench's own binary: %w", err)
 	}
 	ctx, stop := context.WithCancel(ctx)
-	cmd := exec.CommandContext(ctx, exe, "bench", "worker", "--orchestrators", strings.Join(orchURLs, ","), "--sink", sink, "--temp-dir", tmp)
+	args := []string{"bench", "worker", "--orchestrators", strings.Join(orchURLs, ","), "--sink", sink, "--temp-dir", tmp}
+	if cpuProfile != "" {
+		args = append(args, "--cpuprofile", cpuProfile)
+	}
+	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = append(os.Environ(), "PIPEWEAVE_SERVICE_KEY="+hex.EncodeToString(key))
 	cmd.Stderr = stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
