@@ -39,6 +39,17 @@ func (db *DB) InTx(ctx context.Context, fn func(tx Executor) error) error {
 	return interpretError(err)
 }
 
+// WithConn runs fn on one connection of the pool, held until fn returns: its statements
+// autocommit one by one, all on that connection's server process.
+func (db *DB) WithConn(ctx context.Context, fn func(x Executor) error) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return interpretError(err)
+	}
+	defer conn.Release()
+	return fn(executor{conn})
+}
+
 // raw is what pgxpool.Pool and pgx.Tx both are.
 type raw interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)

@@ -526,17 +526,6 @@ func (q *Queries) PipelineRunList(ctx context.Context, db DBTX, arg PipelineRunL
 	return items, nil
 }
 
-const pipelineRunOfTaskRun = `-- name: PipelineRunOfTaskRun :one
-SELECT coalesce(pipeline_run_id, '') FROM task_runs WHERE id = $1
-`
-
-func (q *Queries) PipelineRunOfTaskRun(ctx context.Context, db DBTX, id string) (string, error) {
-	row := db.QueryRow(ctx, pipelineRunOfTaskRun, id)
-	var pipeline_run_id string
-	err := row.Scan(&pipeline_run_id)
-	return pipeline_run_id, err
-}
-
 const pipelineRunTally = `-- name: PipelineRunTally :one
 SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
        count(*) FILTER (WHERE status = 'failed') AS failed,
@@ -645,6 +634,36 @@ func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, pipelineRunI
 			&i.Deadline,
 			&i.SupersededBy,
 		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const pipelineRunsOfTaskRuns = `-- name: PipelineRunsOfTaskRuns :many
+SELECT id, coalesce(pipeline_run_id, '') AS pipeline_run_id FROM task_runs WHERE id = ANY($1::text[])
+`
+
+type PipelineRunsOfTaskRunsRow struct {
+	ID            string
+	PipelineRunID string
+}
+
+// The pipeline run of each task run named that exists (” = standalone).
+func (q *Queries) PipelineRunsOfTaskRuns(ctx context.Context, db DBTX, ids []string) ([]PipelineRunsOfTaskRunsRow, error) {
+	rows, err := db.Query(ctx, pipelineRunsOfTaskRuns, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PipelineRunsOfTaskRunsRow
+	for rows.Next() {
+		var i PipelineRunsOfTaskRunsRow
+		if err := rows.Scan(&i.ID, &i.PipelineRunID); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

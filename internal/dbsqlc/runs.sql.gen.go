@@ -258,6 +258,108 @@ func (q *Queries) Complete(ctx context.Context, db DBTX, arg CompleteParams) (Co
 	return i, err
 }
 
+const completeStandalone = `-- name: CompleteStandalone :many
+WITH input AS (
+    SELECT unnest($1::text[]) AS id,
+           unnest($2::bigint[]) AS lease,
+           unnest($3::text[]) AS output_path,
+           unnest($4::bytea[]) AS output,
+           unnest($5::bigint[]) AS output_size,
+           unnest($6::text[]) AS assets,
+           unnest($7::text[]) AS logs_path
+),
+target AS (
+    SELECT tr.id
+    FROM task_runs tr JOIN input x ON x.id = tr.id
+    WHERE tr.pipeline_run_id IS NULL AND tr.status IN ('dispatching', 'running')
+      AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
+    ORDER BY tr.id
+    FOR UPDATE OF tr
+),
+done AS (
+    UPDATE task_runs tr SET
+        status        = 'completed',
+        output_path   = nullif(x.output_path, ''),
+        output        = x.output,
+        output_size   = nullif(x.output_size, 0),
+        assets        = nullif(x.assets, '')::jsonb,
+        logs_path     = nullif(x.logs_path, ''),
+        selected_next = NULL,
+        error         = NULL,
+        error_code    = NULL,
+        deadline      = NULL,
+        completed_at  = now(),
+        updated_at    = now()
+    FROM target, input x
+    WHERE tr.id = target.id AND x.id = tr.id
+    RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
+)
+SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
+UNION ALL
+SELECT tr.id, false, '', 0, coalesce(tr.pipeline_run_id, '')
+FROM task_runs tr JOIN input x ON x.id = tr.id
+WHERE tr.id NOT IN (SELECT id FROM done)
+`
+
+type CompleteStandaloneParams struct {
+	IDs         []string
+	Leases      []int64
+	OutputPaths []string
+	Outputs     [][]byte
+	OutputSizes []int64
+	Assets      []string
+	LogsPaths   []string
+}
+
+type CompleteStandaloneRow struct {
+	ID            string
+	Completed     bool
+	TaskID        string
+	Seconds       float64
+	PipelineRunID string
+}
+
+// Successful callbacks of many runs at once (a group commit): ids, leases (-1 = the current one),
+// and each one's output path (” = none), output sent inline (NULL = none), output size (0 =
+// none), assets (JSON, ” = none) and logs path (” = none) at its position. Only runs outside pipelines that are still in the
+// attempt under the lease complete, locked in id order; they are returned with completed true,
+// their task and the seconds since the run was first claimed. Every other run named that exists
+// is returned with completed false and its pipeline run (” = none), for the caller to apply its
+// callback in a transaction that locks that pipeline run first.
+func (q *Queries) CompleteStandalone(ctx context.Context, db DBTX, arg CompleteStandaloneParams) ([]CompleteStandaloneRow, error) {
+	rows, err := db.Query(ctx, completeStandalone,
+		arg.IDs,
+		arg.Leases,
+		arg.OutputPaths,
+		arg.Outputs,
+		arg.OutputSizes,
+		arg.Assets,
+		arg.LogsPaths,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CompleteStandaloneRow
+	for rows.Next() {
+		var i CompleteStandaloneRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Completed,
+			&i.TaskID,
+			&i.Seconds,
+			&i.PipelineRunID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const failAttempts = `-- name: FailAttempts :many
 WITH located AS (
     SELECT tr.id, array_position($2::text[], tr.id) AS i
@@ -272,6 +374,7 @@ target AS (
     JOIN task_runs tr ON tr.id = l.id
     JOIN tasks t ON t.id = tr.task_id
     WHERE tr.status IN ('dispatching', 'running') AND tr.lease = coalesce(nullif(($6::bigint[])[l.i], -1), tr.lease)
+    ORDER BY tr.id -- the order CompleteStandalone locks in, so that the two never deadlock
     FOR UPDATE OF tr
 ),
 updated AS (

@@ -128,6 +128,14 @@ type Engine struct {
 	// hint that makes callbacks and dispatch results check whether waiting_for_maintenance
 	// can end (maintenance.go).
 	notRunning atomic.Bool
+	// callbacks is the group commit that applies workers' callbacks (groupcommit.go).
+	callbacks groupCommit
+	// callbackTxs counts the transactions the callbacks' group commits ran (tests read it).
+	callbackTxs atomic.Int64
+	// beforeCommit, when set (by tests), runs on the connection of each of a group commit's
+	// transactions before it commits: before its one statement for the plain successes, before
+	// COMMIT for the others.
+	beforeCommit func(ctx context.Context, x dbtx)
 }
 
 // New builds an engine. The pool's search path must lead to the pipeweave schema.

@@ -99,7 +99,9 @@ func endSpan(span trace.Span, err error) {
 
 // Callback applies a worker's report of its attempt: success completes the run; failure retries
 // it or fails it into the DLQ. For a task of a pipeline run, the run advances in the same
-// transaction. A duplicate of an applied callback changes nothing; a stale lease gives
+// transaction. Callbacks arriving together are applied together (a group commit, groupcommit.go);
+// each returns only after the transaction that applied it committed. A duplicate of an applied
+// callback changes nothing; a stale lease gives
 // ErrConflict; an unknown run ErrNotFound. It runs in a "callback" span, a child of the trace
 // context in ctx (the worker's traceparent).
 func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (res CallbackResult, err error) {
@@ -142,13 +144,6 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	if len(cb.IdempotencyKey) > maxKeyLen {
 		return CallbackResult{}, invalid("INVALID_IDEMPOTENCY_KEY", "idempotencyKey must be at most %d bytes", maxKeyLen)
 	}
-	prun, err := queries.PipelineRunOfTaskRun(ctx, e.db, call.RunID)
-	switch {
-	case errors.Is(err, database.ErrNotFound):
-		return CallbackResult{}, notFound("RUN_NOT_FOUND", "task run %q not found", call.RunID)
-	case err != nil:
-		return CallbackResult{}, fmt.Errorf("read run %s: %w", call.RunID, err)
-	}
 	if cb.Status == protocol.CallbackSuccess {
 		if err := e.checkInlineOutput(call.RunID, cb); err != nil {
 			return CallbackResult{}, err
@@ -157,24 +152,7 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 			return CallbackResult{}, err
 		}
 	}
-	if prun == "" && cb.IdempotencyKey == "" {
-		// A plain standalone run's callback is one guarded statement; it needs no transaction.
-		return e.callbackIn(ctx, e.db, call, cb, nil)
-	}
-	var res CallbackResult
-	var runs map[string]*lockedRun
-	err = e.db.InTx(ctx, func(tx dbtx) error {
-		var err error
-		if runs, err = e.lockRuns(ctx, tx, []string{prun}); err != nil {
-			return err
-		}
-		res, err = e.callbackIn(ctx, tx, call, cb, runs[prun])
-		return err
-	})
-	if err == nil {
-		e.cfg.Signals.signalEnded(runs)
-	}
-	return res, err
+	return e.groupCallback(ctx, call, cb)
 }
 
 // callbackIn applies a callback on db; run is the locked pipeline run of the task run, if any.

@@ -41,8 +41,9 @@ SELECT i.id, i.task_id, sqlc.arg('pipeline_run_id')::text, i.status, i.priority,
 FROM jsonb_to_recordset(sqlc.arg('nodes')::jsonb) AS i(id text, task_id text, status text, priority int,
     code_version int, code_hash text, predecessors text[], preds_left int, selected bool);
 
--- name: PipelineRunOfTaskRun :one
-SELECT coalesce(pipeline_run_id, '') FROM task_runs WHERE id = sqlc.arg('id');
+-- name: PipelineRunsOfTaskRuns :many
+-- The pipeline run of each task run named that exists ('' = standalone).
+SELECT id, coalesce(pipeline_run_id, '') AS pipeline_run_id FROM task_runs WHERE id = ANY(sqlc.arg('ids')::text[]);
 
 -- name: LockPipelineRuns :many
 -- Locks pipeline runs in id order (every writer locks a pipeline run before its task runs).

@@ -140,6 +140,7 @@ target AS (
     JOIN task_runs tr ON tr.id = l.id
     JOIN tasks t ON t.id = tr.task_id
     WHERE tr.status IN ('dispatching', 'running') AND tr.lease = coalesce(nullif((sqlc.arg('leases')::bigint[])[l.i], -1), tr.lease)
+    ORDER BY tr.id -- the order CompleteStandalone locks in, so that the two never deadlock
     FOR UPDATE OF tr
 ),
 updated AS (
@@ -199,6 +200,55 @@ UPDATE task_runs SET
     updated_at    = now()
 WHERE id = sqlc.arg('id') AND lease = coalesce(sqlc.narg('lease')::bigint, lease) AND status IN ('dispatching', 'running')
 RETURNING task_id, coalesce(extract(epoch FROM now() - started_at), 0)::float8 AS seconds;
+
+-- name: CompleteStandalone :many
+-- Successful callbacks of many runs at once (a group commit): ids, leases (-1 = the current one),
+-- and each one's output path ('' = none), output sent inline (NULL = none), output size (0 =
+-- none), assets (JSON, '' = none) and logs path ('' = none) at its position. Only runs outside pipelines that are still in the
+-- attempt under the lease complete, locked in id order; they are returned with completed true,
+-- their task and the seconds since the run was first claimed. Every other run named that exists
+-- is returned with completed false and its pipeline run ('' = none), for the caller to apply its
+-- callback in a transaction that locks that pipeline run first.
+WITH input AS (
+    SELECT unnest(sqlc.arg('ids')::text[]) AS id,
+           unnest(sqlc.arg('leases')::bigint[]) AS lease,
+           unnest(sqlc.arg('output_paths')::text[]) AS output_path,
+           unnest(sqlc.arg('outputs')::bytea[]) AS output,
+           unnest(sqlc.arg('output_sizes')::bigint[]) AS output_size,
+           unnest(sqlc.arg('assets')::text[]) AS assets,
+           unnest(sqlc.arg('logs_paths')::text[]) AS logs_path
+),
+target AS (
+    SELECT tr.id
+    FROM task_runs tr JOIN input x ON x.id = tr.id
+    WHERE tr.pipeline_run_id IS NULL AND tr.status IN ('dispatching', 'running')
+      AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
+    ORDER BY tr.id
+    FOR UPDATE OF tr
+),
+done AS (
+    UPDATE task_runs tr SET
+        status        = 'completed',
+        output_path   = nullif(x.output_path, ''),
+        output        = x.output,
+        output_size   = nullif(x.output_size, 0),
+        assets        = nullif(x.assets, '')::jsonb,
+        logs_path     = nullif(x.logs_path, ''),
+        selected_next = NULL,
+        error         = NULL,
+        error_code    = NULL,
+        deadline      = NULL,
+        completed_at  = now(),
+        updated_at    = now()
+    FROM target, input x
+    WHERE tr.id = target.id AND x.id = tr.id
+    RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
+)
+SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
+UNION ALL
+SELECT tr.id, false, '', 0, coalesce(tr.pipeline_run_id, '')
+FROM task_runs tr JOIN input x ON x.id = tr.id
+WHERE tr.id NOT IN (SELECT id FROM done);
 
 -- name: Heartbeat :one
 -- Run id under lease (NULL = the current one); a NULL progress or message keeps the one stored.

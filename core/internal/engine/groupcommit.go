@@ -1,0 +1,333 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
+)
+
+// maxCallbackBatch bounds the callbacks one group commit applies.
+const maxCallbackBatch = 256
+
+// Callbacks are applied by group commit, leader/follower style: a callback that arrives while
+// no batch is being applied leads one at once, alone; callbacks that arrive while one is in
+// flight queue up, and when it is over the first of them leads the next batch with the others
+// (at most maxCallbackBatch, one callback per run). Each caller is answered only after the
+// transaction that applied its callback committed; when it did not commit, with an error.
+type groupCommit struct {
+	mu sync.Mutex
+	// queue holds the callbacks waiting for the next batch, in arrival order.
+	queue []*callbackItem
+	// busy: a batch is being applied; its leader hands over to queue[0] when it is done.
+	busy bool
+}
+
+// itemState is where a callback is in its group commit.
+type itemState int
+
+const (
+	queued   itemState = iota // waiting in the queue
+	leading                   // leads the next batch
+	taken                     // in the batch being applied
+	answered                  // dropped from the queue with its answer (its caller is gone)
+)
+
+// callbackItem is one caller's callback in a group commit, then its answer.
+type callbackItem struct {
+	ctx  context.Context
+	call WorkerCall
+	cb   *protocol.CallbackRequest
+	// pipelineRun is the run's pipeline run ('' = none) once known (lookedUp).
+	pipelineRun string
+	lookedUp    bool
+
+	res CallbackResult
+	err error
+	// state is guarded by groupCommit.mu.
+	state itemState
+	// wake receives true when the item leads the next batch, false once it is answered.
+	wake chan bool
+}
+
+// queued returns how many callbacks wait for the next batch (tests wait on it).
+func (g *groupCommit) queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue)
+}
+
+// groupCallback applies a validated callback in a group commit and returns its answer once
+// the callback committed, or failed.
+func (e *Engine) groupCallback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (CallbackResult, error) {
+	it := &callbackItem{ctx: ctx, call: call, cb: cb, wake: make(chan bool, 1)}
+	g := &e.callbacks
+	g.mu.Lock()
+	lead := !g.busy
+	if lead {
+		g.busy, it.state = true, leading
+	} else {
+		g.queue = append(g.queue, it)
+	}
+	g.mu.Unlock()
+	if !lead {
+		select {
+		case lead = <-it.wake:
+		case <-ctx.Done():
+			g.mu.Lock()
+			if it.state == queued {
+				g.queue = slices.DeleteFunc(g.queue, func(x *callbackItem) bool { return x == it })
+				g.mu.Unlock()
+				return CallbackResult{}, fmt.Errorf("callback of %s: %w", call.RunID, ctx.Err())
+			}
+			g.mu.Unlock()
+			lead = <-it.wake
+		}
+		if !lead {
+			return it.res, it.err
+		}
+	}
+	e.leadBatch(it)
+	return it.res, it.err
+}
+
+// leadBatch applies the batch that leader leads, answers its callers and hands over to the
+// first callback still queued, if any.
+func (e *Engine) leadBatch(leader *callbackItem) {
+	g := &e.callbacks
+	batch := g.take(leader)
+	if len(batch) > 0 {
+		// The batch is everyone's: the leader's caller going away must not fail it.
+		e.applyCallbacks(context.WithoutCancel(leader.ctx), batch)
+	}
+	for _, it := range batch {
+		if it != leader {
+			it.wake <- false
+		}
+	}
+	g.mu.Lock()
+	if len(g.queue) > 0 {
+		next := g.queue[0]
+		g.queue = slices.Delete(g.queue, 0, 1)
+		next.state = leading
+		next.wake <- true
+	} else {
+		g.busy = false
+	}
+	g.mu.Unlock()
+}
+
+// take makes the next batch: leader, then the queued callbacks in arrival order, at most
+// maxCallbackBatch and one per run (a second callback of a run waits for the next batch).
+// Callbacks whose callers are gone are answered with their context's error and dropped.
+func (g *groupCommit) take(leader *callbackItem) []*callbackItem {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var batch []*callbackItem
+	runs := map[string]bool{}
+	if err := leader.ctx.Err(); err != nil {
+		leader.err = fmt.Errorf("callback of %s: %w", leader.call.RunID, err)
+	} else {
+		batch, runs[leader.call.RunID] = append(batch, leader), true
+	}
+	rest := g.queue[:0]
+	for _, it := range g.queue {
+		switch {
+		case it.ctx.Err() != nil:
+			it.err, it.state = fmt.Errorf("callback of %s: %w", it.call.RunID, it.ctx.Err()), answered
+			it.wake <- false
+		case len(batch) < maxCallbackBatch && !runs[it.call.RunID]:
+			it.state = taken
+			batch, runs[it.call.RunID] = append(batch, it), true
+		default:
+			rest = append(rest, it)
+		}
+	}
+	clear(g.queue[len(rest):])
+	g.queue = rest
+	return batch
+}
+
+// plain reports whether a callback is the common case the batch completes with one statement:
+// a success with no idempotency key and no selectedNext whose output, if any, is its run's own
+// (sent inline or stored, never a copy of another run's).
+func (it *callbackItem) plain() bool {
+	cb := it.cb
+	return cb.Status == protocol.CallbackSuccess && cb.IdempotencyKey == "" && len(cb.SelectedNext) == 0 &&
+		(cb.OutputPath == "" || strings.HasPrefix(cb.OutputPath, "runs/"+it.call.RunID+"/"))
+}
+
+// applyCallbacks applies a batch and sets each item's answer. The plain successes complete in
+// one statement that also finds the pipeline runs of those it did not complete; the rest apply
+// in one transaction that locks their pipeline runs first. When a statement fails for another
+// reason than the database being out of reach, the batch is applied again one callback at a
+// time, so that one callback's failure is its own answer alone.
+func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem) {
+	var plain, rest []*callbackItem
+	for _, it := range items {
+		if it.plain() {
+			plain = append(plain, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	if len(plain) > 0 {
+		left, err := e.completeStandalone(ctx, plain)
+		if err != nil {
+			e.failBatch(ctx, plain, err)
+		}
+		rest = append(rest, left...)
+	}
+	if len(rest) > 0 {
+		if err := e.callbacksInTx(ctx, rest); err != nil {
+			e.failBatch(ctx, rest, err)
+		}
+	}
+}
+
+// failBatch answers the items of a batch whose statement failed with err: with err when the
+// database is out of reach (nothing is known to have committed) or the batch was one
+// callback, else by applying each callback again on its own.
+func (e *Engine) failBatch(ctx context.Context, items []*callbackItem, err error) {
+	if len(items) == 1 || errors.Is(err, database.ErrUnavailable) {
+		for _, it := range items {
+			it.res, it.err = CallbackResult{}, err
+		}
+		return
+	}
+	for _, it := range items {
+		e.applyCallbacks(ctx, []*callbackItem{it})
+	}
+}
+
+// completeStandalone completes the plain successes of runs outside pipelines with one
+// statement (it commits as it runs) and answers them; it returns the others, their pipeline
+// runs now known.
+func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem) ([]*callbackItem, error) {
+	p := dbsqlc.CompleteStandaloneParams{}
+	for _, it := range items {
+		cb := it.cb
+		var assets []byte
+		if len(cb.Assets) > 0 {
+			var err error
+			if assets, err = json.Marshal(cb.Assets); err != nil {
+				return nil, invalid("INVALID_ASSETS", "assets: %v", err)
+			}
+		}
+		lease := anyLease
+		if it.call.Lease != nil {
+			lease = *it.call.Lease
+		}
+		p.IDs, p.Leases = append(p.IDs, it.call.RunID), append(p.Leases, lease)
+		p.OutputPaths, p.Outputs = append(p.OutputPaths, cb.OutputPath), append(p.Outputs, []byte(cb.Output))
+		p.OutputSizes = append(p.OutputSizes, cb.OutputSize)
+		p.Assets, p.LogsPaths = append(p.Assets, string(assets)), append(p.LogsPaths, cb.LogsPath)
+	}
+	var rows []dbsqlc.CompleteStandaloneRow
+	err := e.db.WithConn(ctx, func(x dbtx) error {
+		if e.beforeCommit != nil {
+			e.beforeCommit(ctx, x)
+		}
+		e.callbackTxs.Add(1)
+		var err error
+		rows, err = queries.CompleteStandalone(ctx, x, p)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("complete %d runs: %w", len(items), err)
+	}
+	byID := make(map[string]*callbackItem, len(items))
+	for _, it := range items {
+		byID[it.call.RunID] = it
+	}
+	for _, r := range rows {
+		it := byID[r.ID]
+		if r.Completed {
+			it.res = CallbackResult{Applied: true, Status: protocol.StatusCompleted, taskID: r.TaskID, seconds: r.Seconds}
+			delete(byID, r.ID)
+		} else {
+			it.pipelineRun, it.lookedUp = r.PipelineRunID, true
+		}
+	}
+	var left []*callbackItem
+	for _, it := range items {
+		if byID[it.call.RunID] != nil {
+			// Not completed: a pipeline run's task (its callback advances the pipeline run), a
+			// duplicate, a stale lease or an unknown run (the transaction tells which).
+			it.lookedUp = true
+			left = append(left, it)
+		}
+	}
+	return left, nil
+}
+
+// callbacksInTx applies callbacks one by one in one transaction that first locks their
+// pipeline runs (in id order, like every writer), and answers them once it committed. An
+// answer that is an engine error (a stale lease, an unknown run) is the callback's own; any
+// other error rolls the transaction back and is returned.
+func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error {
+	// Task runs are locked in id order too, so that two batches never wait on each other.
+	items = slices.SortedFunc(slices.Values(items), func(a, b *callbackItem) int { return strings.Compare(a.call.RunID, b.call.RunID) })
+	results := make([]CallbackResult, len(items))
+	errs := make([]error, len(items))
+	e.callbackTxs.Add(1)
+	var runs map[string]*lockedRun
+	err := e.db.InTx(ctx, func(tx dbtx) error {
+		var unknown []string
+		for _, it := range items {
+			if !it.lookedUp {
+				unknown = append(unknown, it.call.RunID)
+			}
+		}
+		pipelineRuns := map[string]string{}
+		if len(unknown) > 0 {
+			rows, err := queries.PipelineRunsOfTaskRuns(ctx, tx, unknown)
+			if err != nil {
+				return fmt.Errorf("read the pipeline runs of %d runs: %w", len(unknown), err)
+			}
+			for _, r := range rows {
+				pipelineRuns[r.ID] = r.PipelineRunID
+			}
+		}
+		prun := func(it *callbackItem) string {
+			if it.lookedUp {
+				return it.pipelineRun
+			}
+			return pipelineRuns[it.call.RunID]
+		}
+		ids := make([]string, len(items))
+		for i, it := range items {
+			ids[i] = prun(it)
+		}
+		var err error
+		if runs, err = e.lockRuns(ctx, tx, ids); err != nil {
+			return err
+		}
+		for i, it := range items {
+			results[i], errs[i] = e.callbackIn(ctx, tx, it.call, it.cb, runs[ids[i]])
+			var answer *Error
+			if errs[i] != nil && !errors.As(errs[i], &answer) {
+				return errs[i]
+			}
+		}
+		if e.beforeCommit != nil {
+			e.beforeCommit(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.cfg.Signals.signalEnded(runs)
+	for i, it := range items {
+		it.res, it.err = results[i], errs[i]
+	}
+	return nil
+}
