@@ -167,7 +167,9 @@ func TestGroupCommitAnswersEachCallback(t *testing.T) {
 }
 
 // stripped is res without what it keeps for the metrics.
-func stripped(res CallbackResult) CallbackResult { return CallbackResult{Applied: res.Applied, Status: res.Status} }
+func stripped(res CallbackResult) CallbackResult {
+	return CallbackResult{Applied: res.Applied, Status: res.Status}
+}
 
 // TestGroupCommitJoinInOneBatch: the two predecessors of a join calling back in one batch
 // enable it exactly once, and the pipeline run completes.

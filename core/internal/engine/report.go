@@ -149,6 +149,10 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 			return CallbackResult{}, err
 		}
 		if err := e.checkCallbackPaths(ctx, call.RunID, cb); err != nil {
+			// An unknown run is answered 404 whatever its paths.
+			if _, _, serr := e.runState(ctx, e.db, call.RunID); errors.Is(serr, ErrNotFound) {
+				return CallbackResult{}, serr
+			}
 			return CallbackResult{}, err
 		}
 	}
