@@ -99,11 +99,11 @@ func endSpan(span trace.Span, err error) {
 
 // Callback applies a worker's report of its attempt: success completes the run; failure retries
 // it or fails it into the DLQ. For a task of a pipeline run, the run advances in the same
-// transaction. Callbacks arriving together are applied together (a group commit, groupcommit.go);
-// each returns only after the transaction that applied it committed. A duplicate of an applied
-// callback changes nothing; a stale lease gives
-// ErrConflict; an unknown run ErrNotFound. It runs in a "callback" span, a child of the trace
-// context in ctx (the worker's traceparent).
+// transaction. Callbacks arriving together are applied together (a group commit,
+// groupcommit.go); each returns only after the transaction that applied it committed. A
+// duplicate of an applied callback changes nothing; a stale lease gives ErrConflict; an unknown
+// run ErrNotFound. It runs in a "callback" span, a child of the trace context in ctx (the
+// worker's traceparent).
 func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (res CallbackResult, err error) {
 	if e.tracing {
 		var span trace.Span
