@@ -193,8 +193,9 @@ func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem) {
 }
 
 // failBatch answers the items of a batch whose statement failed with err: with err when the
-// database is out of reach (nothing is known to have committed) or the batch was one
-// callback, else by applying each callback again on its own.
+// database is out of reach (whether the batch committed is unknown; a worker's callback sent
+// again finds out) or the batch was one callback, else by applying each callback again on its
+// own.
 func (e *Engine) failBatch(ctx context.Context, items []*callbackItem, err error) {
 	if len(items) == 1 || errors.Is(err, database.ErrUnavailable) {
 		for _, it := range items {
