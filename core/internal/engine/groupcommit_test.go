@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,7 +83,7 @@ func success() *protocol.CallbackRequest {
 // are applied together in the next one, and each caller gets its own answer.
 func TestGroupCommitBatchesConcurrentCallbacks(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{InlineMax: 1024})
 	h.register(t, []protocol.TaskDefinition{{ID: "t"}})
 	const n = 40
 	h.enqueue(t, "t", 0, n+1)
@@ -96,6 +97,10 @@ func TestGroupCommitBatchesConcurrentCallbacks(t *testing.T) {
 		calls[i] = call(c)
 		cbs[i] = &protocol.CallbackRequest{Status: protocol.CallbackSuccess, OutputPath: protocol.OutputPath(c.RunID), OutputSize: int64(i + 1),
 			LogsPath: "runs/" + c.RunID + "/logs.txt", Assets: map[string]protocol.Asset{"a": {Path: "runs/" + c.RunID + "/a.bin", Size: 3}}}
+		if i%2 == 0 {
+			// Every other one sends its output inline.
+			cbs[i].Output, cbs[i].OutputSize = json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), 0
+		}
 	}
 	before := h.eng.callbackTxs.Load()
 	_, answers := callAll(t, h, claimed[0], calls, cbs, entered, release)
@@ -110,11 +115,16 @@ func TestGroupCommitBatchesConcurrentCallbacks(t *testing.T) {
 		var path, logs string
 		var size int64
 		var asset string
-		require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT output_path, output_size, logs_path, assets->'a'->>'path'
+		var output []byte
+		require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT output_path, output_size, logs_path, assets->'a'->>'path', output
 			FROM task_runs WHERE id = $1 AND status = 'completed' AND deadline IS NULL AND completed_at IS NOT NULL`, c.RunID).
-			Scan(&path, &size, &logs, &asset))
-		require.Equal(t, []any{protocol.OutputPath(c.RunID), int64(i + 1), "runs/" + c.RunID + "/logs.txt", "runs/" + c.RunID + "/a.bin"},
-			[]any{path, size, logs, asset})
+			Scan(&path, &size, &logs, &asset, &output))
+		want := []any{protocol.OutputPath(c.RunID), int64(i + 1), "runs/" + c.RunID + "/logs.txt", "runs/" + c.RunID + "/a.bin", []byte(nil)}
+		if i%2 == 0 {
+			inline := fmt.Appendf(nil, `{"i":%d}`, i)
+			want[1], want[4] = int64(len(inline)), inline
+		}
+		require.Equal(t, want, []any{path, size, logs, asset, output})
 	}
 }
 
