@@ -271,7 +271,8 @@ WITH input AS (
 target AS (
     SELECT tr.id
     FROM task_runs tr JOIN input x ON x.id = tr.id
-    WHERE tr.pipeline_run_id IS NULL AND tr.status IN ('dispatching', 'running')
+    WHERE tr.id = ANY($1::text[]) -- found through the primary key, however many rows the table holds
+      AND tr.pipeline_run_id IS NULL AND tr.status IN ('dispatching', 'running')
       AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
     ORDER BY tr.id
     FOR UPDATE OF tr
@@ -291,14 +292,14 @@ done AS (
         completed_at  = now(),
         updated_at    = now()
     FROM target, input x
-    WHERE tr.id = target.id AND x.id = tr.id
+    WHERE tr.id = ANY($1::text[]) AND tr.id = target.id AND x.id = tr.id
     RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
 )
 SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
 UNION ALL
 SELECT tr.id, false, '', 0, coalesce(tr.pipeline_run_id, '')
 FROM task_runs tr JOIN input x ON x.id = tr.id
-WHERE tr.id NOT IN (SELECT id FROM done)
+WHERE tr.id = ANY($1::text[]) AND tr.id NOT IN (SELECT id FROM done)
 `
 
 type CompleteStandaloneParams struct {
