@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -215,18 +214,11 @@ func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem) 
 	p := dbsqlc.CompleteStandaloneParams{}
 	for _, it := range items {
 		cb := it.cb
-		var assets []byte
-		if len(cb.Assets) > 0 {
-			var err error
-			if assets, err = json.Marshal(cb.Assets); err != nil {
-				return nil, invalid("INVALID_ASSETS", "assets: %v", err)
-			}
+		assets, err := assetsJSON(cb)
+		if err != nil {
+			return nil, err
 		}
-		lease := anyLease
-		if it.call.Lease != nil {
-			lease = *it.call.Lease
-		}
-		p.IDs, p.Leases = append(p.IDs, it.call.RunID), append(p.Leases, lease)
+		p.IDs, p.Leases = append(p.IDs, it.call.RunID), append(p.Leases, it.call.lease())
 		p.OutputPaths, p.Outputs = append(p.OutputPaths, cb.OutputPath), append(p.Outputs, []byte(cb.Output))
 		p.OutputSizes = append(p.OutputSizes, cb.OutputSize)
 		p.Assets, p.LogsPaths = append(p.Assets, string(assets)), append(p.LogsPaths, cb.LogsPath)

@@ -23,6 +23,26 @@ type WorkerCall struct {
 	Lease *int64
 }
 
+// lease is the lease the call speaks for, anyLease for a compat worker's call.
+func (c WorkerCall) lease() int64 {
+	if c.Lease == nil {
+		return anyLease
+	}
+	return *c.Lease
+}
+
+// assetsJSON is a success callback's assets as the column stores them (nil for none).
+func assetsJSON(cb *protocol.CallbackRequest) ([]byte, error) {
+	if len(cb.Assets) == 0 {
+		return nil, nil
+	}
+	raw, err := json.Marshal(cb.Assets)
+	if err != nil {
+		return nil, invalid("INVALID_ASSETS", "assets: %v", err)
+	}
+	return raw, nil
+}
+
 // runState reads a run's status and lease after a fenced update matched nothing, to tell a
 // stale lease (409) from an unknown run (404) and from an already applied call.
 func (e *Engine) runState(ctx context.Context, db dbtx, runID string) (status protocol.TaskRunStatus, lease int64, err error) {
@@ -190,12 +210,8 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			msg = "task failed"
 		}
 		retryable := cb.Retryable == nil || *cb.Retryable
-		lease := anyLease
-		if call.Lease != nil {
-			lease = *call.Lease
-		}
 		var f failures
-		f.addFinal(call.RunID, lease, "", msg, cb.ErrorCode, !retryable)
+		f.addFinal(call.RunID, call.lease(), "", msg, cb.ErrorCode, !retryable)
 		ended, err := e.failAttempts(ctx, db, f, false)
 		if err != nil {
 			return CallbackResult{}, err
@@ -210,12 +226,9 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			}
 		}
 	} else {
-		var assets []byte
-		if len(cb.Assets) > 0 {
-			var err error
-			if assets, err = json.Marshal(cb.Assets); err != nil {
-				return CallbackResult{}, invalid("INVALID_ASSETS", "assets: %v", err)
-			}
+		assets, err := assetsJSON(cb)
+		if err != nil {
+			return CallbackResult{}, err
 		}
 		done, err := queries.Complete(ctx, db, dbsqlc.CompleteParams{ID: call.RunID, Lease: call.Lease,
 			OutputPath: nonEmpty(cb.OutputPath), Output: cb.Output, OutputSize: nilIfZero(cb.OutputSize), Assets: assets,
