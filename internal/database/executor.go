@@ -33,12 +33,6 @@ func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return interpretError(db.pool.Ping(ctx)) }
 
-// InTx runs fn in a transaction that commits when fn returns nil and rolls back otherwise.
-func (db *DB) InTx(ctx context.Context, fn func(tx Executor) error) error {
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(executor{tx}) })
-	return interpretError(err)
-}
-
 // WithConn runs fn on one connection of the pool, held until fn returns: its statements
 // autocommit one by one, all on that connection's server process.
 func (db *DB) WithConn(ctx context.Context, fn func(x Executor) error) error {

@@ -56,7 +56,9 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	lease := e.cfg.DispatchTimeout + 10*time.Second
 	start := time.Now()
 	var out []Claimed
-	err := e.db.InTx(ctx, func(tx dbtx) error {
+	// The lock and the claim travel in one batch (database.Pipelined): one round trip, one
+	// transaction, and the claim's snapshot is taken once the lock is held.
+	err := e.db.Pipelined(ctx, func(tx dbtx) error {
 		// Claims serialise on this lock until they commit, so the commit must be quick: it does
 		// not wait for the WAL flush. Should the database crash before the flush, the claim is
 		// lost with it and the run is claimed again; the worker's calls for the lost lease get 409.
