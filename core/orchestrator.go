@@ -52,6 +52,8 @@ type Orchestrator struct {
 	// Serverless inline dispatch: one claimer at a time per process.
 	inlineMu      sync.Mutex
 	inlinePending atomic.Bool
+	// inlineWG counts standalone mode's inline dispatches (readyNow), which Run waits for.
+	inlineWG sync.WaitGroup
 
 	// healthOnly: Handler serves only GET /health (Options.NoAPI without API keys).
 	healthOnly bool
@@ -186,6 +188,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		MaxConcurrency:          cfg.MaxConcurrency,
 		PollInterval:            cfg.PollInterval,
 		Ready:                   o.ready,
+		ReadyNow:                o.readyNow,
 		Process:                 o.Process,
 		Schema:                  o.CheckSchema,
 		Metrics: promhttp.HandlerFor(o.metrics.Registry, promhttp.HandlerOpts{
@@ -216,6 +219,7 @@ func (o *Orchestrator) Handler() http.Handler {
 // Close releases the orchestrator's resources; it flushes the spans of the OTLP exporter New
 // started.
 func (o *Orchestrator) Close() {
+	o.inlineWG.Wait()
 	o.eng.Close()
 	if o.ownPool {
 		o.pool.Close()
@@ -347,6 +351,41 @@ func (o *Orchestrator) ready(ctx context.Context) {
 	}
 }
 
+// readyNow is ready for a pipeline's next step. Serverless mode claims inline as ready does;
+// standalone mode claims and dispatches at once too, in a goroutine of its own so that the
+// request is answered first, rather than wake the loop, which spaces its passes. When an
+// inline claim is already under way the loop is woken instead, as by ready: only one request
+// at a time claims for the latency.
+func (o *Orchestrator) readyNow(ctx context.Context) {
+	if o.cfg.Mode == ModeServerless {
+		o.ready(ctx)
+		return
+	}
+	if !o.inlineMu.TryLock() {
+		o.kick()
+		return
+	}
+	o.inlineWG.Add(1)
+	go func() {
+		defer o.inlineWG.Done()
+		ctx := context.WithoutCancel(ctx)
+		claimed, err := o.eng.Claim(ctx, o.cfg.ProcessBatchSize)
+		o.inlineMu.Unlock()
+		switch {
+		case err != nil:
+			o.log.Warn("inline claim failed; the loop will pick the work up", "err", err)
+			o.kick()
+			return
+		case len(claimed) == o.cfg.ProcessBatchSize:
+			// More may be ready than one claim took.
+			o.kick()
+		}
+		if _, err := o.eng.Dispatch(ctx, claimed); err != nil {
+			o.log.Warn("inline dispatch failed; the sweep will recover the runs", "err", err)
+		}
+	}()
+}
+
 // inlineBudget bounds how long one request claims and dispatches for others in serverless mode.
 const inlineBudget = 2 * time.Second
 
@@ -383,6 +422,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				slots <- struct{}{}
 			}
 			wg.Wait()
+			o.inlineWG.Wait()
 			return nil
 		case <-o.wake:
 		case <-ticker.C:

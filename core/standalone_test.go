@@ -2,9 +2,12 @@ package core_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,4 +204,68 @@ func TestConfigFromEnv(t *testing.T) {
 	_, err = core.ConfigFromEnv(env(map[string]string{"STORAGE_BACKENDS": `[{"id":"disk","provider":"local","credentials":{}}]`}))
 	require.ErrorContains(t, err, `"disk"`)
 	require.ErrorContains(t, err, "basePath")
+}
+
+// In standalone mode a pipeline's next step is claimed and dispatched by the request that made
+// it ready (the trigger, the callback of its predecessor), after its answer, instead of waiting
+// for the loop: with no loop running at all, a diamond completes.
+func TestStandalonePipelineStepsDispatchAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone; c.PollInterval = time.Hour })
+	w := newPWorker(t, e)
+	diamond(e, w.URL())
+	id := e.trigger("dia", map[string]any{"input": map[string]int{"n": 1}})
+	r := e.waitRun(id, "completed")
+	require.Equal(t, map[string]string{"a": "completed", "b": "completed", "c": "completed", "d": "completed"}, r.states())
+	require.Len(t, w.all(), 4, "each step dispatched once")
+}
+
+// Inline dispatches race the loop and each other: many diamonds triggered at once, with the
+// loop running, still dispatch each step of each run exactly once.
+func TestStandaloneInlineDispatchRacesLoop(t *testing.T) {
+	t.Parallel()
+	for round := range 3 {
+		e := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone })
+		w := newPWorker(t, e)
+		diamond(e, w.URL())
+		e.runLoop()
+		const runs = 20
+		ids := make(chan string, runs)
+		errs := make(chan error, runs)
+		var wg sync.WaitGroup
+		for i := range runs {
+			wg.Go(func() {
+				r, err := e.send("POST", "/api/pipelines/dia/trigger", map[string]any{"input": map[string]int{"n": i}}, "")
+				if err == nil && r.Status != http.StatusCreated {
+					err = fmt.Errorf("trigger: %d %s", r.Status, r.Body)
+				}
+				var out struct {
+					PipelineRunID string `json:"pipelineRunId"`
+				}
+				if err == nil {
+					err = json.Unmarshal(r.Body, &out)
+				}
+				errs <- err
+				ids <- out.PipelineRunID
+			})
+		}
+		wg.Wait()
+		close(ids)
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err, "round %d", round)
+		}
+		for id := range ids {
+			e.waitRun(id, "completed")
+		}
+		seen := map[string]int{}
+		for _, d := range w.all() {
+			seen[fmt.Sprintf("%s/%d", d.RunID, d.Attempt)]++
+			require.Equal(t, 1, d.Attempt, "no step was retried")
+		}
+		require.Len(t, seen, 4*runs, "round %d", round)
+		for k, n := range seen {
+			require.Equal(t, 1, n, "dispatches of %s", k)
+		}
+	}
 }

@@ -44,6 +44,10 @@ type Options struct {
 	// Ready is called after a request made work ready (an enqueue, a callback that freed a slot,
 	// a DLQ retry). Standalone mode wakes its loop; serverless mode dispatches inline.
 	Ready func(ctx context.Context)
+	// ReadyNow is called instead of Ready when the work a request made ready is a pipeline's
+	// next step, whose latency is the pipeline's (a trigger, a callback that made a successor
+	// pending). Default: Ready.
+	ReadyNow func(ctx context.Context)
 	// Process runs one bounded batch for POST /api/process.
 	Process func(ctx context.Context) (protocol.ProcessSummary, error)
 	// Schema checks the database's schema (nil when current; remembered by the caller). While
@@ -116,6 +120,9 @@ func New(eng *engine.Engine, keys *token.Keyring, opts Options, log *slog.Logger
 	}
 	if opts.Ready == nil {
 		opts.Ready = func(context.Context) {}
+	}
+	if opts.ReadyNow == nil {
+		opts.ReadyNow = opts.Ready
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -461,8 +468,11 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if res.Applied {
-		// The attempt is over: a concurrency slot is free, and a retry or successors may be ready.
+	switch {
+	case res.Readied:
+		s.opts.ReadyNow(r.Context())
+	case res.Applied:
+		// The attempt is over: a concurrency slot is free, and a retry may be ready.
 		s.opts.Ready(r.Context())
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true, "applied": res.Applied, "status": res.Status})
@@ -696,7 +706,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.opts.Ready(r.Context())
+	s.opts.ReadyNow(r.Context())
 	writeJSON(w, http.StatusCreated, wire.TriggerResult(res))
 }
 

@@ -39,6 +39,8 @@ type lockedRun struct {
 	snap     snapshot
 	// ended: this transaction ended the run (finishIfDone).
 	ended bool
+	// readied: this transaction made a node of the run pending.
+	readied bool
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
@@ -143,6 +145,7 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		}
 		next := []resolution{}
 		for _, r := range rows {
+			run.readied = run.readied || r.Status == protocol.StatusPending
 			if r.Status == protocol.StatusSkipped {
 				next = append(next, resolution{taskID: r.TaskID, failed: r.UpstreamFailed && run.mode == Continue})
 			}

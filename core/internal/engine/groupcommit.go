@@ -272,6 +272,8 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 	errs := make([]error, len(items))
 	e.callbackTxs.Add(1)
 	var runs map[string]*lockedRun
+	// ids are the items' pipeline runs ('' = none).
+	ids := make([]string, len(items))
 	err := e.db.InTx(ctx, func(tx dbtx) error {
 		var unknown []string
 		for _, it := range items {
@@ -295,7 +297,6 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 			}
 			return pipelineRuns[it.call.RunID]
 		}
-		ids := make([]string, len(items))
 		for i, it := range items {
 			ids[i] = prun(it)
 		}
@@ -321,6 +322,9 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 	e.cfg.Signals.signalEnded(runs)
 	for i, it := range items {
 		it.res, it.err = results[i], errs[i]
+		if run := runs[ids[i]]; run != nil && it.err == nil && it.res.Applied {
+			it.res.Readied = run.readied
+		}
 	}
 	return nil
 }

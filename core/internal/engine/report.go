@@ -101,6 +101,8 @@ type CallbackResult struct {
 	Applied bool
 	// Status is the run's status after the call.
 	Status protocol.TaskRunStatus
+	// Readied: the callback advanced its pipeline run and made a successor pending.
+	Readied bool
 
 	// What an applied callback ended, for the metrics.
 	taskID  string
