@@ -44,6 +44,8 @@ type Claimed struct {
 	// Traceparent is the W3C trace context the run continues ("" = none): its dispatch span is
 	// a child of it.
 	Traceparent string
+	// HasUpstream: the run has predecessors, whose outputs its dispatch carries.
+	HasUpstream bool
 }
 
 // Claim takes up to limit ready runs (lower priority first, then oldest), moving them to
@@ -75,7 +77,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 			out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
 				Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
 				Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
-				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
+				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID, HasUpstream: r.HasUpstream}
 			if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
 				return fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
 			}
@@ -86,6 +88,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.pipelineOf.add(out)
 	e.metrics.Claims.Add(float64(len(out)))
 	return out, nil
 }

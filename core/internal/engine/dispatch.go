@@ -153,12 +153,13 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	return stats, nil
 }
 
-// upstreamRefs reads, for the claimed runs that belong to a pipeline run, the outputs of their
-// completed predecessors (inline ones with their bytes), with one query for the batch.
+// upstreamRefs reads, for the claimed runs that have predecessors, the outputs of their
+// completed predecessors (inline ones with their bytes), with one query for the batch; a batch
+// without such runs costs no query.
 func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[string]map[string]protocol.UpstreamRef, error) {
 	var runIDs []string
 	for _, c := range claimed {
-		if c.PipelineRunID != "" {
+		if c.PipelineRunID != "" && c.HasUpstream {
 			runIDs = append(runIDs, c.RunID)
 		}
 	}

@@ -130,6 +130,8 @@ type Engine struct {
 	notRunning atomic.Bool
 	// callbacks is the group commit that applies workers' callbacks (groupcommit.go).
 	callbacks groupCommit
+	// pipelineOf knows the pipeline run of the runs this engine claimed (groupcommit.go).
+	pipelineOf pipelineHints
 	// callbackTxs counts the transactions the callbacks' group commits ran (tests read it).
 	callbackTxs atomic.Int64
 	// beforeCommit, when set (by tests), runs on the connection of each of a group commit's

@@ -63,10 +63,52 @@ func (g *groupCommit) queued() int {
 	return len(g.queue)
 }
 
+// pipelineHints remembers the pipeline run of each run an engine claimed for a pipeline, until
+// its callback: such a callback goes straight to the transaction that locks its pipeline run,
+// without first trying the one statement that completes runs outside pipelines (a round trip
+// that finds it is a pipeline's). A callback that reaches another instance, or whose hint was
+// dropped, takes that round trip: the hint saves time, never decides an outcome (a run's
+// pipeline run never changes).
+type pipelineHints struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// maxPipelineHints bounds the hints; when full they are dropped (runs whose callbacks never
+// came, timed out or went to other instances), which costs only the round trip.
+const maxPipelineHints = 1 << 16
+
+// add remembers the pipeline runs of claimed runs.
+func (h *pipelineHints) add(claimed []Claimed) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range claimed {
+		if c.PipelineRunID == "" {
+			continue
+		}
+		if h.m == nil || len(h.m) >= maxPipelineHints {
+			h.m = make(map[string]string)
+		}
+		h.m[c.RunID] = c.PipelineRunID
+	}
+}
+
+// take returns and forgets the pipeline run of runID, if known.
+func (h *pipelineHints) take(runID string) (string, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p, ok := h.m[runID]
+	if ok {
+		delete(h.m, runID)
+	}
+	return p, ok
+}
+
 // groupCallback applies a validated callback in a group commit and returns its answer once
 // the callback committed, or failed.
 func (e *Engine) groupCallback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (CallbackResult, error) {
 	it := &callbackItem{ctx: ctx, call: call, cb: cb, wake: make(chan bool, 1)}
+	it.pipelineRun, it.lookedUp = e.pipelineOf.take(call.RunID)
 	g := &e.callbacks
 	g.mu.Lock()
 	lead := !g.busy
@@ -163,15 +205,16 @@ func (it *callbackItem) plain() bool {
 		(cb.OutputPath == "" || strings.HasPrefix(cb.OutputPath, "runs/"+it.call.RunID+"/"))
 }
 
-// applyCallbacks applies a batch and sets each item's answer. The plain successes complete in
-// one statement that also finds the pipeline runs of those it did not complete; the rest apply
+// applyCallbacks applies a batch and sets each item's answer. The plain successes of runs not
+// known to be a pipeline's complete in one statement that also finds the pipeline runs of
+// those it did not complete; the rest apply
 // in one transaction that locks their pipeline runs first. When a statement fails for another
 // reason than the database being out of reach, the batch is applied again one callback at a
 // time, so that one callback's failure is its own answer alone.
 func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem) {
 	var plain, rest []*callbackItem
 	for _, it := range items {
-		if it.plain() {
+		if it.plain() && !it.lookedUp {
 			plain = append(plain, it)
 		} else {
 			rest = append(rest, it)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,4 +317,53 @@ func TestGroupCommitCallerGone(t *testing.T) {
 	require.ErrorIs(t, gone.err, context.Canceled)
 	require.Equal(t, "dispatching", h.run(t, claimed[1].RunID).Status)
 	require.Zero(t, h.eng.callbacks.queued())
+}
+
+// TestPipelineCallbackHints: a callback for a pipeline's run that this engine claimed goes
+// straight to the pipeline transaction (one transaction); one that reaches another instance,
+// which has no hint, finds its pipeline run first (two), and both advance the run alike.
+// Readied tells the caller when the callback made a successor pending.
+func TestPipelineCallbackHints(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "a", AllowedNext: []string{"b", "c"}}, {ID: "b", AllowedNext: []string{"d"}},
+		{ID: "c", AllowedNext: []string{"d"}}, {ID: "d"}}, protocol.PipelineDefinition{ID: "diamond", EntryTasks: []string{"a"}})
+	other, err := New(h.pool, h.eng.keys, h.eng.storage, Config{}, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(other.Close)
+	ctx := context.Background()
+	tr, err := h.eng.Trigger(ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+
+	// callback reports c's success through eng and checks the transactions it took.
+	callback := func(eng *Engine, c Claimed, txs int64, readied bool) {
+		t.Helper()
+		before := eng.callbackTxs.Load()
+		res, err := eng.Callback(ctx, call(c), success())
+		require.NoError(t, err)
+		require.True(t, res.Applied)
+		require.Equal(t, readied, res.Readied, "Readied of %s's callback", c.TaskID)
+		require.Equal(t, txs, eng.callbackTxs.Load()-before, "transactions of %s's callback", c.TaskID)
+	}
+	a := h.claimOne(t)
+	require.False(t, a.HasUpstream)
+	callback(other, a, 2, true) // no hint on the other instance
+	branches, err := h.eng.Claim(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, branches, 2)
+	require.True(t, branches[0].HasUpstream)
+	callback(h.eng, branches[0], 1, false) // d waits for the other branch
+	callback(h.eng, branches[1], 1, true)
+	d := h.claimOne(t)
+	require.Equal(t, "d", d.TaskID)
+	callback(h.eng, d, 1, false)
+	run, err := h.eng.GetPipelineRun(ctx, tr.PipelineRunID)
+	require.NoError(t, err)
+	require.Equal(t, protocol.PipelineCompleted, run.Status)
+
+	// A duplicate of an applied callback, hint or not, changes nothing.
+	res, err := h.eng.Callback(ctx, call(d), success())
+	require.NoError(t, err)
+	require.False(t, res.Applied)
+	require.False(t, res.Readied)
 }

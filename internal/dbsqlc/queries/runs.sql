@@ -90,7 +90,9 @@ RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, '') AS pipeline_run_id
           -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
           coalesce(tr.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = tr.pipeline_run_id)) AS input,
           t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '') AS traceparent,
-          s.id AS service_id, coalesce(s.key_id, '') AS key_id;
+          s.id AS service_id, coalesce(s.key_id, '') AS key_id,
+          -- Whether the dispatch has upstream outputs to read (UpstreamRefs).
+          cardinality(tr.predecessors) > 0 AS has_upstream;
 
 -- name: MarkRunning :exec
 -- Records the workers' acknowledgements of a dispatched batch (ids, and leases[i] the lease of ids[i]). The
