@@ -104,6 +104,8 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 			resolved = nil
 		}
 	}
+	// tally is the count the last AdvanceSuccessors came with, when no statement ran after it.
+	var tally *dbsqlc.PipelineRunTallyRow
 	for len(resolved) > 0 {
 		type effect struct {
 			n           int
@@ -138,11 +140,14 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		for i, id := range order {
 			ns[i], sels[i], fails[i] = effects[id].n, effects[id].sel, effects[id].failed
 		}
-		rows, err := queries.AdvanceSuccessors(ctx, tx, dbsqlc.AdvanceSuccessorsParams{PipelineRunID: run.id, FailureMode: run.mode,
+		// The tally that finishIfDone needs travels with the advance (one round trip); skips
+		// that propagate advance again, and that advance's tally replaces it.
+		rows, t, err := queries.AdvanceSuccessorsAndTally(ctx, tx, dbsqlc.AdvanceSuccessorsParams{PipelineRunID: run.id, FailureMode: run.mode,
 			TaskIDs: order, Resolved: ns, Selected: sels, Failed: fails})
 		if err != nil {
 			return fmt.Errorf("advance %s: %w", run.id, err)
 		}
+		tally = &t
 		next := []resolution{}
 		for _, r := range rows {
 			run.readied = run.readied || r.Status == protocol.StatusPending
@@ -152,14 +157,20 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		}
 		resolved = next
 	}
-	return e.finishIfDone(ctx, tx, run)
+	return e.finishIfDone(ctx, tx, run, tally)
 }
 
-// finishIfDone ends a running pipeline run whose nodes are all resolved.
-func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) error {
-	tally, err := queries.PipelineRunTally(ctx, tx, run.id)
-	if err != nil {
-		return fmt.Errorf("tally %s: %w", run.id, err)
+// finishIfDone ends a running pipeline run whose nodes are all resolved. counted is the run's
+// tally when the caller has it current (nil: it is read).
+func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun, counted *dbsqlc.PipelineRunTallyRow) error {
+	var tally dbsqlc.PipelineRunTallyRow
+	if counted != nil {
+		tally = *counted
+	} else {
+		var err error
+		if tally, err = queries.PipelineRunTally(ctx, tx, run.id); err != nil {
+			return fmt.Errorf("tally %s: %w", run.id, err)
+		}
 	}
 	if tally.Open > 0 && !(run.mode == FailFast && tally.Failed > 0) {
 		return nil

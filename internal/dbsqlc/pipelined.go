@@ -1,0 +1,57 @@
+package dbsqlc
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Statements sent together in one round trip, which sqlc does not generate (its batch queries
+// send one statement per batch). They reuse the generated statements' text.
+
+// Batcher sends several statements in one round trip: a pgx connection or transaction, or an
+// executor of package internal/database.
+type Batcher interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// AdvanceSuccessorsAndTally runs AdvanceSuccessors and then PipelineRunTally of the same pipeline
+// run, in one round trip. The tally is a statement of its own, so it counts the states the
+// advance left.
+func (q *Queries) AdvanceSuccessorsAndTally(ctx context.Context, db Batcher, arg AdvanceSuccessorsParams) ([]AdvanceSuccessorsRow, PipelineRunTallyRow, error) {
+	b := &pgx.Batch{}
+	b.Queue(advanceSuccessors, arg.PipelineRunID, arg.FailureMode, arg.TaskIDs, arg.Resolved, arg.Selected, arg.Failed)
+	b.Queue(pipelineRunTally, arg.PipelineRunID)
+	br := db.SendBatch(ctx, b)
+	items, tally, err := readAdvanceAndTally(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return items, tally, err
+}
+
+func readAdvanceAndTally(br pgx.BatchResults) ([]AdvanceSuccessorsRow, PipelineRunTallyRow, error) {
+	var tally PipelineRunTallyRow
+	rows, err := br.Query()
+	if err != nil {
+		return nil, tally, err
+	}
+	var items []AdvanceSuccessorsRow
+	for rows.Next() {
+		var i AdvanceSuccessorsRow
+		if err := rows.Scan(&i.TaskID, &i.Status, &i.UpstreamFailed); err != nil {
+			rows.Close()
+			return nil, tally, err
+		}
+		items = append(items, i)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, tally, err
+	}
+	if err := br.QueryRow().Scan(&tally.Open, &tally.Failed, &tally.Completed, &tally.FailedTasks); err != nil {
+		return nil, tally, fmt.Errorf("tally: %w", err)
+	}
+	return items, tally, nil
+}
