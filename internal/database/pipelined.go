@@ -103,16 +103,7 @@ func (t *lazyTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 		}
 		return rows{r}, nil
 	}
-	br, err := t.begin(ctx, sql, args)
-	if err != nil {
-		return nil, err
-	}
-	r, err := br.Query()
-	if err != nil {
-		_ = br.Close()
-		return nil, interpretError(err)
-	}
-	return &batchRows{rows: rows{r}, br: br}, nil
+	return lastRows(t.begin(ctx, sql, args))
 }
 
 // QueryRow implements [Executor].
@@ -120,11 +111,7 @@ func (t *lazyTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 	if t.tx != nil {
 		return row{t.tx.QueryRow(ctx, sql, args...)}
 	}
-	br, err := t.begin(ctx, sql, args)
-	if err != nil {
-		return errRow{err}
-	}
-	return batchRow{row: br.QueryRow(), br: br}
+	return lastRow(t.begin(ctx, sql, args))
 }
 
 // SendBatch implements [Executor]; a batch that would begin the transaction is preceded by a
@@ -200,7 +187,22 @@ func (p *pipeline) Exec(_ context.Context, sql string, args ...any) (pgconn.Comm
 
 // Query implements [Executor]: it sends the batch.
 func (p *pipeline) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	br, err := p.send(ctx, sql, args)
+	return lastRows(p.send(ctx, sql, args))
+}
+
+// QueryRow implements [Executor]: it sends the batch.
+func (p *pipeline) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return lastRow(p.send(ctx, sql, args))
+}
+
+// SendBatch implements [Executor]: a pipeline sends one batch of its own, so it refuses
+// another.
+func (p *pipeline) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
+	return errBatch{errors.New("database: SendBatch on a pipelined executor")}
+}
+
+// lastRows are the rows of the statement br is positioned at, the batch's last, or err.
+func lastRows(br pgx.BatchResults, err error) (pgx.Rows, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -212,19 +214,12 @@ func (p *pipeline) Query(ctx context.Context, sql string, args ...any) (pgx.Rows
 	return &batchRows{rows: rows{r}, br: br}, nil
 }
 
-// QueryRow implements [Executor]: it sends the batch.
-func (p *pipeline) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	br, err := p.send(ctx, sql, args)
+// lastRow is the row of the statement br is positioned at, the batch's last, or err.
+func lastRow(br pgx.BatchResults, err error) pgx.Row {
 	if err != nil {
 		return errRow{err}
 	}
 	return batchRow{row: br.QueryRow(), br: br}
-}
-
-// SendBatch implements [Executor]: a pipeline sends one batch of its own, so it refuses
-// another.
-func (p *pipeline) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults {
-	return errBatch{errors.New("database: SendBatch on a pipelined executor")}
 }
 
 // batchRows are the rows of a batch's last statement; closing them closes the batch, whose
