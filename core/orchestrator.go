@@ -52,7 +52,8 @@ type Orchestrator struct {
 	// Serverless inline dispatch: one claimer at a time per process.
 	inlineMu      sync.Mutex
 	inlinePending atomic.Bool
-	// inlineWG counts standalone mode's inline dispatches (readyNow), which Run waits for.
+	// inlineWG counts standalone mode's inline dispatches (readyNow), which Close waits for
+	// (after the server stopped, so that no request adds one meanwhile).
 	inlineWG sync.WaitGroup
 
 	// healthOnly: Handler serves only GET /health (Options.NoAPI without API keys).
@@ -355,7 +356,7 @@ func (o *Orchestrator) ready(ctx context.Context) {
 // standalone mode claims and dispatches at once too, in a goroutine of its own so that the
 // request is answered first, rather than wake the loop, which spaces its passes. When an
 // inline claim is already under way the loop is woken instead, as by ready: only one request
-// at a time claims for the latency.
+// at a time claims for the latency. Close waits for these dispatches.
 func (o *Orchestrator) readyNow(ctx context.Context) {
 	if o.cfg.Mode == ModeServerless {
 		o.ready(ctx)
@@ -422,7 +423,6 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 				slots <- struct{}{}
 			}
 			wg.Wait()
-			o.inlineWG.Wait()
 			return nil
 		case <-o.wake:
 		case <-ticker.C:
