@@ -89,6 +89,13 @@ func (r *running) stop(t *testing.T) error {
 // waitHealthy polls GET /health on port until it answers 200.
 func (r *running) waitHealthy(t *testing.T, port int) {
 	t.Helper()
+	if err := r.untilHealthy(port); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// untilHealthy polls GET /health on port until it answers 200, or says why it did not.
+func (r *running) untilHealthy(port int) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
 	deadline := time.Now().Add(3 * time.Minute)
@@ -96,20 +103,38 @@ func (r *running) waitHealthy(t *testing.T, port int) {
 		select {
 		case err := <-r.done:
 			r.done <- err
-			t.Fatalf("run returned before serving: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout.String(), r.stderr.String())
+			return fmt.Errorf("run returned before serving: %w\nstdout:\n%s\nstderr:\n%s", err, r.stdout.String(), r.stderr.String())
 		default:
 		}
 		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: no 200 after 3 minutes (last error %v)\nstderr:\n%s", url, err, r.stderr.String())
+			return fmt.Errorf("GET %s: no 200 after 3 minutes (last error %v)\nstderr:\n%s", url, err, r.stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startServing starts the command args with --port of a free port once it serves, and tries
+// another port when the one chosen was taken meanwhile (testutil.FreePort can only say that
+// it was free a moment ago; parallel tests and the clusters they start listen too).
+func startServing(t *testing.T, env map[string]string, args ...string) (*running, int) {
+	t.Helper()
+	for try := 1; ; try++ {
+		port := testutil.FreePort(t)
+		r := startCmd(t, env, append(args, "--port", strconv.Itoa(port))...)
+		err := r.untilHealthy(port)
+		if err == nil {
+			return r, port
+		}
+		if try == 5 || !strings.Contains(err.Error(), "already in use") {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -333,9 +358,7 @@ func TestDev(t *testing.T) {
 
 	var secret, apiKey string
 	for i := range 2 {
-		port := testutil.FreePort(t)
-		r := startCmd(t, env, "dev", "--dir", dir, "--port", strconv.Itoa(port))
-		r.waitHealthy(t, port)
+		r, port := startServing(t, env, "dev", "--dir", dir)
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
 		require.Contains(t, r.stdout.String(), base)
 
