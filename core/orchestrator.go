@@ -415,6 +415,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	ticker := time.NewTicker(o.cfg.PollInterval)
 	defer ticker.Stop()
 	var lastSweep, lastPurge time.Time
+	spacing := claimSpacing
 	o.kick()
 	for {
 		select {
@@ -470,10 +471,18 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		o.signals.pass.Send(total)
 		// The last claim came back short: the queue or the capacity ran out. Under load every
 		// callback frees one slot and wakes the loop; pausing a moment lets one claim serve the
-		// wake-ups of many callbacks instead of one claim per callback.
+		// wake-ups of many callbacks instead of one claim per callback. A pass that claimed
+		// nothing doubles the pause (up to maxClaimSpacing): when other instances' loops take
+		// the work first, this one claims less often instead of queueing on the claim lock to
+		// find nothing. The pause only delays wake-ups that come within it.
+		if total == 0 {
+			spacing = min(2*spacing, maxClaimSpacing)
+		} else {
+			spacing = claimSpacing
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(claimSpacing):
+		case <-time.After(spacing):
 		}
 	}
 }
@@ -481,8 +490,12 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 // purgeInterval is how often the standalone loop purges past retention.
 const purgeInterval = time.Hour
 
-// claimSpacing is the pause after a short claim in the standalone loop.
-const claimSpacing = 2 * time.Millisecond
+// claimSpacing is the pause after a short claim in the standalone loop; maxClaimSpacing the
+// longest it grows to after passes that claimed nothing.
+const (
+	claimSpacing    = 2 * time.Millisecond
+	maxClaimSpacing = 16 * time.Millisecond
+)
 
 // listen wakes the loop on NOTIFY pipeweave_ready, reconnecting after failures.
 func (o *Orchestrator) listen(ctx context.Context) {
