@@ -114,17 +114,22 @@ func (t *lazyTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 	return lastRow(t.begin(ctx, sql, args))
 }
 
-// SendBatch implements [Executor]; a batch that would begin the transaction is preceded by a
-// BEGIN of its own.
+// SendBatch implements [Executor]; a batch that begins the transaction carries BEGIN ahead of
+// its statements, and its results start at the first of them.
 func (t *lazyTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if t.tx == nil {
-		tx, err := t.conn.Begin(ctx)
-		if err != nil {
-			return errBatch{interpretError(fmt.Errorf("begin: %w", err))}
-		}
-		t.tx = tx
+	if t.tx != nil {
+		return batchResults{t.tx.SendBatch(ctx, b)}
 	}
-	return batchResults{t.tx.SendBatch(ctx, b)}
+	withBegin := &pgx.Batch{}
+	withBegin.BeginTx(pgx.TxOptions{})
+	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
+	br := t.conn.SendBatch(ctx, withBegin)
+	t.tx = br.Tx()
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return errBatch{interpretError(fmt.Errorf("begin: %w", err))}
+	}
+	return batchResults{br}
 }
 
 // Pipelined runs fn on an executor that sends its statements to the server together, as one

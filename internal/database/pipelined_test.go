@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
@@ -51,7 +52,7 @@ func TestInTxCommitsAndRollsBack(t *testing.T) {
 	db, pool := newCounterDB(t, 1)
 
 	// Each kind of first statement begins the transaction; later ones run in it.
-	for _, first := range []string{"exec", "query", "queryrow"} {
+	for _, first := range []string{"exec", "query", "queryrow", "batch"} {
 		err := db.InTx(ctx, func(tx database.Executor) error {
 			switch first {
 			case "exec":
@@ -67,6 +68,18 @@ func TestInTxCommitsAndRollsBack(t *testing.T) {
 			case "queryrow":
 				var n int
 				require.NoError(t, tx.QueryRow(ctx, `UPDATE counters SET n = n + 1 WHERE id = 1 RETURNING n`).Scan(&n))
+			case "batch":
+				b := &pgx.Batch{}
+				b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 1`)
+				b.Queue(`SELECT n FROM counters WHERE id = 1`)
+				br := tx.SendBatch(ctx, b)
+				tag, err := br.Exec()
+				require.NoError(t, err)
+				require.EqualValues(t, 1, tag.RowsAffected(), "the batch's results start at its own first statement")
+				var n int
+				require.NoError(t, br.QueryRow().Scan(&n))
+				require.Equal(t, 4, n, "the second statement sees the first")
+				require.NoError(t, br.Close())
 			}
 			var inTx bool
 			require.NoError(t, tx.QueryRow(ctx, `SELECT now() = statement_timestamp() IS NOT TRUE`).Scan(&inTx))
@@ -76,8 +89,8 @@ func TestInTxCommitsAndRollsBack(t *testing.T) {
 		})
 		require.NoError(t, err, first)
 	}
-	require.Equal(t, 3, counter(t, pool, 1))
-	require.Equal(t, 3, counter(t, pool, 2))
+	require.Equal(t, 4, counter(t, pool, 1))
+	require.Equal(t, 4, counter(t, pool, 2))
 
 	// An error from fn rolls back everything, the first statement included.
 	boom := errors.New("boom")
@@ -87,7 +100,7 @@ func TestInTxCommitsAndRollsBack(t *testing.T) {
 		return boom
 	})
 	require.ErrorIs(t, err, boom)
-	require.Equal(t, 3, counter(t, pool, 1))
+	require.Equal(t, 4, counter(t, pool, 1))
 	require.Equal(t, byte('I'), txStatus(t, pool), "nothing is left open on the connection")
 
 	// A panic rolls back too, and goes on.
@@ -97,7 +110,7 @@ func TestInTxCommitsAndRollsBack(t *testing.T) {
 			panic("boom")
 		})
 	})
-	require.Equal(t, 3, counter(t, pool, 1))
+	require.Equal(t, 4, counter(t, pool, 1))
 	require.Equal(t, byte('I'), txStatus(t, pool))
 
 	// A transaction without a statement sends nothing and succeeds.

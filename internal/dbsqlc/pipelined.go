@@ -55,3 +55,41 @@ func readAdvanceAndTally(br pgx.BatchResults) ([]AdvanceSuccessorsRow, PipelineR
 	}
 	return items, tally, nil
 }
+
+// LockPipelineRunsAndComplete runs LockPipelineRuns and then Complete in one round trip: the
+// pipeline runs are locked before the task run is written, as every writer does. When Complete
+// matches no run, its error (pgx.ErrNoRows, as its caller's executor reports it) comes with the
+// locked rows.
+func (q *Queries) LockPipelineRunsAndComplete(ctx context.Context, db Batcher, ids []string, arg CompleteParams) ([]LockPipelineRunsRow, CompleteRow, error) {
+	b := &pgx.Batch{}
+	b.Queue(lockPipelineRuns, ids)
+	b.Queue(complete, arg.OutputPath, arg.Output, arg.ID, arg.OutputSize, arg.Assets, arg.LogsPath, arg.SelectedNext, arg.Lease)
+	br := db.SendBatch(ctx, b)
+	locked, done, err := readLockAndComplete(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return locked, done, err
+}
+
+func readLockAndComplete(br pgx.BatchResults) ([]LockPipelineRunsRow, CompleteRow, error) {
+	var done CompleteRow
+	rows, err := br.Query()
+	if err != nil {
+		return nil, done, err
+	}
+	var locked []LockPipelineRunsRow
+	for rows.Next() {
+		var i LockPipelineRunsRow
+		if err := rows.Scan(&i.ID, &i.Status, &i.FailureMode, &i.Snapshot); err != nil {
+			rows.Close()
+			return nil, done, err
+		}
+		locked = append(locked, i)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, done, err
+	}
+	return locked, done, br.QueryRow().Scan(&done.TaskID, &done.Seconds)
+}

@@ -47,20 +47,31 @@ type lockedRun struct {
 // pipeline run before its task runs, so advancement of one run is serialised and nothing
 // deadlocks.
 func (e *Engine) lockRuns(ctx context.Context, tx dbtx, runIDs []string) (map[string]*lockedRun, error) {
+	want := pipelineRunsToLock(runIDs)
+	if len(want) == 0 {
+		return map[string]*lockedRun{}, nil
+	}
+	rows, err := queries.LockPipelineRuns(ctx, tx, want)
+	if err != nil {
+		return nil, fmt.Errorf("lock pipeline runs: %w", err)
+	}
+	return lockedRuns(rows)
+}
+
+// pipelineRunsToLock is runIDs without empty ids and repeats.
+func pipelineRunsToLock(runIDs []string) []string {
 	var want []string
 	for _, id := range runIDs {
 		if id != "" && !slices.Contains(want, id) {
 			want = append(want, id)
 		}
 	}
-	out := map[string]*lockedRun{}
-	if len(want) == 0 {
-		return out, nil
-	}
-	rows, err := queries.LockPipelineRuns(ctx, tx, want)
-	if err != nil {
-		return nil, fmt.Errorf("lock pipeline runs: %w", err)
-	}
+	return want
+}
+
+// lockedRuns reads the rows of LockPipelineRuns.
+func lockedRuns(rows []dbsqlc.LockPipelineRunsRow) (map[string]*lockedRun, error) {
+	out := make(map[string]*lockedRun, len(rows))
 	for _, row := range rows {
 		r := &lockedRun{id: row.ID, status: row.Status, mode: row.FailureMode}
 		if err := json.Unmarshal(row.Snapshot, &r.snap); err != nil {

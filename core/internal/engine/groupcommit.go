@@ -343,12 +343,35 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 		for i, it := range items {
 			ids[i] = prun(it)
 		}
-		var err error
-		if runs, err = e.lockRuns(ctx, tx, ids); err != nil {
-			return err
+		// The first callback's Complete, when it is a success whose next steps are not chosen
+		// (selectedNext, checked before), goes with the lock of the pipeline runs: one round
+		// trip for both.
+		var first *completion
+		want := pipelineRunsToLock(ids)
+		if cb := items[0].cb; len(want) > 0 && cb.Status == protocol.CallbackSuccess && len(cb.SelectedNext) == 0 {
+			if p, err := completeParams(items[0].call, cb); err == nil {
+				rows, done, err := queries.LockPipelineRunsAndComplete(ctx, tx, want, p)
+				if err != nil && !errors.Is(err, database.ErrNotFound) {
+					return fmt.Errorf("lock pipeline runs and complete %s: %w", items[0].call.RunID, err)
+				}
+				first = &completion{row: done, err: err}
+				if runs, err = lockedRuns(rows); err != nil {
+					return err
+				}
+			}
+		}
+		if first == nil {
+			var err error
+			if runs, err = e.lockRuns(ctx, tx, ids); err != nil {
+				return err
+			}
 		}
 		for i, it := range items {
-			results[i], errs[i] = e.callbackIn(ctx, tx, it.call, it.cb, runs[ids[i]])
+			var done *completion
+			if i == 0 {
+				done = first
+			}
+			results[i], errs[i] = e.callbackIn(ctx, tx, it.call, it.cb, runs[ids[i]], done)
 			var answer *Error
 			if errs[i] != nil && !errors.As(errs[i], &answer) {
 				return errs[i]

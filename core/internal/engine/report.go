@@ -181,8 +181,27 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	return e.groupCallback(ctx, call, cb)
 }
 
-// callbackIn applies a callback on db; run is the locked pipeline run of the task run, if any.
-func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *protocol.CallbackRequest, run *lockedRun) (CallbackResult, error) {
+// completion is what Complete answered, when it ran ahead of callbackIn (in the batch that
+// locked the pipeline runs).
+type completion struct {
+	row dbsqlc.CompleteRow
+	err error
+}
+
+// completeParams are the arguments of Complete for a success callback.
+func completeParams(call WorkerCall, cb *protocol.CallbackRequest) (dbsqlc.CompleteParams, error) {
+	assets, err := assetsJSON(cb)
+	if err != nil {
+		return dbsqlc.CompleteParams{}, err
+	}
+	return dbsqlc.CompleteParams{ID: call.RunID, Lease: call.Lease,
+		OutputPath: nonEmpty(cb.OutputPath), Output: cb.Output, OutputSize: nilIfZero(cb.OutputSize), Assets: assets,
+		LogsPath: nonEmpty(cb.LogsPath), SelectedNext: cb.SelectedNext}, nil
+}
+
+// callbackIn applies a callback on db; run is the locked pipeline run of the task run, if any,
+// and done what Complete answered when it already ran for this success callback (else nil).
+func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *protocol.CallbackRequest, run *lockedRun, done *completion) (CallbackResult, error) {
 	if run != nil && cb.Status == protocol.CallbackSuccess && len(cb.SelectedNext) > 0 {
 		var allowed []string
 		raw, err := queries.AllowedNextOfRun(ctx, db, call.RunID)
@@ -228,19 +247,21 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			}
 		}
 	} else {
-		assets, err := assetsJSON(cb)
-		if err != nil {
-			return CallbackResult{}, err
+		if done == nil {
+			p, err := completeParams(call, cb)
+			if err != nil {
+				return CallbackResult{}, err
+			}
+			done = &completion{}
+			done.row, done.err = queries.Complete(ctx, db, p)
 		}
-		done, err := queries.Complete(ctx, db, dbsqlc.CompleteParams{ID: call.RunID, Lease: call.Lease,
-			OutputPath: nonEmpty(cb.OutputPath), Output: cb.Output, OutputSize: nilIfZero(cb.OutputSize), Assets: assets,
-			LogsPath: nonEmpty(cb.LogsPath), SelectedNext: cb.SelectedNext})
+		err := done.err
 		switch {
 		case errors.Is(err, database.ErrNotFound):
 		case err != nil:
 			return CallbackResult{}, fmt.Errorf("complete run %s: %w", call.RunID, err)
 		default:
-			applied, status, taskID, seconds = true, protocol.StatusCompleted, done.TaskID, done.Seconds
+			applied, status, taskID, seconds = true, protocol.StatusCompleted, done.row.TaskID, done.row.Seconds
 			if cb.IdempotencyKey != "" {
 				if err := e.recordIdempotency(ctx, db, call.RunID, cb.IdempotencyKey); err != nil {
 					return CallbackResult{}, err
