@@ -117,8 +117,20 @@ RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, '') AS pipeline_run_id
           coalesce(tr.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = tr.pipeline_run_id)) AS input,
           t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '') AS traceparent,
           s.id AS service_id, coalesce(s.key_id, '') AS key_id,
-          -- Whether the dispatch has upstream outputs to read (UpstreamRefs).
-          cardinality(tr.predecessors) > 0 AS has_upstream
+          -- The outputs of the run's completed predecessors, in task id order (the output
+          -- itself when it is inline): its dispatch needs no query of its own.
+          ARRAY(SELECT x.task_id FROM task_runs x
+                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
+                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::text[] AS up_task_ids,
+          ARRAY(SELECT coalesce(x.output_path, '') FROM task_runs x
+                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
+                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::text[] AS up_output_paths,
+          ARRAY(SELECT x.assets FROM task_runs x
+                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
+                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::jsonb[] AS up_assets,
+          ARRAY(SELECT x.output FROM task_runs x
+                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
+                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::bytea[] AS up_outputs
 `
 
 type ClaimParams struct {
@@ -146,7 +158,10 @@ type ClaimRow struct {
 	Traceparent         string
 	ServiceID           string
 	KeyID               string
-	HasUpstream         bool
+	UpTaskIds           []string
+	UpOutputPaths       []string
+	UpAssets            [][]byte
+	UpOutputs           [][]byte
 }
 
 // Task run life cycle: claim, dispatch results, worker calls, failures, sweep.
@@ -193,7 +208,10 @@ func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimR
 			&i.Traceparent,
 			&i.ServiceID,
 			&i.KeyID,
-			&i.HasUpstream,
+			&i.UpTaskIds,
+			&i.UpOutputPaths,
+			&i.UpAssets,
+			&i.UpOutputs,
 		); err != nil {
 			return nil, err
 		}

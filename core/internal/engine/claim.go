@@ -44,8 +44,9 @@ type Claimed struct {
 	// Traceparent is the W3C trace context the run continues ("" = none): its dispatch span is
 	// a child of it.
 	Traceparent string
-	// HasUpstream: the run has predecessors, whose outputs its dispatch carries.
-	HasUpstream bool
+	// Upstream are the outputs of the run's completed predecessors, by task id, as its dispatch
+	// carries them (nil: none).
+	Upstream map[string]protocol.UpstreamRef
 }
 
 // Claim takes up to limit ready runs (lower priority first, then oldest), moving them to
@@ -77,9 +78,12 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 			out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
 				Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
 				Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
-				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID, HasUpstream: r.HasUpstream}
+				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
 			if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
 				return fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
+			}
+			if out[i].Upstream, err = upstreamOf(r); err != nil {
+				return fmt.Errorf("claim: upstream outputs of %s: %w", r.ID, err)
 			}
 		}
 		return nil

@@ -68,18 +68,13 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	if len(claimed) == 0 {
 		return stats, nil
 	}
-	refs, err := e.upstreamRefs(ctx, claimed)
-	if err != nil {
-		// The runs stay claimed; the sweep retries them when their dispatch lease expires.
-		return stats, err
-	}
 	results := make([]result, len(claimed))
 	var wg sync.WaitGroup
 	for i := range claimed {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i] = e.dispatchOne(ctx, claimed[i], refs[claimed[i].RunID])
+			results[i] = e.dispatchOne(ctx, claimed[i], claimed[i].Upstream)
 		}(i)
 	}
 	wg.Wait()
@@ -153,36 +148,26 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	return stats, nil
 }
 
-// upstreamRefs reads, for the claimed runs that have predecessors, the outputs of their
-// completed predecessors (inline ones with their bytes), with one query for the batch; a batch
-// without such runs costs no query.
-func (e *Engine) upstreamRefs(ctx context.Context, claimed []Claimed) (map[string]map[string]protocol.UpstreamRef, error) {
-	var runIDs []string
-	for _, c := range claimed {
-		if c.PipelineRunID != "" && c.HasUpstream {
-			runIDs = append(runIDs, c.RunID)
-		}
+// upstreamOf makes the upstream refs of a claimed run's dispatch from the outputs of its
+// completed predecessors that its claim returned (nil when there are none).
+func upstreamOf(r dbsqlc.ClaimRow) (map[string]protocol.UpstreamRef, error) {
+	n := len(r.UpTaskIds)
+	if n == 0 {
+		return nil, nil
 	}
-	out := map[string]map[string]protocol.UpstreamRef{}
-	if len(runIDs) == 0 {
-		return out, nil
+	if len(r.UpOutputPaths) != n || len(r.UpAssets) != n || len(r.UpOutputs) != n {
+		return nil, fmt.Errorf("%d predecessors but %d output paths, %d assets, %d outputs", n, len(r.UpOutputPaths), len(r.UpAssets), len(r.UpOutputs))
 	}
-	rows, err := queries.UpstreamRefs(ctx, e.db, runIDs)
-	if err != nil {
-		return nil, fmt.Errorf("read upstream outputs: %w", err)
-	}
-	for _, r := range rows {
-		ref := protocol.UpstreamRef{OutputPath: r.OutputPath, Output: r.Output}
-		if len(r.Assets) > 0 {
-			if err := json.Unmarshal(r.Assets, &ref.Assets); err != nil {
-				return nil, fmt.Errorf("read upstream outputs: assets of %s: %w", r.TaskID, err)
+	out := make(map[string]protocol.UpstreamRef, n)
+	for i, task := range r.UpTaskIds {
+		ref := protocol.UpstreamRef{OutputPath: r.UpOutputPaths[i], Output: r.UpOutputs[i]}
+		if len(r.UpAssets[i]) > 0 {
+			if err := json.Unmarshal(r.UpAssets[i], &ref.Assets); err != nil {
+				return nil, fmt.Errorf("assets of %s: %w", task, err)
 			}
 			wireAssets(ref.Assets)
 		}
-		if out[r.ID] == nil {
-			out[r.ID] = map[string]protocol.UpstreamRef{}
-		}
-		out[r.ID][r.TaskID] = ref
+		out[task] = ref
 	}
 	return out, nil
 }

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -346,12 +348,12 @@ func TestPipelineCallbackHints(t *testing.T) {
 		require.Equal(t, txs, eng.callbackTxs.Load()-before, "transactions of %s's callback", c.TaskID)
 	}
 	a := h.claimOne(t)
-	require.False(t, a.HasUpstream)
+	require.Nil(t, a.Upstream, "an entry task has no upstream outputs")
 	callback(other, a, 2, true) // no hint on the other instance
 	branches, err := h.eng.Claim(ctx, 10)
 	require.NoError(t, err)
 	require.Len(t, branches, 2)
-	require.True(t, branches[0].HasUpstream)
+	require.Equal(t, []string{"a"}, slices.Collect(maps.Keys(branches[0].Upstream)), "the claim carries the upstream outputs")
 	callback(h.eng, branches[0], 1, false) // d waits for the other branch
 	callback(h.eng, branches[1], 1, true)
 	d := h.claimOne(t)

@@ -100,24 +100,6 @@ UPDATE task_runs SET status = 'cancelled', error = sqlc.arg('reason')::text, err
                      completed_at = now(), updated_at = now()
 WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL AND status = ANY(sqlc.arg('statuses')::text[]);
 
--- name: UpstreamRefs :many
--- For each run in run_ids, its completed predecessors' outputs (the output itself when it is
--- inline): one probe of the node index per predecessor, whatever the size of the table. The fences (MATERIALIZED, OFFSET 0) keep the
--- planner from starting at the other end when statistics are stale.
-WITH c AS MATERIALIZED (
-    SELECT id, pipeline_run_id, predecessors FROM task_runs
-    WHERE id = ANY(sqlc.arg('run_ids')::text[]) AND pipeline_run_id IS NOT NULL
-)
-SELECT c.id, p.task_id, coalesce(p.output_path, ''), p.assets, p.output
-FROM c
-CROSS JOIN LATERAL unnest(c.predecessors) AS pred(task_id)
-CROSS JOIN LATERAL (
-    SELECT x.task_id, x.output_path, x.assets, x.output FROM task_runs x
-    WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = pred.task_id
-      AND x.superseded_by IS NULL AND x.status = 'completed'
-    OFFSET 0
-) p;
-
 -- name: AllowedNextOfRun :one
 SELECT coalesce(pr.snapshot -> 'tasks' -> tr.task_id -> 'allowedNext', '[]'::jsonb)::jsonb AS allowed_next
 FROM task_runs tr JOIN pipeline_runs pr ON pr.id = tr.pipeline_run_id
