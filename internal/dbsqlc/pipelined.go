@@ -16,44 +16,44 @@ type Batcher interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// AdvanceSuccessorsAndTally runs AdvanceSuccessors and then PipelineRunTally of the same pipeline
-// run, in one round trip. The tally is a statement of its own, so it counts the states the
-// advance left.
-func (q *Queries) AdvanceSuccessorsAndTally(ctx context.Context, db Batcher, arg AdvanceSuccessorsParams) ([]AdvanceSuccessorsRow, PipelineRunTallyRow, error) {
+// AdvanceSuccessorsAndFinish runs AdvanceSuccessors and then FinishPipelineRunIfDone of the
+// same pipeline run, in one round trip. The finish is a statement of its own, so it counts
+// the states the advance left.
+func (q *Queries) AdvanceSuccessorsAndFinish(ctx context.Context, db Batcher, arg AdvanceSuccessorsParams) ([]AdvanceSuccessorsRow, string, error) {
 	b := &pgx.Batch{}
 	b.Queue(advanceSuccessors, arg.PipelineRunID, arg.FailureMode, arg.TaskIDs, arg.Resolved, arg.Selected, arg.Failed)
-	b.Queue(pipelineRunTally, arg.PipelineRunID)
+	b.Queue(finishPipelineRunIfDone, arg.PipelineRunID)
 	br := db.SendBatch(ctx, b)
-	items, tally, err := readAdvanceAndTally(br)
+	items, finished, err := readAdvanceAndFinish(br)
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	return items, tally, err
+	return items, finished, err
 }
 
-func readAdvanceAndTally(br pgx.BatchResults) ([]AdvanceSuccessorsRow, PipelineRunTallyRow, error) {
-	var tally PipelineRunTallyRow
+func readAdvanceAndFinish(br pgx.BatchResults) ([]AdvanceSuccessorsRow, string, error) {
 	rows, err := br.Query()
 	if err != nil {
-		return nil, tally, err
+		return nil, "", err
 	}
 	var items []AdvanceSuccessorsRow
 	for rows.Next() {
 		var i AdvanceSuccessorsRow
 		if err := rows.Scan(&i.TaskID, &i.Status, &i.UpstreamFailed); err != nil {
 			rows.Close()
-			return nil, tally, err
+			return nil, "", err
 		}
 		items = append(items, i)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, tally, err
+		return nil, "", err
 	}
-	if err := br.QueryRow().Scan(&tally.Open, &tally.Failed, &tally.Completed, &tally.FailedTasks); err != nil {
-		return nil, tally, fmt.Errorf("tally: %w", err)
+	var finished string
+	if err := br.QueryRow().Scan(&finished); err != nil {
+		return nil, "", fmt.Errorf("finish: %w", err)
 	}
-	return items, tally, nil
+	return items, finished, nil
 }
 
 // LockPipelineRunsAndComplete runs LockPipelineRuns and then Complete in one round trip: the

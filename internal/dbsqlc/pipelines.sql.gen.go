@@ -183,6 +183,40 @@ func (q *Queries) FinishPipelineRun(ctx context.Context, db DBTX, arg FinishPipe
 	return err
 }
 
+const finishPipelineRunIfDone = `-- name: FinishPipelineRunIfDone :one
+WITH tally AS (
+    SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'completed') AS completed,
+           coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
+    FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL
+),
+finished AS (
+    UPDATE pipeline_runs pr SET
+        status       = CASE WHEN t.failed = 0 THEN 'completed'
+                            WHEN pr.failure_mode = 'partial-merge' AND t.completed > 0 THEN 'partial'
+                            ELSE 'failed' END,
+        error        = CASE WHEN t.failed > 0 THEN 'task ' || t.failed_tasks || ' failed' END,
+        completed_at = now()
+    FROM tally t
+    WHERE pr.id = $1::text AND pr.status = 'running'
+      AND (t.open = 0 OR (pr.failure_mode = 'fail-fast' AND t.failed > 0))
+    RETURNING pr.status
+)
+SELECT coalesce((SELECT status FROM finished), '')::text AS finished
+`
+
+// Counts the current nodes of running pipeline run id and ends the run when none is open, or
+// in fail-fast mode as soon as one failed: failed when a node failed (partial in partial-merge
+// mode when another completed, the error naming the failed nodes), else completed. finished is
+// the status it ended with, ” when it goes on. The caller holds the run's lock.
+func (q *Queries) FinishPipelineRunIfDone(ctx context.Context, db DBTX, id string) (string, error) {
+	row := db.QueryRow(ctx, finishPipelineRunIfDone, id)
+	var finished string
+	err := row.Scan(&finished)
+	return finished, err
+}
+
 const insertPipelineRun = `-- name: InsertPipelineRun :exec
 INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, input, snapshot,
                            traceparent)
@@ -524,33 +558,6 @@ func (q *Queries) PipelineRunList(ctx context.Context, db DBTX, arg PipelineRunL
 		return nil, err
 	}
 	return items, nil
-}
-
-const pipelineRunTally = `-- name: PipelineRunTally :one
-SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       count(*) FILTER (WHERE status = 'completed') AS completed,
-       coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
-FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL
-`
-
-type PipelineRunTallyRow struct {
-	Open        int64
-	Failed      int64
-	Completed   int64
-	FailedTasks string
-}
-
-func (q *Queries) PipelineRunTally(ctx context.Context, db DBTX, pipelineRunID string) (PipelineRunTallyRow, error) {
-	row := db.QueryRow(ctx, pipelineRunTally, pipelineRunID)
-	var i PipelineRunTallyRow
-	err := row.Scan(
-		&i.Open,
-		&i.Failed,
-		&i.Completed,
-		&i.FailedTasks,
-	)
-	return i, err
 }
 
 const pipelineRunTaskRuns = `-- name: PipelineRunTaskRuns :many

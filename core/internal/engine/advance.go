@@ -115,8 +115,9 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 			resolved = nil
 		}
 	}
-	// tally is the count the last AdvanceSuccessors came with, when no statement ran after it.
-	var tally *dbsqlc.PipelineRunTallyRow
+	// finished is what the finish that came with the last AdvanceSuccessors did (nil: no
+	// advance ran).
+	var finished *string
 	for len(resolved) > 0 {
 		type effect struct {
 			n           int
@@ -151,14 +152,15 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		for i, id := range order {
 			ns[i], sels[i], fails[i] = effects[id].n, effects[id].sel, effects[id].failed
 		}
-		// The tally that finishIfDone needs travels with the advance (one round trip); skips
-		// that propagate advance again, and that advance's tally replaces it.
-		rows, t, err := queries.AdvanceSuccessorsAndTally(ctx, tx, dbsqlc.AdvanceSuccessorsParams{PipelineRunID: run.id, FailureMode: run.mode,
+		// The run's finish, if it is done, travels with the advance (one round trip); skips
+		// that propagate advance (and try to finish) again.
+		rows, f, err := queries.AdvanceSuccessorsAndFinish(ctx, tx, dbsqlc.AdvanceSuccessorsParams{PipelineRunID: run.id, FailureMode: run.mode,
 			TaskIDs: order, Resolved: ns, Selected: sels, Failed: fails})
 		if err != nil {
 			return fmt.Errorf("advance %s: %w", run.id, err)
 		}
-		tally = &t
+		finished = &f
+		run.finished(f)
 		next := []resolution{}
 		for _, r := range rows {
 			run.readied = run.readied || r.Status == protocol.StatusPending
@@ -168,35 +170,29 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		}
 		resolved = next
 	}
-	return e.finishIfDone(ctx, tx, run, tally)
-}
-
-// finishIfDone ends a running pipeline run whose nodes are all resolved. counted is the run's
-// tally when the caller has it current (nil: it is read).
-func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun, counted *dbsqlc.PipelineRunTallyRow) error {
-	var tally dbsqlc.PipelineRunTallyRow
-	if counted != nil {
-		tally = *counted
-	} else {
-		var err error
-		if tally, err = queries.PipelineRunTally(ctx, tx, run.id); err != nil {
-			return fmt.Errorf("tally %s: %w", run.id, err)
-		}
-	}
-	if tally.Open > 0 && !(run.mode == FailFast && tally.Failed > 0) {
+	if finished != nil {
 		return nil
 	}
-	status, reason := protocol.PipelineCompleted, ""
-	if tally.Failed > 0 {
-		status, reason = protocol.PipelineFailed, "task "+tally.FailedTasks+" failed"
-		if run.mode == PartialMerge && tally.Completed > 0 {
-			status = protocol.PipelinePartial
-		}
-	}
-	if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: run.id, Status: status, Error: reason}); err != nil {
+	return e.finishIfDone(ctx, tx, run)
+}
+
+// finishIfDone ends a running pipeline run whose nodes are all resolved (or, in fail-fast
+// mode, one of which failed): FinishPipelineRunIfDone, in one statement.
+func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) error {
+	f, err := queries.FinishPipelineRunIfDone(ctx, tx, run.id)
+	if err != nil {
 		return fmt.Errorf("finish %s: %w", run.id, err)
 	}
-	run.ended = run.ended || run.status == protocol.PipelineRunning
-	run.status = status
+	run.finished(f)
 	return nil
+}
+
+// finished records what FinishPipelineRunIfDone answered: the status the run ended with, or
+// the empty string when it goes on.
+func (r *lockedRun) finished(status string) {
+	if status == "" {
+		return
+	}
+	r.ended = r.ended || r.status == protocol.PipelineRunning
+	r.status = protocol.PipelineRunStatus(status)
 }

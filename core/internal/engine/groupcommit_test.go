@@ -3,11 +3,11 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"maps"
-	"slices"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"

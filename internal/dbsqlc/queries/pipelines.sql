@@ -82,12 +82,31 @@ WHERE tr.pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND tr.task_id = u.
   AND tr.superseded_by IS NULL
 RETURNING tr.task_id, tr.status, tr.upstream_failed;
 
--- name: PipelineRunTally :one
-SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
-       count(*) FILTER (WHERE status = 'failed') AS failed,
-       count(*) FILTER (WHERE status = 'completed') AS completed,
-       coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
-FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL;
+-- name: FinishPipelineRunIfDone :one
+-- Counts the current nodes of running pipeline run id and ends the run when none is open, or
+-- in fail-fast mode as soon as one failed: failed when a node failed (partial in partial-merge
+-- mode when another completed, the error naming the failed nodes), else completed. finished is
+-- the status it ended with, '' when it goes on. The caller holds the run's lock.
+WITH tally AS (
+    SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'completed') AS completed,
+           coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
+    FROM task_runs WHERE pipeline_run_id = sqlc.arg('id')::text AND superseded_by IS NULL
+),
+finished AS (
+    UPDATE pipeline_runs pr SET
+        status       = CASE WHEN t.failed = 0 THEN 'completed'
+                            WHEN pr.failure_mode = 'partial-merge' AND t.completed > 0 THEN 'partial'
+                            ELSE 'failed' END,
+        error        = CASE WHEN t.failed > 0 THEN 'task ' || t.failed_tasks || ' failed' END,
+        completed_at = now()
+    FROM tally t
+    WHERE pr.id = sqlc.arg('id')::text AND pr.status = 'running'
+      AND (t.open = 0 OR (pr.failure_mode = 'fail-fast' AND t.failed > 0))
+    RETURNING pr.status
+)
+SELECT coalesce((SELECT status FROM finished), '')::text AS finished;
 
 -- name: FinishPipelineRun :exec
 UPDATE pipeline_runs SET status = sqlc.arg('status'), error = nullif(sqlc.arg('error')::text, ''), completed_at = now()
