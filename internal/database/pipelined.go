@@ -18,7 +18,8 @@ import (
 // pipelining; one Sync, so PostgreSQL runs the batch as one implicit transaction unless it
 // holds BEGIN):
 //
-//   - InTx sends BEGIN with the transaction's first statement instead of on its own;
+//   - InTx sends BEGIN with the transaction's first statement instead of on its own, and
+//     COMMIT with its last batch when the caller knows it is the last (CommitWithBatch);
 //   - Pipelined sends a few statements and one query as a whole transaction in one round trip.
 
 // InTx runs fn in a transaction that commits when fn returns nil and rolls back otherwise.
@@ -42,7 +43,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx Executor) error) (err error) 
 		t.rollback()
 		return err
 	}
-	if t.tx == nil {
+	if t.tx == nil || t.committed {
 		return nil
 	}
 	return interpretError(t.tx.Commit(ctx))
@@ -53,11 +54,57 @@ type lazyTx struct {
 	conn *pgxpool.Conn
 	// tx is nil until the first statement.
 	tx pgx.Tx
+	// committed: a batch sent by CommitWithBatch committed the transaction.
+	committed bool
 }
 
-// rollback ends the transaction, if it began (pgx closes a connection it cannot roll back).
+// CommitWithBatch returns a sender for the last batch of the transaction of tx, an executor
+// of InTx: the batch it sends carries COMMIT after its statements, so that the transaction
+// ends with the batch's round trip instead of one more. Once that batch's results are closed
+// without error, the transaction is committed and InTx sends no COMMIT; if a statement
+// failed, nothing was committed and InTx rolls back as usual. Nothing may run in the
+// transaction after that batch. ok is false when tx is not an executor of InTx.
+func CommitWithBatch(tx Executor) (send func(ctx context.Context, b *pgx.Batch) pgx.BatchResults, ok bool) {
+	t, ok := tx.(*lazyTx)
+	if !ok {
+		return nil, false
+	}
+	return t.sendAndCommit, true
+}
+
+// sendAndCommit sends b with COMMIT queued after its statements.
+func (t *lazyTx) sendAndCommit(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.committed {
+		return errBatch{errTxCommitted}
+	}
+	b.Queue("COMMIT")
+	return &committingResults{BatchResults: t.SendBatch(ctx, b), t: t}
+}
+
+// errTxCommitted refuses a statement after the batch that committed.
+var errTxCommitted = errors.New("database: a statement after the batch that committed the transaction")
+
+// committingResults are the results of a batch that ends with COMMIT: closing them without
+// error means it committed.
+type committingResults struct {
+	pgx.BatchResults
+	t    *lazyTx
+	done bool
+}
+
+func (r *committingResults) Close() error {
+	err := r.BatchResults.Close()
+	if !r.done {
+		r.done = true
+		r.t.committed = err == nil
+	}
+	return err
+}
+
+// rollback ends the transaction, if it began and was not committed (pgx closes a connection
+// it cannot roll back).
 func (t *lazyTx) rollback() {
-	if t.tx == nil {
+	if t.tx == nil || t.committed {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -82,6 +129,9 @@ func (t *lazyTx) begin(ctx context.Context, sql string, args []any) (pgx.BatchRe
 
 // Exec implements [Executor].
 func (t *lazyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.committed {
+		return pgconn.CommandTag{}, errTxCommitted
+	}
 	if t.tx != nil {
 		tag, err := t.tx.Exec(ctx, sql, args...)
 		return tag, interpretError(err)
@@ -96,6 +146,9 @@ func (t *lazyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 
 // Query implements [Executor].
 func (t *lazyTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if t.committed {
+		return nil, errTxCommitted
+	}
 	if t.tx != nil {
 		r, err := t.tx.Query(ctx, sql, args...)
 		if err != nil {
@@ -108,6 +161,9 @@ func (t *lazyTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 
 // QueryRow implements [Executor].
 func (t *lazyTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if t.committed {
+		return errRow{errTxCommitted}
+	}
 	if t.tx != nil {
 		return row{t.tx.QueryRow(ctx, sql, args...)}
 	}
@@ -117,6 +173,9 @@ func (t *lazyTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 // SendBatch implements [Executor]; a batch that begins the transaction carries BEGIN ahead of
 // its statements, and its results start at the first of them.
 func (t *lazyTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	if t.committed {
+		return errBatch{errTxCommitted}
+	}
 	if t.tx != nil {
 		return batchResults{t.tx.SendBatch(ctx, b)}
 	}

@@ -256,3 +256,67 @@ func TestPipelinedLockOrdersSnapshots(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, workers*each, counter(t, pool, 1))
 }
+
+func TestInTxCommitWithBatch(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, pool := newCounterDB(t, 1)
+
+	_, ok := database.CommitWithBatch(db)
+	require.False(t, ok, "only a transaction's executor commits with a batch")
+
+	// The last batch carries COMMIT: its statements' results come first, and once it is
+	// closed the transaction is committed; nothing may follow.
+	err := db.InTx(ctx, func(tx database.Executor) error {
+		_, err := tx.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE id = 1`)
+		require.NoError(t, err)
+		send, ok := database.CommitWithBatch(tx)
+		require.True(t, ok)
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 2`)
+		b.Queue(`SELECT n FROM counters WHERE id = 1`)
+		br := send(ctx, b)
+		_, err = br.Exec()
+		require.NoError(t, err)
+		var n int
+		require.NoError(t, br.QueryRow().Scan(&n))
+		require.Equal(t, 1, n)
+		require.NoError(t, br.Close())
+		_, err = tx.Exec(ctx, `UPDATE counters SET n = n + 100 WHERE id = 1`)
+		require.Error(t, err, "a statement after the committing batch is refused")
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, counter(t, pool, 1))
+	require.Equal(t, 1, counter(t, pool, 2))
+	require.Equal(t, byte('I'), txStatus(t, pool))
+
+	// A statement of the committing batch fails: nothing of the transaction is committed,
+	// the statements before the batch included.
+	err = db.InTx(ctx, func(tx database.Executor) error {
+		_, err := tx.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE id = 1`)
+		require.NoError(t, err)
+		send, _ := database.CommitWithBatch(tx)
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 2`)
+		b.Queue(`INSERT INTO counters VALUES (1, 0)`)
+		return send(ctx, b).Close()
+	})
+	require.ErrorIs(t, err, database.ErrConflict)
+	require.Equal(t, 1, counter(t, pool, 1))
+	require.Equal(t, 1, counter(t, pool, 2))
+	require.Equal(t, byte('I'), txStatus(t, pool))
+
+	// A committing batch as the transaction's first statements carries BEGIN too.
+	err = db.InTx(ctx, func(tx database.Executor) error {
+		send, _ := database.CommitWithBatch(tx)
+		b := &pgx.Batch{}
+		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 1`)
+		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 2`)
+		return send(ctx, b).Close()
+	})
+	require.NoError(t, err)
+	require.Equal(t, 2, counter(t, pool, 1))
+	require.Equal(t, 2, counter(t, pool, 2))
+	require.Equal(t, byte('I'), txStatus(t, pool))
+}

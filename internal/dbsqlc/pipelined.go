@@ -93,3 +93,17 @@ func readLockAndComplete(br pgx.BatchResults) ([]LockPipelineRunsRow, CompleteRo
 	}
 	return locked, done, br.QueryRow().Scan(&done.TaskID, &done.Seconds)
 }
+
+// FinishPipelineRunIfDoneIn is FinishPipelineRunIfDone sent as a batch on db (so that a sender
+// that ends the transaction with the batch can carry it).
+func (q *Queries) FinishPipelineRunIfDoneIn(ctx context.Context, db Batcher, id string) (string, error) {
+	b := &pgx.Batch{}
+	b.Queue(finishPipelineRunIfDone, id)
+	br := db.SendBatch(ctx, b)
+	var finished string
+	err := br.QueryRow().Scan(&finished)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return finished, err
+}

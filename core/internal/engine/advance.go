@@ -8,7 +8,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
@@ -25,7 +28,7 @@ func (e *Engine) advanceFailed(ctx context.Context, tx dbtx, runs map[string]*lo
 		if run == nil {
 			return fmt.Errorf("pipeline run %s was not locked before its task runs", id)
 		}
-		if err := e.advance(ctx, tx, run, byRun[id]); err != nil {
+		if err := e.advance(ctx, tx, run, byRun[id], false); err != nil {
 			return err
 		}
 	}
@@ -93,10 +96,21 @@ type resolution struct {
 // advance moves a locked pipeline run on after nodes resolved, in the caller's transaction:
 // successors are enabled or skipped with one multi-row statement per wave (skips propagate),
 // a failure in fail-fast mode cancels what has not started, and the run is finished when no
-// node is left open.
-func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution) error {
+// node is left open. last says that nothing follows in the transaction, which is then
+// committed with the advance's last statements when they can be known in advance (below).
+func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution, last bool) error {
 	if run.status != protocol.PipelineRunning {
 		return nil
+	}
+	// db sends the advance's statements. A success that chose no successors (selectedNext)
+	// in a mode that skips nothing on success (fail-fast, partial-merge) advances in one wave,
+	// so when it is the transaction's last work, that wave (or the finish of a node without
+	// successors) carries COMMIT: one round trip fewer (database.CommitWithBatch).
+	db, commits := dbsqlc.Batcher(tx), false
+	if last && run.mode != Continue && len(resolved) == 1 && resolved[0].completed && len(resolved[0].selected) == 0 {
+		if send, ok := database.CommitWithBatch(tx); ok {
+			db, commits = batchSender(send), true
+		}
 	}
 	if run.mode == FailFast {
 		var failed []string
@@ -154,7 +168,7 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		}
 		// The run's finish, if it is done, travels with the advance (one round trip); skips
 		// that propagate advance (and try to finish) again.
-		rows, f, err := queries.AdvanceSuccessorsAndFinish(ctx, tx, dbsqlc.AdvanceSuccessorsParams{PipelineRunID: run.id, FailureMode: run.mode,
+		rows, f, err := queries.AdvanceSuccessorsAndFinish(ctx, db, dbsqlc.AdvanceSuccessorsParams{PipelineRunID: run.id, FailureMode: run.mode,
 			TaskIDs: order, Resolved: ns, Selected: sels, Failed: fails})
 		if err != nil {
 			return fmt.Errorf("advance %s: %w", run.id, err)
@@ -168,18 +182,27 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 				next = append(next, resolution{taskID: r.TaskID, failed: r.UpstreamFailed && run.mode == Continue})
 			}
 		}
+		if commits && len(next) > 0 {
+			// Unreachable by the condition above; the transaction is already committed.
+			return fmt.Errorf("advance %s: %d nodes skipped by a wave that committed", run.id, len(next))
+		}
 		resolved = next
 	}
 	if finished != nil {
 		return nil
 	}
-	return e.finishIfDone(ctx, tx, run)
+	return e.finishIfDone(ctx, db, run)
 }
 
+// batchSender makes a function that sends batches a dbsqlc.Batcher.
+type batchSender func(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+
+func (f batchSender) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults { return f(ctx, b) }
+
 // finishIfDone ends a running pipeline run whose nodes are all resolved (or, in fail-fast
-// mode, one of which failed): FinishPipelineRunIfDone, in one statement.
-func (e *Engine) finishIfDone(ctx context.Context, tx dbtx, run *lockedRun) error {
-	f, err := queries.FinishPipelineRunIfDone(ctx, tx, run.id)
+// mode, one of which failed): FinishPipelineRunIfDone, in one statement sent on db.
+func (e *Engine) finishIfDone(ctx context.Context, db dbsqlc.Batcher, run *lockedRun) error {
+	f, err := queries.FinishPipelineRunIfDoneIn(ctx, db, run.id)
 	if err != nil {
 		return fmt.Errorf("finish %s: %w", run.id, err)
 	}

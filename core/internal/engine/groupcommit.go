@@ -371,7 +371,10 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 			if i == 0 {
 				done = first
 			}
-			results[i], errs[i] = e.callbackIn(ctx, tx, it.call, it.cb, runs[ids[i]], done)
+			// A batch of one callback, without a test's hook before the commit, may commit with
+			// its advance's last statements.
+			last := len(items) == 1 && e.beforeCommit == nil
+			results[i], errs[i] = e.callbackIn(ctx, tx, it.call, it.cb, runs[ids[i]], done, last)
 			var answer *Error
 			if errs[i] != nil && !errors.As(errs[i], &answer) {
 				return errs[i]

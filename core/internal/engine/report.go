@@ -201,7 +201,8 @@ func completeParams(call WorkerCall, cb *protocol.CallbackRequest) (dbsqlc.Compl
 
 // callbackIn applies a callback on db; run is the locked pipeline run of the task run, if any,
 // and done what Complete answered when it already ran for this success callback (else nil).
-func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *protocol.CallbackRequest, run *lockedRun, done *completion) (CallbackResult, error) {
+// last says that nothing follows in db's transaction: the advance may then commit it.
+func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *protocol.CallbackRequest, run *lockedRun, done *completion, last bool) (CallbackResult, error) {
 	if run != nil && cb.Status == protocol.CallbackSuccess && len(cb.SelectedNext) > 0 {
 		var allowed []string
 		raw, err := queries.AllowedNextOfRun(ctx, db, call.RunID)
@@ -268,7 +269,7 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 				}
 			}
 			if run != nil {
-				if err := e.advance(ctx, db, run, []resolution{{taskID: taskID, completed: true, selected: cb.SelectedNext}}); err != nil {
+				if err := e.advance(ctx, db, run, []resolution{{taskID: taskID, completed: true, selected: cb.SelectedNext}}, last); err != nil {
 					return CallbackResult{}, err
 				}
 			}
