@@ -23,12 +23,24 @@ func (q *Queries) AdvanceSuccessorsAndFinish(ctx context.Context, db Batcher, ar
 	b := &pgx.Batch{}
 	b.Queue(advanceSuccessors, arg.PipelineRunID, arg.FailureMode, arg.TaskIDs, arg.Resolved, arg.Selected, arg.Failed)
 	b.Queue(finishPipelineRunIfDone, arg.PipelineRunID)
+	var items []AdvanceSuccessorsRow
+	var finished string
+	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
+		items, finished, err = readAdvanceAndFinish(br)
+		return err
+	})
+	return items, finished, err
+}
+
+// sendAndRead sends b on db, reads its results with read and closes them; the first error
+// is returned.
+func sendAndRead(ctx context.Context, db Batcher, b *pgx.Batch, read func(pgx.BatchResults) error) error {
 	br := db.SendBatch(ctx, b)
-	items, finished, err := readAdvanceAndFinish(br)
-	if cerr := br.Close(); err == nil && cerr != nil {
+	err := read(br)
+	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	return items, finished, err
+	return err
 }
 
 func readAdvanceAndFinish(br pgx.BatchResults) ([]AdvanceSuccessorsRow, string, error) {
@@ -64,11 +76,12 @@ func (q *Queries) LockPipelineRunsAndComplete(ctx context.Context, db Batcher, i
 	b := &pgx.Batch{}
 	b.Queue(lockPipelineRuns, ids)
 	b.Queue(complete, arg.OutputPath, arg.Output, arg.ID, arg.OutputSize, arg.Assets, arg.LogsPath, arg.SelectedNext, arg.Lease)
-	br := db.SendBatch(ctx, b)
-	locked, done, err := readLockAndComplete(br)
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	var locked []LockPipelineRunsRow
+	var done CompleteRow
+	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
+		locked, done, err = readLockAndComplete(br)
+		return err
+	})
 	return locked, done, err
 }
 
@@ -99,11 +112,7 @@ func readLockAndComplete(br pgx.BatchResults) ([]LockPipelineRunsRow, CompleteRo
 func (q *Queries) FinishPipelineRunIfDoneIn(ctx context.Context, db Batcher, id string) (string, error) {
 	b := &pgx.Batch{}
 	b.Queue(finishPipelineRunIfDone, id)
-	br := db.SendBatch(ctx, b)
 	var finished string
-	err := br.QueryRow().Scan(&finished)
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
+	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) error { return br.QueryRow().Scan(&finished) })
 	return finished, err
 }
