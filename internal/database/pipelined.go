@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
 // Round trips are most of what a short transaction costs: on the 2-core benchmark machine a
@@ -64,16 +66,20 @@ type lazyTx struct {
 // without error, the transaction is committed and InTx sends no COMMIT; if a statement
 // failed, nothing was committed and InTx rolls back as usual. Nothing may run in the
 // transaction after that batch. ok is false when tx is not an executor of InTx.
-func CommitWithBatch(tx Executor) (send func(ctx context.Context, b *pgx.Batch) pgx.BatchResults, ok bool) {
+func CommitWithBatch(tx Executor) (dbsqlc.Batcher, bool) {
 	t, ok := tx.(*lazyTx)
 	if !ok {
 		return nil, false
 	}
-	return t.sendAndCommit, true
+	return committer{t}, true
 }
 
-// sendAndCommit sends b with COMMIT queued after its statements.
-func (t *lazyTx) sendAndCommit(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+// committer is the Batcher of CommitWithBatch.
+type committer struct{ t *lazyTx }
+
+// SendBatch sends b with COMMIT queued after its statements.
+func (c committer) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
+	t := c.t
 	if t.committed {
 		return errBatch{errTxCommitted}
 	}

@@ -270,12 +270,12 @@ func TestInTxCommitWithBatch(t *testing.T) {
 	err := db.InTx(ctx, func(tx database.Executor) error {
 		_, err := tx.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE id = 1`)
 		require.NoError(t, err)
-		send, ok := database.CommitWithBatch(tx)
+		c, ok := database.CommitWithBatch(tx)
 		require.True(t, ok)
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 2`)
 		b.Queue(`SELECT n FROM counters WHERE id = 1`)
-		br := send(ctx, b)
+		br := c.SendBatch(ctx, b)
 		_, err = br.Exec()
 		require.NoError(t, err)
 		var n int
@@ -296,11 +296,11 @@ func TestInTxCommitWithBatch(t *testing.T) {
 	err = db.InTx(ctx, func(tx database.Executor) error {
 		_, err := tx.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE id = 1`)
 		require.NoError(t, err)
-		send, _ := database.CommitWithBatch(tx)
+		c, _ := database.CommitWithBatch(tx)
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 2`)
 		b.Queue(`INSERT INTO counters VALUES (1, 0)`)
-		return send(ctx, b).Close()
+		return c.SendBatch(ctx, b).Close()
 	})
 	require.ErrorIs(t, err, database.ErrConflict)
 	require.Equal(t, 1, counter(t, pool, 1))
@@ -309,11 +309,11 @@ func TestInTxCommitWithBatch(t *testing.T) {
 
 	// A committing batch as the transaction's first statements carries BEGIN too.
 	err = db.InTx(ctx, func(tx database.Executor) error {
-		send, _ := database.CommitWithBatch(tx)
+		c, _ := database.CommitWithBatch(tx)
 		b := &pgx.Batch{}
 		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 1`)
 		b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 2`)
-		return send(ctx, b).Close()
+		return c.SendBatch(ctx, b).Close()
 	})
 	require.NoError(t, err)
 	require.Equal(t, 2, counter(t, pool, 1))

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
@@ -108,8 +106,8 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 	// successors) carries COMMIT: one round trip fewer (database.CommitWithBatch).
 	db, commits := dbsqlc.Batcher(tx), false
 	if last && run.mode != Continue && len(resolved) == 1 && resolved[0].completed && len(resolved[0].selected) == 0 {
-		if send, ok := database.CommitWithBatch(tx); ok {
-			db, commits = batchSender(send), true
+		if c, ok := database.CommitWithBatch(tx); ok {
+			db, commits = c, true
 		}
 	}
 	if run.mode == FailFast {
@@ -129,9 +127,8 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 			resolved = nil
 		}
 	}
-	// finished is what the finish that came with the last AdvanceSuccessors did (nil: no
-	// advance ran).
-	var finished *string
+	// advanced: an AdvanceSuccessors ran, and the finish that came with it is current.
+	advanced := false
 	for len(resolved) > 0 {
 		type effect struct {
 			n           int
@@ -173,7 +170,7 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		if err != nil {
 			return fmt.Errorf("advance %s: %w", run.id, err)
 		}
-		finished = &f
+		advanced = true
 		run.finished(f)
 		next := []resolution{}
 		for _, r := range rows {
@@ -188,16 +185,11 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		}
 		resolved = next
 	}
-	if finished != nil {
+	if advanced {
 		return nil
 	}
 	return e.finishIfDone(ctx, db, run)
 }
-
-// batchSender makes a function that sends batches a dbsqlc.Batcher.
-type batchSender func(ctx context.Context, b *pgx.Batch) pgx.BatchResults
-
-func (f batchSender) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults { return f(ctx, b) }
 
 // finishIfDone ends a running pipeline run whose nodes are all resolved (or, in fail-fast
 // mode, one of which failed): FinishPipelineRunIfDone, in one statement sent on db.

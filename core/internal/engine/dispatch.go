@@ -74,7 +74,7 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			results[i] = e.dispatchOne(ctx, claimed[i], claimed[i].Upstream)
+			results[i] = e.dispatchOne(ctx, claimed[i])
 		}(i)
 	}
 	wg.Wait()
@@ -175,7 +175,7 @@ func upstreamOf(r dbsqlc.ClaimRow) (map[string]protocol.UpstreamRef, error) {
 // dispatchOne posts one claimed run to its worker, in a "dispatch" span that is a child of the
 // run's stored trace context and whose context the request carries (traceparent, tracestate).
 // With tracing off it starts no span and passes the stored traceparent on as it is.
-func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string]protocol.UpstreamRef) (res result) {
+func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 	span := trace.SpanFromContext(context.Background()) // a no-op span unless tracing is on
 	if e.tracing {
 		pctx, _ := telemetry.WithTraceparent(ctx, c.Traceparent)
@@ -206,7 +206,7 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed, upstream map[string
 		CodeHash:            c.CodeHash,
 		StorageToken:        tok,
 		InputPath:           c.InputPath,
-		UpstreamRefs:        nonNilMap(upstream),
+		UpstreamRefs:        nonNilMap(c.Upstream),
 		PreviousAttempts:    nonNil(c.PreviousAttempts),
 		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
 		Input:               c.Input,

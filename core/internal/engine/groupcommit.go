@@ -317,6 +317,9 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 	var runs map[string]*lockedRun
 	// ids are the items' pipeline runs ('' = none).
 	ids := make([]string, len(items))
+	// A batch of one callback, without a test's hook before the commit, may commit with its
+	// advance's last statements.
+	last := len(items) == 1 && e.beforeCommit == nil
 	err := e.db.InTx(ctx, func(tx dbtx) error {
 		var unknown []string
 		for _, it := range items {
@@ -324,24 +327,23 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 				unknown = append(unknown, it.call.RunID)
 			}
 		}
-		pipelineRuns := map[string]string{}
 		if len(unknown) > 0 {
 			rows, err := queries.PipelineRunsOfTaskRuns(ctx, tx, unknown)
 			if err != nil {
 				return fmt.Errorf("read the pipeline runs of %d runs: %w", len(unknown), err)
 			}
+			found := make(map[string]string, len(rows))
 			for _, r := range rows {
-				pipelineRuns[r.ID] = r.PipelineRunID
+				found[r.ID] = r.PipelineRunID
 			}
-		}
-		prun := func(it *callbackItem) string {
-			if it.lookedUp {
-				return it.pipelineRun
+			for _, it := range items {
+				if !it.lookedUp {
+					it.pipelineRun, it.lookedUp = found[it.call.RunID], true
+				}
 			}
-			return pipelineRuns[it.call.RunID]
 		}
 		for i, it := range items {
-			ids[i] = prun(it)
+			ids[i] = it.pipelineRun
 		}
 		// The first callback's Complete, when it is a success whose next steps are not chosen
 		// (selectedNext, checked before), goes with the lock of the pipeline runs: one round
@@ -362,7 +364,7 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 		}
 		if first == nil {
 			var err error
-			if runs, err = e.lockRuns(ctx, tx, ids); err != nil {
+			if runs, err = e.lockRuns(ctx, tx, want); err != nil {
 				return err
 			}
 		}
@@ -371,9 +373,6 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 			if i == 0 {
 				done = first
 			}
-			// A batch of one callback, without a test's hook before the commit, may commit with
-			// its advance's last statements.
-			last := len(items) == 1 && e.beforeCommit == nil
 			results[i], errs[i] = e.callbackIn(ctx, tx, it.call, it.cb, runs[ids[i]], done, last)
 			var answer *Error
 			if errs[i] != nil && !errors.As(errs[i], &answer) {
