@@ -91,19 +91,15 @@ func (c committer) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 var errTxCommitted = errors.New("database: a statement after the batch that committed the transaction")
 
 // committingResults are the results of a batch that ends with COMMIT: closing them without
-// error means it committed.
+// error means it committed (pgx's Close answers the same when called again).
 type committingResults struct {
 	pgx.BatchResults
-	t    *lazyTx
-	done bool
+	t *lazyTx
 }
 
 func (r *committingResults) Close() error {
 	err := r.BatchResults.Close()
-	if !r.done {
-		r.done = true
-		r.t.committed = err == nil
-	}
+	r.t.committed = err == nil
 	return err
 }
 
@@ -118,12 +114,12 @@ func (t *lazyTx) rollback() {
 	_ = t.tx.Rollback(ctx)
 }
 
-// begin sends BEGIN and the statement sql in one batch and returns its results positioned
-// at the statement, or the error of BEGIN (the results then closed).
-func (t *lazyTx) begin(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+// begin sends BEGIN and the statements queued in one batch, and returns its results
+// positioned at the first of them, or the error of BEGIN (the results then closed).
+func (t *lazyTx) begin(ctx context.Context, queued []*pgx.QueuedQuery) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
-	b.Queue(sql, args...)
+	b.QueuedQueries = append(b.QueuedQueries, queued...)
 	br := t.conn.SendBatch(ctx, b)
 	t.tx = br.Tx()
 	if _, err := br.Exec(); err != nil {
@@ -133,16 +129,20 @@ func (t *lazyTx) begin(ctx context.Context, sql string, args []any) (pgx.BatchRe
 	return br, nil
 }
 
+// one is a single statement to begin with.
+func one(sql string, args []any) []*pgx.QueuedQuery {
+	return []*pgx.QueuedQuery{{SQL: sql, Arguments: args}}
+}
+
 // Exec implements [Executor].
 func (t *lazyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if t.committed {
+	switch {
+	case t.committed:
 		return pgconn.CommandTag{}, errTxCommitted
+	case t.tx != nil:
+		return executor{t.tx}.Exec(ctx, sql, args...)
 	}
-	if t.tx != nil {
-		tag, err := t.tx.Exec(ctx, sql, args...)
-		return tag, interpretError(err)
-	}
-	br, err := t.begin(ctx, sql, args)
+	br, err := t.begin(ctx, one(sql, args))
 	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
@@ -152,47 +152,38 @@ func (t *lazyTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 
 // Query implements [Executor].
 func (t *lazyTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if t.committed {
+	switch {
+	case t.committed:
 		return nil, errTxCommitted
+	case t.tx != nil:
+		return executor{t.tx}.Query(ctx, sql, args...)
 	}
-	if t.tx != nil {
-		r, err := t.tx.Query(ctx, sql, args...)
-		if err != nil {
-			return r, interpretError(err)
-		}
-		return rows{r}, nil
-	}
-	return lastRows(t.begin(ctx, sql, args))
+	return lastRows(t.begin(ctx, one(sql, args)))
 }
 
 // QueryRow implements [Executor].
 func (t *lazyTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if t.committed {
+	switch {
+	case t.committed:
 		return errRow{errTxCommitted}
+	case t.tx != nil:
+		return executor{t.tx}.QueryRow(ctx, sql, args...)
 	}
-	if t.tx != nil {
-		return row{t.tx.QueryRow(ctx, sql, args...)}
-	}
-	return lastRow(t.begin(ctx, sql, args))
+	return lastRow(t.begin(ctx, one(sql, args)))
 }
 
 // SendBatch implements [Executor]; a batch that begins the transaction carries BEGIN ahead of
 // its statements, and its results start at the first of them.
 func (t *lazyTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if t.committed {
+	switch {
+	case t.committed:
 		return errBatch{errTxCommitted}
+	case t.tx != nil:
+		return executor{t.tx}.SendBatch(ctx, b)
 	}
-	if t.tx != nil {
-		return batchResults{t.tx.SendBatch(ctx, b)}
-	}
-	withBegin := &pgx.Batch{}
-	withBegin.BeginTx(pgx.TxOptions{})
-	withBegin.QueuedQueries = append(withBegin.QueuedQueries, b.QueuedQueries...)
-	br := t.conn.SendBatch(ctx, withBegin)
-	t.tx = br.Tx()
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		return errBatch{interpretError(fmt.Errorf("begin: %w", err))}
+	br, err := t.begin(ctx, b.QueuedQueries)
+	if err != nil {
+		return errBatch{err}
 	}
 	return batchResults{br}
 }

@@ -113,8 +113,9 @@ func TestInTxCommitsAndRollsBack(t *testing.T) {
 	require.Equal(t, 4, counter(t, pool, 1))
 	require.Equal(t, byte('I'), txStatus(t, pool))
 
-	// A transaction without a statement sends nothing and succeeds.
+	// A transaction without a statement succeeds and leaves nothing open.
 	require.NoError(t, db.InTx(ctx, func(database.Executor) error { return nil }))
+	require.Equal(t, byte('I'), txStatus(t, pool))
 }
 
 func TestInTxStatementErrors(t *testing.T) {
