@@ -46,8 +46,8 @@ WITH RECURSIVE inflight AS (
 ),
 room AS (
     SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
-                WHEN $3::int = 0 THEN $4::int
-                ELSE least($4::int, $3::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
+                WHEN $1::int = 0 THEN $2::int
+                ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
 capacity AS (
     SELECT t.id AS task_id,
@@ -80,7 +80,7 @@ candidates AS (
         SELECT tr.id, tr.priority, tr.available_at
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
-          AND tr.available_at <= coalesce($1::timestamptz, now())
+          AND tr.available_at <= coalesce($3::timestamptz, now())
         ORDER BY tr.available_at, tr.id
         LIMIT greatest(c.free, 0)
         FOR UPDATE SKIP LOCKED
@@ -98,46 +98,53 @@ chosen AS (
     WHERE place <= free
     ORDER BY priority, available_at, id
     LIMIT greatest((SELECT n FROM room), 0)
+),
+claimed AS (
+    UPDATE task_runs tr SET
+        status                = 'dispatching',
+        lease                 = tr.lease + 1,
+        deadline              = coalesce($3::timestamptz, now()) + $4::bigint * interval '1 millisecond',
+        timeout_at            = coalesce($3::timestamptz, now()) + t.timeout_seconds * interval '1 second',
+        heartbeat_interval_ms = t.heartbeat_interval_ms,
+        code_version          = t.code_version,
+        code_hash             = t.code_hash,
+        started_at            = coalesce(tr.started_at, coalesce($3::timestamptz, now())),
+        updated_at            = coalesce($3::timestamptz, now())
+    FROM chosen, tasks t, services s
+    WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.predecessors, tr.attempt, tr.lease, tr.code_version,
+              tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms, tr.input,
+              t.timeout_seconds, s.base_url, tr.priority, tr.traceparent, s.id AS service_id, s.key_id
 )
-UPDATE task_runs tr SET
-    status                = 'dispatching',
-    lease                 = tr.lease + 1,
-    deadline              = coalesce($1::timestamptz, now()) + $2::bigint * interval '1 millisecond',
-    timeout_at            = coalesce($1::timestamptz, now()) + t.timeout_seconds * interval '1 second',
-    heartbeat_interval_ms = t.heartbeat_interval_ms,
-    code_version          = t.code_version,
-    code_hash             = t.code_hash,
-    started_at            = coalesce(tr.started_at, coalesce($1::timestamptz, now())),
-    updated_at            = coalesce($1::timestamptz, now())
-FROM chosen, tasks t, services s
-WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
-RETURNING tr.id, tr.task_id, coalesce(tr.pipeline_run_id, '') AS pipeline_run_id, tr.attempt, tr.lease, tr.code_version,
-          tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms,
-          -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
-          coalesce(tr.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = tr.pipeline_run_id)) AS input,
-          t.timeout_seconds, s.base_url, tr.priority, coalesce(tr.traceparent, '') AS traceparent,
-          s.id AS service_id, coalesce(s.key_id, '') AS key_id,
-          -- The outputs of the run's completed predecessors, in task id order (the output
-          -- itself when it is inline): its dispatch needs no query of its own.
-          ARRAY(SELECT x.task_id FROM task_runs x
-                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
-                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::text[] AS up_task_ids,
-          ARRAY(SELECT coalesce(x.output_path, '') FROM task_runs x
-                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
-                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::text[] AS up_output_paths,
-          ARRAY(SELECT x.assets FROM task_runs x
-                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
-                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::jsonb[] AS up_assets,
-          ARRAY(SELECT x.output FROM task_runs x
-                WHERE x.pipeline_run_id = tr.pipeline_run_id AND x.task_id = ANY(tr.predecessors)
-                  AND x.superseded_by IS NULL AND x.status = 'completed' ORDER BY x.task_id)::bytea[] AS up_outputs
+SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
+       c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
+       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
+       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id)) AS input,
+       c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
+       c.service_id, coalesce(c.key_id, '') AS key_id,
+       -- The outputs of the run's completed predecessors, in task id order (the output itself
+       -- when it is inline), read once per run: its dispatch needs no query of its own.
+       coalesce(up.task_ids, '{}')::text[] AS up_task_ids,
+       coalesce(up.output_paths, '{}')::text[] AS up_output_paths,
+       coalesce(up.assets, '{}')::jsonb[] AS up_assets,
+       coalesce(up.outputs, '{}')::bytea[] AS up_outputs
+FROM claimed c
+LEFT JOIN LATERAL (
+    SELECT array_agg(x.task_id ORDER BY x.task_id) AS task_ids,
+           array_agg(coalesce(x.output_path, '') ORDER BY x.task_id) AS output_paths,
+           array_agg(x.assets ORDER BY x.task_id) AS assets,
+           array_agg(x.output ORDER BY x.task_id) AS outputs
+    FROM task_runs x
+    WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
+      AND x.superseded_by IS NULL AND x.status = 'completed'
+) up ON true
 `
 
 type ClaimParams struct {
-	Now            *time.Time
-	LeaseMs        int64
 	MaxConcurrency int
 	Max            int
+	Now            *time.Time
+	LeaseMs        int64
 }
 
 type ClaimRow struct {
@@ -178,10 +185,10 @@ type ClaimRow struct {
 // or backing off) thus costs a claim nothing; without groups the scan read every one of them.
 func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimRow, error) {
 	rows, err := db.Query(ctx, claim,
-		arg.Now,
-		arg.LeaseMs,
 		arg.MaxConcurrency,
 		arg.Max,
+		arg.Now,
+		arg.LeaseMs,
 	)
 	if err != nil {
 		return nil, err

@@ -149,14 +149,12 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 }
 
 // upstreamOf makes the upstream refs of a claimed run's dispatch from the outputs of its
-// completed predecessors that its claim returned (nil when there are none).
+// completed predecessors that its claim returned, one aggregate per column over the same rows
+// (nil when there are none).
 func upstreamOf(r dbsqlc.ClaimRow) (map[string]protocol.UpstreamRef, error) {
 	n := len(r.UpTaskIds)
 	if n == 0 {
 		return nil, nil
-	}
-	if len(r.UpOutputPaths) != n || len(r.UpAssets) != n || len(r.UpOutputs) != n {
-		return nil, fmt.Errorf("%d predecessors but %d output paths, %d assets, %d outputs", n, len(r.UpOutputPaths), len(r.UpAssets), len(r.UpOutputs))
 	}
 	out := make(map[string]protocol.UpstreamRef, n)
 	for i, task := range r.UpTaskIds {
