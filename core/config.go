@@ -287,13 +287,14 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// inlineMax is the inline payload threshold in effect: InlinePayloadMaxBytes, or 0 in Node SDK
-// compat mode, whose workers read every input and upstream output from storage.
+// inlineMax is the inline payload threshold in effect: InlinePayloadMaxBytes within [0, 1 MiB]
+// (ConfigFromEnv refuses a larger one; a Config built in code is held to it here), or 0 in Node
+// SDK compat mode, whose workers read every input and upstream output from storage.
 func (c Config) inlineMax() int64 {
 	if c.Compat == CompatNodeSDKv1 {
 		return 0
 	}
-	return max(c.InlinePayloadMaxBytes, 0)
+	return min(max(c.InlinePayloadMaxBytes, 0), defaults.MaxInlinePayloadMaxBytes)
 }
 
 // checkConnectionCaps refuses a MAX_CONNECTIONS that the body pools could fill on their own:

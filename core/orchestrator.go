@@ -49,7 +49,7 @@ type Orchestrator struct {
 	// passed one, or when the exporter is off).
 	shutdownTracing func(context.Context) error
 
-	// Serverless inline dispatch: one claimer at a time per process.
+	// Inline dispatch (serverless ready, standalone readyNow): one claimer at a time per process.
 	inlineMu      sync.Mutex
 	inlinePending atomic.Bool
 	// inlineWG counts standalone mode's inline dispatches (readyNow), which Close waits for

@@ -60,9 +60,7 @@ func RunLocal(w *Worker, taskID string, in LocalInput) (LocalResult, error) {
 	env := newRunEnv(w.tempDir, runID+"-", log)
 	defer func() {
 		env.close()
-		if dir := env.madeDir(); dir != "" {
-			_ = os.RemoveAll(dir)
-		}
+		_ = os.RemoveAll(env.madeDir()) // "" (nothing made) removes nothing
 	}()
 	env.local = in.Assets
 

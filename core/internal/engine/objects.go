@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
@@ -108,12 +109,11 @@ func (e *Engine) inlineObject(ctx context.Context, path string) ([]byte, bool, e
 	if len(parts) != 3 {
 		return nil, false, nil
 	}
-	switch parts[0] + "/" + parts[2] {
-	case "standalone/input.json", "pipelines/input.json", "runs/output.json":
-	default:
+	id := parts[1]
+	if path != protocol.StandaloneInputPath(id) && path != protocol.PipelineInputPath(id) && path != protocol.OutputPath(id) {
 		return nil, false, nil
 	}
-	data, err := queries.InlineObject(ctx, e.db, dbsqlc.InlineObjectParams{RunID: parts[1], Path: path})
+	data, err := queries.InlineObject(ctx, e.db, dbsqlc.InlineObjectParams{RunID: id, Path: path})
 	switch {
 	case errors.Is(err, database.ErrNotFound):
 		return nil, false, nil
