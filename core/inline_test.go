@@ -169,3 +169,30 @@ func TestInlinePayloadsArePurgedWithTheirRuns(t *testing.T) {
 		require.Equal(t, http.StatusNotFound, e.do("GET", "/api/storage/"+path, nil, "").Status, path)
 	}
 }
+
+// With a threshold above the DLQ list's inline cap, an input kept inline but larger than that
+// cap is left out of the list like a stored one, and still reads whole at its path.
+func TestDLQLeavesOutLargeInlineInputs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.InlinePayloadMaxBytes = 2 * protocol.DLQInputInlineMax })
+	w := newPWorker(t, e)
+	e.register("svc", "1", w.URL(), task("bad"))
+	w.on("bad", func(protocol.DispatchRequest) protocol.CallbackRequest {
+		return protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: "no", Retryable: ptr(false)}
+	})
+	big := strings.Repeat("x", protocol.DLQInputInlineMax+100)
+	run := e.enqueue(map[string]any{"taskId": "bad", "input": big})
+	e.waitStatus(run.RunID, protocol.StatusFailed)
+	require.Zero(t, countFiles(t, e.storageDir), "the input is kept inline")
+
+	r := e.do("GET", "/api/dlq", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	var page struct {
+		Items []map[string]json.RawMessage `json:"items"`
+	}
+	r.json(t, &page)
+	require.Len(t, page.Items, 1)
+	require.NotContains(t, page.Items[0], "input", "over the list's inline cap")
+	require.JSONEq(t, fmt.Sprintf("%q", run.InputPath), string(page.Items[0]["inputPath"]))
+	require.JSONEq(t, fmt.Sprintf("%q", big), string(e.object(run.InputPath).Content))
+}

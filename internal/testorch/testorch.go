@@ -45,16 +45,16 @@ type Options struct {
 	BeforeServe func(*core.Orchestrator)
 }
 
-// InlineThresholds are the INLINE_PAYLOAD_MAX_BYTES values the tests of readers run over:
+// inlineThresholds are the INLINE_PAYLOAD_MAX_BYTES values the tests of readers run over:
 // 0 (every payload in the storage backend) and the default (small ones in PostgreSQL). Inline
 // and stored payloads must look the same to every reader.
-var InlineThresholds = []int64{0, core.DefaultConfig().InlinePayloadMaxBytes}
+var inlineThresholds = []int64{0, core.DefaultConfig().InlinePayloadMaxBytes}
 
-// EachInlineThreshold runs test once per InlineThresholds value, as parallel subtests named
+// EachInlineThreshold runs test once per inlineThresholds value, as parallel subtests named
 // "inline=N"; inline sets the threshold on a configuration (pass it to Configure).
 func EachInlineThreshold(t *testing.T, test func(t *testing.T, inline func(*core.Config))) {
 	t.Helper()
-	for _, n := range InlineThresholds {
+	for _, n := range inlineThresholds {
 		t.Run(fmt.Sprintf("inline=%d", n), func(t *testing.T) {
 			t.Parallel()
 			test(t, func(c *core.Config) { c.InlinePayloadMaxBytes = n })
