@@ -10,10 +10,15 @@ import (
 )
 
 const asyncCommit = `-- name: AsyncCommit :exec
-SELECT set_config('synchronous_commit', 'off', true)
+SELECT set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)
 `
 
-// The transaction's commit does not wait for the WAL flush.
+// The transaction's commit does not wait for the WAL flush, and its statements run on generic
+// plans. These hot statements (the claim, the dispatch results) are found through their keys
+// and arrays, whatever the values: PostgreSQL settles on their generic plans anyway, but only
+// after planning each one afresh for its first five runs on every connection, and the claim
+// takes milliseconds to plan. With many instances, each with its pool, that planning was a
+// tenth of the database's CPU under load (README, Performance).
 func (q *Queries) AsyncCommit(ctx context.Context, db DBTX) error {
 	_, err := db.Exec(ctx, asyncCommit)
 	return err
@@ -41,12 +46,13 @@ func (q *Queries) LockClaims(ctx context.Context, db DBTX, lock int64) error {
 
 const lockClaimsAsyncCommit = `-- name: LockClaimsAsyncCommit :exec
 
-SELECT pg_advisory_xact_lock($1::bigint), set_config('synchronous_commit', 'off', true)
+SELECT pg_advisory_xact_lock($1::bigint), set_config('synchronous_commit', 'off', true),
+       set_config('plan_cache_mode', 'force_generic_plan', true)
 `
 
 // Locks, commit modes and notifications the engine's transactions and loops take.
 // Takes the claim lock (lock) for the transaction, whose commit then does not wait for the WAL
-// flush.
+// flush. The transaction's statements run on generic plans (see AsyncCommit).
 func (q *Queries) LockClaimsAsyncCommit(ctx context.Context, db DBTX, lock int64) error {
 	_, err := db.Exec(ctx, lockClaimsAsyncCommit, lock)
 	return err

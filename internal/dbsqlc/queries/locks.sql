@@ -2,12 +2,18 @@
 
 -- name: LockClaimsAsyncCommit :exec
 -- Takes the claim lock (lock) for the transaction, whose commit then does not wait for the WAL
--- flush.
-SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('synchronous_commit', 'off', true);
+-- flush. The transaction's statements run on generic plans (see AsyncCommit).
+SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('synchronous_commit', 'off', true),
+       set_config('plan_cache_mode', 'force_generic_plan', true);
 
 -- name: AsyncCommit :exec
--- The transaction's commit does not wait for the WAL flush.
-SELECT set_config('synchronous_commit', 'off', true);
+-- The transaction's commit does not wait for the WAL flush, and its statements run on generic
+-- plans. These hot statements (the claim, the dispatch results) are found through their keys
+-- and arrays, whatever the values: PostgreSQL settles on their generic plans anyway, but only
+-- after planning each one afresh for its first five runs on every connection, and the claim
+-- takes milliseconds to plan. With many instances, each with its pool, that planning was a
+-- tenth of the database's CPU under load (README, Performance).
+SELECT set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true);
 
 -- name: LockClaims :exec
 -- Takes the claim lock (lock) for the transaction.
