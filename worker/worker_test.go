@@ -418,6 +418,40 @@ func TestCancelStopsHandler(t *testing.T) {
 	require.Empty(t, w.tempEntries(t))
 }
 
+// Cancelling a standalone run (POST /api/task-runs/{id}/cancel) ends the handler's context
+// within a few heartbeats, with ErrCancelled as the cause; the output it then returns is not
+// stored and the run stays cancelled.
+func TestCancelStandaloneRunStopsHandler(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.newWorker("cs")
+	started := make(chan string, 1)
+	stopped := make(chan error, 1)
+	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 100 * time.Millisecond}, func(ctx *worker.Context) (any, error) {
+		started <- ctx.RunID
+		select {
+		case <-ctx.Done():
+			stopped <- context.Cause(ctx)
+		case <-time.After(30 * time.Second):
+			stopped <- errors.New("never cancelled")
+		}
+		return "finished anyway", nil
+	}))
+	w.register(t)
+
+	id := e.enqueue("long", nil)
+	require.Equal(t, id, recv(t, started, "the handler to start"))
+	r := e.do("POST", "/api/task-runs/"+id+"/cancel", nil)
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	cause := recv(t, stopped, "the handler's context to end")
+	require.ErrorIs(t, cause, worker.ErrCancelled)
+
+	w.Wait()
+	got := e.run(id)
+	require.Equal(t, protocol.StatusCancelled, got.Status)
+	e.requireNothingStored(id)
+}
+
 // With TempCleanupOnFailure false, a failed attempt's directory stays with what it made;
 // nothing is uploaded.
 func TestTempDirKeptOnFailureWhenAsked(t *testing.T) {

@@ -56,6 +56,7 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   trigger    PIPELINE [-i JSON|@file] [--failure-mode M] [--priority N] [--wait]
              start a run; --wait follows it and fails unless it completes
   status     RUN                                   a pipeline run (prun_…) or a task run (trun_…)
+  cancel     RUN                                   cancel a pipeline run (prun_…) or a task run outside any pipeline (trun_…)
   runs       [--pipeline P] [--status S] [--limit N]   pipeline runs, newest first
   dry-run    PIPELINE                              validate a pipeline and show its plan
   queue      status | items [--status S] [--task T] [--limit N]
@@ -103,7 +104,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], os.Stdin, stdout, stderr, getenv)
-	case "services", "pipelines", "trigger", "status", "runs", "dry-run", "queue", "dlq", "maintenance":
+	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help":
 		return helpCommand(ctx, args[1:], stdout, stderr)

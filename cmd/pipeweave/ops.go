@@ -35,6 +35,8 @@ func opsCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return triggerCommand(ctx, rest, stdout, stderr, getenv)
 	case "status":
 		return statusCommand(ctx, rest, stdout, stderr, getenv)
+	case "cancel":
+		return cancelCommand(ctx, rest, stdout, stderr, getenv)
 	case "runs":
 		return runsCommand(ctx, rest, stdout, stderr, getenv)
 	case "dry-run":
@@ -453,6 +455,37 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	var run protocol.PipelineRun
 	raw, err := o.client.get(ctx, "/api/runs/"+url.PathEscape(id), nil, &run)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return o.printJSON(raw)
+	}
+	return printPipelineRun(stdout, run, time.Now())
+}
+
+// cancelCommand cancels a pipeline run (prun_…) or a task run outside any pipeline (trun_…) and
+// shows it as it now is.
+func cancelCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	o := newOps(ctx, "cancel", "RUN [--json]   (RUN: a pipeline run prun_… or a task run trun_… outside any pipeline)", stdout, stderr, getenv)
+	pos, err := o.parse(args, "RUN")
+	if err != nil {
+		return err
+	}
+	id := pos[0]
+	if strings.HasPrefix(id, "trun_") {
+		var tr protocol.TaskRun
+		raw, err := o.client.post(ctx, "/api/task-runs/"+url.PathEscape(id)+"/cancel", nil, &tr)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			return o.printJSON(raw)
+		}
+		return printTaskRun(stdout, tr, time.Now())
+	}
+	var run protocol.PipelineRun
+	raw, err := o.client.post(ctx, "/api/runs/"+url.PathEscape(id)+"/cancel", nil, &run)
 	if err != nil {
 		return err
 	}

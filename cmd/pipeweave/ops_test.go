@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -917,4 +918,35 @@ func TestDurationsAndTimes(t *testing.T) {
 	require.Equal(t, "3m12s", duration(3*time.Minute+12*time.Second+300*time.Millisecond))
 	require.Equal(t, "[#####.....]", bar(50, 10))
 	require.Equal(t, "a b", apiclient.OneLine("a\nb"))
+}
+
+// pipeweave cancel cancels a running task run (its handler's context ends with the next
+// heartbeat) and a running pipeline run, shows each as status does, and fails with the status
+// of a run that already ended.
+func TestCLICancel(t *testing.T) {
+	t.Parallel()
+	s := newCLIStack(t)
+	var q protocol.EnqueueResult
+	s.api(http.MethodPost, "/api/queue/task", map[string]any{"taskId": "extract", "input": cliInput{Hold: true}}, &q)
+	s.waitUntil("the task run to run", func() bool {
+		var tr protocol.TaskRun
+		s.api(http.MethodGet, "/api/task-runs/"+q.RunID, nil, &tr)
+		return tr.Status == "running"
+	})
+	out := s.cli("cancel", q.RunID)
+	require.Contains(t, out, q.RunID)
+	require.Contains(t, out, "cancelled")
+	require.Equal(t, protocol.StatusCancelled, s.waitTaskRun(q.RunID).Status)
+	_, _, err := runCmd(t, s.env(), "cancel", q.RunID)
+	require.EqualError(t, err, fmt.Sprintf(`task run %q is already cancelled (409 RUN_FINISHED)`, q.RunID))
+
+	prun := s.trigger("docs", cliInput{Hold: true})
+	var run protocol.PipelineRun
+	s.cliJSON(&run, "cancel", prun)
+	require.Equal(t, prun, run.ID)
+	require.EqualValues(t, "cancelled", run.Status)
+	_, _, err = runCmd(t, s.env(), "cancel", prun)
+	require.EqualError(t, err, fmt.Sprintf(`pipeline run %q is already cancelled (409 PIPELINE_RUN_FINISHED)`, prun))
+	_, _, err = runCmd(t, s.env(), "cancel", "trun_nope")
+	require.EqualError(t, err, `task run "trun_nope" not found (404 RUN_NOT_FOUND)`)
 }

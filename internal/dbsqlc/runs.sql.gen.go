@@ -36,6 +36,24 @@ func (q *Queries) BackOff(ctx context.Context, db DBTX, arg BackOffParams) error
 	return err
 }
 
+const cancelStandaloneRun = `-- name: CancelStandaloneRun :execrows
+UPDATE task_runs SET status = 'cancelled', error = 'cancelled by request', error_code = 'CANCELLED', deadline = NULL,
+                     completed_at = now(), updated_at = now()
+WHERE id = $1 AND pipeline_run_id IS NULL AND status IN ('pending', 'dispatching', 'running')
+`
+
+// Cancels run id, outside any pipeline run, unless it has ended: a pending run is never claimed;
+// the worker of a dispatched or running attempt learns it from shouldCancel on its next
+// heartbeat, and its late callback changes nothing. 0 rows: the run does not exist, belongs to a
+// pipeline run or has ended.
+func (q *Queries) CancelStandaloneRun(ctx context.Context, db DBTX, id string) (int64, error) {
+	result, err := db.Exec(ctx, cancelStandaloneRun, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const claim = `-- name: Claim :many
 
 WITH RECURSIVE inflight AS (

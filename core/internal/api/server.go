@@ -162,6 +162,7 @@ func (s *Server) routes() {
 	api("GET /api/queue/status", noArg(s, s.eng.QueueStatus, wire.QueueStatus))
 	api("GET /api/queue/items", s.queueItems)
 	api("GET /api/task-runs/{id}", byID(s, s.eng.GetRun, wire.Run))
+	api("POST /api/task-runs/{id}/cancel", byID(s, s.eng.CancelRun, wire.Run))
 	api("GET /api/dlq", s.dlqList)
 	api("GET /api/dlq/{id}", byID(s, s.eng.GetDLQ, wire.DLQEntry))
 	api("POST /api/dlq/{id}/retry", s.dlqRetry)

@@ -126,6 +126,38 @@ func (e *Engine) GetPipelineRun(ctx context.Context, id string) (PipelineRun, er
 	return run, nil
 }
 
+// CancelRun cancels a task run outside any pipeline run that has not ended: a pending run (also
+// one waiting for its retry) is never claimed; the worker of a dispatched or running attempt
+// learns it from shouldCancel on its next heartbeat, and its late callback changes nothing. A
+// cancelled run goes to no DLQ. A finished run is 409 RUN_FINISHED with its status; a task run of
+// a pipeline run is 409 PIPELINE_TASK_RUN (its pipeline run is what can be cancelled).
+func (e *Engine) CancelRun(ctx context.Context, id string) (Run, error) {
+	n, err := queries.CancelStandaloneRun(ctx, e.db, id)
+	if err != nil {
+		return Run{}, fmt.Errorf("cancel run %s: %w", id, err)
+	}
+	run, err := e.GetRun(ctx, id)
+	if err != nil {
+		return Run{}, err
+	}
+	switch {
+	case n == 1:
+		e.cfg.Signals.RunStatus.Send(RunStatus{ID: id, Status: protocol.StatusCancelled})
+		// The run may have been in flight: that may end waiting_for_maintenance.
+		e.settleIfWaiting(ctx)
+		return run, nil
+	case run.PipelineRunID != "":
+		err := conflict("PIPELINE_TASK_RUN", "task run %q belongs to pipeline run %q: cancel the pipeline run (POST /api/runs/%s/cancel)",
+			id, run.PipelineRunID, run.PipelineRunID)
+		err.Details = map[string]any{"pipelineRunId": run.PipelineRunID}
+		return Run{}, err
+	default:
+		err := conflict("RUN_FINISHED", "task run %q is already %s", id, run.Status)
+		err.Details = map[string]any{"status": run.Status}
+		return Run{}, err
+	}
+}
+
 // CancelPipelineRun cancels a running pipeline run: what has not started is cancelled, running
 // workers learn it from shouldCancel on their next heartbeat, and late callbacks change nothing.
 func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun, error) {

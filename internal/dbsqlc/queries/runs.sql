@@ -303,3 +303,12 @@ FROM task_runs
 WHERE status IN ('dispatching', 'running') AND deadline <= coalesce(sqlc.narg('now')::timestamptz, now())
 ORDER BY deadline
 LIMIT sqlc.arg('max')::int;
+
+-- name: CancelStandaloneRun :execrows
+-- Cancels run id, outside any pipeline run, unless it has ended: a pending run is never claimed;
+-- the worker of a dispatched or running attempt learns it from shouldCancel on its next
+-- heartbeat, and its late callback changes nothing. 0 rows: the run does not exist, belongs to a
+-- pipeline run or has ended.
+UPDATE task_runs SET status = 'cancelled', error = 'cancelled by request', error_code = 'CANCELLED', deadline = NULL,
+                     completed_at = now(), updated_at = now()
+WHERE id = sqlc.arg('id') AND pipeline_run_id IS NULL AND status IN ('pending', 'dispatching', 'running');
