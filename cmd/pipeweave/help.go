@@ -209,6 +209,15 @@ pipeweave serve --migrate`,
 	{path: "maintenance exit", summary: "resume claiming; the work that waited is dispatched",
 		usage: "pipeweave maintenance exit [--json]", flags: true, env: clientEnv, example: "pipeweave maintenance exit"},
 
+	{path: "pause", summary: "pause a task type: its runs are still accepted and wait until it is resumed",
+		usage: "pipeweave pause task TASK [--json]", env: clientEnv, example: "pipeweave pause task send-invoice"},
+	{path: "pause task", summary: "pause task TASK: no claim takes its runs once this returns; attempts already dispatched run to their end",
+		usage: "pipeweave pause task TASK [--json]", flags: true, env: clientEnv, example: "pipeweave pause task send-invoice"},
+	{path: "resume", summary: "resume a paused task type",
+		usage: "pipeweave resume task TASK [--json]", env: clientEnv, example: "pipeweave resume task send-invoice"},
+	{path: "resume task", summary: "resume task TASK: its waiting runs are claimed again, in priority order",
+		usage: "pipeweave resume task TASK [--json]", flags: true, env: clientEnv, example: "pipeweave resume task send-invoice"},
+
 	{path: "help", summary: "show the help of a command: its flags, the environment variables it reads and an example",
 		usage:   "pipeweave help [COMMAND [SUBCOMMAND]]   (the same as pipeweave COMMAND [SUBCOMMAND] --help)",
 		example: "pipeweave help dlq retry"},
@@ -314,7 +323,8 @@ func resolve(args []string, help bool, stderr io.Writer) (*command, []string, er
 	return c, rest, nil
 }
 
-// unknownSubcommand is the error of a group command (db, pg, token, queue, dlq, maintenance)
+// unknownSubcommand is the error of a group command (db, pg, token, queue, dlq, maintenance,
+// pause, resume)
 // called without one of its subcommands. route refuses such a command line before the group
 // runs (with the group's help and exit status 2), so this only guards a direct call.
 func unknownSubcommand(group string, args []string) error {

@@ -358,6 +358,7 @@ func TestHelpCoversTheDispatcher(t *testing.T) {
 	groups := map[string]string{
 		"db": "dbCommand", "pg": "pgCommand", "bench": "benchCommand", "token": "tokenCommand",
 		"queue": "queueCommand", "dlq": "dlqCommand", "maintenance": "maintenanceCommand",
+		"pause": "pauseCommand", "resume": "pauseCommand",
 	}
 	for _, c := range commands {
 		if len(subcommands(c.path)) > 0 {
@@ -422,6 +423,8 @@ func TestGroupsRefuseAMissingOrUnknownSubcommand(t *testing.T) {
 		"queue":       func(a []string) error { return queueCommand(ctx, a, &out, &errOut, getenv) },
 		"dlq":         func(a []string) error { return dlqCommand(ctx, a, &out, &errOut, getenv) },
 		"maintenance": func(a []string) error { return maintenanceCommand(ctx, a, &out, &errOut, getenv) },
+		"pause":       func(a []string) error { return pauseCommand(ctx, a, false, &out, &errOut, getenv) },
+		"resume":      func(a []string) error { return pauseCommand(ctx, a, true, &out, &errOut, getenv) },
 	} {
 		var ue *usageError
 		err := call(nil)

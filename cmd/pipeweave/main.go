@@ -63,6 +63,8 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   dlq        list [--pipeline P] [--task T] [--state open|retried] | show ID | retry ID
              | retry-all [--pipeline P] [--task T] | purge --older-than 7d
   maintenance status | enter [--wait] | exit   stop claiming around a schema migration
+  pause      task TASK                             the task's runs wait (still accepted) until resumed
+  resume     task TASK                             its waiting runs are claimed again, in priority order
 
 pipeweave help COMMAND [SUBCOMMAND] (or COMMAND [SUBCOMMAND] --help) shows a command's flags,
 the environment variables it reads and an example.
@@ -104,7 +106,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], os.Stdin, stdout, stderr, getenv)
-	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance":
+	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance", "pause", "resume":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help":
 		return helpCommand(ctx, args[1:], stdout, stderr)

@@ -37,6 +37,10 @@ func opsCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return statusCommand(ctx, rest, stdout, stderr, getenv)
 	case "cancel":
 		return cancelCommand(ctx, rest, stdout, stderr, getenv)
+	case "pause":
+		return pauseCommand(ctx, rest, false, stdout, stderr, getenv)
+	case "resume":
+		return pauseCommand(ctx, rest, true, stdout, stderr, getenv)
 	case "runs":
 		return runsCommand(ctx, rest, stdout, stderr, getenv)
 	case "dry-run":

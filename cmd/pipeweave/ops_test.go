@@ -950,3 +950,29 @@ func TestCLICancel(t *testing.T) {
 	_, _, err = runCmd(t, s.env(), "cancel", "trun_nope")
 	require.EqualError(t, err, `task run "trun_nope" not found (404 RUN_NOT_FOUND)`)
 }
+
+// pipeweave pause task and resume task: the task's runs wait while it is paused and complete
+// once it is resumed; an unknown task is the server's 404.
+func TestCLIPause(t *testing.T) {
+	t.Parallel()
+	s := newCLIStack(t)
+	out := s.cli("pause", "task", "summarize")
+	require.Regexp(t, `^task summarize is paused \(since .*\): its runs wait until pipeweave resume task summarize\n$`, out)
+	var p protocol.TaskPause
+	s.cliJSON(&p, "pause", "task", "summarize")
+	require.True(t, p.Paused)
+	require.NotNil(t, p.PausedAt)
+
+	var q protocol.EnqueueResult
+	s.api(http.MethodPost, "/api/queue/task", map[string]any{"taskId": "summarize", "input": cliInput{}}, &q)
+	var tr protocol.TaskRun
+	s.api(http.MethodGet, "/api/task-runs/"+q.RunID, nil, &tr)
+	require.Equal(t, protocol.StatusPending, tr.Status)
+
+	out = s.cli("resume", "task", "summarize")
+	require.Equal(t, "task summarize is not paused: its waiting runs are claimed in priority order\n", out)
+	require.Equal(t, protocol.StatusCompleted, s.waitTaskRun(q.RunID).Status)
+
+	_, _, err := runCmd(t, s.env(), "pause", "task", "nope")
+	require.EqualError(t, err, `task "nope" is not registered (404 TASK_NOT_FOUND)`)
+}

@@ -76,6 +76,16 @@ type Task struct {
 	RemovedInVersion    string          `json:"removedInVersion,omitempty"`
 	CreatedAt           time.Time       `json:"createdAt"`
 	UpdatedAt           time.Time       `json:"updatedAt"`
+	// PausedAt is when the task was paused (POST /api/tasks/{id}/pause); absent: it is not.
+	PausedAt *time.Time `json:"pausedAt,omitempty"`
+}
+
+// TaskPause is the answer of POST /api/tasks/{id}/pause and /resume: whether the task is now
+// paused, and since when.
+type TaskPause struct {
+	TaskID   string     `json:"taskId"`
+	Paused   bool       `json:"paused"`
+	PausedAt *time.Time `json:"pausedAt,omitempty"`
 }
 
 // HistoryEntry is one code version of a task.

@@ -620,9 +620,13 @@ func TestServicesAndTaskHistory(t *testing.T) {
 	s.startWorker(map[string]string{"b": "b-v2"})
 
 	b := newBrowser(t, s.url)
+	// A paused task shows as paused.
+	require.Equal(t, http.StatusOK, s.api("POST", "/api/tasks/c/pause", nil, nil))
 	b.open("/services")
 	b.click(`[data-testid="service-row"][data-service-id="diamond"] [data-testid="service-link"]`)
 	b.count(`[data-testid="service-task-row"]`, 4)
+	b.count(`[data-testid="task-paused"]`, 1)
+	b.wait(`[data-testid="service-task-row"][data-task="c"] [data-testid="task-paused"]`)
 	b.click(`[data-testid="task-history-link"][data-task="b"]`)
 	b.count(`[data-testid="history-row"]`, 2)
 	b.wait(`[data-testid="history-row"][data-version="2"]`)

@@ -111,6 +111,7 @@ type Task struct {
 	UpdatedAt             time.Time
 	InputJsonSchema       []byte
 	InputSchemaHash       *string
+	PausedAt              *time.Time
 }
 
 type TaskCodeHistory struct {

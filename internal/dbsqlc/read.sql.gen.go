@@ -306,7 +306,7 @@ const serviceTasks = `-- name: ServiceTasks :many
 SELECT id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries, retry_backoff,
        retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms, concurrency, priority,
        idempotency_ttl_seconds, description, input_schema, coalesce(removed_in_version, ''),
-       created_at, updated_at, input_json_schema
+       created_at, updated_at, input_json_schema, paused_at
 FROM tasks WHERE service_id = $1 ORDER BY id
 `
 
@@ -331,6 +331,7 @@ type ServiceTasksRow struct {
 	CreatedAt             time.Time
 	UpdatedAt             time.Time
 	InputJsonSchema       []byte
+	PausedAt              *time.Time
 }
 
 func (q *Queries) ServiceTasks(ctx context.Context, db DBTX, serviceID string) ([]ServiceTasksRow, error) {
@@ -363,6 +364,7 @@ func (q *Queries) ServiceTasks(ctx context.Context, db DBTX, serviceID string) (
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.InputJsonSchema,
+			&i.PausedAt,
 		); err != nil {
 			return nil, err
 		}

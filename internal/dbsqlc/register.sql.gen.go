@@ -7,6 +7,7 @@ package dbsqlc
 
 import (
 	"context"
+	"time"
 )
 
 const insertHistory = `-- name: InsertHistory :exec
@@ -79,6 +80,32 @@ func (q *Queries) ServiceVersion(ctx context.Context, db DBTX, id string) (strin
 	var version string
 	err := row.Scan(&version)
 	return version, err
+}
+
+const setTaskPaused = `-- name: SetTaskPaused :one
+UPDATE tasks SET paused_at = CASE WHEN $1::bool THEN coalesce(paused_at, now()) END
+WHERE id = $2
+RETURNING id, paused_at
+`
+
+type SetTaskPausedParams struct {
+	Paused bool
+	ID     string
+}
+
+type SetTaskPausedRow struct {
+	ID       string
+	PausedAt *time.Time
+}
+
+// Pauses task id (paused true: paused_at is set, kept if it already was) or resumes it (cleared).
+// Callers hold the claim lock, so that no claim that started before this commits takes the
+// task's runs after it.
+func (q *Queries) SetTaskPaused(ctx context.Context, db DBTX, arg SetTaskPausedParams) (SetTaskPausedRow, error) {
+	row := db.QueryRow(ctx, setTaskPaused, arg.Paused, arg.ID)
+	var i SetTaskPausedRow
+	err := row.Scan(&i.ID, &i.PausedAt)
+	return i, err
 }
 
 const taskOwners = `-- name: TaskOwners :many

@@ -157,6 +157,8 @@ func (s *Server) routes() {
 	api("GET /api/tasks/{id}/history", byID(s, s.eng.TaskHistory, wire.History))
 	api("GET /api/tasks/{id}/input-schema", byID(s, s.eng.TaskInputSchema, wire.InputSchemaInfo))
 	api("POST /api/tasks/{id}/validate-input", s.validateInput)
+	api("POST /api/tasks/{id}/pause", s.pauseTask(s.eng.PauseTask, false))
+	api("POST /api/tasks/{id}/resume", s.pauseTask(s.eng.ResumeTask, true))
 	api("POST /api/queue/task", s.enqueueOne)
 	api("POST /api/queue/batch", s.enqueueBatch)
 	api("GET /api/queue/status", noArg(s, s.eng.QueueStatus, wire.QueueStatus))

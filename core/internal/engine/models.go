@@ -108,6 +108,15 @@ type Task struct {
 	RemovedInVersion    string
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
+	// PausedAt is when the task was paused (nil: it is not): its runs wait, pending.
+	PausedAt *time.Time
+}
+
+// TaskPause is a task's pause state, as pausing or resuming it left it.
+type TaskPause struct {
+	TaskID   string
+	Paused   bool
+	PausedAt *time.Time
 }
 
 // HistoryEntry is one code version of a task.

@@ -145,7 +145,7 @@ func (e *Engine) ServiceTasks(ctx context.Context, serviceID string) ([]Task, er
 			Timeout: r.TimeoutSeconds, Retries: r.Retries, RetryBackoff: r.RetryBackoff, RetryDelayMs: r.RetryDelayMs,
 			MaxRetryDelayMs: r.MaxRetryDelayMs, HeartbeatIntervalMs: r.HeartbeatIntervalMs, Concurrency: r.Concurrency,
 			Priority: r.Priority, IdempotencyTTL: r.IdempotencyTtlSeconds, Description: r.Description,
-			RemovedInVersion: r.RemovedInVersion, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+			RemovedInVersion: r.RemovedInVersion, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, PausedAt: r.PausedAt}
 		if len(r.InputSchema) > 0 {
 			out[i].InputSchema = r.InputSchema
 		}

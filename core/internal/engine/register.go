@@ -291,3 +291,43 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 	e.warnIfRefused(req.ServiceID, req.BaseURL)
 	return resp, nil
 }
+
+// PauseTask pauses task id: its runs are still accepted (enqueued, triggered, retried) and wait,
+// pending, until ResumeTask; attempts already dispatched run to their end. The pause holds the
+// claim lock, so once it returns no claim takes the task's runs. Pausing a paused task keeps its
+// first pausedAt. An unknown task is 404 TASK_NOT_FOUND.
+func (e *Engine) PauseTask(ctx context.Context, id string) (TaskPause, error) {
+	return e.setTaskPaused(ctx, id, true)
+}
+
+// ResumeTask resumes task id: the claims that follow take its waiting runs in priority order, as
+// any other. Resuming a task that is not paused changes nothing.
+func (e *Engine) ResumeTask(ctx context.Context, id string) (TaskPause, error) {
+	return e.setTaskPaused(ctx, id, false)
+}
+
+func (e *Engine) setTaskPaused(ctx context.Context, id string, paused bool) (TaskPause, error) {
+	var row dbsqlc.SetTaskPausedRow
+	err := e.db.InTx(ctx, func(tx dbtx) error {
+		if err := queries.LockClaims(ctx, tx, claimLock); err != nil {
+			return fmt.Errorf("take claim lock: %w", err)
+		}
+		var err error
+		row, err = queries.SetTaskPaused(ctx, tx, dbsqlc.SetTaskPausedParams{ID: id, Paused: paused})
+		if errors.Is(err, database.ErrNotFound) {
+			return notFound("TASK_NOT_FOUND", "task %q is not registered", id)
+		}
+		if err != nil {
+			return fmt.Errorf("set task %s paused: %w", id, err)
+		}
+		if !paused {
+			// The task's waiting runs are ready for every instance's loop.
+			return queries.NotifyReady(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return TaskPause{}, err
+	}
+	return TaskPause{TaskID: row.ID, Paused: row.PausedAt != nil, PausedAt: row.PausedAt}, nil
+}

@@ -48,6 +48,9 @@ func Services(s []engine.Service) []protocol.Service {
 // Task is a task definition's wire shape.
 func Task(t engine.Task) protocol.Task { return protocol.Task(t) }
 
+// TaskPause is a task's pause state's wire shape.
+func TaskPause(p engine.TaskPause) protocol.TaskPause { return protocol.TaskPause(p) }
+
 // Tasks are task definitions' wire shapes.
 func Tasks(t []engine.Task) []protocol.Task { return list(t, Task) }
 

@@ -63,3 +63,11 @@ UPDATE task_runs SET
     completed_at = now(),
     updated_at   = now()
 WHERE task_id IN (SELECT id FROM removed) AND status IN ('pending', 'waiting');
+
+-- name: SetTaskPaused :one
+-- Pauses task id (paused true: paused_at is set, kept if it already was) or resumes it (cleared).
+-- Callers hold the claim lock, so that no claim that started before this commits takes the
+-- task's runs after it.
+UPDATE tasks SET paused_at = CASE WHEN sqlc.arg('paused')::bool THEN coalesce(paused_at, now()) END
+WHERE id = sqlc.arg('id')
+RETURNING id, paused_at;

@@ -29,7 +29,7 @@ capacity AS (
                 ELSE least((SELECT n FROM room), t.concurrency - coalesce(i.n, 0)) END AS free
     FROM tasks t
     LEFT JOIN inflight i ON i.task_id = t.id
-    WHERE t.removed_in_version IS NULL
+    WHERE t.removed_in_version IS NULL AND t.paused_at IS NULL -- a paused task's runs wait
 ),
 groups AS (
     (SELECT tr.task_id, tr.priority FROM task_runs tr

@@ -35,6 +35,7 @@ export function mount(ctx) {
       replace(tasks, h('h2', {}, 'Tasks of ', h('span', { class: 'mono' }, id)), ts.length
         ? table(['Task', 'Code', 'Next', 'Retries', 'Timeout', 'Heartbeat', 'Concurrency', 'Priority', ''], ts.map((t) => h('tr', { testid: 'service-task-row', class: t.id === task ? 'selected' : '', dataset: { task: t.id } },
           h('td', { class: 'mono' }, t.id, t.removedInVersion ? h('div', {}, badge('removed in ' + t.removedInVersion, 'task-removed')) : null,
+            t.pausedAt ? h('div', { title: 'paused since ' + fmtTime(t.pausedAt) + ': its runs wait until it is resumed' }, badge('paused', 'task-paused')) : null,
             t.description ? h('div', { class: 'muted small' }, t.description) : null),
           h('td', {}, 'v' + t.codeVersion + ' ', h('span', { class: 'mono muted small', title: t.codeHash }, short(t.codeHash))),
           h('td', { class: 'mono small' }, (t.allowedNext || []).join(', ') || '—'),

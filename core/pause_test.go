@@ -1,0 +1,182 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
+
+// setPaused asks POST /api/tasks/{id}/pause (or /resume) and decodes the answer.
+func (e *env) setPaused(taskID string, pause bool) protocol.TaskPause {
+	e.t.Helper()
+	verb := "resume"
+	if pause {
+		verb = "pause"
+	}
+	r := e.do("POST", "/api/tasks/"+taskID+"/"+verb, nil, "")
+	require.Equal(e.t, http.StatusOK, r.Status, string(r.Body))
+	var p protocol.TaskPause
+	r.json(e.t, &p)
+	require.Equal(e.t, taskID, p.TaskID)
+	require.Equal(e.t, pause, p.Paused)
+	require.Equal(e.t, pause, p.PausedAt != nil)
+	return p
+}
+
+// taskOf is task id of service svc as GET /api/services/{id}/tasks lists it (asked with API key
+// key, "" for none).
+func (e *env) taskOf(svc, id, key string) protocol.Task {
+	e.t.Helper()
+	r := e.do("GET", "/api/services/"+svc+"/tasks", nil, key)
+	require.Equal(e.t, http.StatusOK, r.Status, string(r.Body))
+	var tasks []protocol.Task
+	r.json(e.t, &tasks)
+	for _, t := range tasks {
+		if t.ID == id {
+			return t
+		}
+	}
+	e.t.Fatalf("task %s not listed", id)
+	return protocol.Task{}
+}
+
+// A paused task's runs are accepted and wait while other tasks' runs go on; the pause outlives
+// a re-registration; resuming releases the waiting runs in priority order.
+func TestPauseAndResumeTask(t *testing.T) {
+	t.Parallel()
+	// One run per claim: the inline claims after the resume dispatch one at a time, in order.
+	e := newEnv(t, func(c *core.Config) { c.ProcessBatchSize = 1 })
+	w := newWorker(t, e.url)
+	w.after = func(d protocol.DispatchRequest) { w.callback(d, success(d)) }
+	e.register("svc", "1", w.URL(), task("p"), task("q"))
+
+	first := e.setPaused("p", true)
+	require.Equal(t, first.PausedAt, e.taskOf("svc", "p", "").PausedAt)
+	require.Nil(t, e.taskOf("svc", "q", "").PausedAt)
+	again := e.setPaused("p", true)
+	require.True(t, first.PausedAt.Equal(*again.PausedAt), "pausing again keeps the first pausedAt")
+
+	var waiting []string
+	for _, prio := range []int{30, 10, 20} {
+		q := e.enqueue(map[string]any{"taskId": "p", "priority": prio, "input": map[string]int{"priority": prio}})
+		require.Equal(t, protocol.StatusPending, q.Status)
+		waiting = append(waiting, q.RunID)
+	}
+	other := e.enqueue(map[string]any{"taskId": "q"})
+	e.waitStatus(other.RunID, protocol.StatusCompleted)
+	for e.process().Claimed > 0 {
+	}
+	for _, id := range waiting {
+		require.Equal(t, protocol.StatusPending, e.run(id).Status, "a paused task's run waits")
+	}
+	require.Equal(t, 1, w.count(), "only the other task's run was dispatched")
+
+	// Registering again (a new deploy) leaves the pause in place.
+	e.register("svc", "2", w.URL(), task("p"), task("q"))
+	require.NotNil(t, e.taskOf("svc", "p", "").PausedAt)
+	require.Zero(t, e.process().Claimed)
+
+	e.setPaused("p", false)
+	require.Nil(t, e.taskOf("svc", "p", "").PausedAt)
+	for _, id := range waiting {
+		e.waitStatus(id, protocol.StatusCompleted)
+	}
+	var order []int
+	for _, d := range w.all()[1:] {
+		var in map[string]int
+		require.NoError(t, json.Unmarshal(d.Input, &in))
+		order = append(order, in["priority"])
+	}
+	require.Equal(t, []int{10, 20, 30}, order, "resumed runs go in priority order")
+	// Resuming a task that is not paused changes nothing.
+	e.setPaused("p", false)
+}
+
+// Unknown tasks are 404, a body other than {} is 400, and pausing needs an API key when keys
+// are configured.
+func TestPauseTaskBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.APIKeys = []string{"key-one"} })
+	e.register("svc", "1", "http://127.0.0.1:9", task("p"))
+	for _, verb := range []string{"pause", "resume"} {
+		r := e.do("POST", "/api/tasks/nope/"+verb, nil, "key-one")
+		require.Equal(t, http.StatusNotFound, r.Status, string(r.Body))
+		require.Equal(t, "TASK_NOT_FOUND", r.errorBody(t).Code)
+		r = e.do("POST", "/api/tasks/p/"+verb, map[string]any{"until": "tomorrow"}, "key-one")
+		require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+		for _, key := range []string{"", "wrong"} {
+			r = e.do("POST", "/api/tasks/p/"+verb, map[string]any{}, key)
+			require.Equal(t, http.StatusUnauthorized, r.Status, string(r.Body))
+		}
+	}
+	require.Nil(t, e.taskOf("svc", "p", "key-one").PausedAt, "nothing was paused by the refused calls")
+	r := e.do("POST", "/api/tasks/p/pause", map[string]any{}, "key-one")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+}
+
+// Once a pause is answered, no claim takes the task's runs, however many instances claim at
+// the same time: the runs that left pending by then are all there will be until the resume.
+func TestPauseRacesClaims(t *testing.T) {
+	t.Parallel()
+	// Standalone instances without their loops: only the test's Process calls claim.
+	mod := func(c *core.Config) { c.Mode, c.ProcessBatchSize = core.ModeStandalone, 5 }
+	e := newEnv(t, mod)
+	other := newEnvOn(t, e.pool, mod)
+	w := newWorker(t, e.url)
+	e.register("svc", "1", w.URL(), task("p"))
+	for round := range 5 {
+		e.setPaused("p", true)
+		e.enqueueMany("p", 60)
+		e.setPaused("p", false)
+		ctx, stop := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for _, o := range []*env{e, other} {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					if _, err := o.orch.Process(ctx); err != nil && ctx.Err() == nil {
+						t.Errorf("process: %v", err)
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(round) * 3 * time.Millisecond)
+		e.setPaused("p", true)
+		taken := e.notPending("p")
+		time.Sleep(20 * time.Millisecond)
+		stop()
+		wg.Wait()
+		require.Equal(t, taken, e.notPending("p"), "round %d: runs were claimed after the pause was answered", round)
+		// The rest of this round's runs go before the next round.
+		e.setPaused("p", false)
+		for e.process().Claimed > 0 {
+		}
+		require.Zero(t, e.pendingOf("p"))
+	}
+}
+
+// notPending counts task taskID's runs that have left pending.
+func (e *env) notPending(taskID string) int {
+	e.t.Helper()
+	var n int
+	require.NoError(e.t, e.pool.QueryRow(context.Background(),
+		"SELECT count(*) FROM task_runs WHERE task_id = $1 AND status <> 'pending'", taskID).Scan(&n))
+	return n
+}
+
+// pendingOf counts task taskID's pending runs.
+func (e *env) pendingOf(taskID string) int {
+	e.t.Helper()
+	var n int
+	require.NoError(e.t, e.pool.QueryRow(context.Background(),
+		"SELECT count(*) FROM task_runs WHERE task_id = $1 AND status = 'pending'", taskID).Scan(&n))
+	return n
+}
