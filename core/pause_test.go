@@ -2,12 +2,12 @@ package core_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
@@ -66,7 +66,7 @@ func TestPauseAndResumeTask(t *testing.T) {
 
 	var waiting []string
 	for _, prio := range []int{30, 10, 20} {
-		q := e.enqueue(map[string]any{"taskId": "p", "priority": prio, "input": map[string]int{"priority": prio}})
+		q := e.enqueue(map[string]any{"taskId": "p", "priority": prio})
 		require.Equal(t, protocol.StatusPending, q.Status)
 		waiting = append(waiting, q.RunID)
 	}
@@ -89,13 +89,14 @@ func TestPauseAndResumeTask(t *testing.T) {
 	for _, id := range waiting {
 		e.waitStatus(id, protocol.StatusCompleted)
 	}
-	var order []int
-	for _, d := range w.all()[1:] {
-		var in map[string]int
-		require.NoError(t, json.Unmarshal(d.Input, &in))
-		order = append(order, in["priority"])
-	}
-	require.Equal(t, []int{10, 20, 30}, order, "resumed runs go in priority order")
+	// Claims take one run each (ProcessBatchSize 1) under the claim lock, so the order of their
+	// start times is the order of the claims (the dispatches of concurrent claimers, the resume
+	// and the callbacks, may reach the worker in another).
+	rows, err := e.pool.Query(context.Background(), "SELECT priority FROM task_runs WHERE task_id = 'p' ORDER BY started_at")
+	require.NoError(t, err)
+	order, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	require.Equal(t, []int{10, 20, 30}, order, "resumed runs are claimed in priority order")
 	// Resuming a task that is not paused changes nothing.
 	e.setPaused("p", false)
 }
