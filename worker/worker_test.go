@@ -379,18 +379,15 @@ func TestHeartbeatsKeepLongTaskAlive(t *testing.T) {
 	require.Equal(t, 1, r.Attempt)
 }
 
-// Cancelling the pipeline run ends the handler's context within a few heartbeats, with
-// ErrCancelled as the cause; nothing is uploaded even though the handler then returns an
-// output, and the temporary directory is removed.
-func TestCancelStopsHandler(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	w := e.newWorker("cx")
-	started := make(chan string, 1)
-	stopped := make(chan error, 1)
-	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 100 * time.Millisecond}, func(ctx *worker.Context) (any, error) {
-		if err := ctx.AddAsset("draft", []byte("draft"), ""); err != nil {
-			return nil, err
+// untilCancelled is a handler that adds asset (unless "") and sends its run id to started, then
+// waits for its context to end and sends the cause to stopped; it then returns an output
+// anyway.
+func untilCancelled(started chan<- string, stopped chan<- error, asset string) worker.Handler {
+	return func(ctx *worker.Context) (any, error) {
+		if asset != "" {
+			if err := ctx.AddAsset(asset, []byte(asset), ""); err != nil {
+				return nil, err
+			}
 		}
 		started <- ctx.RunID
 		select {
@@ -400,7 +397,18 @@ func TestCancelStopsHandler(t *testing.T) {
 			stopped <- errors.New("never cancelled")
 		}
 		return "finished anyway", nil
-	}))
+	}
+}
+
+// Cancelling the pipeline run ends the handler's context within a few heartbeats, with
+// ErrCancelled as the cause; nothing is uploaded even though the handler then returns an
+// output, and the temporary directory is removed.
+func TestCancelStopsHandler(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.newWorker("cx")
+	started, stopped := make(chan string, 1), make(chan error, 1)
+	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 100 * time.Millisecond}, untilCancelled(started, stopped, "draft")))
 	w.register(t)
 
 	prun := e.trigger("cx", nil)
@@ -425,18 +433,8 @@ func TestCancelStandaloneRunStopsHandler(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.newWorker("cs")
-	started := make(chan string, 1)
-	stopped := make(chan error, 1)
-	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 100 * time.Millisecond}, func(ctx *worker.Context) (any, error) {
-		started <- ctx.RunID
-		select {
-		case <-ctx.Done():
-			stopped <- context.Cause(ctx)
-		case <-time.After(30 * time.Second):
-			stopped <- errors.New("never cancelled")
-		}
-		return "finished anyway", nil
-	}))
+	started, stopped := make(chan string, 1), make(chan error, 1)
+	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 100 * time.Millisecond}, untilCancelled(started, stopped, "")))
 	w.register(t)
 
 	id := e.enqueue("long", nil)

@@ -445,27 +445,32 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	id := pos[0]
+	return o.showRun(pos[0], "", func(path string, out any) (json.RawMessage, error) { return o.client.get(ctx, path, nil, out) })
+}
+
+// showRun shows run id, a task run (trun_…) or a pipeline run, as call answers for its API path
+// (GET /api/task-runs/{id} or /api/runs/{id}) followed by suffix.
+func (o *ops) showRun(id, suffix string, call func(path string, out any) (json.RawMessage, error)) error {
 	if strings.HasPrefix(id, "trun_") {
 		var tr protocol.TaskRun
-		raw, err := o.client.get(ctx, "/api/task-runs/"+url.PathEscape(id), nil, &tr)
+		raw, err := call("/api/task-runs/"+url.PathEscape(id)+suffix, &tr)
 		if err != nil {
 			return err
 		}
 		if o.json {
 			return o.printJSON(raw)
 		}
-		return printTaskRun(stdout, tr, time.Now())
+		return printTaskRun(o.stdout, tr, time.Now())
 	}
 	var run protocol.PipelineRun
-	raw, err := o.client.get(ctx, "/api/runs/"+url.PathEscape(id), nil, &run)
+	raw, err := call("/api/runs/"+url.PathEscape(id)+suffix, &run)
 	if err != nil {
 		return err
 	}
 	if o.json {
 		return o.printJSON(raw)
 	}
-	return printPipelineRun(stdout, run, time.Now())
+	return printPipelineRun(o.stdout, run, time.Now())
 }
 
 // cancelCommand cancels a pipeline run (prun_…) or a task run outside any pipeline (trun_…) and
@@ -476,27 +481,7 @@ func cancelCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	id := pos[0]
-	if strings.HasPrefix(id, "trun_") {
-		var tr protocol.TaskRun
-		raw, err := o.client.post(ctx, "/api/task-runs/"+url.PathEscape(id)+"/cancel", nil, &tr)
-		if err != nil {
-			return err
-		}
-		if o.json {
-			return o.printJSON(raw)
-		}
-		return printTaskRun(stdout, tr, time.Now())
-	}
-	var run protocol.PipelineRun
-	raw, err := o.client.post(ctx, "/api/runs/"+url.PathEscape(id)+"/cancel", nil, &run)
-	if err != nil {
-		return err
-	}
-	if o.json {
-		return o.printJSON(raw)
-	}
-	return printPipelineRun(stdout, run, time.Now())
+	return o.showRun(pos[0], "/cancel", func(path string, out any) (json.RawMessage, error) { return o.client.post(ctx, path, nil, out) })
 }
 
 // printPipelineRun shows a run and a table of its task runs.
