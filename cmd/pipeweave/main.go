@@ -63,8 +63,8 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   dlq        list [--pipeline P] [--task T] [--state open|retried] | show ID | retry ID
              | retry-all [--pipeline P] [--task T] | purge --older-than 7d
   maintenance status | enter [--wait] | exit   stop claiming around a schema migration
-  pause      task TASK                             the task's runs wait (still accepted) until resumed
-  resume     task TASK                             its waiting runs are claimed again, in priority order
+  pause      task TASK | pipeline PIPELINE         its work waits (still accepted) until resumed
+  resume     task TASK | pipeline PIPELINE         its waiting work is claimed again, in priority order
 
 pipeweave help COMMAND [SUBCOMMAND] (or COMMAND [SUBCOMMAND] --help) shows a command's flags,
 the environment variables it reads and an example.

@@ -975,4 +975,18 @@ func TestCLIPause(t *testing.T) {
 
 	_, _, err := runCmd(t, s.env(), "pause", "task", "nope")
 	require.EqualError(t, err, `task "nope" is not registered (404 TASK_NOT_FOUND)`)
+
+	// A paused pipeline's run waits; resuming it completes the run.
+	out = s.cli("pause", "pipeline", "docs")
+	require.Regexp(t, `^pipeline docs is paused \(since .*\): its runs' nodes wait until pipeweave resume pipeline docs\n$`, out)
+	prun := s.trigger("docs", cliInput{})
+	var run protocol.PipelineRun
+	s.api(http.MethodGet, "/api/runs/"+prun, nil, &run)
+	require.EqualValues(t, "running", run.Status)
+	var pp protocol.PipelinePause
+	s.cliJSON(&pp, "resume", "pipeline", "docs")
+	require.False(t, pp.Paused)
+	require.EqualValues(t, "completed", s.waitRun(prun).Status)
+	_, _, err = runCmd(t, s.env(), "resume", "pipeline", "nope")
+	require.EqualError(t, err, `pipeline "nope" not found (404 PIPELINE_NOT_FOUND)`)
 }

@@ -210,6 +210,16 @@ type Pipeline struct {
 	Errors      []string                 `json:"errors,omitempty"`
 	CreatedAt   time.Time                `json:"createdAt"`
 	UpdatedAt   time.Time                `json:"updatedAt"`
+	// PausedAt is when the pipeline was paused (POST /api/pipelines/{id}/pause); absent: it is not.
+	PausedAt *time.Time `json:"pausedAt,omitempty"`
+}
+
+// PipelinePause is the answer of POST /api/pipelines/{id}/pause and /resume: whether the
+// pipeline is now paused, and since when.
+type PipelinePause struct {
+	PipelineID string     `json:"pipelineId"`
+	Paused     bool       `json:"paused"`
+	PausedAt   *time.Time `json:"pausedAt,omitempty"`
 }
 
 // PlanStep is one step of a dry run's execution plan.

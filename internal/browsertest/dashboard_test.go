@@ -634,6 +634,17 @@ func TestServicesAndTaskHistory(t *testing.T) {
 	require.Contains(t, b.text(`[data-testid="history-row"][data-version="2"]`), "b-v2")
 	b.screenshot("services")
 
+	// A paused pipeline shows as paused, on its card and on its page.
+	require.Equal(t, http.StatusOK, s.api("POST", "/api/pipelines/diamond/pause", nil, nil))
+	b.open("/pipelines")
+	b.wait(`[data-testid="pipeline-card"][data-pipeline-id="diamond"] [data-testid="pipeline-paused"]`)
+	b.open("/pipelines/diamond")
+	b.wait(`[data-testid="pipeline-detail"] [data-testid="pipeline-paused"]`)
+	require.Equal(t, http.StatusOK, s.api("POST", "/api/pipelines/diamond/resume", nil, nil))
+	b.open("/pipelines")
+	b.count(`[data-testid="pipeline-card"][data-pipeline-id="diamond"] [data-testid="dag-node"]`, 4)
+	b.gone(`[data-testid="pipeline-paused"]`)
+
 	// Maintenance shows as a banner on every page, and goes away when it ends.
 	b.gone(`[data-testid="maintenance-banner"]`)
 	require.Equal(t, http.StatusOK, s.api("POST", "/api/maintenance/enter", nil, nil))

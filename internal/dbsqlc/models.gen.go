@@ -52,6 +52,7 @@ type Pipeline struct {
 	Description string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	PausedAt    *time.Time
 }
 
 type PipelineRun struct {
@@ -162,6 +163,7 @@ type TaskRun struct {
 	Traceparent         *string
 	Input               []byte
 	Output              []byte
+	ParkedAvailableAt   *time.Time
 }
 
 type TempUpload struct {

@@ -337,8 +337,21 @@ func (q *Queries) LockPipelineRuns(ctx context.Context, db DBTX, ids []string) (
 	return items, nil
 }
 
+const parkPipelineNodes = `-- name: ParkPipelineNodes :exec
+UPDATE task_runs SET available_at = available_at
+WHERE status = 'pending' AND parked_available_at IS NULL
+  AND pipeline_run_id IN (SELECT pr.id FROM pipeline_runs pr WHERE pr.pipeline_id = $1 AND pr.status = 'running')
+`
+
+// Parks the pending nodes of pipeline id's running runs, which the pause just made paused: the
+// update fires task_runs_park_paused (migration 009), which parks each one.
+func (q *Queries) ParkPipelineNodes(ctx context.Context, db DBTX, id string) error {
+	_, err := db.Exec(ctx, parkPipelineNodes, id)
+	return err
+}
+
 const pipelineGet = `-- name: PipelineGet :one
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
 FROM pipelines WHERE id = $1
 `
 
@@ -351,6 +364,7 @@ type PipelineGetRow struct {
 	Description string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	PausedAt    *time.Time
 }
 
 func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (PipelineGetRow, error) {
@@ -365,12 +379,13 @@ func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (Pipeline
 		&i.Description,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.PausedAt,
 	)
 	return i, err
 }
 
 const pipelineList = `-- name: PipelineList :many
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
 FROM pipelines ORDER BY id
 `
 
@@ -383,6 +398,7 @@ type PipelineListRow struct {
 	Description string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	PausedAt    *time.Time
 }
 
 func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow, error) {
@@ -403,6 +419,7 @@ func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow,
 			&i.Description,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.PausedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -565,7 +582,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
-       created_at, updated_at, available_at, started_at, completed_at, deadline,
+       created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '')
 FROM task_runs WHERE pipeline_run_id = $1::text
 ORDER BY id
@@ -752,6 +769,31 @@ func (q *Queries) ReopenPipelineRun(ctx context.Context, db DBTX, id string) err
 	return err
 }
 
+const setPipelinePaused = `-- name: SetPipelinePaused :one
+UPDATE pipelines SET paused_at = CASE WHEN $1::bool THEN coalesce(paused_at, now()) END
+WHERE id = $2
+RETURNING id, paused_at
+`
+
+type SetPipelinePausedParams struct {
+	Paused bool
+	ID     string
+}
+
+type SetPipelinePausedRow struct {
+	ID       string
+	PausedAt *time.Time
+}
+
+// Pauses pipeline id (paused true: paused_at is set, kept if it already was) or resumes it
+// (cleared). Callers hold the claim lock, and then park or unpark the nodes of its runs.
+func (q *Queries) SetPipelinePaused(ctx context.Context, db DBTX, arg SetPipelinePausedParams) (SetPipelinePausedRow, error) {
+	row := db.QueryRow(ctx, setPipelinePaused, arg.Paused, arg.ID)
+	var i SetPipelinePausedRow
+	err := row.Scan(&i.ID, &i.PausedAt)
+	return i, err
+}
+
 const supersedeNode = `-- name: SupersedeNode :execrows
 UPDATE task_runs SET superseded_by = $1::text, updated_at = now() WHERE id = $2
 `
@@ -763,6 +805,24 @@ type SupersedeNodeParams struct {
 
 func (q *Queries) SupersedeNode(ctx context.Context, db DBTX, arg SupersedeNodeParams) (int64, error) {
 	result, err := db.Exec(ctx, supersedeNode, arg.SupersededBy, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const unparkResumed = `-- name: UnparkResumed :execrows
+UPDATE task_runs tr SET available_at = tr.parked_available_at, parked_available_at = NULL
+WHERE tr.parked_available_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                  WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL)
+`
+
+// Puts every parked node whose pipeline is not paused back at its time: the resume's own nodes,
+// and any that a transaction running across a resume parked after the resume looked (the sweep
+// runs this too, so such a node waits one sweep at most).
+func (q *Queries) UnparkResumed(ctx context.Context, db DBTX) (int64, error) {
+	result, err := db.Exec(ctx, unparkResumed)
 	if err != nil {
 		return 0, err
 	}

@@ -112,7 +112,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
-       created_at, updated_at, available_at, started_at, completed_at, deadline,
+       created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '') AS superseded_by
 FROM task_runs WHERE id = $1
 `
@@ -190,7 +190,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
-       created_at, updated_at, available_at, started_at, completed_at, deadline,
+       created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '') AS superseded_by
 FROM task_runs
 WHERE ($1::text = '' OR status = $1::text) AND ($2::text = '' OR task_id = $2::text) AND ($3::text = '' OR id < $3::text)

@@ -75,6 +75,9 @@ capacity AS (
     LEFT JOIN inflight i ON i.task_id = t.id
     WHERE t.removed_in_version IS NULL AND t.paused_at IS NULL -- a paused task's runs wait
 ),
+paused_pipelines AS (
+    SELECT EXISTS (SELECT 1 FROM pipelines WHERE paused_at IS NOT NULL) AS any_paused
+),
 groups AS (
     (SELECT tr.task_id, tr.priority FROM task_runs tr
      WHERE tr.status = 'pending'
@@ -99,6 +102,11 @@ candidates AS (
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
+          -- The nodes of a paused pipeline wait (parked ones are not ready anyway; this holds
+          -- for one made pending by a transaction that ran across the pause).
+          AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
+                SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
         ORDER BY tr.available_at, tr.id
         LIMIT greatest(c.free, 0)
         FOR UPDATE SKIP LOCKED
@@ -444,7 +452,7 @@ updated AS (
         updated_at        = coalesce($1::timestamptz, now())
     FROM target x
     WHERE tr.id = x.id
-    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at
 ),
 dead AS (
     INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, input, error, error_code,

@@ -8,9 +8,19 @@ import (
 	"github.com/pipeweave/pipeweave/core/internal/wire"
 )
 
-// pauseTask serves POST /api/tasks/{id}/pause and, with resume, /resume. The body is empty or
-// an empty JSON object. A resume makes the task's waiting runs ready.
+// pauseTask serves POST /api/tasks/{id}/pause and, with resume, /resume.
 func (s *Server) pauseTask(set func(context.Context, string) (engine.TaskPause, error), resume bool) http.HandlerFunc {
+	return pauseHandler(s, set, resume, wire.TaskPause)
+}
+
+// pausePipeline serves POST /api/pipelines/{id}/pause and, with resume, /resume.
+func (s *Server) pausePipeline(set func(context.Context, string) (engine.PipelinePause, error), resume bool) http.HandlerFunc {
+	return pauseHandler(s, set, resume, wire.PipelinePause)
+}
+
+// pauseHandler serves a pause or a resume of what {id} names: the body is empty or an empty
+// JSON object, and a resume makes the waiting work ready.
+func pauseHandler[T, W any](s *Server, set func(context.Context, string) (T, error), resume bool, toWire func(T) W) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.decodeOptional(w, r) {
 			return
@@ -23,6 +33,6 @@ func (s *Server) pauseTask(set func(context.Context, string) (engine.TaskPause, 
 		if resume {
 			s.opts.Ready(r.Context())
 		}
-		writeJSON(w, http.StatusOK, wire.TaskPause(p))
+		writeJSON(w, http.StatusOK, toWire(p))
 	}
 }

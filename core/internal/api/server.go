@@ -179,6 +179,8 @@ func (s *Server) routes() {
 	api("PUT /api/pipelines/{id}", s.putPipeline)
 	api("POST /api/pipelines/{id}/trigger", s.trigger)
 	api("POST /api/pipelines/{id}/dry-run", s.dryRun)
+	api("POST /api/pipelines/{id}/pause", s.pausePipeline(s.eng.PausePipeline, false))
+	api("POST /api/pipelines/{id}/resume", s.pausePipeline(s.eng.ResumePipeline, true))
 	api("GET /api/runs", s.runs)
 	api("GET /api/storage/{path...}", s.object)
 	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun, wire.PipelineRun))

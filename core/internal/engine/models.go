@@ -119,6 +119,13 @@ type TaskPause struct {
 	PausedAt *time.Time
 }
 
+// PipelinePause is a pipeline's pause state, as pausing or resuming it left it.
+type PipelinePause struct {
+	PipelineID string
+	Paused     bool
+	PausedAt   *time.Time
+}
+
 // HistoryEntry is one code version of a task.
 type HistoryEntry struct {
 	CodeVersion    int

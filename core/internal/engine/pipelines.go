@@ -41,6 +41,8 @@ type Pipeline struct {
 	Errors      []string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// PausedAt is when the pipeline was paused (nil: it is not): its runs' nodes wait, pending.
+	PausedAt *time.Time
 
 	graph *Graph
 }
@@ -62,7 +64,7 @@ func (e *Engine) activeTasks(ctx context.Context, db dbtx) (map[string]taskInfo,
 // pipelineOf is the pipeline a PipelineGet (or PipelineList) row stores.
 func pipelineOf(r dbsqlc.PipelineGetRow) Pipeline {
 	return Pipeline{ID: r.ID, ServiceID: r.ServiceID, EntryTasks: r.EntryTasks, FailureMode: r.FailureMode,
-		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, PausedAt: r.PausedAt}
 }
 
 // readPipeline reads the pipeline id as stored, without its structure.
@@ -378,4 +380,52 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	}
 	return TriggerResult{PipelineRunID: runID, Status: protocol.PipelineRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
 		ValidationWarnings: warnings}, nil
+}
+
+// PausePipeline pauses pipeline id: triggers are still accepted, and every node of its runs that
+// is or becomes pending waits (parked, migration 009) until ResumePipeline; attempts already
+// dispatched run to their end and their callbacks advance the run as usual. The pause holds the
+// claim lock, so once it returns no claim takes the pipeline's nodes. Pausing a paused pipeline
+// keeps its first pausedAt. An unknown pipeline is 404 PIPELINE_NOT_FOUND.
+func (e *Engine) PausePipeline(ctx context.Context, id string) (PipelinePause, error) {
+	return e.setPipelinePaused(ctx, id, true)
+}
+
+// ResumePipeline resumes pipeline id: its parked nodes go back to their times, and the claims
+// that follow take them in priority order. Resuming a pipeline that is not paused changes
+// nothing.
+func (e *Engine) ResumePipeline(ctx context.Context, id string) (PipelinePause, error) {
+	return e.setPipelinePaused(ctx, id, false)
+}
+
+func (e *Engine) setPipelinePaused(ctx context.Context, id string, paused bool) (PipelinePause, error) {
+	var row dbsqlc.SetPipelinePausedRow
+	err := e.db.InTx(ctx, func(tx dbtx) error {
+		if err := queries.LockClaims(ctx, tx, claimLock); err != nil {
+			return fmt.Errorf("take claim lock: %w", err)
+		}
+		var err error
+		row, err = queries.SetPipelinePaused(ctx, tx, dbsqlc.SetPipelinePausedParams{ID: id, Paused: paused})
+		if errors.Is(err, database.ErrNotFound) {
+			return notFound("PIPELINE_NOT_FOUND", "pipeline %q not found", id)
+		}
+		if err != nil {
+			return fmt.Errorf("set pipeline %s paused: %w", id, err)
+		}
+		if paused {
+			if err := queries.ParkPipelineNodes(ctx, tx, id); err != nil {
+				return fmt.Errorf("park the nodes of %s: %w", id, err)
+			}
+			return nil
+		}
+		if _, err := queries.UnparkResumed(ctx, tx); err != nil {
+			return fmt.Errorf("unpark the nodes of %s: %w", id, err)
+		}
+		// The pipeline's waiting nodes are ready for every instance's loop.
+		return queries.NotifyReady(ctx, tx)
+	})
+	if err != nil {
+		return PipelinePause{}, err
+	}
+	return PipelinePause{PipelineID: row.ID, Paused: row.PausedAt != nil, PausedAt: row.PausedAt}, nil
 }

@@ -110,8 +110,11 @@ func EnqueueResults(r []engine.EnqueueResult) []protocol.EnqueueResult {
 func Pipeline(p engine.Pipeline) protocol.Pipeline {
 	return protocol.Pipeline{ID: p.ID, ServiceID: p.ServiceID, Implicit: p.Implicit, EntryTasks: p.EntryTasks,
 		FailureMode: p.FailureMode, Description: p.Description, Tasks: p.Tasks, Valid: p.Valid, Errors: p.Errors,
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, PausedAt: p.PausedAt}
 }
+
+// PipelinePause is a pipeline's pause state's wire shape.
+func PipelinePause(p engine.PipelinePause) protocol.PipelinePause { return protocol.PipelinePause(p) }
 
 // Pipelines are pipelines' wire shapes.
 func Pipelines(p []engine.Pipeline) []protocol.Pipeline { return list(p, Pipeline) }

@@ -6,11 +6,11 @@ SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, prior
 FROM tasks WHERE removed_in_version IS NULL;
 
 -- name: PipelineGet :one
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
 FROM pipelines WHERE id = sqlc.arg('id');
 
 -- name: PipelineList :many
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
 FROM pipelines ORDER BY id;
 
 -- name: UpsertPipeline :exec
@@ -143,7 +143,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
-       created_at, updated_at, available_at, started_at, completed_at, deadline,
+       created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '')
 FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text
 ORDER BY id;
@@ -181,3 +181,26 @@ WHERE old.id = sqlc.arg('old_id')::text;
 
 -- name: ReopenPipelineRun :exec
 UPDATE pipeline_runs SET status = 'running', error = NULL, completed_at = NULL WHERE id = sqlc.arg('id');
+
+-- name: SetPipelinePaused :one
+-- Pauses pipeline id (paused true: paused_at is set, kept if it already was) or resumes it
+-- (cleared). Callers hold the claim lock, and then park or unpark the nodes of its runs.
+UPDATE pipelines SET paused_at = CASE WHEN sqlc.arg('paused')::bool THEN coalesce(paused_at, now()) END
+WHERE id = sqlc.arg('id')
+RETURNING id, paused_at;
+
+-- name: ParkPipelineNodes :exec
+-- Parks the pending nodes of pipeline id's running runs, which the pause just made paused: the
+-- update fires task_runs_park_paused (migration 009), which parks each one.
+UPDATE task_runs SET available_at = available_at
+WHERE status = 'pending' AND parked_available_at IS NULL
+  AND pipeline_run_id IN (SELECT pr.id FROM pipeline_runs pr WHERE pr.pipeline_id = sqlc.arg('id') AND pr.status = 'running');
+
+-- name: UnparkResumed :execrows
+-- Puts every parked node whose pipeline is not paused back at its time: the resume's own nodes,
+-- and any that a transaction running across a resume parked after the resume looked (the sweep
+-- runs this too, so such a node waits one sweep at most).
+UPDATE task_runs tr SET available_at = tr.parked_available_at, parked_available_at = NULL
+WHERE tr.parked_available_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                  WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL);

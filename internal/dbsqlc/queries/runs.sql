@@ -31,6 +31,9 @@ capacity AS (
     LEFT JOIN inflight i ON i.task_id = t.id
     WHERE t.removed_in_version IS NULL AND t.paused_at IS NULL -- a paused task's runs wait
 ),
+paused_pipelines AS (
+    SELECT EXISTS (SELECT 1 FROM pipelines WHERE paused_at IS NOT NULL) AS any_paused
+),
 groups AS (
     (SELECT tr.task_id, tr.priority FROM task_runs tr
      WHERE tr.status = 'pending'
@@ -55,6 +58,11 @@ candidates AS (
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
           AND tr.available_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+          -- The nodes of a paused pipeline wait (parked ones are not ready anyway; this holds
+          -- for one made pending by a transaction that ran across the pause).
+          AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
+                SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
         ORDER BY tr.available_at, tr.id
         LIMIT greatest(c.free, 0)
         FOR UPDATE SKIP LOCKED

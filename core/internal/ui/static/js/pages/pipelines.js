@@ -2,7 +2,7 @@
 // and its recent runs.
 
 import { get, post } from '../api.js';
-import { h, replace, badge, message, table, empty } from '../dom.js';
+import { h, replace, badge, message, table, empty, fmtTime } from '../dom.js';
 import { render as renderDAG } from '../dag.js';
 import { runsTable } from './overview.js';
 import { schemaForm, mergeSchemas } from '../schemaform.js';
@@ -38,7 +38,7 @@ export function mount(ctx) {
     replace(list, ps.map((p) => h('section', { class: 'card pipeline-card', testid: 'pipeline-card', dataset: { pipelineId: p.id } },
       h('div', { class: 'card-head' },
         h('h2', {}, h('a', { href: '#/pipelines/' + encodeURIComponent(p.id), testid: 'pipeline-link' }, p.id)),
-        validity(p)),
+        pausedBadge(p), validity(p)),
       h('p', { class: 'muted small' },
         (p.implicit ? 'Implied by service ' + (p.serviceId || p.id) : 'Declared') + ' · ' + Object.keys(p.tasks || {}).length + ' tasks · ' +
         'entry: ' + (p.entryTasks || []).join(', ') + ' · ' + p.failureMode),
@@ -48,6 +48,13 @@ export function mount(ctx) {
       h('div', { class: 'actions' }, h('a', { class: 'button primary', href: '#/pipelines/' + encodeURIComponent(p.id), testid: 'pipeline-open' }, 'Trigger…')))));
     return true;
   });
+}
+
+// pausedBadge marks a paused pipeline (POST /api/pipelines/{id}/pause): its runs' nodes wait.
+function pausedBadge(p) {
+  return p.pausedAt
+    ? h('span', { title: 'paused since ' + fmtTime(p.pausedAt) + ": its runs' nodes wait until it is resumed" }, badge('paused', 'pipeline-paused'))
+    : null;
 }
 
 function mountOne(ctx, id) {
@@ -63,7 +70,7 @@ function mountOne(ctx, id) {
   get('/api/pipelines/' + encodeURIComponent(id)).then((p) => {
     if (ctx.stopped) return;
     replace(info,
-      h('div', { class: 'card-head' }, h('h2', {}, 'Structure'), validity(p)),
+      h('div', { class: 'card-head' }, h('h2', {}, 'Structure'), pausedBadge(p), validity(p)),
       h('dl', { class: 'meta' },
         h('dt', {}, 'Source'), h('dd', {}, p.implicit ? 'implied by service ' + (p.serviceId || p.id) : 'declared'),
         h('dt', {}, 'Entry tasks'), h('dd', { class: 'mono' }, (p.entryTasks || []).join(', ') || '—'),
