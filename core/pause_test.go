@@ -17,18 +17,30 @@ import (
 // setPaused asks POST /api/tasks/{id}/pause (or /resume) and decodes the answer.
 func (e *env) setPaused(taskID string, pause bool) protocol.TaskPause {
 	e.t.Helper()
+	var p protocol.TaskPause
+	e.postPause("/api/tasks/"+taskID, pause, &p)
+	require.Equal(e.t, taskID, p.TaskID)
+	return p
+}
+
+// postPause asks POST {path}/pause (or /resume), decodes the answer into v and checks its
+// paused and pausedAt.
+func (e *env) postPause(path string, pause bool, v any) {
+	e.t.Helper()
 	verb := "resume"
 	if pause {
 		verb = "pause"
 	}
-	r := e.do("POST", "/api/tasks/"+taskID+"/"+verb, nil, "")
+	r := e.do("POST", path+"/"+verb, nil, "")
 	require.Equal(e.t, http.StatusOK, r.Status, string(r.Body))
-	var p protocol.TaskPause
-	r.json(e.t, &p)
-	require.Equal(e.t, taskID, p.TaskID)
-	require.Equal(e.t, pause, p.Paused)
-	require.Equal(e.t, pause, p.PausedAt != nil)
-	return p
+	r.json(e.t, v)
+	var state struct {
+		Paused   bool       `json:"paused"`
+		PausedAt *time.Time `json:"pausedAt"`
+	}
+	r.json(e.t, &state)
+	require.Equal(e.t, pause, state.Paused)
+	require.Equal(e.t, pause, state.PausedAt != nil)
 }
 
 // taskOf is task id of service svc as GET /api/services/{id}/tasks lists it (asked with API key
@@ -185,17 +197,9 @@ func (e *env) pendingOf(taskID string) int {
 // setPipelinePaused asks POST /api/pipelines/{id}/pause (or /resume) and decodes the answer.
 func (e *env) setPipelinePaused(id string, pause bool) protocol.PipelinePause {
 	e.t.Helper()
-	verb := "resume"
-	if pause {
-		verb = "pause"
-	}
-	r := e.do("POST", "/api/pipelines/"+id+"/"+verb, nil, "")
-	require.Equal(e.t, http.StatusOK, r.Status, string(r.Body))
 	var p protocol.PipelinePause
-	r.json(e.t, &p)
+	e.postPause("/api/pipelines/"+id, pause, &p)
 	require.Equal(e.t, id, p.PipelineID)
-	require.Equal(e.t, pause, p.Paused)
-	require.Equal(e.t, pause, p.PausedAt != nil)
 	return p
 }
 

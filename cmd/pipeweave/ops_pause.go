@@ -5,64 +5,63 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"time"
-
-	"github.com/pipeweave/pipeweave/core/protocol"
 )
+
+// pausable is what pipeweave pause and resume act on: its API path, and what its work is
+// called while it waits and once it is released.
+type pausable struct {
+	path    string // "/api/tasks/"
+	work    string // "runs"
+	waiting string // "runs"
+}
+
+var pausables = map[string]pausable{
+	"task":     {path: "/api/tasks/", work: "runs", waiting: "runs"},
+	"pipeline": {path: "/api/pipelines/", work: "runs' nodes", waiting: "nodes"},
+}
 
 // pauseCommand runs pipeweave pause task|pipeline ID, or with resume true pipeweave resume
 // task|pipeline ID.
 func pauseCommand(ctx context.Context, args []string, resume bool, stdout, stderr io.Writer, getenv func(string) string) error {
-	group, verb := "pause", "pause"
+	group := "pause"
 	if resume {
-		group, verb = "resume", "resume"
+		group = "resume"
 	}
 	if len(args) == 0 {
 		return unknownSubcommand(group, args)
 	}
+	kind := args[0]
 	switch args[0] {
-	case "task":
-		o := newOps(ctx, group+" task", "TASK [--json]", stdout, stderr, getenv)
-		pos, err := o.parse(args[1:], "TASK")
-		if err != nil {
-			return err
-		}
-		var p protocol.TaskPause
-		raw, err := o.client.post(ctx, "/api/tasks/"+url.PathEscape(pos[0])+"/"+verb, nil, &p)
-		if err != nil {
-			return err
-		}
-		if o.json {
-			return o.printJSON(raw)
-		}
-		if p.Paused {
-			_, err = fmt.Fprintf(stdout, "task %s is paused (since %s): its runs wait until pipeweave resume task %s\n",
-				p.TaskID, stamp(p.PausedAt, time.Now()), p.TaskID)
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "task %s is not paused: its waiting runs are claimed in priority order\n", p.TaskID)
-		return err
-	case "pipeline":
-		o := newOps(ctx, group+" pipeline", "PIPELINE [--json]", stdout, stderr, getenv)
-		pos, err := o.parse(args[1:], "PIPELINE")
-		if err != nil {
-			return err
-		}
-		var p protocol.PipelinePause
-		raw, err := o.client.post(ctx, "/api/pipelines/"+url.PathEscape(pos[0])+"/"+verb, nil, &p)
-		if err != nil {
-			return err
-		}
-		if o.json {
-			return o.printJSON(raw)
-		}
-		if p.Paused {
-			_, err = fmt.Fprintf(stdout, "pipeline %s is paused (since %s): its runs' nodes wait until pipeweave resume pipeline %s\n",
-				p.PipelineID, stamp(p.PausedAt, time.Now()), p.PipelineID)
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "pipeline %s is not paused: its waiting nodes are claimed in priority order\n", p.PipelineID)
+	case "task", "pipeline":
+	default:
+		return unknownSubcommand(group, args)
+	}
+	what := pausables[kind]
+	arg := strings.ToUpper(kind)
+	o := newOps(ctx, group+" "+kind, arg+" [--json]", stdout, stderr, getenv)
+	pos, err := o.parse(args[1:], arg)
+	if err != nil {
 		return err
 	}
-	return unknownSubcommand(group, args)
+	// The answer is {taskId|pipelineId, paused, pausedAt}.
+	var p struct {
+		Paused   bool       `json:"paused"`
+		PausedAt *time.Time `json:"pausedAt"`
+	}
+	raw, err := o.client.post(ctx, what.path+url.PathEscape(pos[0])+"/"+group, nil, &p)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		return o.printJSON(raw)
+	}
+	if p.Paused {
+		_, err = fmt.Fprintf(stdout, "%s %s is paused (since %s): its %s wait until pipeweave resume %s %s\n",
+			kind, pos[0], stamp(p.PausedAt, time.Now()), what.work, kind, pos[0])
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "%s %s is not paused: its waiting %s are claimed in priority order\n", kind, pos[0], what.waiting)
+	return err
 }
