@@ -151,16 +151,7 @@ func TestPauseRacesClaims(t *testing.T) {
 		e.setPaused("p", false)
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		for _, o := range []*env{e, other} {
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					if _, err := o.orch.Process(ctx); err != nil && ctx.Err() == nil {
-						t.Errorf("process: %v", err)
-						return
-					}
-				}
-			})
-		}
+		processUntil(ctx, &wg, e, other)
 		time.Sleep(time.Duration(round) * 3 * time.Millisecond)
 		e.setPaused("p", true)
 		taken := e.notPending("p")
@@ -296,16 +287,7 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 	for round := range 5 {
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		for _, o := range []*env{e, other} {
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					if _, err := o.orch.Process(ctx); err != nil && ctx.Err() == nil {
-						t.Errorf("process: %v", err)
-						return
-					}
-				}
-			})
-		}
+		processUntil(ctx, &wg, e, other)
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil && i < 40; i++ {
 				r := e.do("POST", "/api/pipelines/dia/trigger", map[string]any{"input": map[string]int{"i": i}}, "")
@@ -344,4 +326,18 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 		}
 		return n == len(w.Dispatches())
 	})
+}
+
+// processUntil runs Process on each instance in a loop of its own until ctx ends.
+func processUntil(ctx context.Context, wg *sync.WaitGroup, instances ...*env) {
+	for _, o := range instances {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := o.orch.Process(ctx); err != nil && ctx.Err() == nil {
+					o.t.Errorf("process: %v", err)
+					return
+				}
+			}
+		})
+	}
 }
