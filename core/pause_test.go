@@ -305,8 +305,7 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 		wg.Wait()
 		require.Equal(t, taken, e.claimedNodes(), "round %d: nodes were claimed after the pause was answered", round)
 		// The resume puts every parked node back, and the sweep of the next process any that a
-		// callback running across the resume parked after it. (A dispatch the stop cut short
-		// waits for its lease, which outlasts the test: the runs need not end here.)
+		// callback running across the resume parked after it.
 		e.setPipelinePaused("dia", false)
 		e.waitFor("no node left parked", func() bool {
 			e.process()
@@ -316,24 +315,22 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 			return parked == 0
 		})
 	}
-	// Every dispatch the worker took has been called back before the servers stop.
-	w.waitUntil("the worker's callbacks", func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		n := 0
-		for _, st := range w.statuses {
-			n += len(st)
-		}
-		return n == len(w.Dispatches())
+	// Every run ends before the servers stop, so no callback is left in flight.
+	e.waitFor("every run to end", func() bool {
+		e.process()
+		var open int
+		require.NoError(t, e.pool.QueryRow(context.Background(), "SELECT count(*) FROM pipeline_runs WHERE status = 'running'").Scan(&open))
+		return open == 0
 	})
 }
 
-// processUntil runs Process on each instance in a loop of its own until ctx ends.
+// processUntil runs Process on each instance in a loop of its own until ctx ends; a Process
+// under way when it ends finishes (its dispatches are not cut short).
 func processUntil(ctx context.Context, wg *sync.WaitGroup, instances ...*env) {
 	for _, o := range instances {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				if _, err := o.orch.Process(ctx); err != nil && ctx.Err() == nil {
+				if _, err := o.orch.Process(context.WithoutCancel(ctx)); err != nil {
 					o.t.Errorf("process: %v", err)
 					return
 				}
