@@ -177,6 +177,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		m, err := o.eng.SettleMaintenance(ctx)
 		return string(m.Mode), err
 	})
+	o.metrics.RegisterPaused(o.eng.Paused)
 	o.api = api.New(o.eng, keys, api.Options{
 		APIKeys:                 cfg.APIKeys,
 		Compat:                  cfg.Compat == CompatNodeSDKv1,

@@ -111,6 +111,13 @@ func TestPauseAndResumeTask(t *testing.T) {
 	require.Equal(t, []int{10, 20, 30}, order, "resumed runs are claimed in priority order")
 	// Resuming a task that is not paused changes nothing.
 	e.setPaused("p", false)
+
+	// /metrics names what is paused.
+	e.setPaused("q", true)
+	r := e.do("GET", "/metrics", nil, "")
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Contains(t, string(r.Body), `pipeweave_paused{id="q",kind="task"} 1`)
+	require.NotContains(t, string(r.Body), `pipeweave_paused{id="p"`)
 }
 
 // Unknown tasks are 404, a body other than {} is 400, and pausing needs an API key when keys
@@ -224,6 +231,8 @@ func TestPauseAndResumePipeline(t *testing.T) {
 	r.json(t, &p)
 	require.NotNil(t, p.PausedAt)
 	require.True(t, first.PausedAt.Equal(*p.PausedAt))
+	m := e.do("GET", "/metrics", nil, "")
+	require.Contains(t, string(m.Body), `pipeweave_paused{id="dia",kind="pipeline"} 1`)
 
 	triggered := e.trigger("dia", nil)
 	before := time.Now()

@@ -29,6 +29,39 @@ func (q *Queries) FoldStatusDeltas(ctx context.Context, db DBTX) error {
 	return err
 }
 
+const pausedList = `-- name: PausedList :many
+SELECT 'task'::text AS kind, id FROM tasks WHERE paused_at IS NOT NULL
+UNION ALL
+SELECT 'pipeline'::text AS kind, id FROM pipelines WHERE paused_at IS NOT NULL
+ORDER BY 1, 2
+`
+
+type PausedListRow struct {
+	Kind string
+	ID   string
+}
+
+// The task types and pipelines paused now (kind 'task' or 'pipeline'), for /metrics.
+func (q *Queries) PausedList(ctx context.Context, db DBTX) ([]PausedListRow, error) {
+	rows, err := db.Query(ctx, pausedList)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PausedListRow
+	for rows.Next() {
+		var i PausedListRow
+		if err := rows.Scan(&i.Kind, &i.ID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const queueFinalCounts = `-- name: QueueFinalCounts :many
 SELECT status, sum(n)::bigint AS count FROM (
     SELECT status, n FROM run_status_counts

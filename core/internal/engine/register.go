@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
@@ -330,4 +331,17 @@ func (e *Engine) setTaskPaused(ctx context.Context, id string, paused bool) (Tas
 		return TaskPause{}, err
 	}
 	return TaskPause{TaskID: row.ID, Paused: row.PausedAt != nil, PausedAt: row.PausedAt}, nil
+}
+
+// Paused lists the task types and pipelines paused now, for /metrics.
+func (e *Engine) Paused(ctx context.Context) ([]telemetry.Paused, error) {
+	rows, err := queries.PausedList(ctx, e.db)
+	if err != nil {
+		return nil, fmt.Errorf("list what is paused: %w", err)
+	}
+	out := make([]telemetry.Paused, len(rows))
+	for i, r := range rows {
+		out[i] = telemetry.Paused(r)
+	}
+	return out, nil
 }

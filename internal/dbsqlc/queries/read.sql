@@ -74,3 +74,10 @@ FROM task_code_history WHERE task_id = sqlc.arg('task_id') ORDER BY code_version
 
 -- name: TaskExists :one
 SELECT EXISTS (SELECT 1 FROM tasks WHERE id = sqlc.arg('id'));
+
+-- name: PausedList :many
+-- The task types and pipelines paused now (kind 'task' or 'pipeline'), for /metrics.
+SELECT 'task'::text AS kind, id FROM tasks WHERE paused_at IS NOT NULL
+UNION ALL
+SELECT 'pipeline'::text AS kind, id FROM pipelines WHERE paused_at IS NOT NULL
+ORDER BY 1, 2;
