@@ -56,7 +56,8 @@ type lazyTx struct {
 	conn *pgxpool.Conn
 	// tx is nil until the first statement.
 	tx pgx.Tx
-	// committed: a batch sent by CommitWithBatch committed the transaction.
+	// committed: a batch sent by CommitWithBatch ended the transaction (its COMMIT ran, and
+	// committed it or, for a transaction that had failed, rolled it back).
 	committed bool
 }
 
@@ -77,29 +78,44 @@ func CommitWithBatch(tx Executor) (dbsqlc.Batcher, bool) {
 // committer is the Batcher of CommitWithBatch.
 type committer struct{ t *lazyTx }
 
-// SendBatch sends b with COMMIT queued after its statements.
+// SendBatch sends b's statements and then COMMIT, as one batch (b itself is left as it is).
 func (c committer) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	t := c.t
 	if t.committed {
 		return errBatch{errTxCommitted}
 	}
-	b.Queue("COMMIT")
-	return &committingResults{BatchResults: t.SendBatch(ctx, b), t: t}
+	r := &committingResults{t: t}
+	withCommit := &pgx.Batch{QueuedQueries: append([]*pgx.QueuedQuery(nil), b.QueuedQueries...)}
+	withCommit.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+		r.commitTag = tag
+		return nil
+	})
+	r.BatchResults = t.SendBatch(ctx, withCommit)
+	return r
 }
 
 // errTxCommitted refuses a statement after the batch that committed.
 var errTxCommitted = errors.New("database: a statement after the batch that committed the transaction")
 
-// committingResults are the results of a batch that ends with COMMIT: closing them without
-// error means it committed (pgx's Close answers the same when called again).
+// committingResults are the results of a batch that ends with COMMIT. Closing them tells, from
+// the server's transaction status, whether the transaction ended: then nothing more is sent in
+// it (InTx neither commits nor rolls back), and a COMMIT that PostgreSQL answered ROLLBACK (the
+// transaction had failed before) is an error, as pgx's Tx.Commit makes it.
 type committingResults struct {
 	pgx.BatchResults
-	t *lazyTx
+	t         *lazyTx
+	commitTag pgconn.CommandTag
 }
 
 func (r *committingResults) Close() error {
 	err := r.BatchResults.Close()
-	r.t.committed = err == nil
+	if r.t.conn.Conn().PgConn().TxStatus() != 'I' {
+		return err // a statement failed: the transaction is open and failed, InTx rolls it back
+	}
+	r.t.committed = true
+	if err == nil && r.commitTag.String() != "COMMIT" {
+		return pgx.ErrTxCommitRollback
+	}
 	return err
 }
 

@@ -320,4 +320,27 @@ func TestInTxCommitWithBatch(t *testing.T) {
 	require.Equal(t, 2, counter(t, pool, 1))
 	require.Equal(t, 2, counter(t, pool, 2))
 	require.Equal(t, byte('I'), txStatus(t, pool))
+
+	// The transaction failed before the committing batch (an error the code went on after):
+	// its COMMIT is answered ROLLBACK, which is an error, and nothing is committed.
+	err = db.InTx(ctx, func(tx database.Executor) error {
+		_, err := tx.Exec(ctx, `UPDATE counters SET n = n + 1 WHERE id = 1`)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `INSERT INTO counters VALUES (1, 0)`)
+		require.ErrorIs(t, err, database.ErrConflict)
+		c, _ := database.CommitWithBatch(tx)
+		return c.SendBatch(ctx, &pgx.Batch{}).Close()
+	})
+	require.ErrorIs(t, err, pgx.ErrTxCommitRollback)
+	require.Equal(t, 2, counter(t, pool, 1))
+
+	// The batch is the caller's: sending it with COMMIT leaves it as it was.
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE counters SET n = n + 1 WHERE id = 1`)
+	require.NoError(t, db.InTx(ctx, func(tx database.Executor) error {
+		c, _ := database.CommitWithBatch(tx)
+		return c.SendBatch(ctx, b).Close()
+	}))
+	require.Equal(t, 1, b.Len())
+	require.Equal(t, 3, counter(t, pool, 1))
 }
