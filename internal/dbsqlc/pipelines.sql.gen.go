@@ -337,14 +337,25 @@ func (q *Queries) LockPipelineRuns(ctx context.Context, db DBTX, ids []string) (
 	return items, nil
 }
 
+const lockRunningPipelineRuns = `-- name: LockRunningPipelineRuns :exec
+SELECT id FROM pipeline_runs WHERE pipeline_id = $1 AND status = 'running' ORDER BY id FOR UPDATE
+`
+
+// Locks pipeline id's running runs, in id order, as every writer of their nodes does first.
+func (q *Queries) LockRunningPipelineRuns(ctx context.Context, db DBTX, id string) error {
+	_, err := db.Exec(ctx, lockRunningPipelineRuns, id)
+	return err
+}
+
 const parkPipelineNodes = `-- name: ParkPipelineNodes :exec
 UPDATE task_runs SET available_at = available_at
 WHERE status = 'pending' AND parked_available_at IS NULL
   AND pipeline_run_id IN (SELECT pr.id FROM pipeline_runs pr WHERE pr.pipeline_id = $1 AND pr.status = 'running')
 `
 
-// Parks the pending nodes of pipeline id's running runs, which the pause just made paused: the
-// update fires task_runs_park_paused (migration 009), which parks each one.
+// Parks the pending nodes of pipeline id's running runs (locked before, LockRunningPipelineRuns),
+// which the pause just made paused: the update fires task_runs_park_paused (migration 009), which
+// parks each one.
 func (q *Queries) ParkPipelineNodes(ctx context.Context, db DBTX, id string) error {
 	_, err := db.Exec(ctx, parkPipelineNodes, id)
 	return err
@@ -811,22 +822,18 @@ func (q *Queries) SupersedeNode(ctx context.Context, db DBTX, arg SupersedeNodeP
 	return result.RowsAffected(), nil
 }
 
-const unparkResumed = `-- name: UnparkResumed :execrows
-UPDATE task_runs tr SET available_at = tr.parked_available_at, parked_available_at = NULL
-WHERE tr.parked_available_at IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
-                  WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL)
+const unparkPipelineNodes = `-- name: UnparkPipelineNodes :exec
+UPDATE task_runs SET available_at = parked_available_at, parked_available_at = NULL
+WHERE parked_available_at IS NOT NULL
+  AND pipeline_run_id IN (SELECT pr.id FROM pipeline_runs pr WHERE pr.pipeline_id = $1)
 `
 
-// Puts every parked node whose pipeline is not paused back at its time: the resume's own nodes,
-// and any that a transaction running across a resume parked after the resume looked (the sweep
-// runs this too, so such a node waits one sweep at most).
-func (q *Queries) UnparkResumed(ctx context.Context, db DBTX) (int64, error) {
-	result, err := db.Exec(ctx, unparkResumed)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+// Puts the parked nodes of pipeline id's runs back at their times, once the pipeline is resumed
+// (in the same transaction, after it). A transaction that parks a node takes a share lock on the
+// paused pipeline's row, so none parks one the resume does not see.
+func (q *Queries) UnparkPipelineNodes(ctx context.Context, db DBTX, id string) error {
+	_, err := db.Exec(ctx, unparkPipelineNodes, id)
+	return err
 }
 
 const upsertPipeline = `-- name: UpsertPipeline :exec

@@ -84,7 +84,7 @@ func (q *Queries) ServiceVersion(ctx context.Context, db DBTX, id string) (strin
 
 const setTaskPaused = `-- name: SetTaskPaused :one
 UPDATE tasks SET paused_at = CASE WHEN $1::bool THEN coalesce(paused_at, now()) END
-WHERE id = $2
+WHERE id = $2 AND removed_in_version IS NULL -- a removed task is not registered
 RETURNING id, paused_at
 `
 

@@ -413,12 +413,15 @@ func (e *Engine) setPipelinePaused(ctx context.Context, id string, paused bool) 
 			return fmt.Errorf("set pipeline %s paused: %w", id, err)
 		}
 		if paused {
+			if err := queries.LockRunningPipelineRuns(ctx, tx, id); err != nil {
+				return fmt.Errorf("lock the runs of %s: %w", id, err)
+			}
 			if err := queries.ParkPipelineNodes(ctx, tx, id); err != nil {
 				return fmt.Errorf("park the nodes of %s: %w", id, err)
 			}
 			return nil
 		}
-		if _, err := queries.UnparkResumed(ctx, tx); err != nil {
+		if err := queries.UnparkPipelineNodes(ctx, tx, id); err != nil {
 			return fmt.Errorf("unpark the nodes of %s: %w", id, err)
 		}
 		// The pipeline's waiting nodes are ready for every instance's loop.

@@ -34,10 +34,6 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 	if err := queries.FoldStatusDeltas(ctx, e.db); err != nil {
 		return 0, fmt.Errorf("fold status counts: %w", err)
 	}
-	// And puts back the nodes a transaction running across a pipeline's resume parked after it.
-	if _, err := queries.UnparkResumed(ctx, e.db); err != nil {
-		return 0, fmt.Errorf("unpark resumed pipelines' nodes: %w", err)
-	}
 	rows, err := queries.Sweep(ctx, e.db, dbsqlc.SweepParams{Max: limit, Now: e.now()})
 	if err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)

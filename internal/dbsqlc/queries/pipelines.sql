@@ -189,18 +189,22 @@ UPDATE pipelines SET paused_at = CASE WHEN sqlc.arg('paused')::bool THEN coalesc
 WHERE id = sqlc.arg('id')
 RETURNING id, paused_at;
 
+-- name: LockRunningPipelineRuns :exec
+-- Locks pipeline id's running runs, in id order, as every writer of their nodes does first.
+SELECT id FROM pipeline_runs WHERE pipeline_id = sqlc.arg('id') AND status = 'running' ORDER BY id FOR UPDATE;
+
 -- name: ParkPipelineNodes :exec
--- Parks the pending nodes of pipeline id's running runs, which the pause just made paused: the
--- update fires task_runs_park_paused (migration 009), which parks each one.
+-- Parks the pending nodes of pipeline id's running runs (locked before, LockRunningPipelineRuns),
+-- which the pause just made paused: the update fires task_runs_park_paused (migration 009), which
+-- parks each one.
 UPDATE task_runs SET available_at = available_at
 WHERE status = 'pending' AND parked_available_at IS NULL
   AND pipeline_run_id IN (SELECT pr.id FROM pipeline_runs pr WHERE pr.pipeline_id = sqlc.arg('id') AND pr.status = 'running');
 
--- name: UnparkResumed :execrows
--- Puts every parked node whose pipeline is not paused back at its time: the resume's own nodes,
--- and any that a transaction running across a resume parked after the resume looked (the sweep
--- runs this too, so such a node waits one sweep at most).
-UPDATE task_runs tr SET available_at = tr.parked_available_at, parked_available_at = NULL
-WHERE tr.parked_available_at IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
-                  WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL);
+-- name: UnparkPipelineNodes :exec
+-- Puts the parked nodes of pipeline id's runs back at their times, once the pipeline is resumed
+-- (in the same transaction, after it). A transaction that parks a node takes a share lock on the
+-- paused pipeline's row, so none parks one the resume does not see.
+UPDATE task_runs SET available_at = parked_available_at, parked_available_at = NULL
+WHERE parked_available_at IS NOT NULL
+  AND pipeline_run_id IN (SELECT pr.id FROM pipeline_runs pr WHERE pr.pipeline_id = sqlc.arg('id'));

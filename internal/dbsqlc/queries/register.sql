@@ -69,5 +69,5 @@ WHERE task_id IN (SELECT id FROM removed) AND status IN ('pending', 'waiting');
 -- Callers hold the claim lock, so that no claim that started before this commits takes the
 -- task's runs after it.
 UPDATE tasks SET paused_at = CASE WHEN sqlc.arg('paused')::bool THEN coalesce(paused_at, now()) END
-WHERE id = sqlc.arg('id')
+WHERE id = sqlc.arg('id') AND removed_in_version IS NULL -- a removed task is not registered
 RETURNING id, paused_at;
