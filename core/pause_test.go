@@ -78,9 +78,7 @@ func TestPauseAndResumeTask(t *testing.T) {
 
 	var waiting []string
 	for _, prio := range []int{30, 10, 20} {
-		q := e.enqueue(map[string]any{"taskId": "p", "priority": prio})
-		require.Equal(t, protocol.StatusPending, q.Status)
-		waiting = append(waiting, q.RunID)
+		waiting = append(waiting, e.enqueue(map[string]any{"taskId": "p", "priority": prio}).RunID)
 	}
 	other := e.enqueue(map[string]any{"taskId": "q"})
 	e.waitStatus(other.RunID, protocol.StatusCompleted)
@@ -111,6 +109,7 @@ func TestPauseAndResumeTask(t *testing.T) {
 	require.Equal(t, []int{10, 20, 30}, order, "resumed runs are claimed in priority order")
 	// Resuming a task that is not paused changes nothing.
 	e.setPaused("p", false)
+	require.Nil(t, e.taskOf("svc", "p", "").PausedAt)
 
 	// /metrics names what is paused.
 	e.setPaused("q", true)
@@ -138,6 +137,12 @@ func TestPauseTaskBadInput(t *testing.T) {
 		}
 	}
 	require.Nil(t, e.taskOf("svc", "p", "key-one").PausedAt, "nothing was paused by the refused calls")
+	// A task a later version of its service no longer lists is not registered.
+	e.register("svc", "2", "http://127.0.0.1:9", task("other"))
+	r0 := e.do("POST", "/api/tasks/p/pause", map[string]any{}, "key-one")
+	require.Equal(t, http.StatusNotFound, r0.Status, string(r0.Body))
+	require.Equal(t, "TASK_NOT_FOUND", r0.errorBody(t).Code)
+	e.register("svc", "3", "http://127.0.0.1:9", task("p"))
 	r := e.do("POST", "/api/tasks/p/pause", map[string]any{}, "key-one")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 }
@@ -161,35 +166,17 @@ func TestPauseRacesClaims(t *testing.T) {
 		processUntil(ctx, &wg, e, other)
 		time.Sleep(time.Duration(round) * 3 * time.Millisecond)
 		e.setPaused("p", true)
-		taken := e.notPending("p")
+		taken := e.count("SELECT count(*) FROM task_runs WHERE task_id = 'p' AND status <> 'pending'")
 		time.Sleep(20 * time.Millisecond)
 		stop()
 		wg.Wait()
-		require.Equal(t, taken, e.notPending("p"), "round %d: runs were claimed after the pause was answered", round)
+		require.Equal(t, taken, e.count("SELECT count(*) FROM task_runs WHERE task_id = 'p' AND status <> 'pending'"), "round %d: runs were claimed after the pause was answered", round)
 		// The rest of this round's runs go before the next round.
 		e.setPaused("p", false)
 		for e.process().Claimed > 0 {
 		}
-		require.Zero(t, e.pendingOf("p"))
+		require.Zero(t, e.count("SELECT count(*) FROM task_runs WHERE task_id = 'p' AND status = 'pending'"))
 	}
-}
-
-// notPending counts task taskID's runs that have left pending.
-func (e *env) notPending(taskID string) int {
-	e.t.Helper()
-	var n int
-	require.NoError(e.t, e.pool.QueryRow(context.Background(),
-		"SELECT count(*) FROM task_runs WHERE task_id = $1 AND status <> 'pending'", taskID).Scan(&n))
-	return n
-}
-
-// pendingOf counts task taskID's pending runs.
-func (e *env) pendingOf(taskID string) int {
-	e.t.Helper()
-	var n int
-	require.NoError(e.t, e.pool.QueryRow(context.Background(),
-		"SELECT count(*) FROM task_runs WHERE task_id = $1 AND status = 'pending'", taskID).Scan(&n))
-	return n
 }
 
 // setPipelinePaused asks POST /api/pipelines/{id}/pause (or /resume) and decodes the answer.
@@ -199,15 +186,6 @@ func (e *env) setPipelinePaused(id string, pause bool) protocol.PipelinePause {
 	e.postPause("/api/pipelines/"+id, pause, &p)
 	require.Equal(e.t, id, p.PipelineID)
 	return p
-}
-
-// claimedNodes counts the nodes of pipeline runs that a claim ever took.
-func (e *env) claimedNodes() int {
-	e.t.Helper()
-	var n int
-	require.NoError(e.t, e.pool.QueryRow(context.Background(),
-		"SELECT count(*) FROM task_runs WHERE pipeline_run_id IS NOT NULL AND started_at IS NOT NULL").Scan(&n))
-	return n
 }
 
 // A paused pipeline accepts triggers and its nodes wait, whether they were pending at the pause
@@ -308,11 +286,11 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 		})
 		time.Sleep(time.Duration(5+round*3) * time.Millisecond)
 		e.setPipelinePaused("dia", true)
-		taken := e.claimedNodes()
+		taken := e.count("SELECT count(*) FROM task_runs WHERE pipeline_run_id IS NOT NULL AND started_at IS NOT NULL")
 		time.Sleep(30 * time.Millisecond)
 		stop()
 		wg.Wait()
-		require.Equal(t, taken, e.claimedNodes(), "round %d: nodes were claimed after the pause was answered", round)
+		require.Equal(t, taken, e.count("SELECT count(*) FROM task_runs WHERE pipeline_run_id IS NOT NULL AND started_at IS NOT NULL"), "round %d: nodes were claimed after the pause was answered", round)
 		// The resume puts every parked node back, and the sweep of the next process any that a
 		// callback running across the resume parked after it.
 		e.setPipelinePaused("dia", false)

@@ -434,7 +434,7 @@ func TestCancelStandaloneRunStopsHandler(t *testing.T) {
 	e := newEnv(t)
 	w := e.newWorker("cs")
 	started, stopped := make(chan string, 1), make(chan error, 1)
-	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 100 * time.Millisecond}, untilCancelled(started, stopped, "")))
+	require.NoError(t, w.Register("long", worker.Options{HeartbeatInterval: 100 * time.Millisecond}, untilCancelled(started, stopped, "draft")))
 	w.register(t)
 
 	id := e.enqueue("long", nil)
@@ -447,6 +447,7 @@ func TestCancelStandaloneRunStopsHandler(t *testing.T) {
 	w.Wait()
 	got := e.run(id)
 	require.Equal(t, protocol.StatusCancelled, got.Status)
+	require.Nil(t, got.OutputPath, "the output the handler returned after the cancel was not recorded")
 	e.requireNothingStored(id)
 }
 

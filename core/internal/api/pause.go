@@ -21,10 +21,7 @@ func (s *Server) pausePipeline(set func(context.Context, string) (engine.Pipelin
 // pauseHandler serves a pause or a resume of what {id} names: the body is empty or an empty
 // JSON object, and a resume makes the waiting work ready.
 func pauseHandler[T, W any](s *Server, set func(context.Context, string) (T, error), resume bool, toWire func(T) W) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if !s.decodeOptional(w, r) {
-			return
-		}
+	return s.bodiless(func(w http.ResponseWriter, r *http.Request) {
 		p, err := set(r.Context(), r.PathValue("id"))
 		if err != nil {
 			s.fail(w, r, err)
@@ -34,5 +31,5 @@ func pauseHandler[T, W any](s *Server, set func(context.Context, string) (T, err
 			s.opts.Ready(r.Context())
 		}
 		writeJSON(w, http.StatusOK, toWire(p))
-	}
+	})
 }

@@ -164,7 +164,7 @@ func (s *Server) routes() {
 	api("GET /api/queue/status", noArg(s, s.eng.QueueStatus, wire.QueueStatus))
 	api("GET /api/queue/items", s.queueItems)
 	api("GET /api/task-runs/{id}", byID(s, s.eng.GetRun, wire.Run))
-	api("POST /api/task-runs/{id}/cancel", byID(s, s.eng.CancelRun, wire.Run))
+	api("POST /api/task-runs/{id}/cancel", s.bodiless(byID(s, s.eng.CancelRun, wire.Run)))
 	api("GET /api/dlq", s.dlqList)
 	api("GET /api/dlq/{id}", byID(s, s.eng.GetDLQ, wire.DLQEntry))
 	api("POST /api/dlq/{id}/retry", s.dlqRetry)
@@ -184,7 +184,7 @@ func (s *Server) routes() {
 	api("GET /api/runs", s.runs)
 	api("GET /api/storage/{path...}", s.object)
 	api("GET /api/runs/{id}", byID(s, s.eng.GetPipelineRun, wire.PipelineRun))
-	api("POST /api/runs/{id}/cancel", byID(s, s.eng.CancelPipelineRun, wire.PipelineRun))
+	api("POST /api/runs/{id}/cancel", s.bodiless(byID(s, s.eng.CancelPipelineRun, wire.PipelineRun)))
 	api("POST "+uploadPath, s.uploadTemp)
 	api("GET "+uploadPath+"/{id}", byID(s, s.eng.GetTempUpload, wire.TempUploadInfo))
 	api("DELETE "+uploadPath+"/{id}", s.deleteTempUpload)
@@ -266,6 +266,16 @@ func byID[T, W any](s *Server, read func(context.Context, string) (T, error), to
 	return func(w http.ResponseWriter, r *http.Request) {
 		out, err := read(r.Context(), r.PathValue("id"))
 		answer(s, w, r, http.StatusOK, out, err, toWire)
+	}
+}
+
+// bodiless serves h for a request whose body is empty or an empty JSON object; any other body
+// is a 400 (decodeOptional), and nothing runs.
+func (s *Server) bodiless(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.decodeOptional(w, r) {
+			h(w, r)
+		}
 	}
 }
 
