@@ -325,3 +325,19 @@ func processUntil(ctx context.Context, wg *sync.WaitGroup, instances ...*env) {
 		})
 	}
 }
+
+// A parked node that leaves pending (here its run is cancelled) is unparked on the way: it
+// keeps its real time and no parked time, and a later resume has nothing of it to put back.
+func TestParkedNodeLeavingPendingIsUnparked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	diamond(e, "http://127.0.0.1:9")
+	e.setPipelinePaused("dia", true)
+	prun := e.trigger("dia", nil)
+	require.Equal(t, 1, e.count("SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND parked_available_at IS NOT NULL", prun))
+	r := e.do("POST", "/api/runs/"+prun+"/cancel", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.Zero(t, e.count("SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND (parked_available_at IS NOT NULL OR available_at > now() + interval '1 year')", prun))
+	e.setPipelinePaused("dia", false)
+	require.Equal(t, "cancelled", e.pipelineRun(prun).node("a").Status)
+}
