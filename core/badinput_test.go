@@ -167,7 +167,8 @@ func TestAPIKeys(t *testing.T) {
 			require.Equal(t, "UNAUTHORIZED", r.errorBody(t).Code)
 		}
 	}
-	for _, path := range []string{"/api/queue/task", "/api/queue/batch", "/api/dlq/x/retry", "/api/process"} {
+	for _, path := range []string{"/api/queue/task", "/api/queue/batch", "/api/dlq/x/retry", "/api/process",
+		"/api/task-runs/x/cancel", "/api/tasks/t/pause", "/api/tasks/t/resume", "/api/pipelines/svc/pause", "/api/pipelines/svc/resume"} {
 		require.Equal(t, http.StatusUnauthorized, e.do("POST", path, `{}`, "").Status, path)
 	}
 	require.Equal(t, http.StatusOK, e.do("GET", "/health", nil, "").Status)
