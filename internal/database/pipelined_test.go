@@ -36,13 +36,15 @@ func counter(t *testing.T, pool *pgxpool.Pool, id int) int {
 	return n
 }
 
-// txStatus is the transaction status of the pool's (only) idle connection: 'I' when no
-// transaction is left open on it.
+// txStatus is the transaction status of the pool's (only) connection: 'I' when no transaction
+// is left open on it. pgxpool destroys a connection released inside a transaction, and the
+// next Acquire would then get a new, idle one; so the pool must still be on its first.
 func txStatus(t *testing.T, pool *pgxpool.Pool) byte {
 	t.Helper()
 	c, err := pool.Acquire(t.Context())
 	require.NoError(t, err)
 	defer c.Release()
+	require.EqualValues(t, 1, pool.Stat().NewConnsCount(), "the connection was replaced: one was released inside a transaction")
 	return c.Conn().PgConn().TxStatus()
 }
 
