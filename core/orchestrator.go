@@ -288,8 +288,40 @@ func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
 	if err := o.CheckSchema(ctx); err != nil {
 		return Summary{}, err
 	}
+	// Due schedule slots first, so that the runs they make are claimed by this same call.
+	if _, err := o.eng.FireSchedules(ctx, scheduleBatch); err != nil {
+		o.log.Warn("firing schedules failed; the next call tries again", "err", err)
+	}
 	s, err := o.eng.Process(ctx, o.cfg.ProcessBatchSize, o.cfg.ProcessTimeBudget)
 	return wire.ProcessSummary(s), err
+}
+
+// scheduleBatch is the most schedules one pass fires.
+const scheduleBatch = 100
+
+// fireSchedules fires due schedule slots until ctx ends (the standalone loop's companion): it
+// sleeps until the soonest slot of any enabled schedule, looking again at least every
+// PollInterval for schedules other instances put.
+func (o *Orchestrator) fireSchedules(ctx context.Context) {
+	for ctx.Err() == nil {
+		s, err := o.eng.FireSchedules(ctx, scheduleBatch)
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("firing schedules failed; trying again", "err", err)
+		}
+		if s.Fired > 0 {
+			o.kick()
+		}
+		wait := o.cfg.PollInterval
+		if s.Schedules == scheduleBatch {
+			wait = 0 // more may be due
+		} else if next, ok, err := o.eng.NextScheduleWait(ctx); err == nil && ok {
+			wait = min(wait, next)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
 }
 
 // PurgeSummary counts what a purge deleted.
@@ -411,6 +443,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		defer wg.Done()
 		o.listen(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.fireSchedules(ctx)
+	}()
 	// At most this many dispatch batches are in flight at once.
 	slots := make(chan struct{}, 8)
 	ticker := time.NewTicker(o.cfg.PollInterval)
@@ -439,9 +476,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			lastPurge = time.Now()
 			if s, err := o.Purge(ctx, 10*time.Second); err != nil && ctx.Err() == nil {
 				o.log.Warn("purge failed", "err", err)
-			} else if s.DLQ+s.Runs+s.PipelineRuns+s.IdempotencyKeys+s.TempUploads > 0 {
+			} else if s.DLQ+s.Runs+s.PipelineRuns+s.IdempotencyKeys+s.TempUploads+s.ScheduleSlots > 0 {
 				o.log.Info("purged past retention", "dlq", s.DLQ, "runs", s.Runs, "pipelineRuns", s.PipelineRuns, "idempotencyKeys", s.IdempotencyKeys,
-					"tempUploads", s.TempUploads)
+					"tempUploads", s.TempUploads, "scheduleSlots", s.ScheduleSlots)
 			}
 		}
 		total := 0

@@ -362,6 +362,7 @@ type PurgeSummary struct {
 	IdempotencyKeys int64 `json:"idempotencyKeys"`
 	Runs            int64 `json:"runs"`
 	PipelineRuns    int64 `json:"pipelineRuns"`
-	TempUploads     int64 `json:"tempUploads"` // expired, unclaimed temporary uploads deleted
+	TempUploads     int64 `json:"tempUploads"`   // expired, unclaimed temporary uploads deleted
+	ScheduleSlots   int64 `json:"scheduleSlots"` // records of handled schedule slots past retention
 	DurationMs      int64 `json:"durationMs"`
 }

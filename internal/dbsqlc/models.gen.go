@@ -56,19 +56,21 @@ type Pipeline struct {
 }
 
 type PipelineRun struct {
-	ID          string
-	PipelineID  string
-	Status      protocol.PipelineRunStatus
-	FailureMode string
-	Priority    int
-	Metadata    []byte
-	InputPath   string
-	Snapshot    []byte
-	Error       *string
-	CreatedAt   time.Time
-	CompletedAt *time.Time
-	Traceparent *string
-	Input       []byte
+	ID           string
+	PipelineID   string
+	Status       protocol.PipelineRunStatus
+	FailureMode  string
+	Priority     int
+	Metadata     []byte
+	InputPath    string
+	Snapshot     []byte
+	Error        *string
+	CreatedAt    time.Time
+	CompletedAt  *time.Time
+	Traceparent  *string
+	Input        []byte
+	ScheduleID   *string
+	ScheduleSlot *time.Time
 }
 
 type RunStatusCount struct {
@@ -79,6 +81,36 @@ type RunStatusCount struct {
 type RunStatusDelta struct {
 	Status string
 	N      int
+}
+
+type Schedule struct {
+	ID           string
+	Cron         string
+	Timezone     string
+	TaskID       *string
+	PipelineID   *string
+	Input        []byte
+	Overlap      string
+	CatchUp      string
+	CatchUpLimit int
+	Enabled      bool
+	NextFireAt   *time.Time
+	LastRunID    *string
+	LastSlotAt   *time.Time
+	LastFiredAt  *time.Time
+	MissedSlots  int64
+	LastMissedAt *time.Time
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+type ScheduleFire struct {
+	ScheduleID string
+	SlotAt     time.Time
+	Outcome    string
+	RunID      *string
+	Error      *string
+	FiredAt    time.Time
 }
 
 type Service struct {
@@ -164,6 +196,8 @@ type TaskRun struct {
 	Input               []byte
 	Output              []byte
 	ParkedAvailableAt   *time.Time
+	ScheduleID          *string
+	ScheduleSlot        *time.Time
 }
 
 type TempUpload struct {

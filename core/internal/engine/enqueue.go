@@ -70,7 +70,13 @@ type enqueueItem struct {
 //
 // It runs in an "enqueue" span. The new runs continue the caller's trace context (in ctx, from
 // the request's traceparent) when there is one, else the enqueue span's.
-func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []EnqueueResult, _ bool, err error) {
+func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) ([]EnqueueResult, bool, error) {
+	return e.enqueue(ctx, reqs, nil)
+}
+
+// enqueue is Enqueue; within, when set, runs in its transaction after the new runs are
+// inserted, with their ids (a schedule's fire, schedules.go): its error rolls everything back.
+func (e *Engine) enqueue(ctx context.Context, reqs []EnqueueRequest, within func(ctx context.Context, tx dbtx, runIDs []string) error) (_ []EnqueueResult, _ bool, err error) {
 	traceparent := telemetry.Traceparent(ctx)
 	attrs := []attribute.KeyValue{telemetry.AttrCount.Int(len(reqs))}
 	if len(reqs) == 1 {
@@ -118,6 +124,11 @@ func (e *Engine) Enqueue(ctx context.Context, reqs []EnqueueRequest) (_ []Enqueu
 		}
 		if err := queries.InsertRuns(ctx, tx, dbsqlc.InsertRunsParams(runs)); err != nil {
 			return fmt.Errorf("insert runs: %w", err)
+		}
+		if within != nil {
+			if err := within(ctx, tx, runs.IDs); err != nil {
+				return err
+			}
 		}
 		if err := e.claimTempUploads(ctx, tx, enqueueClaims(items, uploads), false); err != nil {
 			return err

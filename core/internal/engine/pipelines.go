@@ -263,7 +263,13 @@ type nodeRow struct {
 // creates every node's task run (entry tasks pending, the others waiting) in one transaction.
 // It runs in a "trigger" span (a child of the caller's trace context in ctx, if any), whose
 // context the run and its nodes store: every later dispatch of the run continues that trace.
-func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ TriggerResult, err error) {
+func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (TriggerResult, error) {
+	return e.trigger(ctx, id, req, nil)
+}
+
+// trigger is Trigger; within, when set, runs in its transaction after the run is inserted, with
+// its id (a schedule's fire, schedules.go): its error rolls everything back.
+func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, within func(ctx context.Context, tx dbtx, runID string) error) (_ TriggerResult, err error) {
 	ctx, span := e.tracer.Start(ctx, "trigger", trace.WithAttributes(telemetry.AttrPipelineID.String(id)))
 	defer func() { endSpan(span, err) }()
 	if req.Priority != nil && *req.Priority < 0 {
@@ -348,7 +354,7 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 	// Without temporary uploads to claim (which reads), the statements depend on no answer:
 	// they go as one batch, one implicit transaction, one round trip (database.Pipelined).
 	inTx := e.db.InTx
-	if len(claims) == 0 {
+	if len(claims) == 0 && within == nil {
 		inTx = e.db.Pipelined
 	}
 	err = inTx(ctx, func(tx dbtx) error {
@@ -363,6 +369,11 @@ func (e *Engine) Trigger(ctx context.Context, id string, req TriggerRequest) (_ 
 		}
 		if err := e.claimTempUploads(ctx, tx, claims, true); err != nil {
 			return err
+		}
+		if within != nil {
+			if err := within(ctx, tx, runID); err != nil {
+				return err
+			}
 		}
 		if err := queries.NotifyReady(ctx, tx); err != nil {
 			return fmt.Errorf("notify: %w", err)

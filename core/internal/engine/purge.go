@@ -15,6 +15,7 @@ type PurgeSummary struct {
 	Runs            int64
 	PipelineRuns    int64
 	TempUploads     int64 // expired, unclaimed temporary uploads deleted
+	ScheduleSlots   int64 // records of handled schedule slots
 	DurationMs      int64
 }
 
@@ -63,6 +64,9 @@ func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, 
 		{"pipeline runs", func(ctx context.Context) (int64, error) {
 			return queries.PurgePipelineRuns(ctx, e.db, dbsqlc.PurgePipelineRunsParams{OlderThanMs: older, Max: chunk, Now: e.now()})
 		}, &s.PipelineRuns},
+		{"schedule slots", func(ctx context.Context) (int64, error) {
+			return queries.PurgeScheduleFires(ctx, e.db, dbsqlc.PurgeScheduleFiresParams{OlderThanMs: older, Max: chunk, Now: e.now()})
+		}, &s.ScheduleSlots},
 	}
 	for _, st := range steps {
 		n, err := e.deleteChunks(ctx, st.name, st.del, chunk, start.Add(budget))

@@ -82,6 +82,12 @@ type Metrics struct {
 	// SweepResults counts what sweeps did with the expired attempts they found, by outcome
 	// (pipeweave_sweep_results_total{outcome}).
 	SweepResults *prometheus.CounterVec
+	// ScheduleSlots counts the schedules' slots handled, by outcome
+	// (pipeweave_schedule_slots_total{outcome}: fired, skipped, failed, missed).
+	ScheduleSlots *prometheus.CounterVec
+	// ScheduleLag observes how late after its slot a schedule's run was made
+	// (pipeweave_schedule_lag_seconds).
+	ScheduleLag prometheus.Histogram
 }
 
 // NewMetrics makes the metrics in a new registry of their own.
@@ -106,15 +112,23 @@ func NewMetrics() *Metrics {
 			Help: "Runs that failed for good and were added to the dead letter queue, by task."}, []string{"task"}),
 		SweepResults: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "sweep_results_total",
 			Help: "Expired attempts found by sweeps, by outcome (retried, failed, skipped), and failed sweeps (error)."}, []string{"outcome"}),
+		ScheduleSlots: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "schedule_slots_total",
+			Help: "Schedule slots handled by this instance, by outcome (fired, skipped, failed, missed)."}, []string{"outcome"}),
+		ScheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "schedule_lag_seconds",
+			Help:    "How late after its slot a schedule's run was made.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}),
 	}
 	m.Registry.MustRegister(m.Claims, m.DispatchDuration, m.DispatchFailures, m.TaskDuration, m.Retries, m.Timeouts,
-		m.DLQEntries, m.SweepResults)
+		m.DLQEntries, m.SweepResults, m.ScheduleSlots, m.ScheduleLag)
 	// Outcomes and reasons exist from the start, so rates work before the first event.
 	for _, o := range []string{DispatchAcked, DispatchBackPressure, DispatchFailed} {
 		m.DispatchDuration.WithLabelValues(o)
 	}
 	for _, o := range []string{SweepRetried, SweepFailed, SweepSkipped, SweepError} {
 		m.SweepResults.WithLabelValues(o)
+	}
+	for _, o := range []string{"fired", "skipped", "failed", "missed"} {
+		m.ScheduleSlots.WithLabelValues(o)
 	}
 	return m
 }

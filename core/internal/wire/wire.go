@@ -201,3 +201,20 @@ func FromEnqueueRequests(r []protocol.EnqueueRequest) []engine.EnqueueRequest {
 func FromTriggerRequest(r protocol.TriggerRequest) engine.TriggerRequest {
 	return engine.TriggerRequest(r)
 }
+
+// Schedule is a schedule's wire shape.
+func Schedule(s engine.Schedule) protocol.Schedule {
+	return protocol.Schedule{ID: s.ID, Cron: s.Cron, Timezone: s.Timezone, TaskID: s.TaskID, PipelineID: s.PipelineID, Input: s.Input,
+		Overlap: s.Overlap, CatchUp: s.CatchUp, CatchUpLimit: s.CatchUpLimit, Enabled: s.Enabled, NextFireAt: s.NextFireAt,
+		NextFireTimes: s.NextFireTimes, LastRunID: s.LastRunID, LastSlotAt: s.LastSlotAt, LastFiredAt: s.LastFiredAt,
+		MissedSlots: s.MissedSlots, LastMissedAt: s.LastMissedAt, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+		RecentSlots: list(s.RecentSlots, func(f engine.ScheduleFire) protocol.ScheduleSlot { return protocol.ScheduleSlot(f) })}
+}
+
+// Schedules is the schedule list's wire shape.
+func Schedules(s []engine.Schedule) protocol.ScheduleList {
+	return protocol.ScheduleList{Schedules: append(list(s, Schedule), []protocol.Schedule{}...)}
+}
+
+// FromScheduleRequest is the engine's request for a PUT /api/schedules/{id} body.
+func FromScheduleRequest(r protocol.ScheduleRequest) engine.ScheduleRequest { return engine.ScheduleRequest(r) }
