@@ -273,6 +273,8 @@ type run struct {
 	ProgressMessage  string                 `json:"progressMessage"`
 	CreatedAt        time.Time              `json:"createdAt"`
 	CompletedAt      *time.Time             `json:"completedAt"`
+	ScheduleID       string                 `json:"scheduleId"`
+	ScheduleSlot     *time.Time             `json:"scheduleSlot"`
 }
 
 func (e *env) run(id string) run {

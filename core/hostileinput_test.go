@@ -77,6 +77,10 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"NUL in a run id to cancel", "POST", "/api/task-runs/%00/cancel", "{}", "", 400, "INVALID_TEXT", "path"},
 		{"invalid UTF-8 in a task id to pause", "POST", "/api/tasks/%ff/pause", "{}", "", 400, "INVALID_TEXT", "path"},
 		{"NUL in a pipeline id to resume", "POST", "/api/pipelines/a%00/resume", "{}", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a schedule id", "GET", "/api/schedules/%00", "", "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a schedule id to delete", "DELETE", "/api/schedules/%ff", "", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a cron expression", "PUT", "/api/schedules/s", `{"cron":"0 * * * *\u0000","taskId":"t"}`, "", 400, "INVALID_TEXT", "cron"},
+		{"invalid UTF-8 in a schedule's input", "PUT", "/api/schedules/s", "{\"cron\":\"0 * * * *\",\"taskId\":\"t\",\"input\":{\"s\":\"\xff\"}}", "", 400, "INVALID_TEXT", "input.s"},
 		{"invalid UTF-8 in a DLQ filter", "GET", "/api/dlq?taskId=%ff", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
 		{"NUL in a DLQ filter", "GET", "/api/dlq?pipelineId=%00", "", "", 400, "INVALID_TEXT", "query parameter pipelineId"},
 		{"NUL in a queue filter", "GET", "/api/queue/items?taskId=a%00", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
@@ -125,7 +129,7 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		}
 	}
 	require.Zero(t, e.count("SELECT count(*) FROM pipelines WHERE NOT implicit"), "no pipeline was stored")
-	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads"} {
+	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads", "schedules"} {
 		require.Zero(t, e.count("SELECT count(*) FROM "+table), "nothing written to %s", table)
 	}
 	require.Equal(t, 1, e.count("SELECT count(*) FROM services"), "svc2 was not registered")

@@ -37,6 +37,10 @@ type TaskRun struct {
 	StartedAt        *time.Time       `json:"startedAt"`
 	CompletedAt      *time.Time       `json:"completedAt"`
 	DeadlineAt       *time.Time       `json:"deadlineAt,omitempty"`
+	// ScheduleID and ScheduleSlot name the schedule and the slot that made the run (absent for
+	// runs no schedule made).
+	ScheduleID   string     `json:"scheduleId,omitempty"`
+	ScheduleSlot *time.Time `json:"scheduleSlot,omitempty"`
 }
 
 // Service is a registered worker service.
@@ -268,6 +272,10 @@ type PipelineRun struct {
 	// with the tasks as PipelineNodes.
 	Snapshot json.RawMessage   `json:"snapshot,omitempty"`
 	Tasks    []PipelineRunTask `json:"tasks,omitempty"`
+	// ScheduleID and ScheduleSlot name the schedule and the slot that made the run (absent for
+	// runs no schedule made).
+	ScheduleID   string     `json:"scheduleId,omitempty"`
+	ScheduleSlot *time.Time `json:"scheduleSlot,omitempty"`
 }
 
 // PipelineRunTask is a task run within a pipeline run, with whether its code changed since the

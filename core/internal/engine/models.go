@@ -38,6 +38,10 @@ type Run struct {
 	StartedAt        *time.Time
 	CompletedAt      *time.Time
 	DeadlineAt       *time.Time
+	// ScheduleID and ScheduleSlot name the schedule and the slot that made the run ("" and nil
+	// for runs no schedule made).
+	ScheduleID   string
+	ScheduleSlot *time.Time
 }
 
 func nonEmpty(s string) *string {
@@ -55,7 +59,7 @@ func runOf(row dbsqlc.RunGetRow) (Run, error) {
 		LogsPath: nonEmpty(row.LogsPath), SelectedNext: row.SelectedNext, Progress: row.Progress,
 		ProgressMessage: row.ProgressMessage, IdempotencyKey: row.IdempotencyKey, CreatedAt: row.CreatedAt,
 		UpdatedAt: row.UpdatedAt, ScheduledAt: row.AvailableAt, StartedAt: row.StartedAt, CompletedAt: row.CompletedAt,
-		DeadlineAt: row.Deadline}
+		DeadlineAt: row.Deadline, ScheduleID: row.ScheduleID, ScheduleSlot: row.ScheduleSlot}
 	r.PreviousAttempts = []protocol.Attempt{}
 	if err := json.Unmarshal(row.PreviousAttempts, &r.PreviousAttempts); err != nil {
 		return Run{}, fmt.Errorf("previous attempts of %s: %w", row.ID, err)

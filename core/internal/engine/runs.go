@@ -28,6 +28,9 @@ type PipelineRun struct {
 	// with the tasks as PipelineNodes.
 	Snapshot json.RawMessage
 	Tasks    []RunTask
+	// ScheduleID and ScheduleSlot name the schedule and the slot that made the run.
+	ScheduleID   string
+	ScheduleSlot *time.Time
 }
 
 // RunTask is a task run within a pipeline run, with whether its code changed since the previous
@@ -46,7 +49,7 @@ type RunTask struct {
 func pipelineRunOf(row dbsqlc.PipelineRunGetRow) PipelineRun {
 	r := PipelineRun{ID: row.ID, PipelineID: row.PipelineID, Status: row.Status, FailureMode: row.FailureMode,
 		Priority: row.Priority, InputPath: row.InputPath, Error: nonEmpty(row.Error), CreatedAt: row.CreatedAt,
-		CompletedAt: row.CompletedAt}
+		CompletedAt: row.CompletedAt, ScheduleID: row.ScheduleID, ScheduleSlot: row.ScheduleSlot}
 	if len(row.Metadata) > 0 {
 		r.Metadata = row.Metadata
 	}

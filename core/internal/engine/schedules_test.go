@@ -101,6 +101,8 @@ func TestScheduleFiresDueSlotOnce(t *testing.T) {
 	run, err := h.eng.GetRun(context.Background(), got.LastRunID)
 	require.NoError(t, err)
 	require.Equal(t, "report", run.TaskID)
+	require.Equal(t, "hourly", run.ScheduleID)
+	requireTime(t, "2026-12-03T11:00:00Z", *run.ScheduleSlot)
 	require.Equal(t, protocol.StatusPending, run.Status)
 	var input []byte
 	require.NoError(t, h.pool.QueryRow(context.Background(), "SELECT input FROM task_runs WHERE id = $1", got.LastRunID).Scan(&input))
@@ -233,6 +235,10 @@ func TestSchedulePipelineAndFailedSlot(t *testing.T) {
 	s, err := h.eng.GetSchedule(context.Background(), "pipe")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(s.LastRunID, "prun_"), s.LastRunID)
+	prun, err := h.eng.GetPipelineRun(context.Background(), s.LastRunID)
+	require.NoError(t, err)
+	require.Equal(t, "pipe", prun.ScheduleID)
+	requireTime(t, "2026-12-03T10:00:00Z", *prun.ScheduleSlot)
 	require.Equal(t, 1, h.count(t, "SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND status = 'pending'", s.LastRunID))
 
 	require.NoError(t, h.eng.DeleteSchedule(context.Background(), "pipe"))

@@ -132,7 +132,8 @@ func TriggerResult(r engine.TriggerResult) protocol.TriggerResult { return proto
 func PipelineRun(r engine.PipelineRun) protocol.PipelineRun {
 	return protocol.PipelineRun{ID: r.ID, PipelineID: r.PipelineID, Status: r.Status, FailureMode: r.FailureMode,
 		Priority: r.Priority, Metadata: r.Metadata, InputPath: r.InputPath, Error: r.Error, CreatedAt: r.CreatedAt,
-		CompletedAt: r.CompletedAt, Snapshot: r.Snapshot, Tasks: list(r.Tasks, runTask)}
+		CompletedAt: r.CompletedAt, Snapshot: r.Snapshot, Tasks: list(r.Tasks, runTask), ScheduleID: r.ScheduleID,
+		ScheduleSlot: r.ScheduleSlot}
 }
 
 func runTask(t engine.RunTask) protocol.PipelineRunTask {
