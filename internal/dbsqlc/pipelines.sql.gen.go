@@ -483,22 +483,24 @@ func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID
 
 const pipelineRunGet = `-- name: PipelineRunGet :one
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
-       coalesce(error, ''), created_at, completed_at
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM pipeline_runs WHERE id = $1
 `
 
 type PipelineRunGetRow struct {
-	ID          string
-	PipelineID  string
-	Status      protocol.PipelineRunStatus
-	FailureMode string
-	Priority    int
-	Metadata    []byte
-	InputPath   string
-	Snapshot    []byte
-	Error       string
-	CreatedAt   time.Time
-	CompletedAt *time.Time
+	ID           string
+	PipelineID   string
+	Status       protocol.PipelineRunStatus
+	FailureMode  string
+	Priority     int
+	Metadata     []byte
+	InputPath    string
+	Snapshot     []byte
+	Error        string
+	CreatedAt    time.Time
+	CompletedAt  *time.Time
+	ScheduleID   string
+	ScheduleSlot *time.Time
 }
 
 func (q *Queries) PipelineRunGet(ctx context.Context, db DBTX, id string) (PipelineRunGetRow, error) {
@@ -516,13 +518,15 @@ func (q *Queries) PipelineRunGet(ctx context.Context, db DBTX, id string) (Pipel
 		&i.Error,
 		&i.CreatedAt,
 		&i.CompletedAt,
+		&i.ScheduleID,
+		&i.ScheduleSlot,
 	)
 	return i, err
 }
 
 const pipelineRunList = `-- name: PipelineRunList :many
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, NULL::jsonb AS snapshot,
-       coalesce(error, ''), created_at, completed_at
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM pipeline_runs
 WHERE ($1::text = '' OR pipeline_id = $1::text) AND ($2::text = '' OR status = $2::text) AND ($3::text = '' OR id < $3::text)
 ORDER BY id DESC
@@ -537,17 +541,19 @@ type PipelineRunListParams struct {
 }
 
 type PipelineRunListRow struct {
-	ID          string
-	PipelineID  string
-	Status      protocol.PipelineRunStatus
-	FailureMode string
-	Priority    int
-	Metadata    []byte
-	InputPath   string
-	Snapshot    []byte
-	Error       string
-	CreatedAt   time.Time
-	CompletedAt *time.Time
+	ID           string
+	PipelineID   string
+	Status       protocol.PipelineRunStatus
+	FailureMode  string
+	Priority     int
+	Metadata     []byte
+	InputPath    string
+	Snapshot     []byte
+	Error        string
+	CreatedAt    time.Time
+	CompletedAt  *time.Time
+	ScheduleID   string
+	ScheduleSlot *time.Time
 }
 
 // Filters pipeline_id and status (” = all); cursor is an id (” = newest), max the limit.
@@ -577,6 +583,8 @@ func (q *Queries) PipelineRunList(ctx context.Context, db DBTX, arg PipelineRunL
 			&i.Error,
 			&i.CreatedAt,
 			&i.CompletedAt,
+			&i.ScheduleID,
+			&i.ScheduleSlot,
 		); err != nil {
 			return nil, err
 		}
@@ -594,7 +602,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, '')
+       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM task_runs WHERE pipeline_run_id = $1::text
 ORDER BY id
 `
@@ -628,6 +636,8 @@ type PipelineRunTaskRunsRow struct {
 	CompletedAt      *time.Time
 	Deadline         *time.Time
 	SupersededBy     string
+	ScheduleID       string
+	ScheduleSlot     *time.Time
 }
 
 func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, pipelineRunID string) ([]PipelineRunTaskRunsRow, error) {
@@ -668,6 +678,8 @@ func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, pipelineRunI
 			&i.CompletedAt,
 			&i.Deadline,
 			&i.SupersededBy,
+			&i.ScheduleID,
+			&i.ScheduleSlot,
 		); err != nil {
 			return nil, err
 		}

@@ -146,7 +146,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, '') AS superseded_by
+       coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM task_runs WHERE id = $1
 `
 
@@ -179,6 +179,8 @@ type RunGetRow struct {
 	CompletedAt      *time.Time
 	Deadline         *time.Time
 	SupersededBy     string
+	ScheduleID       string
+	ScheduleSlot     *time.Time
 }
 
 // Read models for the API.
@@ -214,6 +216,8 @@ func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (RunGetRow, er
 		&i.CompletedAt,
 		&i.Deadline,
 		&i.SupersededBy,
+		&i.ScheduleID,
+		&i.ScheduleSlot,
 	)
 	return i, err
 }
@@ -224,7 +228,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, '') AS superseded_by
+       coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM task_runs
 WHERE ($1::text = '' OR status = $1::text) AND ($2::text = '' OR task_id = $2::text) AND ($3::text = '' OR id < $3::text)
 ORDER BY id DESC
@@ -267,6 +271,8 @@ type RunListRow struct {
 	CompletedAt      *time.Time
 	Deadline         *time.Time
 	SupersededBy     string
+	ScheduleID       string
+	ScheduleSlot     *time.Time
 }
 
 // Filters status and task_id (” = all); cursor is an id (” = newest), max the limit.
@@ -313,6 +319,8 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]Ru
 			&i.CompletedAt,
 			&i.Deadline,
 			&i.SupersededBy,
+			&i.ScheduleID,
+			&i.ScheduleSlot,
 		); err != nil {
 			return nil, err
 		}

@@ -16,7 +16,9 @@ import (
 )
 
 // at sets the harness clock to t.
-func (h *harness) at(t time.Time) { h.clock.Advance(time.Until(t) - time.Duration(h.clock.offset.Load())) }
+func (h *harness) at(t time.Time) {
+	h.clock.Advance(time.Until(t) - time.Duration(h.clock.offset.Load()))
+}
 
 // putSchedule puts schedule id and fails the test on an error.
 func (h *harness) putSchedule(t *testing.T, id string, req ScheduleRequest) Schedule {

@@ -218,4 +218,6 @@ func Schedules(s []engine.Schedule) protocol.ScheduleList {
 }
 
 // FromScheduleRequest is the engine's request for a PUT /api/schedules/{id} body.
-func FromScheduleRequest(r protocol.ScheduleRequest) engine.ScheduleRequest { return engine.ScheduleRequest(r) }
+func FromScheduleRequest(r protocol.ScheduleRequest) engine.ScheduleRequest {
+	return engine.ScheduleRequest(r)
+}

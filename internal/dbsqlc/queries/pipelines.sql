@@ -126,13 +126,13 @@ WHERE tr.id = sqlc.arg('id');
 
 -- name: PipelineRunGet :one
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
-       coalesce(error, ''), created_at, completed_at
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM pipeline_runs WHERE id = sqlc.arg('id');
 
 -- name: PipelineRunList :many
 -- Filters pipeline_id and status ('' = all); cursor is an id ('' = newest), max the limit.
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, NULL::jsonb AS snapshot,
-       coalesce(error, ''), created_at, completed_at
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM pipeline_runs
 WHERE (sqlc.arg('pipeline_id')::text = '' OR pipeline_id = sqlc.arg('pipeline_id')::text) AND (sqlc.arg('status')::text = '' OR status = sqlc.arg('status')::text) AND (sqlc.arg('cursor')::text = '' OR id < sqlc.arg('cursor')::text)
 ORDER BY id DESC
@@ -144,7 +144,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, '')
+       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot
 FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text
 ORDER BY id;
 
