@@ -222,6 +222,18 @@ pipeweave serve --migrate`,
 	{path: "resume pipeline", summary: "resume pipeline PIPELINE: its waiting nodes are claimed again, in priority order",
 		usage: "pipeweave resume pipeline PIPELINE [--json]", flags: true, env: clientEnv, example: "pipeweave resume pipeline pdf-processor"},
 
+	{path: "schedules", summary: "cron schedules that enqueue a task or trigger a pipeline with a fixed input",
+		usage: "pipeweave schedules list|get|put|delete [flags]", env: clientEnv, example: "pipeweave schedules list"},
+	{path: "schedules list", summary: "the schedules, what they fire, their next slot and last run",
+		usage: "pipeweave schedules list [--json]", flags: true, env: clientEnv, example: "pipeweave schedules list"},
+	{path: "schedules get", summary: "one schedule: its next five fire times and its latest handled slots",
+		usage: "pipeweave schedules get SCHEDULE [--json]", flags: true, env: clientEnv, example: "pipeweave schedules get nightly-report"},
+	{path: "schedules put", summary: "create or replace a schedule (the same cron and time zone keep its next slot)",
+		usage: "pipeweave schedules put SCHEDULE --cron EXPR --task TASK|--pipeline PIPELINE [flags]", flags: true, env: clientEnv,
+		example: `pipeweave schedules put nightly-report --cron "30 2 * * *" --timezone Europe/Berlin --task report --input '{"kind":"daily"}' --overlap skip`},
+	{path: "schedules delete", summary: "delete a schedule; the runs it made stay",
+		usage: "pipeweave schedules delete SCHEDULE [--json]", flags: true, env: clientEnv, example: "pipeweave schedules delete nightly-report"},
+
 	{path: "help", summary: "show the help of a command: its flags, the environment variables it reads and an example",
 		usage:   "pipeweave help [COMMAND [SUBCOMMAND]]   (the same as pipeweave COMMAND [SUBCOMMAND] --help)",
 		example: "pipeweave help dlq retry"},
@@ -328,7 +340,7 @@ func resolve(args []string, help bool, stderr io.Writer) (*command, []string, er
 }
 
 // unknownSubcommand is the error of a group command (db, pg, token, queue, dlq, maintenance,
-// pause, resume)
+// pause, resume, schedules)
 // called without one of its subcommands. route refuses such a command line before the group
 // runs (with the group's help and exit status 2), so this only guards a direct call.
 func unknownSubcommand(group string, args []string) error {

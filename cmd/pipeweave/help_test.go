@@ -357,7 +357,7 @@ func TestHelpCoversTheDispatcher(t *testing.T) {
 
 	groups := map[string]string{
 		"db": "dbCommand", "pg": "pgCommand", "bench": "benchCommand", "token": "tokenCommand",
-		"queue": "queueCommand", "dlq": "dlqCommand", "maintenance": "maintenanceCommand",
+		"queue": "queueCommand", "dlq": "dlqCommand", "maintenance": "maintenanceCommand", "schedules": "schedulesCommand",
 		"pause": "pauseCommand", "resume": "pauseCommand",
 	}
 	for _, c := range commands {
