@@ -9,6 +9,7 @@ import * as pipelines from './pages/pipelines.js';
 import * as run from './pages/run.js';
 import * as dlq from './pages/dlq.js';
 import * as services from './pages/services.js';
+import * as schedules from './pages/schedules.js';
 
 // routes: [pattern, page, nav]; :name captures one path segment.
 const routes = [
@@ -16,6 +17,8 @@ const routes = [
   ['/pipelines', pipelines, 'pipelines'],
   ['/pipelines/:id', pipelines, 'pipelines'],
   ['/runs/:id', run, 'pipelines'],
+  ['/schedules', schedules, 'schedules'],
+  ['/schedules/:id', schedules, 'schedules'],
   ['/dlq', dlq, 'dlq'],
   ['/services', services, 'services'],
   ['/services/:id', services, 'services'],
