@@ -563,3 +563,19 @@ func TestConfigMaxUploadBytes(t *testing.T) {
 		require.Equal(t, "MAX_UPLOAD_BYTES", ce.Var)
 	}
 }
+
+// The standalone loop cleans up too: on its first pass (then hourly) it deletes an expired,
+// unclaimed upload, object and row, and leaves a fresh one.
+func TestStandaloneLoopDeletesExpiredUploads(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone })
+	old := e.uploadOK("old.bin", bytes.Repeat([]byte{1}, 64), "application/octet-stream")
+	fresh := e.uploadOK("fresh.bin", bytes.Repeat([]byte{2}, 64), "application/octet-stream")
+	e.sql("UPDATE temp_uploads SET expires_at = now() - interval '1 hour' WHERE id = $1", old.UploadID)
+	require.True(t, e.objectExists(old.StoragePath))
+	e.runLoop()
+	e.waitFor("the loop's purge", func() bool { return e.uploadInfo(old.UploadID).Deleted })
+	require.False(t, e.objectExists(old.StoragePath))
+	require.True(t, e.objectExists(fresh.StoragePath))
+	require.False(t, e.uploadInfo(fresh.UploadID).Deleted)
+}
