@@ -78,6 +78,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	workerProcess := fs.Bool("worker-process", false, "run the no-op worker in a process of its own (this binary run as bench worker: the Go SDK with a no-op handler, which reads each input and stores each output itself) instead of in the bench's process")
 	replicas := fs.Int("replicas", 1, "orchestrator instances on the one database, each with its own pool, listener and loop; enqueues and the worker's calls go to each in turn")
 	pending := fs.Int("pending", 0, "before measuring, fill the queue with this many pending runs of the measured task (COPY) that become ready only in 100 years: never dispatched, they sit in the index range the claim scans, after every ready run, so a claim that finds fewer ready runs than it has room for reads through them as through a real queue's delayed runs (README, Performance)")
+	schedules := fs.Int("schedules", 0, "measure schedule firing lag instead: this many schedules firing the noop task every second (README, Performance)")
+	scheduleFor := fs.Duration("schedule-for", 30*time.Second, "with --schedules: how long the schedules fire")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -247,6 +249,11 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 
+	if *schedules > 0 {
+		fmt.Fprintf(stdout, "pipeweave bench: %s mode, %d schedule(s) firing every second for %s, %d replica(s), fsync=%s synchronous_commit=%s\n",
+			*mode, *schedules, *scheduleFor, *replicas, settings[0], settings[1])
+		return runScheduleBench(ctx, apis[0], pool, w, *schedules, *scheduleFor, stdout)
+	}
 	how := fmt.Sprintf("batch %d", *batch)
 	if *rate > 0 {
 		how = fmt.Sprintf("one per request at %.0f/s", *rate)

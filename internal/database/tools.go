@@ -94,3 +94,21 @@ func ListenReady(ctx context.Context, pool *pgxpool.Pool, onListening, onReady f
 		onReady()
 	}
 }
+
+// ScheduleLags returns, sorted, how long after its slot each fired schedule slot's run was made
+// (fire) and completed (of the completed ones), by the database clock.
+func ScheduleLags(ctx context.Context, db Executor) (fire, completed []time.Duration, err error) {
+	rows, err := queries.ScheduleLags(ctx, db)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read schedule lags: %w", err)
+	}
+	for _, r := range rows {
+		fire = append(fire, time.Duration(r.FireS*float64(time.Second)))
+		if r.CompletedS >= 0 {
+			completed = append(completed, time.Duration(r.CompletedS*float64(time.Second)))
+		}
+	}
+	slices.Sort(fire)
+	slices.Sort(completed)
+	return fire, completed, nil
+}

@@ -78,6 +78,40 @@ func (q *Queries) PipelineRunLatencies(ctx context.Context, db DBTX, ids []strin
 	return items, nil
 }
 
+const scheduleLags = `-- name: ScheduleLags :many
+SELECT extract(epoch FROM f.fired_at - f.slot_at)::float8 AS fire_s,
+    coalesce(extract(epoch FROM r.completed_at - f.slot_at)::float8, -1)::float8 AS completed_s
+FROM schedule_fires f JOIN task_runs r ON r.id = f.run_id
+WHERE f.outcome = 'fired'
+`
+
+type ScheduleLagsRow struct {
+	FireS      float64
+	CompletedS float64
+}
+
+// For each fired schedule slot (pipeweave bench --schedules): seconds from the slot to the run's
+// creation (the fire) and to its completion (-1 while not completed), by the database clock.
+func (q *Queries) ScheduleLags(ctx context.Context, db DBTX) ([]ScheduleLagsRow, error) {
+	rows, err := db.Query(ctx, scheduleLags)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ScheduleLagsRow
+	for rows.Next() {
+		var i ScheduleLagsRow
+		if err := rows.Scan(&i.FireS, &i.CompletedS); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const serverVersion = `-- name: ServerVersion :one
 SELECT current_setting('server_version')::text
 `

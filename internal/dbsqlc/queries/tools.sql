@@ -24,3 +24,11 @@ WHERE id = ANY(sqlc.arg('ids')::text[]) AND status = 'pending' AND available_at 
 -- name: CountCompletedRuns :one
 -- How many of the task runs among ids completed.
 SELECT count(*) FROM task_runs WHERE id = ANY(sqlc.arg('ids')::text[]) AND status = 'completed';
+
+-- name: ScheduleLags :many
+-- For each fired schedule slot (pipeweave bench --schedules): seconds from the slot to the run's
+-- creation (the fire) and to its completion (-1 while not completed), by the database clock.
+SELECT extract(epoch FROM f.fired_at - f.slot_at)::float8 AS fire_s,
+    coalesce(extract(epoch FROM r.completed_at - f.slot_at)::float8, -1)::float8 AS completed_s
+FROM schedule_fires f JOIN task_runs r ON r.id = f.run_id
+WHERE f.outcome = 'fired';
