@@ -25,15 +25,26 @@ func schedulesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		if _, err := o.parse(rest); err != nil {
 			return err
 		}
-		var l protocol.ScheduleList
-		raw, err := o.client.get(ctx, "/api/schedules", nil, &l)
-		if err != nil {
-			return err
+		// Every page, in id order.
+		var all []protocol.Schedule
+		for cursor := ""; ; {
+			var l protocol.ScheduleList
+			if _, err := o.client.get(ctx, "/api/schedules", url.Values{"cursor": {cursor}}, &l); err != nil {
+				return err
+			}
+			all = append(all, l.Schedules...)
+			if cursor = l.NextCursor; cursor == "" {
+				break
+			}
 		}
 		if o.json {
+			raw, err := json.Marshal(protocol.ScheduleList{Schedules: append(all, []protocol.Schedule{}...)})
+			if err != nil {
+				return err
+			}
 			return o.printJSON(raw)
 		}
-		return printSchedules(stdout, l.Schedules, time.Now())
+		return printSchedules(stdout, all, time.Now())
 	case "get":
 		o := newOps(ctx, "schedules get", "SCHEDULE [--json]", stdout, stderr, getenv)
 		pos, err := o.parse(rest, "SCHEDULE")

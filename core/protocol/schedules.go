@@ -65,7 +65,9 @@ type ScheduleSlot struct {
 	FiredAt time.Time `json:"firedAt"`
 }
 
-// ScheduleList is the answer of GET /api/schedules.
+// ScheduleList is the answer of GET /api/schedules: a page of schedules in id order, and the
+// cursor of the next page when there is one.
 type ScheduleList struct {
-	Schedules []Schedule `json:"schedules"`
+	Schedules  []Schedule `json:"schedules"`
+	NextCursor string     `json:"nextCursor,omitempty"`
 }

@@ -23,6 +23,17 @@ func (s *Server) putSchedule(w http.ResponseWriter, r *http.Request) {
 	answer(s, w, r, status, out, err, wire.Schedule)
 }
 
+// listSchedules serves GET /api/schedules?cursor=&limit=.
+func (s *Server) listSchedules(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	l, err := s.eng.Schedules(r.Context(), r.URL.Query().Get("cursor"), limit)
+	answer(s, w, r, http.StatusOK, l, err, wire.Schedules)
+}
+
 // deleteSchedule serves DELETE /api/schedules/{id}.
 func (s *Server) deleteSchedule(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")

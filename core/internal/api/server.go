@@ -181,7 +181,7 @@ func (s *Server) routes() {
 	api("POST /api/pipelines/{id}/dry-run", s.dryRun)
 	api("POST /api/pipelines/{id}/pause", s.pausePipeline(s.eng.PausePipeline, false))
 	api("POST /api/pipelines/{id}/resume", s.pausePipeline(s.eng.ResumePipeline, true))
-	api("GET /api/schedules", noArg(s, s.eng.Schedules, wire.Schedules))
+	api("GET /api/schedules", s.listSchedules)
 	api("GET /api/schedules/{id}", byID(s, s.eng.GetSchedule, wire.Schedule))
 	api("PUT /api/schedules/{id}", s.putSchedule)
 	api("DELETE /api/schedules/{id}", s.deleteSchedule)

@@ -48,7 +48,7 @@ const (
 	MaxCatchUpLimit     = 1000
 	// MaxScheduleInputBytes bounds a schedule's input, which is kept in its row.
 	MaxScheduleInputBytes = 256 << 10
-	// MaxSchedules bounds how many schedules one list answers.
+	// MaxSchedules bounds how many schedules one page of the list answers.
 	MaxSchedules = 1000
 	// maxSlotScan bounds the due slots one pass walks through for one schedule: a schedule
 	// further behind than that jumps to its next slot after now, counting the rest as missed.
@@ -284,15 +284,31 @@ func (e *Engine) GetSchedule(ctx context.Context, id string) (Schedule, error) {
 	return s, nil
 }
 
-// Schedules lists the schedules in id order, at most MaxSchedules.
-func (e *Engine) Schedules(ctx context.Context) ([]Schedule, error) {
-	rows, err := queries.ListSchedules(ctx, e.db, dbsqlc.ListSchedulesParams{Max: MaxSchedules})
-	if err != nil {
-		return nil, fmt.Errorf("list schedules: %w", err)
+// ScheduleList is a page of schedules in id order; NextCursor, when not empty, asks for the
+// next page.
+type ScheduleList struct {
+	Schedules  []Schedule
+	NextCursor string
+}
+
+// Schedules lists the schedules in id order after cursor (an id; "" from the first), at most
+// limit of them (0 or more than MaxSchedules: MaxSchedules).
+func (e *Engine) Schedules(ctx context.Context, cursor string, limit int) (ScheduleList, error) {
+	if limit <= 0 || limit > MaxSchedules {
+		limit = MaxSchedules
 	}
-	out := make([]Schedule, len(rows))
+	rows, err := queries.ListSchedules(ctx, e.db, dbsqlc.ListSchedulesParams{After: cursor, Max: limit + 1})
+	if err != nil {
+		return ScheduleList{}, fmt.Errorf("list schedules: %w", err)
+	}
+	var out ScheduleList
+	if len(rows) > limit {
+		rows = rows[:limit]
+		out.NextCursor = rows[limit-1].ID
+	}
+	out.Schedules = make([]Schedule, len(rows))
 	for i, r := range rows {
-		out[i] = scheduleOf(r)
+		out.Schedules[i] = scheduleOf(r)
 	}
 	return out, nil
 }

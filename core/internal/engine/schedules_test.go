@@ -295,6 +295,25 @@ func TestScheduleRefusals(t *testing.T) {
 	_, err := h.eng.GetSchedule(context.Background(), "s")
 	require.ErrorIs(t, err, ErrNotFound)
 	require.ErrorIs(t, h.eng.DeleteSchedule(context.Background(), "s"), ErrNotFound)
+
+	// The list pages in id order.
+	for _, id := range []string{"c", "a", "b"} {
+		h.putSchedule(t, id, ok)
+	}
+	var ids []string
+	pages := 0
+	for cursor := ""; ; pages++ {
+		l, err := h.eng.Schedules(context.Background(), cursor, 2)
+		require.NoError(t, err)
+		for _, s := range l.Schedules {
+			ids = append(ids, s.ID)
+		}
+		if cursor = l.NextCursor; cursor == "" {
+			break
+		}
+	}
+	require.Equal(t, []string{"a", "b", "c"}, ids)
+	require.Equal(t, 1, pages, "two pages: a, b then c")
 }
 
 // Two engines and several goroutines fire a schedule whose every second is a slot: each slot

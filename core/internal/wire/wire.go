@@ -213,8 +213,8 @@ func Schedule(s engine.Schedule) protocol.Schedule {
 }
 
 // Schedules is the schedule list's wire shape.
-func Schedules(s []engine.Schedule) protocol.ScheduleList {
-	return protocol.ScheduleList{Schedules: append(list(s, Schedule), []protocol.Schedule{}...)}
+func Schedules(l engine.ScheduleList) protocol.ScheduleList {
+	return protocol.ScheduleList{Schedules: append(list(l.Schedules, Schedule), []protocol.Schedule{}...), NextCursor: l.NextCursor}
 }
 
 // FromScheduleRequest is the engine's request for a PUT /api/schedules/{id} body.
