@@ -296,8 +296,12 @@ func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
 	return wire.ProcessSummary(s), err
 }
 
-// scheduleBatch is the most schedules one pass fires.
-const scheduleBatch = 100
+// scheduleBatch is the most schedules one pass fires; dueAgainWait is how soon the loop looks
+// again at a slot that is still due after its pass (another instance is firing it).
+const (
+	scheduleBatch = 100
+	dueAgainWait  = 10 * time.Millisecond
+)
 
 // fireSchedules fires due schedule slots until ctx ends (the standalone loop's companion): it
 // sleeps until the soonest slot of any enabled schedule, looking again at least every
@@ -312,10 +316,17 @@ func (o *Orchestrator) fireSchedules(ctx context.Context) {
 			o.kick()
 		}
 		wait := o.cfg.PollInterval
-		if s.Schedules == scheduleBatch {
+		switch {
+		case err != nil:
+			// Try again after the poll interval, not at once.
+		case s.Schedules == scheduleBatch:
 			wait = 0 // more may be due
-		} else if next, ok, err := o.eng.NextScheduleWait(ctx); err == nil && ok {
-			wait = min(wait, next)
+		default:
+			if next, ok, err := o.eng.NextScheduleWait(ctx); err == nil && ok {
+				// A slot still due now is another instance's, or failed: look again shortly
+				// rather than spin.
+				wait = min(wait, max(next, dueAgainWait))
+			}
 		}
 		select {
 		case <-ctx.Done():

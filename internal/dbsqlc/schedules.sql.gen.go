@@ -277,7 +277,7 @@ func (q *Queries) MarkRunScheduled(ctx context.Context, db DBTX, arg MarkRunSche
 
 const nextScheduleWait = `-- name: NextScheduleWait :one
 SELECT count(next_fire_at) AS enabled,
-    coalesce((extract(epoch FROM min(next_fire_at) - coalesce($1::timestamptz, clock_timestamp())) * 1000)::bigint, 0)::bigint AS wait_ms
+    coalesce(ceil(extract(epoch FROM min(next_fire_at) - coalesce($1::timestamptz, clock_timestamp())) * 1000)::bigint, 0)::bigint AS wait_ms
 FROM schedules WHERE next_fire_at IS NOT NULL
 `
 
@@ -286,8 +286,8 @@ type NextScheduleWaitRow struct {
 	WaitMs  int64
 }
 
-// How many schedules are enabled and how long, in ms, until the soonest slot of any (negative:
-// due already; 0 when none is enabled).
+// How many schedules are enabled and how long, in ms rounded up, until the soonest slot of any
+// (0 or negative: due already; 0 when none is enabled).
 func (q *Queries) NextScheduleWait(ctx context.Context, db DBTX, now *time.Time) (NextScheduleWaitRow, error) {
 	row := db.QueryRow(ctx, nextScheduleWait, now)
 	var i NextScheduleWaitRow

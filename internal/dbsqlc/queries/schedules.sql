@@ -33,10 +33,10 @@ JOIN schedules s ON s.next_fire_at <= n.now
 ORDER BY s.next_fire_at LIMIT sqlc.arg('max')::int;
 
 -- name: NextScheduleWait :one
--- How many schedules are enabled and how long, in ms, until the soonest slot of any (negative:
--- due already; 0 when none is enabled).
+-- How many schedules are enabled and how long, in ms rounded up, until the soonest slot of any
+-- (0 or negative: due already; 0 when none is enabled).
 SELECT count(next_fire_at) AS enabled,
-    coalesce((extract(epoch FROM min(next_fire_at) - coalesce(sqlc.narg('now')::timestamptz, clock_timestamp())) * 1000)::bigint, 0)::bigint AS wait_ms
+    coalesce(ceil(extract(epoch FROM min(next_fire_at) - coalesce(sqlc.narg('now')::timestamptz, clock_timestamp())) * 1000)::bigint, 0)::bigint AS wait_ms
 FROM schedules WHERE next_fire_at IS NOT NULL;
 
 -- name: TakeScheduleSlot :one
