@@ -177,7 +177,9 @@ type ProcessSummary struct {
 	Claimed    int   `json:"claimed"`
 	Dispatched int   `json:"dispatched"`
 	Failed     int   `json:"failed"`
-	DurationMs int64 `json:"durationMs"`
+	// WebhookDeliveries counts the webhook delivery attempts made (any outcome).
+	WebhookDeliveries int   `json:"webhookDeliveries"`
+	DurationMs        int64 `json:"durationMs"`
 }
 
 // Page is one page of a listing; NextCursor, when set, asks for the next one.
@@ -363,5 +365,7 @@ type PurgeSummary struct {
 	Runs            int64 `json:"runs"`
 	PipelineRuns    int64 `json:"pipelineRuns"`
 	TempUploads     int64 `json:"tempUploads"` // expired, unclaimed temporary uploads deleted
-	DurationMs      int64 `json:"durationMs"`
+	// WebhookDeliveries counts delivered and dead webhook deliveries deleted.
+	WebhookDeliveries int64 `json:"webhookDeliveries"`
+	DurationMs        int64 `json:"durationMs"`
 }

@@ -304,7 +304,8 @@ func (e *Engine) runToken(c Claimed) (string, error) {
 	})
 }
 
-// Process does one bounded batch: sweep, then claim and dispatch up to limit runs within budget
+// Process does one bounded batch: sweep, then claim and dispatch up to limit runs, then send up
+// to limit due webhook deliveries, within budget
 // (0 = no time bound).
 func (e *Engine) Process(ctx context.Context, limit int, budget time.Duration) (ProcessSummary, error) {
 	start := time.Now()
@@ -334,6 +335,16 @@ func (e *Engine) Process(ctx context.Context, limit int, budget time.Duration) (
 		if len(claimed) < chunk {
 			break
 		}
+	}
+	// Then the due webhook deliveries, within what is left of the budget (at least one claim).
+	left := time.Duration(0)
+	if budget > 0 {
+		left = max(budget-time.Since(start), time.Millisecond)
+	}
+	wh, err := e.DeliverWebhooks(ctx, limit, left)
+	s.WebhookDeliveries = wh.Delivered + wh.Failed + wh.Dead
+	if err != nil {
+		return s, err
 	}
 	s.DurationMs = time.Since(start).Milliseconds()
 	return s, nil

@@ -116,6 +116,10 @@ type Engine struct {
 	storage *storage.Set
 	cfg     Config
 	client  *http.Client
+	// whClient sends webhook deliveries: the dispatch client's guarded dialer, WebhookTimeout.
+	whClient *http.Client
+	// whClock is the webhook statements' clock when tests set one (webhooks.go).
+	whClock webhookClock
 	// guard is the dispatch address policy the client's dialer applies.
 	guard   *netguard.Policy
 	log     *slog.Logger
@@ -153,17 +157,18 @@ func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config
 		return nil, fmt.Errorf("encode the default storage backend: %w", err)
 	}
 	return &Engine{
-		db:      database.New(pool),
-		backend: backend,
-		keys:    keys,
-		storage: store,
-		cfg:     cfg,
-		client:  newDispatchClient(cfg, guard),
-		guard:   guard,
-		log:     log,
-		metrics: cfg.Metrics,
-		tracer:  cfg.TracerProvider.Tracer(telemetry.TracerName),
-		tracing: !isNoop(cfg.TracerProvider),
+		db:       database.New(pool),
+		backend:  backend,
+		keys:     keys,
+		storage:  store,
+		cfg:      cfg,
+		client:   newDispatchClient(cfg, guard),
+		whClient: newDispatchClient(Config{DispatchTimeout: WebhookTimeout}, guard),
+		guard:    guard,
+		log:      log,
+		metrics:  cfg.Metrics,
+		tracer:   cfg.TracerProvider.Tracer(telemetry.TracerName),
+		tracing:  !isNoop(cfg.TracerProvider),
 	}, nil
 }
 
@@ -189,5 +194,8 @@ func (e *Engine) now() *time.Time {
 // Ping checks that the database answers.
 func (e *Engine) Ping(ctx context.Context) error { return e.db.Ping(ctx) }
 
-// Close releases the dispatch client's idle connections.
-func (e *Engine) Close() { e.client.CloseIdleConnections() }
+// Close releases the dispatch and webhook clients' idle connections.
+func (e *Engine) Close() {
+	e.client.CloseIdleConnections()
+	e.whClient.CloseIdleConnections()
+}

@@ -15,7 +15,9 @@ type PurgeSummary struct {
 	Runs            int64
 	PipelineRuns    int64
 	TempUploads     int64 // expired, unclaimed temporary uploads deleted
-	DurationMs      int64
+	// WebhookDeliveries counts delivered and dead webhook deliveries deleted.
+	WebhookDeliveries int64
+	DurationMs        int64
 }
 
 // deleteChunks runs del, a delete of at most chunk rows, until it deletes fewer than chunk
@@ -35,7 +37,7 @@ func (e *Engine) deleteChunks(ctx context.Context, what string, del func(context
 	}
 }
 
-// Purge deletes DLQ entries and finished runs older than retention, and expired idempotency
+// Purge deletes DLQ entries, finished runs and finished webhook deliveries older than retention, and expired idempotency
 // keys, in chunks of chunk rows, then expired, unclaimed temporary uploads (their objects too)
 // and the tombstones of uploads deleted longer ago than retention, until nothing is left or
 // budget has passed. Other objects in storage are left to the bucket's own lifecycle rules.
@@ -63,6 +65,9 @@ func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, 
 		{"pipeline runs", func(ctx context.Context) (int64, error) {
 			return queries.PurgePipelineRuns(ctx, e.db, dbsqlc.PurgePipelineRunsParams{OlderThanMs: older, Max: chunk, Now: e.now()})
 		}, &s.PipelineRuns},
+		{"webhook deliveries", func(ctx context.Context) (int64, error) {
+			return queries.PurgeWebhookDeliveries(ctx, e.db, dbsqlc.PurgeWebhookDeliveriesParams{OlderThanMs: older, Max: chunk, Now: e.now()})
+		}, &s.WebhookDeliveries},
 	}
 	for _, st := range steps {
 		n, err := e.deleteChunks(ctx, st.name, st.del, chunk, start.Add(budget))

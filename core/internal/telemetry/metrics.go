@@ -82,6 +82,10 @@ type Metrics struct {
 	// SweepResults counts what sweeps did with the expired attempts they found, by outcome
 	// (pipeweave_sweep_results_total{outcome}).
 	SweepResults *prometheus.CounterVec
+	// WebhookDeliveries counts webhook delivery attempts, by outcome: delivered (a 2xx
+	// answer), failed (to be retried) or dead (the last attempt failed, or the address was
+	// refused) (pipeweave_webhook_deliveries_total{outcome}).
+	WebhookDeliveries *prometheus.CounterVec
 }
 
 // NewMetrics makes the metrics in a new registry of their own.
@@ -106,9 +110,11 @@ func NewMetrics() *Metrics {
 			Help: "Runs that failed for good and were added to the dead letter queue, by task."}, []string{"task"}),
 		SweepResults: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "sweep_results_total",
 			Help: "Expired attempts found by sweeps, by outcome (retried, failed, skipped), and failed sweeps (error)."}, []string{"outcome"}),
+		WebhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "webhook_deliveries_total",
+			Help: "Webhook delivery attempts, by outcome (delivered, failed: retried later, dead: given up)."}, []string{"outcome"}),
 	}
 	m.Registry.MustRegister(m.Claims, m.DispatchDuration, m.DispatchFailures, m.TaskDuration, m.Retries, m.Timeouts,
-		m.DLQEntries, m.SweepResults)
+		m.DLQEntries, m.SweepResults, m.WebhookDeliveries)
 	// Outcomes and reasons exist from the start, so rates work before the first event.
 	for _, o := range []string{DispatchAcked, DispatchBackPressure, DispatchFailed} {
 		m.DispatchDuration.WithLabelValues(o)
@@ -116,8 +122,18 @@ func NewMetrics() *Metrics {
 	for _, o := range []string{SweepRetried, SweepFailed, SweepSkipped, SweepError} {
 		m.SweepResults.WithLabelValues(o)
 	}
+	for _, o := range []string{WebhookDelivered, WebhookFailed, WebhookDead} {
+		m.WebhookDeliveries.WithLabelValues(o)
+	}
 	return m
 }
+
+// The outcomes of webhook delivery attempts (WebhookDeliveries).
+const (
+	WebhookDelivered = "delivered"
+	WebhookFailed    = "failed"
+	WebhookDead      = "dead"
+)
 
 // LiveCounts counts the live task runs by state (waiting, pending, dispatching, running).
 type LiveCounts func(ctx context.Context) (map[string]int64, error)
