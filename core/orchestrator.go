@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	o.eng, err = engine.New(o.pool, keys, store, engine.Config{
 		MaxConcurrency:  cfg.MaxConcurrency,
 		DispatchTimeout: cfg.DispatchTimeout,
+		WebhookTimeout:  cfg.WebhookTimeout,
 		ClaimBatch:      cfg.ProcessBatchSize,
 		IdempotencyTTL:  cfg.IdempotencyTTL,
 		MaxRetryDelay:   cfg.MaxRetryDelay,

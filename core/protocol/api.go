@@ -173,10 +173,10 @@ type MaintenanceStatus struct {
 
 // ProcessSummary says what one bounded batch of /api/process did.
 type ProcessSummary struct {
-	Swept      int   `json:"swept"`
-	Claimed    int   `json:"claimed"`
-	Dispatched int   `json:"dispatched"`
-	Failed     int   `json:"failed"`
+	Swept      int `json:"swept"`
+	Claimed    int `json:"claimed"`
+	Dispatched int `json:"dispatched"`
+	Failed     int `json:"failed"`
 	// WebhookDeliveries counts the webhook delivery attempts made (any outcome).
 	WebhookDeliveries int   `json:"webhookDeliveries"`
 	DurationMs        int64 `json:"durationMs"`

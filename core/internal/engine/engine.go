@@ -41,6 +41,8 @@ type Config struct {
 	MaxConcurrency int
 	// DispatchTimeout bounds one dispatch request (default 10 s).
 	DispatchTimeout time.Duration
+	// WebhookTimeout bounds one webhook delivery request (default 10 s).
+	WebhookTimeout time.Duration
 	// ClaimBatch is the most runs one claim takes (default 100).
 	ClaimBatch int
 	// SweepBatch is the most expired attempts one sweep handles (default 500).
@@ -79,6 +81,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.DispatchTimeout <= 0 {
 		c.DispatchTimeout = defaults.DispatchTimeout
+	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = defaultWebhookTimeout
 	}
 	if c.ClaimBatch <= 0 {
 		c.ClaimBatch = 100
@@ -163,7 +168,7 @@ func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config
 		storage:  store,
 		cfg:      cfg,
 		client:   newDispatchClient(cfg, guard),
-		whClient: newDispatchClient(Config{DispatchTimeout: WebhookTimeout}, guard),
+		whClient: newDispatchClient(Config{DispatchTimeout: cfg.WebhookTimeout}, guard),
 		guard:    guard,
 		log:      log,
 		metrics:  cfg.Metrics,

@@ -33,12 +33,12 @@ const (
 	MaxWebhooks = 100
 	// MaxWebhookURLBytes bounds a webhook's url.
 	MaxWebhookURLBytes = 2048
-	// WebhookTimeout bounds one delivery request (connect to last byte of the answer's head).
-	WebhookTimeout = 10 * time.Second
-	// webhookLease is how long a claimed delivery is not due again: longer than a request may
-	// take, so that no other instance sends it meanwhile; after an instance died mid-send, it
-	// is due again then.
-	webhookLease = WebhookTimeout + 20*time.Second
+	// defaultWebhookTimeout bounds one delivery request unless Config.WebhookTimeout says.
+	defaultWebhookTimeout = 10 * time.Second
+	// webhookLeaseMargin is how much longer than a request may take (Config.WebhookTimeout) a
+	// claimed delivery is not due again, so that no other instance sends it meanwhile; after an
+	// instance died mid-send, it is due again then.
+	webhookLeaseMargin = 20 * time.Second
 	// webhookChunk is the most deliveries one claim takes; webhookParallel how many of them
 	// are sent at once.
 	webhookChunk    = 50
@@ -313,7 +313,7 @@ type WebhookAttempt = dbsqlc.WebhookClaimRow
 // sends them; tests claim without sending, as an instance that dies after its claim).
 func (e *Engine) ClaimWebhookDeliveries(ctx context.Context, max int) ([]WebhookAttempt, error) {
 	now, _ := e.webhookNow()
-	rows, err := queries.WebhookClaim(ctx, e.db, dbsqlc.WebhookClaimParams{Now: now, LeaseMs: webhookLease.Milliseconds(), Max: max})
+	rows, err := queries.WebhookClaim(ctx, e.db, dbsqlc.WebhookClaimParams{Now: now, LeaseMs: (e.cfg.WebhookTimeout + webhookLeaseMargin).Milliseconds(), Max: max})
 	if err != nil {
 		return nil, fmt.Errorf("claim webhook deliveries: %w", err)
 	}
@@ -354,7 +354,7 @@ func (e *Engine) deliver(ctx context.Context, c WebhookAttempt) (string, error) 
 // an answer) and, when it failed, a stored text (generic for failures without an answer, as
 // for dispatches) and whether the guard refused the address.
 func (e *Engine) sendWebhook(ctx context.Context, c WebhookAttempt, ts time.Time) (code *int, errText string, refused bool) {
-	ctx, cancel := context.WithTimeout(ctx, WebhookTimeout)
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Url, strings.NewReader(c.Payload))
 	if err != nil {
@@ -376,7 +376,7 @@ func (e *Engine) sendWebhook(ctx context.Context, c WebhookAttempt, ts time.Time
 		if errors.Is(err, netguard.ErrRefused) {
 			return nil, "refused: the webhook's address is not allowed (WORKER_ALLOWED_NETWORKS)", true
 		}
-		return nil, "no answer: the webhook's url could not be reached or did not answer within 10 s", false
+		return nil, "no answer: the webhook's url could not be reached or did not answer within WEBHOOK_TIMEOUT_MS", false
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	_ = resp.Body.Close()
