@@ -77,6 +77,13 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"NUL in a run id to cancel", "POST", "/api/task-runs/%00/cancel", "{}", "", 400, "INVALID_TEXT", "path"},
 		{"invalid UTF-8 in a task id to pause", "POST", "/api/tasks/%ff/pause", "{}", "", 400, "INVALID_TEXT", "path"},
 		{"NUL in a pipeline id to resume", "POST", "/api/pipelines/a%00/resume", "{}", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a webhook id", "PUT", "/api/webhooks/h%00", `{"url":"http://127.0.0.1:9/","events":["dlq.added"]}`, "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a webhook id", "GET", "/api/webhooks/%ff", "", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a webhook url", "PUT", "/api/webhooks/h", `{"url":"http://127.0.0.1:9/\u0000","events":["dlq.added"]}`, "", 400, "INVALID_TEXT", "url"},
+		{"invalid UTF-8 in a webhook event", "PUT", "/api/webhooks/h", "{\"url\":\"http://127.0.0.1:9/\",\"events\":[\"\xff\"]}", "", 400, "INVALID_TEXT", "events[0]"},
+		{"NUL in a delivery id to resend", "POST", "/api/webhooks/h/deliveries/msg_%00/resend", "{}", "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a delivery filter", "GET", "/api/webhooks/h/deliveries?status=%ff", "", "", 400, "INVALID_TEXT", "query parameter status"},
+		{"garbage delivery cursor", "GET", "/api/webhooks/h/deliveries?cursor=%27%3B--", "", "", 400, "INVALID_CURSOR", ""},
 		{"invalid UTF-8 in a DLQ filter", "GET", "/api/dlq?taskId=%ff", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
 		{"NUL in a DLQ filter", "GET", "/api/dlq?pipelineId=%00", "", "", 400, "INVALID_TEXT", "query parameter pipelineId"},
 		{"NUL in a queue filter", "GET", "/api/queue/items?taskId=a%00", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
@@ -125,7 +132,7 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		}
 	}
 	require.Zero(t, e.count("SELECT count(*) FROM pipelines WHERE NOT implicit"), "no pipeline was stored")
-	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads"} {
+	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads", "webhooks", "webhook_deliveries"} {
 		require.Zero(t, e.count("SELECT count(*) FROM "+table), "nothing written to %s", table)
 	}
 	require.Equal(t, 1, e.count("SELECT count(*) FROM services"), "svc2 was not registered")
