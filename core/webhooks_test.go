@@ -614,3 +614,21 @@ func TestWebhookBadInput(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
 	require.Equal(t, "URL_REFUSED", r.errorBody(t).Code)
 }
+
+// A delivery whose address the sending instance's guard refuses (WORKER_ALLOWED_NETWORKS
+// differs, or the name now resolves elsewhere) is dead at once, never sent.
+func TestWebhookRefusedAtSendIsDead(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	strict := newEnvOn(t, a.pool, func(c *core.Config) { c.WorkerAllowedNetworks = nil })
+	rc := newReceiver(t)
+	a.putWebhook("h", map[string]any{"url": rc.srv.URL, "events": []string{"dlq.added"}}, http.StatusCreated)
+	_, err := a.pool.Exec(context.Background(), `SELECT webhook_emit('dlq.added', '{}')`)
+	require.NoError(t, err)
+	require.Equal(t, 1, strict.deliverAll())
+	d := a.deliveries("h")[0]
+	require.Equal(t, protocol.DeliveryDead, d.Status)
+	require.Equal(t, 1, d.Attempts)
+	require.Contains(t, d.LastError, "not allowed")
+	require.Empty(t, rc.requests())
+}
