@@ -293,7 +293,8 @@ func TestWebhookEvents(t *testing.T) {
 
 // A webhook that wants nothing of what happened gets nothing; a disabled one gets nothing; a
 // deleted one loses its log. schedule.missed, emitted through webhook_emit, reaches those that
-// want it.
+// want it; task_run.cancelled too; an event is queued in the transaction of its change and
+// rolled back with it.
 func TestWebhookSubscriptions(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -318,9 +319,38 @@ func TestWebhookSubscriptions(t *testing.T) {
 	require.Equal(t, "schedule.missed", p.Type)
 	require.Equal(t, "nightly", p.Data["scheduleId"])
 
-	r := e.do("DELETE", "/api/webhooks/sched", nil, "")
+	// task_run.cancelled: a standalone run cancelled while it waits (its task paused).
+	e.putWebhook("cancels", map[string]any{"url": rc.srv.URL, "events": []string{"task_run.cancelled"}, "secret": secret}, http.StatusCreated)
+	require.Equal(t, http.StatusOK, e.do("POST", "/api/tasks/ok/pause", nil, "").Status)
+	waiting := e.enqueue(map[string]any{"taskId": "ok"}).RunID
+	r := e.do("POST", "/api/task-runs/"+waiting+"/cancel", nil, "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
-	require.Zero(t, e.count("SELECT count(*) FROM webhook_deliveries"))
+	require.Equal(t, 1, e.deliverAll())
+	req = rc.requests()[1]
+	verifyHook(t, secret, req)
+	p = req.payload(t)
+	require.Equal(t, "task_run.cancelled", p.Type)
+	require.Equal(t, waiting, p.Data["runId"])
+
+	// The event is written in the transaction of the change: rolled back, nothing is queued.
+	e.putWebhook("fails", map[string]any{"url": rc.srv.URL, "events": []string{"task_run.completed"}}, http.StatusOK)
+	before := e.count("SELECT count(*) FROM webhook_deliveries")
+	tx, err := e.pool.Begin(context.Background())
+	require.NoError(t, err)
+	tag, err := tx.Exec(context.Background(), "UPDATE task_runs SET status = 'pending' WHERE id = $1", waiting)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected())
+	_, err = tx.Exec(context.Background(), "UPDATE task_runs SET status = 'completed', completed_at = now() WHERE id = $1", waiting)
+	require.NoError(t, err)
+	var inTx int
+	require.NoError(t, tx.QueryRow(context.Background(), "SELECT count(*) FROM webhook_deliveries").Scan(&inTx))
+	require.Equal(t, before+1, inTx, "queued inside the transaction")
+	require.NoError(t, tx.Rollback(context.Background()))
+	require.Equal(t, before, e.count("SELECT count(*) FROM webhook_deliveries"), "rolled back with it")
+
+	r = e.do("DELETE", "/api/webhooks/sched", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.Zero(t, e.count("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = 'sched'"))
 	require.Equal(t, http.StatusNotFound, e.do("GET", "/api/webhooks/sched", nil, "").Status)
 	require.Equal(t, http.StatusNotFound, e.do("GET", "/api/webhooks/sched/deliveries", nil, "").Status)
 }
