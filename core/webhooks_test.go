@@ -450,8 +450,31 @@ func TestWebhookRetriesAndDead(t *testing.T) {
 	require.Equal(t, protocol.DeliveryDelivered, d.Status)
 	require.Equal(t, 1, d.Attempts)
 
+	// The log pages with nextCursor, newest first.
+	_, err := e.pool.Exec(context.Background(), `SELECT webhook_emit('task_run.completed', jsonb_build_object('i', i)) FROM generate_series(1, 4) i`)
+	require.NoError(t, err)
+	var ids []string
+	for cursor := ""; ; {
+		r := e.do("GET", "/api/webhooks/h/deliveries?limit=2&cursor="+cursor, nil, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var p protocol.WebhookDeliveryPage
+		r.json(t, &p)
+		for _, d := range p.Items {
+			ids = append(ids, d.ID)
+		}
+		if p.NextCursor == "" {
+			break
+		}
+		cursor = p.NextCursor
+	}
+	require.Len(t, ids, 5)
+	require.Equal(t, d.ID, ids[4], "the first delivery is the oldest")
+	require.IsIncreasing(t, []string{ids[4], ids[3], ids[2], ids[1], ids[0]})
+	_, err = e.pool.Exec(context.Background(), "DELETE FROM webhook_deliveries WHERE id <> $1", d.ID)
+	require.NoError(t, err)
+
 	// The purge deletes finished deliveries past retention (DLQ_RETENTION_DAYS).
-	_, err := e.pool.Exec(context.Background(), "UPDATE webhook_deliveries SET finished_at = now() - interval '400 days'")
+	_, err = e.pool.Exec(context.Background(), "UPDATE webhook_deliveries SET finished_at = now() - interval '400 days'")
 	require.NoError(t, err)
 	s, err := e.orch.Purge(context.Background(), time.Minute)
 	require.NoError(t, err)

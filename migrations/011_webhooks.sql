@@ -45,11 +45,12 @@ CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id DE
 -- Retention: finished deliveries by finishing time.
 CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at) WHERE status <> 'pending';
 
--- A delivery id: msg_ and a ULID-like time-ordered suffix (48 bits of milliseconds, then 80
--- random bits, in hex), so that the log sorts by creation time.
+-- A delivery id: msg_ and 26 lower-case hex digits, time-ordered like the other ids (48 bits of
+-- milliseconds, then 56 random bits), so that the log sorts by creation time and an id is a
+-- pagination cursor.
 CREATE FUNCTION webhook_delivery_id() RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT 'msg_' || lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0')
-        || substr(md5(gen_random_uuid()::text), 1, 20)
+        || substr(md5(gen_random_uuid()::text), 1, 14)
 $$;
 
 -- webhook_emit queues one delivery of event, with data as the payload's data, for each enabled
