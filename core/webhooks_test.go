@@ -685,3 +685,21 @@ func TestWebhookRefusedAtSendIsDead(t *testing.T) {
 	require.Contains(t, d.LastError, "not allowed")
 	require.Empty(t, rc.requests())
 }
+
+// process keeps its deliveries within PROCESS_TIME_BUDGET_MS: with a budget shorter than one
+// request's time limit, it sends one claim's worth (8) and leaves the rest due.
+func TestWebhookProcessBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) {
+		c.WebhookTimeout = 200 * time.Millisecond
+		c.ProcessTimeBudget = 100 * time.Millisecond
+	})
+	rc := newReceiver(t)
+	rc.answer = func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+	e.putWebhook("h", map[string]any{"url": rc.srv.URL, "events": []string{"dlq.added"}}, http.StatusCreated)
+	_, err := e.pool.Exec(context.Background(), `SELECT webhook_emit('dlq.added', jsonb_build_object('i', i)) FROM generate_series(1, 20) i`)
+	require.NoError(t, err)
+	s := e.process()
+	require.Equal(t, 8, s.WebhookDeliveries)
+	require.Equal(t, 12, e.count("SELECT count(*) FROM webhook_deliveries WHERE attempts = 0"))
+}

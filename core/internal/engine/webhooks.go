@@ -255,16 +255,27 @@ type WebhookSummary struct {
 	Delivered, Failed, Dead int
 }
 
-// DeliverWebhooks sends due deliveries, at most max (0: one claim's worth), in claims of up to
-// 50 sent 8 at a time, until none is due, max were sent or budget has passed (0: no budget).
+// DeliverWebhooks sends due deliveries, at most max (0: one claim's worth), until none is due
+// or max were sent. Without a budget (0) it claims up to 50 at a time and sends them 8 at a
+// time. With one, it claims 8 at a time and starts another claim only while a whole request
+// time (Config.WebhookTimeout) fits in what is left of the budget, so that it ends within the
+// budget; the first claim always runs, so a budget shorter than the request time overruns by
+// at most that time.
 func (e *Engine) DeliverWebhooks(ctx context.Context, max int, budget time.Duration) (WebhookSummary, error) {
 	start := time.Now()
 	if max <= 0 {
 		max = webhookChunk
 	}
+	per := webhookChunk
+	if budget > 0 {
+		per = webhookParallel
+	}
 	var s WebhookSummary
-	for sent := 0; sent < max && (budget <= 0 || time.Since(start) < budget); {
-		chunk := min(max-sent, webhookChunk)
+	for sent := 0; sent < max; {
+		if sent > 0 && budget > 0 && time.Since(start)+e.cfg.WebhookTimeout > budget {
+			break
+		}
+		chunk := min(max-sent, per)
 		claimed, err := e.ClaimWebhookDeliveries(ctx, chunk)
 		if err != nil {
 			return s, err
