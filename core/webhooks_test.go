@@ -703,3 +703,39 @@ func TestWebhookProcessBudget(t *testing.T) {
 	require.Equal(t, 8, s.WebhookDeliveries)
 	require.Equal(t, 12, e.count("SELECT count(*) FROM webhook_deliveries WHERE attempts = 0"))
 }
+
+// At most 100 webhooks, also when many are created at once: the rest are 409
+// TOO_MANY_WEBHOOKS; replacing one is still allowed.
+func TestWebhookLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	body := map[string]any{"url": "http://127.0.0.1:9/hook", "events": []string{"dlq.added"}}
+	statuses := make([]int, 110)
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := e.send("PUT", fmt.Sprintf("/api/webhooks/h%d", i), body, "")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses[i] = r.Status
+		}()
+	}
+	wg.Wait()
+	count := map[int]int{}
+	for _, s := range statuses {
+		count[s]++
+	}
+	require.Equal(t, map[int]int{http.StatusCreated: 100, http.StatusConflict: 10}, count)
+	require.Equal(t, 100, e.count("SELECT count(*) FROM webhooks"))
+	created := 0
+	for ; statuses[created] != http.StatusCreated; created++ {
+	}
+	e.putWebhook(fmt.Sprintf("h%d", created), body, http.StatusOK)
+	r := e.do("PUT", "/api/webhooks/one-more", body, "")
+	require.Equal(t, http.StatusConflict, r.Status)
+	require.Equal(t, "TOO_MANY_WEBHOOKS", r.errorBody(t).Code)
+}

@@ -45,6 +45,9 @@ const (
 	webhookParallel = 8
 	// webhookSecretPrefix starts every signing secret (Standard Webhooks).
 	webhookSecretPrefix = "whsec_"
+	// webhooksLock is the advisory lock a webhook's creation takes, so that concurrent
+	// creations cannot pass MaxWebhooks together.
+	webhooksLock int64 = 0x7077776562686f6b
 )
 
 // WebhookBackoff are the waits after each failed attempt: the Standard Webhooks
@@ -102,25 +105,36 @@ func (e *Engine) PutWebhook(ctx context.Context, id string, req protocol.Webhook
 		}
 	}
 	enabled := req.Enabled == nil || *req.Enabled
-	if _, err := queries.WebhookGet(ctx, e.db, id); errors.Is(err, database.ErrNotFound) {
-		n, err := queries.WebhookCount(ctx, e.db)
-		if err != nil {
-			return protocol.Webhook{}, false, fmt.Errorf("count webhooks: %w", err)
-		}
-		if n >= MaxWebhooks {
-			return protocol.Webhook{}, false, conflict("TOO_MANY_WEBHOOKS", "there are %d webhooks already, the most one database holds", n)
-		}
-	} else if err != nil {
-		return protocol.Webhook{}, false, fmt.Errorf("read webhook %s: %w", id, err)
-	}
 	generated, err := NewWebhookSecret()
 	if err != nil {
 		return protocol.Webhook{}, false, err
 	}
-	r, err := queries.WebhookUpsert(ctx, e.db, dbsqlc.WebhookUpsertParams{ID: id, Url: req.URL, Events: events,
-		Secret: req.Secret, NewSecret: generated, Enabled: enabled})
+	var r dbsqlc.WebhookUpsertRow
+	// The webhooks lock makes the count and the insert one step across instances.
+	err = e.db.InTx(ctx, func(tx dbtx) error {
+		if err := queries.LockClaims(ctx, tx, webhooksLock); err != nil {
+			return fmt.Errorf("lock the webhooks: %w", err)
+		}
+		if _, err := queries.WebhookGet(ctx, tx, id); errors.Is(err, database.ErrNotFound) {
+			n, err := queries.WebhookCount(ctx, tx)
+			if err != nil {
+				return fmt.Errorf("count webhooks: %w", err)
+			}
+			if n >= MaxWebhooks {
+				return conflict("TOO_MANY_WEBHOOKS", "there are %d webhooks already, the most one database holds", n)
+			}
+		} else if err != nil {
+			return fmt.Errorf("read webhook %s: %w", id, err)
+		}
+		r, err = queries.WebhookUpsert(ctx, tx, dbsqlc.WebhookUpsertParams{ID: id, Url: req.URL, Events: events,
+			Secret: req.Secret, NewSecret: generated, Enabled: enabled})
+		if err != nil {
+			return fmt.Errorf("save webhook %s: %w", id, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return protocol.Webhook{}, false, fmt.Errorf("save webhook %s: %w", id, err)
+		return protocol.Webhook{}, false, err
 	}
 	w := webhookOf(r.ID, r.Url, r.Events, r.Secret, r.Enabled, r.CreatedAt, r.UpdatedAt)
 	if r.Created && req.Secret == nil {
