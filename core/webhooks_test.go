@@ -387,20 +387,20 @@ func TestWebhookRetriesAndDead(t *testing.T) {
 	require.Equal(t, 1, d.Attempts)
 	require.Equal(t, 500, *d.LastStatusCode)
 	require.Equal(t, "HTTP 500", d.LastError)
-	require.WithinDuration(t, clock.Now().Add(5*time.Second), *d.NextAttemptAt, time.Millisecond)
+	requireBackoff(t, clock.Now(), 5*time.Second, *d.NextAttemptAt)
 	require.Zero(t, e.deliverAll(), "not due before the backoff")
 
 	mode.Store("hang")
-	clock.add(5 * time.Second)
+	clock.add(d.NextAttemptAt.Sub(clock.Now()))
 	require.Equal(t, 1, e.deliverAll())
 	d = e.deliveries("h")[0]
 	require.Equal(t, 2, d.Attempts)
 	require.Nil(t, d.LastStatusCode)
 	require.Contains(t, d.LastError, "no answer")
-	require.WithinDuration(t, clock.Now().Add(5*time.Minute), *d.NextAttemptAt, time.Millisecond)
+	requireBackoff(t, clock.Now(), 5*time.Minute, *d.NextAttemptAt)
 
 	mode.Store("ok")
-	clock.add(5 * time.Minute)
+	clock.add(d.NextAttemptAt.Sub(clock.Now()))
 	require.Equal(t, 1, e.deliverAll())
 	d = e.deliveries("h")[0]
 	require.Equal(t, protocol.DeliveryDelivered, d.Status)
@@ -424,12 +424,14 @@ func TestWebhookRetriesAndDead(t *testing.T) {
 
 	// Failing every attempt: 8 attempts along the backoff, then dead.
 	mode.Store("500")
+	backoff := []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
 	for attempt := 1; attempt <= 8; attempt++ {
 		require.Equal(t, 1, e.deliverAll(), "attempt %d", attempt)
 		d = e.deliveries("h")[0]
 		require.Equal(t, attempt, d.Attempts)
 		if attempt < 8 {
 			require.Equal(t, protocol.DeliveryPending, d.Status)
+			requireBackoff(t, clock.Now(), backoff[attempt-1], *d.NextAttemptAt)
 			clock.add(d.NextAttemptAt.Sub(clock.Now()))
 		}
 	}
@@ -480,6 +482,28 @@ func TestWebhookRetriesAndDead(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, s.WebhookDeliveries)
 	require.Empty(t, e.deliveries("h"))
+}
+
+// requireBackoff checks that next is the step after now, with its jitter of up to +10%.
+func requireBackoff(t *testing.T, now time.Time, step time.Duration, next time.Time) {
+	t.Helper()
+	lo, hi := now.Add(step).Add(-time.Millisecond), now.Add(step+step/10).Add(time.Millisecond)
+	require.True(t, !next.Before(lo) && !next.After(hi), "next attempt %v, want %v + up to 10%%", next.Sub(now), step)
+}
+
+// A receiver answering 410 Gone wants no more: the delivery is dead at once.
+func TestWebhookGoneIsDead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc := newReceiver(t)
+	rc.answer = func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) }
+	e.putWebhook("h", map[string]any{"url": rc.srv.URL, "events": []string{"dlq.added"}}, http.StatusCreated)
+	_, err := e.pool.Exec(context.Background(), `SELECT webhook_emit('dlq.added', '{}')`)
+	require.NoError(t, err)
+	require.Equal(t, 1, e.deliverAll())
+	d := e.deliveries("h")[0]
+	require.Equal(t, protocol.DeliveryDead, d.Status)
+	require.Equal(t, http.StatusGone, *d.LastStatusCode)
 }
 
 // An instance that sent a delivery but died before recording the answer: another instance

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -50,11 +51,19 @@ const (
 	webhooksLock int64 = 0x7077776562686f6b
 )
 
-// WebhookBackoff are the waits after each failed attempt: the Standard Webhooks
-// specification's suggested schedule (immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
-// 10 h), 8 attempts over about 27.6 hours; a delivery whose 8th attempt fails is dead.
+// WebhookBackoff are the waits after each failed attempt, before a jitter of up to +10%: the
+// first seven steps of the Standard Webhooks specification's example schedule (immediately,
+// then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h), then 10 h, for 8 attempts over about 27.6 hours (the
+// example goes on to 14, 20 and 24 h); a delivery whose 8th attempt fails is dead.
 var WebhookBackoff = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour,
 	5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+// webhookRetryDelay is the wait after failed attempt n (from 1): WebhookBackoff's step and a
+// random jitter of up to 10% of it, so that the retries of a burst of failures spread out.
+func webhookRetryDelay(n int) time.Duration {
+	d := WebhookBackoff[n-1]
+	return d + time.Duration(mathrand.Int64N(int64(d)/10+1))
+}
 
 // webhookClock is the time the delivery statements take, set by tests (SetWebhookClock).
 type webhookClock struct {
@@ -358,10 +367,12 @@ func (e *Engine) deliver(ctx context.Context, c WebhookAttempt) (string, error) 
 		e.metrics.WebhookDeliveries.WithLabelValues(telemetry.WebhookDelivered).Inc()
 		return telemetry.WebhookDelivered, nil
 	}
-	dead := refused || c.Attempts > len(WebhookBackoff)
+	// 410 Gone: the receiver wants no more (Standard Webhooks); the delivery is given up.
+	gone := code != nil && *code == http.StatusGone
+	dead := refused || gone || c.Attempts > len(WebhookBackoff)
 	var retry time.Duration
 	if !dead {
-		retry = WebhookBackoff[c.Attempts-1]
+		retry = webhookRetryDelay(c.Attempts)
 	}
 	if _, err := queries.WebhookAttemptFailed(ctx, e.db, dbsqlc.WebhookAttemptFailedParams{ID: c.ID, Lease: c.Lease, StatusCode: code,
 		Error: &errText, Dead: dead, RetryMs: retry.Milliseconds(), Now: now}); err != nil {
