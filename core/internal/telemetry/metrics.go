@@ -84,7 +84,7 @@ type Metrics struct {
 	SweepResults *prometheus.CounterVec
 	// WebhookDeliveries counts webhook delivery attempts, by outcome: delivered (a 2xx
 	// answer), failed (to be retried) or dead (the last attempt failed, or the address was
-	// refused) (pipeweave_webhook_deliveries_total{outcome}).
+	// refused, or the receiver answered 410 Gone) (pipeweave_webhook_deliveries_total{outcome}).
 	WebhookDeliveries *prometheus.CounterVec
 }
 
