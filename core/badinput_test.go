@@ -160,7 +160,7 @@ func TestAPIKeys(t *testing.T) {
 	w.after = func(d protocol.DispatchRequest) { w.callback(d, success(d)) }
 	e.register("svc", "1", w.URL(), task("t"))
 	for _, path := range []string{"/api/services", "/api/services/svc/tasks", "/api/tasks/t/history", "/api/queue/status",
-		"/api/queue/items", "/api/task-runs/x", "/api/dlq"} {
+		"/api/queue/items", "/api/task-runs/x", "/api/dlq", "/api/webhooks", "/api/webhooks/h", "/api/webhooks/h/deliveries"} {
 		for _, key := range []string{"", "wrong"} {
 			r := e.do("GET", path, nil, key)
 			require.Equal(t, http.StatusUnauthorized, r.Status, path)
@@ -168,9 +168,14 @@ func TestAPIKeys(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/api/queue/task", "/api/queue/batch", "/api/dlq/x/retry", "/api/process",
-		"/api/task-runs/x/cancel", "/api/tasks/t/pause", "/api/tasks/t/resume", "/api/pipelines/svc/pause", "/api/pipelines/svc/resume"} {
+		"/api/task-runs/x/cancel", "/api/tasks/t/pause", "/api/tasks/t/resume", "/api/pipelines/svc/pause", "/api/pipelines/svc/resume",
+		"/api/webhooks/h/deliveries/msg_x/resend"} {
 		require.Equal(t, http.StatusUnauthorized, e.do("POST", path, `{}`, "").Status, path)
 	}
+	hook := `{"url":"http://127.0.0.1:9/","events":["dlq.added"]}`
+	require.Equal(t, http.StatusUnauthorized, e.do("PUT", "/api/webhooks/h", hook, "").Status)
+	require.Equal(t, http.StatusUnauthorized, e.do("DELETE", "/api/webhooks/h", nil, "wrong").Status)
+	require.Zero(t, e.count("SELECT count(*) FROM webhooks"), "nothing written without a key")
 	require.Equal(t, http.StatusOK, e.do("GET", "/health", nil, "").Status)
 	r := e.do("POST", "/api/queue/task", map[string]any{"taskId": "t"}, "key-two")
 	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))

@@ -50,6 +50,7 @@ type Config struct {
 	APIKeys                 []string         // PIPEWEAVE_API_KEYS (comma list; required unless InsecureNoAuth)
 	Compat                  Compat           // PIPEWEAVE_COMPAT ("" or node-sdk-v1)
 	DispatchTimeout         time.Duration    // DISPATCH_TIMEOUT_MS (default 10000)
+	WebhookTimeout          time.Duration    // WEBHOOK_TIMEOUT_MS: one webhook delivery request (default 10000)
 	ProcessBatchSize        int              // PROCESS_BATCH_SIZE (default 100): most runs one /api/process claims
 	ProcessTimeBudget       time.Duration    // PROCESS_TIME_BUDGET_MS (default 20000): /api/process stops claiming after it
 	MaxBodyBytes            int64            // MAX_BODY_BYTES (default 10 MiB)
@@ -201,6 +202,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"MAX_RETRY_DELAY_MS", 0, func(n int) { c.MaxRetryDelay = time.Duration(n) * time.Millisecond }},
 		{"PORT", 1, func(n int) { c.Port = n }},
 		{"DISPATCH_TIMEOUT_MS", 100, func(n int) { c.DispatchTimeout = time.Duration(n) * time.Millisecond }},
+		{"WEBHOOK_TIMEOUT_MS", 100, func(n int) { c.WebhookTimeout = time.Duration(n) * time.Millisecond }},
 		{"PROCESS_BATCH_SIZE", 1, func(n int) { c.ProcessBatchSize = n }},
 		{"PROCESS_TIME_BUDGET_MS", 100, func(n int) { c.ProcessTimeBudget = time.Duration(n) * time.Millisecond }},
 		{"MAX_BODY_BYTES", 1024, func(n int) { c.MaxBodyBytes = int64(n) }},

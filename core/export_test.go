@@ -1,6 +1,10 @@
 package core
 
 import (
+	"context"
+	"github.com/pipeweave/pipeweave/core/internal/engine"
+	"time"
+
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/testsignal"
 )
@@ -72,4 +76,30 @@ func (s EngineSignals) PipelineEnded(tb testsignal.TB) (string, protocol.Pipelin
 func (s EngineSignals) Drain() {
 	s.o.signals.engine.RunStatus.Drain()
 	s.o.signals.engine.PipelineEnded.Drain()
+}
+
+// SetWebhookClock makes o's webhook delivery statements use now (engine.SetWebhookClock).
+func (o *Orchestrator) SetWebhookClock(now func() time.Time) { o.eng.SetWebhookClock(now) }
+
+// ClaimWebhookDeliveries claims up to n due deliveries and sends none of them, as an instance
+// that dies after its claim; it returns their ids.
+func (o *Orchestrator) ClaimWebhookDeliveries(ctx context.Context, n int) ([]string, error) {
+	claimed, err := o.eng.ClaimWebhookDeliveries(ctx, n)
+	ids := make([]string, len(claimed))
+	for i, c := range claimed {
+		ids[i] = c.ID
+	}
+	return ids, err
+}
+
+// DeliverWebhooks sends due webhook deliveries once (engine.DeliverWebhooks) and returns how
+// many attempts it made.
+func (o *Orchestrator) DeliverWebhooks(ctx context.Context) (int, error) {
+	s, err := o.eng.DeliverWebhooks(ctx, 0, 0)
+	return s.Delivered + s.Failed + s.Dead, err
+}
+
+// SignWebhookForTest is the engine's webhook signer (engine.SignWebhook).
+func SignWebhookForTest(secret, id, timestamp string, body []byte) (string, error) {
+	return engine.SignWebhook(secret, id, timestamp, body)
 }

@@ -81,6 +81,13 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"invalid UTF-8 in a schedule id to delete", "DELETE", "/api/schedules/%ff", "", "", 400, "INVALID_TEXT", "path"},
 		{"NUL in a cron expression", "PUT", "/api/schedules/s", `{"cron":"0 * * * *\u0000","taskId":"t"}`, "", 400, "INVALID_TEXT", "cron"},
 		{"invalid UTF-8 in a schedule's input", "PUT", "/api/schedules/s", "{\"cron\":\"0 * * * *\",\"taskId\":\"t\",\"input\":{\"s\":\"\xff\"}}", "", 400, "INVALID_TEXT", "input.s"},
+		{"NUL in a webhook id", "PUT", "/api/webhooks/h%00", `{"url":"http://127.0.0.1:9/","events":["dlq.added"]}`, "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a webhook id", "GET", "/api/webhooks/%ff", "", "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a webhook url", "PUT", "/api/webhooks/h", `{"url":"http://127.0.0.1:9/\u0000","events":["dlq.added"]}`, "", 400, "INVALID_TEXT", "url"},
+		{"invalid UTF-8 in a webhook event", "PUT", "/api/webhooks/h", "{\"url\":\"http://127.0.0.1:9/\",\"events\":[\"\xff\"]}", "", 400, "INVALID_TEXT", "events[0]"},
+		{"NUL in a delivery id to resend", "POST", "/api/webhooks/h/deliveries/msg_%00/resend", "{}", "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a delivery filter", "GET", "/api/webhooks/h/deliveries?status=%ff", "", "", 400, "INVALID_TEXT", "query parameter status"},
+		{"garbage delivery cursor", "GET", "/api/webhooks/h/deliveries?cursor=%27%3B--", "", "", 400, "INVALID_CURSOR", ""},
 		{"invalid UTF-8 in a DLQ filter", "GET", "/api/dlq?taskId=%ff", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
 		{"NUL in a DLQ filter", "GET", "/api/dlq?pipelineId=%00", "", "", 400, "INVALID_TEXT", "query parameter pipelineId"},
 		{"NUL in a queue filter", "GET", "/api/queue/items?taskId=a%00", "", "", 400, "INVALID_TEXT", "query parameter taskId"},
@@ -129,7 +136,7 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		}
 	}
 	require.Zero(t, e.count("SELECT count(*) FROM pipelines WHERE NOT implicit"), "no pipeline was stored")
-	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads", "schedules"} {
+	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads", "schedules", "webhooks", "webhook_deliveries"} {
 		require.Zero(t, e.count("SELECT count(*) FROM "+table), "nothing written to %s", table)
 	}
 	require.Equal(t, 1, e.count("SELECT count(*) FROM services"), "svc2 was not registered")

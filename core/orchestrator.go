@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	o.eng, err = engine.New(o.pool, keys, store, engine.Config{
 		MaxConcurrency:  cfg.MaxConcurrency,
 		DispatchTimeout: cfg.DispatchTimeout,
+		WebhookTimeout:  cfg.WebhookTimeout,
 		ClaimBatch:      cfg.ProcessBatchSize,
 		IdempotencyTTL:  cfg.IdempotencyTTL,
 		MaxRetryDelay:   cfg.MaxRetryDelay,
@@ -283,7 +284,8 @@ func (o *Orchestrator) CheckSchema(ctx context.Context) error {
 }
 
 // Process does one bounded batch: sweep expired attempts, then claim and dispatch up to
-// PROCESS_BATCH_SIZE runs within PROCESS_TIME_BUDGET_MS.
+// PROCESS_BATCH_SIZE runs and send up to as many due webhook deliveries, within
+// PROCESS_TIME_BUDGET_MS.
 func (o *Orchestrator) Process(ctx context.Context) (Summary, error) {
 	if err := o.CheckSchema(ctx); err != nil {
 		return Summary{}, err
@@ -338,9 +340,9 @@ func (o *Orchestrator) fireSchedules(ctx context.Context) {
 // PurgeSummary counts what a purge deleted.
 type PurgeSummary = protocol.PurgeSummary
 
-// Purge deletes DLQ entries and finished runs older than DLQ_RETENTION_DAYS, expired
-// idempotency keys, and expired temporary uploads that no run claimed (object and record), in
-// bounded chunks, within budget.
+// Purge deletes DLQ entries, finished runs and finished webhook deliveries older than
+// DLQ_RETENTION_DAYS, expired idempotency keys, and expired temporary uploads that no run
+// claimed (object and record), in bounded chunks, within budget.
 func (o *Orchestrator) Purge(ctx context.Context, budget time.Duration) (PurgeSummary, error) {
 	if err := o.CheckSchema(ctx); err != nil {
 		return PurgeSummary{}, err
@@ -459,6 +461,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		defer wg.Done()
 		o.fireSchedules(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.sendWebhooks(ctx)
+	}()
 	// At most this many dispatch batches are in flight at once.
 	slots := make(chan struct{}, 8)
 	ticker := time.NewTicker(o.cfg.PollInterval)
@@ -487,9 +494,9 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			lastPurge = time.Now()
 			if s, err := o.Purge(ctx, 10*time.Second); err != nil && ctx.Err() == nil {
 				o.log.Warn("purge failed", "err", err)
-			} else if s.DLQ+s.Runs+s.PipelineRuns+s.IdempotencyKeys+s.TempUploads+s.ScheduleSlots > 0 {
+			} else if s.DLQ+s.Runs+s.PipelineRuns+s.IdempotencyKeys+s.TempUploads+s.ScheduleSlots+s.WebhookDeliveries > 0 {
 				o.log.Info("purged past retention", "dlq", s.DLQ, "runs", s.Runs, "pipelineRuns", s.PipelineRuns, "idempotencyKeys", s.IdempotencyKeys,
-					"tempUploads", s.TempUploads, "scheduleSlots", s.ScheduleSlots)
+					"tempUploads", s.TempUploads, "scheduleSlots", s.ScheduleSlots, "webhookDeliveries", s.WebhookDeliveries)
 			}
 		}
 		total := 0
@@ -535,6 +542,39 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// webhookInterval is how often the standalone loop looks for due webhook deliveries.
+const webhookInterval = time.Second
+
+// sendWebhooks sends due webhook deliveries every webhookInterval until ctx ends: one indexed
+// look at an empty range when nothing is due. Requests in flight when ctx ends are abandoned;
+// their deliveries are due again after their lease (at least once).
+func (o *Orchestrator) sendWebhooks(ctx context.Context) {
+	ticker := time.NewTicker(webhookInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		for ctx.Err() == nil {
+			s, err := o.eng.DeliverWebhooks(ctx, webhookBatch, 30*time.Second)
+			if err != nil {
+				if ctx.Err() == nil {
+					o.log.Warn("sending webhook deliveries failed", "err", err)
+				}
+				break
+			}
+			if s.Delivered+s.Failed+s.Dead < webhookBatch {
+				break
+			}
+		}
+	}
+}
+
+// webhookBatch is the most deliveries one pass of sendWebhooks sends before it looks again.
+const webhookBatch = 200
 
 // purgeInterval is how often the standalone loop purges past retention.
 const purgeInterval = time.Hour

@@ -233,6 +233,24 @@ pipeweave serve --migrate`,
 		example: `pipeweave schedules put nightly-report --cron "30 2 * * *" --timezone Europe/Berlin --task report --input '{"kind":"daily"}' --overlap skip`},
 	{path: "schedules delete", summary: "delete a schedule; the runs it made stay",
 		usage: "pipeweave schedules delete SCHEDULE [--json]", flags: true, env: clientEnv, example: "pipeweave schedules delete nightly-report"},
+	{path: "webhooks", summary: "signed webhooks: notifications of run endings and DLQ entries, with a delivery log",
+		usage: "pipeweave webhooks list|get|put|delete|deliveries|resend [flags]", env: clientEnv,
+		example: "pipeweave webhooks put ops --endpoint https://hooks.example.com/pw --events pipeline_run.failed,dlq.added"},
+	{path: "webhooks list", summary: "list the webhooks (never their secrets)",
+		usage: "pipeweave webhooks list [--json]", flags: true, env: clientEnv, example: "pipeweave webhooks list"},
+	{path: "webhooks get", summary: "show one webhook",
+		usage: "pipeweave webhooks get ID [--json]", flags: true, env: clientEnv, example: "pipeweave webhooks get ops"},
+	{path: "webhooks put", summary: "create or replace a webhook; a new one without --secret gets a generated secret, printed this once",
+		usage: "pipeweave webhooks put ID --endpoint URL --events E1,E2 [--secret whsec_…] [--disabled] [--json]", flags: true, env: clientEnv,
+		example: "pipeweave webhooks put ops --endpoint https://hooks.example.com/pw --events pipeline_run.failed,dlq.added"},
+	{path: "webhooks delete", summary: "delete a webhook and its delivery log",
+		usage: "pipeweave webhooks delete ID [--json]", flags: true, env: clientEnv, example: "pipeweave webhooks delete ops"},
+	{path: "webhooks deliveries", summary: "a webhook's delivery log, newest first: status, attempts, last answer, next attempt",
+		usage: "pipeweave webhooks deliveries ID [--status pending|delivered|dead] [--limit N] [--json]", flags: true, env: clientEnv,
+		example: "pipeweave webhooks deliveries ops --status dead"},
+	{path: "webhooks resend", summary: "send a delivered or dead delivery again, with the same webhook-id",
+		usage: "pipeweave webhooks resend ID DELIVERY [--json]", flags: true, env: clientEnv,
+		example: "pipeweave webhooks resend ops msg_018f…"},
 
 	{path: "help", summary: "show the help of a command: its flags, the environment variables it reads and an example",
 		usage:   "pipeweave help [COMMAND [SUBCOMMAND]]   (the same as pipeweave COMMAND [SUBCOMMAND] --help)",
@@ -340,7 +358,7 @@ func resolve(args []string, help bool, stderr io.Writer) (*command, []string, er
 }
 
 // unknownSubcommand is the error of a group command (db, pg, token, queue, dlq, maintenance,
-// pause, resume, schedules)
+// pause, resume, schedules, webhooks)
 // called without one of its subcommands. route refuses such a command line before the group
 // runs (with the group's help and exit status 2), so this only guards a direct call.
 func unknownSubcommand(group string, args []string) error {

@@ -356,7 +356,7 @@ func TestHelpCoversTheDispatcher(t *testing.T) {
 	}
 
 	groups := map[string]string{
-		"db": "dbCommand", "pg": "pgCommand", "bench": "benchCommand", "token": "tokenCommand",
+		"db": "dbCommand", "pg": "pgCommand", "bench": "benchCommand", "token": "tokenCommand", "webhooks": "webhooksCommand",
 		"queue": "queueCommand", "dlq": "dlqCommand", "maintenance": "maintenanceCommand", "schedules": "schedulesCommand",
 		"pause": "pauseCommand", "resume": "pauseCommand",
 	}

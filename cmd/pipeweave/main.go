@@ -66,6 +66,8 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   pause      task TASK | pipeline PIPELINE         its work waits (still accepted) until resumed
   resume     task TASK | pipeline PIPELINE         its waiting work is claimed again, in priority order
   schedules  list | get ID | put ID --cron EXPR --task T|--pipeline P | delete ID   cron schedules
+  webhooks   list | get ID | put ID --endpoint U --events E,… | delete ID | deliveries ID | resend ID DELIVERY
+             signed notifications of run endings and DLQ entries (docs/webhooks.md)
 
 pipeweave help COMMAND [SUBCOMMAND] (or COMMAND [SUBCOMMAND] --help) shows a command's flags,
 the environment variables it reads and an example.
@@ -107,7 +109,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], os.Stdin, stdout, stderr, getenv)
-	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance", "pause", "resume", "schedules":
+	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance", "pause", "resume", "schedules", "webhooks":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help":
 		return helpCommand(ctx, args[1:], stdout, stderr)

@@ -1,7 +1,7 @@
 package main
 
-// The operator commands: services, pipelines, trigger, status, runs, dry-run, queue, dlq and
-// maintenance, each a client of the orchestrator's HTTP API (docs/cli.md).
+// The operator commands: services, pipelines, trigger, status, runs, dry-run, queue, dlq,
+// maintenance and webhooks, each a client of the orchestrator's HTTP API (docs/cli.md).
 
 import (
 	"bytes"
@@ -53,6 +53,8 @@ func opsCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return maintenanceCommand(ctx, rest, stdout, stderr, getenv)
 	case "schedules":
 		return schedulesCommand(ctx, rest, stdout, stderr, getenv)
+	case "webhooks":
+		return webhooksCommand(ctx, rest, stdout, stderr, getenv)
 	}
 	return fmt.Errorf("unknown command %q", name)
 }

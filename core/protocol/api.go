@@ -177,11 +177,13 @@ type MaintenanceStatus struct {
 
 // ProcessSummary says what one bounded batch of /api/process did.
 type ProcessSummary struct {
-	Swept      int   `json:"swept"`
-	Claimed    int   `json:"claimed"`
-	Dispatched int   `json:"dispatched"`
-	Failed     int   `json:"failed"`
-	DurationMs int64 `json:"durationMs"`
+	Swept      int `json:"swept"`
+	Claimed    int `json:"claimed"`
+	Dispatched int `json:"dispatched"`
+	Failed     int `json:"failed"`
+	// WebhookDeliveries counts the webhook delivery attempts made (any outcome).
+	WebhookDeliveries int   `json:"webhookDeliveries"`
+	DurationMs        int64 `json:"durationMs"`
 }
 
 // Page is one page of a listing; NextCursor, when set, asks for the next one.
@@ -372,5 +374,7 @@ type PurgeSummary struct {
 	PipelineRuns    int64 `json:"pipelineRuns"`
 	TempUploads     int64 `json:"tempUploads"`   // expired, unclaimed temporary uploads deleted
 	ScheduleSlots   int64 `json:"scheduleSlots"` // records of handled schedule slots past retention
-	DurationMs      int64 `json:"durationMs"`
+	// WebhookDeliveries counts delivered and dead webhook deliveries deleted.
+	WebhookDeliveries int64 `json:"webhookDeliveries"`
+	DurationMs        int64 `json:"durationMs"`
 }

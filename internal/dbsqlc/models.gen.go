@@ -214,3 +214,29 @@ type TempUpload struct {
 	MimeType           string
 	SizeBytes          int64
 }
+
+type Webhook struct {
+	ID        string
+	Url       string
+	Events    []string
+	Secret    string
+	Enabled   bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+type WebhookDelivery struct {
+	ID             string
+	WebhookID      string
+	Event          string
+	Payload        string
+	Status         string
+	Attempts       int
+	NextAttemptAt  time.Time
+	Lease          int64
+	LastAttemptAt  *time.Time
+	LastStatusCode *int
+	LastError      *string
+	CreatedAt      time.Time
+	FinishedAt     *time.Time
+}

@@ -193,6 +193,12 @@ func (s *Server) routes() {
 	api("GET "+uploadPath+"/{id}", byID(s, s.eng.GetTempUpload, wire.TempUploadInfo))
 	api("DELETE "+uploadPath+"/{id}", s.deleteTempUpload)
 	api("GET /api/upload/stats", noArg(s, s.eng.TempUploadStats, wire.TempUploadStats))
+	api("GET /api/webhooks", noArg(s, s.eng.ListWebhooks, same[protocol.WebhookList]))
+	api("GET /api/webhooks/{id}", byID(s, s.eng.GetWebhook, same[protocol.Webhook]))
+	api("PUT /api/webhooks/{id}", s.putWebhook)
+	api("DELETE /api/webhooks/{id}", s.deleteWebhook)
+	api("GET /api/webhooks/{id}/deliveries", s.webhookDeliveries)
+	api("POST /api/webhooks/{id}/deliveries/{deliveryId}/resend", s.bodiless(s.resendWebhookDelivery))
 	api("GET /metrics", s.metrics)
 	// Upstream's routes (packages/orchestrator/src/routes), see upstream.go.
 	api("GET /api/info", s.info)
@@ -282,6 +288,9 @@ func (s *Server) bodiless(h http.HandlerFunc) http.HandlerFunc {
 		}
 	}
 }
+
+// same is the wire shape of values that have it already.
+func same[T any](v T) T { return v }
 
 // noArg serves a read that takes no argument, answered in its wire shape.
 func noArg[T, W any](s *Server, read func(context.Context) (T, error), toWire func(T) W) http.HandlerFunc {

@@ -304,8 +304,9 @@ func (e *Engine) runToken(c Claimed) (string, error) {
 	})
 }
 
-// Process does one bounded batch: sweep, then claim and dispatch up to limit runs within budget
-// (0 = no time bound).
+// Process does one bounded batch: sweep, then claim and dispatch up to limit runs, then send up
+// to limit due webhook deliveries, within budget (0 = no time bound; DeliverWebhooks says how
+// the deliveries keep to what is left of it).
 func (e *Engine) Process(ctx context.Context, limit int, budget time.Duration) (ProcessSummary, error) {
 	start := time.Now()
 	if limit <= 0 {
@@ -334,6 +335,17 @@ func (e *Engine) Process(ctx context.Context, limit int, budget time.Duration) (
 		if len(claimed) < chunk {
 			break
 		}
+	}
+	// Then the due webhook deliveries, within what is left of the budget (at least one claim of
+	// them, so that a batch that spent its budget on runs still sends some).
+	left := time.Duration(0)
+	if budget > 0 {
+		left = max(budget-time.Since(start), time.Millisecond)
+	}
+	wh, err := e.DeliverWebhooks(ctx, limit, left)
+	s.WebhookDeliveries = wh.Delivered + wh.Failed + wh.Dead
+	if err != nil {
+		return s, err
 	}
 	s.DurationMs = time.Since(start).Milliseconds()
 	return s, nil

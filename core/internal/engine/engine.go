@@ -41,6 +41,8 @@ type Config struct {
 	MaxConcurrency int
 	// DispatchTimeout bounds one dispatch request (default 10 s).
 	DispatchTimeout time.Duration
+	// WebhookTimeout bounds one webhook delivery request (default 10 s).
+	WebhookTimeout time.Duration
 	// ClaimBatch is the most runs one claim takes (default 100).
 	ClaimBatch int
 	// SweepBatch is the most expired attempts one sweep handles (default 500).
@@ -80,6 +82,9 @@ func (c *Config) setDefaults() {
 	if c.DispatchTimeout <= 0 {
 		c.DispatchTimeout = defaults.DispatchTimeout
 	}
+	if c.WebhookTimeout <= 0 {
+		c.WebhookTimeout = defaultWebhookTimeout
+	}
 	if c.ClaimBatch <= 0 {
 		c.ClaimBatch = 100
 	}
@@ -116,6 +121,10 @@ type Engine struct {
 	storage *storage.Set
 	cfg     Config
 	client  *http.Client
+	// whClient sends webhook deliveries: the dispatch client's guarded dialer, WebhookTimeout.
+	whClient *http.Client
+	// whClock is the webhook statements' clock when tests set one (webhooks.go).
+	whClock webhookClock
 	// guard is the dispatch address policy the client's dialer applies.
 	guard   *netguard.Policy
 	log     *slog.Logger
@@ -153,17 +162,18 @@ func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config
 		return nil, fmt.Errorf("encode the default storage backend: %w", err)
 	}
 	return &Engine{
-		db:      database.New(pool),
-		backend: backend,
-		keys:    keys,
-		storage: store,
-		cfg:     cfg,
-		client:  newDispatchClient(cfg, guard),
-		guard:   guard,
-		log:     log,
-		metrics: cfg.Metrics,
-		tracer:  cfg.TracerProvider.Tracer(telemetry.TracerName),
-		tracing: !isNoop(cfg.TracerProvider),
+		db:       database.New(pool),
+		backend:  backend,
+		keys:     keys,
+		storage:  store,
+		cfg:      cfg,
+		client:   newDispatchClient(cfg, guard),
+		whClient: newDispatchClient(Config{DispatchTimeout: cfg.WebhookTimeout}, guard),
+		guard:    guard,
+		log:      log,
+		metrics:  cfg.Metrics,
+		tracer:   cfg.TracerProvider.Tracer(telemetry.TracerName),
+		tracing:  !isNoop(cfg.TracerProvider),
 	}, nil
 }
 
@@ -189,5 +199,8 @@ func (e *Engine) now() *time.Time {
 // Ping checks that the database answers.
 func (e *Engine) Ping(ctx context.Context) error { return e.db.Ping(ctx) }
 
-// Close releases the dispatch client's idle connections.
-func (e *Engine) Close() { e.client.CloseIdleConnections() }
+// Close releases the dispatch and webhook clients' idle connections.
+func (e *Engine) Close() {
+	e.client.CloseIdleConnections()
+	e.whClient.CloseIdleConnections()
+}

@@ -192,7 +192,9 @@ type ProcessSummary struct {
 	Claimed    int
 	Dispatched int
 	Failed     int
-	DurationMs int64
+	// WebhookDeliveries counts the webhook delivery attempts made (any outcome).
+	WebhookDeliveries int
+	DurationMs        int64
 }
 
 // Page is one page of a listing.

@@ -16,7 +16,9 @@ type PurgeSummary struct {
 	PipelineRuns    int64
 	TempUploads     int64 // expired, unclaimed temporary uploads deleted
 	ScheduleSlots   int64 // records of handled schedule slots
-	DurationMs      int64
+	// WebhookDeliveries counts delivered and dead webhook deliveries deleted.
+	WebhookDeliveries int64
+	DurationMs        int64
 }
 
 // deleteChunks runs del, a delete of at most chunk rows, until it deletes fewer than chunk
@@ -36,7 +38,7 @@ func (e *Engine) deleteChunks(ctx context.Context, what string, del func(context
 	}
 }
 
-// Purge deletes DLQ entries and finished runs older than retention, and expired idempotency
+// Purge deletes DLQ entries, finished runs and finished webhook deliveries older than retention, and expired idempotency
 // keys, in chunks of chunk rows, then expired, unclaimed temporary uploads (their objects too)
 // and the tombstones of uploads deleted longer ago than retention, until nothing is left or
 // budget has passed. Other objects in storage are left to the bucket's own lifecycle rules.
@@ -67,6 +69,9 @@ func (e *Engine) Purge(ctx context.Context, retention time.Duration, chunk int, 
 		{"schedule slots", func(ctx context.Context) (int64, error) {
 			return queries.PurgeScheduleFires(ctx, e.db, dbsqlc.PurgeScheduleFiresParams{OlderThanMs: older, Max: chunk, Now: e.now()})
 		}, &s.ScheduleSlots},
+		{"webhook deliveries", func(ctx context.Context) (int64, error) {
+			return queries.PurgeWebhookDeliveries(ctx, e.db, dbsqlc.PurgeWebhookDeliveriesParams{OlderThanMs: older, Max: chunk, Now: e.now()})
+		}, &s.WebhookDeliveries},
 	}
 	for _, st := range steps {
 		n, err := e.deleteChunks(ctx, st.name, st.del, chunk, start.Add(budget))

@@ -88,6 +88,10 @@ type Metrics struct {
 	// ScheduleLag observes how late after its slot a schedule's run was made
 	// (pipeweave_schedule_lag_seconds).
 	ScheduleLag prometheus.Histogram
+	// WebhookDeliveries counts webhook delivery attempts, by outcome: delivered (a 2xx
+	// answer), failed (to be retried) or dead (the last attempt failed, or the address was
+	// refused, or the receiver answered 410 Gone) (pipeweave_webhook_deliveries_total{outcome}).
+	WebhookDeliveries *prometheus.CounterVec
 }
 
 // NewMetrics makes the metrics in a new registry of their own.
@@ -117,9 +121,11 @@ func NewMetrics() *Metrics {
 		ScheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "schedule_lag_seconds",
 			Help:    "How late after its slot a schedule's run was made.",
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}}),
+		WebhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "webhook_deliveries_total",
+			Help: "Webhook delivery attempts, by outcome (delivered, failed: retried later, dead: given up)."}, []string{"outcome"}),
 	}
 	m.Registry.MustRegister(m.Claims, m.DispatchDuration, m.DispatchFailures, m.TaskDuration, m.Retries, m.Timeouts,
-		m.DLQEntries, m.SweepResults, m.ScheduleSlots, m.ScheduleLag)
+		m.DLQEntries, m.SweepResults, m.ScheduleSlots, m.ScheduleLag, m.WebhookDeliveries)
 	// Outcomes and reasons exist from the start, so rates work before the first event.
 	for _, o := range []string{DispatchAcked, DispatchBackPressure, DispatchFailed} {
 		m.DispatchDuration.WithLabelValues(o)
@@ -130,8 +136,18 @@ func NewMetrics() *Metrics {
 	for _, o := range []string{"fired", "skipped", "failed", "missed"} {
 		m.ScheduleSlots.WithLabelValues(o)
 	}
+	for _, o := range []string{WebhookDelivered, WebhookFailed, WebhookDead} {
+		m.WebhookDeliveries.WithLabelValues(o)
+	}
 	return m
 }
+
+// The outcomes of webhook delivery attempts (WebhookDeliveries).
+const (
+	WebhookDelivered = "delivered"
+	WebhookFailed    = "failed"
+	WebhookDead      = "dead"
+)
 
 // LiveCounts counts the live task runs by state (waiting, pending, dispatching, running).
 type LiveCounts func(ctx context.Context) (map[string]int64, error)

@@ -10,6 +10,7 @@ import * as run from './pages/run.js';
 import * as dlq from './pages/dlq.js';
 import * as services from './pages/services.js';
 import * as schedules from './pages/schedules.js';
+import * as webhooks from './pages/webhooks.js';
 
 // routes: [pattern, page, nav]; :name captures one path segment.
 const routes = [
@@ -23,6 +24,7 @@ const routes = [
   ['/services', services, 'services'],
   ['/services/:id', services, 'services'],
   ['/services/:id/:task', services, 'services'],
+  ['/webhooks', webhooks, 'webhooks'],
 ];
 
 function match(path) {
