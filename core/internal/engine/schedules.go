@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pipeweave/pipeweave/core/internal/cronspec"
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
@@ -494,13 +495,31 @@ func (e *Engine) takeSlot(ctx context.Context, tx dbtx, id string, slot time.Tim
 	return deref(row.LastRunID), nil
 }
 
-// advance moves schedule id past slot (recorded with outcome by the caller) to next.
+// advance moves schedule id past slot (recorded with outcome by the caller) to next, counting
+// the missed slots before it; missed slots raise the schedule.missed webhook event in the same
+// transaction.
 func advance(ctx context.Context, tx dbtx, id string, slot, next time.Time, runID *string, missed int, lastMissed *time.Time) error {
 	if err := queries.AdvanceSchedule(ctx, tx, dbsqlc.AdvanceScheduleParams{ID: id, NextFireAt: &next, RunID: runID, SlotAt: &slot,
 		Missed: int64(missed), LastMissedAt: lastMissed}); err != nil {
 		return fmt.Errorf("advance schedule %s: %w", id, err)
 	}
+	if missed > 0 {
+		if _, err := EmitWebhookEvent(ctx, tx, protocol.EventScheduleMissed, scheduleMissed{ScheduleID: id, MissedSlots: missed,
+			LastMissedAt: *lastMissed, NextFireAt: next}); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// scheduleMissed is the data of a schedule.missed webhook event: how many due slots one pass
+// of the schedule's catch-up policy passed over, the latest of them, and the schedule's next
+// slot to handle.
+type scheduleMissed struct {
+	ScheduleID   string    `json:"scheduleId"`
+	MissedSlots  int       `json:"missedSlots"`
+	LastMissedAt time.Time `json:"lastMissedAt"`
+	NextFireAt   time.Time `json:"nextFireAt"`
 }
 
 // fireSlot handles one slot of schedule r: expected is the schedule's next slot as this pass

@@ -162,6 +162,8 @@ func TestScheduleCatchUp(t *testing.T) {
 	h.putSchedule(t, "latest", ScheduleRequest{Cron: "0 * * * *", TaskID: "t", CatchUp: CatchUpLatest})
 	h.putSchedule(t, "all", ScheduleRequest{Cron: "0 * * * *", TaskID: "t", CatchUp: CatchUpAll, CatchUpLimit: ptr(3)})
 	h.putSchedule(t, "recent", ScheduleRequest{Cron: "*/10 * * * *", TaskID: "t"})
+	// A webhook wants schedule.missed.
+	h.exec(t, `INSERT INTO webhooks (id, url, events, secret) VALUES ('w', 'http://127.0.0.1:9/', ARRAY['schedule.missed'], 'whsec_x')`)
 	// Down from 09:59 to 15:05: slots 10:00 … 15:00 (six) are due; 15:00 is 5 min old.
 	h.at(utcTime("2026-12-03T15:05:00Z"))
 	sum := h.fire(t)
@@ -180,6 +182,31 @@ func TestScheduleCatchUp(t *testing.T) {
 		}
 		requireTime(t, next, *s.NextFireAt)
 	}
+	// Each schedule's missed slots raised one schedule.missed event, in the pass's transaction.
+	rows, err := h.pool.Query(context.Background(), `SELECT payload FROM webhook_deliveries WHERE event = 'schedule.missed'`)
+	require.NoError(t, err)
+	missedEvents := map[string]int{}
+	for rows.Next() {
+		var payload string
+		require.NoError(t, rows.Scan(&payload))
+		var body struct {
+			Type string `json:"type"`
+			Data struct {
+				ScheduleID   string    `json:"scheduleId"`
+				MissedSlots  int       `json:"missedSlots"`
+				LastMissedAt time.Time `json:"lastMissedAt"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(payload), &body))
+		require.Equal(t, "schedule.missed", body.Type)
+		missedEvents[body.Data.ScheduleID] = body.Data.MissedSlots
+		if body.Data.ScheduleID == "none" {
+			requireTime(t, "2026-12-03T15:00:00Z", body.Data.LastMissedAt)
+		}
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, map[string]int{"none": 6, "latest": 5, "all": 3, "recent": 31}, missedEvents)
+
 	// A slot within the grace fires under none.
 	h.at(utcTime("2026-12-03T16:01:00Z"))
 	h.fire(t)
