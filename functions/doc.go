@@ -2,7 +2,7 @@
 // per directory, each a one-line main around package core:
 //
 //	functions/api              the HTTP API (all /api/* endpoints and /health)
-//	functions/process          one bounded batch: sweep expired, claim, dispatch → {"swept","claimed","dispatched","failed","durationMs"}
+//	functions/process          one bounded batch: fire due schedule slots, sweep expired, claim, dispatch, send due webhook deliveries → {"swept","claimed","dispatched","failed","webhookDeliveries","durationMs"}
 //	functions/heartbeat-sweep  only the sweep of expired heartbeats, timeouts and leases → {"swept","durationMs"}
 //	functions/dlq-purge        delete DLQ entries, finished runs and idempotency keys past retention, expired temporary uploads, schedule slot records and finished webhook deliveries → {"dlq","idempotencyKeys","runs","pipelineRuns","tempUploads","scheduleSlots","webhookDeliveries","durationMs"}
 //	functions/gcf              the same four as HTTP functions for Cloud Run functions / the Functions Framework

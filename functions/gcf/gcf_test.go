@@ -82,9 +82,9 @@ func TestSetServesTheFourFunctions(t *testing.T) {
 	require.Contains(t, qs, "pending")
 
 	for path, keys := range map[string][]string{
-		"/process":         {"swept", "claimed", "dispatched", "failed", "durationMs"},
+		"/process":         {"swept", "claimed", "dispatched", "failed", "webhookDeliveries", "durationMs"},
 		"/heartbeat-sweep": {"swept", "durationMs"},
-		"/dlq-purge":       {"dlq", "idempotencyKeys", "runs", "pipelineRuns", "tempUploads", "durationMs"},
+		"/dlq-purge":       {"dlq", "idempotencyKeys", "runs", "pipelineRuns", "tempUploads", "scheduleSlots", "webhookDeliveries", "durationMs"},
 	} {
 		status, summary := call(t, "POST", base+path)
 		require.Equal(t, http.StatusOK, status, "%s: %v", path, summary)

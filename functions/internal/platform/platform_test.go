@@ -107,9 +107,9 @@ func TestScheduledFunctionsServeHTTP(t *testing.T) {
 		build Builder
 		keys  []string
 	}{
-		"process":         {Process, []string{"swept", "claimed", "dispatched", "failed", "durationMs"}},
+		"process":         {Process, []string{"swept", "claimed", "dispatched", "failed", "webhookDeliveries", "durationMs"}},
 		"heartbeat-sweep": {HeartbeatSweep, []string{"swept", "durationMs"}},
-		"dlq-purge":       {DLQPurge, []string{"dlq", "idempotencyKeys", "runs", "pipelineRuns", "tempUploads", "durationMs"}},
+		"dlq-purge":       {DLQPurge, []string{"dlq", "idempotencyKeys", "runs", "pipelineRuns", "tempUploads", "scheduleSlots", "webhookDeliveries", "durationMs"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
