@@ -11,10 +11,12 @@ import (
 
 // LoopSignals turns on o's loop signals; call it before Run. Listening waits until the loop's
 // LISTEN connection is in place; Pass returns how many runs the next pass of the loop claimed;
-// DrainPasses forgets the passes signalled so far.
+// FirePass returns how many slots the next pass of the schedule firer fired; DrainPasses
+// forgets the passes signalled so far.
 func (o *Orchestrator) LoopSignals() LoopSignals {
 	o.signals.listening.Init()
 	o.signals.pass.Init()
+	o.signals.firePass.Init()
 	return LoopSignals{o}
 }
 
@@ -31,6 +33,12 @@ func (s LoopSignals) Listening(tb testsignal.TB) {
 func (s LoopSignals) Pass(tb testsignal.TB) int {
 	tb.Helper()
 	return s.o.signals.pass.Wait(tb)
+}
+
+// FirePass waits for the next pass of the schedule firer and returns how many slots it fired.
+func (s LoopSignals) FirePass(tb testsignal.TB) int {
+	tb.Helper()
+	return s.o.signals.firePass.Wait(tb)
 }
 
 // DrainPasses forgets the passes signalled so far.

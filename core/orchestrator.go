@@ -44,7 +44,9 @@ type Orchestrator struct {
 	eng     *engine.Engine
 	api     *api.Server
 	wake    chan struct{}
-	metrics *telemetry.Metrics
+	// scheduleWake wakes the schedule firer (fireSchedules) when a schedule changed.
+	scheduleWake chan struct{}
+	metrics      *telemetry.Metrics
 	// shutdownTracing flushes and stops the tracer provider New built (nil when the caller
 	// passed one, or when the exporter is off).
 	shutdownTracing func(context.Context) error
@@ -76,6 +78,8 @@ type loopSignals struct {
 	listening testsignal.Signal[struct{}]
 	// pass: a pass of the loop ended, having claimed this many runs.
 	pass testsignal.Signal[int]
+	// firePass: a pass of the schedule firer ended, having fired this many slots.
+	firePass testsignal.Signal[int]
 }
 
 // Options are the parts New does not read from Config.
@@ -124,7 +128,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("STORAGE_BACKENDS: %w", err)
 	}
-	o := &Orchestrator{cfg: cfg, log: log, store: store, wake: make(chan struct{}, 1), metrics: telemetry.NewMetrics(),
+	o := &Orchestrator{cfg: cfg, log: log, store: store, wake: make(chan struct{}, 1), scheduleWake: make(chan struct{}, 1), metrics: telemetry.NewMetrics(),
 		healthOnly: opts.NoAPI && len(cfg.APIKeys) == 0 && !cfg.InsecureNoAuth}
 	tp := opts.TracerProvider
 	if tp == nil {
@@ -306,8 +310,8 @@ const (
 )
 
 // fireSchedules fires due schedule slots until ctx ends (the standalone loop's companion): it
-// sleeps until the soonest slot of any enabled schedule, looking again at least every
-// PollInterval for schedules other instances put.
+// sleeps until the soonest slot of any enabled schedule, and wakes when a schedule changed on
+// any instance (NotifySchedules) and at least every PollInterval.
 func (o *Orchestrator) fireSchedules(ctx context.Context) {
 	for ctx.Err() == nil {
 		s, err := o.eng.FireSchedules(ctx, scheduleBatch)
@@ -317,6 +321,7 @@ func (o *Orchestrator) fireSchedules(ctx context.Context) {
 		if s.Fired > 0 {
 			o.kick()
 		}
+		o.signals.firePass.Send(s.Fired)
 		wait := o.cfg.PollInterval
 		switch {
 		case err != nil:
@@ -332,6 +337,7 @@ func (o *Orchestrator) fireSchedules(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+		case <-o.scheduleWake:
 		case <-time.After(wait):
 		}
 	}
@@ -589,7 +595,15 @@ const (
 // listen wakes the loop on NOTIFY pipeweave_ready, reconnecting after failures.
 func (o *Orchestrator) listen(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := database.ListenReady(ctx, o.pool, func() { o.signals.listening.Send(struct{}{}) }, o.kick)
+		err := database.ListenReady(ctx, o.pool, func() { o.signals.listening.Send(struct{}{}) }, func(payload string) {
+			o.kick()
+			if payload == "schedules" {
+				select {
+				case o.scheduleWake <- struct{}{}:
+				default:
+				}
+			}
+		})
 		if ctx.Err() != nil {
 			return
 		}

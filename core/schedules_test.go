@@ -132,14 +132,18 @@ func TestSchedulesNeedAPIKey(t *testing.T) {
 }
 
 // In standalone mode the loop fires each slot of a schedule (every second here) and the worker
-// receives its runs, which name the schedule and the slot.
+// receives its runs, which name the schedule and the slot. The poll interval is an hour: the
+// schedule's PUT wakes the firer (NotifySchedules), which otherwise would sleep that long.
 func TestScheduleFiredByStandaloneLoop(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone })
+	e := newEnv(t, func(c *core.Config) { c.Mode, c.PollInterval = core.ModeStandalone, time.Hour })
 	w := newWorker(t, e.url)
 	w.after = func(d protocol.DispatchRequest) { w.callback(d, success(d)) }
 	e.register("svc", "1", w.URL(), task("tick"))
+	sig := e.orch.LoopSignals()
 	e.runLoop()
+	// The firer's first pass found nothing: it sleeps until a schedule changes.
+	require.Zero(t, sig.FirePass(t))
 	r := e.putSchedule("every-second", map[string]any{"cron": "* * * * * *", "taskId": "tick", "input": map[string]any{"n": 1}})
 	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
 	w.waitDispatches(2)

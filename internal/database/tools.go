@@ -75,9 +75,10 @@ func CountCompletedRuns(ctx context.Context, db Executor, ids []string) (int64, 
 }
 
 // ListenReady listens, on a connection of its own to pool's database, for the notifications
-// that runs are ready (NotifyReady) and calls onReady for each, until ctx ends or the
+// that runs are ready (NotifyReady, payload "") or that a schedule changed (NotifySchedules,
+// payload "schedules") and calls onReady with the payload of each, until ctx ends or the
 // connection fails. It calls onListening once the LISTEN is in place.
-func ListenReady(ctx context.Context, pool *pgxpool.Pool, onListening, onReady func()) error {
+func ListenReady(ctx context.Context, pool *pgxpool.Pool, onListening func(), onReady func(payload string)) error {
 	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return interpretError(err)
@@ -88,10 +89,11 @@ func ListenReady(ctx context.Context, pool *pgxpool.Pool, onListening, onReady f
 	}
 	onListening()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return interpretError(err)
 		}
-		onReady()
+		onReady(n.Payload)
 	}
 }
 

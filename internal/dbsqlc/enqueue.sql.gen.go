@@ -231,6 +231,16 @@ func (q *Queries) NotifyReady(ctx context.Context, db DBTX) error {
 	return err
 }
 
+const notifySchedules = `-- name: NotifySchedules :exec
+SELECT pg_notify('pipeweave_ready', 'schedules')
+`
+
+// Tells every instance's loop that a schedule changed (its next slot may be sooner).
+func (q *Queries) NotifySchedules(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, notifySchedules)
+	return err
+}
+
 const tasksForEnqueue = `-- name: TasksForEnqueue :many
 
 SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash, coalesce(input_schema_hash, '')

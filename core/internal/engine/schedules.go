@@ -182,8 +182,8 @@ func (e *Engine) PutSchedule(ctx context.Context, id string, req ScheduleRequest
 		return Schedule{}, false, err
 	}
 	if p.Enabled {
-		// Every instance's loop learns of the new next slot.
-		if err := queries.NotifyReady(ctx, e.db); err != nil {
+		// Every instance's schedule firer learns of the new next slot.
+		if err := queries.NotifySchedules(ctx, e.db); err != nil {
 			e.log.Warn("could not notify the loops of a schedule", "schedule", id, "err", err)
 		}
 	}

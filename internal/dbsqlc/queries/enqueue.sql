@@ -51,6 +51,10 @@ FROM (SELECT unnest(sqlc.arg('ids')::text[]) AS id,
 -- name: NotifyReady :exec
 SELECT pg_notify('pipeweave_ready', '');
 
+-- name: NotifySchedules :exec
+-- Tells every instance's loop that a schedule changed (its next slot may be sooner).
+SELECT pg_notify('pipeweave_ready', 'schedules');
+
 -- name: IdempotencyLookup :one
 -- The completed run recorded under key for the task of run run_id, within the key's TTL.
 SELECT r.id, coalesce(r.output_path, ''), coalesce(r.output_size, 0), r.assets, r.selected_next
