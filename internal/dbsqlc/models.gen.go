@@ -71,6 +71,22 @@ type PipelineRun struct {
 	Input       []byte
 }
 
+type RateLimit struct {
+	Key       string
+	MaxRuns   int
+	PeriodMs  int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+type RateLimitWindow struct {
+	Bucket        string
+	WindowStartMs int64
+	Used          int
+	MaxRuns       int
+	PeriodMs      int64
+}
+
 type RunStatusCount struct {
 	Status string
 	N      int64
@@ -113,6 +129,11 @@ type Task struct {
 	InputJsonSchema       []byte
 	InputSchemaHash       *string
 	PausedAt              *time.Time
+	RateLimit             *int
+	RateLimitPeriodMs     *int64
+	RateLimitKey          *string
+	ConcurrencyKey        *string
+	ConcurrencyPerKey     *int
 }
 
 type TaskCodeHistory struct {
@@ -164,6 +185,7 @@ type TaskRun struct {
 	Input               []byte
 	Output              []byte
 	ParkedAvailableAt   *time.Time
+	ConcurrencyKey      *string
 }
 
 type TempUpload struct {

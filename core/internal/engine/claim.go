@@ -59,6 +59,7 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	lease := e.cfg.DispatchTimeout + 10*time.Second
 	start := time.Now()
 	var out []Claimed
+	var refill int64
 	// The lock and the claim travel in one batch (database.Pipelined): one round trip, one
 	// transaction, and the claim's snapshot is taken once the lock is held.
 	err := e.db.Pipelined(ctx, func(tx dbtx) error {
@@ -73,16 +74,23 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
-		out = make([]Claimed, len(rows))
-		for i, r := range rows {
-			out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
+		out = make([]Claimed, 0, len(rows))
+		refill = 0
+		for _, r := range rows {
+			if r.ID == "" {
+				// Not a run: a rate limit's budget is spent until refill_ms (epoch ms).
+				refill = r.RefillMs
+				continue
+			}
+			out = append(out, Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
 				Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
 				Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
-				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
-			if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
+				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID})
+			c := &out[len(out)-1]
+			if err := json.Unmarshal(r.PreviousAttempts, &c.PreviousAttempts); err != nil {
 				return fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
 			}
-			if out[i].Upstream, err = upstreamOf(r); err != nil {
+			if c.Upstream, err = upstreamOf(r); err != nil {
 				return fmt.Errorf("claim: upstream outputs of %s: %w", r.ID, err)
 			}
 		}
@@ -94,7 +102,23 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	}
 	e.pipelineOf.add(out)
 	e.metrics.Claims.Add(float64(len(out)))
+	e.rateRefill.Store(refill)
+	if refill != 0 {
+		e.metrics.RateLimitedClaims.Inc()
+	}
 	return out, nil
+}
+
+// RateLimitRefill is when the rate limit that the last claim found spent refills (zero: the last
+// claim found none spent). A loop that claimed less than it asked for claims again by then, so
+// that a rate-limited backlog dispatches at its rate without waiting for a poll, and without
+// claiming in a loop meanwhile.
+func (e *Engine) RateLimitRefill() time.Time {
+	ms := e.rateRefill.Load()
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // claimSpan records a "claim" span for a claim that took runs or failed (an empty claim, which

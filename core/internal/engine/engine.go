@@ -132,6 +132,8 @@ type Engine struct {
 	callbacks groupCommit
 	// pipelineOf knows the pipeline run of the runs this engine claimed (groupcommit.go).
 	pipelineOf pipelineHints
+	// rateRefill is when the rate limit the last claim found spent refills, in epoch ms (0: none).
+	rateRefill atomic.Int64
 	// callbackTxs counts the transactions the callbacks' group commits ran (tests read it).
 	callbackTxs atomic.Int64
 	// beforeCommit, when set (by tests), runs on the connection of each of a group commit's
