@@ -64,6 +64,11 @@ type RateLimit struct {
 	PeriodMs int64 `json:"periodMs"`
 }
 
+// RateLimitList is the answer of GET /api/rate-limits: the named rate limits in key order.
+type RateLimitList struct {
+	RateLimits []NamedRateLimit `json:"rateLimits"`
+}
+
 // NamedRateLimit is a rate limit shared by the tasks that register its key
 // (GET /api/rate-limits).
 type NamedRateLimit struct {
