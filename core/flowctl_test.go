@@ -66,7 +66,19 @@ func TestConcurrencyPerKeyAcrossInstances(t *testing.T) {
 		maxSeen[k] = max(maxSeen[k], active[k])
 		return http.StatusAccepted
 	}
+	// Once the test has seen what it needs, the worker stops calling back (the orchestrators
+	// are about to close); callbacks under way finish first.
+	var callbacks sync.WaitGroup
+	stopped := false
 	w.after = func(d protocol.DispatchRequest) {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			return
+		}
+		callbacks.Add(1)
+		mu.Unlock()
+		defer callbacks.Done()
 		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
 		mu.Lock()
 		active[keyOf(d)]--
@@ -108,6 +120,10 @@ func TestConcurrencyPerKeyAcrossInstances(t *testing.T) {
 	pendingHot := e.count(`SELECT count(*) FROM task_runs WHERE concurrency_key = '"hot"' AND status = 'pending'`)
 	cancel()
 	wg.Wait()
+	mu.Lock()
+	stopped = true
+	mu.Unlock()
+	callbacks.Wait()
 	require.Positive(t, pendingHot, "the cold keys finished before the hot key's backlog")
 	mu.Lock()
 	defer mu.Unlock()
