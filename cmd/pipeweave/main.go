@@ -65,6 +65,7 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   maintenance status | enter [--wait] | exit   stop claiming around a schema migration
   pause      task TASK | pipeline PIPELINE         its work waits (still accepted) until resumed
   resume     task TASK | pipeline PIPELINE         its waiting work is claimed again, in priority order
+  rate-limits list | put KEY LIMIT PERIOD | delete KEY   named rate limits tasks share (rateLimitKey)
 
 pipeweave help COMMAND [SUBCOMMAND] (or COMMAND [SUBCOMMAND] --help) shows a command's flags,
 the environment variables it reads and an example.
@@ -106,7 +107,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], os.Stdin, stdout, stderr, getenv)
-	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance", "pause", "resume":
+	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance", "pause", "resume", "rate-limits":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help":
 		return helpCommand(ctx, args[1:], stdout, stderr)

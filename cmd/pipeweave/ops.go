@@ -51,6 +51,8 @@ func opsCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return dlqCommand(ctx, rest, stdout, stderr, getenv)
 	case "maintenance":
 		return maintenanceCommand(ctx, rest, stdout, stderr, getenv)
+	case "rate-limits":
+		return rateLimitsCommand(ctx, rest, stdout, stderr, getenv)
 	}
 	return fmt.Errorf("unknown command %q", name)
 }
