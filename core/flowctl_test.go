@@ -170,6 +170,7 @@ func TestRateLimitedBacklogDrainsAtItsRateInTheLoop(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.GreaterOrEqual(t, windows, 6)
+	require.Positive(t, e.scrape("").get("pipeweave_rate_limited_claims_total"), "claims held runs back")
 	r = e.do("DELETE", "/api/rate-limits/slow", nil, "")
 	require.Equal(t, http.StatusConflict, r.Status, string(r.Body))
 	require.Equal(t, "RATE_LIMIT_IN_USE", r.errorBody(t).Code)
