@@ -32,6 +32,20 @@ func (q *Queries) DeleteRateLimitWindow(ctx context.Context, db DBTX, key string
 	return err
 }
 
+const flowControlInUse = `-- name: FlowControlInUse :one
+SELECT EXISTS (SELECT 1 FROM tasks WHERE removed_in_version IS NULL
+                 AND (rate_limit IS NOT NULL OR rate_limit_key IS NOT NULL OR concurrency_key IS NOT NULL))
+`
+
+// Whether any registered task has a rate limit or a concurrency key: the claim then needs
+// ClaimFlowControl.
+func (q *Queries) FlowControlInUse(ctx context.Context, db DBTX) (bool, error) {
+	row := db.QueryRow(ctx, flowControlInUse)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}
+
 const getRateLimit = `-- name: GetRateLimit :one
 SELECT key, max_runs, period_ms, created_at, updated_at FROM rate_limits WHERE key = $1
 `

@@ -67,6 +67,210 @@ room AS (
                 WHEN $1::int = 0 THEN $2::int
                 ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
+capacity AS (
+    SELECT t.id AS task_id,
+           CASE WHEN t.concurrency = 0 THEN (SELECT n FROM room)
+                ELSE least((SELECT n FROM room), t.concurrency - coalesce(i.n, 0)) END AS free
+    FROM tasks t
+    LEFT JOIN inflight i ON i.task_id = t.id
+    WHERE t.removed_in_version IS NULL AND t.paused_at IS NULL -- a paused task's runs wait
+      -- Tasks with a rate limit or a concurrency key are ClaimFlowControl's: callers use that
+      -- statement instead while any task has one (Engine.flowControlInUse).
+      AND t.rate_limit IS NULL AND t.rate_limit_key IS NULL AND t.concurrency_key IS NULL
+),
+paused_pipelines AS (
+    SELECT EXISTS (SELECT 1 FROM pipelines WHERE paused_at IS NOT NULL) AS any_paused
+),
+groups AS (
+    (SELECT tr.task_id, tr.priority FROM task_runs tr
+     WHERE tr.status = 'pending'
+     ORDER BY tr.task_id, tr.priority
+     LIMIT 1)
+    UNION ALL
+    SELECT nxt.task_id, nxt.priority
+    FROM groups g
+    CROSS JOIN LATERAL (
+        SELECT tr.task_id, tr.priority FROM task_runs tr
+        WHERE tr.status = 'pending' AND (tr.task_id, tr.priority) > (g.task_id, g.priority)
+        ORDER BY tr.task_id, tr.priority
+        LIMIT 1
+    ) nxt
+),
+candidates AS (
+    SELECT r.id, r.priority, r.available_at, c.task_id, c.free
+    FROM capacity c
+    JOIN groups g ON g.task_id = c.task_id
+    CROSS JOIN LATERAL (
+        SELECT tr.id, tr.priority, tr.available_at
+        FROM task_runs tr
+        WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
+          AND tr.available_at <= coalesce($3::timestamptz, now())
+          -- The nodes of a paused pipeline wait (parked ones are not ready anyway; this holds
+          -- for one made pending by a transaction that ran across the pause).
+          AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
+                SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
+        ORDER BY tr.available_at, tr.id
+        LIMIT greatest(c.free, 0)
+        FOR UPDATE SKIP LOCKED
+    ) r
+    WHERE c.free > 0
+),
+ranked AS (
+    -- A task's runs of several priorities together stay within its free places.
+    SELECT id, priority, available_at, free,
+           row_number() OVER (PARTITION BY task_id ORDER BY priority, available_at, id) AS place
+    FROM candidates
+),
+chosen AS (
+    SELECT id FROM ranked
+    WHERE place <= free
+    ORDER BY priority, available_at, id
+    LIMIT greatest((SELECT n FROM room), 0)
+),
+claimed AS (
+    UPDATE task_runs tr SET
+        status                = 'dispatching',
+        lease                 = tr.lease + 1,
+        deadline              = coalesce($3::timestamptz, now()) + $4::bigint * interval '1 millisecond',
+        timeout_at            = coalesce($3::timestamptz, now()) + t.timeout_seconds * interval '1 second',
+        heartbeat_interval_ms = t.heartbeat_interval_ms,
+        code_version          = t.code_version,
+        code_hash             = t.code_hash,
+        started_at            = coalesce(tr.started_at, coalesce($3::timestamptz, now())),
+        updated_at            = coalesce($3::timestamptz, now())
+    FROM chosen, tasks t, services s
+    WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.predecessors, tr.attempt, tr.lease, tr.code_version,
+              tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms, tr.input,
+              t.timeout_seconds, s.base_url, tr.priority, tr.traceparent, s.id AS service_id, s.key_id
+)
+SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
+       c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
+       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
+       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id)) AS input,
+       c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
+       c.service_id, coalesce(c.key_id, '') AS key_id,
+       -- The outputs of the run's completed predecessors, in task id order (the output itself
+       -- when it is inline), read once per run: its dispatch needs no query of its own.
+       coalesce(up.task_ids, '{}')::text[] AS up_task_ids,
+       coalesce(up.output_paths, '{}')::text[] AS up_output_paths,
+       coalesce(up.assets, '{}')::jsonb[] AS up_assets,
+       coalesce(up.outputs, '{}')::bytea[] AS up_outputs
+FROM claimed c
+LEFT JOIN LATERAL (
+    SELECT array_agg(x.task_id ORDER BY x.task_id) AS task_ids,
+           array_agg(coalesce(x.output_path, '') ORDER BY x.task_id) AS output_paths,
+           array_agg(x.assets ORDER BY x.task_id) AS assets,
+           array_agg(x.output ORDER BY x.task_id) AS outputs
+    FROM task_runs x
+    WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
+      AND x.superseded_by IS NULL AND x.status = 'completed'
+) up ON true
+`
+
+type ClaimParams struct {
+	MaxConcurrency int
+	Max            int
+	Now            *time.Time
+	LeaseMs        int64
+}
+
+type ClaimRow struct {
+	ID                  string
+	TaskID              string
+	PipelineRunID       string
+	Attempt             int
+	Lease               int64
+	CodeVersion         int
+	CodeHash            string
+	InputPath           string
+	PreviousAttempts    []byte
+	HeartbeatIntervalMs *int64
+	Input               []byte
+	TimeoutSeconds      int
+	BaseURL             string
+	Priority            int
+	Traceparent         string
+	ServiceID           string
+	KeyID               string
+	UpTaskIds           []string
+	UpOutputPaths       []string
+	UpAssets            [][]byte
+	UpOutputs           [][]byte
+}
+
+// Task run life cycle: claim, dispatch results, worker calls, failures, sweep.
+// Claims up to max ready runs, honouring MAX_CONCURRENCY (max_concurrency, 0 = none) across
+// every instance and each task's own concurrency. Callers run it right after LockClaimsAsyncCommit
+// in the same transaction, so the in-flight counts below include every earlier claim.
+// lease_ms is the dispatch lease in milliseconds; now is the time (NULL = the database clock).
+// Outside maintenance mode 'running' it claims nothing: the mode is read here, after the lock,
+// which mode changes take too.
+// The pending index is ordered (task_id, priority, available_at, id), so "available_at <= now"
+// bounds a scan only within one (task, priority): groups lists the (task, priority) pairs that
+// have pending runs by skipping through the index (one descent per pair), and each pair's ready
+// runs are read from the front of its range. A deep queue of runs that are not ready yet (delayed
+// or backing off) thus costs a claim nothing; without groups the scan read every one of them.
+func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimRow, error) {
+	rows, err := db.Query(ctx, claim,
+		arg.MaxConcurrency,
+		arg.Max,
+		arg.Now,
+		arg.LeaseMs,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ClaimRow
+	for rows.Next() {
+		var i ClaimRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.TaskID,
+			&i.PipelineRunID,
+			&i.Attempt,
+			&i.Lease,
+			&i.CodeVersion,
+			&i.CodeHash,
+			&i.InputPath,
+			&i.PreviousAttempts,
+			&i.HeartbeatIntervalMs,
+			&i.Input,
+			&i.TimeoutSeconds,
+			&i.BaseURL,
+			&i.Priority,
+			&i.Traceparent,
+			&i.ServiceID,
+			&i.KeyID,
+			&i.UpTaskIds,
+			&i.UpOutputPaths,
+			&i.UpAssets,
+			&i.UpOutputs,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const claimFlowControl = `-- name: ClaimFlowControl :many
+WITH RECURSIVE inflight AS (
+    SELECT task_id, count(*)::int AS n
+    FROM task_runs
+    WHERE status IN ('dispatching', 'running')
+    GROUP BY task_id
+),
+room AS (
+    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+                WHEN $1::int = 0 THEN $2::int
+                ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
+),
 now_ms AS (
     SELECT (extract(epoch FROM coalesce($3::timestamptz, now())) * 1000)::bigint AS ms
 ),
@@ -259,14 +463,14 @@ FROM (SELECT min(b.window_start_ms + b.period_ms) AS refill
 WHERE r.refill IS NOT NULL
 `
 
-type ClaimParams struct {
+type ClaimFlowControlParams struct {
 	MaxConcurrency int
 	Max            int
 	Now            *time.Time
 	LeaseMs        int64
 }
 
-type ClaimRow struct {
+type ClaimFlowControlRow struct {
 	ID                  string
 	TaskID              string
 	PipelineRunID       string
@@ -291,7 +495,11 @@ type ClaimRow struct {
 	RefillMs            int64
 }
 
-// Task run life cycle: claim, dispatch results, worker calls, failures, sweep.
+// Claim with rate limits and concurrency per key (migration 012), for when some task has one:
+// the same claim, and each task's free places are also capped by its rate limit's budget in
+// the current window, and a keyed task's runs are read key by key. It returns one more row,
+// with an empty id, when a rate limit's budget is spent (refill_ms: when the earliest such
+// window ends).
 // Claims up to max ready runs, honouring MAX_CONCURRENCY (max_concurrency, 0 = none) across
 // every instance and each task's own concurrency. Callers run it right after LockClaimsAsyncCommit
 // in the same transaction, so the in-flight counts below include every earlier claim.
@@ -314,8 +522,8 @@ type ClaimRow struct {
 // The runs each rate-limited bucket took, counted in its window.
 // One more row, with an empty id, when a rate limit's budget is spent: refill_ms is when the
 // earliest such window ends (epoch ms), so that the loop claims again then.
-func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimRow, error) {
-	rows, err := db.Query(ctx, claim,
+func (q *Queries) ClaimFlowControl(ctx context.Context, db DBTX, arg ClaimFlowControlParams) ([]ClaimFlowControlRow, error) {
+	rows, err := db.Query(ctx, claimFlowControl,
 		arg.MaxConcurrency,
 		arg.Max,
 		arg.Now,
@@ -325,9 +533,9 @@ func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimR
 		return nil, err
 	}
 	defer rows.Close()
-	var items []ClaimRow
+	var items []ClaimFlowControlRow
 	for rows.Next() {
-		var i ClaimRow
+		var i ClaimFlowControlRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.TaskID,

@@ -289,6 +289,7 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 	if err != nil {
 		return nil, err
 	}
+	e.forgetFlowControl()
 	slices.SortFunc(resp.CodeChanges, func(a, b protocol.CodeChange) int {
 		if a.TaskID < b.TaskID {
 			return -1

@@ -30,3 +30,9 @@ DELETE FROM rate_limit_windows WHERE bucket = 'key:' || sqlc.arg('key')::text;
 -- name: RateLimitKeysExist :many
 -- Which of keys are named rate limits; the share lock keeps them until the registration commits.
 SELECT key FROM rate_limits WHERE key = ANY(sqlc.arg('keys')::text[]) FOR SHARE;
+
+-- name: FlowControlInUse :one
+-- Whether any registered task has a rate limit or a concurrency key: the claim then needs
+-- ClaimFlowControl.
+SELECT EXISTS (SELECT 1 FROM tasks WHERE removed_in_version IS NULL
+                 AND (rate_limit IS NOT NULL OR rate_limit_key IS NOT NULL OR concurrency_key IS NOT NULL));
