@@ -328,3 +328,31 @@ func TestConcurrencyPerKeyHasNoHeadOfLineBlocking(t *testing.T) {
 	h.register(t, []protocol.TaskDefinition{{ID: "k"}})
 	require.Len(t, drain(t, engs, 500), 1000-3)
 }
+
+// An engine that has not seen a task's new rate limit yet (it read that no task had one less
+// than a second ago) leaves the task's runs to the claims that know: it never takes them unlimited.
+func TestStaleFlowControlFlagNeverExceedsALimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	clock := &fixedClock{t: time.UnixMilli(1_800_000_000_000)}
+	engs := claimers(t, h, clock)
+	h.register(t, []protocol.TaskDefinition{{ID: "free"}})
+	h.enqueue(t, "free", 0, 2)
+	require.Len(t, drain(t, engs[:1], 10), 2)
+	// engs[0] now believes no task has flow control, and keeps believing it however slow the
+	// machine is (its next read would be a second later).
+	engs[0].flowMu.Lock()
+	require.False(t, engs[0].flowInUse)
+	engs[0].flowChecked = time.Now().Add(time.Hour)
+	engs[0].flowMu.Unlock()
+	h.register(t, []protocol.TaskDefinition{{ID: "free"}, {ID: "limited", RateLimit: &protocol.RateLimit{Limit: 3, PeriodMs: 60_000}}})
+	h.enqueue(t, "limited", 0, 10)
+	h.enqueue(t, "free", 0, 2)
+	got := drain(t, engs[:1], 10)
+	require.Len(t, got, 2, "the stale engine takes the unlimited runs only")
+	for _, c := range got {
+		require.Equal(t, "free", c.TaskID)
+	}
+	require.Len(t, drain(t, engs[1:], 10), 3, "an engine that reads the flag takes the limit's budget")
+	require.Empty(t, drain(t, engs, 10))
+}
