@@ -356,3 +356,21 @@ func TestStaleFlowControlFlagNeverExceedsALimit(t *testing.T) {
 	require.Len(t, drain(t, engs[1:], 10), 3, "an engine that reads the flag takes the limit's budget")
 	require.Empty(t, drain(t, engs, 10))
 }
+
+// The nodes of a pipeline run take their key from the run's input, which is theirs: triggers
+// for one customer run one at a time, other customers' alongside.
+func TestConcurrencyKeyOfPipelineNodes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "k", ConcurrencyKey: "/customerId", ConcurrencyPerKey: ptr(1)}},
+		protocol.PipelineDefinition{ID: "p", EntryTasks: []string{"k"}})
+	for _, in := range []string{`{"customerId": 1}`, `{"customerId": 1}`, `{"customerId": 1}`, `{"customerId": 2}`, `{}`} {
+		_, err := h.eng.Trigger(context.Background(), "p", TriggerRequest{Input: json.RawMessage(in)})
+		require.NoError(t, err)
+	}
+	got, err := h.eng.Claim(context.Background(), 10)
+	require.NoError(t, err)
+	require.Len(t, got, 3, "one of customer 1, customer 2, and the run without a key")
+	require.Equal(t, 2, h.count(t, `SELECT count(*) FROM task_runs WHERE concurrency_key = '1' AND status = 'pending'`))
+	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM task_runs WHERE concurrency_key = '' AND status = 'dispatching'`))
+}
