@@ -141,24 +141,43 @@ func claimFlowControl(ctx context.Context, tx dbtx, p dbsqlc.ClaimFlowControlPar
 
 // flowControlRecheck is how long an engine trusts what it last read of whether any task uses
 // flow control. A task registered with a rate limit or a concurrency key elsewhere meanwhile is
-// safe: the plain claim never takes such a task's runs, they only wait (at most this long, for
+// safe: the plain claim never takes such a task's runs, they only wait (about this long, for
 // this engine's claims; a registration through this engine applies at once).
 const flowControlRecheck = time.Second
 
-// flowControlInUse reports whether any registered task has a rate limit or a concurrency key,
-// read at most once per flowControlRecheck (outside the claim lock).
+// flowControlInUse reports whether any registered task has a rate limit or a concurrency key.
+// The first claim (and the first after a registration through this engine) reads it; later, a
+// claim that finds the answer older than flowControlRecheck uses it and has it read again in the
+// background, so that the claim path never waits for that read.
 func (e *Engine) flowControlInUse(ctx context.Context) (bool, error) {
 	e.flowMu.Lock()
 	defer e.flowMu.Unlock()
-	if !e.flowChecked.IsZero() && time.Since(e.flowChecked) < flowControlRecheck {
-		return e.flowInUse, nil
+	switch {
+	case e.flowChecked.IsZero():
+		inUse, err := queries.FlowControlInUse(ctx, e.db)
+		if err != nil {
+			return false, fmt.Errorf("read whether flow control is in use: %w", err)
+		}
+		e.flowInUse, e.flowChecked = inUse, time.Now()
+	case time.Since(e.flowChecked) >= flowControlRecheck && !e.flowRefreshing:
+		e.flowRefreshing = true
+		go e.refreshFlowControl()
 	}
+	return e.flowInUse, nil
+}
+
+// refreshFlowControl reads again whether any task has flow control (a failed read leaves the
+// last answer, read again at the next claim).
+func (e *Engine) refreshFlowControl() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	inUse, err := queries.FlowControlInUse(ctx, e.db)
-	if err != nil {
-		return false, fmt.Errorf("read whether flow control is in use: %w", err)
+	e.flowMu.Lock()
+	defer e.flowMu.Unlock()
+	e.flowRefreshing = false
+	if err == nil && !e.flowChecked.IsZero() { // a registration meanwhile: the next claim reads
+		e.flowInUse, e.flowChecked = inUse, time.Now()
 	}
-	e.flowInUse, e.flowChecked = inUse, time.Now()
-	return inUse, nil
 }
 
 // forgetFlowControl makes the next claim read again whether flow control is in use.
