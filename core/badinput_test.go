@@ -160,7 +160,7 @@ func TestAPIKeys(t *testing.T) {
 	w.after = func(d protocol.DispatchRequest) { w.callback(d, success(d)) }
 	e.register("svc", "1", w.URL(), task("t"))
 	for _, path := range []string{"/api/services", "/api/services/svc/tasks", "/api/tasks/t/history", "/api/queue/status",
-		"/api/queue/items", "/api/task-runs/x", "/api/dlq", "/api/webhooks", "/api/webhooks/h", "/api/webhooks/h/deliveries"} {
+		"/api/queue/items", "/api/task-runs/x", "/api/dlq", "/api/webhooks", "/api/webhooks/h", "/api/webhooks/h/deliveries", "/api/rate-limits", "/api/rate-limits/k"} {
 		for _, key := range []string{"", "wrong"} {
 			r := e.do("GET", path, nil, key)
 			require.Equal(t, http.StatusUnauthorized, r.Status, path)
@@ -176,6 +176,9 @@ func TestAPIKeys(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, e.do("PUT", "/api/webhooks/h", hook, "").Status)
 	require.Equal(t, http.StatusUnauthorized, e.do("DELETE", "/api/webhooks/h", nil, "wrong").Status)
 	require.Zero(t, e.count("SELECT count(*) FROM webhooks"), "nothing written without a key")
+	require.Equal(t, http.StatusUnauthorized, e.do("PUT", "/api/rate-limits/k", `{"limit":1,"periodMs":1000}`, "").Status)
+	require.Equal(t, http.StatusUnauthorized, e.do("DELETE", "/api/rate-limits/k", nil, "wrong").Status)
+	require.Zero(t, e.count("SELECT count(*) FROM rate_limits"))
 	require.Equal(t, http.StatusOK, e.do("GET", "/health", nil, "").Status)
 	r := e.do("POST", "/api/queue/task", map[string]any{"taskId": "t"}, "key-two")
 	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))

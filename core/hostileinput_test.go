@@ -116,6 +116,23 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"registration max retry delay past a year", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","maxRetryDelayMs":4611686018427387904}`), reg, 400, "INVALID_NUMBER", "tasks[0].maxRetryDelayMs"},
 		{"NUL in a registration description", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","description":"\u0000"}`), reg, 400, "INVALID_TEXT", "tasks[0].description"},
 		{"invalid UTF-8 in a code hash", "POST", "/api/register", regBody("{\"id\":\"u\",\"codeHash\":\"\xff\"}"), reg, 400, "INVALID_TEXT", "tasks[0].codeHash"},
+		{"NUL in a rate limit key", "GET", "/api/rate-limits/k%00", "", "", 400, "INVALID_TEXT", "path"},
+		{"invalid UTF-8 in a rate limit key to put", "PUT", "/api/rate-limits/%ff", `{"limit":1,"periodMs":1000}`, "", 400, "INVALID_TEXT", "path"},
+		{"NUL in a rate limit key to delete", "DELETE", "/api/rate-limits/%00", "", "", 400, "INVALID_TEXT", "path"},
+		{"rate limit key with a space", "PUT", "/api/rate-limits/a%20b", `{"limit":1,"periodMs":1000}`, "", 400, "INVALID_RATE_LIMIT_KEY", "key"},
+		{"rate limit past int4", "PUT", "/api/rate-limits/k", `{"limit":` + huge + `,"periodMs":1000}`, "", 400, "INVALID_RATE_LIMIT", "limit"},
+		{"rate limit of zero", "PUT", "/api/rate-limits/k", `{"limit":0,"periodMs":1000}`, "", 400, "INVALID_RATE_LIMIT", "limit"},
+		{"rate limit without a limit", "PUT", "/api/rate-limits/k", `{"periodMs":1000}`, "", 400, "INVALID_RATE_LIMIT", "limit"},
+		{"rate limit with a negative period", "PUT", "/api/rate-limits/k", `{"limit":1,"periodMs":-1}`, "", 400, "INVALID_RATE_LIMIT_PERIOD", "periodMs"},
+		{"rate limit with a period past a day", "PUT", "/api/rate-limits/k", `{"limit":1,"periodMs":86400001}`, "", 400, "INVALID_RATE_LIMIT_PERIOD", "periodMs"},
+		{"rate limit with a huge period", "PUT", "/api/rate-limits/k", `{"limit":1,"periodMs":1e30}`, "", 400, "INVALID_FIELD", ""},
+		{"unknown rate limit", "GET", "/api/rate-limits/nope", "", "", 404, "RATE_LIMIT_NOT_FOUND", ""},
+		{"unknown rate limit to delete", "DELETE", "/api/rate-limits/nope", "", "", 404, "RATE_LIMIT_NOT_FOUND", ""},
+		{"registration rate limit of zero", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","rateLimit":{"limit":0,"periodMs":1000}}`), reg, 400, "INVALID_RATE_LIMIT", "tasks[0].rateLimit.limit"},
+		{"registration rate limit with no period", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","rateLimit":{"limit":5}}`), reg, 400, "INVALID_RATE_LIMIT_PERIOD", "tasks[0].rateLimit.periodMs"},
+		{"registration of an unknown rate limit key", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","rateLimitKey":"nope"}`), reg, 400, "UNKNOWN_RATE_LIMIT_KEY", "tasks[0].rateLimitKey"},
+		{"registration concurrency key not a pointer", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","concurrencyKey":"customerId","concurrencyPerKey":1}`), reg, 400, "INVALID_CONCURRENCY_KEY", "tasks[0].concurrencyKey"},
+		{"registration concurrency per key of zero", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","concurrencyKey":"/c","concurrencyPerKey":0}`), reg, 400, "INVALID_CONCURRENCY_PER_KEY", "tasks[0].concurrencyPerKey"},
 		{"NUL in a registration version", "POST", "/api/register", `{"serviceId":"svc2","version":"1\u0000","baseUrl":"` + w.URL() + `","tasks":[]}`, reg, 400, "INVALID_TEXT", "version"},
 	}
 	for _, c := range cases {
@@ -136,7 +153,7 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		}
 	}
 	require.Zero(t, e.count("SELECT count(*) FROM pipelines WHERE NOT implicit"), "no pipeline was stored")
-	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads", "schedules", "webhooks", "webhook_deliveries"} {
+	for _, table := range []string{"task_runs", "pipeline_runs", "dlq", "idempotency_keys", "temp_uploads", "schedules", "webhooks", "webhook_deliveries", "rate_limits"} {
 		require.Zero(t, e.count("SELECT count(*) FROM "+table), "nothing written to %s", table)
 	}
 	require.Equal(t, 1, e.count("SELECT count(*) FROM services"), "svc2 was not registered")

@@ -478,6 +478,8 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	var lastSweep, lastPurge time.Time
 	spacing := claimSpacing
+	// refill fires when a rate limit that the last claim found spent refills (nil: none is).
+	var refill <-chan time.Time
 	o.kick()
 	for {
 		select {
@@ -489,6 +491,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			return nil
 		case <-o.wake:
 		case <-ticker.C:
+		case <-refill:
 		}
 		if time.Since(lastSweep) >= o.cfg.PollInterval {
 			lastSweep = time.Now()
@@ -531,6 +534,12 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			}
 		}
 		o.signals.pass.Send(total)
+		refill = nil
+		if at := o.eng.RateLimitRefill(); !at.IsZero() {
+			// A rate-limited backlog waits for its window: the loop claims again when it refills
+			// (the database's clock decides; a wait out of range is bounded by the poll).
+			refill = time.After(min(max(time.Until(at)+time.Millisecond, time.Millisecond), o.cfg.PollInterval))
+		}
 		// The last claim came back short: the queue or the capacity ran out. Under load every
 		// callback frees one slot and wakes the loop; pausing a moment lets one claim serve the
 		// wake-ups of many callbacks instead of one claim per callback. A pass that claimed

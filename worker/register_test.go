@@ -14,20 +14,23 @@ import (
 )
 
 type registeredTask struct {
-	ID                  string   `json:"id"`
-	CodeHash            string   `json:"codeHash"`
-	CodeVersion         int      `json:"codeVersion"`
-	AllowedNext         []string `json:"allowedNext"`
-	Timeout             int      `json:"timeout"`
-	Retries             int      `json:"retries"`
-	RetryBackoff        string   `json:"retryBackoff"`
-	RetryDelayMs        int64    `json:"retryDelayMs"`
-	MaxRetryDelayMs     int64    `json:"maxRetryDelayMs"`
-	HeartbeatIntervalMs int64    `json:"heartbeatIntervalMs"`
-	Concurrency         int      `json:"concurrency"`
-	Priority            int      `json:"priority"`
-	IdempotencyTTL      int      `json:"idempotencyTTL"`
-	Description         string   `json:"description"`
+	ID                  string              `json:"id"`
+	CodeHash            string              `json:"codeHash"`
+	CodeVersion         int                 `json:"codeVersion"`
+	AllowedNext         []string            `json:"allowedNext"`
+	Timeout             int                 `json:"timeout"`
+	Retries             int                 `json:"retries"`
+	RetryBackoff        string              `json:"retryBackoff"`
+	RetryDelayMs        int64               `json:"retryDelayMs"`
+	MaxRetryDelayMs     int64               `json:"maxRetryDelayMs"`
+	HeartbeatIntervalMs int64               `json:"heartbeatIntervalMs"`
+	Concurrency         int                 `json:"concurrency"`
+	Priority            int                 `json:"priority"`
+	IdempotencyTTL      int                 `json:"idempotencyTTL"`
+	Description         string              `json:"description"`
+	RateLimit           *protocol.RateLimit `json:"rateLimit"`
+	ConcurrencyKey      string              `json:"concurrencyKey"`
+	ConcurrencyPerKey   int                 `json:"concurrencyPerKey"`
 }
 
 func (e *env) tasksOf(service string) map[string]registeredTask {
@@ -59,7 +62,8 @@ func TestCodeHashAndRegistration(t *testing.T) {
 		CodeHash: "custom-v1", AllowedNext: []string{"plain"}, Timeout: 1500 * time.Millisecond, Retries: new(0),
 		RetryBackoff: protocol.BackoffFixed, RetryDelay: 250 * time.Millisecond, MaxRetryDelay: time.Minute,
 		HeartbeatInterval: 5 * time.Second, Concurrency: 2, Priority: new(0), IdempotencyTTL: time.Hour,
-		Description: "custom task",
+		Description: "custom task", RateLimit: &protocol.RateLimit{Limit: 10, PeriodMs: 1000},
+		ConcurrencyKey: "/customerId", ConcurrencyPerKey: 3,
 	}, noop))
 	resp := w1.register(t)
 	require.True(t, resp.Success)
@@ -67,7 +71,8 @@ func TestCodeHashAndRegistration(t *testing.T) {
 	require.Regexp(t, hexHash, tasks["plain"].CodeHash)
 	require.Equal(t, registeredTask{ID: "custom", CodeHash: "custom-v1", CodeVersion: 1, AllowedNext: []string{"plain"},
 		Timeout: 2, Retries: 0, RetryBackoff: "fixed", RetryDelayMs: 250, MaxRetryDelayMs: 60000, HeartbeatIntervalMs: 5000,
-		Concurrency: 2, Priority: 0, IdempotencyTTL: 3600, Description: "custom task"}, tasks["custom"])
+		Concurrency: 2, Priority: 0, IdempotencyTTL: 3600, Description: "custom task",
+		RateLimit: &protocol.RateLimit{Limit: 10, PeriodMs: 1000}, ConcurrencyKey: "/customerId", ConcurrencyPerKey: 3}, tasks["custom"])
 	// Defaults are the orchestrator's.
 	require.Equal(t, 300, tasks["plain"].Timeout)
 	require.Equal(t, 3, tasks["plain"].Retries)

@@ -208,6 +208,13 @@ func (t *task) definition() protocol.TaskDefinition {
 	if o.Concurrency > 0 {
 		d.Concurrency = ptr(o.Concurrency)
 	}
+	if o.RateLimit != nil {
+		d.RateLimit = ptr(*o.RateLimit)
+	}
+	d.RateLimitKey = o.RateLimitKey
+	if o.ConcurrencyKey != "" {
+		d.ConcurrencyKey, d.ConcurrencyPerKey = o.ConcurrencyKey, ptr(o.ConcurrencyPerKey)
+	}
 	if o.IdempotencyTTL > 0 {
 		d.IdempotencyTTL = ptr(ceilSeconds(o.IdempotencyTTL))
 	}

@@ -143,6 +143,18 @@ type Options struct {
 	// Concurrency caps the attempts of this task running at once across all workers
 	// (0: unlimited).
 	Concurrency int
+	// RateLimit caps how many of the task's runs the orchestrator dispatches per period, across
+	// every instance (nil: none): {Limit, PeriodMs}, the period at most a day. RateLimitKey
+	// instead names a rate limit shared with other tasks (created with PUT
+	// /api/rate-limits/{key} or pipeweave rate-limits put); set at most one of the two.
+	RateLimit    *protocol.RateLimit
+	RateLimitKey string
+	// ConcurrencyKey is a JSON pointer (RFC 6901) into the run's input, such as "/customerId":
+	// runs whose inputs hold the same value there have at most ConcurrencyPerKey attempts in
+	// flight at once, across all workers; a busy key does not hold up the others. Set both or
+	// neither.
+	ConcurrencyKey    string
+	ConcurrencyPerKey int
 	// Priority orders ready runs, lower first (nil: the default, 100).
 	Priority *int
 	// IdempotencyTTL is how long a result recorded under an idempotency key is reused, rounded
@@ -370,6 +382,14 @@ func (w *Worker) Register(id string, opts Options, h Handler) error {
 		return fmt.Errorf("worker: register task %q: Timeout, MaxRetryDelay, HeartbeatInterval and IdempotencyTTL must not be negative", id)
 	case opts.Concurrency < 0:
 		return fmt.Errorf("worker: register task %q: Concurrency must not be negative (0 = unlimited)", id)
+	case opts.RateLimit != nil && opts.RateLimitKey != "":
+		return fmt.Errorf("worker: register task %q: set RateLimit or RateLimitKey, not both", id)
+	case opts.RateLimit != nil && (opts.RateLimit.Limit < 1 || opts.RateLimit.PeriodMs < 1):
+		return fmt.Errorf("worker: register task %q: RateLimit needs a Limit and a PeriodMs of at least 1", id)
+	case (opts.ConcurrencyKey == "") != (opts.ConcurrencyPerKey == 0):
+		return fmt.Errorf("worker: register task %q: set ConcurrencyKey and ConcurrencyPerKey together", id)
+	case opts.ConcurrencyPerKey < 0:
+		return fmt.Errorf("worker: register task %q: ConcurrencyPerKey must be at least 1", id)
 	case opts.Retries != nil && *opts.Retries < 0:
 		return fmt.Errorf("worker: register task %q: Retries must not be negative", id)
 	case opts.Priority != nil && *opts.Priority < 0:

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,11 +81,12 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	pending := fs.Int("pending", 0, "before measuring, fill the queue with this many pending runs of the measured task (COPY) that become ready only in 100 years: never dispatched, they sit in the index range the claim scans, after every ready run, so a claim that finds fewer ready runs than it has room for reads through them as through a real queue's delayed runs (README, Performance)")
 	schedules := fs.Int("schedules", 0, "measure schedule firing lag instead: this many schedules firing the noop task every second (README, Performance)")
 	scheduleFor := fs.Duration("schedule-for", 30*time.Second, "with --schedules: how long the schedules fire")
+	rateLimited := fs.Int("rate-limited", 0, "before measuring, register a task limited to one run a day (rateLimit) and fill the queue with this many ready runs of it (COPY): the claim holds them back all along, so the measured task's rate shows what a rate-limited backlog costs unrelated tasks (README, Performance)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *replicas < 1 || *pending < 0 {
-		return fmt.Errorf("bench: --replicas must be at least 1 and --pending not negative")
+	if *replicas < 1 || *pending < 0 || *rateLimited < 0 {
+		return fmt.Errorf("bench: --replicas must be at least 1, --pending and --rate-limited not negative")
 	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
@@ -231,7 +233,12 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		w = iw
 	}
 	// The registration token is bound to the exact body bytes (protocol v2).
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL(), Tasks: benchTasks,
+	regTasks := benchTasks
+	if *rateLimited > 0 {
+		regTasks = append(slices.Clone(benchTasks), protocol.TaskDefinition{ID: "limited", CodeHash: "limited",
+			RateLimit: &protocol.RateLimit{Limit: 1, PeriodMs: 24 * 3600 * 1000}})
+	}
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL(), Tasks: regTasks,
 		Pipelines: []protocol.PipelineDefinition{{ID: "diamond", EntryTasks: []string{"a"}}}})
 	if err != nil {
 		return err
@@ -245,6 +252,12 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *pending > 0 {
 		if err := database.InsertFutureRuns(ctx, pool, "noop", 1, "noop", time.Now().AddDate(100, 0, 0), *pending); err != nil {
+			return err
+		}
+	}
+	if *rateLimited > 0 {
+		// Ready now: the first claim takes one, and every claim after it holds the rest back.
+		if err := database.InsertFutureRuns(ctx, pool, "limited", 1, "limited", time.Now().Add(-time.Second), *rateLimited); err != nil {
 			return err
 		}
 	}
@@ -271,8 +284,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *workerProcess {
 		where = "in its own process"
 	}
-	fmt.Fprintf(stdout, "pipeweave bench: %s mode, %s, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, %d replica(s), %d runs pending, worker %s, fsync=%s synchronous_commit=%s\n",
-		*mode, how, *maxConc, *claimBatch, *conns, *replicas, *pending, where, settings[0], settings[1])
+	fmt.Fprintf(stdout, "pipeweave bench: %s mode, %s, MAX_CONCURRENCY %d, claim batch %d, %d DB conns, %d replica(s), %d runs pending, %d rate-limited, worker %s, fsync=%s synchronous_commit=%s\n",
+		*mode, how, *maxConc, *claimBatch, *conns, *replicas, *pending, *rateLimited, where, settings[0], settings[1])
 	run := func(n int) (benchResult, error) {
 		if *pipeline {
 			return runPipelines(ctx, apis, w, n, *clients, *rate)

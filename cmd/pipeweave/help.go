@@ -251,6 +251,14 @@ pipeweave serve --migrate`,
 	{path: "webhooks resend", summary: "send a delivered or dead delivery again, with the same webhook-id",
 		usage: "pipeweave webhooks resend ID DELIVERY [--json]", flags: true, env: clientEnv,
 		example: "pipeweave webhooks resend ops msg_018f…"},
+	{path: "rate-limits", summary: "named rate limits: at most LIMIT runs dispatched per PERIOD, shared by the tasks that register rateLimitKey KEY",
+		usage: "pipeweave rate-limits list|put|delete [args] [--json]", env: clientEnv, example: "pipeweave rate-limits put email 100 1m"},
+	{path: "rate-limits list", summary: "list the named rate limits",
+		usage: "pipeweave rate-limits list [--json]", flags: true, env: clientEnv, example: "pipeweave rate-limits list"},
+	{path: "rate-limits put", summary: "create or replace rate limit KEY: at most LIMIT runs per PERIOD (1s, 500ms, 1m…, at most 24h), across every instance",
+		usage: "pipeweave rate-limits put KEY LIMIT PERIOD [--json]", flags: true, env: clientEnv, example: "pipeweave rate-limits put email 100 1m"},
+	{path: "rate-limits delete", summary: "delete rate limit KEY (refused while registered tasks name it)",
+		usage: "pipeweave rate-limits delete KEY [--json]", flags: true, env: clientEnv, example: "pipeweave rate-limits delete email"},
 
 	{path: "help", summary: "show the help of a command: its flags, the environment variables it reads and an example",
 		usage:   "pipeweave help [COMMAND [SUBCOMMAND]]   (the same as pipeweave COMMAND [SUBCOMMAND] --help)",
@@ -358,7 +366,7 @@ func resolve(args []string, help bool, stderr io.Writer) (*command, []string, er
 }
 
 // unknownSubcommand is the error of a group command (db, pg, token, queue, dlq, maintenance,
-// pause, resume, schedules, webhooks)
+// pause, resume, schedules, webhooks, rate-limits)
 // called without one of its subcommands. route refuses such a command line before the group
 // runs (with the group's help and exit status 2), so this only guards a direct call.
 func unknownSubcommand(group string, args []string) error {

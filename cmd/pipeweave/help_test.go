@@ -358,7 +358,7 @@ func TestHelpCoversTheDispatcher(t *testing.T) {
 	groups := map[string]string{
 		"db": "dbCommand", "pg": "pgCommand", "bench": "benchCommand", "token": "tokenCommand", "webhooks": "webhooksCommand",
 		"queue": "queueCommand", "dlq": "dlqCommand", "maintenance": "maintenanceCommand", "schedules": "schedulesCommand",
-		"pause": "pauseCommand", "resume": "pauseCommand",
+		"pause": "pauseCommand", "resume": "pauseCommand", "rate-limits": "rateLimitsCommand",
 	}
 	for _, c := range commands {
 		if len(subcommands(c.path)) > 0 {
@@ -425,6 +425,7 @@ func TestGroupsRefuseAMissingOrUnknownSubcommand(t *testing.T) {
 		"maintenance": func(a []string) error { return maintenanceCommand(ctx, a, &out, &errOut, getenv) },
 		"pause":       func(a []string) error { return pauseCommand(ctx, a, false, &out, &errOut, getenv) },
 		"resume":      func(a []string) error { return pauseCommand(ctx, a, true, &out, &errOut, getenv) },
+		"rate-limits": func(a []string) error { return rateLimitsCommand(ctx, a, &out, &errOut, getenv) },
 	} {
 		var ue *usageError
 		err := call(nil)

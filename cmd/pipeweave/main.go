@@ -68,6 +68,7 @@ $PIPEWEAVE_API_TOKEN) and --json (print the server's JSON only):
   schedules  list | get ID | put ID --cron EXPR --task T|--pipeline P | delete ID   cron schedules
   webhooks   list | get ID | put ID --endpoint U --events E,… | delete ID | deliveries ID | resend ID DELIVERY
              signed notifications of run endings and DLQ entries (docs/webhooks.md)
+  rate-limits list | put KEY LIMIT PERIOD | delete KEY   named rate limits tasks share (rateLimitKey)
 
 pipeweave help COMMAND [SUBCOMMAND] (or COMMAND [SUBCOMMAND] --help) shows a command's flags,
 the environment variables it reads and an example.
@@ -109,7 +110,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "token":
 		return tokenCommand(args[1:], os.Stdin, stdout, stderr, getenv)
-	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance", "pause", "resume", "schedules", "webhooks":
+	case "services", "pipelines", "trigger", "status", "cancel", "runs", "dry-run", "queue", "dlq", "maintenance", "pause", "resume", "schedules", "webhooks", "rate-limits":
 		return opsCommand(ctx, args, stdout, stderr, getenv)
 	case "help":
 		return helpCommand(ctx, args[1:], stdout, stderr)

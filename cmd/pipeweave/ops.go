@@ -55,6 +55,8 @@ func opsCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return schedulesCommand(ctx, rest, stdout, stderr, getenv)
 	case "webhooks":
 		return webhooksCommand(ctx, rest, stdout, stderr, getenv)
+	case "rate-limits":
+		return rateLimitsCommand(ctx, rest, stdout, stderr, getenv)
 	}
 	return fmt.Errorf("unknown command %q", name)
 }

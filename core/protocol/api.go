@@ -82,6 +82,12 @@ type Task struct {
 	UpdatedAt           time.Time       `json:"updatedAt"`
 	// PausedAt is when the task was paused (POST /api/tasks/{id}/pause); absent: it is not.
 	PausedAt *time.Time `json:"pausedAt,omitempty"`
+	// RateLimit, RateLimitKey, ConcurrencyKey and ConcurrencyPerKey are the flow control the
+	// task registered (TaskDefinition); absent: none.
+	RateLimit         *RateLimit `json:"rateLimit,omitempty"`
+	RateLimitKey      string     `json:"rateLimitKey,omitempty"`
+	ConcurrencyKey    string     `json:"concurrencyKey,omitempty"`
+	ConcurrencyPerKey int        `json:"concurrencyPerKey,omitempty"`
 }
 
 // TaskPause is the answer of POST /api/tasks/{id}/pause and /resume: whether the task is now

@@ -45,6 +45,38 @@ type TaskDefinition struct {
 	Description         string          `json:"description,omitempty"`
 	InputSchema         json.RawMessage `json:"inputSchema,omitempty"`     // upstream's {fields, strict?} (core/inputschema)
 	InputJSONSchema     json.RawMessage `json:"inputJsonSchema,omitempty"` // a standard JSON Schema
+	// RateLimit caps how many of the task's runs are dispatched per period, across every
+	// instance (nil: no limit of its own). RateLimitKey instead names a shared limit
+	// (PUT /api/rate-limits/{key}); a task has at most one of the two.
+	RateLimit    *RateLimit `json:"rateLimit,omitempty"`
+	RateLimitKey string     `json:"rateLimitKey,omitempty"`
+	// ConcurrencyKey is a JSON pointer (RFC 6901) into a run's input, such as "/customerId":
+	// runs whose inputs hold the same value there have at most ConcurrencyPerKey runs in flight
+	// (dispatching or running) at once. Both or neither.
+	ConcurrencyKey    string `json:"concurrencyKey,omitempty"`
+	ConcurrencyPerKey *int   `json:"concurrencyPerKey,omitempty"`
+}
+
+// RateLimit is a rate limit: at most Limit runs dispatched in each period of PeriodMs
+// milliseconds (fixed windows aligned on multiples of the period since the Unix epoch).
+type RateLimit struct {
+	Limit    int   `json:"limit"`
+	PeriodMs int64 `json:"periodMs"`
+}
+
+// RateLimitList is the answer of GET /api/rate-limits: the named rate limits in key order.
+type RateLimitList struct {
+	RateLimits []NamedRateLimit `json:"rateLimits"`
+}
+
+// NamedRateLimit is a rate limit shared by the tasks that register its key
+// (GET /api/rate-limits).
+type NamedRateLimit struct {
+	Key       string    `json:"key"`
+	Limit     int       `json:"limit"`
+	PeriodMs  int64     `json:"periodMs"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // PipelineDefinition declares a pipeline at registration.

@@ -173,9 +173,9 @@ func (q *Queries) IdempotencyRecord(ctx context.Context, db DBTX, arg Idempotenc
 
 const insertRuns = `-- name: InsertRuns :exec
 INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, input, code_version,
-                       code_hash, metadata, idempotency_key, traceparent)
+                       code_hash, metadata, idempotency_key, traceparent, concurrency_key)
 SELECT i.id, i.task_id, 'pending', i.priority, now() + i.delay_ms * interval '1 millisecond',
-       i.input_path, i.input, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, '')
+       i.input_path, i.input, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, ''), nullif(i.ckey, '-')
 FROM (SELECT unnest($1::text[]) AS id,
              unnest($2::text[]) AS task_id,
              unnest($3::int[]) AS priority,
@@ -186,25 +186,28 @@ FROM (SELECT unnest($1::text[]) AS id,
              unnest($8::text[]) AS code_hash,
              unnest($9::jsonb[]) AS metadata,
              unnest($10::text[]) AS key,
-             unnest($11::text[]) AS traceparent) AS i
+             unnest($11::text[]) AS traceparent,
+             unnest($12::text[]) AS ckey) AS i
 `
 
 type InsertRunsParams struct {
-	IDs          []string
-	TaskIDs      []string
-	Priorities   []int
-	DelaysMs     []int64
-	InputPaths   []string
-	Inputs       [][]byte
-	CodeVersions []int
-	CodeHashes   []string
-	Metadata     [][]byte
-	Keys         []string
-	Traceparents []string
+	IDs             []string
+	TaskIDs         []string
+	Priorities      []int
+	DelaysMs        []int64
+	InputPaths      []string
+	Inputs          [][]byte
+	CodeVersions    []int
+	CodeHashes      []string
+	Metadata        [][]byte
+	Keys            []string
+	Traceparents    []string
+	ConcurrencyKeys []string
 }
 
 // One multi-row insert of new pending runs; traceparents is the W3C traceparent of the trace each
-// continues (” = none), inputs the input each keeps inline (NULL = stored at its input path).
+// continues (” = none), inputs the input each keeps inline (NULL = stored at its input path),
+// concurrency_keys the value of its task's concurrency key ('-': the task has none, NULL).
 func (q *Queries) InsertRuns(ctx context.Context, db DBTX, arg InsertRunsParams) error {
 	_, err := db.Exec(ctx, insertRuns,
 		arg.IDs,
@@ -218,6 +221,7 @@ func (q *Queries) InsertRuns(ctx context.Context, db DBTX, arg InsertRunsParams)
 		arg.Metadata,
 		arg.Keys,
 		arg.Traceparents,
+		arg.ConcurrencyKeys,
 	)
 	return err
 }
@@ -243,7 +247,8 @@ func (q *Queries) NotifySchedules(ctx context.Context, db DBTX) error {
 
 const tasksForEnqueue = `-- name: TasksForEnqueue :many
 
-SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash, coalesce(input_schema_hash, '')
+SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash, coalesce(input_schema_hash, ''),
+       coalesce(concurrency_key, '') AS concurrency_key
 FROM tasks
 WHERE id = ANY($1::text[]) AND removed_in_version IS NULL
 `
@@ -255,6 +260,7 @@ type TasksForEnqueueRow struct {
 	CodeVersion           int
 	CodeHash              string
 	InputSchemaHash       string
+	ConcurrencyKey        string
 }
 
 // Enqueueing standalone runs.
@@ -275,6 +281,7 @@ func (q *Queries) TasksForEnqueue(ctx context.Context, db DBTX, ids []string) ([
 			&i.CodeVersion,
 			&i.CodeHash,
 			&i.InputSchemaHash,
+			&i.ConcurrencyKey,
 		); err != nil {
 			return nil, err
 		}

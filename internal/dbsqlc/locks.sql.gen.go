@@ -47,12 +47,15 @@ func (q *Queries) LockClaims(ctx context.Context, db DBTX, lock int64) error {
 const lockClaimsAsyncCommit = `-- name: LockClaimsAsyncCommit :exec
 
 SELECT pg_advisory_xact_lock($1::bigint), set_config('synchronous_commit', 'off', true),
-       set_config('plan_cache_mode', 'force_generic_plan', true)
+       set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true)
 `
 
 // Locks, commit modes and notifications the engine's transactions and loops take.
 // Takes the claim lock (lock) for the transaction, whose commit then does not wait for the WAL
-// flush. The transaction's statements run on generic plans (see AsyncCommit).
+// flush. The transaction's statements run on generic plans (see AsyncCommit), and without JIT
+// compilation: the claim's estimated cost grows with the queue's depth (a deep backlog of a
+// rate-limited task, whose runs the claim never reads, took it past jit_above_cost), and
+// compiling it cost 0.3-9 s on a busy machine where the claim itself takes a few ms.
 func (q *Queries) LockClaimsAsyncCommit(ctx context.Context, db DBTX, lock int64) error {
 	_, err := db.Exec(ctx, lockClaimsAsyncCommit, lock)
 	return err

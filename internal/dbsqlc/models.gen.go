@@ -73,6 +73,22 @@ type PipelineRun struct {
 	ScheduleSlot *time.Time
 }
 
+type RateLimit struct {
+	Key       string
+	MaxRuns   int
+	PeriodMs  int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+type RateLimitWindow struct {
+	Bucket        string
+	WindowStartMs int64
+	Used          int
+	MaxRuns       int
+	PeriodMs      int64
+}
+
 type RunStatusCount struct {
 	Status string
 	N      int64
@@ -145,6 +161,11 @@ type Task struct {
 	InputJsonSchema       []byte
 	InputSchemaHash       *string
 	PausedAt              *time.Time
+	RateLimit             *int
+	RateLimitPeriodMs     *int64
+	RateLimitKey          *string
+	ConcurrencyKey        *string
+	ConcurrencyPerKey     *int
 }
 
 type TaskCodeHistory struct {
@@ -198,6 +219,7 @@ type TaskRun struct {
 	ParkedAvailableAt   *time.Time
 	ScheduleID          *string
 	ScheduleSlot        *time.Time
+	ConcurrencyKey      *string
 }
 
 type TempUpload struct {

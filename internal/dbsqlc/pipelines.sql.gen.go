@@ -15,7 +15,7 @@ import (
 const activeTasks = `-- name: ActiveTasks :many
 
 SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, priority,
-       coalesce(input_schema_hash, '')
+       coalesce(input_schema_hash, ''), coalesce(concurrency_key, '') AS concurrency_key
 FROM tasks WHERE removed_in_version IS NULL
 `
 
@@ -28,6 +28,7 @@ type ActiveTasksRow struct {
 	Concurrency     int
 	Priority        int
 	InputSchemaHash string
+	ConcurrencyKey  string
 }
 
 // Pipelines: definitions, runs, advancement.
@@ -49,6 +50,7 @@ func (q *Queries) ActiveTasks(ctx context.Context, db DBTX) ([]ActiveTasksRow, e
 			&i.Concurrency,
 			&i.Priority,
 			&i.InputSchemaHash,
+			&i.ConcurrencyKey,
 		); err != nil {
 			return nil, err
 		}
@@ -254,11 +256,11 @@ func (q *Queries) InsertPipelineRun(ctx context.Context, db DBTX, arg InsertPipe
 
 const insertPipelineTaskRuns = `-- name: InsertPipelineTaskRuns :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
-                       code_hash, predecessors, preds_left, selected, traceparent)
+                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key)
 SELECT i.id, i.task_id, $1::text, i.status, i.priority, $2::text, i.code_version, i.code_hash, i.predecessors,
-       i.preds_left, i.selected, nullif($3::text, '')
+       i.preds_left, i.selected, nullif($3::text, ''), i.concurrency_key
 FROM jsonb_to_recordset($4::jsonb) AS i(id text, task_id text, status text, priority int,
-    code_version int, code_hash text, predecessors text[], preds_left int, selected bool)
+    code_version int, code_hash text, predecessors text[], preds_left int, selected bool, concurrency_key text)
 `
 
 type InsertPipelineTaskRunsParams struct {
@@ -269,7 +271,8 @@ type InsertPipelineTaskRunsParams struct {
 }
 
 // Every node of a new pipeline run at once: entry tasks pending, the others waiting. Each
-// continues the trace of the run (traceparent, the trigger's traceparent, ” = none).
+// continues the trace of the run (traceparent, the trigger's traceparent, ” = none). A node of a
+// task with a concurrency key carries the key's value in the run's input (absent: none).
 func (q *Queries) InsertPipelineTaskRuns(ctx context.Context, db DBTX, arg InsertPipelineTaskRunsParams) error {
 	_, err := db.Exec(ctx, insertPipelineTaskRuns,
 		arg.PipelineRunID,
@@ -282,9 +285,9 @@ func (q *Queries) InsertPipelineTaskRuns(ctx context.Context, db DBTX, arg Inser
 
 const insertRetryNode = `-- name: InsertRetryNode :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
-                       code_hash, metadata, predecessors, preds_left, selected, traceparent)
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key)
 SELECT $1::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, t.code_version,
-       t.code_hash, old.metadata, old.predecessors, 0, true, old.traceparent
+       t.code_hash, old.metadata, old.predecessors, 0, true, old.traceparent, old.concurrency_key
 FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = $2::text
 `

@@ -347,7 +347,9 @@ const serviceTasks = `-- name: ServiceTasks :many
 SELECT id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries, retry_backoff,
        retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms, concurrency, priority,
        idempotency_ttl_seconds, description, input_schema, coalesce(removed_in_version, ''),
-       created_at, updated_at, input_json_schema, paused_at
+       created_at, updated_at, input_json_schema, paused_at, rate_limit, rate_limit_period_ms,
+       coalesce(rate_limit_key, '') AS rate_limit_key, coalesce(concurrency_key, '') AS concurrency_key,
+       coalesce(concurrency_per_key, 0) AS concurrency_per_key
 FROM tasks WHERE service_id = $1 ORDER BY id
 `
 
@@ -373,6 +375,11 @@ type ServiceTasksRow struct {
 	UpdatedAt             time.Time
 	InputJsonSchema       []byte
 	PausedAt              *time.Time
+	RateLimit             *int
+	RateLimitPeriodMs     *int64
+	RateLimitKey          string
+	ConcurrencyKey        string
+	ConcurrencyPerKey     int
 }
 
 func (q *Queries) ServiceTasks(ctx context.Context, db DBTX, serviceID string) ([]ServiceTasksRow, error) {
@@ -406,6 +413,11 @@ func (q *Queries) ServiceTasks(ctx context.Context, db DBTX, serviceID string) (
 			&i.UpdatedAt,
 			&i.InputJsonSchema,
 			&i.PausedAt,
+			&i.RateLimit,
+			&i.RateLimitPeriodMs,
+			&i.RateLimitKey,
+			&i.ConcurrencyKey,
+			&i.ConcurrencyPerKey,
 		); err != nil {
 			return nil, err
 		}

@@ -74,6 +74,9 @@ capacity AS (
     FROM tasks t
     LEFT JOIN inflight i ON i.task_id = t.id
     WHERE t.removed_in_version IS NULL AND t.paused_at IS NULL -- a paused task's runs wait
+      -- Tasks with a rate limit or a concurrency key are ClaimFlowControl's: callers use that
+      -- statement instead while any task has one (Engine.flowControlInUse).
+      AND t.rate_limit IS NULL AND t.rate_limit_key IS NULL AND t.concurrency_key IS NULL
 ),
 paused_pipelines AS (
     SELECT EXISTS (SELECT 1 FROM pipelines WHERE paused_at IS NOT NULL) AS any_paused
@@ -245,6 +248,317 @@ func (q *Queries) Claim(ctx context.Context, db DBTX, arg ClaimParams) ([]ClaimR
 			&i.UpOutputPaths,
 			&i.UpAssets,
 			&i.UpOutputs,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const claimFlowControl = `-- name: ClaimFlowControl :many
+WITH RECURSIVE inflight AS (
+    SELECT task_id, count(*)::int AS n
+    FROM task_runs
+    WHERE status IN ('dispatching', 'running')
+    GROUP BY task_id
+),
+room AS (
+    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+                WHEN $1::int = 0 THEN $2::int
+                ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
+),
+now_ms AS (
+    SELECT (extract(epoch FROM coalesce($3::timestamptz, now())) * 1000)::bigint AS ms
+),
+limited AS (
+    SELECT x.task_id, x.bucket, x.lim, x.period_ms, ((SELECT ms FROM now_ms) / x.period_ms) * x.period_ms AS window_start_ms
+    FROM (SELECT t.id AS task_id, coalesce('key:' || t.rate_limit_key, 'task:' || t.id) AS bucket,
+                 coalesce(rl.max_runs, t.rate_limit) AS lim, coalesce(rl.period_ms, t.rate_limit_period_ms) AS period_ms
+          FROM tasks t
+          LEFT JOIN rate_limits rl ON rl.key = t.rate_limit_key
+          WHERE t.rate_limit IS NOT NULL OR t.rate_limit_key IS NOT NULL) x
+    WHERE x.lim IS NOT NULL AND x.period_ms > 0
+),
+budgets AS (
+    SELECT DISTINCT l.bucket, l.lim, l.period_ms, l.window_start_ms,
+           greatest(l.lim - CASE WHEN w.window_start_ms = l.window_start_ms THEN w.used ELSE 0 END, 0) AS budget
+    FROM limited l
+    LEFT JOIN rate_limit_windows w ON w.bucket = l.bucket
+),
+capacity AS (
+    SELECT t.id AS task_id,
+           least(CASE WHEN t.concurrency = 0 THEN (SELECT n FROM room)
+                      ELSE least((SELECT n FROM room), t.concurrency - coalesce(i.n, 0)) END,
+                 coalesce(b.budget, 2147483647)) AS free,
+           l.bucket, b.budget,
+           -- A keyed task's runs come from its keys (keys below); 0: the task has no key.
+           CASE WHEN t.concurrency_key IS NOT NULL THEN coalesce(t.concurrency_per_key, 0) ELSE 0 END AS per_key
+    FROM tasks t
+    LEFT JOIN inflight i ON i.task_id = t.id
+    LEFT JOIN limited l ON l.task_id = t.id
+    LEFT JOIN budgets b ON b.bucket = l.bucket
+    WHERE t.removed_in_version IS NULL AND t.paused_at IS NULL -- a paused task's runs wait
+),
+paused_pipelines AS (
+    SELECT EXISTS (SELECT 1 FROM pipelines WHERE paused_at IS NOT NULL) AS any_paused
+),
+groups AS (
+    (SELECT tr.task_id, tr.priority FROM task_runs tr
+     WHERE tr.status = 'pending'
+     ORDER BY tr.task_id, tr.priority
+     LIMIT 1)
+    UNION ALL
+    SELECT nxt.task_id, nxt.priority
+    FROM groups g
+    CROSS JOIN LATERAL (
+        SELECT tr.task_id, tr.priority FROM task_runs tr
+        WHERE tr.status = 'pending' AND (tr.task_id, tr.priority) > (g.task_id, g.priority)
+        ORDER BY tr.task_id, tr.priority
+        LIMIT 1
+    ) nxt
+),
+keys AS (
+    SELECT c.task_id, k.concurrency_key AS key
+    FROM capacity c
+    CROSS JOIN LATERAL (
+        SELECT tr.concurrency_key FROM task_runs tr
+        WHERE tr.task_id = c.task_id AND tr.status = 'pending' AND tr.concurrency_key IS NOT NULL
+        ORDER BY tr.concurrency_key
+        LIMIT 1
+    ) k
+    WHERE c.per_key > 0 AND c.free > 0
+    UNION ALL
+    SELECT k.task_id, nxt.concurrency_key
+    FROM keys k
+    CROSS JOIN LATERAL (
+        SELECT tr.concurrency_key FROM task_runs tr
+        WHERE tr.task_id = k.task_id AND tr.status = 'pending' AND tr.concurrency_key IS NOT NULL
+          AND tr.concurrency_key > k.key
+        ORDER BY tr.concurrency_key
+        LIMIT 1
+    ) nxt
+),
+candidates AS (
+    SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget
+    FROM capacity c
+    JOIN groups g ON g.task_id = c.task_id
+    CROSS JOIN LATERAL (
+        SELECT tr.id, tr.priority, tr.available_at, tr.concurrency_key
+        FROM task_runs tr
+        WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
+          AND tr.available_at <= coalesce($3::timestamptz, now())
+          -- The nodes of a paused pipeline wait (parked ones are not ready anyway; this holds
+          -- for one made pending by a transaction that ran across the pause).
+          AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
+                SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
+        ORDER BY tr.available_at, tr.id
+        LIMIT greatest(c.free, 0)
+        FOR UPDATE SKIP LOCKED
+    ) r
+    -- A keyed task's runs without a key (pipeline nodes, runs enqueued before the key was
+    -- registered) are taken here when they reach the front of their task's queue.
+    WHERE c.free > 0 AND (c.per_key = 0 OR r.concurrency_key IS NULL)
+    UNION ALL
+    SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget
+    FROM keys k
+    JOIN capacity c ON c.task_id = k.task_id
+    CROSS JOIN LATERAL (
+        SELECT count(*)::int AS n FROM task_runs x
+        WHERE x.task_id = k.task_id AND x.concurrency_key = k.key AND x.status IN ('dispatching', 'running')
+    ) f
+    CROSS JOIN LATERAL (
+        SELECT tr.id, tr.priority, tr.available_at
+        FROM task_runs tr
+        WHERE tr.task_id = k.task_id AND tr.concurrency_key = k.key AND tr.status = 'pending'
+          AND tr.available_at <= coalesce($3::timestamptz, now())
+          AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
+                SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
+        ORDER BY tr.priority, tr.available_at, tr.id
+        -- The key '' (the input has no value at the pointer) is limited by the task alone.
+        LIMIT CASE WHEN k.key = '' THEN greatest(c.free, 0) ELSE greatest(least(c.free, c.per_key - f.n), 0) END
+        FOR UPDATE SKIP LOCKED
+    ) r
+),
+ranked AS (
+    -- A task's runs of several priorities together stay within its free places, and the runs of
+    -- the tasks sharing a rate limit within its budget.
+    SELECT id, priority, available_at, free, budget,
+           row_number() OVER (PARTITION BY task_id ORDER BY priority, available_at, id) AS place,
+           CASE WHEN bucket IS NULL THEN 0
+                ELSE row_number() OVER (PARTITION BY bucket ORDER BY priority, available_at, id) END AS bplace
+    FROM candidates
+),
+chosen AS (
+    SELECT id FROM ranked
+    WHERE place <= free AND (budget IS NULL OR bplace <= budget)
+    ORDER BY priority, available_at, id
+    LIMIT greatest((SELECT n FROM room), 0)
+),
+claimed AS (
+    UPDATE task_runs tr SET
+        status                = 'dispatching',
+        lease                 = tr.lease + 1,
+        deadline              = coalesce($3::timestamptz, now()) + $4::bigint * interval '1 millisecond',
+        timeout_at            = coalesce($3::timestamptz, now()) + t.timeout_seconds * interval '1 second',
+        heartbeat_interval_ms = t.heartbeat_interval_ms,
+        code_version          = t.code_version,
+        code_hash             = t.code_hash,
+        started_at            = coalesce(tr.started_at, coalesce($3::timestamptz, now())),
+        updated_at            = coalesce($3::timestamptz, now())
+    FROM chosen, tasks t, services s
+    WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.predecessors, tr.attempt, tr.lease, tr.code_version,
+              tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms, tr.input,
+              t.timeout_seconds, s.base_url, tr.priority, tr.traceparent, s.id AS service_id, s.key_id
+),
+taken AS (
+    SELECT l.bucket, count(*)::int AS n
+    FROM claimed c JOIN limited l ON l.task_id = c.task_id
+    GROUP BY l.bucket
+),
+counted AS (
+    INSERT INTO rate_limit_windows AS w (bucket, window_start_ms, used, max_runs, period_ms)
+    SELECT b.bucket, b.window_start_ms, tk.n, b.lim, b.period_ms
+    FROM taken tk JOIN budgets b ON b.bucket = tk.bucket
+    ON CONFLICT (bucket) DO UPDATE SET
+        used            = CASE WHEN w.window_start_ms = excluded.window_start_ms THEN w.used + excluded.used ELSE excluded.used END,
+        window_start_ms = excluded.window_start_ms,
+        max_runs        = excluded.max_runs,
+        period_ms       = excluded.period_ms
+)
+SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
+       c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
+       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
+       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id)) AS input,
+       c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
+       c.service_id, coalesce(c.key_id, '') AS key_id,
+       -- The outputs of the run's completed predecessors, in task id order (the output itself
+       -- when it is inline), read once per run: its dispatch needs no query of its own.
+       coalesce(up.task_ids, '{}')::text[] AS up_task_ids,
+       coalesce(up.output_paths, '{}')::text[] AS up_output_paths,
+       coalesce(up.assets, '{}')::jsonb[] AS up_assets,
+       coalesce(up.outputs, '{}')::bytea[] AS up_outputs,
+       0::bigint AS refill_ms
+FROM claimed c
+LEFT JOIN LATERAL (
+    SELECT array_agg(x.task_id ORDER BY x.task_id) AS task_ids,
+           array_agg(coalesce(x.output_path, '') ORDER BY x.task_id) AS output_paths,
+           array_agg(x.assets ORDER BY x.task_id) AS assets,
+           array_agg(x.output ORDER BY x.task_id) AS outputs
+    FROM task_runs x
+    WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
+      AND x.superseded_by IS NULL AND x.status = 'completed'
+) up ON true
+UNION ALL
+SELECT '', '', '', 0, 0, 0, '', '', '[]'::jsonb, NULL, NULL, 0, '', 0, '', '', '', '{}', '{}', '{}', '{}', r.refill
+FROM (SELECT min(b.window_start_ms + b.period_ms) AS refill
+      FROM budgets b LEFT JOIN taken tk ON tk.bucket = b.bucket
+      WHERE b.budget - coalesce(tk.n, 0) <= 0) r
+WHERE r.refill IS NOT NULL
+`
+
+type ClaimFlowControlParams struct {
+	MaxConcurrency int
+	Max            int
+	Now            *time.Time
+	LeaseMs        int64
+}
+
+type ClaimFlowControlRow struct {
+	ID                  string
+	TaskID              string
+	PipelineRunID       string
+	Attempt             int
+	Lease               int64
+	CodeVersion         int
+	CodeHash            string
+	InputPath           string
+	PreviousAttempts    []byte
+	HeartbeatIntervalMs *int64
+	Input               []byte
+	TimeoutSeconds      int
+	BaseURL             string
+	Priority            int
+	Traceparent         string
+	ServiceID           string
+	KeyID               string
+	UpTaskIds           []string
+	UpOutputPaths       []string
+	UpAssets            [][]byte
+	UpOutputs           [][]byte
+	RefillMs            int64
+}
+
+// Claim with rate limits and concurrency per key (migration 012), for when some task has one:
+// the same claim, and each task's free places are also capped by its rate limit's budget in
+// the current window, and a keyed task's runs are read key by key. It returns one more row,
+// with an empty id, when a rate limit's budget is spent (refill_ms: when the earliest such
+// window ends).
+// Claims up to max ready runs, honouring MAX_CONCURRENCY (max_concurrency, 0 = none) across
+// every instance and each task's own concurrency. Callers run it right after LockClaimsAsyncCommit
+// in the same transaction, so the in-flight counts below include every earlier claim.
+// lease_ms is the dispatch lease in milliseconds; now is the time (NULL = the database clock).
+// Outside maintenance mode 'running' it claims nothing: the mode is read here, after the lock,
+// which mode changes take too.
+// The pending index is ordered (task_id, priority, available_at, id), so "available_at <= now"
+// bounds a scan only within one (task, priority): groups lists the (task, priority) pairs that
+// have pending runs by skipping through the index (one descent per pair), and each pair's ready
+// runs are read from the front of its range. A deep queue of runs that are not ready yet (delayed
+// or backing off) thus costs a claim nothing; without groups the scan read every one of them.
+// Rate limits (migration 012): the tasks that have one, with their bucket ('task:' || id for a
+// task's own limit, 'key:' || key for a named one; a key since deleted limits nothing) and the
+// start of the bucket's current fixed window. Tasks without one are not in it.
+// What each bucket may still claim in its window.
+// Concurrency per key: the distinct keys of the pending runs of each keyed task that has room,
+// by skipping through task_runs_pending_keyed (one descent per key). Each key's ready runs are
+// read from the front of its range below, at most as many as the key has room for, so a busy
+// key never holds up the others.
+// The runs each rate-limited bucket took, counted in its window.
+// One more row, with an empty id, when a rate limit's budget is spent: refill_ms is when the
+// earliest such window ends (epoch ms), so that the loop claims again then.
+func (q *Queries) ClaimFlowControl(ctx context.Context, db DBTX, arg ClaimFlowControlParams) ([]ClaimFlowControlRow, error) {
+	rows, err := db.Query(ctx, claimFlowControl,
+		arg.MaxConcurrency,
+		arg.Max,
+		arg.Now,
+		arg.LeaseMs,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ClaimFlowControlRow
+	for rows.Next() {
+		var i ClaimFlowControlRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.TaskID,
+			&i.PipelineRunID,
+			&i.Attempt,
+			&i.Lease,
+			&i.CodeVersion,
+			&i.CodeHash,
+			&i.InputPath,
+			&i.PreviousAttempts,
+			&i.HeartbeatIntervalMs,
+			&i.Input,
+			&i.TimeoutSeconds,
+			&i.BaseURL,
+			&i.Priority,
+			&i.Traceparent,
+			&i.ServiceID,
+			&i.KeyID,
+			&i.UpTaskIds,
+			&i.UpOutputPaths,
+			&i.UpAssets,
+			&i.UpOutputs,
+			&i.RefillMs,
 		); err != nil {
 			return nil, err
 		}
@@ -452,7 +766,7 @@ updated AS (
         updated_at        = coalesce($1::timestamptz, now())
     FROM target x
     WHERE tr.id = x.id
-    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot, tr.concurrency_key
 ),
 dead AS (
     INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, input, error, error_code,

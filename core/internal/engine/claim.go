@@ -59,17 +59,31 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	lease := e.cfg.DispatchTimeout + 10*time.Second
 	start := time.Now()
 	var out []Claimed
+	var refill int64
+	// Flow control (rate limits, concurrency per key) needs the longer statement; without it
+	// the claim costs what it did before the feature existed.
+	flow, err := e.flowControlInUse(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// The lock and the claim travel in one batch (database.Pipelined): one round trip, one
 	// transaction, and the claim's snapshot is taken once the lock is held.
-	err := e.db.Pipelined(ctx, func(tx dbtx) error {
+	err = e.db.Pipelined(ctx, func(tx dbtx) error {
 		// Claims serialise on this lock until they commit, so the commit must be quick: it does
 		// not wait for the WAL flush. Should the database crash before the flush, the claim is
 		// lost with it and the run is claimed again; the worker's calls for the lost lease get 409.
 		if err := queries.LockClaimsAsyncCommit(ctx, tx, claimLock); err != nil {
 			return fmt.Errorf("take claim lock: %w", err)
 		}
-		rows, err := queries.Claim(ctx, tx, dbsqlc.ClaimParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
-			LeaseMs: lease.Milliseconds(), Now: e.now()})
+		var rows []dbsqlc.ClaimRow
+		var err error
+		if flow {
+			rows, refill, err = claimFlowControl(ctx, tx, dbsqlc.ClaimFlowControlParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
+				LeaseMs: lease.Milliseconds(), Now: e.now()})
+		} else {
+			rows, err = queries.Claim(ctx, tx, dbsqlc.ClaimParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
+				LeaseMs: lease.Milliseconds(), Now: e.now()})
+		}
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
@@ -94,7 +108,95 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	}
 	e.pipelineOf.add(out)
 	e.metrics.Claims.Add(float64(len(out)))
+	e.rateRefill.Store(refill)
+	if refill != 0 {
+		e.metrics.RateLimitedClaims.Inc()
+	}
 	return out, nil
+}
+
+// claimFlowControl runs ClaimFlowControl and returns its runs in Claim's shape, and when the
+// earliest spent rate limit refills (epoch ms; 0: none is spent).
+func claimFlowControl(ctx context.Context, tx dbtx, p dbsqlc.ClaimFlowControlParams) ([]dbsqlc.ClaimRow, int64, error) {
+	rows, err := queries.ClaimFlowControl(ctx, tx, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	var refill int64
+	out := make([]dbsqlc.ClaimRow, 0, len(rows))
+	for _, r := range rows {
+		if r.ID == "" {
+			// Not a run: a rate limit's budget is spent until refill_ms.
+			refill = r.RefillMs
+			continue
+		}
+		out = append(out, dbsqlc.ClaimRow{ID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt, Lease: r.Lease,
+			CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath, PreviousAttempts: r.PreviousAttempts,
+			HeartbeatIntervalMs: r.HeartbeatIntervalMs, Input: r.Input, TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
+			Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID, UpTaskIds: r.UpTaskIds,
+			UpOutputPaths: r.UpOutputPaths, UpAssets: r.UpAssets, UpOutputs: r.UpOutputs})
+	}
+	return out, refill, nil
+}
+
+// flowControlRecheck is how long an engine trusts what it last read of whether any task uses
+// flow control. A task registered with a rate limit or a concurrency key elsewhere meanwhile is
+// safe: the plain claim never takes such a task's runs, they only wait (about this long, for
+// this engine's claims; a registration through this engine applies at once).
+const flowControlRecheck = time.Second
+
+// flowControlInUse reports whether any registered task has a rate limit or a concurrency key.
+// The first claim (and the first after a registration through this engine) reads it; later, a
+// claim that finds the answer older than flowControlRecheck uses it and has it read again in the
+// background, so that the claim path never waits for that read.
+func (e *Engine) flowControlInUse(ctx context.Context) (bool, error) {
+	e.flowMu.Lock()
+	defer e.flowMu.Unlock()
+	switch {
+	case e.flowChecked.IsZero():
+		inUse, err := queries.FlowControlInUse(ctx, e.db)
+		if err != nil {
+			return false, fmt.Errorf("read whether flow control is in use: %w", err)
+		}
+		e.flowInUse, e.flowChecked = inUse, time.Now()
+	case time.Since(e.flowChecked) >= flowControlRecheck && !e.flowRefreshing:
+		e.flowRefreshing = true
+		go e.refreshFlowControl()
+	}
+	return e.flowInUse, nil
+}
+
+// refreshFlowControl reads again whether any task has flow control (a failed read leaves the
+// last answer, read again at the next claim).
+func (e *Engine) refreshFlowControl() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	inUse, err := queries.FlowControlInUse(ctx, e.db)
+	e.flowMu.Lock()
+	defer e.flowMu.Unlock()
+	e.flowRefreshing = false
+	if err == nil && !e.flowChecked.IsZero() { // a registration meanwhile: the next claim reads
+		e.flowInUse, e.flowChecked = inUse, time.Now()
+	}
+}
+
+// forgetFlowControl makes the next claim read again whether flow control is in use.
+func (e *Engine) forgetFlowControl() {
+	e.flowMu.Lock()
+	defer e.flowMu.Unlock()
+	e.flowChecked = time.Time{}
+}
+
+// RateLimitRefill is when the rate limit that the last claim found spent refills (zero: the last
+// claim found none spent). A loop that claimed less than it asked for claims again by then, so
+// that a rate-limited backlog dispatches at its rate without waiting for a poll, and without
+// claiming in a loop meanwhile.
+func (e *Engine) RateLimitRefill() time.Time {
+	ms := e.rateRefill.Load()
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // claimSpan records a "claim" span for a claim that took runs or failed (an empty claim, which

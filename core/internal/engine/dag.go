@@ -17,6 +17,8 @@ type taskInfo struct {
 	Concurrency int
 	// SchemaHash names the task's input schemas ("" when it has none).
 	SchemaHash string
+	// ConcurrencyKey is the task's concurrency key, a JSON pointer ("" = none).
+	ConcurrencyKey string
 }
 
 // Node is one task of a pipeline's structure, as stored in a run's snapshot. It is the wire

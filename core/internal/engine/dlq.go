@@ -127,7 +127,12 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 			return conflict("TASK_NOT_REGISTERED", "task %q is no longer registered", taskID)
 		}
 		var run newRuns
-		run.add(runID, taskID, taken.Priority, 0, inputPath, taken.Input, t.codeVersion, t.codeHash, taken.Metadata, "", telemetry.Traceparent(ctx))
+		// The retry's concurrency key comes from its input when it is inline (one in storage: no key).
+		var ckey *string
+		if taken.Input != nil {
+			ckey = concurrencyKeyOf(t.concurrencyKey, taken.Input)
+		}
+		run.add(runID, taskID, taken.Priority, 0, inputPath, taken.Input, t.codeVersion, t.codeHash, taken.Metadata, "", telemetry.Traceparent(ctx), ckey)
 		if err := queries.InsertRuns(ctx, tx, dbsqlc.InsertRunsParams(run)); err != nil {
 			return fmt.Errorf("insert retry run: %w", err)
 		}

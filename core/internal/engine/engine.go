@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,6 +142,15 @@ type Engine struct {
 	callbacks groupCommit
 	// pipelineOf knows the pipeline run of the runs this engine claimed (groupcommit.go).
 	pipelineOf pipelineHints
+	// rateRefill is when the rate limit the last claim found spent refills, in epoch ms (0: none).
+	rateRefill atomic.Int64
+	// flowInUse is whether some task had a rate limit or a concurrency key when last read, at
+	// flowChecked (zero: read it again), and flowRefreshing whether a read is under way in the
+	// background; flowMu guards them.
+	flowMu         sync.Mutex
+	flowInUse      bool
+	flowChecked    time.Time
+	flowRefreshing bool
 	// callbackTxs counts the transactions the callbacks' group commits ran (tests read it).
 	callbackTxs atomic.Int64
 	// beforeCommit, when set (by tests), runs on the connection of each of a group commit's

@@ -50,6 +50,8 @@ type enqueueTask struct {
 	priority, ttl, codeVersion int
 	codeHash                   string
 	schemaHash                 string
+	// concurrencyKey is the task's concurrency key, a JSON pointer ("" = none).
+	concurrencyKey string
 }
 
 type enqueueItem struct {
@@ -115,7 +117,8 @@ func (e *Engine) enqueue(ctx context.Context, reqs []EnqueueRequest, within func
 				continue
 			}
 			runs.add(it.runID, it.req.TaskID, orDefault(it.req.Priority, it.task.priority), it.req.DelayMs, it.inputPath, it.inline,
-				it.task.codeVersion, it.task.codeHash, nullJSON(it.req.Metadata), it.req.IdempotencyKey, traceparent)
+				it.task.codeVersion, it.task.codeHash, nullJSON(it.req.Metadata), it.req.IdempotencyKey, traceparent,
+				concurrencyKeyOf(it.task.concurrencyKey, it.req.Input))
 			// The run's status, as GET /api/runs/{id} and a repeated idempotency key report it.
 			it.result = EnqueueResult{RunID: it.runID, Status: protocol.StatusPending, TaskID: it.req.TaskID, InputPath: it.inputPath}
 		}
@@ -233,7 +236,7 @@ func (e *Engine) enqueueTasks(ctx context.Context, db dbtx, ids []string) (map[s
 	tasks := map[string]enqueueTask{}
 	for _, r := range rows {
 		tasks[r.ID] = enqueueTask{priority: r.Priority, ttl: r.IdempotencyTtlSeconds, codeVersion: r.CodeVersion,
-			codeHash: r.CodeHash, schemaHash: r.InputSchemaHash}
+			codeHash: r.CodeHash, schemaHash: r.InputSchemaHash, concurrencyKey: r.ConcurrencyKey}
 	}
 	return tasks, nil
 }
@@ -243,11 +246,16 @@ type newRuns dbsqlc.InsertRunsParams
 
 // add adds a run; input is the input it keeps inline (nil: stored at inputPath).
 func (n *newRuns) add(id, taskID string, priority int, delayMs int64, inputPath string, input []byte, codeVersion int, codeHash string,
-	metadata []byte, key, traceparent string) {
+	metadata []byte, key, traceparent string, concurrencyKey *string) {
 	n.IDs, n.TaskIDs, n.Priorities = append(n.IDs, id), append(n.TaskIDs, taskID), append(n.Priorities, priority)
 	n.DelaysMs, n.InputPaths, n.Inputs = append(n.DelaysMs, delayMs), append(n.InputPaths, inputPath), append(n.Inputs, input)
 	n.CodeVersions, n.CodeHashes = append(n.CodeVersions, codeVersion), append(n.CodeHashes, codeHash)
 	n.Metadata, n.Keys, n.Traceparents = append(n.Metadata, metadata), append(n.Keys, key), append(n.Traceparents, traceparent)
+	ck := noConcurrencyKey
+	if concurrencyKey != nil {
+		ck = *concurrencyKey
+	}
+	n.ConcurrencyKeys = append(n.ConcurrencyKeys, ck)
 }
 
 // inlineInput is the stored form of an input (JSON null when there is none), and whether it is

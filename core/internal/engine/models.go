@@ -114,6 +114,12 @@ type Task struct {
 	UpdatedAt           time.Time
 	// PausedAt is when the task was paused (nil: it is not): its runs wait, pending.
 	PausedAt *time.Time
+	// RateLimit is the task's own rate limit (nil: none), RateLimitKey the named one it shares
+	// ("" none); ConcurrencyKey and ConcurrencyPerKey its limit per key ("" and 0: none).
+	RateLimit         *protocol.RateLimit
+	RateLimitKey      string
+	ConcurrencyKey    string
+	ConcurrencyPerKey int
 }
 
 // TaskPause is a task's pause state, as pausing or resuming it left it.

@@ -55,7 +55,7 @@ func (e *Engine) activeTasks(ctx context.Context, db dbtx) (map[string]taskInfo,
 	tasks, prios := map[string]taskInfo{}, map[string]int{}
 	for _, r := range rows {
 		tasks[r.ID] = taskInfo{ServiceID: r.ServiceID, AllowedNext: r.AllowedNext, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash,
-			Concurrency: r.Concurrency, SchemaHash: r.InputSchemaHash}
+			Concurrency: r.Concurrency, SchemaHash: r.InputSchemaHash, ConcurrencyKey: r.ConcurrencyKey}
 		prios[r.ID] = r.Priority
 	}
 	return tasks, prios, nil
@@ -257,6 +257,8 @@ type nodeRow struct {
 	Predecessors []string               `json:"predecessors"`
 	PredsLeft    int                    `json:"preds_left"`
 	Selected     bool                   `json:"selected"`
+	// ConcurrencyKey is the node's concurrency key (nil: its task has none; left out of the JSON).
+	ConcurrencyKey *string `json:"concurrency_key,omitempty"`
 }
 
 // Trigger starts a run of pipeline id: it stores the input, snapshots the structure, and
@@ -330,7 +332,9 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	for _, taskID := range g.sortedIDs() {
 		n := g.Tasks[taskID]
 		row := nodeRow{ID: ids.New(ids.TaskRun), TaskID: taskID, Status: protocol.StatusWaiting, Priority: orDefault(req.Priority, prios[taskID]),
-			CodeVersion: n.CodeVersion, CodeHash: n.CodeHash, Predecessors: n.Predecessors, PredsLeft: len(n.Predecessors)}
+			CodeVersion: n.CodeVersion, CodeHash: n.CodeHash, Predecessors: n.Predecessors, PredsLeft: len(n.Predecessors),
+			// Every node's input is the run's: its key is read from it here, where it is in memory.
+			ConcurrencyKey: concurrencyKeyOf(tasks[taskID].ConcurrencyKey, req.Input)}
 		if len(n.Predecessors) == 0 {
 			row.Status, row.Selected = protocol.StatusPending, true
 			entryTasks, queued = append(entryTasks, taskID), append(queued, row.ID)

@@ -145,7 +145,11 @@ func (e *Engine) ServiceTasks(ctx context.Context, serviceID string) ([]Task, er
 			Timeout: r.TimeoutSeconds, Retries: r.Retries, RetryBackoff: r.RetryBackoff, RetryDelayMs: r.RetryDelayMs,
 			MaxRetryDelayMs: r.MaxRetryDelayMs, HeartbeatIntervalMs: r.HeartbeatIntervalMs, Concurrency: r.Concurrency,
 			Priority: r.Priority, IdempotencyTTL: r.IdempotencyTtlSeconds, Description: r.Description,
-			RemovedInVersion: r.RemovedInVersion, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, PausedAt: r.PausedAt}
+			RemovedInVersion: r.RemovedInVersion, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, PausedAt: r.PausedAt,
+			RateLimitKey: r.RateLimitKey, ConcurrencyKey: r.ConcurrencyKey, ConcurrencyPerKey: r.ConcurrencyPerKey}
+		if r.RateLimit != nil && r.RateLimitPeriodMs != nil {
+			out[i].RateLimit = &protocol.RateLimit{Limit: *r.RateLimit, PeriodMs: *r.RateLimitPeriodMs}
+		}
 		if len(r.InputSchema) > 0 {
 			out[i].InputSchema = r.InputSchema
 		}

@@ -36,6 +36,11 @@ type taskRow struct {
 	InputSchema           json.RawMessage `json:"input_schema,omitempty"`
 	InputJSONSchema       json.RawMessage `json:"input_json_schema,omitempty"`
 	InputSchemaHash       string          `json:"input_schema_hash,omitempty"`
+	RateLimit             *int            `json:"rate_limit"`
+	RateLimitPeriodMs     *int64          `json:"rate_limit_period_ms"`
+	RateLimitKey          *string         `json:"rate_limit_key"`
+	ConcurrencyKey        *string         `json:"concurrency_key"`
+	ConcurrencyPerKey     *int            `json:"concurrency_per_key"`
 }
 
 func orDefault[T any](p *T, def T) T {
@@ -89,6 +94,9 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 			Description:           t.Description,
 		}
 		if err := compileSchemasOf(&t, &row); err != nil {
+			return nil, err
+		}
+		if err := validateFlowControl(i, &t, &row); err != nil {
 			return nil, err
 		}
 		if row.AllowedNext == nil {
@@ -226,6 +234,9 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 			histHashes = append(histHashes, r.CodeHash)
 			histVersions = append(histVersions, req.Version)
 		}
+		if err := rateLimitKeys(ctx, tx, rows); err != nil {
+			return err
+		}
 		var kid *string
 		if keyID != "" {
 			kid = &keyID
@@ -278,6 +289,7 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 	if err != nil {
 		return nil, err
 	}
+	e.forgetFlowControl()
 	slices.SortFunc(resp.CodeChanges, func(a, b protocol.CodeChange) int {
 		if a.TaskID < b.TaskID {
 			return -1

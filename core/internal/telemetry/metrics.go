@@ -61,6 +61,9 @@ type Metrics struct {
 
 	// Claims counts runs claimed for dispatch (pipeweave_claims_total).
 	Claims prometheus.Counter
+	// RateLimitedClaims counts claims that found a rate limit's budget spent and left its
+	// task's runs pending until the window refills (pipeweave_rate_limited_claims_total).
+	RateLimitedClaims prometheus.Counter
 	// DispatchDuration observes how long a worker took to answer a dispatch, by outcome
 	// (pipeweave_dispatch_duration_seconds{outcome}).
 	DispatchDuration *prometheus.HistogramVec
@@ -100,6 +103,8 @@ func NewMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		Claims: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "claims_total",
 			Help: "Runs claimed for dispatch."}),
+		RateLimitedClaims: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "rate_limited_claims_total",
+			Help: "Claims that found a rate limit's budget spent: its tasks' runs were held back until the window refills."}),
 		DispatchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "dispatch_duration_seconds",
 			Help:    "Time a worker took to answer a dispatch request, by outcome (acked, back_pressure, failed).",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"outcome"}),
@@ -124,7 +129,7 @@ func NewMetrics() *Metrics {
 		WebhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "webhook_deliveries_total",
 			Help: "Webhook delivery attempts, by outcome (delivered, failed: retried later, dead: given up)."}, []string{"outcome"}),
 	}
-	m.Registry.MustRegister(m.Claims, m.DispatchDuration, m.DispatchFailures, m.TaskDuration, m.Retries, m.Timeouts,
+	m.Registry.MustRegister(m.Claims, m.RateLimitedClaims, m.DispatchDuration, m.DispatchFailures, m.TaskDuration, m.Retries, m.Timeouts,
 		m.DLQEntries, m.SweepResults, m.ScheduleSlots, m.ScheduleLag, m.WebhookDeliveries)
 	// Outcomes and reasons exist from the start, so rates work before the first event.
 	for _, o := range []string{DispatchAcked, DispatchBackPressure, DispatchFailed} {

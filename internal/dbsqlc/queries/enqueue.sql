@@ -2,7 +2,8 @@
 
 -- name: TasksForEnqueue :many
 -- The active tasks among ids, with what an enqueue needs.
-SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash, coalesce(input_schema_hash, '')
+SELECT id, priority, idempotency_ttl_seconds, code_version, code_hash, coalesce(input_schema_hash, ''),
+       coalesce(concurrency_key, '') AS concurrency_key
 FROM tasks
 WHERE id = ANY(sqlc.arg('ids')::text[]) AND removed_in_version IS NULL;
 
@@ -31,11 +32,12 @@ JOIN task_runs tr ON tr.id = k.run_id;
 
 -- name: InsertRuns :exec
 -- One multi-row insert of new pending runs; traceparents is the W3C traceparent of the trace each
--- continues ('' = none), inputs the input each keeps inline (NULL = stored at its input path).
+-- continues ('' = none), inputs the input each keeps inline (NULL = stored at its input path),
+-- concurrency_keys the value of its task's concurrency key ('-': the task has none, NULL).
 INSERT INTO task_runs (id, task_id, status, priority, available_at, input_path, input, code_version,
-                       code_hash, metadata, idempotency_key, traceparent)
+                       code_hash, metadata, idempotency_key, traceparent, concurrency_key)
 SELECT i.id, i.task_id, 'pending', i.priority, now() + i.delay_ms * interval '1 millisecond',
-       i.input_path, i.input, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, '')
+       i.input_path, i.input, i.code_version, i.code_hash, i.metadata, i.key, nullif(i.traceparent, ''), nullif(i.ckey, '-')
 FROM (SELECT unnest(sqlc.arg('ids')::text[]) AS id,
              unnest(sqlc.arg('task_ids')::text[]) AS task_id,
              unnest(sqlc.arg('priorities')::int[]) AS priority,
@@ -46,7 +48,8 @@ FROM (SELECT unnest(sqlc.arg('ids')::text[]) AS id,
              unnest(sqlc.arg('code_hashes')::text[]) AS code_hash,
              unnest(sqlc.arg('metadata')::jsonb[]) AS metadata,
              unnest(sqlc.arg('keys')::text[]) AS key,
-             unnest(sqlc.arg('traceparents')::text[]) AS traceparent) AS i;
+             unnest(sqlc.arg('traceparents')::text[]) AS traceparent,
+             unnest(sqlc.arg('concurrency_keys')::text[]) AS ckey) AS i;
 
 -- name: NotifyReady :exec
 SELECT pg_notify('pipeweave_ready', '');

@@ -2,9 +2,12 @@
 
 -- name: LockClaimsAsyncCommit :exec
 -- Takes the claim lock (lock) for the transaction, whose commit then does not wait for the WAL
--- flush. The transaction's statements run on generic plans (see AsyncCommit).
+-- flush. The transaction's statements run on generic plans (see AsyncCommit), and without JIT
+-- compilation: the claim's estimated cost grows with the queue's depth (a deep backlog of a
+-- rate-limited task, whose runs the claim never reads, took it past jit_above_cost), and
+-- compiling it cost 0.3-9 s on a busy machine where the claim itself takes a few ms.
 SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('synchronous_commit', 'off', true),
-       set_config('plan_cache_mode', 'force_generic_plan', true);
+       set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true);
 
 -- name: AsyncCommit :exec
 -- The transaction's commit does not wait for the WAL flush, and its statements run on generic

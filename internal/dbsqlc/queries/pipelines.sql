@@ -2,7 +2,7 @@
 
 -- name: ActiveTasks :many
 SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, priority,
-       coalesce(input_schema_hash, '')
+       coalesce(input_schema_hash, ''), coalesce(concurrency_key, '') AS concurrency_key
 FROM tasks WHERE removed_in_version IS NULL;
 
 -- name: PipelineGet :one
@@ -33,13 +33,14 @@ VALUES (sqlc.arg('id'), sqlc.arg('pipeline_id'), 'running', sqlc.arg('failure_mo
 
 -- name: InsertPipelineTaskRuns :exec
 -- Every node of a new pipeline run at once: entry tasks pending, the others waiting. Each
--- continues the trace of the run (traceparent, the trigger's traceparent, '' = none).
+-- continues the trace of the run (traceparent, the trigger's traceparent, '' = none). A node of a
+-- task with a concurrency key carries the key's value in the run's input (absent: none).
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
-                       code_hash, predecessors, preds_left, selected, traceparent)
+                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key)
 SELECT i.id, i.task_id, sqlc.arg('pipeline_run_id')::text, i.status, i.priority, sqlc.arg('input_path')::text, i.code_version, i.code_hash, i.predecessors,
-       i.preds_left, i.selected, nullif(sqlc.arg('traceparent')::text, '')
+       i.preds_left, i.selected, nullif(sqlc.arg('traceparent')::text, ''), i.concurrency_key
 FROM jsonb_to_recordset(sqlc.arg('nodes')::jsonb) AS i(id text, task_id text, status text, priority int,
-    code_version int, code_hash text, predecessors text[], preds_left int, selected bool);
+    code_version int, code_hash text, predecessors text[], preds_left int, selected bool, concurrency_key text);
 
 -- name: PipelineRunsOfTaskRuns :many
 -- The pipeline run of each task run named that exists ('' = standalone).
@@ -173,9 +174,9 @@ UPDATE task_runs SET superseded_by = sqlc.arg('superseded_by')::text, updated_at
 
 -- name: InsertRetryNode :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
-                       code_hash, metadata, predecessors, preds_left, selected, traceparent)
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key)
 SELECT sqlc.arg('id')::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, t.code_version,
-       t.code_hash, old.metadata, old.predecessors, 0, true, old.traceparent
+       t.code_hash, old.metadata, old.predecessors, 0, true, old.traceparent, old.concurrency_key
 FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = sqlc.arg('old_id')::text;
 

@@ -65,7 +65,9 @@ SELECT EXISTS (SELECT 1 FROM services WHERE id = sqlc.arg('id'));
 SELECT id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries, retry_backoff,
        retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms, concurrency, priority,
        idempotency_ttl_seconds, description, input_schema, coalesce(removed_in_version, ''),
-       created_at, updated_at, input_json_schema, paused_at
+       created_at, updated_at, input_json_schema, paused_at, rate_limit, rate_limit_period_ms,
+       coalesce(rate_limit_key, '') AS rate_limit_key, coalesce(concurrency_key, '') AS concurrency_key,
+       coalesce(concurrency_per_key, 0) AS concurrency_per_key
 FROM tasks WHERE service_id = sqlc.arg('service_id') ORDER BY id;
 
 -- name: TaskHistory :many

@@ -22,16 +22,19 @@ FROM tasks WHERE id = ANY(sqlc.arg('ids')::text[]) OR service_id = sqlc.arg('ser
 INSERT INTO tasks AS t (id, service_id, code_hash, code_version, allowed_next, timeout_seconds, retries,
                         retry_backoff, retry_delay_ms, max_retry_delay_ms, heartbeat_interval_ms,
                         concurrency, priority, idempotency_ttl_seconds, description, input_schema,
-                        input_json_schema, input_schema_hash)
+                        input_json_schema, input_schema_hash, rate_limit, rate_limit_period_ms, rate_limit_key,
+                        concurrency_key, concurrency_per_key)
 SELECT r.id, sqlc.arg('service_id')::text, r.code_hash, r.code_version, r.allowed_next, r.timeout_seconds, r.retries,
        r.retry_backoff, r.retry_delay_ms, r.max_retry_delay_ms, r.heartbeat_interval_ms,
        r.concurrency, r.priority, r.idempotency_ttl_seconds, r.description, r.input_schema,
-       r.input_json_schema, r.input_schema_hash
+       r.input_json_schema, r.input_schema_hash, r.rate_limit, r.rate_limit_period_ms, r.rate_limit_key,
+       r.concurrency_key, r.concurrency_per_key
 FROM jsonb_to_recordset(sqlc.arg('tasks')::jsonb) AS r(id text, code_hash text, code_version int, allowed_next text[],
     timeout_seconds int, retries int, retry_backoff text, retry_delay_ms bigint,
     max_retry_delay_ms bigint, heartbeat_interval_ms bigint, concurrency int, priority int,
     idempotency_ttl_seconds int, description text, input_schema jsonb, input_json_schema jsonb,
-    input_schema_hash text)
+    input_schema_hash text, rate_limit int, rate_limit_period_ms bigint, rate_limit_key text,
+    concurrency_key text, concurrency_per_key int)
 ON CONFLICT (id) DO UPDATE SET
     code_hash = excluded.code_hash, code_version = excluded.code_version,
     allowed_next = excluded.allowed_next, timeout_seconds = excluded.timeout_seconds,
@@ -41,6 +44,9 @@ ON CONFLICT (id) DO UPDATE SET
     priority = excluded.priority, idempotency_ttl_seconds = excluded.idempotency_ttl_seconds,
     description = excluded.description, input_schema = excluded.input_schema,
     input_json_schema = excluded.input_json_schema, input_schema_hash = excluded.input_schema_hash,
+    rate_limit = excluded.rate_limit, rate_limit_period_ms = excluded.rate_limit_period_ms,
+    rate_limit_key = excluded.rate_limit_key, concurrency_key = excluded.concurrency_key,
+    concurrency_per_key = excluded.concurrency_per_key,
     removed_in_version = NULL, updated_at = now();
 
 -- name: InsertHistory :exec
