@@ -133,7 +133,12 @@ func TestPurgePastRetention(t *testing.T) {
 	for _, id := range failed {
 		e.waitStatus(id, protocol.StatusFailed)
 	}
-	pending := e.enqueueManyQuiet("t", 2)
+	// Two runs that stay pending: delayed, so that no claim takes them (a callback's inline
+	// claim may still be running when they are enqueued).
+	var pending []string
+	for range 2 {
+		pending = append(pending, e.enqueue(map[string]any{"taskId": "t", "delayMs": 3_600_000}).RunID)
+	}
 	ctx := context.Background()
 	// Age half of everything past retention.
 	old := failed[:2]
