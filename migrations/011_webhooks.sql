@@ -91,6 +91,7 @@ BEGIN
     PERFORM webhook_emit(ev, jsonb_strip_nulls(jsonb_build_object(
         'runId', NEW.id, 'taskId', NEW.task_id, 'status', NEW.status, 'attempt', NEW.attempt,
         'error', NEW.error, 'errorCode', NEW.error_code, 'metadata', NEW.metadata,
+        'scheduleId', NEW.schedule_id, 'scheduleSlot', NEW.schedule_slot,
         'createdAt', NEW.created_at, 'completedAt', NEW.completed_at)));
     RETURN NULL;
 END;
@@ -113,6 +114,7 @@ BEGIN
     PERFORM webhook_emit(ev, jsonb_strip_nulls(jsonb_build_object(
         'pipelineRunId', NEW.id, 'pipelineId', NEW.pipeline_id, 'status', NEW.status,
         'error', NEW.error, 'metadata', NEW.metadata,
+        'scheduleId', NEW.schedule_id, 'scheduleSlot', NEW.schedule_slot,
         'createdAt', NEW.created_at, 'completedAt', NEW.completed_at)));
     RETURN NULL;
 END;

@@ -223,6 +223,8 @@ func TestScheduleOverlap(t *testing.T) {
 	for _, o := range []string{OverlapAllow, OverlapSkip, OverlapCancelPrevious} {
 		h.putSchedule(t, o, ScheduleRequest{Cron: "* * * * *", TaskID: "t", Overlap: o})
 	}
+	// A webhook wants the cancellations: their events name the schedule and the slot.
+	h.exec(t, `INSERT INTO webhooks (id, url, events, secret) VALUES ('w', 'http://127.0.0.1:9/', ARRAY['task_run.cancelled'], 'whsec_x')`)
 	h.at(utcTime("2026-12-03T10:00:01Z"))
 	require.Equal(t, 3, h.fire(t).Fired)
 	first := map[string]string{}
@@ -240,6 +242,19 @@ func TestScheduleOverlap(t *testing.T) {
 	require.Equal(t, "pending", h.run(t, first[OverlapAllow]).Status)
 	require.Equal(t, "pending", h.run(t, first[OverlapSkip]).Status)
 	require.Equal(t, "cancelled", h.run(t, first[OverlapCancelPrevious]).Status)
+	var payload string
+	require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT payload FROM webhook_deliveries WHERE event = 'task_run.cancelled'`).Scan(&payload))
+	var ev struct {
+		Data struct {
+			RunID        string    `json:"runId"`
+			ScheduleID   string    `json:"scheduleId"`
+			ScheduleSlot time.Time `json:"scheduleSlot"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(payload), &ev))
+	require.Equal(t, first[OverlapCancelPrevious], ev.Data.RunID)
+	require.Equal(t, OverlapCancelPrevious, ev.Data.ScheduleID)
+	requireTime(t, "2026-12-03T10:00:00Z", ev.Data.ScheduleSlot)
 
 	// Once the previous run has ended, skip fires again.
 	_, err := h.eng.CancelRun(context.Background(), first[OverlapSkip])
