@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,11 +164,11 @@ func TestPauseRacesClaims(t *testing.T) {
 		e.setPaused("p", false)
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		processUntil(ctx, &wg, e, other)
+		passes := processUntil(ctx, &wg, e, other)
 		time.Sleep(time.Duration(round) * 3 * time.Millisecond)
 		e.setPaused("p", true)
 		taken := e.count("SELECT count(*) FROM task_runs WHERE task_id = 'p' AND status <> 'pending'")
-		time.Sleep(20 * time.Millisecond)
+		passes.waitFull(e)
 		stop()
 		wg.Wait()
 		require.Equal(t, taken, e.count("SELECT count(*) FROM task_runs WHERE task_id = 'p' AND status <> 'pending'"), "round %d: runs were claimed after the pause was answered", round)
@@ -274,7 +275,7 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 	for round := range 5 {
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		processUntil(ctx, &wg, e, other)
+		passes := processUntil(ctx, &wg, e, other)
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil && i < 40; i++ {
 				r := e.do("POST", "/api/pipelines/dia/trigger", map[string]any{"input": map[string]int{"i": i}}, "")
@@ -287,7 +288,7 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 		time.Sleep(time.Duration(5+round*3) * time.Millisecond)
 		e.setPipelinePaused("dia", true)
 		taken := e.count("SELECT count(*) FROM task_runs WHERE pipeline_run_id IS NOT NULL AND started_at IS NOT NULL")
-		time.Sleep(30 * time.Millisecond)
+		passes.waitFull(e)
 		stop()
 		wg.Wait()
 		require.Equal(t, taken, e.count("SELECT count(*) FROM task_runs WHERE pipeline_run_id IS NOT NULL AND started_at IS NOT NULL"), "round %d: nodes were claimed after the pause was answered", round)
@@ -311,19 +312,45 @@ func TestPausePipelineRacesClaims(t *testing.T) {
 	})
 }
 
-// processUntil runs Process on each instance in a loop of its own until ctx ends; a Process
-// under way when it ends finishes (its dispatches are not cut short).
-func processUntil(ctx context.Context, wg *sync.WaitGroup, instances ...*env) {
-	for _, o := range instances {
+// processUntil runs Process on each instance in a loop of its own until ctx ends, and returns
+// the count of passes each loop completed.
+func processUntil(ctx context.Context, wg *sync.WaitGroup, instances ...*env) passes {
+	p := make(passes, len(instances))
+	for i, o := range instances {
+		p[i] = new(atomic.Int64)
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				if _, err := o.orch.Process(context.WithoutCancel(ctx)); err != nil {
 					o.t.Errorf("process: %v", err)
 					return
 				}
+				p[i].Add(1)
 			}
 		})
 	}
+	return p
+}
+
+// passes counts the Process passes of processUntil's loops, one counter per instance.
+type passes []*atomic.Int64
+
+// waitFull waits until every loop has completed a whole pass that started after this call (two
+// more completions: the first may have started before), so that a check after it cannot pass
+// only because no claim ran in the window it looks at.
+func (p passes) waitFull(e *env) {
+	e.t.Helper()
+	start := make([]int64, len(p))
+	for i, c := range p {
+		start[i] = c.Load()
+	}
+	e.waitFor("a whole Process pass of every instance", func() bool {
+		for i, c := range p {
+			if c.Load() < start[i]+2 {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // A parked node that leaves pending (here its run is cancelled) is unparked on the way: it
