@@ -43,9 +43,11 @@ func TestCancelPendingRun(t *testing.T) {
 	require.Equal(t, protocol.StatusPending, e.run(q.RunID).Status)
 
 	// A body other than {} is refused, and nothing is cancelled.
-	bad := e.do("POST", "/api/task-runs/"+q.RunID+"/cancel", map[string]any{"reason": "x"}, "")
-	require.Equal(t, http.StatusBadRequest, bad.Status, string(bad.Body))
-	require.Equal(t, protocol.StatusPending, e.run(q.RunID).Status)
+	for _, body := range []string{`{"reason":"x"}`, `null`, `[]`, `"x"`} {
+		bad := e.do("POST", "/api/task-runs/"+q.RunID+"/cancel", body, "")
+		require.Equal(t, http.StatusBadRequest, bad.Status, "%s: %s", body, bad.Body)
+		require.Equal(t, protocol.StatusPending, e.run(q.RunID).Status)
+	}
 
 	r := e.do("POST", "/api/task-runs/"+q.RunID+"/cancel", map[string]any{}, "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))

@@ -55,8 +55,16 @@ func (s *Server) decodeOptional(w http.ResponseWriter, r *http.Request) bool {
 		io.Reader
 		io.Closer
 	}{br, r.Body}
-	var cmd maintenanceCommand
-	return s.decodeStrict(w, r, &cmd)
+	// A pointer, so that a JSON null (which would leave a struct untouched) is told apart.
+	var cmd *maintenanceCommand
+	if !s.decodeStrict(w, r, &cmd) {
+		return false
+	}
+	if cmd == nil {
+		writeErr(w, http.StatusBadRequest, "INVALID_FIELD", "the body must be empty or a JSON object", nil)
+		return false
+	}
+	return true
 }
 
 // healthMaintenance is the maintenance part of GET /health: the mode and when it changed
