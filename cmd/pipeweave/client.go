@@ -42,6 +42,13 @@ func (c *apiClient) post(ctx context.Context, path string, body, out any) (json.
 	return raw, c.explain(err)
 }
 
+// do sends method path with body, decodes the answer into out (when not nil) and returns it
+// raw (PUT and DELETE).
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any) (json.RawMessage, error) {
+	raw, err := c.Do(ctx, method, path, nil, body, out)
+	return raw, c.explain(err)
+}
+
 // list fetches the items of the listing at path (apiclient.Client.List).
 func (c *apiClient) list(ctx context.Context, path string, query url.Values, limit, pageSize int) ([]json.RawMessage, error) {
 	items, err := c.List(ctx, path, query, limit, pageSize)

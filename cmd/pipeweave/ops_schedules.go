@@ -68,7 +68,7 @@ func schedulesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 		if err != nil {
 			return err
 		}
-		raw, err := o.client.explainDo(ctx, http.MethodDelete, "/api/schedules/"+url.PathEscape(pos[0]), nil, nil)
+		raw, err := o.client.do(ctx, http.MethodDelete, "/api/schedules/"+url.PathEscape(pos[0]), nil, nil)
 		if err != nil {
 			return err
 		}
@@ -110,7 +110,7 @@ func schedulesPutCommand(ctx context.Context, args []string, stdout, stderr io.W
 		req.Enabled = new(bool)
 	}
 	var s protocol.Schedule
-	raw, err := o.client.explainDo(ctx, http.MethodPut, "/api/schedules/"+url.PathEscape(pos[0]), req, &s)
+	raw, err := o.client.do(ctx, http.MethodPut, "/api/schedules/"+url.PathEscape(pos[0]), req, &s)
 	if err != nil {
 		return err
 	}
@@ -118,12 +118,6 @@ func schedulesPutCommand(ctx context.Context, args []string, stdout, stderr io.W
 		return o.printJSON(raw)
 	}
 	return printSchedule(stdout, s, time.Now())
-}
-
-// explainDo is Do with the CLI's explanations of errors.
-func (c *apiClient) explainDo(ctx context.Context, method, path string, body, out any) (json.RawMessage, error) {
-	raw, err := c.Do(ctx, method, path, nil, body, out)
-	return raw, c.explain(err)
 }
 
 // scheduleTarget is "task T" or "pipeline P".

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,12 +34,6 @@ func webhooksCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		return webhooksResendCommand(ctx, rest, stdout, stderr, getenv)
 	}
 	return unknownSubcommand("webhooks", args)
-}
-
-// do sends method path with body, decodes the answer into out and returns it raw.
-func (c *apiClient) do(ctx context.Context, method, path string, body, out any) (json.RawMessage, error) {
-	raw, err := c.Do(ctx, method, path, nil, body, out)
-	return raw, c.explain(err)
 }
 
 func webhookPath(id string) string { return "/api/webhooks/" + url.PathEscape(id) }
