@@ -763,3 +763,40 @@ func TestWebhookLimit(t *testing.T) {
 	require.Equal(t, http.StatusConflict, r.Status)
 	require.Equal(t, "TOO_MANY_WEBHOOKS", r.errorBody(t).Code)
 }
+
+// A webhook deleted while a change that emits its event waits on it: the change commits and
+// the deleted webhook gets no delivery (before webhook_emit took FOR KEY SHARE, the delivery's
+// foreign key check failed the change with 23503 webhook_deliveries_webhook_id_fkey).
+func TestWebhookDeleteConcurrentWithEmit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range 5 {
+		e.putWebhook("h", map[string]any{"url": "http://127.0.0.1:1/", "events": []string{"dlq.added"}}, http.StatusCreated)
+		a, err := e.pool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = a.Exec(ctx, `DELETE FROM webhooks WHERE id = 'h'`)
+		require.NoError(t, err)
+		b, err := e.pool.Acquire(ctx)
+		require.NoError(t, err)
+		var pid int
+		require.NoError(t, b.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+		// On a failure, the open transaction and connection must not keep the pool's close waiting.
+		t.Cleanup(func() { _ = a.Rollback(ctx) })
+		done := make(chan error, 1)
+		var n int
+		go func() {
+			done <- b.QueryRow(ctx, `SELECT webhook_emit('dlq.added', '{}')`).Scan(&n)
+		}()
+		// B waits on the row lock of A's delete before A commits.
+		require.Eventually(t, func() bool {
+			return e.count(`SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'`, pid) == 1
+		}, time.Minute, 5*time.Millisecond, "round %d", i)
+		require.NoError(t, a.Commit(ctx))
+		err = <-done
+		b.Release()
+		require.NoError(t, err, "round %d", i)
+		require.Zero(t, n, "round %d", i)
+		require.Zero(t, e.count(`SELECT count(*) FROM webhook_deliveries`), "round %d", i)
+	}
+}

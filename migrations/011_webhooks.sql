@@ -67,7 +67,10 @@ BEGIN
                               'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
                               'data', data)::text
     FROM webhooks w
-    WHERE w.enabled AND event = ANY (w.events);
+    WHERE w.enabled AND event = ANY (w.events)
+    -- KEY SHARE: a concurrent DELETE of the webhook is waited for and the webhook skipped,
+    -- instead of the delivery's foreign key check failing the caller's change with 23503.
+    FOR KEY SHARE OF w;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END;
