@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -799,4 +800,25 @@ func TestWebhookDeleteConcurrentWithEmit(t *testing.T) {
 		require.Zero(t, n, "round %d", i)
 		require.Zero(t, e.count(`SELECT count(*) FROM webhook_deliveries`), "round %d", i)
 	}
+}
+
+// A receiver's token in the webhook URL's query is not logged or stored when an attempt fails
+// without an answer (the HTTP client's error text holds the URL).
+func TestWebhookFailureHidesTheURLQuery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there: the attempt fails without an answer
+	e.putWebhook("h", map[string]any{"url": "http://" + addr + "/hook?token=S3CR3T-T0KEN", "events": []string{"dlq.added"}}, http.StatusCreated)
+	_, err = e.pool.Exec(context.Background(), `SELECT webhook_emit('dlq.added', '{}')`)
+	require.NoError(t, err)
+	require.Equal(t, 1, e.deliverAll())
+	d := e.deliveries("h")[0]
+	require.Equal(t, protocol.DeliveryPending, d.Status, "retried later")
+	require.NotEmpty(t, d.LastError)
+	require.NotContains(t, d.LastError, "S3CR3T")
+	require.Contains(t, e.logs.String(), "webhook delivery failed")
+	require.NotContains(t, e.logs.String(), "S3CR3T")
 }

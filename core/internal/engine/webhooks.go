@@ -40,8 +40,8 @@ const (
 	// claimed delivery is not due again, so that no other instance sends it meanwhile; after an
 	// instance died mid-send, it is due again then.
 	webhookLeaseMargin = 20 * time.Second
-	// webhookChunk is the most deliveries one claim takes; webhookParallel how many of them
-	// are sent at once.
+	// webhookChunk is the most deliveries a DeliverWebhooks call without a max sends;
+	// webhookParallel how many one claim takes and sends at once.
 	webhookChunk    = 50
 	webhookParallel = 8
 	// webhookSecretPrefix starts every signing secret (Standard Webhooks).
@@ -289,10 +289,10 @@ func (e *Engine) DeliverWebhooks(ctx context.Context, max int, budget time.Durat
 	if max <= 0 {
 		max = webhookChunk
 	}
-	per := webhookChunk
-	if budget > 0 {
-		per = webhookParallel
-	}
+	// One claim takes no more than are sent at once: the lease of a claimed delivery lasts one
+	// request's time (and a margin), so a delivery claimed to wait for a later wave could be
+	// claimed again by another instance and sent twice.
+	per := webhookParallel
 	var s WebhookSummary
 	for sent := 0; sent < max; {
 		if sent > 0 && budget > 0 && time.Since(start)+e.cfg.WebhookTimeout > budget {
@@ -354,15 +354,23 @@ func (e *Engine) ClaimWebhookDeliveries(ctx context.Context, max int) ([]Webhook
 	return rows, nil
 }
 
+// webhookStale is the outcome of an attempt whose result was not recorded because a newer
+// claim holds the delivery's lease: it is counted nowhere.
+const webhookStale = "stale"
+
 // deliver sends one attempt and records its result under the attempt's lease; it returns the
-// outcome (a telemetry.Webhook* name).
+// outcome (a telemetry.Webhook* name, or webhookStale).
 func (e *Engine) deliver(ctx context.Context, c WebhookAttempt) (string, error) {
 	_, ts := e.webhookNow()
 	code, errText, refused := e.sendWebhook(ctx, c, ts)
 	now, _ := e.webhookNow()
 	if errText == "" {
-		if _, err := queries.WebhookDelivered(ctx, e.db, dbsqlc.WebhookDeliveredParams{ID: c.ID, Lease: c.Lease, StatusCode: code, Now: now}); err != nil {
+		n, err := queries.WebhookDelivered(ctx, e.db, dbsqlc.WebhookDeliveredParams{ID: c.ID, Lease: c.Lease, StatusCode: code, Now: now})
+		if err != nil {
 			return "", fmt.Errorf("record delivery %s: %w", c.ID, err)
+		}
+		if n == 0 {
+			return webhookStale, nil // a newer claim's lease: that attempt's result counts
 		}
 		e.metrics.WebhookDeliveries.WithLabelValues(telemetry.WebhookDelivered).Inc()
 		return telemetry.WebhookDelivered, nil
@@ -374,9 +382,13 @@ func (e *Engine) deliver(ctx context.Context, c WebhookAttempt) (string, error) 
 	if !dead {
 		retry = webhookRetryDelay(c.Attempts)
 	}
-	if _, err := queries.WebhookAttemptFailed(ctx, e.db, dbsqlc.WebhookAttemptFailedParams{ID: c.ID, Lease: c.Lease, StatusCode: code,
-		Error: &errText, Dead: dead, RetryMs: retry.Milliseconds(), Now: now}); err != nil {
+	n, err := queries.WebhookAttemptFailed(ctx, e.db, dbsqlc.WebhookAttemptFailedParams{ID: c.ID, Lease: c.Lease, StatusCode: code,
+		Error: &errText, Dead: dead, RetryMs: retry.Milliseconds(), Now: now})
+	if err != nil {
 		return "", fmt.Errorf("record the failed attempt of delivery %s: %w", c.ID, err)
+	}
+	if n == 0 {
+		return webhookStale, nil
 	}
 	outcome := telemetry.WebhookFailed
 	if dead {
@@ -408,6 +420,12 @@ func (e *Engine) sendWebhook(ctx context.Context, c WebhookAttempt, ts time.Time
 	req.Header.Set("webhook-signature", sig)
 	resp, err := e.whClient.Do(req)
 	if err != nil {
+		// Not err itself: a *url.Error's text holds the URL, whose query may carry the
+		// receiver's token.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		e.log.Info("webhook delivery failed", "delivery", c.ID, "webhook", c.WebhookID, "err", err)
 		if errors.Is(err, netguard.ErrRefused) {
 			return nil, "refused: the webhook's address is not allowed (WORKER_ALLOWED_NETWORKS)", true
