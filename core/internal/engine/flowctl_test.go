@@ -374,3 +374,34 @@ func TestConcurrencyKeyOfPipelineNodes(t *testing.T) {
 	require.Equal(t, 2, h.count(t, `SELECT count(*) FROM task_runs WHERE concurrency_key = '1' AND status = 'pending'`))
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM task_runs WHERE concurrency_key = '' AND status = 'dispatching'`))
 }
+
+// Two claims serialized by the claim lock can see their times out of order (each took its time
+// before the lock, or instances' clocks differ): a claim whose time is behind a window already
+// counted must not move the window row back, which reset the newer window's count and let it
+// dispatch twice its limit. The injected clock goes back across a window boundary to simulate it.
+func TestRateLimitWindowNeverMovesBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	const limit, period = 10, 1000
+	w1 := int64(1_800_000_001_000)
+	clock := &fixedClock{t: time.UnixMilli(w1 + 10)}
+	eng := claimers(t, h, clock)[0]
+	h.register(t, []protocol.TaskDefinition{{ID: "limited", RateLimit: &protocol.RateLimit{Limit: limit, PeriodMs: period}}})
+	h.enqueueInputs(t, "limited", repeat(`{}`, 100))
+	claim := func() int {
+		c, err := eng.Claim(context.Background(), 64)
+		require.NoError(t, err)
+		return len(c)
+	}
+	require.Equal(t, limit, claim(), "W1 takes its limit")
+	clock.Advance(-20 * time.Millisecond) // behind W1's start: the reordered claim
+	require.Equal(t, 0, claim(), "a claim behind a counted window takes nothing")
+	require.False(t, eng.RateLimitRefill().IsZero())
+	require.Equal(t, w1+period, eng.RateLimitRefill().UnixMilli(), "it claims again when W1 ends")
+	clock.Advance(30 * time.Millisecond) // W1 again
+	require.Equal(t, 0, claim(), "W1's count survived")
+	require.Equal(t, limit, h.count(t, `SELECT used FROM rate_limit_windows WHERE window_start_ms = $1`, w1))
+	require.Equal(t, limit, h.count(t, `SELECT count(*) FROM task_runs WHERE task_id = 'limited' AND started_at IS NOT NULL`))
+	clock.Advance(period * time.Millisecond) // W2
+	require.Equal(t, limit, claim())
+}
