@@ -127,10 +127,16 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 			return conflict("TASK_NOT_REGISTERED", "task %q is no longer registered", taskID)
 		}
 		var run newRuns
-		// The retry's concurrency key comes from its input when it is inline (one in storage: no key).
+		// The retry's concurrency key comes from its input when it is inline (read with the
+		// task's pointer now); for an input in storage it is the failed run's stored key, when
+		// that run still exists (as a pipeline node's retry keeps its node's key).
 		var ckey *string
-		if taken.Input != nil {
+		switch {
+		case t.concurrencyKey == "":
+		case taken.Input != nil:
 			ckey = concurrencyKeyOf(t.concurrencyKey, taken.Input)
+		default:
+			ckey = taken.ConcurrencyKey
 		}
 		run.add(runID, taskID, taken.Priority, 0, inputPath, taken.Input, t.codeVersion, t.codeHash, taken.Metadata, "", telemetry.Traceparent(ctx), ckey)
 		if err := queries.InsertRuns(ctx, tx, dbsqlc.InsertRunsParams(run)); err != nil {
