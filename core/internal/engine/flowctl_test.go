@@ -428,3 +428,39 @@ func TestKeylessRunIsNotBlockedByAHotKey(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, keyless, runIDs(got))
 }
+
+// One database holds at most MaxRateLimits named rate limits, so that GET /api/rate-limits lists
+// them all: concurrent creations cannot pass the cap together; replacing one at the cap works.
+func TestNamedRateLimitsAreCapped(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	ctx := context.Background()
+	const before = MaxRateLimits - 10
+	h.exec(t, `INSERT INTO rate_limits (key, max_runs, period_ms) SELECT 'pre-' || lpad(i::text, 4, '0'), 1, 1000 FROM generate_series(1, $1) i`, before)
+	const creators = 30
+	errs := make([]error, creators)
+	var wg sync.WaitGroup
+	for i := range creators {
+		wg.Go(func() { _, errs[i] = h.eng.PutRateLimit(ctx, fmt.Sprintf("new-%02d", i), 5, 1000) })
+	}
+	wg.Wait()
+	created := 0
+	for _, err := range errs {
+		if err == nil {
+			created++
+			continue
+		}
+		require.ErrorIs(t, err, ErrConflict)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		require.Equal(t, "TOO_MANY_RATE_LIMITS", e.Code)
+	}
+	require.Equal(t, MaxRateLimits-before, created)
+	require.Equal(t, MaxRateLimits, h.count(t, `SELECT count(*) FROM rate_limits`))
+	r, err := h.eng.PutRateLimit(ctx, "pre-0001", 7, 2000)
+	require.NoError(t, err, "replacing one at the cap")
+	require.Equal(t, 7, r.Limit)
+	all, err := h.eng.RateLimits(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, MaxRateLimits, "the list holds them all")
+}
