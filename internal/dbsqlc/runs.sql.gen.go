@@ -349,7 +349,7 @@ candidates AS (
     FROM capacity c
     JOIN groups g ON g.task_id = c.task_id
     CROSS JOIN LATERAL (
-        SELECT tr.id, tr.priority, tr.available_at
+        SELECT tr.id, tr.priority, tr.available_at, tr.concurrency_key
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
@@ -358,18 +358,13 @@ candidates AS (
           AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
                 SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
                 WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
-          -- A keyed task's runs without a key (pipeline nodes, runs enqueued before the key was
-          -- registered) are taken here; its keyed runs come from keys below. The filter is
-          -- before the LIMIT, so that keyed runs held back (a key at its limit) at the front
-          -- of the queue do not hide the keyless ones behind them. It is not indexed: an index
-          -- of the pending keyless runs would hold every plain run too and cost every enqueue
-          -- and claim; the scan passes over the keyed runs ahead only for keyed tasks.
-          AND (c.per_key = 0 OR tr.concurrency_key IS NULL)
         ORDER BY tr.available_at, tr.id
         LIMIT greatest(c.free, 0)
         FOR UPDATE SKIP LOCKED
     ) r
-    WHERE c.free > 0
+    -- A keyed task's runs without a key (pipeline nodes, runs enqueued before the key was
+    -- registered) are taken here when they reach the front of their task's queue.
+    WHERE c.free > 0 AND (c.per_key = 0 OR r.concurrency_key IS NULL)
     UNION ALL
     SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget
     FROM keys k

@@ -407,28 +407,6 @@ func TestRateLimitWindowNeverMovesBack(t *testing.T) {
 	require.Equal(t, limit, claim())
 }
 
-// A keyed task's run without a key, behind a deep backlog of a hot key at its per-key limit, is
-// claimed at once: the keyed runs held back at the front of the queue do not hide it.
-func TestKeylessRunIsNotBlockedByAHotKey(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, Config{})
-	clock := &fixedClock{t: time.UnixMilli(1_800_000_000_000)}
-	eng := claimers(t, h, clock)[0]
-	h.register(t, []protocol.TaskDefinition{{ID: "k", Concurrency: ptr(5), ConcurrencyKey: "/customerId", ConcurrencyPerKey: ptr(2)}})
-	h.enqueueInputs(t, "k", repeat(`{"customerId": "hot"}`, 1000))
-	first, err := eng.Claim(context.Background(), 10)
-	require.NoError(t, err)
-	require.Len(t, first, 2, "the hot key's two places")
-	clock.Advance(time.Millisecond)
-	keyless := h.enqueueInputs(t, "k", []string{`{"customerId": "cold"}`})
-	// No stored key, as a run enqueued before the key was registered has.
-	_, err = h.pool.Exec(context.Background(), `UPDATE task_runs SET concurrency_key = NULL WHERE id = $1`, keyless[0])
-	require.NoError(t, err)
-	got, err := eng.Claim(context.Background(), 10)
-	require.NoError(t, err)
-	require.Equal(t, keyless, runIDs(got))
-}
-
 // One database holds at most MaxRateLimits named rate limits, so that GET /api/rate-limits lists
 // them all: concurrent creations cannot pass the cap together; replacing one at the cap works.
 func TestNamedRateLimitsAreCapped(t *testing.T) {
