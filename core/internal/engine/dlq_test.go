@@ -103,3 +103,27 @@ func TestDLQRetryKeepsTheConcurrencyKeyOfAStoredInput(t *testing.T) {
 	require.NotNil(t, key)
 	require.Equal(t, `"acme"`, *key)
 }
+
+// When the failed run is gone too, a keyed task's retry of a stored input gets the key '' (limited
+// by the task alone), not NULL, which the claim reads with the unkeyed runs behind held-back keyed ones.
+func TestDLQRetryOfAStoredInputWithoutItsRunHasTheEmptyKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "t", Retries: ptr(0), ConcurrencyKey: "/customerId", ConcurrencyPerKey: ptr(1)}})
+	ctx := context.Background()
+	h.enqueue(t, "t", 0, 1)
+	c := h.claimOne(t)
+	_, err := h.eng.Callback(ctx, WorkerCall{RunID: c.RunID, Lease: &c.Lease}, &protocol.CallbackRequest{Status: protocol.CallbackFailed})
+	require.NoError(t, err)
+	var entry string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT id FROM dlq WHERE task_run_id = $1`, c.RunID).Scan(&entry))
+	h.exec(t, `UPDATE dlq SET input = NULL WHERE id = $1`, entry)
+	h.exec(t, `DELETE FROM task_runs WHERE id = $1`, c.RunID)
+	retry, err := h.eng.RetryDLQ(ctx, entry)
+	require.NoError(t, err)
+	var key *string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT concurrency_key FROM task_runs WHERE id = $1`, retry.NewRunID).Scan(&key))
+	require.NotNil(t, key)
+	require.Equal(t, "", *key)
+	require.Equal(t, retry.NewRunID, h.claimOne(t).RunID)
+}
