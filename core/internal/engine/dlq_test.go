@@ -104,7 +104,7 @@ func TestDLQRetryKeepsTheConcurrencyKeyOfAStoredInput(t *testing.T) {
 	require.Equal(t, `"acme"`, *key)
 }
 
-// When the failed run is gone too, a keyed task's retry of a stored input gets the key '' (limited
+// When the failed run is gone too, a keyed task's retry of a stored input gets the empty key (limited
 // by the task alone), not NULL, which the claim reads with the unkeyed runs behind held-back keyed ones.
 func TestDLQRetryOfAStoredInputWithoutItsRunHasTheEmptyKey(t *testing.T) {
 	t.Parallel()
