@@ -272,7 +272,8 @@ room AS (
                 ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
 now_ms AS MATERIALIZED (
-    SELECT (extract(epoch FROM coalesce($3::timestamptz, clock_timestamp())) * 1000)::bigint AS ms
+    SELECT (extract(epoch FROM t) * 1000)::bigint AS ms, t
+    FROM (SELECT coalesce($3::timestamptz, clock_timestamp()) AS t) x
 ),
 limited AS (
     SELECT x.task_id, x.bucket, x.lim, x.period_ms, ((SELECT ms FROM now_ms) / x.period_ms) * x.period_ms AS window_start_ms
@@ -411,7 +412,9 @@ claimed AS (
         heartbeat_interval_ms = t.heartbeat_interval_ms,
         code_version          = t.code_version,
         code_hash             = t.code_hash,
-        started_at            = coalesce(tr.started_at, coalesce($3::timestamptz, now())),
+        -- The time the rate limits' windows were read at, so that a run starts in the window
+        -- that counted it.
+        started_at            = coalesce(tr.started_at, (SELECT t FROM now_ms)),
         updated_at            = coalesce($3::timestamptz, now())
     FROM chosen, tasks t, services s
     WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id

@@ -157,7 +157,8 @@ room AS (
 -- see their times in the opposite order; this statement runs with the lock held. (Materialized:
 -- read once.)
 now_ms AS MATERIALIZED (
-    SELECT (extract(epoch FROM coalesce(sqlc.narg('now')::timestamptz, clock_timestamp())) * 1000)::bigint AS ms
+    SELECT (extract(epoch FROM t) * 1000)::bigint AS ms, t
+    FROM (SELECT coalesce(sqlc.narg('now')::timestamptz, clock_timestamp()) AS t) x
 ),
 -- Rate limits (migration 012): the tasks that have one, with their bucket ('task:' || id for a
 -- task's own limit, 'key:' || key for a named one; a key since deleted limits nothing) and the
@@ -306,7 +307,9 @@ claimed AS (
         heartbeat_interval_ms = t.heartbeat_interval_ms,
         code_version          = t.code_version,
         code_hash             = t.code_hash,
-        started_at            = coalesce(tr.started_at, coalesce(sqlc.narg('now')::timestamptz, now())),
+        -- The time the rate limits' windows were read at, so that a run starts in the window
+        -- that counted it.
+        started_at            = coalesce(tr.started_at, (SELECT t FROM now_ms)),
         updated_at            = coalesce(sqlc.narg('now')::timestamptz, now())
     FROM chosen, tasks t, services s
     WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
