@@ -207,8 +207,9 @@ func (q *Queries) DLQRetryState(ctx context.Context, db DBTX, id string) (string
 
 const dLQTakeForRetry = `-- name: DLQTakeForRetry :one
 UPDATE dlq SET retried_at = now(), retry_run_id = $1::text
-WHERE id = $2 AND retried_at IS NULL
-RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id, input
+WHERE dlq.id = $2 AND dlq.retried_at IS NULL
+RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id, input,
+          (SELECT tr.concurrency_key FROM task_runs tr WHERE tr.id = dlq.task_run_id) AS concurrency_key
 `
 
 type DLQTakeForRetryParams struct {
@@ -217,16 +218,18 @@ type DLQTakeForRetryParams struct {
 }
 
 type DLQTakeForRetryRow struct {
-	TaskID        string
-	InputPath     string
-	Priority      int
-	Metadata      []byte
-	PipelineRunID string
-	TaskRunID     string
-	Input         []byte
+	TaskID         string
+	InputPath      string
+	Priority       int
+	Metadata       []byte
+	PipelineRunID  string
+	TaskRunID      string
+	Input          []byte
+	ConcurrencyKey *string
 }
 
-// Marks entry id as retried by run retry_run_id, once.
+// Marks entry id as retried by run retry_run_id, once. concurrency_key: the failed run's, when
+// it still exists (NULL otherwise, or when it had none).
 func (q *Queries) DLQTakeForRetry(ctx context.Context, db DBTX, arg DLQTakeForRetryParams) (DLQTakeForRetryRow, error) {
 	row := db.QueryRow(ctx, dLQTakeForRetry, arg.RetryRunID, arg.ID)
 	var i DLQTakeForRetryRow
@@ -238,6 +241,7 @@ func (q *Queries) DLQTakeForRetry(ctx context.Context, db DBTX, arg DLQTakeForRe
 		&i.PipelineRunID,
 		&i.TaskRunID,
 		&i.Input,
+		&i.ConcurrencyKey,
 	)
 	return i, err
 }

@@ -129,6 +129,17 @@ func (q *Queries) PutRateLimit(ctx context.Context, db DBTX, arg PutRateLimitPar
 	return i, err
 }
 
+const rateLimitCount = `-- name: RateLimitCount :one
+SELECT count(*)::int FROM rate_limits
+`
+
+func (q *Queries) RateLimitCount(ctx context.Context, db DBTX) (int, error) {
+	row := db.QueryRow(ctx, rateLimitCount)
+	var column_1 int
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const rateLimitKeysExist = `-- name: RateLimitKeysExist :many
 SELECT key FROM rate_limits WHERE key = ANY($1::text[]) FOR SHARE
 `

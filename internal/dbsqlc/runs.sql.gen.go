@@ -271,8 +271,9 @@ room AS (
                 WHEN $1::int = 0 THEN $2::int
                 ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
-now_ms AS (
-    SELECT (extract(epoch FROM coalesce($3::timestamptz, now())) * 1000)::bigint AS ms
+now_ms AS MATERIALIZED (
+    SELECT (extract(epoch FROM t) * 1000)::bigint AS ms, t
+    FROM (SELECT coalesce($3::timestamptz, clock_timestamp()) AS t) x
 ),
 limited AS (
     SELECT x.task_id, x.bucket, x.lim, x.period_ms, ((SELECT ms FROM now_ms) / x.period_ms) * x.period_ms AS window_start_ms
@@ -285,7 +286,9 @@ limited AS (
 ),
 budgets AS (
     SELECT DISTINCT l.bucket, l.lim, l.period_ms, l.window_start_ms,
-           greatest(l.lim - CASE WHEN w.window_start_ms = l.window_start_ms THEN w.used ELSE 0 END, 0) AS budget
+           CASE WHEN w.window_start_ms > l.window_start_ms THEN 0
+                ELSE greatest(l.lim - CASE WHEN w.window_start_ms = l.window_start_ms THEN w.used ELSE 0 END, 0) END AS budget,
+           greatest(w.window_start_ms, l.window_start_ms) + l.period_ms AS refill_ms
     FROM limited l
     LEFT JOIN rate_limit_windows w ON w.bucket = l.bucket
 ),
@@ -409,7 +412,9 @@ claimed AS (
         heartbeat_interval_ms = t.heartbeat_interval_ms,
         code_version          = t.code_version,
         code_hash             = t.code_hash,
-        started_at            = coalesce(tr.started_at, coalesce($3::timestamptz, now())),
+        -- The time the rate limits' windows were read at, so that a run starts in the window
+        -- that counted it.
+        started_at            = coalesce(tr.started_at, (SELECT t FROM now_ms)),
         updated_at            = coalesce($3::timestamptz, now())
     FROM chosen, tasks t, services s
     WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
@@ -431,6 +436,7 @@ counted AS (
         window_start_ms = excluded.window_start_ms,
         max_runs        = excluded.max_runs,
         period_ms       = excluded.period_ms
+    WHERE excluded.window_start_ms >= w.window_start_ms
 )
 SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
        c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
@@ -457,7 +463,7 @@ LEFT JOIN LATERAL (
 ) up ON true
 UNION ALL
 SELECT '', '', '', 0, 0, 0, '', '', '[]'::jsonb, NULL, NULL, 0, '', 0, '', '', '', '{}', '{}', '{}', '{}', r.refill
-FROM (SELECT min(b.window_start_ms + b.period_ms) AS refill
+FROM (SELECT min(b.refill_ms) AS refill
       FROM budgets b LEFT JOIN taken tk ON tk.bucket = b.bucket
       WHERE b.budget - coalesce(tk.n, 0) <= 0) r
 WHERE r.refill IS NOT NULL
@@ -511,10 +517,16 @@ type ClaimFlowControlRow struct {
 // have pending runs by skipping through the index (one descent per pair), and each pair's ready
 // runs are read from the front of its range. A deep queue of runs that are not ready yet (delayed
 // or backing off) thus costs a claim nothing; without groups the scan read every one of them.
+// The rate limits' windows are read at clock_timestamp(), not now(): now() is when the
+// transaction began, before it waited for the claim lock, so two claims the lock serializes could
+// see their times in the opposite order; this statement runs with the lock held. (Materialized:
+// read once.)
 // Rate limits (migration 012): the tasks that have one, with their bucket ('task:' || id for a
 // task's own limit, 'key:' || key for a named one; a key since deleted limits nothing) and the
 // start of the bucket's current fixed window. Tasks without one are not in it.
-// What each bucket may still claim in its window.
+// What each bucket may still claim in its window. A stored window newer than this claim's (a
+// claim whose time is behind one already counted, e.g. an injected clock or another instance's
+// clock skew) leaves it nothing: the window row never moves back. refill_ms: when it may claim again.
 // Concurrency per key: the distinct keys of the pending runs of each keyed task that has room,
 // by skipping through task_runs_pending_keyed (one descent per key). Each key's ready runs are
 // read from the front of its range below, at most as many as the key has room for, so a busy

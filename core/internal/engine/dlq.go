@@ -127,10 +127,21 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 			return conflict("TASK_NOT_REGISTERED", "task %q is no longer registered", taskID)
 		}
 		var run newRuns
-		// The retry's concurrency key comes from its input when it is inline (one in storage: no key).
+		// The retry's concurrency key comes from its input when it is inline (read with the
+		// task's pointer now); for an input in storage it is the failed run's stored key, when
+		// that run still exists and has one (as a pipeline node's retry keeps its node's key).
 		var ckey *string
-		if taken.Input != nil {
+		switch {
+		case t.concurrencyKey == "":
+		case taken.Input != nil:
 			ckey = concurrencyKeyOf(t.concurrencyKey, taken.Input)
+		case taken.ConcurrencyKey != nil:
+			ckey = taken.ConcurrencyKey
+		default:
+			// Unknown: limited by the task alone, as a run whose input has no value at the
+			// pointer (''; a NULL key would be read with the task's unkeyed runs, behind its
+			// held-back keyed ones).
+			ckey = new(string)
 		}
 		run.add(runID, taskID, taken.Priority, 0, inputPath, taken.Input, t.codeVersion, t.codeHash, taken.Metadata, "", telemetry.Traceparent(ctx), ckey)
 		if err := queries.InsertRuns(ctx, tx, dbsqlc.InsertRunsParams(run)); err != nil {

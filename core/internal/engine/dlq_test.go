@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -75,4 +76,54 @@ func TestPurgeDLQKeepsEntriesUntilTheyAreOld(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 	require.Zero(t, h.count(t, `SELECT count(*) FROM dlq`))
+}
+
+// A standalone DLQ retry whose input is not inline (in storage) keeps the failed run's
+// concurrency key: it cannot be read from the input, and without it the retry escaped its key's limit.
+func TestDLQRetryKeepsTheConcurrencyKeyOfAStoredInput(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "t", Retries: ptr(0), ConcurrencyKey: "/customerId", ConcurrencyPerKey: ptr(1)}})
+	ctx := context.Background()
+	res, _, err := h.eng.Enqueue(ctx, []EnqueueRequest{{TaskID: "t", Input: json.RawMessage(`{"customerId": "acme"}`)}})
+	require.NoError(t, err)
+	id := res[0].RunID
+	c := h.claimOne(t)
+	require.Equal(t, id, c.RunID)
+	_, err = h.eng.Callback(ctx, WorkerCall{RunID: c.RunID, Lease: &c.Lease}, &protocol.CallbackRequest{Status: protocol.CallbackFailed})
+	require.NoError(t, err)
+	var entry string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT id FROM dlq WHERE task_run_id = $1`, id).Scan(&entry))
+	// As an entry whose input is in storage has it.
+	h.exec(t, `UPDATE dlq SET input = NULL WHERE id = $1`, entry)
+	retry, err := h.eng.RetryDLQ(ctx, entry)
+	require.NoError(t, err)
+	var key *string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT concurrency_key FROM task_runs WHERE id = $1`, retry.NewRunID).Scan(&key))
+	require.NotNil(t, key)
+	require.Equal(t, `"acme"`, *key)
+}
+
+// When the failed run is gone too, a keyed task's retry of a stored input gets the empty key (limited
+// by the task alone), not NULL, which the claim reads with the unkeyed runs behind held-back keyed ones.
+func TestDLQRetryOfAStoredInputWithoutItsRunHasTheEmptyKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "t", Retries: ptr(0), ConcurrencyKey: "/customerId", ConcurrencyPerKey: ptr(1)}})
+	ctx := context.Background()
+	h.enqueue(t, "t", 0, 1)
+	c := h.claimOne(t)
+	_, err := h.eng.Callback(ctx, WorkerCall{RunID: c.RunID, Lease: &c.Lease}, &protocol.CallbackRequest{Status: protocol.CallbackFailed})
+	require.NoError(t, err)
+	var entry string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT id FROM dlq WHERE task_run_id = $1`, c.RunID).Scan(&entry))
+	h.exec(t, `UPDATE dlq SET input = NULL WHERE id = $1`, entry)
+	h.exec(t, `DELETE FROM task_runs WHERE id = $1`, c.RunID)
+	retry, err := h.eng.RetryDLQ(ctx, entry)
+	require.NoError(t, err)
+	var key *string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT concurrency_key FROM task_runs WHERE id = $1`, retry.NewRunID).Scan(&key))
+	require.NotNil(t, key)
+	require.Equal(t, "", *key)
+	require.Equal(t, retry.NewRunID, h.claimOne(t).RunID)
 }

@@ -207,8 +207,16 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// RateLimitPage bounds GET /api/rate-limits.
-const RateLimitPage = 500
+// MaxRateLimits is the most named rate limits one database holds, so that GET
+// /api/rate-limits lists them all.
+const MaxRateLimits = 500
+
+// RateLimitPage bounds GET /api/rate-limits: every named rate limit (MaxRateLimits).
+const RateLimitPage = MaxRateLimits
+
+// rateLimitsLock is the advisory lock a named rate limit's creation takes, so that concurrent
+// creations cannot pass MaxRateLimits together.
+const rateLimitsLock int64 = 0x7077726174656c6d
 
 // PutRateLimit creates or replaces the named rate limit key.
 func (e *Engine) PutRateLimit(ctx context.Context, key string, limit int, periodMs int64) (protocol.NamedRateLimit, error) {
@@ -218,9 +226,32 @@ func (e *Engine) PutRateLimit(ctx context.Context, key string, limit int, period
 	if err := CheckRateLimit(limit, periodMs); err != nil {
 		return protocol.NamedRateLimit{}, err
 	}
-	r, err := queries.PutRateLimit(ctx, e.db, dbsqlc.PutRateLimitParams{Key: key, MaxRuns: limit, PeriodMs: periodMs})
+	var r dbsqlc.RateLimit
+	// The lock makes the count and the insert one step across instances (409 TOO_MANY_RATE_LIMITS).
+	err := e.db.InTx(ctx, func(tx dbtx) error {
+		if err := queries.LockClaims(ctx, tx, rateLimitsLock); err != nil {
+			return fmt.Errorf("lock the rate limits: %w", err)
+		}
+		if _, err := queries.GetRateLimit(ctx, tx, key); errors.Is(err, database.ErrNotFound) {
+			n, err := queries.RateLimitCount(ctx, tx)
+			if err != nil {
+				return fmt.Errorf("count rate limits: %w", err)
+			}
+			if n >= MaxRateLimits {
+				return conflict("TOO_MANY_RATE_LIMITS", "there are %d named rate limits already, the most one database holds", n)
+			}
+		} else if err != nil {
+			return fmt.Errorf("read rate limit %s: %w", key, err)
+		}
+		var err error
+		r, err = queries.PutRateLimit(ctx, tx, dbsqlc.PutRateLimitParams{Key: key, MaxRuns: limit, PeriodMs: periodMs})
+		if err != nil {
+			return fmt.Errorf("save rate limit %s: %w", key, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return protocol.NamedRateLimit{}, fmt.Errorf("save rate limit %s: %w", key, err)
+		return protocol.NamedRateLimit{}, err
 	}
 	return namedRateLimit(r.Key, r.MaxRuns, r.PeriodMs, r.CreatedAt, r.UpdatedAt), nil
 }

@@ -122,13 +122,14 @@ func TestRateLimitHoldsUnderABurstWithThreeClaimers(t *testing.T) {
 		got := drain(t, engs, 64)
 		total += len(got)
 		if total < runs {
-			// The window is spent: every engine knows when it refills.
+			// The window is spent: every engine knows when it refills (each one's last claim,
+			// which took nothing, found the budget spent).
 			now := clock.Now()
-			for _, e := range engs {
-				if r := e.RateLimitRefill(); !r.IsZero() {
-					require.True(t, r.After(now), "the refill is ahead")
-					require.Equal(t, int64(0), r.UnixMilli()%period, "the refill is the next window's start")
-				}
+			for i, e := range engs {
+				r := e.RateLimitRefill()
+				require.False(t, r.IsZero(), "engine %d reports the refill", i)
+				require.True(t, r.After(now), "the refill is ahead")
+				require.Equal(t, int64(0), r.UnixMilli()%period, "the refill is the next window's start")
 			}
 			// Runs of an unlimited task are taken meanwhile.
 			h.enqueue(t, "free", 0, 3)
@@ -373,4 +374,71 @@ func TestConcurrencyKeyOfPipelineNodes(t *testing.T) {
 	require.Len(t, got, 3, "one of customer 1, customer 2, and the run without a key")
 	require.Equal(t, 2, h.count(t, `SELECT count(*) FROM task_runs WHERE concurrency_key = '1' AND status = 'pending'`))
 	require.Equal(t, 1, h.count(t, `SELECT count(*) FROM task_runs WHERE concurrency_key = '' AND status = 'dispatching'`))
+}
+
+// Two claims serialized by the claim lock can see their times out of order (each took its time
+// before the lock, or instances' clocks differ): a claim whose time is behind a window already
+// counted must not move the window row back, which reset the newer window's count and let it
+// dispatch twice its limit. The injected clock goes back across a window boundary to simulate it.
+func TestRateLimitWindowNeverMovesBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	const limit, period = 10, 1000
+	w1 := int64(1_800_000_001_000)
+	clock := &fixedClock{t: time.UnixMilli(w1 + 10)}
+	eng := claimers(t, h, clock)[0]
+	h.register(t, []protocol.TaskDefinition{{ID: "limited", RateLimit: &protocol.RateLimit{Limit: limit, PeriodMs: period}}})
+	h.enqueueInputs(t, "limited", repeat(`{}`, 100))
+	claim := func() int {
+		c, err := eng.Claim(context.Background(), 64)
+		require.NoError(t, err)
+		return len(c)
+	}
+	require.Equal(t, limit, claim(), "W1 takes its limit")
+	clock.Advance(-20 * time.Millisecond) // behind W1's start: the reordered claim
+	require.Equal(t, 0, claim(), "a claim behind a counted window takes nothing")
+	require.False(t, eng.RateLimitRefill().IsZero())
+	require.Equal(t, w1+period, eng.RateLimitRefill().UnixMilli(), "it claims again when W1 ends")
+	clock.Advance(30 * time.Millisecond) // W1 again
+	require.Equal(t, 0, claim(), "W1's count survived")
+	require.Equal(t, limit, h.count(t, `SELECT used FROM rate_limit_windows WHERE window_start_ms = $1`, w1))
+	require.Equal(t, limit, h.count(t, `SELECT count(*) FROM task_runs WHERE task_id = 'limited' AND started_at IS NOT NULL`))
+	clock.Advance(period * time.Millisecond) // W2
+	require.Equal(t, limit, claim())
+}
+
+// One database holds at most MaxRateLimits named rate limits, so that GET /api/rate-limits lists
+// them all: concurrent creations cannot pass the cap together; replacing one at the cap works.
+func TestNamedRateLimitsAreCapped(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	ctx := context.Background()
+	const before = MaxRateLimits - 10
+	h.exec(t, `INSERT INTO rate_limits (key, max_runs, period_ms) SELECT 'pre-' || lpad(i::text, 4, '0'), 1, 1000 FROM generate_series(1, $1) i`, before)
+	const creators = 30
+	errs := make([]error, creators)
+	var wg sync.WaitGroup
+	for i := range creators {
+		wg.Go(func() { _, errs[i] = h.eng.PutRateLimit(ctx, fmt.Sprintf("new-%02d", i), 5, 1000) })
+	}
+	wg.Wait()
+	created := 0
+	for _, err := range errs {
+		if err == nil {
+			created++
+			continue
+		}
+		require.ErrorIs(t, err, ErrConflict)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		require.Equal(t, "TOO_MANY_RATE_LIMITS", e.Code)
+	}
+	require.Equal(t, MaxRateLimits-before, created)
+	require.Equal(t, MaxRateLimits, h.count(t, `SELECT count(*) FROM rate_limits`))
+	r, err := h.eng.PutRateLimit(ctx, "pre-0001", 7, 2000)
+	require.NoError(t, err, "replacing one at the cap")
+	require.Equal(t, 7, r.Limit)
+	all, err := h.eng.RateLimits(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, MaxRateLimits, "the list holds them all")
 }

@@ -37,10 +37,12 @@ LIMIT sqlc.arg('max')::int;
 SELECT count(*) FROM dlq;
 
 -- name: DLQTakeForRetry :one
--- Marks entry id as retried by run retry_run_id, once.
+-- Marks entry id as retried by run retry_run_id, once. concurrency_key: the failed run's, when
+-- it still exists (NULL otherwise, or when it had none).
 UPDATE dlq SET retried_at = now(), retry_run_id = sqlc.arg('retry_run_id')::text
-WHERE id = sqlc.arg('id') AND retried_at IS NULL
-RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id, input;
+WHERE dlq.id = sqlc.arg('id') AND dlq.retried_at IS NULL
+RETURNING task_id, input_path, priority, metadata, coalesce(pipeline_run_id, ''), task_run_id, input,
+          (SELECT tr.concurrency_key FROM task_runs tr WHERE tr.id = dlq.task_run_id) AS concurrency_key;
 
 -- name: DLQRetryState :one
 SELECT coalesce(retry_run_id, '') FROM dlq WHERE id = sqlc.arg('id');

@@ -36,3 +36,6 @@ SELECT key FROM rate_limits WHERE key = ANY(sqlc.arg('keys')::text[]) FOR SHARE;
 -- ClaimFlowControl.
 SELECT EXISTS (SELECT 1 FROM tasks WHERE removed_in_version IS NULL
                  AND (rate_limit IS NOT NULL OR rate_limit_key IS NOT NULL OR concurrency_key IS NOT NULL));
+
+-- name: RateLimitCount :one
+SELECT count(*)::int FROM rate_limits;

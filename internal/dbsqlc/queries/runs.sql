@@ -152,8 +152,13 @@ room AS (
                 WHEN sqlc.arg('max_concurrency')::int = 0 THEN sqlc.arg('max')::int
                 ELSE least(sqlc.arg('max')::int, sqlc.arg('max_concurrency')::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
-now_ms AS (
-    SELECT (extract(epoch FROM coalesce(sqlc.narg('now')::timestamptz, now())) * 1000)::bigint AS ms
+-- The rate limits' windows are read at clock_timestamp(), not now(): now() is when the
+-- transaction began, before it waited for the claim lock, so two claims the lock serializes could
+-- see their times in the opposite order; this statement runs with the lock held. (Materialized:
+-- read once.)
+now_ms AS MATERIALIZED (
+    SELECT (extract(epoch FROM t) * 1000)::bigint AS ms, t
+    FROM (SELECT coalesce(sqlc.narg('now')::timestamptz, clock_timestamp()) AS t) x
 ),
 -- Rate limits (migration 012): the tasks that have one, with their bucket ('task:' || id for a
 -- task's own limit, 'key:' || key for a named one; a key since deleted limits nothing) and the
@@ -167,10 +172,14 @@ limited AS (
           WHERE t.rate_limit IS NOT NULL OR t.rate_limit_key IS NOT NULL) x
     WHERE x.lim IS NOT NULL AND x.period_ms > 0
 ),
--- What each bucket may still claim in its window.
+-- What each bucket may still claim in its window. A stored window newer than this claim's (a
+-- claim whose time is behind one already counted, e.g. an injected clock or another instance's
+-- clock skew) leaves it nothing: the window row never moves back. refill_ms: when it may claim again.
 budgets AS (
     SELECT DISTINCT l.bucket, l.lim, l.period_ms, l.window_start_ms,
-           greatest(l.lim - CASE WHEN w.window_start_ms = l.window_start_ms THEN w.used ELSE 0 END, 0) AS budget
+           CASE WHEN w.window_start_ms > l.window_start_ms THEN 0
+                ELSE greatest(l.lim - CASE WHEN w.window_start_ms = l.window_start_ms THEN w.used ELSE 0 END, 0) END AS budget,
+           greatest(w.window_start_ms, l.window_start_ms) + l.period_ms AS refill_ms
     FROM limited l
     LEFT JOIN rate_limit_windows w ON w.bucket = l.bucket
 ),
@@ -298,7 +307,9 @@ claimed AS (
         heartbeat_interval_ms = t.heartbeat_interval_ms,
         code_version          = t.code_version,
         code_hash             = t.code_hash,
-        started_at            = coalesce(tr.started_at, coalesce(sqlc.narg('now')::timestamptz, now())),
+        -- The time the rate limits' windows were read at, so that a run starts in the window
+        -- that counted it.
+        started_at            = coalesce(tr.started_at, (SELECT t FROM now_ms)),
         updated_at            = coalesce(sqlc.narg('now')::timestamptz, now())
     FROM chosen, tasks t, services s
     WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
@@ -321,6 +332,7 @@ counted AS (
         window_start_ms = excluded.window_start_ms,
         max_runs        = excluded.max_runs,
         period_ms       = excluded.period_ms
+    WHERE excluded.window_start_ms >= w.window_start_ms
 )
 SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
        c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
@@ -349,7 +361,7 @@ UNION ALL
 -- One more row, with an empty id, when a rate limit's budget is spent: refill_ms is when the
 -- earliest such window ends (epoch ms), so that the loop claims again then.
 SELECT '', '', '', 0, 0, 0, '', '', '[]'::jsonb, NULL, NULL, 0, '', 0, '', '', '', '{}', '{}', '{}', '{}', r.refill
-FROM (SELECT min(b.window_start_ms + b.period_ms) AS refill
+FROM (SELECT min(b.refill_ms) AS refill
       FROM budgets b LEFT JOIN taken tk ON tk.bucket = b.bucket
       WHERE b.budget - coalesce(tk.n, 0) <= 0) r
 WHERE r.refill IS NOT NULL;
