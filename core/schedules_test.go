@@ -74,6 +74,11 @@ func TestSchedulesAPI(t *testing.T) {
 	var l protocol.ScheduleList
 	list.json(t, &l)
 	require.Len(t, l.Schedules, 1)
+	for _, q := range []string{"limit=0", "limit=-1", "limit=x"} {
+		r := e.do("GET", "/api/schedules?"+q, nil, "")
+		require.Equal(t, http.StatusBadRequest, r.Status, q)
+		require.Equal(t, "INVALID_LIMIT", r.errorBody(t).Code, q)
+	}
 
 	for _, c := range []struct {
 		body       map[string]any

@@ -405,7 +405,7 @@ func (q *Queries) ScheduleRunActive(ctx context.Context, db DBTX, runID string) 
 }
 
 const takeScheduleSlot = `-- name: TakeScheduleSlot :one
-SELECT id, last_run_id FROM schedules WHERE id = $1 AND next_fire_at = $2
+SELECT id FROM schedules WHERE id = $1 AND next_fire_at = $2
 FOR UPDATE SKIP LOCKED
 `
 
@@ -414,19 +414,14 @@ type TakeScheduleSlotParams struct {
 	SlotAt *time.Time
 }
 
-type TakeScheduleSlotRow struct {
-	ID        string
-	LastRunID *string
-}
-
 // Locks schedule id for the slot it is about to handle: only while its next slot is still
 // slot_at (no other transaction handled it, no PUT moved it) and no other transaction holds it.
 // No row: the slot is another's, or gone.
-func (q *Queries) TakeScheduleSlot(ctx context.Context, db DBTX, arg TakeScheduleSlotParams) (TakeScheduleSlotRow, error) {
+func (q *Queries) TakeScheduleSlot(ctx context.Context, db DBTX, arg TakeScheduleSlotParams) (string, error) {
 	row := db.QueryRow(ctx, takeScheduleSlot, arg.ID, arg.SlotAt)
-	var i TakeScheduleSlotRow
-	err := row.Scan(&i.ID, &i.LastRunID)
-	return i, err
+	var id string
+	err := row.Scan(&id)
+	return id, err
 }
 
 const upsertSchedule = `-- name: UpsertSchedule :one

@@ -440,7 +440,7 @@ func (e *Engine) fireSchedule(ctx context.Context, r dbsqlc.DueSchedulesRow, now
 	if len(fire) == 0 {
 		// Every due slot is missed: move past them.
 		err := e.db.InTx(ctx, func(tx dbtx) error {
-			if _, err := e.takeSlot(ctx, tx, r.ID, expected); err != nil {
+			if err := takeSlot(ctx, tx, r.ID, expected); err != nil {
 				return err
 			}
 			return advance(ctx, tx, r.ID, expected, next, nil, missed, lastMissed)
@@ -482,17 +482,17 @@ func (e *Engine) fireSchedule(ctx context.Context, r dbsqlc.DueSchedulesRow, now
 	return nil
 }
 
-// takeSlot locks schedule id while its next slot is still slot, and returns the run its last
-// fired slot made; errSlotTaken when another transaction holds the row or moved it on.
-func (e *Engine) takeSlot(ctx context.Context, tx dbtx, id string, slot time.Time) (string, error) {
-	row, err := queries.TakeScheduleSlot(ctx, tx, dbsqlc.TakeScheduleSlotParams{ID: id, SlotAt: &slot})
+// takeSlot locks schedule id while its next slot is still slot; errSlotTaken when another
+// transaction holds the row or moved it on.
+func takeSlot(ctx context.Context, tx dbtx, id string, slot time.Time) error {
+	_, err := queries.TakeScheduleSlot(ctx, tx, dbsqlc.TakeScheduleSlotParams{ID: id, SlotAt: &slot})
 	if errors.Is(err, database.ErrNotFound) {
-		return "", errSlotTaken
+		return errSlotTaken
 	}
 	if err != nil {
-		return "", fmt.Errorf("take schedule %s: %w", id, err)
+		return fmt.Errorf("take schedule %s: %w", id, err)
 	}
-	return deref(row.LastRunID), nil
+	return nil
 }
 
 // advance moves schedule id past slot (recorded with outcome by the caller) to next, counting
@@ -527,23 +527,29 @@ type scheduleMissed struct {
 // slots between are missed), after the next slot once this one is handled. It returns the run
 // made and the outcome (fired, skipped or failed).
 func (e *Engine) fireSlot(ctx context.Context, r dbsqlc.DueSchedulesRow, expected, slot, after time.Time, lastRun string, missed int, lastMissed *time.Time) (string, string, error) {
+	// handle takes the slot, records how it was handled (with the run it made, or why it
+	// failed) and moves the schedule on, in tx; mark, when set, names the slot on the run.
+	handle := func(ctx context.Context, tx dbtx, outcome string, runID, why *string, mark func(context.Context, dbtx) error) error {
+		if err := takeSlot(ctx, tx, r.ID, expected); err != nil {
+			return err
+		}
+		n, err := queries.RecordScheduleFire(ctx, tx, dbsqlc.RecordScheduleFireParams{ID: r.ID, SlotAt: slot, Outcome: outcome, RunID: runID, Error: why})
+		if err != nil {
+			return fmt.Errorf("record slot of schedule %s: %w", r.ID, err)
+		}
+		if n == 0 {
+			return errSlotTaken
+		}
+		if mark != nil {
+			if err := mark(ctx, tx); err != nil {
+				return fmt.Errorf("name the schedule of run %s: %w", *runID, err)
+			}
+		}
+		return advance(ctx, tx, r.ID, slot, after, runID, missed, lastMissed)
+	}
 	// record handles the slot without a run: skipped, or failed with why.
-	record := func(outcome, why string) (string, string, error) {
-		err := e.db.InTx(ctx, func(tx dbtx) error {
-			if _, err := e.takeSlot(ctx, tx, r.ID, expected); err != nil {
-				return err
-			}
-			var errText *string
-			if why != "" {
-				errText = &why
-			}
-			if n, err := queries.RecordScheduleFire(ctx, tx, dbsqlc.RecordScheduleFireParams{ID: r.ID, SlotAt: slot, Outcome: outcome, Error: errText}); err != nil {
-				return fmt.Errorf("record slot of schedule %s: %w", r.ID, err)
-			} else if n == 0 {
-				return errSlotTaken
-			}
-			return advance(ctx, tx, r.ID, slot, after, nil, missed, lastMissed)
-		})
+	record := func(outcome string, why *string) (string, string, error) {
+		err := e.db.InTx(ctx, func(tx dbtx) error { return handle(ctx, tx, outcome, nil, why, nil) })
 		return "", outcome, err
 	}
 	if lastRun != "" && r.Overlap != OverlapAllow {
@@ -553,49 +559,35 @@ func (e *Engine) fireSlot(ctx context.Context, r dbsqlc.DueSchedulesRow, expecte
 		}
 		if active != nil && *active {
 			if r.Overlap == OverlapSkip {
-				return record("skipped", "")
+				return record("skipped", nil)
 			}
 			if err := e.cancelScheduledRun(ctx, lastRun); err != nil {
 				return "", "", err
 			}
 		}
 	}
-	// within runs in the run's transaction: it takes the slot, records it and names the run's
-	// schedule, or rolls the run back.
-	within := func(mark func(context.Context, dbsqlc.DBTX, string) error) func(context.Context, dbtx, string) error {
-		return func(ctx context.Context, tx dbtx, runID string) error {
-			if _, err := e.takeSlot(ctx, tx, r.ID, expected); err != nil {
-				return err
+	// within runs in the run's transaction: the slot is handled there with the run, or the run
+	// is rolled back.
+	within := func(ctx context.Context, tx dbtx, runID string) error {
+		return handle(ctx, tx, "fired", &runID, nil, func(ctx context.Context, tx dbtx) error {
+			if r.TaskID != nil {
+				return queries.MarkRunScheduled(ctx, tx, dbsqlc.MarkRunScheduledParams{ScheduleID: &r.ID, SlotAt: &slot, ID: runID})
 			}
-			if n, err := queries.RecordScheduleFire(ctx, tx, dbsqlc.RecordScheduleFireParams{ID: r.ID, SlotAt: slot, Outcome: "fired", RunID: &runID}); err != nil {
-				return fmt.Errorf("record slot of schedule %s: %w", r.ID, err)
-			} else if n == 0 {
-				return errSlotTaken
-			}
-			if err := mark(ctx, tx, runID); err != nil {
-				return fmt.Errorf("name the schedule of run %s: %w", runID, err)
-			}
-			return advance(ctx, tx, r.ID, slot, after, &runID, missed, lastMissed)
-		}
+			return queries.MarkPipelineRunScheduled(ctx, tx, dbsqlc.MarkPipelineRunScheduledParams{ScheduleID: &r.ID, SlotAt: &slot, ID: runID})
+		})
 	}
 	var runID string
 	var err error
 	if r.TaskID != nil {
-		markRun := func(ctx context.Context, tx dbsqlc.DBTX, id string) error {
-			return queries.MarkRunScheduled(ctx, tx, dbsqlc.MarkRunScheduledParams{ScheduleID: &r.ID, SlotAt: &slot, ID: id})
-		}
 		var res []EnqueueResult
 		res, _, err = e.enqueue(ctx, []EnqueueRequest{{TaskID: *r.TaskID, Input: r.Input}},
-			func(ctx context.Context, tx dbtx, ids []string) error { return within(markRun)(ctx, tx, ids[0]) })
+			func(ctx context.Context, tx dbtx, ids []string) error { return within(ctx, tx, ids[0]) })
 		if err == nil {
 			runID = res[0].RunID
 		}
 	} else {
-		markRun := func(ctx context.Context, tx dbsqlc.DBTX, id string) error {
-			return queries.MarkPipelineRunScheduled(ctx, tx, dbsqlc.MarkPipelineRunScheduledParams{ScheduleID: &r.ID, SlotAt: &slot, ID: id})
-		}
 		var res TriggerResult
-		res, err = e.trigger(ctx, *r.PipelineID, TriggerRequest{Input: r.Input}, within(markRun))
+		res, err = e.trigger(ctx, *r.PipelineID, TriggerRequest{Input: r.Input}, within)
 		if err == nil {
 			runID = res.PipelineRunID
 		}
@@ -606,7 +598,8 @@ func (e *Engine) fireSlot(ctx context.Context, r dbsqlc.DueSchedulesRow, expecte
 		return runID, "fired", nil
 	case errors.As(err, &refused) && (errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound)):
 		// The target is gone or refuses the input: the slot failed, and the schedule moves on.
-		return record("failed", refused.Code+": "+refused.Msg)
+		why := refused.Code + ": " + refused.Msg
+		return record("failed", &why)
 	default:
 		return "", "", err
 	}

@@ -43,7 +43,7 @@ FROM schedules WHERE next_fire_at IS NOT NULL;
 -- Locks schedule id for the slot it is about to handle: only while its next slot is still
 -- slot_at (no other transaction handled it, no PUT moved it) and no other transaction holds it.
 -- No row: the slot is another's, or gone.
-SELECT id, last_run_id FROM schedules WHERE id = sqlc.arg('id') AND next_fire_at = sqlc.arg('slot_at')
+SELECT id FROM schedules WHERE id = sqlc.arg('id') AND next_fire_at = sqlc.arg('slot_at')
 FOR UPDATE SKIP LOCKED;
 
 -- name: RecordScheduleFire :execrows
