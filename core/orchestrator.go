@@ -54,7 +54,7 @@ type Orchestrator struct {
 	// Inline dispatch (serverless ready, standalone readyNow): one claimer at a time per process.
 	inlineMu      sync.Mutex
 	inlinePending atomic.Bool
-	// inlineWG counts standalone mode's inline dispatches (readyNow), which Close waits for
+	// inlineWG counts standalone mode's inline dispatches (readyNow, engine.SetRefill), which Close waits for
 	// (after the server stopped, so that no request adds one meanwhile).
 	inlineWG sync.WaitGroup
 
@@ -456,6 +456,18 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	if o.cfg.Mode == ModeServerless {
 		return nil
 	}
+	// While the loop runs, a group commit of callbacks claims the places its completions freed
+	// and dispatches them here, as the loop would (engine.SetRefill).
+	o.eng.SetRefill(func(claimed []engine.Claimed) {
+		o.inlineWG.Add(1)
+		go func() {
+			defer o.inlineWG.Done()
+			if _, err := o.eng.Dispatch(context.WithoutCancel(ctx), claimed); err != nil {
+				o.log.Warn("recording dispatch results failed; the sweep will recover the runs", "err", err)
+			}
+		}()
+	})
+	defer o.eng.SetRefill(nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -116,3 +116,38 @@ func (q *Queries) FinishPipelineRunIfDoneIn(ctx context.Context, db Batcher, id 
 	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) error { return br.QueryRow().Scan(&finished) })
 	return finished, err
 }
+
+// CompleteStandaloneAndClaim runs CompleteStandalone, LockClaimsGenericPlan (lock) and Claim in
+// one round trip. Sent on a pool, the three are one implicit transaction: the claim takes the
+// places the completions freed before any other claim can see them free.
+func (q *Queries) CompleteStandaloneAndClaim(ctx context.Context, db Batcher, done CompleteStandaloneParams, lock int64, arg ClaimParams) ([]CompleteStandaloneRow, []ClaimRow, error) {
+	return completeAndClaim[ClaimRow](ctx, db, done, lock, claim, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
+}
+
+// CompleteStandaloneAndClaimFlowControl is CompleteStandaloneAndClaim with ClaimFlowControl.
+func (q *Queries) CompleteStandaloneAndClaimFlowControl(ctx context.Context, db Batcher, done CompleteStandaloneParams, lock int64, arg ClaimFlowControlParams) ([]CompleteStandaloneRow, []ClaimFlowControlRow, error) {
+	return completeAndClaim[ClaimFlowControlRow](ctx, db, done, lock, claimFlowControl, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
+}
+
+// completeAndClaim sends CompleteStandalone, the claim lock and claimSQL (whose arguments are
+// the claim's, in the generated method's order) as one batch, and reads the rows of the first
+// and last into their generated row types, whose fields are in column order.
+func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStandaloneParams, lock int64, claimSQL string, claimArgs ...any) ([]CompleteStandaloneRow, []C, error) {
+	b := &pgx.Batch{}
+	var completed []CompleteStandaloneRow
+	var claimed []C
+	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths).
+		Query(func(rows pgx.Rows) (err error) {
+			completed, err = pgx.CollectRows(rows, pgx.RowToStructByPos[CompleteStandaloneRow])
+			return err
+		})
+	b.Queue(lockClaimsGenericPlan, lock)
+	b.Queue(claimSQL, claimArgs...).Query(func(rows pgx.Rows) (err error) {
+		claimed, err = pgx.CollectRows(rows, pgx.RowToStructByPos[C])
+		return err
+	})
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return nil, nil, err
+	}
+	return completed, claimed, nil
+}

@@ -503,8 +503,9 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case res.Readied:
 		s.opts.ReadyNow(r.Context())
-	case res.Applied:
-		// The attempt is over: a concurrency slot is free, and a retry may be ready.
+	case res.Applied && !res.Refilled:
+		// The attempt is over: a concurrency slot is free, and a retry may be ready (unless
+		// the commit that applied it claimed already).
 		s.opts.Ready(r.Context())
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true, "applied": res.Applied, "status": res.Status})

@@ -87,30 +87,43 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
 		}
-		out = make([]Claimed, len(rows))
-		for i, r := range rows {
-			out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
-				Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
-				Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
-				Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
-			if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
-				return fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
-			}
-			if out[i].Upstream, err = upstreamOf(r); err != nil {
-				return fmt.Errorf("claim: upstream outputs of %s: %w", r.ID, err)
-			}
-		}
-		return nil
+		out, err = claimedOf(rows)
+		return err
 	})
 	e.claimSpan(ctx, start, limit, out, err)
 	if err != nil {
 		return nil, err
 	}
+	e.claimed(out, refill)
+	return out, nil
+}
+
+// claimed records what a claim took (out) and when the rate limit it found spent refills
+// (epoch ms; 0: none).
+func (e *Engine) claimed(out []Claimed, refill int64) {
 	e.pipelineOf.add(out)
 	e.metrics.Claims.Add(float64(len(out)))
 	e.rateRefill.Store(refill)
 	if refill != 0 {
 		e.metrics.RateLimitedClaims.Inc()
+	}
+}
+
+// claimedOf turns a claim's rows into the runs to dispatch.
+func claimedOf(rows []dbsqlc.ClaimRow) ([]Claimed, error) {
+	out := make([]Claimed, len(rows))
+	for i, r := range rows {
+		out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
+			Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
+			Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
+			Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
+		if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
+			return nil, fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
+		}
+		var err error
+		if out[i].Upstream, err = upstreamOf(r); err != nil {
+			return nil, fmt.Errorf("claim: upstream outputs of %s: %w", r.ID, err)
+		}
 	}
 	return out, nil
 }
@@ -122,6 +135,13 @@ func claimFlowControl(ctx context.Context, tx dbtx, p dbsqlc.ClaimFlowControlPar
 	if err != nil {
 		return nil, 0, err
 	}
+	out, refill := flowControlRows(rows)
+	return out, refill, nil
+}
+
+// flowControlRows returns ClaimFlowControl's runs in Claim's shape, and when the earliest spent
+// rate limit refills (epoch ms; 0: none is spent).
+func flowControlRows(rows []dbsqlc.ClaimFlowControlRow) ([]dbsqlc.ClaimRow, int64) {
 	var refill int64
 	out := make([]dbsqlc.ClaimRow, 0, len(rows))
 	for _, r := range rows {
@@ -136,7 +156,7 @@ func claimFlowControl(ctx context.Context, tx dbtx, p dbsqlc.ClaimFlowControlPar
 			Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID, UpTaskIds: r.UpTaskIds,
 			UpOutputPaths: r.UpOutputPaths, UpAssets: r.UpAssets, UpOutputs: r.UpOutputs})
 	}
-	return out, refill, nil
+	return out, refill
 }
 
 // flowControlRecheck is how long an engine trusts what it last read of whether any task uses

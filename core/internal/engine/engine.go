@@ -142,6 +142,8 @@ type Engine struct {
 	callbacks groupCommit
 	// pipelineOf knows the pipeline run of the runs this engine claimed (groupcommit.go).
 	pipelineOf pipelineHints
+	// refill, when set, dispatches the runs a group commit of callbacks claimed (SetRefill).
+	refill atomic.Pointer[func([]Claimed)]
 	// rateRefill is when the rate limit the last claim found spent refills, in epoch ms (0: none).
 	rateRefill atomic.Int64
 	// flowInUse is whether some task had a rate limit or a concurrency key when last read, at

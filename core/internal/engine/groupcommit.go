@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
@@ -146,7 +147,7 @@ func (e *Engine) leadBatch(leader *callbackItem) {
 	batch := g.take(leader)
 	if len(batch) > 0 {
 		// The batch is everyone's: the leader's caller going away must not fail it.
-		e.applyCallbacks(context.WithoutCancel(leader.ctx), batch)
+		e.applyCallbacks(context.WithoutCancel(leader.ctx), batch, true)
 	}
 	for _, it := range batch {
 		if it != leader {
@@ -207,11 +208,12 @@ func (it *callbackItem) plain() bool {
 
 // applyCallbacks applies a batch and sets each item's answer. The plain successes of runs not
 // known to be a pipeline's complete in one statement that also finds the pipeline runs of
-// those it did not complete; the rest apply
-// in one transaction that locks their pipeline runs first. When a statement fails for another
-// reason than the database being out of reach, the batch is applied again one callback at a
-// time, so that one callback's failure is its own answer alone.
-func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem) {
+// those it did not complete (and, with refill and a dispatcher set, claims the places they
+// freed in the same transaction: SetRefill); the rest apply in one transaction that locks
+// their pipeline runs first. When a statement fails for another reason than the database
+// being out of reach, the batch is applied again one callback at a time and without the claim,
+// so that one callback's failure is its own answer alone.
+func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem, refill bool) {
 	var plain, rest []*callbackItem
 	for _, it := range items {
 		if it.plain() && !it.lookedUp {
@@ -221,7 +223,17 @@ func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem) {
 		}
 	}
 	if len(plain) > 0 {
-		left, err := e.completeStandalone(ctx, plain)
+		var dispatch func([]Claimed)
+		if d := e.refill.Load(); d != nil && refill && e.beforeCommit == nil {
+			dispatch = *d
+		}
+		left, err := e.completeStandalone(ctx, plain, dispatch)
+		if err != nil && dispatch != nil && !errors.Is(err, database.ErrUnavailable) {
+			// The claim may be what failed (it rolled the completions back with it): complete
+			// without it, and leave the claim to the loop.
+			e.log.Warn("a group commit's claim failed; completing without it", "err", err)
+			left, err = e.completeStandalone(ctx, plain, nil)
+		}
 		if err != nil {
 			e.failBatch(ctx, plain, err)
 		}
@@ -246,14 +258,30 @@ func (e *Engine) failBatch(ctx context.Context, items []*callbackItem, err error
 		return
 	}
 	for _, it := range items {
-		e.applyCallbacks(ctx, []*callbackItem{it})
+		e.applyCallbacks(ctx, []*callbackItem{it}, false)
 	}
+}
+
+// SetRefill sets the dispatcher of the runs that group commits claim (nil: none). While one is
+// set, a group commit of plain successes claims up to ClaimBatch runs in the transaction that
+// completes them, after taking the claim lock: the places the completions freed are taken
+// before any other claim can see them free, so that several instances' loops do not queue on
+// the claim lock to find nothing, and a callback's completion and the claim it makes possible
+// are one transaction instead of two. The callers are answered after the commit; dispatch gets
+// the claimed runs at once (it must not block). Standalone mode's loop sets it while it runs.
+func (e *Engine) SetRefill(dispatch func([]Claimed)) {
+	if dispatch == nil {
+		e.refill.Store(nil)
+		return
+	}
+	e.refill.Store(&dispatch)
 }
 
 // completeStandalone completes the plain successes of runs outside pipelines with one
 // statement (it commits as it runs) and answers them; it returns the others, their pipeline
-// runs now known.
-func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem) ([]*callbackItem, error) {
+// runs now known. With dispatch (SetRefill's) the statement goes with a claim, whose runs
+// dispatch gets once committed.
+func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem, dispatch func([]Claimed)) ([]*callbackItem, error) {
 	p := dbsqlc.CompleteStandaloneParams{}
 	for _, it := range items {
 		cb := it.cb
@@ -267,17 +295,29 @@ func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem) 
 		p.Assets, p.LogsPaths = append(p.Assets, string(assets)), append(p.LogsPaths, cb.LogsPath)
 	}
 	var rows []dbsqlc.CompleteStandaloneRow
-	err := e.db.WithConn(ctx, func(x dbtx) error {
-		if e.beforeCommit != nil {
-			e.beforeCommit(ctx, x)
-		}
-		e.callbackTxs.Add(1)
+	var claimed []Claimed
+	var full bool
+	if dispatch != nil {
 		var err error
-		rows, err = queries.CompleteStandalone(ctx, x, p)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("complete %d runs: %w", len(items), err)
+		if rows, claimed, full, err = e.completeAndClaim(ctx, p); err != nil {
+			return nil, fmt.Errorf("complete %d runs and claim: %w", len(items), err)
+		}
+	} else {
+		err := e.db.WithConn(ctx, func(x dbtx) error {
+			if e.beforeCommit != nil {
+				e.beforeCommit(ctx, x)
+			}
+			e.callbackTxs.Add(1)
+			var err error
+			rows, err = queries.CompleteStandalone(ctx, x, p)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("complete %d runs: %w", len(items), err)
+		}
+	}
+	if len(claimed) > 0 {
+		dispatch(claimed)
 	}
 	byID := make(map[string]*callbackItem, len(items))
 	for _, it := range items {
@@ -286,7 +326,9 @@ func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem) 
 	for _, r := range rows {
 		it := byID[r.ID]
 		if r.Completed {
-			it.res = CallbackResult{Applied: true, Status: protocol.StatusCompleted, taskID: r.TaskID, seconds: r.Seconds}
+			// A claim that came back full may have left ready runs for the loop.
+			it.res = CallbackResult{Applied: true, Status: protocol.StatusCompleted, Refilled: dispatch != nil && !full,
+				taskID: r.TaskID, seconds: r.Seconds}
 			delete(byID, r.ID)
 		} else {
 			it.pipelineRun, it.lookedUp = r.PipelineRunID, true
@@ -302,6 +344,45 @@ func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem) 
 		}
 	}
 	return left, nil
+}
+
+// completeAndClaim runs CompleteStandalone with p and a claim of up to ClaimBatch runs under
+// the claim lock, in one round trip and one transaction. full reports whether the claim may
+// have left ready runs behind (it took all it asked for, or found a rate limit spent, whose
+// refill the loop waits for).
+func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandaloneParams) (rows []dbsqlc.CompleteStandaloneRow, out []Claimed, full bool, err error) {
+	flow, err := e.flowControlInUse(ctx)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	start := time.Now()
+	limit := e.cfg.ClaimBatch
+	lease := e.cfg.DispatchTimeout + 10*time.Second
+	e.callbackTxs.Add(1)
+	var claimRows []dbsqlc.ClaimRow
+	var refill int64
+	if flow {
+		var fc []dbsqlc.ClaimFlowControlRow
+		rows, fc, err = queries.CompleteStandaloneAndClaimFlowControl(ctx, e.db, p, claimLock, dbsqlc.ClaimFlowControlParams{Max: limit,
+			MaxConcurrency: e.cfg.MaxConcurrency, LeaseMs: lease.Milliseconds(), Now: e.now()})
+		claimRows, refill = flowControlRows(fc)
+	} else {
+		rows, claimRows, err = queries.CompleteStandaloneAndClaim(ctx, e.db, p, claimLock, dbsqlc.ClaimParams{Max: limit,
+			MaxConcurrency: e.cfg.MaxConcurrency, LeaseMs: lease.Milliseconds(), Now: e.now()})
+	}
+	if err != nil {
+		e.claimSpan(ctx, start, limit, nil, err)
+		return nil, nil, false, err
+	}
+	// The completions are committed: a claimed run that cannot be read is left to the sweep
+	// (its dispatch lease runs out) rather than fail the callbacks.
+	if out, err = claimedOf(claimRows); err != nil {
+		e.log.Error("a group commit claimed runs it cannot dispatch; the sweep will recover them", "err", err)
+		out, err = nil, nil
+	}
+	e.claimSpan(ctx, start, limit, out, nil)
+	e.claimed(out, refill)
+	return rows, out, len(out) == limit || refill != 0, nil
 }
 
 // callbacksInTx applies callbacks one by one in one transaction that first locks their

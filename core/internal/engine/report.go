@@ -103,6 +103,9 @@ type CallbackResult struct {
 	Status protocol.TaskRunStatus
 	// Readied: the callback advanced its pipeline run and made a successor pending.
 	Readied bool
+	// Refilled: the transaction that applied the callback also claimed the places it freed,
+	// for the dispatcher set with SetRefill; nobody need claim for them.
+	Refilled bool
 
 	// What an applied callback ended, for the metrics.
 	taskID  string
