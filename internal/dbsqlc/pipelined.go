@@ -44,21 +44,8 @@ func sendAndRead(ctx context.Context, db Batcher, b *pgx.Batch, read func(pgx.Ba
 }
 
 func readAdvanceAndFinish(br pgx.BatchResults) ([]AdvanceSuccessorsRow, string, error) {
-	rows, err := br.Query()
+	items, err := queryRows[AdvanceSuccessorsRow](br)
 	if err != nil {
-		return nil, "", err
-	}
-	var items []AdvanceSuccessorsRow
-	for rows.Next() {
-		var i AdvanceSuccessorsRow
-		if err := rows.Scan(&i.TaskID, &i.Status, &i.UpstreamFailed); err != nil {
-			rows.Close()
-			return nil, "", err
-		}
-		items = append(items, i)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, "", err
 	}
 	var finished string
@@ -66,6 +53,16 @@ func readAdvanceAndFinish(br pgx.BatchResults) ([]AdvanceSuccessorsRow, string, 
 		return nil, "", fmt.Errorf("finish: %w", err)
 	}
 	return items, finished, nil
+}
+
+// queryRows reads the batch's next result into rows of T, a generated row struct (its fields
+// are in column order).
+func queryRows[T any](br pgx.BatchResults) ([]T, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[T])
 }
 
 // LockPipelineRunsAndComplete runs LockPipelineRuns and then Complete in one round trip: the
@@ -87,21 +84,8 @@ func (q *Queries) LockPipelineRunsAndComplete(ctx context.Context, db Batcher, i
 
 func readLockAndComplete(br pgx.BatchResults) ([]LockPipelineRunsRow, CompleteRow, error) {
 	var done CompleteRow
-	rows, err := br.Query()
+	locked, err := queryRows[LockPipelineRunsRow](br)
 	if err != nil {
-		return nil, done, err
-	}
-	var locked []LockPipelineRunsRow
-	for rows.Next() {
-		var i LockPipelineRunsRow
-		if err := rows.Scan(&i.ID, &i.Status, &i.FailureMode, &i.Snapshot); err != nil {
-			rows.Close()
-			return nil, done, err
-		}
-		locked = append(locked, i)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, done, err
 	}
 	return locked, done, br.QueryRow().Scan(&done.TaskID, &done.Seconds)
@@ -136,18 +120,18 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 	b := &pgx.Batch{}
 	var completed []CompleteStandaloneRow
 	var claimed []C
-	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths).
-		Query(func(rows pgx.Rows) (err error) {
-			completed, err = pgx.CollectRows(rows, pgx.RowToStructByPos[CompleteStandaloneRow])
-			return err
-		})
+	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths)
 	b.Queue(lockClaimsGenericPlan, lock)
-	b.Queue(claimSQL, claimArgs...).Query(func(rows pgx.Rows) (err error) {
-		claimed, err = pgx.CollectRows(rows, pgx.RowToStructByPos[C])
+	b.Queue(claimSQL, claimArgs...)
+	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
+		if completed, err = queryRows[CompleteStandaloneRow](br); err != nil {
+			return err
+		}
+		if _, err = br.Exec(); err != nil {
+			return err
+		}
+		claimed, err = queryRows[C](br)
 		return err
 	})
-	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		return nil, nil, err
-	}
-	return completed, claimed, nil
+	return completed, claimed, err
 }
