@@ -822,3 +822,33 @@ func TestWebhookFailureHidesTheURLQuery(t *testing.T) {
 	require.Contains(t, e.logs.String(), "webhook delivery failed")
 	require.NotContains(t, e.logs.String(), "S3CR3T")
 }
+
+// A receiver that answers with a redirect is not followed: the attempt fails with the redirect's
+// status and is retried later, and the address it points to (which could be one the guard
+// refuses, such as the cloud metadata service) gets nothing.
+func TestWebhookRedirectIsNotFollowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	target := newReceiver(t)
+	rc := newReceiver(t)
+	var status atomic.Int32
+	rc.answer = func(_ int, w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.srv.URL+"/elsewhere", int(status.Load()))
+	}
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		status.Store(int32(code))
+		id := fmt.Sprintf("h%d", code)
+		e.putWebhook(id, map[string]any{"url": rc.srv.URL, "events": []string{"dlq.added"}}, http.StatusCreated)
+		_, err := e.pool.Exec(context.Background(), `SELECT webhook_emit('dlq.added', '{}')`)
+		require.NoError(t, err)
+		require.Equal(t, 1, e.deliverAll())
+		d := e.deliveries(id)[0]
+		require.Equal(t, protocol.DeliveryPending, d.Status, "retried later")
+		require.Equal(t, code, *d.LastStatusCode)
+		require.Empty(t, target.requests(), "the redirect was followed")
+		r := e.do("DELETE", "/api/webhooks/"+id, nil, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	}
+	// Against the metadata address itself the guard refuses at delivery time (the address is
+	// never allowed), which TestWebhookRefusedAtSendIsDead covers for a refused network.
+}
