@@ -108,8 +108,9 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	if len(okIDs)+len(boIDs) > 0 {
 		// Losing these in a database crash only means the sweep treats the dispatches as failed
 		// once their lease expires, so the commit does not wait for the WAL flush and the rows
-		// are locked for as short a time as possible.
-		err := e.db.InTx(rctx, func(tx dbtx) error {
+		// are locked for as short a time as possible. The statements go as one batch, one
+		// implicit transaction (database.Pipelined): one round trip.
+		err := e.db.Pipelined(rctx, func(tx dbtx) error {
 			if err := queries.AsyncCommit(rctx, tx); err != nil {
 				return err
 			}
