@@ -267,7 +267,7 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 		}
 		for _, p := range req.Pipelines {
 			if err := queries.UpsertPipeline(ctx, tx, dbsqlc.UpsertPipelineParams{ID: p.ID, ServiceID: &req.ServiceID,
-				EntryTasks: p.EntryTasks, FailureMode: p.FailureMode, Description: p.Description}); err != nil {
+				EntryTasks: p.EntryTasks, FailureMode: p.FailureMode, Description: p.Description, TimeoutMs: p.TimeoutMs}); err != nil {
 				return fmt.Errorf("save pipeline %s: %w", p.ID, err)
 			}
 		}
