@@ -183,6 +183,7 @@ type MaintenanceStatus struct {
 
 // ProcessSummary says what one bounded batch of /api/process did.
 type ProcessSummary struct {
+	// Swept counts the expired attempts the sweep ended and the pipeline runs it timed out.
 	Swept      int `json:"swept"`
 	Claimed    int `json:"claimed"`
 	Dispatched int `json:"dispatched"`
