@@ -546,6 +546,19 @@ func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID
 	return items, nil
 }
 
+const pipelineRunErrorCode = `-- name: PipelineRunErrorCode :one
+SELECT coalesce(error_code, '')::text FROM pipeline_runs WHERE id = $1
+`
+
+// Why pipeline run id ended, when it says (” otherwise): a DLQ retry refuses to re-open a run
+// that timed out (PIPELINE_TIMEOUT).
+func (q *Queries) PipelineRunErrorCode(ctx context.Context, db DBTX, id string) (string, error) {
+	row := db.QueryRow(ctx, pipelineRunErrorCode, id)
+	var column_1 string
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const pipelineRunGet = `-- name: PipelineRunGet :one
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
        coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
@@ -866,7 +879,6 @@ const reopenPipelineRun = `-- name: ReopenPipelineRun :exec
 UPDATE pipeline_runs SET status = 'running', error = NULL, error_code = NULL, completed_at = NULL WHERE id = $1
 `
 
-// The run keeps its deadline: re-opened after it passed, the next sweep times it out again.
 func (q *Queries) ReopenPipelineRun(ctx context.Context, db DBTX, id string) error {
 	_, err := db.Exec(ctx, reopenPipelineRun, id)
 	return err

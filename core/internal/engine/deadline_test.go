@@ -251,3 +251,43 @@ func TestSweepDeadlineRacesTheLastCallback(t *testing.T) {
 	}
 	t.Logf("outcomes: %v", outcomes)
 }
+
+// TestDLQRetryOfATimedOutRunIsRefused: a timed-out run is over, as a cancelled one is: the DLQ
+// retry of a task that failed in it (continue mode) is 409 PIPELINE_RUN_TIMED_OUT and changes
+// nothing.
+func TestDLQRetryOfATimedOutRunIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "a", AllowedNext: []string{"b", "c"}, Retries: ptr(0)}, {ID: "b", Retries: ptr(0)}, {ID: "c", Retries: ptr(0)}},
+		protocol.PipelineDefinition{ID: "p", EntryTasks: []string{"a"}, FailureMode: Continue, TimeoutMs: ptr(int64(60_000))})
+	ctx := context.Background()
+	tr, err := h.eng.Trigger(ctx, "p", TriggerRequest{Input: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	h.succeed(t, h.claimOne(t))
+	branches, err := h.eng.Claim(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, branches, 2)
+	failed := branches[0]
+	_, err = h.eng.Callback(ctx, WorkerCall{RunID: failed.RunID, Lease: &failed.Lease}, &protocol.CallbackRequest{Status: protocol.CallbackFailed,
+		Error: "boom", Retryable: ptr(false)})
+	require.NoError(t, err)
+	other := branches[1]
+	_, err = h.eng.Heartbeat(ctx, WorkerCall{RunID: other.RunID, Lease: &other.Lease}, nil, "")
+	require.NoError(t, err)
+	h.clock.Advance(61 * time.Second)
+	n, err := h.eng.Sweep(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the other branch is still within its heartbeat deadline; the run timed out")
+	var entry string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT id FROM dlq WHERE task_run_id = $1`, failed.RunID).Scan(&entry))
+
+	_, err = h.eng.RetryDLQ(ctx, entry)
+	require.ErrorIs(t, err, ErrConflict)
+	require.Equal(t, "PIPELINE_RUN_TIMED_OUT", err.(*Error).Code)
+	run, err := h.eng.GetPipelineRun(ctx, tr.PipelineRunID)
+	require.NoError(t, err)
+	require.Equal(t, protocol.PipelineFailed, run.Status)
+	require.Equal(t, protocol.PipelineTimeout, run.ErrorCode)
+	require.Len(t, run.Tasks, 3, "no retry run was made")
+	require.Zero(t, h.count(t, `SELECT count(*) FROM dlq WHERE retried_at IS NOT NULL`))
+}

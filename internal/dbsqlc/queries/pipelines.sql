@@ -201,8 +201,12 @@ FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = sqlc.arg('old_id')::text;
 
 -- name: ReopenPipelineRun :exec
--- The run keeps its deadline: re-opened after it passed, the next sweep times it out again.
 UPDATE pipeline_runs SET status = 'running', error = NULL, error_code = NULL, completed_at = NULL WHERE id = sqlc.arg('id');
+
+-- name: PipelineRunErrorCode :one
+-- Why pipeline run id ended, when it says ('' otherwise): a DLQ retry refuses to re-open a run
+-- that timed out (PIPELINE_TIMEOUT).
+SELECT coalesce(error_code, '')::text FROM pipeline_runs WHERE id = sqlc.arg('id');
 
 -- name: SetPipelinePaused :one
 -- Pauses pipeline id (paused true: paused_at is set, kept if it already was) or resumes it
