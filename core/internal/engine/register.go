@@ -166,6 +166,9 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 		}
 		seenPipelines[p.ID] = true
 		if err := validatePipelineDef(p.ID, p); err != nil {
+			if e, ok := err.(*Error); ok && e.Code == "INVALID_TIMEOUT" {
+				e.Details = map[string]string{"field": fmt.Sprintf("pipelines[%d].timeoutMs", i)}
+			}
 			return nil, err
 		}
 	}
