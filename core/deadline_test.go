@@ -110,6 +110,9 @@ func TestPipelineDeadlineServerless(t *testing.T) {
 	status, hb := w.heartbeat(a, nil, "")
 	require.Equal(t, http.StatusOK, status)
 	require.True(t, hb.ShouldCancel)
+	r := e.do("GET", "/metrics", nil, "")
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Contains(t, string(r.Body), `pipeweave_pipeline_timeouts_total{pipeline="dia"} 1`)
 
 	// POST /api/process, with a run whose a completed first.
 	w.on("b", func(d protocol.DispatchRequest) protocol.CallbackRequest { return success(d) })
@@ -117,7 +120,7 @@ func TestPipelineDeadlineServerless(t *testing.T) {
 	release()
 	e.waitMoved("a of the second run to complete", func() bool { return e.pipelineRun(second).node("a").Status == "completed" })
 	e.runOutOfTime(second)
-	r := e.do("POST", "/api/process", nil, "")
+	r = e.do("POST", "/api/process", nil, "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	run := e.pipelineRun(second)
 	require.Equal(t, "failed", run.Status)

@@ -170,7 +170,7 @@ func (q *Queries) CancelPipelineNodes(ctx context.Context, db DBTX, arg CancelPi
 }
 
 const expiredPipelineRuns = `-- name: ExpiredPipelineRuns :many
-SELECT id, coalesce(timeout_ms, 0)::bigint AS timeout_ms FROM pipeline_runs
+SELECT id, pipeline_id, coalesce(timeout_ms, 0)::bigint AS timeout_ms FROM pipeline_runs
 WHERE status = 'running' AND deadline IS NOT NULL AND deadline <= coalesce($1::timestamptz, now())
 ORDER BY deadline
 LIMIT $2::int
@@ -182,13 +182,14 @@ type ExpiredPipelineRunsParams struct {
 }
 
 type ExpiredPipelineRunsRow struct {
-	ID        string
-	TimeoutMs int64
+	ID         string
+	PipelineID string
+	TimeoutMs  int64
 }
 
 // Up to max running pipeline runs whose deadline passed at now (NULL = the database clock),
-// earliest deadline first, with their timeout. Nothing is locked here: the sweep locks them
-// (LockPipelineRuns) and re-checks that they are still running.
+// earliest deadline first, with their pipeline and timeout. Nothing is locked here: the sweep
+// locks them (LockPipelineRuns) and re-checks that they are still running.
 func (q *Queries) ExpiredPipelineRuns(ctx context.Context, db DBTX, arg ExpiredPipelineRunsParams) ([]ExpiredPipelineRunsRow, error) {
 	rows, err := db.Query(ctx, expiredPipelineRuns, arg.Now, arg.Max)
 	if err != nil {
@@ -198,7 +199,7 @@ func (q *Queries) ExpiredPipelineRuns(ctx context.Context, db DBTX, arg ExpiredP
 	var items []ExpiredPipelineRunsRow
 	for rows.Next() {
 		var i ExpiredPipelineRunsRow
-		if err := rows.Scan(&i.ID, &i.TimeoutMs); err != nil {
+		if err := rows.Scan(&i.ID, &i.PipelineID, &i.TimeoutMs); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

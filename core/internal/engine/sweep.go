@@ -94,9 +94,10 @@ func (e *Engine) sweepDeadlines(ctx context.Context, limit int) (int, error) {
 	ended := 0
 	for batch := range slices.Chunk(rows, deadlineBatch) {
 		timeouts := make(map[string]int64, len(batch))
+		pipelines := make(map[string]string, len(batch))
 		ids := make([]string, len(batch))
 		for i, r := range batch {
-			ids[i], timeouts[r.ID] = r.ID, r.TimeoutMs
+			ids[i], timeouts[r.ID], pipelines[r.ID] = r.ID, r.TimeoutMs, r.PipelineID
 		}
 		var runs map[string]*lockedRun
 		err := e.db.InTx(ctx, func(tx dbtx) error {
@@ -124,6 +125,7 @@ func (e *Engine) sweepDeadlines(ctx context.Context, limit int) (int, error) {
 		for _, run := range runs {
 			if run.ended {
 				ended++
+				e.metrics.PipelineTimeouts.WithLabelValues(pipelines[run.id]).Inc()
 			}
 		}
 	}

@@ -124,9 +124,9 @@ WHERE id = sqlc.arg('id') AND status = 'running';
 
 -- name: ExpiredPipelineRuns :many
 -- Up to max running pipeline runs whose deadline passed at now (NULL = the database clock),
--- earliest deadline first, with their timeout. Nothing is locked here: the sweep locks them
--- (LockPipelineRuns) and re-checks that they are still running.
-SELECT id, coalesce(timeout_ms, 0)::bigint AS timeout_ms FROM pipeline_runs
+-- earliest deadline first, with their pipeline and timeout. Nothing is locked here: the sweep
+-- locks them (LockPipelineRuns) and re-checks that they are still running.
+SELECT id, pipeline_id, coalesce(timeout_ms, 0)::bigint AS timeout_ms FROM pipeline_runs
 WHERE status = 'running' AND deadline IS NOT NULL AND deadline <= coalesce(sqlc.narg('now')::timestamptz, now())
 ORDER BY deadline
 LIMIT sqlc.arg('max')::int;
