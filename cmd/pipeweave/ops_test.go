@@ -468,6 +468,10 @@ func TestCLITriggerTimeout(t *testing.T) {
 	s.api(http.MethodGet, "/api/runs/"+id, nil, &run)
 	require.Equal(t, int64(1), *run.TimeoutMs)
 	require.Equal(t, protocol.PipelineTimeout, run.ErrorCode)
+	// status shows the deadline and the error with its code.
+	out := s.cli("status", id)
+	require.Regexp(t, `(?m)^deadline\s+.+\(timeoutMs 1\)$`, out)
+	require.Regexp(t, `(?m)^error\s+PIPELINE_TIMEOUT: pipeline run timed out after 1 ms$`, out)
 }
 
 // trigger --wait follows a run: plain lines with the worker's progress when stdout is not a
