@@ -291,3 +291,27 @@ func TestDLQRetryOfATimedOutRunIsRefused(t *testing.T) {
 	require.Len(t, run.Tasks, 3, "no retry run was made")
 	require.Zero(t, h.count(t, `SELECT count(*) FROM dlq WHERE retried_at IS NOT NULL`))
 }
+
+// TestSweepTimesOutRunsInBoundedBatches: a sweep times out at most its limit of runs, in
+// transactions of deadlineBatch, earliest deadline first; the next sweep takes the rest.
+func TestSweepTimesOutRunsInBoundedBatches(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "a"}}, protocol.PipelineDefinition{ID: "p", EntryTasks: []string{"a"}, TimeoutMs: ptr(int64(1_000))})
+	ctx := context.Background()
+	const runs = 2*deadlineBatch + 7
+	for range runs {
+		_, err := h.eng.Trigger(ctx, "p", TriggerRequest{Input: json.RawMessage(`{}`)})
+		require.NoError(t, err)
+	}
+	h.clock.Advance(time.Minute)
+	n, err := h.eng.Sweep(ctx, runs-3)
+	require.NoError(t, err)
+	require.Equal(t, runs-3, n, "at most the limit")
+	require.Equal(t, 3, h.count(t, `SELECT count(*) FROM pipeline_runs WHERE status = 'running'`))
+	n, err = h.eng.Sweep(ctx, runs)
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "the rest")
+	require.Equal(t, runs, h.count(t, `SELECT count(*) FROM pipeline_runs WHERE status = 'failed' AND error_code = 'PIPELINE_TIMEOUT'`))
+	require.Equal(t, runs, h.count(t, `SELECT count(*) FROM task_runs WHERE status = 'cancelled' AND error = 'the pipeline run timed out'`))
+}
