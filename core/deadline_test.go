@@ -77,7 +77,8 @@ func TestPipelineDeadlineStandalone(t *testing.T) {
 	var p protocol.Pipeline
 	r.json(t, &p)
 	require.Equal(t, int64(200), *p.TimeoutMs)
-	t.Cleanup(w.holdTask("a"))
+	releaseShort := w.holdTask("a")
+	t.Cleanup(releaseShort)
 	short := e.trigger("short", nil)
 	run = e.waitRun(short, "failed")
 	require.Equal(t, protocol.PipelineTimeout, run.ErrorCode)
@@ -85,6 +86,19 @@ func TestPipelineDeadlineStandalone(t *testing.T) {
 	for task, state := range run.states() {
 		require.Contains(t, []string{"cancelled"}, state, task)
 	}
+	// If a was claimed before the deadline, its worker calls back late once released: wait for
+	// that call, which must not reach an orchestrator already shut down.
+	claimed := e.count(`SELECT count(*) FROM task_runs WHERE id = $1 AND started_at IS NOT NULL`, run.node("a").ID) == 1
+	releaseShort()
+	if claimed {
+		w.waitUntil("the short run's late callback", func() bool {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return len(w.statuses["a"]) == 2
+		})
+		require.Equal(t, []int{http.StatusOK, http.StatusOK}, w.statuses["a"])
+	}
+	require.Equal(t, "failed", e.pipelineRun(short).Status)
 }
 
 // Serverless mode has no loop: the heartbeat-sweep function (Orchestrator.Sweep) and
@@ -114,8 +128,9 @@ func TestPipelineDeadlineServerless(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status)
 	require.Contains(t, string(r.Body), `pipeweave_pipeline_timeouts_total{pipeline="dia"} 1`)
 
-	// POST /api/process, with a run whose a completed first.
-	w.on("b", func(d protocol.DispatchRequest) protocol.CallbackRequest { return success(d) })
+	// POST /api/process, with a run whose a completed first (b holds it open).
+	releaseB := w.holdTask("b")
+	defer releaseB()
 	second := e.trigger("dia", map[string]any{"input": map[string]any{}, "timeoutMs": 3_600_000})
 	release()
 	e.waitMoved("a of the second run to complete", func() bool { return e.pipelineRun(second).node("a").Status == "completed" })
@@ -126,6 +141,22 @@ func TestPipelineDeadlineServerless(t *testing.T) {
 	require.Equal(t, "failed", run.Status)
 	require.Equal(t, protocol.PipelineTimeout, run.ErrorCode)
 	require.Equal(t, "completed", run.node("a").Status)
+	require.Equal(t, "cancelled", run.node("b").Status)
+	require.Equal(t, "cancelled", run.node("d").Status)
+	// The first run's a called back late (changing nothing), the second's in time; b and c,
+	// if they were claimed, call back (b late, once released) before the test ends.
+	claimed := func(task string) int {
+		return e.count(`SELECT count(*) FROM task_runs WHERE id = $1 AND started_at IS NOT NULL`, run.node(task).ID)
+	}
+	bClaimed, cClaimed := claimed("b"), claimed("c")
+	releaseB()
+	w.waitUntil("the callbacks", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.statuses["a"]) == 2 && len(w.statuses["b"]) == bClaimed && len(w.statuses["c"]) == cClaimed
+	})
+	requireTimedOut(t, e.pipelineRun(id), 3_600_000, "cancelled")
+	require.Equal(t, "failed", e.pipelineRun(second).Status)
 }
 
 // A bad timeoutMs (0, negative, fractional, a string, over 30 days) is 400 INVALID_TIMEOUT on
