@@ -105,6 +105,11 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"NUL in trigger metadata", "POST", "/api/pipelines/t/trigger", `{"input":{},"metadata":{"m":"\u0000"}}`, "", 400, "INVALID_TEXT", "metadata.m"},
 		{"NUL in trigger input", "POST", "/api/pipelines/t/trigger", `{"input":"\u0000"}`, "", 400, "INVALID_TEXT", "input"},
 		{"NUL in a pipeline description", "PUT", "/api/pipelines/p", `{"entryTasks":["t"],"description":"d\u0000"}`, "", 400, "INVALID_TEXT", "description"},
+		{"trigger timeout past 30 days", "POST", "/api/pipelines/t/trigger", `{"input":{},"timeoutMs":2592000001}`, "", 400, "INVALID_TIMEOUT", "timeoutMs"},
+		{"fractional trigger timeout", "POST", "/api/pipelines/t/trigger", `{"input":{},"timeoutMs":0.5}`, "", 400, "INVALID_TIMEOUT", "timeoutMs"},
+		{"huge trigger timeout", "POST", "/api/pipelines/t/trigger", `{"input":{},"timeoutMs":1e999}`, "", 400, "INVALID_NUMBER", ""},
+		{"pipeline timeout of zero", "PUT", "/api/pipelines/p", `{"entryTasks":["t"],"timeoutMs":0}`, "", 400, "INVALID_TIMEOUT", "timeoutMs"},
+		{"pipeline timeout a string", "PUT", "/api/pipelines/p", `{"entryTasks":["t"],"timeoutMs":"1h"}`, "", 400, "INVALID_TIMEOUT", "timeoutMs"},
 		{"NUL in a retry-all filter", "POST", "/api/dlq/retry-all", `{"taskId":"\u0000"}`, "", 400, "INVALID_TEXT", "taskId"},
 		{"registration timeout past int4", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","timeout":` + huge + `}`), reg, 400, "INVALID_NUMBER", "tasks[0].timeout"},
 		{"registration retries past int4", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","retries":` + huge + `}`), reg, 400, "INVALID_NUMBER", "tasks[0].retries"},
@@ -133,6 +138,7 @@ func TestHostileInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"registration of an unknown rate limit key", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","rateLimitKey":"nope"}`), reg, 400, "UNKNOWN_RATE_LIMIT_KEY", "tasks[0].rateLimitKey"},
 		{"registration concurrency key not a pointer", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","concurrencyKey":"customerId","concurrencyPerKey":1}`), reg, 400, "INVALID_CONCURRENCY_KEY", "tasks[0].concurrencyKey"},
 		{"registration concurrency per key of zero", "POST", "/api/register", regBody(`{"id":"u","codeHash":"h","concurrencyKey":"/c","concurrencyPerKey":0}`), reg, 400, "INVALID_CONCURRENCY_PER_KEY", "tasks[0].concurrencyPerKey"},
+		{"registration pipeline timeout negative", "POST", "/api/register", `{"serviceId":"svc2","version":"1","baseUrl":"` + w.URL() + `","tasks":[],"pipelines":[{"id":"q","entryTasks":["t"],"timeoutMs":-5}]}`, reg, 400, "INVALID_TIMEOUT", "pipelines[0].timeoutMs"},
 		{"NUL in a registration version", "POST", "/api/register", `{"serviceId":"svc2","version":"1\u0000","baseUrl":"` + w.URL() + `","tasks":[]}`, reg, 400, "INVALID_TEXT", "version"},
 	}
 	for _, c := range cases {

@@ -357,7 +357,8 @@ func (o *Orchestrator) Purge(ctx context.Context, budget time.Duration) (PurgeSu
 	return wire.PurgeSummary(s), err
 }
 
-// Sweep ends attempts whose heartbeat deadline, timeout or dispatch lease passed.
+// Sweep ends attempts whose heartbeat deadline, timeout or dispatch lease passed, and times out
+// the pipeline runs whose deadline (timeoutMs) passed; it returns how many of both it ended.
 func (o *Orchestrator) Sweep(ctx context.Context) (int, error) {
 	if err := o.CheckSchema(ctx); err != nil {
 		return 0, err

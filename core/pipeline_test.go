@@ -114,6 +114,10 @@ type pipelineRun struct {
 		} `json:"tasks"`
 	} `json:"snapshot"`
 	Tasks []runTask `json:"tasks"`
+	// The run's timeout, deadline and error code (absent: none).
+	TimeoutMs *int64     `json:"timeoutMs"`
+	Deadline  *time.Time `json:"deadline"`
+	ErrorCode string     `json:"errorCode"`
 }
 
 // node returns the current task run of task in the pipeline run.

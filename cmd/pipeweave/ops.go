@@ -506,8 +506,15 @@ func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) erro
 	kv("created", stamp(&run.CreatedAt, now))
 	kv("completed", stamp(run.CompletedAt, now))
 	kv("duration", span(&run.CreatedAt, run.CompletedAt, now))
+	if run.Deadline != nil {
+		kv("deadline", fmt.Sprintf("%s (timeoutMs %d)", stamp(run.Deadline, now), deref(run.TimeoutMs)))
+	}
 	kv("input", run.InputPath)
-	kv("error", deref(run.Error))
+	if run.ErrorCode != "" {
+		kv("error", errorText(&run.ErrorCode, run.Error))
+	} else {
+		kv("error", deref(run.Error))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

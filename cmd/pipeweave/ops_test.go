@@ -430,6 +430,50 @@ func TestCLITriggerValidation(t *testing.T) {
 	require.ErrorContains(t, err, "(400 INVALID_VALIDATION_MODE)")
 }
 
+// trigger --timeout-ms sends the run's deadline: a run still held at its deadline fails with
+// PIPELINE_TIMEOUT once swept, and --wait says so; a bad value is the server's 400.
+func TestCLITriggerTimeout(t *testing.T) {
+	t.Parallel()
+	s := newCLIStack(t)
+	_, _, err := runCmd(t, s.env(), "trigger", "docs", "--timeout-ms", "0")
+	require.ErrorContains(t, err, "(400 INVALID_TIMEOUT)")
+
+	// Serverless mode: the sweep runs with each POST /api/process, sent here until the test ends.
+	done := make(chan struct{})
+	var sweeps sync.WaitGroup
+	sweeps.Go(func() {
+		c, err := apiclient.New(s.url, s.apiKey)
+		if err != nil {
+			return
+		}
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+				_, _ = c.Do(context.Background(), http.MethodPost, "/api/process", nil, nil, nil)
+			}
+		}
+	})
+	t.Cleanup(func() {
+		close(done)
+		sweeps.Wait()
+	})
+	stdout, _, err := runCmd(t, s.env(), "trigger", "docs", "-i", `{"hold": true}`, "--timeout-ms", "1", "--wait")
+	require.Error(t, err)
+	id := strings.SplitN(stdout, "\n", 2)[0]
+	require.Regexp(t, `^prun_\w+$`, id)
+	require.EqualError(t, err, "run "+id+" of pipeline docs ended failed: PIPELINE_TIMEOUT: pipeline run timed out after 1 ms")
+	var run protocol.PipelineRun
+	s.api(http.MethodGet, "/api/runs/"+id, nil, &run)
+	require.Equal(t, int64(1), *run.TimeoutMs)
+	require.Equal(t, protocol.PipelineTimeout, run.ErrorCode)
+	// status shows the deadline and the error with its code.
+	out := s.cli("status", id)
+	require.Regexp(t, `(?m)^deadline\s+.+\(timeoutMs 1\)$`, out)
+	require.Regexp(t, `(?m)^error\s+PIPELINE_TIMEOUT: pipeline run timed out after 1 ms$`, out)
+}
+
 // trigger --wait follows a run: plain lines with the worker's progress when stdout is not a
 // terminal, exit status 0 for a completed run, an error naming the failed task otherwise.
 func TestCLITriggerWait(t *testing.T) {

@@ -183,6 +183,7 @@ type MaintenanceStatus struct {
 
 // ProcessSummary says what one bounded batch of /api/process did.
 type ProcessSummary struct {
+	// Swept counts the expired attempts the sweep ended and the pipeline runs it timed out.
 	Swept      int `json:"swept"`
 	Claimed    int `json:"claimed"`
 	Dispatched int `json:"dispatched"`
@@ -224,6 +225,8 @@ type Pipeline struct {
 	UpdatedAt   time.Time                `json:"updatedAt"`
 	// PausedAt is when the pipeline was paused (POST /api/pipelines/{id}/pause); absent: it is not.
 	PausedAt *time.Time `json:"pausedAt,omitempty"`
+	// TimeoutMs is the deadline of each of its runs, in milliseconds from the trigger (absent: none).
+	TimeoutMs *int64 `json:"timeoutMs,omitempty"`
 }
 
 // PipelinePause is the answer of POST /api/pipelines/{id}/pause and /resume: whether the
@@ -284,6 +287,12 @@ type PipelineRun struct {
 	// runs no schedule made).
 	ScheduleID   string     `json:"scheduleId,omitempty"`
 	ScheduleSlot *time.Time `json:"scheduleSlot,omitempty"`
+	// TimeoutMs and Deadline are the run's timeout and the time it ends at if it is still
+	// running then (absent: the run has none).
+	TimeoutMs *int64     `json:"timeoutMs,omitempty"`
+	Deadline  *time.Time `json:"deadline,omitempty"`
+	// ErrorCode says why the run ended when it says (PIPELINE_TIMEOUT; absent otherwise).
+	ErrorCode string `json:"errorCode,omitempty"`
 }
 
 // PipelineRunTask is a task run within a pipeline run, with whether its code changed since the
@@ -359,6 +368,9 @@ type TriggerRequest struct {
 	// ValidationMode is strict, warn (the default) or none: how the input is checked against
 	// every entry task's input schema (docs/api.md, Input schemas).
 	ValidationMode string `json:"validationMode"`
+	// TimeoutMs is this run's deadline in milliseconds from now (1 to MaxPipelineTimeoutMs),
+	// instead of the pipeline's timeoutMs (nil: the pipeline's, if it has one).
+	TimeoutMs *int64 `json:"timeoutMs,omitempty"`
 }
 
 // StoredObject is a stored object as GET /api/storage/{path} shows it: JSON parsed, text as a

@@ -85,7 +85,17 @@ type PipelineDefinition struct {
 	EntryTasks  []string `json:"entryTasks"`
 	FailureMode string   `json:"failureMode,omitempty"`
 	Description string   `json:"description,omitempty"`
+	// TimeoutMs is the deadline of each run of the pipeline, in milliseconds from its trigger
+	// (1 to MaxPipelineTimeoutMs; nil: none). A trigger's own timeoutMs overrides it. When it
+	// passes, the run fails with PIPELINE_TIMEOUT and its open task runs are cancelled.
+	TimeoutMs *int64 `json:"timeoutMs,omitempty"`
 }
+
+// MaxPipelineTimeoutMs is the largest timeoutMs of a pipeline or a trigger: 30 days.
+const MaxPipelineTimeoutMs = 30 * 24 * 60 * 60 * 1000
+
+// PipelineTimeout is the error code of a pipeline run whose deadline passed.
+const PipelineTimeout = "PIPELINE_TIMEOUT"
 
 // RegisterRequest is the body of POST /api/register.
 type RegisterRequest struct {

@@ -555,6 +555,30 @@ func TestFailedTaskRetriedFromDLQ(t *testing.T) {
 	b.count(`[data-testid="dlq-row"][data-state="retried"]`, 2)
 }
 
+// A run that timed out (timeoutMs) shows its deadline and PIPELINE_TIMEOUT with its error.
+func TestTimedOutRunShowsItsDeadline(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	s.startWorker(nil)
+	// b holds the run open until the sweep (POST /api/process: serverless mode) times it out.
+	gate := make(chan struct{})
+	s.gateB.Store(&gate)
+	t.Cleanup(func() { close(gate) })
+	var res struct {
+		PipelineRunID string `json:"pipelineRunId"`
+	}
+	require.Equal(t, http.StatusCreated, s.api("POST", "/api/pipelines/diamond/trigger",
+		map[string]any{"input": map[string]any{"doc": "slow"}, "timeoutMs": 1}, &res))
+	require.Equal(t, http.StatusOK, s.api("POST", "/api/process", nil, nil))
+	s.waitRun(res.PipelineRunID, "failed")
+
+	b := newBrowser(t, s.url)
+	b.open("/runs/" + res.PipelineRunID)
+	b.wait(`[data-testid="run-status"][data-state="failed"]`)
+	require.Contains(t, b.text(`[data-testid="run-error"]`), "PIPELINE_TIMEOUT: pipeline run timed out after 1 ms")
+	require.Contains(t, b.text(`[data-testid="run-deadline"]`), "timeout 1 ms")
+}
+
 // With PIPEWEAVE_API_KEYS set the page itself loads, asks for a key when the API answers
 // 401, asks again after a wrong one, keeps the right one and forgets it on request.
 func TestAPIKeyPrompt(t *testing.T) {

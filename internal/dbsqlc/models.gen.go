@@ -53,6 +53,7 @@ type Pipeline struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
+	TimeoutMs   *int64
 }
 
 type PipelineRun struct {
@@ -71,6 +72,9 @@ type PipelineRun struct {
 	Input        []byte
 	ScheduleID   *string
 	ScheduleSlot *time.Time
+	TimeoutMs    *int64
+	Deadline     *time.Time
+	ErrorCode    *string
 }
 
 type RateLimit struct {

@@ -169,19 +169,69 @@ func (q *Queries) CancelPipelineNodes(ctx context.Context, db DBTX, arg CancelPi
 	return err
 }
 
+const expiredPipelineRuns = `-- name: ExpiredPipelineRuns :many
+SELECT id, pipeline_id, coalesce(timeout_ms, 0)::bigint AS timeout_ms FROM pipeline_runs
+WHERE status = 'running' AND deadline IS NOT NULL AND deadline <= coalesce($1::timestamptz, now())
+ORDER BY deadline
+LIMIT $2::int
+`
+
+type ExpiredPipelineRunsParams struct {
+	Now *time.Time
+	Max int
+}
+
+type ExpiredPipelineRunsRow struct {
+	ID         string
+	PipelineID string
+	TimeoutMs  int64
+}
+
+// Up to max running pipeline runs whose deadline passed at now (NULL = the database clock),
+// earliest deadline first, with their pipeline and timeout. Nothing is locked here: the sweep
+// locks them (LockPipelineRuns) and re-checks that they are still running.
+func (q *Queries) ExpiredPipelineRuns(ctx context.Context, db DBTX, arg ExpiredPipelineRunsParams) ([]ExpiredPipelineRunsRow, error) {
+	rows, err := db.Query(ctx, expiredPipelineRuns, arg.Now, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ExpiredPipelineRunsRow
+	for rows.Next() {
+		var i ExpiredPipelineRunsRow
+		if err := rows.Scan(&i.ID, &i.PipelineID, &i.TimeoutMs); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const finishPipelineRun = `-- name: FinishPipelineRun :exec
-UPDATE pipeline_runs SET status = $1, error = nullif($2::text, ''), completed_at = now()
-WHERE id = $3 AND status = 'running'
+UPDATE pipeline_runs SET status = $1, error = nullif($2::text, ''),
+                         error_code = nullif($3::text, ''), completed_at = now()
+WHERE id = $4 AND status = 'running'
 `
 
 type FinishPipelineRunParams struct {
-	Status protocol.PipelineRunStatus
-	Error  string
-	ID     string
+	Status    protocol.PipelineRunStatus
+	Error     string
+	ErrorCode string
+	ID        string
 }
 
+// Ends running pipeline run id with status, error and error_code (” = none). The caller holds
+// the run's lock.
 func (q *Queries) FinishPipelineRun(ctx context.Context, db DBTX, arg FinishPipelineRunParams) error {
-	_, err := db.Exec(ctx, finishPipelineRun, arg.Status, arg.Error, arg.ID)
+	_, err := db.Exec(ctx, finishPipelineRun,
+		arg.Status,
+		arg.Error,
+		arg.ErrorCode,
+		arg.ID,
+	)
 	return err
 }
 
@@ -221,8 +271,10 @@ func (q *Queries) FinishPipelineRunIfDone(ctx context.Context, db DBTX, id strin
 
 const insertPipelineRun = `-- name: InsertPipelineRun :exec
 INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, input, snapshot,
-                           traceparent)
-VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, nullif($9::text, ''))
+                           traceparent, timeout_ms, deadline)
+VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, nullif($9::text, ''),
+        $10::bigint,
+        coalesce($11::timestamptz, now()) + $10::bigint * interval '1 millisecond')
 `
 
 type InsertPipelineRunParams struct {
@@ -235,10 +287,13 @@ type InsertPipelineRunParams struct {
 	Input       []byte
 	Snapshot    []byte
 	Traceparent string
+	TimeoutMs   *int64
+	Now         *time.Time
 }
 
 // traceparent is the W3C traceparent of the trigger's span (” = none); input the input the run
-// keeps inline (NULL = stored at input_path).
+// keeps inline (NULL = stored at input_path); timeout_ms the run's timeout (NULL = none), which
+// sets its deadline from now (NULL = the database clock).
 func (q *Queries) InsertPipelineRun(ctx context.Context, db DBTX, arg InsertPipelineRunParams) error {
 	_, err := db.Exec(ctx, insertPipelineRun,
 		arg.ID,
@@ -250,6 +305,8 @@ func (q *Queries) InsertPipelineRun(ctx context.Context, db DBTX, arg InsertPipe
 		arg.Input,
 		arg.Snapshot,
 		arg.Traceparent,
+		arg.TimeoutMs,
+		arg.Now,
 	)
 	return err
 }
@@ -365,7 +422,8 @@ func (q *Queries) ParkPipelineNodes(ctx context.Context, db DBTX, id string) err
 }
 
 const pipelineGet = `-- name: PipelineGet :one
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
+       timeout_ms
 FROM pipelines WHERE id = $1
 `
 
@@ -379,6 +437,7 @@ type PipelineGetRow struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
+	TimeoutMs   *int64
 }
 
 func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (PipelineGetRow, error) {
@@ -394,12 +453,14 @@ func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (Pipeline
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.PausedAt,
+		&i.TimeoutMs,
 	)
 	return i, err
 }
 
 const pipelineList = `-- name: PipelineList :many
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
+       timeout_ms
 FROM pipelines ORDER BY id
 `
 
@@ -413,6 +474,7 @@ type PipelineListRow struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
+	TimeoutMs   *int64
 }
 
 func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow, error) {
@@ -434,6 +496,7 @@ func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow,
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.PausedAt,
+			&i.TimeoutMs,
 		); err != nil {
 			return nil, err
 		}
@@ -484,9 +547,23 @@ func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID
 	return items, nil
 }
 
+const pipelineRunErrorCode = `-- name: PipelineRunErrorCode :one
+SELECT coalesce(error_code, '')::text FROM pipeline_runs WHERE id = $1
+`
+
+// Why pipeline run id ended, when it says (” otherwise): a DLQ retry refuses to re-open a run
+// that timed out (PIPELINE_TIMEOUT).
+func (q *Queries) PipelineRunErrorCode(ctx context.Context, db DBTX, id string) (string, error) {
+	row := db.QueryRow(ctx, pipelineRunErrorCode, id)
+	var column_1 string
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const pipelineRunGet = `-- name: PipelineRunGet :one
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
-       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       timeout_ms, deadline, coalesce(error_code, '') AS error_code
 FROM pipeline_runs WHERE id = $1
 `
 
@@ -504,6 +581,9 @@ type PipelineRunGetRow struct {
 	CompletedAt  *time.Time
 	ScheduleID   string
 	ScheduleSlot *time.Time
+	TimeoutMs    *int64
+	Deadline     *time.Time
+	ErrorCode    string
 }
 
 func (q *Queries) PipelineRunGet(ctx context.Context, db DBTX, id string) (PipelineRunGetRow, error) {
@@ -523,13 +603,17 @@ func (q *Queries) PipelineRunGet(ctx context.Context, db DBTX, id string) (Pipel
 		&i.CompletedAt,
 		&i.ScheduleID,
 		&i.ScheduleSlot,
+		&i.TimeoutMs,
+		&i.Deadline,
+		&i.ErrorCode,
 	)
 	return i, err
 }
 
 const pipelineRunList = `-- name: PipelineRunList :many
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, NULL::jsonb AS snapshot,
-       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       timeout_ms, deadline, coalesce(error_code, '') AS error_code
 FROM pipeline_runs
 WHERE ($1::text = '' OR pipeline_id = $1::text) AND ($2::text = '' OR status = $2::text) AND ($3::text = '' OR id < $3::text)
 ORDER BY id DESC
@@ -557,6 +641,9 @@ type PipelineRunListRow struct {
 	CompletedAt  *time.Time
 	ScheduleID   string
 	ScheduleSlot *time.Time
+	TimeoutMs    *int64
+	Deadline     *time.Time
+	ErrorCode    string
 }
 
 // Filters pipeline_id and status (” = all); cursor is an id (” = newest), max the limit.
@@ -588,6 +675,9 @@ func (q *Queries) PipelineRunList(ctx context.Context, db DBTX, arg PipelineRunL
 			&i.CompletedAt,
 			&i.ScheduleID,
 			&i.ScheduleSlot,
+			&i.TimeoutMs,
+			&i.Deadline,
+			&i.ErrorCode,
 		); err != nil {
 			return nil, err
 		}
@@ -787,7 +877,7 @@ func (q *Queries) ReopenNode(ctx context.Context, db DBTX, arg ReopenNodeParams)
 }
 
 const reopenPipelineRun = `-- name: ReopenPipelineRun :exec
-UPDATE pipeline_runs SET status = 'running', error = NULL, completed_at = NULL WHERE id = $1
+UPDATE pipeline_runs SET status = 'running', error = NULL, error_code = NULL, completed_at = NULL WHERE id = $1
 `
 
 func (q *Queries) ReopenPipelineRun(ctx context.Context, db DBTX, id string) error {
@@ -852,12 +942,13 @@ func (q *Queries) UnparkPipelineNodes(ctx context.Context, db DBTX, id string) e
 }
 
 const upsertPipeline = `-- name: UpsertPipeline :exec
-INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, timeout_ms)
+VALUES ($1, $2, $3, $4, $5, $6,
+        $7)
 ON CONFLICT (id) DO UPDATE SET
     service_id = excluded.service_id, entry_tasks = excluded.entry_tasks,
     failure_mode = excluded.failure_mode, implicit = excluded.implicit,
-    description = excluded.description, updated_at = now()
+    description = excluded.description, timeout_ms = excluded.timeout_ms, updated_at = now()
 WHERE p.implicit OR NOT excluded.implicit
 `
 
@@ -868,9 +959,10 @@ type UpsertPipelineParams struct {
 	FailureMode string
 	Implicit    bool
 	Description string
+	TimeoutMs   *int64
 }
 
-// service_id is NULL for PUT.
+// service_id is NULL for PUT; timeout_ms is the runs' timeout (NULL = none).
 // An implicit (per-service) definition never replaces an explicit one.
 func (q *Queries) UpsertPipeline(ctx context.Context, db DBTX, arg UpsertPipelineParams) error {
 	_, err := db.Exec(ctx, upsertPipeline,
@@ -880,6 +972,7 @@ func (q *Queries) UpsertPipeline(ctx context.Context, db DBTX, arg UpsertPipelin
 		arg.FailureMode,
 		arg.Implicit,
 		arg.Description,
+		arg.TimeoutMs,
 	)
 	return err
 }

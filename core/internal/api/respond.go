@@ -114,6 +114,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 	case errors.As(err, &typ) && checkJSON(data) != nil:
 		// A number out of range for a number field (1e999 for an int) reads as one.
 		checkJSON(data).write(w)
+	case badTimeout(w, err):
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
@@ -128,6 +129,19 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 		writeErr(w, http.StatusBadRequest, "MALFORMED_JSON", "malformed JSON: "+err.Error(), nil)
 	}
 	return false
+}
+
+// badTimeout answers 400 INVALID_TIMEOUT when err is a timeoutMs that is not an integer (1.5,
+// "x") and reports whether it did.
+func badTimeout(w http.ResponseWriter, err error) bool {
+	var typ *json.UnmarshalTypeError
+	if !errors.As(err, &typ) || (typ.Field != "timeoutMs" && !strings.HasSuffix(typ.Field, ".timeoutMs")) {
+		return false
+	}
+	writeErr(w, http.StatusBadRequest, "INVALID_TIMEOUT",
+		fmt.Sprintf("%s must be an integer number of milliseconds from 1 to %d (30 days), not a JSON %s",
+			typ.Field, int64(protocol.MaxPipelineTimeoutMs), typ.Value), map[string]string{"field": typ.Field})
+	return true
 }
 
 func typeName(goType string) string {

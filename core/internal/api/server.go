@@ -720,7 +720,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		if !structured {
 			structured = true
 			for k := range fields {
-				if k != "failureMode" && k != "priority" && k != "metadata" && k != "validationMode" {
+				if k != "failureMode" && k != "priority" && k != "metadata" && k != "validationMode" && k != "timeoutMs" {
 					structured = false
 				}
 			}
@@ -728,7 +728,9 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		if !structured {
 			req.Input = raw
 		} else if err := json.Unmarshal(raw, &req); err != nil {
-			writeErr(w, http.StatusBadRequest, "INVALID_FIELD", "trigger body: "+err.Error(), nil)
+			if !badTimeout(w, err) {
+				writeErr(w, http.StatusBadRequest, "INVALID_FIELD", "trigger body: "+err.Error(), nil)
+			}
 			return
 		}
 	}

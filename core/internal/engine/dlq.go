@@ -247,6 +247,16 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunI
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
 	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
+	case run.status == protocol.PipelineFailed:
+		// A run that timed out is over, as a cancelled one is: re-opened past its deadline it
+		// would only time out again.
+		code, err := queries.PipelineRunErrorCode(ctx, tx, prun)
+		if err != nil {
+			return fmt.Errorf("read why %s ended: %w", prun, err)
+		}
+		if code == protocol.PipelineTimeout {
+			return conflict("PIPELINE_RUN_TIMED_OUT", "pipeline run %q timed out; trigger the pipeline again instead", prun)
+		}
 	}
 	n, err := queries.SupersedeNode(ctx, tx, dbsqlc.SupersedeNodeParams{ID: failedRunID, SupersededBy: newRunID})
 	if err != nil {

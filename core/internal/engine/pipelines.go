@@ -43,6 +43,8 @@ type Pipeline struct {
 	UpdatedAt   time.Time
 	// PausedAt is when the pipeline was paused (nil: it is not): its runs' nodes wait, pending.
 	PausedAt *time.Time
+	// TimeoutMs is the deadline of each of its runs, in milliseconds from the trigger (nil: none).
+	TimeoutMs *int64
 
 	graph *Graph
 }
@@ -64,7 +66,8 @@ func (e *Engine) activeTasks(ctx context.Context, db dbtx) (map[string]taskInfo,
 // pipelineOf is the pipeline a PipelineGet (or PipelineList) row stores.
 func pipelineOf(r dbsqlc.PipelineGetRow) Pipeline {
 	return Pipeline{ID: r.ID, ServiceID: r.ServiceID, EntryTasks: r.EntryTasks, FailureMode: r.FailureMode,
-		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, PausedAt: r.PausedAt}
+		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, PausedAt: r.PausedAt,
+		TimeoutMs: r.TimeoutMs}
 }
 
 // readPipeline reads the pipeline id as stored, without its structure.
@@ -163,6 +166,22 @@ func validatePipelineDef(id string, def *protocol.PipelineDefinition) error {
 	if !validFailureMode(def.FailureMode) {
 		return invalid("INVALID_FAILURE_MODE", "pipeline %q: failureMode must be %s, %s or %s", id, FailFast, Continue, PartialMerge)
 	}
+	if err := CheckTimeoutMs(def.TimeoutMs); err != nil {
+		err.Msg = fmt.Sprintf("pipeline %q: %s", id, err.Msg)
+		return err
+	}
+	return nil
+}
+
+// CheckTimeoutMs checks the timeoutMs of a pipeline or a trigger: nil (none) or 1 to
+// protocol.MaxPipelineTimeoutMs milliseconds; anything else is INVALID_TIMEOUT.
+func CheckTimeoutMs(ms *int64) *Error {
+	if ms != nil && (*ms < 1 || *ms > protocol.MaxPipelineTimeoutMs) {
+		err := invalid("INVALID_TIMEOUT", "timeoutMs must be an integer number of milliseconds from 1 to %d (30 days), not %d",
+			int64(protocol.MaxPipelineTimeoutMs), *ms)
+		err.Details = map[string]string{"field": "timeoutMs"}
+		return err
+	}
 	return nil
 }
 
@@ -181,7 +200,7 @@ func (e *Engine) PutPipeline(ctx context.Context, id string, d protocol.Pipeline
 		return Pipeline{}, cycleError(id, g.Cycle)
 	}
 	if err := queries.UpsertPipeline(ctx, e.db, dbsqlc.UpsertPipelineParams{ID: id, EntryTasks: d.EntryTasks,
-		FailureMode: d.FailureMode, Description: d.Description}); err != nil {
+		FailureMode: d.FailureMode, Description: d.Description, TimeoutMs: d.TimeoutMs}); err != nil {
 		return Pipeline{}, fmt.Errorf("save pipeline %s: %w", id, err)
 	}
 	return e.GetPipeline(ctx, id)
@@ -223,6 +242,9 @@ type TriggerRequest struct {
 	// ValidationMode is strict, warn (the default) or none: how the input is checked against
 	// every entry task's input schema (docs/api.md, Input schemas).
 	ValidationMode string
+	// TimeoutMs is the run's deadline in milliseconds from the trigger, instead of the
+	// pipeline's timeoutMs (nil: the pipeline's, if it has one).
+	TimeoutMs *int64
 }
 
 // TriggerResult is the pipeline run a trigger made.
@@ -289,6 +311,9 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	if err := CheckValidationMode(req.ValidationMode); err != nil {
 		return TriggerResult{}, err
 	}
+	if err := CheckTimeoutMs(req.TimeoutMs); err != nil {
+		return TriggerResult{}, err
+	}
 	p, err := e.readPipeline(ctx, id)
 	if err != nil {
 		return TriggerResult{}, err
@@ -318,6 +343,10 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	mode := p.FailureMode
 	if req.FailureMode != "" {
 		mode = req.FailureMode
+	}
+	timeoutMs := p.TimeoutMs
+	if req.TimeoutMs != nil {
+		timeoutMs = req.TimeoutMs
 	}
 	runID := ids.New(ids.PipelineRun)
 	span.SetAttributes(telemetry.AttrPipelineRunID.String(runID))
@@ -364,7 +393,7 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	err = inTx(ctx, func(tx dbtx) error {
 		if err := queries.InsertPipelineRun(ctx, tx, dbsqlc.InsertPipelineRunParams{ID: runID, PipelineID: id, FailureMode: mode,
 			Priority: orDefault(req.Priority, 100), Metadata: nullJSON(req.Metadata), InputPath: inputPath, Input: inlineInput,
-			Snapshot: snap, Traceparent: traceparent}); err != nil {
+			Snapshot: snap, Traceparent: traceparent, TimeoutMs: timeoutMs, Now: e.now()}); err != nil {
 			return fmt.Errorf("insert pipeline run: %w", err)
 		}
 		if err := queries.InsertPipelineTaskRuns(ctx, tx, dbsqlc.InsertPipelineTaskRunsParams{PipelineRunID: runID,

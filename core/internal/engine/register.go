@@ -166,6 +166,9 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 		}
 		seenPipelines[p.ID] = true
 		if err := validatePipelineDef(p.ID, p); err != nil {
+			if e, ok := err.(*Error); ok && e.Code == "INVALID_TIMEOUT" {
+				e.Details = map[string]string{"field": fmt.Sprintf("pipelines[%d].timeoutMs", i)}
+			}
 			return nil, err
 		}
 	}
@@ -267,7 +270,7 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 		}
 		for _, p := range req.Pipelines {
 			if err := queries.UpsertPipeline(ctx, tx, dbsqlc.UpsertPipelineParams{ID: p.ID, ServiceID: &req.ServiceID,
-				EntryTasks: p.EntryTasks, FailureMode: p.FailureMode, Description: p.Description}); err != nil {
+				EntryTasks: p.EntryTasks, FailureMode: p.FailureMode, Description: p.Description, TimeoutMs: p.TimeoutMs}); err != nil {
 				return fmt.Errorf("save pipeline %s: %w", p.ID, err)
 			}
 		}

@@ -31,6 +31,12 @@ type PipelineRun struct {
 	// ScheduleID and ScheduleSlot name the schedule and the slot that made the run.
 	ScheduleID   string
 	ScheduleSlot *time.Time
+	// TimeoutMs and Deadline are the run's timeout and the time the sweep ends it at if it is
+	// still running then (nil: none).
+	TimeoutMs *int64
+	Deadline  *time.Time
+	// ErrorCode says why the run ended when it says (protocol.PipelineTimeout; "" otherwise).
+	ErrorCode string
 }
 
 // RunTask is a task run within a pipeline run, with whether its code changed since the previous
@@ -49,7 +55,8 @@ type RunTask struct {
 func pipelineRunOf(row dbsqlc.PipelineRunGetRow) PipelineRun {
 	r := PipelineRun{ID: row.ID, PipelineID: row.PipelineID, Status: row.Status, FailureMode: row.FailureMode,
 		Priority: row.Priority, InputPath: row.InputPath, Error: nonEmpty(row.Error), CreatedAt: row.CreatedAt,
-		CompletedAt: row.CompletedAt, ScheduleID: row.ScheduleID, ScheduleSlot: row.ScheduleSlot}
+		CompletedAt: row.CompletedAt, ScheduleID: row.ScheduleID, ScheduleSlot: row.ScheduleSlot,
+		TimeoutMs: row.TimeoutMs, Deadline: row.Deadline, ErrorCode: row.ErrorCode}
 	if len(row.Metadata) > 0 {
 		r.Metadata = row.Metadata
 	}
@@ -176,19 +183,36 @@ func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun,
 		if run.status != protocol.PipelineRunning {
 			return conflict("PIPELINE_RUN_FINISHED", "pipeline run %q is already %s", id, run.status)
 		}
-		if err := queries.CancelPipelineNodes(ctx, tx, dbsqlc.CancelPipelineNodesParams{PipelineRunID: id,
-			Statuses: statusTexts(protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning),
-			Reason:   "the pipeline run was cancelled"}); err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
-		}
-		if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: id, Status: protocol.PipelineCancelled,
-			Error: "cancelled by request"}); err != nil {
-			return fmt.Errorf("cancel %s: %w", id, err)
-		}
-		return nil
+		return endPipelineRun(ctx, tx, run, runEnd{status: protocol.PipelineCancelled, err: "cancelled by request",
+			reason: "the pipeline run was cancelled"})
 	})
 	if err != nil {
 		return PipelineRun{}, err
 	}
 	return e.GetPipelineRun(ctx, id)
+}
+
+// runEnd is how endPipelineRun ends a pipeline run: its status, error and error code ("" =
+// none), and the reason its open nodes are cancelled with.
+type runEnd struct {
+	status            protocol.PipelineRunStatus
+	err, code, reason string
+}
+
+// endPipelineRun ends the running pipeline run run, which the caller locked (lockRuns) in tx:
+// its nodes that have not ended (waiting, pending, dispatching, running) are cancelled with
+// end.reason, so that running workers learn it from shouldCancel on their next heartbeat and
+// their late callbacks change nothing, and the run takes end's status, error and code.
+func endPipelineRun(ctx context.Context, tx dbtx, run *lockedRun, end runEnd) error {
+	if err := queries.CancelPipelineNodes(ctx, tx, dbsqlc.CancelPipelineNodesParams{PipelineRunID: run.id,
+		Statuses: statusTexts(protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning),
+		Reason:   end.reason}); err != nil {
+		return fmt.Errorf("end pipeline run %s: cancel its nodes: %w", run.id, err)
+	}
+	if err := queries.FinishPipelineRun(ctx, tx, dbsqlc.FinishPipelineRunParams{ID: run.id, Status: end.status,
+		Error: end.err, ErrorCode: end.code}); err != nil {
+		return fmt.Errorf("end pipeline run %s: %w", run.id, err)
+	}
+	run.status, run.ended = end.status, true
+	return nil
 }

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/pipeweave/pipeweave/core/internal/telemetry"
 	"github.com/pipeweave/pipeweave/core/protocol"
@@ -11,12 +13,20 @@ import (
 
 // Sweep ends up to limit attempts whose deadline passed (expired dispatch leases, missed
 // heartbeats, hard timeouts): they are retried or failed like any failed attempt. A callback
-// that commits first always wins.
+// that commits first always wins. It then times out up to limit running pipeline runs whose
+// deadline (timeoutMs) passed (sweepDeadlines). It returns how many attempts and pipeline runs
+// it ended.
 func (e *Engine) Sweep(ctx context.Context, limit int) (int, error) {
 	if limit <= 0 {
 		limit = e.cfg.SweepBatch
 	}
 	n, err := e.sweep(ctx, limit)
+	if err != nil {
+		e.metrics.SweepResults.WithLabelValues(telemetry.SweepError).Inc()
+		return n, err
+	}
+	timedOut, err := e.sweepDeadlines(ctx, limit)
+	n += timedOut
 	if err != nil {
 		e.metrics.SweepResults.WithLabelValues(telemetry.SweepError).Inc()
 		return n, err
@@ -64,4 +74,63 @@ func (e *Engine) sweep(ctx context.Context, limit int) (int, error) {
 		e.log.Info("sweep ended expired attempts", "count", len(ended))
 	}
 	return len(ended), nil
+}
+
+// deadlineBatch is the most pipeline runs one transaction of sweepDeadlines times out.
+const deadlineBatch = 50
+
+// sweepDeadlines times out up to limit running pipeline runs whose deadline passed (e.now(), nil
+// = the database clock), earliest deadline first, deadlineBatch runs per transaction: each
+// transaction locks its runs in id order, as every writer does, and ends those still running
+// (a callback that ended a run first wins): their open nodes are cancelled ("the pipeline run
+// timed out"; running workers learn it from shouldCancel on their next heartbeat, and their late
+// callbacks change nothing) and the run fails with PIPELINE_TIMEOUT. It returns how many runs it
+// ended.
+func (e *Engine) sweepDeadlines(ctx context.Context, limit int) (int, error) {
+	rows, err := queries.ExpiredPipelineRuns(ctx, e.db, dbsqlc.ExpiredPipelineRunsParams{Now: e.now(), Max: limit})
+	if err != nil {
+		return 0, fmt.Errorf("sweep pipeline deadlines: %w", err)
+	}
+	ended := 0
+	for batch := range slices.Chunk(rows, deadlineBatch) {
+		timeouts := make(map[string]int64, len(batch))
+		pipelines := make(map[string]string, len(batch))
+		ids := make([]string, len(batch))
+		for i, r := range batch {
+			ids[i], timeouts[r.ID], pipelines[r.ID] = r.ID, r.TimeoutMs, r.PipelineID
+		}
+		var runs map[string]*lockedRun
+		err := e.db.InTx(ctx, func(tx dbtx) error {
+			var err error
+			if runs, err = e.lockRuns(ctx, tx, ids); err != nil {
+				return err
+			}
+			for _, id := range slices.Sorted(maps.Keys(runs)) {
+				run := runs[id]
+				if run.status != protocol.PipelineRunning {
+					continue
+				}
+				if err := endPipelineRun(ctx, tx, run, runEnd{status: protocol.PipelineFailed,
+					err:  fmt.Sprintf("pipeline run timed out after %d ms", timeouts[id]),
+					code: protocol.PipelineTimeout, reason: "the pipeline run timed out"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return ended, fmt.Errorf("sweep pipeline deadlines: %w", err)
+		}
+		e.cfg.Signals.signalEnded(runs)
+		for _, run := range runs {
+			if run.ended {
+				ended++
+				e.metrics.PipelineTimeouts.WithLabelValues(pipelines[run.id]).Inc()
+			}
+		}
+	}
+	if ended > 0 {
+		e.log.Info("sweep timed out pipeline runs", "count", ended)
+	}
+	return ended, nil
 }

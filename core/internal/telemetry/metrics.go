@@ -85,6 +85,9 @@ type Metrics struct {
 	// SweepResults counts what sweeps did with the expired attempts they found, by outcome
 	// (pipeweave_sweep_results_total{outcome}).
 	SweepResults *prometheus.CounterVec
+	// PipelineTimeouts counts pipeline runs the sweep failed because their deadline (timeoutMs)
+	// passed, by pipeline (pipeweave_pipeline_timeouts_total{pipeline}).
+	PipelineTimeouts *prometheus.CounterVec
 	// ScheduleSlots counts the schedules' slots handled, by outcome
 	// (pipeweave_schedule_slots_total{outcome}: fired, skipped, failed, missed).
 	ScheduleSlots *prometheus.CounterVec
@@ -121,6 +124,8 @@ func NewMetrics() *Metrics {
 			Help: "Runs that failed for good and were added to the dead letter queue, by task."}, []string{"task"}),
 		SweepResults: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "sweep_results_total",
 			Help: "Expired attempts found by sweeps, by outcome (retried, failed, skipped), and failed sweeps (error)."}, []string{"outcome"}),
+		PipelineTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "pipeline_timeouts_total",
+			Help: "Pipeline runs the sweep failed with PIPELINE_TIMEOUT because their deadline (timeoutMs) passed, by pipeline."}, []string{"pipeline"}),
 		ScheduleSlots: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "schedule_slots_total",
 			Help: "Schedule slots handled by this instance, by outcome (fired, skipped, failed, missed)."}, []string{"outcome"}),
 		ScheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "schedule_lag_seconds",
@@ -130,7 +135,7 @@ func NewMetrics() *Metrics {
 			Help: "Webhook delivery attempts, by outcome (delivered, failed: retried later, dead: given up)."}, []string{"outcome"}),
 	}
 	m.Registry.MustRegister(m.Claims, m.RateLimitedClaims, m.DispatchDuration, m.DispatchFailures, m.TaskDuration, m.Retries, m.Timeouts,
-		m.DLQEntries, m.SweepResults, m.ScheduleSlots, m.ScheduleLag, m.WebhookDeliveries)
+		m.DLQEntries, m.SweepResults, m.PipelineTimeouts, m.ScheduleSlots, m.ScheduleLag, m.WebhookDeliveries)
 	// Outcomes and reasons exist from the start, so rates work before the first event.
 	for _, o := range []string{DispatchAcked, DispatchBackPressure, DispatchFailed} {
 		m.DispatchDuration.WithLabelValues(o)

@@ -110,7 +110,7 @@ func EnqueueResults(r []engine.EnqueueResult) []protocol.EnqueueResult {
 func Pipeline(p engine.Pipeline) protocol.Pipeline {
 	return protocol.Pipeline{ID: p.ID, ServiceID: p.ServiceID, Implicit: p.Implicit, EntryTasks: p.EntryTasks,
 		FailureMode: p.FailureMode, Description: p.Description, Tasks: p.Tasks, Valid: p.Valid, Errors: p.Errors,
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, PausedAt: p.PausedAt}
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, PausedAt: p.PausedAt, TimeoutMs: p.TimeoutMs}
 }
 
 // PipelinePause is a pipeline's pause state's wire shape.
@@ -133,7 +133,7 @@ func PipelineRun(r engine.PipelineRun) protocol.PipelineRun {
 	return protocol.PipelineRun{ID: r.ID, PipelineID: r.PipelineID, Status: r.Status, FailureMode: r.FailureMode,
 		Priority: r.Priority, Metadata: r.Metadata, InputPath: r.InputPath, Error: r.Error, CreatedAt: r.CreatedAt,
 		CompletedAt: r.CompletedAt, Snapshot: r.Snapshot, Tasks: list(r.Tasks, runTask), ScheduleID: r.ScheduleID,
-		ScheduleSlot: r.ScheduleSlot}
+		ScheduleSlot: r.ScheduleSlot, TimeoutMs: r.TimeoutMs, Deadline: r.Deadline, ErrorCode: r.ErrorCode}
 }
 
 func runTask(t engine.RunTask) protocol.PipelineRunTask {

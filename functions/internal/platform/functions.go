@@ -42,7 +42,8 @@ type SweepSummary struct {
 }
 
 // HeartbeatSweep ends the attempts whose heartbeat deadline, timeout or dispatch lease has
-// passed (retry or failure). Its summary is {"swept","durationMs"}.
+// passed (retry or failure), and fails the pipeline runs whose deadline (timeoutMs) passed
+// with PIPELINE_TIMEOUT. Its summary is {"swept","durationMs"}, swept counting both.
 func HeartbeatSweep(e Env) (*Function, error) {
 	o := e.Orchestrator
 	return NewScheduled("heartbeat-sweep", func(ctx context.Context) (any, error) {

@@ -6,30 +6,36 @@ SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, prior
 FROM tasks WHERE removed_in_version IS NULL;
 
 -- name: PipelineGet :one
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
+       timeout_ms
 FROM pipelines WHERE id = sqlc.arg('id');
 
 -- name: PipelineList :many
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
+       timeout_ms
 FROM pipelines ORDER BY id;
 
 -- name: UpsertPipeline :exec
--- service_id is NULL for PUT.
+-- service_id is NULL for PUT; timeout_ms is the runs' timeout (NULL = none).
 -- An implicit (per-service) definition never replaces an explicit one.
-INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description)
-VALUES (sqlc.arg('id'), sqlc.narg('service_id'), sqlc.arg('entry_tasks'), sqlc.arg('failure_mode'), sqlc.arg('implicit'), sqlc.arg('description'))
+INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, timeout_ms)
+VALUES (sqlc.arg('id'), sqlc.narg('service_id'), sqlc.arg('entry_tasks'), sqlc.arg('failure_mode'), sqlc.arg('implicit'), sqlc.arg('description'),
+        sqlc.narg('timeout_ms'))
 ON CONFLICT (id) DO UPDATE SET
     service_id = excluded.service_id, entry_tasks = excluded.entry_tasks,
     failure_mode = excluded.failure_mode, implicit = excluded.implicit,
-    description = excluded.description, updated_at = now()
+    description = excluded.description, timeout_ms = excluded.timeout_ms, updated_at = now()
 WHERE p.implicit OR NOT excluded.implicit;
 
 -- name: InsertPipelineRun :exec
 -- traceparent is the W3C traceparent of the trigger's span ('' = none); input the input the run
--- keeps inline (NULL = stored at input_path).
+-- keeps inline (NULL = stored at input_path); timeout_ms the run's timeout (NULL = none), which
+-- sets its deadline from now (NULL = the database clock).
 INSERT INTO pipeline_runs (id, pipeline_id, status, failure_mode, priority, metadata, input_path, input, snapshot,
-                           traceparent)
-VALUES (sqlc.arg('id'), sqlc.arg('pipeline_id'), 'running', sqlc.arg('failure_mode'), sqlc.arg('priority'), sqlc.arg('metadata'), sqlc.arg('input_path'), sqlc.narg('input'), sqlc.arg('snapshot'), nullif(sqlc.arg('traceparent')::text, ''));
+                           traceparent, timeout_ms, deadline)
+VALUES (sqlc.arg('id'), sqlc.arg('pipeline_id'), 'running', sqlc.arg('failure_mode'), sqlc.arg('priority'), sqlc.arg('metadata'), sqlc.arg('input_path'), sqlc.narg('input'), sqlc.arg('snapshot'), nullif(sqlc.arg('traceparent')::text, ''),
+        sqlc.narg('timeout_ms')::bigint,
+        coalesce(sqlc.narg('now')::timestamptz, now()) + sqlc.narg('timeout_ms')::bigint * interval '1 millisecond');
 
 -- name: InsertPipelineTaskRuns :exec
 -- Every node of a new pipeline run at once: entry tasks pending, the others waiting. Each
@@ -110,8 +116,20 @@ finished AS (
 SELECT coalesce((SELECT status FROM finished), '')::text AS finished;
 
 -- name: FinishPipelineRun :exec
-UPDATE pipeline_runs SET status = sqlc.arg('status'), error = nullif(sqlc.arg('error')::text, ''), completed_at = now()
+-- Ends running pipeline run id with status, error and error_code ('' = none). The caller holds
+-- the run's lock.
+UPDATE pipeline_runs SET status = sqlc.arg('status'), error = nullif(sqlc.arg('error')::text, ''),
+                         error_code = nullif(sqlc.arg('error_code')::text, ''), completed_at = now()
 WHERE id = sqlc.arg('id') AND status = 'running';
+
+-- name: ExpiredPipelineRuns :many
+-- Up to max running pipeline runs whose deadline passed at now (NULL = the database clock),
+-- earliest deadline first, with their pipeline and timeout. Nothing is locked here: the sweep
+-- locks them (LockPipelineRuns) and re-checks that they are still running.
+SELECT id, pipeline_id, coalesce(timeout_ms, 0)::bigint AS timeout_ms FROM pipeline_runs
+WHERE status = 'running' AND deadline IS NOT NULL AND deadline <= coalesce(sqlc.narg('now')::timestamptz, now())
+ORDER BY deadline
+LIMIT sqlc.arg('max')::int;
 
 -- name: CancelPipelineNodes :exec
 -- Cancels run pipeline_run_id's nodes in states statuses with reason. Workers of running ones learn it from
@@ -127,13 +145,15 @@ WHERE tr.id = sqlc.arg('id');
 
 -- name: PipelineRunGet :one
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, snapshot,
-       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       timeout_ms, deadline, coalesce(error_code, '') AS error_code
 FROM pipeline_runs WHERE id = sqlc.arg('id');
 
 -- name: PipelineRunList :many
 -- Filters pipeline_id and status ('' = all); cursor is an id ('' = newest), max the limit.
 SELECT id, pipeline_id, status, failure_mode, priority, metadata, input_path, NULL::jsonb AS snapshot,
-       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot
+       coalesce(error, ''), created_at, completed_at, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       timeout_ms, deadline, coalesce(error_code, '') AS error_code
 FROM pipeline_runs
 WHERE (sqlc.arg('pipeline_id')::text = '' OR pipeline_id = sqlc.arg('pipeline_id')::text) AND (sqlc.arg('status')::text = '' OR status = sqlc.arg('status')::text) AND (sqlc.arg('cursor')::text = '' OR id < sqlc.arg('cursor')::text)
 ORDER BY id DESC
@@ -181,7 +201,12 @@ FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = sqlc.arg('old_id')::text;
 
 -- name: ReopenPipelineRun :exec
-UPDATE pipeline_runs SET status = 'running', error = NULL, completed_at = NULL WHERE id = sqlc.arg('id');
+UPDATE pipeline_runs SET status = 'running', error = NULL, error_code = NULL, completed_at = NULL WHERE id = sqlc.arg('id');
+
+-- name: PipelineRunErrorCode :one
+-- Why pipeline run id ended, when it says ('' otherwise): a DLQ retry refuses to re-open a run
+-- that timed out (PIPELINE_TIMEOUT).
+SELECT coalesce(error_code, '')::text FROM pipeline_runs WHERE id = sqlc.arg('id');
 
 -- name: SetPipelinePaused :one
 -- Pauses pipeline id (paused true: paused_at is set, kept if it already was) or resumes it

@@ -189,8 +189,11 @@ export function mount(ctx) {
       h('dt', {}, 'Started'), h('dd', {}, fmtTime(run.createdAt)),
       h('dt', {}, 'Finished'), h('dd', {}, fmtTime(run.completedAt)),
       h('dt', {}, 'Duration'), h('dd', {}, runDuration(run)),
+      // A run with a deadline (timeoutMs): when the sweep fails it if it is still running.
+      run.deadline ? h('dt', {}, 'Deadline') : null,
+      run.deadline ? h('dd', { testid: 'run-deadline' }, fmtTime(run.deadline) + ' (timeout ' + fmtDuration(run.timeoutMs) + ')') : null,
       h('dt', {}, 'Input'), h('dd', {}, objectButton(run.inputPath, run.inputPath, 'open-run-input'))),
-    run.error ? message('error', run.error, 'run-error') : null);
+    run.error ? message('error', (run.errorCode ? run.errorCode + ': ' : '') + run.error, 'run-error') : null);
 
     replace(dag, h('div', { class: 'card-head' }, h('h2', {}, 'Graph'), h('span', { class: 'muted small' }, 'Click a task for its attempts.')),
       h('div', { class: 'dag-wrap' }, renderDAG(run.snapshot || { tasks: {} }, { states, onSelect: select, selected, testid: 'run-dag' })),
