@@ -53,6 +53,7 @@ type Pipeline struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
+	Nodes       []byte
 }
 
 type PipelineRun struct {
@@ -220,6 +221,9 @@ type TaskRun struct {
 	ScheduleID          *string
 	ScheduleSlot        *time.Time
 	ConcurrencyKey      *string
+	ItemIndex           *int
+	ItemsTotal          *int
+	ItemsLeft           *int
 }
 
 type TempUpload struct {

@@ -365,7 +365,7 @@ func (q *Queries) ParkPipelineNodes(ctx context.Context, db DBTX, id string) err
 }
 
 const pipelineGet = `-- name: PipelineGet :one
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at, nodes
 FROM pipelines WHERE id = $1
 `
 
@@ -379,6 +379,7 @@ type PipelineGetRow struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
+	Nodes       []byte
 }
 
 func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (PipelineGetRow, error) {
@@ -394,12 +395,13 @@ func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (Pipeline
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.PausedAt,
+		&i.Nodes,
 	)
 	return i, err
 }
 
 const pipelineList = `-- name: PipelineList :many
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at, nodes
 FROM pipelines ORDER BY id
 `
 
@@ -413,6 +415,7 @@ type PipelineListRow struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
+	Nodes       []byte
 }
 
 func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow, error) {
@@ -434,6 +437,7 @@ func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow,
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.PausedAt,
+			&i.Nodes,
 		); err != nil {
 			return nil, err
 		}
@@ -852,12 +856,12 @@ func (q *Queries) UnparkPipelineNodes(ctx context.Context, db DBTX, id string) e
 }
 
 const upsertPipeline = `-- name: UpsertPipeline :exec
-INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, nodes)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
 ON CONFLICT (id) DO UPDATE SET
     service_id = excluded.service_id, entry_tasks = excluded.entry_tasks,
     failure_mode = excluded.failure_mode, implicit = excluded.implicit,
-    description = excluded.description, updated_at = now()
+    description = excluded.description, nodes = excluded.nodes, updated_at = now()
 WHERE p.implicit OR NOT excluded.implicit
 `
 
@@ -868,10 +872,12 @@ type UpsertPipelineParams struct {
 	FailureMode string
 	Implicit    bool
 	Description string
+	Nodes       []byte
 }
 
 // service_id is NULL for PUT.
-// An implicit (per-service) definition never replaces an explicit one.
+// An implicit (per-service) definition never replaces an explicit one. nodes is the node
+// configuration (NULL: none).
 func (q *Queries) UpsertPipeline(ctx context.Context, db DBTX, arg UpsertPipelineParams) error {
 	_, err := db.Exec(ctx, upsertPipeline,
 		arg.ID,
@@ -880,6 +886,7 @@ func (q *Queries) UpsertPipeline(ctx context.Context, db DBTX, arg UpsertPipelin
 		arg.FailureMode,
 		arg.Implicit,
 		arg.Description,
+		arg.Nodes,
 	)
 	return err
 }

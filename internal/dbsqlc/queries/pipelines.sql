@@ -6,22 +6,23 @@ SELECT id, service_id, allowed_next, code_version, code_hash, concurrency, prior
 FROM tasks WHERE removed_in_version IS NULL;
 
 -- name: PipelineGet :one
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at, nodes
 FROM pipelines WHERE id = sqlc.arg('id');
 
 -- name: PipelineList :many
-SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at
+SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at, nodes
 FROM pipelines ORDER BY id;
 
 -- name: UpsertPipeline :exec
 -- service_id is NULL for PUT.
--- An implicit (per-service) definition never replaces an explicit one.
-INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description)
-VALUES (sqlc.arg('id'), sqlc.narg('service_id'), sqlc.arg('entry_tasks'), sqlc.arg('failure_mode'), sqlc.arg('implicit'), sqlc.arg('description'))
+-- An implicit (per-service) definition never replaces an explicit one. nodes is the node
+-- configuration (NULL: none).
+INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, nodes)
+VALUES (sqlc.arg('id'), sqlc.narg('service_id'), sqlc.arg('entry_tasks'), sqlc.arg('failure_mode'), sqlc.arg('implicit'), sqlc.arg('description'), sqlc.narg('nodes')::jsonb)
 ON CONFLICT (id) DO UPDATE SET
     service_id = excluded.service_id, entry_tasks = excluded.entry_tasks,
     failure_mode = excluded.failure_mode, implicit = excluded.implicit,
-    description = excluded.description, updated_at = now()
+    description = excluded.description, nodes = excluded.nodes, updated_at = now()
 WHERE p.implicit OR NOT excluded.implicit;
 
 -- name: InsertPipelineRun :exec
