@@ -3,12 +3,17 @@ package core_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/testorch"
 )
 
 // mapNode is a nodes declaration making task a map over over's output at items.
@@ -85,13 +90,6 @@ func TestMapNodeDeclaration(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(context.Background(), "SELECT count(*) FROM services WHERE id = 'pdf2'").Scan(&n))
 	require.Zero(t, n, "a refused registration stores nothing")
 
-	// Fan-out is not built yet: a pipeline with a map node is refused, not run as a plain DAG.
-	r = e.do("POST", "/api/pipelines/pages/trigger", map[string]any{"input": 1}, "")
-	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
-	require.Equal(t, "MAP_NOT_SUPPORTED", r.errorBody(t).Code)
-	require.NoError(t, e.pool.QueryRow(context.Background(), "SELECT count(*) FROM pipeline_runs").Scan(&n))
-	require.Zero(t, n)
-
 	// A registration may declare a map over its own new tasks.
 	r = e.postReg("pdf3", protocol.RegisterRequest{ServiceID: "pdf3", Version: "1", BaseURL: url,
 		Tasks: []protocol.TaskDefinition{task("s3", next("o3")), task("o3")},
@@ -117,4 +115,117 @@ func decodeInto(t *testing.T, v, out any) {
 	data, err := json.Marshal(v)
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(data, out))
+}
+
+// itemInput is the input a dispatch carries, inline or read from storage.
+func (e *env) itemInput(d protocol.DispatchRequest) []byte {
+	if d.Input != nil {
+		return d.Input
+	}
+	return readFile(e.t, filepath.Join(e.storageDir, filepath.FromSlash(d.InputPath)))
+}
+
+// pageOCR answers an item {"n": i} with {"text": "page-i"}; fail, when set, names the pages
+// that fail for good.
+func pageOCR(e *env, fail func(n int) bool) func(protocol.DispatchRequest) protocol.CallbackRequest {
+	return func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		var in struct {
+			N int `json:"n"`
+		}
+		if err := json.Unmarshal(e.itemInput(d), &in); err != nil {
+			e.t.Errorf("item input of %s: %v", d.RunID, err)
+		}
+		if fail != nil && fail(in.N) {
+			return failWith(fmt.Sprintf("page %d unreadable", in.N), false)(d)
+		}
+		return e.result(d, fmt.Sprintf(`{"text":"page-%d"}`, in.N))
+	}
+}
+
+// pagesOutput is split's output with n pages {"n": i}.
+func pagesOutput(n int) string {
+	pages := make([]string, n)
+	for i := range pages {
+		pages[i] = fmt.Sprintf(`{"n":%d}`, i)
+	}
+	return `{"pages":[` + strings.Join(pages, ",") + `]}`
+}
+
+// mapPipeline registers split → ocr → merge on w with ocr a map over split's /pages.
+func mapPipeline(e *env, w *pworker, id string, extra map[string]any, mods ...func(*protocol.TaskDefinition)) {
+	e.register("pdf", "1", w.URL(), task("split", append(mods, next("ocr"))...), task("ocr", append(mods, next("merge"))...), task("merge", mods...))
+	r := e.do("PUT", "/api/pipelines/"+id, map[string]any{"entryTasks": []string{"split"}, "nodes": mapNode("ocr", "split", "/pages", extra)}, "")
+	require.Equal(e.t, http.StatusOK, r.Status, string(r.Body))
+}
+
+// mapRowOf reads the map row of task in pipeline run id: its status, error code and counters.
+func (e *env) mapRowOf(runID, task string) (status, code string, total, left *int) {
+	e.t.Helper()
+	require.NoError(e.t, e.pool.QueryRow(context.Background(), `SELECT status, coalesce(error_code, ''), items_total, items_left
+		FROM task_runs WHERE pipeline_run_id = $1 AND task_id = $2 AND item_index IS NULL AND superseded_by IS NULL`, runID, task).
+		Scan(&status, &code, &total, &left))
+	return
+}
+
+// mergedArray is the map output merge's dispatch carries for ocr: inline, or read from storage.
+func (e *env) mergedArray(d protocol.DispatchRequest) []json.RawMessage {
+	e.t.Helper()
+	ref, ok := d.UpstreamRefs["ocr"]
+	require.True(e.t, ok, "merge's upstream has ocr: %v", upstreamKeys(d))
+	data := []byte(ref.Output)
+	if data == nil {
+		data = e.object(ref.OutputPath).Content
+	}
+	var arr []json.RawMessage
+	require.NoError(e.t, json.Unmarshal(data, &arr))
+	return arr
+}
+
+// split → ocr (a map over split's /pages) → merge: every page is an item that runs once, and
+// merge receives the items' outputs in index order, whether payloads are inline or stored.
+func TestMapNodeFanOutAndMerge(t *testing.T) {
+	t.Parallel()
+	testorch.EachInlineThreshold(t, func(t *testing.T, inline func(*core.Config)) {
+		e := newEnv(t, inline)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil)
+		const n = 50
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+		w.on("ocr", pageOCR(e, nil))
+		id := e.trigger("pages", map[string]any{"input": map[string]string{"doc": "x"}})
+		r := e.waitRun(id, "completed")
+		status, code, total, left := e.mapRowOf(id, "ocr")
+		require.Equal(t, "completed", status)
+		require.Empty(t, code)
+		require.Equal(t, n, *total)
+		require.Zero(t, *left)
+		items := w.dispatchesOf("ocr")
+		require.Len(t, items, n, "each item is dispatched once, the map row never")
+		seen := map[string]bool{}
+		for _, d := range items {
+			require.Equal(t, 1, d.Attempt)
+			require.Equal(t, id, d.PipelineRunID)
+			require.Empty(t, d.UpstreamRefs, "an item's upstream is its item")
+			require.False(t, seen[d.RunID])
+			seen[d.RunID] = true
+		}
+		merge := w.dispatchesOf("merge")
+		require.Len(t, merge, 1)
+		require.Equal(t, []string{"ocr"}, upstreamKeys(merge[0]), "only the map row is merge's upstream")
+		arr := e.mergedArray(merge[0])
+		require.Len(t, arr, n)
+		inlineOn := e.cfg.InlinePayloadMaxBytes > 0
+		for i, v := range arr {
+			if inlineOn {
+				require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(v))
+				continue
+			}
+			var ref struct {
+				OutputPath string `json:"outputPath"`
+			}
+			require.NoError(t, json.Unmarshal(v, &ref))
+			require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(e.object(ref.OutputPath).Content))
+		}
+		require.Equal(t, "completed", r.node("merge").Status)
+	})
 }

@@ -188,10 +188,12 @@ func (q *Queries) FinishPipelineRun(ctx context.Context, db DBTX, arg FinishPipe
 const finishPipelineRunIfDone = `-- name: FinishPipelineRunIfDone :one
 WITH tally AS (
     SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')) AS failed,
            count(*) FILTER (WHERE status = 'completed') AS completed,
-           coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
-    FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL
+           coalesce(string_agg(task_id, ', ' ORDER BY task_id)
+               FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')), '')::text AS failed_tasks
+    -- A map node's items are not counted: its map row stands for them (migration 014).
+    FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL AND item_index IS NULL
 ),
 finished AS (
     UPDATE pipeline_runs pr SET
@@ -210,7 +212,9 @@ SELECT coalesce((SELECT status FROM finished), '')::text AS finished
 
 // Counts the current nodes of running pipeline run id and ends the run when none is open, or
 // in fail-fast mode as soon as one failed: failed when a node failed (partial in partial-merge
-// mode when another completed, the error naming the failed nodes), else completed. finished is
+// mode when another completed, the error naming the failed nodes), else completed. A map row
+// that completed with failed items (MAP_ITEMS_FAILED, continue and partial-merge) counts as both
+// a completed node and a failed one. finished is
 // the status it ended with, ” when it goes on. The caller holds the run's lock.
 func (q *Queries) FinishPipelineRunIfDone(ctx context.Context, db DBTX, id string) (string, error) {
 	row := db.QueryRow(ctx, finishPipelineRunIfDone, id)

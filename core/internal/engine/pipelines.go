@@ -334,9 +334,6 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 		err := invalid("PIPELINE_INVALID", "pipeline %q cannot run: %s", id, strings.Join(p.Errors, "; "))
 		err.Details = map[string]any{"errors": p.Errors}
 		return TriggerResult{}, err
-	case hasMapNodes(g):
-		// Fan-out is not built yet: a map node must not run as an ordinary node.
-		return TriggerResult{}, invalid("MAP_NOT_SUPPORTED", "pipeline %q has map nodes, which this version cannot run yet", id)
 	}
 	warnings, err := e.checkTriggerInput(ctx, req.ValidationMode, req.Input, g.EntryTasks, tasks)
 	if err != nil {
