@@ -229,3 +229,120 @@ func TestMapNodeFanOutAndMerge(t *testing.T) {
 		require.Equal(t, "completed", r.node("merge").Status)
 	})
 }
+
+// Bad items fail the map row with a code naming the problem; the run follows its failure mode.
+// An empty array completes the map at once with [].
+func TestMapNodeBadItems(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		output, code, msg string
+		maxItems          int
+	}{
+		"missing pointer":   {`{"other":[1]}`, "MAP_ITEMS_INVALID", `items "/pages" does not resolve in the output of split`, 0},
+		"object, not array": {`{"pages":{"a":1}}`, "MAP_ITEMS_INVALID", `items "/pages" selects a JSON object in the output of split, not an array`, 0},
+		"string":            {`{"pages":"p"}`, "MAP_ITEMS_INVALID", "selects a JSON string", 0},
+		"too many":          {pagesOutput(4), "MAP_TOO_LARGE", `items "/pages" has 4 elements; maxItems is 3`, 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			w := newPWorker(t, e)
+			var extra map[string]any
+			if c.maxItems > 0 {
+				extra = map[string]any{"maxItems": c.maxItems}
+			}
+			mapPipeline(e, w, "pages", extra)
+			w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, c.output) })
+			id := e.trigger("pages", map[string]any{"input": 1})
+			r := e.waitRun(id, "failed")
+			status, code, _, _ := e.mapRowOf(id, "ocr")
+			require.Equal(t, "failed", status)
+			require.Equal(t, c.code, code)
+			require.Contains(t, *r.node("ocr").Error, c.msg)
+			require.Equal(t, "cancelled", r.node("merge").Status)
+			require.Empty(t, w.dispatchesOf("ocr"))
+			var n int
+			require.NoError(t, e.pool.QueryRow(context.Background(), "SELECT count(*) FROM task_runs WHERE item_index IS NOT NULL").Scan(&n))
+			require.Zero(t, n, "no item row")
+		})
+	}
+	t.Run("continue skips the successors", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil)
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"pages":null}`) })
+		id := e.trigger("pages", map[string]any{"input": 1, "failureMode": "continue"})
+		r := e.waitRun(id, "failed")
+		require.Contains(t, *r.node("ocr").Error, "selects a JSON null")
+		require.Equal(t, "skipped", r.node("merge").Status)
+	})
+	t.Run("empty array", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil)
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"pages":[]}`) })
+		id := e.trigger("pages", map[string]any{"input": 1})
+		e.waitRun(id, "completed")
+		require.Empty(t, w.dispatchesOf("ocr"))
+		require.Empty(t, e.mergedArray(w.dispatchesOf("merge")[0]))
+	})
+}
+
+// A failing item (no retries) in each failure mode: fail-fast fails the map row and the run and
+// cancels the items not started; continue completes the map with null for the failed item and
+// ends the run failed; partial-merge does the same and ends the run partial.
+func TestMapNodeFailureModes(t *testing.T) {
+	t.Parallel()
+	const n = 6
+	bad := func(i int) bool { return i == 2 }
+	t.Run("fail-fast", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(1) })
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+		w.on("ocr", pageOCR(e, bad))
+		id := e.trigger("pages", map[string]any{"input": 1})
+		r := e.waitRun(id, "failed")
+		status, code, _, _ := e.mapRowOf(id, "ocr")
+		require.Equal(t, "failed", status)
+		require.Equal(t, "MAP_ITEM_FAILED", code)
+		require.Equal(t, "cancelled", r.node("merge").Status)
+		require.Contains(t, *r.Error, "ocr")
+		var cancelled int
+		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs
+			WHERE pipeline_run_id = $1 AND item_index IS NOT NULL AND status = 'cancelled'`, id).Scan(&cancelled))
+		require.Equal(t, n-len(w.dispatchesOf("ocr")), cancelled, "the items not dispatched are cancelled")
+		require.Empty(t, w.dispatchesOf("merge"))
+	})
+	for _, c := range []struct{ mode, status string }{{"continue", "failed"}, {"partial-merge", "partial"}} {
+		t.Run(c.mode, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			w := newPWorker(t, e)
+			mapPipeline(e, w, "pages", nil)
+			w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+			w.on("ocr", pageOCR(e, bad))
+			id := e.trigger("pages", map[string]any{"input": 1, "failureMode": c.mode})
+			r := e.waitRun(id, c.status)
+			status, code, _, left := e.mapRowOf(id, "ocr")
+			require.Equal(t, "completed", status)
+			require.Equal(t, "MAP_ITEMS_FAILED", code)
+			require.Zero(t, *left)
+			require.Contains(t, *r.node("ocr").Error, "1 of 6 items failed: 2")
+			require.Len(t, w.dispatchesOf("ocr"), n)
+			arr := e.mergedArray(w.dispatchesOf("merge")[0])
+			require.Len(t, arr, n)
+			for i, v := range arr {
+				if bad(i) {
+					require.Equal(t, "null", string(v))
+				} else {
+					require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(v))
+				}
+			}
+			require.Equal(t, "completed", r.node("merge").Status)
+		})
+	}
+}
