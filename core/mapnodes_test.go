@@ -343,6 +343,73 @@ func TestMapNodeFailureModes(t *testing.T) {
 				}
 			}
 			require.Equal(t, "completed", r.node("merge").Status)
+			// The failed item is in the DLQ; retrying one item is refused (not built yet) and
+			// changes nothing.
+			var dlqID string
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT d.id FROM dlq d JOIN task_runs tr ON tr.id = d.task_run_id
+				WHERE tr.pipeline_run_id = $1 AND tr.item_index = 2`, id).Scan(&dlqID))
+			resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
+			require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+			require.Equal(t, "MAP_ITEM_RETRY_UNSUPPORTED", resp.errorBody(t).Code)
+			require.Equal(t, c.status, e.pipelineRun(id).Status)
+			var open int
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM dlq WHERE id = $1 AND retry_run_id IS NULL`, dlqID).Scan(&open))
+			require.Equal(t, 1, open, "the entry stays open")
 		})
+	}
+}
+
+// A 1,000-item map completes with every item exactly once while many callbacks of its items
+// arrive at once (the worker answers each dispatch from its own goroutine), twice at a time
+// and a few times over.
+func TestMapNodeThousandItemsConcurrentCallbacks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	mapPipeline(e, w, "pages", nil, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(64) })
+	const n = 1_000
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	w.on("ocr", pageOCR(e, nil))
+	for round := 0; round < 2; round++ {
+		ids := []string{e.trigger("pages", map[string]any{"input": round}), e.trigger("pages", map[string]any{"input": round})}
+		for _, id := range ids {
+			e.waitRun(id, "completed")
+			perItem := map[string]int{}
+			for _, d := range w.dispatchesOf("ocr") {
+				if d.PipelineRunID == id {
+					require.Equal(t, 1, d.Attempt)
+					perItem[d.RunID]++
+				}
+			}
+			require.Len(t, perItem, n, "every item is dispatched")
+			for runID, k := range perItem {
+				require.Equal(t, 1, k, "item %s dispatched once", runID)
+			}
+			status, _, total, left := e.mapRowOf(id, "ocr")
+			require.Equal(t, "completed", status)
+			require.Equal(t, n, *total)
+			require.Zero(t, *left)
+			var completed int
+			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs
+				WHERE pipeline_run_id = $1 AND item_index IS NOT NULL AND status = 'completed'`, id).Scan(&completed))
+			require.Equal(t, n, completed)
+			var merge protocol.DispatchRequest
+			for _, d := range w.dispatchesOf("merge") {
+				if d.PipelineRunID == id {
+					require.Empty(t, merge.RunID, "merge is dispatched once")
+					merge = d
+				}
+			}
+			arr := e.mergedArray(merge)
+			require.Len(t, arr, n)
+			for i, v := range arr {
+				require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(v))
+			}
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.statuses["ocr"] {
+		require.Equal(t, http.StatusOK, s)
 	}
 }

@@ -109,7 +109,7 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 		}
 		taskID, inputPath := taken.TaskID, taken.InputPath
 		if taken.PipelineRunID != "" {
-			if err := e.reopen(ctx, tx, taken.PipelineRunID, taken.TaskRunID, runID); err != nil {
+			if err := e.reopen(ctx, tx, taken.PipelineRunID, taskID, taken.TaskRunID, runID); err != nil {
 				return err
 			}
 			if res.CodeVersion, err = queries.RunCodeVersion(ctx, tx, runID); err != nil {
@@ -233,10 +233,10 @@ func (e *Engine) PurgeDLQ(ctx context.Context, olderThan time.Duration) (int64, 
 	}, chunk, time.Time{})
 }
 
-// reopen replaces the failed node failedRunID of pipeline run prun with a new pending task run
+// reopen replaces the failed node failedRunID (of task taskID) of pipeline run prun with a new pending task run
 // newRunID and puts every node that was skipped or cancelled back to the state its
 // predecessors now call for, so the DAG continues from the retried task.
-func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunID string) error {
+func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID, newRunID string) error {
 	runs, err := e.lockRuns(ctx, tx, []string{prun})
 	if err != nil {
 		return err
@@ -247,6 +247,11 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunI
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
 	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
+	case run.snap.Tasks[taskID] != nil && run.snap.Tasks[taskID].Map != nil:
+		// Re-opening a map row for one item is not built yet (docs/dynamic-pipelines.md); the
+		// transaction rolls back, and the entry stays open.
+		return conflict("MAP_ITEM_RETRY_UNSUPPORTED", "task run %q is an item of map node %q of pipeline run %q: retrying one item is not supported yet; trigger the pipeline again instead",
+			failedRunID, taskID, prun)
 	}
 	n, err := queries.SupersedeNode(ctx, tx, dbsqlc.SupersedeNodeParams{ID: failedRunID, SupersededBy: newRunID})
 	if err != nil {
