@@ -227,6 +227,9 @@ func TestMapNodeFanOutAndMerge(t *testing.T) {
 			require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(e.object(ref.OutputPath).Content))
 		}
 		require.Equal(t, "completed", r.node("merge").Status)
+		var pointer string
+		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT snapshot->'tasks'->'ocr'->'map'->>'items' FROM pipeline_runs WHERE id = $1`, id).Scan(&pointer))
+		require.Equal(t, "/pages", pointer, "the run's snapshot carries the declaration")
 	})
 }
 
@@ -276,6 +279,18 @@ func TestMapNodeBadItems(t *testing.T) {
 		r := e.waitRun(id, "failed")
 		require.Contains(t, *r.node("ocr").Error, "selects a JSON null")
 		require.Equal(t, "skipped", r.node("merge").Status)
+	})
+	t.Run("stored output missing", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil)
+		// split reports an output in storage that it never wrote.
+		id := e.trigger("pages", map[string]any{"input": 1})
+		r := e.waitRun(id, "failed")
+		_, code, _, _ := e.mapRowOf(id, "ocr")
+		require.Equal(t, "MAP_ITEMS_INVALID", code)
+		require.Contains(t, *r.node("ocr").Error, "is missing from storage")
 	})
 	t.Run("empty array", func(t *testing.T) {
 		t.Parallel()
@@ -412,4 +427,33 @@ func TestMapNodeThousandItemsConcurrentCallbacks(t *testing.T) {
 	for _, s := range w.statuses["ocr"] {
 		require.Equal(t, http.StatusOK, s)
 	}
+}
+
+// A DLQ retry that would re-open a map node (cancelled by another node's failure) is refused:
+// the map row must not come back as an ordinary pending node, and nothing changes.
+func TestMapNodeReopenRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	e.register("pdf", "1", w.URL(), task("split", next("ocr", "side")), task("ocr", next("merge")), task("side"), task("merge"))
+	r := e.do("PUT", "/api/pipelines/pages", map[string]any{"entryTasks": []string{"split"}, "nodes": mapNode("ocr", "split", "/pages", nil)}, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(3)) })
+	w.on("ocr", pageOCR(e, nil))
+	w.on("side", failWith("side failed", false))
+	release := w.holdTask("ocr")
+	id := e.trigger("pages", map[string]any{"input": 1})
+	run := e.waitRun(id, "failed")
+	release()
+	status, _, total, _ := e.mapRowOf(id, "ocr")
+	require.Equal(t, "cancelled", status)
+	require.Equal(t, 3, *total, "the map had fanned out before side failed")
+	var dlqID string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT id FROM dlq WHERE task_run_id = $1`, run.node("side").ID).Scan(&dlqID))
+	resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	require.Equal(t, "MAP_REOPEN_UNSUPPORTED", resp.errorBody(t).Code)
+	require.Equal(t, "failed", e.pipelineRun(id).Status)
+	status, _, _, _ = e.mapRowOf(id, "ocr")
+	require.Equal(t, "cancelled", status)
 }

@@ -455,7 +455,7 @@ func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow,
 
 const pipelineNodesState = `-- name: PipelineNodesState :many
 SELECT id, task_id, status, selected_next, upstream_failed
-FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL
+FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL AND item_index IS NULL
 `
 
 type PipelineNodesStateRow struct {
@@ -466,6 +466,7 @@ type PipelineNodesStateRow struct {
 	UpstreamFailed bool
 }
 
+// The current node rows of a pipeline run (a map node's map row, not its items).
 func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID string) ([]PipelineNodesStateRow, error) {
 	rows, err := db.Query(ctx, pipelineNodesState, pipelineRunID)
 	if err != nil {

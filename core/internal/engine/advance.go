@@ -112,6 +112,10 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 		if resolved, err = e.resolveItems(ctx, tx, run, resolved); err != nil {
 			return err
 		}
+		if len(resolved) == 0 {
+			// Items only counted their map rows down: those rows are open, so the run goes on.
+			return nil
+		}
 	}
 	// db sends the advance's statements. A success that chose no successors (selectedNext)
 	// in a mode that skips nothing on success (fail-fast, partial-merge) advances in one wave,

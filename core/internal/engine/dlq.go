@@ -286,6 +286,12 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		if n == nil || (n.status != protocol.StatusSkipped && n.status != protocol.StatusCancelled) {
 			continue
 		}
+		if run.snap.Tasks[taskID].Map != nil {
+			// A map row goes back through its fan-out, which re-opening does not do yet; it
+			// must not become an ordinary pending node. The transaction rolls back.
+			return conflict("MAP_REOPEN_UNSUPPORTED", "pipeline run %q has map node %q (%s), which a DLQ retry cannot re-open yet; trigger the pipeline again instead",
+				prun, taskID, n.status)
+		}
 		left, selected, failed := 0, false, false
 		preds := run.snap.Tasks[taskID].Predecessors
 		for _, p := range preds {

@@ -346,8 +346,12 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	}
 	doc := over.Output
 	if doc == nil && over.OutputPath != "" {
-		if doc, err = e.readStored(ctx, over.OutputPath); err != nil {
+		var problem string
+		if doc, problem, err = e.readStored(ctx, over.OutputPath); err != nil {
 			return nil, err
+		}
+		if problem != "" {
+			return fail(MapItemsInvalid, "map node %s: items %q: the output of %s %s", taskID, m.Items, m.Over, problem)
 		}
 	}
 	items, code, msg := selectItems(doc, m)
@@ -386,22 +390,26 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	return nil, nil
 }
 
-// readStored reads the stored output at path (at most maxMapSource bytes).
-func (e *Engine) readStored(ctx context.Context, path string) ([]byte, error) {
+// readStored reads the stored output at path. An output that is missing or longer than
+// maxMapSource is a problem of the run (problem says which), not an error.
+func (e *Engine) readStored(ctx context.Context, path string) (data []byte, problem string, err error) {
 	_, backend := e.storage.Default()
 	r, err := backend.Get(ctx, path)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fmt.Sprintf("is missing from storage (%s)", path), nil
+	}
 	if err != nil {
-		return nil, storageFailed(fmt.Errorf("read %s: %w", path, err))
+		return nil, "", storageFailed(fmt.Errorf("read %s: %w", path, err))
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, maxMapSource+1))
+	data, err = io.ReadAll(io.LimitReader(r, maxMapSource+1))
 	if err != nil {
-		return nil, storageFailed(fmt.Errorf("read %s: %w", path, err))
+		return nil, "", storageFailed(fmt.Errorf("read %s: %w", path, err))
 	}
 	if len(data) > maxMapSource {
-		return nil, storageFailed(fmt.Errorf("read %s: longer than %d bytes", path, maxMapSource))
+		return nil, fmt.Sprintf("is longer than %d bytes", maxMapSource), nil
 	}
-	return data, nil
+	return data, "", nil
 }
 
 // selectItems resolves m's items pointer in doc (nil: no output) and splits the array it

@@ -164,8 +164,9 @@ WHERE tr.superseded_by IS NULL AND tr.pipeline_run_id = (
     ORDER BY prev.id DESC LIMIT 1);
 
 -- name: PipelineNodesState :many
+-- The current node rows of a pipeline run (a map node's map row, not its items).
 SELECT id, task_id, status, selected_next, upstream_failed
-FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL;
+FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL AND item_index IS NULL;
 
 -- name: ReopenNode :exec
 -- Puts a node of a re-opened run back to waiting (or pending/skipped when nothing is left to wait for).
