@@ -208,6 +208,8 @@ type PipelineNode struct {
 	CodeVersion  int      `json:"codeVersion"`
 	CodeHash     string   `json:"codeHash"`
 	Concurrency  int      `json:"concurrency"`
+	// Map is the node's map declaration (absent: an ordinary node), maxItems filled in.
+	Map *MapConfig `json:"map,omitempty"`
 }
 
 // Pipeline is a pipeline definition with the structure it has now.
@@ -219,10 +221,12 @@ type Pipeline struct {
 	FailureMode string                   `json:"failureMode"`
 	Description string                   `json:"description,omitempty"`
 	Tasks       map[string]*PipelineNode `json:"tasks"`
-	Valid       bool                     `json:"valid"`
-	Errors      []string                 `json:"errors,omitempty"`
-	CreatedAt   time.Time                `json:"createdAt"`
-	UpdatedAt   time.Time                `json:"updatedAt"`
+	// Nodes is the node configuration as declared (absent: none).
+	Nodes     map[string]NodeConfig `json:"nodes,omitempty"`
+	Valid     bool                  `json:"valid"`
+	Errors    []string              `json:"errors,omitempty"`
+	CreatedAt time.Time             `json:"createdAt"`
+	UpdatedAt time.Time             `json:"updatedAt"`
 	// PausedAt is when the pipeline was paused (POST /api/pipelines/{id}/pause); absent: it is not.
 	PausedAt *time.Time `json:"pausedAt,omitempty"`
 	// TimeoutMs is the deadline of each of its runs, in milliseconds from the trigger (absent: none).

@@ -89,6 +89,30 @@ type PipelineDefinition struct {
 	// (1 to MaxPipelineTimeoutMs; nil: none). A trigger's own timeoutMs overrides it. When it
 	// passes, the run fails with PIPELINE_TIMEOUT and its open task runs are cancelled.
 	TimeoutMs *int64 `json:"timeoutMs,omitempty"`
+	// Nodes configures nodes of the pipeline by task id (docs/dynamic-pipelines.md); absent: none.
+	Nodes map[string]NodeConfig `json:"nodes,omitempty"`
+}
+
+// NodeConfig configures one node of a pipeline: today, that it is a map node.
+type NodeConfig struct {
+	// Map makes the node a map node: one task run per element of an array in a predecessor's output.
+	Map *MapConfig `json:"map,omitempty"`
+}
+
+// MapConfig declares a map node: when the node becomes ready, its task runs once per element of
+// the array that the JSON pointer Items selects in the output of Over, a direct predecessor of
+// the node; the node's output is the array of the items' outputs, in index order.
+type MapConfig struct {
+	// Over is the task whose output holds the items.
+	Over string `json:"over"`
+	// Items is an RFC 6901 JSON pointer into Over's output ("" = the whole output).
+	Items string `json:"items"`
+	// MaxItems bounds the number of items (1..10,000; 0 at declaration = 10,000): a longer array
+	// fails the map node with MAP_TOO_LARGE.
+	MaxItems int `json:"maxItems,omitempty"`
+	// MaxConcurrency is not supported yet: a declaration that sets it is refused
+	// (MAP_OPTION_UNSUPPORTED). It is here so that it is recognised.
+	MaxConcurrency json.RawMessage `json:"maxConcurrency,omitempty"`
 }
 
 // MaxPipelineTimeoutMs is the largest timeoutMs of a pipeline or a trigger: 30 days.

@@ -54,6 +54,7 @@ type Pipeline struct {
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
 	TimeoutMs   *int64
+	Nodes       []byte
 }
 
 type PipelineRun struct {
@@ -224,6 +225,9 @@ type TaskRun struct {
 	ScheduleID          *string
 	ScheduleSlot        *time.Time
 	ConcurrencyKey      *string
+	ItemIndex           *int
+	ItemsTotal          *int
+	ItemsLeft           *int
 }
 
 type TempUpload struct {

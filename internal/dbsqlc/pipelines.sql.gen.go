@@ -238,10 +238,12 @@ func (q *Queries) FinishPipelineRun(ctx context.Context, db DBTX, arg FinishPipe
 const finishPipelineRunIfDone = `-- name: FinishPipelineRunIfDone :one
 WITH tally AS (
     SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')) AS failed,
            count(*) FILTER (WHERE status = 'completed') AS completed,
-           coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
-    FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL
+           coalesce(string_agg(task_id, ', ' ORDER BY task_id)
+               FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')), '')::text AS failed_tasks
+    -- A map node's items are not counted: its map row stands for them (migration 014).
+    FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL AND item_index IS NULL
 ),
 finished AS (
     UPDATE pipeline_runs pr SET
@@ -260,7 +262,9 @@ SELECT coalesce((SELECT status FROM finished), '')::text AS finished
 
 // Counts the current nodes of running pipeline run id and ends the run when none is open, or
 // in fail-fast mode as soon as one failed: failed when a node failed (partial in partial-merge
-// mode when another completed, the error naming the failed nodes), else completed. finished is
+// mode when another completed, the error naming the failed nodes), else completed. A map row
+// that completed with failed items (MAP_ITEMS_FAILED, continue and partial-merge) counts as both
+// a completed node and a failed one. finished is
 // the status it ended with, ” when it goes on. The caller holds the run's lock.
 func (q *Queries) FinishPipelineRunIfDone(ctx context.Context, db DBTX, id string) (string, error) {
 	row := db.QueryRow(ctx, finishPipelineRunIfDone, id)
@@ -423,7 +427,7 @@ func (q *Queries) ParkPipelineNodes(ctx context.Context, db DBTX, id string) err
 
 const pipelineGet = `-- name: PipelineGet :one
 SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
-       timeout_ms
+       timeout_ms, nodes
 FROM pipelines WHERE id = $1
 `
 
@@ -438,6 +442,7 @@ type PipelineGetRow struct {
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
 	TimeoutMs   *int64
+	Nodes       []byte
 }
 
 func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (PipelineGetRow, error) {
@@ -454,13 +459,14 @@ func (q *Queries) PipelineGet(ctx context.Context, db DBTX, id string) (Pipeline
 		&i.UpdatedAt,
 		&i.PausedAt,
 		&i.TimeoutMs,
+		&i.Nodes,
 	)
 	return i, err
 }
 
 const pipelineList = `-- name: PipelineList :many
 SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
-       timeout_ms
+       timeout_ms, nodes
 FROM pipelines ORDER BY id
 `
 
@@ -475,6 +481,7 @@ type PipelineListRow struct {
 	UpdatedAt   time.Time
 	PausedAt    *time.Time
 	TimeoutMs   *int64
+	Nodes       []byte
 }
 
 func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow, error) {
@@ -497,6 +504,7 @@ func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow,
 			&i.UpdatedAt,
 			&i.PausedAt,
 			&i.TimeoutMs,
+			&i.Nodes,
 		); err != nil {
 			return nil, err
 		}
@@ -510,7 +518,7 @@ func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow,
 
 const pipelineNodesState = `-- name: PipelineNodesState :many
 SELECT id, task_id, status, selected_next, upstream_failed
-FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL
+FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL AND item_index IS NULL
 `
 
 type PipelineNodesStateRow struct {
@@ -521,6 +529,7 @@ type PipelineNodesStateRow struct {
 	UpstreamFailed bool
 }
 
+// The current node rows of a pipeline run (a map node's map row, not its items).
 func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID string) ([]PipelineNodesStateRow, error) {
 	rows, err := db.Query(ctx, pipelineNodesState, pipelineRunID)
 	if err != nil {
@@ -942,13 +951,13 @@ func (q *Queries) UnparkPipelineNodes(ctx context.Context, db DBTX, id string) e
 }
 
 const upsertPipeline = `-- name: UpsertPipeline :exec
-INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, timeout_ms)
+INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, timeout_ms, nodes)
 VALUES ($1, $2, $3, $4, $5, $6,
-        $7)
+        $7, $8::jsonb)
 ON CONFLICT (id) DO UPDATE SET
     service_id = excluded.service_id, entry_tasks = excluded.entry_tasks,
     failure_mode = excluded.failure_mode, implicit = excluded.implicit,
-    description = excluded.description, timeout_ms = excluded.timeout_ms, updated_at = now()
+    description = excluded.description, timeout_ms = excluded.timeout_ms, nodes = excluded.nodes, updated_at = now()
 WHERE p.implicit OR NOT excluded.implicit
 `
 
@@ -960,9 +969,11 @@ type UpsertPipelineParams struct {
 	Implicit    bool
 	Description string
 	TimeoutMs   *int64
+	Nodes       []byte
 }
 
-// service_id is NULL for PUT; timeout_ms is the runs' timeout (NULL = none).
+// service_id is NULL for PUT; timeout_ms is the runs' timeout (NULL = none); nodes is the node
+// configuration (NULL: none).
 // An implicit (per-service) definition never replaces an explicit one.
 func (q *Queries) UpsertPipeline(ctx context.Context, db DBTX, arg UpsertPipelineParams) error {
 	_, err := db.Exec(ctx, upsertPipeline,
@@ -973,6 +984,7 @@ func (q *Queries) UpsertPipeline(ctx context.Context, db DBTX, arg UpsertPipelin
 		arg.Implicit,
 		arg.Description,
 		arg.TimeoutMs,
+		arg.Nodes,
 	)
 	return err
 }

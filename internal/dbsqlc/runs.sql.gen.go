@@ -147,8 +147,9 @@ claimed AS (
 )
 SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
        c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
-       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
-       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id)) AS input,
+       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path; a
+       -- map item's stored input has a path of its own).
+       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id AND pr.input_path = c.input_path)) AS input,
        c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
        c.service_id, coalesce(c.key_id, '') AS key_id,
        -- The outputs of the run's completed predecessors, in task id order (the output itself
@@ -165,7 +166,7 @@ LEFT JOIN LATERAL (
            array_agg(x.output ORDER BY x.task_id) AS outputs
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
-      AND x.superseded_by IS NULL AND x.status = 'completed'
+      AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
 ) up ON true
 `
 
@@ -440,8 +441,9 @@ counted AS (
 )
 SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
        c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
-       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
-       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id)) AS input,
+       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path; a
+       -- map item's stored input has a path of its own).
+       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id AND pr.input_path = c.input_path)) AS input,
        c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
        c.service_id, coalesce(c.key_id, '') AS key_id,
        -- The outputs of the run's completed predecessors, in task id order (the output itself
@@ -459,7 +461,7 @@ LEFT JOIN LATERAL (
            array_agg(x.output ORDER BY x.task_id) AS outputs
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
-      AND x.superseded_by IS NULL AND x.status = 'completed'
+      AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
 ) up ON true
 UNION ALL
 SELECT '', '', '', 0, 0, 0, '', '', '[]'::jsonb, NULL, NULL, 0, '', 0, '', '', '', '{}', '{}', '{}', '{}', r.refill
@@ -778,7 +780,7 @@ updated AS (
         updated_at        = coalesce($1::timestamptz, now())
     FROM target x
     WHERE tr.id = x.id
-    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot, tr.concurrency_key
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot, tr.concurrency_key, tr.item_index, tr.items_total, tr.items_left
 ),
 dead AS (
     INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, input, error, error_code,

@@ -89,6 +89,8 @@ type resolution struct {
 	completed bool
 	failed    bool // failed itself, or skipped because something upstream failed
 	selected  []string
+	// mapRow: the resolution is a map node's own row (mapnodes.go), not one of its items.
+	mapRow bool
 }
 
 // advance moves a locked pipeline run on after nodes resolved, in the caller's transaction:
@@ -100,13 +102,29 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 	if run.status != protocol.PipelineRunning {
 		return nil
 	}
+	// Map nodes (mapnodes.go): items count their map rows down instead of advancing anything.
+	var hasMaps bool
+	for _, r := range resolved {
+		hasMaps = hasMaps || run.snap.Tasks[r.taskID] != nil && run.snap.Tasks[r.taskID].Map != nil
+	}
+	if hasMaps {
+		var err error
+		if resolved, err = e.resolveItems(ctx, tx, run, resolved); err != nil {
+			return err
+		}
+		if len(resolved) == 0 {
+			// Items only counted their map rows down: those rows are open, so the run goes on.
+			return nil
+		}
+	}
 	// db sends the advance's statements. A success that chose no successors (selectedNext)
 	// in a mode that skips nothing on success (fail-fast, partial-merge) advances in one wave,
 	// so when it is the transaction's last work, that wave (or the finish of a node without
 	// successors) carries COMMIT: one round trip fewer (database.CommitWithBatch). Should a
 	// second wave follow anyway, the committed transaction refuses its statements.
 	db := dbsqlc.Batcher(tx)
-	if last && run.mode != Continue && len(resolved) == 1 && resolved[0].completed && len(resolved[0].selected) == 0 {
+	if last && run.mode != Continue && len(resolved) == 1 && resolved[0].completed && len(resolved[0].selected) == 0 &&
+		!leadsToMap(run, resolved[0].taskID) {
 		if c, ok := database.CommitWithBatch(tx); ok {
 			db = c
 		}
@@ -130,6 +148,8 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 	}
 	// advanced: an AdvanceSuccessors ran, and the finish that came with it is current.
 	advanced := false
+	// mapped: map rows the advance made ready that resolved at once.
+	var mapped []resolution
 	for len(resolved) > 0 {
 		type effect struct {
 			n           int
@@ -179,8 +199,21 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 			if r.Status == protocol.StatusSkipped {
 				next = append(next, resolution{taskID: r.TaskID, failed: r.UpstreamFailed && run.mode == Continue})
 			}
+			if r.Status == protocol.StatusPending && run.snap.Tasks[r.TaskID] != nil && run.snap.Tasks[r.TaskID].Map != nil {
+				res, err := e.fanOut(ctx, tx, run, r.TaskID)
+				if err != nil {
+					return err
+				}
+				if res != nil {
+					mapped = append(mapped, *res)
+				}
+			}
 		}
 		resolved = next
+	}
+	if len(mapped) > 0 {
+		// Map rows that resolved at once (failed, or an empty array) advance in turn.
+		return e.advance(ctx, tx, run, mapped, false)
 	}
 	if advanced {
 		return nil
@@ -207,4 +240,19 @@ func (r *lockedRun) finished(status string) {
 	}
 	r.ended = r.ended || r.status == protocol.PipelineRunning
 	r.status = protocol.PipelineRunStatus(status)
+}
+
+// leadsToMap says whether a successor of node taskID in run is a map node, whose fan-out
+// follows the advance in the same transaction.
+func leadsToMap(run *lockedRun, taskID string) bool {
+	n := run.snap.Tasks[taskID]
+	if n == nil {
+		return false
+	}
+	for _, next := range n.AllowedNext {
+		if m := run.snap.Tasks[next]; m != nil && m.Map != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -109,7 +109,7 @@ func (e *Engine) RetryDLQ(ctx context.Context, id string) (DLQRetryResult, error
 		}
 		taskID, inputPath := taken.TaskID, taken.InputPath
 		if taken.PipelineRunID != "" {
-			if err := e.reopen(ctx, tx, taken.PipelineRunID, taken.TaskRunID, runID); err != nil {
+			if err := e.reopen(ctx, tx, taken.PipelineRunID, taskID, taken.TaskRunID, runID); err != nil {
 				return err
 			}
 			if res.CodeVersion, err = queries.RunCodeVersion(ctx, tx, runID); err != nil {
@@ -233,10 +233,10 @@ func (e *Engine) PurgeDLQ(ctx context.Context, olderThan time.Duration) (int64, 
 	}, chunk, time.Time{})
 }
 
-// reopen replaces the failed node failedRunID of pipeline run prun with a new pending task run
+// reopen replaces the failed node failedRunID (of task taskID) of pipeline run prun with a new pending task run
 // newRunID and puts every node that was skipped or cancelled back to the state its
 // predecessors now call for, so the DAG continues from the retried task.
-func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunID string) error {
+func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID, newRunID string) error {
 	runs, err := e.lockRuns(ctx, tx, []string{prun})
 	if err != nil {
 		return err
@@ -247,6 +247,11 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunI
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
 	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
+	case run.snap.Tasks[taskID] != nil && run.snap.Tasks[taskID].Map != nil:
+		// Re-opening a map row for one item is not built yet (docs/dynamic-pipelines.md); the
+		// transaction rolls back, and the entry stays open.
+		return conflict("MAP_ITEM_RETRY_UNSUPPORTED", "task run %q is an item of map node %q of pipeline run %q: retrying one item is not supported yet; trigger the pipeline again instead",
+			failedRunID, taskID, prun)
 	case run.status == protocol.PipelineFailed:
 		// A run that timed out is over, as a cancelled one is: re-opened past its deadline it
 		// would only time out again.
@@ -290,6 +295,12 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, failedRunID, newRunI
 		n := nodes[taskID]
 		if n == nil || (n.status != protocol.StatusSkipped && n.status != protocol.StatusCancelled) {
 			continue
+		}
+		if run.snap.Tasks[taskID].Map != nil {
+			// A map row goes back through its fan-out, which re-opening does not do yet; it
+			// must not become an ordinary pending node. The transaction rolls back.
+			return conflict("MAP_REOPEN_UNSUPPORTED", "pipeline run %q has map node %q (%s), which a DLQ retry cannot re-open yet; trigger the pipeline again instead",
+				prun, taskID, n.status)
 		}
 		left, selected, failed := 0, false, false
 		preds := run.snap.Tasks[taskID].Predecessors

@@ -45,6 +45,8 @@ type Pipeline struct {
 	PausedAt *time.Time
 	// TimeoutMs is the deadline of each of its runs, in milliseconds from the trigger (nil: none).
 	TimeoutMs *int64
+	// Nodes is the node configuration as declared (nil: none), maxItems filled in.
+	Nodes map[string]protocol.NodeConfig
 
 	graph *Graph
 }
@@ -64,10 +66,14 @@ func (e *Engine) activeTasks(ctx context.Context, db dbtx) (map[string]taskInfo,
 }
 
 // pipelineOf is the pipeline a PipelineGet (or PipelineList) row stores.
-func pipelineOf(r dbsqlc.PipelineGetRow) Pipeline {
+func pipelineOf(r dbsqlc.PipelineGetRow) (Pipeline, error) {
+	nodes, err := decodeNodes(r.Nodes)
+	if err != nil {
+		return Pipeline{}, fmt.Errorf("pipeline %s: %w", r.ID, err)
+	}
 	return Pipeline{ID: r.ID, ServiceID: r.ServiceID, EntryTasks: r.EntryTasks, FailureMode: r.FailureMode,
 		Implicit: r.Implicit, Description: r.Description, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, PausedAt: r.PausedAt,
-		TimeoutMs: r.TimeoutMs}
+		TimeoutMs: r.TimeoutMs, Nodes: nodes}, nil
 }
 
 // readPipeline reads the pipeline id as stored, without its structure.
@@ -79,7 +85,7 @@ func (e *Engine) readPipeline(ctx context.Context, id string) (Pipeline, error) 
 	if err != nil {
 		return Pipeline{}, fmt.Errorf("read pipeline %s: %w", id, err)
 	}
-	return pipelineOf(r), nil
+	return pipelineOf(r)
 }
 
 // resolve computes the pipeline's structure from the registered tasks. A service's implicit
@@ -103,6 +109,12 @@ func (p *Pipeline) resolve(tasks map[string]taskInfo) {
 	p.graph = buildGraph(p.EntryTasks, tasks)
 	p.Tasks = p.graph.Tasks
 	p.Errors = p.graph.problems()
+	// A map declaration the structure no longer fits (allowedNext changed since) makes the
+	// pipeline invalid: its runs are refused rather than run without the map.
+	for _, err := range nodeProblems(p.Nodes, p.graph) {
+		p.Errors = append(p.Errors, err.Msg)
+	}
+	attachNodes(p.Nodes, p.graph)
 	if p.Implicit && p.graph.Cycle == nil {
 		for id, t := range tasks {
 			if _, ok := p.graph.Tasks[id]; t.ServiceID == p.ServiceID && !ok {
@@ -136,7 +148,9 @@ func (e *Engine) Pipelines(ctx context.Context) ([]Pipeline, error) {
 	}
 	list := make([]Pipeline, len(rows))
 	for i, r := range rows {
-		list[i] = pipelineOf(dbsqlc.PipelineGetRow(r))
+		if list[i], err = pipelineOf(dbsqlc.PipelineGetRow(r)); err != nil {
+			return nil, err
+		}
 	}
 	tasks, _, err := e.activeTasks(ctx, e.db)
 	if err != nil {
@@ -170,7 +184,7 @@ func validatePipelineDef(id string, def *protocol.PipelineDefinition) error {
 		err.Msg = fmt.Sprintf("pipeline %q: %s", id, err.Msg)
 		return err
 	}
-	return nil
+	return validateNodes(id, def)
 }
 
 // CheckTimeoutMs checks the timeoutMs of a pipeline or a trigger: nil (none) or 1 to
@@ -186,7 +200,8 @@ func CheckTimeoutMs(ms *int64) *Error {
 }
 
 // PutPipeline creates or replaces the explicit pipeline id (the id in def is ignored). Tasks it
-// names need not be registered yet; a cycle among the registered ones is refused.
+// names need not be registered yet; a cycle among the registered ones is refused. A map node
+// (def.Nodes) must be a registered task of the pipeline and map over a direct predecessor.
 func (e *Engine) PutPipeline(ctx context.Context, id string, d protocol.PipelineDefinition) (Pipeline, error) {
 	d.ID = id
 	if err := validatePipelineDef(id, &d); err != nil {
@@ -196,11 +211,19 @@ func (e *Engine) PutPipeline(ctx context.Context, id string, d protocol.Pipeline
 	if err != nil {
 		return Pipeline{}, err
 	}
-	if g := buildGraph(d.EntryTasks, tasks); g.Cycle != nil {
+	g := buildGraph(d.EntryTasks, tasks)
+	if g.Cycle != nil {
 		return Pipeline{}, cycleError(id, g.Cycle)
 	}
+	if err := checkNodesAgainst(id, d.Nodes, g); err != nil {
+		return Pipeline{}, err
+	}
+	nodes, err := encodeNodes(d.Nodes)
+	if err != nil {
+		return Pipeline{}, err
+	}
 	if err := queries.UpsertPipeline(ctx, e.db, dbsqlc.UpsertPipelineParams{ID: id, EntryTasks: d.EntryTasks,
-		FailureMode: d.FailureMode, Description: d.Description, TimeoutMs: d.TimeoutMs}); err != nil {
+		FailureMode: d.FailureMode, Description: d.Description, TimeoutMs: d.TimeoutMs, Nodes: nodes}); err != nil {
 		return Pipeline{}, fmt.Errorf("save pipeline %s: %w", id, err)
 	}
 	return e.GetPipeline(ctx, id)

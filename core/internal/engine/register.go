@@ -268,9 +268,16 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 			EntryTasks: []string{}, FailureMode: FailFast, Implicit: true}); err != nil {
 			return fmt.Errorf("save the service's pipeline: %w", err)
 		}
+		if err := e.checkDeclaredNodes(ctx, tx, req.Pipelines); err != nil {
+			return err
+		}
 		for _, p := range req.Pipelines {
+			nodes, err := encodeNodes(p.Nodes)
+			if err != nil {
+				return err
+			}
 			if err := queries.UpsertPipeline(ctx, tx, dbsqlc.UpsertPipelineParams{ID: p.ID, ServiceID: &req.ServiceID,
-				EntryTasks: p.EntryTasks, FailureMode: p.FailureMode, Description: p.Description, TimeoutMs: p.TimeoutMs}); err != nil {
+				EntryTasks: p.EntryTasks, FailureMode: p.FailureMode, Description: p.Description, TimeoutMs: p.TimeoutMs, Nodes: nodes}); err != nil {
 				return fmt.Errorf("save pipeline %s: %w", p.ID, err)
 			}
 		}

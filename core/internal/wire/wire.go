@@ -110,7 +110,7 @@ func EnqueueResults(r []engine.EnqueueResult) []protocol.EnqueueResult {
 func Pipeline(p engine.Pipeline) protocol.Pipeline {
 	return protocol.Pipeline{ID: p.ID, ServiceID: p.ServiceID, Implicit: p.Implicit, EntryTasks: p.EntryTasks,
 		FailureMode: p.FailureMode, Description: p.Description, Tasks: p.Tasks, Valid: p.Valid, Errors: p.Errors,
-		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, PausedAt: p.PausedAt, TimeoutMs: p.TimeoutMs}
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, PausedAt: p.PausedAt, TimeoutMs: p.TimeoutMs, Nodes: p.Nodes}
 }
 
 // PipelinePause is a pipeline's pause state's wire shape.

@@ -7,24 +7,25 @@ FROM tasks WHERE removed_in_version IS NULL;
 
 -- name: PipelineGet :one
 SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
-       timeout_ms
+       timeout_ms, nodes
 FROM pipelines WHERE id = sqlc.arg('id');
 
 -- name: PipelineList :many
 SELECT id, coalesce(service_id, ''), entry_tasks, failure_mode, implicit, description, created_at, updated_at, paused_at,
-       timeout_ms
+       timeout_ms, nodes
 FROM pipelines ORDER BY id;
 
 -- name: UpsertPipeline :exec
--- service_id is NULL for PUT; timeout_ms is the runs' timeout (NULL = none).
+-- service_id is NULL for PUT; timeout_ms is the runs' timeout (NULL = none); nodes is the node
+-- configuration (NULL: none).
 -- An implicit (per-service) definition never replaces an explicit one.
-INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, timeout_ms)
+INSERT INTO pipelines AS p (id, service_id, entry_tasks, failure_mode, implicit, description, timeout_ms, nodes)
 VALUES (sqlc.arg('id'), sqlc.narg('service_id'), sqlc.arg('entry_tasks'), sqlc.arg('failure_mode'), sqlc.arg('implicit'), sqlc.arg('description'),
-        sqlc.narg('timeout_ms'))
+        sqlc.narg('timeout_ms'), sqlc.narg('nodes')::jsonb)
 ON CONFLICT (id) DO UPDATE SET
     service_id = excluded.service_id, entry_tasks = excluded.entry_tasks,
     failure_mode = excluded.failure_mode, implicit = excluded.implicit,
-    description = excluded.description, timeout_ms = excluded.timeout_ms, updated_at = now()
+    description = excluded.description, timeout_ms = excluded.timeout_ms, nodes = excluded.nodes, updated_at = now()
 WHERE p.implicit OR NOT excluded.implicit;
 
 -- name: InsertPipelineRun :exec
@@ -92,14 +93,18 @@ RETURNING tr.task_id, tr.status, tr.upstream_failed;
 -- name: FinishPipelineRunIfDone :one
 -- Counts the current nodes of running pipeline run id and ends the run when none is open, or
 -- in fail-fast mode as soon as one failed: failed when a node failed (partial in partial-merge
--- mode when another completed, the error naming the failed nodes), else completed. finished is
+-- mode when another completed, the error naming the failed nodes), else completed. A map row
+-- that completed with failed items (MAP_ITEMS_FAILED, continue and partial-merge) counts as both
+-- a completed node and a failed one. finished is
 -- the status it ended with, '' when it goes on. The caller holds the run's lock.
 WITH tally AS (
     SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')) AS failed,
            count(*) FILTER (WHERE status = 'completed') AS completed,
-           coalesce(string_agg(task_id, ', ' ORDER BY task_id) FILTER (WHERE status = 'failed'), '')::text AS failed_tasks
-    FROM task_runs WHERE pipeline_run_id = sqlc.arg('id')::text AND superseded_by IS NULL
+           coalesce(string_agg(task_id, ', ' ORDER BY task_id)
+               FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')), '')::text AS failed_tasks
+    -- A map node's items are not counted: its map row stands for them (migration 014).
+    FROM task_runs WHERE pipeline_run_id = sqlc.arg('id')::text AND superseded_by IS NULL AND item_index IS NULL
 ),
 finished AS (
     UPDATE pipeline_runs pr SET
@@ -179,8 +184,9 @@ WHERE tr.superseded_by IS NULL AND tr.pipeline_run_id = (
     ORDER BY prev.id DESC LIMIT 1);
 
 -- name: PipelineNodesState :many
+-- The current node rows of a pipeline run (a map node's map row, not its items).
 SELECT id, task_id, status, selected_next, upstream_failed
-FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL;
+FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL AND item_index IS NULL;
 
 -- name: ReopenNode :exec
 -- Puts a node of a re-opened run back to waiting (or pending/skipped when nothing is left to wait for).

@@ -103,8 +103,9 @@ claimed AS (
 )
 SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
        c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
-       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
-       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id)) AS input,
+       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path; a
+       -- map item's stored input has a path of its own).
+       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id AND pr.input_path = c.input_path)) AS input,
        c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
        c.service_id, coalesce(c.key_id, '') AS key_id,
        -- The outputs of the run's completed predecessors, in task id order (the output itself
@@ -121,7 +122,7 @@ LEFT JOIN LATERAL (
            array_agg(x.output ORDER BY x.task_id) AS outputs
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
-      AND x.superseded_by IS NULL AND x.status = 'completed'
+      AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
 ) up ON true;
 
 -- name: ClaimFlowControl :many
@@ -336,8 +337,9 @@ counted AS (
 )
 SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
        c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
-       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path).
-       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id)) AS input,
+       -- The inline input: the run's own, or its pipeline run's (NULL: stored at input_path; a
+       -- map item's stored input has a path of its own).
+       coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id AND pr.input_path = c.input_path)) AS input,
        c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
        c.service_id, coalesce(c.key_id, '') AS key_id,
        -- The outputs of the run's completed predecessors, in task id order (the output itself
@@ -355,7 +357,7 @@ LEFT JOIN LATERAL (
            array_agg(x.output ORDER BY x.task_id) AS outputs
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
-      AND x.superseded_by IS NULL AND x.status = 'completed'
+      AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
 ) up ON true
 UNION ALL
 -- One more row, with an empty id, when a rate limit's budget is spent: refill_ms is when the
