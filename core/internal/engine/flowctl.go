@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -135,35 +134,12 @@ func concurrencyKeyOf(pointer string, input []byte) *string {
 	return &key
 }
 
-// lookupPointer finds the value tokens select in the JSON document doc, as compact JSON text.
+// lookupPointer finds the value tokens select in the JSON document doc, as compact JSON text
+// (lookupValue; null is no value).
 func lookupPointer(doc []byte, tokens []string) ([]byte, bool) {
-	cur := json.RawMessage(doc)
-	for _, t := range tokens {
-		trimmed := strings.TrimLeft(string(cur), " \t\r\n")
-		switch {
-		case strings.HasPrefix(trimmed, "{"):
-			var obj map[string]json.RawMessage
-			if json.Unmarshal(cur, &obj) != nil {
-				return nil, false
-			}
-			v, ok := obj[t]
-			if !ok {
-				return nil, false
-			}
-			cur = v
-		case strings.HasPrefix(trimmed, "["):
-			var arr []json.RawMessage
-			if json.Unmarshal(cur, &arr) != nil {
-				return nil, false
-			}
-			n, err := strconv.Atoi(t)
-			if err != nil || n < 0 || n >= len(arr) || (len(t) > 1 && t[0] == '0') {
-				return nil, false
-			}
-			cur = arr[n]
-		default:
-			return nil, false
-		}
+	cur, ok := lookupValue(doc, tokens)
+	if !ok {
+		return nil, false
 	}
 	var compact bytes.Buffer
 	if json.Compact(&compact, cur) != nil || compact.String() == "null" {
