@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -374,6 +375,24 @@ func TestMapNodeFailureModes(t *testing.T) {
 	}
 }
 
+// waitRunPatiently waits for pipeline run id to end with status, for up to three minutes: a
+// 1,000-item map under -race, among the whole suite's tests on two cores, can go longer than a
+// test signal's wait without any pipeline run ending. It is a guard, not a timed assertion.
+func waitRunPatiently(e *env, id, status string) {
+	e.t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		r := e.pipelineRun(id)
+		if r.Status != "running" {
+			require.Equal(e.t, status, r.Status, "pipeline run %s: %+v", id, r.states())
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("pipeline run %s still running after three minutes: %+v", id, r.states())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // A 1,000-item map completes with every item exactly once while many callbacks of its items
 // arrive at once (the worker answers each dispatch from its own goroutine), in two rounds.
 func TestMapNodeThousandItemsConcurrentCallbacks(t *testing.T) {
@@ -389,7 +408,7 @@ func TestMapNodeThousandItemsConcurrentCallbacks(t *testing.T) {
 		// (30 s) under -race on the loaded CI machine.
 		ids := []string{e.trigger("pages", map[string]any{"input": round})}
 		for _, id := range ids {
-			e.waitRun(id, "completed")
+			waitRunPatiently(e, id, "completed")
 			perItem := map[string]int{}
 			for _, d := range w.dispatchesOf("ocr") {
 				if d.PipelineRunID == id {
