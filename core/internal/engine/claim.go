@@ -56,8 +56,8 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	if limit <= 0 {
 		limit = e.cfg.ClaimBatch
 	}
-	lease := e.cfg.DispatchTimeout + 10*time.Second
 	start := time.Now()
+	params := e.claimParams(limit)
 	var out []Claimed
 	var refill int64
 	// Flow control (rate limits, concurrency per key) needs the longer statement; without it
@@ -78,11 +78,9 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 		var rows []dbsqlc.ClaimRow
 		var err error
 		if flow {
-			rows, refill, err = claimFlowControl(ctx, tx, dbsqlc.ClaimFlowControlParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
-				LeaseMs: lease.Milliseconds(), Now: e.now()})
+			rows, refill, err = claimFlowControl(ctx, tx, dbsqlc.ClaimFlowControlParams(params))
 		} else {
-			rows, err = queries.Claim(ctx, tx, dbsqlc.ClaimParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
-				LeaseMs: lease.Milliseconds(), Now: e.now()})
+			rows, err = queries.Claim(ctx, tx, params)
 		}
 		if err != nil {
 			return fmt.Errorf("claim: %w", err)
@@ -96,6 +94,13 @@ func (e *Engine) Claim(ctx context.Context, limit int) ([]Claimed, error) {
 	}
 	e.claimed(out, refill)
 	return out, nil
+}
+
+// claimParams are the parameters of a claim of up to limit runs: MAX_CONCURRENCY, the dispatch
+// lease (DispatchTimeout and a margin) and the engine's clock.
+func (e *Engine) claimParams(limit int) dbsqlc.ClaimParams {
+	return dbsqlc.ClaimParams{Max: limit, MaxConcurrency: e.cfg.MaxConcurrency,
+		LeaseMs: (e.cfg.DispatchTimeout + 10*time.Second).Milliseconds(), Now: e.now()}
 }
 
 // claimed records what a claim took (out) and when the rate limit it found spent refills

@@ -357,18 +357,16 @@ func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandalo
 	}
 	start := time.Now()
 	limit := e.cfg.ClaimBatch
-	lease := e.cfg.DispatchTimeout + 10*time.Second
+	params := e.claimParams(limit)
 	e.callbackTxs.Add(1)
 	var claimRows []dbsqlc.ClaimRow
 	var refill int64
 	if flow {
 		var fc []dbsqlc.ClaimFlowControlRow
-		rows, fc, err = queries.CompleteStandaloneAndClaimFlowControl(ctx, e.db, p, claimLock, dbsqlc.ClaimFlowControlParams{Max: limit,
-			MaxConcurrency: e.cfg.MaxConcurrency, LeaseMs: lease.Milliseconds(), Now: e.now()})
+		rows, fc, err = queries.CompleteStandaloneAndClaimFlowControl(ctx, e.db, p, claimLock, dbsqlc.ClaimFlowControlParams(params))
 		claimRows, refill = flowControlRows(fc)
 	} else {
-		rows, claimRows, err = queries.CompleteStandaloneAndClaim(ctx, e.db, p, claimLock, dbsqlc.ClaimParams{Max: limit,
-			MaxConcurrency: e.cfg.MaxConcurrency, LeaseMs: lease.Milliseconds(), Now: e.now()})
+		rows, claimRows, err = queries.CompleteStandaloneAndClaim(ctx, e.db, p, claimLock, params)
 	}
 	if err != nil {
 		e.claimSpan(ctx, start, limit, nil, err)
