@@ -26,7 +26,7 @@ func schedulesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 			return err
 		}
 		// Every page, in id order.
-		var all []protocol.Schedule
+		all := []protocol.Schedule{} // none is [], not null
 		for cursor := ""; ; {
 			var l protocol.ScheduleList
 			if _, err := o.client.get(ctx, "/api/schedules", url.Values{"cursor": {cursor}}, &l); err != nil {
@@ -38,7 +38,7 @@ func schedulesCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 			}
 		}
 		if o.json {
-			raw, err := json.Marshal(protocol.ScheduleList{Schedules: append(all, []protocol.Schedule{}...)})
+			raw, err := json.Marshal(protocol.ScheduleList{Schedules: all})
 			if err != nil {
 				return err
 			}

@@ -50,4 +50,5 @@ func TestCLISchedules(t *testing.T) {
 	_, _, err = runCmd(t, s.env(), "schedules", "get", "every-second")
 	require.EqualError(t, err, `schedule "every-second" not found (404 SCHEDULE_NOT_FOUND)`)
 	require.Equal(t, "no schedules\n", s.cli("schedules", "list"))
+	require.JSONEq(t, `{"schedules": []}`, s.cli("schedules", "list", "--json"))
 }
