@@ -618,12 +618,14 @@ const (
 func (o *Orchestrator) listen(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := database.ListenReady(ctx, o.pool, func() { o.signals.listening.Send(struct{}{}) }, func(payload string) {
-			o.kick()
-			if payload == "schedules" {
-				select {
-				case o.scheduleWake <- struct{}{}:
-				default:
-				}
+			if payload != "schedules" {
+				o.kick()
+				return
+			}
+			// A schedule changed: it wakes the firer, not the claim loop.
+			select {
+			case o.scheduleWake <- struct{}{}:
+			default:
 			}
 		})
 		if ctx.Err() != nil {

@@ -214,7 +214,7 @@ func Schedule(s engine.Schedule) protocol.Schedule {
 
 // Schedules is the schedule list's wire shape.
 func Schedules(l engine.ScheduleList) protocol.ScheduleList {
-	return protocol.ScheduleList{Schedules: append(list(l.Schedules, Schedule), []protocol.Schedule{}...), NextCursor: l.NextCursor}
+	return protocol.ScheduleList{Schedules: list(l.Schedules, Schedule), NextCursor: l.NextCursor}
 }
 
 // FromScheduleRequest is the engine's request for a PUT /api/schedules/{id} body.
