@@ -3,6 +3,7 @@ package core_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -159,7 +160,11 @@ func TestScheduleFiredByStandaloneLoop(t *testing.T) {
 	require.Zero(t, run.ScheduleSlot.Nanosecond(), "a slot is a whole second")
 	s := e.schedule("every-second")
 	require.NotEmpty(t, s.RecentSlots)
-	require.Equal(t, "fired", s.RecentSlots[len(s.RecentSlots)-1].Outcome)
+	// The slot of the first run the worker got is recorded as fired, with that run.
+	i := slices.IndexFunc(s.RecentSlots, func(f protocol.ScheduleSlot) bool { return f.RunID == run.ID })
+	require.GreaterOrEqual(t, i, 0, "the slot of run %s: %+v", run.ID, s.RecentSlots)
+	require.Equal(t, "fired", s.RecentSlots[i].Outcome)
+	require.True(t, run.ScheduleSlot.Equal(s.RecentSlots[i].SlotAt))
 }
 
 // In serverless mode the process function fires the due slots, then claims their runs in the
