@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -377,8 +376,8 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 		for i, item := range batch {
 			id := ids.New(ids.TaskRun)
 			p.IDs[i], p.InputPaths[i], p.ItemIndexes[i] = id, protocol.StandaloneInputPath(id), start+i
-			if int64(len(item)) <= e.cfg.InlineMax {
-				p.Inputs[i] = item
+			if data, inline := e.inlineInput(item); inline {
+				p.Inputs[i] = data
 			} else if err := storage.PutBytes(ctx, backend, p.InputPaths[i], item, inlineContentType); err != nil {
 				return nil, storageFailed(fmt.Errorf("store the input of item %d of %s: %w", start+i, row.ID, err))
 			}
@@ -394,20 +393,14 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 // maxMapSource is a problem of the run (problem says which), not an error.
 func (e *Engine) readStored(ctx context.Context, path string) (data []byte, problem string, err error) {
 	_, backend := e.storage.Default()
-	r, err := backend.Get(ctx, path)
-	if errors.Is(err, storage.ErrNotFound) {
+	data, err = readSmall(ctx, backend, path, maxMapSource)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
 		return nil, fmt.Sprintf("is missing from storage (%s)", path), nil
-	}
-	if err != nil {
-		return nil, "", storageFailed(fmt.Errorf("read %s: %w", path, err))
-	}
-	defer r.Close()
-	data, err = io.ReadAll(io.LimitReader(r, maxMapSource+1))
-	if err != nil {
-		return nil, "", storageFailed(fmt.Errorf("read %s: %w", path, err))
-	}
-	if len(data) > maxMapSource {
+	case errors.Is(err, errTooBig):
 		return nil, fmt.Sprintf("is longer than %d bytes", maxMapSource), nil
+	case err != nil:
+		return nil, "", storageFailed(err)
 	}
 	return data, "", nil
 }
