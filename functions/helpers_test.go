@@ -144,6 +144,8 @@ type proc struct {
 	output *testutil.SyncBuffer
 	done   chan struct{}
 	err    error
+	// graceful: the process must exit with status 0 on SIGTERM at the end of the test.
+	graceful bool
 }
 
 // startProc starts bin with only env (plus PATH, HOME and TMPDIR) in its environment. When the
@@ -160,7 +162,7 @@ func startProc(t *testing.T, name, bin string, args []string, env map[string]str
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{name: name, cmd: cmd, output: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, output: &testutil.SyncBuffer{}, done: make(chan struct{}), graceful: graceful}
 	cmd.Stdout, cmd.Stderr = p.output, p.output
 	cmd.SysProcAttr = childAttr()
 	require.NoError(t, cmd.Start(), "start %s", name)
@@ -170,7 +172,7 @@ func startProc(t *testing.T, name, bin string, args []string, env map[string]str
 	}()
 	t.Cleanup(func() {
 		err := p.stop(15 * time.Second)
-		if graceful {
+		if p.graceful {
 			require.NoError(t, err, "%s did not shut down cleanly; output:\n%s", name, p.output)
 		}
 		if t.Failed() {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,18 +57,57 @@ type emulated struct {
 
 // emulate runs bootstrap under the emulator, on free ports for both its invoke API and the
 // Lambda runtime API it serves the bootstrap. The emulator passes its environment on to the
-// function and starts the bootstrap on the first invocation.
+// function and starts the bootstrap on the first invocation. When the emulator cannot listen
+// (another process took a port between its choice and the start) it starts again on new ports.
 func emulate(t *testing.T, rie, name, bootstrap string, env map[string]string) *emulated {
 	t.Helper()
-	invokePort, runtimePort := testutil.FreePort(t), testutil.FreePort(t)
-	args := []string{
-		"--runtime-interface-emulator-address", "127.0.0.1:" + strconv.Itoa(invokePort),
-		"--runtime-api-address", "127.0.0.1:" + strconv.Itoa(runtimePort),
-		"--log-level", "info",
-		bootstrap,
+	for attempt := 1; ; attempt++ {
+		invokePort, runtimePort := testutil.FreePort(t), testutil.FreePort(t)
+		args := []string{
+			"--runtime-interface-emulator-address", "127.0.0.1:" + strconv.Itoa(invokePort),
+			"--runtime-api-address", "127.0.0.1:" + strconv.Itoa(runtimePort),
+			"--log-level", "info",
+			bootstrap,
+		}
+		p := startProc(t, "aws-lambda-rie "+name, rie, args, with(env, "AWS_LAMBDA_FUNCTION_NAME", "pipeweave-"+name), true)
+		if attempt < 3 && !listening(p, invokePort, runtimePort) {
+			p.graceful = false
+			t.Logf("aws-lambda-rie %s did not listen (attempt %d), starting it again:\n%s", name, attempt, p.output)
+			continue
+		}
+		return &emulated{url: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", invokePort), p: p}
 	}
-	p := startProc(t, "aws-lambda-rie "+name, rie, args, with(env, "AWS_LAMBDA_FUNCTION_NAME", "pipeweave-"+name), true)
-	return &emulated{url: fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", invokePort), p: p}
+}
+
+// listening waits until p accepts connections on every port, and reports false when p exits
+// first (or after 30 s).
+func listening(p *proc, ports ...int) bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for _, port := range ports {
+		for {
+			select {
+			case <-p.done:
+				return false
+			default:
+			}
+			conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+			if err == nil {
+				_ = conn.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// The emulator panics on a failed listen from a goroutine; give it a moment to do so.
+	select {
+	case <-p.done:
+		return false
+	case <-time.After(50 * time.Millisecond):
+		return true
+	}
 }
 
 // invoke sends one invocation and returns the function's answer. It waits for the emulator
