@@ -11,6 +11,17 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
+const analyzeTaskRuns = `-- name: AnalyzeTaskRuns :exec
+ANALYZE task_runs
+`
+
+// Refreshes the planner's statistics of task_runs (and with them every session's cached plans
+// of statements that read it) after a fan-out grew it by a large share (mapstats.go).
+func (q *Queries) AnalyzeTaskRuns(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, analyzeTaskRuns)
+	return err
+}
+
 const endMapRow = `-- name: EndMapRow :exec
 UPDATE task_runs SET status = $1::text, output = $2, output_path = $3,
                      output_size = $4, error = $5, error_code = $6,
@@ -198,4 +209,16 @@ type StartMapRowParams struct {
 func (q *Queries) StartMapRow(ctx context.Context, db DBTX, arg StartMapRowParams) error {
 	_, err := db.Exec(ctx, startMapRow, arg.N, arg.ID)
 	return err
+}
+
+const taskRunsEstimate = `-- name: TaskRunsEstimate :one
+SELECT reltuples::float8 AS tuples FROM pg_catalog.pg_class WHERE oid = 'task_runs'::regclass
+`
+
+// The planner's count of task_runs rows (pg_class.reltuples; -1 before the first ANALYZE).
+func (q *Queries) TaskRunsEstimate(ctx context.Context, db DBTX) (float64, error) {
+	row := db.QueryRow(ctx, taskRunsEstimate)
+	var tuples float64
+	err := row.Scan(&tuples)
+	return tuples, err
 }

@@ -167,6 +167,8 @@ LEFT JOIN LATERAL (
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
       AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
+      -- A run without predecessors (an entry node, a map item) reads nothing (migration 018).
+      AND cardinality(c.predecessors) > 0
 ) up ON true
 `
 
@@ -462,6 +464,8 @@ LEFT JOIN LATERAL (
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
       AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
+      -- A run without predecessors (an entry node, a map item) reads nothing (migration 018).
+      AND cardinality(c.predecessors) > 0
 ) up ON true
 UNION ALL
 SELECT '', '', '', 0, 0, 0, '', '', '[]'::jsonb, NULL, NULL, 0, '', 0, '', '', '', '{}', '{}', '{}', '{}', r.refill

@@ -153,6 +153,9 @@ type Engine struct {
 	flowInUse      bool
 	flowChecked    time.Time
 	flowRefreshing bool
+	// grown counts the items fanned out since the last ANALYZE of task_runs, analyzedAt is
+	// when this engine last started one (epoch ns) and analyzes how many it ran (mapstats.go).
+	grown, analyzedAt, analyzes atomic.Int64
 	// callbackTxs counts the transactions the callbacks' group commits ran (tests read it).
 	callbackTxs atomic.Int64
 	// beforeCommit, when set (by tests), runs on the connection of each of a group commit's

@@ -466,6 +466,7 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 	if err != nil {
 		return err
 	}
+	e.analyzeIfGrown()
 	e.cfg.Signals.signalEnded(runs)
 	for i, it := range items {
 		it.res, it.err = results[i], errs[i]

@@ -386,6 +386,7 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 			return nil, fmt.Errorf("insert the items of %s: %w", row.ID, err)
 		}
 	}
+	e.fannedOut(len(items))
 	return nil, nil
 }
 

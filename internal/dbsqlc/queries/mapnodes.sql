@@ -49,3 +49,12 @@ FROM task_runs
 WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND task_id = sqlc.arg('task_id')::text
   AND item_index IS NOT NULL AND superseded_by IS NULL
 ORDER BY item_index;
+
+-- name: TaskRunsEstimate :one
+-- The planner's count of task_runs rows (pg_class.reltuples; -1 before the first ANALYZE).
+SELECT reltuples::float8 AS tuples FROM pg_catalog.pg_class WHERE oid = 'task_runs'::regclass;
+
+-- name: AnalyzeTaskRuns :exec
+-- Refreshes the planner's statistics of task_runs (and with them every session's cached plans
+-- of statements that read it) after a fan-out grew it by a large share (mapstats.go).
+ANALYZE task_runs;

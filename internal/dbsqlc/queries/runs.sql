@@ -123,6 +123,8 @@ LEFT JOIN LATERAL (
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
       AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
+      -- A run without predecessors (an entry node, a map item) reads nothing (migration 018).
+      AND cardinality(c.predecessors) > 0
 ) up ON true;
 
 -- name: ClaimFlowControl :many
@@ -358,6 +360,8 @@ LEFT JOIN LATERAL (
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
       AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
+      -- A run without predecessors (an entry node, a map item) reads nothing (migration 018).
+      AND cardinality(c.predecessors) > 0
 ) up ON true
 UNION ALL
 -- One more row, with an empty id, when a rate limit's budget is spent: refill_ms is when the
