@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core"
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/internal/testdb"
 	"github.com/pipeweave/pipeweave/internal/testorch"
 )
 
@@ -394,52 +399,31 @@ func waitRunPatiently(e *env, id, status string) {
 }
 
 // A 1,000-item map completes with every item exactly once while many callbacks of its items
-// arrive at once (the worker answers each dispatch from its own goroutine), in two rounds.
+// arrive at once (the worker answers each dispatch from its own goroutine); then three maps of
+// 100 items, the racy part again. The first fan-out grew task_runs by more than a tenth, so the
+// engine analyzed it (mapstats.go).
 func TestMapNodeThousandItemsConcurrentCallbacks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newPWorker(t, e)
 	mapPipeline(e, w, "pages", nil, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(64) })
-	const n = 1_000
-	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	var size atomic.Int64
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(int(size.Load()))) })
 	w.on("ocr", pageOCR(e, nil))
-	for round := 0; round < 2; round++ {
-		// One 1,000-item run per round: two at once took longer than a test signal's wait
+	for round, n := range []int{1_000, 100, 100, 100} {
+		// One run at a time: two 1,000-item runs at once took longer than a test signal's wait
 		// (30 s) under -race on the loaded CI machine.
-		ids := []string{e.trigger("pages", map[string]any{"input": round})}
-		for _, id := range ids {
-			waitRunPatiently(e, id, "completed")
-			perItem := map[string]int{}
-			for _, d := range w.dispatchesOf("ocr") {
-				if d.PipelineRunID == id {
-					require.Equal(t, 1, d.Attempt)
-					perItem[d.RunID]++
-				}
-			}
-			require.Len(t, perItem, n, "every item is dispatched")
-			for runID, k := range perItem {
-				require.Equal(t, 1, k, "item %s dispatched once", runID)
-			}
-			status, _, total, left := e.mapRowOf(id, "ocr")
-			require.Equal(t, "completed", status)
-			require.Equal(t, n, *total)
-			require.Zero(t, *left)
-			var completed int
-			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs
-				WHERE pipeline_run_id = $1 AND item_index IS NOT NULL AND status = 'completed'`, id).Scan(&completed))
-			require.Equal(t, n, completed)
-			var merge protocol.DispatchRequest
-			for _, d := range w.dispatchesOf("merge") {
-				if d.PipelineRunID == id {
-					require.Empty(t, merge.RunID, "merge is dispatched once")
-					merge = d
-				}
-			}
-			arr := e.mergedArray(merge)
-			require.Len(t, arr, n)
-			for i, v := range arr {
-				require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(v))
-			}
+		size.Store(int64(n))
+		id := e.trigger("pages", map[string]any{"input": round})
+		waitRunPatiently(e, id, "completed")
+		checkMapRun(e, w, id, n)
+		if round == 0 {
+			require.Eventually(t, func() bool {
+				var analyzed bool
+				require.NoError(t, e.pool.QueryRow(context.Background(),
+					`SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'pipeweave.task_runs'::regclass`).Scan(&analyzed))
+				return analyzed
+			}, time.Minute, 50*time.Millisecond, "task_runs analyzed after the fan-out")
 		}
 	}
 	w.mu.Lock()
@@ -447,6 +431,105 @@ func TestMapNodeThousandItemsConcurrentCallbacks(t *testing.T) {
 	for _, s := range w.statuses["ocr"] {
 		require.Equal(t, http.StatusOK, s)
 	}
+}
+
+// checkMapRun checks the completed map run id of n items: each item dispatched once (attempt
+// 1) and completed once, the map row's counters, and merge's one dispatch with the ordered
+// array.
+func checkMapRun(e *env, w *pworker, id string, n int) {
+	e.t.Helper()
+	t := e.t
+	perItem := map[string]int{}
+	for _, d := range w.dispatchesOf("ocr") {
+		if d.PipelineRunID == id {
+			require.Equal(t, 1, d.Attempt)
+			perItem[d.RunID]++
+		}
+	}
+	require.Len(t, perItem, n, "every item is dispatched")
+	for runID, k := range perItem {
+		require.Equal(t, 1, k, "item %s dispatched once", runID)
+	}
+	status, _, total, left := e.mapRowOf(id, "ocr")
+	require.Equal(t, "completed", status)
+	require.Equal(t, n, *total)
+	require.Zero(t, *left)
+	var completed, indexes int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT item_index) FROM task_runs
+		WHERE pipeline_run_id = $1 AND item_index IS NOT NULL AND status = 'completed'`, id).Scan(&completed, &indexes))
+	require.Equal(t, n, completed)
+	require.Equal(t, n, indexes)
+	var merge protocol.DispatchRequest
+	for _, d := range w.dispatchesOf("merge") {
+		if d.PipelineRunID == id {
+			require.Empty(t, merge.RunID, "merge is dispatched once")
+			merge = d
+		}
+	}
+	arr := e.mergedArray(merge)
+	require.Len(t, arr, n)
+	for i, v := range arr {
+		require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(v))
+	}
+}
+
+// A 1,000-item map survives a restart midway: when 300 items have called back, the instance
+// that fanned out stops (Close, as on SIGTERM) and the load balancer in front of the workers
+// (a reverse proxy) sends everything from then on to a new instance on the same database,
+// which the scheduler calls (/api/process). Every item completes once and merge gets them all.
+func TestMapNodeRestartMidway(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	a := newEnvOn(t, pool)
+	var target atomic.Pointer[url.URL]
+	u, err := url.Parse(a.url)
+	require.NoError(t, err)
+	target.Store(u)
+	lb := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target.Load()) }})
+	t.Cleanup(lb.Close)
+	front := *a
+	front.url = lb.URL
+	w := newPWorker(t, &front)
+	mapPipeline(&front, w, "pages", nil, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(64) })
+	const n = 1_000
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return front.result(d, pagesOutput(n)) })
+	var answered atomic.Int64
+	switched := make(chan struct{})
+	var b *env
+	ocr := pageOCR(&front, nil)
+	w.on("ocr", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		if answered.Add(1) == 300 {
+			b = newEnvOn(t, pool)
+			next, err := url.Parse(b.url)
+			if err != nil {
+				t.Error(err)
+			}
+			target.Store(next)
+			a.orch.Close()
+			close(switched)
+		}
+		return ocr(d)
+	})
+	id := front.trigger("pages", map[string]any{"input": 1})
+	<-switched
+	// The scheduler of the new instance: what no callback chain dispatches, /api/process does.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				_, _, _ = post(b.url+"/api/process", nil, "")
+			}
+		}
+	}()
+	waitRunPatiently(b, id, "completed")
+	close(stop)
+	<-done
+	checkMapRun(b, w, id, n)
 }
 
 // A DLQ retry that would re-open a map node (cancelled by another node's failure) is refused:
