@@ -82,8 +82,16 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	schedules := fs.Int("schedules", 0, "measure schedule firing lag instead: this many schedules firing the noop task every second (README, Performance)")
 	scheduleFor := fs.Duration("schedule-for", 30*time.Second, "with --schedules: how long the schedules fire")
 	rateLimited := fs.Int("rate-limited", 0, "before measuring, register a task limited to one run a day (rateLimit) and fill the queue with this many ready runs of it (COPY): the claim holds them back all along, so the measured task's rate shows what a rate-limited backlog costs unrelated tasks (README, Performance)")
+	mapItems := fs.Int("map", 0, "measure a map node instead: trigger the pipeline split → item (a map over split's /items) → join with this many items, one run after the other, and report the fan-out time and items/s (README, Performance)")
+	maps := fs.Int("maps", 3, "with --map: measured map runs (after a warm-up map of min(--warmup, --map) items)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *mapItems < 0 || *mapItems > 1_000_000 || *maps < 1 {
+		return fmt.Errorf("bench: --map must be between 0 and 1000000, --maps at least 1")
+	}
+	if *mapItems > 0 && (*pipeline || *workerProcess || *schedules > 0 || *replicas > 1) {
+		return fmt.Errorf("bench: --map runs alone (not with --pipeline, --worker-process, --schedules or --replicas)")
 	}
 	if *replicas < 1 || *pending < 0 || *rateLimited < 0 {
 		return fmt.Errorf("bench: --replicas must be at least 1, --pending and --rate-limited not negative")
@@ -199,7 +207,13 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		sink = "d"
 	}
 	var w benchWorker
-	if *workerProcess {
+	var mw *mapWorker
+	if *mapItems > 0 {
+		if mw, err = startMapWorker(apis[0]); err != nil {
+			return err
+		}
+		defer mw.Close()
+	} else if *workerProcess {
 		tmp, err := os.MkdirTemp(abs, "worker-tmp-")
 		if err != nil {
 			return err
@@ -234,12 +248,19 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	// The registration token is bound to the exact body bytes (protocol v2).
 	regTasks := benchTasks
+	regPipelines := []protocol.PipelineDefinition{{ID: "diamond", EntryTasks: []string{"a"}}}
+	baseURL := ""
+	if mw != nil {
+		regTasks, regPipelines, baseURL = mapBenchTasks, []protocol.PipelineDefinition{mapBenchPipeline}, mw.URL()
+	} else {
+		baseURL = w.URL()
+	}
 	if *rateLimited > 0 {
 		regTasks = append(slices.Clone(benchTasks), protocol.TaskDefinition{ID: "limited", CodeHash: "limited",
 			RateLimit: &protocol.RateLimit{Limit: 1, PeriodMs: 24 * 3600 * 1000}})
 	}
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: w.URL(), Tasks: regTasks,
-		Pipelines: []protocol.PipelineDefinition{{ID: "diamond", EntryTasks: []string{"a"}}}})
+	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: baseURL, Tasks: regTasks,
+		Pipelines: regPipelines})
 	if err != nil {
 		return err
 	}
@@ -266,6 +287,23 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "pipeweave bench: %s mode, %d schedule(s) firing every second for %s, %d replica(s), fsync=%s synchronous_commit=%s\n",
 			*mode, *schedules, *scheduleFor, *replicas, settings[0], settings[1])
 		return runScheduleBench(ctx, apis[0], pool, w, *schedules, *scheduleFor, stdout)
+	}
+	if mw != nil {
+		fmt.Fprintf(stdout, "pipeweave bench: %s mode, %d map run(s) of %d items (after a warm-up map of %d), MAX_CONCURRENCY %d, claim batch %d, %d DB conns, fsync=%s synchronous_commit=%s\n",
+			*mode, *maps, *mapItems, min(*warmup, *mapItems), *maxConc, *claimBatch, *conns, settings[0], settings[1])
+		if *cpuProfile != "" {
+			// The profile covers the warm-up map too.
+			f, err := os.Create(*cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		return runMapBench(ctx, apis[0], mw, *mapItems, *maps, min(*warmup, *mapItems), stdout)
 	}
 	how := fmt.Sprintf("batch %d", *batch)
 	if *rate > 0 {
