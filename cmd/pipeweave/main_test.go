@@ -537,6 +537,22 @@ func checkBenchSummary(t *testing.T, out, stderr string) {
 	require.NotContains(t, stderr, "did not end within", "the transaction count waited for every session")
 }
 
+// bench --map runs a map node's pipeline and reports its fan-out and items/s; --map with a
+// mode it cannot combine with is refused.
+func TestBenchMap(t *testing.T) {
+	t.Parallel()
+	out, stderr, err := runCmd(t, nil, "bench", "--map", "150", "--maps", "2", "--warmup", "10",
+		"--database-url", testdb.NewURL(t), "--dir", t.TempDir())
+	require.NoError(t, err, "stderr:\n%s", stderr)
+	require.Contains(t, out, "2 map run(s) of 150 items (after a warm-up map of 10)")
+	require.Regexp(t, `(?m)^map 2: 150 items: split's callback → first item dispatched \S+, → every item dispatched \S+ \(fan-out\), → join dispatched \S+: \d+ items/s end to end$`, out)
+	require.Regexp(t, `(?m)^summary: items=150 maps=2 first-item=\S+ fan-out=\S+ end-to-end=\S+ items/s=\d+ duplicates=0 \(medians\)$`, out)
+	for _, bad := range [][]string{{"--map", "-1"}, {"--map", "10", "--maps", "0"}, {"--map", "10", "--pipeline"}, {"--map", "10", "--replicas", "2"}} {
+		_, _, err := runCmd(t, nil, append([]string{"bench", "--dir", t.TempDir()}, bad...)...)
+		require.ErrorContains(t, err, "--map", "%v", bad)
+	}
+}
+
 // smallBench is a bench command line of a few tasks.
 var smallBench = []string{"bench", "--tasks", "100", "--warmup", "20", "--batch", "50"}
 
