@@ -42,6 +42,11 @@ type lockedRun struct {
 	ended bool
 	// readied: this transaction made a node of the run pending.
 	readied bool
+	// deferItems: the completions of map items are collected in items, for the caller to
+	// advance once with all of them (a group commit of several callbacks), instead of each
+	// one advancing on its own.
+	deferItems bool
+	items      []resolution
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -282,17 +283,9 @@ func (e *Engine) SetRefill(dispatch func([]Claimed)) {
 // runs now known. With dispatch (SetRefill's) the statement goes with a claim, whose runs
 // dispatch gets once committed.
 func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem, dispatch func([]Claimed)) ([]*callbackItem, error) {
-	p := dbsqlc.CompleteStandaloneParams{}
-	for _, it := range items {
-		cb := it.cb
-		assets, err := assetsJSON(cb)
-		if err != nil {
-			return nil, err
-		}
-		p.IDs, p.Leases = append(p.IDs, it.call.RunID), append(p.Leases, it.call.lease())
-		p.OutputPaths, p.Outputs = append(p.OutputPaths, cb.OutputPath), append(p.Outputs, []byte(cb.Output))
-		p.OutputSizes = append(p.OutputSizes, cb.OutputSize)
-		p.Assets, p.LogsPaths = append(p.Assets, string(assets)), append(p.LogsPaths, cb.LogsPath)
+	p, err := completeManyParams(items)
+	if err != nil {
+		return nil, err
 	}
 	var rows []dbsqlc.CompleteStandaloneRow
 	var claimed []Claimed
@@ -344,6 +337,57 @@ func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem, 
 		}
 	}
 	return left, nil
+}
+
+// completeManyParams are the arguments of CompleteStandalone (and CompleteInPipelines) for
+// the plain successes items.
+func completeManyParams(items []*callbackItem) (dbsqlc.CompleteStandaloneParams, error) {
+	var p dbsqlc.CompleteStandaloneParams
+	for _, it := range items {
+		cb := it.cb
+		assets, err := assetsJSON(cb)
+		if err != nil {
+			return p, err
+		}
+		p.IDs, p.Leases = append(p.IDs, it.call.RunID), append(p.Leases, it.call.lease())
+		p.OutputPaths, p.Outputs = append(p.OutputPaths, cb.OutputPath), append(p.Outputs, []byte(cb.Output))
+		p.OutputSizes = append(p.OutputSizes, cb.OutputSize)
+		p.Assets, p.LogsPaths = append(p.Assets, string(assets)), append(p.LogsPaths, cb.LogsPath)
+	}
+	return p, nil
+}
+
+// completeInPipelines completes, in one statement, the plain successes among items (after
+// the first, which the lock's statement completed) whose pipeline runs tx has locked, and
+// returns each one's completion by run id: the row, or database.ErrNotFound when it did not
+// complete (callbackIn tells why, as after Complete). Items of a batch that are a map's items
+// (the common case of a large batch) thus cost the batch one statement, not one each.
+func completeInPipelines(ctx context.Context, tx dbtx, items []*callbackItem) (map[string]*completion, error) {
+	var many []*callbackItem
+	for _, it := range items[1:] {
+		if it.pipelineRun != "" && it.plain() {
+			many = append(many, it)
+		}
+	}
+	if len(many) < 2 {
+		return nil, nil
+	}
+	p, err := completeManyParams(many)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := queries.CompleteInPipelines(ctx, tx, dbsqlc.CompleteInPipelinesParams(p))
+	if err != nil {
+		return nil, fmt.Errorf("complete %d runs of pipelines: %w", len(many), err)
+	}
+	out := make(map[string]*completion, len(many))
+	for _, it := range many {
+		out[it.call.RunID] = &completion{err: database.ErrNotFound}
+	}
+	for _, r := range rows {
+		out[r.ID] = &completion{row: dbsqlc.CompleteRow{TaskID: r.TaskID, Seconds: r.Seconds}}
+	}
+	return out, nil
 }
 
 // completeAndClaim runs CompleteStandalone with p and a claim of up to ClaimBatch runs under
@@ -447,8 +491,17 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 				return err
 			}
 		}
+		many, err := completeInPipelines(ctx, tx, items)
+		if err != nil {
+			return err
+		}
+		// The items of map nodes count their map rows down together, once per run, after
+		// every callback of the batch (lockedRun.items).
+		for _, run := range runs {
+			run.deferItems = len(items) > 1
+		}
 		for i, it := range items {
-			var done *completion
+			done := many[it.call.RunID]
 			if i == 0 {
 				done = first
 			}
@@ -456,6 +509,14 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 			var answer *Error
 			if errs[i] != nil && !errors.As(errs[i], &answer) {
 				return errs[i]
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(runs)) {
+			if run := runs[id]; len(run.items) > 0 {
+				if err := e.advance(ctx, tx, run, run.items, false); err != nil {
+					return err
+				}
+				run.items = nil
 			}
 		}
 		if e.beforeCommit != nil {

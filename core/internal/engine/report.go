@@ -271,8 +271,12 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 					return CallbackResult{}, err
 				}
 			}
-			if run != nil {
-				if err := e.advance(ctx, db, run, []resolution{{taskID: taskID, completed: true, selected: cb.SelectedNext}}, last); err != nil {
+			res := resolution{taskID: taskID, completed: true, selected: cb.SelectedNext}
+			switch {
+			case run != nil && run.deferItems && isItem(run, res):
+				run.items = append(run.items, res)
+			case run != nil:
+				if err := e.advance(ctx, db, run, []resolution{res}, last); err != nil {
 					return CallbackResult{}, err
 				}
 			}
