@@ -369,3 +369,60 @@ func TestPipelineCallbackHints(t *testing.T) {
 	require.False(t, res.Applied)
 	require.False(t, res.Readied)
 }
+
+// TestGroupCommitMapItemsInOneBatch: the callbacks of a map's items in one batch complete in
+// one statement and count the map row down once, each answered on its own (a stale lease, a
+// callback sent twice, one of an item already completed); the map completes when the last
+// items call back and enables its successor once.
+func TestGroupCommitMapItemsInOneBatch(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{InlineMax: 1 << 10})
+	h.register(t, []protocol.TaskDefinition{{ID: "split", AllowedNext: []string{"item"}}, {ID: "item", AllowedNext: []string{"join"}},
+		{ID: "join"}, {ID: "solo"}}, protocol.PipelineDefinition{ID: "fan", EntryTasks: []string{"split"},
+		Nodes: map[string]protocol.NodeConfig{"item": {Map: &protocol.MapConfig{Over: "split", Items: "/items"}}}})
+	ctx := context.Background()
+	tr, err := h.eng.Trigger(ctx, "fan", TriggerRequest{Input: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	split := h.claimOne(t)
+	res, err := h.eng.Callback(ctx, call(split), &protocol.CallbackRequest{Status: protocol.CallbackSuccess,
+		OutputPath: protocol.OutputPath(split.RunID), Output: json.RawMessage(`{"items":[0,1,2,3,4,5]}`)})
+	require.NoError(t, err)
+	require.True(t, res.Applied)
+	items, err := h.eng.Claim(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, items, 6)
+	ok0, stale, dup, twice, ok4, later := items[0], items[1], items[2], items[3], items[4], items[5]
+	h.succeed(t, dup)
+	h.enqueue(t, "solo", 0, 1)
+	solo := h.claimOne(t)
+	entered, release := holdFirstCommit(h, nil)
+	calls := []WorkerCall{call(ok0), {RunID: stale.RunID, Lease: ptr(stale.Lease + 1)}, call(dup), call(twice), call(twice), call(ok4)}
+	cbs := []*protocol.CallbackRequest{success(), success(), success(), success(), success(), success()}
+	_, a := callAll(t, h, solo, calls, cbs, entered, release)
+
+	require.NoError(t, a[0].err)
+	require.Equal(t, CallbackResult{Applied: true, Status: protocol.StatusCompleted}, stripped(a[0].res))
+	require.ErrorIs(t, a[1].err, ErrConflict)
+	require.Equal(t, "dispatching", h.run(t, stale.RunID).Status)
+	require.NoError(t, a[2].err)
+	require.Equal(t, CallbackResult{Applied: false, Status: protocol.StatusCompleted}, stripped(a[2].res))
+	require.NoError(t, a[3].err)
+	require.NoError(t, a[4].err)
+	require.True(t, a[3].res.Applied != a[4].res.Applied, "one of the two callbacks of one item applied")
+	require.NoError(t, a[5].err)
+	require.True(t, a[5].res.Applied)
+	left := `SELECT items_left FROM task_runs WHERE pipeline_run_id = $1 AND task_id = 'item' AND item_index IS NULL`
+	require.Equal(t, 2, h.count(t, left, tr.PipelineRunID), "4 of 6 items completed, each counted once")
+
+	h.succeed(t, stale)
+	h.succeed(t, later)
+	require.Equal(t, 0, h.count(t, left, tr.PipelineRunID))
+	join, err := h.eng.Claim(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, join, 1, "join was enabled once")
+	require.Equal(t, "join", join[0].TaskID)
+	h.succeed(t, join[0])
+	run, err := h.eng.GetPipelineRun(ctx, tr.PipelineRunID)
+	require.NoError(t, err)
+	require.Equal(t, protocol.PipelineCompleted, run.Status)
+}
