@@ -300,14 +300,19 @@ func TestMapNodeBadItems(t *testing.T) {
 	})
 	t.Run("empty array", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t)
-		w := newPWorker(t, e)
-		mapPipeline(e, w, "pages", nil)
-		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"pages":[]}`) })
-		id := e.trigger("pages", map[string]any{"input": 1})
-		e.waitRun(id, "completed")
-		require.Empty(t, w.dispatchesOf("ocr"))
-		require.Empty(t, e.mergedArray(w.dispatchesOf("merge")[0]))
+		testorch.EachInlineThreshold(t, func(t *testing.T, inline func(*core.Config)) {
+			e := newEnv(t, inline)
+			w := newPWorker(t, e)
+			mapPipeline(e, w, "pages", nil)
+			w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"pages":[]}`) })
+			id := e.trigger("pages", map[string]any{"input": 1})
+			e.waitRun(id, "completed")
+			require.Empty(t, w.dispatchesOf("ocr"))
+			merge := w.dispatchesOf("merge")[0]
+			require.Empty(t, e.mergedArray(merge))
+			// Like every map output, [] is inline only when INLINE_PAYLOAD_MAX_BYTES lets it be.
+			require.Equal(t, e.cfg.InlinePayloadMaxBytes > 0, merge.UpstreamRefs["ocr"].Output != nil)
+		})
 	})
 }
 
@@ -408,7 +413,9 @@ func TestMapNodeThousandItemsConcurrentCallbacks(t *testing.T) {
 	w := newPWorker(t, e)
 	mapPipeline(e, w, "pages", nil, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(64) })
 	var size atomic.Int64
-	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(int(size.Load()))) })
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		return e.result(d, pagesOutput(int(size.Load())))
+	})
 	w.on("ocr", pageOCR(e, nil))
 	for round, n := range []int{1_000, 100, 100, 100} {
 		// One run at a time: two 1,000-item runs at once took longer than a test signal's wait

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/pipeweave/pipeweave/core/internal/ids"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
@@ -297,17 +299,9 @@ func (e *Engine) completeMapRow(ctx context.Context, tx dbtx, runID, taskID, id 
 		}
 	}
 	buf.WriteByte(']')
-	data := buf.Bytes()
-	path := protocol.OutputPath(id)
-	size := int64(len(data))
-	p := dbsqlc.EndMapRowParams{ID: id, Status: string(protocol.StatusCompleted), OutputPath: &path, OutputSize: &size}
-	if size <= e.cfg.InlineMax {
-		p.Output = data
-	} else {
-		_, backend := e.storage.Default()
-		if err := storage.PutBytes(ctx, backend, path, data, inlineContentType); err != nil {
-			return storageFailed(fmt.Errorf("store the output of map row %s: %w", id, err))
-		}
+	p, err := e.mapOutput(ctx, id, buf.Bytes())
+	if err != nil {
+		return err
 	}
 	if len(failed) > 0 {
 		code, msg := MapItemsFailed, fmt.Sprintf("%d of %d items failed: %s", len(failed), len(items), strings.Join(failed, ", "))
@@ -317,6 +311,23 @@ func (e *Engine) completeMapRow(ctx context.Context, tx dbtx, runID, taskID, id 
 		return fmt.Errorf("complete map row %s: %w", id, err)
 	}
 	return nil
+}
+
+// mapOutput is the completion of map row id with output data: inline up to InlineMax bytes,
+// else stored at the map row's output path first.
+func (e *Engine) mapOutput(ctx context.Context, id string, data []byte) (dbsqlc.EndMapRowParams, error) {
+	path := protocol.OutputPath(id)
+	size := int64(len(data))
+	p := dbsqlc.EndMapRowParams{ID: id, Status: string(protocol.StatusCompleted), OutputPath: &path, OutputSize: &size}
+	if size <= e.cfg.InlineMax {
+		p.Output = data
+		return p, nil
+	}
+	_, backend := e.storage.Default()
+	if err := storage.PutBytes(ctx, backend, path, data, inlineContentType); err != nil {
+		return p, storageFailed(fmt.Errorf("store the output of map row %s: %w", id, err))
+	}
+	return p, nil
 }
 
 // fanOut starts map node taskID of run, which the advance just made pending: it reads the over
@@ -358,9 +369,12 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 		return fail(code, "map node %s: %s", taskID, msg)
 	}
 	if len(items) == 0 {
-		empty, path, size := []byte("[]"), protocol.OutputPath(row.ID), int64(2)
-		if err := queries.EndMapRow(ctx, tx, dbsqlc.EndMapRowParams{ID: row.ID, Status: string(protocol.StatusCompleted),
-			Output: empty, OutputPath: &path, OutputSize: &size}); err != nil {
+		// The empty array, inline or stored as any map output (INLINE_PAYLOAD_MAX_BYTES).
+		p, err := e.mapOutput(ctx, row.ID, []byte("[]"))
+		if err != nil {
+			return nil, err
+		}
+		if err := queries.EndMapRow(ctx, tx, p); err != nil {
 			return nil, fmt.Errorf("complete map row %s: %w", row.ID, err)
 		}
 		return &resolution{taskID: taskID, completed: true, mapRow: true}, nil
@@ -368,26 +382,60 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	if err := queries.StartMapRow(ctx, tx, dbsqlc.StartMapRowParams{ID: row.ID, N: len(items)}); err != nil {
 		return nil, fmt.Errorf("start map row %s: %w", row.ID, err)
 	}
-	_, backend := e.storage.Default()
-	for start := 0; start < len(items); start += mapBatch {
-		batch := items[start:min(start+mapBatch, len(items))]
-		p := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: make([]string, len(batch)), InputPaths: make([]string, len(batch)),
-			Inputs: make([][]byte, len(batch)), ItemIndexes: make([]int, len(batch))}
-		for i, item := range batch {
-			id := ids.New(ids.TaskRun)
-			p.IDs[i], p.InputPaths[i], p.ItemIndexes[i] = id, protocol.StandaloneInputPath(id), start+i
-			if data, inline := e.inlineInput(item); inline {
-				p.Inputs[i] = data
-			} else if err := storage.PutBytes(ctx, backend, p.InputPaths[i], item, inlineContentType); err != nil {
-				return nil, storageFailed(fmt.Errorf("store the input of item %d of %s: %w", start+i, row.ID, err))
-			}
+	p := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: make([]string, len(items)), InputPaths: make([]string, len(items)),
+		Inputs: make([][]byte, len(items)), ItemIndexes: make([]int, len(items))}
+	for i, item := range items {
+		id := ids.New(ids.TaskRun)
+		p.IDs[i], p.InputPaths[i], p.ItemIndexes[i] = id, protocol.StandaloneInputPath(id), i
+		if data, inline := e.inlineInput(item); inline {
+			p.Inputs[i] = data
 		}
-		if err := queries.InsertMapItems(ctx, tx, p); err != nil {
+	}
+	if err := e.writeItemInputs(ctx, row.ID, items, p); err != nil {
+		return nil, err
+	}
+	for start := 0; start < len(items); start += mapBatch {
+		end := min(start+mapBatch, len(items))
+		batch := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: p.IDs[start:end], InputPaths: p.InputPaths[start:end],
+			Inputs: p.Inputs[start:end], ItemIndexes: p.ItemIndexes[start:end]}
+		if err := queries.InsertMapItems(ctx, tx, batch); err != nil {
 			return nil, fmt.Errorf("insert the items of %s: %w", row.ID, err)
 		}
 	}
 	e.fannedOut(len(items))
 	return nil, nil
+}
+
+// writeItemInputs stores the inputs of the items that are not inline (p.Inputs[i] nil), 16 at
+// a time, as enqueue stores large inputs. When one write fails, those written are removed
+// (best effort) and the error returned. A transaction that rolls back after they were written
+// leaves them behind, unreferenced (docs/dynamic-pipelines.md).
+func (e *Engine) writeItemInputs(ctx context.Context, mapRowID string, items []json.RawMessage, p dbsqlc.InsertMapItemsParams) error {
+	_, backend := e.storage.Default()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, item := range items {
+		if p.Inputs[i] != nil {
+			continue
+		}
+		g.Go(func() error {
+			if err := storage.PutBytes(gctx, backend, p.InputPaths[i], item, inlineContentType); err != nil {
+				return storageFailed(fmt.Errorf("store the input of item %d of %s: %w", i, mapRowID, err))
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err != nil {
+		for i := range items {
+			if p.Inputs[i] == nil {
+				if derr := backend.Delete(context.WithoutCancel(ctx), p.InputPaths[i]); derr != nil && !isNotFound(derr) {
+					e.log.Warn("could not remove the stored input of a map item", "path", p.InputPaths[i], "err", derr)
+				}
+			}
+		}
+	}
+	return err
 }
 
 // readStored reads the stored output at path. An output that is missing or longer than
