@@ -556,17 +556,30 @@ func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID
 	return items, nil
 }
 
-const pipelineRunErrorCode = `-- name: PipelineRunErrorCode :one
-SELECT coalesce(error_code, '')::text FROM pipeline_runs WHERE id = $1
+const pipelineRunEnd = `-- name: PipelineRunEnd :one
+SELECT coalesce(error_code, '')::text AS error_code,
+       coalesce(deadline <= coalesce($1::timestamptz, now()), false)::bool AS deadline_passed
+FROM pipeline_runs WHERE id = $2
 `
 
-// Why pipeline run id ended, when it says (” otherwise): a DLQ retry refuses to re-open a run
-// that timed out (PIPELINE_TIMEOUT).
-func (q *Queries) PipelineRunErrorCode(ctx context.Context, db DBTX, id string) (string, error) {
-	row := db.QueryRow(ctx, pipelineRunErrorCode, id)
-	var column_1 string
-	err := row.Scan(&column_1)
-	return column_1, err
+type PipelineRunEndParams struct {
+	Now *time.Time
+	ID  string
+}
+
+type PipelineRunEndRow struct {
+	ErrorCode      string
+	DeadlinePassed bool
+}
+
+// Why pipeline run id ended, when it says (” otherwise), and whether its deadline has passed
+// at now (NULL = the database clock): a DLQ retry refuses to re-open a run that timed out
+// (PIPELINE_TIMEOUT) or whose deadline passed since it ended.
+func (q *Queries) PipelineRunEnd(ctx context.Context, db DBTX, arg PipelineRunEndParams) (PipelineRunEndRow, error) {
+	row := db.QueryRow(ctx, pipelineRunEnd, arg.Now, arg.ID)
+	var i PipelineRunEndRow
+	err := row.Scan(&i.ErrorCode, &i.DeadlinePassed)
+	return i, err
 }
 
 const pipelineRunGet = `-- name: PipelineRunGet :one

@@ -294,6 +294,45 @@ func TestDLQRetryOfATimedOutRunIsRefused(t *testing.T) {
 	require.Zero(t, h.count(t, `SELECT count(*) FROM dlq WHERE retried_at IS NOT NULL`))
 }
 
+// TestDLQRetryAfterTheDeadlineIsRefused: a run that failed before its deadline can be
+// re-opened by a DLQ retry until the deadline; once it has passed, the retry is 409
+// PIPELINE_RUN_DEADLINE_PASSED (re-opened, the run would time out at the next sweep) and
+// changes nothing.
+func TestDLQRetryAfterTheDeadlineIsRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, Config{})
+	h.register(t, []protocol.TaskDefinition{{ID: "a", Retries: ptr(0)}},
+		protocol.PipelineDefinition{ID: "p", EntryTasks: []string{"a"}, TimeoutMs: ptr(int64(60_000))})
+	ctx := context.Background()
+	tr, err := h.eng.Trigger(ctx, "p", TriggerRequest{Input: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	a := h.claimOne(t)
+	_, err = h.eng.Callback(ctx, WorkerCall{RunID: a.RunID, Lease: &a.Lease}, &protocol.CallbackRequest{Status: protocol.CallbackFailed,
+		Error: "boom", Retryable: ptr(false)})
+	require.NoError(t, err)
+	var entry string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT id FROM dlq WHERE task_run_id = $1`, a.RunID).Scan(&entry))
+	h.clock.Advance(61 * time.Second)
+
+	_, err = h.eng.RetryDLQ(ctx, entry)
+	require.ErrorIs(t, err, ErrConflict)
+	require.Equal(t, "PIPELINE_RUN_DEADLINE_PASSED", err.(*Error).Code)
+	run, err := h.eng.GetPipelineRun(ctx, tr.PipelineRunID)
+	require.NoError(t, err)
+	require.Equal(t, protocol.PipelineFailed, run.Status)
+	require.Empty(t, run.ErrorCode, "it failed, it did not time out")
+	require.Len(t, run.Tasks, 1, "no retry run was made")
+	require.Zero(t, h.count(t, `SELECT count(*) FROM dlq WHERE retried_at IS NOT NULL`))
+
+	// Before the deadline, the same retry re-opens the run.
+	h.clock.Advance(-30 * time.Second)
+	_, err = h.eng.RetryDLQ(ctx, entry)
+	require.NoError(t, err)
+	run, err = h.eng.GetPipelineRun(ctx, tr.PipelineRunID)
+	require.NoError(t, err)
+	require.Equal(t, protocol.PipelineRunning, run.Status)
+}
+
 // TestSweepTimesOutRunsInBoundedBatches: a sweep times out at most its limit of runs, in
 // transactions of deadlineBatch, earliest deadline first; the next sweep takes the rest.
 func TestSweepTimesOutRunsInBoundedBatches(t *testing.T) {

@@ -255,12 +255,17 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 	case run.status == protocol.PipelineFailed:
 		// A run that timed out is over, as a cancelled one is: re-opened past its deadline it
 		// would only time out again.
-		code, err := queries.PipelineRunErrorCode(ctx, tx, prun)
+		end, err := queries.PipelineRunEnd(ctx, tx, dbsqlc.PipelineRunEndParams{ID: prun, Now: e.now()})
 		if err != nil {
 			return fmt.Errorf("read why %s ended: %w", prun, err)
 		}
-		if code == protocol.PipelineTimeout {
+		if end.ErrorCode == protocol.PipelineTimeout {
 			return conflict("PIPELINE_RUN_TIMED_OUT", "pipeline run %q timed out; trigger the pipeline again instead", prun)
+		}
+		if end.DeadlinePassed {
+			// It failed in time, but its deadline (timeoutMs) has passed since: re-opened, it
+			// would time out at the sweep's next pass.
+			return conflict("PIPELINE_RUN_DEADLINE_PASSED", "pipeline run %q failed and its deadline has passed since; trigger the pipeline again instead", prun)
 		}
 	}
 	n, err := queries.SupersedeNode(ctx, tx, dbsqlc.SupersedeNodeParams{ID: failedRunID, SupersededBy: newRunID})

@@ -209,10 +209,13 @@ WHERE old.id = sqlc.arg('old_id')::text;
 -- name: ReopenPipelineRun :exec
 UPDATE pipeline_runs SET status = 'running', error = NULL, error_code = NULL, completed_at = NULL WHERE id = sqlc.arg('id');
 
--- name: PipelineRunErrorCode :one
--- Why pipeline run id ended, when it says ('' otherwise): a DLQ retry refuses to re-open a run
--- that timed out (PIPELINE_TIMEOUT).
-SELECT coalesce(error_code, '')::text FROM pipeline_runs WHERE id = sqlc.arg('id');
+-- name: PipelineRunEnd :one
+-- Why pipeline run id ended, when it says ('' otherwise), and whether its deadline has passed
+-- at now (NULL = the database clock): a DLQ retry refuses to re-open a run that timed out
+-- (PIPELINE_TIMEOUT) or whose deadline passed since it ended.
+SELECT coalesce(error_code, '')::text AS error_code,
+       coalesce(deadline <= coalesce(sqlc.narg('now')::timestamptz, now()), false)::bool AS deadline_passed
+FROM pipeline_runs WHERE id = sqlc.arg('id');
 
 -- name: SetPipelinePaused :one
 -- Pauses pipeline id (paused true: paused_at is set, kept if it already was) or resumes it
