@@ -81,9 +81,9 @@ func TestPDFPipelineEndToEnd(t *testing.T) {
 		var run struct {
 			Status string `json:"status"`
 			Tasks  []struct {
-				TaskID     string          `json:"taskId"`
-				Status     string          `json:"status"`
-				OutputPath *string         `json:"outputPath"`
+				TaskID     string  `json:"taskId"`
+				Status     string  `json:"status"`
+				OutputPath *string `json:"outputPath"`
 			} `json:"tasks"`
 		}
 		require.EventuallyWithT(t, func(c *assert.CollectT) {
