@@ -93,6 +93,7 @@ func TestMapNodeOnRunPage(t *testing.T) {
 	b.waitJS("the DAG node's count", fmt.Sprintf(`(document.querySelector(%s) || {}).textContent === 'waiting · 3/55'`,
 		js(node("ocr", "")+` [data-testid="dag-node-state"]`)))
 	b.count(`[data-testid="task-row"]`, 3)
+	b.wait(`[data-testid="task-row"][data-task="ocr"] [data-testid="map-progress"][data-progress="5"]`)
 
 	// The map node's detail: a page of 50 items, the next page, a filter by state.
 	b.click(node("ocr", ""))
@@ -123,6 +124,7 @@ func TestMapNodeOnRunPage(t *testing.T) {
 	b.wait(`[data-testid="task-row"][data-task="ocr"][data-state="completed"] [data-testid="map-count"][data-state="completed"][data-count="54"]`)
 	b.wait(node("ocr", "completed"))
 	b.wait(node("merge", "completed"))
+	b.wait(`[data-testid="task-row"][data-task="ocr"] [data-testid="map-progress"][data-progress="100"]`)
 
 	// The page never read the run with its item rows.
 	full := b.evalString(`performance.getEntriesByType('resource').map((e) => e.name)

@@ -117,6 +117,16 @@ function mapCounts(m, onFilter, filter) {
     d ? states.filter((st) => onFilter || (m.counts || {})[st]).map(chip) : null);
 }
 
+// mapProgress is a map node's progress: the share of its items that ended.
+function mapProgress(m) {
+  const d = mapDone(m);
+  const p = d && d.total ? Math.floor((d.done * 100) / d.total) : d ? 100 : 0;
+  const bar = h('div', { class: 'progress-fill' });
+  bar.style.width = p + '%';
+  return h('div', { class: 'progress', testid: 'map-progress', dataset: { progress: String(p) } },
+    h('div', { class: 'progress-track' }, bar), h('span', { class: 'small' }, d ? d.done + '/' + d.total + ' items ended' : 'no items yet'));
+}
+
 // mapDetail is a map node's detail: its declaration, its items counted by state and a page of
 // its items (view: {status, page, cursors}), each linking to its task run.
 function mapDetail(m, cur, view, on) {
@@ -137,7 +147,8 @@ function mapDetail(m, cur, view, on) {
       h('dt', {}, 'Map row'), h('dd', { class: 'mono' }, m.mapRunId),
       cur && cur.error ? h('dt', {}, 'Error') : null,
       cur && cur.error ? h('dd', { class: 'error-text', testid: 'map-error' }, (cur.errorCode ? cur.errorCode + ': ' : '') + cur.error) : null,
-      cur ? h('dt', {}, 'Objects') : null, cur ? h('dd', {}, taskOutputs(cur)) : null),
+      // The map row never goes to a worker: it has no input of its own (its items have).
+      cur ? h('dt', {}, 'Objects') : null, cur ? h('dd', {}, taskOutputs({ ...cur, inputPath: '' })) : null),
     mapCounts(m, on.filter, view.status),
     h('h3', {}, 'Items' + (view.status ? ' (' + view.status + ')' : '')),
     !page ? h('p', { class: 'muted' }, 'Loading…')
@@ -299,11 +310,11 @@ export function mount(ctx) {
           h('td', {}, badge(t.status, 'task-state'), mapOfTask(t.taskId) ? mapCounts(mapOfTask(t.taskId)) : null,
             t.error ? h('div', { class: 'error-text small', testid: 'task-error' }, (t.errorCode ? t.errorCode + ': ' : '') + t.error) : null),
           h('td', {}, String(t.attempt)),
-          h('td', {}, progressCell(t)),
+          h('td', {}, mapOfTask(t.taskId) ? mapProgress(mapOfTask(t.taskId)) : progressCell(t)),
           h('td', {}, codeCell(t)),
           h('td', {}, fmtTime(t.startedAt)),
           h('td', {}, fmtTime(t.completedAt)),
-          h('td', {}, taskOutputs(t)),
+          h('td', {}, taskOutputs(mapOfTask(t.taskId) ? { ...t, inputPath: '' } : t)),
           h('td', {}, h('button', { type: 'button', class: 'link-button', testid: 'show-attempts', dataset: { task: t.taskId }, onclick: () => select(t.taskId) }, mapOfTask(t.taskId) ? 'Items' : 'Attempts')))),
         { testid: 'task-table' })
       : empty('No task runs.'));
