@@ -160,7 +160,8 @@ func TestAPIKeys(t *testing.T) {
 	w.after = func(d protocol.DispatchRequest) { w.callback(d, success(d)) }
 	e.register("svc", "1", w.URL(), task("t"))
 	for _, path := range []string{"/api/services", "/api/services/svc/tasks", "/api/tasks/t/history", "/api/queue/status",
-		"/api/queue/items", "/api/task-runs/x", "/api/dlq", "/api/webhooks", "/api/webhooks/h", "/api/webhooks/h/deliveries", "/api/rate-limits", "/api/rate-limits/k"} {
+		"/api/queue/items", "/api/task-runs/x", "/api/dlq", "/api/webhooks", "/api/webhooks/h", "/api/webhooks/h/deliveries", "/api/rate-limits", "/api/rate-limits/k",
+		"/api/runs/prun_x?items=false", "/api/runs/prun_x/maps/t/items"} {
 		for _, key := range []string{"", "wrong"} {
 			r := e.do("GET", path, nil, key)
 			require.Equal(t, http.StatusUnauthorized, r.Status, path)

@@ -160,7 +160,7 @@ func (w *Worker) registration() (protocol.RegisterRequest, error) {
 	if len(w.tasks) == 0 {
 		return protocol.RegisterRequest{}, errors.New("worker: register: no task is registered")
 	}
-	req := protocol.RegisterRequest{ServiceID: w.cfg.ServiceID, Version: w.cfg.Version, BaseURL: w.baseURL}
+	req := protocol.RegisterRequest{ServiceID: w.cfg.ServiceID, Version: w.cfg.Version, BaseURL: w.baseURL, Pipelines: w.cfg.Pipelines}
 	for _, t := range w.tasks {
 		req.Tasks = append(req.Tasks, t.definition())
 	}

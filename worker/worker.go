@@ -116,6 +116,10 @@ type Config struct {
 	// the attempt's heartbeats and callback send the traceparent of the handler's context, so
 	// that the orchestrator's spans and the handler's own spans are one trace.
 	TracerProvider trace.TracerProvider
+	// Pipelines are pipelines the registration declares (protocol.RegisterRequest.Pipelines),
+	// such as one with map nodes (docs/dynamic-pipelines.md); nil: only the service's implicit
+	// pipeline. A declaration with the service's own id replaces its implicit pipeline.
+	Pipelines []protocol.PipelineDefinition
 }
 
 // Options describe a task at registration. Zero values mean the orchestrator's defaults

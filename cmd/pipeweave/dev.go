@@ -301,17 +301,21 @@ func runDemo(ctx context.Context, orchURL, secret, apiKey, dir string, out io.Wr
 	}
 	fmt.Fprintf(out, "demo: triggered %s run %s; follow it with: %s status %s (or %s/ui/#/runs/%s)\n",
 		demoService, trig.PipelineRunID, selfCommand(), trig.PipelineRunID, orchURL, trig.PipelineRunID)
-	seen := map[string]protocol.TaskRunStatus{}
+	seen := map[string]string{}
 	for ctx.Err() == nil {
 		var run protocol.PipelineRun
-		if _, err := client.Get(ctx, "/api/runs/"+trig.PipelineRunID, nil, &run); err != nil {
+		// Without the map node's items (one per page): maps counts them by state.
+		if _, err := client.Get(ctx, "/api/runs/"+trig.PipelineRunID, nodesOnly, &run); err != nil {
 			return done, err
 		}
 		summary := ""
 		for _, t := range run.Tasks {
-			if seen[t.TaskID] != t.Status {
-				seen[t.TaskID] = t.Status
-				fmt.Fprintf(out, "demo:   %-15s %s\n", t.TaskID, t.Status)
+			if isItem(run, t) {
+				continue
+			}
+			if line := string(t.Status) + mapSuffix(run, t.TaskRun); seen[t.TaskID] != line {
+				seen[t.TaskID] = line
+				fmt.Fprintf(out, "demo:   %-15s %s\n", t.TaskID, line)
 			}
 			if t.TaskID == "summarize" && t.OutputPath != nil {
 				summary = *t.OutputPath

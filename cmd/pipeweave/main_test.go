@@ -619,9 +619,15 @@ func TestDevDemo(t *testing.T) {
 	out := r.stdout.String()
 	require.Regexp(t, `demo: run prun_\w+ completed`, out)
 	require.Contains(t, out, "demo: summary: ")
-	for _, task := range []string{"download", "extract-text", "extract-tables", "summarize"} {
+	for _, task := range []string{"download", "split", "merge", "extract-tables", "summarize"} {
 		require.Regexp(t, `demo:\s+`+task+`\s+completed`, out)
 	}
+	// The page fan-out: ocr-page is a map node whose items all completed, and merge got every
+	// page (the summary counts the pages merge joined).
+	pages := regexp.MustCompile(`demo:\s+ocr-page\s+completed · map (\d+) items: (\d+) completed\n`).FindStringSubmatch(out)
+	require.NotNil(t, pages, "stdout:\n%s", out)
+	require.Equal(t, pages[1], pages[2], "every item completed")
+	require.Regexp(t, `demo: summary: `+pages[1]+` pages, \d+ words`, out)
 	// The worker is a process of its own, and dev ends only after it.
 	m := regexp.MustCompile(`demo: example PDF worker running as pid (\d+)`).FindStringSubmatch(out)
 	require.NotNil(t, m, "stdout:\n%s", out)

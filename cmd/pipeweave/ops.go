@@ -451,7 +451,14 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	return o.showRun(pos[0], "", func(path string, out any) (json.RawMessage, error) { return o.client.get(ctx, path, nil, out) })
+	// A pipeline run without its map nodes' items: maps counts them.
+	return o.showRun(pos[0], "", func(path string, out any) (json.RawMessage, error) {
+		var q url.Values
+		if strings.HasPrefix(path, "/api/runs/") {
+			q = nodesOnly
+		}
+		return o.client.get(ctx, path, q, out)
+	})
 }
 
 // showRun shows run id, a task run (trun_…) or a pipeline run, as call answers for its API path
@@ -539,7 +546,10 @@ func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) erro
 		row(tw, t.TaskID, status, strconv.Itoa(t.Attempt), span(t.StartedAt, t.CompletedAt, now), "v"+strconv.Itoa(t.CodeVersion),
 			changed, progressText(t.TaskRun), t.ID, truncate(runErrorText(t.Status, t.ErrorCode, t.Error), 100))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printMapNodes(w, run)
 }
 
 // progressText is "40% reading page 4", or "" when the task reported no progress.
@@ -588,7 +598,8 @@ func orderTasks(run protocol.PipelineRun, withSuperseded bool) []protocol.Pipeli
 	}
 	out := make([]protocol.PipelineRunTask, 0, len(run.Tasks))
 	for _, t := range run.Tasks {
-		if withSuperseded || t.SupersededBy == "" {
+		// A map node's items are counted in run.Maps, not listed.
+		if (withSuperseded || t.SupersededBy == "") && !isItem(run, t) {
 			out = append(out, t)
 		}
 	}
@@ -716,6 +727,7 @@ func printDryRun(w io.Writer, id string, plan protocol.DryRun) {
 		}
 		_ = tw.Flush()
 	}
+	printPlanNodes(w, plan)
 	for _, list := range []struct {
 		title string
 		items []string

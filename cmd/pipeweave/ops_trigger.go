@@ -133,7 +133,7 @@ func (o *ops) waitRun(id string, poll time.Duration) (protocol.PipelineRun, json
 	failures := 0
 	for {
 		var run protocol.PipelineRun
-		raw, err := o.client.get(o.ctx, "/api/runs/"+url.PathEscape(id), nil, &run)
+		raw, err := o.client.get(o.ctx, "/api/runs/"+url.PathEscape(id), nodesOnly, &run)
 		switch {
 		case o.ctx.Err() != nil:
 			return run, nil, fmt.Errorf("stopped waiting for run %s, which goes on: follow it with pipeweave status %s", id, id)
@@ -170,7 +170,8 @@ func runOutcome(run protocol.PipelineRun) error {
 	msg := fmt.Sprintf("run %s of pipeline %s ended %s", run.ID, run.PipelineID, run.Status)
 	var failed []string
 	for _, t := range orderTasks(run, false) {
-		if t.Status == protocol.StatusFailed {
+		// A map node that completed with failed items (continue, partial-merge) names them too.
+		if t.Status == protocol.StatusFailed || (mapOf(run, t.TaskID) != nil && deref(t.ErrorCode) == "MAP_ITEMS_FAILED") {
 			failed = append(failed, fmt.Sprintf("%s (%s)", t.TaskID, errorText(t.ErrorCode, t.Error)))
 		}
 	}
@@ -208,7 +209,7 @@ func (v *waitView) update(run protocol.PipelineRun, now time.Time) {
 		return
 	}
 	for _, t := range orderTasks(run, false) {
-		line := plainLine(t.TaskRun)
+		line := plainLine(t.TaskRun) + mapSuffix(run, t.TaskRun)
 		if v.seen[t.ID] == line {
 			continue
 		}
@@ -285,6 +286,9 @@ func liveLines(run protocol.PipelineRun, now time.Time, color bool) []string {
 		line := fmt.Sprintf("  %s %-*s  %s", paint(color, string(t.Status), symbol(t.Status)), width, t.TaskID, paint(color, string(t.Status), status))
 		if t.Attempt > 1 {
 			line += fmt.Sprintf("  attempt %d", t.Attempt)
+		}
+		if m := mapOf(run, t.TaskID); m != nil {
+			line += "  map " + mapCounts(*m)
 		}
 		switch {
 		case t.Status == protocol.StatusFailed:

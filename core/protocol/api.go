@@ -247,6 +247,8 @@ type PlanStep struct {
 	Tasks    []string `json:"tasks"`
 	Type     string   `json:"type"` // entry, parallel, join or end
 	WaitsFor []string `json:"waitsFor,omitempty"`
+	// Nodes describes the step's tasks that are not ordinary task runs (map nodes), by task id.
+	Nodes map[string]PlanNode `json:"nodes,omitempty"`
 }
 
 // DryRun is the answer of a dry run.
@@ -297,6 +299,8 @@ type PipelineRun struct {
 	Deadline  *time.Time `json:"deadline,omitempty"`
 	// ErrorCode says why the run ended when it says (PIPELINE_TIMEOUT; absent otherwise).
 	ErrorCode string `json:"errorCode,omitempty"`
+	// Maps are the run's map nodes with their items counted by state (absent: it has none).
+	Maps []MapNodeState `json:"maps,omitempty"`
 }
 
 // PipelineRunTask is a task run within a pipeline run, with whether its code changed since the

@@ -1,12 +1,15 @@
 // Package pdf is an example worker in the shape of the seed's PDF pipeline:
 //
-//	download → extract-text ┐
-//	         → extract-tables ┴→ summarize
+//	download → split → ocr-page (one run per page: a map node) → merge ┐
+//	         → extract-tables ─────────────────────────────────────────┴→ summarize
 //
 // It works on small fake documents (no network, no PDF library): download makes a "PDF" of a
-// few pages from the URL it is given, the extractors read that asset, and summarize joins
-// their outputs. extract-tables runs only when the input asks for it, so a run without tables
-// shows a skipped branch. `pipeweave dev --demo` starts it and triggers the pipeline.
+// few pages from the URL it is given, split cuts it into pages, ocr-page "reads" one page (the
+// pipeline declares it as a map node over split's /pages, so it runs once per page, in
+// parallel), merge joins the pages' texts in page order, extract-tables reads the document's
+// tables and summarize joins merge's and extract-tables' outputs. extract-tables runs only when
+// the input asks for it, so a run without tables shows a skipped branch. `pipeweave dev --demo`
+// starts it and triggers the pipeline.
 package pdf
 
 import (
@@ -15,6 +18,7 @@ import (
 	"hash/fnv"
 	"strings"
 
+	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/worker"
 )
 
@@ -33,8 +37,21 @@ type Downloaded struct {
 	Bytes int `json:"bytes"`
 }
 
-// Text is the output of extract-text.
+// Pages is the output of split: the document's pages, which ocr-page maps over.
+type Pages struct {
+	Pages []Page `json:"pages"`
+}
+
+// Page is one page of the document: the input of one ocr-page item, and its output once read.
+type Page struct {
+	Page  int    `json:"page"`
+	Text  string `json:"text"`
+	Words int    `json:"words,omitempty"`
+}
+
+// Text is the output of merge: the pages' texts joined in page order.
 type Text struct {
+	Pages int    `json:"pages"`
 	Words int    `json:"words"`
 	Text  string `json:"text"`
 }
@@ -53,19 +70,34 @@ type Table struct {
 // Summary is the output of summarize.
 type Summary struct {
 	Summary string `json:"summary"`
+	Pages   int    `json:"pages"`
 	Words   int    `json:"words"`
 	Tables  int    `json:"tables"`
 }
 
-// Register adds the example's four tasks to w.
+// Pipelines is the pipeline the worker declares at registration (worker.Config.Pipelines): the
+// service's own, starting at download, with ocr-page a map node over the array at /pages in
+// split's output.
+func Pipelines() []protocol.PipelineDefinition {
+	return []protocol.PipelineDefinition{{
+		ID:          ServiceID,
+		EntryTasks:  []string{"download"},
+		Description: "download a PDF, OCR its pages in parallel, merge them, summarize",
+		Nodes:       map[string]protocol.NodeConfig{"ocr-page": {Map: &protocol.MapConfig{Over: "split", Items: "/pages", MaxItems: 1000}}},
+	}}
+}
+
+// Register adds the example's six tasks to w.
 func Register(w *worker.Worker) error {
 	tasks := []struct {
 		id   string
 		opts worker.Options
 		h    worker.Handler
 	}{
-		{"download", worker.Options{AllowedNext: []string{"extract-text", "extract-tables"}, Description: "fetch the PDF"}, download},
-		{"extract-text", worker.Options{AllowedNext: []string{"summarize"}, Description: "extract the text"}, extractText},
+		{"download", worker.Options{AllowedNext: []string{"split", "extract-tables"}, Description: "fetch the PDF"}, download},
+		{"split", worker.Options{AllowedNext: []string{"ocr-page"}, Description: "split the PDF into pages"}, split},
+		{"ocr-page", worker.Options{AllowedNext: []string{"merge"}, Description: "read the text of one page (a map node: once per page)"}, ocrPage},
+		{"merge", worker.Options{AllowedNext: []string{"summarize"}, Description: "join the pages' texts in page order"}, merge},
 		{"extract-tables", worker.Options{AllowedNext: []string{"summarize"}, Description: "extract the tables"}, extractTables},
 		{"summarize", worker.Options{Description: "summarize text and tables"}, summarize},
 	}
@@ -103,11 +135,11 @@ func download(ctx *worker.Context) (any, error) {
 		return nil, err
 	}
 	ctx.Log("downloaded", "url", in.PDFURL, "bytes", len(doc))
-	next := []string{"extract-text"}
+	next := []string{"split"}
 	if in.ExtractTables {
 		next = append(next, "extract-tables")
 	}
-	return worker.Result{Output: Downloaded{Pages: bytes.Count(doc, []byte("page ")), Bytes: len(doc)}, RunNext: next}, nil
+	return worker.Result{Output: Downloaded{Pages: bytes.Count(doc, []byte("\npage ")), Bytes: len(doc)}, RunNext: next}, nil
 }
 
 func lines(ctx *worker.Context, prefix string) ([]string, error) {
@@ -124,16 +156,51 @@ func lines(ctx *worker.Context, prefix string) ([]string, error) {
 	return out, nil
 }
 
-func extractText(ctx *worker.Context) (any, error) {
-	pages, err := lines(ctx, "page ")
+func split(ctx *worker.Context) (any, error) {
+	found, err := lines(ctx, "page ")
 	if err != nil {
 		return nil, err
 	}
-	text := strings.Join(pages, "\n")
-	if err := ctx.Progress(100, fmt.Sprintf("%d pages", len(pages))); err != nil {
+	out := Pages{Pages: make([]Page, len(found))}
+	for i, l := range found {
+		out.Pages[i] = Page{Page: i + 1, Text: l}
+	}
+	if err := ctx.Progress(100, fmt.Sprintf("%d pages", len(found))); err != nil {
 		ctx.Log("progress not reported", "err", err)
 	}
-	return Text{Words: len(strings.Fields(text)), Text: text}, nil
+	return out, nil
+}
+
+// ocrPage is one item of the ocr-page map node: its input is one element of split's pages.
+func ocrPage(ctx *worker.Context) (any, error) {
+	var p Page
+	if err := ctx.Decode(&p); err != nil || p.Page < 1 {
+		return nil, worker.Fail("BAD_INPUT", "the input needs a page (one element of split's pages)")
+	}
+	p.Text = strings.TrimSpace(p.Text)
+	p.Words = len(strings.Fields(p.Text))
+	return p, nil
+}
+
+// merge reads ocr-page's output: the array of every page's output, in page (item) order.
+func merge(ctx *worker.Context) (any, error) {
+	var pages []Page
+	if up, ok := ctx.Upstream["ocr-page"]; ok {
+		if err := up.Decode(&pages); err != nil {
+			return nil, err
+		}
+	}
+	var out Text
+	texts := make([]string, 0, len(pages))
+	for i, p := range pages {
+		if p.Page != i+1 {
+			return nil, worker.Fail("PAGES_OUT_OF_ORDER", fmt.Sprintf("item %d holds page %d", i, p.Page))
+		}
+		texts = append(texts, p.Text)
+		out.Words += p.Words
+	}
+	out.Pages, out.Text = len(pages), strings.Join(texts, "\n")
+	return out, nil
 }
 
 func extractTables(ctx *worker.Context) (any, error) {
@@ -157,7 +224,7 @@ func extractTables(ctx *worker.Context) (any, error) {
 
 func summarize(ctx *worker.Context) (any, error) {
 	var text Text
-	if up, ok := ctx.Upstream["extract-text"]; ok {
+	if up, ok := ctx.Upstream["merge"]; ok {
 		if err := up.Decode(&text); err != nil {
 			return nil, err
 		}
@@ -170,7 +237,8 @@ func summarize(ctx *worker.Context) (any, error) {
 	}
 	first, _, _ := strings.Cut(text.Text, "\n")
 	return Summary{
-		Summary: fmt.Sprintf("%d words; first line: %q; %d tables", text.Words, first, len(tables.Tables)),
+		Summary: fmt.Sprintf("%d pages, %d words; first line: %q; %d tables", text.Pages, text.Words, first, len(tables.Tables)),
+		Pages:   text.Pages,
 		Words:   text.Words,
 		Tables:  len(tables.Tables),
 	}, nil

@@ -45,7 +45,7 @@ func TestPDFPipelineEndToEnd(t *testing.T) {
 	orchSrv := testorch.Start(t, testorch.Options{})
 
 	w, err := worker.New(worker.Config{OrchestratorURL: orchSrv.URL, ServiceID: pdf.ServiceID, Version: "1.0.0", ServiceKey: testorch.ServiceKey(t, secret, pdf.ServiceID),
-		TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+		TempDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), Pipelines: pdf.Pipelines()})
 	require.NoError(t, err)
 	require.NoError(t, pdf.Register(w))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -92,23 +92,46 @@ func TestPDFPipelineEndToEnd(t *testing.T) {
 		}, 30*time.Second, 20*time.Millisecond)
 		require.Equal(t, "completed", run.Status)
 		states := map[string]string{}
-		var summaryPath string
+		paths := map[string]string{}
+		items := 0
 		for _, task := range run.Tasks {
+			if task.TaskID == "ocr-page" {
+				items++
+				require.Equal(t, "completed", task.Status)
+				continue
+			}
 			states[task.TaskID] = task.Status
-			if task.TaskID == "summarize" {
-				summaryPath = *task.OutputPath
+			if task.OutputPath != nil {
+				paths[task.TaskID] = *task.OutputPath
 			}
 		}
 		want := "skipped"
 		if tables {
 			want = "completed"
 		}
-		require.Equal(t, map[string]string{"download": "completed", "extract-text": "completed", "extract-tables": want, "summarize": "completed"}, states)
+		require.Equal(t, map[string]string{"download": "completed", "split": "completed", "merge": "completed",
+			"extract-tables": want, "summarize": "completed"}, states)
+		// The download's page count: one ocr-page item per page, and the map row.
+		var dl struct {
+			Content pdf.Downloaded `json:"content"`
+		}
+		getJSON(t, orchSrv.URL+"/api/storage/"+paths["download"], &dl)
+		require.GreaterOrEqual(t, dl.Content.Pages, 2)
+		require.Equal(t, dl.Content.Pages+1, items, "one task run per page and the map row")
+		var merged struct {
+			Content pdf.Text `json:"content"`
+		}
+		getJSON(t, orchSrv.URL+"/api/storage/"+paths["merge"], &merged)
+		require.Equal(t, dl.Content.Pages, merged.Content.Pages, "merge got every page")
+		for p := 1; p <= dl.Content.Pages; p++ {
+			require.Contains(t, merged.Content.Text, fmt.Sprintf("page %d:", p))
+		}
 		var obj struct {
 			Content pdf.Summary `json:"content"`
 		}
-		getJSON(t, orchSrv.URL+"/api/storage/"+summaryPath, &obj)
+		getJSON(t, orchSrv.URL+"/api/storage/"+paths["summarize"], &obj)
 		require.Positive(t, obj.Content.Words)
+		require.Equal(t, dl.Content.Pages, obj.Content.Pages)
 		if tables {
 			require.Positive(t, obj.Content.Tables)
 		} else {
@@ -127,7 +150,7 @@ func TestHandlersLocally(t *testing.T) {
 	require.NoError(t, pdf.Register(w))
 	dl, err := worker.RunLocal(w, "download", worker.LocalInput{Input: pdf.Input{PDFURL: "https://x/y.pdf", ExtractTables: true}})
 	require.NoError(t, err)
-	require.Equal(t, []string{"extract-text", "extract-tables"}, dl.RunNext)
+	require.Equal(t, []string{"split", "extract-tables"}, dl.RunNext)
 	doc := dl.Assets["pdf-file"]
 	require.NotEmpty(t, doc)
 	tables, err := worker.RunLocal(w, "extract-tables", worker.LocalInput{Assets: map[string]map[string][]byte{"download": {"pdf-file": doc}}})
@@ -135,6 +158,25 @@ func TestHandlersLocally(t *testing.T) {
 	var tb pdf.Tables
 	require.NoError(t, json.Unmarshal(tables.Output, &tb))
 	require.NotEmpty(t, tb.Tables)
+	split, err := worker.RunLocal(w, "split", worker.LocalInput{Assets: map[string]map[string][]byte{"download": {"pdf-file": doc}}})
+	require.NoError(t, err)
+	var pages pdf.Pages
+	require.NoError(t, json.Unmarshal(split.Output, &pages))
+	require.GreaterOrEqual(t, len(pages.Pages), 2)
+	var read []json.RawMessage
+	for _, p := range pages.Pages {
+		out, err := worker.RunLocal(w, "ocr-page", worker.LocalInput{Input: p})
+		require.NoError(t, err)
+		read = append(read, out.Output)
+	}
+	arr, err := json.Marshal(read)
+	require.NoError(t, err)
+	merged, err := worker.RunLocal(w, "merge", worker.LocalInput{Upstream: map[string]any{"ocr-page": json.RawMessage(arr)}})
+	require.NoError(t, err)
+	var text pdf.Text
+	require.NoError(t, json.Unmarshal(merged.Output, &text))
+	require.Equal(t, len(pages.Pages), text.Pages)
+	require.Positive(t, text.Words)
 	_, err = worker.RunLocal(w, "download", worker.LocalInput{Input: map[string]any{}})
 	var te *worker.TaskError
 	require.ErrorAs(t, err, &te)

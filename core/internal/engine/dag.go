@@ -181,6 +181,8 @@ type PlanStep struct {
 	Tasks    []string
 	Type     string // entry, parallel, join or end
 	WaitsFor []string
+	// Nodes describes the step's map nodes by task id (nil: none).
+	Nodes map[string]protocol.PlanNode
 }
 
 // plan orders an acyclic graph into steps by depth: the entry tasks, then per depth one step for

@@ -37,6 +37,8 @@ type PipelineRun struct {
 	Deadline  *time.Time
 	// ErrorCode says why the run ended when it says (protocol.PipelineTimeout; "" otherwise).
 	ErrorCode string
+	// Maps are the run's map nodes with their items counted by state (nil: none; GetPipelineRun).
+	Maps []protocol.MapNodeState
 }
 
 // RunTask is a task run within a pipeline run, with whether its code changed since the previous
@@ -96,9 +98,19 @@ func (e *Engine) ListPipelineRuns(ctx context.Context, f RunsFilter) (Page[Pipel
 	return paginate(items, limit, func(r PipelineRun) string { return r.ID }), nil
 }
 
-// GetPipelineRun returns a pipeline run with its snapshot and every task run, each flagged when
-// its code version differs from the previous run of the same pipeline.
+// GetPipelineRun returns a pipeline run with its snapshot, its map nodes' states and every task
+// run, each flagged when its code version differs from the previous run of the same pipeline.
 func (e *Engine) GetPipelineRun(ctx context.Context, id string) (PipelineRun, error) {
+	return e.getPipelineRun(ctx, id, true)
+}
+
+// GetPipelineRunNodes is GetPipelineRun without the items of map nodes (their counts are in
+// Maps): what GET /api/runs/{id}?items=false answers, bounded by the pipeline's size.
+func (e *Engine) GetPipelineRunNodes(ctx context.Context, id string) (PipelineRun, error) {
+	return e.getPipelineRun(ctx, id, false)
+}
+
+func (e *Engine) getPipelineRun(ctx context.Context, id string, items bool) (PipelineRun, error) {
 	row, err := queries.PipelineRunGet(ctx, e.db, id)
 	if errors.Is(err, database.ErrNotFound) {
 		return PipelineRun{}, notFound("PIPELINE_RUN_NOT_FOUND", "pipeline run %q not found", id)
@@ -107,7 +119,10 @@ func (e *Engine) GetPipelineRun(ctx context.Context, id string) (PipelineRun, er
 		return PipelineRun{}, fmt.Errorf("read pipeline run %s: %w", id, err)
 	}
 	run := pipelineRunOf(row)
-	rows, err := queries.PipelineRunTaskRuns(ctx, e.db, id)
+	if run.Maps, err = e.mapNodeStates(ctx, id, run.Snapshot); err != nil {
+		return PipelineRun{}, err
+	}
+	rows, err := e.runTaskRows(ctx, id, items)
 	if err != nil {
 		return PipelineRun{}, fmt.Errorf("read task runs of %s: %w", id, err)
 	}

@@ -133,7 +133,7 @@ func PipelineRun(r engine.PipelineRun) protocol.PipelineRun {
 	return protocol.PipelineRun{ID: r.ID, PipelineID: r.PipelineID, Status: r.Status, FailureMode: r.FailureMode,
 		Priority: r.Priority, Metadata: r.Metadata, InputPath: r.InputPath, Error: r.Error, CreatedAt: r.CreatedAt,
 		CompletedAt: r.CompletedAt, Snapshot: r.Snapshot, Tasks: list(r.Tasks, runTask), ScheduleID: r.ScheduleID,
-		ScheduleSlot: r.ScheduleSlot, TimeoutMs: r.TimeoutMs, Deadline: r.Deadline, ErrorCode: r.ErrorCode}
+		ScheduleSlot: r.ScheduleSlot, TimeoutMs: r.TimeoutMs, Deadline: r.Deadline, ErrorCode: r.ErrorCode, Maps: r.Maps}
 }
 
 func runTask(t engine.RunTask) protocol.PipelineRunTask {

@@ -33,6 +33,8 @@ func main() {
 		Version:   "1.0.0",
 		// The service's key: `pipeweave token service --service pdf-processor` prints it.
 		ServiceKey: os.Getenv("PIPEWEAVE_SERVICE_KEY"),
+		// The pipeline with its map node (ocr-page runs once per page).
+		Pipelines: pdf.Pipelines(),
 	})
 	if err == nil {
 		defer w.Close()

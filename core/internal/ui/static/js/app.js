@@ -7,6 +7,7 @@ import { h, replace, message } from './dom.js';
 import * as overview from './pages/overview.js';
 import * as pipelines from './pages/pipelines.js';
 import * as run from './pages/run.js';
+import * as taskrun from './pages/taskrun.js';
 import * as dlq from './pages/dlq.js';
 import * as services from './pages/services.js';
 import * as schedules from './pages/schedules.js';
@@ -18,6 +19,7 @@ const routes = [
   ['/pipelines', pipelines, 'pipelines'],
   ['/pipelines/:id', pipelines, 'pipelines'],
   ['/runs/:id', run, 'pipelines'],
+  ['/task-runs/:id', taskrun, 'pipelines'],
   ['/schedules', schedules, 'schedules'],
   ['/schedules/:id', schedules, 'schedules'],
   ['/dlq', dlq, 'dlq'],

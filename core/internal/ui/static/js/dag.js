@@ -78,7 +78,15 @@ function clip(text, n) {
   return text.length > n ? text.slice(0, n - 1) + '…' : text;
 }
 
-// render draws the DAG. states maps a task id to {status, progress, codeChanged} (optional);
+// mapDone is how many items of map node state m have ended, of how many (null: not known yet).
+export function mapDone(m) {
+  if (!m || m.itemsTotal === null || m.itemsTotal === undefined) return null;
+  const c = m.counts || {};
+  return { done: (c.completed || 0) + (c.failed || 0) + (c.cancelled || 0), total: m.itemsTotal };
+}
+
+// render draws the DAG. states maps a task id to {status, progress, codeChanged, map} (optional;
+// map is the run's map node state: its items counted by state);
 // onSelect(taskId) is called when a node is clicked; selected names the highlighted node.
 export function render(structure, { states, onSelect, selected, testid } = {}) {
   const L = layout(structure || {});
@@ -115,28 +123,46 @@ export function render(structure, { states, onSelect, selected, testid } = {}) {
     const st = states ? states[n] : null;
     const status = st ? st.status : '';
     const progress = status === 'completed' ? 100 : st && typeof st.progress === 'number' ? st.progress : 0;
+    const def = structure.tasks[n] || {};
+    // A map node runs its task once per item: drawn as a stack, with its items' counts.
+    const isMap = Boolean(def.map);
+    const items = isMap && st ? mapDone(st.map) : null;
     const g = s('g', {
-      class: 'node' + (status ? ' state-' + status : ' state-none') + (selected === n ? ' selected' : '') + (onSelect ? ' clickable' : ''),
-      testid: 'dag-node', dataset: { task: n, state: status || 'none' }, transform: `translate(${x} ${y})`,
+      class: 'node' + (status ? ' state-' + status : ' state-none') + (selected === n ? ' selected' : '') + (onSelect ? ' clickable' : '') + (isMap ? ' map-node' : ''),
+      testid: 'dag-node', dataset: { task: n, state: status || 'none', map: isMap ? 'true' : null }, transform: `translate(${x} ${y})`,
       tabindex: onSelect ? 0 : null, role: onSelect ? 'button' : null,
     });
-    g.appendChild(s('title', {}, n + (status ? ' — ' + status : '') + (progress ? ' (' + progress + '%)' : '')));
+    let title = n + (isMap ? ' — map over ' + def.map.over + ' ' + (def.map.items || '(whole output)') : '') + (status ? ' — ' + status : '') + (progress ? ' (' + progress + '%)' : '');
+    if (items) title += ' — ' + items.done + ' of ' + items.total + ' items ended';
+    g.appendChild(s('title', {}, title));
+    if (isMap) g.appendChild(s('rect', { class: 'node-stack', x: 5, y: 5, width: W, height: H, rx: 8, ry: 8 }));
     g.appendChild(s('rect', { class: 'node-box', width: W, height: H, rx: 8, ry: 8 }));
-    g.appendChild(s('text', { class: 'node-name', x: 12, y: 22 }, clip(n, 20)));
-    const def = structure.tasks[n] || {};
+    g.appendChild(s('text', { class: 'node-name', x: 12, y: 22 }, clip(n, isMap ? 15 : 20)));
+    if (isMap) g.appendChild(s('text', { class: 'node-map', x: W - 12, y: 20, 'text-anchor': 'end', testid: 'dag-node-map' }, 'map'));
     let sub = status;
     if (!status) {
       sub = ((structure.entryTasks || []).includes(n) ? 'entry · ' : '') + (def.codeVersion ? 'v' + def.codeVersion : '');
       if (def.serviceId && def.serviceId !== structure.serviceId) sub += (sub ? ' · ' : '') + def.serviceId;
     }
-    if (status && progress > 0 && progress < 100 && status !== 'completed') sub += ' · ' + progress + '%';
+    if (status && progress > 0 && progress < 100 && status !== 'completed' && !items) sub += ' · ' + progress + '%';
+    if (isMap && !status) sub = 'map over ' + def.map.over;
+    if (isMap && status) sub += items ? ' · ' + items.done + '/' + items.total : ' · items unknown';
     g.appendChild(s('text', { class: 'node-state', x: 12, y: 40, testid: 'dag-node-state' }, sub));
-    if (status && progress > 0) {
+    if (items && items.total > 0) {
+      const c = st.map.counts || {};
+      let off = 8;
+      for (const k of ['completed', 'failed', 'cancelled', 'running', 'dispatching']) {
+        const w = Math.round(((W - 16) * (c[k] || 0)) / items.total);
+        if (w <= 0) continue;
+        g.appendChild(s('rect', { class: 'node-items state-' + k, x: off, y: H - 6, width: w, height: 3, testid: 'dag-node-items', dataset: { state: k } }));
+        off += w;
+      }
+    } else if (status && progress > 0) {
       const wBar = Math.round(((W - 16) * Math.min(progress, 100)) / 100);
       g.appendChild(s('rect', { class: 'node-progress-track', x: 8, y: H - 6, width: W - 16, height: 3, rx: 1.5 }));
       g.appendChild(s('rect', { class: 'node-progress', x: 8, y: H - 6, width: wBar, height: 3, rx: 1.5, testid: 'dag-node-progress' }));
     }
-    if (st && st.codeChanged) {
+    if (st && st.codeChanged && !isMap) {
       g.appendChild(s('text', { class: 'node-changed', x: W - 12, y: 20, 'text-anchor': 'end' }, 'code changed'));
     }
     if (onSelect) {

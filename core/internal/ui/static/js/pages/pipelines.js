@@ -247,7 +247,10 @@ function triggerCard(ctx, id) {
         h('h3', {}, 'Execution plan ', plan.valid ? badge('valid', 'dry-run-valid') : badge('invalid', 'dry-run-invalid')),
         (plan.executionPlan || []).length
           ? table(['Step', 'Type', 'Tasks', 'Waits for'], plan.executionPlan.map((st) => h('tr', { testid: 'plan-step' },
-            h('td', {}, String(st.step)), h('td', {}, st.type), h('td', { class: 'mono' }, (st.tasks || []).join(', ')),
+            h('td', {}, String(st.step)), h('td', {}, st.type), h('td', { class: 'mono' }, (st.tasks || []).join(', '),
+              // A map node: one task run per item, how many known only at run time.
+              Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'map' && n.map).map(([task, n]) => h('div', { class: 'muted small', testid: 'plan-map-node', dataset: { task } },
+                task + ': map over ' + n.map.over + ' ' + (n.map.items || '(whole output)') + ', at most ' + n.map.maxItems + ' items; item count ' + (n.itemCount === 'unknown' ? 'unknown until run time' : n.itemCount)))),
             h('td', { class: 'mono' }, (st.waitsFor || []).join(', ') || '—'))))
           : empty('No steps.'),
         (plan.warnings || []).length ? h('ul', { class: 'warning-list', testid: 'dry-run-warnings' }, plan.warnings.map((w) => h('li', {}, w))) : null,

@@ -1,10 +1,12 @@
 // Run detail: the run's DAG coloured by task state, its tasks with progress, code changes,
 // inputs and outputs, a timeline of attempts and each task's attempts with their errors.
-// Refreshes every second while the run is running.
+// Refreshes every second while the run is running. The run is read without its map nodes'
+// items (items=false): a map node shows its items counted by state, and its detail pages
+// through them (GET /api/runs/{id}/maps/{task}/items), each linking to the item's task run.
 
 import { get, post } from '../api.js';
 import { h, replace, badge, message, fmtTime, fmtDuration, table, empty } from '../dom.js';
-import { render as renderDAG, legend } from '../dag.js';
+import { render as renderDAG, legend, mapDone } from '../dag.js';
 import { objectButton } from '../storage.js';
 import { runDuration } from './overview.js';
 
@@ -13,7 +15,7 @@ const ms = (t) => (t ? new Date(t).getTime() : null);
 // attemptsOf lists a task run's attempts, oldest first: the earlier ones from previousAttempts
 // (which record only when each ended) and the current one. A run that failed for good also
 // lists its last attempt in previousAttempts; the current attempt stands for it.
-function attemptsOf(tr, now) {
+export function attemptsOf(tr, now) {
   const out = [];
   const active = ['dispatching', 'running'].includes(tr.status);
   const final = ['completed', 'failed', 'cancelled', 'skipped'].includes(tr.status);
@@ -74,7 +76,7 @@ function timeline(run, tasks, now) {
     body);
 }
 
-function taskOutputs(tr) {
+export function taskOutputs(tr) {
   const out = [];
   if (tr.inputPath) out.push(objectButton('input', tr.inputPath, 'open-input'));
   if (tr.outputPath) out.push(objectButton('output', tr.outputPath, 'open-output'));
@@ -83,7 +85,7 @@ function taskOutputs(tr) {
   return h('div', { class: 'chips' }, out);
 }
 
-function progressCell(tr) {
+export function progressCell(tr) {
   // A completed task is done whatever its worker last reported.
   const p = tr.status === 'completed' ? 100 : Math.max(0, Math.min(100, tr.progress || 0));
   const bar = h('div', { class: 'progress-fill' });
@@ -92,9 +94,69 @@ function progressCell(tr) {
     h('div', { class: 'progress-track' }, bar), h('span', { class: 'small' }, p + '%' + (tr.progressMessage ? ' · ' + tr.progressMessage : '')));
 }
 
-function codeCell(tr) {
+export function codeCell(tr) {
   return h('span', {}, 'v' + tr.codeVersion, ' ',
     tr.codeChanged ? h('span', { class: 'badge changed', testid: 'code-changed', dataset: { task: tr.taskId } }, 'changed from v' + tr.previousCodeVersion) : null);
+}
+
+// mapCounts shows a map node's items counted by state; with onFilter, each count is a button
+// that lists the items in that state (filter names the one listed now).
+function mapCounts(m, onFilter, filter) {
+  const d = mapDone(m);
+  const states = ['pending', 'dispatching', 'running', 'completed', 'failed', 'cancelled'];
+  const chip = (st) => {
+    const label = st + ' ' + ((m.counts || {})[st] || 0);
+    if (!onFilter) return h('span', { class: 'badge state-' + st, testid: 'map-count', dataset: { state: st, count: String((m.counts || {})[st] || 0) } }, label);
+    return h('button', {
+      type: 'button', class: 'badge state-' + st + (filter === st ? ' selected' : ''), testid: 'map-count',
+      dataset: { state: st, count: String((m.counts || {})[st] || 0) }, onclick: () => onFilter(filter === st ? '' : st),
+    }, label);
+  };
+  return h('div', { class: 'map-counts', testid: 'map-counts', dataset: { task: m.taskId, total: d ? String(d.total) : '' } },
+    h('span', { class: 'small' }, d ? d.total + ' items' : 'items unknown until ' + m.map.over + ' completes'),
+    d ? states.filter((st) => onFilter || (m.counts || {})[st]).map(chip) : null);
+}
+
+// mapProgress is a map node's progress: the share of its items that ended.
+function mapProgress(m) {
+  const d = mapDone(m);
+  const p = d && d.total ? Math.floor((d.done * 100) / d.total) : d ? 100 : 0;
+  const bar = h('div', { class: 'progress-fill' });
+  bar.style.width = p + '%';
+  return h('div', { class: 'progress', testid: 'map-progress', dataset: { progress: String(p) } },
+    h('div', { class: 'progress-track' }, bar), h('span', { class: 'small' }, d ? d.done + '/' + d.total + ' items ended' : 'no items yet'));
+}
+
+// mapDetail is a map node's detail: its declaration, its items counted by state and a page of
+// its items (view: {status, page, cursors}), each linking to its task run.
+function mapDetail(m, cur, view, on) {
+  const page = view.page;
+  const rows = page ? page.items.map((it) => h('tr', { testid: 'map-item-row', dataset: { index: String(it.itemIndex), state: it.status, runId: it.runId } },
+    h('td', {}, String(it.itemIndex)),
+    h('td', {}, h('a', { href: '#/task-runs/' + encodeURIComponent(it.runId), class: 'mono', testid: 'map-item-link' }, it.runId)),
+    h('td', {}, badge(it.status, 'map-item-state')),
+    h('td', {}, String(it.attempt)),
+    h('td', {}, fmtTime(it.startedAt)),
+    h('td', {}, fmtTime(it.completedAt)),
+    h('td', { class: 'error-cell' }, it.error ? (it.errorCode ? it.errorCode + ': ' : '') + it.error : ''))) : [];
+  return h('div', {},
+    h('div', { class: 'card-head' }, h('h2', {}, 'Map node ', h('span', { class: 'mono' }, m.taskId)), badge(m.status, 'task-detail-status')),
+    h('dl', { class: 'meta' },
+      h('dt', {}, 'Items'), h('dd', {}, 'one task run per element of ', h('span', { class: 'mono' }, m.map.items || '(the whole output)'), ' in the output of ',
+        h('span', { class: 'mono' }, m.map.over), ' (at most ' + m.map.maxItems + ')'),
+      h('dt', {}, 'Map row'), h('dd', { class: 'mono' }, m.mapRunId),
+      cur && cur.error ? h('dt', {}, 'Error') : null,
+      cur && cur.error ? h('dd', { class: 'error-text', testid: 'map-error' }, (cur.errorCode ? cur.errorCode + ': ' : '') + cur.error) : null,
+      // The map row never goes to a worker: it has no input of its own (its items have).
+      cur ? h('dt', {}, 'Objects') : null, cur ? h('dd', {}, taskOutputs({ ...cur, inputPath: '' })) : null),
+    mapCounts(m, on.filter, view.status),
+    h('h3', {}, 'Items' + (view.status ? ' (' + view.status + ')' : '')),
+    !page ? h('p', { class: 'muted' }, 'Loading…')
+      : page.items.length ? table(['Item', 'Task run', 'State', 'Attempt', 'Started', 'Ended', 'Error'], rows, { testid: 'map-items-table' })
+        : empty(view.status ? 'No item is ' + view.status + '.' : 'No items yet.', 'map-items-empty'),
+    h('div', { class: 'actions' },
+      view.cursors.length ? h('button', { type: 'button', class: 'link-button', testid: 'map-items-first', onclick: on.first }, '← First page') : null,
+      page && page.nextCursor ? h('button', { type: 'button', class: 'link-button', testid: 'map-items-next', onclick: on.next }, 'Next page →') : null));
 }
 
 function taskDetail(taskId, all, now) {
@@ -131,6 +193,37 @@ export function mount(ctx) {
   let last = '';
   let run = null;
   let cancelArmed = false;
+  // The items listed for the selected map node: a state filter, the cursors of the pages
+  // before this one, and the page shown.
+  let items = { task: '', status: '', cursors: [], page: null };
+  const mapOfTask = (taskId) => (run && run.maps ? run.maps.find((m) => m.taskId === taskId) : null);
+  const itemsURL = () => '/api/runs/' + encodeURIComponent(id) + '/maps/' + encodeURIComponent(items.task) + '/items?limit=50' +
+    (items.status ? '&status=' + encodeURIComponent(items.status) : '') +
+    (items.cursors.length ? '&cursor=' + encodeURIComponent(items.cursors[items.cursors.length - 1]) : '');
+  const loadItems = async () => {
+    if (!selected || !mapOfTask(selected)) return;
+    if (items.task !== selected) items = { task: selected, status: '', cursors: [], page: null };
+    const want = itemsURL();
+    const page = await get(want);
+    if (!ctx.stopped && want === itemsURL()) items.page = page;
+  };
+  const itemsAction = (change) => async () => {
+    change();
+    items.page = null;
+    draw(true);
+    await loadItems();
+    draw(true);
+  };
+  const itemsOn = {
+    filter: (st) => itemsAction(() => {
+      items.status = st;
+      items.cursors = [];
+    })(),
+    next: itemsAction(() => items.cursors.push(items.page.nextCursor)),
+    first: itemsAction(() => {
+      items.cursors = [];
+    }),
+  };
   const head = h('div', { class: 'page-head' });
   const summary = h('section', { class: 'card', testid: 'run-summary' }, h('p', { class: 'muted' }, 'Loading…'));
   const dag = h('section', { class: 'card' });
@@ -145,6 +238,9 @@ export function mount(ctx) {
     selected = selected === taskId ? '' : taskId;
     draw(true);
     if (selected) detail.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+    if (selected && mapOfTask(selected)) {
+      loadItems().then(() => draw(true), (err) => ctx.showError(err));
+    }
   };
 
   const cancel = async (btn) => {
@@ -165,7 +261,7 @@ export function mount(ctx) {
     const current = (run.tasks || []).filter((t) => !t.supersededBy);
     const all = [...(run.tasks || [])].sort((a, b) => ms(a.createdAt) - ms(b.createdAt) || a.id.localeCompare(b.id));
     const states = {};
-    for (const t of current) states[t.taskId] = { status: t.status, progress: t.progress, codeChanged: t.codeChanged };
+    for (const t of current) states[t.taskId] = { status: t.status, progress: t.progress, codeChanged: t.codeChanged, map: mapOfTask(t.taskId) };
 
     replace(head, h('h1', {}, 'Run ', h('span', { class: 'mono', testid: 'run-id' }, run.id), ' ', badge(run.status, 'run-status')),
       run.status === 'running'
@@ -211,14 +307,15 @@ export function mount(ctx) {
       ? table(['Task', 'State', 'Attempt', 'Progress', 'Code', 'Started', 'Finished', 'Objects', ''],
         current.slice().sort((a, b) => a.taskId.localeCompare(b.taskId)).map((t) => h('tr', { testid: 'task-row', dataset: { task: t.taskId, state: t.status }, class: selected === t.taskId ? 'selected' : '' },
           h('td', { class: 'mono' }, t.taskId),
-          h('td', {}, badge(t.status, 'task-state'), t.error ? h('div', { class: 'error-text small', testid: 'task-error' }, (t.errorCode ? t.errorCode + ': ' : '') + t.error) : null),
+          h('td', {}, badge(t.status, 'task-state'), mapOfTask(t.taskId) ? mapCounts(mapOfTask(t.taskId)) : null,
+            t.error ? h('div', { class: 'error-text small', testid: 'task-error' }, (t.errorCode ? t.errorCode + ': ' : '') + t.error) : null),
           h('td', {}, String(t.attempt)),
-          h('td', {}, progressCell(t)),
+          h('td', {}, mapOfTask(t.taskId) ? mapProgress(mapOfTask(t.taskId)) : progressCell(t)),
           h('td', {}, codeCell(t)),
           h('td', {}, fmtTime(t.startedAt)),
           h('td', {}, fmtTime(t.completedAt)),
-          h('td', {}, taskOutputs(t)),
-          h('td', {}, h('button', { type: 'button', class: 'link-button', testid: 'show-attempts', dataset: { task: t.taskId }, onclick: () => select(t.taskId) }, 'Attempts')))),
+          h('td', {}, taskOutputs(mapOfTask(t.taskId) ? { ...t, inputPath: '' } : t)),
+          h('td', {}, h('button', { type: 'button', class: 'link-button', testid: 'show-attempts', dataset: { task: t.taskId }, onclick: () => select(t.taskId) }, mapOfTask(t.taskId) ? 'Items' : 'Attempts')))),
         { testid: 'task-table' })
       : empty('No task runs.'));
 
@@ -226,17 +323,21 @@ export function mount(ctx) {
 
     detail.hidden = !selected;
     if (selected) {
-      replace(detail, taskDetail(selected, all, now),
+      const m = mapOfTask(selected);
+      replace(detail, m ? mapDetail(m, current.find((t) => t.taskId === selected), items, itemsOn) : taskDetail(selected, all, now),
         h('div', { class: 'actions' }, h('button', { type: 'button', class: 'link-button', testid: 'task-detail-close', onclick: () => select(selected) }, 'Close')));
     }
     return force;
   }
 
   async function load() {
-    const r = await get('/api/runs/' + encodeURIComponent(id));
+    // Without the map nodes' items: their counts are in maps, their pages read apart.
+    const r = await get('/api/runs/' + encodeURIComponent(id) + '?items=false');
     if (ctx.stopped) return false;
-    const text = JSON.stringify(r);
     run = r;
+    if (selected && mapOfTask(selected) && (r.status === 'running' || !items.page)) await loadItems();
+    if (ctx.stopped) return false;
+    const text = JSON.stringify(r) + JSON.stringify(items.page);
     // Redraw when something changed, and every second while running (durations move).
     if (text !== last || r.status === 'running') draw();
     last = text;

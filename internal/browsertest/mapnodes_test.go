@@ -1,0 +1,133 @@
+package browsertest_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/worker"
+)
+
+// startPagesWorker registers the service "pages": split → ocr (a map node over split's /pages,
+// failure mode continue) → merge. split makes n pages {"n": i}; ocr fails page 1 for good and
+// holds the pages from 3 on until gate closes.
+func (s *stack) startPagesWorker(n int, gate <-chan struct{}) {
+	t := s.t
+	t.Helper()
+	w := s.o.Worker(t, "pages", func(c *worker.Config) {
+		c.Pipelines = []protocol.PipelineDefinition{{ID: "pages", EntryTasks: []string{"split"}, FailureMode: "continue",
+			Nodes: map[string]protocol.NodeConfig{"ocr": {Map: &protocol.MapConfig{Over: "split", Items: "/pages"}}}}}
+	})
+	require.NoError(t, w.Register("split", worker.Options{AllowedNext: []string{"ocr"}}, func(ctx *worker.Context) (any, error) {
+		pages := make([]map[string]int, n)
+		for i := range pages {
+			pages[i] = map[string]int{"n": i}
+		}
+		return map[string]any{"pages": pages}, nil
+	}))
+	require.NoError(t, w.Register("ocr", worker.Options{AllowedNext: []string{"merge"}}, func(ctx *worker.Context) (any, error) {
+		var in struct {
+			N int `json:"n"`
+		}
+		if err := ctx.Decode(&in); err != nil {
+			return nil, err
+		}
+		switch {
+		case in.N == 1:
+			return nil, worker.Fail("UNREADABLE", "page 1 is unreadable")
+		case in.N >= 3:
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return map[string]int{"page": in.N}, nil
+	}))
+	require.NoError(t, w.Register("merge", worker.Options{}, func(ctx *worker.Context) (any, error) { return map[string]bool{"ok": true}, nil }))
+	_, err := w.RegisterWithOrchestrator(context.Background())
+	require.NoError(t, err)
+}
+
+// A map node on the dashboard: the dry run says its item count is unknown until run time; the
+// run page draws it as a map with its items counted by state (read without the item rows),
+// pages through its items, filters them by state and opens an item's own task run page.
+func TestMapNodeOnRunPage(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	const n = 55
+	gate := make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate)
+		}
+	}
+	t.Cleanup(release)
+	s.startPagesWorker(n, gate)
+
+	b := newBrowser(t, s.url)
+	b.open("/pipelines/pages")
+	b.wait(`[data-testid="pipeline-dag"] [data-testid="dag-node"][data-task="ocr"][data-map="true"]`)
+	b.click(`[data-testid="dry-run-button"]`)
+	require.Contains(t, b.text(`[data-testid="plan-map-node"][data-task="ocr"]`), "item count unknown until run time")
+
+	var res struct {
+		PipelineRunID string `json:"pipelineRunId"`
+	}
+	require.Equal(t, http.StatusCreated, s.api("POST", "/api/pipelines/pages/trigger", map[string]any{"input": map[string]any{}}, &res))
+	id := res.PipelineRunID
+
+	b.route("/runs/" + id)
+	b.wait(node("ocr", "waiting") + `[data-map="true"]`)
+	// Items 0 and 2 completed, 1 failed, the others held: the counts show it.
+	b.wait(`[data-testid="task-row"][data-task="ocr"] [data-testid="map-counts"][data-total="55"]`)
+	b.wait(`[data-testid="task-row"][data-task="ocr"] [data-testid="map-count"][data-state="completed"][data-count="2"]`)
+	b.wait(`[data-testid="task-row"][data-task="ocr"] [data-testid="map-count"][data-state="failed"][data-count="1"]`)
+	b.waitJS("the DAG node's count", fmt.Sprintf(`(document.querySelector(%s) || {}).textContent === 'waiting · 3/55'`,
+		js(node("ocr", "")+` [data-testid="dag-node-state"]`)))
+	b.count(`[data-testid="task-row"]`, 3)
+	b.wait(`[data-testid="task-row"][data-task="ocr"] [data-testid="map-progress"][data-progress="5"]`)
+
+	// The map node's detail: a page of 50 items, the next page, a filter by state.
+	b.click(node("ocr", ""))
+	b.count(`[data-testid="map-item-row"]`, 50)
+	b.wait(`[data-testid="map-item-row"][data-index="0"][data-state="completed"]`)
+	b.wait(`[data-testid="map-item-row"][data-index="1"][data-state="failed"]`)
+	b.screenshot("map-node")
+	b.click(`[data-testid="map-items-next"]`)
+	b.count(`[data-testid="map-item-row"]`, n-50)
+	b.wait(`[data-testid="map-item-row"][data-index="54"]`)
+	b.gone(`[data-testid="map-items-next"]`)
+	b.click(`[data-testid="map-items-first"]`)
+	b.count(`[data-testid="map-item-row"]`, 50)
+	b.click(`[data-testid="task-detail"] [data-testid="map-count"][data-state="failed"]`)
+	b.count(`[data-testid="map-item-row"]`, 1)
+	b.wait(`[data-testid="map-item-row"][data-index="1"]`)
+
+	// An item's own page, and back to its run.
+	b.click(`[data-testid="map-item-row"][data-index="1"] [data-testid="map-item-link"]`)
+	b.wait(`[data-testid="task-run-status"][data-state="failed"]`)
+	require.Equal(t, "ocr", b.text(`[data-testid="task-run-task"]`))
+	require.Contains(t, b.text(`[data-testid="attempt-error"]`), "page 1 is unreadable")
+	b.click(`[data-testid="task-run-pipeline"]`)
+	b.wait(`[data-testid="task-detail"] [data-testid="map-counts"]`)
+
+	release()
+	b.wait(`[data-testid="run-status"][data-state="failed"]`)
+	b.wait(`[data-testid="task-row"][data-task="ocr"][data-state="completed"] [data-testid="map-count"][data-state="completed"][data-count="54"]`)
+	b.wait(node("ocr", "completed"))
+	b.wait(node("merge", "completed"))
+	b.wait(`[data-testid="task-row"][data-task="ocr"] [data-testid="map-progress"][data-progress="100"]`)
+
+	// The page never read the run with its item rows.
+	full := b.evalString(`performance.getEntriesByType('resource').map((e) => e.name)
+		.filter((u) => u.includes('/api/runs/') && !u.includes('items=false') && !u.includes('/maps/')).join(' ')`)
+	require.Empty(t, strings.TrimSpace(full))
+}
