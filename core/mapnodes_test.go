@@ -369,18 +369,6 @@ func TestMapNodeFailureModes(t *testing.T) {
 				}
 			}
 			require.Equal(t, "completed", r.node("merge").Status)
-			// The failed item is in the DLQ; retrying one item is refused (not built yet) and
-			// changes nothing.
-			var dlqID string
-			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT d.id FROM dlq d JOIN task_runs tr ON tr.id = d.task_run_id
-				WHERE tr.pipeline_run_id = $1 AND tr.item_index = 2`, id).Scan(&dlqID))
-			resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
-			require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
-			require.Equal(t, "MAP_ITEM_RETRY_UNSUPPORTED", resp.errorBody(t).Code)
-			require.Equal(t, c.status, e.pipelineRun(id).Status)
-			var open int
-			require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM dlq WHERE id = $1 AND retry_run_id IS NULL`, dlqID).Scan(&open))
-			require.Equal(t, 1, open, "the entry stays open")
 		})
 	}
 }
@@ -539,9 +527,10 @@ func TestMapNodeRestartMidway(t *testing.T) {
 	checkMapRun(b, w, id, n)
 }
 
-// A DLQ retry that would re-open a map node (cancelled by another node's failure) is refused:
-// the map row must not come back as an ordinary pending node, and nothing changes.
-func TestMapNodeReopenRefused(t *testing.T) {
+// A DLQ retry of another node re-opens a map node that another node's failure cancelled after
+// it fanned out: its items (which completed meanwhile) complete it at once, merge runs, and
+// the run completes.
+func TestMapNodeReopenedWithItsRun(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := newPWorker(t, e)
@@ -550,7 +539,13 @@ func TestMapNodeReopenRefused(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(3)) })
 	w.on("ocr", pageOCR(e, nil))
-	w.on("side", failWith("side failed", false))
+	var sideFailed atomic.Bool
+	w.on("side", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		if sideFailed.CompareAndSwap(false, true) {
+			return failWith("side failed", false)(d)
+		}
+		return success(d)
+	})
 	release := w.holdTask("ocr")
 	id := e.trigger("pages", map[string]any{"input": 1})
 	run := e.waitRun(id, "failed")
@@ -558,12 +553,125 @@ func TestMapNodeReopenRefused(t *testing.T) {
 	status, _, total, _ := e.mapRowOf(id, "ocr")
 	require.Equal(t, "cancelled", status)
 	require.Equal(t, 3, *total, "the map had fanned out before side failed")
+	require.Eventually(t, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.statuses["ocr"]) == 3
+	}, 30*time.Second, 10*time.Millisecond, "the items called back")
 	var dlqID string
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT id FROM dlq WHERE task_run_id = $1`, run.node("side").ID).Scan(&dlqID))
 	resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
-	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
-	require.Equal(t, "MAP_REOPEN_UNSUPPORTED", resp.errorBody(t).Code)
-	require.Equal(t, "failed", e.pipelineRun(id).Status)
-	status, _, _, _ = e.mapRowOf(id, "ocr")
-	require.Equal(t, "cancelled", status)
+	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+	e.waitRun(id, "completed")
+	status, _, _, left := e.mapRowOf(id, "ocr")
+	require.Equal(t, "completed", status)
+	require.Zero(t, *left)
+	merge := w.dispatchesOf("merge")
+	require.Len(t, merge, 1)
+	require.Len(t, e.mergedArray(merge[0]), 3)
+}
+
+// A DLQ retry of one failed item re-opens its map and the run in each failure mode: fail-fast
+// puts the cancelled items back, continue and partial-merge run merge again on the new output;
+// and while the map still waits for other items, the retry is one more item to wait for.
+func TestMapNodeDLQRetryOfAnItem(t *testing.T) {
+	t.Parallel()
+	const n = 6
+	itemDLQ := func(e *env, id string) string {
+		var dlqID string
+		require.Eventually(e.t, func() bool {
+			return e.pool.QueryRow(context.Background(), `SELECT d.id FROM dlq d JOIN task_runs tr ON tr.id = d.task_run_id
+				WHERE tr.pipeline_run_id = $1 AND tr.item_index = 2`, id).Scan(&dlqID) == nil
+		}, 30*time.Second, 10*time.Millisecond)
+		return dlqID
+	}
+	checkDone := func(e *env, w *pworker, id string, merges int) {
+		e.waitRun(id, "completed")
+		status, code, total, left := e.mapRowOf(id, "ocr")
+		require.Equal(e.t, "completed", status)
+		require.Empty(e.t, code)
+		require.Equal(e.t, n, *total)
+		require.Zero(e.t, *left)
+		var completed, indexes int
+		require.NoError(e.t, e.pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT item_index) FROM task_runs
+			WHERE pipeline_run_id = $1 AND item_index IS NOT NULL AND superseded_by IS NULL AND status = 'completed'`, id).Scan(&completed, &indexes))
+		require.Equal(e.t, n, completed)
+		require.Equal(e.t, n, indexes)
+		merge := w.dispatchesOf("merge")
+		require.Len(e.t, merge, merges)
+		arr := e.mergedArray(merge[len(merge)-1])
+		require.Len(e.t, arr, n)
+		for i, v := range arr {
+			require.JSONEq(e.t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(v))
+		}
+	}
+	for _, c := range []struct {
+		mode, ended string
+		merges      int
+	}{{"fail-fast", "failed", 1}, {"continue", "failed", 2}, {"partial-merge", "partial", 2}} {
+		t.Run(c.mode, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			w := newPWorker(t, e)
+			// One item at a time: under fail-fast, the items after the failed one are
+			// cancelled before they start.
+			mapPipeline(e, w, "pages", nil, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(1) })
+			w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+			var failedOnce atomic.Bool
+			w.on("ocr", pageOCR(e, func(i int) bool { return i == 2 && failedOnce.CompareAndSwap(false, true) }))
+			id := e.trigger("pages", map[string]any{"input": 1, "failureMode": c.mode})
+			e.waitRun(id, c.ended)
+			resp := e.do("POST", "/api/dlq/"+itemDLQ(e, id)+"/retry", nil, "")
+			require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+			checkDone(e, w, id, c.merges)
+		})
+	}
+	t.Run("while the map is open", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil)
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+		var failedOnce atomic.Bool
+		gate := make(chan struct{})
+		ocr := pageOCR(e, func(i int) bool { return i == 2 && failedOnce.CompareAndSwap(false, true) })
+		w.on("ocr", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+			// Only item 2's first attempt goes through before the gate opens.
+			if !strings.Contains(string(e.itemInput(d)), `"n":2`) || failedOnce.Load() {
+				<-gate
+			}
+			return ocr(d)
+		})
+		id := e.trigger("pages", map[string]any{"input": 1, "failureMode": "continue"})
+		dlqID := itemDLQ(e, id)
+		resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
+		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+		_, _, _, left := e.mapRowOf(id, "ocr")
+		require.Equal(t, n, *left, "the retry is one more item to wait for")
+		close(gate)
+		checkDone(e, w, id, 1)
+		resp = e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
+		require.Equal(t, http.StatusConflict, resp.Status)
+		require.Equal(t, "ALREADY_RETRIED", resp.errorBody(t).Code)
+	})
+	t.Run("refused while merge runs", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil)
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+		w.on("ocr", pageOCR(e, func(i int) bool { return i == 2 }))
+		release := w.holdTask("merge")
+		id := e.trigger("pages", map[string]any{"input": 1, "failureMode": "continue"})
+		require.Eventually(t, func() bool { return len(w.dispatchesOf("merge")) == 1 }, 30*time.Second, 10*time.Millisecond)
+		resp := e.do("POST", "/api/dlq/"+itemDLQ(e, id)+"/retry", nil, "")
+		require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+		require.Equal(t, "MAP_REOPEN_UNSUPPORTED", resp.errorBody(t).Code)
+		require.Contains(t, resp.errorBody(t).Error, "merge")
+		release()
+		e.waitRun(id, "failed")
+		status, code, _, _ := e.mapRowOf(id, "ocr")
+		require.Equal(t, "completed", status)
+		require.Equal(t, "MAP_ITEMS_FAILED", code)
+	})
 }

@@ -88,6 +88,50 @@ func (q *Queries) InsertMapItems(ctx context.Context, db DBTX, arg InsertMapItem
 	return err
 }
 
+const insertRerunNode = `-- name: InsertRerunNode :exec
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key)
+SELECT $1::text, old.task_id, old.pipeline_run_id, 'waiting', old.priority, old.input_path, t.code_version,
+       t.code_hash, old.metadata, old.predecessors, cardinality(old.predecessors), false, old.traceparent, old.concurrency_key
+FROM task_runs old JOIN tasks t ON t.id = old.task_id
+WHERE old.id = $2::text
+`
+
+type InsertRerunNodeParams struct {
+	ID    string
+	OldID string
+}
+
+// A node that ran on a map's output, which a DLQ retry re-opens: a new row of node old_id
+// (which the caller superseded) waiting for its predecessors, at the task's current code
+// version; the caller then sets its state as for any re-opened node (ReopenNode).
+func (q *Queries) InsertRerunNode(ctx context.Context, db DBTX, arg InsertRerunNodeParams) error {
+	_, err := db.Exec(ctx, insertRerunNode, arg.ID, arg.OldID)
+	return err
+}
+
+const insertRetryItem = `-- name: InsertRetryItem :exec
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index)
+SELECT $1::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
+       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index
+FROM task_runs old JOIN tasks t ON t.id = old.task_id
+WHERE old.id = $2::text
+`
+
+type InsertRetryItemParams struct {
+	ID    string
+	OldID string
+}
+
+// The DLQ retry of map item old_id (which the caller superseded): a pending item of the same
+// map row, index, input (inline or at the same path), key and trace, at the task's current
+// code version.
+func (q *Queries) InsertRetryItem(ctx context.Context, db DBTX, arg InsertRetryItemParams) error {
+	_, err := db.Exec(ctx, insertRetryItem, arg.ID, arg.OldID)
+	return err
+}
+
 const mapItemOutputs = `-- name: MapItemOutputs :many
 SELECT item_index::int AS item_index, status, output, coalesce(output_path, '') AS output_path
 FROM task_runs
@@ -193,6 +237,59 @@ func (q *Queries) MapOverOutput(ctx context.Context, db DBTX, arg MapOverOutputP
 		&i.OutputPath,
 	)
 	return i, err
+}
+
+const mapRowOpen = `-- name: MapRowOpen :execrows
+UPDATE task_runs SET items_left = items_left + 1, updated_at = now()
+WHERE id = $1::text AND status = 'waiting' AND items_left IS NOT NULL
+`
+
+// Counts map row map_row_id up by one item (a DLQ retry of one of its items) when it still
+// waits for items; no row when it ended.
+func (q *Queries) MapRowOpen(ctx context.Context, db DBTX, mapRowID string) (int64, error) {
+	result, err := db.Exec(ctx, mapRowOpen, mapRowID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const reopenMapRow = `-- name: ReopenMapRow :one
+WITH reset AS (
+    UPDATE task_runs SET status = 'pending', error = NULL, error_code = NULL, completed_at = NULL, deadline = NULL,
+                         available_at = now(), updated_at = now()
+    WHERE pipeline_run_id = $1::text AND task_id = $2::text
+      AND item_index IS NOT NULL AND superseded_by IS NULL AND status = 'cancelled'
+    RETURNING id
+)
+UPDATE task_runs m SET
+    status      = 'waiting',
+    items_left  = (SELECT count(*) FROM task_runs i
+                   WHERE i.pipeline_run_id = $1::text AND i.task_id = $2::text
+                     AND i.item_index IS NOT NULL AND i.superseded_by IS NULL
+                     AND i.status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))
+                  + (SELECT count(*) FROM reset),
+    output = NULL, output_path = NULL, output_size = NULL, error = NULL, error_code = NULL,
+    completed_at = NULL, updated_at = now()
+WHERE m.id = $3::text
+RETURNING items_left::int AS items_left
+`
+
+type ReopenMapRowParams struct {
+	PipelineRunID string
+	TaskID        string
+	MapRowID      string
+}
+
+// Re-opens map row map_row_id (node task_id of run pipeline_run_id) for a DLQ retry: its items
+// that were cancelled go back to pending, and the map row waits again, output and error
+// cleared, for every item that has not resolved (the statement's snapshot sees the reset items
+// still cancelled: they are added). Items that completed or failed stay as they are.
+func (q *Queries) ReopenMapRow(ctx context.Context, db DBTX, arg ReopenMapRowParams) (int, error) {
+	row := db.QueryRow(ctx, reopenMapRow, arg.PipelineRunID, arg.TaskID, arg.MapRowID)
+	var items_left int
+	err := row.Scan(&items_left)
+	return items_left, err
 }
 
 const startMapRow = `-- name: StartMapRow :exec

@@ -517,7 +517,7 @@ func (q *Queries) PipelineList(ctx context.Context, db DBTX) ([]PipelineListRow,
 }
 
 const pipelineNodesState = `-- name: PipelineNodesState :many
-SELECT id, task_id, status, selected_next, upstream_failed
+SELECT id, task_id, status, selected_next, upstream_failed, (items_total IS NOT NULL)::bool AS fanned_out
 FROM task_runs WHERE pipeline_run_id = $1::text AND superseded_by IS NULL AND item_index IS NULL
 `
 
@@ -527,9 +527,11 @@ type PipelineNodesStateRow struct {
 	Status         protocol.TaskRunStatus
 	SelectedNext   []string
 	UpstreamFailed bool
+	FannedOut      bool
 }
 
-// The current node rows of a pipeline run (a map node's map row, not its items).
+// The current node rows of a pipeline run (a map node's map row, not its items; fanned_out
+// says whether a map row has made its items).
 func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID string) ([]PipelineNodesStateRow, error) {
 	rows, err := db.Query(ctx, pipelineNodesState, pipelineRunID)
 	if err != nil {
@@ -545,6 +547,7 @@ func (q *Queries) PipelineNodesState(ctx context.Context, db DBTX, pipelineRunID
 			&i.Status,
 			&i.SelectedNext,
 			&i.UpstreamFailed,
+			&i.FannedOut,
 		); err != nil {
 			return nil, err
 		}

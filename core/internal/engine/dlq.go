@@ -247,11 +247,6 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
 	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
-	case run.snap.Tasks[taskID] != nil && run.snap.Tasks[taskID].Map != nil:
-		// Re-opening a map row for one item is not built yet (docs/dynamic-pipelines.md); the
-		// transaction rolls back, and the entry stays open.
-		return conflict("MAP_ITEM_RETRY_UNSUPPORTED", "task run %q is an item of map node %q of pipeline run %q: retrying one item is not supported yet; trigger the pipeline again instead",
-			failedRunID, taskID, prun)
 	case run.status == protocol.PipelineFailed:
 		// A run that timed out is over, as a cancelled one is: re-opened past its deadline it
 		// would only time out again.
@@ -275,14 +270,15 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 	if n != 1 {
 		return conflict("RUN_ALREADY_REPLACED", "task run %q is no longer part of pipeline run %q", failedRunID, prun)
 	}
-	if err := queries.InsertRetryNode(ctx, tx, dbsqlc.InsertRetryNodeParams{OldID: failedRunID, ID: newRunID}); err != nil {
-		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
+	// A failed run of a map node is one of its items (the map row never goes to a worker).
+	item := run.snap.Tasks[taskID] != nil && run.snap.Tasks[taskID].Map != nil
+	if item {
+		err = queries.InsertRetryItem(ctx, tx, dbsqlc.InsertRetryItemParams{OldID: failedRunID, ID: newRunID})
+	} else {
+		err = queries.InsertRetryNode(ctx, tx, dbsqlc.InsertRetryNodeParams{OldID: failedRunID, ID: newRunID})
 	}
-	type nodeState struct {
-		id             string
-		status         protocol.TaskRunStatus
-		selectedNext   []string
-		upstreamFailed bool
+	if err != nil {
+		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
 	}
 	nodes := map[string]*nodeState{}
 	rows, err := queries.PipelineNodesState(ctx, tx, prun)
@@ -290,7 +286,29 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		return fmt.Errorf("read nodes of %s: %w", prun, err)
 	}
 	for _, r := range rows {
-		nodes[r.TaskID] = &nodeState{id: r.ID, status: r.Status, selectedNext: r.SelectedNext, upstreamFailed: r.UpstreamFailed}
+		nodes[r.TaskID] = &nodeState{id: r.ID, status: r.Status, selectedNext: r.SelectedNext, upstreamFailed: r.UpstreamFailed, fannedOut: r.FannedOut}
+	}
+	// Map rows re-opened whose items had all resolved: they complete once the run is open.
+	var mapsDone []string
+	if item {
+		mapRow := nodes[taskID]
+		if mapRow == nil {
+			return fmt.Errorf("pipeline run %s has no map row for %s", prun, taskID)
+		}
+		n, err := queries.MapRowOpen(ctx, tx, mapRow.id)
+		if err != nil {
+			return fmt.Errorf("count map row %s up: %w", mapRow.id, err)
+		}
+		if n == 1 {
+			// The map still waits for items: the retry is one more, and the run goes on.
+			if err := queries.NotifyReady(ctx, tx); err != nil {
+				return fmt.Errorf("notify: %w", err)
+			}
+			return nil
+		}
+		if _, err := e.reopenMapRow(ctx, tx, run, nodes, taskID); err != nil {
+			return err
+		}
 	}
 	g := &Graph{EntryTasks: run.snap.EntryTasks, Tasks: run.snap.Tasks}
 	depth := g.levels()
@@ -301,11 +319,18 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		if n == nil || (n.status != protocol.StatusSkipped && n.status != protocol.StatusCancelled) {
 			continue
 		}
-		if run.snap.Tasks[taskID].Map != nil {
-			// A map row goes back through its fan-out, which re-opening does not do yet; it
-			// must not become an ordinary pending node. The transaction rolls back.
-			return conflict("MAP_REOPEN_UNSUPPORTED", "pipeline run %q has map node %q (%s), which a DLQ retry cannot re-open yet; trigger the pipeline again instead",
-				prun, taskID, n.status)
+		isMap := run.snap.Tasks[taskID].Map != nil
+		if isMap && n.fannedOut {
+			// Cancelled or skipped after it made its items: it waits again for those that
+			// have not resolved.
+			left, err := e.reopenMapRow(ctx, tx, run, nodes, taskID)
+			if err != nil {
+				return err
+			}
+			if left == 0 {
+				mapsDone = append(mapsDone, taskID)
+			}
+			continue
 		}
 		left, selected, failed := 0, false, false
 		preds := run.snap.Tasks[taskID].Predecessors
@@ -335,6 +360,12 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		default:
 			status = protocol.StatusSkipped
 		}
+		if isMap && status == protocol.StatusPending {
+			// Its fan-out would have to run here, which re-opening does not do (a map row
+			// that never fanned out had a predecessor still open when the run ended).
+			return conflict("MAP_REOPEN_UNSUPPORTED", "pipeline run %q: map node %q would have to make its items again, which a DLQ retry does not do; trigger the pipeline again instead",
+				prun, taskID)
+		}
 		n.status, n.upstreamFailed = status, failed
 		if err := queries.ReopenNode(ctx, tx, dbsqlc.ReopenNodeParams{ID: n.id, Status: string(status), PredsLeft: left, Selected: selected,
 			UpstreamFailed: failed}); err != nil {
@@ -344,8 +375,88 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 	if err := queries.ReopenPipelineRun(ctx, tx, prun); err != nil {
 		return fmt.Errorf("re-open %s: %w", prun, err)
 	}
+	run.status = protocol.PipelineRunning
+	for _, mapTask := range mapsDone {
+		if err := e.completeMapRow(ctx, tx, prun, mapTask, nodes[mapTask].id); err != nil {
+			return err
+		}
+		if err := e.advance(ctx, tx, run, []resolution{{taskID: mapTask, completed: true, mapRow: true}}, false); err != nil {
+			return err
+		}
+	}
 	if err := queries.NotifyReady(ctx, tx); err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
 	return nil
+}
+
+// rerunDownstream prepares the nodes downstream of map node taskID, which a DLQ retry
+// re-opens, to run again on its new output: each one that completed or failed (under continue
+// or partial-merge they ran on the map's output) is superseded by a new waiting row, marked
+// for reopen to set its state like the skipped and cancelled ones. A node downstream that is
+// under way (pending, dispatching, running) or is itself a map node that ran is 409
+// MAP_REOPEN_UNSUPPORTED, and the transaction rolls back.
+func (e *Engine) rerunDownstream(ctx context.Context, tx dbtx, run *lockedRun, nodes map[string]*nodeState, taskID string) error {
+	seen := map[string]bool{}
+	queue := slices.Clone(run.snap.Tasks[taskID].AllowedNext)
+	for len(queue) > 0 {
+		next := queue[0]
+		queue = queue[1:]
+		sn := nodes[next]
+		if seen[next] || sn == nil {
+			continue
+		}
+		seen[next] = true
+		queue = append(queue, run.snap.Tasks[next].AllowedNext...)
+		switch sn.status {
+		case protocol.StatusWaiting, protocol.StatusSkipped, protocol.StatusCancelled:
+			continue
+		case protocol.StatusCompleted, protocol.StatusFailed:
+			if run.snap.Tasks[next].Map == nil {
+				break
+			}
+			fallthrough
+		default:
+			return conflict("MAP_REOPEN_UNSUPPORTED", "pipeline run %q: %s, downstream of map node %q, is %s: a DLQ retry cannot re-open the map now; wait for it to end, or trigger the pipeline again",
+				run.id, next, taskID, sn.status)
+		}
+		newID := ids.New(ids.TaskRun)
+		if _, err := queries.SupersedeNode(ctx, tx, dbsqlc.SupersedeNodeParams{ID: sn.id, SupersededBy: newID}); err != nil {
+			return fmt.Errorf("supersede %s: %w", sn.id, err)
+		}
+		if err := queries.InsertRerunNode(ctx, tx, dbsqlc.InsertRerunNodeParams{OldID: sn.id, ID: newID}); err != nil {
+			return fmt.Errorf("insert the re-run of %s: %w", sn.id, err)
+		}
+		// reopen sets its state from its predecessors', as for a cancelled node.
+		nodes[next] = &nodeState{id: newID, status: protocol.StatusCancelled}
+	}
+	return nil
+}
+
+// nodeState is a node row of a pipeline run as reopen reads it.
+type nodeState struct {
+	id             string
+	status         protocol.TaskRunStatus
+	selectedNext   []string
+	upstreamFailed bool
+	// fannedOut: a map row that made its items.
+	fannedOut bool
+}
+
+// reopenMapRow re-opens the map row of node taskID, which ended (failed, cancelled, skipped,
+// or completed with failed items), for a DLQ retry: its cancelled items go back to pending and
+// it waits for every item that has not resolved (ReopenMapRow); left is how many. Its
+// successors must not have started on its output: then it is 409 MAP_REOPEN_UNSUPPORTED and
+// the transaction rolls back.
+func (e *Engine) reopenMapRow(ctx context.Context, tx dbtx, run *lockedRun, nodes map[string]*nodeState, taskID string) (left int, err error) {
+	if err := e.rerunDownstream(ctx, tx, run, nodes, taskID); err != nil {
+		return 0, err
+	}
+	n := nodes[taskID]
+	left, err = queries.ReopenMapRow(ctx, tx, dbsqlc.ReopenMapRowParams{PipelineRunID: run.id, TaskID: taskID, MapRowID: n.id})
+	if err != nil {
+		return 0, fmt.Errorf("re-open map row %s: %w", n.id, err)
+	}
+	n.status = protocol.StatusWaiting
+	return left, nil
 }

@@ -58,3 +58,55 @@ SELECT reltuples::float8 AS tuples FROM pg_catalog.pg_class WHERE oid = 'task_ru
 -- Refreshes the planner's statistics of task_runs (and with them every session's cached plans
 -- of statements that read it) after a fan-out grew it by a large share (mapstats.go).
 ANALYZE task_runs;
+
+-- name: InsertRetryItem :exec
+-- The DLQ retry of map item old_id (which the caller superseded): a pending item of the same
+-- map row, index, input (inline or at the same path), key and trace, at the task's current
+-- code version.
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index)
+SELECT sqlc.arg('id')::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
+       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index
+FROM task_runs old JOIN tasks t ON t.id = old.task_id
+WHERE old.id = sqlc.arg('old_id')::text;
+
+-- name: ReopenMapRow :one
+-- Re-opens map row map_row_id (node task_id of run pipeline_run_id) for a DLQ retry: its items
+-- that were cancelled go back to pending, and the map row waits again, output and error
+-- cleared, for every item that has not resolved (the statement's snapshot sees the reset items
+-- still cancelled: they are added). Items that completed or failed stay as they are.
+WITH reset AS (
+    UPDATE task_runs SET status = 'pending', error = NULL, error_code = NULL, completed_at = NULL, deadline = NULL,
+                         available_at = now(), updated_at = now()
+    WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND task_id = sqlc.arg('task_id')::text
+      AND item_index IS NOT NULL AND superseded_by IS NULL AND status = 'cancelled'
+    RETURNING id
+)
+UPDATE task_runs m SET
+    status      = 'waiting',
+    items_left  = (SELECT count(*) FROM task_runs i
+                   WHERE i.pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND i.task_id = sqlc.arg('task_id')::text
+                     AND i.item_index IS NOT NULL AND i.superseded_by IS NULL
+                     AND i.status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))
+                  + (SELECT count(*) FROM reset),
+    output = NULL, output_path = NULL, output_size = NULL, error = NULL, error_code = NULL,
+    completed_at = NULL, updated_at = now()
+WHERE m.id = sqlc.arg('map_row_id')::text
+RETURNING items_left::int AS items_left;
+
+-- name: MapRowOpen :execrows
+-- Counts map row map_row_id up by one item (a DLQ retry of one of its items) when it still
+-- waits for items; no row when it ended.
+UPDATE task_runs SET items_left = items_left + 1, updated_at = now()
+WHERE id = sqlc.arg('map_row_id')::text AND status = 'waiting' AND items_left IS NOT NULL;
+
+-- name: InsertRerunNode :exec
+-- A node that ran on a map's output, which a DLQ retry re-opens: a new row of node old_id
+-- (which the caller superseded) waiting for its predecessors, at the task's current code
+-- version; the caller then sets its state as for any re-opened node (ReopenNode).
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, code_version,
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key)
+SELECT sqlc.arg('id')::text, old.task_id, old.pipeline_run_id, 'waiting', old.priority, old.input_path, t.code_version,
+       t.code_hash, old.metadata, old.predecessors, cardinality(old.predecessors), false, old.traceparent, old.concurrency_key
+FROM task_runs old JOIN tasks t ON t.id = old.task_id
+WHERE old.id = sqlc.arg('old_id')::text;

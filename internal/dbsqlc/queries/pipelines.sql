@@ -184,8 +184,9 @@ WHERE tr.superseded_by IS NULL AND tr.pipeline_run_id = (
     ORDER BY prev.id DESC LIMIT 1);
 
 -- name: PipelineNodesState :many
--- The current node rows of a pipeline run (a map node's map row, not its items).
-SELECT id, task_id, status, selected_next, upstream_failed
+-- The current node rows of a pipeline run (a map node's map row, not its items; fanned_out
+-- says whether a map row has made its items).
+SELECT id, task_id, status, selected_next, upstream_failed, (items_total IS NOT NULL)::bool AS fanned_out
 FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND superseded_by IS NULL AND item_index IS NULL;
 
 -- name: ReopenNode :exec
