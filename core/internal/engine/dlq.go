@@ -247,6 +247,10 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
 	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
+	case run.parentID != "":
+		// The child run of a sub-pipeline node: its end already ended the parent's node.
+		return conflict("SUB_PIPELINE_RETRY_UNSUPPORTED", "task run %q belongs to pipeline run %q, a sub-pipeline run of %q, whose node already ended with it: retrying it is not supported; trigger the parent pipeline again instead",
+			failedRunID, prun, run.parentID)
 	case run.snap.Tasks[taskID] != nil && run.snap.Tasks[taskID].Map != nil:
 		// Re-opening a map row for one item is not built yet (docs/dynamic-pipelines.md); the
 		// transaction rolls back, and the entry stays open.
@@ -300,6 +304,11 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 			// A map row goes back through its fan-out, which re-opening does not do yet; it
 			// must not become an ordinary pending node. The transaction rolls back.
 			return conflict("MAP_REOPEN_UNSUPPORTED", "pipeline run %q has map node %q (%s), which a DLQ retry cannot re-open yet; trigger the pipeline again instead",
+				prun, taskID, n.status)
+		}
+		if run.snap.Tasks[taskID].Pipeline != "" {
+			// A sub-pipeline node would need a new child run, which re-opening does not start.
+			return conflict("SUB_PIPELINE_REOPEN_UNSUPPORTED", "pipeline run %q has sub-pipeline node %q (%s), which a DLQ retry cannot re-open; trigger the pipeline again instead",
 				prun, taskID, n.status)
 		}
 		left, selected, failed := 0, false, false

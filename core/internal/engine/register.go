@@ -271,6 +271,9 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 		if err := e.checkDeclaredNodes(ctx, tx, req.Pipelines); err != nil {
 			return err
 		}
+		if err := e.checkSubPipelines(ctx, tx, req.Pipelines); err != nil {
+			return err
+		}
 		for _, p := range req.Pipelines {
 			nodes, err := encodeNodes(p.Nodes)
 			if err != nil {

@@ -1,0 +1,15 @@
+-- Sub-pipelines (issue 15, item 2; docs/dynamic-pipelines.md).
+--
+-- A pipeline's nodes may declare {"<taskId>": {"pipeline": "<pipelineId>"}}: when that node
+-- becomes ready, the engine triggers a child run of the referenced pipeline in the same
+-- transaction, and the node row stays waiting (which no claim takes) until the child ends.
+--
+-- parent_run_id and parent_node_run_id name the parent pipeline run and the node row (task_runs)
+-- a child run stands for (NULL: a top-level run). ancestors lists every ancestor, the top-level
+-- run first and the parent last (NULL: none): the runs lock their ancestors first and in the
+-- order (ancestors[1] or id, depth, id), so that a parent is always locked before its children.
+ALTER TABLE pipeline_runs ADD COLUMN parent_run_id text;
+ALTER TABLE pipeline_runs ADD COLUMN parent_node_run_id text;
+ALTER TABLE pipeline_runs ADD COLUMN ancestors text[];
+
+CREATE INDEX pipeline_runs_parent ON pipeline_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
