@@ -107,7 +107,8 @@ func (e *Engine) sweepDeadlines(ctx context.Context, limit int) (int, error) {
 			}
 			for _, id := range slices.Sorted(maps.Keys(runs)) {
 				run := runs[id]
-				if run.status != protocol.PipelineRunning {
+				// runs also holds the ancestors of sub-pipeline runs, locked with them.
+				if _, ok := timeouts[id]; !ok || run.status != protocol.PipelineRunning {
 					continue
 				}
 				if err := e.endPipelineRun(ctx, tx, run, runEnd{status: protocol.PipelineFailed,
