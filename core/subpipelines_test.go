@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -442,6 +443,59 @@ func TestSubPipelineConcurrentParents(t *testing.T) {
 			statuses := fmt.Sprint(w.statuses)
 			w.mu.Unlock()
 			require.False(t, strings.Contains(statuses, "409"), "no callback refused: %v", statuses)
+		})
+	}
+}
+
+// Parents cancelled while their children's callbacks arrive (goroutines): the cancel (parent,
+// then children) and the children's callbacks (which lock the parent first) never deadlock,
+// every answer is a 200 or a 409, and every run ends with nothing left open.
+func TestSubPipelineCancelRacesChildCallbacks(t *testing.T) {
+	t.Parallel()
+	for round := range 3 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			w := newPWorker(t, e)
+			e.register("sub", "1", w.URL(), task("a", next("s")), task("s", next("c")), task("c"), task("b1", next("b2")), task("b2"))
+			e.putPipeline("b", []string{"b1"}, nil)
+			e.putPipeline("top", []string{"a"}, subNode("s", "b"))
+			const n = 12
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = e.trigger("top", map[string]any{"input": i})
+			}
+			var wg sync.WaitGroup
+			for _, id := range ids {
+				wg.Go(func() {
+					// Cancel once the child exists (or the run ended first).
+					for {
+						r := e.subRun(id)
+						if len(r.ChildRunIDs) > 0 || r.Status != "running" {
+							break
+						}
+					}
+					r := e.do("POST", "/api/runs/"+id+"/cancel", nil, "")
+					if r.Status != http.StatusOK && r.Status != http.StatusConflict {
+						t.Errorf("cancel %s: %d %s", id, r.Status, r.Body)
+					}
+				})
+			}
+			wg.Wait()
+			all := slices.Clone(ids)
+			for _, id := range ids {
+				run := e.subRun(id)
+				require.Contains(t, []string{"cancelled", "completed"}, run.Status, id)
+				all = append(all, run.ChildRunIDs...)
+				for _, c := range run.ChildRunIDs {
+					e.waitFor("child "+c+" to end", func() bool { return e.subRun(c).Status != "running" })
+				}
+			}
+			e.waitFor("no open rows", func() bool { return e.openRows(all...) == 0 })
+			w.mu.Lock()
+			statuses := fmt.Sprint(w.statuses)
+			w.mu.Unlock()
+			require.NotContains(t, statuses, "500", "no callback failed: %v", statuses)
 		})
 	}
 }
