@@ -13,3 +13,7 @@ ALTER TABLE pipeline_runs ADD COLUMN parent_node_run_id text;
 ALTER TABLE pipeline_runs ADD COLUMN ancestors text[];
 
 CREATE INDEX pipeline_runs_parent ON pipeline_runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+
+-- LockPipelineRuns looks up the ancestors of the runs it locks: through this index, which holds
+-- only child runs, that lookup costs a run without a parent one probe of a small (or empty) index.
+CREATE INDEX pipeline_runs_with_ancestors ON pipeline_runs (id) WHERE ancestors IS NOT NULL;
