@@ -259,8 +259,7 @@ func TestSubPipelineChildFailure(t *testing.T) {
 	childID = e.subRun(id).ChildRunIDs[0]
 	r := e.do("POST", "/api/runs/"+childID+"/cancel", nil, "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
-	run = e.pipelineRun(id)
-	require.Equal(t, "failed", run.Status)
+	run = e.waitRun(id, "failed")
 	require.Equal(t, "SUB_PIPELINE_FAILED", *run.node("s").ErrorCode)
 	require.Contains(t, *run.node("s").Error, "ended cancelled")
 	require.Equal(t, "cancelled", e.subRun(childID).Status)

@@ -179,9 +179,10 @@ func (e *Engine) CancelRun(ctx context.Context, id string) (Run, error) {
 // CancelPipelineRun cancels a running pipeline run: what has not started is cancelled, running
 // workers learn it from shouldCancel on their next heartbeat, and late callbacks change nothing.
 func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun, error) {
+	var runs map[string]*lockedRun
 	err := e.db.InTx(ctx, func(tx dbtx) error {
-		runs, err := e.lockRuns(ctx, tx, []string{id})
-		if err != nil {
+		var err error
+		if runs, err = e.lockRuns(ctx, tx, []string{id}); err != nil {
 			return err
 		}
 		run := runs[id]
@@ -197,6 +198,8 @@ func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun,
 	if err != nil {
 		return PipelineRun{}, err
 	}
+	// The run, and the sub-pipeline relatives its end ended (its children; a child's parent).
+	e.cfg.Signals.signalEnded(runs)
 	return e.GetPipelineRun(ctx, id)
 }
 
