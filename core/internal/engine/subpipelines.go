@@ -107,8 +107,8 @@ func (e *Engine) checkSubPipelines(ctx context.Context, tx dbtx, defs []protocol
 	if !slices.ContainsFunc(defs, func(d protocol.PipelineDefinition) bool { return len(subRefs(d.Nodes)) > 0 }) {
 		return nil
 	}
-	if err := queries.LockSubPipelineDeclarations(ctx, tx, subDeclLock); err != nil {
-		return fmt.Errorf("lock sub-pipeline declarations: %w", err)
+	if err := lockSubDeclarations(ctx, tx, defs); err != nil {
+		return err
 	}
 	rows, err := queries.SubPipelineRefs(ctx, tx)
 	if err != nil {
@@ -157,6 +157,19 @@ func (e *Engine) checkSubPipelines(ctx context.Context, tx dbtx, defs []protocol
 			err.Details = map[string]any{"chain": chain}
 			return err
 		}
+	}
+	return nil
+}
+
+// lockSubDeclarations takes the advisory lock of declarations with sub-pipeline references
+// when one of defs has some (before any other lock of the transaction: PUT and registration
+// take it first).
+func lockSubDeclarations(ctx context.Context, tx dbtx, defs []protocol.PipelineDefinition) error {
+	if !slices.ContainsFunc(defs, func(d protocol.PipelineDefinition) bool { return len(subRefs(d.Nodes)) > 0 }) {
+		return nil
+	}
+	if err := queries.LockSubPipelineDeclarations(ctx, tx, subDeclLock); err != nil {
+		return fmt.Errorf("lock sub-pipeline declarations: %w", err)
 	}
 	return nil
 }
