@@ -249,6 +249,14 @@ func TestSubPipelineChildFailure(t *testing.T) {
 	require.Equal(t, "cancelled", run.node("c").Status)
 	require.Empty(t, w.dispatchesOf("c"))
 	require.Empty(t, w.dispatchesOf("b2"))
+	// A DLQ retry of the child's failed task is refused: its node already ended.
+	var dlqID string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT id FROM dlq WHERE task_run_id = $1`,
+		e.pipelineRun(childID).node("b1").ID).Scan(&dlqID))
+	resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	require.Equal(t, "SUB_PIPELINE_RETRY_UNSUPPORTED", resp.errorBody(t).Code)
+	require.Equal(t, "failed", e.subRun(childID).Status)
 
 	// Cancelling the child alone.
 	w.on("b1", nil)
@@ -497,4 +505,33 @@ func TestSubPipelineCancelRacesChildCallbacks(t *testing.T) {
 			require.NotContains(t, statuses, "500", "no callback failed: %v", statuses)
 		})
 	}
+}
+
+// A fail-fast failure in the parent cancels the waiting sub-pipeline node and its child; a DLQ
+// retry of the failure, which would re-open the node, is refused and changes nothing.
+func TestSubPipelineReopenRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	e.register("sub", "1", w.URL(), task("a", next("s", "side")), task("s", next("c")), task("side"), task("c"), task("b1"))
+	e.putPipeline("b", []string{"b1"}, nil)
+	e.putPipeline("top", []string{"a"}, subNode("s", "b"))
+	release := w.holdTask("b1")
+	defer release()
+	w.on("side", failWith("side failed", false))
+	id := e.trigger("top", map[string]any{"input": 1})
+	w.waitUntil("b1", func() bool { return len(w.dispatchesOf("b1")) == 1 })
+	run := e.waitRun(id, "failed")
+	require.Equal(t, "cancelled", run.node("s").Status)
+	childID := e.subRun(id).ChildRunIDs[0]
+	require.Equal(t, "cancelled", e.subRun(childID).Status)
+	require.Zero(t, e.openRows(id, childID))
+	var dlqID string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT id FROM dlq WHERE task_run_id = $1`, run.node("side").ID).Scan(&dlqID))
+	resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	require.Equal(t, "SUB_PIPELINE_REOPEN_UNSUPPORTED", resp.errorBody(t).Code)
+	require.Equal(t, "failed", e.pipelineRun(id).Status)
+	require.Equal(t, "cancelled", e.pipelineRun(id).node("s").Status)
+	w.releaseAndWait(release, "b1", 1)
 }
