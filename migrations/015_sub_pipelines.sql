@@ -6,8 +6,9 @@
 --
 -- parent_run_id and parent_node_run_id name the parent pipeline run and the node row (task_runs)
 -- a child run stands for (NULL: a top-level run). ancestors lists every ancestor, the top-level
--- run first and the parent last (NULL: none): the runs lock their ancestors first and in the
--- order (ancestors[1] or id, depth, id), so that a parent is always locked before its children.
+-- run first and the parent last (NULL: none): a run is locked with its ancestors, in id order,
+-- and a child's id is always greater than its parent's, so a parent is locked before its
+-- children.
 ALTER TABLE pipeline_runs ADD COLUMN parent_run_id text;
 ALTER TABLE pipeline_runs ADD COLUMN parent_node_run_id text;
 ALTER TABLE pipeline_runs ADD COLUMN ancestors text[];

@@ -369,7 +369,7 @@ SELECT id, status, failure_mode, snapshot, coalesce(parent_run_id, '') AS parent
 FROM pipeline_runs
 WHERE id = ANY($1::text[] || ARRAY(SELECT unnest(a.ancestors) FROM pipeline_runs a
                                                  WHERE a.id = ANY($1::text[]) AND a.ancestors IS NOT NULL))
-ORDER BY coalesce(ancestors[1], id), coalesce(cardinality(ancestors), 0), id FOR UPDATE
+ORDER BY id FOR UPDATE
 `
 
 type LockPipelineRunsRow struct {
@@ -382,8 +382,8 @@ type LockPipelineRunsRow struct {
 }
 
 // Locks pipeline runs (every writer locks a pipeline run before its task runs) with their
-// ancestors (sub-pipelines, migration 015: a child's end resolves its parent's node), in the
-// order (top-level run, depth, id): id order for runs without a parent, and a parent always
+// ancestors (sub-pipelines, migration 015: a child's end resolves its parent's node), in id
+// order: a child's id is always greater than its parent's (startChild), so a parent is locked
 // before its children.
 func (q *Queries) LockPipelineRuns(ctx context.Context, db DBTX, ids []string) ([]LockPipelineRunsRow, error) {
 	rows, err := db.Query(ctx, lockPipelineRuns, ids)
@@ -413,12 +413,10 @@ func (q *Queries) LockPipelineRuns(ctx context.Context, db DBTX, ids []string) (
 }
 
 const lockRunningPipelineRuns = `-- name: LockRunningPipelineRuns :exec
-SELECT id FROM pipeline_runs WHERE pipeline_id = $1 AND status = 'running'
-ORDER BY coalesce(ancestors[1], id), coalesce(cardinality(ancestors), 0), id FOR UPDATE
+SELECT id FROM pipeline_runs WHERE pipeline_id = $1 AND status = 'running' ORDER BY id FOR UPDATE
 `
 
-// Locks pipeline id's running runs, in the order LockPipelineRuns takes (id order for runs
-// without a parent), as every writer of their nodes does first.
+// Locks pipeline id's running runs, in id order, as every writer of their nodes does first.
 func (q *Queries) LockRunningPipelineRuns(ctx context.Context, db DBTX, id string) error {
 	_, err := db.Exec(ctx, lockRunningPipelineRuns, id)
 	return err

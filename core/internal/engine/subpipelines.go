@@ -26,8 +26,8 @@ import (
 // with SUB_PIPELINE_FAILED; the parent then advances as after any node. A parent that ends
 // cancels its running children (cancelChildren), recursively.
 //
-// Lock order: lockRuns locks a run's ancestors with it, in the order (top-level run, depth, id),
-// so a parent is always locked before its children, and whoever holds a child holds its whole
+// Lock order: lockRuns locks a run's ancestors with it, in id order, and a child's id is always
+// greater than its parent's (childRunID), so a parent is always locked before its children, and whoever holds a child holds its whole
 // line of ancestors: a child's end can resolve its parent's node, and a parent's end can lock
 // and cancel its children, without two transactions waiting on each other.
 
@@ -532,7 +532,7 @@ func (e *Engine) startChild(ctx context.Context, tx dbtx, run *lockedRun, taskID
 	if err != nil {
 		return nil, fmt.Errorf("encode the input of sub-pipeline node %s: %w", taskID, err)
 	}
-	childID := ids.New(ids.PipelineRun)
+	childID := childRunID(run.id)
 	inputPath := protocol.PipelineInputPath(childID)
 	inline, isInline := e.inlineInput(input)
 	var inlineInput []byte
@@ -574,6 +574,17 @@ func (e *Engine) startChild(ctx context.Context, tx dbtx, run *lockedRun, taskID
 	}
 	run.readied = true
 	return nil, nil
+}
+
+// childRunID is a new pipeline run id greater than parent's: a run is locked after its
+// ancestors because its id is greater (lockRuns locks in id order). An instance whose clock is
+// behind the parent's makes an id 1 ms after the parent's.
+func childRunID(parent string) string {
+	id := ids.New(ids.PipelineRun)
+	if id > parent {
+		return id
+	}
+	return ids.After(parent)
 }
 
 // RunRelative is a pipeline run's parent or child run (sub-pipelines): the run, its pipeline and

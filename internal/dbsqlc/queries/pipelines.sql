@@ -55,15 +55,15 @@ SELECT id, coalesce(pipeline_run_id, '') AS pipeline_run_id FROM task_runs WHERE
 
 -- name: LockPipelineRuns :many
 -- Locks pipeline runs (every writer locks a pipeline run before its task runs) with their
--- ancestors (sub-pipelines, migration 015: a child's end resolves its parent's node), in the
--- order (top-level run, depth, id): id order for runs without a parent, and a parent always
+-- ancestors (sub-pipelines, migration 015: a child's end resolves its parent's node), in id
+-- order: a child's id is always greater than its parent's (startChild), so a parent is locked
 -- before its children.
 SELECT id, status, failure_mode, snapshot, coalesce(parent_run_id, '') AS parent_run_id,
        coalesce(cardinality(ancestors), 0)::int AS depth
 FROM pipeline_runs
 WHERE id = ANY(sqlc.arg('ids')::text[] || ARRAY(SELECT unnest(a.ancestors) FROM pipeline_runs a
                                                  WHERE a.id = ANY(sqlc.arg('ids')::text[]) AND a.ancestors IS NOT NULL))
-ORDER BY coalesce(ancestors[1], id), coalesce(cardinality(ancestors), 0), id FOR UPDATE;
+ORDER BY id FOR UPDATE;
 
 -- name: AdvanceSuccessors :many
 -- Resolves predecessors of waiting nodes of run pipeline_run_id (failure mode failure_mode): per
@@ -229,10 +229,8 @@ WHERE id = sqlc.arg('id')
 RETURNING id, paused_at;
 
 -- name: LockRunningPipelineRuns :exec
--- Locks pipeline id's running runs, in the order LockPipelineRuns takes (id order for runs
--- without a parent), as every writer of their nodes does first.
-SELECT id FROM pipeline_runs WHERE pipeline_id = sqlc.arg('id') AND status = 'running'
-ORDER BY coalesce(ancestors[1], id), coalesce(cardinality(ancestors), 0), id FOR UPDATE;
+-- Locks pipeline id's running runs, in id order, as every writer of their nodes does first.
+SELECT id FROM pipeline_runs WHERE pipeline_id = sqlc.arg('id') AND status = 'running' ORDER BY id FOR UPDATE;
 
 -- name: ParkPipelineNodes :exec
 -- Parks the pending nodes of pipeline id's running runs (locked before, LockRunningPipelineRuns),
