@@ -210,6 +210,8 @@ type PipelineNode struct {
 	Concurrency  int      `json:"concurrency"`
 	// Map is the node's map declaration (absent: an ordinary node), maxItems filled in.
 	Map *MapConfig `json:"map,omitempty"`
+	// Pipeline is the pipeline a sub-pipeline node runs (absent: an ordinary node).
+	Pipeline string `json:"pipeline,omitempty"`
 }
 
 // Pipeline is a pipeline definition with the structure it has now.
@@ -301,6 +303,26 @@ type PipelineRun struct {
 	ErrorCode string `json:"errorCode,omitempty"`
 	// Maps are the run's map nodes with their items counted by state (absent: it has none).
 	Maps []MapNodeState `json:"maps,omitempty"`
+	// ParentRunID is the pipeline run whose sub-pipeline node this run stands for (absent: a
+	// top-level run), ParentNodeRunID that node's task run and ParentTaskID its task id. Shown by
+	// GET /api/runs/{id} only.
+	ParentRunID     string `json:"parentRunId,omitempty"`
+	ParentNodeRunID string `json:"parentNodeRunId,omitempty"`
+	ParentTaskID    string `json:"parentTaskId,omitempty"`
+	// ChildRunIDs are the child runs of the run's sub-pipeline nodes, in id order, and Children
+	// the same with their nodes and states (absent: none). Shown by GET /api/runs/{id} only.
+	ChildRunIDs []string        `json:"childRunIds,omitempty"`
+	Children    []ChildPipeline `json:"children,omitempty"`
+}
+
+// ChildPipeline is a child run of a sub-pipeline node: the run, its pipeline and status, and the
+// node of the parent run it stands for (task id and task run id).
+type ChildPipeline struct {
+	RunID      string            `json:"runId"`
+	PipelineID string            `json:"pipelineId"`
+	Status     PipelineRunStatus `json:"status"`
+	TaskID     string            `json:"taskId"`
+	NodeRunID  string            `json:"nodeRunId"`
 }
 
 // PipelineRunTask is a task run within a pipeline run, with whether its code changed since the

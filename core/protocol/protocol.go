@@ -93,10 +93,14 @@ type PipelineDefinition struct {
 	Nodes map[string]NodeConfig `json:"nodes,omitempty"`
 }
 
-// NodeConfig configures one node of a pipeline: today, that it is a map node.
+// NodeConfig configures one node of a pipeline: that it is a map node or a sub-pipeline node
+// (exactly one of the two).
 type NodeConfig struct {
 	// Map makes the node a map node: one task run per element of an array in a predecessor's output.
 	Map *MapConfig `json:"map,omitempty"`
+	// Pipeline makes the node a sub-pipeline node: when it becomes ready, a child run of this
+	// pipeline runs in its place, with the node's upstream as input, and the node ends with it.
+	Pipeline string `json:"pipeline,omitempty"`
 }
 
 // MapConfig declares a map node: when the node becomes ready, its task runs once per element of

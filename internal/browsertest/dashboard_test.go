@@ -579,6 +579,39 @@ func TestTimedOutRunShowsItsDeadline(t *testing.T) {
 	require.Contains(t, b.text(`[data-testid="run-deadline"]`), "timeout 1 ms")
 }
 
+// A run with a sub-pipeline node links to its child run, and the child's page links back.
+func TestRunPageLinksSubPipelines(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	s.startWorker(nil)
+	require.Equal(t, http.StatusOK, s.api("PUT", "/api/pipelines/lone", map[string]any{"entryTasks": []string{"d"}}, nil))
+	require.Equal(t, http.StatusOK, s.api("PUT", "/api/pipelines/wrap", map[string]any{"entryTasks": []string{"a"},
+		"nodes": map[string]any{"c": map[string]any{"pipeline": "lone"}}}, nil))
+	var res struct {
+		PipelineRunID string `json:"pipelineRunId"`
+	}
+	require.Equal(t, http.StatusCreated, s.api("POST", "/api/pipelines/wrap/trigger", map[string]any{"input": map[string]any{"doc": "x"}}, &res))
+	s.waitRun(res.PipelineRunID, "completed")
+	var run struct {
+		ChildRunIDs []string `json:"childRunIds"`
+	}
+	require.Equal(t, http.StatusOK, s.api("GET", "/api/runs/"+res.PipelineRunID, nil, &run))
+	require.Len(t, run.ChildRunIDs, 1)
+
+	b := newBrowser(t, s.url)
+	b.open("/runs/" + res.PipelineRunID)
+	b.wait(`[data-testid="run-status"][data-state="completed"]`)
+	b.count(`[data-testid="run-child"][data-task="c"][data-state="completed"]`, 1)
+	require.Contains(t, b.text(`[data-testid="run-child"]`), "c → lone")
+	b.click(`[data-testid="run-child-link"]`)
+	b.wait(`[data-testid="run-parent"]`)
+	require.Contains(t, b.text(`[data-testid="run-parent"]`), res.PipelineRunID)
+	require.Contains(t, b.text(`[data-testid="run-parent"]`), "(node c)")
+	require.Contains(t, b.text(`[data-testid="run-id"]`), run.ChildRunIDs[0])
+	b.click(`[data-testid="run-parent-link"]`)
+	b.wait(`[data-testid="run-children"]`)
+}
+
 // With PIPEWEAVE_API_KEYS set the page itself loads, asks for a key when the API answers
 // 401, asks again after a wrong one, keeps the right one and forgets it on request.
 func TestAPIKeyPrompt(t *testing.T) {

@@ -58,24 +58,27 @@ type Pipeline struct {
 }
 
 type PipelineRun struct {
-	ID           string
-	PipelineID   string
-	Status       protocol.PipelineRunStatus
-	FailureMode  string
-	Priority     int
-	Metadata     []byte
-	InputPath    string
-	Snapshot     []byte
-	Error        *string
-	CreatedAt    time.Time
-	CompletedAt  *time.Time
-	Traceparent  *string
-	Input        []byte
-	ScheduleID   *string
-	ScheduleSlot *time.Time
-	TimeoutMs    *int64
-	Deadline     *time.Time
-	ErrorCode    *string
+	ID              string
+	PipelineID      string
+	Status          protocol.PipelineRunStatus
+	FailureMode     string
+	Priority        int
+	Metadata        []byte
+	InputPath       string
+	Snapshot        []byte
+	Error           *string
+	CreatedAt       time.Time
+	CompletedAt     *time.Time
+	Traceparent     *string
+	Input           []byte
+	ScheduleID      *string
+	ScheduleSlot    *time.Time
+	TimeoutMs       *int64
+	Deadline        *time.Time
+	ErrorCode       *string
+	ParentRunID     *string
+	ParentNodeRunID *string
+	Ancestors       []string
 }
 
 type RateLimit struct {

@@ -364,8 +364,12 @@ func (q *Queries) InsertRetryNode(ctx context.Context, db DBTX, arg InsertRetryN
 }
 
 const lockPipelineRuns = `-- name: LockPipelineRuns :many
-SELECT id, status, failure_mode, snapshot FROM pipeline_runs
-WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+SELECT id, status, failure_mode, snapshot, coalesce(parent_run_id, '') AS parent_run_id,
+       coalesce(cardinality(ancestors), 0)::int AS depth
+FROM pipeline_runs
+WHERE id = ANY($1::text[] || ARRAY(SELECT unnest(a.ancestors) FROM pipeline_runs a
+                                                 WHERE a.id = ANY($1::text[]) AND a.ancestors IS NOT NULL))
+ORDER BY id FOR UPDATE
 `
 
 type LockPipelineRunsRow struct {
@@ -373,9 +377,14 @@ type LockPipelineRunsRow struct {
 	Status      protocol.PipelineRunStatus
 	FailureMode string
 	Snapshot    []byte
+	ParentRunID string
+	Depth       int
 }
 
-// Locks pipeline runs in id order (every writer locks a pipeline run before its task runs).
+// Locks pipeline runs (every writer locks a pipeline run before its task runs) with their
+// ancestors (sub-pipelines, migration 015: a child's end resolves its parent's node), in id
+// order: a child's id is always greater than its parent's (startChild), so a parent is locked
+// before its children.
 func (q *Queries) LockPipelineRuns(ctx context.Context, db DBTX, ids []string) ([]LockPipelineRunsRow, error) {
 	rows, err := db.Query(ctx, lockPipelineRuns, ids)
 	if err != nil {
@@ -390,6 +399,8 @@ func (q *Queries) LockPipelineRuns(ctx context.Context, db DBTX, ids []string) (
 			&i.Status,
 			&i.FailureMode,
 			&i.Snapshot,
+			&i.ParentRunID,
+			&i.Depth,
 		); err != nil {
 			return nil, err
 		}

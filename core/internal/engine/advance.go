@@ -47,6 +47,17 @@ type lockedRun struct {
 	// one advancing on its own.
 	deferItems bool
 	items      []resolution
+	// Sub-pipelines (subpipelines.go): parentID is the parent run ("" = none), parent its locked
+	// row (lockRuns locks ancestors too), depth the number of ancestors, hasSubs whether the
+	// snapshot has sub-pipeline nodes, set the runs locked with it (children locked later join
+	// it: one lockedRun per run and transaction), endDone whether the consequences of the run's
+	// end were carried out.
+	parentID string
+	parent   *lockedRun
+	depth    int
+	hasSubs  bool
+	set      map[string]*lockedRun
+	endDone  bool
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
@@ -79,12 +90,13 @@ func pipelineRunsToLock(runIDs []string) []string {
 func lockedRuns(rows []dbsqlc.LockPipelineRunsRow) (map[string]*lockedRun, error) {
 	out := make(map[string]*lockedRun, len(rows))
 	for _, row := range rows {
-		r := &lockedRun{id: row.ID, status: row.Status, mode: row.FailureMode}
+		r := &lockedRun{id: row.ID, status: row.Status, mode: row.FailureMode, parentID: row.ParentRunID, depth: row.Depth}
 		if err := json.Unmarshal(row.Snapshot, &r.snap); err != nil {
 			return nil, fmt.Errorf("pipeline run %s: snapshot: %w", r.id, err)
 		}
 		out[r.id] = r
 	}
+	linkRuns(out)
 	return out, nil
 }
 
@@ -98,12 +110,12 @@ type resolution struct {
 	mapRow bool
 }
 
-// advance moves a locked pipeline run on after nodes resolved, in the caller's transaction:
+// advanceNodes moves a locked pipeline run on after nodes resolved, in the caller's transaction:
 // successors are enabled or skipped with one multi-row statement per wave (skips propagate),
 // a failure in fail-fast mode cancels what has not started, and the run is finished when no
 // node is left open. last says that nothing follows in the transaction, which is then
 // committed with the advance's last statements when they can be known in advance (below).
-func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution, last bool) error {
+func (e *Engine) advanceNodes(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution, last bool) error {
 	if run.status != protocol.PipelineRunning {
 		return nil
 	}
@@ -212,12 +224,22 @@ func (e *Engine) advance(ctx context.Context, tx dbtx, run *lockedRun, resolved 
 				if res != nil {
 					mapped = append(mapped, *res)
 				}
+			} else if r.Status == protocol.StatusPending && run.hasSubs && run.snap.Tasks[r.TaskID] != nil && run.snap.Tasks[r.TaskID].Pipeline != "" {
+				// A sub-pipeline node starts its child run (subpipelines.go).
+				res, err := e.startChild(ctx, tx, run, r.TaskID)
+				if err != nil {
+					return err
+				}
+				if res != nil {
+					mapped = append(mapped, *res)
+				}
 			}
 		}
 		resolved = next
 	}
 	if len(mapped) > 0 {
-		// Map rows that resolved at once (failed, or an empty array) advance in turn.
+		// Map rows that resolved at once (failed, or an empty array) and sub-pipeline nodes
+		// whose child could not start advance in turn.
 		return e.advance(ctx, tx, run, mapped, false)
 	}
 	if advanced {
@@ -247,15 +269,15 @@ func (r *lockedRun) finished(status string) {
 	r.status = protocol.PipelineRunStatus(status)
 }
 
-// leadsToMap says whether a successor of node taskID in run is a map node, whose fan-out
-// follows the advance in the same transaction.
+// leadsToMap says whether a successor of node taskID in run is a map node or a sub-pipeline
+// node, whose fan-out or child run follows the advance in the same transaction.
 func leadsToMap(run *lockedRun, taskID string) bool {
 	n := run.snap.Tasks[taskID]
 	if n == nil {
 		return false
 	}
 	for _, next := range n.AllowedNext {
-		if m := run.snap.Tasks[next]; m != nil && m.Map != nil {
+		if m := run.snap.Tasks[next]; m != nil && (m.Map != nil || m.Pipeline != "") {
 			return true
 		}
 	}

@@ -247,6 +247,10 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		return conflict("PIPELINE_RUN_GONE", "pipeline run %q no longer exists", prun)
 	case run.status == protocol.PipelineCancelled:
 		return conflict("PIPELINE_RUN_CANCELLED", "pipeline run %q was cancelled; trigger the pipeline again instead", prun)
+	case run.parentID != "":
+		// The child run of a sub-pipeline node: its end already ended the parent's node.
+		return conflict("SUB_PIPELINE_RETRY_UNSUPPORTED", "task run %q belongs to pipeline run %q, a sub-pipeline run of %q, whose node already ended with it: retrying it is not supported; trigger the parent pipeline again instead",
+			failedRunID, prun, run.parentID)
 	case run.status == protocol.PipelineFailed:
 		// A run that timed out is over, as a cancelled one is: re-opened past its deadline it
 		// would only time out again.
@@ -332,6 +336,11 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 			}
 			continue
 		}
+		if run.snap.Tasks[taskID].Pipeline != "" {
+			// A sub-pipeline node would need a new child run, which re-opening does not start.
+			return conflict("SUB_PIPELINE_REOPEN_UNSUPPORTED", "pipeline run %q has sub-pipeline node %q (%s), which a DLQ retry cannot re-open; trigger the pipeline again instead",
+				prun, taskID, n.status)
+		}
 		left, selected, failed := 0, false, false
 		preds := run.snap.Tasks[taskID].Predecessors
 		for _, p := range preds {
@@ -394,7 +403,7 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 // re-opens, to run again on its new output: each one that completed or failed (under continue
 // or partial-merge they ran on the map's output) is superseded by a new waiting row, marked
 // for reopen to set its state like the skipped and cancelled ones. A node downstream that is
-// under way (pending, dispatching, running) or is itself a map node that ran is 409
+// under way (pending, dispatching, running) or is itself a map or sub-pipeline node that ran is 409
 // MAP_REOPEN_UNSUPPORTED, and the transaction rolls back.
 func (e *Engine) rerunDownstream(ctx context.Context, tx dbtx, run *lockedRun, nodes map[string]*nodeState, taskID string) error {
 	seen := map[string]bool{}
@@ -412,7 +421,7 @@ func (e *Engine) rerunDownstream(ctx context.Context, tx dbtx, run *lockedRun, n
 		case protocol.StatusWaiting, protocol.StatusSkipped, protocol.StatusCancelled:
 			continue
 		case protocol.StatusCompleted, protocol.StatusFailed:
-			if run.snap.Tasks[next].Map == nil {
+			if run.snap.Tasks[next].Map == nil && run.snap.Tasks[next].Pipeline == "" {
 				break
 			}
 			fallthrough

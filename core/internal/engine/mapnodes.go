@@ -48,9 +48,18 @@ func validateNodes(id string, def *protocol.PipelineDefinition) error {
 		if !idPattern.MatchString(taskID) {
 			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: nodes key %q is not a valid task id", id, taskID)
 		}
+		if n.Map != nil && n.Pipeline != "" {
+			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares both \"map\" and \"pipeline\"; a node config has exactly one", id, taskID)
+		}
+		if n.Pipeline != "" {
+			if err := validateSubNode(id, taskID, n.Pipeline, def); err != nil {
+				return err
+			}
+			continue
+		}
 		m := n.Map
 		if m == nil {
-			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares nothing (a node config must have \"map\")", id, taskID)
+			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares nothing (a node config must have \"map\" or \"pipeline\")", id, taskID)
 		}
 		if len(m.MaxConcurrency) > 0 {
 			return nodeError("MAP_OPTION_UNSUPPORTED", taskID, ".map.maxConcurrency",
@@ -103,6 +112,10 @@ func checkNodesAgainst(id string, nodes map[string]protocol.NodeConfig, g *Graph
 func nodeProblems(nodes map[string]protocol.NodeConfig, g *Graph) []*Error {
 	var out []*Error
 	for _, taskID := range slices.Sorted(maps.Keys(nodes)) {
+		if nodes[taskID].Pipeline != "" && g.Tasks[taskID] == nil {
+			out = append(out, nodeError("SUB_PIPELINE_NODE_UNKNOWN", taskID, "",
+				"sub-pipeline node %q is not a task of the pipeline (not registered, or not reachable from an entry task)", taskID))
+		}
 		m := nodes[taskID].Map
 		if m == nil {
 			continue
@@ -131,6 +144,9 @@ func attachNodes(nodes map[string]protocol.NodeConfig, g *Graph) {
 		if n := g.Tasks[taskID]; n != nil && c.Map != nil {
 			m := *c.Map
 			n.Map = &m
+		}
+		if n := g.Tasks[taskID]; n != nil && c.Pipeline != "" {
+			n.Pipeline = c.Pipeline
 		}
 	}
 }

@@ -222,8 +222,16 @@ func (e *Engine) PutPipeline(ctx context.Context, id string, d protocol.Pipeline
 	if err != nil {
 		return Pipeline{}, err
 	}
-	if err := queries.UpsertPipeline(ctx, e.db, dbsqlc.UpsertPipelineParams{ID: id, EntryTasks: d.EntryTasks,
-		FailureMode: d.FailureMode, Description: d.Description, TimeoutMs: d.TimeoutMs, Nodes: nodes}); err != nil {
+	// A declaration with sub-pipeline nodes is checked (references, cycles, depth) and saved in
+	// one transaction (subpipelines.go).
+	if err := e.saveChecked(ctx, d, func(db dbtx) error {
+		return queries.UpsertPipeline(ctx, db, dbsqlc.UpsertPipelineParams{ID: id, EntryTasks: d.EntryTasks,
+			FailureMode: d.FailureMode, Description: d.Description, TimeoutMs: d.TimeoutMs, Nodes: nodes})
+	}); err != nil {
+		var apiErr *Error
+		if errors.As(err, &apiErr) {
+			return Pipeline{}, err
+		}
 		return Pipeline{}, fmt.Errorf("save pipeline %s: %w", id, err)
 	}
 	return e.GetPipeline(ctx, id)
@@ -380,23 +388,9 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	if err != nil {
 		return TriggerResult{}, fmt.Errorf("encode snapshot: %w", err)
 	}
-	var nodes []nodeRow
-	entryTasks, queued := []string{}, []string{}
-	for _, taskID := range g.sortedIDs() {
-		n := g.Tasks[taskID]
-		row := nodeRow{ID: ids.New(ids.TaskRun), TaskID: taskID, Status: protocol.StatusWaiting, Priority: orDefault(req.Priority, prios[taskID]),
-			CodeVersion: n.CodeVersion, CodeHash: n.CodeHash, Predecessors: n.Predecessors, PredsLeft: len(n.Predecessors),
-			// Every node's input is the run's: its key is read from it here, where it is in memory.
-			ConcurrencyKey: concurrencyKeyOf(tasks[taskID].ConcurrencyKey, req.Input)}
-		if len(n.Predecessors) == 0 {
-			row.Status, row.Selected = protocol.StatusPending, true
-			entryTasks, queued = append(entryTasks, taskID), append(queued, row.ID)
-		}
-		nodes = append(nodes, row)
-	}
-	nodeJSON, err := json.Marshal(nodes)
+	nodeJSON, entryTasks, queued, err := runNodes(g, tasks, prios, req.Priority, req.Input)
 	if err != nil {
-		return TriggerResult{}, fmt.Errorf("encode task runs: %w", err)
+		return TriggerResult{}, err
 	}
 	input, inline := e.inlineInput(req.Input)
 	uploads := TempUploadRefs(req.Input)
@@ -448,6 +442,29 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	}
 	return TriggerResult{PipelineRunID: runID, Status: protocol.PipelineRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
 		ValidationWarnings: warnings}, nil
+}
+
+// runNodes is the JSON of the task runs of a new run of structure g (InsertPipelineTaskRuns):
+// entry tasks pending, the others waiting, with the ids of the entry tasks and of their runs.
+func runNodes(g *Graph, tasks map[string]taskInfo, prios map[string]int, priority *int, input json.RawMessage) (nodeJSON []byte, entryTasks, queued []string, err error) {
+	var nodes []nodeRow
+	entryTasks, queued = []string{}, []string{}
+	for _, taskID := range g.sortedIDs() {
+		n := g.Tasks[taskID]
+		row := nodeRow{ID: ids.New(ids.TaskRun), TaskID: taskID, Status: protocol.StatusWaiting, Priority: orDefault(priority, prios[taskID]),
+			CodeVersion: n.CodeVersion, CodeHash: n.CodeHash, Predecessors: n.Predecessors, PredsLeft: len(n.Predecessors),
+			// Every node's input is the run's: its key is read from it here, where it is in memory.
+			ConcurrencyKey: concurrencyKeyOf(tasks[taskID].ConcurrencyKey, input)}
+		if len(n.Predecessors) == 0 {
+			row.Status, row.Selected = protocol.StatusPending, true
+			entryTasks, queued = append(entryTasks, taskID), append(queued, row.ID)
+		}
+		nodes = append(nodes, row)
+	}
+	if nodeJSON, err = json.Marshal(nodes); err != nil {
+		return nil, nil, nil, fmt.Errorf("encode task runs: %w", err)
+	}
+	return nodeJSON, entryTasks, queued, nil
 }
 
 // PausePipeline pauses pipeline id: triggers are still accepted, and every node of its runs that

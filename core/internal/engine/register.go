@@ -187,6 +187,10 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 	}
 	resp := &protocol.RegisterResponse{Success: true, CodeChanges: []protocol.CodeChange{}, OrphanedTasks: []string{}}
 	err = e.db.InTx(ctx, func(tx dbtx) error {
+		// Declarations with sub-pipeline references take their lock first, as PUT does.
+		if err := lockSubDeclarations(ctx, tx, req.Pipelines); err != nil {
+			return err
+		}
 		if err := queries.LockService(ctx, tx, req.ServiceID); err != nil {
 			return fmt.Errorf("lock service: %w", err)
 		}
@@ -269,6 +273,9 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 			return fmt.Errorf("save the service's pipeline: %w", err)
 		}
 		if err := e.checkDeclaredNodes(ctx, tx, req.Pipelines); err != nil {
+			return err
+		}
+		if err := e.checkSubPipelines(ctx, tx, req.Pipelines); err != nil {
 			return err
 		}
 		for _, p := range req.Pipelines {

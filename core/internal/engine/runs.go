@@ -39,6 +39,11 @@ type PipelineRun struct {
 	ErrorCode string
 	// Maps are the run's map nodes with their items counted by state (nil: none; GetPipelineRun).
 	Maps []protocol.MapNodeState
+	// Parent and Children link a run to its sub-pipeline relatives (subpipelines.go; read by
+	// GetPipelineRun only): the parent run and its node (nil: a top-level run) and the child
+	// runs of its sub-pipeline nodes.
+	Parent   *RunRelative
+	Children []RunRelative
 }
 
 // RunTask is a task run within a pipeline run, with whether its code changed since the previous
@@ -148,6 +153,9 @@ func (e *Engine) getPipelineRun(ctx context.Context, id string, items bool) (Pip
 			run.Tasks[i].CodeChanged = v != run.Tasks[i].CodeVersion
 		}
 	}
+	if err := e.readFamily(ctx, &run); err != nil {
+		return PipelineRun{}, err
+	}
 	return run, nil
 }
 
@@ -186,9 +194,10 @@ func (e *Engine) CancelRun(ctx context.Context, id string) (Run, error) {
 // CancelPipelineRun cancels a running pipeline run: what has not started is cancelled, running
 // workers learn it from shouldCancel on their next heartbeat, and late callbacks change nothing.
 func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun, error) {
+	var runs map[string]*lockedRun
 	err := e.db.InTx(ctx, func(tx dbtx) error {
-		runs, err := e.lockRuns(ctx, tx, []string{id})
-		if err != nil {
+		var err error
+		if runs, err = e.lockRuns(ctx, tx, []string{id}); err != nil {
 			return err
 		}
 		run := runs[id]
@@ -198,12 +207,14 @@ func (e *Engine) CancelPipelineRun(ctx context.Context, id string) (PipelineRun,
 		if run.status != protocol.PipelineRunning {
 			return conflict("PIPELINE_RUN_FINISHED", "pipeline run %q is already %s", id, run.status)
 		}
-		return endPipelineRun(ctx, tx, run, runEnd{status: protocol.PipelineCancelled, err: "cancelled by request",
+		return e.endPipelineRun(ctx, tx, run, runEnd{status: protocol.PipelineCancelled, err: "cancelled by request",
 			reason: "the pipeline run was cancelled"})
 	})
 	if err != nil {
 		return PipelineRun{}, err
 	}
+	// The run, and the sub-pipeline relatives its end ended (its children; a child's parent).
+	e.cfg.Signals.signalEnded(runs)
 	return e.GetPipelineRun(ctx, id)
 }
 
@@ -217,8 +228,9 @@ type runEnd struct {
 // endPipelineRun ends the running pipeline run run, which the caller locked (lockRuns) in tx:
 // its nodes that have not ended (waiting, pending, dispatching, running) are cancelled with
 // end.reason, so that running workers learn it from shouldCancel on their next heartbeat and
-// their late callbacks change nothing, and the run takes end's status, error and code.
-func endPipelineRun(ctx context.Context, tx dbtx, run *lockedRun, end runEnd) error {
+// their late callbacks change nothing, and the run takes end's status, error and code. Its open
+// child runs are cancelled, and its parent's node ends (afterEnd, subpipelines.go).
+func (e *Engine) endPipelineRun(ctx context.Context, tx dbtx, run *lockedRun, end runEnd) error {
 	if err := queries.CancelPipelineNodes(ctx, tx, dbsqlc.CancelPipelineNodesParams{PipelineRunID: run.id,
 		Statuses: statusTexts(protocol.StatusWaiting, protocol.StatusPending, protocol.StatusDispatching, protocol.StatusRunning),
 		Reason:   end.reason}); err != nil {
@@ -229,5 +241,5 @@ func endPipelineRun(ctx context.Context, tx dbtx, run *lockedRun, end runEnd) er
 		return fmt.Errorf("end pipeline run %s: %w", run.id, err)
 	}
 	run.status, run.ended = end.status, true
-	return nil
+	return e.afterEnd(ctx, tx, run)
 }

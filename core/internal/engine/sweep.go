@@ -107,10 +107,11 @@ func (e *Engine) sweepDeadlines(ctx context.Context, limit int) (int, error) {
 			}
 			for _, id := range slices.Sorted(maps.Keys(runs)) {
 				run := runs[id]
-				if run.status != protocol.PipelineRunning {
+				// runs also holds the ancestors of sub-pipeline runs, locked with them.
+				if _, ok := timeouts[id]; !ok || run.status != protocol.PipelineRunning {
 					continue
 				}
-				if err := endPipelineRun(ctx, tx, run, runEnd{status: protocol.PipelineFailed,
+				if err := e.endPipelineRun(ctx, tx, run, runEnd{status: protocol.PipelineFailed,
 					err:  fmt.Sprintf("pipeline run timed out after %d ms", timeouts[id]),
 					code: protocol.PipelineTimeout, reason: "the pipeline run timed out"}); err != nil {
 					return err
@@ -123,7 +124,9 @@ func (e *Engine) sweepDeadlines(ctx context.Context, limit int) (int, error) {
 		}
 		e.cfg.Signals.signalEnded(runs)
 		for _, run := range runs {
-			if run.ended {
+			// Only the runs of the batch that timed out: the batch also locked their ancestors,
+			// which a child's end may have ended too (subpipelines.go).
+			if _, ok := timeouts[run.id]; ok && run.ended && run.status == protocol.PipelineFailed {
 				ended++
 				e.metrics.PipelineTimeouts.WithLabelValues(pipelines[run.id]).Inc()
 			}

@@ -30,3 +30,17 @@ func New(prefix string) string {
 	mu.Unlock()
 	return prefix + strings.ToLower(id.String())
 }
+
+// After returns an id with id's prefix that sorts after id: a new ULID of the millisecond after
+// id's (id itself when it is no prefixed ULID, which New never makes).
+func After(id string) string {
+	i := strings.IndexByte(id, '_')
+	u, err := ulid.ParseStrict(strings.ToUpper(id[i+1:]))
+	if err != nil {
+		return id
+	}
+	mu.Lock()
+	next := ulid.MustNew(u.Time()+1, entropy)
+	mu.Unlock()
+	return id[:i+1] + strings.ToLower(next.String())
+}

@@ -130,10 +130,24 @@ func TriggerResult(r engine.TriggerResult) protocol.TriggerResult { return proto
 
 // PipelineRun is a pipeline run's wire shape with, in detail, its task runs.
 func PipelineRun(r engine.PipelineRun) protocol.PipelineRun {
-	return protocol.PipelineRun{ID: r.ID, PipelineID: r.PipelineID, Status: r.Status, FailureMode: r.FailureMode,
+	out := protocol.PipelineRun{ID: r.ID, PipelineID: r.PipelineID, Status: r.Status, FailureMode: r.FailureMode,
 		Priority: r.Priority, Metadata: r.Metadata, InputPath: r.InputPath, Error: r.Error, CreatedAt: r.CreatedAt,
 		CompletedAt: r.CompletedAt, Snapshot: r.Snapshot, Tasks: list(r.Tasks, runTask), ScheduleID: r.ScheduleID,
 		ScheduleSlot: r.ScheduleSlot, TimeoutMs: r.TimeoutMs, Deadline: r.Deadline, ErrorCode: r.ErrorCode, Maps: r.Maps}
+	subPipelineRelatives(&out, r)
+	return out
+}
+
+// subPipelineRelatives sets out's links to the parent and children of sub-pipeline run r.
+func subPipelineRelatives(out *protocol.PipelineRun, r engine.PipelineRun) {
+	if r.Parent != nil {
+		out.ParentRunID, out.ParentNodeRunID, out.ParentTaskID = r.Parent.RunID, r.Parent.NodeRunID, r.Parent.TaskID
+	}
+	for _, c := range r.Children {
+		out.ChildRunIDs = append(out.ChildRunIDs, c.RunID)
+		out.Children = append(out.Children, protocol.ChildPipeline{RunID: c.RunID, PipelineID: c.PipelineID, Status: c.Status,
+			TaskID: c.TaskID, NodeRunID: c.NodeRunID})
+	}
 }
 
 func runTask(t engine.RunTask) protocol.PipelineRunTask {

@@ -54,9 +54,16 @@ FROM jsonb_to_recordset(sqlc.arg('nodes')::jsonb) AS i(id text, task_id text, st
 SELECT id, coalesce(pipeline_run_id, '') AS pipeline_run_id FROM task_runs WHERE id = ANY(sqlc.arg('ids')::text[]);
 
 -- name: LockPipelineRuns :many
--- Locks pipeline runs in id order (every writer locks a pipeline run before its task runs).
-SELECT id, status, failure_mode, snapshot FROM pipeline_runs
-WHERE id = ANY(sqlc.arg('ids')::text[]) ORDER BY id FOR UPDATE;
+-- Locks pipeline runs (every writer locks a pipeline run before its task runs) with their
+-- ancestors (sub-pipelines, migration 015: a child's end resolves its parent's node), in id
+-- order: a child's id is always greater than its parent's (startChild), so a parent is locked
+-- before its children.
+SELECT id, status, failure_mode, snapshot, coalesce(parent_run_id, '') AS parent_run_id,
+       coalesce(cardinality(ancestors), 0)::int AS depth
+FROM pipeline_runs
+WHERE id = ANY(sqlc.arg('ids')::text[] || ARRAY(SELECT unnest(a.ancestors) FROM pipeline_runs a
+                                                 WHERE a.id = ANY(sqlc.arg('ids')::text[]) AND a.ancestors IS NOT NULL))
+ORDER BY id FOR UPDATE;
 
 -- name: AdvanceSuccessors :many
 -- Resolves predecessors of waiting nodes of run pipeline_run_id (failure mode failure_mode): per

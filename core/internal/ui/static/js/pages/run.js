@@ -5,7 +5,7 @@
 // through them (GET /api/runs/{id}/maps/{task}/items), each linking to the item's task run.
 
 import { get, post } from '../api.js';
-import { h, replace, badge, message, fmtTime, fmtDuration, table, empty } from '../dom.js';
+import { h, replace, badge, message, fmtTime, fmtDuration, table, empty, runLink } from '../dom.js';
 import { render as renderDAG, legend, mapDone } from '../dag.js';
 import { objectButton } from '../storage.js';
 import { runDuration } from './overview.js';
@@ -280,6 +280,15 @@ export function mount(ctx) {
 
     replace(summary, h('dl', { class: 'meta' },
       h('dt', {}, 'Pipeline'), h('dd', {}, h('a', { href: '#/pipelines/' + encodeURIComponent(run.pipelineId), testid: 'run-pipeline' }, run.pipelineId)),
+      // Sub-pipelines: the parent run whose node this run stands for, and the child runs of its
+      // own sub-pipeline nodes.
+      run.parentRunId ? h('dt', {}, 'Parent run') : null,
+      run.parentRunId ? h('dd', { testid: 'run-parent' }, runLink(run.parentRunId, 'run-parent-link'), ' (node ', h('span', { class: 'mono' }, run.parentTaskId || ''), ')') : null,
+      run.children && run.children.length ? h('dt', {}, 'Sub-pipeline runs') : null,
+      run.children && run.children.length
+        ? h('dd', { testid: 'run-children' }, h('ul', { class: 'plain-list' }, run.children.map((c) => h('li', { testid: 'run-child', dataset: { task: c.taskId, state: c.status } },
+          h('span', { class: 'mono' }, c.taskId), ' → ', c.pipelineId, ': ', runLink(c.runId, 'run-child-link'), ' ', badge(c.status)))))
+        : null,
       h('dt', {}, 'Failure mode'), h('dd', {}, run.failureMode),
       h('dt', {}, 'Priority'), h('dd', {}, String(run.priority)),
       h('dt', {}, 'Started'), h('dd', {}, fmtTime(run.createdAt)),
