@@ -327,3 +327,56 @@ func TestMapNodeMaxItemsSettingAndBadOptions(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, e.do("GET", "/api/pipelines/bad", nil, "").Status)
 	require.Zero(t, e.count(`SELECT count(*) FROM services WHERE id = 'pdf2'`))
 }
+
+// GET /api/runs/{id} tells the items apart: each item has its itemIndex, the map row its
+// itemsTotal and itemsLeft, and ordinary rows none of them; GET /api/task-runs/{id} of an item
+// shows its index too.
+func TestMapNodeItemIndexInRunAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	mapPipeline(e, w, "pages", nil)
+	const n = 5
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	w.on("ocr", pageOCR(e, nil))
+	release := w.holdTask("merge")
+	id := e.trigger("pages", map[string]any{"input": 1})
+	w.waitUntil("merge dispatched", func() bool { return len(w.dispatchesOf("merge")) == 1 })
+
+	type row struct {
+		ID         string          `json:"id"`
+		TaskID     string          `json:"taskId"`
+		ItemIndex  json.RawMessage `json:"itemIndex"`
+		ItemsTotal json.RawMessage `json:"itemsTotal"`
+		ItemsLeft  json.RawMessage `json:"itemsLeft"`
+	}
+	var run struct {
+		Tasks []row `json:"tasks"`
+	}
+	e.do("GET", "/api/runs/"+id, nil, "").json(t, &run)
+	require.Len(t, run.Tasks, 3+n)
+	seen := map[string]bool{}
+	var item string
+	for _, r := range run.Tasks {
+		switch {
+		case r.TaskID == "ocr" && r.ItemIndex != nil:
+			require.Nil(t, r.ItemsTotal)
+			require.Nil(t, r.ItemsLeft)
+			seen[string(r.ItemIndex)] = true
+			item = r.ID
+		case r.TaskID == "ocr":
+			require.JSONEq(t, "5", string(r.ItemsTotal), "the map row")
+			require.JSONEq(t, "0", string(r.ItemsLeft))
+		default:
+			require.Nil(t, r.ItemIndex, r.TaskID)
+			require.Nil(t, r.ItemsTotal, r.TaskID)
+			require.Nil(t, r.ItemsLeft, r.TaskID)
+		}
+	}
+	require.Equal(t, map[string]bool{"0": true, "1": true, "2": true, "3": true, "4": true}, seen)
+	var one row
+	e.do("GET", "/api/task-runs/"+item, nil, "").json(t, &one)
+	require.NotNil(t, one.ItemIndex)
+	release()
+	e.waitRun(id, "completed")
+}

@@ -704,7 +704,8 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot
+       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       item_index, items_total, items_left
 FROM task_runs WHERE pipeline_run_id = $1::text
 ORDER BY id
 `
@@ -740,6 +741,9 @@ type PipelineRunTaskRunsRow struct {
 	SupersededBy     string
 	ScheduleID       string
 	ScheduleSlot     *time.Time
+	ItemIndex        *int
+	ItemsTotal       *int
+	ItemsLeft        *int
 }
 
 func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, pipelineRunID string) ([]PipelineRunTaskRunsRow, error) {
@@ -782,6 +786,9 @@ func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, pipelineRunI
 			&i.SupersededBy,
 			&i.ScheduleID,
 			&i.ScheduleSlot,
+			&i.ItemIndex,
+			&i.ItemsTotal,
+			&i.ItemsLeft,
 		); err != nil {
 			return nil, err
 		}
