@@ -18,13 +18,12 @@ import (
 // inFlight counts the items a worker holds at once, per pipeline run and per concurrency key
 // (the customer of the run's input), and the most it ever saw.
 type inFlight struct {
-	mu              sync.Mutex
-	byRun, byKey    map[string]int
-	maxRun, maxKey  map[string]int
-	dispatched      int
-	hold            time.Duration
-	keyOf           func(d protocol.DispatchRequest) string
-	stopCallingBack bool
+	mu             sync.Mutex
+	byRun, byKey   map[string]int
+	maxRun, maxKey map[string]int
+	dispatched     int
+	hold           time.Duration
+	keyOf          func(d protocol.DispatchRequest) string
 }
 
 func newInFlight(hold time.Duration, keyOf func(protocol.DispatchRequest) string) *inFlight {
