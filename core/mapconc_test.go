@@ -379,3 +379,41 @@ func TestMapNodeItemIndexInRunAPI(t *testing.T) {
 	release()
 	e.waitRun(id, "completed")
 }
+
+// The bounded items of a paused pipeline wait like its other nodes: fanned out while the
+// pipeline is paused, none is claimed; once resumed they run, within the bound.
+func TestMapNodeMaxConcurrencyPausedPipeline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	f := newInFlight(time.Millisecond, nil)
+	f.wrap(w)
+	mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 2})
+	const n = 10
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	w.on("ocr", pageOCR(e, nil))
+	release := w.holdTask("split")
+	id := e.trigger("pages", map[string]any{"input": 1})
+	w.waitUntil("split dispatched", func() bool { return len(w.dispatchesOf("split")) == 1 })
+	r := e.do("POST", "/api/pipelines/pages/pause", map[string]any{}, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	release()
+	e.waitFor("the fan-out", func() bool {
+		_, _, total, _ := e.mapRowOf(id, "ocr")
+		return total != nil
+	})
+	for range 3 {
+		_, err := e.orch.Process(context.Background())
+		require.NoError(t, err)
+	}
+	require.Empty(t, w.dispatchesOf("ocr"), "a paused pipeline's bounded items wait")
+	require.Equal(t, n, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND item_index IS NOT NULL AND status = 'pending'`, id))
+	r = e.do("POST", "/api/pipelines/pages/resume", map[string]any{}, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	claimLoops(t, e)
+	e.waitRun(id, "completed")
+	require.Len(t, w.dispatchesOf("ocr"), n)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.LessOrEqual(t, f.maxRun[id], 2)
+}
