@@ -63,3 +63,23 @@ func TestConfigInlinePayloadMax(t *testing.T) {
 		require.Equal(t, "INLINE_PAYLOAD_MAX_BYTES", ce.Var)
 	}
 }
+
+// MAP_MAX_ITEMS: 10,000 by default, 1 to 1,000,000.
+func TestConfigMapMaxItems(t *testing.T) {
+	t.Parallel()
+	cfg, err := core.ConfigFromEnv(configEnv(nil))
+	require.NoError(t, err)
+	require.Equal(t, 10_000, cfg.MapMaxItems)
+	require.Equal(t, 10_000, core.DefaultConfig().MapMaxItems)
+	for v, want := range map[string]int{"1": 1, "50": 50, "1000000": 1_000_000} {
+		cfg, err := core.ConfigFromEnv(configEnv(map[string]string{"MAP_MAX_ITEMS": v}))
+		require.NoError(t, err, v)
+		require.Equal(t, want, cfg.MapMaxItems)
+	}
+	for _, v := range []string{"0", "-1", "1000001", "10k", "1.5"} {
+		_, err := core.ConfigFromEnv(configEnv(map[string]string{"MAP_MAX_ITEMS": v}))
+		var ce *core.ConfigError
+		require.ErrorAs(t, err, &ce, v)
+		require.Equal(t, "MAP_MAX_ITEMS", ce.Var)
+	}
+}

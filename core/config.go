@@ -64,8 +64,11 @@ type Config struct {
 	// inline in dispatches and callbacks instead of going through the storage backend (the
 	// claim-check pattern; docs/storage.md). Node SDK compat mode keeps every payload in storage.
 	InlinePayloadMaxBytes int64
-	HTTPReadTimeout       time.Duration // HTTP_READ_TIMEOUT_MS (default 30000): a request's headers and body must arrive within it
-	HTTPIdleTimeout       time.Duration // HTTP_IDLE_TIMEOUT_MS (default 120000): an idle keep-alive connection is closed after it
+	// MapMaxItems is MAP_MAX_ITEMS (default 10,000, 1 to 1,000,000): the most items a map node
+	// may declare (maxItems), and the maxItems of one that declares none.
+	MapMaxItems     int
+	HTTPReadTimeout time.Duration // HTTP_READ_TIMEOUT_MS (default 30000): a request's headers and body must arrive within it
+	HTTPIdleTimeout time.Duration // HTTP_IDLE_TIMEOUT_MS (default 120000): an idle keep-alive connection is closed after it
 	// HTTPReadHeaderTimeout is HTTP_READ_HEADER_TIMEOUT_MS (default 10000): a request's headers
 	// must arrive within it (and within HTTPReadTimeout).
 	HTTPReadHeaderTimeout time.Duration
@@ -124,6 +127,7 @@ func DefaultConfig() Config {
 		MaxTasksPerRegistration: defaults.MaxTasksPerRegistration,
 		MaxWorkerBodyBytes:      defaults.MaxWorkerBodyBytes,
 		InlinePayloadMaxBytes:   defaults.InlinePayloadMaxBytes,
+		MapMaxItems:             defaults.MapMaxItems,
 		HTTPReadTimeout:         30 * time.Second,
 		HTTPIdleTimeout:         120 * time.Second,
 
@@ -218,6 +222,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		{"MAX_CONCURRENT_BODIES", 1, func(n int) { c.MaxConcurrentBodies = n }},
 		{"INLINE_PAYLOAD_MAX_BYTES", 0, func(n int) { c.InlinePayloadMaxBytes = int64(n) }},
 		{"MAX_UNAUTHENTICATED_BODIES", 1, func(n int) { c.MaxUnauthenticatedBodies = n }},
+		{"MAP_MAX_ITEMS", 1, func(n int) { c.MapMaxItems = n }},
 	}
 	for _, v := range ints {
 		raw := get(v.name)
@@ -236,6 +241,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if c.InlinePayloadMaxBytes > defaults.MaxInlinePayloadMaxBytes {
 		return c, &ConfigError{"INLINE_PAYLOAD_MAX_BYTES", fmt.Sprintf("must be at most %d (1 MiB; larger payloads belong in the storage backend), got %d",
 			defaults.MaxInlinePayloadMaxBytes, c.InlinePayloadMaxBytes)}
+	}
+	if c.MapMaxItems > defaults.MaxMapMaxItems {
+		return c, &ConfigError{"MAP_MAX_ITEMS", fmt.Sprintf("must be at most %d, got %d", defaults.MaxMapMaxItems, c.MapMaxItems)}
 	}
 	if c.Port > 65535 {
 		return c, &ConfigError{"PORT", fmt.Sprintf("must be a port number, got %d", c.Port)}

@@ -71,7 +71,7 @@ func TestMapNodeDeclaration(t *testing.T) {
 		"pointer bad escape":    {mapNode("ocr", "split", "/pa~2ges", nil), nil, "MAP_ITEMS_POINTER_INVALID"},
 		"maxItems zero":         {mapNode("ocr", "split", "/pages", map[string]any{"maxItems": -1}), nil, "MAP_MAX_ITEMS_INVALID"},
 		"maxItems too large":    {mapNode("ocr", "split", "/pages", map[string]any{"maxItems": 10_001}), nil, "MAP_MAX_ITEMS_INVALID"},
-		"maxConcurrency":        {mapNode("ocr", "split", "/pages", map[string]any{"maxConcurrency": 4}), nil, "MAP_OPTION_UNSUPPORTED"},
+		"maxConcurrency zero":   {mapNode("ocr", "split", "/pages", map[string]any{"maxConcurrency": 0}), nil, "MAP_MAX_CONCURRENCY_INVALID"},
 		"entry task as map":     {mapNode("split", "ocr", "/pages", nil), nil, "MAP_ON_ENTRY_TASK"},
 		"no map":                {map[string]any{"ocr": map[string]any{}}, nil, "INVALID_NODES"},
 		"bad node id":           {mapNode("o/cr", "split", "/pages", nil), nil, "INVALID_NODES"},

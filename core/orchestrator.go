@@ -163,6 +163,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Orchestrator, error) {
 		Compat:          cfg.Compat == CompatNodeSDKv1,
 		Secret:          cfg.SecretKey,
 		InlineMax:       cfg.inlineMax(),
+		MapMaxItems:     cfg.MapMaxItems,
 		Metrics:         o.metrics,
 		TracerProvider:  tp,
 		Signals:         &o.signals.engine,

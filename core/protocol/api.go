@@ -41,6 +41,12 @@ type TaskRun struct {
 	// runs no schedule made).
 	ScheduleID   string     `json:"scheduleId,omitempty"`
 	ScheduleSlot *time.Time `json:"scheduleSlot,omitempty"`
+	// ItemIndex is the index of a map node's item in its array (absent on every other run).
+	ItemIndex *int `json:"itemIndex,omitempty"`
+	// ItemsTotal and ItemsLeft count a map row's items, and those not resolved yet (absent on
+	// every other run, and on a map row that has not fanned out).
+	ItemsTotal *int `json:"itemsTotal,omitempty"`
+	ItemsLeft  *int `json:"itemsLeft,omitempty"`
 }
 
 // Service is a registered worker service.

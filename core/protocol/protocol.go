@@ -111,12 +111,13 @@ type MapConfig struct {
 	Over string `json:"over"`
 	// Items is an RFC 6901 JSON pointer into Over's output ("" = the whole output).
 	Items string `json:"items"`
-	// MaxItems bounds the number of items (1..10,000; 0 at declaration = 10,000): a longer array
-	// fails the map node with MAP_TOO_LARGE.
+	// MaxItems bounds the number of items (1 to the orchestrator's MAP_MAX_ITEMS, default
+	// 10,000; 0 or absent at declaration = MAP_MAX_ITEMS): a longer array fails the map node with
+	// MAP_TOO_LARGE.
 	MaxItems int `json:"maxItems,omitempty"`
-	// MaxConcurrency is not supported yet: a declaration that sets it is refused
-	// (MAP_OPTION_UNSUPPORTED). It is here so that it is recognised.
-	MaxConcurrency json.RawMessage `json:"maxConcurrency,omitempty"`
+	// MaxConcurrency bounds the node's items in flight (dispatching or running) per map row, across
+	// every orchestrator instance (nil: no bound of its own; at least 1 when set).
+	MaxConcurrency *int `json:"maxConcurrency,omitempty"`
 }
 
 // MaxPipelineTimeoutMs is the largest timeoutMs of a pipeline or a trigger: 30 days.

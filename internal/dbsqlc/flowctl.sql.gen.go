@@ -34,11 +34,13 @@ func (q *Queries) DeleteRateLimitWindow(ctx context.Context, db DBTX, key string
 
 const flowControlInUse = `-- name: FlowControlInUse :one
 SELECT EXISTS (SELECT 1 FROM tasks WHERE removed_in_version IS NULL
-                 AND (rate_limit IS NOT NULL OR rate_limit_key IS NOT NULL OR concurrency_key IS NOT NULL))
+                 AND (rate_limit IS NOT NULL OR rate_limit_key IS NOT NULL OR concurrency_key IS NOT NULL)
+               UNION ALL
+               SELECT 1 FROM task_runs WHERE status = 'pending' AND map_concurrency IS NOT NULL)
 `
 
-// Whether any registered task has a rate limit or a concurrency key: the claim then needs
-// ClaimFlowControl.
+// Whether any registered task has a rate limit or a concurrency key, or any map item bounded by
+// its node's maxConcurrency is pending (migration 016): the claim then needs ClaimFlowControl.
 func (q *Queries) FlowControlInUse(ctx context.Context, db DBTX) (bool, error) {
 	row := db.QueryRow(ctx, flowControlInUse)
 	var exists bool

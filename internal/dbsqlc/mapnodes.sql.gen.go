@@ -57,28 +57,32 @@ func (q *Queries) EndMapRow(ctx context.Context, db DBTX, arg EndMapRowParams) e
 
 const insertMapItems = `-- name: InsertMapItems :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
-                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index)
+                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
+                       map_concurrency)
 SELECT u.id, m.task_id, m.pipeline_run_id, 'pending', m.priority, u.input_path, u.input, m.code_version,
-       m.code_hash, '{}', 0, true, m.traceparent, m.concurrency_key, u.item_index
+       m.code_hash, '{}', 0, true, m.traceparent, m.concurrency_key, u.item_index, $1::int
 FROM task_runs m,
-     (SELECT unnest($1::text[]) AS id, unnest($2::text[]) AS input_path,
-             unnest($3::bytea[]) AS input, unnest($4::int[]) AS item_index) AS u
-WHERE m.id = $5::text
+     (SELECT unnest($2::text[]) AS id, unnest($3::text[]) AS input_path,
+             unnest($4::bytea[]) AS input, unnest($5::int[]) AS item_index) AS u
+WHERE m.id = $6::text
 `
 
 type InsertMapItemsParams struct {
-	IDs         []string
-	InputPaths  []string
-	Inputs      [][]byte
-	ItemIndexes []int
-	MapRowID    string
+	MapConcurrency *int
+	IDs            []string
+	InputPaths     []string
+	Inputs         [][]byte
+	ItemIndexes    []int
+	MapRowID       string
 }
 
 // One pending item row per element of the arrays (a batch), of the map row map_row_id: same task,
 // run, priority, code version and trace; no predecessors (an item's upstream is its item).
-// inputs[i] is the item's inline input (NULL: stored at input_paths[i]).
+// inputs[i] is the item's inline input (NULL: stored at input_paths[i]). map_concurrency is the
+// node's maxConcurrency (NULL: none).
 func (q *Queries) InsertMapItems(ctx context.Context, db DBTX, arg InsertMapItemsParams) error {
 	_, err := db.Exec(ctx, insertMapItems,
+		arg.MapConcurrency,
 		arg.IDs,
 		arg.InputPaths,
 		arg.Inputs,

@@ -231,6 +231,7 @@ type TaskRun struct {
 	ItemIndex           *int
 	ItemsTotal          *int
 	ItemsLeft           *int
+	MapConcurrency      *int
 }
 
 type TempUpload struct {

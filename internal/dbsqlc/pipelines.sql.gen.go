@@ -731,10 +731,16 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot
-FROM task_runs WHERE pipeline_run_id = $1::text
+       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       item_index, items_total, items_left
+FROM task_runs WHERE pipeline_run_id = $1::text AND ($2::bool OR item_index IS NULL)
 ORDER BY id
 `
+
+type PipelineRunTaskRunsParams struct {
+	PipelineRunID string
+	Items         bool
+}
 
 type PipelineRunTaskRunsRow struct {
 	ID               string
@@ -767,10 +773,15 @@ type PipelineRunTaskRunsRow struct {
 	SupersededBy     string
 	ScheduleID       string
 	ScheduleSlot     *time.Time
+	ItemIndex        *int
+	ItemsTotal       *int
+	ItemsLeft        *int
 }
 
-func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, pipelineRunID string) ([]PipelineRunTaskRunsRow, error) {
-	rows, err := db.Query(ctx, pipelineRunTaskRuns, pipelineRunID)
+// The task runs of a pipeline run: all of them, or (items false) all but the items of map nodes
+// (GET /api/runs/{id}?items=false).
+func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, arg PipelineRunTaskRunsParams) ([]PipelineRunTaskRunsRow, error) {
+	rows, err := db.Query(ctx, pipelineRunTaskRuns, arg.PipelineRunID, arg.Items)
 	if err != nil {
 		return nil, err
 	}
@@ -809,6 +820,9 @@ func (q *Queries) PipelineRunTaskRuns(ctx context.Context, db DBTX, pipelineRunI
 			&i.SupersededBy,
 			&i.ScheduleID,
 			&i.ScheduleSlot,
+			&i.ItemIndex,
+			&i.ItemsTotal,
+			&i.ItemsLeft,
 		); err != nil {
 			return nil, err
 		}

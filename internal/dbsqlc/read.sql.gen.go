@@ -146,7 +146,8 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot
+       coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       item_index, items_total, items_left
 FROM task_runs WHERE id = $1
 `
 
@@ -181,6 +182,9 @@ type RunGetRow struct {
 	SupersededBy     string
 	ScheduleID       string
 	ScheduleSlot     *time.Time
+	ItemIndex        *int
+	ItemsTotal       *int
+	ItemsLeft        *int
 }
 
 // Read models for the API.
@@ -218,6 +222,9 @@ func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (RunGetRow, er
 		&i.SupersededBy,
 		&i.ScheduleID,
 		&i.ScheduleSlot,
+		&i.ItemIndex,
+		&i.ItemsTotal,
+		&i.ItemsLeft,
 	)
 	return i, err
 }
@@ -228,7 +235,8 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot
+       coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       item_index, items_total, items_left
 FROM task_runs
 WHERE ($1::text = '' OR status = $1::text) AND ($2::text = '' OR task_id = $2::text) AND ($3::text = '' OR id < $3::text)
 ORDER BY id DESC
@@ -273,6 +281,9 @@ type RunListRow struct {
 	SupersededBy     string
 	ScheduleID       string
 	ScheduleSlot     *time.Time
+	ItemIndex        *int
+	ItemsTotal       *int
+	ItemsLeft        *int
 }
 
 // Filters status and task_id (” = all); cursor is an id (” = newest), max the limit.
@@ -321,6 +332,9 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]Ru
 			&i.SupersededBy,
 			&i.ScheduleID,
 			&i.ScheduleSlot,
+			&i.ItemIndex,
+			&i.ItemsTotal,
+			&i.ItemsLeft,
 		); err != nil {
 			return nil, err
 		}

@@ -101,7 +101,7 @@ candidates AS (
     FROM capacity c
     JOIN groups g ON g.task_id = c.task_id
     CROSS JOIN LATERAL (
-        SELECT tr.id, tr.priority, tr.available_at
+        SELECT tr.id, tr.priority, tr.available_at, tr.map_concurrency
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
@@ -114,7 +114,9 @@ candidates AS (
         LIMIT greatest(c.free, 0)
         FOR UPDATE SKIP LOCKED
     ) r
-    WHERE c.free > 0
+    -- The items of a map node with maxConcurrency (migration 016) are ClaimFlowControl's, which
+    -- callers use while any is pending: taken here they would not be bounded.
+    WHERE c.free > 0 AND r.map_concurrency IS NULL
 ),
 ranked AS (
     -- A task's runs of several priorities together stay within its free places.
@@ -348,12 +350,28 @@ keys AS (
         LIMIT 1
     ) nxt
 ),
+bounded AS (
+    (SELECT tr.pipeline_run_id, tr.task_id, tr.map_concurrency AS lim, tr.concurrency_key FROM task_runs tr
+     WHERE tr.status = 'pending' AND tr.map_concurrency IS NOT NULL
+     ORDER BY tr.pipeline_run_id, tr.task_id
+     LIMIT 1)
+    UNION ALL
+    SELECT nxt.pipeline_run_id, nxt.task_id, nxt.lim, nxt.concurrency_key
+    FROM bounded b
+    CROSS JOIN LATERAL (
+        SELECT tr.pipeline_run_id, tr.task_id, tr.map_concurrency AS lim, tr.concurrency_key FROM task_runs tr
+        WHERE tr.status = 'pending' AND tr.map_concurrency IS NOT NULL
+          AND (tr.pipeline_run_id, tr.task_id) > (b.pipeline_run_id, b.task_id)
+        ORDER BY tr.pipeline_run_id, tr.task_id
+        LIMIT 1
+    ) nxt
+),
 candidates AS (
-    SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget
+    SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget, r.concurrency_key, NULL::int AS kroom
     FROM capacity c
     JOIN groups g ON g.task_id = c.task_id
     CROSS JOIN LATERAL (
-        SELECT tr.id, tr.priority, tr.available_at, tr.concurrency_key
+        SELECT tr.id, tr.priority, tr.available_at, tr.concurrency_key, tr.map_concurrency
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
@@ -367,10 +385,12 @@ candidates AS (
         FOR UPDATE SKIP LOCKED
     ) r
     -- A keyed task's runs without a key (pipeline nodes, runs enqueued before the key was
-    -- registered) are taken here when they reach the front of their task's queue.
-    WHERE c.free > 0 AND (c.per_key = 0 OR r.concurrency_key IS NULL)
+    -- registered) are taken here when they reach the front of their task's queue. Bounded map
+    -- items come from bounded alone.
+    WHERE c.free > 0 AND (c.per_key = 0 OR r.concurrency_key IS NULL) AND r.map_concurrency IS NULL
     UNION ALL
-    SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget
+    SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget, k.key,
+           CASE WHEN k.key = '' THEN NULL ELSE c.per_key - f.n END
     FROM keys k
     JOIN capacity c ON c.task_id = k.task_id
     CROSS JOIN LATERAL (
@@ -378,7 +398,7 @@ candidates AS (
         WHERE x.task_id = k.task_id AND x.concurrency_key = k.key AND x.status IN ('dispatching', 'running')
     ) f
     CROSS JOIN LATERAL (
-        SELECT tr.id, tr.priority, tr.available_at
+        SELECT tr.id, tr.priority, tr.available_at, tr.map_concurrency
         FROM task_runs tr
         WHERE tr.task_id = k.task_id AND tr.concurrency_key = k.key AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
@@ -390,19 +410,55 @@ candidates AS (
         LIMIT CASE WHEN k.key = '' THEN greatest(c.free, 0) ELSE greatest(least(c.free, c.per_key - f.n), 0) END
         FOR UPDATE SKIP LOCKED
     ) r
+    WHERE r.map_concurrency IS NULL
+    UNION ALL
+    -- Each map row's bounded items, at most as many as its bound leaves room for (its items in
+    -- flight counted through task_runs_inflight_bounded); kroom: the room of their concurrency
+    -- key when their task is keyed, which ranked applies to them and the key's other runs together.
+    SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget, b.concurrency_key,
+           CASE WHEN c.per_key > 0 AND b.concurrency_key <> '' THEN c.per_key - kf.n END
+    FROM bounded b
+    JOIN capacity c ON c.task_id = b.task_id
+    CROSS JOIN LATERAL (
+        SELECT count(*)::int AS n FROM task_runs x
+        WHERE x.pipeline_run_id = b.pipeline_run_id AND x.task_id = b.task_id
+          AND x.status IN ('dispatching', 'running') AND x.map_concurrency IS NOT NULL
+    ) f
+    CROSS JOIN LATERAL (
+        SELECT count(*)::int AS n FROM task_runs x
+        WHERE c.per_key > 0 AND b.concurrency_key <> ''
+          AND x.task_id = b.task_id AND x.concurrency_key = b.concurrency_key AND x.status IN ('dispatching', 'running')
+    ) kf
+    CROSS JOIN LATERAL (
+        SELECT tr.id, tr.priority, tr.available_at
+        FROM task_runs tr
+        WHERE tr.pipeline_run_id = b.pipeline_run_id AND tr.task_id = b.task_id AND tr.status = 'pending'
+          AND tr.map_concurrency IS NOT NULL
+          AND tr.available_at <= coalesce($3::timestamptz, now())
+          AND (NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
+                SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
+                WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
+        ORDER BY tr.priority, tr.available_at, tr.id
+        LIMIT greatest(least(c.free, b.lim - f.n), 0)
+        FOR UPDATE SKIP LOCKED
+    ) r
+    WHERE c.free > 0
 ),
 ranked AS (
-    -- A task's runs of several priorities together stay within its free places, and the runs of
-    -- the tasks sharing a rate limit within its budget.
-    SELECT id, priority, available_at, free, budget,
+    -- A task's runs of several priorities together stay within its free places, the runs of
+    -- the tasks sharing a rate limit within its budget, and the runs of one concurrency key
+    -- (from keys and from bounded map items) within the key's room.
+    SELECT id, priority, available_at, free, budget, kroom,
            row_number() OVER (PARTITION BY task_id ORDER BY priority, available_at, id) AS place,
            CASE WHEN bucket IS NULL THEN 0
-                ELSE row_number() OVER (PARTITION BY bucket ORDER BY priority, available_at, id) END AS bplace
+                ELSE row_number() OVER (PARTITION BY bucket ORDER BY priority, available_at, id) END AS bplace,
+           CASE WHEN kroom IS NULL THEN 0
+                ELSE row_number() OVER (PARTITION BY task_id, concurrency_key ORDER BY priority, available_at, id) END AS kplace
     FROM candidates
 ),
 chosen AS (
     SELECT id FROM ranked
-    WHERE place <= free AND (budget IS NULL OR bplace <= budget)
+    WHERE place <= free AND (budget IS NULL OR bplace <= budget) AND (kroom IS NULL OR kplace <= kroom)
     ORDER BY priority, available_at, id
     LIMIT greatest((SELECT n FROM room), 0)
 ),
@@ -537,6 +593,9 @@ type ClaimFlowControlRow struct {
 // by skipping through task_runs_pending_keyed (one descent per key). Each key's ready runs are
 // read from the front of its range below, at most as many as the key has room for, so a busy
 // key never holds up the others.
+// Map items with maxConcurrency (migration 016): the map rows that have pending bounded items,
+// by skipping through task_runs_pending_bounded (one descent per map row), with their bound and
+// their concurrency key (every item of a map row has the map row's).
 // The runs each rate-limited bucket took, counted in its window.
 // One more row, with an empty id, when a rate limit's budget is spent: refill_ms is when the
 // earliest such window ends (epoch ms), so that the loop claims again then.
@@ -871,7 +930,7 @@ updated AS (
         updated_at        = coalesce($1::timestamptz, now())
     FROM target x
     WHERE tr.id = x.id
-    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot, tr.concurrency_key, tr.item_index, tr.items_total, tr.items_left
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot, tr.concurrency_key, tr.item_index, tr.items_total, tr.items_left, tr.map_concurrency
 ),
 dead AS (
     INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, input, error, error_code,

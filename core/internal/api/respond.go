@@ -115,6 +115,7 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 		// A number out of range for a number field (1e999 for an int) reads as one.
 		checkJSON(data).write(w)
 	case badTimeout(w, err):
+	case badMapOption(w, err):
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
@@ -141,6 +142,28 @@ func badTimeout(w http.ResponseWriter, err error) bool {
 	writeErr(w, http.StatusBadRequest, "INVALID_TIMEOUT",
 		fmt.Sprintf("%s must be an integer number of milliseconds from 1 to %d (30 days), not a JSON %s",
 			typ.Field, int64(protocol.MaxPipelineTimeoutMs), typ.Value), map[string]string{"field": typ.Field})
+	return true
+}
+
+// badMapOption answers 400 MAP_MAX_CONCURRENCY_INVALID or MAP_MAX_ITEMS_INVALID when err is a
+// map node's maxConcurrency or maxItems that is not an integer (1.5, "3") and reports whether
+// it did.
+func badMapOption(w http.ResponseWriter, err error) bool {
+	var typ *json.UnmarshalTypeError
+	if !errors.As(err, &typ) {
+		return false
+	}
+	var code string
+	switch {
+	case strings.HasSuffix(typ.Field, "map.maxConcurrency"):
+		code = "MAP_MAX_CONCURRENCY_INVALID"
+	case strings.HasSuffix(typ.Field, "map.maxItems"):
+		code = "MAP_MAX_ITEMS_INVALID"
+	default:
+		return false
+	}
+	writeErr(w, http.StatusBadRequest, code, fmt.Sprintf("%s must be an integer of at least 1, not a JSON %s", typ.Field, typ.Value),
+		map[string]string{"field": typ.Field})
 	return true
 }
 

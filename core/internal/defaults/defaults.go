@@ -45,6 +45,10 @@ const (
 	// MaxInlinePayloadMaxBytes bounds INLINE_PAYLOAD_MAX_BYTES: the claim-check pattern is for
 	// small payloads, and a join's dispatch carries every predecessor's inline output.
 	MaxInlinePayloadMaxBytes = 1 << 20
+	// MapMaxItems is the most items a map node may declare, and its default (MAP_MAX_ITEMS).
+	MapMaxItems = 10_000
+	// MaxMapMaxItems bounds MAP_MAX_ITEMS.
+	MaxMapMaxItems = 1_000_000
 	// MaxConcurrentBodies bounds the request bodies read at once (MAX_CONCURRENT_BODIES).
 	MaxConcurrentBodies = 128
 	// MaxUnauthenticatedBodies bounds the bodies read at once before the caller is

@@ -205,6 +205,16 @@ func (e *Engine) refreshFlowControl() {
 	}
 }
 
+// flowControlOn makes this engine's claims use ClaimFlowControl until the next read of whether
+// flow control is in use (flowControlRecheck): a map with maxConcurrency fanned out. It only
+// ever switches to the statement that does more, so a transaction that rolls back afterwards
+// costs one longer claim at most.
+func (e *Engine) flowControlOn() {
+	e.flowMu.Lock()
+	defer e.flowMu.Unlock()
+	e.flowInUse, e.flowChecked = true, time.Now()
+}
+
 // forgetFlowControl makes the next claim read again whether flow control is in use.
 func (e *Engine) forgetFlowControl() {
 	e.flowMu.Lock()

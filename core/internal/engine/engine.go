@@ -61,6 +61,9 @@ type Config struct {
 	// InlineMax is the largest input or output, in bytes, kept in PostgreSQL rather than in the
 	// storage backend (INLINE_PAYLOAD_MAX_BYTES; 0 = none: every payload goes to storage).
 	InlineMax int64
+	// MapMaxItems is MAP_MAX_ITEMS: the most items a map node may declare (maxItems) and its
+	// maxItems when it declares none (default MaxMapItems, 10,000; at most MapMaxItemsLimit).
+	MapMaxItems int
 	// Metrics receive the engine's counts and timings (default: metrics of their own that
 	// nobody reads).
 	Metrics *telemetry.Metrics
@@ -101,6 +104,10 @@ func (c *Config) setDefaults() {
 	if c.BackPressureDelay <= 0 {
 		c.BackPressureDelay = time.Second
 	}
+	if c.MapMaxItems <= 0 {
+		c.MapMaxItems = MaxMapItems
+	}
+	c.MapMaxItems = min(c.MapMaxItems, MapMaxItemsLimit)
 	if c.Metrics == nil {
 		c.Metrics = telemetry.NewMetrics()
 	}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pipeweave/pipeweave/core/internal/defaults"
 	"github.com/pipeweave/pipeweave/core/internal/ids"
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/core/storage"
@@ -24,8 +25,12 @@ import (
 // declares which nodes are map nodes. This file validates declarations and attaches them to a
 // pipeline's structure.
 
-// MaxMapItems is the most items a map node may declare (maxItems) and its default.
-const MaxMapItems = 10_000
+// MaxMapItems is the default of MAP_MAX_ITEMS (Config.MapMaxItems): the most items a map node
+// may declare (maxItems), and its maxItems when it declares none.
+const MaxMapItems = defaults.MapMaxItems
+
+// MapMaxItemsLimit bounds MAP_MAX_ITEMS.
+const MapMaxItemsLimit = defaults.MaxMapMaxItems
 
 // maxNodeConfigs bounds how many nodes one pipeline may configure.
 const maxNodeConfigs = 1_000
@@ -38,8 +43,9 @@ func nodeError(code, taskID, field, format string, args ...any) *Error {
 }
 
 // validateNodes checks the pipeline's nodes declaration on its own (without the tasks): ids,
-// pointers, bounds and refused options. It fills in maxItems' default.
-func validateNodes(id string, def *protocol.PipelineDefinition) error {
+// pointers, bounds and refused options. It fills in maxItems' default, maxItems (the
+// orchestrator's MAP_MAX_ITEMS), which also caps it.
+func validateNodes(id string, def *protocol.PipelineDefinition, maxItems int) error {
 	if len(def.Nodes) > maxNodeConfigs {
 		return invalid("INVALID_NODES", "pipeline %q: nodes configures %d nodes; at most %d", id, len(def.Nodes), maxNodeConfigs)
 	}
@@ -61,9 +67,9 @@ func validateNodes(id string, def *protocol.PipelineDefinition) error {
 		if m == nil {
 			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares nothing (a node config must have \"map\" or \"pipeline\")", id, taskID)
 		}
-		if len(m.MaxConcurrency) > 0 {
-			return nodeError("MAP_OPTION_UNSUPPORTED", taskID, ".map.maxConcurrency",
-				"pipeline %q: node %q: maxConcurrency is not supported yet (items are not bounded in flight); remove it", id, taskID)
+		if m.MaxConcurrency != nil && (*m.MaxConcurrency < 1 || *m.MaxConcurrency > MaxInt4) {
+			return nodeError("MAP_MAX_CONCURRENCY_INVALID", taskID, ".map.maxConcurrency",
+				"pipeline %q: node %q: maxConcurrency must be an integer between 1 and %d, not %d", id, taskID, MaxInt4, *m.MaxConcurrency)
 		}
 		if slices.Contains(def.EntryTasks, taskID) {
 			return nodeError("MAP_ON_ENTRY_TASK", taskID, ".map", "pipeline %q: entry task %q cannot be a map node (it has no predecessor to map over)", id, taskID)
@@ -78,11 +84,11 @@ func validateNodes(id string, def *protocol.PipelineDefinition) error {
 			return nodeError("MAP_ITEMS_POINTER_INVALID", taskID, ".map.items", "pipeline %q: node %q: items: %v", id, taskID, err)
 		}
 		if m.MaxItems == 0 {
-			m.MaxItems = MaxMapItems
+			m.MaxItems = maxItems
 		}
-		if m.MaxItems < 1 || m.MaxItems > MaxMapItems {
-			return nodeError("MAP_MAX_ITEMS_INVALID", taskID, ".map.maxItems", "pipeline %q: node %q: maxItems must be between 1 and %d, not %d",
-				id, taskID, MaxMapItems, m.MaxItems)
+		if m.MaxItems < 1 || m.MaxItems > maxItems {
+			return nodeError("MAP_MAX_ITEMS_INVALID", taskID, ".map.maxItems",
+				"pipeline %q: node %q: maxItems must be an integer between 1 and %d (MAP_MAX_ITEMS), not %d", id, taskID, maxItems, m.MaxItems)
 		}
 	}
 	return nil
@@ -398,6 +404,11 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	if err := queries.StartMapRow(ctx, tx, dbsqlc.StartMapRowParams{ID: row.ID, N: len(items)}); err != nil {
 		return nil, fmt.Errorf("start map row %s: %w", row.ID, err)
 	}
+	if m.MaxConcurrency != nil {
+		// Bounded items are ClaimFlowControl's: this engine's claims use it from now on (other
+		// instances' within flowControlRecheck; their plain claim leaves the items alone).
+		e.flowControlOn()
+	}
 	p := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: make([]string, len(items)), InputPaths: make([]string, len(items)),
 		Inputs: make([][]byte, len(items)), ItemIndexes: make([]int, len(items))}
 	for i, item := range items {
@@ -413,7 +424,7 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	for start := 0; start < len(items); start += mapBatch {
 		end := min(start+mapBatch, len(items))
 		batch := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: p.IDs[start:end], InputPaths: p.InputPaths[start:end],
-			Inputs: p.Inputs[start:end], ItemIndexes: p.ItemIndexes[start:end]}
+			Inputs: p.Inputs[start:end], ItemIndexes: p.ItemIndexes[start:end], MapConcurrency: m.MaxConcurrency}
 		if err := queries.InsertMapItems(ctx, tx, batch); err != nil {
 			return nil, fmt.Errorf("insert the items of %s: %w", row.ID, err)
 		}

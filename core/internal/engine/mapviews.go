@@ -95,15 +95,7 @@ func (e *Engine) mapNodeStates(ctx context.Context, id string, snap json.RawMess
 // runTaskRows reads the task runs of pipeline run id: all of them, or (items false) all but
 // the items of map nodes.
 func (e *Engine) runTaskRows(ctx context.Context, id string, items bool) ([]dbsqlc.PipelineRunTaskRunsRow, error) {
-	if items {
-		return queries.PipelineRunTaskRuns(ctx, e.db, id)
-	}
-	rows, err := queries.PipelineRunNodeRuns(ctx, e.db, id)
-	out := make([]dbsqlc.PipelineRunTaskRunsRow, len(rows))
-	for i, r := range rows {
-		out[i] = dbsqlc.PipelineRunTaskRunsRow(r)
-	}
-	return out, err
+	return queries.PipelineRunTaskRuns(ctx, e.db, dbsqlc.PipelineRunTaskRunsParams{PipelineRunID: id, Items: items})
 }
 
 // MapItemsFilter selects a page of a map node's items: Status ("" = any), Cursor (the last

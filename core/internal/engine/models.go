@@ -42,6 +42,11 @@ type Run struct {
 	// for runs no schedule made).
 	ScheduleID   string
 	ScheduleSlot *time.Time
+	// ItemIndex is a map item's index (nil on every other run); ItemsTotal and ItemsLeft count
+	// a map row's items and those not resolved yet (nil on every other run).
+	ItemIndex  *int
+	ItemsTotal *int
+	ItemsLeft  *int
 }
 
 func nonEmpty(s string) *string {
@@ -59,7 +64,8 @@ func runOf(row dbsqlc.RunGetRow) (Run, error) {
 		LogsPath: nonEmpty(row.LogsPath), SelectedNext: row.SelectedNext, Progress: row.Progress,
 		ProgressMessage: row.ProgressMessage, IdempotencyKey: row.IdempotencyKey, CreatedAt: row.CreatedAt,
 		UpdatedAt: row.UpdatedAt, ScheduledAt: row.AvailableAt, StartedAt: row.StartedAt, CompletedAt: row.CompletedAt,
-		DeadlineAt: row.Deadline, ScheduleID: row.ScheduleID, ScheduleSlot: row.ScheduleSlot}
+		DeadlineAt: row.Deadline, ScheduleID: row.ScheduleID, ScheduleSlot: row.ScheduleSlot,
+		ItemIndex: row.ItemIndex, ItemsTotal: row.ItemsTotal, ItemsLeft: row.ItemsLeft}
 	r.PreviousAttempts = []protocol.Attempt{}
 	if err := json.Unmarshal(row.PreviousAttempts, &r.PreviousAttempts); err != nil {
 		return Run{}, fmt.Errorf("previous attempts of %s: %w", row.ID, err)

@@ -162,7 +162,7 @@ func (e *Engine) Pipelines(ctx context.Context) ([]Pipeline, error) {
 	return nonNil(list), nil
 }
 
-func validatePipelineDef(id string, def *protocol.PipelineDefinition) error {
+func validatePipelineDef(id string, def *protocol.PipelineDefinition, mapMaxItems int) error {
 	if !idPattern.MatchString(id) {
 		return invalid("INVALID_PIPELINE_ID", "pipeline id %q must be 1-128 letters, digits, '.', '_' or '-'", id)
 	}
@@ -184,7 +184,7 @@ func validatePipelineDef(id string, def *protocol.PipelineDefinition) error {
 		err.Msg = fmt.Sprintf("pipeline %q: %s", id, err.Msg)
 		return err
 	}
-	return validateNodes(id, def)
+	return validateNodes(id, def, mapMaxItems)
 }
 
 // CheckTimeoutMs checks the timeoutMs of a pipeline or a trigger: nil (none) or 1 to
@@ -204,7 +204,7 @@ func CheckTimeoutMs(ms *int64) *Error {
 // (def.Nodes) must be a registered task of the pipeline and map over a direct predecessor.
 func (e *Engine) PutPipeline(ctx context.Context, id string, d protocol.PipelineDefinition) (Pipeline, error) {
 	d.ID = id
-	if err := validatePipelineDef(id, &d); err != nil {
+	if err := validatePipelineDef(id, &d, e.cfg.MapMaxItems); err != nil {
 		return Pipeline{}, err
 	}
 	tasks, _, err := e.activeTasks(ctx, e.db)

@@ -165,7 +165,7 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 			return nil, invalid("INVALID_PIPELINE", "pipeline %q is declared twice", p.ID)
 		}
 		seenPipelines[p.ID] = true
-		if err := validatePipelineDef(p.ID, p); err != nil {
+		if err := validatePipelineDef(p.ID, p, e.cfg.MapMaxItems); err != nil {
 			if e, ok := err.(*Error); ok && e.Code == "INVALID_TIMEOUT" {
 				e.Details = map[string]string{"field": fmt.Sprintf("pipelines[%d].timeoutMs", i)}
 			}

@@ -32,10 +32,12 @@ DELETE FROM rate_limit_windows WHERE bucket = 'key:' || sqlc.arg('key')::text;
 SELECT key FROM rate_limits WHERE key = ANY(sqlc.arg('keys')::text[]) FOR SHARE;
 
 -- name: FlowControlInUse :one
--- Whether any registered task has a rate limit or a concurrency key: the claim then needs
--- ClaimFlowControl.
+-- Whether any registered task has a rate limit or a concurrency key, or any map item bounded by
+-- its node's maxConcurrency is pending (migration 016): the claim then needs ClaimFlowControl.
 SELECT EXISTS (SELECT 1 FROM tasks WHERE removed_in_version IS NULL
-                 AND (rate_limit IS NOT NULL OR rate_limit_key IS NOT NULL OR concurrency_key IS NOT NULL));
+                 AND (rate_limit IS NOT NULL OR rate_limit_key IS NOT NULL OR concurrency_key IS NOT NULL)
+               UNION ALL
+               SELECT 1 FROM task_runs WHERE status = 'pending' AND map_concurrency IS NOT NULL);
 
 -- name: RateLimitCount :one
 SELECT count(*)::int FROM rate_limits;

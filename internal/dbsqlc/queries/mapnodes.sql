@@ -11,11 +11,13 @@ WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND task_id = sqlc.arg
 -- name: InsertMapItems :exec
 -- One pending item row per element of the arrays (a batch), of the map row map_row_id: same task,
 -- run, priority, code version and trace; no predecessors (an item's upstream is its item).
--- inputs[i] is the item's inline input (NULL: stored at input_paths[i]).
+-- inputs[i] is the item's inline input (NULL: stored at input_paths[i]). map_concurrency is the
+-- node's maxConcurrency (NULL: none).
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
-                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index)
+                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
+                       map_concurrency)
 SELECT u.id, m.task_id, m.pipeline_run_id, 'pending', m.priority, u.input_path, u.input, m.code_version,
-       m.code_hash, '{}', 0, true, m.traceparent, m.concurrency_key, u.item_index
+       m.code_hash, '{}', 0, true, m.traceparent, m.concurrency_key, u.item_index, sqlc.narg('map_concurrency')::int
 FROM task_runs m,
      (SELECT unnest(sqlc.arg('ids')::text[]) AS id, unnest(sqlc.arg('input_paths')::text[]) AS input_path,
              unnest(sqlc.arg('inputs')::bytea[]) AS input, unnest(sqlc.arg('item_indexes')::int[]) AS item_index) AS u

@@ -26,13 +26,3 @@ WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND task_id = sqlc.arg
 ORDER BY item_index
 LIMIT sqlc.arg('max')::int;
 
--- name: PipelineRunNodeRuns :many
--- PipelineRunTaskRuns without the items of map nodes (item_index NULL only): GET /api/runs/{id}?items=false.
-SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, coalesce(error, ''),
-       coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
-       coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
-       progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
-       created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot
-FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND item_index IS NULL
-ORDER BY id;

@@ -172,13 +172,16 @@ ORDER BY id DESC
 LIMIT sqlc.arg('max')::int;
 
 -- name: PipelineRunTaskRuns :many
+-- The task runs of a pipeline run: all of them, or (items false) all but the items of map nodes
+-- (GET /api/runs/{id}?items=false).
 SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, coalesce(error, ''),
        coalesce(error_code, ''), previous_attempts, code_version, code_hash, input_path,
        coalesce(output_path, ''), output_size, assets, coalesce(logs_path, ''), selected_next,
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
-       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot
-FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text
+       coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot,
+       item_index, items_total, items_left
+FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND (sqlc.arg('items')::bool OR item_index IS NULL)
 ORDER BY id;
 
 -- name: PreviousCodeVersions :many

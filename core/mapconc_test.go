@@ -1,0 +1,419 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core"
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
+
+// inFlight counts the items a worker holds at once, per pipeline run and per concurrency key
+// (the customer of the run's input), and the most it ever saw.
+type inFlight struct {
+	mu             sync.Mutex
+	byRun, byKey   map[string]int
+	maxRun, maxKey map[string]int
+	dispatched     int
+	hold           time.Duration
+	keyOf          func(d protocol.DispatchRequest) string
+}
+
+func newInFlight(hold time.Duration, keyOf func(protocol.DispatchRequest) string) *inFlight {
+	return &inFlight{byRun: map[string]int{}, byKey: map[string]int{}, maxRun: map[string]int{}, maxKey: map[string]int{}, hold: hold, keyOf: keyOf}
+}
+
+// wrap makes w's ocr items count in f: a dispatch enters (before the worker answers it), its
+// callback leaves after holding the item a moment (before the callback is sent, so that the
+// worker's count never exceeds the database's).
+func (f *inFlight) wrap(w *pworker) {
+	w.answer = func(d protocol.DispatchRequest) int {
+		if d.TaskID == "ocr" {
+			f.mu.Lock()
+			f.dispatched++
+			f.byRun[d.PipelineRunID]++
+			f.maxRun[d.PipelineRunID] = max(f.maxRun[d.PipelineRunID], f.byRun[d.PipelineRunID])
+			if f.keyOf != nil {
+				k := f.keyOf(d)
+				f.byKey[k]++
+				f.maxKey[k] = max(f.maxKey[k], f.byKey[k])
+			}
+			f.mu.Unlock()
+		}
+		return http.StatusAccepted
+	}
+	after := w.after
+	w.after = func(d protocol.DispatchRequest) {
+		if d.TaskID == "ocr" {
+			time.Sleep(f.hold)
+			f.mu.Lock()
+			f.byRun[d.PipelineRunID]--
+			if f.keyOf != nil {
+				f.byKey[f.keyOf(d)]--
+			}
+			f.mu.Unlock()
+		}
+		after(d)
+	}
+}
+
+// claimLoops runs Process on each instance until the test's context ends.
+func claimLoops(t *testing.T, instances ...*env) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, inst := range instances {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := inst.orch.Process(ctx); err != nil && ctx.Err() == nil {
+					t.Errorf("process: %v", err)
+					return
+				}
+			}
+		})
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// sampleInFlight reads, until stop is called, the most items of map node ocr of each pipeline
+// run in flight at once (dispatching or running) as the database sees them, and the most per
+// concurrency key of ocr's runs.
+func (e *env) sampleInFlight() (stop func() (perRun, perKey int)) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var perRun, perKey int
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			var r, k int
+			err := e.pool.QueryRow(context.Background(), `SELECT
+				coalesce((SELECT max(n) FROM (SELECT count(*) AS n FROM task_runs WHERE task_id = 'ocr' AND item_index IS NOT NULL
+					AND status IN ('dispatching', 'running') GROUP BY pipeline_run_id) x), 0),
+				coalesce((SELECT max(n) FROM (SELECT count(*) AS n FROM task_runs WHERE task_id = 'ocr'
+					AND status IN ('dispatching', 'running') GROUP BY concurrency_key) y), 0)`).Scan(&r, &k)
+			if err != nil {
+				e.t.Errorf("sample in flight: %v", err)
+				return
+			}
+			perRun, perKey = max(perRun, r), max(perKey, k)
+		}
+	})
+	return func() (int, int) {
+		close(done)
+		wg.Wait()
+		return perRun, perKey
+	}
+}
+
+// A 200-item map with maxConcurrency 3, claimed by two instances at once while the worker
+// holds each item a moment: the items of the map in flight never exceed 3, as the worker counts
+// them and as the database does, and every item runs once. Three rounds.
+func TestMapNodeMaxConcurrencyAcrossInstances(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	other := newEnvOn(t, e.pool, func(c *core.Config) { c.ProcessBatchSize = 7 })
+	w := newPWorker(t, e)
+	f := newInFlight(2*time.Millisecond, nil)
+	f.wrap(w)
+	mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 3}, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(50) })
+	const n = 200
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	w.on("ocr", pageOCR(e, nil))
+	stop := claimLoops(t, e, other)
+	for round := range 3 {
+		sample := e.sampleInFlight()
+		id := e.trigger("pages", map[string]any{"input": round})
+		waitRunPatiently(e, id, "completed")
+		dbMax, _ := sample()
+		require.LessOrEqual(t, dbMax, 3, "round %d: items in flight in the database", round)
+		f.mu.Lock()
+		require.LessOrEqual(t, f.maxRun[id], 3, "round %d: items the worker held at once", round)
+		require.Equal(t, 3, f.maxRun[id], "round %d: the bound is reached (two instances claim)", round)
+		f.mu.Unlock()
+		perItem := map[string]int{}
+		for _, d := range w.dispatchesOf("ocr") {
+			if d.PipelineRunID == id {
+				perItem[d.RunID]++
+			}
+		}
+		require.Len(t, perItem, n)
+		for runID, k := range perItem {
+			require.Equal(t, 1, k, "item %s dispatched once", runID)
+		}
+		require.Len(t, e.mergedArray(w.dispatchesOf("merge")[round]), n)
+	}
+	stop()
+	require.Zero(t, e.count(`SELECT count(*) FROM task_runs WHERE map_concurrency IS NOT NULL AND status <> 'completed'`))
+}
+
+// Two runs of a map of a task with a concurrency key, both runs on the same key: each map row
+// keeps within its maxConcurrency (3) and the key within the task's concurrencyPerKey (4), so
+// both bounds hold together; a run on another key is not held up by them.
+func TestMapNodeMaxConcurrencyWithConcurrencyKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	other := newEnvOn(t, e.pool, func(c *core.Config) { c.ProcessBatchSize = 5 })
+	w := newPWorker(t, e)
+	runKey := sync.Map{}
+	f := newInFlight(2*time.Millisecond, func(d protocol.DispatchRequest) string {
+		k, _ := runKey.Load(d.PipelineRunID)
+		s, _ := k.(string)
+		return s
+	})
+	f.wrap(w)
+	mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 3}, func(td *protocol.TaskDefinition) {
+		td.Concurrency = ptr(50)
+		td.ConcurrencyKey, td.ConcurrencyPerKey = "/customer", ptr(4)
+	})
+	const n = 60
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	w.on("ocr", pageOCR(e, nil))
+	sample := e.sampleInFlight()
+	stop := claimLoops(t, e, other)
+	var ids []string
+	for _, c := range []string{"a", "a", "b"} {
+		id := e.trigger("pages", map[string]any{"input": map[string]string{"customer": c}})
+		runKey.Store(id, c)
+		ids = append(ids, id)
+	}
+	for _, id := range ids {
+		waitRunPatiently(e, id, "completed")
+	}
+	stop()
+	perRun, perKey := sample()
+	require.LessOrEqual(t, perRun, 3, "a map row's items in flight (database)")
+	require.LessOrEqual(t, perKey, 4, "a key's runs in flight (database)")
+	var keys []string
+	require.NoError(t, e.pool.QueryRow(context.Background(),
+		`SELECT array_agg(DISTINCT concurrency_key ORDER BY concurrency_key) FROM task_runs WHERE task_id = 'ocr' AND item_index IS NOT NULL`).Scan(&keys))
+	require.Equal(t, []string{`"a"`, `"b"`}, keys, "items carry their map row's concurrency key")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range ids {
+		require.LessOrEqual(t, f.maxRun[id], 3, "run %s", id)
+	}
+	require.LessOrEqual(t, f.maxKey["a"], 4, "key a: both maps of the key together")
+	require.LessOrEqual(t, f.maxKey["b"], 3)
+}
+
+// maxConcurrency with failing items: under fail-fast the first failure fails the map and
+// cancels the items not started (none left in flight or pending); under continue a failed item
+// frees its place and every item runs.
+func TestMapNodeMaxConcurrencyFailureModes(t *testing.T) {
+	t.Parallel()
+	const n = 30
+	bad := func(i int) bool { return i%7 == 3 }
+	t.Run("fail-fast", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		f := newInFlight(time.Millisecond, nil)
+		f.wrap(w)
+		mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 2})
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+		w.on("ocr", pageOCR(e, bad))
+		stop := claimLoops(t, e)
+		id := e.trigger("pages", map[string]any{"input": 1})
+		e.waitRun(id, "failed")
+		stop()
+		status, code, _, _ := e.mapRowOf(id, "ocr")
+		require.Equal(t, "failed", status)
+		require.Equal(t, "MAP_ITEM_FAILED", code)
+		require.Zero(t, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s' AND status = 'pending'`, id)))
+		dispatched := len(w.dispatchesOf("ocr"))
+		require.Less(t, dispatched, n, "the items not started are cancelled")
+		require.Equal(t, n-dispatched, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs
+			WHERE pipeline_run_id = '%s' AND item_index IS NOT NULL AND status = 'cancelled'`, id)))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		require.LessOrEqual(t, f.maxRun[id], 2)
+	})
+	t.Run("continue", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		f := newInFlight(time.Millisecond, nil)
+		f.wrap(w)
+		mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 2})
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+		w.on("ocr", pageOCR(e, bad))
+		claimLoops(t, e)
+		id := e.trigger("pages", map[string]any{"input": 1, "failureMode": "continue"})
+		e.waitRun(id, "failed")
+		status, code, _, left := e.mapRowOf(id, "ocr")
+		require.Equal(t, "completed", status)
+		require.Equal(t, "MAP_ITEMS_FAILED", code)
+		require.Zero(t, *left)
+		require.Len(t, w.dispatchesOf("ocr"), n, "failed items free their places: every item runs")
+		arr := e.mergedArray(w.dispatchesOf("merge")[0])
+		for i, v := range arr {
+			if bad(i) {
+				require.Equal(t, "null", string(v))
+			}
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		require.LessOrEqual(t, f.maxRun[id], 2)
+	})
+}
+
+// MAP_MAX_ITEMS caps maxItems and is its default; maxItems 0 (or absent) takes the default;
+// maxConcurrency must be an integer of at least 1 (each refusal a 400 naming it that stores
+// nothing).
+func TestMapNodeMaxItemsSettingAndBadOptions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.MapMaxItems = 50 })
+	url := "http://127.0.0.1:9"
+	e.register("pdf", "1", url, task("split", next("ocr")), task("ocr", next("merge")), task("merge"))
+	put := func(extra map[string]any) response {
+		return e.do("PUT", "/api/pipelines/pages", map[string]any{"entryTasks": []string{"split"}, "nodes": mapNode("ocr", "split", "/pages", extra)}, "")
+	}
+	var got protocol.Pipeline
+	for _, c := range []struct {
+		extra    map[string]any
+		maxItems int
+		conc     *int
+	}{
+		{nil, 50, nil},
+		{map[string]any{"maxItems": 0}, 50, nil},
+		{map[string]any{"maxItems": 50, "maxConcurrency": 1}, 50, ptr(1)},
+		{map[string]any{"maxItems": 7, "maxConcurrency": 100}, 7, ptr(100)},
+	} {
+		r := put(c.extra)
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		e.do("GET", "/api/pipelines/pages", nil, "").json(t, &got)
+		require.Equal(t, &protocol.MapConfig{Over: "split", Items: "/pages", MaxItems: c.maxItems, MaxConcurrency: c.conc}, got.Tasks["ocr"].Map, "%v", c.extra)
+	}
+	for name, c := range map[string]struct {
+		extra map[string]any
+		code  string
+	}{
+		"maxItems above MAP_MAX_ITEMS": {map[string]any{"maxItems": 51}, "MAP_MAX_ITEMS_INVALID"},
+		"maxItems negative":            {map[string]any{"maxItems": -1}, "MAP_MAX_ITEMS_INVALID"},
+		"maxItems fractional":          {map[string]any{"maxItems": 1.5}, "MAP_MAX_ITEMS_INVALID"},
+		"maxItems a string":            {map[string]any{"maxItems": "3"}, "MAP_MAX_ITEMS_INVALID"},
+		"maxConcurrency zero":          {map[string]any{"maxConcurrency": 0}, "MAP_MAX_CONCURRENCY_INVALID"},
+		"maxConcurrency negative":      {map[string]any{"maxConcurrency": -2}, "MAP_MAX_CONCURRENCY_INVALID"},
+		"maxConcurrency fractional":    {map[string]any{"maxConcurrency": 2.5}, "MAP_MAX_CONCURRENCY_INVALID"},
+		"maxConcurrency a string":      {map[string]any{"maxConcurrency": "3"}, "MAP_MAX_CONCURRENCY_INVALID"},
+		"maxConcurrency too large":     {map[string]any{"maxConcurrency": 1 << 31}, "MAP_MAX_CONCURRENCY_INVALID"},
+		"maxConcurrency null":          {map[string]any{"maxConcurrency": json.RawMessage("null"), "maxItems": 1.25}, "MAP_MAX_ITEMS_INVALID"},
+	} {
+		body := map[string]any{"entryTasks": []string{"split"}, "nodes": mapNode("ocr", "split", "/pages", c.extra)}
+		r := e.do("PUT", "/api/pipelines/bad", body, "")
+		require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", name, r.Body)
+		require.Equal(t, c.code, r.errorBody(t).Code, "%s: %s", name, r.Body)
+		// Registration refuses the same declaration.
+		body["id"] = "bad"
+		r = e.postReg("pdf2", map[string]any{"serviceId": "pdf2", "version": "1", "baseUrl": url,
+			"tasks": []any{task("other")}, "pipelines": []any{body}})
+		require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", name, r.Body)
+		require.Equal(t, c.code, r.errorBody(t).Code, "%s: %s", name, r.Body)
+	}
+	require.Equal(t, http.StatusNotFound, e.do("GET", "/api/pipelines/bad", nil, "").Status)
+	require.Zero(t, e.count(`SELECT count(*) FROM services WHERE id = 'pdf2'`))
+}
+
+// GET /api/runs/{id} tells the items apart: each item has its itemIndex, the map row its
+// itemsTotal and itemsLeft, and ordinary rows none of them; GET /api/task-runs/{id} of an item
+// shows its index too.
+func TestMapNodeItemIndexInRunAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	mapPipeline(e, w, "pages", nil)
+	const n = 5
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	w.on("ocr", pageOCR(e, nil))
+	release := w.holdTask("merge")
+	id := e.trigger("pages", map[string]any{"input": 1})
+	w.waitUntil("merge dispatched", func() bool { return len(w.dispatchesOf("merge")) == 1 })
+
+	type row struct {
+		ID         string          `json:"id"`
+		TaskID     string          `json:"taskId"`
+		ItemIndex  json.RawMessage `json:"itemIndex"`
+		ItemsTotal json.RawMessage `json:"itemsTotal"`
+		ItemsLeft  json.RawMessage `json:"itemsLeft"`
+	}
+	var run struct {
+		Tasks []row `json:"tasks"`
+	}
+	e.do("GET", "/api/runs/"+id, nil, "").json(t, &run)
+	require.Len(t, run.Tasks, 3+n)
+	seen := map[string]bool{}
+	var item string
+	for _, r := range run.Tasks {
+		switch {
+		case r.TaskID == "ocr" && r.ItemIndex != nil:
+			require.Nil(t, r.ItemsTotal)
+			require.Nil(t, r.ItemsLeft)
+			seen[string(r.ItemIndex)] = true
+			item = r.ID
+		case r.TaskID == "ocr":
+			require.JSONEq(t, "5", string(r.ItemsTotal), "the map row")
+			require.JSONEq(t, "0", string(r.ItemsLeft))
+		default:
+			require.Nil(t, r.ItemIndex, r.TaskID)
+			require.Nil(t, r.ItemsTotal, r.TaskID)
+			require.Nil(t, r.ItemsLeft, r.TaskID)
+		}
+	}
+	require.Equal(t, map[string]bool{"0": true, "1": true, "2": true, "3": true, "4": true}, seen)
+	var one row
+	e.do("GET", "/api/task-runs/"+item, nil, "").json(t, &one)
+	require.NotNil(t, one.ItemIndex)
+	release()
+	e.waitRun(id, "completed")
+}
+
+// The bounded items of a paused pipeline wait like its other nodes: fanned out while the
+// pipeline is paused, none is claimed; once resumed they run, within the bound.
+func TestMapNodeMaxConcurrencyPausedPipeline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	f := newInFlight(time.Millisecond, nil)
+	f.wrap(w)
+	mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 2})
+	const n = 10
+	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+	w.on("ocr", pageOCR(e, nil))
+	release := w.holdTask("split")
+	id := e.trigger("pages", map[string]any{"input": 1})
+	w.waitUntil("split dispatched", func() bool { return len(w.dispatchesOf("split")) == 1 })
+	r := e.do("POST", "/api/pipelines/pages/pause", map[string]any{}, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	release()
+	e.waitFor("the fan-out", func() bool {
+		_, _, total, _ := e.mapRowOf(id, "ocr")
+		return total != nil
+	})
+	for range 3 {
+		_, err := e.orch.Process(context.Background())
+		require.NoError(t, err)
+	}
+	require.Empty(t, w.dispatchesOf("ocr"), "a paused pipeline's bounded items wait")
+	require.Equal(t, n, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND item_index IS NOT NULL AND status = 'pending'`, id))
+	r = e.do("POST", "/api/pipelines/pages/resume", map[string]any{}, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	claimLoops(t, e)
+	e.waitRun(id, "completed")
+	require.Len(t, w.dispatchesOf("ocr"), n)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.LessOrEqual(t, f.maxRun[id], 2)
+}
