@@ -14,7 +14,7 @@ import (
 
 	"github.com/pipeweave/pipeweave/core/apiclient"
 	"github.com/pipeweave/pipeweave/core/protocol"
-		"github.com/pipeweave/pipeweave/internal/fakeworker"
+	"github.com/pipeweave/pipeweave/internal/fakeworker"
 )
 
 // Map mode (bench --map N, issue 15): the pipeline fanout is split → item (a map node over
