@@ -182,17 +182,22 @@ func ocrPage(ctx *worker.Context) (any, error) {
 	return p, nil
 }
 
-// merge reads ocr-page's output: the array of every page's output, in page (item) order.
+// merge reads ocr-page's output: every page's output, in page (item) order, whether each was
+// kept inline or stored (worker.MapOutputs reads those from storage).
 func merge(ctx *worker.Context) (any, error) {
-	var pages []Page
-	if up, ok := ctx.Upstream["ocr-page"]; ok {
-		if err := up.Decode(&pages); err != nil {
+	var pages []*Page
+	if _, ok := ctx.Upstream["ocr-page"]; ok {
+		var err error
+		if pages, err = worker.MapOutputs[Page](ctx, "ocr-page"); err != nil {
 			return nil, err
 		}
 	}
 	var out Text
 	texts := make([]string, 0, len(pages))
 	for i, p := range pages {
+		if p == nil {
+			return nil, worker.Fail("PAGE_MISSING", fmt.Sprintf("page %d has no output", i+1))
+		}
 		if p.Page != i+1 {
 			return nil, worker.Fail("PAGES_OUT_OF_ORDER", fmt.Sprintf("item %d holds page %d", i, p.Page))
 		}

@@ -187,7 +187,7 @@ func startStack(t *testing.T, defaultID string, mod ...func(*core.Config)) *stac
 
 	workerLog := slog.New(slog.NewJSONHandler(s.workerLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w, err := worker.New(worker.Config{OrchestratorURL: orch.URL, ServiceID: pdf.ServiceID, Version: "1.0.0",
-		ServiceKey: testorch.ServiceKey(t, secretKey, pdf.ServiceID), TempDir: t.TempDir(), Logger: workerLog})
+		ServiceKey: testorch.ServiceKey(t, secretKey, pdf.ServiceID), TempDir: t.TempDir(), Logger: workerLog, Pipelines: pdf.Pipelines()})
 	require.NoError(t, err)
 	require.NoError(t, pdf.Register(w))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -296,7 +296,8 @@ func (s *stack) runPDF(t *testing.T) (pipelineRun, map[string]taskRun) {
 	// Polled here rather than in require.Eventually, whose condition runs in another goroutine,
 	// where getJSON's require must not fail the test.
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		s.getJSON(t, "/api/runs/"+trig.PipelineRunID, &run)
+		// Without the map node's items: tasks are the pipeline's nodes, one each.
+		s.getJSON(t, "/api/runs/"+trig.PipelineRunID+"?items=false", &run)
 		if run.Status != "running" {
 			break
 		}
@@ -305,6 +306,13 @@ func (s *stack) runPDF(t *testing.T) (pipelineRun, map[string]taskRun) {
 	tasks := map[string]taskRun{}
 	for _, tr := range run.Tasks {
 		tasks[tr.TaskID] = tr
+	}
+	if run.Status != "completed" {
+		for _, tr := range run.Tasks {
+			if tr.Error != nil {
+				t.Logf("task %s (%s): %s", tr.TaskID, tr.Status, *tr.Error)
+			}
+		}
 	}
 	require.Equal(t, "completed", run.Status, "run %s: error %v, tasks %+v", run.ID, run.Error, run.Tasks)
 	return run, tasks

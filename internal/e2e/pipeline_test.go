@@ -93,9 +93,9 @@ func testPDFPipelineOn(t *testing.T, id string, inline func(*core.Config)) {
 	seen := s.backends.snapshot()
 	dispatches := s.dispatches(t)
 
-	// Every task completed.
-	require.Len(t, tasks, 4)
-	for _, task := range []string{"download", "extract-text", "extract-tables", "summarize"} {
+	// Every node completed (ocr-page's map row stands for its items).
+	require.Len(t, tasks, 6)
+	for _, task := range []string{"download", "split", "ocr-page", "merge", "extract-tables", "summarize"} {
 		require.Contains(t, tasks, task)
 		require.Equal(t, "completed", tasks[task].Status, "task %s: error %v", task, tasks[task].Error)
 		require.NotNil(t, tasks[task].OutputPath, "task %s", task)
@@ -160,10 +160,18 @@ func testPDFPipelineOn(t *testing.T, id string, inline func(*core.Config)) {
 		}
 	}
 
-	// The extractors read the asset download passed them.
+	// split and the extractor read the asset download passed them; ocr-page ran once per page
+	// and merge joined the pages in order (read through worker.MapOutputs, inline or stored).
+	var pages pdf.Pages
+	require.NoError(t, json.Unmarshal(outputs["split"], &pages))
+	require.Greater(t, len(pages.Pages), 1)
+	var mapped []json.RawMessage
+	require.NoError(t, json.Unmarshal(outputs["ocr-page"], &mapped))
+	require.Len(t, mapped, len(pages.Pages), "the map's output has one entry per page")
 	var text pdf.Text
-	require.NoError(t, json.Unmarshal(outputs["extract-text"], &text))
+	require.NoError(t, json.Unmarshal(outputs["merge"], &text))
 	require.Positive(t, text.Words)
+	require.Equal(t, len(pages.Pages), text.Pages)
 	require.Contains(t, text.Text, "page 1: this page of "+pdfInput["pdfUrl"].(string))
 	var tables pdf.Tables
 	require.NoError(t, json.Unmarshal(outputs["extract-tables"], &tables))
@@ -174,10 +182,10 @@ func testPDFPipelineOn(t *testing.T, id string, inline func(*core.Config)) {
 	require.Equal(t, len(tables.Tables), summary.Tables)
 	require.Equal(t, text.Words, summary.Words)
 
-	// The extractors' dispatches pointed at that asset.
+	// The dispatches of split and the extractor pointed at that asset.
 	extracts := 0
 	for _, d := range dispatches {
-		if d.method != http.MethodPost || !strings.HasPrefix(d.path, "/tasks/extract-") {
+		if d.method != http.MethodPost || (!strings.HasPrefix(d.path, "/tasks/extract-") && d.path != "/tasks/split") {
 			continue
 		}
 		var req protocol.DispatchRequest
@@ -192,7 +200,7 @@ func testPDFPipelineOn(t *testing.T, id string, inline func(*core.Config)) {
 		}
 		extracts++
 	}
-	require.GreaterOrEqual(t, extracts, 2, "dispatches of the extractors")
+	require.Equal(t, 2, extracts, "dispatches of split and extract-tables")
 
 	// Nothing is in the other backends.
 	paths := []string{run.InputPath, asset.Path, *dl.LogsPath}
