@@ -169,7 +169,7 @@ LEFT JOIN LATERAL (
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
       AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
-      -- A run without predecessors (an entry node, a map item) reads nothing (migration 018).
+      -- A run without predecessors (an entry node, a map item) reads nothing (migration 017).
       AND cardinality(c.predecessors) > 0
 ) up ON true
 `
@@ -520,7 +520,7 @@ LEFT JOIN LATERAL (
     FROM task_runs x
     WHERE x.pipeline_run_id = c.pipeline_run_id AND x.task_id = ANY(c.predecessors)
       AND x.superseded_by IS NULL AND x.status = 'completed' AND x.item_index IS NULL
-      -- A run without predecessors (an entry node, a map item) reads nothing (migration 018).
+      -- A run without predecessors (an entry node, a map item) reads nothing (migration 017).
       AND cardinality(c.predecessors) > 0
 ) up ON true
 UNION ALL
