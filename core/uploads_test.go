@@ -574,8 +574,8 @@ func TestStandaloneLoopDeletesExpiredUploads(t *testing.T) {
 	e.sql("UPDATE temp_uploads SET expires_at = now() - interval '1 hour' WHERE id = $1", old.UploadID)
 	require.True(t, e.objectExists(old.StoragePath))
 	e.runLoop()
-	e.waitFor("the loop's purge", func() bool { return e.uploadInfo(old.UploadID).Deleted })
-	require.False(t, e.objectExists(old.StoragePath))
+	// The purge marks the row deleted, then removes the object (restoring the row if it cannot).
+	e.waitFor("the loop's purge", func() bool { return e.uploadInfo(old.UploadID).Deleted && !e.objectExists(old.StoragePath) })
 	require.True(t, e.objectExists(fresh.StoragePath))
 	require.False(t, e.uploadInfo(fresh.UploadID).Deleted)
 }
