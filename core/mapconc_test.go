@@ -93,10 +93,12 @@ func (e *env) sampleInFlight() (stop func() (perRun, perKey int)) {
 	var perRun, perKey int
 	wg.Go(func() {
 		for {
+			// A sample every millisecond: a tight loop took a core of the database from the
+			// claims it watches (the worker counts every item in flight exactly anyway).
 			select {
 			case <-done:
 				return
-			default:
+			case <-time.After(time.Millisecond):
 			}
 			var r, k int
 			err := e.pool.QueryRow(context.Background(), `SELECT
@@ -118,7 +120,7 @@ func (e *env) sampleInFlight() (stop func() (perRun, perKey int)) {
 	}
 }
 
-// A 200-item map with maxConcurrency 3, claimed by two instances at once while the worker
+// A 100-item map with maxConcurrency 3, claimed by two instances at once while the worker
 // holds each item a moment: the items of the map in flight never exceed 3, as the worker counts
 // them and as the database does, and every item runs once. Three rounds.
 func TestMapNodeMaxConcurrencyAcrossInstances(t *testing.T) {
@@ -129,7 +131,7 @@ func TestMapNodeMaxConcurrencyAcrossInstances(t *testing.T) {
 	f := newInFlight(2*time.Millisecond, nil)
 	f.wrap(w)
 	mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 3}, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(50) })
-	const n = 200
+	const n = 100
 	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
 	w.on("ocr", pageOCR(e, nil))
 	stop := claimLoops(t, e, other)
