@@ -78,6 +78,14 @@ func TestSubPipelineRunsChild(t *testing.T) {
 		e.register("sub", "1", w.URL(), task("a", next("s")), task("s", next("c")), task("c"), task("b1", next("b2")), task("b2"))
 		e.putPipeline("b", []string{"b1"}, nil)
 		e.putPipeline("top", []string{"a"}, subNode("s", "b"))
+		// The dry run names the sub-pipeline node and the pipeline it runs.
+		var plan protocol.DryRun
+		r := e.do("POST", "/api/pipelines/top/dry-run", nil, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		r.json(t, &plan)
+		require.Len(t, plan.ExecutionPlan, 3)
+		require.Equal(t, map[string]protocol.PlanNode{"s": {Type: "pipeline", Pipeline: "b"}}, plan.ExecutionPlan[1].Nodes)
+		require.Nil(t, plan.ExecutionPlan[0].Nodes)
 		w.on("a", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"x":1}`) })
 		w.on("b2", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"y":2}`) })
 

@@ -90,12 +90,15 @@ func printMapNodes(w io.Writer, run protocol.PipelineRun) error {
 	return tw.Flush()
 }
 
-// printPlanNodes lists the map nodes of a dry run's plan.
+// printPlanNodes lists the map nodes and the sub-pipeline nodes of a dry run's plan.
 func printPlanNodes(w io.Writer, plan protocol.DryRun) {
-	var lines []string
+	var lines, subs []string
 	for _, s := range plan.ExecutionPlan {
 		for _, id := range s.Tasks {
 			n, ok := s.Nodes[id]
+			if ok && n.Pipeline != "" {
+				subs = append(subs, fmt.Sprintf("  - %s: runs pipeline %s (its own dry-run shows its plan)", id, n.Pipeline))
+			}
 			if !ok || n.Map == nil {
 				continue
 			}
@@ -107,11 +110,16 @@ func printPlanNodes(w io.Writer, plan protocol.DryRun) {
 				id, n.Type, n.Map.Over, n.Map.Items, n.Map.MaxItems, count))
 		}
 	}
-	if len(lines) == 0 {
-		return
+	if len(lines) > 0 {
+		fmt.Fprintln(w, "\nmap nodes (one task run per item):")
+		for _, l := range lines {
+			fmt.Fprintln(w, l)
+		}
 	}
-	fmt.Fprintln(w, "\nmap nodes (one task run per item):")
-	for _, l := range lines {
-		fmt.Fprintln(w, l)
+	if len(subs) > 0 {
+		fmt.Fprintln(w, "\nsub-pipeline nodes (a child run in the node's place):")
+		for _, l := range subs {
+			fmt.Fprintln(w, l)
+		}
 	}
 }

@@ -76,6 +76,12 @@ func TestCLIMapNode(t *testing.T) {
 	var plan protocol.DryRun
 	s.cliJSON(&plan, "dry-run", "pages")
 	require.Equal(t, protocol.ItemCountUnknown, plan.ExecutionPlan[1].Nodes["ocr"].ItemCount)
+	// A sub-pipeline node: the dry run names the pipeline it runs.
+	s.api(http.MethodPut, "/api/pipelines/outer", map[string]any{"entryTasks": []string{"split"},
+		"nodes": map[string]any{"ocr": map[string]any{"pipeline": "pages"}}}, nil)
+	out = s.cli("dry-run", "outer")
+	require.Contains(t, out, "sub-pipeline nodes (a child run in the node's place):\n  - ocr: runs pipeline pages (its own dry-run shows its plan)\n")
+	require.NotContains(t, out, "map nodes")
 
 	id := s.trigger("pages", map[string]any{})
 	var run protocol.PipelineRun

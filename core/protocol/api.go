@@ -255,7 +255,8 @@ type PlanStep struct {
 	Tasks    []string `json:"tasks"`
 	Type     string   `json:"type"` // entry, parallel, join or end
 	WaitsFor []string `json:"waitsFor,omitempty"`
-	// Nodes describes the step's tasks that are not ordinary task runs (map nodes), by task id.
+	// Nodes describes the step's tasks that are not ordinary task runs (map and sub-pipeline
+	// nodes), by task id.
 	Nodes map[string]PlanNode `json:"nodes,omitempty"`
 }
 

@@ -15,10 +15,13 @@ var MapItemStates = []TaskRunStatus{StatusPending, StatusDispatching, StatusRunn
 
 // PlanNode describes a node of a dry run's step that is not an ordinary task run.
 type PlanNode struct {
-	// Type is "map": the node runs its task once per element of an array in Map.Over's output.
+	// Type is "map": the node runs its task once per element of an array in Map.Over's output;
+	// or "pipeline": a child run of Pipeline runs in the node's place (a sub-pipeline node).
 	Type string `json:"type"`
-	// Map is the node's map declaration, maxItems filled in.
+	// Map is a map node's declaration, maxItems filled in.
 	Map *MapConfig `json:"map,omitempty"`
+	// Pipeline is the pipeline a sub-pipeline node runs (its own dry run shows its plan).
+	Pipeline string `json:"pipeline,omitempty"`
 	// ItemCount is ItemCountUnknown for a map node: its items are known only at run time.
 	ItemCount string `json:"itemCount,omitempty"`
 }

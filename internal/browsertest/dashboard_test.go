@@ -610,6 +610,12 @@ func TestRunPageLinksSubPipelines(t *testing.T) {
 	require.Contains(t, b.text(`[data-testid="run-id"]`), run.ChildRunIDs[0])
 	b.click(`[data-testid="run-parent-link"]`)
 	b.wait(`[data-testid="run-children"]`)
+	// The dry run names the sub-pipeline node's pipeline, linked.
+	b.open("/pipelines/wrap")
+	b.click(`[data-testid="dry-run-button"]`)
+	require.Contains(t, b.text(`[data-testid="plan-sub-node"][data-task="c"]`), "c: runs pipeline lone")
+	b.click(`[data-testid="plan-sub-node"] a`)
+	b.wait(`[data-testid="dry-run-button"]`)
 }
 
 // With PIPEWEAVE_API_KEYS set the page itself loads, asks for a key when the API answers

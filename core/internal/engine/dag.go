@@ -181,7 +181,7 @@ type PlanStep struct {
 	Tasks    []string
 	Type     string // entry, parallel, join or end
 	WaitsFor []string
-	// Nodes describes the step's map nodes by task id (nil: none).
+	// Nodes describes the step's map and sub-pipeline nodes by task id (nil: none).
 	Nodes map[string]protocol.PlanNode
 }
 

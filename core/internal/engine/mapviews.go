@@ -14,23 +14,31 @@ import (
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
 
-// Map node views (issue 15, item 4): the dry run's description of map nodes, a run's map nodes
+// Map node views (issue 15, item 4): the dry run's description of map (and sub-pipeline) nodes, a run's map nodes
 // with their items counted by state, and a page of one map node's items. Nothing here runs on
 // the claim, enqueue, trigger or callback paths.
 
-// describeMapNodes marks the map nodes of each step of a plan of g.
-func describeMapNodes(steps []PlanStep, g *Graph) {
+// describeNodes marks the map nodes and the sub-pipeline nodes of each step of a plan of g.
+func describeNodes(steps []PlanStep, g *Graph) {
 	for i := range steps {
 		for _, id := range steps[i].Tasks {
 			n := g.Tasks[id]
-			if n == nil || n.Map == nil {
+			var node protocol.PlanNode
+			switch {
+			case n == nil:
+				continue
+			case n.Map != nil:
+				m := *n.Map
+				node = protocol.PlanNode{Type: "map", Map: &m, ItemCount: protocol.ItemCountUnknown}
+			case n.Pipeline != "":
+				node = protocol.PlanNode{Type: "pipeline", Pipeline: n.Pipeline}
+			default:
 				continue
 			}
 			if steps[i].Nodes == nil {
 				steps[i].Nodes = map[string]protocol.PlanNode{}
 			}
-			m := *n.Map
-			steps[i].Nodes[id] = protocol.PlanNode{Type: "map", Map: &m, ItemCount: protocol.ItemCountUnknown}
+			steps[i].Nodes[id] = node
 		}
 	}
 }

@@ -260,7 +260,7 @@ func (e *Engine) DryRunPipeline(ctx context.Context, id string) (DryRun, error) 
 	out := DryRun{Valid: p.Valid, ExecutionPlan: []PlanStep{}, Warnings: nonNil(p.graph.warnings()), Errors: nonNil(p.Errors)}
 	if p.graph.Cycle == nil && len(p.graph.Tasks) > 0 {
 		out.ExecutionPlan = p.graph.plan()
-		describeMapNodes(out.ExecutionPlan, p.graph)
+		describeNodes(out.ExecutionPlan, p.graph)
 	}
 	return out, nil
 }

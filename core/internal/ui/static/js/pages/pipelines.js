@@ -250,7 +250,10 @@ function triggerCard(ctx, id) {
             h('td', {}, String(st.step)), h('td', {}, st.type), h('td', { class: 'mono' }, (st.tasks || []).join(', '),
               // A map node: one task run per item, how many known only at run time.
               Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'map' && n.map).map(([task, n]) => h('div', { class: 'muted small', testid: 'plan-map-node', dataset: { task } },
-                task + ': map over ' + n.map.over + ' ' + (n.map.items || '(whole output)') + ', at most ' + n.map.maxItems + ' items; item count ' + (n.itemCount === 'unknown' ? 'unknown until run time' : n.itemCount)))),
+                task + ': map over ' + n.map.over + ' ' + (n.map.items || '(whole output)') + ', at most ' + n.map.maxItems + ' items; item count ' + (n.itemCount === 'unknown' ? 'unknown until run time' : n.itemCount))),
+              // A sub-pipeline node: a child run of another pipeline in its place.
+              Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'pipeline' && n.pipeline).map(([task, n]) => h('div', { class: 'muted small', testid: 'plan-sub-node', dataset: { task } },
+                task + ': runs pipeline ', h('a', { href: '#/pipelines/' + encodeURIComponent(n.pipeline) }, n.pipeline)))),
             h('td', { class: 'mono' }, (st.waitsFor || []).join(', ') || '—'))))
           : empty('No steps.'),
         (plan.warnings || []).length ? h('ul', { class: 'warning-list', testid: 'dry-run-warnings' }, plan.warnings.map((w) => h('li', {}, w))) : null,
