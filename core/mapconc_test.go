@@ -122,7 +122,7 @@ func (e *env) sampleInFlight() (stop func() (perRun, perKey int)) {
 
 // A 100-item map with maxConcurrency 3, claimed by two instances at once while the worker
 // holds each item a moment: the items of the map in flight never exceed 3, as the worker counts
-// them and as the database does, and every item runs once. Three rounds.
+// them and as the database does, and every item runs once. Two rounds.
 func TestMapNodeMaxConcurrencyAcrossInstances(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -135,7 +135,7 @@ func TestMapNodeMaxConcurrencyAcrossInstances(t *testing.T) {
 	w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
 	w.on("ocr", pageOCR(e, nil))
 	stop := claimLoops(t, e, other)
-	for round := range 3 {
+	for round := range 2 {
 		sample := e.sampleInFlight()
 		id := e.trigger("pages", map[string]any{"input": round})
 		waitRunPatiently(e, id, "completed")
