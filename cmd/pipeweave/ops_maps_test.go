@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"regexp"
 	"strings"
@@ -10,49 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
-	"github.com/pipeweave/pipeweave/worker"
 )
-
-// startPagesWorker serves and registers service pages: split → ocr (a map node over split's
-// /pages) → merge. split makes n pages {"n": i}; ocr holds the pages from 2 on until gate
-// closes and fails page 1 for good.
-func (s *cliStack) startPagesWorker(n int, gate <-chan struct{}) {
-	t := s.t
-	t.Helper()
-	w := s.o.Worker(t, "pages", func(c *worker.Config) {
-		c.Pipelines = []protocol.PipelineDefinition{{ID: "pages", EntryTasks: []string{"split"}, FailureMode: "continue",
-			Nodes: map[string]protocol.NodeConfig{"ocr": {Map: &protocol.MapConfig{Over: "split", Items: "/pages"}}}}}
-	})
-	require.NoError(t, w.Register("split", worker.Options{AllowedNext: []string{"ocr"}}, func(ctx *worker.Context) (any, error) {
-		pages := make([]map[string]int, n)
-		for i := range pages {
-			pages[i] = map[string]int{"n": i}
-		}
-		return map[string]any{"pages": pages}, nil
-	}))
-	require.NoError(t, w.Register("ocr", worker.Options{AllowedNext: []string{"merge"}}, func(ctx *worker.Context) (any, error) {
-		var in struct {
-			N int `json:"n"`
-		}
-		if err := ctx.Decode(&in); err != nil {
-			return nil, err
-		}
-		switch {
-		case in.N == 1:
-			return nil, worker.Fail("UNREADABLE", "page 1 is unreadable")
-		case in.N >= 2:
-			select {
-			case <-gate:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		return map[string]int{"page": in.N}, nil
-	}))
-	require.NoError(t, w.Register("merge", worker.Options{}, func(ctx *worker.Context) (any, error) { return map[string]bool{"ok": true}, nil }))
-	_, err := w.RegisterWithOrchestrator(context.Background())
-	require.NoError(t, err)
-}
 
 // status, trigger --wait and dry-run show a map node with its items counted by state, and list
 // none of the items themselves; --json has the counts in maps.
@@ -60,7 +17,7 @@ func TestCLIMapNode(t *testing.T) {
 	t.Parallel()
 	s := newCLIStack(t)
 	gate := make(chan struct{})
-	s.startPagesWorker(5, gate)
+	s.o.PagesWorker(t, 5, 2, gate)
 	released := false
 	release := func() {
 		if !released {

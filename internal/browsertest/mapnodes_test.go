@@ -1,58 +1,13 @@
 package browsertest_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/pipeweave/pipeweave/core/protocol"
-	"github.com/pipeweave/pipeweave/worker"
 )
-
-// startPagesWorker registers the service "pages": split → ocr (a map node over split's /pages,
-// failure mode continue) → merge. split makes n pages {"n": i}; ocr fails page 1 for good and
-// holds the pages from 3 on until gate closes.
-func (s *stack) startPagesWorker(n int, gate <-chan struct{}) {
-	t := s.t
-	t.Helper()
-	w := s.o.Worker(t, "pages", func(c *worker.Config) {
-		c.Pipelines = []protocol.PipelineDefinition{{ID: "pages", EntryTasks: []string{"split"}, FailureMode: "continue",
-			Nodes: map[string]protocol.NodeConfig{"ocr": {Map: &protocol.MapConfig{Over: "split", Items: "/pages"}}}}}
-	})
-	require.NoError(t, w.Register("split", worker.Options{AllowedNext: []string{"ocr"}}, func(ctx *worker.Context) (any, error) {
-		pages := make([]map[string]int, n)
-		for i := range pages {
-			pages[i] = map[string]int{"n": i}
-		}
-		return map[string]any{"pages": pages}, nil
-	}))
-	require.NoError(t, w.Register("ocr", worker.Options{AllowedNext: []string{"merge"}}, func(ctx *worker.Context) (any, error) {
-		var in struct {
-			N int `json:"n"`
-		}
-		if err := ctx.Decode(&in); err != nil {
-			return nil, err
-		}
-		switch {
-		case in.N == 1:
-			return nil, worker.Fail("UNREADABLE", "page 1 is unreadable")
-		case in.N >= 3:
-			select {
-			case <-gate:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		return map[string]int{"page": in.N}, nil
-	}))
-	require.NoError(t, w.Register("merge", worker.Options{}, func(ctx *worker.Context) (any, error) { return map[string]bool{"ok": true}, nil }))
-	_, err := w.RegisterWithOrchestrator(context.Background())
-	require.NoError(t, err)
-}
 
 // A map node on the dashboard: the dry run says its item count is unknown until run time; the
 // run page draws it as a map with its items counted by state (read without the item rows),
@@ -70,7 +25,7 @@ func TestMapNodeOnRunPage(t *testing.T) {
 		}
 	}
 	t.Cleanup(release)
-	s.startPagesWorker(n, gate)
+	s.o.PagesWorker(t, n, 3, gate)
 
 	b := newBrowser(t, s.url)
 	b.open("/pipelines/pages")
