@@ -120,7 +120,7 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 	b := &pgx.Batch{}
 	var completed []CompleteStandaloneRow
 	var claimed []C
-	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths)
+	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths, done.InPipelines)
 	b.Queue(lockClaimsGenericPlan, lock)
 	b.Queue(claimSQL, claimArgs...)
 	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {

@@ -704,93 +704,6 @@ func (q *Queries) Complete(ctx context.Context, db DBTX, arg CompleteParams) (Co
 	return i, err
 }
 
-const completeInPipelines = `-- name: CompleteInPipelines :many
-WITH input AS (
-    SELECT unnest($1::text[]) AS id,
-           unnest($2::bigint[]) AS lease,
-           unnest($3::text[]) AS output_path,
-           unnest($4::bytea[]) AS output,
-           unnest($5::bigint[]) AS output_size,
-           unnest($6::text[]) AS assets,
-           unnest($7::text[]) AS logs_path
-),
-target AS (
-    SELECT tr.id
-    FROM task_runs tr JOIN input x ON x.id = tr.id
-    WHERE tr.id = ANY($1::text[]) -- found through the primary key, however many rows the table holds
-      AND tr.pipeline_run_id IS NOT NULL AND tr.status IN ('dispatching', 'running')
-      AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
-    ORDER BY tr.id
-    FOR UPDATE OF tr
-)
-UPDATE task_runs tr SET
-    status        = 'completed',
-    output_path   = nullif(x.output_path, ''),
-    output        = x.output,
-    output_size   = nullif(x.output_size, 0),
-    assets        = nullif(x.assets, '')::jsonb,
-    logs_path     = nullif(x.logs_path, ''),
-    selected_next = NULL,
-    error         = NULL,
-    error_code    = NULL,
-    deadline      = NULL,
-    completed_at  = now(),
-    updated_at    = now()
-FROM target, input x
-WHERE tr.id = ANY($1::text[]) AND tr.id = target.id AND x.id = tr.id
-RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
-`
-
-type CompleteInPipelinesParams struct {
-	IDs         []string
-	Leases      []int64
-	OutputPaths []string
-	Outputs     [][]byte
-	OutputSizes []int64
-	Assets      []string
-	LogsPaths   []string
-}
-
-type CompleteInPipelinesRow struct {
-	ID      string
-	TaskID  string
-	Seconds float64
-}
-
-// Successful callbacks of many runs of pipeline runs the caller has locked (a group commit of
-// callbacks, after the lock of their pipeline runs), with the arguments of CompleteStandalone:
-// the runs still in the attempt under the lease complete, locked in id order, and are returned
-// with their task and the seconds since the run was first claimed. A run not returned did not
-// complete (a duplicate, a stale lease, an unknown run): the caller tells which, as after
-// Complete.
-func (q *Queries) CompleteInPipelines(ctx context.Context, db DBTX, arg CompleteInPipelinesParams) ([]CompleteInPipelinesRow, error) {
-	rows, err := db.Query(ctx, completeInPipelines,
-		arg.IDs,
-		arg.Leases,
-		arg.OutputPaths,
-		arg.Outputs,
-		arg.OutputSizes,
-		arg.Assets,
-		arg.LogsPaths,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []CompleteInPipelinesRow
-	for rows.Next() {
-		var i CompleteInPipelinesRow
-		if err := rows.Scan(&i.ID, &i.TaskID, &i.Seconds); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const completeStandalone = `-- name: CompleteStandalone :many
 WITH input AS (
     SELECT unnest($1::text[]) AS id,
@@ -805,7 +718,7 @@ target AS (
     SELECT tr.id
     FROM task_runs tr JOIN input x ON x.id = tr.id
     WHERE tr.id = ANY($1::text[]) -- found through the primary key, however many rows the table holds
-      AND tr.pipeline_run_id IS NULL AND tr.status IN ('dispatching', 'running')
+      AND (tr.pipeline_run_id IS NOT NULL) = $8::bool AND tr.status IN ('dispatching', 'running')
       AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
     ORDER BY tr.id
     FOR UPDATE OF tr
@@ -843,6 +756,7 @@ type CompleteStandaloneParams struct {
 	OutputSizes []int64
 	Assets      []string
 	LogsPaths   []string
+	InPipelines bool
 }
 
 type CompleteStandaloneRow struct {
@@ -855,11 +769,13 @@ type CompleteStandaloneRow struct {
 
 // Successful callbacks of many runs at once (a group commit): ids, leases (-1 = the current one),
 // and each one's output path (” = none), output sent inline (NULL = none), output size (0 =
-// none), assets (JSON, ” = none) and logs path (” = none) at its position. Only runs outside pipelines that are still in the
-// attempt under the lease complete, locked in id order; they are returned with completed true,
-// their task and the seconds since the run was first claimed. Every other run named that exists
-// is returned with completed false and its pipeline run (” = none), for the caller to apply its
-// callback in a transaction that locks that pipeline run first.
+// none), assets (JSON, ” = none) and logs path (” = none) at its position. Only runs that are
+// still in the attempt under the lease complete, locked in id order: runs outside pipelines, or
+// with in_pipelines runs of pipeline runs (which the caller has locked, in a group commit's
+// transaction: callbacksInTx). They are returned with completed true, their task and the
+// seconds since the run was first claimed. Every other run named that exists is returned with
+// completed false and its pipeline run (” = none), for the caller to apply its callback on its
+// own (in a transaction that locks that pipeline run first).
 func (q *Queries) CompleteStandalone(ctx context.Context, db DBTX, arg CompleteStandaloneParams) ([]CompleteStandaloneRow, error) {
 	rows, err := db.Query(ctx, completeStandalone,
 		arg.IDs,
@@ -869,6 +785,7 @@ func (q *Queries) CompleteStandalone(ctx context.Context, db DBTX, arg CompleteS
 		arg.OutputSizes,
 		arg.Assets,
 		arg.LogsPaths,
+		arg.InPipelines,
 	)
 	if err != nil {
 		return nil, err

@@ -339,8 +339,8 @@ func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem, 
 	return left, nil
 }
 
-// completeManyParams are the arguments of CompleteStandalone (and CompleteInPipelines) for
-// the plain successes items.
+// completeManyParams are the arguments of CompleteStandalone for the plain successes items
+// (of runs outside pipelines; the caller sets InPipelines for runs of locked pipeline runs).
 func completeManyParams(items []*callbackItem) (dbsqlc.CompleteStandaloneParams, error) {
 	var p dbsqlc.CompleteStandaloneParams
 	for _, it := range items {
@@ -358,7 +358,8 @@ func completeManyParams(items []*callbackItem) (dbsqlc.CompleteStandaloneParams,
 }
 
 // completeInPipelines completes, in one statement, the plain successes among items (after
-// the first, which the lock's statement completed) whose pipeline runs tx has locked, and
+// the first, which the lock's statement completed) whose pipeline runs tx has locked
+// (CompleteStandalone with InPipelines), and
 // returns each one's completion by run id: the row, or database.ErrNotFound when it did not
 // complete (callbackIn tells why, as after Complete). Items of a batch that are a map's items
 // (the common case of a large batch) thus cost the batch one statement, not one each.
@@ -376,7 +377,8 @@ func completeInPipelines(ctx context.Context, tx dbtx, items []*callbackItem) (m
 	if err != nil {
 		return nil, err
 	}
-	rows, err := queries.CompleteInPipelines(ctx, tx, dbsqlc.CompleteInPipelinesParams(p))
+	p.InPipelines = true
+	rows, err := queries.CompleteStandalone(ctx, tx, p)
 	if err != nil {
 		return nil, fmt.Errorf("complete %d runs of pipelines: %w", len(many), err)
 	}
@@ -385,7 +387,9 @@ func completeInPipelines(ctx context.Context, tx dbtx, items []*callbackItem) (m
 		out[it.call.RunID] = &completion{err: database.ErrNotFound}
 	}
 	for _, r := range rows {
-		out[r.ID] = &completion{row: dbsqlc.CompleteRow{TaskID: r.TaskID, Seconds: r.Seconds}}
+		if r.Completed {
+			out[r.ID] = &completion{row: dbsqlc.CompleteRow{TaskID: r.TaskID, Seconds: r.Seconds}}
+		}
 	}
 	return out, nil
 }

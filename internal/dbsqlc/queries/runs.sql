@@ -543,11 +543,13 @@ RETURNING task_id, coalesce(extract(epoch FROM now() - started_at), 0)::float8 A
 -- name: CompleteStandalone :many
 -- Successful callbacks of many runs at once (a group commit): ids, leases (-1 = the current one),
 -- and each one's output path ('' = none), output sent inline (NULL = none), output size (0 =
--- none), assets (JSON, '' = none) and logs path ('' = none) at its position. Only runs outside pipelines that are still in the
--- attempt under the lease complete, locked in id order; they are returned with completed true,
--- their task and the seconds since the run was first claimed. Every other run named that exists
--- is returned with completed false and its pipeline run ('' = none), for the caller to apply its
--- callback in a transaction that locks that pipeline run first.
+-- none), assets (JSON, '' = none) and logs path ('' = none) at its position. Only runs that are
+-- still in the attempt under the lease complete, locked in id order: runs outside pipelines, or
+-- with in_pipelines runs of pipeline runs (which the caller has locked, in a group commit's
+-- transaction: callbacksInTx). They are returned with completed true, their task and the
+-- seconds since the run was first claimed. Every other run named that exists is returned with
+-- completed false and its pipeline run ('' = none), for the caller to apply its callback on its
+-- own (in a transaction that locks that pipeline run first).
 WITH input AS (
     SELECT unnest(sqlc.arg('ids')::text[]) AS id,
            unnest(sqlc.arg('leases')::bigint[]) AS lease,
@@ -561,7 +563,7 @@ target AS (
     SELECT tr.id
     FROM task_runs tr JOIN input x ON x.id = tr.id
     WHERE tr.id = ANY(sqlc.arg('ids')::text[]) -- found through the primary key, however many rows the table holds
-      AND tr.pipeline_run_id IS NULL AND tr.status IN ('dispatching', 'running')
+      AND (tr.pipeline_run_id IS NOT NULL) = sqlc.arg('in_pipelines')::bool AND tr.status IN ('dispatching', 'running')
       AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
     ORDER BY tr.id
     FOR UPDATE OF tr
@@ -589,48 +591,6 @@ UNION ALL
 SELECT tr.id, false, '', 0, coalesce(tr.pipeline_run_id, '')
 FROM task_runs tr JOIN input x ON x.id = tr.id
 WHERE tr.id = ANY(sqlc.arg('ids')::text[]) AND tr.id NOT IN (SELECT id FROM done);
-
--- name: CompleteInPipelines :many
--- Successful callbacks of many runs of pipeline runs the caller has locked (a group commit of
--- callbacks, after the lock of their pipeline runs), with the arguments of CompleteStandalone:
--- the runs still in the attempt under the lease complete, locked in id order, and are returned
--- with their task and the seconds since the run was first claimed. A run not returned did not
--- complete (a duplicate, a stale lease, an unknown run): the caller tells which, as after
--- Complete.
-WITH input AS (
-    SELECT unnest(sqlc.arg('ids')::text[]) AS id,
-           unnest(sqlc.arg('leases')::bigint[]) AS lease,
-           unnest(sqlc.arg('output_paths')::text[]) AS output_path,
-           unnest(sqlc.arg('outputs')::bytea[]) AS output,
-           unnest(sqlc.arg('output_sizes')::bigint[]) AS output_size,
-           unnest(sqlc.arg('assets')::text[]) AS assets,
-           unnest(sqlc.arg('logs_paths')::text[]) AS logs_path
-),
-target AS (
-    SELECT tr.id
-    FROM task_runs tr JOIN input x ON x.id = tr.id
-    WHERE tr.id = ANY(sqlc.arg('ids')::text[]) -- found through the primary key, however many rows the table holds
-      AND tr.pipeline_run_id IS NOT NULL AND tr.status IN ('dispatching', 'running')
-      AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
-    ORDER BY tr.id
-    FOR UPDATE OF tr
-)
-UPDATE task_runs tr SET
-    status        = 'completed',
-    output_path   = nullif(x.output_path, ''),
-    output        = x.output,
-    output_size   = nullif(x.output_size, 0),
-    assets        = nullif(x.assets, '')::jsonb,
-    logs_path     = nullif(x.logs_path, ''),
-    selected_next = NULL,
-    error         = NULL,
-    error_code    = NULL,
-    deadline      = NULL,
-    completed_at  = now(),
-    updated_at    = now()
-FROM target, input x
-WHERE tr.id = ANY(sqlc.arg('ids')::text[]) AND tr.id = target.id AND x.id = tr.id
-RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds;
 
 -- name: Heartbeat :one
 -- Run id under lease (NULL = the current one); a NULL progress or message keeps the one stored.
