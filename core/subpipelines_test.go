@@ -543,3 +543,24 @@ func TestSubPipelineReopenRefused(t *testing.T) {
 	require.Equal(t, "cancelled", e.pipelineRun(id).node("s").Status)
 	w.releaseAndWait(release, "b1", 1)
 }
+
+// A sub-pipeline node whose child cannot start when the node becomes ready (the child pipeline
+// lost a task to a later registration) fails with SUB_PIPELINE_INVALID, and the run follows
+// its failure mode instead of waiting on a node that nothing will end.
+func TestSubPipelineChildCannotStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	e.register("sub", "1", w.URL(), task("a", next("s")), task("s", next("c")), task("c"))
+	e.register("other", "1", w.URL(), task("b1"))
+	e.putPipeline("b", []string{"b1"}, nil)
+	e.putPipeline("top", []string{"a"}, subNode("s", "b"))
+	e.register("other", "2", w.URL(), task("b9"))
+	id := e.trigger("top", map[string]any{"input": 1})
+	run := e.waitRun(id, "failed")
+	s := run.node("s")
+	require.Equal(t, "failed", s.Status)
+	require.Contains(t, *s.Error, `pipeline "b" cannot run`)
+	require.Equal(t, "cancelled", run.node("c").Status)
+	require.Empty(t, e.subRun(id).ChildRunIDs, "no child run was made")
+}

@@ -479,10 +479,10 @@ func (e *Engine) startChild(ctx context.Context, tx dbtx, run *lockedRun, taskID
 		return nil, fmt.Errorf("read sub-pipeline node %s of %s: %w", taskID, run.id, err)
 	}
 	fail := func(code, format string, args ...any) (*resolution, error) {
-		msg := fmt.Sprintf(format, args...)
-		if _, err := queries.EndSubNode(ctx, tx, dbsqlc.EndSubNodeParams{ID: row.ID, Status: string(protocol.StatusFailed),
-			Error: &msg, ErrorCode: &code}); err != nil {
-			return nil, fmt.Errorf("fail sub-pipeline node %s: %w", row.ID, err)
+		// The node row is pending here (AdvanceSuccessors just made it so): EndSubNode, which
+		// ends only a waiting node, would leave it pending for good. EndMapRow ends it as it is.
+		if err := endMapRowFailed(ctx, tx, row.ID, code, fmt.Sprintf(format, args...)); err != nil {
+			return nil, err
 		}
 		return &resolution{taskID: taskID, failed: true}, nil
 	}
