@@ -116,9 +116,10 @@ func (q *Queries) InsertRerunNode(ctx context.Context, db DBTX, arg InsertRerunN
 
 const insertRetryItem = `-- name: InsertRetryItem :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
-                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index)
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
+                       map_concurrency)
 SELECT $1::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
-       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index
+       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.map_concurrency
 FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = $2::text
 `
@@ -129,7 +130,8 @@ type InsertRetryItemParams struct {
 }
 
 // The DLQ retry of map item old_id (which the caller superseded): a pending item of the same
-// map row, index, input (inline or at the same path), key and trace, at the task's current
+// map row, index, input (inline or at the same path), key, bound (maxConcurrency) and trace,
+// at the task's current
 // code version.
 func (q *Queries) InsertRetryItem(ctx context.Context, db DBTX, arg InsertRetryItemParams) error {
 	_, err := db.Exec(ctx, insertRetryItem, arg.ID, arg.OldID)

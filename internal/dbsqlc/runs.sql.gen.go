@@ -101,10 +101,14 @@ candidates AS (
     FROM capacity c
     JOIN groups g ON g.task_id = c.task_id
     CROSS JOIN LATERAL (
-        SELECT tr.id, tr.priority, tr.available_at, tr.map_concurrency
+        SELECT tr.id, tr.priority, tr.available_at
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
+          -- The items of a map node with maxConcurrency (migration 016) are ClaimFlowControl's,
+          -- which callers use while any is pending: taken here they would not be bounded. They
+          -- are passed over inside the LIMIT, so that they never hold back the task's other runs.
+          AND tr.map_concurrency IS NULL
           -- The nodes of a paused pipeline wait (parked ones are not ready anyway; this holds
           -- for one made pending by a transaction that ran across the pause).
           AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
@@ -114,9 +118,7 @@ candidates AS (
         LIMIT greatest(c.free, 0)
         FOR UPDATE SKIP LOCKED
     ) r
-    -- The items of a map node with maxConcurrency (migration 016) are ClaimFlowControl's, which
-    -- callers use while any is pending: taken here they would not be bounded.
-    WHERE c.free > 0 AND r.map_concurrency IS NULL
+    WHERE c.free > 0
 ),
 ranked AS (
     -- A task's runs of several priorities together stay within its free places.
@@ -371,10 +373,12 @@ candidates AS (
     FROM capacity c
     JOIN groups g ON g.task_id = c.task_id
     CROSS JOIN LATERAL (
-        SELECT tr.id, tr.priority, tr.available_at, tr.concurrency_key, tr.map_concurrency
+        SELECT tr.id, tr.priority, tr.available_at, tr.concurrency_key
         FROM task_runs tr
         WHERE tr.task_id = c.task_id AND tr.priority = g.priority AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
+          -- Bounded map items come from bounded alone (passed over inside the LIMIT).
+          AND tr.map_concurrency IS NULL
           -- The nodes of a paused pipeline wait (parked ones are not ready anyway; this holds
           -- for one made pending by a transaction that ran across the pause).
           AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
@@ -385,9 +389,8 @@ candidates AS (
         FOR UPDATE SKIP LOCKED
     ) r
     -- A keyed task's runs without a key (pipeline nodes, runs enqueued before the key was
-    -- registered) are taken here when they reach the front of their task's queue. Bounded map
-    -- items come from bounded alone.
-    WHERE c.free > 0 AND (c.per_key = 0 OR r.concurrency_key IS NULL) AND r.map_concurrency IS NULL
+    -- registered) are taken here when they reach the front of their task's queue.
+    WHERE c.free > 0 AND (c.per_key = 0 OR r.concurrency_key IS NULL)
     UNION ALL
     SELECT r.id, r.priority, r.available_at, c.task_id, c.free, c.bucket, c.budget, k.key,
            CASE WHEN k.key = '' THEN NULL ELSE c.per_key - f.n END
@@ -398,10 +401,11 @@ candidates AS (
         WHERE x.task_id = k.task_id AND x.concurrency_key = k.key AND x.status IN ('dispatching', 'running')
     ) f
     CROSS JOIN LATERAL (
-        SELECT tr.id, tr.priority, tr.available_at, tr.map_concurrency
+        SELECT tr.id, tr.priority, tr.available_at
         FROM task_runs tr
         WHERE tr.task_id = k.task_id AND tr.concurrency_key = k.key AND tr.status = 'pending'
           AND tr.available_at <= coalesce($3::timestamptz, now())
+          AND tr.map_concurrency IS NULL
           AND (tr.pipeline_run_id IS NULL OR NOT (SELECT any_paused FROM paused_pipelines) OR NOT EXISTS (
                 SELECT 1 FROM pipeline_runs pr JOIN pipelines p ON p.id = pr.pipeline_id
                 WHERE pr.id = tr.pipeline_run_id AND p.paused_at IS NOT NULL))
@@ -410,7 +414,6 @@ candidates AS (
         LIMIT CASE WHEN k.key = '' THEN greatest(c.free, 0) ELSE greatest(least(c.free, c.per_key - f.n), 0) END
         FOR UPDATE SKIP LOCKED
     ) r
-    WHERE r.map_concurrency IS NULL
     UNION ALL
     -- Each map row's bounded items, at most as many as its bound leaves room for (its items in
     -- flight counted through task_runs_inflight_bounded); kroom: the room of their concurrency

@@ -303,6 +303,9 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		if err != nil {
 			return fmt.Errorf("count map row %s up: %w", mapRow.id, err)
 		}
+		if run.snap.Tasks[taskID].Map.MaxConcurrency != nil {
+			e.flowControlOn() // the retry is a bounded item
+		}
 		if n == 1 {
 			// The map still waits for items: the retry is one more, and the run goes on.
 			if err := queries.NotifyReady(ctx, tx); err != nil {
@@ -460,6 +463,10 @@ type nodeState struct {
 func (e *Engine) reopenMapRow(ctx context.Context, tx dbtx, run *lockedRun, nodes map[string]*nodeState, taskID string) (left int, err error) {
 	if err := e.rerunDownstream(ctx, tx, run, nodes, taskID); err != nil {
 		return 0, err
+	}
+	if run.snap.Tasks[taskID].Map.MaxConcurrency != nil {
+		// Its pending items are bounded: ClaimFlowControl's (as after its fan-out).
+		e.flowControlOn()
 	}
 	n := nodes[taskID]
 	left, err = queries.ReopenMapRow(ctx, tx, dbsqlc.ReopenMapRowParams{PipelineRunID: run.id, TaskID: taskID, MapRowID: n.id})
