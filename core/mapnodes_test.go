@@ -654,6 +654,34 @@ func TestMapNodeDLQRetryOfAnItem(t *testing.T) {
 		require.Equal(t, http.StatusConflict, resp.Status)
 		require.Equal(t, "ALREADY_RETRIED", resp.errorBody(t).Code)
 	})
+	t.Run("merge still waits for another branch", func(t *testing.T) {
+		t.Parallel()
+		// continue mode: the map completes (one item failed) while merge still waits for
+		// side. The retry re-opens the map; merge must still wait for both, and run once.
+		e := newEnv(t)
+		w := newPWorker(t, e)
+		e.register("pdf", "1", w.URL(), task("split", next("ocr", "side")), task("ocr", next("merge")), task("side", next("merge")), task("merge"))
+		r := e.do("PUT", "/api/pipelines/pages", map[string]any{"entryTasks": []string{"split"}, "nodes": mapNode("ocr", "split", "/pages", nil)}, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n)) })
+		var failedOnce atomic.Bool
+		w.on("ocr", pageOCR(e, func(i int) bool { return i == 2 && failedOnce.CompareAndSwap(false, true) }))
+		release := w.holdTask("side")
+		id := e.trigger("pages", map[string]any{"input": 1, "failureMode": "continue"})
+		require.Eventually(t, func() bool {
+			status, _, _, _ := e.mapRowOf(id, "ocr")
+			return status == "completed"
+		}, 30*time.Second, 10*time.Millisecond, "the map completed with its failed item")
+		resp := e.do("POST", "/api/dlq/"+itemDLQ(e, id)+"/retry", nil, "")
+		require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
+		require.Eventually(t, func() bool {
+			status, code, _, _ := e.mapRowOf(id, "ocr")
+			return status == "completed" && code == ""
+		}, 30*time.Second, 10*time.Millisecond, "the map completed again")
+		require.Empty(t, w.dispatchesOf("merge"), "merge still waits for side")
+		release()
+		checkDone(e, w, id, 1)
+	})
 	t.Run("refused while merge runs", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)

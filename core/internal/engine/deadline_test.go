@@ -324,6 +324,30 @@ func TestDLQRetryAfterTheDeadlineIsRefused(t *testing.T) {
 	require.Len(t, run.Tasks, 1, "no retry run was made")
 	require.Zero(t, h.count(t, `SELECT count(*) FROM dlq WHERE retried_at IS NOT NULL`))
 
+	// A partial run (partial-merge) past its deadline is refused the same way.
+	h.register(t, []protocol.TaskDefinition{{ID: "a", AllowedNext: []string{"b", "c"}, Retries: ptr(0)}, {ID: "b", Retries: ptr(0)}, {ID: "c", Retries: ptr(0)}},
+		protocol.PipelineDefinition{ID: "pm", EntryTasks: []string{"a"}, FailureMode: "partial-merge", TimeoutMs: ptr(int64(60_000))})
+	pm, err := h.eng.Trigger(ctx, "pm", TriggerRequest{Input: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	h.succeed(t, h.claimOne(t))
+	branches, err := h.eng.Claim(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, branches, 2)
+	_, err = h.eng.Callback(ctx, WorkerCall{RunID: branches[0].RunID, Lease: &branches[0].Lease}, &protocol.CallbackRequest{Status: protocol.CallbackFailed,
+		Error: "boom", Retryable: ptr(false)})
+	require.NoError(t, err)
+	h.succeed(t, branches[1])
+	prun, err := h.eng.GetPipelineRun(ctx, pm.PipelineRunID)
+	require.NoError(t, err)
+	require.Equal(t, protocol.PipelinePartial, prun.Status)
+	var pmEntry string
+	require.NoError(t, h.pool.QueryRow(ctx, `SELECT id FROM dlq WHERE task_run_id = $1`, branches[0].RunID).Scan(&pmEntry))
+	h.clock.Advance(61 * time.Second)
+	_, err = h.eng.RetryDLQ(ctx, pmEntry)
+	require.ErrorIs(t, err, ErrConflict)
+	require.Equal(t, "PIPELINE_RUN_DEADLINE_PASSED", err.(*Error).Code)
+	h.clock.Advance(-61 * time.Second)
+
 	// Before the deadline, the same retry re-opens the run.
 	h.clock.Advance(-30 * time.Second)
 	_, err = h.eng.RetryDLQ(ctx, entry)

@@ -251,7 +251,7 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		// The child run of a sub-pipeline node: its end already ended the parent's node.
 		return conflict("SUB_PIPELINE_RETRY_UNSUPPORTED", "task run %q belongs to pipeline run %q, a sub-pipeline run of %q, whose node already ended with it: retrying it is not supported; trigger the parent pipeline again instead",
 			failedRunID, prun, run.parentID)
-	case run.status == protocol.PipelineFailed:
+	case run.status == protocol.PipelineFailed || run.status == protocol.PipelinePartial:
 		// A run that timed out is over, as a cancelled one is: re-opened past its deadline it
 		// would only time out again.
 		end, err := queries.PipelineRunEnd(ctx, tx, dbsqlc.PipelineRunEndParams{ID: prun, Now: e.now()})
@@ -421,7 +421,12 @@ func (e *Engine) rerunDownstream(ctx context.Context, tx dbtx, run *lockedRun, n
 		seen[next] = true
 		queue = append(queue, run.snap.Tasks[next].AllowedNext...)
 		switch sn.status {
-		case protocol.StatusWaiting, protocol.StatusSkipped, protocol.StatusCancelled:
+		case protocol.StatusWaiting:
+			// Its preds_left already counted the map row (or a node re-run below): reopen
+			// derives its state again from its predecessors', as for a cancelled node.
+			sn.status = protocol.StatusCancelled
+			continue
+		case protocol.StatusSkipped, protocol.StatusCancelled:
 			continue
 		case protocol.StatusCompleted, protocol.StatusFailed:
 			if run.snap.Tasks[next].Map == nil && run.snap.Tasks[next].Pipeline == "" {
