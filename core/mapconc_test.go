@@ -24,6 +24,12 @@ type inFlight struct {
 	dispatched     int
 	hold           time.Duration
 	keyOf          func(d protocol.DispatchRequest) string
+	// reach, when set, makes a held item wait (up to reachWait, once per pipeline run) until
+	// that many items of its run were in flight at once, so that a test can require the bound
+	// to be reached however slowly the machine claims.
+	reach     int
+	reachWait time.Duration
+	gaveUp    map[string]bool
 }
 
 func newInFlight(hold time.Duration, keyOf func(protocol.DispatchRequest) string) *inFlight {
@@ -53,6 +59,7 @@ func (f *inFlight) wrap(w *pworker) {
 	w.after = func(d protocol.DispatchRequest) {
 		if d.TaskID == "ocr" {
 			time.Sleep(f.hold)
+			f.awaitReach(d.PipelineRunID)
 			f.mu.Lock()
 			f.byRun[d.PipelineRunID]--
 			if f.keyOf != nil {
@@ -61,6 +68,29 @@ func (f *inFlight) wrap(w *pworker) {
 			f.mu.Unlock()
 		}
 		after(d)
+	}
+}
+
+// awaitReach waits until f.reach items of run were in flight at once, or f.reachWait has
+// passed (then no item of the run waits again).
+func (f *inFlight) awaitReach(run string) {
+	if f.reach == 0 {
+		return
+	}
+	deadline := time.Now().Add(f.reachWait)
+	for {
+		f.mu.Lock()
+		if f.maxRun[run] >= f.reach || f.gaveUp[run] {
+			f.mu.Unlock()
+			return
+		}
+		if time.Now().After(deadline) {
+			f.gaveUp[run] = true
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -129,6 +159,9 @@ func TestMapNodeMaxConcurrencyAcrossInstances(t *testing.T) {
 	other := newEnvOn(t, e.pool, func(c *core.Config) { c.ProcessBatchSize = 7 })
 	w := newPWorker(t, e)
 	f := newInFlight(2*time.Millisecond, nil)
+	// The first items wait for the third to arrive (a loaded machine claims slowly): the bound
+	// is then reached unless the claims cannot put three items in flight.
+	f.reach, f.reachWait, f.gaveUp = 3, 10*time.Second, map[string]bool{}
 	f.wrap(w)
 	mapPipeline(e, w, "pages", map[string]any{"maxConcurrency": 3}, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(50) })
 	const n = 100
