@@ -47,6 +47,10 @@ type TaskRun struct {
 	// every other run, and on a map row that has not fanned out).
 	ItemsTotal *int `json:"itemsTotal,omitempty"`
 	ItemsLeft  *int `json:"itemsLeft,omitempty"`
+	// SpawnedBy is the task run of the spawn node that spawned this run (absent on every other
+	// run); ItemIndex is then its index in the spawn, and the spawning run's ItemsTotal and
+	// ItemsLeft count its spawned runs.
+	SpawnedBy string `json:"spawnedBy,omitempty"`
 }
 
 // Service is a registered worker service.
@@ -218,6 +222,8 @@ type PipelineNode struct {
 	Map *MapConfig `json:"map,omitempty"`
 	// Pipeline is the pipeline a sub-pipeline node runs (absent: an ordinary node).
 	Pipeline string `json:"pipeline,omitempty"`
+	// Spawn is the node's spawn declaration (absent: an ordinary node), maxItems filled in.
+	Spawn *SpawnConfig `json:"spawn,omitempty"`
 }
 
 // Pipeline is a pipeline definition with the structure it has now.

@@ -93,14 +93,36 @@ type PipelineDefinition struct {
 	Nodes map[string]NodeConfig `json:"nodes,omitempty"`
 }
 
-// NodeConfig configures one node of a pipeline: that it is a map node or a sub-pipeline node
-// (exactly one of the two).
+// NodeConfig configures one node of a pipeline: that it is a map node, a sub-pipeline node or a
+// spawn node (exactly one of the three).
 type NodeConfig struct {
 	// Map makes the node a map node: one task run per element of an array in a predecessor's output.
 	Map *MapConfig `json:"map,omitempty"`
 	// Pipeline makes the node a sub-pipeline node: when it becomes ready, a child run of this
 	// pipeline runs in its place, with the node's upstream as input, and the node ends with it.
 	Pipeline string `json:"pipeline,omitempty"`
+	// Spawn makes the node a spawn node: a success callback of its run may carry Spawn entries,
+	// task runs known only at run time, which the node waits for (docs/dynamic-pipelines.md).
+	Spawn *SpawnConfig `json:"spawn,omitempty"`
+}
+
+// SpawnConfig declares a spawn node: a success callback of the node's run may spawn up to
+// MaxItems task runs (CallbackRequest.Spawn); the node completes when every one resolved, its
+// output for successors {"output": <its own output>, "items": [<their outputs, in order>]}.
+type SpawnConfig struct {
+	// MaxItems bounds the entries of one callback (1 to the orchestrator's MAP_MAX_ITEMS; 0 or
+	// absent at declaration = MAP_MAX_ITEMS): more are refused with 400 SPAWN_TOO_MANY.
+	MaxItems int `json:"maxItems,omitempty"`
+	// MaxConcurrency is refused at declaration (400 SPAWN_CONCURRENCY_UNSUPPORTED): spawned runs
+	// are not bounded per node yet.
+	MaxConcurrency *int `json:"maxConcurrency,omitempty"`
+}
+
+// SpawnRequest is one entry of a callback's spawn: a run of task TaskID (a task of the spawning
+// task's service) with input Input.
+type SpawnRequest struct {
+	TaskID string          `json:"taskId"`
+	Input  json.RawMessage `json:"input,omitempty"`
 }
 
 // MapConfig declares a map node: when the node becomes ready, its task runs once per element of
@@ -245,6 +267,9 @@ type CallbackRequest struct {
 	// IdempotencyKey, on a success, records this run's result under the key for the task's
 	// idempotencyTTL (this project's extension; see IdempotencyCheckRequest).
 	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+	// Spawn, on a success of a spawn node's run, lists task runs to start, which the node then
+	// waits for (this project's extension; docs/dynamic-pipelines.md). A failure's is dropped.
+	Spawn []SpawnRequest `json:"spawn,omitempty"`
 }
 
 // IdempotencyCheckRequest is the body of POST /api/idempotency/check (this project's

@@ -142,7 +142,7 @@ const mapItemOutputs = `-- name: MapItemOutputs :many
 SELECT item_index::int AS item_index, status, output, coalesce(output_path, '') AS output_path
 FROM task_runs
 WHERE pipeline_run_id = $1::text AND task_id = $2::text
-  AND item_index IS NOT NULL AND superseded_by IS NULL
+  AND item_index IS NOT NULL AND superseded_by IS NULL AND spawned_by IS NULL
 ORDER BY item_index
 `
 
@@ -265,14 +265,14 @@ WITH reset AS (
     UPDATE task_runs SET status = 'pending', error = NULL, error_code = NULL, completed_at = NULL, deadline = NULL,
                          available_at = now(), updated_at = now()
     WHERE pipeline_run_id = $1::text AND task_id = $2::text
-      AND item_index IS NOT NULL AND superseded_by IS NULL AND status = 'cancelled'
+      AND item_index IS NOT NULL AND superseded_by IS NULL AND spawned_by IS NULL AND status = 'cancelled'
     RETURNING id
 )
 UPDATE task_runs m SET
     status      = 'waiting',
     items_left  = (SELECT count(*) FROM task_runs i
                    WHERE i.pipeline_run_id = $1::text AND i.task_id = $2::text
-                     AND i.item_index IS NOT NULL AND i.superseded_by IS NULL
+                     AND i.item_index IS NOT NULL AND i.superseded_by IS NULL AND i.spawned_by IS NULL
                      AND i.status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))
                   + (SELECT count(*) FROM reset),
     output = NULL, output_path = NULL, output_size = NULL, error = NULL, error_code = NULL,

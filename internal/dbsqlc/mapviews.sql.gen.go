@@ -18,7 +18,7 @@ SELECT id, item_index::int AS item_index, status, attempt, coalesce(error, '') A
        started_at, completed_at, updated_at
 FROM task_runs
 WHERE pipeline_run_id = $1::text AND task_id = $2::text
-  AND item_index > $3::int AND superseded_by IS NULL
+  AND item_index > $3::int AND superseded_by IS NULL AND spawned_by IS NULL
   AND ($4::text = '' OR status = $4::text)
 ORDER BY item_index
 LIMIT $5::int
@@ -92,7 +92,7 @@ SELECT task_id, (item_index IS NULL)::bool AS map_row, status, count(*)::int AS 
        min(id)::text AS id, coalesce(max(items_total), -1)::int AS items_total
 FROM task_runs
 WHERE pipeline_run_id = $1::text AND task_id = ANY($2::text[])
-  AND superseded_by IS NULL
+  AND superseded_by IS NULL AND spawned_by IS NULL
 GROUP BY task_id, item_index IS NULL, status
 `
 

@@ -232,6 +232,7 @@ type TaskRun struct {
 	ItemsTotal          *int
 	ItemsLeft           *int
 	MapConcurrency      *int
+	SpawnedBy           *string
 }
 
 type TempUpload struct {

@@ -147,7 +147,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
-       item_index, items_total, items_left
+       item_index, items_total, items_left, coalesce(spawned_by, '') AS spawned_by
 FROM task_runs WHERE id = $1
 `
 
@@ -185,6 +185,7 @@ type RunGetRow struct {
 	ItemIndex        *int
 	ItemsTotal       *int
 	ItemsLeft        *int
+	SpawnedBy        string
 }
 
 // Read models for the API.
@@ -225,6 +226,7 @@ func (q *Queries) RunGet(ctx context.Context, db DBTX, id string) (RunGetRow, er
 		&i.ItemIndex,
 		&i.ItemsTotal,
 		&i.ItemsLeft,
+		&i.SpawnedBy,
 	)
 	return i, err
 }
@@ -236,7 +238,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
-       item_index, items_total, items_left
+       item_index, items_total, items_left, coalesce(spawned_by, '') AS spawned_by
 FROM task_runs
 WHERE ($1::text = '' OR status = $1::text) AND ($2::text = '' OR task_id = $2::text) AND ($3::text = '' OR id < $3::text)
 ORDER BY id DESC
@@ -284,6 +286,7 @@ type RunListRow struct {
 	ItemIndex        *int
 	ItemsTotal       *int
 	ItemsLeft        *int
+	SpawnedBy        string
 }
 
 // Filters status and task_id (” = all); cursor is an id (” = newest), max the limit.
@@ -335,6 +338,7 @@ func (q *Queries) RunList(ctx context.Context, db DBTX, arg RunListParams) ([]Ru
 			&i.ItemIndex,
 			&i.ItemsTotal,
 			&i.ItemsLeft,
+			&i.SpawnedBy,
 		); err != nil {
 			return nil, err
 		}

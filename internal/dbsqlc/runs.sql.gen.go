@@ -850,7 +850,7 @@ updated AS (
         updated_at        = coalesce($1::timestamptz, now())
     FROM target x
     WHERE tr.id = x.id
-    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot, tr.concurrency_key, tr.item_index, tr.items_total, tr.items_left, tr.map_concurrency
+    RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.status, tr.attempt, tr.priority, tr.lease, tr.available_at, tr.deadline, tr.timeout_at, tr.heartbeat_interval_ms, tr.input_path, tr.output_path, tr.output_size, tr.assets, tr.logs_path, tr.selected_next, tr.error, tr.error_code, tr.previous_attempts, tr.code_version, tr.code_hash, tr.metadata, tr.idempotency_key, tr.progress, tr.progress_message, tr.created_at, tr.updated_at, tr.started_at, tr.completed_at, tr.predecessors, tr.preds_left, tr.selected, tr.upstream_failed, tr.superseded_by, tr.traceparent, tr.input, tr.output, tr.parked_available_at, tr.schedule_id, tr.schedule_slot, tr.concurrency_key, tr.item_index, tr.items_total, tr.items_left, tr.map_concurrency, tr.spawned_by
 ),
 dead AS (
     INSERT INTO dlq (id, task_run_id, task_id, pipeline_run_id, input_path, input, error, error_code,

@@ -18,7 +18,7 @@ func (e *Engine) advanceFailed(ctx context.Context, tx dbtx, runs map[string]*lo
 	byRun := map[string][]resolution{}
 	for _, a := range ended {
 		if a.Status == protocol.StatusFailed && a.PipelineRunID != "" {
-			byRun[a.PipelineRunID] = append(byRun[a.PipelineRunID], resolution{taskID: a.TaskID, failed: true})
+			byRun[a.PipelineRunID] = append(byRun[a.PipelineRunID], resolution{taskID: a.TaskID, failed: true, runID: a.ID})
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(byRun)) {
@@ -58,6 +58,8 @@ type lockedRun struct {
 	hasSubs  bool
 	set      map[string]*lockedRun
 	endDone  bool
+	// spawnState caches spawns(): 0 not known yet, 1 no spawn node, 2 some (spawn.go).
+	spawnState int8
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
@@ -106,8 +108,12 @@ type resolution struct {
 	completed bool
 	failed    bool // failed itself, or skipped because something upstream failed
 	selected  []string
-	// mapRow: the resolution is a map node's own row (mapnodes.go), not one of its items.
+	// mapRow: the resolution is a map node's own row (mapnodes.go), not one of its items, or a
+	// spawning row's (spawn.go).
 	mapRow bool
+	// runID is the task run that resolved, when known ('' for a node resolved without a worker):
+	// a spawned run's resolution counts its spawning row down (spawn.go).
+	runID string
 }
 
 // advanceNodes moves a locked pipeline run on after nodes resolved, in the caller's transaction:
@@ -118,6 +124,16 @@ type resolution struct {
 func (e *Engine) advanceNodes(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution, last bool) error {
 	if run.status != protocol.PipelineRunning {
 		return nil
+	}
+	// Spawned runs (spawn.go) count their spawning rows down instead of advancing anything.
+	if run.spawns() {
+		var err error
+		if resolved, err = e.resolveSpawned(ctx, tx, run, resolved); err != nil {
+			return err
+		}
+		if len(resolved) == 0 {
+			return nil
+		}
 	}
 	// Map nodes (mapnodes.go): items count their map rows down instead of advancing anything.
 	var hasMaps bool

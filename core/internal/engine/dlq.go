@@ -274,6 +274,16 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 	if n != 1 {
 		return conflict("RUN_ALREADY_REPLACED", "task run %q is no longer part of pipeline run %q", failedRunID, prun)
 	}
+	if run.spawns() {
+		// A spawned run (spawn.go) waits again with its spawning row, or not at all.
+		spawner, err := queries.SpawnedByOf(ctx, tx, failedRunID)
+		if err != nil {
+			return fmt.Errorf("read the spawning row of %s: %w", failedRunID, err)
+		}
+		if spawner != "" {
+			return e.reopenSpawned(ctx, tx, prun, spawner, failedRunID, newRunID)
+		}
+	}
 	// A failed run of a map node is one of its items (the map row never goes to a worker).
 	item := run.snap.Tasks[taskID] != nil && run.snap.Tasks[taskID].Map != nil
 	if item {

@@ -199,11 +199,11 @@ func (g *groupCommit) take(leader *callbackItem) []*callbackItem {
 }
 
 // plain reports whether a callback is the common case the batch completes with one statement:
-// a success with no idempotency key and no selectedNext whose output, if any, is its run's own
+// a success with no idempotency key, no selectedNext and no spawn whose output, if any, is its run's own
 // (sent inline or stored, never a copy of another run's).
 func (it *callbackItem) plain() bool {
 	cb := it.cb
-	return cb.Status == protocol.CallbackSuccess && cb.IdempotencyKey == "" && len(cb.SelectedNext) == 0 &&
+	return cb.Status == protocol.CallbackSuccess && cb.IdempotencyKey == "" && len(cb.SelectedNext) == 0 && len(cb.Spawn) == 0 &&
 		(cb.OutputPath == "" || strings.HasPrefix(cb.OutputPath, "runs/"+it.call.RunID+"/"))
 }
 

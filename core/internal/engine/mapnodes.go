@@ -54,8 +54,20 @@ func validateNodes(id string, def *protocol.PipelineDefinition, maxItems int) er
 		if !idPattern.MatchString(taskID) {
 			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: nodes key %q is not a valid task id", id, taskID)
 		}
-		if n.Map != nil && n.Pipeline != "" {
-			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares both \"map\" and \"pipeline\"; a node config has exactly one", id, taskID)
+		kinds := 0
+		for _, set := range []bool{n.Map != nil, n.Pipeline != "", n.Spawn != nil} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds > 1 {
+			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares more than one of \"map\", \"pipeline\" and \"spawn\"; a node config has exactly one", id, taskID)
+		}
+		if n.Spawn != nil {
+			if err := validateSpawnNode(id, taskID, n.Spawn, maxItems); err != nil {
+				return err
+			}
+			continue
 		}
 		if n.Pipeline != "" {
 			if err := validateSubNode(id, taskID, n.Pipeline, def); err != nil {
@@ -65,7 +77,7 @@ func validateNodes(id string, def *protocol.PipelineDefinition, maxItems int) er
 		}
 		m := n.Map
 		if m == nil {
-			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares nothing (a node config must have \"map\" or \"pipeline\")", id, taskID)
+			return nodeError("INVALID_NODES", taskID, "", "pipeline %q: node %q declares nothing (a node config must have \"map\", \"pipeline\" or \"spawn\")", id, taskID)
 		}
 		if m.MaxConcurrency != nil && (*m.MaxConcurrency < 1 || *m.MaxConcurrency > MaxInt4) {
 			return nodeError("MAP_MAX_CONCURRENCY_INVALID", taskID, ".map.maxConcurrency",
@@ -118,6 +130,10 @@ func checkNodesAgainst(id string, nodes map[string]protocol.NodeConfig, g *Graph
 func nodeProblems(nodes map[string]protocol.NodeConfig, g *Graph) []*Error {
 	var out []*Error
 	for _, taskID := range slices.Sorted(maps.Keys(nodes)) {
+		if nodes[taskID].Spawn != nil && g.Tasks[taskID] == nil {
+			out = append(out, nodeError("SPAWN_NODE_UNKNOWN", taskID, "",
+				"spawn node %q is not a task of the pipeline (not registered, or not reachable from an entry task)", taskID))
+		}
 		if nodes[taskID].Pipeline != "" && g.Tasks[taskID] == nil {
 			out = append(out, nodeError("SUB_PIPELINE_NODE_UNKNOWN", taskID, "",
 				"sub-pipeline node %q is not a task of the pipeline (not registered, or not reachable from an entry task)", taskID))
@@ -153,6 +169,10 @@ func attachNodes(nodes map[string]protocol.NodeConfig, g *Graph) {
 		}
 		if n := g.Tasks[taskID]; n != nil && c.Pipeline != "" {
 			n.Pipeline = c.Pipeline
+		}
+		if n := g.Tasks[taskID]; n != nil && c.Spawn != nil {
+			sp := *c.Spawn
+			n.Spawn = &sp
 		}
 	}
 }

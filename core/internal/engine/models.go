@@ -47,6 +47,9 @@ type Run struct {
 	ItemIndex  *int
 	ItemsTotal *int
 	ItemsLeft  *int
+	// SpawnedBy is the spawning row of a spawned run ("" on every other run; spawn.go), whose
+	// ItemIndex is its place in the spawn.
+	SpawnedBy string
 }
 
 func nonEmpty(s string) *string {
@@ -65,7 +68,7 @@ func runOf(row dbsqlc.RunGetRow) (Run, error) {
 		ProgressMessage: row.ProgressMessage, IdempotencyKey: row.IdempotencyKey, CreatedAt: row.CreatedAt,
 		UpdatedAt: row.UpdatedAt, ScheduledAt: row.AvailableAt, StartedAt: row.StartedAt, CompletedAt: row.CompletedAt,
 		DeadlineAt: row.Deadline, ScheduleID: row.ScheduleID, ScheduleSlot: row.ScheduleSlot,
-		ItemIndex: row.ItemIndex, ItemsTotal: row.ItemsTotal, ItemsLeft: row.ItemsLeft}
+		ItemIndex: row.ItemIndex, ItemsTotal: row.ItemsTotal, ItemsLeft: row.ItemsLeft, SpawnedBy: row.SpawnedBy}
 	r.PreviousAttempts = []protocol.Attempt{}
 	if err := json.Unmarshal(row.PreviousAttempts, &r.PreviousAttempts); err != nil {
 		return Run{}, fmt.Errorf("previous attempts of %s: %w", row.ID, err)

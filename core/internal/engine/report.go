@@ -21,6 +21,8 @@ import (
 type WorkerCall struct {
 	RunID string
 	Lease *int64
+	// spawn is the checked spawn of a success callback (spawn.go; nil: none).
+	spawn *spawnPlan
 }
 
 // lease is the lease the call speaks for, anyLease for a compat worker's call.
@@ -145,7 +147,7 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 	res, err = e.callback(ctx, call, cb)
 	if err == nil && res.Applied {
 		outcome := protocol.StatusCompleted
-		if res.Status != protocol.StatusCompleted {
+		if res.Status != protocol.StatusCompleted && res.Status != protocol.StatusWaiting {
 			outcome = protocol.StatusFailed
 		}
 		e.metrics.TaskDuration.WithLabelValues(res.taskID, string(outcome)).Observe(res.seconds)
@@ -179,6 +181,13 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 				return CallbackResult{}, serr
 			}
 			return CallbackResult{}, err
+		}
+		if len(cb.Spawn) > 0 {
+			plan, err := e.checkSpawn(ctx, call.RunID, cb)
+			if err != nil {
+				return CallbackResult{}, err
+			}
+			call.spawn = plan
 		}
 	}
 	return e.groupCallback(ctx, call, cb)
@@ -271,9 +280,18 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 					return CallbackResult{}, err
 				}
 			}
-			res := resolution{taskID: taskID, completed: true, selected: cb.SelectedNext}
+			res := resolution{taskID: taskID, completed: true, selected: cb.SelectedNext, runID: call.RunID}
+			spawned := false
+			if call.spawn != nil {
+				// A spawn node's run: its row waits for the runs it spawned (spawn.go).
+				if spawned, err = e.startSpawned(ctx, db, run, call.RunID, call.spawn); err != nil {
+					return CallbackResult{}, err
+				}
+			}
 			switch {
-			case run != nil && run.deferItems && isItem(run, res):
+			case spawned:
+				status = protocol.StatusWaiting
+			case run != nil && run.deferItems && (isItem(run, res) || run.spawns()):
 				run.items = append(run.items, res)
 			case run != nil:
 				if err := e.advance(ctx, db, run, []resolution{res}, last); err != nil {

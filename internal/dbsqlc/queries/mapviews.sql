@@ -10,7 +10,7 @@ SELECT task_id, (item_index IS NULL)::bool AS map_row, status, count(*)::int AS 
        min(id)::text AS id, coalesce(max(items_total), -1)::int AS items_total
 FROM task_runs
 WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND task_id = ANY(sqlc.arg('task_ids')::text[])
-  AND superseded_by IS NULL
+  AND superseded_by IS NULL AND spawned_by IS NULL
 GROUP BY task_id, item_index IS NULL, status;
 
 -- name: MapItemsPage :many
@@ -21,7 +21,7 @@ SELECT id, item_index::int AS item_index, status, attempt, coalesce(error, '') A
        started_at, completed_at, updated_at
 FROM task_runs
 WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND task_id = sqlc.arg('task_id')::text
-  AND item_index > sqlc.arg('after')::int AND superseded_by IS NULL
+  AND item_index > sqlc.arg('after')::int AND superseded_by IS NULL AND spawned_by IS NULL
   AND (sqlc.arg('status')::text = '' OR status = sqlc.arg('status')::text)
 ORDER BY item_index
 LIMIT sqlc.arg('max')::int;

@@ -101,15 +101,16 @@ RETURNING tr.task_id, tr.status, tr.upstream_failed;
 -- Counts the current nodes of running pipeline run id and ends the run when none is open, or
 -- in fail-fast mode as soon as one failed: failed when a node failed (partial in partial-merge
 -- mode when another completed, the error naming the failed nodes), else completed. A map row
--- that completed with failed items (MAP_ITEMS_FAILED, continue and partial-merge) counts as both
+-- (or spawning row) that completed with failed items (MAP_ITEMS_FAILED, SPAWN_ITEMS_FAILED;
+-- continue and partial-merge) counts as both
 -- a completed node and a failed one. finished is
 -- the status it ended with, '' when it goes on. The caller holds the run's lock.
 WITH tally AS (
     SELECT count(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled', 'skipped')) AS open,
-           count(*) FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')) AS failed,
+           count(*) FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code IN ('MAP_ITEMS_FAILED', 'SPAWN_ITEMS_FAILED'))) AS failed,
            count(*) FILTER (WHERE status = 'completed') AS completed,
            coalesce(string_agg(task_id, ', ' ORDER BY task_id)
-               FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code = 'MAP_ITEMS_FAILED')), '')::text AS failed_tasks
+               FILTER (WHERE status = 'failed' OR (items_total IS NOT NULL AND error_code IN ('MAP_ITEMS_FAILED', 'SPAWN_ITEMS_FAILED'))), '')::text AS failed_tasks
     -- A map node's items are not counted: its map row stands for them (migration 014).
     FROM task_runs WHERE pipeline_run_id = sqlc.arg('id')::text AND superseded_by IS NULL AND item_index IS NULL
 ),
@@ -180,7 +181,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, ''), coalesce(schedule_id, '') AS schedule_id, schedule_slot,
-       item_index, items_total, items_left
+       item_index, items_total, items_left, coalesce(spawned_by, '') AS spawned_by
 FROM task_runs WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND (sqlc.arg('items')::bool OR item_index IS NULL)
 ORDER BY id;
 

@@ -7,7 +7,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
-       item_index, items_total, items_left
+       item_index, items_total, items_left, coalesce(spawned_by, '') AS spawned_by
 FROM task_runs WHERE id = sqlc.arg('id');
 
 -- name: RunList :many
@@ -18,7 +18,7 @@ SELECT id, task_id, coalesce(pipeline_run_id, ''), status, attempt, priority, co
        progress, coalesce(progress_message, ''), metadata, coalesce(idempotency_key, ''),
        created_at, updated_at, coalesce(parked_available_at, available_at) AS available_at, started_at, completed_at, deadline,
        coalesce(superseded_by, '') AS superseded_by, coalesce(schedule_id, '') AS schedule_id, schedule_slot,
-       item_index, items_total, items_left
+       item_index, items_total, items_left, coalesce(spawned_by, '') AS spawned_by
 FROM task_runs
 WHERE (sqlc.arg('status')::text = '' OR status = sqlc.arg('status')::text) AND (sqlc.arg('task_id')::text = '' OR task_id = sqlc.arg('task_id')::text) AND (sqlc.arg('cursor')::text = '' OR id < sqlc.arg('cursor')::text)
 ORDER BY id DESC

@@ -1,0 +1,401 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pipeweave/pipeweave/core/internal/ids"
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/core/storage"
+	"github.com/pipeweave/pipeweave/internal/database"
+	"github.com/pipeweave/pipeweave/internal/dbsqlc"
+)
+
+// Spawn nodes (issue 15, item 1's last part; docs/dynamic-pipelines.md, migration 018): a node
+// declared nodes.<taskId>.spawn may, in its run's success callback, spawn task runs known only
+// at run time (CallbackRequest.Spawn). Its row keeps its own output but waits (items_total,
+// items_left, as a map row does) until every spawned run resolved; each spawned run is a row of
+// the pipeline run with item_index set (left out of the tally and of upstream reads) and
+// spawned_by naming the spawning row, which its resolution counts down.
+
+// Spawn error codes.
+const (
+	// SpawnItemFailed: a spawned run failed for good in fail-fast mode; its spawning row fails.
+	SpawnItemFailed = "SPAWN_ITEM_FAILED"
+	// SpawnItemsFailed marks a spawning row that completed (continue, partial-merge) with
+	// failed spawned runs: FinishPipelineRunIfDone counts it as a failure too.
+	SpawnItemsFailed = "SPAWN_ITEMS_FAILED"
+)
+
+// SpawnedOutputPath is where the output of a spawning row is stored when it is too large to be
+// inline: {"output": ..., "items": [...]}, beside (never over) the run's own output.
+func SpawnedOutputPath(runID string) string { return "runs/" + runID + "/spawned.json" }
+
+// validateSpawnNode checks a spawn declaration on its own, filling in maxItems' default.
+func validateSpawnNode(id, taskID string, s *protocol.SpawnConfig, maxItems int) error {
+	if s.MaxConcurrency != nil {
+		return nodeError("SPAWN_CONCURRENCY_UNSUPPORTED", taskID, ".spawn.maxConcurrency",
+			"pipeline %q: node %q: spawn.maxConcurrency is not supported (spawned runs are bounded by their tasks' own concurrency limits only)", id, taskID)
+	}
+	if s.MaxItems == 0 {
+		s.MaxItems = maxItems
+	}
+	if s.MaxItems < 1 || s.MaxItems > maxItems {
+		return nodeError("SPAWN_MAX_ITEMS_INVALID", taskID, ".spawn.maxItems",
+			"pipeline %q: node %q: maxItems must be an integer between 1 and %d (MAP_MAX_ITEMS), not %d", id, taskID, maxItems, s.MaxItems)
+	}
+	return nil
+}
+
+// spawnPlan is a checked spawn of a success callback: the rows to insert, their inputs stored
+// already when they are not inline. It travels with the callback in WorkerCall.
+type spawnPlan struct {
+	pipelineRunID string
+	p             dbsqlc.InsertSpawnedParams
+}
+
+// spawnError is a 400 naming the callback's field.
+func spawnError(code, field, format string, args ...any) *Error {
+	err := invalid(code, format, args...)
+	err.Details = map[string]any{"field": field}
+	return err
+}
+
+// checkSpawn checks the spawn of success callback cb of run runID and prepares its rows (nil
+// when it spawns nothing): the run must be a spawn node's own run, each task one of the spawning
+// task's service, the count within the node's maxItems. Inputs over InlineMax are stored now (a
+// callback refused later, a stale lease say, leaves them behind unreferenced). Nothing is
+// written to the database.
+func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.CallbackRequest) (*spawnPlan, error) {
+	if cb.Status != protocol.CallbackSuccess || len(cb.Spawn) == 0 {
+		return nil, nil
+	}
+	n := len(cb.Spawn)
+	if n > e.cfg.MapMaxItems {
+		return nil, spawnError("SPAWN_TOO_MANY", "spawn", "spawn has %d entries; at most %d (MAP_MAX_ITEMS)", n, e.cfg.MapMaxItems)
+	}
+	for i, s := range cb.Spawn {
+		if !idPattern.MatchString(s.TaskID) {
+			return nil, spawnError("SPAWN_TASK_UNKNOWN", fmt.Sprintf("spawn[%d].taskId", i), "spawn[%d].taskId %q is not a valid task id", i, s.TaskID)
+		}
+	}
+	src, err := queries.SpawnSource(ctx, e.db, runID)
+	if errors.Is(err, database.ErrNotFound) {
+		return nil, notFound("RUN_NOT_FOUND", "task run %q not found", runID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the spawning run %s: %w", runID, err)
+	}
+	if src.PipelineRunID == "" || src.IsItem || len(src.Spawn) == 0 || string(src.Spawn) == "null" {
+		return nil, spawnError("SPAWN_NOT_DECLARED", "spawn",
+			"run %q of task %q may not spawn: only the run of a node declared with \"spawn\" in its pipeline (nodes.<taskId>.spawn) may; send the callback again without spawn",
+			runID, src.TaskID)
+	}
+	var decl protocol.SpawnConfig
+	if err := json.Unmarshal(src.Spawn, &decl); err != nil {
+		return nil, fmt.Errorf("read the spawn declaration of %s: %w", runID, err)
+	}
+	if decl.MaxItems > 0 && n > decl.MaxItems {
+		return nil, spawnError("SPAWN_TOO_MANY", "spawn", "spawn has %d entries; node %q allows at most %d (spawn.maxItems)", n, src.TaskID, decl.MaxItems)
+	}
+	var names []string
+	for _, s := range cb.Spawn {
+		if !slices.Contains(names, s.TaskID) {
+			names = append(names, s.TaskID)
+		}
+	}
+	rows, err := queries.SpawnTasks(ctx, e.db, dbsqlc.SpawnTasksParams{IDs: names, ServiceID: src.ServiceID})
+	if err != nil {
+		return nil, fmt.Errorf("read the tasks spawned by %s: %w", runID, err)
+	}
+	tasks := make(map[string]dbsqlc.SpawnTasksRow, len(rows))
+	for _, r := range rows {
+		tasks[r.ID] = r
+	}
+	plan := &spawnPlan{pipelineRunID: src.PipelineRunID}
+	p := &plan.p
+	p.SpawnedBy = runID
+	for i, s := range cb.Spawn {
+		t, ok := tasks[s.TaskID]
+		if !ok {
+			return nil, spawnError("SPAWN_TASK_UNKNOWN", fmt.Sprintf("spawn[%d].taskId", i),
+				"spawn[%d].taskId %q is not a task registered by service %q (a run may spawn only its own service's tasks)", i, s.TaskID, src.ServiceID)
+		}
+		id := ids.New(ids.TaskRun)
+		data, inline := e.inlineInput(s.Input)
+		var input []byte
+		key := noConcurrencyKey
+		if inline {
+			input = data
+		}
+		switch {
+		case t.ConcurrencyKey == "":
+		case inline:
+			if k := concurrencyKeyOf(t.ConcurrencyKey, data); k != nil {
+				key = *k
+			}
+		default:
+			key = "" // unknown: limited by the task alone, as a DLQ retry of a stored input
+		}
+		p.IDs, p.TaskIDs = append(p.IDs, id), append(p.TaskIDs, s.TaskID)
+		p.InputPaths, p.Inputs = append(p.InputPaths, protocol.StandaloneInputPath(id)), append(p.Inputs, input)
+		p.CodeVersions, p.CodeHashes = append(p.CodeVersions, t.CodeVersion), append(p.CodeHashes, t.CodeHash)
+		p.ConcurrencyKeys, p.ItemIndexes = append(p.ConcurrencyKeys, key), append(p.ItemIndexes, i)
+	}
+	if err := e.storeSpawnInputs(ctx, runID, cb.Spawn, p); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// storeSpawnInputs stores the inputs that are not inline (p.Inputs[i] nil), 16 at a time; when
+// one write fails, those written are removed (best effort).
+func (e *Engine) storeSpawnInputs(ctx context.Context, runID string, entries []protocol.SpawnRequest, p *dbsqlc.InsertSpawnedParams) error {
+	_, backend := e.storage.Default()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	stored := false
+	for i := range entries {
+		if p.Inputs[i] != nil {
+			continue
+		}
+		stored = true
+		g.Go(func() error {
+			if err := storage.PutBytes(gctx, backend, p.InputPaths[i], entries[i].Input, inlineContentType); err != nil {
+				return storageFailed(fmt.Errorf("store the input of spawn[%d] of %s: %w", i, runID, err))
+			}
+			return nil
+		})
+	}
+	if !stored {
+		return nil
+	}
+	err := g.Wait()
+	if err != nil {
+		for i := range entries {
+			if p.Inputs[i] == nil {
+				if derr := backend.Delete(context.WithoutCancel(ctx), p.InputPaths[i]); derr != nil && !isNotFound(derr) {
+					e.log.Warn("could not remove the stored input of a spawned run", "path", p.InputPaths[i], "err", derr)
+				}
+			}
+		}
+	}
+	return err
+}
+
+// startSpawned applies plan in the callback's transaction, after the callback completed the
+// spawning row id: the row waits for the spawned runs, inserted pending. It reports whether it
+// did; a pipeline run that is no longer running spawns nothing (the row stays completed).
+func (e *Engine) startSpawned(ctx context.Context, tx dbtx, run *lockedRun, id string, plan *spawnPlan) (bool, error) {
+	if run == nil || run.id != plan.pipelineRunID {
+		return false, fmt.Errorf("spawning run %s: its pipeline run %s is not locked", id, plan.pipelineRunID)
+	}
+	if run.status != protocol.PipelineRunning {
+		return false, nil
+	}
+	n := len(plan.p.IDs)
+	if err := queries.StartSpawnRow(ctx, tx, dbsqlc.StartSpawnRowParams{ID: id, N: n}); err != nil {
+		return false, fmt.Errorf("start spawning row %s: %w", id, err)
+	}
+	for start := 0; start < n; start += mapBatch {
+		end := min(start+mapBatch, n)
+		p := plan.p
+		batch := dbsqlc.InsertSpawnedParams{SpawnedBy: id, IDs: p.IDs[start:end], TaskIDs: p.TaskIDs[start:end],
+			InputPaths: p.InputPaths[start:end], Inputs: p.Inputs[start:end], CodeVersions: p.CodeVersions[start:end],
+			CodeHashes: p.CodeHashes[start:end], ConcurrencyKeys: p.ConcurrencyKeys[start:end], ItemIndexes: p.ItemIndexes[start:end]}
+		if err := queries.InsertSpawned(ctx, tx, batch); err != nil {
+			return false, fmt.Errorf("insert the runs spawned by %s: %w", id, err)
+		}
+	}
+	run.readied = true
+	e.fannedOut(n)
+	return true, nil
+}
+
+// spawns says whether run's snapshot has spawn nodes (computed once per locked run).
+func (r *lockedRun) spawns() bool {
+	if r.spawnState == 0 {
+		r.spawnState = 1
+		for _, n := range r.snap.Tasks {
+			if n != nil && n.Spawn != nil {
+				r.spawnState = 2
+				break
+			}
+		}
+	}
+	return r.spawnState == 2
+}
+
+// resolveSpawned turns the resolutions of spawned runs into those of their spawning rows: each
+// counts its spawning row down (keyed by the row's id); the row resolves when its last spawned
+// run does (completed, with the outputs), or at once when one fails in fail-fast mode. Other
+// resolutions pass through unchanged.
+func (e *Engine) resolveSpawned(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution) ([]resolution, error) {
+	var runIDs []string
+	for _, r := range resolved {
+		if r.runID != "" && !r.mapRow {
+			runIDs = append(runIDs, r.runID)
+		}
+	}
+	if len(runIDs) == 0 {
+		return resolved, nil
+	}
+	rows, err := queries.SpawnedBy(ctx, tx, runIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read the spawning rows of %d runs of %s: %w", len(runIDs), run.id, err)
+	}
+	if len(rows) == 0 {
+		return resolved, nil
+	}
+	by := make(map[string]string, len(rows))
+	for _, r := range rows {
+		by[r.ID] = r.SpawnedBy
+	}
+	type tally struct{ n, failed int }
+	var out []resolution
+	var order []string
+	counts := map[string]*tally{}
+	for _, r := range resolved {
+		spawner := ""
+		if r.runID != "" && !r.mapRow {
+			spawner = by[r.runID]
+		}
+		if spawner == "" {
+			out = append(out, r)
+			continue
+		}
+		t := counts[spawner]
+		if t == nil {
+			t = &tally{}
+			counts[spawner] = t
+			order = append(order, spawner)
+		}
+		t.n++
+		if r.failed {
+			t.failed++
+		}
+	}
+	for _, id := range order {
+		t := counts[id]
+		row, err := queries.SpawnedResolved(ctx, tx, dbsqlc.SpawnedResolvedParams{ID: id, N: t.n})
+		if errors.Is(err, database.ErrNotFound) {
+			continue // the spawning row no longer waits (cancelled, or failed already)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("count down spawning row %s: %w", id, err)
+		}
+		switch {
+		case run.mode == FailFast && t.failed > 0:
+			msg := fmt.Sprintf("a run spawned by node %s failed (fail-fast)", row.TaskID)
+			if err := endMapRowFailed(ctx, tx, id, SpawnItemFailed, msg); err != nil {
+				return nil, err
+			}
+			out = append(out, resolution{taskID: row.TaskID, failed: true, mapRow: true})
+		case row.ItemsLeft <= 0:
+			if err := e.completeSpawnRow(ctx, tx, id, row); err != nil {
+				return nil, err
+			}
+			out = append(out, resolution{taskID: row.TaskID, completed: true, mapRow: true, selected: row.SelectedNext})
+		}
+	}
+	return out, nil
+}
+
+// completeSpawnRow completes spawning row id with {"output": <its own output>, "items": [...]}:
+// its own output inline, or {"outputPath": ...} when stored (null when none); the spawned runs'
+// outputs in index order the same way, null for one that did not complete. The document is
+// inline up to InlineMax bytes, else stored at SpawnedOutputPath. Failed runs mark the row
+// SPAWN_ITEMS_FAILED (its error lists their indexes).
+func (e *Engine) completeSpawnRow(ctx context.Context, tx dbtx, id string, row dbsqlc.SpawnedResolvedRow) error {
+	items, err := queries.SpawnedOutputs(ctx, tx, id)
+	if err != nil {
+		return fmt.Errorf("read the runs spawned by %s: %w", id, err)
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"output":`)
+	if err := writeRef(&buf, row.Output, row.OutputPath); err != nil {
+		return fmt.Errorf("encode the output of %s: %w", id, err)
+	}
+	buf.WriteString(`,"items":[`)
+	var failed []string
+	for i, it := range items {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if it.Status != protocol.StatusCompleted {
+			buf.WriteString("null")
+			failed = append(failed, strconv.Itoa(it.ItemIndex))
+			continue
+		}
+		if err := writeRef(&buf, it.Output, it.OutputPath); err != nil {
+			return fmt.Errorf("encode the output of run %d spawned by %s: %w", it.ItemIndex, id, err)
+		}
+	}
+	buf.WriteString("]}")
+	data := buf.Bytes()
+	path := SpawnedOutputPath(id)
+	size := int64(len(data))
+	p := dbsqlc.EndMapRowParams{ID: id, Status: string(protocol.StatusCompleted), OutputPath: &path, OutputSize: &size}
+	if size <= e.cfg.InlineMax {
+		p.Output = data
+	} else {
+		_, backend := e.storage.Default()
+		if err := storage.PutBytes(ctx, backend, path, data, inlineContentType); err != nil {
+			return storageFailed(fmt.Errorf("store the output of spawning row %s: %w", id, err))
+		}
+	}
+	if len(failed) > 0 {
+		code, msg := SpawnItemsFailed, fmt.Sprintf("%d of %d spawned runs failed: %s", len(failed), len(items), strings.Join(failed, ", "))
+		p.Error, p.ErrorCode = &msg, &code
+	}
+	if err := queries.EndMapRow(ctx, tx, p); err != nil {
+		return fmt.Errorf("complete spawning row %s: %w", id, err)
+	}
+	return nil
+}
+
+// writeRef writes an output: inline, {"outputPath": path} when stored, null when none.
+func writeRef(buf *bytes.Buffer, inline []byte, path string) error {
+	switch {
+	case inline != nil:
+		buf.Write(inline)
+	case path != "":
+		ref, err := json.Marshal(map[string]string{"outputPath": path})
+		if err != nil {
+			return err
+		}
+		buf.Write(ref)
+	default:
+		buf.WriteString("null")
+	}
+	return nil
+}
+
+// reopenSpawned is the DLQ retry of spawned run failedRunID (superseded by the caller) as
+// newRunID: while its spawning row still waits, the retry is one more run it waits for; once
+// the row ended, 409 SPAWN_REOPEN_UNSUPPORTED (the transaction rolls back).
+func (e *Engine) reopenSpawned(ctx context.Context, tx dbtx, prun, spawner, failedRunID, newRunID string) error {
+	if err := queries.InsertRetrySpawned(ctx, tx, dbsqlc.InsertRetrySpawnedParams{OldID: failedRunID, ID: newRunID}); err != nil {
+		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
+	}
+	n, err := queries.MapRowOpen(ctx, tx, spawner)
+	if err != nil {
+		return fmt.Errorf("count spawning row %s up: %w", spawner, err)
+	}
+	if n != 1 {
+		return conflict("SPAWN_REOPEN_UNSUPPORTED", "pipeline run %q: task run %q was spawned by %q, which no longer waits for its spawned runs: a DLQ retry cannot re-open it; trigger the pipeline again instead",
+			prun, failedRunID, spawner)
+	}
+	if err := queries.NotifyReady(ctx, tx); err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+-- Spawn nodes (migration 018, docs/dynamic-pipelines.md): task runs a spawn node's callback
+-- starts, and the spawning row that waits for them. Every statement but SpawnSource and
+-- SpawnTasks runs under the lock of the pipeline run (lockRuns).
+
+-- name: SpawnSource :one
+-- What a spawning callback of task run id is checked against: its task, its pipeline run ('' =
+-- none), whether it is an item or a spawned run, and its node's spawn declaration and service
+-- in the run's snapshot (NULL / '' when the node has none).
+SELECT tr.task_id, coalesce(tr.pipeline_run_id, '')::text AS pipeline_run_id, (tr.item_index IS NOT NULL)::bool AS is_item,
+       (pr.snapshot -> 'tasks' -> tr.task_id -> 'spawn')::jsonb AS spawn,
+       coalesce(pr.snapshot -> 'tasks' -> tr.task_id ->> 'serviceId', '')::text AS service_id
+FROM task_runs tr LEFT JOIN pipeline_runs pr ON pr.id = tr.pipeline_run_id
+WHERE tr.id = sqlc.arg('id')::text;
+
+-- name: SpawnTasks :many
+-- The active tasks among ids registered by service service_id, with what a spawned run needs.
+SELECT id, code_version, code_hash, coalesce(concurrency_key, '') AS concurrency_key
+FROM tasks
+WHERE id = ANY(sqlc.arg('ids')::text[]) AND service_id = sqlc.arg('service_id')::text AND removed_in_version IS NULL;
+
+-- name: StartSpawnRow :exec
+-- The spawning row id (just completed by its callback, its output kept) waits for its n spawned
+-- runs instead: waiting, which no claim takes, with items_left set.
+UPDATE task_runs SET status = 'waiting', items_total = sqlc.arg('n')::int, items_left = sqlc.arg('n')::int,
+                     completed_at = NULL, updated_at = now()
+WHERE id = sqlc.arg('id')::text;
+
+-- name: InsertSpawned :exec
+-- One pending run per entry of the arrays, spawned by row spawned_by: same pipeline run,
+-- priority and trace; task, index, input (inline, or stored at input_paths[i] when inputs[i] is
+-- NULL), code version and key per entry; no predecessors.
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
+                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index, spawned_by)
+SELECT u.id, u.task_id, s.pipeline_run_id, 'pending', s.priority, u.input_path, u.input, u.code_version,
+       u.code_hash, '{}', 0, true, s.traceparent, nullif(u.concurrency_key, '-'), u.item_index, s.id
+FROM task_runs s,
+     (SELECT unnest(sqlc.arg('ids')::text[]) AS id, unnest(sqlc.arg('task_ids')::text[]) AS task_id,
+             unnest(sqlc.arg('input_paths')::text[]) AS input_path, unnest(sqlc.arg('inputs')::bytea[]) AS input,
+             unnest(sqlc.arg('code_versions')::int[]) AS code_version, unnest(sqlc.arg('code_hashes')::text[]) AS code_hash,
+             unnest(sqlc.arg('concurrency_keys')::text[]) AS concurrency_key,
+             unnest(sqlc.arg('item_indexes')::int[]) AS item_index) AS u
+WHERE s.id = sqlc.arg('spawned_by')::text;
+
+-- name: SpawnedBy :many
+-- The spawned runs among ids, with the row that spawned each.
+SELECT id, spawned_by::text AS spawned_by FROM task_runs WHERE id = ANY(sqlc.arg('ids')::text[]) AND spawned_by IS NOT NULL;
+
+-- name: SpawnedResolved :one
+-- n runs spawned by row id resolved: while it waits, it counts them down.
+UPDATE task_runs SET items_left = items_left - sqlc.arg('n')::int, updated_at = now()
+WHERE id = sqlc.arg('id')::text AND status = 'waiting' AND items_left IS NOT NULL
+RETURNING task_id, items_left::int AS items_left, output, coalesce(output_path, '')::text AS output_path, selected_next;
+
+-- name: SpawnedOutputs :many
+-- The current runs spawned by row spawned_by in index order, with their outputs.
+SELECT item_index::int AS item_index, status, output, coalesce(output_path, '') AS output_path
+FROM task_runs
+WHERE spawned_by = sqlc.arg('spawned_by')::text AND superseded_by IS NULL
+ORDER BY item_index;
+
+-- name: InsertRetrySpawned :exec
+-- The DLQ retry of spawned run old_id (which the caller superseded): a pending run of the same
+-- task, spawning row, index, input (inline or at the same path), key and trace, at the task's
+-- current code version.
+INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
+                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
+                       spawned_by)
+SELECT sqlc.arg('id')::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
+       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.spawned_by
+FROM task_runs old JOIN tasks t ON t.id = old.task_id
+WHERE old.id = sqlc.arg('old_id')::text;
+
+-- name: SpawnedByOf :one
+-- The spawning row of task run id ('' = none).
+SELECT coalesce(spawned_by, '')::text AS spawned_by FROM task_runs WHERE id = sqlc.arg('id')::text;
