@@ -98,7 +98,8 @@ type runEnv struct {
 
 	mu      sync.Mutex
 	assets  map[string]producedAsset
-	fetched map[string]string // "task\x00key" → local path
+	fetched map[string]string       // "task\x00key" → local path
+	spawn   []protocol.SpawnRequest // Spawn's entries, sent with the success callback
 }
 
 // producedAsset is an asset the handler added, waiting in the temporary directory.

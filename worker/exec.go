@@ -353,6 +353,7 @@ func (a *attempt) upload(ctx context.Context, env *runEnv, out any) (protocol.Ca
 	}
 	env.mu.Lock()
 	assets := maps.Clone(env.assets)
+	body.Spawn = slices.Clone(env.spawn)
 	env.mu.Unlock()
 	if len(assets) > 0 {
 		body.Assets = make(map[string]protocol.Asset, len(assets))

@@ -37,6 +37,12 @@ func MapOutputs[T any](c *Context, taskID string) ([]*T, error) {
 	if err := json.Unmarshal(up.Output, &raw); err != nil {
 		return nil, fmt.Errorf("worker: map outputs of %q: %w: %v", taskID, ErrNotMapNode, err)
 	}
+	return decodeOutputs[T](c, fmt.Sprintf("map outputs of %q", taskID), "item", raw)
+}
+
+// decodeOutputs decodes the entries of raw (inline outputs, stored references, null) into one
+// *T each, reading stored ones up to mapReadParallel at once; what and noun name them in errors.
+func decodeOutputs[T any](c *Context, what, noun string, raw []json.RawMessage) ([]*T, error) {
 	out := make([]*T, len(raw))
 	errs := make([]error, len(raw))
 	decode := func(i int, data []byte) {
@@ -45,7 +51,7 @@ func MapOutputs[T any](c *Context, taskID string) ([]*T, error) {
 		}
 		v := new(T)
 		if err := json.Unmarshal(data, v); err != nil {
-			errs[i] = fmt.Errorf("worker: map outputs of %q: decode item %d: %w", taskID, i, err)
+			errs[i] = fmt.Errorf("worker: %s: decode %s %d: %w", what, noun, i, err)
 			return
 		}
 		out[i] = v
@@ -59,7 +65,7 @@ func MapOutputs[T any](c *Context, taskID string) ([]*T, error) {
 			continue
 		}
 		if c.r.backend == nil {
-			errs[i] = fmt.Errorf("worker: map outputs of %q: item %d is stored at %s, which a local run cannot read", taskID, i, path)
+			errs[i] = fmt.Errorf("worker: %s: %s %d is stored at %s, which a local run cannot read", what, noun, i, path)
 			continue
 		}
 		sem <- struct{}{}
@@ -67,7 +73,7 @@ func MapOutputs[T any](c *Context, taskID string) ([]*T, error) {
 			defer func() { <-sem }()
 			data, err := storage.ReadAll(c, c.r.backend, path)
 			if err != nil {
-				errs[i] = fmt.Errorf("worker: map outputs of %q: read item %d at %s: %w", taskID, i, path, err)
+				errs[i] = fmt.Errorf("worker: %s: read %s %d at %s: %w", what, noun, i, path, err)
 				return
 			}
 			decode(i, data)
@@ -76,7 +82,7 @@ func MapOutputs[T any](c *Context, taskID string) ([]*T, error) {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return nil, err // the first item's: one message, however many items failed to read
+			return nil, err // the first one's: one message, however many failed to read
 		}
 	}
 	return out, nil
