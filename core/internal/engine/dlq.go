@@ -349,6 +349,12 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 			}
 			continue
 		}
+		if run.snap.Tasks[taskID].Spawn != nil && n.fannedOut {
+			// A spawn node cancelled or skipped after it spawned: its row would be dispatched
+			// again, and spawn again beside its old runs (spawn.go).
+			return conflict("SPAWN_REOPEN_UNSUPPORTED", "pipeline run %q: spawn node %q (%s) already spawned its runs, which a DLQ retry cannot re-open; trigger the pipeline again instead",
+				prun, taskID, n.status)
+		}
 		if run.snap.Tasks[taskID].Pipeline != "" {
 			// A sub-pipeline node would need a new child run, which re-opening does not start.
 			return conflict("SUB_PIPELINE_REOPEN_UNSUPPORTED", "pipeline run %q has sub-pipeline node %q (%s), which a DLQ retry cannot re-open; trigger the pipeline again instead",
