@@ -488,3 +488,46 @@ func TestSpawnNodeDLQRetry(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs`).Scan(&after))
 	require.Equal(t, before, after)
 }
+
+// A DLQ retry that would put back a spawn node cancelled after it spawned (fail-fast: another
+// entry task failed) is 409 SPAWN_REOPEN_UNSUPPORTED and changes nothing.
+func TestSpawnNodeReopenRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	e.register("svc", "1", w.URL(), task("plan", next("join")), task("join"), task("a"), task("b"), task("side"))
+	r := e.do("PUT", "/api/pipelines/fan", map[string]any{"entryTasks": []string{"plan", "side"},
+		"nodes": map[string]any{"plan": map[string]any{"spawn": map[string]any{}}}}, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		cb := e.result(d, `{}`)
+		cb.Spawn = spawnEntries(4)
+		return cb
+	})
+	release := w.holdTask("a")
+	sideGate := make(chan struct{})
+	w.on("side", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		<-sideGate
+		return failWith("side failed", false)(d)
+	})
+	id := e.trigger("fan", map[string]any{"input": 1})
+	require.Eventually(t, func() bool { return len(w.dispatchesOf("a")) > 0 }, 30*time.Second, 10*time.Millisecond)
+	close(sideGate)
+	e.waitRun(id, "failed")
+	release()
+	w.waitUntil("the held runs called back", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.statuses["a"]) == len(w.dispatchesOf("a"))
+	})
+	_, status, _, total, _ := e.spawnRow(id)
+	require.Equal(t, "cancelled", status)
+	require.Equal(t, 4, *total)
+	var dlqID string
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT d.id FROM dlq d JOIN task_runs tr ON tr.id = d.task_run_id
+		WHERE tr.pipeline_run_id = $1 AND tr.task_id = 'side'`, id).Scan(&dlqID))
+	resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
+	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
+	require.Equal(t, "SPAWN_REOPEN_UNSUPPORTED", resp.errorBody(t).Code)
+	require.Equal(t, "failed", e.pipelineRun(id).Status)
+}
