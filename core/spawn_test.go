@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -530,4 +531,62 @@ func TestSpawnNodeReopenRefused(t *testing.T) {
 	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
 	require.Equal(t, "SPAWN_REOPEN_UNSUPPORTED", resp.errorBody(t).Code)
 	require.Equal(t, "failed", e.pipelineRun(id).Status)
+}
+
+// A map item's callback may spawn more items of its own map (same task), up to the map's
+// maxItems in all: merge receives every item's output in index order, the spawned ones after
+// the fan-out's. Spawning another task, or past maxItems, is a 400 that writes nothing.
+func TestMapItemSpawnsItems(t *testing.T) {
+	t.Parallel()
+	testorch.EachInlineThreshold(t, func(t *testing.T, inline func(*core.Config)) {
+		e := newEnv(t, inline)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", map[string]any{"maxItems": 5})
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(3)) })
+		ocr := pageOCR(e, nil)
+		var refusals atomic.Value
+		w.on("ocr", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+			cb := ocr(d)
+			if !strings.Contains(string(e.itemInput(d)), `"n":0`) {
+				return cb
+			}
+			var got []string
+			for _, entries := range [][]protocol.SpawnRequest{
+				{{TaskID: "ocr", Input: json.RawMessage(`{"n":3}`)}, {TaskID: "ocr", Input: json.RawMessage(`{"n":4}`)}, {TaskID: "ocr", Input: json.RawMessage(`{"n":5}`)}},
+				{{TaskID: "merge"}},
+			} {
+				bad := cb
+				bad.Spawn = entries
+				status, body := w.callback(d, bad)
+				var eb protocol.ErrorBody
+				_ = json.Unmarshal(body, &eb)
+				got = append(got, fmt.Sprintf("%d %s", status, eb.Code))
+			}
+			refusals.Store(got)
+			cb.Spawn = []protocol.SpawnRequest{{TaskID: "ocr", Input: json.RawMessage(`{"n":3}`)}, {TaskID: "ocr", Input: json.RawMessage(`{"n":4}`)}}
+			return cb
+		})
+		id := e.trigger("pages", map[string]any{"input": 1})
+		e.waitRun(id, "completed")
+		require.Equal(t, []string{"400 SPAWN_TOO_MANY", "400 SPAWN_TASK_UNKNOWN"}, refusals.Load())
+		status, _, total, left := e.mapRowOf(id, "ocr")
+		require.Equal(t, "completed", status)
+		require.Equal(t, 5, *total)
+		require.Zero(t, *left)
+		require.Len(t, w.dispatchesOf("ocr"), 5)
+		merge := w.dispatchesOf("merge")
+		require.Len(t, merge, 1)
+		arr := e.mergedArray(merge[0])
+		require.Len(t, arr, 5)
+		for i, v := range arr {
+			data := []byte(v)
+			var ref struct {
+				OutputPath string `json:"outputPath"`
+			}
+			if json.Unmarshal(v, &ref) == nil && ref.OutputPath != "" {
+				data = e.object(ref.OutputPath).Content
+			}
+			require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(data))
+		}
+	})
 }

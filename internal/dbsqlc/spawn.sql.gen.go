@@ -11,6 +11,26 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
+const growMapRow = `-- name: GrowMapRow :one
+UPDATE task_runs SET items_total = items_total + $1::int, items_left = items_left + $1::int, updated_at = now()
+WHERE id = $2::text AND status = 'waiting' AND items_left IS NOT NULL
+RETURNING (items_total - $1::int)::int AS base
+`
+
+type GrowMapRowParams struct {
+	N  int
+	ID string
+}
+
+// The open map row id waits for n more items (spawned by one of its items), numbered from the
+// base returned.
+func (q *Queries) GrowMapRow(ctx context.Context, db DBTX, arg GrowMapRowParams) (int, error) {
+	row := db.QueryRow(ctx, growMapRow, arg.N, arg.ID)
+	var base int
+	err := row.Scan(&base)
+	return base, err
+}
+
 const insertRetrySpawned = `-- name: InsertRetrySpawned :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
                        code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
@@ -78,10 +98,37 @@ func (q *Queries) InsertSpawned(ctx context.Context, db DBTX, arg InsertSpawnedP
 	return err
 }
 
+const mapRowItems = `-- name: MapRowItems :one
+SELECT id, items_total::int AS items_total FROM task_runs
+WHERE pipeline_run_id = $1::text AND task_id = $2::text
+  AND item_index IS NULL AND superseded_by IS NULL AND status = 'waiting' AND items_left IS NOT NULL
+`
+
+type MapRowItemsParams struct {
+	PipelineRunID string
+	TaskID        string
+}
+
+type MapRowItemsRow struct {
+	ID         string
+	ItemsTotal int
+}
+
+// The item count of the open map row of node task_id of run pipeline_run_id (no row: it no
+// longer waits for items).
+func (q *Queries) MapRowItems(ctx context.Context, db DBTX, arg MapRowItemsParams) (MapRowItemsRow, error) {
+	row := db.QueryRow(ctx, mapRowItems, arg.PipelineRunID, arg.TaskID)
+	var i MapRowItemsRow
+	err := row.Scan(&i.ID, &i.ItemsTotal)
+	return i, err
+}
+
 const spawnSource = `-- name: SpawnSource :one
 
 SELECT tr.task_id, coalesce(tr.pipeline_run_id, '')::text AS pipeline_run_id, (tr.item_index IS NOT NULL)::bool AS is_item,
+       (tr.spawned_by IS NOT NULL)::bool AS is_spawned,
        (pr.snapshot -> 'tasks' -> tr.task_id -> 'spawn')::jsonb AS spawn,
+       (pr.snapshot -> 'tasks' -> tr.task_id -> 'map')::jsonb AS map_decl,
        coalesce(pr.snapshot -> 'tasks' -> tr.task_id ->> 'serviceId', '')::text AS service_id
 FROM task_runs tr LEFT JOIN pipeline_runs pr ON pr.id = tr.pipeline_run_id
 WHERE tr.id = $1::text
@@ -91,7 +138,9 @@ type SpawnSourceRow struct {
 	TaskID        string
 	PipelineRunID string
 	IsItem        bool
+	IsSpawned     bool
 	Spawn         []byte
+	MapDecl       []byte
 	ServiceID     string
 }
 
@@ -99,8 +148,8 @@ type SpawnSourceRow struct {
 // starts, and the spawning row that waits for them. Every statement but SpawnSource and
 // SpawnTasks runs under the lock of the pipeline run (lockRuns).
 // What a spawning callback of task run id is checked against: its task, its pipeline run (” =
-// none), whether it is an item or a spawned run, and its node's spawn declaration and service
-// in the run's snapshot (NULL / ” when the node has none).
+// none), whether it is an item or a spawned run, and its node's spawn and map declarations and
+// service in the run's snapshot (NULL / ” when the node has none).
 func (q *Queries) SpawnSource(ctx context.Context, db DBTX, id string) (SpawnSourceRow, error) {
 	row := db.QueryRow(ctx, spawnSource, id)
 	var i SpawnSourceRow
@@ -108,7 +157,9 @@ func (q *Queries) SpawnSource(ctx context.Context, db DBTX, id string) (SpawnSou
 		&i.TaskID,
 		&i.PipelineRunID,
 		&i.IsItem,
+		&i.IsSpawned,
 		&i.Spawn,
+		&i.MapDecl,
 		&i.ServiceID,
 	)
 	return i, err

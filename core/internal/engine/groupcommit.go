@@ -473,11 +473,11 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 			ids[i] = it.pipelineRun
 		}
 		// The first callback's Complete, when it is a success whose next steps are not chosen
-		// (selectedNext, checked before), goes with the lock of the pipeline runs: one round
-		// trip for both.
+		// (selectedNext, checked before) and that spawns nothing (a map item's spawn is checked
+		// before its Complete), goes with the lock of the pipeline runs: one round trip for both.
 		var first *completion
 		want := pipelineRunsToLock(ids)
-		if cb := items[0].cb; len(want) > 0 && cb.Status == protocol.CallbackSuccess && len(cb.SelectedNext) == 0 {
+		if cb := items[0].cb; len(want) > 0 && cb.Status == protocol.CallbackSuccess && len(cb.SelectedNext) == 0 && len(cb.Spawn) == 0 {
 			if p, err := completeParams(items[0].call, cb); err == nil {
 				rows, done, err := queries.LockPipelineRunsAndComplete(ctx, tx, want, p)
 				if err != nil && !errors.Is(err, database.ErrNotFound) {

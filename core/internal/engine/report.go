@@ -260,6 +260,12 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			}
 		}
 	} else {
+		if call.spawn != nil && call.spawn.mapItem && done == nil {
+			// A map item's spawn past its map's maxItems is refused before anything is written.
+			if err := checkMapGrowth(ctx, db, run, call.spawn); err != nil {
+				return CallbackResult{}, err
+			}
+		}
 		if done == nil {
 			p, err := completeParams(call, cb)
 			if err != nil {

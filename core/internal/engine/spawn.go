@@ -60,6 +60,12 @@ func validateSpawnNode(id, taskID string, s *protocol.SpawnConfig, maxItems int)
 type spawnPlan struct {
 	pipelineRunID string
 	p             dbsqlc.InsertSpawnedParams
+	// mapItem: the callback is a map item's, spawning more items of its own map (task taskID,
+	// at most maxItems in all, bounded by mapConcurrency).
+	mapItem        bool
+	taskID         string
+	maxItems       int
+	mapConcurrency *int
 }
 
 // spawnError is a 400 naming the callback's field.
@@ -94,17 +100,35 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 	if err != nil {
 		return nil, fmt.Errorf("read the spawning run %s: %w", runID, err)
 	}
-	if src.PipelineRunID == "" || src.IsItem || len(src.Spawn) == 0 || string(src.Spawn) == "null" {
+	var mapDecl *protocol.MapConfig
+	if src.IsItem && !src.IsSpawned && len(src.MapDecl) > 0 && string(src.MapDecl) != "null" {
+		// A map item spawns more items of its own map.
+		mapDecl = new(protocol.MapConfig)
+		if err := json.Unmarshal(src.MapDecl, mapDecl); err != nil {
+			return nil, fmt.Errorf("read the map declaration of %s: %w", runID, err)
+		}
+		for i, s := range cb.Spawn {
+			if s.TaskID != src.TaskID {
+				return nil, spawnError("SPAWN_TASK_UNKNOWN", fmt.Sprintf("spawn[%d].taskId", i),
+					"spawn[%d].taskId %q: an item of map node %q may spawn only items of its own map (taskId %q)", i, s.TaskID, src.TaskID, src.TaskID)
+			}
+		}
+		if n > mapDecl.MaxItems {
+			return nil, spawnError("SPAWN_TOO_MANY", "spawn", "spawn has %d entries; map node %q allows at most %d items in all (map.maxItems)", n, src.TaskID, mapDecl.MaxItems)
+		}
+	} else if src.PipelineRunID == "" || src.IsItem || len(src.Spawn) == 0 || string(src.Spawn) == "null" {
 		return nil, spawnError("SPAWN_NOT_DECLARED", "spawn",
 			"run %q of task %q may not spawn: only the run of a node declared with \"spawn\" in its pipeline (nodes.<taskId>.spawn) may; send the callback again without spawn",
 			runID, src.TaskID)
 	}
-	var decl protocol.SpawnConfig
-	if err := json.Unmarshal(src.Spawn, &decl); err != nil {
-		return nil, fmt.Errorf("read the spawn declaration of %s: %w", runID, err)
-	}
-	if decl.MaxItems > 0 && n > decl.MaxItems {
-		return nil, spawnError("SPAWN_TOO_MANY", "spawn", "spawn has %d entries; node %q allows at most %d (spawn.maxItems)", n, src.TaskID, decl.MaxItems)
+	if mapDecl == nil {
+		var decl protocol.SpawnConfig
+		if err := json.Unmarshal(src.Spawn, &decl); err != nil {
+			return nil, fmt.Errorf("read the spawn declaration of %s: %w", runID, err)
+		}
+		if decl.MaxItems > 0 && n > decl.MaxItems {
+			return nil, spawnError("SPAWN_TOO_MANY", "spawn", "spawn has %d entries; node %q allows at most %d (spawn.maxItems)", n, src.TaskID, decl.MaxItems)
+		}
 	}
 	var names []string
 	for _, s := range cb.Spawn {
@@ -120,7 +144,10 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 	for _, r := range rows {
 		tasks[r.ID] = r
 	}
-	plan := &spawnPlan{pipelineRunID: src.PipelineRunID}
+	plan := &spawnPlan{pipelineRunID: src.PipelineRunID, taskID: src.TaskID}
+	if mapDecl != nil {
+		plan.mapItem, plan.maxItems, plan.mapConcurrency = true, mapDecl.MaxItems, mapDecl.MaxConcurrency
+	}
 	p := &plan.p
 	p.SpawnedBy = runID
 	for i, s := range cb.Spawn {
@@ -200,6 +227,9 @@ func (e *Engine) startSpawned(ctx context.Context, tx dbtx, run *lockedRun, id s
 	}
 	if run.status != protocol.PipelineRunning {
 		return false, nil
+	}
+	if plan.mapItem {
+		return false, e.growMap(ctx, tx, run, plan)
 	}
 	n := len(plan.p.IDs)
 	if err := queries.StartSpawnRow(ctx, tx, dbsqlc.StartSpawnRowParams{ID: id, N: n}); err != nil {
@@ -397,5 +427,64 @@ func (e *Engine) reopenSpawned(ctx context.Context, tx dbtx, prun, spawner, fail
 	if err := queries.NotifyReady(ctx, tx); err != nil {
 		return fmt.Errorf("notify: %w", err)
 	}
+	return nil
+}
+
+// checkMapGrowth refuses, before the callback of map item runID is applied, a spawn that would
+// take its map past maxItems in all (400 SPAWN_TOO_MANY; nothing is written). A map row that no
+// longer waits passes: growMap then spawns nothing.
+func checkMapGrowth(ctx context.Context, tx dbtx, run *lockedRun, plan *spawnPlan) error {
+	if run == nil || run.id != plan.pipelineRunID {
+		return fmt.Errorf("map item spawn: pipeline run %s is not locked", plan.pipelineRunID)
+	}
+	row, err := queries.MapRowItems(ctx, tx, dbsqlc.MapRowItemsParams{PipelineRunID: run.id, TaskID: plan.taskID})
+	if errors.Is(err, database.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the map row of %s in %s: %w", plan.taskID, run.id, err)
+	}
+	if n := len(plan.p.IDs); row.ItemsTotal+n > plan.maxItems {
+		return spawnError("SPAWN_TOO_MANY", "spawn", "spawn has %d entries; map node %q has %d items and allows at most %d in all (map.maxItems)",
+			n, plan.taskID, row.ItemsTotal, plan.maxItems)
+	}
+	return nil
+}
+
+// growMap applies the spawn of a map item (plan.mapItem): its map row waits for the new items,
+// inserted pending after the others (item_index from items_total on), as the fan-out inserts
+// items. Done before the spawning item's own resolution counts the map row down, so the map
+// cannot complete in between. A map row that no longer waits spawns nothing.
+func (e *Engine) growMap(ctx context.Context, tx dbtx, run *lockedRun, plan *spawnPlan) error {
+	row, err := queries.MapRowItems(ctx, tx, dbsqlc.MapRowItemsParams{PipelineRunID: run.id, TaskID: plan.taskID})
+	if errors.Is(err, database.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the map row of %s in %s: %w", plan.taskID, run.id, err)
+	}
+	n := len(plan.p.IDs)
+	base, err := queries.GrowMapRow(ctx, tx, dbsqlc.GrowMapRowParams{ID: row.ID, N: n})
+	if err != nil {
+		return fmt.Errorf("grow map row %s: %w", row.ID, err)
+	}
+	p := plan.p
+	indexes := make([]int, n)
+	for i := range indexes {
+		indexes[i] = base + i
+	}
+	for start := 0; start < n; start += mapBatch {
+		end := min(start+mapBatch, n)
+		batch := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: p.IDs[start:end], InputPaths: p.InputPaths[start:end],
+			Inputs: p.Inputs[start:end], ItemIndexes: indexes[start:end], MapConcurrency: plan.mapConcurrency}
+		if err := queries.InsertMapItems(ctx, tx, batch); err != nil {
+			return fmt.Errorf("insert the items spawned into %s: %w", row.ID, err)
+		}
+	}
+	if plan.mapConcurrency != nil {
+		e.flowControlOn()
+	}
+	run.readied = true
+	e.fannedOut(n)
 	return nil
 }

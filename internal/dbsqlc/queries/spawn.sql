@@ -4,10 +4,12 @@
 
 -- name: SpawnSource :one
 -- What a spawning callback of task run id is checked against: its task, its pipeline run ('' =
--- none), whether it is an item or a spawned run, and its node's spawn declaration and service
--- in the run's snapshot (NULL / '' when the node has none).
+-- none), whether it is an item or a spawned run, and its node's spawn and map declarations and
+-- service in the run's snapshot (NULL / '' when the node has none).
 SELECT tr.task_id, coalesce(tr.pipeline_run_id, '')::text AS pipeline_run_id, (tr.item_index IS NOT NULL)::bool AS is_item,
+       (tr.spawned_by IS NOT NULL)::bool AS is_spawned,
        (pr.snapshot -> 'tasks' -> tr.task_id -> 'spawn')::jsonb AS spawn,
+       (pr.snapshot -> 'tasks' -> tr.task_id -> 'map')::jsonb AS map_decl,
        coalesce(pr.snapshot -> 'tasks' -> tr.task_id ->> 'serviceId', '')::text AS service_id
 FROM task_runs tr LEFT JOIN pipeline_runs pr ON pr.id = tr.pipeline_run_id
 WHERE tr.id = sqlc.arg('id')::text;
@@ -73,3 +75,17 @@ WHERE old.id = sqlc.arg('old_id')::text;
 -- name: SpawnedByOf :one
 -- The spawning row of task run id ('' = none).
 SELECT coalesce(spawned_by, '')::text AS spawned_by FROM task_runs WHERE id = sqlc.arg('id')::text;
+
+-- name: MapRowItems :one
+-- The item count of the open map row of node task_id of run pipeline_run_id (no row: it no
+-- longer waits for items).
+SELECT id, items_total::int AS items_total FROM task_runs
+WHERE pipeline_run_id = sqlc.arg('pipeline_run_id')::text AND task_id = sqlc.arg('task_id')::text
+  AND item_index IS NULL AND superseded_by IS NULL AND status = 'waiting' AND items_left IS NOT NULL;
+
+-- name: GrowMapRow :one
+-- The open map row id waits for n more items (spawned by one of its items), numbered from the
+-- base returned.
+UPDATE task_runs SET items_total = items_total + sqlc.arg('n')::int, items_left = items_left + sqlc.arg('n')::int, updated_at = now()
+WHERE id = sqlc.arg('id')::text AND status = 'waiting' AND items_left IS NOT NULL
+RETURNING (items_total - sqlc.arg('n')::int)::int AS base;
