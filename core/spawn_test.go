@@ -115,6 +115,7 @@ func TestSpawnNodeSpawnsAndJoins(t *testing.T) {
 		w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
 			cb := e.result(d, `{"planned":50}`)
 			cb.Spawn = spawnEntries(n)
+			cb.Spawn[0].Input = nil // no input: the run's input is JSON null (n reads as 0)
 			return cb
 		})
 		w.on("a", spawnedAnswer(e, nil))

@@ -195,8 +195,9 @@ func (e *Engine) storeSpawnInputs(ctx context.Context, runID string, entries []p
 			continue
 		}
 		stored = true
+		data, _ := e.inlineInput(entries[i].Input) // JSON null for an entry without input
 		g.Go(func() error {
-			if err := storage.PutBytes(gctx, backend, p.InputPaths[i], entries[i].Input, inlineContentType); err != nil {
+			if err := storage.PutBytes(gctx, backend, p.InputPaths[i], data, inlineContentType); err != nil {
 				return storageFailed(fmt.Errorf("store the input of spawn[%d] of %s: %w", i, runID, err))
 			}
 			return nil
