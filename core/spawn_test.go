@@ -591,3 +591,38 @@ func TestMapItemSpawnsItems(t *testing.T) {
 		}
 	})
 }
+
+// A pipeline run's deadline cancels its spawned runs like any open row, and its spawning row.
+func TestSpawnNodeDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.Mode = core.ModeStandalone; c.PollInterval = 20 * time.Millisecond })
+	w := newPWorker(t, e)
+	spawnPipeline(e, w, "fan", nil, func(td *protocol.TaskDefinition) { td.Concurrency = ptr(1) })
+	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		cb := e.result(d, `{}`)
+		cb.Spawn = spawnEntries(6)
+		return cb
+	})
+	release := w.holdTask("a")
+	e.runLoop()
+	id := e.trigger("fan", map[string]any{"input": 1, "timeoutMs": 3_600_000})
+	w.waitUntil("a to run", func() bool { return len(w.dispatchesOf("a")) == 1 })
+	e.waitStatus(w.dispatchesOf("a")[0].RunID, protocol.StatusRunning)
+	e.runOutOfTime(id)
+	run := e.waitRun(id, "failed")
+	require.Equal(t, protocol.PipelineTimeout, run.ErrorCode)
+	release()
+	w.waitUntil("a's late callback", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.statuses["a"]) == 1
+	})
+	var open int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
+		AND status IN ('pending', 'waiting')`, id).Scan(&open))
+	require.Zero(t, open, "nothing of the run is left to start")
+	_, status, _, _, _ := e.spawnRow(id)
+	require.Equal(t, "cancelled", status)
+	require.Len(t, w.dispatchesOf("a"), 1)
+	require.Empty(t, w.dispatchesOf("join"))
+}
