@@ -33,6 +33,15 @@ func TestCLISubPipelines(t *testing.T) {
 		"      - ms: runs pipeline inner\n"+
 		"          steps: i1\n", out)
 
+	// A node whose child cannot run now (ghost's entry task is not registered) is flagged, and
+	// the dry run still answers.
+	s.api(http.MethodPut, "/api/pipelines/ghost", map[string]any{"entryTasks": []string{"nobody"}}, nil)
+	s.api(http.MethodPut, "/api/pipelines/holder", map[string]any{"entryTasks": []string{"a"},
+		"nodes": map[string]any{"s": map[string]any{"pipeline": "ghost"}}}, nil)
+	out = s.cli("dry-run", "holder")
+	require.Contains(t, out, "  - s: runs pipeline ghost — a run would fail the node with SUB_PIPELINE_INVALID\n      no plan: ", out)
+	require.Regexp(t, `(?m)^warnings:\n  - sub-pipeline node "s": pipeline "ghost" cannot run: .*SUB_PIPELINE_INVALID$`, out)
+
 	id := s.trigger("outer", map[string]any{})
 	var outer, mid protocol.PipelineRun
 	s.waitUntil("outer → mid → inner, inner's i1 running", func() bool {

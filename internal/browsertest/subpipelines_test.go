@@ -76,6 +76,18 @@ func TestSubPipelineNodeInGraphs(t *testing.T) {
 	// A click on the node itself (not its link) opens its detail, as for any task.
 	b.click(`[data-testid="run-dag"] ` + node("s", "") + ` .node-box`)
 	b.wait(`[data-testid="task-detail"] [data-testid="attempts-table"]`)
+
+	// A node whose child cannot run now (ghost's entry task is not registered): the dry run
+	// says a run would fail it, and why.
+	require.Equal(t, http.StatusOK, s.api("PUT", "/api/pipelines/ghost", map[string]any{"entryTasks": []string{"nobody"}}, nil))
+	require.Equal(t, http.StatusOK, s.api("PUT", "/api/pipelines/holder", map[string]any{"entryTasks": []string{"a"},
+		"nodes": map[string]any{"s": map[string]any{"pipeline": "ghost"}}}, nil))
+	b.route("/pipelines/holder")
+	b.click(`[data-testid="dry-run-button"]`)
+	bad := `[data-testid="plan-sub-node"][data-task="s"][data-error-code="SUB_PIPELINE_INVALID"]`
+	require.Contains(t, b.text(bad+` [data-testid="plan-sub-error"]`), "a run would fail the node with SUB_PIPELINE_INVALID")
+	require.Contains(t, b.text(bad+` [data-testid="plan-sub-errors"]`), "nobody")
+	require.Contains(t, b.text(`[data-testid="dry-run-warnings"]`), `pipeline "ghost" cannot run`)
 }
 
 // waitChildren waits until pipeline run id has a child run and sets ids to its child run ids.
