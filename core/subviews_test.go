@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -149,4 +150,23 @@ func TestSubPipelineDryRunBounded(t *testing.T) {
 	require.Equal(t, protocol.MaxDryRunChildPlans, shown)
 	require.Equal(t, 4+1, omitted)
 	require.Empty(t, plan.Warnings)
+}
+
+// References the declarations refuse (a cycle, here written into the table behind their back)
+// do not make the dry run recurse: the node that closes the cycle says so, with the error code a
+// run would fail it with.
+func TestSubPipelineDryRunCycleInStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	nested(e, w)
+	_, err := e.pool.Exec(context.Background(), `UPDATE pipelines SET nodes = '{"ms": {"pipeline": "outer"}}' WHERE id = 'mid'`)
+	require.NoError(t, err)
+	plan := e.dryRun("outer")
+	ms := plan.ExecutionPlan[1].Nodes["s"].Plan.ExecutionPlan[1].Nodes["ms"]
+	require.Equal(t, "SUB_PIPELINE_CYCLE", ms.ErrorCode)
+	require.Nil(t, ms.Plan)
+	require.Equal(t, "sub-pipeline cycle outer → mid → outer", ms.PlanOmitted)
+	require.Len(t, plan.Warnings, 1)
+	require.Contains(t, plan.Warnings[0], `sub-pipeline node "s" (pipeline mid): sub-pipeline node "ms": sub-pipeline cycle outer → mid → outer`)
 }
