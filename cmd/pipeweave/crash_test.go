@@ -187,7 +187,9 @@ func TestMapNodeSurvivesOrchestratorCrash(t *testing.T) {
 	<-first.done
 	killedAt := time.Now()
 	answeredAtCrash := w.answered.Load() - 1 // split's
-	proxy.drop()                             // the connections to the dead process go with it; nothing held is delivered
+	// The connections to the dead process go with it: nothing the proxy held is delivered, and
+	// the dispatches the worker held are dropped.
+	proxy.drop()
 	w.kill()
 	// Wait until PostgreSQL has ended the dead process's sessions (their transactions are
 	// then committed or rolled back for good), and read what the crash left.
