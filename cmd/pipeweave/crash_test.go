@@ -337,7 +337,7 @@ func TestMapNodeSurvivesOrchestratorCrash(t *testing.T) {
 	for _, p := range []*proc{first, second} {
 		require.NotContains(t, p.stderr.String(), "DATA RACE")
 	}
-	t.Logf("crash %s after the trigger, %d callbacks answered: %d items in flight (%d of them held dispatches: %d dispatched again as new attempts, %d completed in the attempt of the crash); %d callbacks committed unanswered and answered again as duplicates; new instance serving %s after the kill; the run completed %s after it",
+	t.Logf("crash %s after the trigger, %d callbacks answered: %d items in flight (%d held dispatches among them), of which %d were dispatched again as new attempts and %d completed in the attempt of the crash; %d callbacks committed unanswered and answered again as duplicates; new instance serving %s after the kill; the run completed %s after it",
 		killedAt.Sub(triggered).Round(time.Millisecond), answeredAtCrash, inFlight, len(heldDispatches), redispatched, resumed, lostAnswers, restart.Round(time.Millisecond), ended.Sub(killedAt).Round(time.Millisecond))
 }
 
