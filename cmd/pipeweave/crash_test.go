@@ -600,8 +600,9 @@ func (c *callbackTap) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // tcpProxy relays TCP connections to a target that can change: the load balancer in front of
 // the orchestrator. Frozen, it keeps relaying requests but holds the answers; drop closes every
-// connection (what it held is never delivered) and leaves it without a target (new connections
-// are closed at once) until setTarget.
+// connection (what it held is never delivered) and leaves it without a target until setTarget:
+// new connections wait for one (at most proxyWait), as a load balancer's queue does during a
+// failover, so that the worker's retries of its calls are not spent while no instance serves.
 type tcpProxy struct {
 	ln  net.Listener
 	url string
@@ -610,6 +611,8 @@ type tcpProxy struct {
 	target string
 	gen    int
 	thaw   chan struct{} // non-nil while frozen
+	ready  chan struct{} // closed while there is a target
+	closed chan struct{} // closed when the proxy stops
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 }
@@ -618,10 +621,12 @@ func startTCPProxy(t *testing.T) *tcpProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &tcpProxy{ln: ln, url: "http://" + ln.Addr().String(), conns: map[net.Conn]struct{}{}}
+	p := &tcpProxy{ln: ln, url: "http://" + ln.Addr().String(), conns: map[net.Conn]struct{}{},
+		ready: make(chan struct{}), closed: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
+		close(p.closed)
 		_ = ln.Close()
 		p.drop()
 		p.wg.Wait()
@@ -629,10 +634,18 @@ func startTCPProxy(t *testing.T) *tcpProxy {
 	return p
 }
 
+// proxyWait bounds how long a connection waits for a target.
+const proxyWait = 30 * time.Second
+
 func (p *tcpProxy) setTarget(addr string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.target = addr
+	select {
+	case <-p.ready:
+	default:
+		close(p.ready)
+	}
 }
 
 func (p *tcpProxy) freeze() {
@@ -648,6 +661,11 @@ func (p *tcpProxy) drop() {
 	defer p.mu.Unlock()
 	p.gen++
 	p.target = ""
+	select {
+	case <-p.ready:
+		p.ready = make(chan struct{})
+	default:
+	}
 	for c := range p.conns {
 		_ = c.Close()
 	}
@@ -674,12 +692,26 @@ func (p *tcpProxy) accept() {
 }
 
 func (p *tcpProxy) serve(c net.Conn) {
-	p.mu.Lock()
-	target, gen := p.target, p.gen
-	p.mu.Unlock()
-	if target == "" {
-		_ = c.Close()
-		return
+	give := time.After(proxyWait)
+	var target string
+	var gen int
+	for {
+		p.mu.Lock()
+		target, gen = p.target, p.gen
+		ready := p.ready
+		p.mu.Unlock()
+		if target != "" {
+			break
+		}
+		select {
+		case <-ready:
+		case <-give:
+			_ = c.Close()
+			return
+		case <-p.closed:
+			_ = c.Close()
+			return
+		}
 	}
 	u, err := net.Dial("tcp", target)
 	if err != nil {
