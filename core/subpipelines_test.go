@@ -84,7 +84,11 @@ func TestSubPipelineRunsChild(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		r.json(t, &plan)
 		require.Len(t, plan.ExecutionPlan, 3)
-		require.Equal(t, map[string]protocol.PlanNode{"s": {Type: "pipeline", Pipeline: "b"}}, plan.ExecutionPlan[1].Nodes)
+		require.Len(t, plan.ExecutionPlan[1].Nodes, 1)
+		s := plan.ExecutionPlan[1].Nodes["s"]
+		require.Equal(t, "pipeline", s.Type)
+		require.Equal(t, "b", s.Pipeline)
+		require.NotNil(t, s.Plan, "the child's plan, inline (TestSubPipelineDryRun)")
 		require.Nil(t, plan.ExecutionPlan[0].Nodes)
 		w.on("a", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"x":1}`) })
 		w.on("b2", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{"y":2}`) })

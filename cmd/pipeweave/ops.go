@@ -508,6 +508,7 @@ func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) erro
 	kv("run", run.ID)
 	kv("pipeline", run.PipelineID)
 	kv("status", string(run.Status))
+	kv("parent", parentText(run))
 	kv("failure mode", run.FailureMode)
 	kv("priority", strconv.Itoa(run.Priority))
 	kv("created", stamp(&run.CreatedAt, now))
@@ -549,7 +550,10 @@ func printPipelineRun(w io.Writer, run protocol.PipelineRun, now time.Time) erro
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return printMapNodes(w, run)
+	if err := printMapNodes(w, run); err != nil {
+		return err
+	}
+	return printChildren(w, run)
 }
 
 // progressText is "40% reading page 4", or "" when the task reported no progress.

@@ -97,7 +97,7 @@ func printPlanNodes(w io.Writer, plan protocol.DryRun) {
 		for _, id := range s.Tasks {
 			n, ok := s.Nodes[id]
 			if ok && n.Pipeline != "" {
-				subs = append(subs, fmt.Sprintf("  - %s: runs pipeline %s (its own dry-run shows its plan)", id, n.Pipeline))
+				subs = append(subs, subPlanLines(id, n, "  ")...)
 			}
 			if !ok || n.Map == nil {
 				continue

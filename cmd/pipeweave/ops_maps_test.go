@@ -37,7 +37,7 @@ func TestCLIMapNode(t *testing.T) {
 	s.api(http.MethodPut, "/api/pipelines/outer", map[string]any{"entryTasks": []string{"split"},
 		"nodes": map[string]any{"ocr": map[string]any{"pipeline": "pages"}}}, nil)
 	out = s.cli("dry-run", "outer")
-	require.Contains(t, out, "sub-pipeline nodes (a child run in the node's place):\n  - ocr: runs pipeline pages (its own dry-run shows its plan)\n")
+	require.Contains(t, out, "sub-pipeline nodes (a child run in the node's place):\n  - ocr: runs pipeline pages\n      steps: split → ocr → merge\n")
 	require.NotContains(t, out, "map nodes")
 
 	id := s.trigger("pages", map[string]any{})

@@ -20,11 +20,27 @@ type PlanNode struct {
 	Type string `json:"type"`
 	// Map is a map node's declaration, maxItems filled in.
 	Map *MapConfig `json:"map,omitempty"`
-	// Pipeline is the pipeline a sub-pipeline node runs (its own dry run shows its plan).
+	// Pipeline is the pipeline a sub-pipeline node runs.
 	Pipeline string `json:"pipeline,omitempty"`
 	// ItemCount is ItemCountUnknown for a map node: its items are known only at run time.
 	ItemCount string `json:"itemCount,omitempty"`
+	// Plan is a sub-pipeline node's child pipeline's own dry run, as it is now (its plan, its
+	// sub-pipeline nodes' plans within, its warnings and errors); absent when PlanOmitted says
+	// why.
+	Plan *DryRun `json:"plan,omitempty"`
+	// PlanOmitted says why a sub-pipeline node has no Plan: the pipeline does not exist, the
+	// chain of sub-pipelines is too deep, or the dry run already shows MaxDryRunChildPlans plans.
+	PlanOmitted string `json:"planOmitted,omitempty"`
+	// ErrorCode is the error a run would fail the sub-pipeline node with, as the pipeline stands
+	// now (SUB_PIPELINE_INVALID, SUB_PIPELINE_UNKNOWN, SUB_PIPELINE_TOO_DEEP,
+	// SUB_PIPELINE_CYCLE); absent when its child can start.
+	ErrorCode string `json:"errorCode,omitempty"`
 }
+
+// MaxDryRunChildPlans bounds how many child plans (PlanNode.Plan) one dry run shows, at every
+// depth together; a sub-pipeline node past it has PlanOmitted instead, and the dry run of its
+// pipeline shows that plan.
+const MaxDryRunChildPlans = 100
 
 // MapNodeState is a map node of a pipeline run: its declaration, its own row (the map row,
 // which never goes to a worker) and its items counted by state.

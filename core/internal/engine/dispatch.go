@@ -105,6 +105,9 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		}
 	}
 	stats.Dispatched, stats.Deferred, stats.Failed = len(okIDs), len(boIDs), len(f.ids)
+	if len(okIDs) > 0 && e.deferAcks(okIDs, okLeases) {
+		okIDs, okLeases = nil, nil // the next group commit records them (acks.go)
+	}
 	if len(okIDs)+len(boIDs) > 0 {
 		// Losing these in a database crash only means the sweep treats the dispatches as failed
 		// once their lease expires, so the commit does not wait for the WAL flush and the rows

@@ -163,6 +163,8 @@ type Engine struct {
 	// grown counts the items fanned out since the last ANALYZE of task_runs, analyzedAt is
 	// when this engine last started one (epoch ns) and analyzes how many it ran (mapstats.go).
 	grown, analyzedAt, analyzes atomic.Int64
+	// acks are the workers' acknowledgements of dispatches waiting to be recorded (acks.go).
+	acks pendingAcks
 	// callbackTxs counts the transactions the callbacks' group commits ran (tests read it).
 	callbackTxs atomic.Int64
 	// beforeCommit, when set (by tests), runs on the connection of each of a group commit's
@@ -221,8 +223,14 @@ func (e *Engine) now() *time.Time {
 // Ping checks that the database answers.
 func (e *Engine) Ping(ctx context.Context) error { return e.db.Ping(ctx) }
 
-// Close releases the dispatch and webhook clients' idle connections.
+// Close records the dispatch acknowledgements that wait and releases the dispatch and webhook
+// clients' idle connections.
 func (e *Engine) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.FlushAcks(ctx); err != nil {
+		e.log.Warn("recording dispatch acknowledgements at close failed; the sweep will recover the runs", "err", err)
+	}
 	e.client.CloseIdleConnections()
 	e.whClient.CloseIdleConnections()
 }

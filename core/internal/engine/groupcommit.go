@@ -264,12 +264,13 @@ func (e *Engine) failBatch(ctx context.Context, items []*callbackItem, err error
 }
 
 // SetRefill sets the dispatcher of the runs that group commits claim (nil: none). While one is
-// set, a group commit of plain successes claims up to ClaimBatch runs in the transaction that
-// completes them, after taking the claim lock: the places the completions freed are taken
-// before any other claim can see them free, so that several instances' loops do not queue on
-// the claim lock to find nothing, and a callback's completion and the claim it makes possible
-// are one transaction instead of two. The callers are answered after the commit; dispatch gets
-// the claimed runs at once (it must not block). Standalone mode's loop sets it while it runs.
+// set, a group commit of plain successes claims up to ClaimBatch runs right after its
+// completions commit, in the same round trip (a transaction of its own, under the claim lock,
+// committed without waiting for the WAL flush): the places the completions freed are taken at
+// once, so that several instances' loops do not queue on the claim lock to find nothing. The
+// callers are answered after the completions' commit; dispatch gets the claimed runs at once
+// (it must not block). Standalone mode's loop sets it while it runs; while it is set, the
+// workers' acknowledgements of dispatches wait for such a claim (acks.go).
 func (e *Engine) SetRefill(dispatch func([]Claimed)) {
 	if dispatch == nil {
 		e.refill.Store(nil)
@@ -394,10 +395,11 @@ func completeInPipelines(ctx context.Context, tx dbtx, items []*callbackItem) (m
 	return out, nil
 }
 
-// completeAndClaim runs CompleteStandalone with p and a claim of up to ClaimBatch runs under
-// the claim lock, in one round trip and one transaction. full reports whether the claim may
-// have left ready runs behind (it took all it asked for, or found a rate limit spent, whose
-// refill the loop waits for).
+// completeAndClaim runs CompleteStandalone with p, then a claim of up to ClaimBatch runs under
+// the claim lock with the acknowledgements that wait (acks.go), in one round trip and two
+// transactions (dbsqlc.CompleteStandaloneAndClaim). full reports whether the claim may have
+// left ready runs behind (it took all it asked for, found a rate limit spent, or failed after
+// the completions committed): the loop is then woken.
 func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandaloneParams) (rows []dbsqlc.CompleteStandaloneRow, out []Claimed, full bool, err error) {
 	flow, err := e.flowControlInUse(ctx)
 	if err != nil {
@@ -409,17 +411,28 @@ func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandalo
 	e.callbackTxs.Add(1)
 	var claimRows []dbsqlc.ClaimRow
 	var refill int64
+	// The acknowledgements of earlier dispatches ride along (acks.go).
+	acks := e.takeAcks()
 	if flow {
 		var fc []dbsqlc.ClaimFlowControlRow
-		rows, fc, err = queries.CompleteStandaloneAndClaimFlowControl(ctx, e.db, p, claimLock, dbsqlc.ClaimFlowControlParams(params))
+		rows, fc, err = queries.CompleteStandaloneAndClaimFlowControl(ctx, e.db, p, acks, claimLock, dbsqlc.ClaimFlowControlParams(params))
 		claimRows, refill = flowControlRows(fc)
 	} else {
-		rows, claimRows, err = queries.CompleteStandaloneAndClaim(ctx, e.db, p, claimLock, params)
+		rows, claimRows, err = queries.CompleteStandaloneAndClaim(ctx, e.db, p, acks, claimLock, params)
 	}
 	if err != nil {
+		e.returnAcks(acks)
 		e.claimSpan(ctx, start, limit, nil, err)
+		var ce *dbsqlc.ClaimError
+		if errors.As(err, &ce) {
+			// The completions committed: the callbacks are answered, the claim left to the loop.
+			// full: the loop is woken to claim.
+			e.log.Warn("a group commit's claim failed after its completions committed; the loop will claim", "err", err)
+			return rows, nil, true, nil
+		}
 		return nil, nil, false, err
 	}
+	e.acked(acks)
 	// The completions are committed: a claimed run that cannot be read is left to the sweep
 	// (its dispatch lease runs out) rather than fail the callbacks.
 	if out, err = claimedOf(claimRows); err != nil {

@@ -251,16 +251,32 @@ type DryRun struct {
 	Errors        []string
 }
 
-// DryRunPipeline validates a pipeline without running it and returns its plan by levels.
+// DryRunPipeline validates a pipeline without running it and returns its plan by levels. A
+// sub-pipeline node carries its child pipeline's plan, recursively (subviews.go); a child that
+// could not start makes a warning, not an invalid plan (the trigger would be accepted, and the
+// node would fail).
 func (e *Engine) DryRunPipeline(ctx context.Context, id string) (DryRun, error) {
-	p, err := e.GetPipeline(ctx, id)
+	p, err := e.readPipeline(ctx, id)
 	if err != nil {
 		return DryRun{}, err
 	}
+	tasks, _, err := e.activeTasks(ctx, e.db)
+	if err != nil {
+		return DryRun{}, err
+	}
+	p.resolve(tasks)
 	out := DryRun{Valid: p.Valid, ExecutionPlan: []PlanStep{}, Warnings: nonNil(p.graph.warnings()), Errors: nonNil(p.Errors)}
 	if p.graph.Cycle == nil && len(p.graph.Tasks) > 0 {
 		out.ExecutionPlan = p.graph.plan()
 		describeNodes(out.ExecutionPlan, p.graph)
+		if len(subRefs(p.Nodes)) > 0 {
+			c := &childPlanner{e: e, tasks: tasks, pipelines: map[string]*Pipeline{}, left: protocol.MaxDryRunChildPlans}
+			below, err := c.expand(ctx, out.ExecutionPlan, []string{id})
+			if err != nil {
+				return DryRun{}, fmt.Errorf("dry run of pipeline %s: %w", id, err)
+			}
+			out.Warnings = append(out.Warnings, below...)
+		}
 	}
 	return out, nil
 }

@@ -13,20 +13,29 @@ import (
 )
 
 // fill sets every exported field of v, recursively, to a value other than its zero: one
-// element in slices and maps, a target behind pointers.
-func fill(v reflect.Value) {
+// element in slices and maps, a target behind pointers. A pointer back to a type being filled
+// (a recursive type: a dry run's sub-pipeline node holds its child's dry run) stays nil.
+func fill(v reflect.Value) { fillIn(v, map[reflect.Type]bool{}) }
+
+func fillIn(v reflect.Value, open map[reflect.Type]bool) {
+	fill := func(v reflect.Value) { fillIn(v, open) }
 	switch v.Kind() {
 	case reflect.Struct:
 		if v.Type() == reflect.TypeFor[time.Time]() {
 			v.Set(reflect.ValueOf(time.Unix(1, 0)))
 			return
 		}
+		open[v.Type()] = true
+		defer delete(open, v.Type())
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
 				fill(v.Field(i))
 			}
 		}
 	case reflect.Pointer:
+		if open[v.Type().Elem()] {
+			return
+		}
 		v.Set(reflect.New(v.Type().Elem()))
 		fill(v.Elem())
 	case reflect.Slice:
@@ -53,13 +62,19 @@ func fill(v reflect.Value) {
 	}
 }
 
-// unset lists the exported fields of v, recursively, left at their zero value.
-func unset(v reflect.Value, path string) []string {
+// unset lists the exported fields of v, recursively, left at their zero value (but for a nil
+// pointer back to a type it is within, which fill leaves nil).
+func unset(v reflect.Value, path string) []string { return unsetIn(v, path, map[reflect.Type]bool{}) }
+
+func unsetIn(v reflect.Value, path string, open map[reflect.Type]bool) []string {
+	unset := func(v reflect.Value, path string) []string { return unsetIn(v, path, open) }
 	switch v.Kind() {
 	case reflect.Struct:
 		if v.Type() == reflect.TypeFor[time.Time]() {
 			break
 		}
+		open[v.Type()] = true
+		defer delete(open, v.Type())
 		var out []string
 		for i := range v.NumField() {
 			if f := v.Type().Field(i); f.IsExported() {
@@ -70,6 +85,9 @@ func unset(v reflect.Value, path string) []string {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
 			return unset(v.Elem(), path)
+		}
+		if v.Kind() == reflect.Pointer && open[v.Type().Elem()] {
+			return nil
 		}
 	case reflect.Slice:
 		if v.Len() > 0 {

@@ -85,9 +85,25 @@ export function mapDone(m) {
   return { done: (c.completed || 0) + (c.failed || 0) + (c.cancelled || 0), total: m.itemsTotal };
 }
 
-// render draws the DAG. states maps a task id to {status, progress, codeChanged, map} (optional;
-// map is the run's map node state: its items counted by state);
-// onSelect(taskId) is called when a node is clicked; selected names the highlighted node.
+// subLink is the link of sub-pipeline node def (its state st, if any): to its child run when
+// there is one, else to the pipeline it runs. A click on it opens the link, not the node.
+function subLink(def, st) {
+  const child = st && st.child;
+  const href = child ? '#/runs/' + encodeURIComponent(child.runId) : '#/pipelines/' + encodeURIComponent(def.pipeline);
+  const a = s('a', {
+    href, class: 'node-link', testid: 'dag-node-link', dataset: { target: child ? 'run' : 'pipeline' },
+    'aria-label': child ? 'child run ' + child.runId + ' of pipeline ' + def.pipeline : 'pipeline ' + def.pipeline,
+  }, s('title', {}, child ? 'Open the child run ' + child.runId + ' (' + child.status + ')' : 'Open pipeline ' + def.pipeline),
+  s('text', { class: 'node-sub-link', x: W - 12, y: 40, 'text-anchor': 'end' }, clip(def.pipeline, 12) + ' ↗'));
+  a.addEventListener('click', (ev) => ev.stopPropagation());
+  a.addEventListener('keydown', (ev) => ev.stopPropagation());
+  return a;
+}
+
+// render draws the DAG. states maps a task id to {status, progress, codeChanged, map, child}
+// (optional; map is the run's map node state: its items counted by state; child a sub-pipeline
+// node's child run {runId, status}); onSelect(taskId) is called when a node is clicked;
+// selected names the highlighted node.
 export function render(structure, { states, onSelect, selected, testid } = {}) {
   const L = layout(structure || {});
   const svg = s('svg', {
@@ -126,19 +142,26 @@ export function render(structure, { states, onSelect, selected, testid } = {}) {
     const def = structure.tasks[n] || {};
     // A map node runs its task once per item: drawn as a stack, with its items' counts.
     const isMap = Boolean(def.map);
+    // A sub-pipeline node runs another pipeline in its place: drawn as a box in a box, marked
+    // pipeline, with a link to the child run (or the pipeline).
+    const isSub = !isMap && Boolean(def.pipeline);
     const items = isMap && st ? mapDone(st.map) : null;
     const g = s('g', {
-      class: 'node' + (status ? ' state-' + status : ' state-none') + (selected === n ? ' selected' : '') + (onSelect ? ' clickable' : '') + (isMap ? ' map-node' : ''),
-      testid: 'dag-node', dataset: { task: n, state: status || 'none', map: isMap ? 'true' : null }, transform: `translate(${x} ${y})`,
-      tabindex: onSelect ? 0 : null, role: onSelect ? 'button' : null,
+      class: 'node' + (status ? ' state-' + status : ' state-none') + (selected === n ? ' selected' : '') + (onSelect ? ' clickable' : '') + (isMap ? ' map-node' : '') + (isSub ? ' sub-node' : ''),
+      testid: 'dag-node', dataset: { task: n, state: status || 'none', map: isMap ? 'true' : null, pipeline: isSub ? def.pipeline : null },
+      transform: `translate(${x} ${y})`, tabindex: onSelect ? 0 : null, role: onSelect ? 'button' : null,
     });
-    let title = n + (isMap ? ' — map over ' + def.map.over + ' ' + (def.map.items || '(whole output)') : '') + (status ? ' — ' + status : '') + (progress ? ' (' + progress + '%)' : '');
+    let title = n + (isMap ? ' — map over ' + def.map.over + ' ' + (def.map.items || '(whole output)') : '') + (isSub ? ' — runs pipeline ' + def.pipeline : '') +
+      (status ? ' — ' + status : '') + (progress ? ' (' + progress + '%)' : '');
     if (items) title += ' — ' + items.done + ' of ' + items.total + ' items ended';
+    if (isSub && st && st.child) title += ' — child run ' + st.child.runId + ' ' + st.child.status;
     g.appendChild(s('title', {}, title));
     if (isMap) g.appendChild(s('rect', { class: 'node-stack', x: 5, y: 5, width: W, height: H, rx: 8, ry: 8 }));
     g.appendChild(s('rect', { class: 'node-box', width: W, height: H, rx: 8, ry: 8 }));
-    g.appendChild(s('text', { class: 'node-name', x: 12, y: 22 }, clip(n, isMap ? 15 : 20)));
+    if (isSub) g.appendChild(s('rect', { class: 'node-inner', x: 4, y: 4, width: W - 8, height: H - 8, rx: 5, ry: 5 }));
+    g.appendChild(s('text', { class: 'node-name', x: 12, y: 22 }, clip(n, isMap || isSub ? 14 : 20)));
     if (isMap) g.appendChild(s('text', { class: 'node-map', x: W - 12, y: 20, 'text-anchor': 'end', testid: 'dag-node-map' }, 'map'));
+    if (isSub) g.appendChild(s('text', { class: 'node-sub', x: W - 12, y: 20, 'text-anchor': 'end', testid: 'dag-node-sub' }, 'pipeline'));
     let sub = status;
     if (!status) {
       sub = ((structure.entryTasks || []).includes(n) ? 'entry · ' : '') + (def.codeVersion ? 'v' + def.codeVersion : '');
@@ -147,7 +170,9 @@ export function render(structure, { states, onSelect, selected, testid } = {}) {
     if (status && progress > 0 && progress < 100 && status !== 'completed' && !items) sub += ' · ' + progress + '%';
     if (isMap && !status) sub = 'map over ' + def.map.over;
     if (isMap && status) sub += items ? ' · ' + items.done + '/' + items.total : ' · items unknown';
+    if (isSub && !status) sub = 'runs';
     g.appendChild(s('text', { class: 'node-state', x: 12, y: 40, testid: 'dag-node-state' }, sub));
+    if (isSub) g.appendChild(subLink(def, st));
     if (items && items.total > 0) {
       const c = st.map.counts || {};
       let off = 8;
@@ -162,7 +187,7 @@ export function render(structure, { states, onSelect, selected, testid } = {}) {
       g.appendChild(s('rect', { class: 'node-progress-track', x: 8, y: H - 6, width: W - 16, height: 3, rx: 1.5 }));
       g.appendChild(s('rect', { class: 'node-progress', x: 8, y: H - 6, width: wBar, height: 3, rx: 1.5, testid: 'dag-node-progress' }));
     }
-    if (st && st.codeChanged && !isMap) {
+    if (st && st.codeChanged && !isMap && !isSub) {
       g.appendChild(s('text', { class: 'node-changed', x: W - 12, y: 20, 'text-anchor': 'end' }, 'code changed'));
     }
     if (onSelect) {

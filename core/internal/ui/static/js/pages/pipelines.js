@@ -117,6 +117,24 @@ function violations(byTask, testid) {
   return h('ul', { class: 'error-list', testid }, items);
 }
 
+// subPlanNodes shows the sub-pipeline nodes of dry run step st: each with the pipeline it runs
+// (a link), the error a run would fail it with when its child could not start, and its child
+// plan's steps, its own sub-pipeline nodes nested the same way.
+function subPlanNodes(st) {
+  return Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'pipeline' && n.pipeline).map(([task, n]) => {
+    const plan = n.plan;
+    return h('div', { class: 'muted small plan-sub', testid: 'plan-sub-node', dataset: { task, pipeline: n.pipeline, errorCode: n.errorCode || null } },
+      task + ': runs pipeline ', h('a', { href: '#/pipelines/' + encodeURIComponent(n.pipeline) }, n.pipeline),
+      n.errorCode ? h('span', { class: 'error-text', testid: 'plan-sub-error' }, ' — a run would fail the node with ' + n.errorCode) : null,
+      n.planOmitted ? h('div', { testid: 'plan-sub-omitted' }, 'plan not shown: ' + n.planOmitted) : null,
+      plan && (plan.executionPlan || []).length
+        ? h('div', { class: 'plan-sub-steps', testid: 'plan-sub-steps' }, 'steps: ' + plan.executionPlan.map((s) => (s.tasks || []).join(', ')).join(' → '),
+          plan.executionPlan.map(subPlanNodes))
+        : null,
+      plan && (plan.errors || []).length ? h('div', { class: 'error-text', testid: 'plan-sub-errors' }, plan.errors.join('; ')) : null);
+  });
+}
+
 function triggerCard(ctx, id) {
   const input = h('textarea', { id: 'trigger-input', testid: 'trigger-input', rows: 8, spellcheck: 'false', class: 'code' });
   input.value = '{\n  \n}';
@@ -251,9 +269,9 @@ function triggerCard(ctx, id) {
               // A map node: one task run per item, how many known only at run time.
               Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'map' && n.map).map(([task, n]) => h('div', { class: 'muted small', testid: 'plan-map-node', dataset: { task } },
                 task + ': map over ' + n.map.over + ' ' + (n.map.items || '(whole output)') + ', at most ' + n.map.maxItems + ' items; item count ' + (n.itemCount === 'unknown' ? 'unknown until run time' : n.itemCount))),
-              // A sub-pipeline node: a child run of another pipeline in its place.
-              Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'pipeline' && n.pipeline).map(([task, n]) => h('div', { class: 'muted small', testid: 'plan-sub-node', dataset: { task } },
-                task + ': runs pipeline ', h('a', { href: '#/pipelines/' + encodeURIComponent(n.pipeline) }, n.pipeline)))),
+              // A sub-pipeline node: a child run of another pipeline in its place, with that
+              // pipeline's plan nested.
+              subPlanNodes(st)),
             h('td', { class: 'mono' }, (st.waitsFor || []).join(', ') || '—'))))
           : empty('No steps.'),
         (plan.warnings || []).length ? h('ul', { class: 'warning-list', testid: 'dry-run-warnings' }, plan.warnings.map((w) => h('li', {}, w))) : null,

@@ -197,6 +197,8 @@ export function mount(ctx) {
   // before this one, and the page shown.
   let items = { task: '', status: '', cursors: [], page: null };
   const mapOfTask = (taskId) => (run && run.maps ? run.maps.find((m) => m.taskId === taskId) : null);
+  // The child run of sub-pipeline node taskId, once it started.
+  const childOfTask = (taskId) => (run && run.children ? run.children.find((c) => c.taskId === taskId) || null : null);
   const itemsURL = () => '/api/runs/' + encodeURIComponent(id) + '/maps/' + encodeURIComponent(items.task) + '/items?limit=50' +
     (items.status ? '&status=' + encodeURIComponent(items.status) : '') +
     (items.cursors.length ? '&cursor=' + encodeURIComponent(items.cursors[items.cursors.length - 1]) : '');
@@ -261,7 +263,9 @@ export function mount(ctx) {
     const current = (run.tasks || []).filter((t) => !t.supersededBy);
     const all = [...(run.tasks || [])].sort((a, b) => ms(a.createdAt) - ms(b.createdAt) || a.id.localeCompare(b.id));
     const states = {};
-    for (const t of current) states[t.taskId] = { status: t.status, progress: t.progress, codeChanged: t.codeChanged, map: mapOfTask(t.taskId) };
+    for (const t of current) {
+      states[t.taskId] = { status: t.status, progress: t.progress, codeChanged: t.codeChanged, map: mapOfTask(t.taskId), child: childOfTask(t.taskId) };
+    }
 
     replace(head, h('h1', {}, 'Run ', h('span', { class: 'mono', testid: 'run-id' }, run.id), ' ', badge(run.status, 'run-status')),
       run.status === 'running'
@@ -317,6 +321,7 @@ export function mount(ctx) {
         current.slice().sort((a, b) => a.taskId.localeCompare(b.taskId)).map((t) => h('tr', { testid: 'task-row', dataset: { task: t.taskId, state: t.status }, class: selected === t.taskId ? 'selected' : '' },
           h('td', { class: 'mono' }, t.taskId),
           h('td', {}, badge(t.status, 'task-state'), mapOfTask(t.taskId) ? mapCounts(mapOfTask(t.taskId)) : null,
+            childOfTask(t.taskId) ? h('div', { class: 'small', testid: 'task-child' }, 'child run ', runLink(childOfTask(t.taskId).runId), ' ', badge(childOfTask(t.taskId).status)) : null,
             t.error ? h('div', { class: 'error-text small', testid: 'task-error' }, (t.errorCode ? t.errorCode + ': ' : '') + t.error) : null),
           h('td', {}, String(t.attempt)),
           h('td', {}, mapOfTask(t.taskId) ? mapProgress(mapOfTask(t.taskId)) : progressCell(t)),
