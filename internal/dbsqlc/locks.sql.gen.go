@@ -64,3 +64,17 @@ func (q *Queries) LockClaimsAsyncCommit(ctx context.Context, db DBTX, lock int64
 	_, err := db.Exec(ctx, lockClaimsAsyncCommit, lock)
 	return err
 }
+
+const lockClaimsGenericPlan = `-- name: LockClaimsGenericPlan :exec
+SELECT pg_advisory_xact_lock($1::bigint), set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true)
+`
+
+// Takes the claim lock (lock) for the rest of the transaction, whose later statements run on
+// generic plans, without JIT compilation and without bitmap scans, as after
+// LockClaimsAsyncCommit; the commit waits for the WAL flush as usual. A group commit of callbacks takes it before it claims the places
+// its completions freed: the callbacks must be durable once answered.
+func (q *Queries) LockClaimsGenericPlan(ctx context.Context, db DBTX, lock int64) error {
+	_, err := db.Exec(ctx, lockClaimsGenericPlan, lock)
+	return err
+}

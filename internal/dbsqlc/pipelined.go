@@ -101,13 +101,10 @@ func (q *Queries) FinishPipelineRunIfDoneIn(ctx context.Context, db Batcher, id 
 	return finished, err
 }
 
-// CompleteStandaloneAndClaim runs CompleteStandalone, then the claim, in one round trip and
-// two transactions: the completions commit first, waiting for the WAL flush as every callback
-// does; then, in a transaction whose commit does not wait for the flush, MarkRunning (acks; when
-// it has runs), LockClaimsAsyncCommit (lock) and Claim. The claim lock is thus never held through
-// a flush, so that several instances' completions flush together. When the completions committed
-// and the claim's transaction failed, the error is a *ClaimError and the completions are
-// returned with it.
+// CompleteStandaloneAndClaim runs CompleteStandalone, MarkRunning (acks; skipped when it has
+// no runs), LockClaimsGenericPlan (lock) and Claim in one round trip. Sent on a pool, they are
+// one implicit transaction: the claim takes the places the completions freed before any other
+// claim can see them free, and the workers' acknowledgements of earlier dispatches ride along.
 func (q *Queries) CompleteStandaloneAndClaim(ctx context.Context, db Batcher, done CompleteStandaloneParams, acks MarkRunningParams, lock int64, arg ClaimParams) ([]CompleteStandaloneRow, []ClaimRow, error) {
 	return completeAndClaim[ClaimRow](ctx, db, done, acks, lock, claim, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
 }
@@ -117,51 +114,28 @@ func (q *Queries) CompleteStandaloneAndClaimFlowControl(ctx context.Context, db 
 	return completeAndClaim[ClaimFlowControlRow](ctx, db, done, acks, lock, claimFlowControl, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
 }
 
-// ClaimError is the error of CompleteStandaloneAndClaim when its completions committed and the
-// claim's transaction that followed them did not.
-type ClaimError struct{ Err error }
-
-// Error implements error.
-func (e *ClaimError) Error() string { return "claim after the completions committed: " + e.Err.Error() }
-
-// Unwrap returns the claim's error.
-func (e *ClaimError) Unwrap() error { return e.Err }
-
-// commitStatement ends the implicit transaction of a batch's statements before it: PostgreSQL
-// commits them and runs the batch's later statements in a new implicit transaction.
-const commitStatement = "COMMIT"
-
-// completeAndClaim sends CompleteStandalone and COMMIT, then MarkRunning (when acks has runs,
-// after AsyncCommit), the claim lock with an asynchronous commit and claimSQL (whose arguments
-// are the claim's, in the generated method's order) as one batch, and reads the rows of the
-// completion and the claim into their generated row types, whose fields are in column order.
+// completeAndClaim sends CompleteStandalone, MarkRunning (when acks has runs), the claim lock
+// and claimSQL (whose arguments are the claim's, in the generated method's order) as one batch,
+// and reads the rows of the first and last into their generated row types, whose fields are in
+// column order.
 func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStandaloneParams, acks MarkRunningParams, lock int64, claimSQL string, claimArgs ...any) ([]CompleteStandaloneRow, []C, error) {
 	b := &pgx.Batch{}
 	var completed []CompleteStandaloneRow
 	var claimed []C
 	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths, done.InPipelines)
-	b.Queue(commitStatement)
 	withAcks := len(acks.IDs) > 0
 	if withAcks {
-		b.Queue(asyncCommit)
 		b.Queue(markRunning, acks.Leases, acks.IDs)
 	}
-	b.Queue(lockClaimsAsyncCommit, lock)
+	b.Queue(lockClaimsGenericPlan, lock)
 	b.Queue(claimSQL, claimArgs...)
-	committed := false
 	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
 		if completed, err = queryRows[CompleteStandaloneRow](br); err != nil {
 			return err
 		}
-		if _, err = br.Exec(); err != nil {
-			return err
-		}
-		committed = true
 		if withAcks {
-			for range 2 {
-				if _, err = br.Exec(); err != nil {
-					return err
-				}
+			if _, err = br.Exec(); err != nil {
+				return err
 			}
 		}
 		if _, err = br.Exec(); err != nil {
@@ -170,8 +144,5 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 		claimed, err = queryRows[C](br)
 		return err
 	})
-	if err != nil && committed {
-		return completed, nil, &ClaimError{Err: err}
-	}
 	return completed, claimed, err
 }

@@ -12,8 +12,8 @@ import (
 
 // While the standalone loop runs (SetRefill), the workers' acknowledgements of dispatches (202:
 // the run is running) are not recorded by a transaction of their own per dispatch batch: they
-// wait, at most ackDelay, for the next group commit that claims, whose claim's transaction
-// records them (MarkRunning in the same batch), else a flush of their own. A 202 only
+// wait, at most ackDelay, for the next group commit that claims, whose transaction records them
+// with its completions and its claim (MarkRunning in the same batch), else a flush of their own. A 202 only
 // moves a run from dispatching to running and sets its heartbeat deadline, which nothing
 // authorises: a callback or heartbeat that arrives first is accepted from dispatching as from
 // running, and losing an ack (a crash) costs what losing its asynchronous commit always did (the

@@ -264,13 +264,14 @@ func (e *Engine) failBatch(ctx context.Context, items []*callbackItem, err error
 }
 
 // SetRefill sets the dispatcher of the runs that group commits claim (nil: none). While one is
-// set, a group commit of plain successes claims up to ClaimBatch runs right after its
-// completions commit, in the same round trip (a transaction of its own, under the claim lock,
-// committed without waiting for the WAL flush): the places the completions freed are taken at
-// once, so that several instances' loops do not queue on the claim lock to find nothing. The
-// callers are answered after the completions' commit; dispatch gets the claimed runs at once
-// (it must not block). Standalone mode's loop sets it while it runs; while it is set, the
-// workers' acknowledgements of dispatches wait for such a claim (acks.go).
+// set, a group commit of plain successes claims up to ClaimBatch runs in the transaction that
+// completes them, after taking the claim lock: the places the completions freed are taken
+// before any other claim can see them free, so that several instances' loops do not queue on
+// the claim lock to find nothing, and a callback's completion and the claim it makes possible
+// are one transaction instead of two. The callers are answered after the commit; dispatch gets
+// the claimed runs at once (it must not block). Standalone mode's loop sets it while it runs;
+// while it is set, the workers' acknowledgements of dispatches ride on those transactions
+// (acks.go).
 func (e *Engine) SetRefill(dispatch func([]Claimed)) {
 	if dispatch == nil {
 		e.refill.Store(nil)
@@ -395,11 +396,10 @@ func completeInPipelines(ctx context.Context, tx dbtx, items []*callbackItem) (m
 	return out, nil
 }
 
-// completeAndClaim runs CompleteStandalone with p, then a claim of up to ClaimBatch runs under
-// the claim lock with the acknowledgements that wait (acks.go), in one round trip and two
-// transactions (dbsqlc.CompleteStandaloneAndClaim). full reports whether the claim may have
-// left ready runs behind (it took all it asked for, found a rate limit spent, or failed after
-// the completions committed): the loop is then woken.
+// completeAndClaim runs CompleteStandalone with p, the acknowledgements that wait (acks.go) and a
+// claim of up to ClaimBatch runs under the claim lock, in one round trip and one transaction.
+// full reports whether the claim may have left ready runs behind (it took all it asked for, or
+// found a rate limit spent, whose refill the loop waits for).
 func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandaloneParams) (rows []dbsqlc.CompleteStandaloneRow, out []Claimed, full bool, err error) {
 	flow, err := e.flowControlInUse(ctx)
 	if err != nil {
@@ -423,13 +423,6 @@ func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandalo
 	if err != nil {
 		e.returnAcks(acks)
 		e.claimSpan(ctx, start, limit, nil, err)
-		var ce *dbsqlc.ClaimError
-		if errors.As(err, &ce) {
-			// The completions committed: the callbacks are answered, the claim left to the loop.
-			// full: the loop is woken to claim.
-			e.log.Warn("a group commit's claim failed after its completions committed; the loop will claim", "err", err)
-			return rows, nil, true, nil
-		}
 		return nil, nil, false, err
 	}
 	e.acked(acks)

@@ -13,6 +13,14 @@
 SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('synchronous_commit', 'off', true),
        set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true);
 
+-- name: LockClaimsGenericPlan :exec
+-- Takes the claim lock (lock) for the rest of the transaction, whose later statements run on
+-- generic plans, without JIT compilation and without bitmap scans, as after
+-- LockClaimsAsyncCommit; the commit waits for the WAL flush as usual. A group commit of callbacks takes it before it claims the places
+-- its completions freed: the callbacks must be durable once answered.
+SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('plan_cache_mode', 'force_generic_plan', true),
+       set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true);
+
 -- name: AsyncCommit :exec
 -- The transaction's commit does not wait for the WAL flush, and its statements run on generic
 -- plans. These hot statements (the claim, the dispatch results) are found through their keys
