@@ -274,11 +274,12 @@ func TestSpawnBadInput(t *testing.T) {
 		node map[string]any
 		code string
 	}{
-		"maxConcurrency": {map[string]any{"spawn": map[string]any{"maxConcurrency": 2}}, "SPAWN_CONCURRENCY_UNSUPPORTED"},
-		"maxItems over":  {map[string]any{"spawn": map[string]any{"maxItems": 10_001}}, "SPAWN_MAX_ITEMS_INVALID"},
-		"maxItems below": {map[string]any{"spawn": map[string]any{"maxItems": -1}}, "SPAWN_MAX_ITEMS_INVALID"},
-		"spawn and map":  {map[string]any{"spawn": map[string]any{}, "map": map[string]any{"over": "plan", "items": ""}}, "INVALID_NODES"},
-		"unknown node":   {nil, "SPAWN_NODE_UNKNOWN"},
+		"maxConcurrency 0":  {map[string]any{"spawn": map[string]any{"maxConcurrency": 0}}, "SPAWN_MAX_CONCURRENCY_INVALID"},
+		"maxConcurrency -1": {map[string]any{"spawn": map[string]any{"maxConcurrency": -1}}, "SPAWN_MAX_CONCURRENCY_INVALID"},
+		"maxItems over":     {map[string]any{"spawn": map[string]any{"maxItems": 10_001}}, "SPAWN_MAX_ITEMS_INVALID"},
+		"maxItems below":    {map[string]any{"spawn": map[string]any{"maxItems": -1}}, "SPAWN_MAX_ITEMS_INVALID"},
+		"spawn and map":     {map[string]any{"spawn": map[string]any{}, "map": map[string]any{"over": "plan", "items": ""}}, "INVALID_NODES"},
+		"unknown node":      {nil, "SPAWN_NODE_UNKNOWN"},
 	} {
 		nodes := map[string]any{"plan": c.node}
 		if c.node == nil {

@@ -113,8 +113,9 @@ type SpawnConfig struct {
 	// MaxItems bounds the entries of one callback (1 to the orchestrator's MAP_MAX_ITEMS; 0 or
 	// absent at declaration = MAP_MAX_ITEMS): more are refused with 400 SPAWN_TOO_MANY.
 	MaxItems int `json:"maxItems,omitempty"`
-	// MaxConcurrency is refused at declaration (400 SPAWN_CONCURRENCY_UNSUPPORTED): spawned runs
-	// are not bounded per node yet.
+	// MaxConcurrency bounds the node's spawned runs ready or in flight at once, across every
+	// orchestrator instance (nil: no bound of its own; at least 1 when set): the others wait, in
+	// index order, until one resolves.
 	MaxConcurrency *int `json:"maxConcurrency,omitempty"`
 }
 

@@ -31,6 +31,16 @@ func (q *Queries) GrowMapRow(ctx context.Context, db DBTX, arg GrowMapRowParams)
 	return base, err
 }
 
+const holdSpawned = `-- name: HoldSpawned :exec
+UPDATE task_runs SET available_at = '9999-12-31 00:00:00+00' WHERE id = $1::text AND status = 'pending'
+`
+
+// Holds spawned run id (a DLQ retry while its node's bound is taken) until ReleaseSpawned.
+func (q *Queries) HoldSpawned(ctx context.Context, db DBTX, id string) error {
+	_, err := db.Exec(ctx, holdSpawned, id)
+	return err
+}
+
 const insertRetrySpawned = `-- name: InsertRetrySpawned :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
                        code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
@@ -56,19 +66,22 @@ func (q *Queries) InsertRetrySpawned(ctx context.Context, db DBTX, arg InsertRet
 
 const insertSpawned = `-- name: InsertSpawned :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
-                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index, spawned_by)
+                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index, spawned_by,
+                       available_at)
 SELECT u.id, u.task_id, s.pipeline_run_id, 'pending', s.priority, u.input_path, u.input, u.code_version,
-       u.code_hash, '{}', 0, true, s.traceparent, nullif(u.concurrency_key, '-'), u.item_index, s.id
+       u.code_hash, '{}', 0, true, s.traceparent, nullif(u.concurrency_key, '-'), u.item_index, s.id,
+       CASE WHEN u.item_index >= $1::int THEN '9999-12-31 00:00:00+00'::timestamptz ELSE now() END
 FROM task_runs s,
-     (SELECT unnest($1::text[]) AS id, unnest($2::text[]) AS task_id,
-             unnest($3::text[]) AS input_path, unnest($4::bytea[]) AS input,
-             unnest($5::int[]) AS code_version, unnest($6::text[]) AS code_hash,
-             unnest($7::text[]) AS concurrency_key,
-             unnest($8::int[]) AS item_index) AS u
-WHERE s.id = $9::text
+     (SELECT unnest($2::text[]) AS id, unnest($3::text[]) AS task_id,
+             unnest($4::text[]) AS input_path, unnest($5::bytea[]) AS input,
+             unnest($6::int[]) AS code_version, unnest($7::text[]) AS code_hash,
+             unnest($8::text[]) AS concurrency_key,
+             unnest($9::int[]) AS item_index) AS u
+WHERE s.id = $10::text
 `
 
 type InsertSpawnedParams struct {
+	Bound           *int
 	IDs             []string
 	TaskIDs         []string
 	InputPaths      []string
@@ -82,9 +95,12 @@ type InsertSpawnedParams struct {
 
 // One pending run per entry of the arrays, spawned by row spawned_by: same pipeline run,
 // priority and trace; task, index, input (inline, or stored at input_paths[i] when inputs[i] is
-// NULL), code version and key per entry; no predecessors.
+// NULL), code version and key per entry; no predecessors. With bound (the node's
+// maxConcurrency; NULL: none), the runs from index bound on are held (available_at
+// '9999-12-31', migration 019) until ReleaseSpawned.
 func (q *Queries) InsertSpawned(ctx context.Context, db DBTX, arg InsertSpawnedParams) error {
 	_, err := db.Exec(ctx, insertSpawned,
+		arg.Bound,
 		arg.IDs,
 		arg.TaskIDs,
 		arg.InputPaths,
@@ -121,6 +137,31 @@ func (q *Queries) MapRowItems(ctx context.Context, db DBTX, arg MapRowItemsParam
 	var i MapRowItemsRow
 	err := row.Scan(&i.ID, &i.ItemsTotal)
 	return i, err
+}
+
+const releaseSpawned = `-- name: ReleaseSpawned :execrows
+UPDATE task_runs SET available_at = now(), updated_at = now()
+WHERE id IN (SELECT id FROM task_runs
+             WHERE spawned_by = $1::text AND status = 'pending' AND superseded_by IS NULL
+               AND (available_at = '9999-12-31 00:00:00+00' OR parked_available_at = '9999-12-31 00:00:00+00')
+             ORDER BY item_index
+             LIMIT $2::int)
+`
+
+type ReleaseSpawnedParams struct {
+	SpawnedBy string
+	N         int
+}
+
+// Releases the first n runs row spawned_by holds (InsertSpawned's bound), in index order: they
+// become ready (a held run of a paused pipeline is parked with its held time, and the trigger of
+// migration 009 parks it again with the new one).
+func (q *Queries) ReleaseSpawned(ctx context.Context, db DBTX, arg ReleaseSpawnedParams) (int64, error) {
+	result, err := db.Exec(ctx, releaseSpawned, arg.SpawnedBy, arg.N)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const spawnSource = `-- name: SpawnSource :one
@@ -209,6 +250,21 @@ func (q *Queries) SpawnTasks(ctx context.Context, db DBTX, arg SpawnTasksParams)
 	return items, nil
 }
 
+const spawnedActive = `-- name: SpawnedActive :one
+SELECT count(*)::int FROM task_runs
+WHERE spawned_by = $1::text AND superseded_by IS NULL
+  AND (status IN ('dispatching', 'running')
+       OR (status = 'pending' AND available_at <> '9999-12-31 00:00:00+00' AND parked_available_at IS DISTINCT FROM '9999-12-31 00:00:00+00'))
+`
+
+// How many runs of row spawned_by are ready or in flight (not held, not ended).
+func (q *Queries) SpawnedActive(ctx context.Context, db DBTX, spawnedBy string) (int, error) {
+	row := db.QueryRow(ctx, spawnedActive, spawnedBy)
+	var column_1 int
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const spawnedBy = `-- name: SpawnedBy :many
 SELECT id, spawned_by::text AS spawned_by FROM task_runs WHERE id = ANY($1::text[]) AND spawned_by IS NOT NULL
 `
@@ -240,15 +296,22 @@ func (q *Queries) SpawnedBy(ctx context.Context, db DBTX, ids []string) ([]Spawn
 }
 
 const spawnedByOf = `-- name: SpawnedByOf :one
-SELECT coalesce(spawned_by, '')::text AS spawned_by FROM task_runs WHERE id = $1::text
+SELECT coalesce(tr.spawned_by, '')::text AS spawned_by, coalesce(s.task_id, '')::text AS spawner_task
+FROM task_runs tr LEFT JOIN task_runs s ON s.id = tr.spawned_by
+WHERE tr.id = $1::text
 `
 
-// The spawning row of task run id (” = none).
-func (q *Queries) SpawnedByOf(ctx context.Context, db DBTX, id string) (string, error) {
+type SpawnedByOfRow struct {
+	SpawnedBy   string
+	SpawnerTask string
+}
+
+// The spawning row of task run id and its task (” = none).
+func (q *Queries) SpawnedByOf(ctx context.Context, db DBTX, id string) (SpawnedByOfRow, error) {
 	row := db.QueryRow(ctx, spawnedByOf, id)
-	var spawned_by string
-	err := row.Scan(&spawned_by)
-	return spawned_by, err
+	var i SpawnedByOfRow
+	err := row.Scan(&i.SpawnedBy, &i.SpawnerTask)
+	return i, err
 }
 
 const spawnedOutputs = `-- name: SpawnedOutputs :many

@@ -280,8 +280,8 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 		if err != nil {
 			return fmt.Errorf("read the spawning row of %s: %w", failedRunID, err)
 		}
-		if spawner != "" {
-			return e.reopenSpawned(ctx, tx, prun, spawner, failedRunID, newRunID)
+		if spawner.SpawnedBy != "" {
+			return e.reopenSpawned(ctx, tx, prun, spawner.SpawnedBy, failedRunID, newRunID, spawnBound(run, spawner.SpawnerTask))
 		}
 	}
 	// A failed run of a map node is one of its items (the map row never goes to a worker).

@@ -41,9 +41,9 @@ func SpawnedOutputPath(runID string) string { return "runs/" + runID + "/spawned
 
 // validateSpawnNode checks a spawn declaration on its own, filling in maxItems' default.
 func validateSpawnNode(id, taskID string, s *protocol.SpawnConfig, maxItems int) error {
-	if s.MaxConcurrency != nil {
-		return nodeError("SPAWN_CONCURRENCY_UNSUPPORTED", taskID, ".spawn.maxConcurrency",
-			"pipeline %q: node %q: spawn.maxConcurrency is not supported (spawned runs are bounded by their tasks' own concurrency limits only)", id, taskID)
+	if s.MaxConcurrency != nil && (*s.MaxConcurrency < 1 || *s.MaxConcurrency > MaxInt4) {
+		return nodeError("SPAWN_MAX_CONCURRENCY_INVALID", taskID, ".spawn.maxConcurrency",
+			"pipeline %q: node %q: maxConcurrency must be an integer between 1 and %d, not %d", id, taskID, MaxInt4, *s.MaxConcurrency)
 	}
 	if s.MaxItems == 0 {
 		s.MaxItems = maxItems
@@ -233,13 +233,15 @@ func (e *Engine) startSpawned(ctx context.Context, tx dbtx, run *lockedRun, id s
 		return false, e.growMap(ctx, tx, run, plan)
 	}
 	n := len(plan.p.IDs)
+	// With maxConcurrency, the runs past the bound are held until others resolve (resolveSpawned).
+	bound := spawnBound(run, plan.taskID)
 	if err := queries.StartSpawnRow(ctx, tx, dbsqlc.StartSpawnRowParams{ID: id, N: n}); err != nil {
 		return false, fmt.Errorf("start spawning row %s: %w", id, err)
 	}
 	for start := 0; start < n; start += mapBatch {
 		end := min(start+mapBatch, n)
 		p := plan.p
-		batch := dbsqlc.InsertSpawnedParams{SpawnedBy: id, IDs: p.IDs[start:end], TaskIDs: p.TaskIDs[start:end],
+		batch := dbsqlc.InsertSpawnedParams{SpawnedBy: id, Bound: bound, IDs: p.IDs[start:end], TaskIDs: p.TaskIDs[start:end],
 			InputPaths: p.InputPaths[start:end], Inputs: p.Inputs[start:end], CodeVersions: p.CodeVersions[start:end],
 			CodeHashes: p.CodeHashes[start:end], ConcurrencyKeys: p.ConcurrencyKeys[start:end], ItemIndexes: p.ItemIndexes[start:end]}
 		if err := queries.InsertSpawned(ctx, tx, batch); err != nil {
@@ -249,6 +251,14 @@ func (e *Engine) startSpawned(ctx context.Context, tx dbtx, run *lockedRun, id s
 	run.readied = true
 	e.fannedOut(n)
 	return true, nil
+}
+
+// spawnBound is spawn node taskID's maxConcurrency in run's snapshot (nil: none).
+func spawnBound(run *lockedRun, taskID string) *int {
+	if n := run.snap.Tasks[taskID]; n != nil && n.Spawn != nil {
+		return n.Spawn.MaxConcurrency
+	}
+	return nil
 }
 
 // spawns says whether run's snapshot has spawn nodes (computed once per locked run).
@@ -335,6 +345,15 @@ func (e *Engine) resolveSpawned(ctx context.Context, tx dbtx, run *lockedRun, re
 				return nil, err
 			}
 			out = append(out, resolution{taskID: row.TaskID, completed: true, mapRow: true, selected: row.SelectedNext})
+		case spawnBound(run, row.TaskID) != nil:
+			// maxConcurrency: as many held runs become ready as resolved.
+			released, err := queries.ReleaseSpawned(ctx, tx, dbsqlc.ReleaseSpawnedParams{SpawnedBy: id, N: t.n})
+			if err != nil {
+				return nil, fmt.Errorf("release runs held by spawning row %s: %w", id, err)
+			}
+			if released > 0 {
+				run.readied = true
+			}
 		}
 	}
 	return out, nil
@@ -413,7 +432,7 @@ func writeRef(buf *bytes.Buffer, inline []byte, path string) error {
 // reopenSpawned is the DLQ retry of spawned run failedRunID (superseded by the caller) as
 // newRunID: while its spawning row still waits, the retry is one more run it waits for; once
 // the row ended, 409 SPAWN_REOPEN_UNSUPPORTED (the transaction rolls back).
-func (e *Engine) reopenSpawned(ctx context.Context, tx dbtx, prun, spawner, failedRunID, newRunID string) error {
+func (e *Engine) reopenSpawned(ctx context.Context, tx dbtx, prun, spawner, failedRunID, newRunID string, bound *int) error {
 	if err := queries.InsertRetrySpawned(ctx, tx, dbsqlc.InsertRetrySpawnedParams{OldID: failedRunID, ID: newRunID}); err != nil {
 		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
 	}
@@ -424,6 +443,18 @@ func (e *Engine) reopenSpawned(ctx context.Context, tx dbtx, prun, spawner, fail
 	if n != 1 {
 		return conflict("SPAWN_REOPEN_UNSUPPORTED", "pipeline run %q: task run %q was spawned by %q, which no longer waits for its spawned runs: a DLQ retry cannot re-open it; trigger the pipeline again instead",
 			prun, failedRunID, spawner)
+	}
+	if bound != nil {
+		// The retry waits for room under the node's maxConcurrency like the runs still held.
+		active, err := queries.SpawnedActive(ctx, tx, spawner)
+		if err != nil {
+			return fmt.Errorf("count the runs of spawning row %s: %w", spawner, err)
+		}
+		if active > *bound {
+			if err := queries.HoldSpawned(ctx, tx, newRunID); err != nil {
+				return fmt.Errorf("hold retry %s: %w", newRunID, err)
+			}
+		}
 	}
 	if err := queries.NotifyReady(ctx, tx); err != nil {
 		return fmt.Errorf("notify: %w", err)

@@ -30,11 +30,15 @@ WHERE id = sqlc.arg('id')::text;
 -- name: InsertSpawned :exec
 -- One pending run per entry of the arrays, spawned by row spawned_by: same pipeline run,
 -- priority and trace; task, index, input (inline, or stored at input_paths[i] when inputs[i] is
--- NULL), code version and key per entry; no predecessors.
+-- NULL), code version and key per entry; no predecessors. With bound (the node's
+-- maxConcurrency; NULL: none), the runs from index bound on are held (available_at
+-- '9999-12-31', migration 019) until ReleaseSpawned.
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
-                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index, spawned_by)
+                       code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index, spawned_by,
+                       available_at)
 SELECT u.id, u.task_id, s.pipeline_run_id, 'pending', s.priority, u.input_path, u.input, u.code_version,
-       u.code_hash, '{}', 0, true, s.traceparent, nullif(u.concurrency_key, '-'), u.item_index, s.id
+       u.code_hash, '{}', 0, true, s.traceparent, nullif(u.concurrency_key, '-'), u.item_index, s.id,
+       CASE WHEN u.item_index >= sqlc.narg('bound')::int THEN '9999-12-31 00:00:00+00'::timestamptz ELSE now() END
 FROM task_runs s,
      (SELECT unnest(sqlc.arg('ids')::text[]) AS id, unnest(sqlc.arg('task_ids')::text[]) AS task_id,
              unnest(sqlc.arg('input_paths')::text[]) AS input_path, unnest(sqlc.arg('inputs')::bytea[]) AS input,
@@ -60,6 +64,28 @@ FROM task_runs
 WHERE spawned_by = sqlc.arg('spawned_by')::text AND superseded_by IS NULL
 ORDER BY item_index;
 
+-- name: ReleaseSpawned :execrows
+-- Releases the first n runs row spawned_by holds (InsertSpawned's bound), in index order: they
+-- become ready (a held run of a paused pipeline is parked with its held time, and the trigger of
+-- migration 009 parks it again with the new one).
+UPDATE task_runs SET available_at = now(), updated_at = now()
+WHERE id IN (SELECT id FROM task_runs
+             WHERE spawned_by = sqlc.arg('spawned_by')::text AND status = 'pending' AND superseded_by IS NULL
+               AND (available_at = '9999-12-31 00:00:00+00' OR parked_available_at = '9999-12-31 00:00:00+00')
+             ORDER BY item_index
+             LIMIT sqlc.arg('n')::int);
+
+-- name: SpawnedActive :one
+-- How many runs of row spawned_by are ready or in flight (not held, not ended).
+SELECT count(*)::int FROM task_runs
+WHERE spawned_by = sqlc.arg('spawned_by')::text AND superseded_by IS NULL
+  AND (status IN ('dispatching', 'running')
+       OR (status = 'pending' AND available_at <> '9999-12-31 00:00:00+00' AND parked_available_at IS DISTINCT FROM '9999-12-31 00:00:00+00'));
+
+-- name: HoldSpawned :exec
+-- Holds spawned run id (a DLQ retry while its node's bound is taken) until ReleaseSpawned.
+UPDATE task_runs SET available_at = '9999-12-31 00:00:00+00' WHERE id = sqlc.arg('id')::text AND status = 'pending';
+
 -- name: InsertRetrySpawned :exec
 -- The DLQ retry of spawned run old_id (which the caller superseded): a pending run of the same
 -- task, spawning row, index, input (inline or at the same path), key and trace, at the task's
@@ -73,8 +99,10 @@ FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = sqlc.arg('old_id')::text;
 
 -- name: SpawnedByOf :one
--- The spawning row of task run id ('' = none).
-SELECT coalesce(spawned_by, '')::text AS spawned_by FROM task_runs WHERE id = sqlc.arg('id')::text;
+-- The spawning row of task run id and its task ('' = none).
+SELECT coalesce(tr.spawned_by, '')::text AS spawned_by, coalesce(s.task_id, '')::text AS spawner_task
+FROM task_runs tr LEFT JOIN task_runs s ON s.id = tr.spawned_by
+WHERE tr.id = sqlc.arg('id')::text;
 
 -- name: MapRowItems :one
 -- The item count of the open map row of node task_id of run pipeline_run_id (no row: it no
