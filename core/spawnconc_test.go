@@ -197,3 +197,31 @@ func TestSpawnNodeMaxConcurrencyDLQRetry(t *testing.T) {
 	require.JSONEq(t, `{"b":1}`, string(items[1]))
 	require.JSONEq(t, `{"a":2}`, string(items[2]))
 }
+
+// Under fail-fast, a spawned run's failure fails the node and cancels the runs still held by
+// its maxConcurrency with the others: nothing is left pending.
+func TestSpawnNodeMaxConcurrencyFailFast(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	spawnPipeline(e, w, "fan", map[string]any{"maxConcurrency": 2})
+	const n = 20
+	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		cb := e.result(d, `{}`)
+		cb.Spawn = spawnEntries(n)
+		return cb
+	})
+	w.on("a", spawnedAnswer(e, nil))
+	w.on("b", spawnedAnswer(e, func(i int) bool { return i == 5 }))
+	id := e.trigger("fan", map[string]any{"input": 1})
+	e.waitRun(id, "failed")
+	_, status, code, _, _ := e.spawnRow(id)
+	require.Equal(t, "failed", status)
+	require.Equal(t, "SPAWN_ITEM_FAILED", code)
+	require.Zero(t, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s' AND status IN ('pending', 'waiting')`, id)))
+	dispatched := len(w.dispatchesOf("a")) + len(w.dispatchesOf("b"))
+	require.Less(t, dispatched, n, "the held runs never started")
+	// Every run never dispatched is cancelled (and the other place's run, if it was in flight).
+	require.GreaterOrEqual(t, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s'
+		AND spawned_by IS NOT NULL AND status = 'cancelled'`, id)), n-dispatched)
+}
