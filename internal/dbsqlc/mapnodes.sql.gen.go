@@ -117,9 +117,10 @@ func (q *Queries) InsertRerunNode(ctx context.Context, db DBTX, arg InsertRerunN
 const insertRetryItem = `-- name: InsertRetryItem :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
                        code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
-                       map_concurrency)
+                       map_concurrency, spawned_by)
 SELECT $1::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
-       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.map_concurrency
+       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.map_concurrency,
+       old.spawned_by
 FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = $2::text
 `
@@ -129,10 +130,9 @@ type InsertRetryItemParams struct {
 	OldID string
 }
 
-// The DLQ retry of map item old_id (which the caller superseded): a pending item of the same
-// map row, index, input (inline or at the same path), key, bound (maxConcurrency) and trace,
-// at the task's current
-// code version.
+// The DLQ retry of map item or spawned run old_id (which the caller superseded): a pending run
+// of the same task, map row or spawning row (spawned_by), index, input (inline or at the same
+// path), key, bound (maxConcurrency) and trace, at the task's current code version.
 func (q *Queries) InsertRetryItem(ctx context.Context, db DBTX, arg InsertRetryItemParams) error {
 	_, err := db.Exec(ctx, insertRetryItem, arg.ID, arg.OldID)
 	return err

@@ -41,29 +41,6 @@ func (q *Queries) HoldSpawned(ctx context.Context, db DBTX, id string) error {
 	return err
 }
 
-const insertRetrySpawned = `-- name: InsertRetrySpawned :exec
-INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
-                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
-                       spawned_by)
-SELECT $1::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
-       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.spawned_by
-FROM task_runs old JOIN tasks t ON t.id = old.task_id
-WHERE old.id = $2::text
-`
-
-type InsertRetrySpawnedParams struct {
-	ID    string
-	OldID string
-}
-
-// The DLQ retry of spawned run old_id (which the caller superseded): a pending run of the same
-// task, spawning row, index, input (inline or at the same path), key and trace, at the task's
-// current code version.
-func (q *Queries) InsertRetrySpawned(ctx context.Context, db DBTX, arg InsertRetrySpawnedParams) error {
-	_, err := db.Exec(ctx, insertRetrySpawned, arg.ID, arg.OldID)
-	return err
-}
-
 const insertSpawned = `-- name: InsertSpawned :exec
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
                        code_hash, predecessors, preds_left, selected, traceparent, concurrency_key, item_index, spawned_by,

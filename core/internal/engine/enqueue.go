@@ -311,6 +311,40 @@ func (e *Engine) removeInputs(backend *storage.Backend, items []enqueueItem, pic
 	}
 }
 
+// storeInputs stores data[i] at paths[i] for each i whose data is not nil (the inputs too large
+// to be inline), 16 at a time, as writeInputs does for an enqueue. When one write fails, those
+// written are removed (best effort) and the error returned; what names an input in it ("item 3
+// of <owner>"). A transaction that rolls back after they were written leaves them behind,
+// unreferenced (docs/dynamic-pipelines.md).
+func (e *Engine) storeInputs(ctx context.Context, owner, what string, paths []string, data [][]byte) error {
+	_, backend := e.storage.Default()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i := range data {
+		if data[i] == nil {
+			continue
+		}
+		g.Go(func() error {
+			if err := storage.PutBytes(gctx, backend, paths[i], data[i], inlineContentType); err != nil {
+				return storageFailed(fmt.Errorf("store the input of %s %d of %s: %w", what, i, owner, err))
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err != nil {
+		for i := range data {
+			if data[i] == nil {
+				continue
+			}
+			if derr := backend.Delete(context.WithoutCancel(ctx), paths[i]); derr != nil && !isNotFound(derr) {
+				e.log.Warn("could not remove a stored input", "path", paths[i], "err", derr)
+			}
+		}
+	}
+	return err
+}
+
 // takeIdempotencyKeys claims the items' keys; owned[i] reports whether item i got its key.
 // Items whose key is held by a live run get that run as their result.
 func (e *Engine) takeIdempotencyKeys(ctx context.Context, tx dbtx, items []enqueueItem) (map[int]bool, error) {

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/pipeweave/pipeweave/core/internal/defaults"
 	"github.com/pipeweave/pipeweave/core/internal/ids"
 	"github.com/pipeweave/pipeweave/core/protocol"
@@ -255,26 +253,12 @@ func isItem(run *lockedRun, r resolution) bool {
 // (completed, with the items' outputs), or at once when an item fails in fail-fast mode. Other
 // resolutions pass through unchanged.
 func (e *Engine) resolveItems(ctx context.Context, tx dbtx, run *lockedRun, resolved []resolution) ([]resolution, error) {
-	type tally struct{ n, failed int }
-	var out []resolution
-	var order []string
-	byTask := map[string]*tally{}
-	for _, r := range resolved {
-		if !isItem(run, r) {
-			out = append(out, r)
-			continue
+	out, order, byTask := tallyResolutions(resolved, func(r resolution) string {
+		if isItem(run, r) {
+			return r.taskID
 		}
-		t := byTask[r.taskID]
-		if t == nil {
-			t = &tally{}
-			byTask[r.taskID] = t
-			order = append(order, r.taskID)
-		}
-		t.n++
-		if r.failed {
-			t.failed++
-		}
-	}
+		return ""
+	})
 	for _, taskID := range order {
 		t := byTask[taskID]
 		row, err := queries.MapItemsResolved(ctx, tx, dbsqlc.MapItemsResolvedParams{PipelineRunID: run.id, TaskID: taskID, N: t.n})
@@ -301,6 +285,33 @@ func (e *Engine) resolveItems(ctx context.Context, tx dbtx, run *lockedRun, reso
 	return out, nil
 }
 
+// tally counts the resolutions of one node's items (or spawned runs), and the failed ones.
+type tally struct{ n, failed int }
+
+// tallyResolutions splits resolved: those whose key is "" are returned as they are (rest); the
+// others are counted per key (counts), keys in the order first seen.
+func tallyResolutions(resolved []resolution, key func(resolution) string) (rest []resolution, keys []string, counts map[string]*tally) {
+	counts = map[string]*tally{}
+	for _, r := range resolved {
+		k := key(r)
+		if k == "" {
+			rest = append(rest, r)
+			continue
+		}
+		t := counts[k]
+		if t == nil {
+			t = &tally{}
+			counts[k] = t
+			keys = append(keys, k)
+		}
+		t.n++
+		if r.failed {
+			t.failed++
+		}
+	}
+	return rest, keys, counts
+}
+
 func endMapRowFailed(ctx context.Context, tx dbtx, id, code, msg string) error {
 	if err := queries.EndMapRow(ctx, tx, dbsqlc.EndMapRowParams{ID: id, Status: string(protocol.StatusFailed), Error: &msg, ErrorCode: &code}); err != nil {
 		return fmt.Errorf("fail map row %s: %w", id, err)
@@ -324,24 +335,17 @@ func (e *Engine) completeMapRow(ctx context.Context, tx dbtx, runID, taskID, id 
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		switch {
-		case it.Status != protocol.StatusCompleted:
+		if it.Status != protocol.StatusCompleted {
 			buf.WriteString("null")
 			failed = append(failed, strconv.Itoa(it.ItemIndex))
-		case it.Output != nil:
-			buf.Write(it.Output)
-		case it.OutputPath != "":
-			ref, err := json.Marshal(map[string]string{"outputPath": it.OutputPath})
-			if err != nil {
-				return fmt.Errorf("encode the output ref of item %d of %s: %w", it.ItemIndex, id, err)
-			}
-			buf.Write(ref)
-		default:
-			buf.WriteString("null")
+			continue
+		}
+		if err := writeRef(&buf, it.Output, it.OutputPath); err != nil {
+			return fmt.Errorf("encode the output ref of item %d of %s: %w", it.ItemIndex, id, err)
 		}
 	}
 	buf.WriteByte(']')
-	p, err := e.mapOutput(ctx, id, buf.Bytes())
+	p, err := e.nodeOutput(ctx, id, protocol.OutputPath(id), buf.Bytes())
 	if err != nil {
 		return err
 	}
@@ -355,10 +359,9 @@ func (e *Engine) completeMapRow(ctx context.Context, tx dbtx, runID, taskID, id 
 	return nil
 }
 
-// mapOutput is the completion of map row id with output data: inline up to InlineMax bytes,
-// else stored at the map row's output path first.
-func (e *Engine) mapOutput(ctx context.Context, id string, data []byte) (dbsqlc.EndMapRowParams, error) {
-	path := protocol.OutputPath(id)
+// nodeOutput is the completion of node row id (a map row, a spawning row, a sub-pipeline node)
+// with output data: inline up to InlineMax bytes, else stored at path first.
+func (e *Engine) nodeOutput(ctx context.Context, id, path string, data []byte) (dbsqlc.EndMapRowParams, error) {
 	size := int64(len(data))
 	p := dbsqlc.EndMapRowParams{ID: id, Status: string(protocol.StatusCompleted), OutputPath: &path, OutputSize: &size}
 	if size <= e.cfg.InlineMax {
@@ -367,9 +370,26 @@ func (e *Engine) mapOutput(ctx context.Context, id string, data []byte) (dbsqlc.
 	}
 	_, backend := e.storage.Default()
 	if err := storage.PutBytes(ctx, backend, path, data, inlineContentType); err != nil {
-		return p, storageFailed(fmt.Errorf("store the output of map row %s: %w", id, err))
+		return p, storageFailed(fmt.Errorf("store the output of node row %s: %w", id, err))
 	}
 	return p, nil
+}
+
+// writeRef writes an output to buf: inline, {"outputPath": path} when stored, null when none.
+func writeRef(buf *bytes.Buffer, inline []byte, path string) error {
+	switch {
+	case inline != nil:
+		buf.Write(inline)
+	case path != "":
+		ref, err := json.Marshal(map[string]string{"outputPath": path})
+		if err != nil {
+			return err
+		}
+		buf.Write(ref)
+	default:
+		buf.WriteString("null")
+	}
+	return nil
 }
 
 // fanOut starts map node taskID of run, which the advance just made pending: it reads the over
@@ -412,7 +432,7 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	}
 	if len(items) == 0 {
 		// The empty array, inline or stored as any map output (INLINE_PAYLOAD_MAX_BYTES).
-		p, err := e.mapOutput(ctx, row.ID, []byte("[]"))
+		p, err := e.nodeOutput(ctx, row.ID, protocol.OutputPath(row.ID), []byte("[]"))
 		if err != nil {
 			return nil, err
 		}
@@ -431,14 +451,17 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	}
 	p := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: make([]string, len(items)), InputPaths: make([]string, len(items)),
 		Inputs: make([][]byte, len(items)), ItemIndexes: make([]int, len(items))}
+	stored := make([][]byte, len(items))
 	for i, item := range items {
 		id := ids.New(ids.TaskRun)
 		p.IDs[i], p.InputPaths[i], p.ItemIndexes[i] = id, protocol.StandaloneInputPath(id), i
 		if data, inline := e.inlineInput(item); inline {
 			p.Inputs[i] = data
+		} else {
+			stored[i] = data
 		}
 	}
-	if err := e.writeItemInputs(ctx, row.ID, items, p); err != nil {
+	if err := e.storeInputs(ctx, row.ID, "item", p.InputPaths, stored); err != nil {
 		return nil, err
 	}
 	for start := 0; start < len(items); start += mapBatch {
@@ -451,38 +474,6 @@ func (e *Engine) fanOut(ctx context.Context, tx dbtx, run *lockedRun, taskID str
 	}
 	e.fannedOut(len(items))
 	return nil, nil
-}
-
-// writeItemInputs stores the inputs of the items that are not inline (p.Inputs[i] nil), 16 at
-// a time, as enqueue stores large inputs. When one write fails, those written are removed
-// (best effort) and the error returned. A transaction that rolls back after they were written
-// leaves them behind, unreferenced (docs/dynamic-pipelines.md).
-func (e *Engine) writeItemInputs(ctx context.Context, mapRowID string, items []json.RawMessage, p dbsqlc.InsertMapItemsParams) error {
-	_, backend := e.storage.Default()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	for i, item := range items {
-		if p.Inputs[i] != nil {
-			continue
-		}
-		g.Go(func() error {
-			if err := storage.PutBytes(gctx, backend, p.InputPaths[i], item, inlineContentType); err != nil {
-				return storageFailed(fmt.Errorf("store the input of item %d of %s: %w", i, mapRowID, err))
-			}
-			return nil
-		})
-	}
-	err := g.Wait()
-	if err != nil {
-		for i := range items {
-			if p.Inputs[i] == nil {
-				if derr := backend.Delete(context.WithoutCancel(ctx), p.InputPaths[i]); derr != nil && !isNotFound(derr) {
-					e.log.Warn("could not remove the stored input of a map item", "path", p.InputPaths[i], "err", derr)
-				}
-			}
-		}
-	}
-	return err
 }
 
 // readStored reads the stored output at path. An output that is missing or longer than

@@ -10,11 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/pipeweave/pipeweave/core/internal/ids"
 	"github.com/pipeweave/pipeweave/core/protocol"
-	"github.com/pipeweave/pipeweave/core/storage"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
 )
@@ -150,6 +147,7 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 	}
 	p := &plan.p
 	p.SpawnedBy = runID
+	var stored [][]byte // the inputs too large to be inline, by entry (nil: inline)
 	for i, s := range cb.Spawn {
 		t, ok := tasks[s.TaskID]
 		if !ok {
@@ -158,10 +156,12 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 		}
 		id := ids.New(ids.TaskRun)
 		data, inline := e.inlineInput(s.Input)
-		var input []byte
+		var input, store []byte
 		key := noConcurrencyKey
 		if inline {
 			input = data
+		} else {
+			store = data
 		}
 		switch {
 		case t.ConcurrencyKey == "":
@@ -176,47 +176,12 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 		p.InputPaths, p.Inputs = append(p.InputPaths, protocol.StandaloneInputPath(id)), append(p.Inputs, input)
 		p.CodeVersions, p.CodeHashes = append(p.CodeVersions, t.CodeVersion), append(p.CodeHashes, t.CodeHash)
 		p.ConcurrencyKeys, p.ItemIndexes = append(p.ConcurrencyKeys, key), append(p.ItemIndexes, i)
+		stored = append(stored, store)
 	}
-	if err := e.storeSpawnInputs(ctx, runID, cb.Spawn, p); err != nil {
+	if err := e.storeInputs(ctx, runID, "spawn entry", p.InputPaths, stored); err != nil {
 		return nil, err
 	}
 	return plan, nil
-}
-
-// storeSpawnInputs stores the inputs that are not inline (p.Inputs[i] nil), 16 at a time; when
-// one write fails, those written are removed (best effort).
-func (e *Engine) storeSpawnInputs(ctx context.Context, runID string, entries []protocol.SpawnRequest, p *dbsqlc.InsertSpawnedParams) error {
-	_, backend := e.storage.Default()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(16)
-	stored := false
-	for i := range entries {
-		if p.Inputs[i] != nil {
-			continue
-		}
-		stored = true
-		data, _ := e.inlineInput(entries[i].Input) // JSON null for an entry without input
-		g.Go(func() error {
-			if err := storage.PutBytes(gctx, backend, p.InputPaths[i], data, inlineContentType); err != nil {
-				return storageFailed(fmt.Errorf("store the input of spawn[%d] of %s: %w", i, runID, err))
-			}
-			return nil
-		})
-	}
-	if !stored {
-		return nil
-	}
-	err := g.Wait()
-	if err != nil {
-		for i := range entries {
-			if p.Inputs[i] == nil {
-				if derr := backend.Delete(context.WithoutCancel(ctx), p.InputPaths[i]); derr != nil && !isNotFound(derr) {
-					e.log.Warn("could not remove the stored input of a spawned run", "path", p.InputPaths[i], "err", derr)
-				}
-			}
-		}
-	}
-	return err
 }
 
 // startSpawned applies plan in the callback's transaction, after the callback completed the
@@ -300,30 +265,12 @@ func (e *Engine) resolveSpawned(ctx context.Context, tx dbtx, run *lockedRun, re
 	for _, r := range rows {
 		by[r.ID] = r.SpawnedBy
 	}
-	type tally struct{ n, failed int }
-	var out []resolution
-	var order []string
-	counts := map[string]*tally{}
-	for _, r := range resolved {
-		spawner := ""
-		if r.runID != "" && !r.mapRow {
-			spawner = by[r.runID]
+	out, order, counts := tallyResolutions(resolved, func(r resolution) string {
+		if r.runID == "" || r.mapRow {
+			return ""
 		}
-		if spawner == "" {
-			out = append(out, r)
-			continue
-		}
-		t := counts[spawner]
-		if t == nil {
-			t = &tally{}
-			counts[spawner] = t
-			order = append(order, spawner)
-		}
-		t.n++
-		if r.failed {
-			t.failed++
-		}
-	}
+		return by[r.runID]
+	})
 	for _, id := range order {
 		t := counts[id]
 		row, err := queries.SpawnedResolved(ctx, tx, dbsqlc.SpawnedResolvedParams{ID: id, N: t.n})
@@ -390,17 +337,9 @@ func (e *Engine) completeSpawnRow(ctx context.Context, tx dbtx, id string, row d
 		}
 	}
 	buf.WriteString("]}")
-	data := buf.Bytes()
-	path := SpawnedOutputPath(id)
-	size := int64(len(data))
-	p := dbsqlc.EndMapRowParams{ID: id, Status: string(protocol.StatusCompleted), OutputPath: &path, OutputSize: &size}
-	if size <= e.cfg.InlineMax {
-		p.Output = data
-	} else {
-		_, backend := e.storage.Default()
-		if err := storage.PutBytes(ctx, backend, path, data, inlineContentType); err != nil {
-			return storageFailed(fmt.Errorf("store the output of spawning row %s: %w", id, err))
-		}
+	p, err := e.nodeOutput(ctx, id, SpawnedOutputPath(id), buf.Bytes())
+	if err != nil {
+		return err
 	}
 	if len(failed) > 0 {
 		code, msg := SpawnItemsFailed, fmt.Sprintf("%d of %d spawned runs failed: %s", len(failed), len(items), strings.Join(failed, ", "))
@@ -412,28 +351,11 @@ func (e *Engine) completeSpawnRow(ctx context.Context, tx dbtx, id string, row d
 	return nil
 }
 
-// writeRef writes an output: inline, {"outputPath": path} when stored, null when none.
-func writeRef(buf *bytes.Buffer, inline []byte, path string) error {
-	switch {
-	case inline != nil:
-		buf.Write(inline)
-	case path != "":
-		ref, err := json.Marshal(map[string]string{"outputPath": path})
-		if err != nil {
-			return err
-		}
-		buf.Write(ref)
-	default:
-		buf.WriteString("null")
-	}
-	return nil
-}
-
 // reopenSpawned is the DLQ retry of spawned run failedRunID (superseded by the caller) as
 // newRunID: while its spawning row still waits, the retry is one more run it waits for; once
 // the row ended, 409 SPAWN_REOPEN_UNSUPPORTED (the transaction rolls back).
 func (e *Engine) reopenSpawned(ctx context.Context, tx dbtx, prun, spawner, failedRunID, newRunID string, bound *int) error {
-	if err := queries.InsertRetrySpawned(ctx, tx, dbsqlc.InsertRetrySpawnedParams{OldID: failedRunID, ID: newRunID}); err != nil {
+	if err := queries.InsertRetryItem(ctx, tx, dbsqlc.InsertRetryItemParams{OldID: failedRunID, ID: newRunID}); err != nil {
 		return fmt.Errorf("insert retry of %s: %w", failedRunID, err)
 	}
 	n, err := queries.MapRowOpen(ctx, tx, spawner)

@@ -420,35 +420,17 @@ func (e *Engine) terminalOutput(ctx context.Context, tx dbtx, child *lockedRun, 
 		buf.Write(key)
 		buf.WriteByte(':')
 		r, ok := byTask[taskID]
-		switch {
-		case !ok || r.Status != protocol.StatusCompleted:
+		if !ok || r.Status != protocol.StatusCompleted {
 			buf.WriteString("null")
-		case r.Output != nil:
-			buf.Write(r.Output)
-		case r.OutputPath != "":
-			ref, err := json.Marshal(map[string]string{"outputPath": r.OutputPath})
-			if err != nil {
-				return dbsqlc.EndSubNodeParams{}, fmt.Errorf("encode the output ref of %s: %w", taskID, err)
-			}
-			buf.Write(ref)
-		default:
-			buf.WriteString("null")
+			continue
+		}
+		if err := writeRef(&buf, r.Output, r.OutputPath); err != nil {
+			return dbsqlc.EndSubNodeParams{}, fmt.Errorf("encode the output ref of %s: %w", taskID, err)
 		}
 	}
 	buf.WriteByte('}')
-	data := buf.Bytes()
-	path := protocol.OutputPath(id)
-	size := int64(len(data))
-	p := dbsqlc.EndSubNodeParams{ID: id, Status: string(protocol.StatusCompleted), OutputPath: &path, OutputSize: &size}
-	if size <= e.cfg.InlineMax {
-		p.Output = data
-		return p, nil
-	}
-	_, backend := e.storage.Default()
-	if err := storage.PutBytes(ctx, backend, path, data, inlineContentType); err != nil {
-		return dbsqlc.EndSubNodeParams{}, storageFailed(fmt.Errorf("store the output of sub-pipeline node %s: %w", id, err))
-	}
-	return p, nil
+	p, err := e.nodeOutput(ctx, id, protocol.OutputPath(id), buf.Bytes())
+	return dbsqlc.EndSubNodeParams(p), err
 }
 
 // ancestorsOf lists run's ancestors and run itself, the top-level run first: a child's

@@ -62,15 +62,15 @@ SELECT reltuples::float8 AS tuples FROM pg_catalog.pg_class WHERE oid = 'task_ru
 ANALYZE task_runs;
 
 -- name: InsertRetryItem :exec
--- The DLQ retry of map item old_id (which the caller superseded): a pending item of the same
--- map row, index, input (inline or at the same path), key, bound (maxConcurrency) and trace,
--- at the task's current
--- code version.
+-- The DLQ retry of map item or spawned run old_id (which the caller superseded): a pending run
+-- of the same task, map row or spawning row (spawned_by), index, input (inline or at the same
+-- path), key, bound (maxConcurrency) and trace, at the task's current code version.
 INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
                        code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
-                       map_concurrency)
+                       map_concurrency, spawned_by)
 SELECT sqlc.arg('id')::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
-       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.map_concurrency
+       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.map_concurrency,
+       old.spawned_by
 FROM task_runs old JOIN tasks t ON t.id = old.task_id
 WHERE old.id = sqlc.arg('old_id')::text;
 

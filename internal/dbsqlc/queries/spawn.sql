@@ -86,18 +86,6 @@ WHERE spawned_by = sqlc.arg('spawned_by')::text AND superseded_by IS NULL
 -- Holds spawned run id (a DLQ retry while its node's bound is taken) until ReleaseSpawned.
 UPDATE task_runs SET available_at = '9999-12-31 00:00:00+00' WHERE id = sqlc.arg('id')::text AND status = 'pending';
 
--- name: InsertRetrySpawned :exec
--- The DLQ retry of spawned run old_id (which the caller superseded): a pending run of the same
--- task, spawning row, index, input (inline or at the same path), key and trace, at the task's
--- current code version.
-INSERT INTO task_runs (id, task_id, pipeline_run_id, status, priority, input_path, input, code_version,
-                       code_hash, metadata, predecessors, preds_left, selected, traceparent, concurrency_key, item_index,
-                       spawned_by)
-SELECT sqlc.arg('id')::text, old.task_id, old.pipeline_run_id, 'pending', old.priority, old.input_path, old.input, t.code_version,
-       t.code_hash, old.metadata, '{}', 0, true, old.traceparent, old.concurrency_key, old.item_index, old.spawned_by
-FROM task_runs old JOIN tasks t ON t.id = old.task_id
-WHERE old.id = sqlc.arg('old_id')::text;
-
 -- name: SpawnedByOf :one
 -- The spawning row of task run id and its task ('' = none).
 SELECT coalesce(tr.spawned_by, '')::text AS spawned_by, coalesce(s.task_id, '')::text AS spawner_task
