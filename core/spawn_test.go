@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -160,6 +162,32 @@ func TestSpawnNodeSpawnsAndJoins(t *testing.T) {
 		require.Empty(t, row.SpawnedBy)
 		require.Equal(t, n, *row.ItemsTotal)
 		require.Zero(t, *row.ItemsLeft)
+
+		// The spawning callback sent again once applied is a duplicate: nothing is spawned or
+		// stored again (with inline payloads off, each entry's input would be a new object).
+		files := func() int {
+			k := 0
+			require.NoError(t, filepath.WalkDir(e.storageDir, func(_ string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					k++
+				}
+				return err
+			}))
+			return k
+		}
+		before, storedBefore := e.count(`SELECT count(*) FROM task_runs`), files()
+		plan := w.dispatchesOf("plan")[0]
+		again := e.result(plan, `{"planned":50}`)
+		again.Spawn = spawnEntries(n)
+		httpStatus, body := w.callback(plan, again)
+		require.Equal(t, http.StatusOK, httpStatus, string(body))
+		var ans struct {
+			Applied bool `json:"applied"`
+		}
+		require.NoError(t, json.Unmarshal(body, &ans))
+		require.False(t, ans.Applied, string(body))
+		require.Equal(t, before, e.count(`SELECT count(*) FROM task_runs`))
+		require.Equal(t, storedBefore, files())
 	})
 }
 
@@ -269,7 +297,7 @@ func TestSpawnBadInput(t *testing.T) {
 	status, body = sw.callback(d, success(d))
 	require.Equal(t, http.StatusOK, status, string(body))
 
-	// Declarations: maxConcurrency is refused, maxItems bounded, one kind per node.
+	// Declarations: maxConcurrency and maxItems bounded, one kind per node.
 	for name, c := range map[string]struct {
 		node map[string]any
 		code string
@@ -461,14 +489,20 @@ func TestSpawnNodeDLQRetry(t *testing.T) {
 	}
 	resp := e.do("POST", "/api/dlq/"+dlqOf(2)+"/retry", nil, "")
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
-	rowID, _, _, _, left := e.spawnRow(id)
-	require.GreaterOrEqual(t, *left, 1, "the retry is one more run to wait for")
+	rowID, _, _, _, _ := e.spawnRow(id)
+	// The retry is one more run to wait for: the row waits for exactly its open runs.
+	var left, open int
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT items_left, (SELECT count(*) FROM task_runs
+		WHERE spawned_by = $1 AND superseded_by IS NULL AND status NOT IN ('completed', 'failed', 'cancelled', 'skipped'))
+		FROM task_runs WHERE id = $1`, rowID).Scan(&left, &open))
+	require.Equal(t, open, left, "the retry is one more run to wait for")
+	require.GreaterOrEqual(t, left, 2, "the gated run and the retry")
 	close(gate)
 	e.waitRun(id, "completed")
-	_, status, code, _, left := e.spawnRow(id)
+	_, status, code, _, leftAtEnd := e.spawnRow(id)
 	require.Equal(t, "completed", status)
 	require.Empty(t, code)
-	require.Zero(t, *left)
+	require.Zero(t, *leftAtEnd)
 	_, items := e.spawnDoc(w.dispatchesOf("join")[0])
 	require.Len(t, items, n)
 	require.JSONEq(t, `{"a":2}`, string(items[2]))

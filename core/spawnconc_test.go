@@ -207,7 +207,7 @@ func TestSpawnNodeMaxConcurrencyFailFast(t *testing.T) {
 	spawnPipeline(e, w, "fan", map[string]any{"maxConcurrency": 2})
 	const n = 20
 	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
-		cb := e.result(d, `{}`)
+		cb := e.result(d, `{"planned":20}`)
 		cb.Spawn = spawnEntries(n)
 		return cb
 	})
@@ -218,6 +218,10 @@ func TestSpawnNodeMaxConcurrencyFailFast(t *testing.T) {
 	_, status, code, _, _ := e.spawnRow(id)
 	require.Equal(t, "failed", status)
 	require.Equal(t, "SPAWN_ITEM_FAILED", code)
+	var own []byte
+	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT output FROM task_runs
+		WHERE pipeline_run_id = $1 AND task_id = 'plan' AND item_index IS NULL`, id).Scan(&own))
+	require.JSONEq(t, `{"planned":20}`, string(own), "the failed node keeps its own output")
 	require.Zero(t, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s' AND status IN ('pending', 'waiting')`, id)))
 	dispatched := len(w.dispatchesOf("a")) + len(w.dispatchesOf("b"))
 	require.Less(t, dispatched, n, "the held runs never started")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -493,6 +494,7 @@ func TestSubPipelineCancelRacesChildCallbacks(t *testing.T) {
 						if len(r.ChildRunIDs) > 0 || r.Status != "running" {
 							break
 						}
+						time.Sleep(5 * time.Millisecond)
 					}
 					r := e.do("POST", "/api/runs/"+id+"/cancel", nil, "")
 					if r.Status != http.StatusOK && r.Status != http.StatusConflict {

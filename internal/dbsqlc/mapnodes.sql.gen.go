@@ -23,8 +23,11 @@ func (q *Queries) AnalyzeTaskRuns(ctx context.Context, db DBTX) error {
 }
 
 const endMapRow = `-- name: EndMapRow :exec
-UPDATE task_runs SET status = $1::text, output = $2, output_path = $3,
-                     output_size = $4, error = $5, error_code = $6,
+UPDATE task_runs SET status = $1::text,
+                     output      = CASE WHEN $1::text = 'completed' THEN $2 ELSE output END,
+                     output_path = CASE WHEN $1::text = 'completed' THEN $3 ELSE output_path END,
+                     output_size = CASE WHEN $1::text = 'completed' THEN $4 ELSE output_size END,
+                     error = $5, error_code = $6,
                      items_left = CASE WHEN items_left IS NOT NULL THEN 0 END,
                      completed_at = now(), updated_at = now()
 WHERE id = $7::text
@@ -40,8 +43,9 @@ type EndMapRowParams struct {
 	ID         string
 }
 
-// Ends the map row id: completed with its output (inline, or stored at output_path), or failed
-// with error and error_code.
+// Ends the map row or spawning row id: completed with its output (inline, or stored at
+// output_path), or failed with error and error_code, keeping what output it had (a spawning
+// row's own).
 func (q *Queries) EndMapRow(ctx context.Context, db DBTX, arg EndMapRowParams) error {
 	_, err := db.Exec(ctx, endMapRow,
 		arg.Status,
@@ -299,7 +303,8 @@ func (q *Queries) ReopenMapRow(ctx context.Context, db DBTX, arg ReopenMapRowPar
 }
 
 const startMapRow = `-- name: StartMapRow :exec
-UPDATE task_runs SET status = 'waiting', items_total = $1::int, items_left = $1::int, updated_at = now()
+UPDATE task_runs SET status = 'waiting', items_total = $1::int, items_left = $1::int,
+                     completed_at = NULL, updated_at = now()
 WHERE id = $2::text
 `
 
@@ -308,7 +313,9 @@ type StartMapRowParams struct {
 	ID string
 }
 
-// The map row id waits for its n items (it stays waiting, which no claim takes, with items_left set).
+// The map row id waits for its n items (it stays waiting, which no claim takes, with items_left
+// set); so does a spawning row (just completed by its callback, its output kept) for its n
+// spawned runs.
 func (q *Queries) StartMapRow(ctx context.Context, db DBTX, arg StartMapRowParams) error {
 	_, err := db.Exec(ctx, startMapRow, arg.N, arg.ID)
 	return err

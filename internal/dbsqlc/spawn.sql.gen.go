@@ -143,7 +143,7 @@ func (q *Queries) ReleaseSpawned(ctx context.Context, db DBTX, arg ReleaseSpawne
 
 const spawnSource = `-- name: SpawnSource :one
 
-SELECT tr.task_id, coalesce(tr.pipeline_run_id, '')::text AS pipeline_run_id, (tr.item_index IS NOT NULL)::bool AS is_item,
+SELECT tr.task_id, tr.status, coalesce(tr.pipeline_run_id, '')::text AS pipeline_run_id, (tr.item_index IS NOT NULL)::bool AS is_item,
        (tr.spawned_by IS NOT NULL)::bool AS is_spawned,
        (pr.snapshot -> 'tasks' -> tr.task_id -> 'spawn')::jsonb AS spawn,
        (pr.snapshot -> 'tasks' -> tr.task_id -> 'map')::jsonb AS map_decl,
@@ -154,6 +154,7 @@ WHERE tr.id = $1::text
 
 type SpawnSourceRow struct {
 	TaskID        string
+	Status        protocol.TaskRunStatus
 	PipelineRunID string
 	IsItem        bool
 	IsSpawned     bool
@@ -165,14 +166,15 @@ type SpawnSourceRow struct {
 // Spawn nodes (migration 018, docs/dynamic-pipelines.md): task runs a spawn node's callback
 // starts, and the spawning row that waits for them. Every statement but SpawnSource and
 // SpawnTasks runs under the lock of the pipeline run (lockRuns).
-// What a spawning callback of task run id is checked against: its task, its pipeline run (” =
-// none), whether it is an item or a spawned run, and its node's spawn and map declarations and
-// service in the run's snapshot (NULL / ” when the node has none).
+// What a spawning callback of task run id is checked against: its task, its status, its pipeline
+// run (” = none), whether it is an item or a spawned run, and its node's spawn and map
+// declarations and service in the run's snapshot (NULL / ” when the node has none).
 func (q *Queries) SpawnSource(ctx context.Context, db DBTX, id string) (SpawnSourceRow, error) {
 	row := db.QueryRow(ctx, spawnSource, id)
 	var i SpawnSourceRow
 	err := row.Scan(
 		&i.TaskID,
+		&i.Status,
 		&i.PipelineRunID,
 		&i.IsItem,
 		&i.IsSpawned,
@@ -334,7 +336,8 @@ func (q *Queries) SpawnedOutputs(ctx context.Context, db DBTX, spawnedBy string)
 const spawnedResolved = `-- name: SpawnedResolved :one
 UPDATE task_runs SET items_left = items_left - $1::int, updated_at = now()
 WHERE id = $2::text AND status = 'waiting' AND items_left IS NOT NULL
-RETURNING task_id, items_left::int AS items_left, output, coalesce(output_path, '')::text AS output_path, selected_next
+RETURNING task_id, items_left::int AS items_left, (CASE WHEN items_left <= 0 THEN output END)::bytea AS output,
+          CASE WHEN items_left <= 0 THEN coalesce(output_path, '') ELSE '' END::text AS output_path, selected_next
 `
 
 type SpawnedResolvedParams struct {
@@ -350,7 +353,8 @@ type SpawnedResolvedRow struct {
 	SelectedNext []string
 }
 
-// n runs spawned by row id resolved: while it waits, it counts them down.
+// n runs spawned by row id resolved: while it waits, it counts them down. Its own output comes
+// back with the last count-down only (completeSpawnRow's).
 func (q *Queries) SpawnedResolved(ctx context.Context, db DBTX, arg SpawnedResolvedParams) (SpawnedResolvedRow, error) {
 	row := db.QueryRow(ctx, spawnedResolved, arg.N, arg.ID)
 	var i SpawnedResolvedRow
@@ -362,22 +366,4 @@ func (q *Queries) SpawnedResolved(ctx context.Context, db DBTX, arg SpawnedResol
 		&i.SelectedNext,
 	)
 	return i, err
-}
-
-const startSpawnRow = `-- name: StartSpawnRow :exec
-UPDATE task_runs SET status = 'waiting', items_total = $1::int, items_left = $1::int,
-                     completed_at = NULL, updated_at = now()
-WHERE id = $2::text
-`
-
-type StartSpawnRowParams struct {
-	N  int
-	ID string
-}
-
-// The spawning row id (just completed by its callback, its output kept) waits for its n spawned
-// runs instead: waiting, which no claim takes, with items_left set.
-func (q *Queries) StartSpawnRow(ctx context.Context, db DBTX, arg StartSpawnRowParams) error {
-	_, err := db.Exec(ctx, startSpawnRow, arg.N, arg.ID)
-	return err
 }

@@ -329,22 +329,10 @@ func (e *Engine) completeMapRow(ctx context.Context, tx dbtx, runID, taskID, id 
 		return fmt.Errorf("read the items of %s: %w", id, err)
 	}
 	var buf bytes.Buffer
-	var failed []string
-	buf.WriteByte('[')
-	for i, it := range items {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		if it.Status != protocol.StatusCompleted {
-			buf.WriteString("null")
-			failed = append(failed, strconv.Itoa(it.ItemIndex))
-			continue
-		}
-		if err := writeRef(&buf, it.Output, it.OutputPath); err != nil {
-			return fmt.Errorf("encode the output ref of item %d of %s: %w", it.ItemIndex, id, err)
-		}
+	failed, err := writeItems(&buf, items)
+	if err != nil {
+		return fmt.Errorf("encode the outputs of the items of %s: %w", id, err)
 	}
-	buf.WriteByte(']')
 	p, err := e.nodeOutput(ctx, id, protocol.OutputPath(id), buf.Bytes())
 	if err != nil {
 		return err
@@ -373,6 +361,27 @@ func (e *Engine) nodeOutput(ctx context.Context, id, path string, data []byte) (
 		return p, storageFailed(fmt.Errorf("store the output of node row %s: %w", id, err))
 	}
 	return p, nil
+}
+
+// writeItems writes the JSON array of items' outputs in their order (writeRef; null for one
+// that did not complete) and returns the indexes of those that did not.
+func writeItems(buf *bytes.Buffer, items []dbsqlc.MapItemOutputsRow) (failed []string, err error) {
+	buf.WriteByte('[')
+	for i, it := range items {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if it.Status != protocol.StatusCompleted {
+			buf.WriteString("null")
+			failed = append(failed, strconv.Itoa(it.ItemIndex))
+			continue
+		}
+		if err := writeRef(buf, it.Output, it.OutputPath); err != nil {
+			return nil, fmt.Errorf("item %d: %w", it.ItemIndex, err)
+		}
+	}
+	buf.WriteByte(']')
+	return failed, nil
 }
 
 // writeRef writes an output to buf: inline, {"outputPath": path} when stored, null when none.

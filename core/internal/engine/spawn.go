@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
@@ -96,6 +95,11 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read the spawning run %s: %w", runID, err)
+	}
+	if src.Status != protocol.StatusDispatching && src.Status != protocol.StatusRunning {
+		// The run has ended (a callback sent again, or late): nothing will be spawned, so nothing
+		// is stored; the callback's own answer (a duplicate, 409) follows.
+		return nil, nil
 	}
 	var mapDecl *protocol.MapConfig
 	if src.IsItem && !src.IsSpawned && len(src.MapDecl) > 0 && string(src.MapDecl) != "null" {
@@ -200,7 +204,7 @@ func (e *Engine) startSpawned(ctx context.Context, tx dbtx, run *lockedRun, id s
 	n := len(plan.p.IDs)
 	// With maxConcurrency, the runs past the bound are held until others resolve (resolveSpawned).
 	bound := spawnBound(run, plan.taskID)
-	if err := queries.StartSpawnRow(ctx, tx, dbsqlc.StartSpawnRowParams{ID: id, N: n}); err != nil {
+	if err := queries.StartMapRow(ctx, tx, dbsqlc.StartMapRowParams{ID: id, N: n}); err != nil {
 		return false, fmt.Errorf("start spawning row %s: %w", id, err)
 	}
 	for start := 0; start < n; start += mapBatch {
@@ -321,22 +325,16 @@ func (e *Engine) completeSpawnRow(ctx context.Context, tx dbtx, id string, row d
 	if err := writeRef(&buf, row.Output, row.OutputPath); err != nil {
 		return fmt.Errorf("encode the output of %s: %w", id, err)
 	}
-	buf.WriteString(`,"items":[`)
-	var failed []string
+	buf.WriteString(`,"items":`)
+	rows := make([]dbsqlc.MapItemOutputsRow, len(items))
 	for i, it := range items {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		if it.Status != protocol.StatusCompleted {
-			buf.WriteString("null")
-			failed = append(failed, strconv.Itoa(it.ItemIndex))
-			continue
-		}
-		if err := writeRef(&buf, it.Output, it.OutputPath); err != nil {
-			return fmt.Errorf("encode the output of run %d spawned by %s: %w", it.ItemIndex, id, err)
-		}
+		rows[i] = dbsqlc.MapItemOutputsRow(it)
 	}
-	buf.WriteString("]}")
+	failed, err := writeItems(&buf, rows)
+	if err != nil {
+		return fmt.Errorf("encode the outputs of the runs spawned by %s: %w", id, err)
+	}
+	buf.WriteByte('}')
 	p, err := e.nodeOutput(ctx, id, SpawnedOutputPath(id), buf.Bytes())
 	if err != nil {
 		return err

@@ -24,15 +24,22 @@ FROM task_runs m,
 WHERE m.id = sqlc.arg('map_row_id')::text;
 
 -- name: StartMapRow :exec
--- The map row id waits for its n items (it stays waiting, which no claim takes, with items_left set).
-UPDATE task_runs SET status = 'waiting', items_total = sqlc.arg('n')::int, items_left = sqlc.arg('n')::int, updated_at = now()
+-- The map row id waits for its n items (it stays waiting, which no claim takes, with items_left
+-- set); so does a spawning row (just completed by its callback, its output kept) for its n
+-- spawned runs.
+UPDATE task_runs SET status = 'waiting', items_total = sqlc.arg('n')::int, items_left = sqlc.arg('n')::int,
+                     completed_at = NULL, updated_at = now()
 WHERE id = sqlc.arg('id')::text;
 
 -- name: EndMapRow :exec
--- Ends the map row id: completed with its output (inline, or stored at output_path), or failed
--- with error and error_code.
-UPDATE task_runs SET status = sqlc.arg('status')::text, output = sqlc.narg('output'), output_path = sqlc.narg('output_path'),
-                     output_size = sqlc.narg('output_size'), error = sqlc.narg('error'), error_code = sqlc.narg('error_code'),
+-- Ends the map row or spawning row id: completed with its output (inline, or stored at
+-- output_path), or failed with error and error_code, keeping what output it had (a spawning
+-- row's own).
+UPDATE task_runs SET status = sqlc.arg('status')::text,
+                     output      = CASE WHEN sqlc.arg('status')::text = 'completed' THEN sqlc.narg('output') ELSE output END,
+                     output_path = CASE WHEN sqlc.arg('status')::text = 'completed' THEN sqlc.narg('output_path') ELSE output_path END,
+                     output_size = CASE WHEN sqlc.arg('status')::text = 'completed' THEN sqlc.narg('output_size') ELSE output_size END,
+                     error = sqlc.narg('error'), error_code = sqlc.narg('error_code'),
                      items_left = CASE WHEN items_left IS NOT NULL THEN 0 END,
                      completed_at = now(), updated_at = now()
 WHERE id = sqlc.arg('id')::text;

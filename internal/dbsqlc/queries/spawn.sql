@@ -3,10 +3,10 @@
 -- SpawnTasks runs under the lock of the pipeline run (lockRuns).
 
 -- name: SpawnSource :one
--- What a spawning callback of task run id is checked against: its task, its pipeline run ('' =
--- none), whether it is an item or a spawned run, and its node's spawn and map declarations and
--- service in the run's snapshot (NULL / '' when the node has none).
-SELECT tr.task_id, coalesce(tr.pipeline_run_id, '')::text AS pipeline_run_id, (tr.item_index IS NOT NULL)::bool AS is_item,
+-- What a spawning callback of task run id is checked against: its task, its status, its pipeline
+-- run ('' = none), whether it is an item or a spawned run, and its node's spawn and map
+-- declarations and service in the run's snapshot (NULL / '' when the node has none).
+SELECT tr.task_id, tr.status, coalesce(tr.pipeline_run_id, '')::text AS pipeline_run_id, (tr.item_index IS NOT NULL)::bool AS is_item,
        (tr.spawned_by IS NOT NULL)::bool AS is_spawned,
        (pr.snapshot -> 'tasks' -> tr.task_id -> 'spawn')::jsonb AS spawn,
        (pr.snapshot -> 'tasks' -> tr.task_id -> 'map')::jsonb AS map_decl,
@@ -19,13 +19,6 @@ WHERE tr.id = sqlc.arg('id')::text;
 SELECT id, code_version, code_hash, coalesce(concurrency_key, '') AS concurrency_key
 FROM tasks
 WHERE id = ANY(sqlc.arg('ids')::text[]) AND service_id = sqlc.arg('service_id')::text AND removed_in_version IS NULL;
-
--- name: StartSpawnRow :exec
--- The spawning row id (just completed by its callback, its output kept) waits for its n spawned
--- runs instead: waiting, which no claim takes, with items_left set.
-UPDATE task_runs SET status = 'waiting', items_total = sqlc.arg('n')::int, items_left = sqlc.arg('n')::int,
-                     completed_at = NULL, updated_at = now()
-WHERE id = sqlc.arg('id')::text;
 
 -- name: InsertSpawned :exec
 -- One pending run per entry of the arrays, spawned by row spawned_by: same pipeline run,
@@ -52,10 +45,12 @@ WHERE s.id = sqlc.arg('spawned_by')::text;
 SELECT id, spawned_by::text AS spawned_by FROM task_runs WHERE id = ANY(sqlc.arg('ids')::text[]) AND spawned_by IS NOT NULL;
 
 -- name: SpawnedResolved :one
--- n runs spawned by row id resolved: while it waits, it counts them down.
+-- n runs spawned by row id resolved: while it waits, it counts them down. Its own output comes
+-- back with the last count-down only (completeSpawnRow's).
 UPDATE task_runs SET items_left = items_left - sqlc.arg('n')::int, updated_at = now()
 WHERE id = sqlc.arg('id')::text AND status = 'waiting' AND items_left IS NOT NULL
-RETURNING task_id, items_left::int AS items_left, output, coalesce(output_path, '')::text AS output_path, selected_next;
+RETURNING task_id, items_left::int AS items_left, (CASE WHEN items_left <= 0 THEN output END)::bytea AS output,
+          CASE WHEN items_left <= 0 THEN coalesce(output_path, '') ELSE '' END::text AS output_path, selected_next;
 
 -- name: SpawnedOutputs :many
 -- The current runs spawned by row spawned_by in index order, with their outputs.
