@@ -429,6 +429,29 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return nil
 }
 
+// Crash stops the server as a crash of the database would: an immediate shutdown, in which
+// every server process exits at once, without a checkpoint and without writing the WAL still in
+// its buffers (what asynchronous commits left there is lost). The next Start recovers from the
+// WAL on disk. Tests use it to check what survives a database crash.
+func (c *Cluster) Crash(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.stopTail()
+	out, err := c.command(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", "immediate", "-w",
+		"-t", strconv.Itoa(timeoutSeconds(ctx))).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctl stop -m immediate %s: %w: %s", c.dataDir, err, strings.TrimSpace(string(out)))
+	}
+	if c.exited != nil {
+		select {
+		case <-c.exited:
+		case <-ctx.Done():
+			return fmt.Errorf("crash PostgreSQL: wait for postgres to exit: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
 func (c *Cluster) stopTail() {
 	if c.tail != nil {
 		c.tail.close()

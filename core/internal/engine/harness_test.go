@@ -44,7 +44,12 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	pool := testdb.New(t)
+	return newHarnessOn(t, testdb.New(t), cfg)
+}
+
+// newHarnessOn is newHarness on pool, a database that has the PipeWeave schema.
+func newHarnessOn(t *testing.T, pool *pgxpool.Pool, cfg Config) *harness {
+	t.Helper()
 	keys, err := token.NewKeyring(strings.Repeat("s", 32), "")
 	require.NoError(t, err)
 	store, err := storage.NewSet(context.Background(), []storage.Config{{ID: "local", Provider: storage.ProviderLocal,

@@ -1,23 +1,16 @@
 -- Locks, commit modes and notifications the engine's transactions and loops take.
 
--- name: LockClaimsAsyncCommit :exec
--- Takes the claim lock (lock) for the transaction, whose commit then does not wait for the WAL
--- flush. The transaction's statements run on generic plans (see AsyncCommit), and without JIT
--- compilation: the claim's estimated cost grows with the queue's depth (a deep backlog of a
--- rate-limited task, whose runs the claim never reads, took it past jit_above_cost), and
--- compiling it cost 0.3-9 s on a busy machine where the claim itself takes a few ms. Nor
--- does it use bitmap scans: the claim's count of the runs in flight chose one on
--- task_runs_inflight, and a bitmap scan visits every dead index entry that finished runs left
--- since the last vacuum, each time (6,028 entries for 228 live runs in a claim under load);
--- with bitmap scans off the claim read half the buffers (README, Performance).
-SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('synchronous_commit', 'off', true),
-       set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true);
-
 -- name: LockClaimsGenericPlan :exec
 -- Takes the claim lock (lock) for the rest of the transaction, whose later statements run on
--- generic plans, without JIT compilation and without bitmap scans, as after
--- LockClaimsAsyncCommit; the commit waits for the WAL flush as usual. A group commit of callbacks takes it before it claims the places
--- its completions freed: the callbacks must be durable once answered.
+-- generic plans (see AsyncCommit), and without JIT compilation: the claim's estimated cost grows
+-- with the queue's depth (a deep backlog of a rate-limited task, whose runs the claim never
+-- reads, took it past jit_above_cost), and compiling it cost 0.3-9 s on a busy machine where the
+-- claim itself takes a few ms. Nor does it use bitmap scans: the claim's count of the runs in
+-- flight chose one on task_runs_inflight, and a bitmap scan visits every dead index entry that
+-- finished runs left since the last vacuum, each time (6,028 entries for 228 live runs in a
+-- claim under load); with bitmap scans off the claim read half the buffers (README,
+-- Performance). The commit waits for the WAL flush as usual: a claim authorises a dispatch, and
+-- a group commit of callbacks that claims must be durable once answered.
 SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('plan_cache_mode', 'force_generic_plan', true),
        set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true);
 

@@ -2,7 +2,7 @@
 
 -- name: Claim :many
 -- Claims up to max ready runs, honouring MAX_CONCURRENCY (max_concurrency, 0 = none) across
--- every instance and each task's own concurrency. Callers run it right after LockClaimsAsyncCommit
+-- every instance and each task's own concurrency. Callers run it right after LockClaimsGenericPlan
 -- in the same transaction, so the in-flight counts below include every earlier claim.
 -- lease_ms is the dispatch lease in milliseconds; now is the time (NULL = the database clock).
 -- Outside maintenance mode 'running' it claims nothing: the mode is read here, after the lock,
@@ -138,7 +138,7 @@ LEFT JOIN LATERAL (
 -- with an empty id, when a rate limit's budget is spent (refill_ms: when the earliest such
 -- window ends).
 -- Claims up to max ready runs, honouring MAX_CONCURRENCY (max_concurrency, 0 = none) across
--- every instance and each task's own concurrency. Callers run it right after LockClaimsAsyncCommit
+-- every instance and each task's own concurrency. Callers run it right after LockClaimsGenericPlan
 -- in the same transaction, so the in-flight counts below include every earlier claim.
 -- lease_ms is the dispatch lease in milliseconds; now is the time (NULL = the database clock).
 -- Outside maintenance mode 'running' it claims nothing: the mode is read here, after the lock,
