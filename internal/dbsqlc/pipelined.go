@@ -101,10 +101,14 @@ func (q *Queries) FinishPipelineRunIfDoneIn(ctx context.Context, db Batcher, id 
 	return finished, err
 }
 
-// CompleteStandaloneAndClaim runs CompleteStandalone, MarkRunning (acks; skipped when it has
-// no runs), LockClaimsGenericPlan (lock) and Claim in one round trip. Sent on a pool, they are
+// CompleteStandaloneAndClaim runs CompleteStandalone, LockClaimsGenericPlan (lock), Claim and
+// MarkRunning (acks; skipped when it has no runs) in one round trip. Sent on a pool, they are
 // one implicit transaction: the claim takes the places the completions freed before any other
 // claim can see them free, and the workers' acknowledgements of earlier dispatches ride along.
+// The acknowledgements come last: their rows are mostly runs whose callbacks reach other
+// instances, and a row MarkRunning updated stays locked until the commit, so updated before the
+// claim lock they made those callbacks wait for this transaction's turn at the lock (row-lock
+// waits in 26 of 275 samples of a 4-replica run's active sessions, 2 of 193 with this order).
 func (q *Queries) CompleteStandaloneAndClaim(ctx context.Context, db Batcher, done CompleteStandaloneParams, acks MarkRunningParams, lock int64, arg ClaimParams) ([]CompleteStandaloneRow, []ClaimRow, error) {
 	return completeAndClaim[ClaimRow](ctx, db, done, acks, lock, claim, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
 }
@@ -114,34 +118,34 @@ func (q *Queries) CompleteStandaloneAndClaimFlowControl(ctx context.Context, db 
 	return completeAndClaim[ClaimFlowControlRow](ctx, db, done, acks, lock, claimFlowControl, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
 }
 
-// completeAndClaim sends CompleteStandalone, MarkRunning (when acks has runs), the claim lock
-// and claimSQL (whose arguments are the claim's, in the generated method's order) as one batch,
-// and reads the rows of the first and last into their generated row types, whose fields are in
-// column order.
+// completeAndClaim sends CompleteStandalone, the claim lock, claimSQL (whose arguments are the
+// claim's, in the generated method's order) and MarkRunning (when acks has runs) as one batch,
+// and reads the rows of the first and the third into their generated row types, whose fields are
+// in column order.
 func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStandaloneParams, acks MarkRunningParams, lock int64, claimSQL string, claimArgs ...any) ([]CompleteStandaloneRow, []C, error) {
 	b := &pgx.Batch{}
 	var completed []CompleteStandaloneRow
 	var claimed []C
 	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths, done.InPipelines)
+	b.Queue(lockClaimsGenericPlan, lock)
+	b.Queue(claimSQL, claimArgs...)
 	withAcks := len(acks.IDs) > 0
 	if withAcks {
 		b.Queue(markRunning, acks.Leases, acks.IDs)
 	}
-	b.Queue(lockClaimsGenericPlan, lock)
-	b.Queue(claimSQL, claimArgs...)
 	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
 		if completed, err = queryRows[CompleteStandaloneRow](br); err != nil {
 			return err
 		}
-		if withAcks {
-			if _, err = br.Exec(); err != nil {
-				return err
-			}
-		}
 		if _, err = br.Exec(); err != nil {
 			return err
 		}
-		claimed, err = queryRows[C](br)
+		if claimed, err = queryRows[C](br); err != nil {
+			return err
+		}
+		if withAcks {
+			_, err = br.Exec()
+		}
 		return err
 	})
 	return completed, claimed, err
