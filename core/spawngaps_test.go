@@ -307,3 +307,58 @@ func TestSpawnRefusedStoresNothing(t *testing.T) {
 	require.Len(t, stored, 3)
 	require.Zero(t, orphans)
 }
+
+// A spawn in a pipeline paused while its node runs: the spawned runs are inserted and parked
+// (none dispatched, those past maxConcurrency still held after the resume); the resume lets
+// them run under the bound, and the run completes with every output.
+func TestSpawnInPausedPipeline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	f := &spawnedInFlight{now: map[string]int{}, most: map[string]int{}, gaveUp: map[string]bool{}, reach: 2}
+	f.wrap(w)
+	spawnPipeline(e, w, "fan", map[string]any{"maxConcurrency": 2})
+	const n = 6
+	paused := make(chan struct{})
+	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		<-paused
+		cb := e.result(d, `{}`)
+		cb.Spawn = spawnEntries(n)
+		return cb
+	})
+	w.on("a", spawnedAnswer(e, nil))
+	w.on("b", spawnedAnswer(e, nil))
+	id := e.trigger("fan", map[string]any{"input": 1})
+	w.waitDispatches(1)
+	r := e.do("POST", "/api/pipelines/fan/pause", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	close(paused)
+	w.waitUntil("plan's callback answered", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.statuses["plan"]) == 1
+	})
+	w.mu.Lock()
+	require.Equal(t, []int{http.StatusOK}, w.statuses["plan"])
+	w.mu.Unlock()
+	require.Equal(t, n, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND spawned_by IS NOT NULL
+		AND status = 'pending' AND available_at > now() + interval '1 year'`, id), "every spawned run is parked")
+	_, err := e.orch.Process(context.Background())
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	require.Len(t, w.all(), 1, "nothing spawned is dispatched while the pipeline is paused")
+
+	require.Equal(t, n-2, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND spawned_by IS NOT NULL
+		AND parked_available_at = '9999-12-31 00:00:00+00'`, id), "the parking keeps the runs past maxConcurrency held")
+
+	r = e.do("POST", "/api/pipelines/fan/resume", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	e.waitRun(id, "completed")
+	f.mu.Lock()
+	require.LessOrEqual(t, f.most[id], 2, "at most maxConcurrency spawned runs in flight")
+	f.mu.Unlock()
+	join := w.dispatchesOf("join")
+	require.Len(t, join, 1)
+	_, items := e.spawnDoc(join[0])
+	require.Len(t, items, n)
+}
