@@ -362,3 +362,38 @@ func TestSpawnInPausedPipeline(t *testing.T) {
 	_, items := e.spawnDoc(join[0])
 	require.Len(t, items, n)
 }
+
+// A spawning callback of an attempt that is no longer the run's (its first, failed and retried)
+// is answered 409 and leaves none of the inputs it carried in storage (they were stored before
+// the transaction found the lease stale, and stayed there before the fix); the current attempt's
+// spawn applies.
+func TestSpawnStaleLeaseStoresNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.InlinePayloadMaxBytes = 64 })
+	w := newPWorker(t, e)
+	spawnPipeline(e, w, "fan", nil, withRetries(1, 0))
+	var stale atomic.Value
+	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		if d.Attempt == 1 {
+			return failWith("first attempt", true)(d)
+		}
+		first := w.dispatchesOf("plan")[0]
+		cb := e.result(first, `{}`)
+		cb.Spawn = bigEntries(200, "a", "b")
+		status, _ := w.callback(first, cb)
+		stored, _ := e.storedRunInputs()
+		stale.Store(fmt.Sprintf("%d %d", status, len(stored)))
+		cb = e.result(d, `{}`)
+		cb.Spawn = bigEntries(200, "a", "b")
+		return cb
+	})
+	w.on("a", spawnedAnswer(e, nil))
+	w.on("b", spawnedAnswer(e, nil))
+	id := e.trigger("fan", map[string]any{"input": 1})
+	e.waitRun(id, "completed")
+	require.Equal(t, "409 0", stale.Load(), "the stale callback: its answer and the inputs left in storage")
+	stored, orphans := e.storedRunInputs()
+	require.Len(t, stored, 2)
+	require.Zero(t, orphans)
+	require.Len(t, append(w.dispatchesOf("a"), w.dispatchesOf("b")...), 2)
+}
