@@ -624,6 +624,10 @@ func TestMapItemSpawnsItems(t *testing.T) {
 			}
 			require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(data))
 		}
+		// The refused spawn past maxItems (checked in the callback's transaction, after the
+		// inputs too large to be inline were stored) left none of them behind.
+		_, orphans := e.storedRunInputs()
+		require.Zero(t, orphans, "inputs stored for a refused spawn")
 	})
 }
 

@@ -190,7 +190,11 @@ func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 			call.spawn = plan
 		}
 	}
-	return e.groupCallback(ctx, call, cb)
+	res, err := e.groupCallback(ctx, call, cb)
+	if call.spawn != nil {
+		e.dropUnspawned(ctx, call.spawn, err)
+	}
+	return res, err
 }
 
 // completion is what Complete answered, when it ran ahead of callbackIn (in the batch that

@@ -62,6 +62,30 @@ type spawnPlan struct {
 	taskID         string
 	maxItems       int
 	mapConcurrency *int
+	// stored: the entries whose input checkSpawn stored (the others are inline).
+	stored []bool
+	// inserted: a transaction inserted the rows (it may have rolled back since).
+	inserted bool
+}
+
+// dropUnspawned removes the inputs plan stored when its rows were certainly not inserted: the
+// callback was answered (err nil or an engine answer: a refusal, a stale lease, a duplicate, a
+// run the cancel of its pipeline run ended first) and no transaction inserted them. When the
+// outcome is unknown (the database out of reach) they stay, unreferenced at worst.
+func (e *Engine) dropUnspawned(ctx context.Context, plan *spawnPlan, err error) {
+	var answer *Error
+	if plan.inserted || (err != nil && !errors.As(err, &answer)) || !slices.Contains(plan.stored, true) {
+		return
+	}
+	_, backend := e.storage.Default()
+	for i, stored := range plan.stored {
+		if !stored {
+			continue
+		}
+		if derr := backend.Delete(context.WithoutCancel(ctx), plan.p.InputPaths[i]); derr != nil && !isNotFound(derr) {
+			e.log.Warn("could not remove the stored input of a spawn entry not applied", "path", plan.p.InputPaths[i], "err", derr)
+		}
+	}
 }
 
 // spawnError is a 400 naming the callback's field.
@@ -181,6 +205,7 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 		p.CodeVersions, p.CodeHashes = append(p.CodeVersions, t.CodeVersion), append(p.CodeHashes, t.CodeHash)
 		p.ConcurrencyKeys, p.ItemIndexes = append(p.ConcurrencyKeys, key), append(p.ItemIndexes, i)
 		stored = append(stored, store)
+		plan.stored = append(plan.stored, store != nil)
 	}
 	if err := e.storeInputs(ctx, runID, "spawn entry", p.InputPaths, stored); err != nil {
 		return nil, err
@@ -204,6 +229,7 @@ func (e *Engine) startSpawned(ctx context.Context, tx dbtx, run *lockedRun, id s
 	n := len(plan.p.IDs)
 	// With maxConcurrency, the runs past the bound are held until others resolve (resolveSpawned).
 	bound := spawnBound(run, plan.taskID)
+	plan.inserted = true // from here on, whatever happens to the transaction
 	if err := queries.StartMapRow(ctx, tx, dbsqlc.StartMapRowParams{ID: id, N: n}); err != nil {
 		return false, fmt.Errorf("start spawning row %s: %w", id, err)
 	}
@@ -416,6 +442,7 @@ func (e *Engine) growMap(ctx context.Context, tx dbtx, run *lockedRun, plan *spa
 		return fmt.Errorf("read the map row of %s in %s: %w", plan.taskID, run.id, err)
 	}
 	n := len(plan.p.IDs)
+	plan.inserted = true // from here on, whatever happens to the transaction
 	base, err := queries.GrowMapRow(ctx, tx, dbsqlc.GrowMapRowParams{ID: row.ID, N: n})
 	if err != nil {
 		return fmt.Errorf("grow map row %s: %w", row.ID, err)
