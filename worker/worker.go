@@ -101,7 +101,8 @@ type Config struct {
 	// CodeHash is the code hash registered for every task that sets none in its Options. By
 	// default it is derived from the binary's build information (see Options.CodeHash).
 	CodeHash string
-	// HTTPClient makes the calls to the orchestrator (default: a client with a 60 s timeout).
+	// HTTPClient makes the calls to the orchestrator (default: a client with a 60 s timeout that
+	// keeps up to 256 idle connections per host, so that attempts calling back at once reuse them).
 	HTTPClient *http.Client
 	// Logger receives the worker's logs and, with the run's attributes, the handlers' Log lines
 	// (default slog.Default()).

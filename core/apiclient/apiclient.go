@@ -32,10 +32,26 @@ type Client struct {
 	limit  int64
 }
 
+// maxIdlePerHost is how many idle connections the default transport keeps per host.
+const maxIdlePerHost = 256
+
+// defaultTransport is the transport of the clients made without WithHTTPClient, shared by them
+// as http.DefaultTransport is: its settings, but keeping up to maxIdlePerHost idle connections
+// per host instead of 2. A worker calls back to one orchestrator (or its load balancer) from as
+// many goroutines as it runs attempts; with 2 idle connections kept, the others were closed
+// after each call and opened anew for the next, which cost a busy Go SDK worker a fifth of its
+// throughput (README, Performance).
+var defaultTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = maxIdlePerHost, maxIdlePerHost
+	return t
+}()
+
 // Option changes a Client made by New.
 type Option func(*Client)
 
-// WithHTTPClient sends the requests with hc (default: an http.Client with a 60 s timeout).
+// WithHTTPClient sends the requests with hc (default: an http.Client with a 60 s timeout over
+// a transport that keeps up to maxIdlePerHost idle connections per host).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.http = hc } }
 
 // WithHeader calls set on every request's headers, with the request's context: the worker SDK
@@ -55,7 +71,7 @@ func New(base, token string, opts ...Option) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("%q is not an http(s) URL such as http://localhost:3000", base)
 	}
-	c := &Client{base: base, token: strings.TrimSpace(token), http: &http.Client{Timeout: 60 * time.Second}}
+	c := &Client{base: base, token: strings.TrimSpace(token), http: &http.Client{Timeout: 60 * time.Second, Transport: defaultTransport}}
 	for _, o := range opts {
 		o(c)
 	}

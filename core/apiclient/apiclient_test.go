@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -172,4 +174,48 @@ func TestRetry(t *testing.T) {
 	err = apiclient.Retry(context.Background(), 5, func(context.Context) error { calls.Add(1); return refused }, nil)
 	require.ErrorIs(t, err, refused)
 	require.EqualValues(t, 1, calls.Load())
+}
+
+// TestDefaultClientKeepsConnections: a client made without WithHTTPClient keeps the connections
+// of concurrent calls for the next ones. Two rounds of 64 concurrent calls, each held until all
+// 64 arrived (so each needs a connection of its own): the second round opens no new connection
+// (with http.DefaultTransport's 2 idle connections per host it opened 62).
+func TestDefaultClientKeepsConnections(t *testing.T) {
+	t.Parallel()
+	const n = 64
+	var opened atomic.Int64
+	var arrived atomic.Int64
+	var round atomic.Pointer[chan struct{}]
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1)%n == 0 {
+			close(*round.Load())
+		}
+		<-*round.Load()
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := apiclient.New(srv.URL, "")
+	require.NoError(t, err)
+	callAll := func() {
+		ch := make(chan struct{})
+		round.Store(&ch)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				_, err := c.Get(context.Background(), "/x", nil, nil)
+				require.NoError(t, err)
+			})
+		}
+		wg.Wait()
+	}
+	callAll()
+	require.Equal(t, int64(n), opened.Load(), "the first round opens a connection per call")
+	callAll()
+	require.Equal(t, int64(n), opened.Load(), "the second round reuses them")
 }
