@@ -404,7 +404,17 @@ func (c *Cluster) EnsureDatabase(ctx context.Context, name string) error {
 
 // Stop shuts the server down (fast: open sessions are ended) and waits until it is gone.
 // Stopping a server that is not running is not an error.
-func (c *Cluster) Stop(ctx context.Context) error {
+func (c *Cluster) Stop(ctx context.Context) error { return c.stop(ctx, "fast") }
+
+// Crash stops the server as a crash of the database would: an immediate shutdown, in which
+// every server process exits at once, without a checkpoint and without writing the WAL still in
+// its buffers (what asynchronous commits left there is lost). The next Start recovers from the
+// WAL on disk. Tests use it to check what survives a database crash. Crashing a server that is
+// not running is not an error.
+func (c *Cluster) Crash(ctx context.Context) error { return c.stop(ctx, "immediate") }
+
+// stop shuts the server down in pg_ctl's mode and waits until it is gone.
+func (c *Cluster) stop(ctx context.Context, mode string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.stopTail()
@@ -413,10 +423,10 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop PostgreSQL: %w", err)
 	}
 	if running {
-		out, err := c.command(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", "fast", "-w",
+		out, err := c.command(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", mode, "-w",
 			"-t", strconv.Itoa(timeoutSeconds(ctx))).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("pg_ctl stop %s: %w: %s", c.dataDir, err, strings.TrimSpace(string(out)))
+			return fmt.Errorf("pg_ctl stop -m %s %s: %w: %s", mode, c.dataDir, err, strings.TrimSpace(string(out)))
 		}
 	}
 	if c.exited != nil {
@@ -424,29 +434,6 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		case <-c.exited:
 		case <-ctx.Done():
 			return fmt.Errorf("stop PostgreSQL: wait for postgres to exit: %w", ctx.Err())
-		}
-	}
-	return nil
-}
-
-// Crash stops the server as a crash of the database would: an immediate shutdown, in which
-// every server process exits at once, without a checkpoint and without writing the WAL still in
-// its buffers (what asynchronous commits left there is lost). The next Start recovers from the
-// WAL on disk. Tests use it to check what survives a database crash.
-func (c *Cluster) Crash(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer c.stopTail()
-	out, err := c.command(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", "immediate", "-w",
-		"-t", strconv.Itoa(timeoutSeconds(ctx))).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("pg_ctl stop -m immediate %s: %w: %s", c.dataDir, err, strings.TrimSpace(string(out)))
-	}
-	if c.exited != nil {
-		select {
-		case <-c.exited:
-		case <-ctx.Done():
-			return fmt.Errorf("crash PostgreSQL: wait for postgres to exit: %w", ctx.Err())
 		}
 	}
 	return nil

@@ -299,14 +299,21 @@ func (e *Engine) writeInputs(ctx context.Context, backend *storage.Backend, item
 
 // removeInputs deletes, best effort, the inputs written to storage for the items pick selects.
 func (e *Engine) removeInputs(backend *storage.Backend, items []enqueueItem, pick func(*enqueueItem) bool) {
-	ctx := context.Background()
+	var paths []string
 	for i := range items {
-		it := &items[i]
-		if it.firstOf >= 0 || it.inline != nil || !pick(it) {
-			continue
+		if it := &items[i]; it.firstOf < 0 && it.inline == nil && pick(it) {
+			paths = append(paths, it.inputPath)
 		}
-		if err := backend.Delete(ctx, it.inputPath); err != nil && !isNotFound(err) {
-			e.log.Warn("could not remove an unused input", "path", it.inputPath, "err", err)
+	}
+	e.removeObjects(context.Background(), backend, paths)
+}
+
+// removeObjects deletes paths from backend, best effort: an object already gone is fine, another
+// failure is logged (the object stays behind, unreferenced). It goes on when ctx is cancelled.
+func (e *Engine) removeObjects(ctx context.Context, backend *storage.Backend, paths []string) {
+	for _, p := range paths {
+		if err := backend.Delete(context.WithoutCancel(ctx), p); err != nil && !isNotFound(err) {
+			e.log.Warn("could not remove an unused object", "path", p, "err", err)
 		}
 	}
 }
@@ -333,14 +340,13 @@ func (e *Engine) storeInputs(ctx context.Context, owner, what string, paths []st
 	}
 	err := g.Wait()
 	if err != nil {
+		var written []string
 		for i := range data {
-			if data[i] == nil {
-				continue
-			}
-			if derr := backend.Delete(context.WithoutCancel(ctx), paths[i]); derr != nil && !isNotFound(derr) {
-				e.log.Warn("could not remove a stored input", "path", paths[i], "err", derr)
+			if data[i] != nil {
+				written = append(written, paths[i])
 			}
 		}
+		e.removeObjects(ctx, backend, written)
 	}
 	return err
 }

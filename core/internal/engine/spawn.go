@@ -62,8 +62,6 @@ type spawnPlan struct {
 	taskID         string
 	maxItems       int
 	mapConcurrency *int
-	// stored: the entries whose input checkSpawn stored (the others are inline).
-	stored []bool
 	// inserted: a transaction inserted the rows (it may have rolled back since).
 	inserted bool
 }
@@ -74,17 +72,18 @@ type spawnPlan struct {
 // outcome is unknown (the database out of reach) they stay, unreferenced at worst.
 func (e *Engine) dropUnspawned(ctx context.Context, plan *spawnPlan, err error) {
 	var answer *Error
-	if plan.inserted || (err != nil && !errors.As(err, &answer)) || !slices.Contains(plan.stored, true) {
+	if plan.inserted || (err != nil && !errors.As(err, &answer)) {
 		return
 	}
-	_, backend := e.storage.Default()
-	for i, stored := range plan.stored {
-		if !stored {
-			continue
+	var stored []string
+	for i, input := range plan.p.Inputs {
+		if input == nil { // not inline: checkSpawn stored it
+			stored = append(stored, plan.p.InputPaths[i])
 		}
-		if derr := backend.Delete(context.WithoutCancel(ctx), plan.p.InputPaths[i]); derr != nil && !isNotFound(derr) {
-			e.log.Warn("could not remove the stored input of a spawn entry not applied", "path", plan.p.InputPaths[i], "err", derr)
-		}
+	}
+	if len(stored) > 0 {
+		_, backend := e.storage.Default()
+		e.removeObjects(ctx, backend, stored)
 	}
 }
 
@@ -205,7 +204,6 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 		p.CodeVersions, p.CodeHashes = append(p.CodeVersions, t.CodeVersion), append(p.CodeHashes, t.CodeHash)
 		p.ConcurrencyKeys, p.ItemIndexes = append(p.ConcurrencyKeys, key), append(p.ItemIndexes, i)
 		stored = append(stored, store)
-		plan.stored = append(plan.stored, store != nil)
 	}
 	if err := e.storeInputs(ctx, runID, "spawn entry", p.InputPaths, stored); err != nil {
 		return nil, err
