@@ -58,8 +58,8 @@ type lockedRun struct {
 	hasSubs  bool
 	set      map[string]*lockedRun
 	endDone  bool
-	// spawnState caches spawns(): 0 not known yet, 1 no spawn node, 2 some (spawn.go).
-	spawnState int8
+	// hasSpawns: the snapshot has spawn nodes (spawn.go), set with hasSubs.
+	hasSpawns bool
 }
 
 // lockRuns locks the pipeline runs named (empty ids ignored) in id order. Every writer locks a
@@ -126,7 +126,7 @@ func (e *Engine) advanceNodes(ctx context.Context, tx dbtx, run *lockedRun, reso
 		return nil
 	}
 	// Spawned runs (spawn.go) count their spawning rows down instead of advancing anything.
-	if run.spawns() {
+	if run.hasSpawns {
 		var err error
 		if resolved, err = e.resolveSpawned(ctx, tx, run, resolved); err != nil {
 			return err

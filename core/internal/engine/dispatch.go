@@ -133,9 +133,7 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 		if err != nil {
 			return stats, fmt.Errorf("record dispatch results: %w", err)
 		}
-		for _, id := range okIDs {
-			e.cfg.Signals.RunStatus.Send(RunStatus{ID: id, Status: protocol.StatusRunning})
-		}
+		e.acked(dbsqlc.MarkRunningParams{IDs: okIDs})
 		for _, id := range boIDs {
 			e.cfg.Signals.RunStatus.Send(RunStatus{ID: id, Status: protocol.StatusPending})
 		}

@@ -274,7 +274,7 @@ func (e *Engine) reopen(ctx context.Context, tx dbtx, prun, taskID, failedRunID,
 	if n != 1 {
 		return conflict("RUN_ALREADY_REPLACED", "task run %q is no longer part of pipeline run %q", failedRunID, prun)
 	}
-	if run.spawns() {
+	if run.hasSpawns {
 		// A spawned run (spawn.go) waits again with its spawning row, or not at all.
 		spawner, err := queries.SpawnedByOf(ctx, tx, failedRunID)
 		if err != nil {

@@ -301,7 +301,7 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			switch {
 			case spawned:
 				status = protocol.StatusWaiting
-			case run != nil && run.deferItems && (isItem(run, res) || run.spawns()):
+			case run != nil && run.deferItems && (isItem(run, res) || run.hasSpawns):
 				run.items = append(run.items, res)
 			case run != nil:
 				if err := e.advance(ctx, db, run, []resolution{res}, last); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/pipeweave/pipeweave/core/internal/ids"
@@ -64,6 +63,9 @@ type spawnPlan struct {
 	mapConcurrency *int
 	// inserted: a transaction inserted the rows (it may have rolled back since).
 	inserted bool
+	// mapRow is the waiting map row a map item's spawn grows, as checkMapGrowth found it in the
+	// callback's transaction ("" = none waits).
+	mapRow string
 }
 
 // dropUnspawned removes the inputs plan stored when its rows were certainly not inserted: the
@@ -155,8 +157,10 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 		}
 	}
 	var names []string
+	seen := make(map[string]bool)
 	for _, s := range cb.Spawn {
-		if !slices.Contains(names, s.TaskID) {
+		if !seen[s.TaskID] {
+			seen[s.TaskID] = true
 			names = append(names, s.TaskID)
 		}
 	}
@@ -252,20 +256,6 @@ func spawnBound(run *lockedRun, taskID string) *int {
 		return n.Spawn.MaxConcurrency
 	}
 	return nil
-}
-
-// spawns says whether run's snapshot has spawn nodes (computed once per locked run).
-func (r *lockedRun) spawns() bool {
-	if r.spawnState == 0 {
-		r.spawnState = 1
-		for _, n := range r.snap.Tasks {
-			if n != nil && n.Spawn != nil {
-				r.spawnState = 2
-				break
-			}
-		}
-	}
-	return r.spawnState == 2
 }
 
 // resolveSpawned turns the resolutions of spawned runs into those of their spawning rows: each
@@ -407,9 +397,11 @@ func (e *Engine) reopenSpawned(ctx context.Context, tx dbtx, prun, spawner, fail
 }
 
 // checkMapGrowth refuses, before the callback of map item runID is applied, a spawn that would
-// take its map past maxItems in all (400 SPAWN_TOO_MANY; nothing is written). A map row that no
-// longer waits passes: growMap then spawns nothing.
+// take its map past maxItems in all (400 SPAWN_TOO_MANY; nothing is written), and notes the map
+// row for growMap, later in the same transaction under the same lock (plan.mapRow). A map row
+// that no longer waits passes: growMap then spawns nothing.
 func checkMapGrowth(ctx context.Context, tx dbtx, run *lockedRun, plan *spawnPlan) error {
+	plan.mapRow = ""
 	if run == nil || run.id != plan.pipelineRunID {
 		return fmt.Errorf("map item spawn: pipeline run %s is not locked", plan.pipelineRunID)
 	}
@@ -424,26 +416,25 @@ func checkMapGrowth(ctx context.Context, tx dbtx, run *lockedRun, plan *spawnPla
 		return spawnError("SPAWN_TOO_MANY", "spawn", "spawn has %d entries; map node %q has %d items and allows at most %d in all (map.maxItems)",
 			n, plan.taskID, row.ItemsTotal, plan.maxItems)
 	}
+	plan.mapRow = row.ID
 	return nil
 }
 
 // growMap applies the spawn of a map item (plan.mapItem): its map row waits for the new items,
 // inserted pending after the others (item_index from items_total on), as the fan-out inserts
 // items. Done before the spawning item's own resolution counts the map row down, so the map
-// cannot complete in between. A map row that no longer waits spawns nothing.
+// cannot complete in between. A map row that no longer waits (checkMapGrowth found none) spawns
+// nothing.
 func (e *Engine) growMap(ctx context.Context, tx dbtx, run *lockedRun, plan *spawnPlan) error {
-	row, err := queries.MapRowItems(ctx, tx, dbsqlc.MapRowItemsParams{PipelineRunID: run.id, TaskID: plan.taskID})
-	if errors.Is(err, database.ErrNotFound) {
+	rowID := plan.mapRow
+	if rowID == "" {
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read the map row of %s in %s: %w", plan.taskID, run.id, err)
 	}
 	n := len(plan.p.IDs)
 	plan.inserted = true // from here on, whatever happens to the transaction
-	base, err := queries.GrowMapRow(ctx, tx, dbsqlc.GrowMapRowParams{ID: row.ID, N: n})
+	base, err := queries.GrowMapRow(ctx, tx, dbsqlc.GrowMapRowParams{ID: rowID, N: n})
 	if err != nil {
-		return fmt.Errorf("grow map row %s: %w", row.ID, err)
+		return fmt.Errorf("grow map row %s: %w", rowID, err)
 	}
 	p := plan.p
 	indexes := make([]int, n)
@@ -452,10 +443,10 @@ func (e *Engine) growMap(ctx context.Context, tx dbtx, run *lockedRun, plan *spa
 	}
 	for start := 0; start < n; start += mapBatch {
 		end := min(start+mapBatch, n)
-		batch := dbsqlc.InsertMapItemsParams{MapRowID: row.ID, IDs: p.IDs[start:end], InputPaths: p.InputPaths[start:end],
+		batch := dbsqlc.InsertMapItemsParams{MapRowID: rowID, IDs: p.IDs[start:end], InputPaths: p.InputPaths[start:end],
 			Inputs: p.Inputs[start:end], ItemIndexes: indexes[start:end], MapConcurrency: plan.mapConcurrency}
 		if err := queries.InsertMapItems(ctx, tx, batch); err != nil {
-			return fmt.Errorf("insert the items spawned into %s: %w", row.ID, err)
+			return fmt.Errorf("insert the items spawned into %s: %w", rowID, err)
 		}
 	}
 	if plan.mapConcurrency != nil {

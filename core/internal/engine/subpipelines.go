@@ -255,7 +255,8 @@ func deepestChain(refs map[string][]string, id string) []string {
 }
 
 // linkRuns links the runs locked together: each to the set, to its parent when the parent is
-// among them (lockRuns locks ancestors too), and marks those with sub-pipeline nodes.
+// among them (lockRuns locks ancestors too), and marks those with sub-pipeline nodes and those
+// with spawn nodes.
 func linkRuns(set map[string]*lockedRun) {
 	for _, r := range set {
 		r.set = set
@@ -263,9 +264,9 @@ func linkRuns(set map[string]*lockedRun) {
 			r.parent = set[r.parentID]
 		}
 		for _, n := range r.snap.Tasks {
-			if n != nil && n.Pipeline != "" {
-				r.hasSubs = true
-				break
+			if n != nil {
+				r.hasSubs = r.hasSubs || n.Pipeline != ""
+				r.hasSpawns = r.hasSpawns || n.Spawn != nil
 			}
 		}
 	}
