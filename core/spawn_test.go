@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -165,17 +163,7 @@ func TestSpawnNodeSpawnsAndJoins(t *testing.T) {
 
 		// The spawning callback sent again once applied is a duplicate: nothing is spawned or
 		// stored again (with inline payloads off, each entry's input would be a new object).
-		files := func() int {
-			k := 0
-			require.NoError(t, filepath.WalkDir(e.storageDir, func(_ string, d fs.DirEntry, err error) error {
-				if err == nil && !d.IsDir() {
-					k++
-				}
-				return err
-			}))
-			return k
-		}
-		before, storedBefore := e.count(`SELECT count(*) FROM task_runs`), files()
+		before, storedBefore := e.count(`SELECT count(*) FROM task_runs`), countFiles(t, e.storageDir)
 		plan := w.dispatchesOf("plan")[0]
 		again := e.result(plan, `{"planned":50}`)
 		again.Spawn = spawnEntries(n)
@@ -187,7 +175,7 @@ func TestSpawnNodeSpawnsAndJoins(t *testing.T) {
 		require.NoError(t, json.Unmarshal(body, &ans))
 		require.False(t, ans.Applied, string(body))
 		require.Equal(t, before, e.count(`SELECT count(*) FROM task_runs`))
-		require.Equal(t, storedBefore, files())
+		require.Equal(t, storedBefore, countFiles(t, e.storageDir))
 	})
 }
 
@@ -228,10 +216,7 @@ func TestSpawnBadInput(t *testing.T) {
 	spawnPipeline(e, w, "fan", map[string]any{"maxItems": 3})
 	// Another service's task, which plan may not spawn.
 	e.register("other", "1", w.URL(), task("foreign"))
-	rows := func() (n int) {
-		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs`).Scan(&n))
-		return
-	}
+	rows := func() int { return e.count(`SELECT count(*) FROM task_runs`) }
 	type refusal struct {
 		status int
 		code   string
@@ -277,8 +262,22 @@ func TestSpawnBadInput(t *testing.T) {
 		}
 		return e.result(d, `{}`)
 	})
+	// A spawned run is not the node's own run: its spawn is refused, its plain callback works.
+	w.on("a", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		cb := e.result(d, `{}`)
+		cb.Spawn = spawnEntries(1)
+		status, body := w.callback(d, cb)
+		var eb protocol.ErrorBody
+		_ = json.Unmarshal(body, &eb)
+		if status != http.StatusBadRequest || eb.Code != "SPAWN_NOT_DECLARED" {
+			t.Errorf("a spawned run's spawn: %d %s", status, body)
+		}
+		return e.result(d, `{}`)
+	})
 	id := e.trigger("fan", map[string]any{"input": 1})
 	e.waitRun(id, "completed")
+	require.Equal(t, 3, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND spawned_by IS NOT NULL`, id),
+		"the spawned runs' refused spawns added none")
 	require.Equal(t, []refusal{{400, "SPAWN_TOO_MANY"}, {400, "SPAWN_TASK_UNKNOWN"}, {400, "SPAWN_TASK_UNKNOWN"}, {400, "SPAWN_TASK_UNKNOWN"}},
 		refusals.Load())
 	require.Len(t, append(w.dispatchesOf("a"), w.dispatchesOf("b")...), 3)
@@ -302,12 +301,13 @@ func TestSpawnBadInput(t *testing.T) {
 		node map[string]any
 		code string
 	}{
-		"maxConcurrency 0":  {map[string]any{"spawn": map[string]any{"maxConcurrency": 0}}, "SPAWN_MAX_CONCURRENCY_INVALID"},
-		"maxConcurrency -1": {map[string]any{"spawn": map[string]any{"maxConcurrency": -1}}, "SPAWN_MAX_CONCURRENCY_INVALID"},
-		"maxItems over":     {map[string]any{"spawn": map[string]any{"maxItems": 10_001}}, "SPAWN_MAX_ITEMS_INVALID"},
-		"maxItems below":    {map[string]any{"spawn": map[string]any{"maxItems": -1}}, "SPAWN_MAX_ITEMS_INVALID"},
-		"spawn and map":     {map[string]any{"spawn": map[string]any{}, "map": map[string]any{"over": "plan", "items": ""}}, "INVALID_NODES"},
-		"unknown node":      {nil, "SPAWN_NODE_UNKNOWN"},
+		"maxConcurrency 0":   {map[string]any{"spawn": map[string]any{"maxConcurrency": 0}}, "SPAWN_MAX_CONCURRENCY_INVALID"},
+		"maxConcurrency -1":  {map[string]any{"spawn": map[string]any{"maxConcurrency": -1}}, "SPAWN_MAX_CONCURRENCY_INVALID"},
+		"maxItems over":      {map[string]any{"spawn": map[string]any{"maxItems": 10_001}}, "SPAWN_MAX_ITEMS_INVALID"},
+		"maxItems below":     {map[string]any{"spawn": map[string]any{"maxItems": -1}}, "SPAWN_MAX_ITEMS_INVALID"},
+		"spawn and map":      {map[string]any{"spawn": map[string]any{}, "map": map[string]any{"over": "plan", "items": ""}}, "INVALID_NODES"},
+		"spawn and pipeline": {map[string]any{"spawn": map[string]any{}, "pipeline": "fan"}, "INVALID_NODES"},
+		"unknown node":       {nil, "SPAWN_NODE_UNKNOWN"},
 	} {
 		nodes := map[string]any{"plan": c.node}
 		if c.node == nil {
@@ -348,9 +348,8 @@ func TestSpawnNodeFailureModes(t *testing.T) {
 		require.Equal(t, "failed", status)
 		require.Equal(t, "SPAWN_ITEM_FAILED", code)
 		require.Equal(t, "cancelled", r.node("join").Status)
-		var open int
-		require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
-			AND spawned_by IS NOT NULL AND status IN ('pending', 'waiting')`, id).Scan(&open))
+		open := e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
+			AND spawned_by IS NOT NULL AND status IN ('pending', 'waiting')`, id)
 		require.Zero(t, open, "the siblings not started are cancelled")
 		require.Less(t, len(w.dispatchesOf("a")), n)
 	})
@@ -397,13 +396,12 @@ func TestSpawnNodeCancel(t *testing.T) {
 	release := w.holdTask("a")
 	defer release()
 	id := e.trigger("fan", map[string]any{"input": 1})
-	require.Eventually(t, func() bool { return len(w.dispatchesOf("a")) > 0 }, 30*time.Second, 10*time.Millisecond)
+	w.waitUntil("a dispatched", func() bool { return len(w.dispatchesOf("a")) > 0 })
 	r := e.do("POST", "/api/runs/"+id+"/cancel", nil, "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	e.waitRun(id, "cancelled")
-	var open int
-	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
-		AND status IN ('pending', 'waiting')`, id).Scan(&open))
+	open := e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
+		AND status IN ('pending', 'waiting')`, id)
 	require.Zero(t, open, "nothing of the run is left to start")
 	_, status, _, _, _ := e.spawnRow(id)
 	require.Equal(t, "cancelled", status)
@@ -516,14 +514,11 @@ func TestSpawnNodeDLQRetry(t *testing.T) {
 	e.waitRun(id2, "failed")
 	id = id2
 	dlqID := dlqOf(1)
-	var before int
-	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs`).Scan(&before))
+	before := e.count(`SELECT count(*) FROM task_runs`)
 	resp = e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
 	require.Equal(t, http.StatusConflict, resp.Status, string(resp.Body))
 	require.Equal(t, "SPAWN_REOPEN_UNSUPPORTED", resp.errorBody(t).Code)
-	var after int
-	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs`).Scan(&after))
-	require.Equal(t, before, after)
+	require.Equal(t, before, e.count(`SELECT count(*) FROM task_runs`))
 }
 
 // A DLQ retry that would put back a spawn node cancelled after it spawned (fail-fast: another
@@ -548,7 +543,7 @@ func TestSpawnNodeReopenRefused(t *testing.T) {
 		return failWith("side failed", false)(d)
 	})
 	id := e.trigger("fan", map[string]any{"input": 1})
-	require.Eventually(t, func() bool { return len(w.dispatchesOf("a")) > 0 }, 30*time.Second, 10*time.Millisecond)
+	w.waitUntil("a dispatched", func() bool { return len(w.dispatchesOf("a")) > 0 })
 	close(sideGate)
 	e.waitRun(id, "failed")
 	release()
@@ -656,9 +651,8 @@ func TestSpawnNodeDeadline(t *testing.T) {
 		defer w.mu.Unlock()
 		return len(w.statuses["a"]) == 1
 	})
-	var open int
-	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
-		AND status IN ('pending', 'waiting')`, id).Scan(&open))
+	open := e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
+		AND status IN ('pending', 'waiting')`, id)
 	require.Zero(t, open, "nothing of the run is left to start")
 	_, status, _, _, _ := e.spawnRow(id)
 	require.Equal(t, "cancelled", status)

@@ -180,10 +180,10 @@ func TestSpawnNodeMaxConcurrencyDLQRetry(t *testing.T) {
 	w.waitUntil("run 1 dispatched", func() bool { return len(w.dispatchesOf("b")) == 1 })
 	resp := e.do("POST", "/api/dlq/"+dlqID+"/retry", nil, "")
 	require.Equal(t, http.StatusCreated, resp.Status, string(resp.Body))
-	require.Equal(t, 1, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s' AND item_index = 0
-		AND superseded_by IS NULL AND status = 'pending' AND available_at = '9999-12-31 00:00:00+00'`, id)), "the retry is held")
-	require.Equal(t, 1, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s' AND item_index = 2
-		AND status = 'pending' AND available_at = '9999-12-31 00:00:00+00'`, id)), "run 2 is still held")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND item_index = 0
+		AND superseded_by IS NULL AND status = 'pending' AND available_at = '9999-12-31 00:00:00+00'`, id), "the retry is held")
+	require.Equal(t, 1, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND item_index = 2
+		AND status = 'pending' AND available_at = '9999-12-31 00:00:00+00'`, id), "run 2 is still held")
 	release()
 	e.waitRun(id, "completed")
 	require.True(t, failedOnce.Load())
@@ -222,10 +222,10 @@ func TestSpawnNodeMaxConcurrencyFailFast(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(context.Background(), `SELECT output FROM task_runs
 		WHERE pipeline_run_id = $1 AND task_id = 'plan' AND item_index IS NULL`, id).Scan(&own))
 	require.JSONEq(t, `{"planned":20}`, string(own), "the failed node keeps its own output")
-	require.Zero(t, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s' AND status IN ('pending', 'waiting')`, id)))
+	require.Zero(t, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND status IN ('pending', 'waiting')`, id))
 	dispatched := len(w.dispatchesOf("a")) + len(w.dispatchesOf("b"))
 	require.Less(t, dispatched, n, "the held runs never started")
 	// Every run never dispatched is cancelled (and the other place's run, if it was in flight).
-	require.GreaterOrEqual(t, e.count(fmt.Sprintf(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = '%s'
-		AND spawned_by IS NOT NULL AND status = 'cancelled'`, id)), n-dispatched)
+	require.GreaterOrEqual(t, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1
+		AND spawned_by IS NOT NULL AND status = 'cancelled'`, id), n-dispatched)
 }

@@ -1,7 +1,6 @@
 package core_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,9 +109,7 @@ func TestSpawnRemovedAndPausedTasks(t *testing.T) {
 	require.Equal(t, 2, *left)
 	require.Equal(t, 2, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND spawned_by IS NOT NULL
 		AND task_id = 'a' AND status = 'pending'`, id))
-	_, err := e.orch.Process(context.Background())
-	require.NoError(t, err)
-	time.Sleep(200 * time.Millisecond)
+	require.Zero(t, e.process().Claimed, "a paused task's spawned runs are not claimed")
 	require.Empty(t, w.dispatchesOf("a"), "a paused task's spawned runs are not dispatched")
 	require.Equal(t, "running", e.pipelineRun(id).Status)
 
@@ -156,19 +153,17 @@ func TestSpawnCancelRace(t *testing.T) {
 		w.on("b", spawnedAnswer(e, nil))
 		release := w.holdTask("join")
 		defer release()
-		const n, rounds = 10, 20
+		const n = 10
 		outcomes := map[bool]int{}
-		for round := range rounds {
+		for round := range rounds(20) {
 			id := e.trigger("fan", map[string]any{"input": round})
-			var d protocol.DispatchRequest
-			select {
-			case d = <-plans:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("round %d: plan was not dispatched", round)
-			}
+			d := recv(t, plans, fmt.Sprintf("round %d: plan's dispatch", round))
 			cb := e.result(d, `{}`)
 			cb.Spawn = spawnEntries(n)
-			start := make(chan struct{})
+			// Rounds 0 and 1 are ordered (the cancel done before the callback is sent, then the
+			// callback answered before the cancel is sent), so that both outcomes are checked
+			// whatever this machine's timing; the others race.
+			start, cbDone, cancelDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 			var wg sync.WaitGroup
 			var cbStatus int
 			var cbBody []byte
@@ -176,12 +171,20 @@ func TestSpawnCancelRace(t *testing.T) {
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
+				defer close(cbDone)
 				<-start
+				if round == 0 {
+					<-cancelDone
+				}
 				cbStatus, cbBody = w.callback(d, cb)
 			}()
 			go func() {
 				defer wg.Done()
+				defer close(cancelDone)
 				<-start
+				if round == 1 {
+					<-cbDone
+				}
 				// Up to 40 ms later in some rounds, so that the callback (which stores its
 				// inputs first when they are not inline) wins some rounds too.
 				time.Sleep(time.Duration(round%5) * time.Duration(round%5) * 2500 * time.Microsecond)
@@ -226,6 +229,8 @@ func TestSpawnCancelRace(t *testing.T) {
 			require.Zero(t, orphans, "round %d: the callback sent again left a stored input", round)
 		}
 		t.Logf("callback applied first in %d rounds, cancel first in %d", outcomes[true], outcomes[false])
+		require.Positive(t, outcomes[true], "the round with the callback first applied it")
+		require.Positive(t, outcomes[false], "the round with the cancel first refused the spawn")
 		release()
 		// Late callbacks of the runs the cancel caught dispatched (spawned runs, join) change
 		// nothing; the test waits for them (they must not outlive its servers).
@@ -343,9 +348,7 @@ func TestSpawnInPausedPipeline(t *testing.T) {
 	w.mu.Unlock()
 	require.Equal(t, n, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND spawned_by IS NOT NULL
 		AND status = 'pending' AND available_at > now() + interval '1 year'`, id), "every spawned run is parked")
-	_, err := e.orch.Process(context.Background())
-	require.NoError(t, err)
-	time.Sleep(200 * time.Millisecond)
+	require.Zero(t, e.process().Claimed, "nothing spawned is claimed while the pipeline is paused")
 	require.Len(t, w.all(), 1, "nothing spawned is dispatched while the pipeline is paused")
 
 	require.Equal(t, n-2, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND spawned_by IS NOT NULL

@@ -80,7 +80,7 @@ func TestSubPipelineRacingDeclarationsCycle(t *testing.T) {
 		name       string
 		reg1, reg2 bool
 	}{{"registrations", true, true}, {"puts", false, false}, {"registration and put", true, false}} {
-		for round := range 20 {
+		for round := range rounds(20) {
 			// Both pipelines without nodes, as p1 and p2 would be declared first.
 			for i, byReg := range []bool{kind.reg1, kind.reg2} {
 				req, body := request1(byReg, i+1, "")
@@ -147,7 +147,7 @@ func TestSubPipelineRacingDeclarationsTooDeep(t *testing.T) {
 		require.NoError(t, err)
 		return b
 	}
-	for round := range 20 {
+	for round := range rounds(20) {
 		e.putPipeline("c0", []string{"x"}, nil)
 		e.putPipeline("c9", []string{"x"}, nil)
 		start := make(chan struct{})

@@ -208,8 +208,9 @@ func TestDefaultClientKeepsConnections(t *testing.T) {
 		var wg sync.WaitGroup
 		for range n {
 			wg.Go(func() {
-				_, err := c.Get(context.Background(), "/x", nil, nil)
-				require.NoError(t, err)
+				if _, err := c.Get(context.Background(), "/x", nil, nil); err != nil {
+					t.Errorf("call: %v", err) // not require: FailNow belongs to the test's goroutine
+				}
 			})
 		}
 		wg.Wait()

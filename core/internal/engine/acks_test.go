@@ -93,5 +93,8 @@ func TestDispatchAcksFlushedAfterTheirWait(t *testing.T) {
 	require.NoError(t, err)
 	_, err = h.eng.Dispatch(ctx, claimed)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return h.run(t, id).Status == "running" }, 30*time.Second, 5*time.Millisecond)
+	// Polled on the test's goroutine: h.run's require must not run in Eventually's.
+	for deadline := time.Now().Add(30 * time.Second); h.run(t, id).Status != "running"; time.Sleep(5 * time.Millisecond) {
+		require.True(t, time.Now().Before(deadline), "the acknowledgement was not recorded within 30 s")
+	}
 }
