@@ -718,7 +718,7 @@ WITH input AS (
            unnest($7::text[]) AS logs_path
 ),
 target AS (
-    SELECT tr.id
+    SELECT tr.id, x.output_path, x.output, x.output_size, x.assets, x.logs_path
     FROM task_runs tr JOIN input x ON x.id = tr.id
     WHERE tr.id = ANY($1::text[]) -- found through the primary key, however many rows the table holds
       AND (tr.pipeline_run_id IS NOT NULL) = $8::bool AND tr.status IN ('dispatching', 'running')
@@ -740,8 +740,10 @@ done AS (
         deadline      = NULL,
         completed_at  = now(),
         updated_at    = now()
-    FROM target, input x
-    WHERE tr.id = ANY($1::text[]) AND tr.id = target.id AND x.id = tr.id
+    -- target carries each run's values: joined with input again, or with "tr.id = ANY(ids)"
+    -- here too, every row of the update would scan input or sort the array again.
+    FROM target x
+    WHERE tr.id = x.id
     RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
 )
 SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d

@@ -563,7 +563,7 @@ WITH input AS (
            unnest(sqlc.arg('logs_paths')::text[]) AS logs_path
 ),
 target AS (
-    SELECT tr.id
+    SELECT tr.id, x.output_path, x.output, x.output_size, x.assets, x.logs_path
     FROM task_runs tr JOIN input x ON x.id = tr.id
     WHERE tr.id = ANY(sqlc.arg('ids')::text[]) -- found through the primary key, however many rows the table holds
       AND (tr.pipeline_run_id IS NOT NULL) = sqlc.arg('in_pipelines')::bool AND tr.status IN ('dispatching', 'running')
@@ -585,8 +585,10 @@ done AS (
         deadline      = NULL,
         completed_at  = now(),
         updated_at    = now()
-    FROM target, input x
-    WHERE tr.id = ANY(sqlc.arg('ids')::text[]) AND tr.id = target.id AND x.id = tr.id
+    -- target carries each run's values: joined with input again, or with "tr.id = ANY(ids)"
+    -- here too, every row of the update would scan input or sort the array again.
+    FROM target x
+    WHERE tr.id = x.id
     RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
 )
 SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
