@@ -54,7 +54,7 @@ type attempt struct {
 // uploads and the callback, and the removal of its temporary directory. It runs in a "task"
 // span, a child of the dispatch's span context parent (when valid).
 func (w *Worker) execute(base context.Context, t *task, d *protocol.DispatchRequest, claims token.RunClaims, parent trace.SpanContext) {
-	log := w.log.With("run", d.RunID, "task", d.TaskID, "attempt", d.Attempt)
+	log := withAttrs(w.log, slog.String("run", d.RunID), slog.String("task", d.TaskID), slog.Int("attempt", d.Attempt))
 	ctx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
 	if parent.IsValid() {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"slices"
@@ -56,7 +57,7 @@ func RunLocal(w *Worker, taskID string, in LocalInput) (LocalResult, error) {
 		return LocalResult{}, fmt.Errorf("worker: run %q locally: encode the input: %w", taskID, err)
 	}
 	runID := "trun_local_" + rand.Text()[:12]
-	log := w.log.With("run", runID, "task", taskID, "local", true)
+	log := withAttrs(w.log, slog.String("run", runID), slog.String("task", taskID), slog.Bool("local", true))
 	env := newRunEnv(w.tempDir, runID+"-", log)
 	defer func() {
 		env.close()
