@@ -400,3 +400,63 @@ func TestSpawnStaleLeaseStoresNothing(t *testing.T) {
 	require.Zero(t, orphans)
 	require.Len(t, append(w.dispatchesOf("a"), w.dispatchesOf("b")...), 2)
 }
+
+// A failed callback of a spawn node's run that carries spawn entries spawns nothing and stores
+// nothing: the entries are dropped (docs/api.md, Spawn nodes: "on a failed callback spawn is
+// ignored"), whether the failure is retryable (the run is retried as after any failed attempt)
+// or not (the node fails and its run follows its failure mode). The entries' inputs are too
+// large to be inline, so checking them as a success's are checked would store them.
+func TestSpawnFailedCallbackSpawnsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.InlinePayloadMaxBytes = 64 })
+	w := newPWorker(t, e)
+	spawnPipeline(e, w, "fan", nil, withRetries(1, 0))
+	var mu sync.Mutex
+	answers := map[int]string{} // by attempt: the callback's answer, rows spawned, inputs stored
+	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		cb := failWith(fmt.Sprintf("attempt %d failed", d.Attempt), d.Attempt == 1)(d)
+		cb.Spawn = bigEntries(200, "a", "b", "a")
+		status, body := w.callback(d, cb)
+		var ans struct {
+			Applied bool   `json:"applied"`
+			Status  string `json:"status"`
+		}
+		_ = json.Unmarshal(body, &ans)
+		stored, _ := e.storedRunInputs()
+		got := fmt.Sprintf("%d applied=%t %s, %d spawned, %d stored", status, ans.Applied, ans.Status,
+			e.count(`SELECT count(*) FROM task_runs WHERE spawned_by = $1`, d.RunID), len(stored))
+		mu.Lock()
+		answers[d.Attempt] = got
+		mu.Unlock()
+		return cb // sent again by the harness: a repeat, answered applied=false
+	})
+	id := e.trigger("fan", map[string]any{"input": 1})
+	r := e.waitRun(id, "failed")
+	w.waitUntil("both attempts' handlers done", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.statuses["plan"]) == 2
+	})
+	mu.Lock()
+	require.Equal(t, map[int]string{
+		1: "200 applied=true pending, 0 spawned, 0 stored",
+		2: "200 applied=true failed, 0 spawned, 0 stored",
+	}, answers, "the retryable failure retried the run, the other failed it; neither spawned or stored anything")
+	mu.Unlock()
+	require.Len(t, w.dispatchesOf("plan"), 2)
+	require.Empty(t, append(w.dispatchesOf("a"), w.dispatchesOf("b")...))
+
+	_, status, code, total, left := e.spawnRow(id)
+	require.Equal(t, "failed", status)
+	require.Equal(t, "BOOM", code)
+	require.Nil(t, total, "the node never waited for spawned runs")
+	require.Nil(t, left)
+	require.Equal(t, "attempt 2 failed", *r.node("plan").Error)
+	require.Equal(t, "cancelled", r.node("join").Status)
+	require.Zero(t, e.count(`SELECT count(*) FROM task_runs WHERE spawned_by IS NOT NULL OR item_index IS NOT NULL`))
+	require.Equal(t, map[string]string{"plan": "failed", "join": "cancelled"}, r.states())
+	stored, orphans := e.storedRunInputs()
+	require.Empty(t, stored, "no spawn input stored")
+	require.Zero(t, orphans)
+	require.Zero(t, e.process().Claimed, "nothing left to run")
+}
