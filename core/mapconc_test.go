@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,6 +361,113 @@ func TestMapNodeMaxItemsSettingAndBadOptions(t *testing.T) {
 	}
 	require.Equal(t, http.StatusNotFound, e.do("GET", "/api/pipelines/bad", nil, "").Status)
 	require.Zero(t, e.count(`SELECT count(*) FROM services WHERE id = 'pdf2'`))
+}
+
+// MAP_MAX_ITEMS is the bound at run time of a map node and of a spawn node that declare no
+// maxItems (it is their maxItems): with MAP_MAX_ITEMS 3, a map over 4 items fails with
+// MAP_TOO_LARGE before any item is made, a spawn of 4 entries is refused with 400
+// SPAWN_TOO_MANY (nothing written, the run still running), and a map item may not grow its
+// map of 3 past 3; exactly 3 items, or 3 entries, run and join.
+func TestMapMaxItemsBoundsUndeclaredMaxItems(t *testing.T) {
+	t.Parallel()
+	small := func(c *core.Config) { c.MapMaxItems = 3 }
+	// n is the number of items or entries a run's input asks for.
+	n := func(e *env, d protocol.DispatchRequest) int {
+		var in struct {
+			N int `json:"n"`
+		}
+		if err := json.Unmarshal(e.itemInput(d), &in); err != nil {
+			e.t.Errorf("input of %s: %v", d.RunID, err)
+		}
+		return in.N
+	}
+	refusal := func(status int, body []byte) string {
+		var eb protocol.ErrorBody
+		_ = json.Unmarshal(body, &eb)
+		return fmt.Sprintf("%d %s: %s %v", status, eb.Code, eb.Error, eb.Details)
+	}
+	t.Run("map", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, small)
+		w := newPWorker(t, e)
+		mapPipeline(e, w, "pages", nil)
+		w.on("split", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, pagesOutput(n(e, d))) })
+		var grow atomic.Value
+		ocr := pageOCR(e, nil)
+		w.on("ocr", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+			if n(e, d) == 0 {
+				// One more item of a map of 3 items.
+				cb := e.result(d, `{}`)
+				cb.Spawn = []protocol.SpawnRequest{{TaskID: "ocr", Input: json.RawMessage(`{"n":3}`)}}
+				grow.Store(refusal(w.callback(d, cb)))
+			}
+			return ocr(d)
+		})
+
+		over := e.trigger("pages", map[string]any{"input": map[string]int{"n": 4}})
+		r := e.waitRun(over, "failed")
+		status, code, total, _ := e.mapRowOf(over, "ocr")
+		require.Equal(t, "failed", status)
+		require.Equal(t, "MAP_TOO_LARGE", code)
+		require.Nil(t, total, "no item was made")
+		require.Equal(t, `map node ocr: items "/pages" has 4 elements; maxItems is 3`, *r.node("ocr").Error)
+		require.Equal(t, "cancelled", r.node("merge").Status)
+		require.Zero(t, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND item_index IS NOT NULL`, over))
+		require.Empty(t, w.dispatchesOf("ocr"))
+
+		at := e.trigger("pages", map[string]any{"input": map[string]int{"n": 3}})
+		e.waitRun(at, "completed")
+		status, code, total, _ = e.mapRowOf(at, "ocr")
+		require.Equal(t, "completed", status)
+		require.Empty(t, code)
+		require.Equal(t, 3, *total)
+		require.Len(t, w.dispatchesOf("ocr"), 3)
+		merge := w.dispatchesOf("merge")
+		require.Len(t, merge, 1)
+		items := e.mergedArray(merge[0])
+		require.Len(t, items, 3)
+		for i, v := range items {
+			require.JSONEq(t, fmt.Sprintf(`{"text":"page-%d"}`, i), string(v))
+		}
+		require.Equal(t, `400 SPAWN_TOO_MANY: spawn has 1 entries; map node "ocr" has 3 items and allows at most 3 in all (map.maxItems) map[field:spawn]`,
+			grow.Load())
+	})
+	t.Run("spawn", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, small)
+		w := newPWorker(t, e)
+		spawnPipeline(e, w, "fan", nil)
+		var got protocol.Pipeline
+		e.do("GET", "/api/pipelines/fan", nil, "").json(t, &got)
+		require.Equal(t, 3, got.Tasks["plan"].Spawn.MaxItems, "maxItems filled in with MAP_MAX_ITEMS")
+		var refused atomic.Value
+		w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+			rows := e.count(`SELECT count(*) FROM task_runs`)
+			cb := e.result(d, `{"planned":4}`)
+			cb.Spawn = spawnEntries(4)
+			status, body := w.callback(d, cb)
+			still := e.count(`SELECT count(*) FROM task_runs WHERE id = $1 AND status IN ('dispatching', 'running')`, d.RunID)
+			refused.Store(fmt.Sprintf("%s; %d rows written, still under way %d", refusal(status, body), e.count(`SELECT count(*) FROM task_runs`)-rows, still))
+			cb = e.result(d, `{"planned":3}`)
+			cb.Spawn = spawnEntries(3)
+			return cb
+		})
+		w.on("a", spawnedAnswer(e, nil))
+		w.on("b", spawnedAnswer(e, nil))
+		id := e.trigger("fan", map[string]any{"input": 1})
+		e.waitRun(id, "completed")
+		require.Equal(t, "400 SPAWN_TOO_MANY: spawn has 4 entries; at most 3 (MAP_MAX_ITEMS) map[field:spawn]; 0 rows written, still under way 1", refused.Load())
+		_, status, _, total, left := e.spawnRow(id)
+		require.Equal(t, "completed", status)
+		require.Equal(t, 3, *total)
+		require.Zero(t, *left)
+		join := w.dispatchesOf("join")
+		require.Len(t, join, 1)
+		own, items := e.spawnDoc(join[0])
+		require.JSONEq(t, `{"planned":3}`, string(own))
+		require.Len(t, items, 3)
+		require.Len(t, append(w.dispatchesOf("a"), w.dispatchesOf("b")...), 3)
+	})
 }
 
 // GET /api/runs/{id} tells the items apart: each item has its itemIndex, the map row its
