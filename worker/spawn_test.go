@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -110,4 +111,68 @@ func TestSpawnOutputsNotASpawnNode(t *testing.T) {
 	require.ErrorIs(t, got[0], worker.ErrNotSpawnNode)
 	require.NoError(t, got[1])
 	require.ErrorContains(t, got[2], "not a completed predecessor")
+}
+
+// Spawn past MaxSpawn in one attempt: the (MaxSpawn+1)-th call returns an error and adds no
+// entry, and the success callback carries exactly the first MaxSpawn entries, in call order,
+// which the orchestrator (MAP_MAX_ITEMS at its default, MaxSpawn; a body cap large enough for
+// them) applies: the node waits for MaxSpawn spawned runs (of a paused task, so that none
+// runs).
+func TestSpawnPastMaxSpawn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.MaxWorkerBodyBytes = 1 << 20 })
+	rec := newRecorder(t, e.url)
+	w := e.newWorker("svc", func(c *worker.Config) { c.OrchestratorURL = rec.url })
+	type outcome struct {
+		runID     string
+		errAt     int // the first call that failed (-1: none)
+		err       error
+		lastAgain error // one more call after the refusal
+	}
+	done := make(chan outcome, 1)
+	require.NoError(t, w.Register("plan", worker.Options{}, func(ctx *worker.Context) (any, error) {
+		o := outcome{runID: ctx.RunID, errAt: -1}
+		for i := range worker.MaxSpawn + 1 {
+			if err := worker.Spawn(ctx, "leaf", i); err != nil {
+				o.errAt, o.err = i, err
+				break
+			}
+		}
+		o.lastAgain = worker.Spawn(ctx, "leaf", -1)
+		done <- o
+		return map[string]int{"planned": worker.MaxSpawn}, nil
+	}))
+	require.NoError(t, w.Register("leaf", worker.Options{}, func(*worker.Context) (any, error) { return nil, nil }))
+	w.register(t)
+	r := e.do("POST", "/api/tasks/leaf/pause", map[string]any{})
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	r = e.do("PUT", "/api/pipelines/fan", map[string]any{"entryTasks": []string{"plan"},
+		"nodes": map[string]any{"plan": map[string]any{"spawn": map[string]any{}}}})
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+
+	e.trigger("fan", map[string]int{"n": 1})
+	o := recv(t, done, "plan's attempt")
+	require.Equal(t, worker.MaxSpawn, o.errAt, "the first call past MaxSpawn fails: %v", o.err)
+	require.ErrorContains(t, o.err, fmt.Sprintf(`worker: spawn "leaf": this attempt already spawns %d runs, the most it may`, worker.MaxSpawn))
+	require.Error(t, o.lastAgain, "and so does every later call")
+	var node struct {
+		Status     string `json:"status"`
+		ItemsTotal *int   `json:"itemsTotal"`
+	}
+	e.waitFor("plan's run waiting for its spawned runs", func() bool {
+		e.do("GET", "/api/task-runs/"+o.runID, nil).json(t, &node)
+		return node.Status == "waiting"
+	})
+	require.NotNil(t, node.ItemsTotal)
+	require.Equal(t, worker.MaxSpawn, *node.ItemsTotal)
+
+	var cb protocol.CallbackRequest
+	require.NoError(t, json.Unmarshal(rec.body(t, "POST", "/api/callback/"+o.runID), &cb))
+	require.Equal(t, protocol.CallbackSuccess, cb.Status)
+	require.Len(t, cb.Spawn, worker.MaxSpawn)
+	for i, s := range cb.Spawn {
+		if s.TaskID != "leaf" || string(s.Input) != strconv.Itoa(i) {
+			t.Fatalf("entry %d is %s %s, want leaf %d", i, s.TaskID, s.Input, i)
+		}
+	}
 }
