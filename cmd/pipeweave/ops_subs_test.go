@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/worker"
 )
 
 // status shows a run's child runs (node, pipeline, run, state) and a child run's parent;
@@ -78,4 +84,57 @@ func TestCLISubPipelines(t *testing.T) {
 	out = s.cli("status", id)
 	require.Regexp(t, `(?m)^s\s+mid\s+`+regexp.QuoteMeta(midID)+`\s+completed$`, out)
 	require.Regexp(t, `(?m)^s\s+completed\s`, out, "the node's own row in the task table")
+}
+
+// status lists at most maxChildrenShown child runs, in the API's order, then says how many more
+// there are and where to find them; --json lists them all. The run has 53 sub-pipeline nodes,
+// each with its child run.
+func TestCLISubPipelinesCutOff(t *testing.T) {
+	t.Parallel()
+	s := newCLIStack(t)
+	const n = maxChildrenShown + 3
+	nodes := make([]string, n)
+	decl := map[string]protocol.NodeConfig{}
+	for i := range nodes {
+		nodes[i] = fmt.Sprintf("s%02d", i)
+		decl[nodes[i]] = protocol.NodeConfig{Pipeline: "leafp"}
+	}
+	w := s.o.Worker(t, "wide", func(c *worker.Config) {
+		c.Pipelines = []protocol.PipelineDefinition{{ID: "leafp", EntryTasks: []string{"leaf"}}, {ID: "wide", EntryTasks: []string{"root"}, Nodes: decl}}
+	})
+	done := func(ctx *worker.Context) (any, error) { return map[string]string{"task": ctx.TaskID}, nil }
+	require.NoError(t, w.Register("root", worker.Options{AllowedNext: nodes}, done))
+	require.NoError(t, w.Register("leaf", worker.Options{}, done))
+	for _, id := range nodes {
+		require.NoError(t, w.Register(id, worker.Options{}, func(*worker.Context) (any, error) {
+			return nil, errors.New("a sub-pipeline node never goes to a worker")
+		}))
+	}
+	_, err := w.RegisterWithOrchestrator(context.Background())
+	require.NoError(t, err)
+
+	id := s.trigger("wide", map[string]any{})
+	require.Equal(t, "completed", string(s.waitRun(id).Status))
+	var got protocol.PipelineRun
+	s.cliJSON(&got, "status", id)
+	require.Len(t, got.Children, n, "--json lists every child run")
+
+	out := s.cli("status", id)
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	head := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "SUB-PIPELINE NODE") })
+	require.GreaterOrEqual(t, head, 0, out)
+	rows := lines[head+1:]
+	require.Len(t, rows, maxChildrenShown+1, "50 rows, then the cut-off line, end the output:\n%s", out)
+	for i, c := range got.Children[:maxChildrenShown] {
+		require.Regexp(t, `^`+c.TaskID+`\s+leafp\s+`+regexp.QuoteMeta(c.RunID)+`\s+completed$`, rows[i], "row %d", i)
+	}
+	require.Equal(t, fmt.Sprintf("… and 3 more child runs (status %s --json lists all %d in children)", id, n), rows[maxChildrenShown])
+	for _, c := range got.Children[maxChildrenShown:] {
+		require.NotContains(t, out, c.RunID, "a child run past the cut-off")
+	}
+	seen := map[string]bool{}
+	for _, c := range got.Children {
+		seen[c.TaskID] = true
+	}
+	require.Len(t, seen, n, "one child run per node")
 }
