@@ -428,7 +428,7 @@ func TestSpawnFailedCallbackSpawnsNothing(t *testing.T) {
 		mu.Lock()
 		answers[d.Attempt] = got
 		mu.Unlock()
-		return cb // sent again by the harness: a repeat, answered applied=false
+		return cb // sent again by the harness: a repeat of an ended attempt, which changes nothing
 	})
 	id := e.trigger("fan", map[string]any{"input": 1})
 	r := e.waitRun(id, "failed")
