@@ -89,7 +89,15 @@ func (w *Worker) serveDispatch(rw http.ResponseWriter, r *http.Request) {
 			w.execute(base, t, &d, claims, parent)
 		}()
 	}
-	writeJSON(rw, http.StatusAccepted, map[string]any{"accepted": true, "runId": d.RunID, "duplicate": !started})
+	writeJSON(rw, http.StatusAccepted, accepted{Accepted: true, Duplicate: !started, RunID: d.RunID})
+}
+
+// accepted is the 202 answer to a dispatch, its fields in the order a map of them was written
+// in (a struct encodes without sorting keys or reflecting on interface values).
+type accepted struct {
+	Accepted  bool   `json:"accepted"`
+	Duplicate bool   `json:"duplicate"`
+	RunID     string `json:"runId"`
 }
 
 func (w *Worker) serveHealth(rw http.ResponseWriter, _ *http.Request) {

@@ -572,6 +572,40 @@ func TestForgedDispatchIsRefused(t *testing.T) {
 	require.JSONEq(t, `{"status":"ok","serviceId":"svc","version":"1","tasks":["guarded"],"running":0}`, string(r.Body))
 }
 
+// A dispatch is answered 202 with the exact body the SDK has always written (keys sorted, as a
+// map of them encoded): duplicate false for the first delivery of an attempt and true for a
+// second one while the first still runs.
+func TestDispatchAcceptedBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.newWorker("svc")
+	release := make(chan struct{})
+	require.NoError(t, w.Register("slow", worker.Options{}, func(*worker.Context) (any, error) {
+		<-release
+		return nil, nil
+	}))
+	ring, err := token.NewKeyring(testSecret, "")
+	require.NoError(t, err)
+	now := time.Now()
+	sto, err := ring.SealBackend("", "svc", "trun_acc", []byte(`{"id":"local","provider":"local","credentials":{"basePath":"/nonexistent"}}`))
+	require.NoError(t, err)
+	tok, err := ring.SignRun(token.RunClaims{RunID: "trun_acc", TaskID: "slow", Attempt: 1, Lease: 1,
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour), Storage: sto})
+	require.NoError(t, err)
+	d := protocol.DispatchRequest{RunID: "trun_acc", TaskID: "slow", Attempt: 1, StorageToken: tok,
+		Input: json.RawMessage(`{}`), InputPath: protocol.StandaloneInputPath("trun_acc"), HeartbeatIntervalMs: 60_000}
+	for _, want := range []string{
+		`{"accepted":true,"duplicate":false,"runId":"trun_acc"}` + "\n",
+		`{"accepted":true,"duplicate":true,"runId":"trun_acc"}` + "\n",
+	} {
+		r := do(t, "POST", w.url+"/tasks/slow", d, nil)
+		require.Equal(t, http.StatusAccepted, r.Status, "%s", r.Body)
+		require.Equal(t, want, string(r.Body))
+	}
+	close(release)
+	w.Wait()
+}
+
 // An attempt that needs no scratch space makes no temporary directory: a handler that neither
 // asks for TempDir, adds an asset nor logs leaves the worker's TempDir untouched while it runs.
 // One that logs gets its directory (and its logs uploaded) and leaves nothing behind.
