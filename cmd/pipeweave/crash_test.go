@@ -285,15 +285,27 @@ func TestMapNodeSurvivesOrchestratorCrash(t *testing.T) {
 			}
 			continue
 		}
-		// Pending or completed at the crash: that attempt is the last, dispatched once.
-		require.Equal(t, before.attempt, it.attempt, "item %d (%s at the crash) completed in that attempt", it.index, before.status)
+		// Completed at the crash: that attempt is the last, dispatched once. Pending at the
+		// crash: that attempt completed, dispatched once, unless a dispatch of it failed after
+		// the restart (the worker slower than DISPATCH_TIMEOUT_MS on a machine loaded by the
+		// whole suite: seen once in scripts/test), which the orchestrator ended as
+		// DISPATCH_FAILED (checked above) and retried as the next attempt, each attempt
+		// dispatched once.
+		if before.status == "completed" {
+			require.Equal(t, before.attempt, it.attempt, "item %d (completed at the crash) completed in that attempt", it.index)
+		} else {
+			require.GreaterOrEqual(t, it.attempt, before.attempt, "item %d (%s at the crash)", it.index, before.status)
+			for _, a := range it.previous[before.attempt-1:] {
+				require.Equal(t, protocol.CodeDispatchFailed, a.ErrorCode, "item %d (%s at the crash): attempt %d", it.index, before.status, a.Attempt)
+			}
+		}
 		since := 0
 		for _, d := range ds {
 			if d.attempt >= before.attempt {
 				since++
 			}
 		}
-		require.Equal(t, 1, since, "item %d (%s at the crash) dispatched once", it.index, before.status)
+		require.Equal(t, it.attempt-before.attempt+1, since, "item %d (%s at the crash) dispatched once per attempt", it.index, before.status)
 	}
 	require.LessOrEqual(t, inFlight, ocrConcurrency, "in flight at the crash")
 	require.GreaterOrEqual(t, len(heldDispatches), 2)
