@@ -126,7 +126,8 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 	b := &pgx.Batch{}
 	var completed []CompleteStandaloneRow
 	var claimed []C
-	b.Queue(completeStandalone, done.IDs, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths, done.InPipelines)
+	// The arguments in the order of the generated CompleteStandalone's (their first use in the SQL).
+	b.Queue(completeStandalone, done.IDs, done.InPipelines, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths)
 	b.Queue(lockClaimsGenericPlan, lock)
 	b.Queue(claimSQL, claimArgs...)
 	withAcks := len(acks.IDs) > 0

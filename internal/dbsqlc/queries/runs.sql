@@ -553,48 +553,44 @@ RETURNING task_id, coalesce(extract(epoch FROM now() - started_at), 0)::float8 A
 -- seconds since the run was first claimed. Every other run named that exists is returned with
 -- completed false and its pipeline run ('' = none), for the caller to apply its callback on its
 -- own (in a transaction that locks that pipeline run first).
-WITH input AS (
-    SELECT unnest(sqlc.arg('ids')::text[]) AS id,
-           unnest(sqlc.arg('leases')::bigint[]) AS lease,
-           unnest(sqlc.arg('output_paths')::text[]) AS output_path,
-           unnest(sqlc.arg('outputs')::bytea[]) AS output,
-           unnest(sqlc.arg('output_sizes')::bigint[]) AS output_size,
-           unnest(sqlc.arg('assets')::text[]) AS assets,
-           unnest(sqlc.arg('logs_paths')::text[]) AS logs_path
-),
-target AS (
-    SELECT tr.id, x.output_path, x.output, x.output_size, x.assets, x.logs_path
-    FROM task_runs tr JOIN input x ON x.id = tr.id
-    WHERE tr.id = ANY(sqlc.arg('ids')::text[]) -- found through the primary key, however many rows the table holds
-      AND (tr.pipeline_run_id IS NOT NULL) = sqlc.arg('in_pipelines')::bool AND tr.status IN ('dispatching', 'running')
-      AND tr.lease = coalesce(nullif(x.lease, -1), tr.lease)
+-- The runs are found through the primary key alone and each one's values read at its position
+-- in the arrays: a join with the unnested arrays made the planner loop over them once per row
+-- (quadratic in the batch), and a status condition the planner could match to the partial
+-- indexes over runs in flight made it scan one of them, with every dead entry that finished runs
+-- left there since the last vacuum, at every group commit (README, Performance).
+WITH target AS (
+    SELECT tr.id, array_position(sqlc.arg('ids')::text[], tr.id) AS i
+    FROM task_runs tr
+    WHERE tr.id = ANY(sqlc.arg('ids')::text[])
+      AND (tr.pipeline_run_id IS NOT NULL) = sqlc.arg('in_pipelines')::bool
+      -- status IN ('dispatching', 'running'), in a form no partial index's predicate matches
+      AND CASE tr.status WHEN 'dispatching' THEN true WHEN 'running' THEN true ELSE false END
+      AND tr.lease = coalesce(nullif((sqlc.arg('leases')::bigint[])[array_position(sqlc.arg('ids')::text[], tr.id)], -1), tr.lease)
     ORDER BY tr.id
     FOR UPDATE OF tr
 ),
 done AS (
     UPDATE task_runs tr SET
         status        = 'completed',
-        output_path   = nullif(x.output_path, ''),
-        output        = x.output,
-        output_size   = nullif(x.output_size, 0),
-        assets        = nullif(x.assets, '')::jsonb,
-        logs_path     = nullif(x.logs_path, ''),
+        output_path   = nullif((sqlc.arg('output_paths')::text[])[t.i], ''),
+        output        = (sqlc.arg('outputs')::bytea[])[t.i],
+        output_size   = nullif((sqlc.arg('output_sizes')::bigint[])[t.i], 0),
+        assets        = nullif((sqlc.arg('assets')::text[])[t.i], '')::jsonb,
+        logs_path     = nullif((sqlc.arg('logs_paths')::text[])[t.i], ''),
         selected_next = NULL,
         error         = NULL,
         error_code    = NULL,
         deadline      = NULL,
         completed_at  = now(),
         updated_at    = now()
-    -- target carries each run's values: joined with input again, or with "tr.id = ANY(ids)"
-    -- here too, every row of the update would scan input or sort the array again.
-    FROM target x
-    WHERE tr.id = x.id
+    FROM target t
+    WHERE tr.id = t.id
     RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
 )
 SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
 UNION ALL
 SELECT tr.id, false, '', 0, coalesce(tr.pipeline_run_id, '')
-FROM task_runs tr JOIN input x ON x.id = tr.id
+FROM task_runs tr
 WHERE tr.id = ANY(sqlc.arg('ids')::text[]) AND tr.id NOT IN (SELECT id FROM done);
 
 -- name: Heartbeat :one
