@@ -964,7 +964,7 @@ UPDATE task_runs tr SET
     updated_at = now()
 FROM (
     SELECT id FROM task_runs
-    WHERE id = ANY($2::text[]) AND status = 'dispatching'
+    WHERE id = ANY($2::text[]) AND CASE status WHEN 'dispatching' THEN true ELSE false END
     FOR UPDATE SKIP LOCKED
 ) acked
 WHERE tr.id = acked.id AND tr.lease = ($1::bigint[])[array_position($2::text[], tr.id)]
@@ -978,7 +978,9 @@ type MarkRunningParams struct {
 // Records the workers' acknowledgements of a dispatched batch (ids, and leases[i] the lease of ids[i]). The
 // runs are found through the primary key; each one's lease sits at the same position in leases.
 // A row locked right now belongs to the worker's own heartbeat or callback, which moves the run
-// on by itself: it is skipped rather than waited for.
+// on by itself: it is skipped rather than waited for. The status test is a CASE so that the
+// planner cannot scan a partial index over runs in flight (and its dead entries) instead of the
+// primary key, as CompleteStandalone's.
 func (q *Queries) MarkRunning(ctx context.Context, db DBTX, arg MarkRunningParams) error {
 	_, err := db.Exec(ctx, markRunning, arg.Leases, arg.IDs)
 	return err

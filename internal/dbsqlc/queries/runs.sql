@@ -438,14 +438,16 @@ WHERE r.refill IS NOT NULL;
 -- Records the workers' acknowledgements of a dispatched batch (ids, and leases[i] the lease of ids[i]). The
 -- runs are found through the primary key; each one's lease sits at the same position in leases.
 -- A row locked right now belongs to the worker's own heartbeat or callback, which moves the run
--- on by itself: it is skipped rather than waited for.
+-- on by itself: it is skipped rather than waited for. The status test is a CASE so that the
+-- planner cannot scan a partial index over runs in flight (and its dead entries) instead of the
+-- primary key, as CompleteStandalone's.
 UPDATE task_runs tr SET
     status     = 'running',
     deadline   = least(now() + 2 * tr.heartbeat_interval_ms * interval '1 millisecond', tr.timeout_at),
     updated_at = now()
 FROM (
     SELECT id FROM task_runs
-    WHERE id = ANY(sqlc.arg('ids')::text[]) AND status = 'dispatching'
+    WHERE id = ANY(sqlc.arg('ids')::text[]) AND CASE status WHEN 'dispatching' THEN true ELSE false END
     FOR UPDATE SKIP LOCKED
 ) acked
 WHERE tr.id = acked.id AND tr.lease = (sqlc.arg('leases')::bigint[])[array_position(sqlc.arg('ids')::text[], tr.id)];
