@@ -709,13 +709,14 @@ func (q *Queries) Complete(ctx context.Context, db DBTX, arg CompleteParams) (Co
 
 const completeStandalone = `-- name: CompleteStandalone :many
 WITH target AS (
-    SELECT tr.id, array_position($1::text[], tr.id) AS i
-    FROM task_runs tr
-    WHERE tr.id = ANY($1::text[])
-      AND (tr.pipeline_run_id IS NOT NULL) = $2::bool
+    -- Each id with its position, each run probed through the primary key.
+    SELECT tr.id, x.i
+    FROM unnest($1::text[]) WITH ORDINALITY AS x(id, i)
+    JOIN task_runs tr ON tr.id = x.id
+    WHERE (tr.pipeline_run_id IS NOT NULL) = $2::bool
       -- status IN ('dispatching', 'running'), in a form no partial index's predicate matches
       AND CASE tr.status WHEN 'dispatching' THEN true WHEN 'running' THEN true ELSE false END
-      AND tr.lease = coalesce(nullif(($3::bigint[])[array_position($1::text[], tr.id)], -1), tr.lease)
+      AND tr.lease = coalesce(nullif(($3::bigint[])[x.i], -1), tr.lease)
     ORDER BY tr.id
     FOR UPDATE OF tr
 ),
@@ -772,9 +773,9 @@ type CompleteStandaloneRow struct {
 // seconds since the run was first claimed. Every other run named that exists is returned with
 // completed false and its pipeline run (” = none), for the caller to apply its callback on its
 // own (in a transaction that locks that pipeline run first).
-// The runs are found through the primary key alone and each one's values read at its position
-// in the arrays: a join with the unnested arrays made the planner loop over them once per row
-// (quadratic in the batch), and a status condition the planner could match to the partial
+// The runs are found through the primary key alone, one probe per id, and each one's values read
+// at its position in the arrays: a join of the locked rows with all the unnested arrays made the
+// planner loop over them once per row (quadratic in the batch), and a status condition the planner could match to the partial
 // indexes over runs in flight made it scan one of them, with every dead entry that finished runs
 // left there since the last vacuum, at every group commit (README, Performance).
 func (q *Queries) CompleteStandalone(ctx context.Context, db DBTX, arg CompleteStandaloneParams) ([]CompleteStandaloneRow, error) {
