@@ -250,30 +250,22 @@ func TestSpawnBadInput(t *testing.T) {
 		cb.Spawn = spawnEntries(3)
 		return cb
 	})
-	// join is not a spawn node: its spawn is refused, and its plain callback then works.
-	w.on("join", func(d protocol.DispatchRequest) protocol.CallbackRequest {
-		cb := e.result(d, `{}`)
-		cb.Spawn = spawnEntries(1)
-		status, body := w.callback(d, cb)
-		var eb protocol.ErrorBody
-		_ = json.Unmarshal(body, &eb)
-		if status != http.StatusBadRequest || eb.Code != "SPAWN_NOT_DECLARED" {
-			t.Errorf("join's spawn: %d %s", status, body)
+	// A run that may not spawn: its spawn is refused, and its plain callback then works.
+	refusedSpawn := func(what string) func(protocol.DispatchRequest) protocol.CallbackRequest {
+		return func(d protocol.DispatchRequest) protocol.CallbackRequest {
+			cb := e.result(d, `{}`)
+			cb.Spawn = spawnEntries(1)
+			status, body := w.callback(d, cb)
+			var eb protocol.ErrorBody
+			_ = json.Unmarshal(body, &eb)
+			if status != http.StatusBadRequest || eb.Code != "SPAWN_NOT_DECLARED" {
+				t.Errorf("%s: %d %s", what, status, body)
+			}
+			return e.result(d, `{}`)
 		}
-		return e.result(d, `{}`)
-	})
-	// A spawned run is not the node's own run: its spawn is refused, its plain callback works.
-	w.on("a", func(d protocol.DispatchRequest) protocol.CallbackRequest {
-		cb := e.result(d, `{}`)
-		cb.Spawn = spawnEntries(1)
-		status, body := w.callback(d, cb)
-		var eb protocol.ErrorBody
-		_ = json.Unmarshal(body, &eb)
-		if status != http.StatusBadRequest || eb.Code != "SPAWN_NOT_DECLARED" {
-			t.Errorf("a spawned run's spawn: %d %s", status, body)
-		}
-		return e.result(d, `{}`)
-	})
+	}
+	w.on("join", refusedSpawn("join's spawn (not a spawn node)"))
+	w.on("a", refusedSpawn("a spawned run's spawn (not the node's own run)"))
 	id := e.trigger("fan", map[string]any{"input": 1})
 	e.waitRun(id, "completed")
 	require.Equal(t, 3, e.count(`SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND spawned_by IS NOT NULL`, id),
