@@ -229,6 +229,9 @@ type DispatchRequest struct {
 	// OutputInlineMax is the largest output, in bytes, the worker may send inline in its callback
 	// (CallbackRequest.Output) instead of writing it to storage; absent (0): none.
 	OutputInlineMax int64 `json:"outputInlineMax,omitempty"`
+	// CallbackBatchMax, when present, says the orchestrator takes the callbacks of up to this
+	// many runs in one POST /api/callbacks (CallbackBatchPath; this project's extension).
+	CallbackBatchMax int `json:"callbackBatchMax,omitempty"`
 }
 
 // HeartbeatRequest is the body of POST /api/heartbeat and POST /api/progress.
@@ -271,6 +274,48 @@ type CallbackRequest struct {
 	// Spawn, on a success of a spawn node's run, lists task runs to start, which the node then
 	// waits for (this project's extension; docs/dynamic-pipelines.md). A failure's is dropped.
 	Spawn []SpawnRequest `json:"spawn,omitempty"`
+}
+
+// CallbackBatchPath is the route of the batch callback (this project's extension); a dispatch
+// from an orchestrator that serves it says so in DispatchRequest.CallbackBatchMax.
+const CallbackBatchPath = "/api/callbacks"
+
+// CallbackBatchRequest is the body of POST /api/callbacks: the callbacks of several runs, each
+// answered as POST /api/callback/{runId} would answer it alone.
+type CallbackBatchRequest struct {
+	Callbacks []CallbackBatchItem `json:"callbacks"`
+}
+
+// CallbackBatchItem is one run's callback in a CallbackBatchRequest: the run, its run token
+// (the dispatch's storageToken, the bearer of a single callback), its trace context and the
+// callback's fields.
+type CallbackBatchItem struct {
+	RunID string `json:"runId"`
+	Token string `json:"token,omitempty"`
+	// Traceparent and Tracestate are the W3C trace context of this callback (the headers a
+	// single callback would carry), so that its span joins its own attempt's trace.
+	Traceparent string `json:"traceparent,omitempty"`
+	Tracestate  string `json:"tracestate,omitempty"`
+	CallbackRequest
+}
+
+// CallbackBatchResponse answers POST /api/callbacks with one result per callback, in order.
+type CallbackBatchResponse struct {
+	Results []CallbackBatchResult `json:"results"`
+}
+
+// CallbackBatchResult is one callback's answer: HTTPStatus is the status the single callback
+// would have had. 200 comes with Acknowledged, Applied and Status (the single callback's
+// answer); any other with Error, Code and maybe Details (its error body).
+type CallbackBatchResult struct {
+	RunID        string `json:"runId"`
+	HTTPStatus   int    `json:"httpStatus"`
+	Acknowledged bool   `json:"acknowledged,omitempty"`
+	Applied      *bool  `json:"applied,omitempty"`
+	Status       string `json:"status,omitempty"`
+	Error        string `json:"error,omitempty"`
+	Code         string `json:"code,omitempty"`
+	Details      any    `json:"details,omitempty"`
 }
 
 // IdempotencyCheckRequest is the body of POST /api/idempotency/check (this project's

@@ -29,6 +29,19 @@ func writeErr(w http.ResponseWriter, status int, code, msg string, details any) 
 // code and sentence; an unreachable database is 503; anything else is a 500 whose cause is
 // logged, not shown.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, body, ok := s.errorAnswer(r, err)
+	if !ok {
+		return
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeJSON(w, status, body)
+}
+
+// errorAnswer is the status and body that answer err (see fail); ok is false when nobody reads
+// the answer (the client went away).
+func (s *Server) errorAnswer(r *http.Request, err error) (status int, body protocol.ErrorBody, ok bool) {
 	var e *engine.Error
 	switch {
 	case errors.As(err, &e):
@@ -45,21 +58,20 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		case errors.Is(e.Kind, engine.ErrGone):
 			status = http.StatusGone
 		}
-		writeErr(w, status, e.Code, e.Msg, e.Details)
+		return status, protocol.ErrorBody{Error: e.Msg, Code: e.Code, Details: e.Details}, true
 	case errors.Is(err, engine.ErrStorage) && r.Context().Err() == nil:
 		// Object storage failed: the database is fine, and the request may succeed later.
 		s.log.Warn("storage unavailable", "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "5")
-		writeErr(w, http.StatusServiceUnavailable, "STORAGE_UNAVAILABLE", "object storage failed; try again shortly", nil)
+		return http.StatusServiceUnavailable, protocol.ErrorBody{Error: "object storage failed; try again shortly", Code: "STORAGE_UNAVAILABLE"}, true
 	case errors.Is(err, database.ErrUnavailable):
 		s.log.Warn("database unavailable", "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "5")
-		writeErr(w, http.StatusServiceUnavailable, "DATABASE_UNAVAILABLE", "the database is unreachable; try again shortly", nil)
+		return http.StatusServiceUnavailable, protocol.ErrorBody{Error: "the database is unreachable; try again shortly", Code: "DATABASE_UNAVAILABLE"}, true
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The client went away; nobody reads the answer.
+		return 0, protocol.ErrorBody{}, false
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeErr(w, http.StatusInternalServerError, "INTERNAL", "internal error", nil)
+		return http.StatusInternalServerError, protocol.ErrorBody{Error: "internal error", Code: "INTERNAL"}, true
 	}
 }
 

@@ -149,6 +149,7 @@ func (s *Server) routes() {
 	handle("POST /api/heartbeat", http.HandlerFunc(s.heartbeat))
 	handle("POST /api/progress", http.HandlerFunc(s.heartbeat))
 	handle("POST /api/callback/{runId}", http.HandlerFunc(s.callback))
+	handle("POST "+protocol.CallbackBatchPath, http.HandlerFunc(s.callbackBatch))
 	handle("POST /api/idempotency/check", http.HandlerFunc(s.idempotencyCheck))
 	// Public API: API keys when configured.
 	api := func(pattern string, h http.HandlerFunc) { handle(pattern, s.requireKey(authenticated(h))) }
@@ -510,6 +511,109 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.opts.Ready(r.Context())
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true, "applied": res.Applied, "status": res.Status})
+}
+
+// callbackBatch serves POST /api/callbacks: the callbacks of several runs, each with its run's
+// token, answered one by one as POST /api/callback/{runId} answers each (docs/protocol.md,
+// "Batch callback"). The bearer must be a valid run token (any of the request's, normally the
+// first), checked before the body is read, as for a single callback; then each callback's own
+// token authenticates it for its run. The callbacks that pass their checks are applied
+// together, in one group commit.
+func (s *Server) callbackBatch(w http.ResponseWriter, r *http.Request) {
+	if _, _, err := s.runToken(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var req protocol.CallbackBatchRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	switch n := len(req.Callbacks); {
+	case n == 0:
+		writeErr(w, http.StatusBadRequest, "INVALID_BATCH", "callbacks must list at least one callback", map[string]any{"field": "callbacks"})
+		return
+	case n > engine.MaxCallbacksPerRequest:
+		writeErr(w, http.StatusBadRequest, "BATCH_TOO_LARGE",
+			fmt.Sprintf("the batch has %d callbacks; at most %d are accepted, split it", n, engine.MaxCallbacksPerRequest),
+			map[string]any{"field": "callbacks", "limit": engine.MaxCallbacksPerRequest})
+		return
+	}
+	results := make([]protocol.CallbackBatchResult, len(req.Callbacks))
+	var ctxs []context.Context
+	var calls []engine.WorkerCall
+	var cbs []*protocol.CallbackRequest
+	var at []int // the index in req.Callbacks of each of calls
+	for i := range req.Callbacks {
+		it := &req.Callbacks[i]
+		results[i].RunID = it.RunID
+		call, err := s.batchCall(it)
+		if err != nil {
+			s.batchFailed(r, &results[i], err)
+			continue
+		}
+		capCallbackError(&it.CallbackRequest)
+		ctx := r.Context()
+		if it.Traceparent != "" {
+			// Each callback's span joins its own attempt's trace, as a single callback's does.
+			ctx = telemetry.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": it.Traceparent, "tracestate": it.Tracestate})
+		}
+		ctxs, calls, cbs, at = append(ctxs, ctx), append(calls, call), append(cbs, &it.CallbackRequest), append(at, i)
+	}
+	var applied, readied bool
+	if len(calls) > 0 {
+		res, errs := s.eng.CallbackMany(ctxs, calls, cbs)
+		for k, i := range at {
+			if errs[k] != nil {
+				s.batchFailed(r, &results[i], errs[k])
+				continue
+			}
+			results[i].HTTPStatus, results[i].Acknowledged = http.StatusOK, true
+			results[i].Applied, results[i].Status = &res[k].Applied, string(res[k].Status)
+			readied = readied || res[k].Readied
+			applied = applied || (res[k].Applied && !res[k].Refilled)
+		}
+	}
+	if r.Context().Err() != nil {
+		return
+	}
+	switch {
+	case readied:
+		s.opts.ReadyNow(r.Context())
+	case applied:
+		s.opts.Ready(r.Context())
+	}
+	writeJSON(w, http.StatusOK, protocol.CallbackBatchResponse{Results: results})
+}
+
+// batchCall authenticates one callback of a batch with its own token, as workerCall does a
+// single callback with the bearer.
+func (s *Server) batchCall(it *protocol.CallbackBatchItem) (engine.WorkerCall, error) {
+	if it.RunID == "" {
+		return engine.WorkerCall{}, &engine.Error{Kind: engine.ErrInvalid, Code: "INVALID_RUN_ID", Msg: "runId is required"}
+	}
+	if it.Token == "" {
+		if s.opts.Compat {
+			return bindCall(token.RunClaims{}, false, it.RunID)
+		}
+		return engine.WorkerCall{}, engine.Unauthorized("the run token is required: token")
+	}
+	claims, err := s.keys.VerifyRun(it.Token, s.opts.Now())
+	switch {
+	case errors.Is(err, token.ErrExpired):
+		return engine.WorkerCall{}, engine.Unauthorized("the run token has expired")
+	case err != nil:
+		return engine.WorkerCall{}, engine.Unauthorized("the run token is not valid")
+	}
+	return bindCall(claims, true, it.RunID)
+}
+
+// batchFailed records err as the answer of one callback of a batch.
+func (s *Server) batchFailed(r *http.Request, res *protocol.CallbackBatchResult, err error) {
+	status, body, ok := s.errorAnswer(r, err)
+	if !ok {
+		status, body = http.StatusServiceUnavailable, protocol.ErrorBody{Error: "the request was cancelled", Code: "CANCELLED"}
+	}
+	res.HTTPStatus, res.Error, res.Code, res.Details = status, body.Error, body.Code, body.Details
 }
 
 func (s *Server) enqueueOne(w http.ResponseWriter, r *http.Request) {

@@ -211,6 +211,7 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
 		Input:               c.Input,
 		OutputInlineMax:     e.cfg.InlineMax,
+		CallbackBatchMax:    e.callbackBatchMax(),
 	})
 	if err != nil {
 		return e.failDispatch(c, telemetry.ReasonEncode, "encode dispatch: "+err.Error())
@@ -237,6 +238,15 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 }
 
 // failDispatch is the result of a dispatch of c that failed for reason, counted by it.
+// callbackBatchMax is the dispatch's callbackBatchMax: none in compat mode, whose dispatches
+// are upstream's.
+func (e *Engine) callbackBatchMax() int {
+	if e.cfg.Compat {
+		return 0
+	}
+	return MaxCallbacksPerRequest
+}
+
 func (e *Engine) failDispatch(c Claimed, reason, msg string) result {
 	e.metrics.DispatchFailures.WithLabelValues(reason).Inc()
 	return result{c: c, outcome: dispatchFailed, err: msg}

@@ -112,14 +112,12 @@ func (e *Engine) groupCallback(ctx context.Context, call WorkerCall, cb *protoco
 	it := &callbackItem{ctx: ctx, call: call, cb: cb, wake: make(chan bool, 1)}
 	it.pipelineRun, it.lookedUp = e.pipelineOf.take(call.RunID)
 	g := &e.callbacks
-	g.mu.Lock()
-	lead := !g.busy
-	if lead {
-		g.busy, it.state = true, leading
+	var lead bool
+	if call.gate != nil {
+		lead = call.gate.arrive(g, call.gateIndex, it)
 	} else {
-		g.queue = append(g.queue, it)
+		lead = g.submit(it)
 	}
-	g.mu.Unlock()
 	if !lead {
 		select {
 		case lead = <-it.wake:
@@ -139,6 +137,67 @@ func (e *Engine) groupCallback(ctx context.Context, call WorkerCall, cb *protoco
 	}
 	e.leadBatch(it)
 	return it.res, it.err
+}
+
+// submit queues items for the next batch, in order, and reports whether items[0] leads it
+// (no batch was being applied: it is to be applied at once, with the others).
+func (g *groupCommit) submit(items ...*callbackItem) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	lead := !g.busy
+	if lead {
+		g.busy, items[0].state = true, leading
+		items = items[1:]
+	}
+	g.queue = append(g.queue, items...)
+	return lead
+}
+
+// callbackGate holds the callbacks of one batch request (POST /api/callbacks) until each has
+// been checked, then queues those that passed together, so that they are applied in one
+// transaction rather than the first alone and the others after it.
+type callbackGate struct {
+	mu      sync.Mutex
+	items   []*callbackItem // by index in the request; nil: refused, or not there yet
+	arrived []bool
+	left    int
+	leader  *callbackItem
+	open    chan struct{}
+}
+
+// newCallbackGate makes the gate of a request of n callbacks.
+func newCallbackGate(n int) *callbackGate {
+	return &callbackGate{items: make([]*callbackItem, n), arrived: make([]bool, n), left: n, open: make(chan struct{})}
+}
+
+// arrive registers callback i (it nil: refused before its group commit) and waits until every
+// callback of the request has arrived; it reports whether it leads the batch. A second arrival
+// of i does nothing.
+func (gt *callbackGate) arrive(g *groupCommit, i int, it *callbackItem) bool {
+	gt.mu.Lock()
+	if gt.arrived[i] {
+		gt.mu.Unlock()
+		return false
+	}
+	gt.arrived[i], gt.items[i] = true, it
+	gt.left--
+	last := gt.left == 0
+	gt.mu.Unlock()
+	if last {
+		var items []*callbackItem
+		for _, x := range gt.items {
+			if x != nil {
+				items = append(items, x)
+			}
+		}
+		if len(items) > 0 && g.submit(items...) {
+			gt.leader = items[0]
+		}
+		close(gt.open)
+	} else if it != nil {
+		<-gt.open
+	}
+	return it != nil && it == gt.leader
 }
 
 // leadBatch applies the batch that leader leads, answers its callers and hands over to the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -23,6 +24,10 @@ type WorkerCall struct {
 	Lease *int64
 	// spawn is the checked spawn of a success callback (spawn.go; nil: none).
 	spawn *spawnPlan
+	// gate, for a callback of a batch request, queues it with the request's others (its
+	// index gateIndex); nil: alone.
+	gate      *callbackGate
+	gateIndex int
 }
 
 // lease is the lease the call speaks for, anyLease for a compat worker's call.
@@ -157,6 +162,32 @@ func (e *Engine) Callback(ctx context.Context, call WorkerCall, cb *protocol.Cal
 		e.settleIfWaiting(ctx)
 	}
 	return res, err
+}
+
+// MaxCallbacksPerRequest caps the callbacks of one CallbackMany (POST /api/callbacks): one
+// group commit's worth.
+const MaxCallbacksPerRequest = maxCallbackBatch
+
+// CallbackMany applies callbacks of several runs as Callback applies each (calls[i] reports
+// cbs[i]), checking each on its own and applying those that pass together, in one group
+// commit when they fit in one. It returns when each has committed or failed, with each one's
+// answer and error by index.
+// ctxs[i] is the context of callback i (its trace context), derived from the request's.
+func (e *Engine) CallbackMany(ctxs []context.Context, calls []WorkerCall, cbs []*protocol.CallbackRequest) ([]CallbackResult, []error) {
+	res, errs := make([]CallbackResult, len(calls)), make([]error, len(calls))
+	gate := newCallbackGate(len(calls))
+	var wg sync.WaitGroup
+	for i := range calls {
+		call := calls[i]
+		call.gate, call.gateIndex = gate, i
+		wg.Go(func() {
+			// A callback refused before its group commit leaves the gate here.
+			defer gate.arrive(&e.callbacks, i, nil)
+			res[i], errs[i] = e.Callback(ctxs[i], call, cbs[i])
+		})
+	}
+	wg.Wait()
+	return res, errs
 }
 
 func (e *Engine) callback(ctx context.Context, call WorkerCall, cb *protocol.CallbackRequest) (CallbackResult, error) {
