@@ -515,11 +515,7 @@ func (a *attempt) reportFailure(ctx context.Context, f failure) {
 func (a *attempt) callback(ctx context.Context, body protocol.CallbackRequest) bool {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callbackBudget)
 	defer cancel()
-	var resp struct {
-		Applied bool   `json:"applied"`
-		Status  string `json:"status"`
-	}
-	err := a.w.postRetrying(cctx, callbackAttempts, "/api/callback/"+a.d.RunID, a.d.StorageToken, body, &resp)
+	resp, err := a.w.callbacks.send(cctx, a.d, body)
 	switch {
 	case err == nil:
 		a.log.Debug("called back", "status", body.Status, "applied", resp.Applied, "runStatus", resp.Status)

@@ -268,6 +268,9 @@ type Worker struct {
 
 	backendsMu sync.Mutex
 	backends   map[[32]byte]*storage.Backend // opened backends by the digest of their config
+
+	// callbacks sends the attempts' callbacks, several in one request under load.
+	callbacks callbackBatcher
 }
 
 // task is one registered task.
@@ -318,6 +321,7 @@ func New(cfg Config) (*Worker, error) {
 		idle:             make(chan struct{}),
 		backends:         map[[32]byte]*storage.Backend{},
 	}
+	w.callbacks.w = w
 	close(w.idle)
 	apiOpts := []apiclient.Option{apiclient.WithAnswerLimit(4 << 20),
 		// The attempt's trace context, so the orchestrator's spans join the trace.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -161,13 +162,32 @@ func benchWorkerCommand(ctx context.Context, args []string, stdout, stderr io.Wr
 	var counter dispatchCounter
 	var completed atomic.Int64
 	var tasks sync.Map // run id → task id, from dispatch to callback
-	rr := &roundRobin{base: benchClient.Transport, hosts: hosts, observe: func(r *http.Request, resp *http.Response) {
-		runID, ok := strings.CutPrefix(r.URL.Path, "/api/callback/")
-		if !ok || r.Method != http.MethodPost || resp.StatusCode >= 300 {
-			return
-		}
+	count := func(runID string) {
 		if task, ok := tasks.LoadAndDelete(runID); ok && (*sink == "" || task == *sink) {
 			completed.Add(1)
+		}
+	}
+	rr := &roundRobin{base: benchClient.Transport, hosts: hosts, observe: func(r *http.Request, resp *http.Response) {
+		if r.Method != http.MethodPost || resp.StatusCode >= 300 {
+			return
+		}
+		if r.URL.Path == protocol.CallbackBatchPath {
+			// The batch's answer, read here and handed on to the SDK unchanged.
+			body, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+			var res protocol.CallbackBatchResponse
+			if err == nil && json.Unmarshal(body, &res) == nil {
+				for _, x := range res.Results {
+					if x.HTTPStatus == http.StatusOK {
+						count(x.RunID)
+					}
+				}
+			}
+			return
+		}
+		if runID, ok := strings.CutPrefix(r.URL.Path, "/api/callback/"); ok {
+			count(runID)
 		}
 	}}
 	w, err := worker.New(worker.Config{OrchestratorURL: urls[0], ServiceID: "bench", Version: "1",

@@ -551,8 +551,8 @@ func (w *crashWorld) holdDispatches(next http.Handler) http.Handler {
 	})
 }
 
-// callbackTap is the worker's transport: it records the outcome of every callback, and
-// freezes the proxy and the dispatches when the freezeAt-th callback is answered.
+// callbackTap is the worker's transport: it records the outcome of every callback, single or
+// in a batch, and freezes the proxy and the dispatches when the freezeAt-th callback is answered.
 type callbackTap struct {
 	base http.RoundTripper
 	w    *crashWorld
@@ -560,8 +560,26 @@ type callbackTap struct {
 
 // RoundTrip implements http.RoundTripper.
 func (c *callbackTap) RoundTrip(req *http.Request) (*http.Response, error) {
-	runID, ok := strings.CutPrefix(req.URL.Path, "/api/callback/")
-	if !ok {
+	var runIDs []string
+	batch := req.URL.Path == protocol.CallbackBatchPath
+	if runID, ok := strings.CutPrefix(req.URL.Path, "/api/callback/"); ok {
+		runIDs = []string{runID}
+	} else if batch {
+		body, err := io.ReadAll(req.Body)
+		_ = req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		var b protocol.CallbackBatchRequest
+		if err := json.Unmarshal(body, &b); err != nil {
+			return nil, err
+		}
+		for _, it := range b.Callbacks {
+			runIDs = append(runIDs, it.RunID)
+		}
+		req = req.Clone(req.Context())
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	} else {
 		return c.base.RoundTrip(req)
 	}
 	w := c.w
@@ -571,40 +589,65 @@ func (c *callbackTap) RoundTrip(req *http.Request) (*http.Response, error) {
 		if w.inflight == nil {
 			w.inflight = map[string]int{}
 		}
-		w.inflight[runID]++
+		for _, id := range runIDs {
+			w.inflight[id]++
+		}
 	}
 	w.mu.Unlock()
-	record := func(o callbackOutcome) {
+	record := func(outcomes []callbackOutcome) {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		if frozen {
-			if w.inflight[runID]--; w.inflight[runID] == 0 {
-				delete(w.inflight, runID)
+		for i, runID := range runIDs {
+			if frozen {
+				if w.inflight[runID]--; w.inflight[runID] == 0 {
+					delete(w.inflight, runID)
+				}
 			}
+			w.callbacks[runID] = append(w.callbacks[runID], outcomes[i])
 		}
-		w.callbacks[runID] = append(w.callbacks[runID], o)
+	}
+	each := func(o callbackOutcome) []callbackOutcome {
+		out := make([]callbackOutcome, len(runIDs))
+		for i := range out {
+			out[i] = o
+		}
+		return out
 	}
 	resp, err := c.base.RoundTrip(req)
 	if err != nil {
-		record(callbackOutcome{err: err.Error()})
+		record(each(callbackOutcome{err: err.Error()}))
 		return nil, err
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
-		record(callbackOutcome{err: err.Error()})
+		record(each(callbackOutcome{err: err.Error()}))
 		return nil, err
 	}
-	var answer struct {
-		Applied bool `json:"applied"`
+	outcomes := each(callbackOutcome{status: resp.StatusCode})
+	if batch && resp.StatusCode == http.StatusOK {
+		var answer protocol.CallbackBatchResponse
+		if err := json.Unmarshal(body, &answer); err != nil || len(answer.Results) != len(runIDs) {
+			return nil, fmt.Errorf("batch answer %s: %v", body, err)
+		}
+		for i, r := range answer.Results {
+			outcomes[i] = callbackOutcome{status: r.HTTPStatus, applied: r.Applied != nil && *r.Applied}
+		}
+	} else if !batch {
+		var answer struct {
+			Applied bool `json:"applied"`
+		}
+		_ = json.Unmarshal(body, &answer)
+		outcomes[0].applied = answer.Applied
 	}
-	_ = json.Unmarshal(body, &answer)
-	record(callbackOutcome{status: resp.StatusCode, applied: answer.Applied})
-	if resp.StatusCode/100 == 2 && w.answered.Add(1) == w.freezeAt.Load() {
-		w.mu.Lock()
-		w.frozen = true
-		w.mu.Unlock()
-		w.proxy.freeze()
+	record(outcomes)
+	for _, o := range outcomes {
+		if o.status/100 == 2 && w.answered.Add(1) == w.freezeAt.Load() {
+			w.mu.Lock()
+			w.frozen = true
+			w.mu.Unlock()
+			w.proxy.freeze()
+		}
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil

@@ -1,0 +1,173 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/pipeweave/pipeweave/core/apiclient"
+	"github.com/pipeweave/pipeweave/core/protocol"
+)
+
+// callbackAnswer is the orchestrator's answer to a callback.
+type callbackAnswer struct {
+	Applied bool   `json:"applied"`
+	Status  string `json:"status"`
+}
+
+// callbackBatcher sends the callbacks of attempts that end together in one request, POST
+// /api/callbacks, to an orchestrator whose dispatches offer it (callbackBatchMax). It works as
+// the orchestrator's group commit does: a callback that ends while no callback request of this
+// worker is in flight goes at once, alone, on POST /api/callback/{runId}, exactly as without
+// batching; those that end while one is in flight wait for it and then go together. A lone
+// callback thus waits for nothing, and under load one request (and one transaction in the
+// orchestrator) carries many.
+type callbackBatcher struct {
+	w *Worker
+	// off: a batch was answered 404 or 405 (an orchestrator without the route); every
+	// callback goes alone from then on.
+	off atomic.Bool
+
+	mu sync.Mutex
+	// busy: a callback request is in flight; its sender sends the queue when it is over.
+	busy  bool
+	queue []*queuedCallback
+}
+
+// queuedCallback is one attempt's callback waiting for, or in, a batch.
+type queuedCallback struct {
+	ctx  context.Context
+	item protocol.CallbackBatchItem
+	max  int // the dispatch's callbackBatchMax
+	// taken: in a batch being sent (guarded by callbackBatcher.mu).
+	taken bool
+	ans   callbackAnswer
+	err   error
+	done  chan struct{}
+}
+
+// send reports the callback body of dispatch d and returns the orchestrator's answer; an error
+// answer is an *apiclient.Error, as for a single callback.
+func (b *callbackBatcher) send(ctx context.Context, d *protocol.DispatchRequest, body protocol.CallbackRequest) (callbackAnswer, error) {
+	if d.CallbackBatchMax < 2 || b.off.Load() {
+		return b.single(ctx, d.RunID, d.StorageToken, body)
+	}
+	b.mu.Lock()
+	if !b.busy {
+		b.busy = true
+		b.mu.Unlock()
+		ans, err := b.single(ctx, d.RunID, d.StorageToken, body)
+		b.next()
+		return ans, err
+	}
+	q := &queuedCallback{ctx: ctx, max: d.CallbackBatchMax, done: make(chan struct{}),
+		item: protocol.CallbackBatchItem{RunID: d.RunID, Token: d.StorageToken, CallbackRequest: body}}
+	// The attempt's trace context, which a single callback carries in its headers.
+	tc := propagation.MapCarrier{}
+	traceContext.Inject(ctx, tc)
+	q.item.Traceparent, q.item.Tracestate = tc["traceparent"], tc["tracestate"]
+	b.queue = append(b.queue, q)
+	b.mu.Unlock()
+	select {
+	case <-q.done:
+	case <-ctx.Done():
+		b.mu.Lock()
+		if !q.taken {
+			b.queue = slices.DeleteFunc(b.queue, func(x *queuedCallback) bool { return x == q })
+			b.mu.Unlock()
+			return callbackAnswer{}, fmt.Errorf("POST %s: %w", protocol.CallbackBatchPath, ctx.Err())
+		}
+		b.mu.Unlock()
+		<-q.done
+	}
+	return q.ans, q.err
+}
+
+// single sends one callback on its own route, retried while the failure is transient.
+func (b *callbackBatcher) single(ctx context.Context, runID, token string, body protocol.CallbackRequest) (callbackAnswer, error) {
+	var ans callbackAnswer
+	err := b.w.postRetrying(ctx, callbackAttempts, "/api/callback/"+runID, token, body, &ans)
+	return ans, err
+}
+
+// next sends what queued while a request was in flight, in a goroutine of its own, or marks
+// the batcher idle.
+func (b *callbackBatcher) next() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.queue) == 0 {
+		b.busy = false
+		return
+	}
+	n := min(len(b.queue), max(b.queue[0].max, 1))
+	batch := slices.Clone(b.queue[:n])
+	b.queue = slices.Delete(b.queue, 0, n)
+	for _, q := range batch {
+		q.taken = true
+	}
+	go func() {
+		b.flush(batch)
+		b.next()
+	}()
+}
+
+// flush sends batch and answers each of its callbacks. When the batch as a whole fails, or one
+// of its callbacks gets a transient answer (429, 5xx), those callbacks are sent again alone.
+func (b *callbackBatcher) flush(batch []*queuedCallback) {
+	var alone []*queuedCallback
+	if len(batch) == 1 {
+		alone = batch
+	} else {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), callbackBudget)
+		defer cancel()
+		req := protocol.CallbackBatchRequest{Callbacks: make([]protocol.CallbackBatchItem, len(batch))}
+		for i, q := range batch {
+			req.Callbacks[i] = q.item
+		}
+		var resp protocol.CallbackBatchResponse
+		err := b.w.postRetrying(ctx, callbackAttempts, protocol.CallbackBatchPath, batch[0].item.Token, req, &resp)
+		if err == nil && len(resp.Results) != len(batch) {
+			err = fmt.Errorf("POST %s: %d results for %d callbacks", protocol.CallbackBatchPath, len(resp.Results), len(batch))
+		}
+		if err != nil {
+			if s := apiclient.StatusOf(err); s == http.StatusNotFound || s == http.StatusMethodNotAllowed {
+				b.off.Store(true)
+			}
+			b.w.log.Warn("the batch callback failed; sending its callbacks one by one", "callbacks", len(batch), "err", err)
+			alone = batch
+		} else {
+			for i, r := range resp.Results {
+				q := batch[i]
+				switch {
+				case r.HTTPStatus == http.StatusOK:
+					q.ans = callbackAnswer{Applied: r.Applied != nil && *r.Applied, Status: r.Status}
+				case r.HTTPStatus == http.StatusTooManyRequests || r.HTTPStatus >= 500:
+					alone = append(alone, q)
+					continue
+				default:
+					var details json.RawMessage
+					if r.Details != nil {
+						details, _ = json.Marshal(r.Details)
+					}
+					q.err = fmt.Errorf("POST %s: %w", protocol.CallbackBatchPath, &apiclient.Error{Method: http.MethodPost,
+						Path: "/api/callback/" + q.item.RunID, Status: r.HTTPStatus, Code: r.Code, Message: r.Error, Details: details})
+				}
+				close(q.done)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, q := range alone {
+		wg.Go(func() {
+			defer close(q.done)
+			q.ans, q.err = b.single(q.ctx, q.item.RunID, q.item.Token, q.item.CallbackRequest)
+		})
+	}
+	wg.Wait()
+}

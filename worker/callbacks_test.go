@@ -1,0 +1,179 @@
+package worker_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/core/protocol"
+	"github.com/pipeweave/pipeweave/worker"
+)
+
+// callbackProxy stands between the worker and the orchestrator: it counts the callbacks the
+// worker sends on each route, can hold the first single callback until released, and can
+// answer the batch route 404, as an orchestrator without it does.
+type callbackProxy struct {
+	url string
+
+	mu      sync.Mutex
+	singles int
+	batches []int // the callbacks of each batch request
+	hold    chan struct{}
+	held    bool
+	no404   bool
+}
+
+func newCallbackProxy(t *testing.T, target string, hold, batchRoute bool) *callbackProxy {
+	t.Helper()
+	to, err := url.Parse(target)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(to)
+	p := &callbackProxy{no404: batchRoute}
+	if hold {
+		p.hold = make(chan struct{})
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/api/callback/"):
+			p.mu.Lock()
+			p.singles++
+			wait := p.hold != nil && !p.held
+			p.held = p.held || wait
+			p.mu.Unlock()
+			if wait {
+				<-p.hold
+			}
+		case r.URL.Path == protocol.CallbackBatchPath:
+			var req protocol.CallbackBatchRequest
+			if err := json.Unmarshal(body, &req); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			p.mu.Lock()
+			p.batches = append(p.batches, len(req.Callbacks))
+			p.mu.Unlock()
+			if !p.no404 {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+func (p *callbackProxy) counts() (int, []int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.singles, append([]int(nil), p.batches...)
+}
+
+// runMany registers a no-op task with w, enqueues n runs (each dispatched at once) and waits
+// until the handler has run for each.
+func runMany(t *testing.T, e *env, w *testWorker, n int) []string {
+	t.Helper()
+	var mu sync.Mutex
+	ran := 0
+	require.NoError(t, w.Register("noop", worker.Options{}, func(*worker.Context) (any, error) {
+		mu.Lock()
+		ran++
+		mu.Unlock()
+		return map[string]int{"ok": 1}, nil
+	}))
+	w.register(t)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.enqueue("noop", map[string]int{"i": i})
+	}
+	e.waitFor("every handler ran", func() bool { mu.Lock(); defer mu.Unlock(); return ran == n })
+	return ids
+}
+
+// Callbacks that end while one is in flight wait for it and then go in one batch request; a
+// lone one goes alone on its own route. Every run completes.
+func TestCallbacksBatchWhileOneIsInFlight(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newCallbackProxy(t, e.url, true, true)
+	w := e.newWorker("batcher", func(c *worker.Config) { c.OrchestratorURL = p.url })
+	const n = 12
+	done := make(chan []string, 1)
+	go func() { done <- runMany(t, e, w, n) }()
+	// The first callback is held at the proxy; the others queue behind it.
+	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-1 })
+	close(p.hold)
+	ids := recv(t, done, "the runs")
+	for _, id := range ids {
+		e.waitStatus(id, protocol.StatusCompleted)
+	}
+	singles, batches := p.counts()
+	require.Equal(t, 1, singles, "the first callback went alone")
+	require.Equal(t, []int{n - 1}, batches, "the others went in one request")
+	var out map[string]any
+	e.do("GET", "/api/storage/"+protocol.OutputPath(ids[n-1]), nil).json(t, &out)
+	require.Equal(t, map[string]any{"ok": float64(1)}, out["content"])
+
+	// Alone again: a single callback, no batch.
+	id := e.enqueue("noop", map[string]int{"i": n})
+	e.waitStatus(id, protocol.StatusCompleted)
+	singles, batches = p.counts()
+	require.Equal(t, 2, singles)
+	require.Len(t, batches, 1)
+}
+
+// An orchestrator that answers the batch route 404 gets each of the batch's callbacks alone,
+// and no batch after that.
+func TestCallbacksFallBackWithoutTheBatchRoute(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newCallbackProxy(t, e.url, true, false)
+	w := e.newWorker("nobatch", func(c *worker.Config) { c.OrchestratorURL = p.url })
+	const n = 6
+	done := make(chan []string, 1)
+	go func() { done <- runMany(t, e, w, n) }()
+	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-1 })
+	close(p.hold)
+	ids := recv(t, done, "the runs")
+	for _, id := range ids {
+		e.waitStatus(id, protocol.StatusCompleted)
+	}
+	singles, batches := p.counts()
+	require.Equal(t, []int{n - 1}, batches, "one batch was tried")
+	require.Equal(t, n, singles, "then each callback went alone")
+
+	// With the first of more callbacks held again, the others do not queue behind it: they
+	// reach the proxy alone while it is held.
+	p.mu.Lock()
+	p.hold, p.held = make(chan struct{}), false
+	p.mu.Unlock()
+	more := make([]string, 4)
+	for i := range more {
+		more[i] = e.enqueue("noop", map[string]int{"i": n + i})
+	}
+	e.waitFor("every callback at the proxy", func() bool { s, _ := p.counts(); return s == n+len(more) })
+	require.Zero(t, w.QueuedCallbacks())
+	close(p.hold)
+	for _, id := range more {
+		e.waitStatus(id, protocol.StatusCompleted)
+	}
+	singles, batches = p.counts()
+	require.Len(t, batches, 1)
+	require.Equal(t, n+len(more), singles)
+}
