@@ -23,11 +23,11 @@ type callbackAnswer struct {
 
 // callbackBatcher sends the callbacks of attempts that end together in one request, POST
 // /api/callbacks, to an orchestrator whose dispatches offer it (callbackBatchMax). It works as
-// the orchestrator's group commit does: a callback that ends while no callback request of this
-// worker is in flight goes at once, alone, on POST /api/callback/{runId}, exactly as without
-// batching; those that end while one is in flight wait for it and then go together. A lone
-// callback thus waits for nothing, and under load one request (and one transaction in the
-// orchestrator) carries many.
+// the orchestrator's group commit does: a callback that ends while fewer than
+// maxCallbackRequests of this worker's callback requests are in flight goes at once, alone, on
+// POST /api/callback/{runId}, exactly as without batching; those that end while that many are
+// in flight wait for one to end and then go together. A lone callback thus waits for nothing,
+// and under load one request (and one transaction in the orchestrator) carries many.
 type callbackBatcher struct {
 	w *Worker
 	// off: a batch was answered 404 or 405 (an orchestrator without the route); every
@@ -35,10 +35,16 @@ type callbackBatcher struct {
 	off atomic.Bool
 
 	mu sync.Mutex
-	// busy: a callback request is in flight; its sender sends the queue when it is over.
-	busy  bool
-	queue []*queuedCallback
+	// inFlight counts the callback requests in flight (at most maxCallbackRequests); the
+	// sender of each sends the queue when it is over.
+	inFlight int
+	queue    []*queuedCallback
 }
+
+// maxCallbackRequests is how many callback requests of one worker may be in flight at once.
+// Two let one batch gather while the other is applied: with several orchestrator instances
+// behind a load balancer, two instances commit at once.
+const maxCallbackRequests = 2
 
 // queuedCallback is one attempt's callback waiting for, or in, a batch.
 type queuedCallback struct {
@@ -59,8 +65,8 @@ func (b *callbackBatcher) send(ctx context.Context, d *protocol.DispatchRequest,
 		return b.single(ctx, d.RunID, d.StorageToken, body)
 	}
 	b.mu.Lock()
-	if !b.busy {
-		b.busy = true
+	if b.inFlight < maxCallbackRequests {
+		b.inFlight++
 		b.mu.Unlock()
 		ans, err := b.single(ctx, d.RunID, d.StorageToken, body)
 		b.next()
@@ -102,7 +108,7 @@ func (b *callbackBatcher) next() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.queue) == 0 {
-		b.busy = false
+		b.inFlight--
 		return
 	}
 	n := min(len(b.queue), max(b.queue[0].max, 1))

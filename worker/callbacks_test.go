@@ -19,8 +19,9 @@ import (
 )
 
 // callbackProxy stands between the worker and the orchestrator: it counts the callbacks the
-// worker sends on each route, can hold the first single callback until released, and can
-// answer the batch route 404, as an orchestrator without it does.
+// worker sends on each route, can hold the first single callbacks (as many as the worker sends
+// at once) until released, and can answer the batch route 404, as an orchestrator without it
+// does.
 type callbackProxy struct {
 	url string
 
@@ -28,7 +29,7 @@ type callbackProxy struct {
 	singles int
 	batches []int // the callbacks of each batch request
 	hold    chan struct{}
-	held    bool
+	held    int
 	no404   bool
 }
 
@@ -52,8 +53,10 @@ func newCallbackProxy(t *testing.T, target string, hold, batchRoute bool) *callb
 		case strings.HasPrefix(r.URL.Path, "/api/callback/"):
 			p.mu.Lock()
 			p.singles++
-			wait := p.hold != nil && !p.held
-			p.held = p.held || wait
+			wait := p.hold != nil && p.held < worker.MaxCallbackRequests()
+			if wait {
+				p.held++
+			}
 			p.mu.Unlock()
 			if wait {
 				<-p.hold
@@ -106,26 +109,28 @@ func runMany(t *testing.T, e *env, w *testWorker, n int) []string {
 	return ids
 }
 
-// Callbacks that end while one is in flight wait for it and then go in one batch request; a
-// lone one goes alone on its own route. Every run completes.
-func TestCallbacksBatchWhileOneIsInFlight(t *testing.T) {
+// Callbacks that end while the worker's callback requests are in flight (as many as it sends
+// at once) wait for one to end and then go in one batch request; a lone one goes alone on its
+// own route. Every run completes.
+func TestCallbacksBatchWhileRequestsAreInFlight(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	p := newCallbackProxy(t, e.url, true, true)
 	w := e.newWorker("batcher", func(c *worker.Config) { c.OrchestratorURL = p.url })
 	const n = 12
+	alone := worker.MaxCallbackRequests()
 	done := make(chan []string, 1)
 	go func() { done <- runMany(t, e, w, n) }()
-	// The first callback is held at the proxy; the others queue behind it.
-	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-1 })
+	// The first callbacks are held at the proxy; the others queue behind them.
+	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-alone })
 	close(p.hold)
 	ids := recv(t, done, "the runs")
 	for _, id := range ids {
 		e.waitStatus(id, protocol.StatusCompleted)
 	}
 	singles, batches := p.counts()
-	require.Equal(t, 1, singles, "the first callback went alone")
-	require.Equal(t, []int{n - 1}, batches, "the others went in one request")
+	require.Equal(t, alone, singles, "the first callbacks went alone")
+	require.Equal(t, []int{n - alone}, batches, "the others went in one request")
 	var out map[string]any
 	e.do("GET", "/api/storage/"+protocol.OutputPath(ids[n-1]), nil).json(t, &out)
 	require.Equal(t, map[string]any{"ok": float64(1)}, out["content"])
@@ -134,7 +139,7 @@ func TestCallbacksBatchWhileOneIsInFlight(t *testing.T) {
 	id := e.enqueue("noop", map[string]int{"i": n})
 	e.waitStatus(id, protocol.StatusCompleted)
 	singles, batches = p.counts()
-	require.Equal(t, 2, singles)
+	require.Equal(t, alone+1, singles)
 	require.Len(t, batches, 1)
 }
 
@@ -146,22 +151,23 @@ func TestCallbacksFallBackWithoutTheBatchRoute(t *testing.T) {
 	p := newCallbackProxy(t, e.url, true, false)
 	w := e.newWorker("nobatch", func(c *worker.Config) { c.OrchestratorURL = p.url })
 	const n = 6
+	alone := worker.MaxCallbackRequests()
 	done := make(chan []string, 1)
 	go func() { done <- runMany(t, e, w, n) }()
-	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-1 })
+	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-alone })
 	close(p.hold)
 	ids := recv(t, done, "the runs")
 	for _, id := range ids {
 		e.waitStatus(id, protocol.StatusCompleted)
 	}
 	singles, batches := p.counts()
-	require.Equal(t, []int{n - 1}, batches, "one batch was tried")
+	require.Equal(t, []int{n - alone}, batches, "one batch was tried")
 	require.Equal(t, n, singles, "then each callback went alone")
 
-	// With the first of more callbacks held again, the others do not queue behind it: they
-	// reach the proxy alone while it is held.
+	// With the first of more callbacks held again, the others do not queue behind them: they
+	// reach the proxy alone while those are held.
 	p.mu.Lock()
-	p.hold, p.held = make(chan struct{}), false
+	p.hold, p.held = make(chan struct{}), 0
 	p.mu.Unlock()
 	more := make([]string, 4)
 	for i := range more {

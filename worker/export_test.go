@@ -7,3 +7,6 @@ func (w *Worker) QueuedCallbacks() int {
 	defer w.callbacks.mu.Unlock()
 	return len(w.callbacks.queue)
 }
+
+// MaxCallbackRequests is how many callback requests of a worker may be in flight at once.
+func MaxCallbackRequests() int { return maxCallbackRequests }
