@@ -183,7 +183,18 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
-		go func() { _ = o.Serve(srvCtx, ln) }()
+		served := make(chan struct{})
+		rctx, stopReplica := context.WithCancel(srvCtx)
+		go func() {
+			defer close(served)
+			_ = o.Serve(rctx, ln)
+		}()
+		// Deferred after its pool's Close, so run before it: the instance's loop stops before
+		// its pool closes, and does not log failed claims and sweeps on the way out.
+		defer func() {
+			stopReplica()
+			<-served
+		}()
 		apis, pools, urls = append(apis, api), append(pools, rpool), append(urls, api.URL())
 	}
 
