@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/pipeweave/pipeweave/core"
@@ -459,4 +461,37 @@ func TestSpawnFailedCallbackSpawnsNothing(t *testing.T) {
 	require.Empty(t, stored, "no spawn input stored")
 	require.Zero(t, orphans)
 	require.Zero(t, e.process().Claimed, "nothing left to run")
+}
+
+// A spawned run's concurrency key is read from its input whether the input stays inline or is
+// stored, as an enqueued run's is: a stored input's run is held to its key's limit too.
+func TestSpawnedRunsGetTheirConcurrencyKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *core.Config) { c.InlinePayloadMaxBytes = 64 })
+	w := newPWorker(t, e)
+	keyed := func(td *protocol.TaskDefinition) { td.ConcurrencyKey, td.ConcurrencyPerKey = "/k", ptr(1) }
+	spawnPipeline(e, w, "fan", nil, keyed)
+	w.on("plan", func(d protocol.DispatchRequest) protocol.CallbackRequest {
+		cb := e.result(d, `{}`)
+		cb.Spawn = []protocol.SpawnRequest{
+			{TaskID: "a", Input: json.RawMessage(`{"k":"small"}`)},
+			{TaskID: "b", Input: json.RawMessage(fmt.Sprintf(`{"k":"big","pad":%q}`, strings.Repeat("x", 200)))},
+			{TaskID: "a", Input: json.RawMessage(fmt.Sprintf(`{"pad":%q}`, strings.Repeat("x", 200)))},
+		}
+		return cb
+	})
+	w.on("a", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{}`) })
+	w.on("b", func(d protocol.DispatchRequest) protocol.CallbackRequest { return e.result(d, `{}`) })
+	id := e.trigger("fan", map[string]any{"input": 1})
+	e.waitRun(id, "completed")
+	rows, err := e.pool.Query(context.Background(),
+		`SELECT coalesce(concurrency_key, '<none>'), input IS NOT NULL FROM task_runs WHERE spawned_by IS NOT NULL ORDER BY item_index`)
+	require.NoError(t, err)
+	type keyRow struct {
+		Key    string
+		Inline bool
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[keyRow])
+	require.NoError(t, err)
+	require.Equal(t, []keyRow{{`"small"`, true}, {`"big"`, false}, {"", false}}, got, "no value at the pointer: the empty key, limited by the task alone")
 }

@@ -194,14 +194,9 @@ func (e *Engine) checkSpawn(ctx context.Context, runID string, cb *protocol.Call
 		} else {
 			store = data
 		}
-		switch {
-		case t.ConcurrencyKey == "":
-		case inline:
-			if k := concurrencyKeyOf(t.ConcurrencyKey, data); k != nil {
-				key = *k
-			}
-		default:
-			key = "" // unknown: limited by the task alone, as a DLQ retry of a stored input
+		// The key is read from the input whether it stays inline or is stored, as at enqueue.
+		if k := concurrencyKeyOf(t.ConcurrencyKey, data); k != nil {
+			key = *k
 		}
 		p.IDs, p.TaskIDs = append(p.IDs, id), append(p.TaskIDs, s.TaskID)
 		p.InputPaths, p.Inputs = append(p.InputPaths, protocol.StandaloneInputPath(id)), append(p.Inputs, input)
