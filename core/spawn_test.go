@@ -651,3 +651,22 @@ func TestSpawnNodeDeadline(t *testing.T) {
 	require.Len(t, w.dispatchesOf("a"), 1)
 	require.Empty(t, w.dispatchesOf("join"))
 }
+
+// The dry run marks a spawn node with its declaration (maxItems filled in) and an unknown item
+// count, as it does a map node; the plan is otherwise the pipeline's.
+func TestSpawnNodeInTheDryRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := newPWorker(t, e)
+	spawnPipeline(e, w, "fan", map[string]any{"maxConcurrency": 4})
+	var plan protocol.DryRun
+	r := e.do("POST", "/api/pipelines/fan/dry-run", nil, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	r.json(t, &plan)
+	require.True(t, plan.Valid)
+	require.Len(t, plan.ExecutionPlan, 2)
+	require.Equal(t, map[string]protocol.PlanNode{"plan": {Type: "spawn", Spawn: &protocol.SpawnConfig{MaxItems: 10_000, MaxConcurrency: ptr(4)},
+		ItemCount: protocol.ItemCountUnknown}}, plan.ExecutionPlan[0].Nodes)
+	require.Nil(t, plan.ExecutionPlan[1].Nodes, "join is an ordinary task")
+	require.Contains(t, string(r.Body), `"type":"spawn"`)
+}

@@ -16,13 +16,17 @@ var MapItemStates = []TaskRunStatus{StatusPending, StatusDispatching, StatusRunn
 // PlanNode describes a node of a dry run's step that is not an ordinary task run.
 type PlanNode struct {
 	// Type is "map": the node runs its task once per element of an array in Map.Over's output;
-	// or "pipeline": a child run of Pipeline runs in the node's place (a sub-pipeline node).
+	// "pipeline": a child run of Pipeline runs in the node's place (a sub-pipeline node); or
+	// "spawn": the node's run may start task runs from its success callback and waits for them.
 	Type string `json:"type"`
 	// Map is a map node's declaration, maxItems filled in.
 	Map *MapConfig `json:"map,omitempty"`
+	// Spawn is a spawn node's declaration, maxItems filled in.
+	Spawn *SpawnConfig `json:"spawn,omitempty"`
 	// Pipeline is the pipeline a sub-pipeline node runs.
 	Pipeline string `json:"pipeline,omitempty"`
-	// ItemCount is ItemCountUnknown for a map node: its items are known only at run time.
+	// ItemCount is ItemCountUnknown for a map or spawn node: its items are known only at run
+	// time.
 	ItemCount string `json:"itemCount,omitempty"`
 	// Plan is a sub-pipeline node's child pipeline's own dry run, as it is now (its plan, its
 	// sub-pipeline nodes' plans within, its warnings and errors); absent when PlanOmitted says

@@ -1,12 +1,15 @@
 package browsertest_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/pipeweave/pipeweave/worker"
 )
 
 // A map node on the dashboard: the dry run says its item count is unknown until run time; the
@@ -85,4 +88,25 @@ func TestMapNodeOnRunPage(t *testing.T) {
 	full := b.evalString(`performance.getEntriesByType('resource').map((e) => e.name)
 		.filter((u) => u.includes('/api/runs/') && !u.includes('items=false') && !u.includes('/maps/')).join(' ')`)
 	require.Empty(t, strings.TrimSpace(full))
+}
+
+// A spawn node in the dashboard's dry run: its bounds, and that its runs are counted only at
+// run time.
+func TestSpawnNodeInTheDryRunPage(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	w := s.o.Worker(t, "fan")
+	noop := func(*worker.Context) (any, error) { return nil, nil }
+	require.NoError(t, w.Register("plan", worker.Options{AllowedNext: []string{"join"}}, noop))
+	require.NoError(t, w.Register("join", worker.Options{}, noop))
+	_, err := w.RegisterWithOrchestrator(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, s.api("PUT", "/api/pipelines/fan", map[string]any{"entryTasks": []string{"plan"},
+		"nodes": map[string]any{"plan": map[string]any{"spawn": map[string]any{"maxItems": 20, "maxConcurrency": 3}}}}, nil))
+
+	b := newBrowser(t, s.url)
+	b.open("/pipelines/fan")
+	b.click(`[data-testid="dry-run-button"]`)
+	require.Equal(t, "plan: spawns at most 20 runs, 3 at once and waits for them; count unknown until run time",
+		strings.TrimSpace(b.text(`[data-testid="plan-spawn-node"][data-task="plan"]`)))
 }

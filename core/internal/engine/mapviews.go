@@ -18,7 +18,7 @@ import (
 // with their items counted by state, and a page of one map node's items. Nothing here runs on
 // the claim, enqueue, trigger or callback paths.
 
-// describeNodes marks the map nodes and the sub-pipeline nodes of each step of a plan of g.
+// describeNodes marks the map, sub-pipeline and spawn nodes of each step of a plan of g.
 func describeNodes(steps []PlanStep, g *Graph) {
 	for i := range steps {
 		for _, id := range steps[i].Tasks {
@@ -32,6 +32,9 @@ func describeNodes(steps []PlanStep, g *Graph) {
 				node = protocol.PlanNode{Type: "map", Map: &m, ItemCount: protocol.ItemCountUnknown}
 			case n.Pipeline != "":
 				node = protocol.PlanNode{Type: "pipeline", Pipeline: n.Pipeline}
+			case n.Spawn != nil:
+				sp := *n.Spawn
+				node = protocol.PlanNode{Type: "spawn", Spawn: &sp, ItemCount: protocol.ItemCountUnknown}
 			default:
 				continue
 			}

@@ -269,6 +269,9 @@ function triggerCard(ctx, id) {
               // A map node: one task run per item, how many known only at run time.
               Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'map' && n.map).map(([task, n]) => h('div', { class: 'muted small', testid: 'plan-map-node', dataset: { task } },
                 task + ': map over ' + n.map.over + ' ' + (n.map.items || '(whole output)') + ', at most ' + n.map.maxItems + ' items; item count ' + (n.itemCount === 'unknown' ? 'unknown until run time' : n.itemCount))),
+              // A spawn node: its run may start task runs from its callback and waits for them.
+              Object.entries(st.nodes || {}).filter(([, n]) => n.type === 'spawn' && n.spawn).map(([task, n]) => h('div', { class: 'muted small', testid: 'plan-spawn-node', dataset: { task } },
+                task + ': spawns at most ' + n.spawn.maxItems + ' runs' + (n.spawn.maxConcurrency ? ', ' + n.spawn.maxConcurrency + ' at once' : '') + ' and waits for them; count unknown until run time')),
               // A sub-pipeline node: a child run of another pipeline in its place, with that
               // pipeline's plan nested.
               subPlanNodes(st)),
