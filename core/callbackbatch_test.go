@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -145,6 +146,8 @@ func TestCallbackBatchRefusesBadRequests(t *testing.T) {
 		"257 callbacks":   {d.StorageToken, protocol.CallbackBatchRequest{Callbacks: many}, 400, "BATCH_TOO_LARGE"},
 		"not JSON":        {d.StorageToken, "{", 400, ""},
 		"callbacks a map": {d.StorageToken, map[string]any{"callbacks": map[string]any{}}, 400, ""},
+		"over MAX_BODY_BYTES": {d.StorageToken, protocol.CallbackBatchRequest{Callbacks: []protocol.CallbackBatchItem{
+			batchItem(d, protocol.CallbackRequest{Status: protocol.CallbackFailed, Error: strings.Repeat("x", 2<<20)})}}, 413, "BODY_TOO_LARGE"},
 	} {
 		r := e.do("POST", protocol.CallbackBatchPath, c.body, c.bearer)
 		require.Equal(t, c.status, r.Status, "%s: %s", name, r.Body)
@@ -154,7 +157,11 @@ func TestCallbackBatchRefusesBadRequests(t *testing.T) {
 	}
 	require.Equal(t, protocol.StatusRunning, e.run(d.RunID).Status)
 
-	// Per callback: no runId, no token, an expired token, a forged one, an unknown run.
+	// Per callback: no runId, no token, an expired token, a forged one, an unknown run, an
+	// inline output over the dispatch's outputInlineMax.
+	big := success(d)
+	big.Output = json.RawMessage(fmt.Sprintf("%q", strings.Repeat("x", int(d.OutputInlineMax))))
+	big.OutputSize = int64(len(big.Output))
 	other, err := e.keys.SignRun(token.RunClaims{RunID: "trun_unknown", TaskID: "t", Attempt: 1, Lease: 1,
 		IssuedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
@@ -164,20 +171,26 @@ func TestCallbackBatchRefusesBadRequests(t *testing.T) {
 		protocol.CallbackBatchItem{RunID: d.RunID, Token: expired, CallbackRequest: success(d)},
 		protocol.CallbackBatchItem{RunID: d.RunID, Token: strings.ToUpper(d.StorageToken), CallbackRequest: success(d)},
 		protocol.CallbackBatchItem{RunID: "trun_unknown", Token: other, CallbackRequest: success(d)},
+		batchItem(d, big),
 	)
 	require.Equal(t, http.StatusOK, status)
 	for i, want := range []struct {
 		status int
 		code   string
-	}{{400, "INVALID_RUN_ID"}, {401, "UNAUTHORIZED"}, {401, "UNAUTHORIZED"}, {401, "UNAUTHORIZED"}, {404, "RUN_NOT_FOUND"}} {
+	}{{400, "INVALID_RUN_ID"}, {401, "UNAUTHORIZED"}, {401, "UNAUTHORIZED"}, {401, "UNAUTHORIZED"}, {404, "RUN_NOT_FOUND"}, {413, "OUTPUT_TOO_LARGE"}} {
 		require.Equal(t, want.status, res[i].HTTPStatus, "result %d: %+v", i, res[i])
 		require.Equal(t, want.code, res[i].Code, "result %d", i)
 	}
 	require.Equal(t, protocol.StatusRunning, e.run(d.RunID).Status)
-	// The server still serves: the same callback alone now completes the run.
-	status, res, _ = e.postBatch(d.StorageToken, one)
+	// The server still serves: the same callback twice in one batch completes the run once;
+	// both are answered 200, one of them applied.
+	status, res, _ = e.postBatch(d.StorageToken, one, one)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, 200, res[0].HTTPStatus)
+	require.Equal(t, 200, res[1].HTTPStatus)
+	require.NotEqual(t, *res[0].Applied, *res[1].Applied, "exactly one applied")
+	require.Equal(t, "completed", res[0].Status)
+	require.Equal(t, "completed", res[1].Status)
 	require.Equal(t, protocol.StatusCompleted, e.run(d.RunID).Status)
 }
 

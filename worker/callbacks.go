@@ -150,20 +150,22 @@ func (b *callbackBatcher) flush(batch []*queuedCallback) {
 		} else {
 			for i, r := range resp.Results {
 				q := batch[i]
-				switch {
-				case r.HTTPStatus == http.StatusOK:
+				if r.HTTPStatus == http.StatusOK {
 					q.ans = callbackAnswer{Applied: r.Applied != nil && *r.Applied, Status: r.Status}
-				case r.HTTPStatus == http.StatusTooManyRequests || r.HTTPStatus >= 500:
-					alone = append(alone, q)
+					close(q.done)
 					continue
-				default:
-					var details json.RawMessage
-					if r.Details != nil {
-						details, _ = json.Marshal(r.Details)
-					}
-					q.err = fmt.Errorf("POST %s: %w", protocol.CallbackBatchPath, &apiclient.Error{Method: http.MethodPost,
-						Path: "/api/callback/" + q.item.RunID, Status: r.HTTPStatus, Code: r.Code, Message: r.Error, Details: details})
 				}
+				var details json.RawMessage
+				if r.Details != nil {
+					details, _ = json.Marshal(r.Details)
+				}
+				err := &apiclient.Error{Method: http.MethodPost, Path: "/api/callback/" + q.item.RunID,
+					Status: r.HTTPStatus, Code: r.Code, Message: r.Error, Details: details}
+				if apiclient.Transient(err) {
+					alone = append(alone, q) // as a single callback would be retried
+					continue
+				}
+				q.err = fmt.Errorf("POST %s: %w", protocol.CallbackBatchPath, err)
 				close(q.done)
 			}
 		}

@@ -88,16 +88,14 @@ func (p *callbackProxy) counts() (int, []int) {
 	return p.singles, append([]int(nil), p.batches...)
 }
 
-// runMany registers a no-op task with w, enqueues n runs (each dispatched at once) and waits
-// until the handler has run for each.
-func runMany(t *testing.T, e *env, w *testWorker, n int) []string {
+// runHeld registers a no-op task with a worker whose calls go through p (its first single
+// callbacks held), runs n runs of it, each dispatched at once, and waits until the other
+// callbacks queue behind the held ones; then it releases those and waits until every run
+// completed. It returns the runs' ids and the worker.
+func runHeld(t *testing.T, e *env, p *callbackProxy, service string, n int) ([]string, *testWorker) {
 	t.Helper()
-	var mu sync.Mutex
-	ran := 0
+	w := e.newWorker(service, func(c *worker.Config) { c.OrchestratorURL = p.url })
 	require.NoError(t, w.Register("noop", worker.Options{}, func(*worker.Context) (any, error) {
-		mu.Lock()
-		ran++
-		mu.Unlock()
 		return map[string]int{"ok": 1}, nil
 	}))
 	w.register(t)
@@ -105,8 +103,12 @@ func runMany(t *testing.T, e *env, w *testWorker, n int) []string {
 	for i := range ids {
 		ids[i] = e.enqueue("noop", map[string]int{"i": i})
 	}
-	e.waitFor("every handler ran", func() bool { mu.Lock(); defer mu.Unlock(); return ran == n })
-	return ids
+	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-worker.MaxCallbackRequests() })
+	close(p.hold)
+	for _, id := range ids {
+		e.waitStatus(id, protocol.StatusCompleted)
+	}
+	return ids, w
 }
 
 // Callbacks that end while the worker's callback requests are in flight (as many as it sends
@@ -116,18 +118,10 @@ func TestCallbacksBatchWhileRequestsAreInFlight(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	p := newCallbackProxy(t, e.url, true, true)
-	w := e.newWorker("batcher", func(c *worker.Config) { c.OrchestratorURL = p.url })
 	const n = 12
 	alone := worker.MaxCallbackRequests()
-	done := make(chan []string, 1)
-	go func() { done <- runMany(t, e, w, n) }()
 	// The first callbacks are held at the proxy; the others queue behind them.
-	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-alone })
-	close(p.hold)
-	ids := recv(t, done, "the runs")
-	for _, id := range ids {
-		e.waitStatus(id, protocol.StatusCompleted)
-	}
+	ids, _ := runHeld(t, e, p, "batcher", n)
 	singles, batches := p.counts()
 	require.Equal(t, alone, singles, "the first callbacks went alone")
 	require.Equal(t, []int{n - alone}, batches, "the others went in one request")
@@ -149,17 +143,9 @@ func TestCallbacksFallBackWithoutTheBatchRoute(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	p := newCallbackProxy(t, e.url, true, false)
-	w := e.newWorker("nobatch", func(c *worker.Config) { c.OrchestratorURL = p.url })
 	const n = 6
 	alone := worker.MaxCallbackRequests()
-	done := make(chan []string, 1)
-	go func() { done <- runMany(t, e, w, n) }()
-	e.waitFor("the other callbacks to queue", func() bool { return w.QueuedCallbacks() == n-alone })
-	close(p.hold)
-	ids := recv(t, done, "the runs")
-	for _, id := range ids {
-		e.waitStatus(id, protocol.StatusCompleted)
-	}
+	_, w := runHeld(t, e, p, "nobatch", n)
 	singles, batches := p.counts()
 	require.Equal(t, []int{n - alone}, batches, "one batch was tried")
 	require.Equal(t, n, singles, "then each callback went alone")

@@ -379,12 +379,21 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 // runToken verifies the run token of r once. ok is false for a call without a token, which
 // only compat mode accepts.
 func (s *Server) runToken(r *http.Request) (claims token.RunClaims, ok bool, err error) {
-	tok := bearer(r)
+	claims, ok, err = s.verifyRunToken(bearer(r), "Authorization: Bearer <storageToken>")
+	if ok {
+		markAuthenticated(r)
+	}
+	return claims, ok, err
+}
+
+// verifyRunToken verifies a run token tok, sent where says: ok is false, with no error, for no
+// token in compat mode; a missing, expired or invalid token is ErrUnauthorized.
+func (s *Server) verifyRunToken(tok, where string) (claims token.RunClaims, ok bool, err error) {
 	if tok == "" {
 		if s.opts.Compat {
 			return token.RunClaims{}, false, nil
 		}
-		return token.RunClaims{}, false, engine.Unauthorized("the run token is required: Authorization: Bearer <storageToken>")
+		return token.RunClaims{}, false, engine.Unauthorized("the run token is required: %s", where)
 	}
 	claims, err = s.keys.VerifyRun(tok, s.opts.Now())
 	if err != nil {
@@ -393,7 +402,6 @@ func (s *Server) runToken(r *http.Request) (claims token.RunClaims, ok bool, err
 		}
 		return token.RunClaims{}, false, engine.Unauthorized("the run token is not valid")
 	}
-	markAuthenticated(r)
 	return claims, true, nil
 }
 
@@ -502,15 +510,25 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	switch {
-	case res.Readied:
-		s.opts.ReadyNow(r.Context())
-	case res.Applied && !res.Refilled:
-		// The attempt is over: a concurrency slot is free, and a retry may be ready (unless
-		// the commit that applied it claimed already).
-		s.opts.Ready(r.Context())
-	}
+	s.afterCallbacks(r.Context(), res)
 	writeJSON(w, http.StatusOK, map[string]any{"acknowledged": true, "applied": res.Applied, "status": res.Status})
+}
+
+// afterCallbacks starts what applied callbacks made possible: a pipeline's next step at once
+// when one made a successor pending; else, when one ended an attempt, a claim (a concurrency
+// slot is free, and a retry may be ready), unless the commit that applied it claimed already.
+func (s *Server) afterCallbacks(ctx context.Context, res ...engine.CallbackResult) {
+	freed := false
+	for _, x := range res {
+		if x.Readied {
+			s.opts.ReadyNow(ctx)
+			return
+		}
+		freed = freed || (x.Applied && !x.Refilled)
+	}
+	if freed {
+		s.opts.Ready(ctx)
+	}
 }
 
 // callbackBatch serves POST /api/callbacks: the callbacks of several runs, each with its run's
@@ -559,7 +577,7 @@ func (s *Server) callbackBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		ctxs, calls, cbs, at = append(ctxs, ctx), append(calls, call), append(cbs, &it.CallbackRequest), append(at, i)
 	}
-	var applied, readied bool
+	var ok []engine.CallbackResult
 	if len(calls) > 0 {
 		res, errs := s.eng.CallbackMany(ctxs, calls, cbs)
 		for k, i := range at {
@@ -569,19 +587,13 @@ func (s *Server) callbackBatch(w http.ResponseWriter, r *http.Request) {
 			}
 			results[i].HTTPStatus, results[i].Acknowledged = http.StatusOK, true
 			results[i].Applied, results[i].Status = &res[k].Applied, string(res[k].Status)
-			readied = readied || res[k].Readied
-			applied = applied || (res[k].Applied && !res[k].Refilled)
+			ok = append(ok, res[k])
 		}
 	}
 	if r.Context().Err() != nil {
 		return
 	}
-	switch {
-	case readied:
-		s.opts.ReadyNow(r.Context())
-	case applied:
-		s.opts.Ready(r.Context())
-	}
+	s.afterCallbacks(r.Context(), ok...)
 	writeJSON(w, http.StatusOK, protocol.CallbackBatchResponse{Results: results})
 }
 
@@ -591,20 +603,11 @@ func (s *Server) batchCall(it *protocol.CallbackBatchItem) (engine.WorkerCall, e
 	if it.RunID == "" {
 		return engine.WorkerCall{}, &engine.Error{Kind: engine.ErrInvalid, Code: "INVALID_RUN_ID", Msg: "runId is required"}
 	}
-	if it.Token == "" {
-		if s.opts.Compat {
-			return bindCall(token.RunClaims{}, false, it.RunID)
-		}
-		return engine.WorkerCall{}, engine.Unauthorized("the run token is required: token")
+	claims, ok, err := s.verifyRunToken(it.Token, "token")
+	if err != nil {
+		return engine.WorkerCall{}, err
 	}
-	claims, err := s.keys.VerifyRun(it.Token, s.opts.Now())
-	switch {
-	case errors.Is(err, token.ErrExpired):
-		return engine.WorkerCall{}, engine.Unauthorized("the run token has expired")
-	case err != nil:
-		return engine.WorkerCall{}, engine.Unauthorized("the run token is not valid")
-	}
-	return bindCall(claims, true, it.RunID)
+	return bindCall(claims, ok, it.RunID)
 }
 
 // batchFailed records err as the answer of one callback of a batch.

@@ -237,7 +237,6 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 	return out
 }
 
-// failDispatch is the result of a dispatch of c that failed for reason, counted by it.
 // callbackBatchMax is the dispatch's callbackBatchMax: none in compat mode, whose dispatches
 // are upstream's.
 func (e *Engine) callbackBatchMax() int {
@@ -247,6 +246,7 @@ func (e *Engine) callbackBatchMax() int {
 	return MaxCallbacksPerRequest
 }
 
+// failDispatch is the result of a dispatch of c that failed for reason, counted by it.
 func (e *Engine) failDispatch(c Claimed, reason, msg string) result {
 	e.metrics.DispatchFailures.WithLabelValues(reason).Inc()
 	return result{c: c, outcome: dispatchFailed, err: msg}
