@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/propagation"
 
@@ -28,6 +29,10 @@ type callbackAnswer struct {
 // POST /api/callback/{runId}, exactly as without batching; those that end while that many are
 // in flight wait for one to end and then go together. A lone callback thus waits for nothing,
 // and under load one request (and one transaction in the orchestrator) carries many.
+//
+// A request that hangs (an orchestrator instance that stopped answering, a connection the
+// network lost) must not hold up the callbacks behind it for as long as its timeout and
+// retries last: callbacks queued for stall go in a request of their own, over the limit.
 type callbackBatcher struct {
 	w *Worker
 	// off: a batch was answered 404 or 405 (an orchestrator without the route); every
@@ -35,11 +40,21 @@ type callbackBatcher struct {
 	off atomic.Bool
 
 	mu sync.Mutex
-	// inFlight counts the callback requests in flight (at most maxCallbackRequests); the
-	// sender of each sends the queue when it is over.
+	// stall is how long a callback waits in the queue before it goes whatever is in flight
+	// (callbackStall; tests change it).
+	stall time.Duration
+
+	// inFlight counts the callback requests in flight (maxCallbackRequests, more while some
+	// stall); the sender of each sends the queue when it is over.
 	inFlight int
 	queue    []*queuedCallback
+	// armed: a timer will look at the queue's oldest callback (overdue).
+	armed bool
 }
+
+// callbackStall is how long a callback waits for the requests in flight before it goes in one
+// of its own. A callback request normally takes a few milliseconds (one group commit).
+const callbackStall = 250 * time.Millisecond
 
 // maxCallbackRequests is how many callback requests of one worker may be in flight at once.
 // Two let one batch gather while the other is applied: with several orchestrator instances
@@ -52,10 +67,11 @@ type queuedCallback struct {
 	item protocol.CallbackBatchItem
 	max  int // the dispatch's callbackBatchMax
 	// taken: in a batch being sent (guarded by callbackBatcher.mu).
-	taken bool
-	ans   callbackAnswer
-	err   error
-	done  chan struct{}
+	taken  bool
+	queued time.Time
+	ans    callbackAnswer
+	err    error
+	done   chan struct{}
 }
 
 // send reports the callback body of dispatch d and returns the orchestrator's answer; an error
@@ -72,13 +88,14 @@ func (b *callbackBatcher) send(ctx context.Context, d *protocol.DispatchRequest,
 		b.next()
 		return ans, err
 	}
-	q := &queuedCallback{ctx: ctx, max: d.CallbackBatchMax, done: make(chan struct{}),
+	q := &queuedCallback{ctx: ctx, max: d.CallbackBatchMax, done: make(chan struct{}), queued: time.Now(),
 		item: protocol.CallbackBatchItem{RunID: d.RunID, Token: d.StorageToken, CallbackRequest: body}}
 	// The attempt's trace context, which a single callback carries in its headers.
 	tc := propagation.MapCarrier{}
 	traceContext.Inject(ctx, tc)
 	q.item.Traceparent, q.item.Tracestate = tc["traceparent"], tc["tracestate"]
 	b.queue = append(b.queue, q)
+	b.armLocked()
 	b.mu.Unlock()
 	select {
 	case <-q.done:
@@ -111,6 +128,12 @@ func (b *callbackBatcher) next() {
 		b.inFlight--
 		return
 	}
+	b.sendLocked()
+}
+
+// sendLocked takes a batch off the queue and sends it in a goroutine whose request counts in
+// inFlight (the caller's, or one the caller added); b.mu is held.
+func (b *callbackBatcher) sendLocked() {
 	n := min(len(b.queue), max(b.queue[0].max, 1))
 	batch := slices.Clone(b.queue[:n])
 	b.queue = slices.Delete(b.queue, 0, n)
@@ -121,6 +144,29 @@ func (b *callbackBatcher) next() {
 		b.flush(batch)
 		b.next()
 	}()
+}
+
+// armLocked starts a timer for the oldest queued callback's stall, unless one runs or nothing
+// waits; b.mu is held.
+func (b *callbackBatcher) armLocked() {
+	if b.armed || len(b.queue) == 0 {
+		return
+	}
+	b.armed = true
+	time.AfterFunc(b.stall-time.Since(b.queue[0].queued), b.overdue)
+}
+
+// overdue sends the queue in a request of its own, over the limit, when its oldest callback
+// waited stall for the requests in flight to end.
+func (b *callbackBatcher) overdue() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.armed = false
+	if len(b.queue) > 0 && time.Since(b.queue[0].queued) >= b.stall {
+		b.inFlight++
+		b.sendLocked()
+	}
+	b.armLocked()
 }
 
 // flush sends batch and answers each of its callbacks. When the batch as a whole fails, or one

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -95,6 +96,7 @@ func (p *callbackProxy) counts() (int, []int) {
 func runHeld(t *testing.T, e *env, p *callbackProxy, service string, n int) ([]string, *testWorker) {
 	t.Helper()
 	w := e.newWorker(service, func(c *worker.Config) { c.OrchestratorURL = p.url })
+	w.SetCallbackStall(time.Hour) // the queued callbacks wait for the held ones, however slow the machine
 	require.NoError(t, w.Register("noop", worker.Options{}, func(*worker.Context) (any, error) {
 		return map[string]int{"ok": 1}, nil
 	}))
@@ -135,6 +137,49 @@ func TestCallbacksBatchWhileRequestsAreInFlight(t *testing.T) {
 	singles, batches = p.counts()
 	require.Equal(t, alone+1, singles)
 	require.Len(t, batches, 1)
+}
+
+// Callbacks queued behind requests that hang (an instance that stopped answering) do not wait
+// for them: once they waited the stall, they go in a request of their own, and their runs
+// complete while the first two are still held.
+func TestCallbacksDoNotWaitForStalledRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := newCallbackProxy(t, e.url, true, true)
+	w := e.newWorker("stalled", func(c *worker.Config) { c.OrchestratorURL = p.url })
+	release := sync.OnceFunc(func() { close(p.hold) })
+	t.Cleanup(release) // before the worker's cleanup waits for its attempts
+	w.SetCallbackStall(20 * time.Millisecond)
+	require.NoError(t, w.Register("noop", worker.Options{}, func(*worker.Context) (any, error) {
+		return map[string]int{"ok": 1}, nil
+	}))
+	w.register(t)
+	alone := worker.MaxCallbackRequests()
+	first := make([]string, alone)
+	for i := range first {
+		first[i] = e.enqueue("noop", map[string]int{"i": i})
+	}
+	e.waitFor("the first callbacks held", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.held == alone })
+	const n = 10
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.enqueue("noop", map[string]int{"i": alone + i})
+	}
+	for _, id := range ids {
+		e.waitStatus(id, protocol.StatusCompleted)
+	}
+	singles, batches := p.counts()
+	for _, b := range batches {
+		singles += b
+	}
+	require.Equal(t, alone+n, singles, "each callback reached the orchestrator once")
+	for _, id := range first {
+		require.NotEqual(t, protocol.StatusCompleted, e.run(id).Status, "held")
+	}
+	release()
+	for _, id := range first {
+		e.waitStatus(id, protocol.StatusCompleted)
+	}
 }
 
 // An orchestrator that answers the batch route 404 gets each of the batch's callbacks alone,

@@ -321,7 +321,7 @@ func New(cfg Config) (*Worker, error) {
 		idle:             make(chan struct{}),
 		backends:         map[[32]byte]*storage.Backend{},
 	}
-	w.callbacks.w = w
+	w.callbacks.w, w.callbacks.stall = w, callbackStall
 	close(w.idle)
 	apiOpts := []apiclient.Option{apiclient.WithAnswerLimit(4 << 20),
 		// The attempt's trace context, so the orchestrator's spans join the trace.
