@@ -225,7 +225,8 @@ func TestMetricsNeedTheAPIKey(t *testing.T) {
 	require.Equal(t, 0.0, e.scrape("metrics-key").get("pipeweave_claims_total"))
 }
 
-// headerLog records the traceparent of requests by path.
+// headerLog records the traceparent of requests by path (a batch dispatch's by the path each of
+// its dispatches would have had alone).
 type headerLog struct {
 	mu   sync.Mutex
 	seen map[string][]string
@@ -237,7 +238,18 @@ func (h *headerLog) wrap(next http.Handler) http.Handler {
 		if h.seen == nil {
 			h.seen = map[string][]string{}
 		}
-		h.seen[r.URL.Path] = append(h.seen[r.URL.Path], r.Header.Get("traceparent"))
+		if r.Method == http.MethodPost && r.URL.Path == protocol.DispatchBatchPath {
+			// A batch dispatch: each dispatch's trace context, as if it had come alone.
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var b protocol.DispatchBatchRequest
+			_ = json.Unmarshal(body, &b)
+			for _, it := range b.Dispatches {
+				h.seen["/tasks/"+it.TaskID] = append(h.seen["/tasks/"+it.TaskID], it.Traceparent)
+			}
+		} else {
+			h.seen[r.URL.Path] = append(h.seen[r.URL.Path], r.Header.Get("traceparent"))
+		}
 		h.mu.Unlock()
 		next.ServeHTTP(w, r)
 	})

@@ -22,16 +22,27 @@ import (
 // maxDispatchBytes caps a dispatch body.
 const maxDispatchBytes = 8 << 20
 
+// dispatchBatchMax is how many dispatches the worker takes in one POST /tasks (it says so at
+// registration), and maxDispatchBatchBytes caps that request's body (the orchestrator cuts its
+// batches at 4 MiB).
+const (
+	dispatchBatchMax      = 256
+	maxDispatchBatchBytes = 32 << 20
+)
+
 // Handler returns the worker's HTTP handler, to serve it on any server or platform:
 // POST /tasks/{id} accepts a dispatch (202 at once, the attempt runs in the background; 401 for
 // a missing, expired or mismatched run token, or one whose sealed storage backend this service's
 // key does not open (forged, or for another service); 404 for an unknown task; 503 while
-// shutting down) and GET /health reports the worker's state. The attempts need the process
+// shutting down), POST /tasks accepts several dispatches at once (a batch dispatch, which the
+// worker offers at registration: 200 with each one's answer) and GET /health reports the
+// worker's state. The attempts need the process
 // to keep running after the answer: on a platform that freezes it between requests (Lambda,
 // Cloud Run with request-based billing), keep CPU allocated.
 func (w *Worker) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /tasks/{id}", w.serveDispatch)
+	mux.HandleFunc("POST "+protocol.DispatchBatchPath, w.serveDispatchBatch)
 	mux.HandleFunc("GET /health", w.serveHealth)
 	mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusNotFound, "ROUTE_NOT_FOUND", "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -46,50 +57,92 @@ func (w *Worker) serveDispatch(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusBadRequest, "MALFORMED_JSON", "the dispatch body is not valid JSON: "+err.Error())
 		return
 	}
-	id := r.PathValue("id")
-	if d.StorageToken == "" {
-		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the dispatch carries no storageToken")
+	// The dispatch's trace context (traceparent, tracestate) becomes the attempt's parent.
+	parent := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.HeaderCarrier(r.Header)))
+	res := w.accept(&d, r.PathValue("id"), parent)
+	if res.HTTPStatus != http.StatusAccepted {
+		if res.HTTPStatus == http.StatusServiceUnavailable {
+			rw.Header().Set("Retry-After", "5")
+		}
+		writeError(rw, res.HTTPStatus, res.Code, res.Error)
 		return
+	}
+	writeJSON(rw, http.StatusAccepted, accepted{Accepted: true, Duplicate: res.Duplicate, RunID: d.RunID})
+}
+
+// serveDispatchBatch takes several dispatches in one request (POST /tasks, the batch dispatch
+// this worker offers at registration) and answers each as serveDispatch would answer it alone.
+func (w *Worker) serveDispatchBatch(rw http.ResponseWriter, r *http.Request) {
+	var req protocol.DispatchBatchRequest
+	dec := json.NewDecoder(http.MaxBytesReader(rw, r.Body, maxDispatchBatchBytes))
+	if err := dec.Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(rw, http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", fmt.Sprintf("the batch dispatch body is larger than %d bytes", maxDispatchBatchBytes))
+			return
+		}
+		writeError(rw, http.StatusBadRequest, "MALFORMED_JSON", "the batch dispatch body is not valid JSON: "+err.Error())
+		return
+	}
+	if len(req.Dispatches) == 0 || len(req.Dispatches) > dispatchBatchMax {
+		writeError(rw, http.StatusBadRequest, "INVALID_BATCH", fmt.Sprintf("a batch dispatch carries 1 to %d dispatches", dispatchBatchMax))
+		return
+	}
+	resp := protocol.DispatchBatchResponse{Results: make([]protocol.DispatchBatchResult, len(req.Dispatches))}
+	for k := range req.Dispatches {
+		it := &req.Dispatches[k]
+		parent := trace.SpanContextFromContext(traceContext.Extract(context.Background(),
+			propagation.MapCarrier{"traceparent": it.Traceparent, "tracestate": it.Tracestate}))
+		resp.Results[k] = w.accept(&it.DispatchRequest, it.TaskID, parent)
+	}
+	writeJSON(rw, http.StatusOK, resp)
+}
+
+// accept checks dispatch d of task taskID (the route's) and starts its attempt, a child of
+// parent, unless it already runs; the result is the single dispatch's answer: 202, or the
+// error's status, code and message.
+func (w *Worker) accept(d *protocol.DispatchRequest, taskID string, parent trace.SpanContext) protocol.DispatchBatchResult {
+	res := protocol.DispatchBatchResult{RunID: d.RunID, HTTPStatus: http.StatusUnauthorized, Code: "UNAUTHORIZED"}
+	if d.StorageToken == "" {
+		res.Error = "the dispatch carries no storageToken"
+		return res
 	}
 	// The worker has no run-token key: it reads the claims unverified and authenticates the
 	// dispatch by opening the storage backend sealed for its service (run id as additional data).
 	claims, err := token.ReadRun(d.StorageToken, time.Now())
 	switch {
 	case errors.Is(err, token.ErrExpired):
-		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token has expired")
-		return
+		res.Error = "the run token has expired"
+		return res
 	case err != nil:
-		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token is not valid")
-		return
-	case claims.RunID != d.RunID || claims.TaskID != d.TaskID || claims.TaskID != id || claims.Attempt != d.Attempt:
-		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token was issued for another run, task or attempt")
-		return
+		res.Error = "the run token is not valid"
+		return res
+	case claims.RunID != d.RunID || claims.TaskID != d.TaskID || claims.TaskID != taskID || claims.Attempt != d.Attempt:
+		res.Error = "the run token was issued for another run, task or attempt"
+		return res
 	}
 	if _, err := w.keys.OpenBackend(claims.RunID, claims.Storage); err != nil {
-		writeError(rw, http.StatusUnauthorized, "UNAUTHORIZED", "the run token's storage credentials were not sealed for this service (forged, or for another service or service key)")
-		return
+		res.Error = "the run token's storage credentials were not sealed for this service (forged, or for another service or service key)"
+		return res
 	}
-	t := w.task(id)
+	t := w.task(taskID)
 	if t == nil {
-		writeError(rw, http.StatusNotFound, "TASK_NOT_FOUND", fmt.Sprintf("this worker has no task %q", id))
-		return
+		res.HTTPStatus, res.Code, res.Error = http.StatusNotFound, "TASK_NOT_FOUND", fmt.Sprintf("this worker has no task %q", taskID)
+		return res
 	}
 	k := runKey{runID: d.RunID, lease: claims.Lease}
 	base, started, draining := w.begin(k)
 	if draining {
-		rw.Header().Set("Retry-After", "5")
-		writeError(rw, http.StatusServiceUnavailable, "SHUTTING_DOWN", "the worker is shutting down")
-		return
+		res.HTTPStatus, res.Code, res.Error = http.StatusServiceUnavailable, "SHUTTING_DOWN", "the worker is shutting down"
+		return res
 	}
 	if started {
-		// The dispatch's trace context (traceparent, tracestate) becomes the attempt's parent.
-		parent := trace.SpanContextFromContext(traceContext.Extract(context.Background(), propagation.HeaderCarrier(r.Header)))
 		go func() {
 			defer w.end(k)
-			w.execute(base, t, &d, claims, parent)
+			w.execute(base, t, d, claims, parent)
 		}()
 	}
-	writeJSON(rw, http.StatusAccepted, accepted{Accepted: true, Duplicate: !started, RunID: d.RunID})
+	return protocol.DispatchBatchResult{RunID: d.RunID, HTTPStatus: http.StatusAccepted, Duplicate: !started}
 }
 
 // accepted is the 202 answer to a dispatch, its fields in the order a map of them was written
@@ -168,7 +221,8 @@ func (w *Worker) registration() (protocol.RegisterRequest, error) {
 	if len(w.tasks) == 0 {
 		return protocol.RegisterRequest{}, errors.New("worker: register: no task is registered")
 	}
-	req := protocol.RegisterRequest{ServiceID: w.cfg.ServiceID, Version: w.cfg.Version, BaseURL: w.baseURL, Pipelines: w.cfg.Pipelines}
+	req := protocol.RegisterRequest{ServiceID: w.cfg.ServiceID, Version: w.cfg.Version, BaseURL: w.baseURL, Pipelines: w.cfg.Pipelines,
+		DispatchBatchMax: dispatchBatchMax}
 	for _, t := range w.tasks {
 		req.Tasks = append(req.Tasks, t.definition())
 	}

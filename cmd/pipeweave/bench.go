@@ -76,6 +76,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	mode := fs.String("mode", string(core.ModeStandalone), "orchestrator mode: standalone or serverless")
 	processEvery := fs.Duration("process-interval", time.Minute, "serverless mode: how often the scheduler calls /api/process")
 	workerProfile := fs.String("worker-cpuprofile", "", "with --worker-process: write a CPU profile of the worker process (its whole life) to this file")
+	dispatchBatch := fs.Int("dispatch-batch", 256, "with --worker-process: the dispatchBatchMax the worker is registered with (the Go SDK's; 0: one dispatch per request)")
 	workerProcess := fs.Bool("worker-process", false, "run the no-op worker in a process of its own (this binary run as bench worker: the Go SDK with a no-op handler, which reads each input and stores each output itself) instead of in the bench's process")
 	replicas := fs.Int("replicas", 1, "orchestrator instances on the one database, each with its own pool, listener and loop; enqueues and the worker's calls go to each in turn")
 	pending := fs.Int("pending", 0, "before measuring, fill the queue with this many pending runs of the measured task (COPY) that become ready only in 100 years: never dispatched, they sit in the index range the claim scans, after every ready run, so a claim that finds fewer ready runs than it has room for reads through them as through a real queue's delayed runs (README, Performance)")
@@ -270,8 +271,11 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		regTasks = append(slices.Clone(benchTasks), protocol.TaskDefinition{ID: "limited", CodeHash: "limited",
 			RateLimit: &protocol.RateLimit{Limit: 1, PeriodMs: 24 * 3600 * 1000}})
 	}
-	regBody, err := json.Marshal(protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: baseURL, Tasks: regTasks,
-		Pipelines: regPipelines})
+	regReq := protocol.RegisterRequest{ServiceID: "bench", Version: "1", BaseURL: baseURL, Tasks: regTasks, Pipelines: regPipelines}
+	if *workerProcess {
+		regReq.DispatchBatchMax = *dispatchBatch // the Go SDK serves the batch route
+	}
+	regBody, err := json.Marshal(regReq)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,8 @@ import (
 // orchestrator through a TCP proxy, the load balancer of a deployment, so that its URL stays the
 // same across the crash. When 300 callbacks have been answered the proxy stops relaying the
 // orchestrator's answers (the callbacks after that commit, but their answers never arrive) and
-// the worker stops taking the next 8 dispatches (in flight at the crash, they never reach it);
+// the worker stops taking the next dispatch requests until 8 dispatches are held (a batch
+// request's all count; in flight at the crash, they never reach it);
 // once at least 3 callbacks sent since have committed unanswered and 2 dispatches are held, the
 // process is killed. The proxy then drops every connection (the worker's calls in flight fail with connection
 // errors; the SDK retries them), a new process starts on the same database, and the proxy sends
@@ -512,13 +513,15 @@ func (w *crashWorld) callbackLog() map[string][]callbackOutcome {
 	return out
 }
 
-// maxHeld is the most dispatches holdDispatches holds: the others run, so that the crash also
-// finds attempts running and calling back.
+// maxHeld is how many dispatches holdDispatches holds before it lets the next requests through
+// (a batch may take it past): the others run, so that the crash also finds attempts running and
+// calling back.
 const maxHeld = 8
 
 // holdDispatches records every dispatch and passes it to next, but while frozen it holds the
-// first maxHeld dispatches until the orchestrator was killed and then drops them: dispatches in
-// flight at the crash that never reached the worker.
+// dispatch requests that come until maxHeld dispatches are held (a batch request holds all of
+// its dispatches) until the orchestrator was killed, and then drops them: dispatches in flight
+// at the crash that never reached the worker.
 func (w *crashWorld) holdDispatches(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, 1<<20))
@@ -526,19 +529,33 @@ func (w *crashWorld) holdDispatches(next http.Handler) http.Handler {
 			http.Error(rw, err.Error(), http.StatusBadRequest)
 			return
 		}
-		var d protocol.DispatchRequest
-		if json.Unmarshal(body, &d) == nil && d.RunID != "" {
-			claims, err := token.ReadRun(d.StorageToken, time.Now())
-			if err != nil {
-				http.Error(rw, err.Error(), http.StatusUnauthorized)
-				return
+		// A single dispatch, or a batch of them (POST /tasks).
+		var ds []protocol.DispatchRequest
+		if r.URL.Path == protocol.DispatchBatchPath {
+			var b protocol.DispatchBatchRequest
+			if json.Unmarshal(body, &b) == nil {
+				for _, it := range b.Dispatches {
+					ds = append(ds, it.DispatchRequest)
+				}
 			}
-			rec := dispatched{runID: d.RunID, taskID: d.TaskID, attempt: d.Attempt, lease: claims.Lease}
+		} else if d := (protocol.DispatchRequest{}); json.Unmarshal(body, &d) == nil && d.RunID != "" {
+			ds = append(ds, d)
+		}
+		if len(ds) > 0 {
+			recs := make([]dispatched, len(ds))
+			for i, d := range ds {
+				claims, err := token.ReadRun(d.StorageToken, time.Now())
+				if err != nil {
+					http.Error(rw, err.Error(), http.StatusUnauthorized)
+					return
+				}
+				recs[i] = dispatched{runID: d.RunID, taskID: d.TaskID, attempt: d.Attempt, lease: claims.Lease}
+			}
 			w.mu.Lock()
-			w.dispatches = append(w.dispatches, rec)
+			w.dispatches = append(w.dispatches, recs...)
 			frozen := w.frozen && len(w.held) < maxHeld
 			if frozen {
-				w.held = append(w.held, rec)
+				w.held = append(w.held, recs...)
 			}
 			w.mu.Unlock()
 			if frozen {

@@ -156,6 +156,10 @@ type RegisterRequest struct {
 	BaseURL   string               `json:"baseUrl"`
 	Tasks     []TaskDefinition     `json:"tasks"`
 	Pipelines []PipelineDefinition `json:"pipelines,omitempty"`
+	// DispatchBatchMax, when 2 or more, says the worker takes up to this many dispatches in one
+	// POST {baseUrl}/tasks (DispatchBatchPath; this project's extension). Absent (0): one
+	// dispatch per request, as upstream's workers take them.
+	DispatchBatchMax int `json:"dispatchBatchMax,omitempty"`
 }
 
 // CodeChange reports a task whose code hash changed at registration.
@@ -316,6 +320,41 @@ type CallbackBatchResult struct {
 	Error        string `json:"error,omitempty"`
 	Code         string `json:"code,omitempty"`
 	Details      any    `json:"details,omitempty"`
+}
+
+// DispatchBatchPath is the worker's route for several dispatches in one request (this project's
+// extension), relative to its base URL; a worker that serves it says so at registration
+// (RegisterRequest.DispatchBatchMax).
+const DispatchBatchPath = "/tasks"
+
+// DispatchBatchRequest is the body of POST {baseUrl}/tasks: several dispatches, each answered as
+// POST {baseUrl}/tasks/{taskId} would answer it alone.
+type DispatchBatchRequest struct {
+	Dispatches []DispatchBatchItem `json:"dispatches"`
+}
+
+// DispatchBatchItem is one dispatch in a DispatchBatchRequest: the dispatch's fields and its W3C
+// trace context (the headers a single dispatch would carry).
+type DispatchBatchItem struct {
+	Traceparent string `json:"traceparent,omitempty"`
+	Tracestate  string `json:"tracestate,omitempty"`
+	DispatchRequest
+}
+
+// DispatchBatchResponse answers POST {baseUrl}/tasks with one result per dispatch, in order.
+type DispatchBatchResponse struct {
+	Results []DispatchBatchResult `json:"results"`
+}
+
+// DispatchBatchResult is one dispatch's answer: HTTPStatus is the status the single dispatch
+// would have had (202 accepted; 429 or 503 back pressure; any other an error, with Error and
+// Code).
+type DispatchBatchResult struct {
+	RunID      string `json:"runId"`
+	HTTPStatus int    `json:"httpStatus"`
+	Duplicate  bool   `json:"duplicate,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Code       string `json:"code,omitempty"`
 }
 
 // IdempotencyCheckRequest is the body of POST /api/idempotency/check (this project's

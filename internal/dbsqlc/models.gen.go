@@ -138,12 +138,13 @@ type ScheduleFire struct {
 }
 
 type Service struct {
-	ID           string
-	Version      string
-	BaseURL      string
-	RegisteredAt time.Time
-	UpdatedAt    time.Time
-	KeyID        *string
+	ID               string
+	Version          string
+	BaseURL          string
+	RegisteredAt     time.Time
+	UpdatedAt        time.Time
+	KeyID            *string
+	DispatchBatchMax int
 }
 
 type Task struct {

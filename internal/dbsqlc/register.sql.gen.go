@@ -153,26 +153,30 @@ func (q *Queries) TaskOwners(ctx context.Context, db DBTX, arg TaskOwnersParams)
 }
 
 const upsertService = `-- name: UpsertService :exec
-INSERT INTO services (id, version, base_url, key_id) VALUES ($1, $2, $3, $4)
+INSERT INTO services (id, version, base_url, key_id, dispatch_batch_max)
+VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET version = excluded.version, base_url = excluded.base_url,
-    key_id = excluded.key_id, updated_at = now()
+    key_id = excluded.key_id, dispatch_batch_max = excluded.dispatch_batch_max, updated_at = now()
 `
 
 type UpsertServiceParams struct {
-	ID      string
-	Version string
-	BaseURL string
-	KeyID   *string
+	ID               string
+	Version          string
+	BaseURL          string
+	KeyID            *string
+	DispatchBatchMax int
 }
 
 // key_id is the key id of the master secret whose service key signed the registration (NULL for an
 // unauthenticated compat-mode registration): later dispatches are sealed under it.
+// dispatch_batch_max is how many dispatches its workers take in one request (0: one).
 func (q *Queries) UpsertService(ctx context.Context, db DBTX, arg UpsertServiceParams) error {
 	_, err := db.Exec(ctx, upsertService,
 		arg.ID,
 		arg.Version,
 		arg.BaseURL,
 		arg.KeyID,
+		arg.DispatchBatchMax,
 	)
 	return err
 }

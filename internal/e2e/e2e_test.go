@@ -371,7 +371,7 @@ type dispatch struct {
 }
 
 // dispatches stops the worker, so that everything sent to it has been read,
-// and returns the requests it received.
+// and returns the requests it received, a batch dispatch's dispatches one by one.
 func (s *stack) dispatches(t *testing.T) []dispatch {
 	t.Helper()
 	s.stopWorker()
@@ -393,7 +393,20 @@ func (s *stack) dispatches(t *testing.T) []dispatch {
 			require.NoError(t, err)
 			body, err := io.ReadAll(req.Body)
 			require.NoError(t, err)
-			out = append(out, dispatch{method: req.Method, path: req.URL.Path, raw: data[start:consumed()], body: body})
+			raw := data[start:consumed()]
+			if req.Method == http.MethodPost && req.URL.Path == protocol.DispatchBatchPath {
+				// A batch dispatch: each of its dispatches, as if it had come alone (raw is
+				// the whole request's).
+				var b protocol.DispatchBatchRequest
+				require.NoError(t, json.Unmarshal(body, &b))
+				for _, it := range b.Dispatches {
+					one, err := json.Marshal(it.DispatchRequest)
+					require.NoError(t, err)
+					out = append(out, dispatch{method: req.Method, path: "/tasks/" + it.TaskID, raw: raw, body: one})
+				}
+				continue
+			}
+			out = append(out, dispatch{method: req.Method, path: req.URL.Path, raw: raw, body: body})
 		}
 	}
 	return out

@@ -41,6 +41,9 @@ type Claimed struct {
 	// secret it registered with ("" if unknown): its dispatches are sealed for that service.
 	ServiceID string
 	KeyID     string
+	// DispatchBatchMax is how many dispatches the service's workers take in one request
+	// (0 or 1: one; Dispatch, dispatchbatch.go).
+	DispatchBatchMax int
 	// Traceparent is the W3C trace context the run continues ("" = none): its dispatch span is
 	// a child of it.
 	Traceparent string
@@ -121,7 +124,7 @@ func claimedOf(rows []dbsqlc.ClaimRow) ([]Claimed, error) {
 	for i, r := range rows {
 		out[i] = Claimed{RunID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt,
 			Lease: r.Lease, CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath,
-			Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
+			Input: r.Input, HeartbeatIntervalMs: deref(r.HeartbeatIntervalMs), TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL, DispatchBatchMax: r.DispatchBatchMax,
 			Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID}
 		if err := json.Unmarshal(r.PreviousAttempts, &out[i].PreviousAttempts); err != nil {
 			return nil, fmt.Errorf("claim: previous attempts of %s: %w", r.ID, err)
@@ -158,7 +161,7 @@ func flowControlRows(rows []dbsqlc.ClaimFlowControlRow) ([]dbsqlc.ClaimRow, int6
 		}
 		out = append(out, dbsqlc.ClaimRow{ID: r.ID, TaskID: r.TaskID, PipelineRunID: r.PipelineRunID, Attempt: r.Attempt, Lease: r.Lease,
 			CodeVersion: r.CodeVersion, CodeHash: r.CodeHash, InputPath: r.InputPath, PreviousAttempts: r.PreviousAttempts,
-			HeartbeatIntervalMs: r.HeartbeatIntervalMs, Input: r.Input, TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL,
+			HeartbeatIntervalMs: r.HeartbeatIntervalMs, Input: r.Input, TimeoutSeconds: r.TimeoutSeconds, BaseURL: r.BaseURL, DispatchBatchMax: r.DispatchBatchMax,
 			Priority: r.Priority, Traceparent: r.Traceparent, ServiceID: r.ServiceID, KeyID: r.KeyID, UpTaskIds: r.UpTaskIds,
 			UpOutputPaths: r.UpOutputPaths, UpAssets: r.UpAssets, UpOutputs: r.UpOutputs})
 	}

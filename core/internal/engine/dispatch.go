@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -68,16 +67,7 @@ func (e *Engine) Dispatch(ctx context.Context, claimed []Claimed) (DispatchStats
 	if len(claimed) == 0 {
 		return stats, nil
 	}
-	results := make([]result, len(claimed))
-	var wg sync.WaitGroup
-	for i := range claimed {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			results[i] = e.dispatchOne(ctx, claimed[i])
-		}(i)
-	}
-	wg.Wait()
+	results := e.send(ctx, claimed)
 
 	// The answers are recorded even if ctx ended meanwhile: the workers are already working.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -197,22 +187,7 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 	if err != nil {
 		return e.failDispatch(c, telemetry.ReasonToken, "could not make the run token: "+err.Error())
 	}
-	body, err := json.Marshal(protocol.DispatchRequest{
-		RunID:               c.RunID,
-		TaskID:              c.TaskID,
-		PipelineRunID:       c.PipelineRunID,
-		Attempt:             c.Attempt,
-		CodeVersion:         c.CodeVersion,
-		CodeHash:            c.CodeHash,
-		StorageToken:        tok,
-		InputPath:           c.InputPath,
-		UpstreamRefs:        nonNilMap(c.Upstream),
-		PreviousAttempts:    nonNil(c.PreviousAttempts),
-		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
-		Input:               c.Input,
-		OutputInlineMax:     e.cfg.InlineMax,
-		CallbackBatchMax:    e.callbackBatchMax(),
-	})
+	body, err := json.Marshal(e.dispatchRequest(c, tok))
 	if err != nil {
 		return e.failDispatch(c, telemetry.ReasonEncode, "encode dispatch: "+err.Error())
 	}
@@ -235,6 +210,26 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 	out := e.post(req, c, span)
 	e.metrics.DispatchDuration.WithLabelValues(out.outcome.name()).Observe(time.Since(start).Seconds())
 	return out
+}
+
+// dispatchRequest is the dispatch of c, with its run token tok.
+func (e *Engine) dispatchRequest(c Claimed, tok string) protocol.DispatchRequest {
+	return protocol.DispatchRequest{
+		RunID:               c.RunID,
+		TaskID:              c.TaskID,
+		PipelineRunID:       c.PipelineRunID,
+		Attempt:             c.Attempt,
+		CodeVersion:         c.CodeVersion,
+		CodeHash:            c.CodeHash,
+		StorageToken:        tok,
+		InputPath:           c.InputPath,
+		UpstreamRefs:        nonNilMap(c.Upstream),
+		PreviousAttempts:    nonNil(c.PreviousAttempts),
+		HeartbeatIntervalMs: c.HeartbeatIntervalMs,
+		Input:               c.Input,
+		OutputInlineMax:     e.cfg.InlineMax,
+		CallbackBatchMax:    e.callbackBatchMax(),
+	}
 }
 
 // callbackBatchMax is the dispatch's callbackBatchMax: none in compat mode, whose dispatches
@@ -264,21 +259,28 @@ func (e *Engine) post(req *http.Request, c Claimed, span trace.Span) result {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	return e.statusResult(c, resp.StatusCode, resp.Status, resp.Header.Get("Location"))
+}
+
+// statusResult tells a dispatch's outcome from the worker's answer status (text: the status
+// line's, as "404 Not Found"; location: a redirect's Location), counting a failure by its
+// reason.
+func (e *Engine) statusResult(c Claimed, code int, text, location string) result {
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case code >= 200 && code < 300:
 		return result{c: c, outcome: acked}
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		return result{c: c, outcome: backPressure}
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return e.failDispatch(c, telemetry.ReasonStatus4xx, fmt.Sprintf("worker answered %s", resp.Status))
-	case resp.StatusCode >= 500:
-		return e.failDispatch(c, telemetry.ReasonStatus5xx, fmt.Sprintf("worker answered %s", resp.Status))
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		r := e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s; redirects are not followed", resp.Status))
-		r.detail = r.err + " (Location: " + resp.Header.Get("Location") + ")"
+	case code >= 400 && code < 500:
+		return e.failDispatch(c, telemetry.ReasonStatus4xx, fmt.Sprintf("worker answered %s", text))
+	case code >= 500:
+		return e.failDispatch(c, telemetry.ReasonStatus5xx, fmt.Sprintf("worker answered %s", text))
+	case code >= 300 && code < 400:
+		r := e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s; redirects are not followed", text))
+		r.detail = r.err + " (Location: " + location + ")"
 		return r
 	}
-	return e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s", resp.Status))
+	return e.failDispatch(c, telemetry.ReasonStatus, fmt.Sprintf("worker answered %s", text))
 }
 
 // nonNilMap is m, or an empty map for nil (encoded {} rather than null).

@@ -40,6 +40,8 @@ type harness struct {
 	clock *clock
 	// baseURL is where the registered service's worker listens (default: nowhere).
 	baseURL string
+	// dispatchBatchMax is the registration's dispatchBatchMax (default 0: single dispatches).
+	dispatchBatchMax int
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
@@ -73,7 +75,7 @@ func (h *harness) register(t *testing.T, tasks []protocol.TaskDefinition, pipeli
 		}
 	}
 	_, err := h.eng.Register(context.Background(), &protocol.RegisterRequest{ServiceID: "svc", Version: "1",
-		BaseURL: h.baseURL, Tasks: tasks, Pipelines: pipelines}, "")
+		BaseURL: h.baseURL, Tasks: tasks, Pipelines: pipelines, DispatchBatchMax: h.dispatchBatchMax}, "")
 	require.NoError(t, err)
 }
 

@@ -61,6 +61,9 @@ func (e *Engine) validateRegistration(req *protocol.RegisterRequest) ([]taskRow,
 	if err := checkBaseURL(req.BaseURL); err != nil {
 		return nil, err
 	}
+	if req.DispatchBatchMax < 0 {
+		return nil, invalid("INVALID_DISPATCH_BATCH_MAX", "dispatchBatchMax must be 0 (one dispatch per request) or more")
+	}
 	rows := make([]taskRow, 0, len(req.Tasks))
 	seen := map[string]bool{}
 	for i, t := range req.Tasks {
@@ -249,7 +252,7 @@ func (e *Engine) Register(ctx context.Context, req *protocol.RegisterRequest, ke
 			kid = &keyID
 		}
 		if err := queries.UpsertService(ctx, tx, dbsqlc.UpsertServiceParams{ID: req.ServiceID, Version: req.Version, BaseURL: req.BaseURL,
-			KeyID: kid}); err != nil {
+			KeyID: kid, DispatchBatchMax: e.dispatchBatchMax(req.DispatchBatchMax)}); err != nil {
 			return fmt.Errorf("save service: %w", err)
 		}
 		if len(rows) > 0 {

@@ -9,9 +9,11 @@ SELECT version FROM services WHERE id = sqlc.arg('id');
 -- name: UpsertService :exec
 -- key_id is the key id of the master secret whose service key signed the registration (NULL for an
 -- unauthenticated compat-mode registration): later dispatches are sealed under it.
-INSERT INTO services (id, version, base_url, key_id) VALUES (sqlc.arg('id'), sqlc.arg('version'), sqlc.arg('base_url'), sqlc.narg('key_id'))
+-- dispatch_batch_max is how many dispatches its workers take in one request (0: one).
+INSERT INTO services (id, version, base_url, key_id, dispatch_batch_max)
+VALUES (sqlc.arg('id'), sqlc.arg('version'), sqlc.arg('base_url'), sqlc.narg('key_id'), sqlc.arg('dispatch_batch_max'))
 ON CONFLICT (id) DO UPDATE SET version = excluded.version, base_url = excluded.base_url,
-    key_id = excluded.key_id, updated_at = now();
+    key_id = excluded.key_id, dispatch_batch_max = excluded.dispatch_batch_max, updated_at = now();
 
 -- name: TaskOwners :many
 SELECT id, service_id, code_hash, code_version, (removed_in_version IS NOT NULL)::bool AS removed

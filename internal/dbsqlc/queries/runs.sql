@@ -103,7 +103,8 @@ claimed AS (
     WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
     RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.predecessors, tr.attempt, tr.lease, tr.code_version,
               tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms, tr.input,
-              t.timeout_seconds, s.base_url, tr.priority, tr.traceparent, s.id AS service_id, s.key_id
+              t.timeout_seconds, s.base_url, tr.priority, tr.traceparent, s.id AS service_id, s.key_id,
+              s.dispatch_batch_max
 )
 SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.attempt, c.lease, c.code_version,
        c.code_hash, c.input_path, c.previous_attempts, c.heartbeat_interval_ms,
@@ -111,7 +112,7 @@ SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.at
        -- map item's stored input has a path of its own).
        coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id AND pr.input_path = c.input_path)) AS input,
        c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
-       c.service_id, coalesce(c.key_id, '') AS key_id,
+       c.service_id, coalesce(c.key_id, '') AS key_id, c.dispatch_batch_max,
        -- The outputs of the run's completed predecessors, in task id order (the output itself
        -- when it is inline), read once per run: its dispatch needs no query of its own.
        coalesce(up.task_ids, '{}')::text[] AS up_task_ids,
@@ -380,7 +381,8 @@ claimed AS (
     WHERE tr.id = chosen.id AND t.id = tr.task_id AND s.id = t.service_id
     RETURNING tr.id, tr.task_id, tr.pipeline_run_id, tr.predecessors, tr.attempt, tr.lease, tr.code_version,
               tr.code_hash, tr.input_path, tr.previous_attempts, tr.heartbeat_interval_ms, tr.input,
-              t.timeout_seconds, s.base_url, tr.priority, tr.traceparent, s.id AS service_id, s.key_id
+              t.timeout_seconds, s.base_url, tr.priority, tr.traceparent, s.id AS service_id, s.key_id,
+              s.dispatch_batch_max
 ),
 -- The runs each rate-limited bucket took, counted in its window.
 taken AS (
@@ -405,7 +407,7 @@ SELECT c.id, c.task_id, coalesce(c.pipeline_run_id, '') AS pipeline_run_id, c.at
        -- map item's stored input has a path of its own).
        coalesce(c.input, (SELECT pr.input FROM pipeline_runs pr WHERE pr.id = c.pipeline_run_id AND pr.input_path = c.input_path)) AS input,
        c.timeout_seconds, c.base_url, c.priority, coalesce(c.traceparent, '') AS traceparent,
-       c.service_id, coalesce(c.key_id, '') AS key_id,
+       c.service_id, coalesce(c.key_id, '') AS key_id, c.dispatch_batch_max,
        -- The outputs of the run's completed predecessors, in task id order (the output itself
        -- when it is inline), read once per run: its dispatch needs no query of its own.
        coalesce(up.task_ids, '{}')::text[] AS up_task_ids,
@@ -428,7 +430,7 @@ LEFT JOIN LATERAL (
 UNION ALL
 -- One more row, with an empty id, when a rate limit's budget is spent: refill_ms is when the
 -- earliest such window ends (epoch ms), so that the loop claims again then.
-SELECT '', '', '', 0, 0, 0, '', '', '[]'::jsonb, NULL, NULL, 0, '', 0, '', '', '', '{}', '{}', '{}', '{}', r.refill
+SELECT '', '', '', 0, 0, 0, '', '', '[]'::jsonb, NULL, NULL, 0, '', 0, '', '', '', 0, '{}', '{}', '{}', '{}', r.refill
 FROM (SELECT min(b.refill_ms) AS refill
       FROM budgets b LEFT JOIN taken tk ON tk.bucket = b.bucket
       WHERE b.budget - coalesce(tk.n, 0) <= 0) r
