@@ -34,7 +34,24 @@ const (
 	dispatchOverhead = 2 << 10
 	// maxDispatchBatchAnswer caps the body of a batch dispatch's answer that is read.
 	maxDispatchBatchAnswer = maxDispatchBatch << 10
+	// noBatchRouteFor is how long this instance sends a worker's runs alone after the worker
+	// answered a batch dispatch 404 or 405, rather than try a batch on every claim.
+	noBatchRouteFor = 5 * time.Minute
 )
+
+// batchRouteOff reports whether the worker at base answered a batch dispatch 404 or 405 within
+// noBatchRouteFor.
+func (e *Engine) batchRouteOff(base string) bool {
+	at, ok := e.noBatchRoute.Load(base)
+	if !ok {
+		return false
+	}
+	if time.Since(at.(time.Time)) < noBatchRouteFor {
+		return true
+	}
+	e.noBatchRoute.CompareAndDelete(base, at)
+	return false
+}
 
 // dispatchBatchMax is the dispatchBatchMax stored for a registration that said advertised: 0
 // (one dispatch per request) in compat mode, whose dispatches are upstream's, and below 2.
@@ -56,7 +73,7 @@ func (e *Engine) send(ctx context.Context, claimed []Claimed) []result {
 	}
 	var groups map[target][]int
 	for i, c := range claimed {
-		if c.DispatchBatchMax < 2 || e.cfg.Compat {
+		if c.DispatchBatchMax < 2 || e.cfg.Compat || e.batchRouteOff(c.BaseURL) {
 			wg.Go(func() { results[i] = e.dispatchOne(ctx, c) })
 			continue
 		}
@@ -205,7 +222,8 @@ func (e *Engine) dispatchBatch(ctx context.Context, claimed []Claimed, batch []i
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
 		// Not taken: the worker has no batch route after all (say, an older version behind the
 		// same base URL). Each goes alone; their leases are still current.
-		e.log.Info("the worker has no batch dispatch route; dispatching one by one", "baseUrl", base, "status", resp.Status)
+		e.log.Info("the worker has no batch dispatch route; dispatching its runs one by one for a while", "baseUrl", base, "status", resp.Status)
+		e.noBatchRoute.Store(base, time.Now())
 		var wg sync.WaitGroup
 		for _, i := range sent {
 			wg.Go(func() { results[i] = e.dispatchOne(ctx, claimed[i]) })

@@ -212,3 +212,23 @@ func TestCutBatches(t *testing.T) {
 	require.Equal(t, [][]int{{0, 1}, {2, 3}, {4}, {5}, {6}}, cutBatches(claimed, idx, 2))
 	require.Equal(t, [][]int{{0, 1, 2, 3, 4}, {5}, {6}}, cutBatches(claimed, idx, 256))
 }
+
+// After a worker answered a batch 404, this instance sends its runs alone for a while instead of
+// trying a batch on every claim.
+func TestDispatchBatchRememberedMissingRoute(t *testing.T) {
+	t.Parallel()
+	bw, url := newBatchWorker(t, func(w http.ResponseWriter, _ []protocol.DispatchBatchItem) { http.NotFound(w, nil) })
+	h, ids := batchHarness(t, url, 3)
+	_, err := h.eng.Process(context.Background(), 10, 0)
+	require.NoError(t, err)
+	ids = append(ids, h.enqueue(t, "t", 0, 3)...)
+	_, err = h.eng.Process(context.Background(), 10, 0)
+	require.NoError(t, err)
+	for _, id := range ids {
+		require.Equal(t, "running", h.run(t, id).Status, id)
+	}
+	bw.mu.Lock()
+	defer bw.mu.Unlock()
+	require.Len(t, bw.batches, 1, "one batch tried")
+	require.ElementsMatch(t, ids, bw.singles)
+}

@@ -129,6 +129,9 @@ type Engine struct {
 	storage *storage.Set
 	cfg     Config
 	client  *http.Client
+	// noBatchRoute holds, by base URL, when a worker there answered a batch dispatch 404 or
+	// 405 (time.Time): its runs go alone for noBatchRouteFor (dispatchbatch.go).
+	noBatchRoute sync.Map
 	// whClient sends webhook deliveries: the dispatch client's guarded dialer, WebhookTimeout.
 	whClient *http.Client
 	// whClock is the webhook statements' clock when tests set one (webhooks.go).
