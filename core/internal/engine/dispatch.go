@@ -168,20 +168,8 @@ func upstreamOf(r dbsqlc.ClaimRow) (map[string]protocol.UpstreamRef, error) {
 func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 	span := trace.SpanFromContext(context.Background()) // a no-op span unless tracing is on
 	if e.tracing {
-		pctx, _ := telemetry.WithTraceparent(ctx, c.Traceparent)
-		attrs := []attribute.KeyValue{telemetry.AttrTaskID.String(c.TaskID), telemetry.AttrRunID.String(c.RunID),
-			telemetry.AttrAttempt.Int(c.Attempt)}
-		if c.PipelineRunID != "" {
-			attrs = append(attrs, telemetry.AttrPipelineRunID.String(c.PipelineRunID))
-		}
-		ctx, span = e.tracer.Start(pctx, "dispatch", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
-		defer func() {
-			span.SetAttributes(telemetry.AttrOutcome.String(res.outcome.name()))
-			if res.outcome == dispatchFailed {
-				span.SetStatus(codes.Error, res.err)
-			}
-			span.End()
-		}()
+		ctx, span = e.startDispatchSpan(ctx, c)
+		defer func() { endDispatchSpan(span, res) }()
 	}
 	tok, err := e.runToken(c)
 	if err != nil {
@@ -210,6 +198,27 @@ func (e *Engine) dispatchOne(ctx context.Context, c Claimed) (res result) {
 	out := e.post(req, c, span)
 	e.metrics.DispatchDuration.WithLabelValues(out.outcome.name()).Observe(time.Since(start).Seconds())
 	return out
+}
+
+// startDispatchSpan starts the "dispatch" span of c (tracing on), a child of the run's stored
+// trace context, with extra attributes besides the run's.
+func (e *Engine) startDispatchSpan(ctx context.Context, c Claimed, extra ...attribute.KeyValue) (context.Context, trace.Span) {
+	pctx, _ := telemetry.WithTraceparent(ctx, c.Traceparent)
+	attrs := append([]attribute.KeyValue{telemetry.AttrTaskID.String(c.TaskID), telemetry.AttrRunID.String(c.RunID),
+		telemetry.AttrAttempt.Int(c.Attempt)}, extra...)
+	if c.PipelineRunID != "" {
+		attrs = append(attrs, telemetry.AttrPipelineRunID.String(c.PipelineRunID))
+	}
+	return e.tracer.Start(pctx, "dispatch", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+}
+
+// endDispatchSpan records the dispatch's outcome r on span and ends it.
+func endDispatchSpan(span trace.Span, r result) {
+	span.SetAttributes(telemetry.AttrOutcome.String(r.outcome.name()))
+	if r.outcome == dispatchFailed {
+		span.SetStatus(codes.Error, r.err)
+	}
+	span.End()
 }
 
 // dispatchRequest is the dispatch of c, with its run token tok.

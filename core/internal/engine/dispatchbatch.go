@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -67,14 +66,15 @@ func (e *Engine) dispatchBatchMax(advertised int) int {
 func (e *Engine) send(ctx context.Context, claimed []Claimed) []result {
 	results := make([]result, len(claimed))
 	var wg sync.WaitGroup
+	alone := func(i int) { wg.Go(func() { results[i] = e.dispatchOne(ctx, claimed[i]) }) }
 	type target struct {
 		url string
 		max int
 	}
 	var groups map[target][]int
 	for i, c := range claimed {
-		if c.DispatchBatchMax < 2 || e.cfg.Compat || e.batchRouteOff(c.BaseURL) {
-			wg.Go(func() { results[i] = e.dispatchOne(ctx, c) })
+		if c.DispatchBatchMax < 2 || e.cfg.Compat {
+			alone(i)
 			continue
 		}
 		if groups == nil {
@@ -84,10 +84,12 @@ func (e *Engine) send(ctx context.Context, claimed []Claimed) []result {
 		groups[k] = append(groups[k], i)
 	}
 	for k, idx := range groups {
+		off := e.batchRouteOff(k.url)
 		for _, batch := range cutBatches(claimed, idx, k.max) {
-			if len(batch) == 1 {
-				i := batch[0]
-				wg.Go(func() { results[i] = e.dispatchOne(ctx, claimed[i]) })
+			if off || len(batch) == 1 {
+				for _, i := range batch {
+					alone(i)
+				}
 				continue
 			}
 			wg.Go(func() { e.dispatchBatch(ctx, claimed, batch, results) })
@@ -133,15 +135,16 @@ func (e *Engine) dispatchBatch(ctx context.Context, claimed []Claimed, batch []i
 	start := time.Now()
 	items := make([]protocol.DispatchBatchItem, 0, len(batch))
 	sent := make([]int, 0, len(batch)) // the indexes of items
+	// each sets the result of every sent dispatch to f's.
+	each := func(f func(Claimed) result) {
+		for _, i := range sent {
+			results[i] = f(claimed[i])
+		}
+	}
 	spans := make(map[int]trace.Span, len(batch))
 	defer func() {
 		for i, span := range spans {
-			r := results[i]
-			span.SetAttributes(telemetry.AttrOutcome.String(r.outcome.name()))
-			if r.outcome == dispatchFailed {
-				span.SetStatus(codes.Error, r.err)
-			}
-			span.End()
+			endDispatchSpan(span, results[i])
 		}
 	}()
 	base := claimed[batch[0]].BaseURL
@@ -155,13 +158,7 @@ func (e *Engine) dispatchBatch(ctx context.Context, claimed []Claimed, batch []i
 		c := claimed[i]
 		item := protocol.DispatchBatchItem{Traceparent: c.Traceparent}
 		if e.tracing {
-			pctx, _ := telemetry.WithTraceparent(ctx, c.Traceparent)
-			attrs := []attribute.KeyValue{telemetry.AttrTaskID.String(c.TaskID), telemetry.AttrRunID.String(c.RunID),
-				telemetry.AttrAttempt.Int(c.Attempt), attribute.Int("pipeweave.dispatch_batch", len(batch))}
-			if c.PipelineRunID != "" {
-				attrs = append(attrs, telemetry.AttrPipelineRunID.String(c.PipelineRunID))
-			}
-			sctx, span := e.tracer.Start(pctx, "dispatch", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+			sctx, span := e.startDispatchSpan(ctx, c, attribute.Int("pipeweave.dispatch_batch", len(batch)))
 			spans[i] = span
 			carrier := propagation.MapCarrier{}
 			telemetry.Propagator.Inject(sctx, carrier)
@@ -179,27 +176,26 @@ func (e *Engine) dispatchBatch(ctx context.Context, claimed []Claimed, batch []i
 	if len(items) == 0 {
 		return
 	}
-	observe := func() {
+	defer func() {
 		d := time.Since(start).Seconds()
 		for _, i := range sent {
 			e.metrics.DispatchDuration.WithLabelValues(results[i].outcome.name()).Observe(d)
 		}
-	}
-	defer observe()
+	}()
 	body, err := json.Marshal(protocol.DispatchBatchRequest{Dispatches: items})
 	if err != nil {
-		for _, i := range sent {
-			results[i] = e.failDispatch(claimed[i], telemetry.ReasonEncode, "encode dispatch: "+err.Error())
-		}
+		each(func(c Claimed) result {
+			return e.failDispatch(c, telemetry.ReasonEncode, "encode dispatch: "+err.Error())
+		})
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, e.cfg.DispatchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(dctx, http.MethodPost, base+protocol.DispatchBatchPath, bytes.NewReader(body))
 	if err != nil {
-		for _, i := range sent {
-			results[i] = e.failDispatch(claimed[i], telemetry.ReasonEncode, "build dispatch request: "+err.Error())
-		}
+		each(func(c Claimed) result {
+			return e.failDispatch(c, telemetry.ReasonEncode, "build dispatch request: "+err.Error())
+		})
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
@@ -209,8 +205,8 @@ func (e *Engine) dispatchBatch(ctx context.Context, claimed []Claimed, batch []i
 			if span, ok := spans[i]; ok {
 				span.RecordError(err)
 			}
-			results[i] = e.transportFailure(claimed[i], err)
 		}
+		each(func(c Claimed) result { return e.transportFailure(c, err) })
 		return
 	}
 	answer, rerr := io.ReadAll(io.LimitReader(resp.Body, maxDispatchBatchAnswer+1))
@@ -233,9 +229,9 @@ func (e *Engine) dispatchBatch(ctx context.Context, claimed []Claimed, batch []i
 		return
 	case resp.StatusCode != http.StatusOK:
 		// The whole request's answer is each dispatch's (429/503: back pressure).
-		for _, i := range sent {
-			results[i] = e.statusResult(claimed[i], resp.StatusCode, resp.Status, resp.Header.Get("Location"))
-		}
+		each(func(c Claimed) result {
+			return e.statusResult(c, resp.StatusCode, resp.Status, resp.Header.Get("Location"))
+		})
 		return
 	}
 	var out protocol.DispatchBatchResponse
@@ -257,11 +253,11 @@ func (e *Engine) dispatchBatch(ctx context.Context, claimed []Claimed, batch []i
 	}
 	if err != nil {
 		// Some may have started; a new attempt fences their callbacks out (their lease).
-		for _, i := range sent {
-			r := e.failDispatch(claimed[i], telemetry.ReasonStatus, "worker answered the batch dispatch with an answer that cannot be read")
+		each(func(c Claimed) result {
+			r := e.failDispatch(c, telemetry.ReasonStatus, "worker answered the batch dispatch with an answer that cannot be read")
 			r.detail = r.err + ": " + err.Error()
-			results[i] = r
-		}
+			return r
+		})
 		return
 	}
 	for k, i := range sent {

@@ -150,6 +150,8 @@ func TestDispatchBatchWholeAnswers(t *testing.T) {
 			items[0].RunID = "trun_other"
 			answerEach(func(int, protocol.DispatchBatchItem) int { return http.StatusAccepted })(w, items)
 		}, status: "pending", attempt: 2},
+		"results without a status": {answer: answerEach(func(int, protocol.DispatchBatchItem) int { return 0 }),
+			status: "pending", attempt: 2},
 		"not JSON": {answer: func(w http.ResponseWriter, _ []protocol.DispatchBatchItem) {
 			_, _ = w.Write([]byte("<html>ok</html>"))
 		}, status: "pending", attempt: 2},
