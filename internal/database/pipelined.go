@@ -59,6 +59,31 @@ type lazyTx struct {
 	// committed: a batch sent by CommitWithBatch ended the transaction (its COMMIT ran, and
 	// committed it or, for a transaction that had failed, rolled it back).
 	committed bool
+	// tail are statements the batch of CommitWithBatch sends ahead of its COMMIT (SetCommitTail);
+	// tailSent: such a batch was sent.
+	tail     []*pgx.QueuedQuery
+	tailSent bool
+}
+
+// SetCommitTail sets the statements that the batch of CommitWithBatch sends last, after the
+// caller's and before COMMIT, in the transaction of tx, an executor of InTx: a claim that is
+// only worth its statements if they cost no round trip of their own. Their results are read
+// by the callbacks they carry (pgx.QueuedQuery's Exec, Query, QueryRow), which must not fail:
+// the transaction may be committed by the time they run. Nil removes them; ok is false when tx
+// is not an executor of InTx.
+func SetCommitTail(tx Executor, tail ...*pgx.QueuedQuery) bool {
+	t, ok := tx.(*lazyTx)
+	if ok {
+		t.tail = tail
+	}
+	return ok
+}
+
+// CommitTailSent reports whether a batch of CommitWithBatch carried the statements of
+// SetCommitTail (tx an executor of InTx).
+func CommitTailSent(tx Executor) bool {
+	t, ok := tx.(*lazyTx)
+	return ok && t.tailSent
 }
 
 // CommitWithBatch returns a sender for the last batch of the transaction of tx, an executor
@@ -78,14 +103,16 @@ func CommitWithBatch(tx Executor) (dbsqlc.Batcher, bool) {
 // committer is the Batcher of CommitWithBatch.
 type committer struct{ t *lazyTx }
 
-// SendBatch sends b's statements and then COMMIT, as one batch (b itself is left as it is).
+// SendBatch sends b's statements, the transaction's tail (SetCommitTail) and then COMMIT, as
+// one batch (b itself is left as it is).
 func (c committer) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	t := c.t
 	if t.committed {
 		return errBatch{errTxCommitted}
 	}
 	r := &committingResults{t: t}
-	withCommit := &pgx.Batch{QueuedQueries: append([]*pgx.QueuedQuery(nil), b.QueuedQueries...)}
+	withCommit := &pgx.Batch{QueuedQueries: append(append([]*pgx.QueuedQuery(nil), b.QueuedQueries...), t.tail...)}
+	t.tailSent = len(t.tail) > 0
 	withCommit.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
 		r.commitTag = tag
 		return nil
@@ -244,13 +271,32 @@ func (p *pipeline) send(ctx context.Context, sql string, args []any) (pgx.BatchR
 	n := p.batch.Len()
 	p.batch.Queue(sql, args...)
 	br := p.pool.SendBatch(ctx, &p.batch)
-	for range n {
-		if _, err := br.Exec(); err != nil {
+	for i := range n {
+		var err error
+		if fn := p.batch.QueuedQueries[i].Fn; fn != nil {
+			err = fn(br) // a statement of QueueWithResults reads its own result
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
 			_ = br.Close()
 			return nil, interpretError(err)
 		}
 	}
 	return br, nil
+}
+
+// QueueWithResults queues statements whose results their own callbacks read
+// (pgx.QueuedQuery's Exec, Query, QueryRow) in the batch of x, an executor of Pipelined, after
+// those queued so far; ok is false when x is no such executor or its batch went. The callbacks
+// run as the batch's results are read, after the statements before them answered.
+func QueueWithResults(x Executor, qs ...*pgx.QueuedQuery) bool {
+	p, ok := x.(*pipeline)
+	if !ok || p.sent {
+		return false
+	}
+	p.batch.QueuedQueries = append(p.batch.QueuedQueries, qs...)
+	return true
 }
 
 // Exec implements [Executor]: it queues the statement.

@@ -235,6 +235,19 @@ func (q *Queries) NotifyReady(ctx context.Context, db DBTX) error {
 	return err
 }
 
+const notifyReadyUnlessClaimed = `-- name: NotifyReadyUnlessClaimed :exec
+SELECT pg_notify('pipeweave_ready', '') WHERE current_setting('pipeweave.claim_locked', true) IS DISTINCT FROM 'true'
+`
+
+// NotifyReady after a TryLockClaimsGenericPlan and claim of the same transaction, only when the
+// claim did not run (its lock was taken): a transaction whose own claim took the work it made
+// ready wakes no loop to find nothing (its caller has its own loop claim whatever the claim
+// may have left).
+func (q *Queries) NotifyReadyUnlessClaimed(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, notifyReadyUnlessClaimed)
+	return err
+}
+
 const notifySchedules = `-- name: NotifySchedules :exec
 SELECT pg_notify('pipeweave_ready', 'schedules')
 `

@@ -47,7 +47,8 @@ func (q *Queries) LockClaims(ctx context.Context, db DBTX, lock int64) error {
 const lockClaimsGenericPlan = `-- name: LockClaimsGenericPlan :exec
 
 SELECT pg_advisory_xact_lock($1::bigint), set_config('plan_cache_mode', 'force_generic_plan', true),
-       set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true)
+       set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('pipeweave.claim_locked', 'true', true)
 `
 
 // Locks, commit modes and notifications the engine's transactions and loops take.
@@ -64,4 +65,35 @@ SELECT pg_advisory_xact_lock($1::bigint), set_config('plan_cache_mode', 'force_g
 func (q *Queries) LockClaimsGenericPlan(ctx context.Context, db DBTX, lock int64) error {
 	_, err := db.Exec(ctx, lockClaimsGenericPlan, lock)
 	return err
+}
+
+const tryLockClaimsGenericPlan = `-- name: TryLockClaimsGenericPlan :one
+SELECT set_config('pipeweave.claim_locked', pg_try_advisory_xact_lock($1::bigint)::text, true) = 'true' AS locked,
+       set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true),
+       set_config('enable_bitmapscan', 'off', true)
+`
+
+type TryLockClaimsGenericPlanRow struct {
+	Locked      bool
+	SetConfig   string
+	SetConfig_2 string
+	SetConfig_3 string
+}
+
+// LockClaimsGenericPlan for a transaction that must not wait for the claim lock: one that holds
+// the locks of pipeline runs and task runs while a claim holding the claim lock may wait for
+// one of those (the acknowledgements that ride after a group commit's claim). It takes the lock
+// only if it is free, says whether it did, and records the answer for the rest of the
+// transaction in pipeweave.claim_locked, which Claim and ClaimFlowControl read: 'false', they
+// claim nothing, as a claim whose snapshot the lock does not order must not.
+func (q *Queries) TryLockClaimsGenericPlan(ctx context.Context, db DBTX, lock int64) (TryLockClaimsGenericPlanRow, error) {
+	row := db.QueryRow(ctx, tryLockClaimsGenericPlan, lock)
+	var i TryLockClaimsGenericPlanRow
+	err := row.Scan(
+		&i.Locked,
+		&i.SetConfig,
+		&i.SetConfig_2,
+		&i.SetConfig_3,
+	)
+	return i, err
 }

@@ -151,3 +151,53 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 	})
 	return completed, claimed, err
 }
+
+// FreeClaim is what the statements of ClaimIfFree found, once their batch's results are
+// closed: whether the claim lock was free (Locked), the claimed rows (Claim's or
+// ClaimFlowControl's, by the flow argument), or the error reading them.
+type FreeClaim struct {
+	Locked   bool
+	Rows     []ClaimRow
+	FlowRows []ClaimFlowControlRow
+	Err      error
+}
+
+// ClaimIfFree returns TryLockClaimsGenericPlan (lock) and Claim (ClaimFlowControl with flow)
+// as statements to queue at the end of a batch: a claim that takes the claim lock only if it is
+// free, and claims nothing otherwise. Their results are read into got when the batch's results
+// are closed; the callbacks never fail the batch (its COMMIT may have run): an error to read
+// them is got.Err.
+func (q *Queries) ClaimIfFree(lock int64, flow bool, arg ClaimParams, got *FreeClaim) []*pgx.QueuedQuery {
+	try := &pgx.QueuedQuery{SQL: tryLockClaimsGenericPlan, Arguments: []any{lock}}
+	try.QueryRow(func(row pgx.Row) error {
+		var ignored [3]string
+		if err := row.Scan(&got.Locked, &ignored[0], &ignored[1], &ignored[2]); err != nil {
+			got.Err = fmt.Errorf("try the claim lock: %w", err)
+		}
+		return nil
+	})
+	sql := claim
+	if flow {
+		sql = claimFlowControl
+	}
+	c := &pgx.QueuedQuery{SQL: sql, Arguments: []any{arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs}}
+	c.Query(func(rows pgx.Rows) error {
+		var err error
+		if flow {
+			got.FlowRows, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ClaimFlowControlRow])
+		} else {
+			got.Rows, err = pgx.CollectRows(rows, pgx.RowToStructByPos[ClaimRow])
+		}
+		if err != nil && got.Err == nil {
+			got.Err = fmt.Errorf("claim: %w", err)
+		}
+		return nil
+	})
+	return []*pgx.QueuedQuery{try, c}
+}
+
+// NotifyReadyUnlessClaimedQueued is NotifyReadyUnlessClaimed as a statement to queue after
+// those of ClaimIfFree.
+func (q *Queries) NotifyReadyUnlessClaimedQueued() *pgx.QueuedQuery {
+	return &pgx.QueuedQuery{SQL: notifyReadyUnlessClaimed}
+}

@@ -63,7 +63,9 @@ WITH RECURSIVE inflight AS (
     GROUP BY task_id
 ),
 room AS (
-    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+    -- pipeweave.claim_locked is 'false' after a TryLockClaimsGenericPlan that found the lock taken.
+    SELECT CASE WHEN current_setting('pipeweave.claim_locked', true) = 'false' THEN 0
+                WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
                 WHEN $1::int = 0 THEN $2::int
                 ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
@@ -277,7 +279,9 @@ WITH RECURSIVE inflight AS (
     GROUP BY task_id
 ),
 room AS (
-    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+    -- pipeweave.claim_locked is 'false' after a TryLockClaimsGenericPlan that found the lock taken.
+    SELECT CASE WHEN current_setting('pipeweave.claim_locked', true) = 'false' THEN 0
+                WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
                 WHEN $1::int = 0 THEN $2::int
                 ELSE least($2::int, $1::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),

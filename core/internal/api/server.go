@@ -849,7 +849,9 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.opts.ReadyNow(r.Context())
+	if !res.Dispatched {
+		s.opts.ReadyNow(r.Context())
+	}
 	writeJSON(w, http.StatusCreated, wire.TriggerResult(res))
 }
 

@@ -42,9 +42,9 @@ type lockedRun struct {
 	ended bool
 	// readied: this transaction made a node of the run pending.
 	readied bool
-	// deferItems: the completions of map items are collected in items, for the caller to
-	// advance once with all of them (a group commit of several callbacks), instead of each
-	// one advancing on its own.
+	// deferItems: completions are collected in items, for the caller to advance once with
+	// all of them (a group commit of several callbacks: map items, parallel branches that
+	// end together), instead of each one advancing on its own, with its own statements.
 	deferItems bool
 	items      []resolution
 	// Sub-pipelines (subpipelines.go): parentID is the parent run ("" = none), parent its locked

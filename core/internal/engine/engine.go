@@ -174,6 +174,9 @@ type Engine struct {
 	// transactions before it commits: before its one statement for the plain successes, before
 	// COMMIT for the others.
 	beforeCommit func(ctx context.Context, x dbtx)
+	// siblingWait is how long a lone pipeline callback waits for a sibling's (siblingWait,
+	// groupcommit.go; tests lengthen it).
+	siblingWait time.Duration
 }
 
 // New builds an engine. The pool's search path must lead to the pipeweave schema.
@@ -189,18 +192,19 @@ func New(pool *pgxpool.Pool, keys *token.Keyring, store *storage.Set, cfg Config
 		return nil, fmt.Errorf("encode the default storage backend: %w", err)
 	}
 	return &Engine{
-		db:       database.New(pool),
-		backend:  backend,
-		keys:     keys,
-		storage:  store,
-		cfg:      cfg,
-		client:   newDispatchClient(cfg, guard),
-		whClient: newDispatchClient(Config{DispatchTimeout: cfg.WebhookTimeout}, guard),
-		guard:    guard,
-		log:      log,
-		metrics:  cfg.Metrics,
-		tracer:   cfg.TracerProvider.Tracer(telemetry.TracerName),
-		tracing:  !isNoop(cfg.TracerProvider),
+		siblingWait: siblingWait,
+		db:          database.New(pool),
+		backend:     backend,
+		keys:        keys,
+		storage:     store,
+		cfg:         cfg,
+		client:      newDispatchClient(cfg, guard),
+		whClient:    newDispatchClient(Config{DispatchTimeout: cfg.WebhookTimeout}, guard),
+		guard:       guard,
+		log:         log,
+		metrics:     cfg.Metrics,
+		tracer:      cfg.TracerProvider.Tracer(telemetry.TracerName),
+		tracing:     !isNoop(cfg.TracerProvider),
 	}, nil
 }
 

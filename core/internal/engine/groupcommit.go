@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pipeweave/pipeweave/core/protocol"
 	"github.com/pipeweave/pipeweave/internal/database"
 	"github.com/pipeweave/pipeweave/internal/dbsqlc"
@@ -29,6 +31,38 @@ type groupCommit struct {
 	queue []*callbackItem
 	// busy: a batch is being applied; its leader hands over to queue[0] when it is done.
 	busy bool
+	// arrived is signalled when a callback is queued (awaitSibling).
+	arrived chan struct{}
+}
+
+// siblingWait bounds how long a pipeline run's callback that would lead a batch alone waits
+// for the callback of another run of the same pipeline run that this engine dispatched and
+// has not heard back from: parallel branches that end together (b and c of a → b, c → d)
+// then advance in one transaction instead of two in a row, each with its commit. Only a lone
+// callback with such a sibling in flight waits, and at most this long.
+const siblingWait = 500 * time.Microsecond
+
+// awaitSibling waits until a callback of pipeline run p is queued, or for at most d.
+func (g *groupCommit) awaitSibling(p string, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		g.mu.Lock()
+		if g.arrived == nil {
+			g.arrived = make(chan struct{}, 1)
+		}
+		arrived := g.arrived
+		found := slices.ContainsFunc(g.queue, func(it *callbackItem) bool { return it.pipelineRun == p })
+		g.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-arrived:
+		case <-timer.C:
+			return
+		}
+	}
 }
 
 // itemState is where a callback is in its group commit.
@@ -74,6 +108,8 @@ func (g *groupCommit) queued() int {
 type pipelineHints struct {
 	mu sync.Mutex
 	m  map[string]string
+	// open counts the hints of each pipeline run.
+	open map[string]int
 }
 
 // maxPipelineHints bounds the hints; when full they are dropped (runs whose callbacks never
@@ -89,10 +125,21 @@ func (h *pipelineHints) add(claimed []Claimed) {
 			continue
 		}
 		if h.m == nil || len(h.m) >= maxPipelineHints {
-			h.m = make(map[string]string)
+			h.m, h.open = make(map[string]string), make(map[string]int)
+		}
+		if _, dup := h.m[c.RunID]; !dup {
+			h.open[c.PipelineRunID]++
 		}
 		h.m[c.RunID] = c.PipelineRunID
 	}
+}
+
+// inFlight reports whether a run of pipeline run p that this engine claimed has not called
+// back yet.
+func (h *pipelineHints) inFlight(p string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.open[p] > 0
 }
 
 // take returns and forgets the pipeline run of runID, if known.
@@ -102,6 +149,9 @@ func (h *pipelineHints) take(runID string) (string, bool) {
 	p, ok := h.m[runID]
 	if ok {
 		delete(h.m, runID)
+		if h.open[p]--; h.open[p] <= 0 {
+			delete(h.open, p)
+		}
 	}
 	return p, ok
 }
@@ -134,6 +184,9 @@ func (e *Engine) groupCallback(ctx context.Context, call WorkerCall, cb *protoco
 		if !lead {
 			return it.res, it.err
 		}
+	} else if it.pipelineRun != "" && e.pipelineOf.inFlight(it.pipelineRun) {
+		// A lone pipeline callback whose sibling is on its way waits for it (siblingWait).
+		g.awaitSibling(it.pipelineRun, e.siblingWait)
 	}
 	e.leadBatch(it)
 	return it.res, it.err
@@ -150,6 +203,12 @@ func (g *groupCommit) submit(items ...*callbackItem) bool {
 		items = items[1:]
 	}
 	g.queue = append(g.queue, items...)
+	if len(items) > 0 && g.arrived != nil {
+		select {
+		case g.arrived <- struct{}{}:
+		default:
+		}
+	}
 	return lead
 }
 
@@ -300,7 +359,11 @@ func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem, refi
 		rest = append(rest, left...)
 	}
 	if len(rest) > 0 {
-		if err := e.callbacksInTx(ctx, rest); err != nil {
+		var dispatch func([]Claimed)
+		if d := e.refill.Load(); d != nil && refill && e.beforeCommit == nil {
+			dispatch = *d
+		}
+		if err := e.callbacksInTx(ctx, rest, dispatch); err != nil {
 			e.failBatch(ctx, rest, err)
 		}
 	}
@@ -499,8 +562,12 @@ func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandalo
 // callbacksInTx applies callbacks one by one in one transaction that first locks their
 // pipeline runs (in id order, like every writer), and answers them once it committed. An
 // answer that is an engine error (a stale lease, an unknown run) is the callback's own; any
-// other error rolls the transaction back and is returned.
-func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error {
+// other error rolls the transaction back and is returned. With dispatch (SetRefill's), the
+// transaction also claims, if the claim lock is free, when its commit travels with the
+// advance's last statements anyway or when it made a successor pending: the pipeline's next
+// step is claimed in the transaction that readied it, and dispatch gets it once committed
+// (inlineClaim).
+func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem, dispatch func([]Claimed)) error {
 	// Task runs are locked in id order too, so that two batches never wait on each other.
 	items = slices.SortedFunc(slices.Values(items), func(a, b *callbackItem) int { return strings.Compare(a.call.RunID, b.call.RunID) })
 	results := make([]CallbackResult, len(items))
@@ -512,7 +579,13 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 	// A batch of one callback, without a test's hook before the commit, may commit with its
 	// advance's last statements.
 	last := len(items) == 1 && e.beforeCommit == nil
+	var claim *inlineClaim
 	err := e.db.InTx(ctx, func(tx dbtx) error {
+		if dispatch != nil {
+			if claim = e.newInlineClaim(ctx); claim != nil {
+				database.SetCommitTail(tx, claim.tail...)
+			}
+		}
 		var unknown []string
 		for _, it := range items {
 			if !it.lookedUp {
@@ -564,8 +637,9 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 		if err != nil {
 			return err
 		}
-		// The items of map nodes count their map rows down together, once per run, after
-		// every callback of the batch (lockedRun.items).
+		// The completions of a batch of several callbacks advance their pipeline runs together,
+		// once per run, after every callback of the batch (lockedRun.items): map items count
+		// their map rows down together, and branches that ended together readied their join.
 		for _, run := range runs {
 			run.deferItems = len(items) > 1
 		}
@@ -588,6 +662,15 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 				run.items = nil
 			}
 		}
+		if claim != nil && !database.CommitTailSent(tx) {
+			if !readiedAny(runs) {
+				// Nothing new to claim: the commit goes alone, as without a dispatcher.
+				database.SetCommitTail(tx)
+				claim = nil
+			} else if err := claim.send(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if e.beforeCommit != nil {
 			e.beforeCommit(ctx, tx)
 		}
@@ -598,11 +681,101 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem) error
 	}
 	e.analyzeIfGrown()
 	e.cfg.Signals.signalEnded(runs)
+	// locked: the transaction claimed (the lock was free); full: its claim may have left ready
+	// runs behind, for the loop.
+	locked, full := false, false
+	if claim != nil {
+		var out []Claimed
+		locked, out, full = e.inlineClaimed(ctx, claim)
+		if len(out) > 0 {
+			dispatch(out)
+		}
+	}
 	for i, it := range items {
 		it.res, it.err = results[i], errs[i]
 		if run := runs[ids[i]]; run != nil && it.err == nil && it.res.Applied {
-			it.res.Readied = run.readied
+			// A successor the transaction's claim took needs no claim after it.
+			it.res.Readied = run.readied && (!locked || full)
+			it.res.Refilled = locked && !full
 		}
 	}
 	return nil
+}
+
+// readiedAny reports whether the transaction made a node of one of runs pending.
+func readiedAny(runs map[string]*lockedRun) bool {
+	for _, run := range runs {
+		if run.readied {
+			return true
+		}
+	}
+	return false
+}
+
+// inlineClaim is a claim that a callback transaction makes before it commits, with its COMMIT
+// (database.SetCommitTail): TryLockClaimsGenericPlan and a claim of up to ClaimBatch runs. It
+// never waits for the claim lock: the transaction holds pipeline-run and task-run locks that a
+// group commit holding the claim lock may wait for (its acknowledgements ride after its
+// claim), and the two would deadlock. When the lock is taken it claims nothing, and the
+// callback's caller has the loop claim after it, as without it.
+type inlineClaim struct {
+	tail  []*pgx.QueuedQuery
+	got   dbsqlc.FreeClaim
+	flow  bool
+	start time.Time
+}
+
+// newInlineClaim prepares an inline claim (nil when whether flow control is in use cannot
+// be read: the loop claims then).
+func (e *Engine) newInlineClaim(ctx context.Context) *inlineClaim {
+	flow, err := e.flowControlInUse(ctx)
+	if err != nil {
+		return nil
+	}
+	c := &inlineClaim{flow: flow, start: time.Now()}
+	params := e.claimParams(e.cfg.ClaimBatch)
+	// The database's clock, always: the runs the transaction readies are available from its
+	// now(), which a test's clock (Config.Now), read before the transaction began, precedes.
+	params.Now = nil
+	c.tail = queries.ClaimIfFree(claimLock, flow, params, &c.got)
+	return c
+}
+
+// send sends the claim with COMMIT, in a batch of their own: the transaction's last round trip.
+func (c *inlineClaim) send(ctx context.Context, tx dbtx) error {
+	commit, ok := database.CommitWithBatch(tx)
+	if !ok {
+		return errors.New("an inline claim outside a transaction of InTx")
+	}
+	if err := commit.SendBatch(ctx, &pgx.Batch{}).Close(); err != nil {
+		return fmt.Errorf("claim and commit: %w", err)
+	}
+	return nil
+}
+
+// inlineClaimed returns, once the transaction committed, whether the inline claim had the lock,
+// the runs it claimed, and whether it may have left ready runs behind (it took all it asked
+// for, or found a rate limit spent). A claimed run that cannot be read is left to the sweep (its
+// dispatch lease runs out): the callbacks are committed.
+func (e *Engine) inlineClaimed(ctx context.Context, c *inlineClaim) (locked bool, out []Claimed, full bool) {
+	if c.got.Err != nil {
+		e.log.Error("a callback transaction's claim cannot be read; the sweep will recover what it claimed", "err", c.got.Err)
+		return true, nil, true
+	}
+	if !c.got.Locked {
+		return false, nil, false
+	}
+	rows, refill := c.got.Rows, int64(0)
+	if c.flow {
+		rows, refill = flowControlRows(c.got.FlowRows)
+	}
+	out, err := claimedOf(rows)
+	if err != nil {
+		e.log.Error("a callback transaction claimed runs it cannot dispatch; the sweep will recover them", "err", err)
+		out = nil
+	}
+	limit := e.cfg.ClaimBatch
+	e.claimSpan(ctx, c.start, limit, out, nil)
+	e.claimed(out, refill)
+	return true, out, len(rows) == limit || refill != 0
 }

@@ -307,6 +307,10 @@ type TriggerResult struct {
 	// ValidationWarnings are the input's violations of entry tasks' schemas, by task id, in
 	// validationMode warn (nil when there are none).
 	ValidationWarnings protocol.ValidationErrors
+	// Dispatched: the trigger's transaction claimed the run's entry tasks (with whatever else
+	// was ready, up to ClaimBatch) and they are being dispatched (SetRefill's dispatcher): no
+	// claim needs to follow.
+	Dispatched bool
 }
 
 // snapshot is the structure a pipeline run follows, stored with it.
@@ -421,8 +425,17 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	// Without temporary uploads to claim (which reads), the statements depend on no answer:
 	// they go as one batch, one implicit transaction, one round trip (database.Pipelined).
 	inTx := e.db.InTx
+	// claim: with the standalone loop's dispatcher set, the one round trip also claims, when
+	// the claim lock is free, and the entry tasks are dispatched without a claim of their own.
+	var claim *inlineClaim
+	var dispatch func([]Claimed)
 	if len(claims) == 0 && within == nil {
 		inTx = e.db.Pipelined
+		if d := e.refill.Load(); d != nil && e.beforeCommit == nil {
+			if claim = e.newInlineClaim(ctx); claim != nil {
+				dispatch = *d
+			}
+		}
 	}
 	err = inTx(ctx, func(tx dbtx) error {
 		if err := queries.InsertPipelineRun(ctx, tx, dbsqlc.InsertPipelineRunParams{ID: runID, PipelineID: id, FailureMode: mode,
@@ -442,6 +455,10 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 				return err
 			}
 		}
+		if claim != nil && database.QueueWithResults(tx, append(claim.tail, queries.NotifyReadyUnlessClaimedQueued())...) {
+			return nil
+		}
+		claim = nil
 		if err := queries.NotifyReady(ctx, tx); err != nil {
 			return fmt.Errorf("notify: %w", err)
 		}
@@ -456,8 +473,16 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 		}
 		return TriggerResult{}, err
 	}
+	dispatched := false
+	if claim != nil {
+		locked, out, full := e.inlineClaimed(ctx, claim)
+		if len(out) > 0 {
+			dispatch(out)
+		}
+		dispatched = locked && !full
+	}
 	return TriggerResult{PipelineRunID: runID, Status: protocol.PipelineRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
-		ValidationWarnings: warnings}, nil
+		ValidationWarnings: warnings, Dispatched: dispatched}, nil
 }
 
 // runNodes is the JSON of the task runs of a new run of structure g (InsertPipelineTaskRuns):

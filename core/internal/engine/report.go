@@ -332,7 +332,7 @@ func (e *Engine) callbackIn(ctx context.Context, db dbtx, call WorkerCall, cb *p
 			switch {
 			case spawned:
 				status = protocol.StatusWaiting
-			case run != nil && run.deferItems && (isItem(run, res) || run.hasSpawns):
+			case run != nil && run.deferItems:
 				run.items = append(run.items, res)
 			case run != nil:
 				if err := e.advance(ctx, db, run, []resolution{res}, last); err != nil {

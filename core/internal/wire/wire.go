@@ -126,7 +126,10 @@ func DryRun(d engine.DryRun) protocol.DryRun {
 }
 
 // TriggerResult is a trigger's wire shape.
-func TriggerResult(r engine.TriggerResult) protocol.TriggerResult { return protocol.TriggerResult(r) }
+func TriggerResult(r engine.TriggerResult) protocol.TriggerResult {
+	return protocol.TriggerResult{PipelineRunID: r.PipelineRunID, Status: r.Status, InputPath: r.InputPath,
+		EntryTasks: r.EntryTasks, QueuedTasks: r.QueuedTasks, ValidationWarnings: r.ValidationWarnings}
+}
 
 // PipelineRun is a pipeline run's wire shape with, in detail, its task runs.
 func PipelineRun(r engine.PipelineRun) protocol.PipelineRun {

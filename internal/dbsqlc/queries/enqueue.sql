@@ -54,6 +54,13 @@ FROM (SELECT unnest(sqlc.arg('ids')::text[]) AS id,
 -- name: NotifyReady :exec
 SELECT pg_notify('pipeweave_ready', '');
 
+-- name: NotifyReadyUnlessClaimed :exec
+-- NotifyReady after a TryLockClaimsGenericPlan and claim of the same transaction, only when the
+-- claim did not run (its lock was taken): a transaction whose own claim took the work it made
+-- ready wakes no loop to find nothing (its caller has its own loop claim whatever the claim
+-- may have left).
+SELECT pg_notify('pipeweave_ready', '') WHERE current_setting('pipeweave.claim_locked', true) IS DISTINCT FROM 'true';
+
 -- name: NotifySchedules :exec
 -- Tells every instance's loop that a schedule changed (its next slot may be sooner).
 SELECT pg_notify('pipeweave_ready', 'schedules');

@@ -12,7 +12,19 @@
 -- Performance). The commit waits for the WAL flush as usual: a claim authorises a dispatch, and
 -- a group commit of callbacks that claims must be durable once answered.
 SELECT pg_advisory_xact_lock(sqlc.arg('lock')::bigint), set_config('plan_cache_mode', 'force_generic_plan', true),
-       set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true);
+       set_config('jit', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('pipeweave.claim_locked', 'true', true);
+
+-- name: TryLockClaimsGenericPlan :one
+-- LockClaimsGenericPlan for a transaction that must not wait for the claim lock: one that holds
+-- the locks of pipeline runs and task runs while a claim holding the claim lock may wait for
+-- one of those (the acknowledgements that ride after a group commit's claim). It takes the lock
+-- only if it is free, says whether it did, and records the answer for the rest of the
+-- transaction in pipeweave.claim_locked, which Claim and ClaimFlowControl read: 'false', they
+-- claim nothing, as a claim whose snapshot the lock does not order must not.
+SELECT set_config('pipeweave.claim_locked', pg_try_advisory_xact_lock(sqlc.arg('lock')::bigint)::text, true) = 'true' AS locked,
+       set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true),
+       set_config('enable_bitmapscan', 'off', true);
 
 -- name: AsyncCommit :exec
 -- The transaction's commit does not wait for the WAL flush, and its statements run on generic

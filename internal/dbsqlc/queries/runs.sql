@@ -19,7 +19,9 @@ WITH RECURSIVE inflight AS (
     GROUP BY task_id
 ),
 room AS (
-    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+    -- pipeweave.claim_locked is 'false' after a TryLockClaimsGenericPlan that found the lock taken.
+    SELECT CASE WHEN current_setting('pipeweave.claim_locked', true) = 'false' THEN 0
+                WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
                 WHEN sqlc.arg('max_concurrency')::int = 0 THEN sqlc.arg('max')::int
                 ELSE least(sqlc.arg('max')::int, sqlc.arg('max_concurrency')::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
@@ -156,7 +158,9 @@ WITH RECURSIVE inflight AS (
     GROUP BY task_id
 ),
 room AS (
-    SELECT CASE WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
+    -- pipeweave.claim_locked is 'false' after a TryLockClaimsGenericPlan that found the lock taken.
+    SELECT CASE WHEN current_setting('pipeweave.claim_locked', true) = 'false' THEN 0
+                WHEN coalesce((SELECT mode FROM orchestrator_state WHERE id = 'singleton'), 'running') <> 'running' THEN 0
                 WHEN sqlc.arg('max_concurrency')::int = 0 THEN sqlc.arg('max')::int
                 ELSE least(sqlc.arg('max')::int, sqlc.arg('max_concurrency')::int - (SELECT coalesce(sum(n), 0)::int FROM inflight)) END AS n
 ),
