@@ -42,8 +42,9 @@ type groupCommit struct {
 // callback with such a sibling in flight waits, and at most this long.
 const siblingWait = 500 * time.Microsecond
 
-// awaitSibling waits until a callback of pipeline run p is queued, or for at most d.
-func (g *groupCommit) awaitSibling(p string, d time.Duration) {
+// awaitSibling waits until a callback of pipeline run p is queued, for at most d, or until ctx
+// ends.
+func (g *groupCommit) awaitSibling(ctx context.Context, p string, d time.Duration) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
@@ -60,6 +61,8 @@ func (g *groupCommit) awaitSibling(p string, d time.Duration) {
 		select {
 		case <-arrived:
 		case <-timer.C:
+			return
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -186,7 +189,7 @@ func (e *Engine) groupCallback(ctx context.Context, call WorkerCall, cb *protoco
 		}
 	} else if it.pipelineRun != "" && e.pipelineOf.inFlight(it.pipelineRun) {
 		// A lone pipeline callback whose sibling is on its way waits for it (siblingWait).
-		g.awaitSibling(it.pipelineRun, e.siblingWait)
+		g.awaitSibling(ctx, it.pipelineRun, e.siblingWait)
 	}
 	e.leadBatch(it)
 	return it.res, it.err
@@ -342,10 +345,7 @@ func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem, refi
 		}
 	}
 	if len(plain) > 0 {
-		var dispatch func([]Claimed)
-		if d := e.refill.Load(); d != nil && refill && e.beforeCommit == nil {
-			dispatch = *d
-		}
+		dispatch := e.dispatcher(refill)
 		left, err := e.completeStandalone(ctx, plain, dispatch)
 		if err != nil && dispatch != nil && !errors.Is(err, database.ErrUnavailable) {
 			// The claim may be what failed (it rolled the completions back with it): complete
@@ -359,11 +359,7 @@ func (e *Engine) applyCallbacks(ctx context.Context, items []*callbackItem, refi
 		rest = append(rest, left...)
 	}
 	if len(rest) > 0 {
-		var dispatch func([]Claimed)
-		if d := e.refill.Load(); d != nil && refill && e.beforeCommit == nil {
-			dispatch = *d
-		}
-		if err := e.callbacksInTx(ctx, rest, dispatch); err != nil {
+		if err := e.callbacksInTx(ctx, rest, e.dispatcher(refill)); err != nil {
 			e.failBatch(ctx, rest, err)
 		}
 	}
@@ -383,6 +379,15 @@ func (e *Engine) failBatch(ctx context.Context, items []*callbackItem, err error
 	for _, it := range items {
 		e.applyCallbacks(ctx, []*callbackItem{it}, false)
 	}
+}
+
+// dispatcher is SetRefill's dispatcher when a transaction may claim for it (refill, and no
+// test hook before the commit), else nil.
+func (e *Engine) dispatcher(refill bool) func([]Claimed) {
+	if d := e.refill.Load(); d != nil && refill && e.beforeCommit == nil {
+		return *d
+	}
+	return nil
 }
 
 // SetRefill sets the dispatcher of the runs that group commits claim (nil: none). While one is
@@ -548,15 +553,24 @@ func (e *Engine) completeAndClaim(ctx context.Context, p dbsqlc.CompleteStandalo
 		return nil, nil, false, err
 	}
 	e.acked(acks)
-	// The completions are committed: a claimed run that cannot be read is left to the sweep
-	// (its dispatch lease runs out) rather than fail the callbacks.
-	if out, err = claimedOf(claimRows); err != nil {
-		e.log.Error("a group commit claimed runs it cannot dispatch; the sweep will recover them", "err", err)
-		out, err = nil, nil
+	out, full = e.committedClaim(ctx, start, limit, claimRows, refill)
+	return rows, out, full, nil
+}
+
+// committedClaim records a claim that committed with other work (a group commit's, an inline
+// claim) and returns its runs, and whether it may have left ready runs behind (it took all it
+// asked for, limit, or found a rate limit spent, whose refill the loop waits for). The work is
+// committed: a claimed run that cannot be read is left to the sweep (its dispatch lease runs
+// out) rather than fail it.
+func (e *Engine) committedClaim(ctx context.Context, start time.Time, limit int, rows []dbsqlc.ClaimRow, refill int64) ([]Claimed, bool) {
+	out, err := claimedOf(rows)
+	if err != nil {
+		e.log.Error("a transaction claimed runs it cannot dispatch; the sweep will recover them", "err", err)
+		out = nil
 	}
 	e.claimSpan(ctx, start, limit, out, nil)
 	e.claimed(out, refill)
-	return rows, out, len(out) == limit || refill != 0, nil
+	return out, len(out) == limit || refill != 0
 }
 
 // callbacksInTx applies callbacks one by one in one transaction that first locks their
@@ -581,10 +595,8 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem, dispa
 	last := len(items) == 1 && e.beforeCommit == nil
 	var claim *inlineClaim
 	err := e.db.InTx(ctx, func(tx dbtx) error {
-		if dispatch != nil {
-			if claim = e.newInlineClaim(ctx); claim != nil {
-				database.SetCommitTail(tx, claim.tail...)
-			}
+		if claim = e.newInlineClaim(ctx, dispatch); claim != nil {
+			database.SetCommitTail(tx, claim.tail...)
 		}
 		var unknown []string
 		for _, it := range items {
@@ -683,14 +695,7 @@ func (e *Engine) callbacksInTx(ctx context.Context, items []*callbackItem, dispa
 	e.cfg.Signals.signalEnded(runs)
 	// locked: the transaction claimed (the lock was free); full: its claim may have left ready
 	// runs behind, for the loop.
-	locked, full := false, false
-	if claim != nil {
-		var out []Claimed
-		locked, out, full = e.inlineClaimed(ctx, claim)
-		if len(out) > 0 {
-			dispatch(out)
-		}
-	}
+	locked, full := e.inlineClaimed(ctx, claim)
 	for i, it := range items {
 		it.res, it.err = results[i], errs[i]
 		if run := runs[ids[i]]; run != nil && it.err == nil && it.res.Applied {
@@ -719,20 +724,24 @@ func readiedAny(runs map[string]*lockedRun) bool {
 // claim), and the two would deadlock. When the lock is taken it claims nothing, and the
 // callback's caller has the loop claim after it, as without it.
 type inlineClaim struct {
-	tail  []*pgx.QueuedQuery
-	got   dbsqlc.FreeClaim
-	flow  bool
-	start time.Time
+	tail     []*pgx.QueuedQuery
+	got      dbsqlc.FreeClaim
+	flow     bool
+	start    time.Time
+	dispatch func([]Claimed)
 }
 
-// newInlineClaim prepares an inline claim (nil when whether flow control is in use cannot
-// be read: the loop claims then).
-func (e *Engine) newInlineClaim(ctx context.Context) *inlineClaim {
+// newInlineClaim prepares an inline claim whose runs go to dispatch (nil without a dispatcher,
+// or when whether flow control is in use cannot be read: the loop claims then).
+func (e *Engine) newInlineClaim(ctx context.Context, dispatch func([]Claimed)) *inlineClaim {
+	if dispatch == nil {
+		return nil
+	}
 	flow, err := e.flowControlInUse(ctx)
 	if err != nil {
 		return nil
 	}
-	c := &inlineClaim{flow: flow, start: time.Now()}
+	c := &inlineClaim{flow: flow, start: time.Now(), dispatch: dispatch}
 	params := e.claimParams(e.cfg.ClaimBatch)
 	// The database's clock, always: the runs the transaction readies are available from its
 	// now(), which a test's clock (Config.Now), read before the transaction began, precedes.
@@ -753,29 +762,26 @@ func (c *inlineClaim) send(ctx context.Context, tx dbtx) error {
 	return nil
 }
 
-// inlineClaimed returns, once the transaction committed, whether the inline claim had the lock,
-// the runs it claimed, and whether it may have left ready runs behind (it took all it asked
-// for, or found a rate limit spent). A claimed run that cannot be read is left to the sweep (its
-// dispatch lease runs out): the callbacks are committed.
-func (e *Engine) inlineClaimed(ctx context.Context, c *inlineClaim) (locked bool, out []Claimed, full bool) {
-	if c.got.Err != nil {
-		e.log.Error("a callback transaction's claim cannot be read; the sweep will recover what it claimed", "err", c.got.Err)
-		return true, nil, true
-	}
-	if !c.got.Locked {
-		return false, nil, false
+// inlineClaimed records the inline claim c (nil: none) once its transaction committed and hands
+// its runs to its dispatcher; it returns whether the claim had the lock, and whether it may
+// have left ready runs behind (committedClaim).
+func (e *Engine) inlineClaimed(ctx context.Context, c *inlineClaim) (locked, full bool) {
+	switch {
+	case c == nil:
+		return false, false
+	case c.got.Err != nil:
+		e.log.Error("a transaction's inline claim cannot be read; the sweep will recover what it claimed", "err", c.got.Err)
+		return true, true
+	case !c.got.Locked:
+		return false, false
 	}
 	rows, refill := c.got.Rows, int64(0)
 	if c.flow {
 		rows, refill = flowControlRows(c.got.FlowRows)
 	}
-	out, err := claimedOf(rows)
-	if err != nil {
-		e.log.Error("a callback transaction claimed runs it cannot dispatch; the sweep will recover them", "err", err)
-		out = nil
+	out, full := e.committedClaim(ctx, c.start, e.cfg.ClaimBatch, rows, refill)
+	if len(out) > 0 {
+		c.dispatch(out)
 	}
-	limit := e.cfg.ClaimBatch
-	e.claimSpan(ctx, c.start, limit, out, nil)
-	e.claimed(out, refill)
-	return true, out, len(rows) == limit || refill != 0
+	return true, full
 }

@@ -26,6 +26,16 @@ func taskIDs(cs []Claimed) []string {
 	return out
 }
 
+// diamondHarness is a harness with the pipeline diamond (a → b, c → d) registered and a
+// dispatcher set, as while the standalone loop runs, whose hand-overs it returns.
+func diamondHarness(t *testing.T) (*harness, *refills) {
+	h := newHarness(t, Config{})
+	h.register(t, diamondTasks(), protocol.PipelineDefinition{ID: "diamond", EntryTasks: []string{"a"}})
+	r := &refills{}
+	h.eng.SetRefill(r.dispatch)
+	return h, r
+}
+
 // TestInlineClaimsCarryAPipeline: with a dispatcher set (the standalone loop runs), the
 // trigger's transaction claims the entry task and each callback's transaction claims the
 // successors it made pending: the dispatcher gets every step of a diamond without any other
@@ -33,10 +43,7 @@ func taskIDs(cs []Claimed) []string {
 // told no claim needs to follow.
 func TestInlineClaimsCarryAPipeline(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, Config{})
-	h.register(t, diamondTasks(), protocol.PipelineDefinition{ID: "diamond", EntryTasks: []string{"a"}})
-	var r refills
-	h.eng.SetRefill(r.dispatch)
+	h, r := diamondHarness(t)
 	ctx := context.Background()
 
 	tr, err := h.eng.Trigger(ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)})
@@ -106,10 +113,7 @@ func holdClaimLock(t *testing.T, pool *pgxpool.Pool) pgx.Tx {
 // update the completed run (it would deadlock with a callback that waited).
 func TestInlineClaimNeverWaitsForTheClaimLock(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, Config{})
-	h.register(t, diamondTasks(), protocol.PipelineDefinition{ID: "diamond", EntryTasks: []string{"a"}})
-	var r refills
-	h.eng.SetRefill(r.dispatch)
+	h, r := diamondHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tr, err := h.eng.Trigger(ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)})
@@ -174,11 +178,8 @@ func (h *harness) nodeRun(t *testing.T, prun, taskID string) string {
 // transaction, which claims the join once.
 func TestSiblingCallbacksShareATransaction(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, Config{})
+	h, r := diamondHarness(t)
 	h.eng.siblingWait = time.Minute
-	h.register(t, diamondTasks(), protocol.PipelineDefinition{ID: "diamond", EntryTasks: []string{"a"}})
-	var r refills
-	h.eng.SetRefill(r.dispatch)
 	ctx := context.Background()
 	tr, err := h.eng.Trigger(ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)})
 	require.NoError(t, err)
@@ -292,29 +293,8 @@ func TestInlineClaimsRace(t *testing.T) {
 				}
 			})
 		}
-		for _, e := range engines {
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					cs, err := e.Claim(ctx, 4)
-					if err != nil && ctx.Err() == nil {
-						t.Errorf("round %d: claim: %v", round, err)
-						cancel()
-						return
-					}
-					hand(cs)
-					time.Sleep(2 * time.Millisecond)
-				}
-			})
-		}
-		var most atomic.Int32
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				var n int32
-				if err := h.pool.QueryRow(ctx, `SELECT count(*) FROM task_runs WHERE status IN ('dispatching', 'running')`).Scan(&n); err == nil && n > most.Load() {
-					most.Store(n)
-				}
-			}
-		})
+		raceLoops(ctx, t, cancel, &wg, engines, hand, 2*time.Millisecond, round)
+		most := watchInFlight(ctx, &wg, h)
 		total := 4*pipelines + standalone
 		deadline := time.Now().Add(90 * time.Second)
 		for ctx.Err() == nil && time.Now().Before(deadline) &&

@@ -428,14 +428,9 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 	// claim: with the standalone loop's dispatcher set, the one round trip also claims, when
 	// the claim lock is free, and the entry tasks are dispatched without a claim of their own.
 	var claim *inlineClaim
-	var dispatch func([]Claimed)
 	if len(claims) == 0 && within == nil {
 		inTx = e.db.Pipelined
-		if d := e.refill.Load(); d != nil && e.beforeCommit == nil {
-			if claim = e.newInlineClaim(ctx); claim != nil {
-				dispatch = *d
-			}
-		}
+		claim = e.newInlineClaim(ctx, e.dispatcher(true))
 	}
 	err = inTx(ctx, func(tx dbtx) error {
 		if err := queries.InsertPipelineRun(ctx, tx, dbsqlc.InsertPipelineRunParams{ID: runID, PipelineID: id, FailureMode: mode,
@@ -473,16 +468,9 @@ func (e *Engine) trigger(ctx context.Context, id string, req TriggerRequest, wit
 		}
 		return TriggerResult{}, err
 	}
-	dispatched := false
-	if claim != nil {
-		locked, out, full := e.inlineClaimed(ctx, claim)
-		if len(out) > 0 {
-			dispatch(out)
-		}
-		dispatched = locked && !full
-	}
+	locked, full := e.inlineClaimed(ctx, claim)
 	return TriggerResult{PipelineRunID: runID, Status: protocol.PipelineRunning, InputPath: inputPath, EntryTasks: entryTasks, QueuedTasks: queued,
-		ValidationWarnings: warnings, Dispatched: dispatched}, nil
+		ValidationWarnings: warnings, Dispatched: locked && !full}, nil
 }
 
 // runNodes is the JSON of the task runs of a new run of structure g (InsertPipelineTaskRuns):

@@ -151,6 +151,41 @@ func TestRefillClaimFailureCompletesAlone(t *testing.T) {
 	require.Equal(t, "pending", h.run(t, cursed[0]).Status)
 }
 
+// raceLoops runs, until ctx ends, a loop per engine that claims up to 4 runs every pause and
+// hands them over, as a woken loop does; a failed claim fails the test (round) and cancels.
+func raceLoops(ctx context.Context, t *testing.T, cancel func(), wg *sync.WaitGroup, engines []*Engine, hand func([]Claimed),
+	pause time.Duration, round int) {
+	for _, e := range engines {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				cs, err := e.Claim(ctx, 4)
+				if err != nil && ctx.Err() == nil {
+					t.Errorf("round %d: claim: %v", round, err)
+					cancel()
+					return
+				}
+				hand(cs)
+				time.Sleep(pause)
+			}
+		})
+	}
+}
+
+// watchInFlight samples, until ctx ends, how many runs are in flight in committed state, and
+// returns the most it saw.
+func watchInFlight(ctx context.Context, wg *sync.WaitGroup, h *harness) *atomic.Int32 {
+	var most atomic.Int32
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			var n int32
+			if err := h.pool.QueryRow(ctx, `SELECT count(*) FROM task_runs WHERE status IN ('dispatching', 'running')`).Scan(&n); err == nil && n > most.Load() {
+				most.Store(n)
+			}
+		}
+	})
+	return &most
+}
+
 // TestRefillRacesNeverExceedTheCap races two engines (two instances) whose group commits claim
 // for their dispatchers, their loops' claims and workers calling back on either engine, over
 // one queue under MAX_CONCURRENCY: every run is claimed once and completes, and no committed
@@ -201,29 +236,8 @@ func TestRefillRacesNeverExceedTheCap(t *testing.T) {
 			})
 		}
 		// The loops: each engine claims now and then, as a woken loop does.
-		for _, e := range engines {
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					cs, err := e.Claim(ctx, 4)
-					if err != nil && ctx.Err() == nil {
-						t.Errorf("round %d: claim: %v", round, err)
-						cancel()
-						return
-					}
-					hand(cs)
-					time.Sleep(time.Millisecond)
-				}
-			})
-		}
-		var most atomic.Int32
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				var n int32
-				if err := h.pool.QueryRow(ctx, `SELECT count(*) FROM task_runs WHERE status IN ('dispatching', 'running')`).Scan(&n); err == nil && n > most.Load() {
-					most.Store(n)
-				}
-			}
-		})
+		raceLoops(ctx, t, cancel, &wg, engines, hand, time.Millisecond, round)
+		most := watchInFlight(ctx, &wg, h)
 		deadline := time.Now().Add(60 * time.Second)
 		for done.Load() < runs && ctx.Err() == nil && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
