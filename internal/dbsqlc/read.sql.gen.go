@@ -97,17 +97,22 @@ func (q *Queries) QueueFinalCounts(ctx context.Context, db DBTX) ([]QueueFinalCo
 }
 
 const queueLiveCounts = `-- name: QueueLiveCounts :many
-SELECT status, count(*) FROM task_runs
-WHERE status IN ('waiting', 'pending', 'dispatching', 'running')
-GROUP BY status
+SELECT 'waiting'::text AS status, count(*) FROM task_runs WHERE status = 'waiting'
+UNION ALL
+SELECT 'pending', count(*) FROM task_runs WHERE status = 'pending'
+UNION ALL
+SELECT 'dispatching', count(*) FROM task_runs WHERE status = 'dispatching'
+UNION ALL
+SELECT 'running', count(*) FROM task_runs WHERE status = 'running'
 `
 
 type QueueLiveCountsRow struct {
-	Status protocol.TaskRunStatus
+	Status string
 	Count  int64
 }
 
-// Live work only, through the partial index task_runs_live.
+// Live work only, each status through a partial index whose predicate it implies
+// (task_runs_waiting, task_runs_pending, task_runs_inflight; migrations/022_fewer_run_indexes.sql).
 func (q *Queries) QueueLiveCounts(ctx context.Context, db DBTX) ([]QueueLiveCountsRow, error) {
 	rows, err := db.Query(ctx, queueLiveCounts)
 	if err != nil {

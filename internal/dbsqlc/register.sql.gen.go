@@ -57,7 +57,8 @@ UPDATE task_runs SET
     error_code   = 'TASK_REMOVED',
     completed_at = now(),
     updated_at   = now()
-WHERE task_id IN (SELECT id FROM removed) AND status IN ('pending', 'waiting')
+WHERE (status = 'pending' AND task_id = ANY($2::text[]))
+   OR (status = 'waiting' AND task_id = ANY($2::text[]))
 `
 
 type OrphanTasksParams struct {
@@ -66,6 +67,8 @@ type OrphanTasksParams struct {
 }
 
 // Marks tasks ids as removed in version and cancels their runs that have not started.
+// One arm per status, so that each is an index scan (task_runs_pending, task_runs_waiting); the
+// ids are those of removed, whose UPDATE runs whether or not this statement reads it.
 func (q *Queries) OrphanTasks(ctx context.Context, db DBTX, arg OrphanTasksParams) error {
 	_, err := db.Exec(ctx, orphanTasks, arg.Version, arg.IDs)
 	return err

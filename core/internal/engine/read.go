@@ -99,7 +99,7 @@ func (e *Engine) QueueStatus(ctx context.Context) (QueueStatus, error) {
 }
 
 // LiveCounts counts the task runs in each live state (waiting, pending, dispatching, running)
-// with one query over a partial index; the metrics read it at scrape time.
+// with one query, each status over a partial index; the metrics read it at scrape time.
 func (e *Engine) LiveCounts(ctx context.Context) (map[string]int64, error) {
 	rows, err := queries.QueueLiveCounts(ctx, e.db)
 	if err != nil {

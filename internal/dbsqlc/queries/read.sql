@@ -25,10 +25,15 @@ ORDER BY id DESC
 LIMIT sqlc.arg('max')::int;
 
 -- name: QueueLiveCounts :many
--- Live work only, through the partial index task_runs_live.
-SELECT status, count(*) FROM task_runs
-WHERE status IN ('waiting', 'pending', 'dispatching', 'running')
-GROUP BY status;
+-- Live work only, each status through a partial index whose predicate it implies
+-- (task_runs_waiting, task_runs_pending, task_runs_inflight; migrations/022_fewer_run_indexes.sql).
+SELECT 'waiting'::text AS status, count(*) FROM task_runs WHERE status = 'waiting'
+UNION ALL
+SELECT 'pending', count(*) FROM task_runs WHERE status = 'pending'
+UNION ALL
+SELECT 'dispatching', count(*) FROM task_runs WHERE status = 'dispatching'
+UNION ALL
+SELECT 'running', count(*) FROM task_runs WHERE status = 'running';
 
 -- name: QueueFinalCounts :many
 -- Folded counts plus the deltas not folded yet.

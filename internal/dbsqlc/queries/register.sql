@@ -70,7 +70,10 @@ UPDATE task_runs SET
     error_code   = 'TASK_REMOVED',
     completed_at = now(),
     updated_at   = now()
-WHERE task_id IN (SELECT id FROM removed) AND status IN ('pending', 'waiting');
+-- One arm per status, so that each is an index scan (task_runs_pending, task_runs_waiting); the
+-- ids are those of removed, whose UPDATE runs whether or not this statement reads it.
+WHERE (status = 'pending' AND task_id = ANY(sqlc.arg('ids')::text[]))
+   OR (status = 'waiting' AND task_id = ANY(sqlc.arg('ids')::text[]));
 
 -- name: SetTaskPaused :one
 -- Pauses task id (paused true: paused_at is set, kept if it already was) or resumes it (cleared).
