@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -73,7 +72,7 @@ func decodeRunClaims(payload string) (runClaims, bool) {
 		return runClaims{}, false
 	}
 	var w wholeRunClaims
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if err := unmarshalRunPayload(raw, &w); err != nil {
 		return runClaims{}, false
 	}
 	iat, ok1 := date(w.IssuedAt)
