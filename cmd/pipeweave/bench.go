@@ -102,6 +102,9 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	// The orchestrators in this process collect garbage as serve's do; a worker process
+	// (--worker-process) keeps the Go default, as a worker program of a user's would.
+	setServerGC(os.Getenv)
 	// Interrupted (SIGINT, SIGTERM): one line instead of the error of whatever was under way.
 	defer func() {
 		if err != nil && ctx.Err() != nil {

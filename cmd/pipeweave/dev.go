@@ -50,6 +50,7 @@ func devCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	setServerGC(getenv)
 	log, err := newLogger(stderr, true, getenv)
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	if err != nil {
 		return err
 	}
+	setServerGC(getenv)
 	log, err := newLogger(stderr, false, getenv)
 	if err != nil {
 		return err
