@@ -64,16 +64,24 @@ func (e *Engine) takeAcks() dbsqlc.MarkRunningParams {
 }
 
 // returnAcks puts back acknowledgements whose transaction did not commit, to be recorded by the
-// next group commit or flush.
+// next group commit or flush. They go before those queued since, and only as many as keep
+// the queue within maxPendingAcks: while the transaction was under way new ones may have filled
+// it, and a database that keeps failing would otherwise let it grow by that much each time.
+// The rest are dropped, as a flush that fails drops them: the sweep recovers their runs.
 func (e *Engine) returnAcks(p dbsqlc.MarkRunningParams) {
 	if len(p.IDs) == 0 {
 		return
 	}
 	a := &e.acks
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.ids, a.leases = append(p.IDs, a.ids...), append(p.Leases, a.leases...)
+	keep := min(len(p.IDs), max(0, maxPendingAcks-len(a.ids)))
+	a.ids = append(p.IDs[:keep:keep], a.ids...)
+	a.leases = append(p.Leases[:keep:keep], a.leases...)
 	e.armAcksLocked()
+	a.mu.Unlock()
+	if dropped := len(p.IDs) - keep; dropped > 0 {
+		e.log.Warn("dispatch acknowledgements dropped: too many wait; the sweep will recover the runs", "dropped", dropped)
+	}
 }
 
 // armAcksLocked schedules a flush ackDelay from now unless one is; e.acks.mu is held.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -96,5 +97,34 @@ func TestDispatchAcksFlushedAfterTheirWait(t *testing.T) {
 	// Polled on the test's goroutine: h.run's require must not run in Eventually's.
 	for deadline := time.Now().Add(30 * time.Second); h.run(t, id).Status != "running"; time.Sleep(5 * time.Millisecond) {
 		require.True(t, time.Now().Before(deadline), "the acknowledgement was not recorded within 30 s")
+	}
+}
+
+// Acknowledgements put back after a transaction that did not commit go first, and the queue
+// stays within maxPendingAcks however many were queued meanwhile: the overflow is dropped (the
+// sweep recovers those runs), where each failure used to add a full queue to it.
+func TestReturnedAcksStayWithinTheCap(t *testing.T) {
+	t.Parallel()
+	h, _ := ackHarness(t)
+	batch := func(prefix string, n int) ([]string, []int64) {
+		ids, leases := make([]string, n), make([]int64, n)
+		for i := range ids {
+			ids[i], leases[i] = fmt.Sprintf("%s%d", prefix, i), int64(i)
+		}
+		return ids, leases
+	}
+	ids, leases := batch("old", maxPendingAcks)
+	require.True(t, h.eng.deferAcks(ids, leases))
+	taken := h.eng.takeAcks()
+	for round := 0; round < 3; round++ {
+		newIDs, newLeases := batch(fmt.Sprintf("new%d-", round), 100)
+		require.True(t, h.eng.deferAcks(newIDs, newLeases), "queued while the transaction is under way")
+		h.eng.returnAcks(taken)
+		require.False(t, h.eng.deferAcks([]string{"more"}, []int64{1}), "full: recorded at once instead")
+		taken = h.eng.takeAcks()
+		require.Len(t, taken.IDs, maxPendingAcks, "round %d", round)
+		require.Len(t, taken.Leases, maxPendingAcks)
+		require.Equal(t, "old0", taken.IDs[0], "the returned ones go first")
+		require.Equal(t, fmt.Sprintf("new%d-0", round), taken.IDs[maxPendingAcks-100], "then those queued meanwhile")
 	}
 }
