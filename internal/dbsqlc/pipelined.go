@@ -118,7 +118,7 @@ func (q *Queries) CompleteStandaloneAndClaimFlowControl(ctx context.Context, db 
 	return completeAndClaim[ClaimFlowControlRow](ctx, db, done, acks, lock, claimFlowControl, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
 }
 
-// completeAndClaim sends CompleteStandalone, the claim lock, claimSQL (whose arguments are the
+// completeAndClaim sends CompleteStandalone (between BulkFinalOn and BulkFinalOff), the claim lock, claimSQL (whose arguments are the
 // claim's, in the generated method's order) and MarkRunning (when acks has runs) as one batch,
 // and reads the rows of the first and the third into their generated row types, whose fields are
 // in column order.
@@ -127,7 +127,10 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 	var completed []CompleteStandaloneRow
 	var claimed []C
 	// The arguments in the order of the generated CompleteStandalone's (their first use in the SQL).
+	// CompleteStandalone counts and announces its completions once for all (BulkFinalOn).
+	b.Queue(bulkFinalOn)
 	b.Queue(completeStandalone, done.IDs, done.InPipelines, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths)
+	b.Queue(bulkFinalOff)
 	b.Queue(lockClaimsGenericPlan, lock)
 	b.Queue(claimSQL, claimArgs...)
 	withAcks := len(acks.IDs) > 0
@@ -135,11 +138,16 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 		b.Queue(markRunning, acks.Leases, acks.IDs)
 	}
 	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
+		if _, err = br.Exec(); err != nil {
+			return err
+		}
 		if completed, err = queryRows[CompleteStandaloneRow](br); err != nil {
 			return err
 		}
-		if _, err = br.Exec(); err != nil {
-			return err
+		for range 2 { // BulkFinalOff, the claim lock
+			if _, err = br.Exec(); err != nil {
+				return err
+			}
 		}
 		if claimed, err = queryRows[C](br); err != nil {
 			return err

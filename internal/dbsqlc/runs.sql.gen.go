@@ -36,6 +36,28 @@ func (q *Queries) BackOff(ctx context.Context, db DBTX, arg BackOffParams) error
 	return err
 }
 
+const bulkFinalOff = `-- name: BulkFinalOff :exec
+SELECT set_config('pipeweave.bulk_final', 'off', true)
+`
+
+// Ends BulkFinalOn: the statements after it go through the row triggers again.
+func (q *Queries) BulkFinalOff(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, bulkFinalOff)
+	return err
+}
+
+const bulkFinalOn = `-- name: BulkFinalOn :exec
+SELECT set_config('pipeweave.bulk_final', 'on', true)
+`
+
+// CompleteStandalone counts and announces its completions itself, and the row triggers skip
+// them, until BulkFinalOff (migrations/023_bulk_final_counts.sql). Sent right before it, in its
+// transaction.
+func (q *Queries) BulkFinalOn(ctx context.Context, db DBTX) error {
+	_, err := db.Exec(ctx, bulkFinalOn)
+	return err
+}
+
 const cancelStandaloneRun = `-- name: CancelStandaloneRun :execrows
 UPDATE task_runs SET status = 'cancelled', error = 'cancelled by request', error_code = 'CANCELLED', deadline = NULL,
                      completed_at = now(), updated_at = now()
@@ -746,7 +768,30 @@ done AS (
         updated_at    = now()
     FROM target t
     WHERE tr.id = t.id
-    RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
+    RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds,
+              tr.pipeline_run_id IS NULL AS standalone, tr.status, tr.attempt, tr.error, tr.error_code,
+              tr.metadata, tr.schedule_id, tr.schedule_slot, tr.created_at, tr.completed_at
+),
+bulk AS (
+    SELECT current_setting('pipeweave.bulk_final', true) IS NOT DISTINCT FROM 'on' AS on
+),
+counted AS (
+    INSERT INTO run_status_deltas (status, n)
+    SELECT 'completed', count(*) FROM done WHERE (SELECT bulk.on FROM bulk)
+    HAVING count(*) > 0
+),
+announced AS (
+    INSERT INTO webhook_deliveries (id, webhook_id, event, payload)
+    SELECT webhook_delivery_id(), w.id, 'task_run.completed',
+           jsonb_build_object('type', 'task_run.completed',
+                              'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                              'data', webhook_task_run_data(d.id, d.task_id, d.status, d.attempt, d.error, d.error_code, d.metadata,
+                                                             d.schedule_id, d.schedule_slot, d.created_at, d.completed_at))::text
+    FROM done d
+    JOIN (SELECT w.id FROM webhooks w
+          WHERE (SELECT bulk.on FROM bulk) AND w.enabled AND 'task_run.completed' = ANY (w.events)
+          FOR KEY SHARE OF w) w ON true
+    WHERE d.standalone
 )
 SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
 UNION ALL
@@ -788,6 +833,9 @@ type CompleteStandaloneRow struct {
 // planner loop over them once per row (quadratic in the batch), and a status condition the planner could match to the partial
 // indexes over runs in flight made it scan one of them, with every dead entry that finished runs
 // left there since the last vacuum, at every group commit (README, Performance).
+// While pipeweave.bulk_final is 'on' the row triggers skip these rows, and this statement
+// counts them (count_final_status) and queues their task_run.completed deliveries
+// (webhook_emit) itself (migrations/023_bulk_final_counts.sql).
 func (q *Queries) CompleteStandalone(ctx context.Context, db DBTX, arg CompleteStandaloneParams) ([]CompleteStandaloneRow, error) {
 	rows, err := db.Query(ctx, completeStandalone,
 		arg.IDs,

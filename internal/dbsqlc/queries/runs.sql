@@ -594,7 +594,33 @@ done AS (
         updated_at    = now()
     FROM target t
     WHERE tr.id = t.id
-    RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds
+    RETURNING tr.id, tr.task_id, coalesce(extract(epoch FROM now() - tr.started_at), 0)::float8 AS seconds,
+              tr.pipeline_run_id IS NULL AS standalone, tr.status, tr.attempt, tr.error, tr.error_code,
+              tr.metadata, tr.schedule_id, tr.schedule_slot, tr.created_at, tr.completed_at
+),
+-- While pipeweave.bulk_final is 'on' the row triggers skip these rows, and this statement
+-- counts them (count_final_status) and queues their task_run.completed deliveries
+-- (webhook_emit) itself (migrations/023_bulk_final_counts.sql).
+bulk AS (
+    SELECT current_setting('pipeweave.bulk_final', true) IS NOT DISTINCT FROM 'on' AS on
+),
+counted AS (
+    INSERT INTO run_status_deltas (status, n)
+    SELECT 'completed', count(*) FROM done WHERE (SELECT bulk.on FROM bulk)
+    HAVING count(*) > 0
+),
+announced AS (
+    INSERT INTO webhook_deliveries (id, webhook_id, event, payload)
+    SELECT webhook_delivery_id(), w.id, 'task_run.completed',
+           jsonb_build_object('type', 'task_run.completed',
+                              'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                              'data', webhook_task_run_data(d.id, d.task_id, d.status, d.attempt, d.error, d.error_code, d.metadata,
+                                                             d.schedule_id, d.schedule_slot, d.created_at, d.completed_at))::text
+    FROM done d
+    JOIN (SELECT w.id FROM webhooks w
+          WHERE (SELECT bulk.on FROM bulk) AND w.enabled AND 'task_run.completed' = ANY (w.events)
+          FOR KEY SHARE OF w) w ON true
+    WHERE d.standalone
 )
 SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
 UNION ALL
@@ -642,3 +668,13 @@ LIMIT sqlc.arg('max')::int;
 UPDATE task_runs SET status = 'cancelled', error = 'cancelled by request', error_code = 'CANCELLED', deadline = NULL,
                      completed_at = now(), updated_at = now()
 WHERE id = sqlc.arg('id') AND pipeline_run_id IS NULL AND status IN ('pending', 'dispatching', 'running');
+
+-- name: BulkFinalOn :exec
+-- CompleteStandalone counts and announces its completions itself, and the row triggers skip
+-- them, until BulkFinalOff (migrations/023_bulk_final_counts.sql). Sent right before it, in its
+-- transaction.
+SELECT set_config('pipeweave.bulk_final', 'on', true);
+
+-- name: BulkFinalOff :exec
+-- Ends BulkFinalOn: the statements after it go through the row triggers again.
+SELECT set_config('pipeweave.bulk_final', 'off', true);
