@@ -118,7 +118,7 @@ func (q *Queries) CompleteStandaloneAndClaimFlowControl(ctx context.Context, db 
 	return completeAndClaim[ClaimFlowControlRow](ctx, db, done, acks, lock, claimFlowControl, arg.MaxConcurrency, arg.Max, arg.Now, arg.LeaseMs)
 }
 
-// completeAndClaim sends CompleteStandalone (between BulkFinalOn and BulkFinalOff), the claim lock, claimSQL (whose arguments are the
+// completeAndClaim sends CompleteStandalone (queueCompleteStandalone), the claim lock, claimSQL (whose arguments are the
 // claim's, in the generated method's order) and MarkRunning (when acks has runs) as one batch,
 // and reads the rows of the first and the third into their generated row types, whose fields are
 // in column order.
@@ -126,11 +126,7 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 	b := &pgx.Batch{}
 	var completed []CompleteStandaloneRow
 	var claimed []C
-	// The arguments in the order of the generated CompleteStandalone's (their first use in the SQL).
-	// CompleteStandalone counts and announces its completions once for all (BulkFinalOn).
-	b.Queue(bulkFinalOn)
-	b.Queue(completeStandalone, done.IDs, done.InPipelines, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths)
-	b.Queue(bulkFinalOff)
+	queueCompleteStandalone(b, done)
 	b.Queue(lockClaimsGenericPlan, lock)
 	b.Queue(claimSQL, claimArgs...)
 	withAcks := len(acks.IDs) > 0
@@ -138,16 +134,11 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 		b.Queue(markRunning, acks.Leases, acks.IDs)
 	}
 	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
-		if _, err = br.Exec(); err != nil {
+		if completed, err = readCompleteStandalone(br); err != nil {
 			return err
 		}
-		if completed, err = queryRows[CompleteStandaloneRow](br); err != nil {
+		if _, err = br.Exec(); err != nil { // the claim lock
 			return err
-		}
-		for range 2 { // BulkFinalOff, the claim lock
-			if _, err = br.Exec(); err != nil {
-				return err
-			}
 		}
 		if claimed, err = queryRows[C](br); err != nil {
 			return err
@@ -158,6 +149,41 @@ func completeAndClaim[C any](ctx context.Context, db Batcher, done CompleteStand
 		return err
 	})
 	return completed, claimed, err
+}
+
+// CompleteStandaloneCounted runs CompleteStandalone between BulkFinalOn and BulkFinalOff, in
+// one round trip: the statement counts and announces its completions once for all
+// (migrations/023_bulk_final_counts.sql). Every caller of CompleteStandalone goes through it.
+func (q *Queries) CompleteStandaloneCounted(ctx context.Context, db Batcher, done CompleteStandaloneParams) ([]CompleteStandaloneRow, error) {
+	b := &pgx.Batch{}
+	queueCompleteStandalone(b, done)
+	var completed []CompleteStandaloneRow
+	err := sendAndRead(ctx, db, b, func(br pgx.BatchResults) (err error) {
+		completed, err = readCompleteStandalone(br)
+		return err
+	})
+	return completed, err
+}
+
+// queueCompleteStandalone queues BulkFinalOn, CompleteStandalone with done and BulkFinalOff.
+func queueCompleteStandalone(b *pgx.Batch, done CompleteStandaloneParams) {
+	b.Queue(bulkFinalOn)
+	// The arguments in the order of the generated CompleteStandalone's (their first use in the SQL).
+	b.Queue(completeStandalone, done.IDs, done.InPipelines, done.Leases, done.OutputPaths, done.Outputs, done.OutputSizes, done.Assets, done.LogsPaths)
+	b.Queue(bulkFinalOff)
+}
+
+// readCompleteStandalone reads the results of queueCompleteStandalone's statements.
+func readCompleteStandalone(br pgx.BatchResults) ([]CompleteStandaloneRow, error) {
+	if _, err := br.Exec(); err != nil {
+		return nil, err
+	}
+	completed, err := queryRows[CompleteStandaloneRow](br)
+	if err != nil {
+		return nil, err
+	}
+	_, err = br.Exec()
+	return completed, err
 }
 
 // FreeClaim is what the statements of ClaimIfFree found, once their batch's results are

@@ -781,17 +781,14 @@ counted AS (
     HAVING count(*) > 0
 ),
 announced AS (
+    -- The events' data are built only when a webhook wants them (one read of webhooks).
     INSERT INTO webhook_deliveries (id, webhook_id, event, payload)
-    SELECT webhook_delivery_id(), w.id, 'task_run.completed',
-           jsonb_build_object('type', 'task_run.completed',
-                              'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                              'data', webhook_task_run_data(d.id, d.task_id, d.status, d.attempt, d.error, d.error_code, d.metadata,
-                                                             d.schedule_id, d.schedule_slot, d.created_at, d.completed_at))::text
-    FROM done d
-    JOIN (SELECT w.id FROM webhooks w
-          WHERE (SELECT bulk.on FROM bulk) AND w.enabled AND 'task_run.completed' = ANY (w.events)
-          FOR KEY SHARE OF w) w ON true
-    WHERE d.standalone
+    SELECT delivery_id, webhook, event_name, body FROM webhook_deliveries_of('task_run.completed', ARRAY(
+        SELECT webhook_task_run_data(d.id, d.task_id, d.status, d.attempt, d.error, d.error_code, d.metadata,
+                                     d.schedule_id, d.schedule_slot, d.created_at, d.completed_at)
+        FROM done d
+        WHERE d.standalone AND (SELECT bulk.on FROM bulk) AND (SELECT webhook_wanted('task_run.completed'))
+        ORDER BY d.id))
 )
 SELECT d.id, true AS completed, d.task_id, d.seconds, ''::text AS pipeline_run_id FROM done d
 UNION ALL
@@ -835,7 +832,7 @@ type CompleteStandaloneRow struct {
 // left there since the last vacuum, at every group commit (README, Performance).
 // While pipeweave.bulk_final is 'on' the row triggers skip these rows, and this statement
 // counts them (count_final_status) and queues their task_run.completed deliveries
-// (webhook_emit) itself (migrations/023_bulk_final_counts.sql).
+// (webhook_deliveries_of, as webhook_emit does) itself (migrations/023_bulk_final_counts.sql).
 func (q *Queries) CompleteStandalone(ctx context.Context, db DBTX, arg CompleteStandaloneParams) ([]CompleteStandaloneRow, error) {
 	rows, err := db.Query(ctx, completeStandalone,
 		arg.IDs,

@@ -10,16 +10,27 @@ import (
 	"github.com/pipeweave/pipeweave/core/protocol"
 )
 
-// TestGroupCommitCountsAndAnnouncesItsCompletionsOnce: a group commit that claims (the loop
-// runs) counts its completions and queues their task_run.completed deliveries in its own
-// statement (migration 023), once per run, with the row triggers' payload, and statements
-// after it go through the triggers again.
+// TestGroupCommitCountsAndAnnouncesItsCompletionsOnce: a group commit, whether it claims (the
+// loop runs) or not, counts its completions and queues their task_run.completed deliveries in
+// its own statement (migrations 023, 024), once per run, with the row triggers' payload, and
+// statements after it go through the triggers again.
 func TestGroupCommitCountsAndAnnouncesItsCompletionsOnce(t *testing.T) {
 	t.Parallel()
+	for _, loop := range []bool{true, false} {
+		t.Run(map[bool]string{true: "claiming", false: "alone"}[loop], func(t *testing.T) {
+			t.Parallel()
+			groupCommitCountsOnce(t, loop)
+		})
+	}
+}
+
+func groupCommitCountsOnce(t *testing.T, loop bool) {
 	h := newHarness(t, Config{})
 	h.register(t, []protocol.TaskDefinition{{ID: "t"}})
-	r := &refills{}
-	h.eng.SetRefill(r.dispatch)
+	if loop {
+		r := &refills{}
+		h.eng.SetRefill(r.dispatch)
+	}
 	h.exec(t, `INSERT INTO webhooks (id, url, events, secret)
 		VALUES ('wh', 'https://hooks.example.com/x', '{task_run.completed,task_run.cancelled}', 'whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0')`)
 	ctx := context.Background()

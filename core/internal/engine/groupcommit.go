@@ -431,7 +431,7 @@ func (e *Engine) completeStandalone(ctx context.Context, items []*callbackItem, 
 			}
 			e.callbackTxs.Add(1)
 			var err error
-			rows, err = queries.CompleteStandalone(ctx, x, p)
+			rows, err = queries.CompleteStandaloneCounted(ctx, x, p)
 			return err
 		})
 		if err != nil {
@@ -507,7 +507,7 @@ func completeInPipelines(ctx context.Context, tx dbtx, items []*callbackItem) (m
 		return nil, err
 	}
 	p.InPipelines = true
-	rows, err := queries.CompleteStandalone(ctx, tx, p)
+	rows, err := queries.CompleteStandaloneCounted(ctx, tx, p)
 	if err != nil {
 		return nil, fmt.Errorf("complete %d runs of pipelines: %w", len(many), err)
 	}
