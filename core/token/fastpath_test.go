@@ -105,11 +105,7 @@ func TestFastPathsAgreeWithParser(t *testing.T) {
 }
 
 func BenchmarkVerifyRun(b *testing.B) {
-	k, err := DeriveKeys(strings.Repeat("s", 32))
-	require.NoError(b, err)
-	now := time.Now()
-	tok, err := k.SignRun(RunClaims{RunID: "trun_01m8vwv7n6xe1navz6kh49kmje", TaskID: "noop", Attempt: 1, Lease: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour), Storage: strings.Repeat("A", 300)})
-	require.NoError(b, err)
+	k, tok, now := benchRunToken(b)
 	b.Run("fast", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := k.VerifyRun(tok, now); err != nil {

@@ -3,10 +3,8 @@ package engine
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,12 +80,7 @@ func TestInlineClaimsCarryAPipeline(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, []string{"d"}, taskIDs(got[0]))
 
-	res, err = h.eng.Callback(ctx, call(got[0][0]), success())
-	require.NoError(t, err)
-	require.True(t, res.Applied)
-	run, err := h.eng.GetPipelineRun(ctx, tr.PipelineRunID)
-	require.NoError(t, err)
-	require.Equal(t, protocol.PipelineCompleted, run.Status)
+	h.completeJoin(t, got[0][0], tr.PipelineRunID)
 	require.Equal(t, 4, h.count(t, `SELECT count(*) FROM task_runs WHERE pipeline_run_id = $1 AND status = 'completed' AND lease = 1`,
 		tr.PipelineRunID), "each node claimed once")
 }
@@ -163,6 +156,19 @@ func (e *Engine) callbacksBusy() bool {
 	return e.callbacks.busy
 }
 
+// completeJoin calls back the success of d, the diamond's join, and checks that its pipeline
+// run prun completed.
+func (h *harness) completeJoin(t *testing.T, d Claimed, prun string) {
+	t.Helper()
+	ctx := context.Background()
+	res, err := h.eng.Callback(ctx, call(d), success())
+	require.NoError(t, err)
+	require.True(t, res.Applied)
+	run, err := h.eng.GetPipelineRun(ctx, prun)
+	require.NoError(t, err)
+	require.Equal(t, protocol.PipelineCompleted, run.Status)
+}
+
 // nodeRun is the id of the task run of node taskID in pipeline run prun.
 func (h *harness) nodeRun(t *testing.T, prun, taskID string) string {
 	t.Helper()
@@ -210,12 +216,7 @@ func TestSiblingCallbacksShareATransaction(t *testing.T) {
 	got := r.take()
 	require.Len(t, got, 1)
 	require.Equal(t, []string{"d"}, taskIDs(got[0]), "the join is claimed once, by that transaction")
-	res, err = h.eng.Callback(ctx, call(got[0][0]), success())
-	require.NoError(t, err)
-	require.True(t, res.Applied)
-	run, err := h.eng.GetPipelineRun(ctx, tr.PipelineRunID)
-	require.NoError(t, err)
-	require.Equal(t, protocol.PipelineCompleted, run.Status)
+	h.completeJoin(t, got[0][0], tr.PipelineRunID)
 }
 
 // A lone callback without a sibling in flight leads at once: the wait is for siblings only.
@@ -246,72 +247,29 @@ func TestInlineClaimsRace(t *testing.T) {
 	for round := range 3 {
 		cfg := Config{MaxConcurrency: maxConcurrency, ClaimBatch: 4}
 		h := newHarness(t, cfg)
-		other, err := New(h.pool, h.eng.keys, h.eng.storage, cfg, slog.New(slog.DiscardHandler))
-		require.NoError(t, err)
-		t.Cleanup(other.Close)
-		engines := []*Engine{h.eng, other}
 		h.register(t, append(diamondTasks(), protocol.TaskDefinition{ID: "solo"}), protocol.PipelineDefinition{ID: "diamond", EntryTasks: []string{"a"}})
 		h.enqueue(t, "solo", 0, standalone)
 
-		ctx, cancel := context.WithCancel(context.Background())
-		work := make(chan Claimed, 4*(pipelines+standalone))
-		var claims sync.Map // run id → times claimed
-		hand := func(cs []Claimed) {
-			for _, c := range cs {
-				n, _ := claims.LoadOrStore(c.RunID, new(atomic.Int32))
-				n.(*atomic.Int32).Add(1)
-				engines[rand.IntN(2)].deferAcks([]string{c.RunID}, []int64{c.Lease})
-				work <- c
-			}
-		}
-		for _, e := range engines {
-			e.SetRefill(hand)
-		}
-		var wg sync.WaitGroup
-		for i := range workers {
-			wg.Go(func() {
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case c := <-work:
-						res, err := engines[(i+rand.IntN(2))%2].Callback(ctx, call(c), success())
-						if err != nil || !res.Applied {
-							t.Errorf("round %d: callback of %s (%s): %+v, %v", round, c.RunID, c.TaskID, res, err)
-							cancel()
-							return
-						}
-					}
-				}
-			})
-		}
+		// Each handed run is acknowledged on a random engine before its worker calls back.
+		r := newRaceRig(t, h, cfg, round, workers, 4*(pipelines+standalone), func(r *raceRig, c Claimed) {
+			r.engines[rand.IntN(2)].deferAcks([]string{c.RunID}, []int64{c.Lease})
+		})
 		for i := range pipelines {
-			wg.Go(func() {
-				if _, err := engines[i%2].Trigger(ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)}); err != nil && ctx.Err() == nil {
-					t.Errorf("round %d: trigger: %v", round, err)
-					cancel()
+			r.wg.Go(func() {
+				if _, err := r.engines[i%2].Trigger(r.ctx, "diamond", TriggerRequest{Input: json.RawMessage(`{}`)}); err != nil && r.ctx.Err() == nil {
+					r.fail("trigger: %v", err)
 				}
 			})
 		}
-		raceLoops(ctx, t, cancel, &wg, engines, hand, 2*time.Millisecond, round)
-		most := watchInFlight(ctx, &wg, h)
+		r.loops(2 * time.Millisecond)
+		most := watchInFlight(r.ctx, &r.wg, h)
 		total := 4*pipelines + standalone
-		deadline := time.Now().Add(90 * time.Second)
-		for ctx.Err() == nil && time.Now().Before(deadline) &&
-			h.count(t, `SELECT count(*) FROM task_runs WHERE status = 'completed'`) < total {
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancel()
-		wg.Wait()
-		for _, e := range engines {
-			e.SetRefill(nil)
-		}
+		r.await(90*time.Second, func() bool {
+			return h.count(t, `SELECT count(*) FROM task_runs WHERE status = 'completed'`) >= total
+		})
 		require.Equal(t, total, h.count(t, `SELECT count(*) FROM task_runs WHERE status = 'completed' AND attempt = 1 AND lease = 1`), "round %d", round)
 		require.Equal(t, pipelines, h.count(t, `SELECT count(*) FROM pipeline_runs WHERE status = 'completed'`), "round %d", round)
 		require.LessOrEqual(t, most.Load(), int32(maxConcurrency), "round %d", round)
-		claims.Range(func(id, n any) bool {
-			require.Equal(t, int32(1), n.(*atomic.Int32).Load(), "round %d: run %s", round, id)
-			return true
-		})
+		r.requireClaimedOnce()
 	}
 }

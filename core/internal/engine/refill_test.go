@@ -151,24 +151,112 @@ func TestRefillClaimFailureCompletesAlone(t *testing.T) {
 	require.Equal(t, "pending", h.run(t, cursed[0]).Status)
 }
 
-// raceLoops runs, until ctx ends, a loop per engine that claims up to 4 runs every pause and
-// hands them over, as a woken loop does; a failed claim fails the test (round) and cancels.
-func raceLoops(ctx context.Context, t *testing.T, cancel func(), wg *sync.WaitGroup, engines []*Engine, hand func([]Claimed),
-	pause time.Duration, round int) {
-	for _, e := range engines {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				cs, err := e.Claim(ctx, 4)
-				if err != nil && ctx.Err() == nil {
-					t.Errorf("round %d: claim: %v", round, err)
-					cancel()
+// raceRig is a race of two engines (two instances) on one database, until ctx ends: each
+// engine's dispatcher (SetRefill) hands the runs it claims to workers that call back success on
+// either engine, and the rig counts how often each run was claimed. A failed call fails the
+// test's round and cancels.
+type raceRig struct {
+	t       *testing.T
+	round   int
+	engines []*Engine
+	ctx     context.Context
+	cancel  func()
+	wg      sync.WaitGroup
+	work    chan Claimed
+	// onHand (may be nil) sees each run as it is handed over.
+	onHand func(*raceRig, Claimed)
+	claims sync.Map // run id → times claimed
+	// done counts the callbacks applied.
+	done atomic.Int32
+}
+
+// newRaceRig starts workers workers over h's engine and another on its database, built with
+// cfg; capacity bounds the runs handed over and not yet called back, and onHand (may be nil)
+// sees each run as it is handed over.
+func newRaceRig(t *testing.T, h *harness, cfg Config, round, workers, capacity int, onHand func(*raceRig, Claimed)) *raceRig {
+	other, err := New(h.pool, h.eng.keys, h.eng.storage, cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(other.Close)
+	r := &raceRig{t: t, round: round, engines: []*Engine{h.eng, other}, work: make(chan Claimed, capacity), onHand: onHand}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	for _, e := range r.engines {
+		e.SetRefill(r.hand)
+	}
+	for i := range workers {
+		r.wg.Go(func() {
+			for {
+				select {
+				case <-r.ctx.Done():
+					return
+				case c := <-r.work:
+					res, err := r.engines[(i+rand.IntN(2))%2].Callback(r.ctx, call(c), success())
+					if err != nil || !res.Applied {
+						r.fail("callback of %s (%s): %+v, %v", c.RunID, c.TaskID, res, err)
+						return
+					}
+					r.done.Add(1)
+				}
+			}
+		})
+	}
+	return r
+}
+
+// hand counts the claims of cs and hands them to the workers.
+func (r *raceRig) hand(cs []Claimed) {
+	for _, c := range cs {
+		n, _ := r.claims.LoadOrStore(c.RunID, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		if r.onHand != nil {
+			r.onHand(r, c)
+		}
+		r.work <- c
+	}
+}
+
+// fail fails the test's round and ends the race.
+func (r *raceRig) fail(format string, args ...any) {
+	r.t.Errorf("round %d: "+format, append([]any{r.round}, args...)...)
+	r.cancel()
+}
+
+// loops runs a loop per engine that claims up to 4 runs every pause and hands them over, as a
+// woken loop does.
+func (r *raceRig) loops(pause time.Duration) {
+	for _, e := range r.engines {
+		r.wg.Go(func() {
+			for r.ctx.Err() == nil {
+				cs, err := e.Claim(r.ctx, 4)
+				if err != nil && r.ctx.Err() == nil {
+					r.fail("claim: %v", err)
 					return
 				}
-				hand(cs)
+				r.hand(cs)
 				time.Sleep(pause)
 			}
 		})
 	}
+}
+
+// await waits until until reports true, the race fails or timeout passes, then ends the race.
+func (r *raceRig) await(timeout time.Duration, until func() bool) {
+	deadline := time.Now().Add(timeout)
+	for r.ctx.Err() == nil && time.Now().Before(deadline) && !until() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.cancel()
+	r.wg.Wait()
+	for _, e := range r.engines {
+		e.SetRefill(nil)
+	}
+}
+
+// requireClaimedOnce checks that every run handed over was claimed once.
+func (r *raceRig) requireClaimedOnce() {
+	r.claims.Range(func(id, n any) bool {
+		require.Equal(r.t, int32(1), n.(*atomic.Int32).Load(), "round %d: run %s", r.round, id)
+		return true
+	})
 }
 
 // watchInFlight samples, until ctx ends, how many runs are in flight in committed state, and
@@ -194,65 +282,19 @@ func TestRefillRacesNeverExceedTheCap(t *testing.T) {
 	t.Parallel()
 	const maxConcurrency, runs, workers = 6, 240, 12
 	for round := range 3 {
-		h := newHarness(t, Config{MaxConcurrency: maxConcurrency, ClaimBatch: 4})
-		other, err := New(h.pool, h.eng.keys, h.eng.storage, Config{MaxConcurrency: maxConcurrency, ClaimBatch: 4}, slog.New(slog.DiscardHandler))
-		require.NoError(t, err)
-		t.Cleanup(other.Close)
-		engines := []*Engine{h.eng, other}
+		cfg := Config{MaxConcurrency: maxConcurrency, ClaimBatch: 4}
+		h := newHarness(t, cfg)
 		h.register(t, []protocol.TaskDefinition{{ID: "t"}})
 		h.enqueue(t, "t", 0, runs)
 
-		ctx, cancel := context.WithCancel(context.Background())
-		work := make(chan Claimed, runs)
-		var claims sync.Map // run id → times claimed
-		hand := func(cs []Claimed) {
-			for _, c := range cs {
-				n, _ := claims.LoadOrStore(c.RunID, new(atomic.Int32))
-				n.(*atomic.Int32).Add(1)
-				work <- c
-			}
-		}
-		for _, e := range engines {
-			e.SetRefill(hand)
-		}
-		var done atomic.Int32
-		var wg sync.WaitGroup
-		for i := range workers {
-			wg.Go(func() {
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case c := <-work:
-						res, err := engines[(i+rand.IntN(2))%2].Callback(ctx, call(c), success())
-						if err != nil || !res.Applied {
-							t.Errorf("round %d: callback of %s: %+v, %v", round, c.RunID, res, err)
-							cancel()
-							return
-						}
-						done.Add(1)
-					}
-				}
-			})
-		}
+		r := newRaceRig(t, h, cfg, round, workers, runs, nil)
 		// The loops: each engine claims now and then, as a woken loop does.
-		raceLoops(ctx, t, cancel, &wg, engines, hand, time.Millisecond, round)
-		most := watchInFlight(ctx, &wg, h)
-		deadline := time.Now().Add(60 * time.Second)
-		for done.Load() < runs && ctx.Err() == nil && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		cancel()
-		wg.Wait()
-		for _, e := range engines {
-			e.SetRefill(nil)
-		}
-		require.Equal(t, int32(runs), done.Load(), "round %d", round)
+		r.loops(time.Millisecond)
+		most := watchInFlight(r.ctx, &r.wg, h)
+		r.await(60*time.Second, func() bool { return r.done.Load() >= runs })
+		require.Equal(t, int32(runs), r.done.Load(), "round %d", round)
 		require.LessOrEqual(t, most.Load(), int32(maxConcurrency), "round %d", round)
 		require.Equal(t, runs, h.count(t, `SELECT count(*) FROM task_runs WHERE status = 'completed' AND attempt = 1 AND lease = 1`), "round %d", round)
-		claims.Range(func(id, n any) bool {
-			require.Equal(t, int32(1), n.(*atomic.Int32).Load(), "round %d: run %s", round, id)
-			return true
-		})
+		r.requireClaimedOnce()
 	}
 }
